@@ -1,0 +1,1028 @@
+/* bf-config.c: the fleet configuration, parsed from a key file and drop-ins
+ *
+ * Pure: reads files, nothing else.  Every error names the file, the line,
+ * the group and the key, and says what is wrong in words a user can act on.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "bf-config.h"
+
+#define MAX_FILE_SIZE (16 * 1024 * 1024)
+#define MAX_PASSWORD_LEN 1024
+#define MAX_DURATION_SEC (10.0 * 365 * 24 * 3600)
+#define DEFAULT_LISTEN "*:9989"
+#define DEFAULT_STATE_DIRECTORY "/var/lib/buildfleet"
+
+/* Where a key (or group) was last set: for error messages. */
+typedef struct {
+  const char *file;   /* owned by Parser.files */
+  guint line;
+} Origin;
+
+typedef struct {
+  GPtrArray *files;        /* char*, main first */
+  GKeyFile *merged;
+  GHashTable *origins;     /* "group\nkey" or "group\n" -> Origin* */
+} Parser;
+
+static void
+parser_clear (Parser *p)
+{
+  g_clear_pointer (&p->files, g_ptr_array_unref);
+  g_clear_pointer (&p->merged, g_key_file_unref);
+  g_clear_pointer (&p->origins, g_hash_table_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Parser, parser_clear)
+
+static const Origin *
+parser_origin (Parser     *p,
+               const char *group,
+               const char *key)
+{
+  g_autofree char *id = g_strdup_printf ("%s\n%s", group, key ? key : "");
+  return g_hash_table_lookup (p->origins, id);
+}
+
+static void G_GNUC_PRINTF (5, 6)
+set_error (GError    **error,
+           Parser     *p,
+           const char *group,
+           const char *key,
+           const char *format,
+           ...)
+{
+  const Origin *o = parser_origin (p, group, key);
+  g_autofree char *what = NULL;
+  g_autofree char *where = NULL;
+  va_list args;
+
+  if (o == NULL && key != NULL)
+    o = parser_origin (p, group, NULL);
+
+  va_start (args, format);
+  what = g_strdup_vprintf (format, args);
+  va_end (args);
+
+  if (o != NULL)
+    where = g_strdup_printf ("%s:%u", o->file, o->line);
+  else
+    where = g_strdup (g_ptr_array_index (p->files, 0));
+
+  if (key != NULL)
+    g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                 "%s: [%s] %s: %s", where, group, key, what);
+  else
+    g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                 "%s: [%s]: %s", where, group, what);
+}
+
+gboolean
+bf_worker_name_is_valid (const char *name)
+{
+  gsize len = 0;
+
+  if (name == NULL || *name == '\0')
+    return FALSE;
+  for (const char *c = name; *c; c++, len++)
+    {
+      if (!g_ascii_isalnum (*c) && *c != '-' && *c != '_' && *c != '.')
+        return FALSE;
+    }
+  return len <= BF_WORKER_NAME_MAX;
+}
+
+gboolean
+bf_config_parse_duration (const char  *text,
+                          gboolean     allow_never,
+                          gint64      *out_usec,
+                          GError     **error)
+{
+  const char *end = NULL;
+  double secs;
+
+  g_assert (text != NULL);
+
+  secs = g_ascii_strtod (text, (char **) &end);
+  if (end == text || *end != '\0' || !isfinite (secs) || g_ascii_isspace (*text))
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "“%s” is not a number of seconds", text);
+      return FALSE;
+    }
+  if (allow_never && secs == -1)
+    {
+      *out_usec = -1;
+      return TRUE;
+    }
+  if (secs < 0)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "%s seconds is negative%s", text,
+                   allow_never ? " (only -1, meaning never, is allowed)" : "");
+      return FALSE;
+    }
+  if (secs > MAX_DURATION_SEC)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "%s seconds is more than ten years", text);
+      return FALSE;
+    }
+  *out_usec = (gint64) llround (secs * G_USEC_PER_SEC);
+  return TRUE;
+}
+
+gboolean
+bf_config_parse_endpoint (const char  *text,
+                          char       **out_host,
+                          guint16     *out_port,
+                          GError     **error)
+{
+  g_autofree char *host = NULL;
+  const char *colon;
+  guint64 port;
+  const char *end = NULL;
+
+  if (text[0] == '[')
+    {
+      const char *close = strchr (text, ']');
+      if (close == NULL || close[1] != ':')
+        goto bad;
+      host = g_strndup (text + 1, close - text - 1);
+      colon = close + 1;
+    }
+  else
+    {
+      colon = strrchr (text, ':');
+      if (colon == NULL)
+        goto bad;
+      host = g_strndup (text, colon - text);
+      if (strchr (host, ':') != NULL)
+        goto bad;
+    }
+
+  if (*host == '\0')
+    goto bad;
+  if (g_strcmp0 (host, "*") != 0 && !g_hostname_is_ip_address (host))
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "“%s” is not an IP address (use an address such as 127.0.0.1 or [::1], or * for every address)",
+                   host);
+      return FALSE;
+    }
+
+  port = g_ascii_strtoull (colon + 1, (char **) &end, 10);
+  if (end == colon + 1 || *end != '\0' || port > 65535)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "“%s” is not a port number (0 to 65535; 0 picks a free port)",
+                   colon + 1);
+      return FALSE;
+    }
+
+  if (out_host)
+    *out_host = g_steal_pointer (&host);
+  if (out_port)
+    *out_port = (guint16) port;
+  return TRUE;
+
+bad:
+  g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+               "“%s” is not HOST:PORT (for example 127.0.0.1:9989, [::1]:9989 or *:9989)",
+               text);
+  return FALSE;
+}
+
+/* Removes a trailing “  # comment” (whitespace then '#'), so that lines
+ * written like the examples in the documentation work. */
+static void
+strip_inline_comment (char *value)
+{
+  for (char *c = value; *c; c++)
+    {
+      if (*c == '#' && c > value && g_ascii_isspace (c[-1]))
+        {
+          *c = '\0';
+          break;
+        }
+    }
+  g_strchomp (value);
+}
+
+/* Reads one file, records where every group and key came from, rejects a
+ * worker group that appears twice in the same file, and merges its values
+ * into p->merged (a later file overrides the keys of an earlier one). */
+static gboolean
+parser_add_contents (Parser      *p,
+                     const char  *path,
+                     const char  *contents,
+                     gsize        len,
+                     GError     **error)
+{
+  g_autoptr(GKeyFile) kf = g_key_file_new ();
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GHashTable) groups_here = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_auto(GStrv) lines = NULL;
+  g_auto(GStrv) groups = NULL;
+  g_autofree char *group = NULL;
+  const char *file;
+
+  if (len > MAX_FILE_SIZE)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                   "%s: the file is larger than %d MiB", path, MAX_FILE_SIZE / 1024 / 1024);
+      return FALSE;
+    }
+  if (!g_utf8_validate_len (contents, len, NULL))
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                   "%s: the file is not valid UTF-8 text", path);
+      return FALSE;
+    }
+
+  g_ptr_array_add (p->files, g_strdup (path));
+  file = g_ptr_array_index (p->files, p->files->len - 1);
+
+  /* First pass, by line, for positions and duplicate groups. */
+  lines = g_strsplit (contents, "\n", -1);
+  for (guint i = 0; lines[i]; i++)
+    {
+      char *line = g_strstrip (lines[i]);
+      Origin *o;
+
+      if (*line == '\0' || *line == '#')
+        continue;
+      if (*line == '[')
+        {
+          char *close = strrchr (line, ']');
+          if (close == NULL)
+            continue;   /* GKeyFile reports the syntax error below */
+          g_free (group);
+          group = g_strndup (line + 1, close - line - 1);
+          if (g_hash_table_contains (groups_here, group))
+            {
+              g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+                           "%s:%u: [%s]: defined twice in this file (first at line %u)",
+                           path, i + 1, group,
+                           GPOINTER_TO_UINT (g_hash_table_lookup (groups_here, group)));
+              return FALSE;
+            }
+          g_hash_table_insert (groups_here, g_strdup (group), GUINT_TO_POINTER (i + 1));
+          o = g_new0 (Origin, 1);
+          o->file = file;
+          o->line = i + 1;
+          g_hash_table_insert (p->origins, g_strdup_printf ("%s\n", group), o);
+        }
+      else if (group != NULL)
+        {
+          char *eq = strchr (line, '=');
+          g_autofree char *key = NULL;
+
+          if (eq == NULL)
+            continue;
+          key = g_strstrip (g_strndup (line, eq - line));
+          o = g_new0 (Origin, 1);
+          o->file = file;
+          o->line = i + 1;
+          g_hash_table_insert (p->origins, g_strdup_printf ("%s\n%s", group, key), o);
+        }
+    }
+
+  if (!g_key_file_load_from_data (kf, contents, len, G_KEY_FILE_NONE, &local_error))
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                   "%s: %s", path, local_error->message);
+      return FALSE;
+    }
+
+  groups = g_key_file_get_groups (kf, NULL);
+  for (guint i = 0; groups[i]; i++)
+    {
+      g_auto(GStrv) keys = g_key_file_get_keys (kf, groups[i], NULL, NULL);
+
+      if (keys == NULL || keys[0] == NULL)
+        {
+          /* Keep empty groups, e.g. a worker whose keys all come later. */
+          g_key_file_set_comment (p->merged, groups[i], NULL, "", NULL);
+          g_key_file_remove_comment (p->merged, groups[i], NULL, NULL);
+        }
+      for (guint j = 0; keys && keys[j]; j++)
+        {
+          g_autofree char *raw = g_key_file_get_value (kf, groups[i], keys[j], NULL);
+          g_key_file_set_value (p->merged, groups[i], keys[j], raw);
+        }
+    }
+
+  return TRUE;
+}
+
+static gboolean
+parser_add_file (Parser      *p,
+                 const char  *path,
+                 GError     **error)
+{
+  g_autofree char *contents = NULL;
+  g_autoptr(GError) local_error = NULL;
+  gsize len = 0;
+
+  if (!g_file_get_contents (path, &contents, &len, &local_error))
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_NOT_FOUND,
+                   "%s: cannot read the configuration: %s", path, local_error->message);
+      return FALSE;
+    }
+  return parser_add_contents (p, path, contents, len, error);
+}
+
+static gint
+compare_strings (gconstpointer a,
+                 gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+static gboolean
+parser_add_dropins (Parser      *p,
+                    const char  *path,
+                    GError     **error)
+{
+  g_autofree char *dirname = g_strconcat (path, ".d", NULL);
+  g_autoptr(GDir) dir = NULL;
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) local_error = NULL;
+  const char *name;
+
+  dir = g_dir_open (dirname, 0, &local_error);
+  if (dir == NULL)
+    {
+      if (g_error_matches (local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT) ||
+          g_error_matches (local_error, G_FILE_ERROR, G_FILE_ERROR_NOTDIR))
+        return TRUE;
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_NOT_FOUND,
+                   "%s: cannot read the drop-in directory: %s", dirname, local_error->message);
+      return FALSE;
+    }
+
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      if (g_str_has_suffix (name, ".conf") && name[0] != '.')
+        g_ptr_array_add (names, g_strdup (name));
+    }
+  g_ptr_array_sort (names, compare_strings);
+
+  for (guint i = 0; i < names->len; i++)
+    {
+      g_autofree char *file = g_build_filename (dirname, g_ptr_array_index (names, i), NULL);
+      if (!parser_add_file (p, file, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Returns the unescaped value with any inline comment removed, or NULL if
+ * the key is not set. */
+static char *
+get_string (Parser     *p,
+            const char *group,
+            const char *key,
+            gboolean    keep_comment)
+{
+  char *value = g_key_file_get_string (p->merged, group, key, NULL);
+
+  if (value != NULL && !keep_comment)
+    strip_inline_comment (value);
+  else if (value != NULL)
+    g_strstrip (value);
+  return value;
+}
+
+static GStrv
+get_list (Parser     *p,
+          const char *group,
+          const char *key)
+{
+  g_autofree char *value = get_string (p, group, key, FALSE);
+  g_auto(GStrv) parts = NULL;
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+
+  if (value == NULL)
+    return NULL;
+  parts = g_strsplit (value, ";", -1);
+  for (guint i = 0; parts[i]; i++)
+    {
+      g_strstrip (parts[i]);
+      if (*parts[i] != '\0')
+        g_strv_builder_add (builder, parts[i]);
+    }
+  return g_strv_builder_end (builder);
+}
+
+static gboolean
+get_duration (Parser      *p,
+              const char  *group,
+              const char  *key,
+              gboolean     allow_never,
+              gint64       default_usec,
+              gint64      *out,
+              GError     **error)
+{
+  g_autofree char *value = get_string (p, group, key, FALSE);
+  g_autoptr(GError) local_error = NULL;
+
+  if (value == NULL)
+    {
+      *out = default_usec;
+      return TRUE;
+    }
+  if (!bf_config_parse_duration (value, allow_never, out, &local_error))
+    {
+      set_error (error, p, group, key, "%s", local_error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+get_uint (Parser      *p,
+          const char  *group,
+          const char  *key,
+          guint64      default_value,
+          guint64      max,
+          guint64     *out,
+          GError     **error)
+{
+  g_autofree char *value = get_string (p, group, key, FALSE);
+  const char *end = NULL;
+  guint64 v;
+
+  if (value == NULL)
+    {
+      *out = default_value;
+      return TRUE;
+    }
+  v = g_ascii_strtoull (value, (char **) &end, 10);
+  if (*value == '\0' || !g_ascii_isdigit (*value) || *end != '\0')
+    {
+      set_error (error, p, group, key, "“%s” is not a whole number", value);
+      return FALSE;
+    }
+  if (v > max)
+    {
+      set_error (error, p, group, key, "%s is too large (at most %" G_GUINT64_FORMAT ")", value, max);
+      return FALSE;
+    }
+  *out = v;
+  return TRUE;
+}
+
+static gboolean
+get_bool (Parser      *p,
+          const char  *group,
+          const char  *key,
+          gboolean     default_value,
+          gboolean    *out,
+          GError     **error)
+{
+  g_autofree char *value = get_string (p, group, key, FALSE);
+
+  if (value == NULL)
+    *out = default_value;
+  else if (g_str_equal (value, "true") || g_str_equal (value, "yes") || g_str_equal (value, "1"))
+    *out = TRUE;
+  else if (g_str_equal (value, "false") || g_str_equal (value, "no") || g_str_equal (value, "0"))
+    *out = FALSE;
+  else
+    {
+      set_error (error, p, group, key, "“%s” is not a boolean (true or false)", value);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+check_keys (Parser             *p,
+            const char         *group,
+            const char * const *known,
+            const char         *prefix,
+            GError            **error)
+{
+  g_auto(GStrv) keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
+
+  for (guint i = 0; keys && keys[i]; i++)
+    {
+      if (g_strv_contains (known, keys[i]))
+        continue;
+      if (prefix && g_str_has_prefix (keys[i], prefix) && keys[i][strlen (prefix)] != '\0')
+        continue;
+      set_error (error, p, group, keys[i], "unknown key");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static const char * const daemon_keys[] = {
+  "Listen", "TlsCertificate", "TlsPrivateKey", "KeepaliveInterval",
+  "DuplicatePingTimeout", "StateDirectory", "MailCommand", "MailFrom",
+  "MaxMessageSize", NULL
+};
+
+static const char * const worker_keys[] = {
+  "Password", "PasswordFile", "MaxBuilds", "Builders", "MissingTimeout",
+  "NotifyOnMissing", "Latent", "StartCommand", "StopCommand", "Unit",
+  "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", NULL
+};
+
+static const char * const latent_only_keys[] = {
+  "StartCommand", "StopCommand", "Unit", "BuildWaitTimeout",
+  "SubstantiationTimeout", "KeepOnShutdown", NULL
+};
+
+static void
+worker_config_clear (BfWorkerConfig *wc)
+{
+  g_free (wc->name);
+  if (wc->password)
+    {
+      explicit_bzero (wc->password, strlen (wc->password));
+      g_free (wc->password);
+    }
+  g_strfreev (wc->builders);
+  g_strfreev (wc->notify_on_missing);
+  g_clear_pointer (&wc->properties, g_variant_unref);
+  g_free (wc->start_command);
+  g_free (wc->stop_command);
+  g_free (wc->unit);
+}
+
+BfWorkerConfig *
+bf_worker_config_ref (BfWorkerConfig *wc)
+{
+  return g_rc_box_acquire (wc);
+}
+
+void
+bf_worker_config_unref (BfWorkerConfig *wc)
+{
+  g_rc_box_release_full (wc, (GDestroyNotify) worker_config_clear);
+}
+
+gboolean
+bf_worker_config_serves (BfWorkerConfig *wc,
+                         const char     *builder)
+{
+  return wc->builders != NULL && g_strv_contains ((const char * const *) wc->builders, builder);
+}
+
+const char *
+bf_latent_kind_to_string (BfLatentKind kind)
+{
+  switch (kind)
+    {
+    case BF_LATENT_COMMAND: return "command";
+    case BF_LATENT_LOCAL: return "local";
+    case BF_LATENT_SYSTEMD: return "systemd";
+    case BF_LATENT_NONE:
+    default: return "";
+    }
+}
+
+static gboolean
+read_password_file (Parser      *p,
+                    const char  *group,
+                    const char  *path,
+                    char       **out,
+                    GError     **error)
+{
+  g_autofree char *contents = NULL;
+  g_autoptr(GError) local_error = NULL;
+  gsize len = 0;
+  char *nl;
+
+  if (!g_path_is_absolute (path))
+    {
+      set_error (error, p, group, "PasswordFile", "“%s” is not an absolute path", path);
+      return FALSE;
+    }
+  if (!g_file_get_contents (path, &contents, &len, &local_error))
+    {
+      set_error (error, p, group, "PasswordFile", "cannot read the password file: %s",
+                 local_error->message);
+      return FALSE;
+    }
+  nl = strpbrk (contents, "\r\n");
+  if (nl)
+    *nl = '\0';
+  if (*contents == '\0')
+    {
+      set_error (error, p, group, "PasswordFile", "the first line of %s is empty", path);
+      explicit_bzero (contents, len);
+      return FALSE;
+    }
+  *out = g_strdup (contents);
+  explicit_bzero (contents, len);
+  return TRUE;
+}
+
+static BfWorkerConfig *
+parse_worker (Parser      *p,
+              const char  *group,
+              const char  *name,
+              GError     **error)
+{
+  BfWorkerConfig *wc = g_rc_box_new0 (BfWorkerConfig);
+  g_autoptr(BfWorkerConfig) owner = wc;
+  g_autofree char *latent = NULL;
+  g_autofree char *password = NULL;
+  g_autofree char *password_file = NULL;
+  g_autoptr(GVariantBuilder) props = NULL;
+  g_auto(GStrv) keys = NULL;
+  gint64 missing = 0, wait = 0, subst = 0;
+  guint64 max_builds = 0;
+
+  wc->name = g_strdup (name);
+
+  if (!bf_worker_name_is_valid (name))
+    {
+      set_error (error, p, group, NULL,
+                 "“%s” is not allowed as a worker name: use 1 to %d letters, digits, '-', '_' or '.'",
+                 name, BF_WORKER_NAME_MAX);
+      return NULL;
+    }
+  if (!check_keys (p, group, worker_keys, "Property.", error))
+    return NULL;
+
+  latent = get_string (p, group, "Latent", FALSE);
+  if (latent == NULL || *latent == '\0' || g_str_equal (latent, "none"))
+    wc->latent = BF_LATENT_NONE;
+  else if (g_str_equal (latent, "command"))
+    wc->latent = BF_LATENT_COMMAND;
+  else if (g_str_equal (latent, "local"))
+    wc->latent = BF_LATENT_LOCAL;
+  else if (g_str_equal (latent, "systemd"))
+    wc->latent = BF_LATENT_SYSTEMD;
+  else
+    {
+      set_error (error, p, group, "Latent", "unknown latent driver “%s” (use command, local or systemd)", latent);
+      return NULL;
+    }
+
+  if (wc->latent == BF_LATENT_NONE)
+    {
+      for (guint i = 0; latent_only_keys[i]; i++)
+        {
+          if (g_key_file_has_key (p->merged, group, latent_only_keys[i], NULL))
+            {
+              set_error (error, p, group, latent_only_keys[i],
+                         "only latent workers have this key (set Latent=command, local or systemd)");
+              return NULL;
+            }
+        }
+    }
+
+  /* Passwords keep '#' characters: no inline comments there. */
+  password = get_string (p, group, "Password", TRUE);
+  password_file = get_string (p, group, "PasswordFile", FALSE);
+  if (password && password_file)
+    {
+      set_error (error, p, group, "PasswordFile", "set either Password or PasswordFile, not both");
+      return NULL;
+    }
+  if (password_file)
+    {
+      if (!read_password_file (p, group, password_file, &wc->password, error))
+        return NULL;
+    }
+  else if (password && g_str_equal (password, "generate"))
+    {
+      if (wc->latent == BF_LATENT_NONE)
+        {
+          set_error (error, p, group, "Password",
+                     "“generate” is only for latent workers, whose instance receives the password");
+          return NULL;
+        }
+      wc->password_generate = TRUE;
+    }
+  else if (password && *password != '\0')
+    {
+      if (strlen (password) > MAX_PASSWORD_LEN)
+        {
+          set_error (error, p, group, "Password", "longer than %d bytes", MAX_PASSWORD_LEN);
+          return NULL;
+        }
+      wc->password = g_steal_pointer (&password);
+    }
+  else
+    {
+      set_error (error, p, group, password ? "Password" : NULL,
+                 "missing password: set Password= or PasswordFile=");
+      return NULL;
+    }
+
+  if (!get_uint (p, group, "MaxBuilds", 0, G_MAXINT32, &max_builds, error))
+    return NULL;
+  wc->max_builds = (guint) max_builds;
+
+  wc->builders = get_list (p, group, "Builders");
+  if (wc->builders == NULL)
+    wc->builders = g_new0 (char *, 1);
+
+  if (!get_duration (p, group, "MissingTimeout", FALSE, 600 * G_USEC_PER_SEC, &missing, error))
+    return NULL;
+  wc->missing_timeout_usec = (guint64) missing;
+
+  wc->notify_on_missing = get_list (p, group, "NotifyOnMissing");
+  if (wc->notify_on_missing == NULL)
+    wc->notify_on_missing = g_new0 (char *, 1);
+  for (guint i = 0; wc->notify_on_missing[i]; i++)
+    {
+      const char *addr = wc->notify_on_missing[i];
+      const char *at = strchr (addr, '@');
+      if (at == NULL || at == addr || at[1] == '\0' || strpbrk (addr, " \t,<>\"'\\") != NULL || addr[0] == '-')
+        {
+          set_error (error, p, group, "NotifyOnMissing", "“%s” is not a mail address", addr);
+          return NULL;
+        }
+    }
+
+  props = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
+  keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
+  for (guint i = 0; keys && keys[i]; i++)
+    {
+      if (g_str_has_prefix (keys[i], "Property."))
+        {
+          g_autofree char *value = get_string (p, group, keys[i], FALSE);
+          g_variant_builder_add (props, "{sv}", keys[i] + strlen ("Property."),
+                                 g_variant_new_string (value));
+        }
+    }
+  wc->properties = g_variant_ref_sink (g_variant_builder_end (props));
+
+  if (wc->latent != BF_LATENT_NONE)
+    {
+      wc->start_command = get_string (p, group, "StartCommand", FALSE);
+      wc->stop_command = get_string (p, group, "StopCommand", FALSE);
+      wc->unit = get_string (p, group, "Unit", FALSE);
+      if (wc->latent == BF_LATENT_COMMAND && (wc->start_command == NULL || *wc->start_command == '\0'))
+        {
+          set_error (error, p, group, NULL, "Latent=command needs StartCommand=");
+          return NULL;
+        }
+      if (wc->latent != BF_LATENT_COMMAND && (wc->start_command || wc->stop_command))
+        {
+          set_error (error, p, group, wc->start_command ? "StartCommand" : "StopCommand",
+                     "only Latent=command runs commands");
+          return NULL;
+        }
+      if (wc->latent != BF_LATENT_SYSTEMD && wc->unit)
+        {
+          set_error (error, p, group, "Unit", "only Latent=systemd starts a unit");
+          return NULL;
+        }
+      if (wc->latent == BF_LATENT_SYSTEMD && wc->unit == NULL)
+        wc->unit = g_strdup ("buildbot-worker@%n.service");
+
+      if (!get_duration (p, group, "BuildWaitTimeout", TRUE, 600 * G_USEC_PER_SEC, &wait, error))
+        return NULL;
+      wc->build_wait_timeout_usec = wait;
+      if (!get_duration (p, group, "SubstantiationTimeout", FALSE, missing, &subst, error))
+        return NULL;
+      if (subst == 0)
+        subst = 1200 * G_USEC_PER_SEC;
+      wc->substantiation_timeout_usec = (guint64) subst;
+      if (!get_bool (p, group, "KeepOnShutdown", FALSE, &wc->keep_on_shutdown, error))
+        return NULL;
+    }
+
+  return g_steal_pointer (&owner);
+}
+
+static void
+config_clear (BfConfig *c)
+{
+  g_free (c->path);
+  g_strfreev (c->files);
+  g_strfreev (c->listen);
+  g_free (c->tls_certificate);
+  g_free (c->tls_private_key);
+  g_free (c->state_directory);
+  g_free (c->mail_command);
+  g_free (c->mail_from);
+  g_clear_pointer (&c->workers_by_name, g_hash_table_unref);
+  g_clear_pointer (&c->workers, g_ptr_array_unref);
+}
+
+BfConfig *
+bf_config_ref (BfConfig *config)
+{
+  return g_rc_box_acquire (config);
+}
+
+void
+bf_config_unref (BfConfig *config)
+{
+  g_rc_box_release_full (config, (GDestroyNotify) config_clear);
+}
+
+BfWorkerConfig *
+bf_config_lookup_worker (BfConfig   *config,
+                         const char *name)
+{
+  return g_hash_table_lookup (config->workers_by_name, name);
+}
+
+static gboolean
+parse_daemon (Parser    *p,
+              BfConfig  *c,
+              GError   **error)
+{
+  const char *g = "Daemon";
+  gint64 keepalive = 0, dup = 0;
+  guint64 max_msg = 0;
+
+  if (!check_keys (p, g, daemon_keys, NULL, error))
+    return FALSE;
+
+  c->listen = get_list (p, g, "Listen");
+  if (c->listen == NULL)
+    c->listen = g_strsplit (DEFAULT_LISTEN, ";", -1);
+  if (c->listen[0] == NULL)
+    {
+      set_error (error, p, g, "Listen", "no endpoint given: workers could never connect");
+      return FALSE;
+    }
+  for (guint i = 0; c->listen[i]; i++)
+    {
+      g_autoptr(GError) local_error = NULL;
+      if (!bf_config_parse_endpoint (c->listen[i], NULL, NULL, &local_error))
+        {
+          set_error (error, p, g, "Listen", "%s", local_error->message);
+          return FALSE;
+        }
+    }
+
+  c->tls_certificate = get_string (p, g, "TlsCertificate", FALSE);
+  c->tls_private_key = get_string (p, g, "TlsPrivateKey", FALSE);
+  if ((c->tls_certificate == NULL) != (c->tls_private_key == NULL))
+    {
+      set_error (error, p, g, c->tls_certificate ? "TlsCertificate" : "TlsPrivateKey",
+                 "TlsCertificate and TlsPrivateKey go together: set both or neither");
+      return FALSE;
+    }
+
+  if (!get_duration (p, g, "KeepaliveInterval", FALSE, 60 * G_USEC_PER_SEC, &keepalive, error))
+    return FALSE;
+  if (keepalive != 0 && keepalive < G_USEC_PER_SEC / 10)
+    {
+      set_error (error, p, g, "KeepaliveInterval", "must be 0 (off) or at least 0.1 seconds");
+      return FALSE;
+    }
+  c->keepalive_interval_usec = (guint64) keepalive;
+
+  if (!get_duration (p, g, "DuplicatePingTimeout", FALSE, 5 * G_USEC_PER_SEC, &dup, error))
+    return FALSE;
+  if (dup <= 0)
+    {
+      set_error (error, p, g, "DuplicatePingTimeout", "must be more than 0 seconds");
+      return FALSE;
+    }
+  c->duplicate_ping_timeout_usec = (guint64) dup;
+
+  c->state_directory = get_string (p, g, "StateDirectory", FALSE);
+  if (c->state_directory == NULL)
+    {
+      const char *env = g_getenv ("STATE_DIRECTORY");   /* set by systemd's StateDirectory= */
+      c->state_directory = g_strdup (env && *env && !strchr (env, ':') ? env : DEFAULT_STATE_DIRECTORY);
+    }
+  if (!g_path_is_absolute (c->state_directory))
+    {
+      set_error (error, p, g, "StateDirectory", "“%s” is not an absolute path", c->state_directory);
+      return FALSE;
+    }
+
+  c->mail_command = get_string (p, g, "MailCommand", FALSE);
+  if (c->mail_command == NULL)
+    c->mail_command = g_strdup ("/usr/sbin/sendmail -t -oi");
+  if (*c->mail_command != '\0')
+    {
+      g_auto(GStrv) argv = NULL;
+      g_autoptr(GError) local_error = NULL;
+      if (!g_shell_parse_argv (c->mail_command, NULL, &argv, &local_error))
+        {
+          set_error (error, p, g, "MailCommand", "%s", local_error->message);
+          return FALSE;
+        }
+    }
+  c->mail_from = get_string (p, g, "MailFrom", FALSE);
+  if (c->mail_from == NULL)
+    c->mail_from = g_strdup ("buildfleet@localhost");
+
+  if (!get_uint (p, g, "MaxMessageSize", 16 * 1024 * 1024, 256 * 1024 * 1024, &max_msg, error))
+    return FALSE;
+  if (max_msg < 64 * 1024)
+    {
+      set_error (error, p, g, "MaxMessageSize", "must be at least 65536 bytes (workers send 64 KiB of output at once)");
+      return FALSE;
+    }
+  c->max_message_size = max_msg;
+  return TRUE;
+}
+
+static BfConfig *
+parse (Parser   *p,
+       GError  **error)
+{
+  BfConfig *c = g_rc_box_new0 (BfConfig);
+  g_autoptr(BfConfig) owner = c;
+  g_auto(GStrv) groups = g_key_file_get_groups (p->merged, NULL);
+  g_autoptr(GStrvBuilder) files = g_strv_builder_new ();
+
+  c->path = g_strdup (g_ptr_array_index (p->files, 0));
+  for (guint i = 0; i < p->files->len; i++)
+    g_strv_builder_add (files, g_ptr_array_index (p->files, i));
+  c->files = g_strv_builder_end (files);
+  c->workers = g_ptr_array_new_with_free_func ((GDestroyNotify) bf_worker_config_unref);
+  c->workers_by_name = g_hash_table_new (g_str_hash, g_str_equal);
+
+  /* [Daemon] is optional: every key has a default. */
+  if (!parse_daemon (p, c, error))
+    return NULL;
+
+  for (guint i = 0; groups[i]; i++)
+    {
+      BfWorkerConfig *wc;
+
+      if (g_str_equal (groups[i], "Daemon"))
+        continue;
+      if (!g_str_has_prefix (groups[i], "Worker "))
+        {
+          set_error (error, p, groups[i], NULL, "unknown group (expected [Daemon] or [Worker NAME])");
+          return NULL;
+        }
+      wc = parse_worker (p, groups[i], groups[i] + strlen ("Worker "), error);
+      if (wc == NULL)
+        return NULL;
+      g_ptr_array_add (c->workers, wc);
+      g_hash_table_insert (c->workers_by_name, wc->name, wc);
+    }
+
+  return g_steal_pointer (&owner);
+}
+
+static void
+parser_init (Parser *p)
+{
+  p->files = g_ptr_array_new_with_free_func (g_free);
+  p->merged = g_key_file_new ();
+  p->origins = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+}
+
+/**
+ * bf_config_load:
+ * @path: the main configuration file
+ * @error: return location for a #GError
+ *
+ * Reads @path, then every `*.conf` in `@path.d/` in lexical order; a later
+ * file overrides the keys of an earlier one, group by group.
+ *
+ * Returns: (transfer full): the configuration, or %NULL with @error naming
+ *   the file, line, group and key.
+ */
+BfConfig *
+bf_config_load (const char  *path,
+                GError     **error)
+{
+  g_auto(Parser) p = { 0 };
+
+  parser_init (&p);
+  if (!parser_add_file (&p, path, error))
+    return NULL;
+  if (!parser_add_dropins (&p, path, error))
+    return NULL;
+  return parse (&p, error);
+}
+
+/**
+ * bf_config_load_data:
+ * @data: key file text
+ * @name: the name to use in error messages
+ * @error: return location for a #GError
+ *
+ * Like bf_config_load() for text in memory, without drop-ins.
+ */
+BfConfig *
+bf_config_load_data (const char  *data,
+                     const char  *name,
+                     GError     **error)
+{
+  g_auto(Parser) p = { 0 };
+
+  parser_init (&p);
+  if (!parser_add_contents (&p, name, data, strlen (data), error))
+    return NULL;
+  return parse (&p, error);
+}

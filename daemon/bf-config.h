@@ -1,0 +1,98 @@
+/* bf-config.h: the fleet configuration, parsed from a key file and drop-ins
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define BF_WORKER_NAME_MAX 50
+#define BF_DEFAULT_PORT 9989
+
+typedef enum {
+  BF_LATENT_NONE,
+  BF_LATENT_COMMAND,
+  BF_LATENT_LOCAL,
+  BF_LATENT_SYSTEMD,
+} BfLatentKind;
+
+/**
+ * BfWorkerConfig:
+ *
+ * One `[Worker NAME]` group.  Immutable once parsed and reference counted
+ * (g_rc_box), so a worker can keep the configuration it runs with while a
+ * reload builds the next one.  Durations are microseconds.
+ */
+typedef struct {
+  char *name;
+  char *password;              /* never logged, never on the bus; NULL with password_generate */
+  gboolean password_generate;  /* Password=generate: a fresh one per substantiation */
+  guint max_builds;            /* 0 = unlimited */
+  GStrv builders;
+  guint64 missing_timeout_usec;
+  GStrv notify_on_missing;
+  GVariant *properties;        /* a{sv}, Property.KEY=VALUE */
+
+  BfLatentKind latent;
+  char *start_command;
+  char *stop_command;
+  char *unit;                  /* Latent=systemd */
+  gint64 build_wait_timeout_usec;   /* -1 never */
+  guint64 substantiation_timeout_usec;
+  gboolean keep_on_shutdown;
+} BfWorkerConfig;
+
+/**
+ * BfConfig:
+ *
+ * The whole configuration: the `[Daemon]` group and every worker in file
+ * order.  Immutable and reference counted.
+ */
+typedef struct {
+  char *path;                  /* the main file */
+  GStrv files;                 /* every file read, main first */
+  GStrv listen;                /* "host:port", "*:port" = every address */
+  char *tls_certificate;
+  char *tls_private_key;
+  guint64 keepalive_interval_usec;
+  guint64 duplicate_ping_timeout_usec;
+  char *state_directory;
+  char *mail_command;
+  char *mail_from;
+  gsize max_message_size;      /* bytes of one WebSocket message */
+  GPtrArray *workers;          /* BfWorkerConfig, in order */
+  GHashTable *workers_by_name; /* name -> BfWorkerConfig (borrowed from workers) */
+} BfConfig;
+
+BfConfig       *bf_config_load            (const char  *path,
+                                           GError     **error);
+BfConfig       *bf_config_load_data       (const char  *data,
+                                           const char  *name,
+                                           GError     **error);
+BfConfig       *bf_config_ref             (BfConfig    *config);
+void            bf_config_unref           (BfConfig    *config);
+BfWorkerConfig *bf_config_lookup_worker   (BfConfig    *config,
+                                           const char  *name);
+
+BfWorkerConfig *bf_worker_config_ref      (BfWorkerConfig *wc);
+void            bf_worker_config_unref    (BfWorkerConfig *wc);
+gboolean        bf_worker_config_serves   (BfWorkerConfig *wc,
+                                           const char     *builder);
+const char     *bf_latent_kind_to_string  (BfLatentKind    kind);
+
+gboolean        bf_worker_name_is_valid   (const char  *name);
+gboolean        bf_config_parse_duration  (const char  *text,
+                                           gboolean     allow_never,
+                                           gint64      *out_usec,
+                                           GError     **error);
+gboolean        bf_config_parse_endpoint  (const char  *text,
+                                           char       **out_host,
+                                           guint16     *out_port,
+                                           GError     **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfConfig, bf_config_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfWorkerConfig, bf_worker_config_unref)
+
+G_END_DECLS

@@ -1,0 +1,844 @@
+/* bf-connection.c: one worker's WebSocket and Buildbot's msgpack protocol
+ *
+ * The only file that knows the wire format.  Every message is one binary
+ * WebSocket frame holding a msgpack map with `op` and `seq_number`; each
+ * side numbers its requests from 0 and answers every request with one
+ * `response`.  See reference/buildbot-msgpack-protocol.md.
+ *
+ * Bad input never reaches the rest of the daemon: oversized frames are
+ * refused by libsoup (max-incoming-payload-size), text frames, undecodable
+ * messages, messages without op/seq_number, responses to requests never
+ * sent and floods close this connection with a reason; unknown ops get an
+ * error response, as Buildbot's own peers do.
+ *
+ * Liveness: libsoup sends a WebSocket ping every keepalive interval
+ * (rounded up to whole seconds, the granularity libsoup offers), and an
+ * idle connection also gets a msgpack `keepalive` request each interval, so
+ * sub-second intervals work too.  Anything received (a message or a pong)
+ * counts as a sign of life; nothing for two intervals closes the
+ * connection with "keepalive timeout".
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "bf-connection.h"
+#include "bf-log.h"
+#include "bf-msgpack.h"
+#include "bf-util.h"
+
+#define ATTACH_TIMEOUT_USEC (30 * G_USEC_PER_SEC)
+#define ACTIVITY_MIN_PERIOD_USEC G_USEC_PER_SEC
+#define FLOOD_RATE 5000.0          /* messages per second, sustained */
+#define FLOOD_BURST 20000.0
+
+struct _BfConnection
+{
+  GObject parent_instance;
+
+  SoupWebsocketConnection *ws;
+  char *worker_name;
+  char *peer;
+  BfConnectionLimits limits;
+
+  gboolean closed;
+  gint64 next_seq;
+  GHashTable *pending;            /* seq (gint64*) -> Pending* */
+  GHashTable *commands;           /* command_id -> TRUE: ours, running */
+  GVariant *info;                 /* a{sv}, D-Bus safe */
+
+  guint64 last_rx_usec;
+  guint64 last_activity_emit_usec;
+  guint keepalive_source_id;
+
+  double flood_tokens;
+  gint64 flood_stamp;
+};
+
+G_DEFINE_FINAL_TYPE (BfConnection, bf_connection, G_TYPE_OBJECT)
+
+enum {
+  SIGNAL_CLOSED,
+  SIGNAL_ACTIVITY,
+  SIGNAL_COMMAND_UPDATE,
+  SIGNAL_COMMAND_COMPLETE,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+typedef struct {
+  BfConnection *self;     /* unowned: the table is cleared before we go */
+  GTask *task;
+  gint64 seq;
+  char *op;
+  guint timeout_id;
+} Pending;
+
+static void
+pending_free (Pending *p)
+{
+  g_clear_handle_id (&p->timeout_id, g_source_remove);
+  g_clear_object (&p->task);
+  g_free (p->op);
+  g_free (p);
+}
+
+static void
+fail_all_pending (BfConnection *self,
+                  const char   *reason)
+{
+  g_autoptr(GList) values = NULL;
+
+  if (g_hash_table_size (self->pending) == 0)
+    return;
+
+  /* Steal the whole table first: a callback may issue new requests. */
+  values = g_hash_table_get_values (self->pending);
+  g_hash_table_steal_all (self->pending);
+  for (GList *l = values; l; l = l->next)
+    {
+      Pending *p = l->data;
+      g_task_return_new_error (p->task, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                               "the connection closed (%s) before %s was answered", reason, p->op);
+      pending_free (p);
+    }
+}
+
+static void
+mark_closed (BfConnection *self,
+             const char   *reason)
+{
+  g_autoptr(BfConnection) hold = g_object_ref (self);
+
+  if (self->closed)
+    return;
+  self->closed = TRUE;
+  g_clear_handle_id (&self->keepalive_source_id, g_source_remove);
+  fail_all_pending (self, reason);
+  g_signal_emit (self, signals[SIGNAL_CLOSED], 0, reason);
+}
+
+/**
+ * bf_connection_close:
+ * @reason: said in the WebSocket close frame and in the "closed" signal
+ *
+ * Closes the connection; "closed" is emitted at once, whatever the peer
+ * does with the closing handshake.
+ */
+void
+bf_connection_close (BfConnection *self,
+                     const char   *reason)
+{
+  g_return_if_fail (BF_IS_CONNECTION (self));
+
+  if (self->closed)
+    return;
+  if (soup_websocket_connection_get_state (self->ws) == SOUP_WEBSOCKET_STATE_OPEN)
+    {
+      /* A close frame's reason has room for 123 bytes. */
+      g_autofree char *shortened = g_utf8_make_valid (reason, MIN (strlen (reason), 120));
+      while (strlen (shortened) > 120)
+        shortened[strlen (shortened) - 1] = '\0';
+      soup_websocket_connection_close (self->ws, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, shortened);
+    }
+  mark_closed (self, reason);
+}
+
+static void
+protocol_error (BfConnection *self,
+                const char   *format,
+                ...) G_GNUC_PRINTF (2, 3);
+
+static void
+protocol_error (BfConnection *self,
+                const char   *format,
+                ...)
+{
+  g_autofree char *what = NULL;
+  va_list args;
+
+  va_start (args, format);
+  what = g_strdup_vprintf (format, args);
+  va_end (args);
+  bf_worker_message (self->worker_name, "Closing the connection of worker %s from %s: %s",
+                     self->worker_name, self->peer, what);
+  bf_connection_close (self, what);
+}
+
+static void
+send_map (BfConnection *self,
+          GVariant     *map)
+{
+  g_autoptr(GVariant) sunk = g_variant_ref_sink (map);
+  g_autoptr(GBytes) bytes = NULL;
+
+  if (self->closed)
+    return;
+  bytes = bf_msgpack_encode (sunk);
+  soup_websocket_connection_send_message (self->ws, SOUP_WEBSOCKET_DATA_BINARY, bytes);
+}
+
+static void
+send_response (BfConnection *self,
+               gint64        seq,
+               GVariant     *result,
+               gboolean      is_exception)
+{
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "op", g_variant_new_string ("response"));
+  g_variant_builder_add (&b, "{sv}", "seq_number", g_variant_new_int64 (seq));
+  g_variant_builder_add (&b, "{sv}", "result",
+                         result ? result : g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
+  if (is_exception)
+    g_variant_builder_add (&b, "{sv}", "is_exception", g_variant_new_boolean (TRUE));
+  send_map (self, g_variant_builder_end (&b));
+}
+
+static gboolean
+request_timeout_cb (gpointer data)
+{
+  Pending *p = data;
+  BfConnection *self = p->self;
+
+  p->timeout_id = 0;
+  g_hash_table_steal (self->pending, &p->seq);
+  g_task_return_new_error (p->task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                           "worker %s did not answer %s in time", self->worker_name, p->op);
+  pending_free (p);
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * bf_connection_request_async:
+ * @op: the request, e.g. "print", "get_worker_info"
+ * @fields: (nullable) (transfer floating): a{sv} of further fields
+ * @timeout_usec: 0 for no timeout
+ *
+ * Sends a request; the result is the response's `result` (nil as `mv`
+ * nothing), or an error for an exception response, a timeout or a closed
+ * connection.
+ */
+void
+bf_connection_request_async (BfConnection        *self,
+                             const char          *op,
+                             GVariant            *fields,
+                             guint64              timeout_usec,
+                             GCancellable        *cancellable,
+                             GAsyncReadyCallback  callback,
+                             gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr(GVariant) sunk = fields ? g_variant_ref_sink (fields) : NULL;
+  GVariantBuilder b;
+  Pending *p;
+
+  g_task_set_source_tag (task, bf_connection_request_async);
+  g_task_set_check_cancellable (task, TRUE);
+
+  if (self->closed)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                               "worker %s is not connected", self->worker_name);
+      return;
+    }
+
+  p = g_new0 (Pending, 1);
+  p->self = self;
+  p->task = g_steal_pointer (&task);
+  p->seq = self->next_seq++;
+  p->op = g_strdup (op);
+  if (timeout_usec > 0)
+    p->timeout_id = bf_timeout_add (bf_usec_to_ms (timeout_usec), request_timeout_cb, p,
+                                    "[buildfleetd] worker request timeout");
+  g_hash_table_insert (self->pending, &p->seq, p);
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "op", g_variant_new_string (op));
+  g_variant_builder_add (&b, "{sv}", "seq_number", g_variant_new_int64 (p->seq));
+  if (sunk != NULL)
+    {
+      GVariantIter iter;
+      const char *key;
+      GVariant *value;
+
+      g_variant_iter_init (&iter, sunk);
+      while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
+        g_variant_builder_add (&b, "{sv}", key, value);
+    }
+  send_map (self, g_variant_builder_end (&b));
+}
+
+GVariant *
+bf_connection_request_finish (BfConnection  *self,
+                              GAsyncResult  *result,
+                              GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static GVariant *
+lookup (GVariant           *map,
+        const char         *key,
+        const GVariantType *type)
+{
+  return g_variant_lookup_value (map, key, type);
+}
+
+static gboolean
+is_nil (GVariant *v)
+{
+  return v == NULL ||
+         (g_variant_is_of_type (v, G_VARIANT_TYPE ("mv")) && g_variant_n_children (v) == 0);
+}
+
+static void
+handle_response (BfConnection *self,
+                 GVariant     *msg,
+                 gint64        seq)
+{
+  g_autoptr(GVariant) result = lookup (msg, "result", NULL);
+  g_autoptr(GVariant) exc = lookup (msg, "is_exception", G_VARIANT_TYPE_BOOLEAN);
+  Pending *p;
+
+  if (seq < 0 || seq >= self->next_seq)
+    {
+      protocol_error (self, "response to request %" G_GINT64_FORMAT ", which was never sent", seq);
+      return;
+    }
+  p = g_hash_table_lookup (self->pending, &seq);
+  if (p == NULL)
+    {
+      /* Answered after its timeout: nobody is waiting any more. */
+      bf_worker_debug (self->worker_name, "Late response %" G_GINT64_FORMAT " from worker %s",
+                       seq, self->worker_name);
+      return;
+    }
+  g_hash_table_steal (self->pending, &seq);
+
+  if (exc != NULL && g_variant_get_boolean (exc))
+    {
+      g_autofree char *text = NULL;
+      if (result && g_variant_is_of_type (result, G_VARIANT_TYPE_STRING))
+        text = g_variant_dup_string (result, NULL);
+      else
+        text = result ? g_variant_print (result, FALSE) : g_strdup ("(no message)");
+      g_task_return_new_error (p->task, G_IO_ERROR, G_IO_ERROR_FAILED,
+                               "worker %s refused %s: %s", self->worker_name, p->op, text);
+    }
+  else
+    g_task_return_pointer (p->task,
+                           result ? g_variant_ref (result) : g_variant_ref_sink (g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL)),
+                           (GDestroyNotify) g_variant_unref);
+  pending_free (p);
+}
+
+static void
+handle_command_message (BfConnection *self,
+                        GVariant     *msg,
+                        const char   *op,
+                        gint64        seq)
+{
+  g_autoptr(GVariant) id = lookup (msg, "command_id", G_VARIANT_TYPE_STRING);
+  g_autoptr(GVariant) args = lookup (msg, "args", NULL);
+  const char *command_id;
+
+  if (id == NULL)
+    {
+      send_response (self, seq, g_variant_new_string ("message did not contain obligatory \"command_id\" key"), TRUE);
+      return;
+    }
+  command_id = g_variant_get_string (id, NULL);
+  if (!g_hash_table_contains (self->commands, command_id))
+    {
+      g_autofree char *text = g_strdup_printf ("no command %s is running", command_id);
+      send_response (self, seq, g_variant_new_string (text), TRUE);
+      return;
+    }
+
+  if (g_str_equal (op, "update"))
+    {
+      if (args == NULL || !g_variant_is_of_type (args, G_VARIANT_TYPE ("av")))
+        {
+          send_response (self, seq, g_variant_new_string ("update args must be a list of [key, value] pairs"), TRUE);
+          return;
+        }
+      send_response (self, seq, NULL, FALSE);
+      g_signal_emit (self, signals[SIGNAL_COMMAND_UPDATE], 0, command_id, args);
+    }
+  else if (g_str_equal (op, "complete"))
+    {
+      g_autoptr(GVariant) failure = args ? g_variant_ref (args) : g_variant_ref_sink (g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
+      send_response (self, seq, NULL, FALSE);
+      g_hash_table_remove (self->commands, command_id);
+      g_signal_emit (self, signals[SIGNAL_COMMAND_COMPLETE], 0, command_id, failure);
+    }
+  else
+    {
+      /* File transfers: not offered by our RunCommand yet. */
+      g_autofree char *text = g_strdup_printf ("%s is not supported by buildfleetd", op);
+      send_response (self, seq, g_variant_new_string (text), TRUE);
+    }
+}
+
+static gboolean
+flood_check (BfConnection *self)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  self->flood_tokens += (now - self->flood_stamp) * (FLOOD_RATE / G_USEC_PER_SEC);
+  self->flood_tokens = MIN (self->flood_tokens, FLOOD_BURST);
+  self->flood_stamp = now;
+  self->flood_tokens -= 1.0;
+  return self->flood_tokens >= 0;
+}
+
+static void
+note_rx (BfConnection *self)
+{
+  guint64 now = (guint64) g_get_real_time ();
+
+  self->last_rx_usec = now;
+  if (now - self->last_activity_emit_usec >= ACTIVITY_MIN_PERIOD_USEC)
+    {
+      self->last_activity_emit_usec = now;
+      g_signal_emit (self, signals[SIGNAL_ACTIVITY], 0);
+    }
+}
+
+static void
+ws_message_cb (SoupWebsocketConnection *ws,
+               gint                     type,
+               GBytes                  *message,
+               BfConnection            *self)
+{
+  g_autoptr(BfConnection) hold = g_object_ref (self);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) msg = NULL;
+  g_autoptr(GVariant) op_v = NULL;
+  g_autoptr(GVariant) seq_v = NULL;
+  const char *op;
+  gint64 seq;
+  gsize len = 0;
+  const guint8 *data = g_bytes_get_data (message, &len);
+
+  if (self->closed)
+    return;
+  note_rx (self);
+
+  if (!flood_check (self))
+    {
+      protocol_error (self, "more than %.0f messages per second", FLOOD_RATE);
+      return;
+    }
+  if (type != SOUP_WEBSOCKET_DATA_BINARY)
+    {
+      protocol_error (self, "text frame received; the protocol uses binary msgpack frames");
+      return;
+    }
+
+  msg = bf_msgpack_decode (data, len, &error);
+  if (msg == NULL)
+    {
+      protocol_error (self, "undecodable message: %s", error->message);
+      return;
+    }
+  if (!g_variant_is_of_type (msg, G_VARIANT_TYPE_VARDICT))
+    {
+      protocol_error (self, "message is not a map with string keys");
+      return;
+    }
+  op_v = lookup (msg, "op", G_VARIANT_TYPE_STRING);
+  seq_v = lookup (msg, "seq_number", NULL);
+  if (op_v == NULL)
+    {
+      protocol_error (self, "message has no \"op\" string");
+      return;
+    }
+  if (seq_v == NULL || !(g_variant_is_of_type (seq_v, G_VARIANT_TYPE_INT64) ||
+                         g_variant_is_of_type (seq_v, G_VARIANT_TYPE_UINT64)))
+    {
+      protocol_error (self, "message has no integer \"seq_number\"");
+      return;
+    }
+  op = g_variant_get_string (op_v, NULL);
+  seq = g_variant_is_of_type (seq_v, G_VARIANT_TYPE_INT64) ? g_variant_get_int64 (seq_v) : -1;
+
+  if (g_str_equal (op, "response"))
+    handle_response (self, msg, seq);
+  else if (g_str_equal (op, "update") || g_str_equal (op, "complete") ||
+           g_str_has_prefix (op, "update_"))
+    handle_command_message (self, msg, op, seq);
+  else
+    {
+      g_autofree char *text = g_strdup_printf ("Command %s does not exist.", op);
+      send_response (self, seq, g_variant_new_string (text), TRUE);
+    }
+}
+
+static void
+ws_pong_cb (SoupWebsocketConnection *ws,
+            GBytes                  *message,
+            BfConnection            *self)
+{
+  note_rx (self);
+}
+
+static void
+ws_error_cb (SoupWebsocketConnection *ws,
+             GError                  *error,
+             BfConnection            *self)
+{
+  g_autofree char *reason = g_strdup_printf ("connection error: %s", error->message);
+
+  bf_worker_debug (self->worker_name, "Worker %s from %s: %s", self->worker_name, self->peer, reason);
+  /* libsoup closes the connection after a protocol error (e.g. 1009 for an
+   * oversized message); report why. */
+  if (soup_websocket_connection_get_state (ws) != SOUP_WEBSOCKET_STATE_OPEN)
+    mark_closed (self, reason);
+}
+
+static void
+ws_closed_cb (SoupWebsocketConnection *ws,
+              BfConnection            *self)
+{
+  g_autofree char *reason = NULL;
+  gushort code = soup_websocket_connection_get_close_code (ws);
+  const char *data = soup_websocket_connection_get_close_data (ws);
+
+  if (code == 0 || code == SOUP_WEBSOCKET_CLOSE_NO_STATUS || code == SOUP_WEBSOCKET_CLOSE_ABNORMAL)
+    reason = g_strdup ("connection lost");
+  else if (data && *data)
+    reason = g_strdup_printf ("connection closed by the worker (%u: %s)", code, data);
+  else
+    reason = g_strdup_printf ("connection closed by the worker (%u)", code);
+  mark_closed (self, reason);
+}
+
+static gboolean
+keepalive_cb (gpointer data)
+{
+  BfConnection *self = data;
+  guint64 now = (guint64) g_get_real_time ();
+  guint64 interval = self->limits.keepalive_interval_usec;
+  guint64 idle = now > self->last_rx_usec ? now - self->last_rx_usec : 0;
+
+  if (idle >= 2 * interval)
+    {
+      self->keepalive_source_id = 0;
+      bf_worker_message (self->worker_name, "Worker %s from %s answered nothing for %.1f s: dropping it",
+                         self->worker_name, self->peer, idle / (double) G_USEC_PER_SEC);
+      bf_connection_close (self, "keepalive timeout");
+      return G_SOURCE_REMOVE;
+    }
+  if (idle >= interval)
+    bf_connection_request_async (self, "keepalive", NULL, 0, NULL, NULL, NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+void
+bf_connection_set_keepalive (BfConnection *self,
+                             guint64       interval_usec)
+{
+  g_clear_handle_id (&self->keepalive_source_id, g_source_remove);
+  self->limits.keepalive_interval_usec = interval_usec;
+  if (interval_usec == 0 || self->closed)
+    {
+      soup_websocket_connection_set_keepalive_interval (self->ws, 0);
+      return;
+    }
+  soup_websocket_connection_set_keepalive_interval (self->ws,
+                                                    (guint) MAX (1, (interval_usec + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC));
+  /* Check twice per interval so a dead peer is dropped between 2 and 2.5
+   * intervals after its last sign of life. */
+  self->keepalive_source_id = bf_timeout_add (bf_usec_to_ms (interval_usec / 2), keepalive_cb, self,
+                                              "[buildfleetd] worker keepalive");
+}
+
+/* Attach -------------------------------------------------------------------- */
+
+typedef struct {
+  guint remaining;
+  GError *error;
+} AttachData;
+
+static void
+attach_data_free (AttachData *d)
+{
+  g_clear_error (&d->error);
+  g_free (d);
+}
+
+typedef struct {
+  GTask *task;
+  const char *op;
+} AttachStep;
+
+/* Info values go on D-Bus: drop nils (D-Bus has no maybe type). */
+static GVariant *
+dbus_safe (GVariant *v)
+{
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_VARDICT))
+    {
+      GVariantBuilder b;
+      GVariantIter iter;
+      const char *key;
+      GVariant *value;
+
+      g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+      g_variant_iter_init (&iter, v);
+      while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
+        if (!is_nil (value))
+          g_variant_builder_add (&b, "{sv}", key, dbus_safe (value));
+      return g_variant_builder_end (&b);
+    }
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE ("av")))
+    {
+      GVariantBuilder b;
+      GVariantIter iter;
+      GVariant *value;
+
+      g_variant_builder_init (&b, G_VARIANT_TYPE ("av"));
+      g_variant_iter_init (&iter, v);
+      while (g_variant_iter_loop (&iter, "v", &value))
+        g_variant_builder_add (&b, "v", is_nil (value) ? g_variant_new_string ("") : dbus_safe (value));
+      return g_variant_builder_end (&b);
+    }
+  return g_variant_ref (v);
+}
+
+static void
+attach_step_cb (GObject      *object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  BfConnection *self = BF_CONNECTION (object);
+  AttachStep *step = user_data;
+  g_autoptr(GTask) task = step->task;
+  const char *op = step->op;
+  AttachData *d = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) reply = bf_connection_request_finish (self, result, &error);
+
+  g_free (step);
+  if (reply == NULL && d->error == NULL)
+    d->error = g_steal_pointer (&error);
+  else if (reply != NULL && g_str_equal (op, "get_worker_info"))
+    {
+      if (!g_variant_is_of_type (reply, G_VARIANT_TYPE_VARDICT))
+        {
+          if (d->error == NULL)
+            d->error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                                    "get_worker_info answered with something other than a map");
+        }
+      else
+        {
+          g_clear_pointer (&self->info, g_variant_unref);
+          self->info = g_variant_ref_sink (dbus_safe (reply));
+        }
+    }
+
+  if (--d->remaining > 0)
+    return;
+  if (g_task_return_error_if_cancelled (task))
+    return;
+  if (d->error != NULL)
+    g_task_return_error (task, g_steal_pointer (&d->error));
+  else if (self->info == NULL)
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "no worker info");
+  else
+    {
+      bf_connection_set_keepalive (self, self->limits.keepalive_interval_usec);
+      g_task_return_boolean (task, TRUE);
+    }
+}
+
+static void
+attach_request (BfConnection *self,
+                GTask        *task,
+                const char   *op,
+                GVariant     *fields)
+{
+  AttachStep *step = g_new0 (AttachStep, 1);
+
+  step->task = g_object_ref (task);
+  step->op = op;
+  bf_connection_request_async (self, op, fields, ATTACH_TIMEOUT_USEC,
+                               g_task_get_cancellable (task), attach_step_cb, step);
+}
+
+/**
+ * bf_connection_attach_async:
+ *
+ * Runs Buildbot's attach sequence: print, get_worker_info and
+ * set_worker_settings, pipelined.  Completes once all three are answered;
+ * bf_connection_get_info() then holds what the worker reported.
+ */
+void
+bf_connection_attach_async (BfConnection        *self,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  AttachData *d = g_new0 (AttachData, 1);
+  g_autofree char *hello = g_strdup_printf ("attached to buildfleetd %s as %s", PACKAGE_VERSION, self->worker_name);
+  GVariantBuilder settings;
+  GVariantBuilder fields;
+
+  g_task_set_source_tag (task, bf_connection_attach_async);
+  g_task_set_task_data (task, d, (GDestroyNotify) attach_data_free);
+  d->remaining = 3;
+
+  g_variant_builder_init (&settings, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&settings, "{sv}", "newline_re", g_variant_new_string ("(\r\n|\r|\n)"));
+  g_variant_builder_add (&settings, "{sv}", "max_line_length", g_variant_new_int64 (4096));
+  g_variant_builder_add (&settings, "{sv}", "buffer_timeout", g_variant_new_int64 (5));
+  g_variant_builder_add (&settings, "{sv}", "buffer_size", g_variant_new_int64 (64 * 1024));
+  g_variant_builder_init (&fields, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&fields, "{sv}", "args", g_variant_builder_end (&settings));
+
+  attach_request (self, task, "print", g_variant_new_parsed ("{'message': <%s>}", hello));
+  attach_request (self, task, "get_worker_info", NULL);
+  attach_request (self, task, "set_worker_settings", g_variant_builder_end (&fields));
+}
+
+gboolean
+bf_connection_attach_finish (BfConnection  *self,
+                             GAsyncResult  *result,
+                             GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* Object ---------------------------------------------------------------------- */
+
+static void
+bf_connection_dispose (GObject *object)
+{
+  BfConnection *self = BF_CONNECTION (object);
+
+  g_clear_handle_id (&self->keepalive_source_id, g_source_remove);
+  if (self->ws != NULL)
+    {
+      g_signal_handlers_disconnect_by_data (self->ws, self);
+      if (soup_websocket_connection_get_state (self->ws) == SOUP_WEBSOCKET_STATE_OPEN)
+        soup_websocket_connection_close (self->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
+    }
+  if (self->pending)
+    fail_all_pending (self, "connection disposed");
+  g_clear_object (&self->ws);
+
+  G_OBJECT_CLASS (bf_connection_parent_class)->dispose (object);
+}
+
+static void
+bf_connection_finalize (GObject *object)
+{
+  BfConnection *self = BF_CONNECTION (object);
+
+  g_clear_pointer (&self->pending, g_hash_table_unref);
+  g_clear_pointer (&self->commands, g_hash_table_unref);
+  g_clear_pointer (&self->info, g_variant_unref);
+  g_free (self->worker_name);
+  g_free (self->peer);
+
+  G_OBJECT_CLASS (bf_connection_parent_class)->finalize (object);
+}
+
+static void
+bf_connection_class_init (BfConnectionClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = bf_connection_dispose;
+  object_class->finalize = bf_connection_finalize;
+
+  signals[SIGNAL_CLOSED] =
+    g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+  /* At most once a second: something arrived. */
+  signals[SIGNAL_ACTIVITY] =
+    g_signal_new ("activity", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+  signals[SIGNAL_COMMAND_UPDATE] =
+    g_signal_new ("command-update", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_VARIANT);
+  signals[SIGNAL_COMMAND_COMPLETE] =
+    g_signal_new ("command-complete", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_VARIANT);
+}
+
+static void
+bf_connection_init (BfConnection *self)
+{
+  self->pending = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) pending_free);
+  self->commands = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->flood_tokens = FLOOD_BURST;
+  self->flood_stamp = g_get_monotonic_time ();
+}
+
+BfConnection *
+bf_connection_new (SoupWebsocketConnection  *ws,
+                   const char               *worker_name,
+                   const char               *peer,
+                   const BfConnectionLimits *limits)
+{
+  BfConnection *self = g_object_new (BF_TYPE_CONNECTION, NULL);
+
+  self->ws = g_object_ref (ws);
+  self->worker_name = g_strdup (worker_name);
+  self->peer = g_strdup (peer);
+  self->limits = *limits;
+  self->last_rx_usec = (guint64) g_get_real_time ();
+
+  soup_websocket_connection_set_max_incoming_payload_size (ws, limits->max_message_size);
+  g_signal_connect (ws, "message", G_CALLBACK (ws_message_cb), self);
+  g_signal_connect (ws, "pong", G_CALLBACK (ws_pong_cb), self);
+  g_signal_connect (ws, "error", G_CALLBACK (ws_error_cb), self);
+  g_signal_connect (ws, "closed", G_CALLBACK (ws_closed_cb), self);
+  return self;
+}
+
+const char *
+bf_connection_get_worker_name (BfConnection *self)
+{
+  return self->worker_name;
+}
+
+const char *
+bf_connection_get_peer (BfConnection *self)
+{
+  return self->peer;
+}
+
+gboolean
+bf_connection_is_open (BfConnection *self)
+{
+  return !self->closed;
+}
+
+guint64
+bf_connection_get_last_rx_usec (BfConnection *self)
+{
+  return self->last_rx_usec;
+}
+
+/**
+ * bf_connection_get_info:
+ *
+ * Returns: (transfer none): what get_worker_info returned, as a{sv} without
+ *   nil values; an empty dictionary before the attach completed.
+ */
+GVariant *
+bf_connection_get_info (BfConnection *self)
+{
+  if (self->info == NULL)
+    self->info = g_variant_ref_sink (g_variant_new ("a{sv}", NULL));
+  return self->info;
+}

@@ -1,0 +1,61 @@
+/* bf-connection.h: one worker's WebSocket and Buildbot's msgpack protocol
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <libsoup/soup.h>
+
+G_BEGIN_DECLS
+
+/**
+ * BfConnectionLimits:
+ * @max_message_size: bytes of one incoming message
+ * @keepalive_interval_usec: WebSocket ping period; 0 = no pings
+ * @max_pending_requests: unanswered requests from the worker before it is
+ *   dropped for flooding
+ */
+typedef struct {
+  gsize max_message_size;
+  guint64 keepalive_interval_usec;
+  guint max_pending_requests;
+} BfConnectionLimits;
+
+#define BF_TYPE_CONNECTION (bf_connection_get_type ())
+G_DECLARE_FINAL_TYPE (BfConnection, bf_connection, BF, CONNECTION, GObject)
+
+BfConnection *bf_connection_new                (SoupWebsocketConnection  *ws,
+                                                const char               *worker_name,
+                                                const char               *peer,
+                                                const BfConnectionLimits *limits);
+const char   *bf_connection_get_worker_name    (BfConnection             *self);
+const char   *bf_connection_get_peer           (BfConnection             *self);
+gboolean      bf_connection_is_open            (BfConnection             *self);
+guint64       bf_connection_get_last_rx_usec   (BfConnection             *self);
+GVariant     *bf_connection_get_info           (BfConnection             *self);
+void          bf_connection_set_keepalive      (BfConnection             *self,
+                                                guint64                   interval_usec);
+
+void          bf_connection_attach_async       (BfConnection             *self,
+                                                GCancellable             *cancellable,
+                                                GAsyncReadyCallback       callback,
+                                                gpointer                  user_data);
+gboolean      bf_connection_attach_finish      (BfConnection             *self,
+                                                GAsyncResult             *result,
+                                                GError                  **error);
+
+void          bf_connection_request_async      (BfConnection             *self,
+                                                const char               *op,
+                                                GVariant                 *fields,
+                                                guint64                   timeout_usec,
+                                                GCancellable             *cancellable,
+                                                GAsyncReadyCallback       callback,
+                                                gpointer                  user_data);
+GVariant     *bf_connection_request_finish     (BfConnection             *self,
+                                                GAsyncResult             *result,
+                                                GError                  **error);
+
+void          bf_connection_close              (BfConnection             *self,
+                                                const char               *reason);
+
+G_END_DECLS

@@ -1,0 +1,26 @@
+/* bf-mailer.h: alert mails through the configured MailCommand
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define BF_TYPE_MAILER (bf_mailer_get_type ())
+G_DECLARE_FINAL_TYPE (BfMailer, bf_mailer, BF, MAILER, GObject)
+
+BfMailer *bf_mailer_new        (const char         *command,
+                                const char         *from);
+void      bf_mailer_set_config (BfMailer           *self,
+                                const char         *command,
+                                const char         *from);
+void      bf_mailer_send       (BfMailer           *self,
+                                const char * const *to,
+                                const char         *worker,
+                                const char         *subject,
+                                const char         *body);
+guint     bf_mailer_get_in_flight (BfMailer        *self);
+
+G_END_DECLS

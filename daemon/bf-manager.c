@@ -1,0 +1,545 @@
+/* bf-manager.c: the fleet, published as org.buildfleet.Fleet1.Manager
+ *
+ * Owns the configuration in force, the name -> worker map, the object
+ * manager that publishes every worker, the listener, and the fleet-wide
+ * counters.  A reload is applied as a diff: workers that stay are updated
+ * in place, new ones are exported, removed ones are unexported once they
+ * have no running build.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "bf-authority.h"
+#include "bf-error.h"
+#include "bf-listener.h"
+#include "bf-log.h"
+#include "bf-mailer.h"
+#include "bf-manager.h"
+#include "bf-state.h"
+#include "bf-util.h"
+
+#define FLEET_PATH "/org/buildfleet/Fleet1"
+#define WORKERS_PATH FLEET_PATH "/workers"
+#define STATUS_DELAY_MS 250
+
+struct _BfManager
+{
+  BfDBusManagerSkeleton parent_instance;
+
+  BfConfig *config;
+  gboolean session_bus;
+  BfState *state;
+  BfMailer *mailer;
+  BfAuthority *authority;
+  BfListener *listener;
+  GDBusObjectManagerServer *object_manager;
+
+  GHashTable *workers;            /* name -> BfWorker */
+  GHashTable *retiring;           /* name -> BfWorker: removed, waiting for its builds */
+
+  guint status_source_id;
+};
+
+enum {
+  SIGNAL_STATUS_CHANGED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static void bf_manager_iface_init (BfDBusManagerIface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (BfManager, bf_manager, BF_DBUS_TYPE_MANAGER_SKELETON,
+                               G_IMPLEMENT_INTERFACE (BF_DBUS_TYPE_MANAGER, bf_manager_iface_init))
+
+static BfDBusManager *
+iface (BfManager *self)
+{
+  return BF_DBUS_MANAGER (self);
+}
+
+static char *
+worker_path (const char *name)
+{
+  g_autofree char *escaped = g_dbus_escape_object_path (name);
+  return g_strconcat (WORKERS_PATH "/", escaped, NULL);
+}
+
+/* Status ------------------------------------------------------------------ */
+
+static gboolean
+status_cb (gpointer data)
+{
+  BfManager *self = data;
+
+  self->status_source_id = 0;
+  g_signal_emit (self, signals[SIGNAL_STATUS_CHANGED], 0);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_status (BfManager *self)
+{
+  /* Coalesced: an attach storm of 10,000 workers is one status line. */
+  if (self->status_source_id == 0)
+    self->status_source_id = bf_timeout_add (STATUS_DELAY_MS, status_cb, self,
+                                             "[buildfleetd] status update");
+}
+
+char *
+bf_manager_dup_status (BfManager *self)
+{
+  guint total = g_hash_table_size (self->workers);
+  guint connected = bf_dbus_manager_get_workers_connected (iface (self));
+  guint missing = bf_dbus_manager_get_workers_missing (iface (self));
+  guint builds = bf_dbus_manager_get_builds_active (iface (self));
+  g_autoptr(GString) s = g_string_new (NULL);
+
+  g_string_append_printf (s, "%u of %u workers connected", connected, total);
+  if (missing > 0)
+    g_string_append_printf (s, ", %u missing", missing);
+  if (builds > 0)
+    g_string_append_printf (s, ", %u build%s running", builds, builds == 1 ? "" : "s");
+  return g_string_free (g_steal_pointer (&s), FALSE);
+}
+
+static void
+worker_connected_changed_cb (BfWorker  *worker,
+                             gboolean   connected,
+                             BfManager *self)
+{
+  guint n = bf_dbus_manager_get_workers_connected (iface (self));
+
+  bf_dbus_manager_set_workers_connected (iface (self), connected ? n + 1 : n - 1);
+  schedule_status (self);
+}
+
+static void
+worker_missing_changed_cb (BfWorker  *worker,
+                           gboolean   missing,
+                           BfManager *self)
+{
+  guint n = bf_dbus_manager_get_workers_missing (iface (self));
+
+  bf_dbus_manager_set_workers_missing (iface (self), missing ? n + 1 : n - 1);
+  schedule_status (self);
+}
+
+static void retire_if_idle (BfManager *self,
+                            BfWorker  *worker);
+
+static void
+worker_active_builds_changed_cb (BfWorker  *worker,
+                                 int        delta,
+                                 BfManager *self)
+{
+  guint n = bf_dbus_manager_get_builds_active (iface (self));
+
+  bf_dbus_manager_set_builds_active (iface (self), (guint) ((int) n + delta));
+  schedule_status (self);
+  if (g_hash_table_lookup (self->retiring, bf_worker_get_name (worker)) == worker)
+    retire_if_idle (self, worker);
+}
+
+/* Workers ------------------------------------------------------------------- */
+
+static void
+export_worker (BfManager *self,
+               BfWorker  *worker)
+{
+  g_autofree char *path = worker_path (bf_worker_get_name (worker));
+  g_autoptr(BfDBusObjectSkeleton) object = bf_dbus_object_skeleton_new (path);
+
+  bf_dbus_object_skeleton_set_worker (object, BF_DBUS_WORKER (worker));
+  g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
+}
+
+static void
+add_worker (BfManager      *self,
+            BfWorkerConfig *wc)
+{
+  BfWorker *worker = bf_worker_new (wc, self->state, self->mailer, self->authority);
+
+  bf_worker_set_duplicate_ping_timeout (worker, self->config->duplicate_ping_timeout_usec);
+  g_signal_connect_object (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self, 0);
+  g_signal_connect_object (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self, 0);
+  g_signal_connect_object (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self, 0);
+  if (bf_worker_is_missing (worker))
+    bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
+  g_hash_table_insert (self->workers, g_strdup (wc->name), worker);
+  export_worker (self, worker);
+}
+
+static void
+drop_worker (BfManager  *self,
+             BfWorker   *worker,
+             const char *reason)
+{
+  g_autofree char *path = worker_path (bf_worker_get_name (worker));
+
+  bf_worker_disconnect (worker, reason);
+  if (bf_worker_is_missing (worker))
+    bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) - 1);
+  g_signal_handlers_disconnect_by_data (worker, self);
+  g_dbus_object_manager_server_unexport (self->object_manager, path);
+  bf_state_remove_worker (self->state, bf_worker_get_name (worker));
+  schedule_status (self);
+}
+
+static void
+retire_if_idle (BfManager *self,
+                BfWorker  *worker)
+{
+  g_autofree char *name = g_strdup (bf_worker_get_name (worker));
+
+  if (bf_worker_get_active_builds (worker) > 0)
+    return;
+  bf_worker_message (name, "Worker %s removed from the configuration", name);
+  drop_worker (self, worker, "removed from the configuration");
+  g_hash_table_remove (self->retiring, name);
+}
+
+static void
+apply_daemon_config (BfManager *self)
+{
+  BfConnectionLimits limits = {
+    .max_message_size = self->config->max_message_size,
+    .keepalive_interval_usec = self->config->keepalive_interval_usec,
+    .max_pending_requests = 1000,
+  };
+
+  bf_mailer_set_config (self->mailer, self->config->mail_command, self->config->mail_from);
+  if (self->listener)
+    bf_listener_set_limits (self->listener, &limits);
+}
+
+/**
+ * bf_manager_reload:
+ *
+ * Reads the configuration again and applies the difference.  On error
+ * nothing changes and @error names the file and the reason.
+ */
+gboolean
+bf_manager_reload (BfManager  *self,
+                   GError    **error)
+{
+  g_autoptr(BfConfig) config = NULL;
+  g_autoptr(BfConfig) old = NULL;
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) removed = g_ptr_array_new_with_free_func (g_object_unref);
+  GHashTableIter iter;
+  gpointer value;
+  guint added = 0, updated = 0;
+
+  config = bf_config_load (self->config->path, &local_error);
+  if (config == NULL)
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "The configuration was not reloaded: %s", local_error->message);
+      return FALSE;
+    }
+
+  if (!g_strv_equal ((const char * const *) config->listen, (const char * const *) self->config->listen) ||
+      g_strcmp0 (config->tls_certificate, self->config->tls_certificate) != 0 ||
+      g_strcmp0 (config->tls_private_key, self->config->tls_private_key) != 0)
+    g_warning ("Reload: changes to Listen, TlsCertificate and TlsPrivateKey take effect when the daemon restarts");
+  if (g_strcmp0 (config->state_directory, self->config->state_directory) != 0)
+    g_warning ("Reload: a new StateDirectory takes effect when the daemon restarts");
+
+  old = g_steal_pointer (&self->config);
+  self->config = bf_config_ref (config);
+  /* Keep what cannot change without a restart. */
+  g_free (self->config->state_directory);
+  self->config->state_directory = g_strdup (old->state_directory);
+  apply_daemon_config (self);
+
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BfWorker *worker = value;
+      if (bf_config_lookup_worker (config, bf_worker_get_name (worker)) == NULL)
+        {
+          g_ptr_array_add (removed, g_object_ref (worker));
+          g_hash_table_iter_steal (&iter);
+          g_object_unref (worker);
+        }
+    }
+
+  for (guint i = 0; i < config->workers->len; i++)
+    {
+      BfWorkerConfig *wc = g_ptr_array_index (config->workers, i);
+      BfWorker *worker = g_hash_table_lookup (self->workers, wc->name);
+
+      if (worker == NULL && (worker = g_hash_table_lookup (self->retiring, wc->name)) != NULL)
+        {
+          /* Came back before its builds ended: keep it. */
+          g_hash_table_insert (self->workers, g_strdup (wc->name), g_object_ref (worker));
+          g_hash_table_remove (self->retiring, wc->name);
+        }
+      if (worker != NULL)
+        {
+          bf_worker_set_config (worker, wc);
+          bf_worker_set_duplicate_ping_timeout (worker, config->duplicate_ping_timeout_usec);
+          if (bf_worker_get_connection (worker))
+            bf_connection_set_keepalive (bf_worker_get_connection (worker), config->keepalive_interval_usec);
+          updated++;
+        }
+      else
+        {
+          add_worker (self, wc);
+          added++;
+        }
+    }
+
+  for (guint i = 0; i < removed->len; i++)
+    {
+      BfWorker *worker = g_ptr_array_index (removed, i);
+      g_hash_table_insert (self->retiring, g_strdup (bf_worker_get_name (worker)), g_object_ref (worker));
+      retire_if_idle (self, worker);
+    }
+
+  g_message ("Configuration reloaded from %s: %u workers kept, %u added, %u removed",
+             config->path, updated, added, removed->len);
+  schedule_status (self);
+  return TRUE;
+}
+
+BfWorker *
+bf_manager_lookup_worker (BfManager  *self,
+                          const char *name)
+{
+  return g_hash_table_lookup (self->workers, name);
+}
+
+/* Connections --------------------------------------------------------------- */
+
+static gboolean
+listener_auth_cb (const char  *name,
+                  const char  *password,
+                  const char **why,
+                  gpointer     user_data)
+{
+  BfManager *self = user_data;
+  BfWorker *worker = g_hash_table_lookup (self->workers, name);
+
+  if (worker == NULL)
+    {
+      *why = "no such worker is configured";
+      return FALSE;
+    }
+  if (!bf_worker_check_password (worker, password))
+    {
+      *why = "wrong password";
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+listener_connection_cb (BfListener   *listener,
+                        BfConnection *connection,
+                        BfManager    *self)
+{
+  BfWorker *worker = g_hash_table_lookup (self->workers, bf_connection_get_worker_name (connection));
+
+  if (worker == NULL)
+    {
+      bf_connection_close (connection, "no such worker");
+      return;
+    }
+  bf_worker_offer_connection (worker, connection);
+}
+
+gboolean
+bf_manager_start_listening (BfManager  *self,
+                            GError    **error)
+{
+  g_auto(GStrv) endpoints = NULL;
+
+  if (!bf_listener_start (self->listener, self->config, error))
+    return FALSE;
+  endpoints = bf_listener_get_endpoints (self->listener);
+  bf_dbus_manager_set_listen (iface (self), (const char * const *) endpoints);
+  for (guint i = 0; endpoints[i]; i++)
+    g_message ("Listening for workers on %s%s", endpoints[i],
+               self->config->tls_certificate ? " (TLS)" : "");
+  return TRUE;
+}
+
+/* D-Bus methods --------------------------------------------------------------- */
+
+static void
+reload_authorized (GObject               *object,
+                   GDBusMethodInvocation *invocation)
+{
+  BfManager *self = BF_MANAGER (object);
+  g_autoptr(GError) error = NULL;
+
+  if (!bf_manager_reload (self, &error))
+    {
+      g_warning ("%s", error->message);
+      g_dbus_method_invocation_return_gerror (invocation, error);
+      return;
+    }
+  bf_dbus_manager_complete_reload (iface (self), invocation);
+}
+
+static gboolean
+handle_reload (BfDBusManager         *object,
+               GDBusMethodInvocation *invocation)
+{
+  bf_authority_check (BF_MANAGER (object)->authority, G_OBJECT (object), invocation,
+                      BF_ACTION_RELOAD, reload_authorized);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_get_worker (BfDBusManager         *object,
+                   GDBusMethodInvocation *invocation,
+                   const char            *name)
+{
+  BfManager *self = BF_MANAGER (object);
+  g_autofree char *path = NULL;
+
+  if (!g_hash_table_contains (self->workers, name))
+    {
+      g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_NOT_FOUND,
+                                             "No worker named “%s” is configured", name);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  path = worker_path (name);
+  bf_dbus_manager_complete_get_worker (object, invocation, path);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_request_build (BfDBusManager         *object,
+                      GDBusMethodInvocation *invocation,
+                      const char            *builder,
+                      GVariant              *options)
+{
+  g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_FAILED,
+                                         "Builds are not available in this version of buildfleetd");
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+bf_manager_iface_init (BfDBusManagerIface *iface)
+{
+  iface->handle_reload = handle_reload;
+  iface->handle_get_worker = handle_get_worker;
+  iface->handle_request_build = handle_request_build;
+}
+
+/* Object ------------------------------------------------------------------------ */
+
+/**
+ * bf_manager_shutdown:
+ *
+ * Stops listening, drops every connection and writes the state; for a
+ * clean exit.
+ */
+void
+bf_manager_shutdown (BfManager *self)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (self->listener)
+    bf_listener_stop (self->listener);
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    bf_worker_disconnect (value, "daemon shutting down");
+  bf_state_flush (self->state);
+}
+
+static void
+bf_manager_dispose (GObject *object)
+{
+  BfManager *self = BF_MANAGER (object);
+
+  g_clear_handle_id (&self->status_source_id, g_source_remove);
+  g_clear_object (&self->listener);
+  g_clear_pointer (&self->workers, g_hash_table_unref);
+  g_clear_pointer (&self->retiring, g_hash_table_unref);
+  g_clear_object (&self->object_manager);
+
+  G_OBJECT_CLASS (bf_manager_parent_class)->dispose (object);
+}
+
+static void
+bf_manager_finalize (GObject *object)
+{
+  BfManager *self = BF_MANAGER (object);
+
+  g_clear_pointer (&self->config, bf_config_unref);
+  g_clear_object (&self->state);
+  g_clear_object (&self->mailer);
+  g_clear_object (&self->authority);
+
+  G_OBJECT_CLASS (bf_manager_parent_class)->finalize (object);
+}
+
+static void
+bf_manager_class_init (BfManagerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = bf_manager_dispose;
+  object_class->finalize = bf_manager_finalize;
+
+  /* Coalesced; for sd_notify STATUS= */
+  signals[SIGNAL_STATUS_CHANGED] =
+    g_signal_new ("status-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+}
+
+static void
+bf_manager_init (BfManager *self)
+{
+  self->workers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->retiring = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+}
+
+/**
+ * bf_manager_new:
+ *
+ * Loads the persisted state and creates every configured worker; nothing
+ * is published or listening yet.
+ */
+BfManager *
+bf_manager_new (BfConfig *config,
+                gboolean  session_bus)
+{
+  BfManager *self = g_object_new (BF_TYPE_MANAGER, NULL);
+
+  self->config = bf_config_ref (config);
+  self->session_bus = session_bus;
+  self->state = bf_state_new (config->state_directory);
+  bf_state_load (self->state);
+  self->mailer = bf_mailer_new (config->mail_command, config->mail_from);
+  self->authority = bf_authority_new (session_bus);
+  self->listener = bf_listener_new (listener_auth_cb, self);
+  g_signal_connect_object (self->listener, "connection", G_CALLBACK (listener_connection_cb), self, 0);
+  self->object_manager = g_dbus_object_manager_server_new (FLEET_PATH);
+  apply_daemon_config (self);
+
+  bf_dbus_manager_set_version (iface (self), PACKAGE_VERSION);
+  bf_dbus_manager_set_listen (iface (self), (const char * const *) config->listen);
+
+  for (guint i = 0; i < config->workers->len; i++)
+    add_worker (self, g_ptr_array_index (config->workers, i));
+  return self;
+}
+
+gboolean
+bf_manager_export (BfManager        *self,
+                   GDBusConnection  *bus,
+                   GError          **error)
+{
+  g_dbus_object_manager_server_set_connection (self->object_manager, bus);
+  return g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self), bus, FLEET_PATH, error);
+}

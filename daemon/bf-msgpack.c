@@ -1,0 +1,931 @@
+/* bf-msgpack.c: msgpack <-> GVariant codec
+ *
+ * Copyright The buildfleet authors
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "bf-msgpack.h"
+
+#include <string.h>
+#include <msgpack.h>
+
+G_DEFINE_QUARK (bf-msgpack-error-quark, bf_msgpack_error)
+
+/* Decoding
+ * ========
+ *
+ * The decoder is written here rather than built on msgpack_unpack(): the
+ * msgpack-c unpacker allocates the msgpack_object array of a container from
+ * the count in its header before looking at a single element, so five bytes
+ * claiming 2^32 elements ask its zone for ~100 GiB. Pre-validating the
+ * input with a structural scan would fix that, but it walks the data twice
+ * and then still needs a third pass to turn msgpack_objects into GVariants.
+ * Decoding straight into GVariants is a single linear pass and about as
+ * much code as the scan alone.
+ *
+ * Every value is decoded into a "boxed" (`v`) GVariant, ready to be an
+ * element of `av` or the value of an `a{sv}` entry; the top level unboxes
+ * it. The elements of the containers being decoded live on one shared
+ * stack, so no array is ever sized from a declared count: the stack only
+ * grows as elements are actually decoded, which bounds it by the input
+ * length. Nesting is bounded by BF_MSGPACK_MAX_DEPTH, so the recursion is
+ * too.
+ *
+ * nil, booleans and small integers are very common (every `result: nil`,
+ * every newline offset), so their boxed forms are created once per call and
+ * shared, which also keeps a long array of them at one pointer per element.
+ */
+
+#define FIXINT_MIN (-32)
+#define FIXINT_MAX 127
+
+/* Maps with more entries than this look up duplicate keys in a hash table
+ * instead of comparing with every earlier key. */
+#define MAP_LINEAR_SCAN_MAX 8
+
+typedef struct
+{
+  const guint8 *data;
+  gsize         len;
+  gsize         pos;
+
+  /* Owned boxed values (array elements) and dict entries (map entries) of
+   * all containers being decoded, innermost last. */
+  GPtrArray    *stack;
+  /* Key strings of the map entries on @stack, borrowed from the entries. */
+  GPtrArray    *keys;
+
+  GVariant     *nil;
+  GVariant     *booleans[2];
+  GVariant     *fixints[FIXINT_MAX - FIXINT_MIN + 1];
+} Decoder;
+
+static GVariant *decode_value (Decoder  *d,
+                               guint     depth,
+                               GError  **error);
+
+static void
+decoder_clear (Decoder *d)
+{
+  g_clear_pointer (&d->stack, g_ptr_array_unref);
+  g_clear_pointer (&d->keys, g_ptr_array_unref);
+  g_clear_pointer (&d->nil, g_variant_unref);
+  for (gsize i = 0; i < G_N_ELEMENTS (d->booleans); i++)
+    g_clear_pointer (&d->booleans[i], g_variant_unref);
+  for (gsize i = 0; i < G_N_ELEMENTS (d->fixints); i++)
+    g_clear_pointer (&d->fixints[i], g_variant_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Decoder, decoder_clear)
+
+static inline gsize
+remaining (const Decoder *d)
+{
+  return d->len - d->pos;
+}
+
+/* The elements of the innermost container, from index @base of the stack
+ * to its top, or NULL if there are none (pdata is NULL until the first
+ * element is added, and NULL + 0 is undefined behaviour). */
+static inline GVariant * const *
+stack_slice (const Decoder *d,
+             guint          base)
+{
+  if (d->stack->len == base)
+    return NULL;
+  return (GVariant * const *) d->stack->pdata + base;
+}
+
+/* Takes a floating reference, returns an owned one. */
+static inline GVariant *
+box (GVariant *value)
+{
+  return g_variant_ref_sink (g_variant_new_variant (value));
+}
+
+static GVariant *
+box_nil (Decoder *d)
+{
+  if (d->nil == NULL)
+    d->nil = box (g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
+  return g_variant_ref (d->nil);
+}
+
+static GVariant *
+box_boolean (Decoder  *d,
+             gboolean  value)
+{
+  GVariant **slot = &d->booleans[value ? 1 : 0];
+
+  if (*slot == NULL)
+    *slot = box (g_variant_new_boolean (value));
+  return g_variant_ref (*slot);
+}
+
+static GVariant *
+box_int64 (Decoder *d,
+           gint64   value)
+{
+  GVariant **slot;
+
+  if (value < FIXINT_MIN || value > FIXINT_MAX)
+    return box (g_variant_new_int64 (value));
+
+  slot = &d->fixints[value - FIXINT_MIN];
+  if (*slot == NULL)
+    *slot = box (g_variant_new_int64 (value));
+  return g_variant_ref (*slot);
+}
+
+static gboolean
+set_truncated (Decoder     *d,
+               gsize        start,
+               const gchar *what,
+               gsize        needed,
+               GError     **error)
+{
+  g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+               "msgpack data ends inside the %s at offset %" G_GSIZE_FORMAT
+               " (%" G_GSIZE_FORMAT " more bytes needed, %" G_GSIZE_FORMAT " left)",
+               what, start, needed, remaining (d));
+  return FALSE;
+}
+
+/* Reads a big-endian unsigned integer of @size (1, 2, 4 or 8) bytes. */
+static gboolean
+read_uint (Decoder     *d,
+           gsize        start,
+           const gchar *what,
+           guint        size,
+           guint64     *out,
+           GError     **error)
+{
+  guint64 value = 0;
+
+  if (remaining (d) < size)
+    return set_truncated (d, start, what, size, error);
+
+  for (guint i = 0; i < size; i++)
+    value = (value << 8) | d->data[d->pos + i];
+  d->pos += size;
+
+  *out = value;
+  return TRUE;
+}
+
+/* Checks that @n payload bytes of a str or bin remain. */
+static gboolean
+check_payload (Decoder     *d,
+               gsize        start,
+               const gchar *what,
+               guint64      n,
+               GError     **error)
+{
+  if (n > remaining (d))
+    {
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                   "%s at offset %" G_GSIZE_FORMAT " declares %" G_GUINT64_FORMAT
+                   " bytes but only %" G_GSIZE_FORMAT " remain",
+                   what, start, n, remaining (d));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Reads the payload of a str of @n bytes whose header started at @start,
+ * and returns it as a newly allocated, valid UTF-8 string without NULs. */
+static gchar *
+read_str_payload (Decoder  *d,
+                  gsize     start,
+                  guint64   n,
+                  GError  **error)
+{
+  gchar *str;
+
+  if (!check_payload (d, start, "str", n, error))
+    return NULL;
+
+  /* Copies valid input once; otherwise replaces every byte that is not
+   * part of a valid character, NUL included, with U+FFFD. Linear either
+   * way. */
+  str = g_utf8_make_valid ((const gchar *) d->data + d->pos, n);
+  d->pos += n;
+  return str;
+}
+
+/* If @tag starts a str, reads its length into @n. */
+static gboolean
+read_str_header (Decoder  *d,
+                 gsize     start,
+                 guint8    tag,
+                 guint64  *n,
+                 GError  **error)
+{
+  if (tag >= 0xa0 && tag <= 0xbf)
+    {
+      *n = tag & 0x1f;
+      return TRUE;
+    }
+
+  switch (tag)
+    {
+    case 0xd9:
+      return read_uint (d, start, "str 8 header", 1, n, error);
+    case 0xda:
+      return read_uint (d, start, "str 16 header", 2, n, error);
+    case 0xdb:
+      return read_uint (d, start, "str 32 header", 4, n, error);
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+static inline gboolean
+is_str_tag (guint8 tag)
+{
+  return (tag >= 0xa0 && tag <= 0xbf) || (tag >= 0xd9 && tag <= 0xdb);
+}
+
+static GVariant *
+decode_array (Decoder  *d,
+              gsize     start,
+              guint64   n,
+              guint     depth,
+              GError  **error)
+{
+  guint base = d->stack->len;
+  GVariant *array;
+
+  /* Every element takes at least one byte. */
+  if (n > remaining (d))
+    {
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                   "array at offset %" G_GSIZE_FORMAT " declares %" G_GUINT64_FORMAT
+                   " elements but only %" G_GSIZE_FORMAT " bytes remain",
+                   start, n, remaining (d));
+      return NULL;
+    }
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      GVariant *element = decode_value (d, depth + 1, error);
+
+      if (element == NULL)
+        return NULL;
+      g_ptr_array_add (d->stack, element);
+    }
+
+  array = g_variant_new_array (G_VARIANT_TYPE_VARIANT, stack_slice (d, base), n);
+  g_ptr_array_set_size (d->stack, base);
+
+  return box (array);
+}
+
+/* Returns the index among the @n_entries entries of the current map whose
+ * key is @key, or -1. */
+static gssize
+find_key (Decoder      *d,
+          guint         keys_base,
+          guint         n_entries,
+          GHashTable   *index,
+          const gchar  *key)
+{
+  gpointer found;
+
+  if (index != NULL)
+    {
+      if (g_hash_table_lookup_extended (index, key, NULL, &found))
+        return GPOINTER_TO_UINT (found);
+      return -1;
+    }
+
+  for (guint i = 0; i < n_entries; i++)
+    {
+      if (strcmp (g_ptr_array_index (d->keys, keys_base + i), key) == 0)
+        return i;
+    }
+  return -1;
+}
+
+static GVariant *
+decode_map (Decoder  *d,
+            gsize     start,
+            guint64   n,
+            guint     depth,
+            GError  **error)
+{
+  g_autoptr(GHashTable) index = NULL;
+  guint base = d->stack->len;
+  guint keys_base = d->keys->len;
+  guint n_entries = 0;
+  GVariant *map;
+
+  /* Every entry takes at least two bytes. */
+  if (n > remaining (d) / 2)
+    {
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                   "map at offset %" G_GSIZE_FORMAT " declares %" G_GUINT64_FORMAT
+                   " entries but only %" G_GSIZE_FORMAT " bytes remain",
+                   start, n, remaining (d));
+      return NULL;
+    }
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      gsize key_start = d->pos;
+      g_autofree gchar *key_str = NULL;
+      GVariant *key;
+      GVariant *value;
+      GVariant *entry;
+      const gchar *key_borrowed;
+      guint64 key_len;
+      gssize dup;
+
+      if (remaining (d) == 0)
+        {
+          g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                       "msgpack data ends at offset %" G_GSIZE_FORMAT
+                       " where a key of the map at offset %" G_GSIZE_FORMAT " was expected",
+                       key_start, start);
+          return NULL;
+        }
+      if (!is_str_tag (d->data[d->pos]))
+        {
+          g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
+                       "map key at offset %" G_GSIZE_FORMAT " is not a string",
+                       key_start);
+          return NULL;
+        }
+      d->pos++;
+      if (!read_str_header (d, key_start, d->data[key_start], &key_len, error))
+        return NULL;
+      key_str = read_str_payload (d, key_start, key_len, error);
+      if (key_str == NULL)
+        return NULL;
+
+      value = decode_value (d, depth + 1, error);
+      if (value == NULL)
+        return NULL;
+
+      key = g_variant_new_take_string (g_steal_pointer (&key_str));
+      key_borrowed = g_variant_get_string (key, NULL);
+      entry = g_variant_ref_sink (g_variant_new_dict_entry (key, value));
+      g_variant_unref (value);
+
+      dup = find_key (d, keys_base, n_entries, index, key_borrowed);
+      if (dup >= 0)
+        {
+          /* Last value wins, at the position of the first occurrence. The
+           * old key string dies with the old entry, so point the index and
+           * the key list at the new one first. */
+          if (index != NULL)
+            g_hash_table_replace (index, (gpointer) key_borrowed, GUINT_TO_POINTER (dup));
+          g_ptr_array_index (d->keys, keys_base + dup) = (gpointer) key_borrowed;
+          g_variant_unref (g_ptr_array_index (d->stack, base + dup));
+          g_ptr_array_index (d->stack, base + dup) = entry;
+          continue;
+        }
+
+      g_ptr_array_add (d->stack, entry);
+      g_ptr_array_add (d->keys, (gpointer) key_borrowed);
+      n_entries++;
+
+      if (index != NULL)
+        {
+          g_hash_table_insert (index, (gpointer) key_borrowed,
+                               GUINT_TO_POINTER (n_entries - 1));
+        }
+      else if (n_entries > MAP_LINEAR_SCAN_MAX)
+        {
+          index = g_hash_table_new (g_str_hash, g_str_equal);
+          for (guint j = 0; j < n_entries; j++)
+            g_hash_table_insert (index, g_ptr_array_index (d->keys, keys_base + j),
+                                 GUINT_TO_POINTER (j));
+        }
+    }
+
+  map = g_variant_new_array (G_VARIANT_TYPE ("{sv}"), stack_slice (d, base), n_entries);
+  g_ptr_array_set_size (d->keys, keys_base);
+  g_ptr_array_set_size (d->stack, base);
+
+  return box (map);
+}
+
+static GVariant *
+decode_container (Decoder  *d,
+                  gsize     start,
+                  gboolean  is_map,
+                  guint64   n,
+                  guint     depth,
+                  GError  **error)
+{
+  if (depth >= BF_MSGPACK_MAX_DEPTH)
+    {
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TOO_DEEP,
+                   "%s at offset %" G_GSIZE_FORMAT " is nested more than %d levels deep",
+                   is_map ? "map" : "array", start, BF_MSGPACK_MAX_DEPTH);
+      return NULL;
+    }
+
+  if (is_map)
+    return decode_map (d, start, n, depth, error);
+  else
+    return decode_array (d, start, n, depth, error);
+}
+
+/* Decodes the value at d->pos, which is nested in @depth arrays and maps.
+ * Returns an owned boxed (`v`) GVariant. */
+static GVariant *
+decode_value (Decoder  *d,
+              guint     depth,
+              GError  **error)
+{
+  gsize start = d->pos;
+  guint8 tag;
+  guint64 u;
+
+  if (remaining (d) == 0)
+    {
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                   "msgpack data ends at offset %" G_GSIZE_FORMAT " where a value was expected",
+                   start);
+      return NULL;
+    }
+
+  tag = d->data[d->pos++];
+
+  if (tag <= 0x7f)
+    return box_int64 (d, tag);
+  if (tag >= 0xe0)
+    return box_int64 (d, (gint8) tag);
+  if (tag <= 0x8f)
+    return decode_container (d, start, TRUE, tag & 0x0f, depth, error);
+  if (tag <= 0x9f)
+    return decode_container (d, start, FALSE, tag & 0x0f, depth, error);
+
+  if (is_str_tag (tag))
+    {
+      gchar *str;
+
+      if (!read_str_header (d, start, tag, &u, error))
+        return NULL;
+      str = read_str_payload (d, start, u, error);
+      if (str == NULL)
+        return NULL;
+      return box (g_variant_new_take_string (str));
+    }
+
+  switch (tag)
+    {
+    case 0xc0:
+      return box_nil (d);
+
+    case 0xc2:
+    case 0xc3:
+      return box_boolean (d, tag == 0xc3);
+
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+      {
+        static const guint sizes[] = { 1, 2, 4 };
+        static const gchar * const names[] = { "bin 8 header", "bin 16 header", "bin 32 header" };
+        GVariant *bin;
+
+        if (!read_uint (d, start, names[tag - 0xc4], sizes[tag - 0xc4], &u, error) ||
+            !check_payload (d, start, "bin", u, error))
+          return NULL;
+        bin = g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, d->data + d->pos, u, 1);
+        d->pos += u;
+        return box (bin);
+      }
+
+    case 0xca:
+      {
+        guint32 bits;
+        gfloat f;
+
+        if (!read_uint (d, start, "float 32", 4, &u, error))
+          return NULL;
+        bits = (guint32) u;
+        memcpy (&f, &bits, sizeof f);
+        return box (g_variant_new_double (f));
+      }
+
+    case 0xcb:
+      {
+        gdouble f;
+
+        if (!read_uint (d, start, "float 64", 8, &u, error))
+          return NULL;
+        memcpy (&f, &u, sizeof f);
+        return box (g_variant_new_double (f));
+      }
+
+    case 0xcc:
+      return read_uint (d, start, "uint 8", 1, &u, error) ? box_int64 (d, u) : NULL;
+    case 0xcd:
+      return read_uint (d, start, "uint 16", 2, &u, error) ? box_int64 (d, u) : NULL;
+    case 0xce:
+      return read_uint (d, start, "uint 32", 4, &u, error) ? box_int64 (d, u) : NULL;
+    case 0xcf:
+      if (!read_uint (d, start, "uint 64", 8, &u, error))
+        return NULL;
+      if (u > G_MAXINT64)
+        return box (g_variant_new_uint64 (u));
+      return box_int64 (d, u);
+
+    case 0xd0:
+      return read_uint (d, start, "int 8", 1, &u, error) ? box_int64 (d, (gint8) u) : NULL;
+    case 0xd1:
+      return read_uint (d, start, "int 16", 2, &u, error) ? box_int64 (d, (gint16) u) : NULL;
+    case 0xd2:
+      return read_uint (d, start, "int 32", 4, &u, error) ? box_int64 (d, (gint32) u) : NULL;
+    case 0xd3:
+      return read_uint (d, start, "int 64", 8, &u, error) ? box_int64 (d, (gint64) u) : NULL;
+
+    case 0xdc:
+      if (!read_uint (d, start, "array 16 header", 2, &u, error))
+        return NULL;
+      return decode_container (d, start, FALSE, u, depth, error);
+    case 0xdd:
+      if (!read_uint (d, start, "array 32 header", 4, &u, error))
+        return NULL;
+      return decode_container (d, start, FALSE, u, depth, error);
+    case 0xde:
+      if (!read_uint (d, start, "map 16 header", 2, &u, error))
+        return NULL;
+      return decode_container (d, start, TRUE, u, depth, error);
+    case 0xdf:
+      if (!read_uint (d, start, "map 32 header", 4, &u, error))
+        return NULL;
+      return decode_container (d, start, TRUE, u, depth, error);
+
+    case 0xc7:
+    case 0xc8:
+    case 0xc9:
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
+                   "ext type (0x%02x) at offset %" G_GSIZE_FORMAT " is not supported",
+                   tag, start);
+      return NULL;
+
+    case 0xc1:
+    default:
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
+                   "byte 0x%02x at offset %" G_GSIZE_FORMAT " is not a msgpack type",
+                   tag, start);
+      return NULL;
+    }
+}
+
+GVariant *
+bf_msgpack_decode (const guint8  *data,
+                   gsize          len,
+                   GError       **error)
+{
+  g_auto(Decoder) d = { 0, };
+  g_autoptr(GVariant) boxed = NULL;
+
+  g_return_val_if_fail (data != NULL || len == 0, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (len == 0)
+    {
+      g_set_error_literal (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                           "msgpack data is empty");
+      return NULL;
+    }
+
+  d.data = data;
+  d.len = len;
+  d.stack = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  d.keys = g_ptr_array_new ();
+
+  boxed = decode_value (&d, 0, error);
+  if (boxed == NULL)
+    return NULL;
+
+  if (d.pos != len)
+    {
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRAILING,
+                   "unexpected data at offset %" G_GSIZE_FORMAT " after the msgpack value"
+                   " (%" G_GSIZE_FORMAT " trailing bytes)",
+                   d.pos, len - d.pos);
+      return NULL;
+    }
+
+  return g_variant_get_variant (boxed);
+}
+
+/* Encoding
+ * ========
+ *
+ * msgpack-c's packer picks the shortest form for every integer and length;
+ * its write callback appends straight to the caller's GByteArray.
+ */
+
+static int
+append_to_byte_array (void       *data,
+                      const char *buf,
+                      size_t      len)
+{
+  g_byte_array_append (data, (const guint8 *) buf, len);
+  return 0;
+}
+
+/* msgpack lengths are 32-bit; GVariant's are not. */
+static gboolean
+check_length (msgpack_packer *pk,
+              gsize           len)
+{
+  if (G_LIKELY (len <= G_MAXUINT32))
+    return TRUE;
+
+  g_critical ("Cannot encode a string, array or map of %" G_GSIZE_FORMAT
+              " bytes or elements in msgpack; encoding nil instead", len);
+  msgpack_pack_nil (pk);
+  return FALSE;
+}
+
+static void
+pack_str (msgpack_packer *pk,
+          const gchar    *str,
+          gsize           len)
+{
+  if (!check_length (pk, len))
+    return;
+  msgpack_pack_str (pk, len);
+  msgpack_pack_str_body (pk, str, len);
+}
+
+static void encode_value (msgpack_packer *pk,
+                          GVariant       *value);
+
+/* Arrays of fixed-size basic types, without a GVariant per element. */
+static gboolean
+encode_fixed_array (msgpack_packer *pk,
+                    GVariant       *value,
+                    gchar           element_type)
+{
+  gsize n = 0;
+  gconstpointer elements;
+
+#define PACK_FIXED(ctype, pack)                                             \
+  G_STMT_START {                                                            \
+    const ctype *v = g_variant_get_fixed_array (value, &n, sizeof (ctype)); \
+    if (!check_length (pk, n))                                              \
+      return TRUE;                                                          \
+    msgpack_pack_array (pk, n);                                             \
+    for (gsize i = 0; i < n; i++)                                           \
+      pack (pk, v[i]);                                                      \
+  } G_STMT_END
+
+  switch (element_type)
+    {
+    case 'y':
+      elements = g_variant_get_fixed_array (value, &n, 1);
+      if (!check_length (pk, n))
+        return TRUE;
+      msgpack_pack_bin (pk, n);
+      msgpack_pack_bin_body (pk, elements, n);
+      return TRUE;
+    case 'b':
+      {
+        /* Serialised booleans are one byte each. */
+        const guint8 *v = g_variant_get_fixed_array (value, &n, 1);
+
+        if (!check_length (pk, n))
+          return TRUE;
+        msgpack_pack_array (pk, n);
+        for (gsize i = 0; i < n; i++)
+          {
+            if (v[i])
+              msgpack_pack_true (pk);
+            else
+              msgpack_pack_false (pk);
+          }
+        return TRUE;
+      }
+    case 'n':
+      PACK_FIXED (gint16, msgpack_pack_int64);
+      return TRUE;
+    case 'q':
+      PACK_FIXED (guint16, msgpack_pack_uint64);
+      return TRUE;
+    case 'i':
+    case 'h':
+      PACK_FIXED (gint32, msgpack_pack_int64);
+      return TRUE;
+    case 'u':
+      PACK_FIXED (guint32, msgpack_pack_uint64);
+      return TRUE;
+    case 'x':
+      PACK_FIXED (gint64, msgpack_pack_int64);
+      return TRUE;
+    case 't':
+      PACK_FIXED (guint64, msgpack_pack_uint64);
+      return TRUE;
+    case 'd':
+      PACK_FIXED (gdouble, msgpack_pack_double);
+      return TRUE;
+    default:
+      return FALSE;
+    }
+
+#undef PACK_FIXED
+}
+
+static void
+encode_array (msgpack_packer *pk,
+              GVariant       *value)
+{
+  const GVariantType *element_type;
+  GVariantIter iter;
+  GVariant *child;
+  gsize n;
+
+  element_type = g_variant_type_element (g_variant_get_type (value));
+
+  if (g_variant_type_is_basic (element_type) &&
+      encode_fixed_array (pk, value, *g_variant_type_peek_string (element_type)))
+    return;
+
+  n = g_variant_n_children (value);
+  if (!check_length (pk, n))
+    return;
+
+  if (g_variant_type_is_dict_entry (element_type))
+    {
+      msgpack_pack_map (pk, n);
+      g_variant_iter_init (&iter, value);
+      while ((child = g_variant_iter_next_value (&iter)) != NULL)
+        {
+          g_autoptr(GVariant) key = g_variant_get_child_value (child, 0);
+          g_autoptr(GVariant) val = g_variant_get_child_value (child, 1);
+
+          encode_value (pk, key);
+          encode_value (pk, val);
+          g_variant_unref (child);
+        }
+      return;
+    }
+
+  msgpack_pack_array (pk, n);
+
+  /* String arrays: borrow all strings at once instead of one GVariant
+   * per element. */
+  if (g_variant_type_equal (element_type, G_VARIANT_TYPE_STRING) ||
+      g_variant_type_equal (element_type, G_VARIANT_TYPE_OBJECT_PATH))
+    {
+      g_autofree const gchar **strv = NULL;
+
+      if (g_variant_type_equal (element_type, G_VARIANT_TYPE_STRING))
+        strv = g_variant_get_strv (value, NULL);
+      else
+        strv = g_variant_get_objv (value, NULL);
+      for (gsize i = 0; i < n; i++)
+        pack_str (pk, strv[i], strlen (strv[i]));
+      return;
+    }
+
+  g_variant_iter_init (&iter, value);
+  while ((child = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      encode_value (pk, child);
+      g_variant_unref (child);
+    }
+}
+
+static void
+encode_value (msgpack_packer *pk,
+              GVariant       *value)
+{
+  switch (g_variant_classify (value))
+    {
+    case G_VARIANT_CLASS_BOOLEAN:
+      if (g_variant_get_boolean (value))
+        msgpack_pack_true (pk);
+      else
+        msgpack_pack_false (pk);
+      break;
+
+    case G_VARIANT_CLASS_BYTE:
+      msgpack_pack_uint64 (pk, g_variant_get_byte (value));
+      break;
+    case G_VARIANT_CLASS_INT16:
+      msgpack_pack_int64 (pk, g_variant_get_int16 (value));
+      break;
+    case G_VARIANT_CLASS_UINT16:
+      msgpack_pack_uint64 (pk, g_variant_get_uint16 (value));
+      break;
+    case G_VARIANT_CLASS_INT32:
+      msgpack_pack_int64 (pk, g_variant_get_int32 (value));
+      break;
+    case G_VARIANT_CLASS_HANDLE:
+      msgpack_pack_int64 (pk, g_variant_get_handle (value));
+      break;
+    case G_VARIANT_CLASS_UINT32:
+      msgpack_pack_uint64 (pk, g_variant_get_uint32 (value));
+      break;
+    case G_VARIANT_CLASS_INT64:
+      msgpack_pack_int64 (pk, g_variant_get_int64 (value));
+      break;
+    case G_VARIANT_CLASS_UINT64:
+      msgpack_pack_uint64 (pk, g_variant_get_uint64 (value));
+      break;
+
+    case G_VARIANT_CLASS_DOUBLE:
+      msgpack_pack_double (pk, g_variant_get_double (value));
+      break;
+
+    case G_VARIANT_CLASS_STRING:
+    case G_VARIANT_CLASS_OBJECT_PATH:
+    case G_VARIANT_CLASS_SIGNATURE:
+      {
+        gsize len;
+        const gchar *str = g_variant_get_string (value, &len);
+
+        pack_str (pk, str, len);
+      }
+      break;
+
+    case G_VARIANT_CLASS_VARIANT:
+      {
+        g_autoptr(GVariant) child = g_variant_get_variant (value);
+
+        encode_value (pk, child);
+      }
+      break;
+
+    case G_VARIANT_CLASS_MAYBE:
+      {
+        g_autoptr(GVariant) child = g_variant_get_maybe (value);
+
+        if (child == NULL)
+          msgpack_pack_nil (pk);
+        else
+          encode_value (pk, child);
+      }
+      break;
+
+    case G_VARIANT_CLASS_ARRAY:
+      encode_array (pk, value);
+      break;
+
+    case G_VARIANT_CLASS_TUPLE:
+    case G_VARIANT_CLASS_DICT_ENTRY:
+      {
+        gsize n = g_variant_n_children (value);
+
+        if (n == 0)
+          {
+            msgpack_pack_nil (pk);
+            break;
+          }
+        msgpack_pack_array (pk, n);
+        for (gsize i = 0; i < n; i++)
+          {
+            g_autoptr(GVariant) child = g_variant_get_child_value (value, i);
+
+            encode_value (pk, child);
+          }
+      }
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+void
+bf_msgpack_encode_to (GByteArray *out,
+                      GVariant   *value)
+{
+  msgpack_packer pk;
+
+  g_return_if_fail (out != NULL);
+  g_return_if_fail (value != NULL);
+
+  g_variant_ref_sink (value);
+  msgpack_packer_init (&pk, out, append_to_byte_array);
+  encode_value (&pk, value);
+  g_variant_unref (value);
+}
+
+GBytes *
+bf_msgpack_encode (GVariant *value)
+{
+  g_autoptr(GByteArray) out = NULL;
+
+  g_return_val_if_fail (value != NULL, NULL);
+
+  out = g_byte_array_new ();
+  bf_msgpack_encode_to (out, value);
+  return g_byte_array_free_to_bytes (g_steal_pointer (&out));
+}

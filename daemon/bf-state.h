@@ -1,0 +1,43 @@
+/* bf-state.h: admin state persisted across daemon restarts
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+/**
+ * BfWorkerState:
+ *
+ * What the daemon remembers of a worker between runs.
+ */
+typedef struct {
+  gboolean graceful;
+  gboolean paused;
+  char *pause_reason;
+  guint64 last_seen_usec;           /* last attach or detach */
+  guint64 disconnected_since_usec;  /* 0 while connected */
+  gboolean missing_notified;        /* Missing already raised for this incident */
+} BfWorkerState;
+
+void bf_worker_state_clear (BfWorkerState *ws);
+
+#define BF_TYPE_STATE (bf_state_get_type ())
+G_DECLARE_FINAL_TYPE (BfState, bf_state, BF, STATE, GObject)
+
+BfState    *bf_state_new           (const char          *directory);
+const char *bf_state_get_directory (BfState             *self);
+void        bf_state_load          (BfState             *self);
+gboolean    bf_state_get_worker    (BfState             *self,
+                                    const char          *name,
+                                    BfWorkerState       *out);
+void        bf_state_set_worker    (BfState             *self,
+                                    const char          *name,
+                                    const BfWorkerState *ws);
+void        bf_state_remove_worker (BfState             *self,
+                                    const char          *name);
+void        bf_state_flush         (BfState             *self);
+
+G_END_DECLS

@@ -1,0 +1,49 @@
+/* bf-util.h: small helpers shared by the daemon's objects
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+/* Every timer in the daemon is named, so that a main-loop profile (sysprof,
+ * G_DEBUG) says whose it is.  The caller owns the returned id, zeroes it in
+ * the callback and clears it with g_clear_handle_id() in dispose. */
+static inline guint
+bf_timeout_add_full (GSource     *source,
+                     GSourceFunc  func,
+                     gpointer     data,
+                     const char  *static_name)
+{
+  guint id;
+
+  g_source_set_callback (source, func, data, NULL);
+  g_source_set_static_name (source, static_name);
+  id = g_source_attach (source, NULL);
+  g_source_unref (source);
+  return id;
+}
+
+static inline guint
+bf_timeout_add (guint        interval_ms,
+                GSourceFunc  func,
+                gpointer     data,
+                const char  *static_name)
+{
+  return bf_timeout_add_full (g_timeout_source_new (interval_ms), func, data, static_name);
+}
+
+static inline guint
+bf_timeout_add_seconds (guint        interval_s,
+                        GSourceFunc  func,
+                        gpointer     data,
+                        const char  *static_name)
+{
+  return bf_timeout_add_full (g_timeout_source_new_seconds (interval_s), func, data, static_name);
+}
+
+static inline guint
+bf_usec_to_ms (guint64 usec)
+{
+  return (guint) MIN ((usec + 999) / 1000, G_MAXUINT);
+}

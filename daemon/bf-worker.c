@@ -1,0 +1,950 @@
+/* bf-worker.c: one worker's lifecycle, published as org.buildfleet.Fleet1.Worker
+ *
+ * The worker owns its state and its timers: which connection is attached,
+ * the duplicate-connection check, the missing timer, graceful and pause.
+ * Only this file decides when a worker is missing or back online.
+ *
+ * The missing timer runs from DisconnectedSinceUSec, which is persisted, and
+ * whether Missing was already raised for the current incident is persisted
+ * too: restarting the daemon resumes the timers where they were and never
+ * mails an admin twice about the same absence (Buildbot's issue 4234).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "bf-error.h"
+#include "bf-log.h"
+#include "bf-util.h"
+#include "bf-worker.h"
+
+#define MAX_REASON_LEN 1024
+
+struct _BfWorker
+{
+  BfDBusWorkerSkeleton parent_instance;
+
+  BfWorkerConfig *config;
+  BfState *state;
+  BfMailer *mailer;
+  BfAuthority *authority;
+
+  BfConnection *connection;     /* attached */
+  BfConnection *candidate;      /* being attached, or waiting for the duplicate check */
+  GCancellable *candidate_cancellable;
+  guint64 duplicate_ping_timeout_usec;
+
+  guint missing_source_id;
+  gboolean missing_notified;
+  guint64 last_seen_usec;
+};
+
+enum {
+  SIGNAL_CONNECTED_CHANGED,
+  SIGNAL_MISSING_CHANGED,
+  SIGNAL_ACTIVE_BUILDS_CHANGED,
+  SIGNAL_DETACHED_INTERNAL,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static void bf_worker_iface_init (BfDBusWorkerIface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (BfWorker, bf_worker, BF_DBUS_TYPE_WORKER_SKELETON,
+                               G_IMPLEMENT_INTERFACE (BF_DBUS_TYPE_WORKER, bf_worker_iface_init))
+
+static BfDBusWorker *
+iface (BfWorker *self)
+{
+  return BF_DBUS_WORKER (self);
+}
+
+static guint64
+now_usec (void)
+{
+  return (guint64) g_get_real_time ();
+}
+
+static char *
+format_time (guint64 usec)
+{
+  g_autoptr(GDateTime) secs = g_date_time_new_from_unix_local ((gint64) (usec / G_USEC_PER_SEC));
+  g_autoptr(GDateTime) dt = secs ? g_date_time_add (secs, (GTimeSpan) (usec % G_USEC_PER_SEC)) : NULL;
+
+  if (dt == NULL)
+    return g_strdup ("(unknown)");
+  return g_date_time_format (dt, "%Y-%m-%d %H:%M:%S %Z");
+}
+
+static char *
+format_duration (guint64 usec)
+{
+  guint64 s = usec / G_USEC_PER_SEC;
+
+  if (usec < G_USEC_PER_SEC)
+    return g_strdup_printf ("%.1f seconds", usec / (double) G_USEC_PER_SEC);
+  if (s < 120)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " seconds", s);
+  if (s < 2 * 3600)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " minutes", s / 60);
+  if (s < 2 * 86400)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " hours", s / 3600);
+  return g_strdup_printf ("%" G_GUINT64_FORMAT " days", s / 86400);
+}
+
+static void
+save_state (BfWorker *self)
+{
+  BfWorkerState ws = {
+    .graceful = bf_dbus_worker_get_graceful (iface (self)),
+    .paused = bf_dbus_worker_get_paused (iface (self)),
+    .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
+    .last_seen_usec = self->last_seen_usec,
+    .disconnected_since_usec = bf_dbus_worker_get_disconnected_since_usec (iface (self)),
+    .missing_notified = self->missing_notified,
+  };
+
+  bf_state_set_worker (self->state, bf_worker_get_name (self), &ws);
+}
+
+static void
+mail_admins (BfWorker   *self,
+             const char *subject,
+             const char *body)
+{
+  bf_mailer_send (self->mailer,
+                  (const char * const *) self->config->notify_on_missing,
+                  bf_worker_get_name (self), subject, body);
+}
+
+static void
+append_details (BfWorker *self,
+                GString  *body)
+{
+  const char *admin = bf_dbus_worker_get_admin (iface (self));
+  const char *host = bf_dbus_worker_get_host (iface (self));
+
+  if (admin && *admin)
+    g_string_append_printf (body, "Admin: %s\n", admin);
+  if (host && *host)
+    g_string_append_printf (body, "Host: %s\n", host);
+  g_string_append_printf (body, "\n-- \nbuildfleetd on %s\n", g_get_host_name ());
+}
+
+/* Missing ------------------------------------------------------------------ */
+
+static gboolean
+missing_timeout_cb (gpointer data)
+{
+  BfWorker *self = data;
+  guint64 since = bf_dbus_worker_get_disconnected_since_usec (iface (self));
+  g_autofree char *subject = NULL;
+  g_autofree char *when = format_time (since);
+  g_autofree char *timeout = format_duration (self->config->missing_timeout_usec);
+  g_autoptr(GString) body = g_string_new (NULL);
+
+  self->missing_source_id = 0;
+  self->missing_notified = TRUE;
+  bf_dbus_worker_set_missing (iface (self), TRUE);
+  save_state (self);
+
+  bf_worker_message (bf_worker_get_name (self),
+                     "Worker %s is missing: disconnected since %s, longer than its missing timeout of %s",
+                     bf_worker_get_name (self), when, timeout);
+
+  subject = g_strdup_printf ("Buildfleet worker %s is missing", bf_worker_get_name (self));
+  g_string_append_printf (body,
+                          "The worker %s has been disconnected since %s,\n"
+                          "longer than its missing timeout of %s.\n\n",
+                          bf_worker_get_name (self), when, timeout);
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
+
+  bf_dbus_worker_emit_missing (iface (self), since);
+  g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+arm_missing_timer (BfWorker *self)
+{
+  guint64 since = bf_dbus_worker_get_disconnected_since_usec (iface (self));
+  guint64 timeout = self->config->missing_timeout_usec;
+  guint64 now = now_usec ();
+  guint64 due;
+  guint delay_ms;
+
+  g_clear_handle_id (&self->missing_source_id, g_source_remove);
+  if (self->connection != NULL || self->missing_notified || timeout == 0 || since == 0)
+    return;
+
+  due = since + timeout;
+  delay_ms = due > now ? (guint) MIN ((due - now + 999) / 1000, G_MAXUINT) : 0;
+  /* Millisecond timers, not g_timeout_add_seconds(): the alarm must come
+   * within a few milliseconds of its due time, not up to a second late. */
+  self->missing_source_id = bf_timeout_add (delay_ms, missing_timeout_cb, self,
+                                            "[buildfleetd] worker missing timer");
+}
+
+/* Attach / detach ------------------------------------------------------------ */
+
+static void connection_closed_cb (BfConnection *connection,
+                                  const char   *reason,
+                                  BfWorker     *self);
+
+static void
+connection_activity_cb (BfConnection *connection,
+                        BfWorker     *self)
+{
+  bf_dbus_worker_set_last_message_usec (iface (self), bf_connection_get_last_rx_usec (connection));
+}
+
+static void
+detach (BfWorker   *self,
+        const char *reason)
+{
+  g_autoptr(BfConnection) connection = g_steal_pointer (&self->connection);
+  guint64 now = now_usec ();
+
+  g_assert (connection != NULL);
+
+  g_signal_handlers_disconnect_by_data (connection, self);
+  bf_connection_close (connection, reason);
+
+  self->last_seen_usec = now;
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_connected (iface (self), FALSE);
+  bf_dbus_worker_set_peer (iface (self), "");
+  bf_dbus_worker_set_connected_since_usec (iface (self), 0);
+  bf_dbus_worker_set_disconnected_since_usec (iface (self), now);
+  g_object_thaw_notify (G_OBJECT (self));
+  save_state (self);
+
+  bf_worker_info (bf_worker_get_name (self), "Worker %s detached (%s): was connected from %s",
+                  bf_worker_get_name (self), reason, bf_connection_get_peer (connection));
+
+  bf_dbus_worker_emit_detached (iface (self), reason);
+  g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
+  g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
+  arm_missing_timer (self);
+}
+
+static void
+connection_closed_cb (BfConnection *connection,
+                      const char   *reason,
+                      BfWorker     *self)
+{
+  if (connection == self->connection)
+    detach (self, reason);
+}
+
+static void
+fill_from_info (BfWorker     *self,
+                BfConnection *connection)
+{
+  GVariant *info = bf_connection_get_info (connection);
+  g_autoptr(GVariantBuilder) info_b = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
+  g_autoptr(GVariantBuilder) cmds_b = g_variant_builder_new (G_VARIANT_TYPE ("a{ss}"));
+  const char *version = "";
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+
+  g_variant_iter_init (&iter, info);
+  while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
+    {
+      if (g_str_equal (key, "worker_commands"))
+        {
+          if (g_variant_is_of_type (value, G_VARIANT_TYPE_VARDICT))
+            {
+              GVariantIter citer;
+              const char *cname;
+              GVariant *cver;
+
+              g_variant_iter_init (&citer, value);
+              while (g_variant_iter_loop (&citer, "{&sv}", &cname, &cver))
+                {
+                  g_autofree char *v = g_variant_is_of_type (cver, G_VARIANT_TYPE_STRING)
+                    ? g_variant_dup_string (cver, NULL) : g_variant_print (cver, FALSE);
+                  g_variant_builder_add (cmds_b, "{ss}", cname, v);
+                }
+            }
+          continue;
+        }
+      /* The environment can hold secrets and is large: it stays private. */
+      if (g_str_equal (key, "environ"))
+        continue;
+      if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) &&
+          (g_str_equal (key, "admin") || g_str_equal (key, "host")))
+        {
+          /* The worker reads these from info/ files, trailing newline and all. */
+          g_autofree char *text = g_strstrip (g_variant_dup_string (value, NULL));
+          g_variant_builder_add (info_b, "{sv}", key, g_variant_new_string (text));
+          if (g_str_equal (key, "admin"))
+            bf_dbus_worker_set_admin (iface (self), text);
+          else
+            bf_dbus_worker_set_host (iface (self), text);
+          continue;
+        }
+      if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+        {
+          if (g_str_equal (key, "version"))
+            version = g_variant_get_string (value, NULL);
+        }
+      g_variant_builder_add (info_b, "{sv}", key, value);
+    }
+
+  bf_dbus_worker_set_version (iface (self), version);
+  bf_dbus_worker_set_info (iface (self), g_variant_builder_end (info_b));
+  bf_dbus_worker_set_commands (iface (self), g_variant_builder_end (cmds_b));
+}
+
+static void
+attach (BfWorker     *self,
+        BfConnection *connection)
+{
+  gboolean was_missing = self->missing_notified;
+  guint64 away_since = bf_dbus_worker_get_disconnected_since_usec (iface (self));
+  guint64 now = now_usec ();
+
+  g_assert (self->connection == NULL);
+
+  self->connection = g_object_ref (connection);
+  g_signal_connect_object (connection, "closed", G_CALLBACK (connection_closed_cb), self, 0);
+  g_signal_connect_object (connection, "activity", G_CALLBACK (connection_activity_cb), self, 0);
+  g_clear_handle_id (&self->missing_source_id, g_source_remove);
+
+  self->missing_notified = FALSE;
+  self->last_seen_usec = now;
+
+  g_object_freeze_notify (G_OBJECT (self));
+  fill_from_info (self, connection);
+  bf_dbus_worker_set_peer (iface (self), bf_connection_get_peer (connection));
+  bf_dbus_worker_set_connected_since_usec (iface (self), now);
+  bf_dbus_worker_set_disconnected_since_usec (iface (self), 0);
+  bf_dbus_worker_set_last_message_usec (iface (self), bf_connection_get_last_rx_usec (connection));
+  bf_dbus_worker_set_missing (iface (self), FALSE);
+  bf_dbus_worker_set_connected (iface (self), TRUE);
+  g_object_thaw_notify (G_OBJECT (self));
+  save_state (self);
+
+  bf_worker_info (bf_worker_get_name (self), "Worker %s attached from %s (buildbot-worker %s)",
+                  bf_worker_get_name (self), bf_connection_get_peer (connection),
+                  bf_dbus_worker_get_version (iface (self)));
+
+  bf_dbus_worker_emit_attached (iface (self));
+  g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, TRUE);
+
+  if (was_missing)
+    {
+      g_autofree char *subject = g_strdup_printf ("Buildfleet worker %s is back online", bf_worker_get_name (self));
+      g_autofree char *when = format_time (now);
+      g_autofree char *since = format_time (away_since);
+      g_autofree char *away = format_duration (away_since && now > away_since ? now - away_since : 0);
+      g_autoptr(GString) body = g_string_new (NULL);
+
+      bf_worker_message (bf_worker_get_name (self), "Worker %s is back online after %s",
+                         bf_worker_get_name (self), away);
+      g_string_append_printf (body,
+                              "The worker %s attached again at %s from %s,\n"
+                              "after being away since %s (%s).\n\n",
+                              bf_worker_get_name (self), when, bf_connection_get_peer (connection),
+                              since, away);
+      append_details (self, body);
+      mail_admins (self, subject, body->str);
+      bf_dbus_worker_emit_back_online (iface (self));
+      g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
+    }
+}
+
+static void
+candidate_attach_cb (GObject      *object,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  g_autoptr(BfWorker) self = user_data;
+  BfConnection *connection = BF_CONNECTION (object);
+  g_autoptr(GError) error = NULL;
+
+  if (!bf_connection_attach_finish (connection, result, &error))
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        return;
+      bf_worker_message (bf_worker_get_name (self), "Worker %s from %s failed to attach: %s",
+                         bf_worker_get_name (self), bf_connection_get_peer (connection), error->message);
+      bf_connection_close (connection, error->message);
+      if (self->candidate == connection)
+        g_clear_object (&self->candidate);
+      return;
+    }
+
+  if (self->candidate != connection)
+    return;
+  g_clear_object (&self->candidate_cancellable);
+  attach (self, connection);
+  g_clear_object (&self->candidate);
+}
+
+static void
+start_attach (BfWorker *self)
+{
+  g_clear_object (&self->candidate_cancellable);
+  self->candidate_cancellable = g_cancellable_new ();
+  bf_connection_attach_async (self->candidate, self->candidate_cancellable,
+                              candidate_attach_cb, g_object_ref (self));
+}
+
+static void
+duplicate_ping_cb (GObject      *object,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr(BfWorker) self = user_data;
+  BfConnection *old = BF_CONNECTION (object);
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *reason = NULL;
+
+  reply = bf_connection_request_finish (old, result, &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->candidate == NULL)
+    return;
+
+  if (reply != NULL && old == self->connection)
+    {
+      g_autofree char *why = g_strdup_printf ("duplicate connection: worker %s is already connected from %s",
+                                              bf_worker_get_name (self), bf_connection_get_peer (old));
+      bf_worker_message (bf_worker_get_name (self),
+                         "Refused a second connection for worker %s from %s: the connection from %s still answers",
+                         bf_worker_get_name (self), bf_connection_get_peer (self->candidate),
+                         bf_connection_get_peer (old));
+      bf_connection_close (self->candidate, why);
+      g_clear_object (&self->candidate);
+      g_clear_object (&self->candidate_cancellable);
+      return;
+    }
+
+  bf_worker_message (bf_worker_get_name (self),
+                     "Worker %s: the old connection from %s did not answer (%s); replacing it with the one from %s",
+                     bf_worker_get_name (self), bf_connection_get_peer (old),
+                     error ? error->message : "it closed", bf_connection_get_peer (self->candidate));
+  if (old == self->connection)
+    {
+      reason = g_strdup_printf ("replaced by a new connection from %s", bf_connection_get_peer (self->candidate));
+      detach (self, reason);
+    }
+  start_attach (self);
+}
+
+/**
+ * bf_worker_offer_connection:
+ *
+ * A connection authenticated as this worker.  If the worker is already
+ * connected, the old connection is pinged: if it answers within the
+ * duplicate ping timeout the new one is refused, otherwise the old one is
+ * torn down and the new one attached.
+ */
+void
+bf_worker_offer_connection (BfWorker     *self,
+                            BfConnection *connection)
+{
+  g_return_if_fail (BF_IS_WORKER (self));
+
+  if (self->candidate != NULL)
+    {
+      g_autofree char *why = g_strdup_printf ("another connection for worker %s from %s is being attached",
+                                              bf_worker_get_name (self), bf_connection_get_peer (self->candidate));
+      bf_worker_message (bf_worker_get_name (self), "Refused a connection for worker %s from %s: %s",
+                         bf_worker_get_name (self), bf_connection_get_peer (connection), why);
+      bf_connection_close (connection, why);
+      return;
+    }
+
+  self->candidate = g_object_ref (connection);
+
+  if (self->connection == NULL)
+    {
+      start_attach (self);
+      return;
+    }
+
+  bf_worker_message (bf_worker_get_name (self),
+                     "Worker %s is connected from %s and a new connection came from %s; checking the old one",
+                     bf_worker_get_name (self), bf_connection_get_peer (self->connection),
+                     bf_connection_get_peer (connection));
+  g_clear_object (&self->candidate_cancellable);
+  self->candidate_cancellable = g_cancellable_new ();
+  bf_connection_request_async (self->connection, "print",
+                               g_variant_new_parsed ("{'message': <'buildfleetd: duplicate connection check'>}"),
+                               self->duplicate_ping_timeout_usec,
+                               self->candidate_cancellable,
+                               duplicate_ping_cb, g_object_ref (self));
+}
+
+void
+bf_worker_disconnect (BfWorker   *self,
+                      const char *reason)
+{
+  if (self->candidate != NULL)
+    {
+      g_cancellable_cancel (self->candidate_cancellable);
+      bf_connection_close (self->candidate, reason);
+      g_clear_object (&self->candidate);
+    }
+  if (self->connection != NULL)
+    detach (self, reason);
+}
+
+static void
+shutdown_reply_cb (GObject      *object,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) reply = bf_connection_request_finish (BF_CONNECTION (object), result, &error);
+
+  if (reply == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    bf_worker_debug (bf_connection_get_worker_name (BF_CONNECTION (object)),
+                     "Shutdown request to worker %s: %s",
+                     bf_connection_get_worker_name (BF_CONNECTION (object)), error->message);
+}
+
+/**
+ * bf_worker_request_shutdown:
+ *
+ * Asks the attached worker process to exit.
+ */
+void
+bf_worker_request_shutdown (BfWorker *self)
+{
+  if (self->connection == NULL)
+    return;
+  bf_worker_message (bf_worker_get_name (self), "Asking worker %s to shut down", bf_worker_get_name (self));
+  bf_connection_request_async (self->connection, "shutdown", NULL, 10 * G_USEC_PER_SEC, NULL,
+                               shutdown_reply_cb, NULL);
+}
+
+/* Builds --------------------------------------------------------------------- */
+
+gboolean
+bf_worker_can_take_build (BfWorker   *self,
+                          const char *builder)
+{
+  BfDBusWorker *w = iface (self);
+  guint max = self->config->max_builds;
+
+  return self->connection != NULL &&
+         bf_worker_config_serves (self->config, builder) &&
+         !bf_dbus_worker_get_graceful (w) &&
+         !bf_dbus_worker_get_paused (w) &&
+         !bf_dbus_worker_get_quarantined (w) &&
+         (max == 0 || bf_dbus_worker_get_active_builds (w) < max);
+}
+
+guint
+bf_worker_get_active_builds (BfWorker *self)
+{
+  return bf_dbus_worker_get_active_builds (iface (self));
+}
+
+void
+bf_worker_build_started (BfWorker *self)
+{
+  bf_dbus_worker_set_active_builds (iface (self), bf_dbus_worker_get_active_builds (iface (self)) + 1);
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 1);
+}
+
+void
+bf_worker_build_finished (BfWorker *self,
+                          gboolean  lost)
+{
+  guint active = bf_dbus_worker_get_active_builds (iface (self));
+
+  g_return_if_fail (active > 0);
+  bf_dbus_worker_set_active_builds (iface (self), active - 1);
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, -1);
+
+  /* The seed's after-build rule: a graceful worker shuts down once idle. */
+  if (active == 1 && bf_dbus_worker_get_graceful (iface (self)))
+    bf_worker_request_shutdown (self);
+}
+
+/* D-Bus methods -------------------------------------------------------------- */
+
+static void
+set_graceful_authorized (GObject               *object,
+                         GDBusMethodInvocation *invocation)
+{
+  BfWorker *self = BF_WORKER (object);
+  gboolean graceful;
+
+  g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(b)", &graceful);
+  if (graceful != bf_dbus_worker_get_graceful (iface (self)))
+    {
+      bf_dbus_worker_set_graceful (iface (self), graceful);
+      save_state (self);
+      bf_worker_message (bf_worker_get_name (self), "Worker %s: graceful shutdown %s by %s",
+                         bf_worker_get_name (self), graceful ? "requested" : "cancelled",
+                         g_dbus_method_invocation_get_sender (invocation));
+      bf_dbus_worker_emit_graceful_changed (iface (self), graceful);
+      if (graceful && self->connection != NULL && bf_dbus_worker_get_active_builds (iface (self)) == 0)
+        bf_worker_request_shutdown (self);
+    }
+  bf_dbus_worker_complete_set_graceful (iface (self), invocation);
+}
+
+static gboolean
+handle_set_graceful (BfDBusWorker          *object,
+                     GDBusMethodInvocation *invocation,
+                     gboolean               graceful)
+{
+  BfWorker *self = BF_WORKER (object);
+
+  bf_authority_check (self->authority, G_OBJECT (self), invocation,
+                      BF_ACTION_MANAGE_WORKERS, set_graceful_authorized);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+pause_authorized (GObject               *object,
+                  GDBusMethodInvocation *invocation)
+{
+  BfWorker *self = BF_WORKER (object);
+  const char *reason;
+
+  g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(&s)", &reason);
+  g_object_freeze_notify (object);
+  bf_dbus_worker_set_paused (iface (self), TRUE);
+  bf_dbus_worker_set_pause_reason (iface (self), reason);
+  g_object_thaw_notify (object);
+  save_state (self);
+  bf_worker_message (bf_worker_get_name (self), "Worker %s paused by %s: %s",
+                     bf_worker_get_name (self), g_dbus_method_invocation_get_sender (invocation), reason);
+  bf_dbus_worker_complete_pause (iface (self), invocation);
+}
+
+static gboolean
+handle_pause (BfDBusWorker          *object,
+              GDBusMethodInvocation *invocation,
+              const char            *reason)
+{
+  BfWorker *self = BF_WORKER (object);
+
+  if (strlen (reason) > MAX_REASON_LEN)
+    {
+      g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                                             "The pause reason is %zu bytes long; at most %d are allowed",
+                                             strlen (reason), MAX_REASON_LEN);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  bf_authority_check (self->authority, G_OBJECT (self), invocation,
+                      BF_ACTION_MANAGE_WORKERS, pause_authorized);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+unpause_authorized (GObject               *object,
+                    GDBusMethodInvocation *invocation)
+{
+  BfWorker *self = BF_WORKER (object);
+
+  if (bf_dbus_worker_get_paused (iface (self)))
+    {
+      g_object_freeze_notify (object);
+      bf_dbus_worker_set_paused (iface (self), FALSE);
+      bf_dbus_worker_set_pause_reason (iface (self), "");
+      g_object_thaw_notify (object);
+      save_state (self);
+      bf_worker_message (bf_worker_get_name (self), "Worker %s unpaused by %s",
+                         bf_worker_get_name (self), g_dbus_method_invocation_get_sender (invocation));
+      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+    }
+  bf_dbus_worker_complete_unpause (iface (self), invocation);
+}
+
+static gboolean
+handle_unpause (BfDBusWorker          *object,
+                GDBusMethodInvocation *invocation)
+{
+  bf_authority_check (BF_WORKER (object)->authority, G_OBJECT (object), invocation,
+                      BF_ACTION_MANAGE_WORKERS, unpause_authorized);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+return_not_connected (BfWorker              *self,
+                      GDBusMethodInvocation *invocation)
+{
+  if (self->connection != NULL)
+    return FALSE;
+  g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_NOT_CONNECTED,
+                                         "Worker %s is not connected", bf_worker_get_name (self));
+  return TRUE;
+}
+
+static void
+shutdown_authorized (GObject               *object,
+                     GDBusMethodInvocation *invocation)
+{
+  BfWorker *self = BF_WORKER (object);
+
+  if (return_not_connected (self, invocation))
+    return;
+  bf_worker_request_shutdown (self);
+  bf_dbus_worker_complete_shutdown (iface (self), invocation);
+}
+
+static gboolean
+handle_shutdown (BfDBusWorker          *object,
+                 GDBusMethodInvocation *invocation)
+{
+  bf_authority_check (BF_WORKER (object)->authority, G_OBJECT (object), invocation,
+                      BF_ACTION_MANAGE_WORKERS, shutdown_authorized);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+disconnect_authorized (GObject               *object,
+                       GDBusMethodInvocation *invocation)
+{
+  BfWorker *self = BF_WORKER (object);
+
+  if (return_not_connected (self, invocation))
+    return;
+  bf_worker_disconnect (self, "disconnected by administrator");
+  bf_dbus_worker_complete_disconnect (iface (self), invocation);
+}
+
+static gboolean
+handle_disconnect (BfDBusWorker          *object,
+                   GDBusMethodInvocation *invocation)
+{
+  bf_authority_check (BF_WORKER (object)->authority, G_OBJECT (object), invocation,
+                      BF_ACTION_MANAGE_WORKERS, disconnect_authorized);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+bf_worker_iface_init (BfDBusWorkerIface *iface)
+{
+  iface->handle_set_graceful = handle_set_graceful;
+  iface->handle_pause = handle_pause;
+  iface->handle_unpause = handle_unpause;
+  iface->handle_shutdown = handle_shutdown;
+  iface->handle_disconnect = handle_disconnect;
+}
+
+/* Object --------------------------------------------------------------------- */
+
+static void
+bf_worker_dispose (GObject *object)
+{
+  BfWorker *self = BF_WORKER (object);
+
+  g_clear_handle_id (&self->missing_source_id, g_source_remove);
+  if (self->candidate_cancellable)
+    g_cancellable_cancel (self->candidate_cancellable);
+  if (self->candidate)
+    bf_connection_close (self->candidate, "worker removed");
+  g_clear_object (&self->candidate);
+  if (self->connection)
+    {
+      g_signal_handlers_disconnect_by_data (self->connection, self);
+      bf_connection_close (self->connection, "worker removed");
+    }
+  g_clear_object (&self->connection);
+  g_clear_object (&self->candidate_cancellable);
+
+  G_OBJECT_CLASS (bf_worker_parent_class)->dispose (object);
+}
+
+static void
+bf_worker_finalize (GObject *object)
+{
+  BfWorker *self = BF_WORKER (object);
+
+  g_clear_pointer (&self->config, bf_worker_config_unref);
+  g_clear_object (&self->state);
+  g_clear_object (&self->mailer);
+  g_clear_object (&self->authority);
+
+  G_OBJECT_CLASS (bf_worker_parent_class)->finalize (object);
+}
+
+static void
+bf_worker_class_init (BfWorkerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = bf_worker_dispose;
+  object_class->finalize = bf_worker_finalize;
+
+  /* For the manager's counters; emitted only on real transitions. */
+  signals[SIGNAL_CONNECTED_CHANGED] =
+    g_signal_new ("connected-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
+  signals[SIGNAL_MISSING_CHANGED] =
+    g_signal_new ("missing-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
+  /* delta: +1, -1, or 0 when the worker may take builds again */
+  signals[SIGNAL_ACTIVE_BUILDS_CHANGED] =
+    g_signal_new ("active-builds-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT);
+  signals[SIGNAL_DETACHED_INTERNAL] =
+    g_signal_new ("lost", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+}
+
+static void
+bf_worker_init (BfWorker *self)
+{
+  self->duplicate_ping_timeout_usec = 5 * G_USEC_PER_SEC;
+}
+
+/**
+ * bf_worker_set_config:
+ *
+ * Applies a (re)loaded configuration in place: connection, flags and
+ * timers are kept; the missing timer is re-armed for a new timeout.
+ */
+void
+bf_worker_set_config (BfWorker       *self,
+                      BfWorkerConfig *config)
+{
+  BfDBusWorker *w = iface (self);
+  g_autoptr(BfWorkerConfig) old = self->config;
+
+  self->config = bf_worker_config_ref (config);
+
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_max_builds (w, config->max_builds);
+  bf_dbus_worker_set_builders (w, (const char * const *) config->builders);
+  bf_dbus_worker_set_missing_timeout_usec (w, config->missing_timeout_usec);
+  bf_dbus_worker_set_notify_on_missing (w, (const char * const *) config->notify_on_missing);
+  bf_dbus_worker_set_properties (w, config->properties);
+  g_object_thaw_notify (G_OBJECT (self));
+
+  if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
+    arm_missing_timer (self);
+  if (old != NULL && old->max_builds != config->max_builds)
+    g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+}
+
+/**
+ * bf_worker_new:
+ *
+ * Creates the worker and restores its persisted admin state; a worker the
+ * daemon has never seen counts as disconnected since now, so its missing
+ * timer starts with the daemon and not at the epoch.
+ */
+BfWorker *
+bf_worker_new (BfWorkerConfig *config,
+               BfState        *state,
+               BfMailer       *mailer,
+               BfAuthority    *authority)
+{
+  BfWorker *self = g_object_new (BF_TYPE_WORKER, NULL);
+  BfDBusWorker *w = iface (self);
+  BfWorkerState ws = { 0 };
+  gboolean known;
+
+  self->state = g_object_ref (state);
+  self->mailer = g_object_ref (mailer);
+  self->authority = g_object_ref (authority);
+
+  known = bf_state_get_worker (state, config->name, &ws);
+  bf_dbus_worker_set_name (w, config->name);
+  bf_dbus_worker_set_pause_reason (w, "");
+  bf_dbus_worker_set_admin (w, "");
+  bf_dbus_worker_set_host (w, "");
+  bf_dbus_worker_set_version (w, "");
+  bf_dbus_worker_set_peer (w, "");
+  bf_dbus_worker_set_info (w, g_variant_new ("a{sv}", NULL));
+  bf_dbus_worker_set_commands (w, g_variant_new ("a{ss}", NULL));
+
+  if (known)
+    {
+      bf_dbus_worker_set_graceful (w, ws.graceful);
+      bf_dbus_worker_set_paused (w, ws.paused);
+      bf_dbus_worker_set_pause_reason (w, ws.paused && ws.pause_reason ? ws.pause_reason : "");
+      self->last_seen_usec = ws.last_seen_usec;
+      self->missing_notified = ws.missing_notified;
+      bf_dbus_worker_set_missing (w, ws.missing_notified);
+      /* 0 means the daemon stopped while the worker was connected. */
+      bf_dbus_worker_set_disconnected_since_usec (w, ws.disconnected_since_usec ? ws.disconnected_since_usec : now_usec ());
+      bf_worker_state_clear (&ws);
+    }
+  else
+    bf_dbus_worker_set_disconnected_since_usec (w, now_usec ());
+
+  bf_worker_set_config (self, config);
+  if (!known)
+    save_state (self);
+  return self;
+}
+
+const char *
+bf_worker_get_name (BfWorker *self)
+{
+  return self->config->name;
+}
+
+BfWorkerConfig *
+bf_worker_get_config (BfWorker *self)
+{
+  return self->config;
+}
+
+void
+bf_worker_set_duplicate_ping_timeout (BfWorker *self,
+                                      guint64   timeout_usec)
+{
+  self->duplicate_ping_timeout_usec = timeout_usec;
+}
+
+BfConnection *
+bf_worker_get_connection (BfWorker *self)
+{
+  return self->connection;
+}
+
+gboolean
+bf_worker_is_missing (BfWorker *self)
+{
+  return self->missing_notified;
+}
+
+gboolean
+bf_worker_is_connected (BfWorker *self)
+{
+  return self->connection != NULL;
+}
+
+/**
+ * bf_worker_check_password:
+ *
+ * Compares in constant time: both sides are hashed first so neither the
+ * content nor the length of the configured password leaks through timing.
+ */
+gboolean
+bf_worker_check_password (BfWorker   *self,
+                          const char *password)
+{
+  g_autoptr(GChecksum) a = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autoptr(GChecksum) b = g_checksum_new (G_CHECKSUM_SHA256);
+  guint8 da[32], db[32];
+  gsize la = sizeof da, lb = sizeof db;
+  guint8 diff = 0;
+
+  if (self->config->password == NULL || password == NULL)
+    return FALSE;
+  g_checksum_update (a, (const guchar *) self->config->password, -1);
+  g_checksum_update (b, (const guchar *) password, -1);
+  g_checksum_get_digest (a, da, &la);
+  g_checksum_get_digest (b, db, &lb);
+  for (gsize i = 0; i < sizeof da; i++)
+    diff |= da[i] ^ db[i];
+  return diff == 0;
+}

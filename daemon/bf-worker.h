@@ -1,0 +1,48 @@
+/* bf-worker.h: one worker's lifecycle, published as org.buildfleet.Fleet1.Worker
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "bf-dbus-generated.h"
+#include "bf-authority.h"
+#include "bf-config.h"
+#include "bf-connection.h"
+#include "bf-mailer.h"
+#include "bf-state.h"
+
+G_BEGIN_DECLS
+
+#define BF_TYPE_WORKER (bf_worker_get_type ())
+G_DECLARE_FINAL_TYPE (BfWorker, bf_worker, BF, WORKER, BfDBusWorkerSkeleton)
+
+BfWorker       *bf_worker_new                (BfWorkerConfig *config,
+                                              BfState        *state,
+                                              BfMailer       *mailer,
+                                              BfAuthority    *authority);
+const char     *bf_worker_get_name           (BfWorker       *self);
+BfWorkerConfig *bf_worker_get_config         (BfWorker       *self);
+void            bf_worker_set_config         (BfWorker       *self,
+                                              BfWorkerConfig *config);
+void            bf_worker_set_duplicate_ping_timeout (BfWorker *self,
+                                              guint64         timeout_usec);
+BfConnection   *bf_worker_get_connection     (BfWorker       *self);
+gboolean        bf_worker_check_password     (BfWorker       *self,
+                                              const char     *password);
+
+void            bf_worker_offer_connection   (BfWorker       *self,
+                                              BfConnection   *connection);
+void            bf_worker_disconnect         (BfWorker       *self,
+                                              const char     *reason);
+void            bf_worker_request_shutdown   (BfWorker       *self);
+
+gboolean        bf_worker_is_missing         (BfWorker       *self);
+gboolean        bf_worker_is_connected       (BfWorker       *self);
+gboolean        bf_worker_can_take_build     (BfWorker       *self,
+                                              const char     *builder);
+void            bf_worker_build_started      (BfWorker       *self);
+void            bf_worker_build_finished     (BfWorker       *self,
+                                              gboolean        lost);
+guint           bf_worker_get_active_builds  (BfWorker       *self);
+
+G_END_DECLS

@@ -1,0 +1,260 @@
+/* main.c: buildfleetd, the worker manager daemon
+ *
+ * Options, bus name ownership, Unix signals and systemd notification.
+ * Owns the name first and starts listening for workers only once the name
+ * is ours, so a second instance leaves the first (and its port) alone.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <locale.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <glib-unix.h>
+#include <systemd/sd-daemon.h>
+
+#include "bf-error.h"
+#include "bf-manager.h"
+#include "bf-util.h"
+
+#define BUS_NAME "org.buildfleet.Fleet1"
+#define LISTEN_RETRY_MS 100
+#define LISTEN_RETRIES 50
+
+typedef struct {
+  GMainLoop *loop;
+  BfConfig *config;
+  BfManager *manager;
+  gboolean session_bus;
+  guint name_id;
+  guint watchdog_id;
+  guint listen_retry_id;
+  guint listen_attempts;
+  int exit_code;
+} BfApp;
+
+static void
+bf_app_free (BfApp *app)
+{
+  g_clear_handle_id (&app->watchdog_id, g_source_remove);
+  g_clear_handle_id (&app->listen_retry_id, g_source_remove);
+  g_clear_handle_id (&app->name_id, g_bus_unown_name);
+  g_clear_object (&app->manager);
+  g_clear_pointer (&app->config, bf_config_unref);
+  g_clear_pointer (&app->loop, g_main_loop_unref);
+  g_free (app);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfApp, bf_app_free)
+
+static void
+quit (BfApp *app,
+      int    exit_code)
+{
+  if (app->exit_code == 0)
+    app->exit_code = exit_code;
+  g_main_loop_quit (app->loop);
+}
+
+static void
+status_changed_cb (BfManager *manager,
+                   BfApp     *app)
+{
+  g_autofree char *status = bf_manager_dup_status (manager);
+
+  sd_notifyf (0, "STATUS=%s", status);
+}
+
+static gboolean
+try_listen_cb (gpointer data)
+{
+  BfApp *app = data;
+  g_autoptr(GError) error = NULL;
+
+  app->listen_retry_id = 0;
+  if (!bf_manager_start_listening (app->manager, &error))
+    {
+      /* With --replace the old instance may hold the port a moment longer. */
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE) &&
+          ++app->listen_attempts < LISTEN_RETRIES)
+        {
+          app->listen_retry_id = bf_timeout_add (LISTEN_RETRY_MS, try_listen_cb, app,
+                                                 "[buildfleetd] listen retry");
+          return G_SOURCE_REMOVE;
+        }
+      g_printerr ("buildfleetd: %s\n", error->message);
+      quit (app, EXIT_FAILURE);
+      return G_SOURCE_REMOVE;
+    }
+
+  {
+    g_autofree char *status = bf_manager_dup_status (app->manager);
+    sd_notifyf (0, "READY=1\nSTATUS=%s", status);
+    g_message ("buildfleetd %s ready on the %s bus: %s", PACKAGE_VERSION,
+               app->session_bus ? "session" : "system", status);
+  }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+bus_acquired_cb (GDBusConnection *bus,
+                 const char      *name,
+                 gpointer         user_data)
+{
+  BfApp *app = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!bf_manager_export (app->manager, bus, &error))
+    {
+      g_printerr ("buildfleetd: cannot export the fleet on the bus: %s\n", error->message);
+      quit (app, EXIT_FAILURE);
+    }
+}
+
+static void
+name_acquired_cb (GDBusConnection *bus,
+                  const char      *name,
+                  gpointer         user_data)
+{
+  BfApp *app = user_data;
+
+  try_listen_cb (app);
+}
+
+static void
+name_lost_cb (GDBusConnection *bus,
+              const char      *name,
+              gpointer         user_data)
+{
+  BfApp *app = user_data;
+
+  if (bus == NULL)
+    g_printerr ("buildfleetd: cannot connect to the %s bus\n", app->session_bus ? "session" : "system");
+  else
+    g_printerr ("buildfleetd: the name %s is owned by another process (use --replace to take it over)\n", name);
+  /* Stop listening at once so a replacing instance gets the port. */
+  bf_manager_shutdown (app->manager);
+  quit (app, EXIT_FAILURE);
+}
+
+static gboolean
+sigterm_cb (gpointer data)
+{
+  BfApp *app = data;
+
+  g_message ("Received a termination signal; exiting");
+  sd_notify (0, "STOPPING=1");
+  g_main_loop_quit (app->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+sighup_cb (gpointer data)
+{
+  BfApp *app = data;
+  g_autoptr(GError) error = NULL;
+
+  sd_notify (0, "RELOADING=1");
+  if (!bf_manager_reload (app->manager, &error))
+    g_warning ("%s", error->message);
+  sd_notify (0, "READY=1");
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+watchdog_cb (gpointer data)
+{
+  sd_notify (0, "WATCHDOG=1");
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+warn_if_readable (BfConfig *config)
+{
+  for (guint i = 0; config->files[i]; i++)
+    {
+      struct stat st;
+
+      if (stat (config->files[i], &st) == 0 && (st.st_mode & S_IROTH))
+        g_warning ("%s holds worker passwords and is readable by every user; "
+                   "make it readable only by the service (chmod o-r)", config->files[i]);
+    }
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_autoptr(BfApp) app = g_new0 (BfApp, 1);
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *config_path = NULL;
+  gboolean replace = FALSE;
+  gboolean verbose = FALSE;
+  gboolean version = FALSE;
+  guint64 watchdog_usec = 0;
+  const GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
+      "Configuration file (default " BF_SYSCONFDIR "/buildfleet/buildfleet.conf, plus FILE.d/*.conf)", "FILE" },
+    { "session", 0, 0, G_OPTION_ARG_NONE, &app->session_bus, "Own the name on the session bus", NULL },
+    { "replace", 'r', 0, G_OPTION_ARG_NONE, &replace, "Replace a running instance", NULL },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log debugging messages", NULL },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+
+  setlocale (LC_ALL, "");
+
+  context = g_option_context_new ("— manage a fleet of Buildbot workers over D-Bus");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("buildfleetd: %s\n", error->message);
+      return EXIT_FAILURE;
+    }
+  if (version)
+    {
+      g_print ("buildfleetd %s\n", PACKAGE_VERSION);
+      return EXIT_SUCCESS;
+    }
+  if (verbose)
+    g_log_set_debug_enabled (TRUE);
+  if (config_path == NULL)
+    config_path = g_build_filename (BF_SYSCONFDIR, "buildfleet", "buildfleet.conf", NULL);
+
+  /* Register the error domain before any error can cross the bus. */
+  (void) BF_ERROR;
+
+  app->config = bf_config_load (config_path, &error);
+  if (app->config == NULL)
+    {
+      g_printerr ("buildfleetd: %s\n", error->message);
+      return EXIT_FAILURE;
+    }
+  warn_if_readable (app->config);
+
+  app->loop = g_main_loop_new (NULL, FALSE);
+  app->manager = bf_manager_new (app->config, app->session_bus);
+  g_signal_connect (app->manager, "status-changed", G_CALLBACK (status_changed_cb), app);
+
+  g_unix_signal_add (SIGTERM, sigterm_cb, app);
+  g_unix_signal_add (SIGINT, sigterm_cb, app);
+  g_unix_signal_add (SIGHUP, sighup_cb, app);
+
+  if (sd_watchdog_enabled (FALSE, &watchdog_usec) > 0 && watchdog_usec > 0)
+    app->watchdog_id = bf_timeout_add (bf_usec_to_ms (watchdog_usec / 2), watchdog_cb, app,
+                                       "[buildfleetd] watchdog");
+
+  app->name_id = g_bus_own_name (app->session_bus ? G_BUS_TYPE_SESSION : G_BUS_TYPE_SYSTEM,
+                                 BUS_NAME,
+                                 G_BUS_NAME_OWNER_FLAGS_ALLOW_REPLACEMENT |
+                                 (replace ? G_BUS_NAME_OWNER_FLAGS_REPLACE : 0),
+                                 bus_acquired_cb, name_acquired_cb, name_lost_cb,
+                                 app, NULL);
+
+  g_main_loop_run (app->loop);
+
+  bf_manager_shutdown (app->manager);
+  return app->exit_code;
+}
