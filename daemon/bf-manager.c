@@ -154,6 +154,8 @@ export_worker (BfManager *self,
   g_autoptr(BfDBusObjectSkeleton) object = bf_dbus_object_skeleton_new (path);
 
   bf_dbus_object_skeleton_set_worker (object, BF_DBUS_WORKER (worker));
+  if (bf_worker_get_latent (worker))
+    bf_dbus_object_skeleton_set_latent_worker (object, BF_DBUS_LATENT_WORKER (bf_worker_get_latent (worker)));
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
 }
 

@@ -32,13 +32,28 @@ G_DEFINE_QUARK (bf-msgpack-error-quark, bf_msgpack_error)
  * length. Nesting is bounded by BF_MSGPACK_MAX_DEPTH, so the recursion is
  * too.
  *
- * nil, booleans and small integers are very common (every `result: nil`,
- * every newline offset), so their boxed forms are created once per call and
- * shared, which also keeps a long array of them at one pointer per element.
+ * Every value that msgpack encodes in a single byte (nil, booleans,
+ * fixints, empty str, array and map) is boxed at most once per call and then
+ * shared. They are very common (every `result: nil`, every newline offset),
+ * and sharing keeps a long array of them at one pointer per element: only
+ * values of two bytes and more cost a GVariant of their own, which bounds
+ * memory use at a small multiple of the input size.
  */
 
 #define FIXINT_MIN (-32)
 #define FIXINT_MAX 127
+
+enum
+{
+  CACHE_NIL,
+  CACHE_FALSE,
+  CACHE_TRUE,
+  CACHE_EMPTY_STR,
+  CACHE_EMPTY_ARRAY,
+  CACHE_EMPTY_MAP,
+  CACHE_FIXINT,
+  N_CACHED = CACHE_FIXINT + FIXINT_MAX - FIXINT_MIN + 1
+};
 
 /* Maps with more entries than this look up duplicate keys in a hash table
  * instead of comparing with every earlier key. */
@@ -56,9 +71,8 @@ typedef struct
   /* Key strings of the map entries on @stack, borrowed from the entries. */
   GPtrArray    *keys;
 
-  GVariant     *nil;
-  GVariant     *booleans[2];
-  GVariant     *fixints[FIXINT_MAX - FIXINT_MIN + 1];
+  /* Boxed one-byte values, created on first use. */
+  GVariant     *cache[N_CACHED];
 } Decoder;
 
 static GVariant *decode_value (Decoder  *d,
@@ -70,11 +84,8 @@ decoder_clear (Decoder *d)
 {
   g_clear_pointer (&d->stack, g_ptr_array_unref);
   g_clear_pointer (&d->keys, g_ptr_array_unref);
-  g_clear_pointer (&d->nil, g_variant_unref);
-  for (gsize i = 0; i < G_N_ELEMENTS (d->booleans); i++)
-    g_clear_pointer (&d->booleans[i], g_variant_unref);
-  for (gsize i = 0; i < G_N_ELEMENTS (d->fixints); i++)
-    g_clear_pointer (&d->fixints[i], g_variant_unref);
+  for (gsize i = 0; i < G_N_ELEMENTS (d->cache); i++)
+    g_clear_pointer (&d->cache[i], g_variant_unref);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Decoder, decoder_clear)
@@ -104,38 +115,50 @@ box (GVariant *value)
   return g_variant_ref_sink (g_variant_new_variant (value));
 }
 
+/* Returns a new reference to the boxed value of cache @slot. */
 static GVariant *
-box_nil (Decoder *d)
+cached (Decoder *d,
+        guint    slot)
 {
-  if (d->nil == NULL)
-    d->nil = box (g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
-  return g_variant_ref (d->nil);
-}
+  if (d->cache[slot] == NULL)
+    {
+      GVariant *value;
 
-static GVariant *
-box_boolean (Decoder  *d,
-             gboolean  value)
-{
-  GVariant **slot = &d->booleans[value ? 1 : 0];
+      switch (slot)
+        {
+        case CACHE_NIL:
+          value = g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL);
+          break;
+        case CACHE_FALSE:
+        case CACHE_TRUE:
+          value = g_variant_new_boolean (slot == CACHE_TRUE);
+          break;
+        case CACHE_EMPTY_STR:
+          value = g_variant_new_string ("");
+          break;
+        case CACHE_EMPTY_ARRAY:
+          value = g_variant_new_array (G_VARIANT_TYPE_VARIANT, NULL, 0);
+          break;
+        case CACHE_EMPTY_MAP:
+          value = g_variant_new_array (G_VARIANT_TYPE ("{sv}"), NULL, 0);
+          break;
+        default:
+          value = g_variant_new_int64 ((gint64) (slot - CACHE_FIXINT) + FIXINT_MIN);
+          break;
+        }
+      d->cache[slot] = box (value);
+    }
 
-  if (*slot == NULL)
-    *slot = box (g_variant_new_boolean (value));
-  return g_variant_ref (*slot);
+  return g_variant_ref (d->cache[slot]);
 }
 
 static GVariant *
 box_int64 (Decoder *d,
            gint64   value)
 {
-  GVariant **slot;
-
   if (value < FIXINT_MIN || value > FIXINT_MAX)
     return box (g_variant_new_int64 (value));
-
-  slot = &d->fixints[value - FIXINT_MIN];
-  if (*slot == NULL)
-    *slot = box (g_variant_new_int64 (value));
-  return g_variant_ref (*slot);
+  return cached (d, CACHE_FIXINT + (guint) (value - FIXINT_MIN));
 }
 
 static gboolean
@@ -428,6 +451,8 @@ decode_container (Decoder  *d,
       return NULL;
     }
 
+  if (n == 0)
+    return cached (d, is_map ? CACHE_EMPTY_MAP : CACHE_EMPTY_ARRAY);
   if (is_map)
     return decode_map (d, start, n, depth, error);
   else
@@ -470,6 +495,8 @@ decode_value (Decoder  *d,
 
       if (!read_str_header (d, start, tag, &u, error))
         return NULL;
+      if (u == 0)
+        return cached (d, CACHE_EMPTY_STR);
       str = read_str_payload (d, start, u, error);
       if (str == NULL)
         return NULL;
@@ -479,11 +506,11 @@ decode_value (Decoder  *d,
   switch (tag)
     {
     case 0xc0:
-      return box_nil (d);
+      return cached (d, CACHE_NIL);
 
     case 0xc2:
     case 0xc3:
-      return box_boolean (d, tag == 0xc3);
+      return cached (d, tag == 0xc3 ? CACHE_TRUE : CACHE_FALSE);
 
     case 0xc4:
     case 0xc5:

@@ -31,6 +31,8 @@ struct _BfWorker
   BfMailer *mailer;
   BfAuthority *authority;
 
+  BfLatent *latent;             /* latent workers only */
+
   BfConnection *connection;     /* attached */
   BfConnection *candidate;      /* being attached, or waiting for the duplicate check */
   GCancellable *candidate_cancellable;
@@ -766,6 +768,7 @@ bf_worker_finalize (GObject *object)
   BfWorker *self = BF_WORKER (object);
 
   g_clear_pointer (&self->config, bf_worker_config_unref);
+  g_clear_object (&self->latent);
   g_clear_object (&self->state);
   g_clear_object (&self->mailer);
   g_clear_object (&self->authority);
@@ -826,6 +829,9 @@ bf_worker_set_config (BfWorker       *self,
   bf_dbus_worker_set_properties (w, config->properties);
   g_object_thaw_notify (G_OBJECT (self));
 
+  if (self->latent)
+    bf_latent_set_config (self->latent, config);
+
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
   if (old != NULL && old->max_builds != config->max_builds)
@@ -853,6 +859,9 @@ bf_worker_new (BfWorkerConfig *config,
   self->state = g_object_ref (state);
   self->mailer = g_object_ref (mailer);
   self->authority = g_object_ref (authority);
+
+  if (config->latent != BF_LATENT_NONE)
+    self->latent = bf_latent_new (config);
 
   known = bf_state_get_worker (state, config->name, &ws);
   bf_dbus_worker_set_name (w, config->name);
@@ -902,6 +911,12 @@ bf_worker_set_duplicate_ping_timeout (BfWorker *self,
                                       guint64   timeout_usec)
 {
   self->duplicate_ping_timeout_usec = timeout_usec;
+}
+
+BfLatent *
+bf_worker_get_latent (BfWorker *self)
+{
+  return self->latent;
 }
 
 BfConnection *

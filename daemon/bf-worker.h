@@ -8,6 +8,7 @@
 #include "bf-authority.h"
 #include "bf-config.h"
 #include "bf-connection.h"
+#include "bf-latent.h"
 #include "bf-mailer.h"
 #include "bf-state.h"
 
@@ -27,6 +28,7 @@ void            bf_worker_set_config         (BfWorker       *self,
 void            bf_worker_set_duplicate_ping_timeout (BfWorker *self,
                                               guint64         timeout_usec);
 BfConnection   *bf_worker_get_connection     (BfWorker       *self);
+BfLatent       *bf_worker_get_latent         (BfWorker       *self);
 gboolean        bf_worker_check_password     (BfWorker       *self,
                                               const char     *password);
 

@@ -1,0 +1,3605 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * bf-loadgen: impersonate many Buildbot workers from one process.
+ *
+ * Every simulated worker is one libsoup 3 WebSocket client speaking Buildbot's
+ * msgpack protocol (msgpack_experimental_v7) and answering the master the way
+ * an unmodified buildbot-worker 3.7 does (buildbot_worker/msgpack.py, pb.py,
+ * base.py and commands/): print, keepalive, get_worker_info,
+ * set_worker_settings, start_command, interrupt_command, shutdown, and the
+ * responses to its own update/complete/transfer requests, whose seq_number it
+ * counts from 0 per connection.  Commands are faked: nothing is executed and
+ * nothing is written to disk (see "Commands" below).
+ *
+ * The same binary works against Buildbot's own master (tests/bench/buildbot-peer)
+ * and against buildfleetd (Listen=127.0.0.1:PORT, one [Worker NAME] group per
+ * simulated worker with the same Password=).  Only loopback targets are
+ * accepted.
+ *
+ * What is measured
+ * ----------------
+ * t0 is the monotonic time at which the first connection attempt starts.
+ *
+ * A worker is *attached* when the master has completed its attach sequence
+ * with it, observed from the worker side as:
+ *   1. the response to the master's set_worker_settings request has been
+ *      handed to the socket, and
+ *   2. after that, --attach-prints further `print` requests have arrived and
+ *      been answered.
+ * Buildbot's master ends its sequence with one `print "attached"` per builder
+ * the worker serves (after listdir/mkdir of the builder directories), so use
+ * --attach-prints=<builders per worker> (1 with buildbot-peer's default
+ * config).  buildfleetd considers a worker attached once it has the
+ * set_worker_settings response, so use the default --attach-prints=0 there.
+ *
+ * The "attached" phase line reports:
+ *   seconds   t(last worker attached) - t0
+ *   rate      attached workers / seconds
+ *   handshake_ms  per worker: start of the successful connection attempt
+ *                 (TCP connect) -> HTTP 101 received
+ *   attach_ms     per worker: start of its first attempt -> attached
+ *                 (includes retries and the master's queueing)
+ * with p50/p95/p99/max over all attached workers.
+ *
+ * --concurrency K bounds the connection attempts in flight: an attempt holds
+ * a slot from TCP connect until the WebSocket handshake has completed or failed
+ * (--in-flight-until=handshake, default), or until the worker is attached
+ * (--in-flight-until=attached).
+ *
+ * Leaving, after the attach phase and --hold SECONDS:
+ *   default / --stop-after-attach
+ *       each worker leaves like a stopped buildbot-worker: Twisted drops the
+ *       transport, i.e. a TCP FIN without a WebSocket close frame (with
+ *       --close-frame: an orderly close frame 1001 instead).  The "stopped"
+ *       line reports how long until the master had closed every connection.
+ *   --kill-after-attach
+ *       print the "killed" line and _exit(): the kernel closes every socket at
+ *       once, exactly as SIGKILL of all worker processes would (no close frame,
+ *       FIN/RST by the kernel).  Detection must be measured on the master side;
+ *       the line carries realtime_usec (CLOCK_REALTIME, like the D-Bus
+ *       timestamps) to correlate with.
+ *   --silent-after-attach
+ *       the workers hang for --hold seconds: the main context that owns every
+ *       socket source (and libsoup's automatic pong replies) is simply not
+ *       iterated, while a private context runs only the hold timer and the
+ *       signal handlers.  The kernel keeps the TCP connections ESTABLISHED and
+ *       ACKs data into the receive buffers, so the master sees neither FIN nor
+ *       RST, no pongs and no msgpack responses: the same as a worker process
+ *       stopped with SIGSTOP or a wedged host.  Afterwards the sockets are read
+ *       again for --resume-grace seconds and the "resumed" line reports how
+ *       many connections the master had dropped meanwhile.
+ *
+ * Commands
+ * --------
+ * shell emits the real worker's header lines, then --output-lines lines of
+ * --line-bytes bytes (newline included) on stdout, spread over
+ * --command-seconds, then rc 0, the elapsedTime header and `elapsed`, then
+ * complete nil.  Output goes through a model of the worker's BufferManager:
+ * consecutive chunks of one stream are joined into [text, [newline offsets],
+ * [times]] and an update is sent when buffer_size (from set_worker_settings)
+ * would be exceeded, buffer_timeout has passed, or the command ends.
+ * interrupt_command flushes, then reports "command interrupted", signal 9 and
+ * rc -1, as the real worker does.  mkdir/rmdir/cpdir/listdir/stat/glob/rmfile
+ * work on an in-memory directory set per worker; upload_file sends a fake file
+ * of --upload-bytes, upload_directory an empty tar archive, download_file reads
+ * and discards what the master offers.  Unlike the real worker, at most
+ * --update-window of one command's requests are in flight (0 = unbounded, like
+ * the real worker) so that a fast fake command cannot queue unbounded memory.
+ *
+ * Output: one JSON object per line on stdout per phase; diagnostics on stderr.
+ * Exit status: 0 when every worker attached, 1 otherwise, 2 on usage errors.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib-unix.h>
+#include <gio/gio.h>
+#include <libsoup/soup.h>
+#include <msgpack.h>
+
+#define DEFAULT_URL "ws://127.0.0.1:9989"
+#define DEFAULT_WORKER_VERSION "3.7.0"
+#define WORKER_COMMAND_VERSION "3.1"
+#define MAX_LOGGED_ERRORS 10
+#define EMPTY_TAR_SIZE 10240
+
+/* The real worker's command registry, in its order. */
+static const char * const worker_command_names[] = {
+  "shell", "uploadFile", "upload_file", "uploadDirectory", "upload_directory",
+  "downloadFile", "download_file", "mkdir", "rmdir", "cpdir", "stat", "glob",
+  "listdir", "rmfile",
+};
+
+/* What create-worker leaves in a worker's base directory besides info/. */
+static const char * const basedir_files[] = {
+  "buildbot.tac", "twistd.hostname", "twistd.log",
+};
+
+typedef struct _Loadgen Loadgen;
+typedef struct _Worker Worker;
+typedef struct _FakeCommand FakeCommand;
+
+typedef enum {
+  PHASE_ATTACHING,
+  PHASE_HOLDING,
+  PHASE_SILENT,
+  PHASE_RESUMED,
+  PHASE_STOPPING,
+} Phase;
+
+typedef enum {
+  WORKER_IDLE,        /* not started yet, or waiting to retry */
+  WORKER_QUEUED,      /* waiting for a connection slot */
+  WORKER_CONNECTING,
+  WORKER_OPEN,
+  WORKER_ATTACHED,
+  WORKER_LEAVING,     /* we closed (FIN or close frame), waiting for the end */
+  WORKER_DONE,        /* will not connect again */
+} WorkerState;
+
+typedef enum {
+  CMD_SHELL,
+  CMD_MKDIR,
+  CMD_RMDIR,
+  CMD_CPDIR,
+  CMD_STAT,
+  CMD_GLOB,
+  CMD_LISTDIR,
+  CMD_RMFILE,
+  CMD_UPLOAD_FILE,
+  CMD_UPLOAD_DIRECTORY,
+  CMD_DOWNLOAD_FILE,
+} CommandKind;
+
+typedef enum {
+  PENDING_UPDATE,
+  PENDING_COMPLETE,
+  PENDING_UPLOAD_WRITE,
+  PENDING_UPLOAD_CLOSE,
+  PENDING_UPLOAD_UTIME,
+  PENDING_DIRECTORY_WRITE,
+  PENDING_DIRECTORY_UNPACK,
+  PENDING_READ,
+  PENDING_READ_CLOSE,
+} PendingKind;
+
+typedef enum {
+  ENTRY_HEADER,
+  ENTRY_STDOUT,
+  ENTRY_STDERR,
+  ENTRY_VALUE,        /* any other key with a pre-encoded msgpack value */
+} EntryKind;
+
+static const char * const entry_keys[] = { "header", "stdout", "stderr", NULL };
+
+typedef struct {
+  EntryKind kind;
+  char *key;          /* ENTRY_VALUE only */
+  GBytes *value;      /* ENTRY_VALUE only: msgpack-encoded */
+  GString *text;      /* log entries */
+  GArray *offsets;    /* gint64: index of every '\n' in text */
+  GArray *times;      /* double: unix time of every line */
+} OutEntry;
+
+/* Model of buildbot_worker.util.buffer_manager.BufferManager. */
+typedef struct {
+  GPtrArray *entries;
+  gint64 len;
+} OutBuffer;
+
+struct _FakeCommand {
+  grefcount ref_count;
+  Worker *worker;     /* NULL once its connection is gone */
+  GBytes *id;         /* command_id exactly as the master sent it (msgpack) */
+  char *id_text;
+  CommandKind kind;
+  OutBuffer out;
+  gint64 start_usec;
+  guint source_id;
+  guint flush_id;     /* buffer_timeout */
+  guint in_flight;    /* our requests for this command awaiting a response */
+  gboolean paused;    /* producer waits for the update window */
+  gboolean interrupted;
+  gboolean completed;
+
+  /* shell */
+  gint64 lines_total;
+  gint64 lines_done;
+  gint line_bytes;
+  gboolean want_stdout;
+  gdouble seconds;
+
+  /* transfers */
+  char *path;
+  gint64 blocksize;
+  gint64 remaining;   /* maxsize left, -1 = unlimited */
+  gint64 data_left;   /* fake payload still to send */
+  gboolean keepstamp;
+  gboolean exists;
+  int rc;
+  char *stderr_text;
+  char *failure;      /* for `complete` */
+  char *to_path;      /* cpdir */
+  GBytes *payload;    /* upload_directory: the archive */
+  gsize payload_offset;
+};
+
+typedef struct {
+  FakeCommand *command;   /* owned reference, may be NULL */
+  PendingKind kind;
+} Pending;
+
+struct _Worker {
+  Loadgen *lg;
+  guint number;           /* the %d in the name */
+  char *name;
+  char *basedir;
+  WorkerState state;
+  SoupSession *session;   /* borrowed */
+
+  SoupMessage *msg;       /* while connecting */
+  GCancellable *cancellable;
+  guint connect_timeout_id;
+  guint retry_id;
+  guint leave_id;
+  gboolean holds_slot;
+
+  SoupWebsocketConnection *ws;
+  GSocket *socket;
+  guint32 next_seq;
+  GHashTable *pending;    /* seq + 1 -> Pending */
+  GHashTable *commands;   /* GBytes id -> FakeCommand */
+  GPtrArray *dirs;        /* absolute paths made by mkdir/cpdir */
+  gboolean settings_done;
+  guint prints_after_settings;
+  gboolean ever_attached;
+  gboolean shutdown_requested;
+
+  guint attempts;         /* since the last attach */
+  gint64 first_attempt_usec;
+  gint64 attempt_usec;
+  gdouble handshake_ms;
+
+  gint64 buffer_size;
+  gdouble buffer_timeout;
+  gint64 max_line_length;
+};
+
+typedef struct {
+  char *url;
+  int workers;
+  int first_index;
+  char *name_format;
+  char *password;
+  int concurrency;
+  char *in_flight_until;
+  int attach_prints;
+  gdouble attach_timeout;
+  gdouble connect_timeout;
+  int max_attempts;
+  gdouble hold;
+  gboolean stop_after_attach;
+  gboolean kill_after_attach;
+  gboolean silent_after_attach;
+  gdouble resume_grace;
+  gboolean close_frame;
+  gdouble close_timeout;
+  gboolean no_reconnect;
+  gint64 output_lines;
+  int line_bytes;
+  gdouble command_seconds;
+  int update_window;
+  gint64 upload_bytes;
+  char *basedir_prefix;
+  char *worker_version;
+  int source_addresses;
+  int peer_pid;
+  gboolean progress;
+  gboolean verbose;
+} Options;
+
+typedef struct {
+  guint64 attempts;
+  guint64 retries;
+  guint64 connect_errors;
+  guint64 http_401;
+  guint64 http_other;
+  guint64 timeouts;
+  guint64 closed_by_peer;
+  guint64 closed_before_attach;
+  guint64 reattached;
+  guint64 messages_in;
+  guint64 messages_out;
+  guint64 bytes_in;
+  guint64 bytes_out;
+  guint64 text_frames;
+  guint64 bad_messages;
+  guint64 prints;
+  guint64 keepalives;
+  guint64 commands;
+  guint64 commands_done;
+  guint64 interrupts;
+  guint64 shutdowns;
+  guint64 updates;
+  guint64 output_bytes;
+  guint64 error_responses;
+  guint64 unexpected_responses;
+  guint64 unknown_ops;
+  guint64 transfer_bytes;
+} Stats;
+
+struct _Loadgen {
+  Options opt;
+  GMainLoop *loop;
+  Phase phase;
+  gboolean interrupted;
+  guint n_signals;
+  int exit_status;
+
+  GUri *uri;              /* http:// form of --url */
+  char *name_prefix;
+  char *name_suffix;
+  int name_width;
+  gboolean name_zero;
+  gboolean in_flight_until_attached;
+
+  SoupSession **sessions;
+  guint n_sessions;
+  Worker *workers;
+  guint n_workers;
+  GQueue queue;
+  guint in_flight;
+  guint n_state[WORKER_DONE + 1];
+  guint n_attached_first;
+
+  gint64 t0;
+  gint64 t_last_attach;
+  guint attach_timeout_id;
+  guint phase_timeout_id;
+  guint progress_id;
+  guint sigint_id;
+  guint sigterm_id;
+  GArray *handshake_ms;
+  GArray *attach_ms;
+
+  msgpack_sbuffer sbuf;
+  msgpack_packer pk;
+
+  char **environ;
+  GPtrArray *os_release;  /* alternating key, value */
+  GBytes *empty_tar;
+  guint8 *block;      /* fake upload data */
+  gsize block_size;
+  Stats stats;
+  guint logged_errors;
+};
+
+static void worker_schedule_retry (Worker *w);
+static void worker_check_attached (Worker *w);
+static void command_flush (FakeCommand *c);
+static void command_finish (FakeCommand *c, const char *failure);
+static void command_kick (FakeCommand *c);
+static void command_unref (FakeCommand *c);
+static void lg_pump (Loadgen *lg);
+static void lg_maybe_quit (Loadgen *lg);
+
+/* ------------------------------------------------------------------------ */
+/* small helpers                                                            */
+
+static gdouble
+now_unix (void)
+{
+  return (gdouble) g_get_real_time () / G_USEC_PER_SEC;
+}
+
+static void
+lg_warn (Loadgen *lg, const char *format, ...) G_GNUC_PRINTF (2, 3);
+
+static void
+lg_warn (Loadgen *lg, const char *format, ...)
+{
+  va_list args;
+  g_autofree char *text = NULL;
+
+  if (!lg->opt.verbose && lg->logged_errors >= MAX_LOGGED_ERRORS)
+    return;
+  lg->logged_errors++;
+  va_start (args, format);
+  text = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_printerr ("bf-loadgen: %s%s\n", text,
+              (!lg->opt.verbose && lg->logged_errors == MAX_LOGGED_ERRORS) ?
+              " (further messages suppressed; use --verbose)" : "");
+}
+
+static gint64
+read_vmrss_kib (int pid)
+{
+  g_autofree char *path = NULL;
+  g_autofree char *contents = NULL;
+  const char *line;
+
+  path = pid > 0 ? g_strdup_printf ("/proc/%d/status", pid) : g_strdup ("/proc/self/status");
+  if (!g_file_get_contents (path, &contents, NULL, NULL))
+    return -1;
+  line = strstr (contents, "\nVmRSS:");
+  if (line == NULL)
+    return -1;
+  return g_ascii_strtoll (line + strlen ("\nVmRSS:"), NULL, 10);
+}
+
+static int
+compare_doubles (gconstpointer a, gconstpointer b)
+{
+  gdouble x = *(const gdouble *) a, y = *(const gdouble *) b;
+  return (x > y) - (x < y);
+}
+
+static gdouble
+percentile (GArray *sorted, gdouble p)
+{
+  gsize i;
+
+  if (sorted->len == 0)
+    return 0;
+  i = (gsize) (p / 100.0 * (sorted->len - 1) + 0.5);
+  return g_array_index (sorted, gdouble, MIN (i, sorted->len - 1));
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON phase lines                                                         */
+
+static void
+json_number (GString *s, const char *key, gdouble value)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  g_string_append_printf (s, ",\"%s\":%s", key,
+                          g_ascii_formatd (buf, sizeof buf, "%.3f", value));
+}
+
+static void
+json_int (GString *s, const char *key, gint64 value)
+{
+  g_string_append_printf (s, ",\"%s\":%" G_GINT64_FORMAT, key, value);
+}
+
+static void
+json_string (GString *s, const char *key, const char *value)
+{
+  /* values are our own identifiers: no escaping needed */
+  g_string_append_printf (s, ",\"%s\":\"%s\"", key, value);
+}
+
+static void
+json_distribution (GString *s, const char *key, GArray *values)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  const gdouble ps[] = { 50, 95, 99, 100 };
+  const char * const names[] = { "p50", "p95", "p99", "max" };
+
+  g_array_sort (values, compare_doubles);
+  g_string_append_printf (s, ",\"%s\":{", key);
+  for (guint i = 0; i < G_N_ELEMENTS (ps); i++)
+    g_string_append_printf (s, "%s\"%s\":%s", i ? "," : "", names[i],
+                            g_ascii_formatd (buf, sizeof buf, "%.3f",
+                                             percentile (values, ps[i])));
+  g_string_append_c (s, '}');
+}
+
+static GString *
+json_begin (const char *phase)
+{
+  GString *s = g_string_new (NULL);
+
+  g_string_append_printf (s, "{\"phase\":\"%s\"", phase);
+  return s;
+}
+
+static void
+json_end (Loadgen *lg, GString *s)
+{
+  json_int (s, "open", lg->n_state[WORKER_OPEN] + lg->n_state[WORKER_ATTACHED] +
+                       lg->n_state[WORKER_LEAVING]);
+  json_int (s, "loadgen_rss_kib", read_vmrss_kib (0));
+  if (lg->opt.peer_pid > 0)
+    json_int (s, "peer_rss_kib", read_vmrss_kib (lg->opt.peer_pid));
+  json_int (s, "realtime_usec", g_get_real_time ());
+  g_string_append (s, "}\n");
+  fputs (s->str, stdout);
+  fflush (stdout);
+  g_string_free (s, TRUE);
+}
+
+static void
+json_traffic (Loadgen *lg, GString *s)
+{
+  const Stats *st = &lg->stats;
+
+  json_int (s, "messages_in", st->messages_in);
+  json_int (s, "messages_out", st->messages_out);
+  json_int (s, "bytes_in", st->bytes_in);
+  json_int (s, "bytes_out", st->bytes_out);
+  json_int (s, "commands", st->commands);
+  json_int (s, "commands_done", st->commands_done);
+  json_int (s, "updates", st->updates);
+  json_int (s, "output_bytes", st->output_bytes);
+  json_int (s, "transfer_bytes", st->transfer_bytes);
+  json_int (s, "interrupts", st->interrupts);
+  json_int (s, "shutdowns", st->shutdowns);
+  json_int (s, "prints", st->prints);
+  json_int (s, "keepalives", st->keepalives);
+  json_int (s, "error_responses", st->error_responses);
+  json_int (s, "unexpected_responses", st->unexpected_responses);
+  json_int (s, "unknown_ops", st->unknown_ops);
+  json_int (s, "bad_messages", st->bad_messages);
+  json_int (s, "closed_by_peer", st->closed_by_peer);
+  json_int (s, "reattached", st->reattached);
+}
+
+/* ------------------------------------------------------------------------ */
+/* msgpack helpers                                                          */
+
+static void
+pk_str (msgpack_packer *pk, const char *s)
+{
+  size_t n = strlen (s);
+
+  msgpack_pack_str (pk, n);
+  msgpack_pack_str_body (pk, s, n);
+}
+
+static void
+pk_strn (msgpack_packer *pk, const char *s, size_t n)
+{
+  msgpack_pack_str (pk, n);
+  msgpack_pack_str_body (pk, s, n);
+}
+
+static void
+pk_raw (Loadgen *lg, GBytes *encoded)
+{
+  gsize n;
+  const char *data = g_bytes_get_data (encoded, &n);
+
+  msgpack_sbuffer_write (&lg->sbuf, data, n);
+}
+
+static GBytes *
+encode_object (const msgpack_object *o)
+{
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  GBytes *bytes;
+
+  msgpack_sbuffer_init (&sb);
+  msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_object (&pk, *o);
+  bytes = g_bytes_new (sb.data, sb.size);
+  msgpack_sbuffer_destroy (&sb);
+  return bytes;
+}
+
+static GBytes *
+encode_int (gint64 v)
+{
+  msgpack_object o = { .type = v >= 0 ? MSGPACK_OBJECT_POSITIVE_INTEGER : MSGPACK_OBJECT_NEGATIVE_INTEGER };
+
+  o.via.i64 = v;
+  return encode_object (&o);
+}
+
+static GBytes *
+encode_double (gdouble v)
+{
+  msgpack_object o = { .type = MSGPACK_OBJECT_FLOAT64 };
+
+  o.via.f64 = v;
+  return encode_object (&o);
+}
+
+static const msgpack_object *
+mp_get (const msgpack_object *map, const char *key)
+{
+  size_t n = strlen (key);
+
+  if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+    return NULL;
+  for (uint32_t i = 0; i < map->via.map.size; i++)
+    {
+      const msgpack_object *k = &map->via.map.ptr[i].key;
+
+      if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+          memcmp (k->via.str.ptr, key, n) == 0)
+        return &map->via.map.ptr[i].val;
+    }
+  return NULL;
+}
+
+static char *
+mp_dup_str (const msgpack_object *o)
+{
+  if (o == NULL)
+    return NULL;
+  if (o->type == MSGPACK_OBJECT_STR)
+    return g_strndup (o->via.str.ptr, o->via.str.size);
+  if (o->type == MSGPACK_OBJECT_BIN)
+    return g_strndup (o->via.bin.ptr, o->via.bin.size);
+  return NULL;
+}
+
+static gboolean
+mp_int (const msgpack_object *o, gint64 *out)
+{
+  if (o == NULL)
+    return FALSE;
+  switch (o->type)
+    {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+      *out = o->via.u64 > G_MAXINT64 ? G_MAXINT64 : (gint64) o->via.u64;
+      return TRUE;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+      *out = o->via.i64;
+      return TRUE;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+      *out = (gint64) o->via.f64;
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
+static gboolean
+mp_double (const msgpack_object *o, gdouble *out)
+{
+  gint64 i;
+
+  if (o != NULL && (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64))
+    {
+      *out = o->via.f64;
+      return TRUE;
+    }
+  if (mp_int (o, &i))
+    {
+      *out = i;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+/* Python truthiness, as the worker applies it to want_stdout and friends. */
+static gboolean
+mp_truthy (const msgpack_object *o, gboolean absent)
+{
+  if (o == NULL)
+    return absent;
+  switch (o->type)
+    {
+    case MSGPACK_OBJECT_NIL:
+      return FALSE;
+    case MSGPACK_OBJECT_BOOLEAN:
+      return o->via.boolean;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+      return o->via.i64 != 0;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+      return o->via.f64 != 0;
+    case MSGPACK_OBJECT_STR:
+      return o->via.str.size > 0;
+    case MSGPACK_OBJECT_BIN:
+      return o->via.bin.size > 0;
+    case MSGPACK_OBJECT_ARRAY:
+      return o->via.array.size > 0;
+    case MSGPACK_OBJECT_MAP:
+      return o->via.map.size > 0;
+    default:
+      return TRUE;
+    }
+}
+
+/* A rough Python repr() of a str, for the argv/logfiles header lines. */
+static void
+append_py_repr (GString *s, const char *text)
+{
+  g_string_append_c (s, '\'');
+  for (const char *p = text; *p; p++)
+    {
+      if (*p == '\'' || *p == '\\')
+        g_string_append_c (s, '\\');
+      if (*p == '\n')
+        g_string_append (s, "\\n");
+      else
+        g_string_append_c (s, *p);
+    }
+  g_string_append_c (s, '\'');
+}
+
+/* ------------------------------------------------------------------------ */
+/* sending                                                                  */
+
+static gboolean
+worker_can_send (Worker *w)
+{
+  return w->ws != NULL &&
+         soup_websocket_connection_get_state (w->ws) == SOUP_WEBSOCKET_STATE_OPEN;
+}
+
+/* Sends what has been packed into lg->sbuf and clears it. */
+static void
+worker_send_packed (Worker *w)
+{
+  Loadgen *lg = w->lg;
+
+  if (worker_can_send (w))
+    {
+      soup_websocket_connection_send_binary (w->ws, lg->sbuf.data, lg->sbuf.size);
+      lg->stats.messages_out++;
+      lg->stats.bytes_out += lg->sbuf.size;
+    }
+  msgpack_sbuffer_clear (&lg->sbuf);
+}
+
+/* {op: 'response', seq_number: <request's>, result: ..., [is_exception: True]}
+ * in the worker's key order.  The caller packs the result between head and
+ * tail. */
+static void
+response_head (Loadgen *lg, const msgpack_object *seq, gboolean is_exception)
+{
+  msgpack_sbuffer_clear (&lg->sbuf);
+  msgpack_pack_map (&lg->pk, is_exception ? 4 : 3);
+  pk_str (&lg->pk, "op");
+  pk_str (&lg->pk, "response");
+  pk_str (&lg->pk, "seq_number");
+  msgpack_pack_object (&lg->pk, *seq);
+  pk_str (&lg->pk, "result");
+}
+
+static void
+response_tail (Worker *w, gboolean is_exception)
+{
+  if (is_exception)
+    {
+      pk_str (&w->lg->pk, "is_exception");
+      msgpack_pack_true (&w->lg->pk);
+    }
+  worker_send_packed (w);
+}
+
+static void
+worker_respond (Worker *w, const msgpack_object *seq, const char *error)
+{
+  response_head (w->lg, seq, error != NULL);
+  if (error != NULL)
+    pk_str (&w->lg->pk, error);
+  else
+    msgpack_pack_nil (&w->lg->pk);
+  response_tail (w, error != NULL);
+}
+
+/* Worker -> master requests: {op, <fields...>, seq_number}. */
+static void
+request_head (Worker *w, const char *op, guint n_fields)
+{
+  Loadgen *lg = w->lg;
+
+  msgpack_sbuffer_clear (&lg->sbuf);
+  msgpack_pack_map (&lg->pk, n_fields + 2);
+  pk_str (&lg->pk, "op");
+  pk_str (&lg->pk, op);
+}
+
+static void
+pending_free (gpointer data)
+{
+  Pending *p = data;
+
+  g_clear_pointer (&p->command, command_unref);
+  g_free (p);
+}
+
+static void
+request_tail (Worker *w, FakeCommand *c, PendingKind kind)
+{
+  Loadgen *lg = w->lg;
+  Pending *p;
+  guint32 seq = w->next_seq++;
+
+  pk_str (&lg->pk, "seq_number");
+  msgpack_pack_uint32 (&lg->pk, seq);
+  if (!worker_can_send (w))
+    {
+      msgpack_sbuffer_clear (&lg->sbuf);
+      return;
+    }
+  if (w->pending == NULL)
+    w->pending = g_hash_table_new_full (NULL, NULL, NULL, pending_free);
+  p = g_new0 (Pending, 1);
+  p->kind = kind;
+  if (c != NULL)
+    {
+      g_ref_count_inc (&c->ref_count);
+      p->command = c;
+      c->in_flight++;
+    }
+  g_hash_table_insert (w->pending, GUINT_TO_POINTER (seq + 1), p);
+  worker_send_packed (w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the worker's output buffer                                               */
+
+static void
+out_entry_free (gpointer data)
+{
+  OutEntry *e = data;
+
+  g_free (e->key);
+  g_clear_pointer (&e->value, g_bytes_unref);
+  if (e->text != NULL)
+    g_string_free (e->text, TRUE);
+  g_clear_pointer (&e->offsets, g_array_unref);
+  g_clear_pointer (&e->times, g_array_unref);
+  g_free (e);
+}
+
+static gint64
+command_buffer_size (FakeCommand *c)
+{
+  return c->worker != NULL ? c->worker->buffer_size : 64 * 1024;
+}
+
+static gboolean
+command_flush_timeout (gpointer data)
+{
+  FakeCommand *c = data;
+
+  c->flush_id = 0;
+  command_flush (c);
+  return G_SOURCE_REMOVE;
+}
+
+/* BufferManager.setup_timeout(): the first append after a send starts the
+ * buffer_timeout clock. */
+static void
+out_note_append (FakeCommand *c)
+{
+  if (c->flush_id != 0 || c->worker == NULL)
+    return;
+  c->flush_id = g_timeout_add ((guint) (c->worker->buffer_timeout * 1000),
+                               command_flush_timeout, c);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->flush_id),
+                            "bf-loadgen buffer timeout");
+}
+
+/* Appends stream text (complete lines) like BufferManager.append() */
+static void
+out_append_log (FakeCommand *c, EntryKind kind, const char *text, gsize len, gdouble t)
+{
+  OutBuffer *b = &c->out;
+  OutEntry *last = NULL;
+  gint64 n_lines = 0, data_len, buffer_size = command_buffer_size (c);
+  gsize base;
+
+  for (gsize i = 0; i < len; i++)
+    if (text[i] == '\n')
+      n_lines++;
+  data_len = len + 8 * (2 * n_lines);
+  if (data_len > buffer_size - b->len)
+    command_flush (c);
+
+  if (b->entries->len > 0)
+    last = g_ptr_array_index (b->entries, b->entries->len - 1);
+  if (last == NULL || last->kind != kind)
+    {
+      last = g_new0 (OutEntry, 1);
+      last->kind = kind;
+      last->text = g_string_sized_new (len);
+      last->offsets = g_array_new (FALSE, FALSE, sizeof (gint64));
+      last->times = g_array_new (FALSE, FALSE, sizeof (gdouble));
+      g_ptr_array_add (b->entries, last);
+    }
+  base = last->text->len;
+  g_string_append_len (last->text, text, len);
+  for (gsize i = 0; i < len; i++)
+    if (text[i] == '\n')
+      {
+        gint64 offset = base + i;
+
+        g_array_append_val (last->offsets, offset);
+        g_array_append_val (last->times, t);
+      }
+  b->len += data_len;
+  if (data_len > buffer_size)
+    command_flush (c);
+  else
+    out_note_append (c);
+}
+
+static void
+out_append_text (FakeCommand *c, EntryKind kind, const char *text)
+{
+  out_append_log (c, kind, text, strlen (text), now_unix ());
+}
+
+static void
+out_append_value (FakeCommand *c, const char *key, GBytes *value)
+{
+  OutBuffer *b = &c->out;
+  OutEntry *e;
+
+  if (20 > command_buffer_size (c) - b->len)
+    command_flush (c);
+  e = g_new0 (OutEntry, 1);
+  e->kind = ENTRY_VALUE;
+  e->key = g_strdup (key);
+  e->value = value;
+  g_ptr_array_add (b->entries, e);
+  b->len += 20;
+  out_note_append (c);
+}
+
+/* The worker's doStart() sends `elapsed` when the command's deferred fires. */
+static void
+command_append_elapsed (FakeCommand *c)
+{
+  out_append_value (c, "elapsed",
+                    encode_double ((g_get_monotonic_time () - c->start_usec) /
+                                   (gdouble) G_USEC_PER_SEC));
+}
+
+static void
+command_flush (FakeCommand *c)
+{
+  OutBuffer *b = &c->out;
+  Worker *w = c->worker;
+  Loadgen *lg;
+  msgpack_packer *pk;
+
+  g_clear_handle_id (&c->flush_id, g_source_remove);
+  if (b->entries->len == 0)
+    return;
+  if (w == NULL)
+    {
+      g_ptr_array_set_size (b->entries, 0);
+      b->len = 0;
+      return;
+    }
+  lg = w->lg;
+  pk = &lg->pk;
+  request_head (w, "update", 2);
+  pk_str (pk, "args");
+  msgpack_pack_array (pk, b->entries->len);
+  for (guint i = 0; i < b->entries->len; i++)
+    {
+      OutEntry *e = g_ptr_array_index (b->entries, i);
+
+      msgpack_pack_array (pk, 2);
+      if (e->kind == ENTRY_VALUE)
+        {
+          pk_str (pk, e->key);
+          pk_raw (lg, e->value);
+          continue;
+        }
+      pk_str (pk, entry_keys[e->kind]);
+      msgpack_pack_array (pk, 3);
+      pk_strn (pk, e->text->str, e->text->len);
+      msgpack_pack_array (pk, e->offsets->len);
+      for (guint j = 0; j < e->offsets->len; j++)
+        msgpack_pack_int64 (pk, g_array_index (e->offsets, gint64, j));
+      msgpack_pack_array (pk, e->times->len);
+      for (guint j = 0; j < e->times->len; j++)
+        msgpack_pack_double (pk, g_array_index (e->times, gdouble, j));
+      lg->stats.output_bytes += e->text->len;
+    }
+  pk_str (pk, "command_id");
+  pk_raw (lg, c->id);
+  request_tail (w, c, PENDING_UPDATE);
+  lg->stats.updates++;
+  g_ptr_array_set_size (b->entries, 0);
+  b->len = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* fake commands                                                            */
+
+static FakeCommand *
+command_new (Worker *w, const msgpack_object *id, CommandKind kind)
+{
+  FakeCommand *c = g_rc_box_new0 (FakeCommand);
+
+  c->worker = w;
+  c->id = encode_object (id);
+  c->id_text = mp_dup_str (id);
+  if (c->id_text == NULL)
+    {
+      gint64 n = 0;
+
+      c->id_text = mp_int (id, &n) ? g_strdup_printf ("%" G_GINT64_FORMAT, n) : g_strdup ("?");
+    }
+  c->kind = kind;
+  c->out.entries = g_ptr_array_new_with_free_func (out_entry_free);
+  c->start_usec = g_get_monotonic_time ();
+  c->remaining = -1;
+  return c;
+}
+
+static void
+command_clear (gpointer data)
+{
+  FakeCommand *c = data;
+
+  g_clear_handle_id (&c->source_id, g_source_remove);
+  g_clear_handle_id (&c->flush_id, g_source_remove);
+  g_bytes_unref (c->id);
+  g_free (c->id_text);
+  g_ptr_array_unref (c->out.entries);
+  g_free (c->path);
+  g_free (c->stderr_text);
+  g_free (c->failure);
+  g_free (c->to_path);
+  g_clear_pointer (&c->payload, g_bytes_unref);
+}
+
+static void
+command_unref (FakeCommand *c)
+{
+  g_rc_box_release_full (c, command_clear);
+}
+
+/* The worker dropped the command (connection gone, or replaced). */
+static void
+command_detach (gpointer data)
+{
+  FakeCommand *c = data;
+
+  g_clear_handle_id (&c->source_id, g_source_remove);
+  g_clear_handle_id (&c->flush_id, g_source_remove);
+  c->worker = NULL;
+  command_unref (c);
+}
+
+static gboolean
+command_window_full (FakeCommand *c)
+{
+  int window = c->worker != NULL ? c->worker->lg->opt.update_window : 0;
+
+  return window > 0 && c->in_flight >= (guint) window;
+}
+
+/* protocol_complete(): flush the buffer, then {op: complete, args: failure}. */
+static void
+command_finish (FakeCommand *c, const char *failure)
+{
+  Worker *w = c->worker;
+
+  if (c->completed)
+    return;
+  c->completed = TRUE;
+  g_clear_handle_id (&c->source_id, g_source_remove);
+  if (w == NULL)
+    return;
+
+  g_rc_box_acquire (c);
+  command_flush (c);
+  request_head (w, "complete", 2);
+  pk_str (&w->lg->pk, "args");
+  if (failure != NULL)
+    pk_str (&w->lg->pk, failure);
+  else
+    msgpack_pack_nil (&w->lg->pk);
+  pk_str (&w->lg->pk, "command_id");
+  pk_raw (w->lg, c->id);
+  request_tail (w, c, PENDING_COMPLETE);
+  w->lg->stats.commands_done++;
+  if (w->commands != NULL && g_hash_table_lookup (w->commands, c->id) == c)
+    g_hash_table_remove (w->commands, c->id);
+  command_unref (c);
+}
+
+/* ---- shell ---- */
+
+static void
+shell_end (FakeCommand *c, gboolean killed)
+{
+  gdouble elapsed = (g_get_monotonic_time () - c->start_usec) / (gdouble) G_USEC_PER_SEC;
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  g_autofree char *line = NULL;
+
+  if (killed)
+    out_append_text (c, ENTRY_HEADER, "process killed by signal 9\n");
+  out_append_value (c, "rc", encode_int (killed ? -1 : 0));
+  line = g_strdup_printf ("elapsedTime=%s\n", g_ascii_formatd (buf, sizeof buf, "%0.6f", elapsed));
+  out_append_text (c, ENTRY_HEADER, line);
+  /* after an interrupt the Command is no longer .running: no `elapsed` */
+  if (!killed)
+    command_append_elapsed (c);
+  command_finish (c, NULL);
+}
+
+static void
+shell_emit_line (FakeCommand *c, GString *scratch)
+{
+  Worker *w = c->worker;
+  gsize want = c->line_bytes;
+
+  g_string_printf (scratch, "%s %s line %07" G_GINT64_FORMAT " ",
+                   w->name, c->id_text, c->lines_done + 1);
+  if (want == 0)
+    want = 1;
+  if (scratch->len > want - 1)
+    g_string_truncate (scratch, want - 1);
+  while (scratch->len < want - 1)
+    g_string_append_c (scratch, 'x');
+  g_string_append_c (scratch, '\n');
+  out_append_log (c, ENTRY_STDOUT, scratch->str, scratch->len, now_unix ());
+  c->lines_done++;
+}
+
+static gboolean
+shell_tick (gpointer data)
+{
+  FakeCommand *c = data;
+  Worker *w = c->worker;
+  g_autoptr(GString) scratch = NULL;
+  guint64 updates_before;
+  gint64 due = c->lines_total;
+
+  if (w == NULL || c->completed)
+    {
+      c->source_id = 0;
+      return G_SOURCE_REMOVE;
+    }
+  if (c->seconds > 0)
+    {
+      gdouble frac = (g_get_monotonic_time () - c->start_usec) / (c->seconds * G_USEC_PER_SEC);
+
+      if (frac < 1)
+        due = MIN (c->lines_total, (gint64) (frac * c->lines_total));
+    }
+  if (!c->want_stdout)
+    c->lines_done = due;
+
+  scratch = g_string_sized_new (c->line_bytes + 64);
+  updates_before = w->lg->stats.updates;
+  while (c->lines_done < due)
+    {
+      if (command_window_full (c))
+        {
+          c->paused = TRUE;
+          c->source_id = 0;
+          return G_SOURCE_REMOVE;
+        }
+      /* one update per dispatch, so that every worker gets its turn */
+      if (w->lg->stats.updates != updates_before)
+        return G_SOURCE_CONTINUE;
+      shell_emit_line (c, scratch);
+    }
+  if (c->lines_done >= c->lines_total)
+    {
+      c->source_id = 0;
+      shell_end (c, FALSE);
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+command_kick (FakeCommand *c)
+{
+  if (c->source_id != 0 || c->completed || c->worker == NULL)
+    return;
+  c->paused = FALSE;
+  if (c->seconds > 0)
+    c->source_id = g_timeout_add (50, shell_tick, c);
+  else
+    c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, shell_tick, c, NULL);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
+                            "bf-loadgen shell output");
+}
+
+static void
+append_command_display (GString *s, const msgpack_object *cmd, gboolean argv_repr)
+{
+  if (cmd->type == MSGPACK_OBJECT_STR || cmd->type == MSGPACK_OBJECT_BIN)
+    {
+      g_autofree char *text = mp_dup_str (cmd);
+
+      if (argv_repr)
+        append_py_repr (s, text);
+      else
+        g_string_append (s, text);
+      return;
+    }
+  if (cmd->type != MSGPACK_OBJECT_ARRAY)
+    return;
+  if (argv_repr)
+    g_string_append_c (s, '[');
+  for (uint32_t i = 0; i < cmd->via.array.size; i++)
+    {
+      const msgpack_object *arg = &cmd->via.array.ptr[i];
+      g_autofree char *text = NULL;
+
+      /* ['obfuscated', real, shown] */
+      if (arg->type == MSGPACK_OBJECT_ARRAY && arg->via.array.size == 3)
+        arg = &arg->via.array.ptr[2];
+      text = mp_dup_str (arg);
+      if (text == NULL)
+        text = g_strdup ("?");
+      if (i > 0)
+        g_string_append (s, argv_repr ? ", " : " ");
+      if (argv_repr)
+        append_py_repr (s, text);
+      else
+        {
+          gboolean plain = *text != '\0';
+
+          for (const char *p = text; *p && plain; p++)
+            plain = g_ascii_isalnum (*p) || strchr ("@%+=:,./-_", *p) != NULL;
+          if (plain)
+            g_string_append (s, text);
+          else
+            {
+              g_autofree char *quoted = g_shell_quote (text);
+              g_string_append (s, quoted);
+            }
+        }
+    }
+  if (argv_repr)
+    g_string_append_c (s, ']');
+}
+
+static int
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char * const *) a, *(char * const *) b);
+}
+
+/* RunProcess._startCommand()'s header lines. */
+static void
+shell_headers (FakeCommand *c, const msgpack_object *args)
+{
+  Worker *w = c->worker;
+  const msgpack_object *cmd = mp_get (args, "command");
+  const msgpack_object *env = mp_get (args, "env");
+  const msgpack_object *logfiles = mp_get (args, "logfiles");
+  g_autoptr(GString) h = g_string_new (NULL);
+  g_autofree char *workdir = mp_dup_str (mp_get (args, "workdir"));
+  g_auto(GStrv) environ = g_strdupv (w->lg->environ);
+  gint64 timeout = 0, max_time = 0;
+
+  append_command_display (h, cmd, FALSE);
+  g_string_append_printf (h, "\n in dir %s", workdir ? workdir : "");
+  if (mp_int (mp_get (args, "timeout"), &timeout) && timeout > 0)
+    g_string_append_printf (h, " (timeout %" G_GINT64_FORMAT " %s)", timeout, timeout == 1 ? "sec" : "secs");
+  if (mp_int (mp_get (args, "maxTime"), &max_time) && max_time > 0)
+    g_string_append_printf (h, " (maxTime %" G_GINT64_FORMAT " %s)", max_time, max_time == 1 ? "sec" : "secs");
+  g_string_append (h, "\n watching logfiles {");
+  if (logfiles != NULL && logfiles->type == MSGPACK_OBJECT_MAP)
+    for (uint32_t i = 0; i < logfiles->via.map.size; i++)
+      {
+        g_autofree char *k = mp_dup_str (&logfiles->via.map.ptr[i].key);
+        g_autofree char *v = mp_dup_str (&logfiles->via.map.ptr[i].val);
+
+        if (i > 0)
+          g_string_append (h, ", ");
+        append_py_repr (h, k ? k : "?");
+        g_string_append (h, ": ");
+        append_py_repr (h, v ? v : "?");
+      }
+  g_string_append (h, "}\n argv: ");
+  if (cmd != NULL && (cmd->type == MSGPACK_OBJECT_STR || cmd->type == MSGPACK_OBJECT_BIN))
+    {
+      g_string_append (h, "['/bin/sh', '-c', ");
+      append_command_display (h, cmd, TRUE);
+      g_string_append (h, "]");
+    }
+  else if (cmd != NULL)
+    append_command_display (h, cmd, TRUE);
+  g_string_append_c (h, '\n');
+
+  if (mp_truthy (mp_get (args, "logEnviron"), TRUE))
+    {
+      g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+
+      if (env != NULL && env->type == MSGPACK_OBJECT_MAP)
+        for (uint32_t i = 0; i < env->via.map.size; i++)
+          {
+            g_autofree char *k = mp_dup_str (&env->via.map.ptr[i].key);
+            const msgpack_object *v = &env->via.map.ptr[i].val;
+
+            if (k == NULL)
+              continue;
+            if (v->type == MSGPACK_OBJECT_NIL)
+              environ = g_environ_unsetenv (environ, k);
+            else if (v->type == MSGPACK_OBJECT_ARRAY)
+              {
+                g_autoptr(GString) joined = g_string_new (NULL);
+
+                for (uint32_t j = 0; j < v->via.array.size; j++)
+                  {
+                    g_autofree char *part = mp_dup_str (&v->via.array.ptr[j]);
+
+                    if (j > 0)
+                      g_string_append_c (joined, ':');
+                    g_string_append (joined, part ? part : "");
+                  }
+                environ = g_environ_setenv (environ, k, joined->str, TRUE);
+              }
+            else
+              {
+                g_autofree char *s = mp_dup_str (v);
+
+                environ = g_environ_setenv (environ, k, s ? s : "", TRUE);
+              }
+          }
+      environ = g_environ_setenv (environ, "PWD", workdir ? workdir : "", TRUE);
+      for (char **e = environ; *e; e++)
+        g_ptr_array_add (lines, g_strdup_printf ("  %s\n", *e));
+      g_ptr_array_sort (lines, compare_strings);
+      g_string_append (h, " environment:\n");
+      for (guint i = 0; i < lines->len; i++)
+        g_string_append (h, g_ptr_array_index (lines, i));
+    }
+  g_string_append (h, " using PTY: False\n");
+  out_append_log (c, ENTRY_HEADER, h->str, h->len, now_unix ());
+}
+
+static gboolean
+shell_interrupted (gpointer data)
+{
+  FakeCommand *c = data;
+
+  c->source_id = 0;
+  shell_end (c, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+/* ---- directory set ---- */
+
+static char *
+normalize_path (const char *path)
+{
+  g_autofree char *canon = g_canonicalize_filename (path, "/");
+
+  return g_steal_pointer (&canon);
+}
+
+static gboolean
+vfs_is_dir (Worker *w, const char *path)
+{
+  g_autofree char *info = g_build_filename (w->basedir, "info", NULL);
+
+  if (g_str_equal (path, w->basedir) || g_str_equal (path, info) || g_str_equal (path, "/"))
+    return TRUE;
+  if (g_str_has_prefix (w->basedir, path) && w->basedir[strlen (path)] == '/')
+    return TRUE;   /* an ancestor of the base directory */
+  for (guint i = 0; w->dirs != NULL && i < w->dirs->len; i++)
+    {
+      const char *d = g_ptr_array_index (w->dirs, i);
+
+      if (g_str_equal (d, path) ||
+          (g_str_has_prefix (d, path) && d[strlen (path)] == '/'))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static gboolean
+vfs_is_file (Worker *w, const char *path)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (basedir_files); i++)
+    {
+      g_autofree char *f = g_build_filename (w->basedir, basedir_files[i], NULL);
+
+      if (g_str_equal (f, path))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static void
+vfs_add (Worker *w, const char *path)
+{
+  if (vfs_is_dir (w, path))
+    return;
+  if (w->dirs == NULL)
+    w->dirs = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (w->dirs, g_strdup (path));
+}
+
+static void
+vfs_remove (Worker *w, const char *path)
+{
+  for (guint i = 0; w->dirs != NULL && i < w->dirs->len;)
+    {
+      const char *d = g_ptr_array_index (w->dirs, i);
+
+      if (g_str_equal (d, path) || (g_str_has_prefix (d, path) && d[strlen (path)] == '/'))
+        g_ptr_array_remove_index_fast (w->dirs, i);
+      else
+        i++;
+    }
+}
+
+static void
+add_child (GPtrArray *names, const char *dir, const char *path)
+{
+  g_autofree char *parent = NULL;
+  g_autofree char *base = NULL;
+  const char *rest;
+
+  if (!g_str_has_prefix (path, dir))
+    return;
+  rest = path + strlen (dir);
+  if (!g_str_equal (dir, "/"))
+    {
+      if (*rest != '/')
+        return;
+      rest++;
+    }
+  if (*rest == '\0')
+    return;
+  base = g_strndup (rest, strcspn (rest, "/"));
+  if (!g_ptr_array_find_with_equal_func (names, base, g_str_equal, NULL))
+    g_ptr_array_add (names, g_steal_pointer (&base));
+}
+
+static GPtrArray *
+vfs_list (Worker *w, const char *dir)
+{
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *info = g_build_filename (w->basedir, "info", NULL);
+
+  add_child (names, dir, w->basedir);
+  add_child (names, dir, info);
+  for (guint i = 0; i < G_N_ELEMENTS (basedir_files); i++)
+    {
+      g_autofree char *f = g_build_filename (w->basedir, basedir_files[i], NULL);
+      add_child (names, dir, f);
+    }
+  for (guint i = 0; w->dirs != NULL && i < w->dirs->len; i++)
+    add_child (names, dir, g_ptr_array_index (w->dirs, i));
+  return names;
+}
+
+static GBytes *
+encode_string_list (GPtrArray *names)
+{
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  GBytes *bytes;
+
+  msgpack_sbuffer_init (&sb);
+  msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array (&pk, names->len);
+  for (guint i = 0; i < names->len; i++)
+    pk_str (&pk, g_ptr_array_index (names, i));
+  bytes = g_bytes_new (sb.data, sb.size);
+  msgpack_sbuffer_destroy (&sb);
+  return bytes;
+}
+
+static GBytes *
+encode_stat (gboolean is_dir)
+{
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  GBytes *bytes;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  /* os.stat_result: mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime */
+  gint64 fields[10] = { is_dir ? 040755 : 0100644, 4242, 2049, is_dir ? 2 : 1,
+                        getuid (), getgid (), is_dir ? 4096 : 1024, now, now, now };
+
+  msgpack_sbuffer_init (&sb);
+  msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array (&pk, 10);
+  for (guint i = 0; i < 10; i++)
+    msgpack_pack_int64 (&pk, fields[i]);
+  bytes = g_bytes_new (sb.data, sb.size);
+  msgpack_sbuffer_destroy (&sb);
+  return bytes;
+}
+
+static GPtrArray *
+string_list (const msgpack_object *o)
+{
+  GPtrArray *list = g_ptr_array_new_with_free_func (g_free);
+
+  if (o != NULL && o->type == MSGPACK_OBJECT_ARRAY)
+    {
+      for (uint32_t i = 0; i < o->via.array.size; i++)
+        {
+          char *s = mp_dup_str (&o->via.array.ptr[i]);
+
+          if (s != NULL)
+            g_ptr_array_add (list, normalize_path (s));
+          g_free (s);
+        }
+    }
+  else
+    {
+      g_autofree char *s = mp_dup_str (o);
+
+      if (s != NULL)
+        g_ptr_array_add (list, normalize_path (s));
+    }
+  return list;
+}
+
+/* A failed os call: the worker sends ('header', msg) without a newline and
+ * ('rc', errno).  The header is a partial line for the LineBoundaryFinder, so
+ * it only leaves at protocol_complete(), after `elapsed`. */
+static void
+fs_fail_and_finish (FakeCommand *c, const char *what, const char *path)
+{
+  g_autofree char *header = g_strdup_printf ("%s: No such file or directory: %s\n", what, path);
+
+  out_append_value (c, "rc", encode_int (ENOENT));
+  command_append_elapsed (c);
+  out_append_text (c, ENTRY_HEADER, header);
+  command_finish (c, NULL);
+}
+
+static void
+fs_succeed (FakeCommand *c)
+{
+  out_append_value (c, "rc", encode_int (0));
+  command_append_elapsed (c);
+  command_finish (c, NULL);
+}
+
+/* rm -rf / cp -R run through RunProcess: header lines, rc, elapsedTime. */
+static void
+fs_run_process (FakeCommand *c, const char * const *argv, gboolean send_rc)
+{
+  Worker *w = c->worker;
+  g_autoptr(GString) h = g_string_new (NULL);
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  for (guint i = 0; argv[i]; i++)
+    g_string_append_printf (h, "%s%s", i ? " " : "", argv[i]);
+  g_string_append_printf (h, "\n in dir %s (timeout 120 secs)\n watching logfiles {}\n argv: [", w->basedir);
+  for (guint i = 0; argv[i]; i++)
+    {
+      if (i > 0)
+        g_string_append (h, ", ");
+      append_py_repr (h, argv[i]);
+    }
+  g_string_append (h, "]\n using PTY: False\n");
+  out_append_text (c, ENTRY_HEADER, h->str);
+  if (send_rc)
+    out_append_value (c, "rc", encode_int (0));
+  g_string_printf (h, "elapsedTime=%s\n",
+                   g_ascii_formatd (buf, sizeof buf, "%0.6f",
+                                    (g_get_monotonic_time () - c->start_usec) / (gdouble) G_USEC_PER_SEC));
+  out_append_text (c, ENTRY_HEADER, h->str);
+}
+
+static gboolean
+fs_async_done (gpointer data)
+{
+  FakeCommand *c = data;
+
+  c->source_id = 0;
+  if (c->worker == NULL)
+    return G_SOURCE_REMOVE;
+  if (c->kind == CMD_RMDIR)
+    {
+      const char *argv[] = { "rm", "-rf", c->path, NULL };
+
+      vfs_remove (c->worker, c->path);
+      fs_run_process (c, argv, FALSE);
+      /* RemoveDirectory sends its own rc after all paths */
+      out_append_value (c, "rc", encode_int (0));
+    }
+  else
+    {
+      const char *argv[] = { "cp", "-R", "-P", "-p", "-v", c->path, c->to_path, NULL };
+
+      vfs_add (c->worker, c->to_path);
+      fs_run_process (c, argv, TRUE);
+    }
+  command_append_elapsed (c);
+  command_finish (c, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+/* ---- transfers ---- */
+
+static void transfer_step (FakeCommand *c);
+
+static const guint8 *
+fake_data (Loadgen *lg, gsize n)
+{
+  if (n > lg->block_size)
+    {
+      g_free (lg->block);
+      lg->block = g_malloc (n);
+      memset (lg->block, 'x', n);
+      lg->block_size = n;
+    }
+  return lg->block;
+}
+
+/* TransferCommand.finished(): rc (and stderr, a partial line flushed last). */
+static void
+transfer_finished (FakeCommand *c, const char *failure)
+{
+  g_autofree char *stderr_line = NULL;
+
+  out_append_value (c, "rc", encode_int (c->rc));
+  if (!c->interrupted)
+    command_append_elapsed (c);
+  if (c->stderr_text != NULL)
+    {
+      stderr_line = g_strconcat (c->stderr_text, "\n", NULL);
+      out_append_text (c, ENTRY_STDERR, stderr_line);
+    }
+  command_finish (c, failure);
+}
+
+static void
+transfer_send_simple (FakeCommand *c, const char *op, PendingKind kind)
+{
+  Worker *w = c->worker;
+
+  request_head (w, op, 1);
+  pk_str (&w->lg->pk, "command_id");
+  pk_raw (w->lg, c->id);
+  request_tail (w, c, kind);
+}
+
+static void
+transfer_write_block (FakeCommand *c, const char *op, PendingKind kind)
+{
+  Worker *w = c->worker;
+  Loadgen *lg = w->lg;
+  gint64 length = c->blocksize;
+  gint64 n;
+  const guint8 *data;
+
+  if (c->remaining >= 0 && length > c->remaining)
+    length = c->remaining;
+  if (length <= 0 && c->data_left > 0)
+    {
+      if (c->stderr_text == NULL)
+        {
+          c->stderr_text = g_strdup_printf ("Maximum filesize reached, truncating file '%s'", c->path);
+          c->rc = 1;
+        }
+      length = 0;
+    }
+  n = MIN (length, c->data_left);
+  if (n <= 0)
+    {
+      /* EOF: close the remote writer */
+      if (c->kind == CMD_UPLOAD_FILE)
+        transfer_send_simple (c, "update_upload_file_close", PENDING_UPLOAD_CLOSE);
+      else
+        transfer_send_simple (c, "update_upload_directory_unpack", PENDING_DIRECTORY_UNPACK);
+      return;
+    }
+  if (c->payload != NULL)
+    data = (const guint8 *) g_bytes_get_data (c->payload, NULL) + c->payload_offset;
+  else
+    data = fake_data (lg, n);
+  request_head (w, op, 2);
+  pk_str (&lg->pk, "args");
+  msgpack_pack_bin (&lg->pk, n);
+  msgpack_pack_bin_body (&lg->pk, data, n);
+  pk_str (&lg->pk, "command_id");
+  pk_raw (lg, c->id);
+  request_tail (w, c, kind);
+  c->payload_offset += n;
+  c->data_left -= n;
+  if (c->remaining >= 0)
+    c->remaining -= n;
+  lg->stats.transfer_bytes += n;
+}
+
+static void
+transfer_step (FakeCommand *c)
+{
+  Worker *w = c->worker;
+  Loadgen *lg;
+
+  if (w == NULL || c->completed)
+    return;
+  lg = w->lg;
+  switch (c->kind)
+    {
+    case CMD_UPLOAD_FILE:
+      if (c->interrupted || !c->exists)
+        c->data_left = 0;
+      transfer_write_block (c, "update_upload_file_write", PENDING_UPLOAD_WRITE);
+      break;
+
+    case CMD_UPLOAD_DIRECTORY:
+      if (c->interrupted)
+        c->data_left = 0;
+      transfer_write_block (c, "update_upload_directory_write", PENDING_DIRECTORY_WRITE);
+      break;
+
+    case CMD_DOWNLOAD_FILE:
+      {
+        gint64 length = c->blocksize;
+
+        if (c->remaining >= 0 && length > c->remaining)
+          length = c->remaining;
+        if (c->interrupted || length <= 0)
+          {
+            if (!c->interrupted && c->stderr_text == NULL)
+              {
+                c->stderr_text = g_strdup_printf ("Maximum filesize reached, truncating file '%s'", c->path);
+                c->rc = 1;
+              }
+            transfer_send_simple (c, "update_read_file_close", PENDING_READ_CLOSE);
+            break;
+          }
+        request_head (w, "update_read_file", 2);
+        pk_str (&lg->pk, "length");
+        msgpack_pack_int64 (&lg->pk, length);
+        pk_str (&lg->pk, "command_id");
+        pk_raw (lg, c->id);
+        request_tail (w, c, PENDING_READ);
+      }
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+static gboolean
+transfer_start_idle (gpointer data)
+{
+  FakeCommand *c = data;
+
+  c->source_id = 0;
+  transfer_step (c);
+  return G_SOURCE_REMOVE;
+}
+
+/* The master answered one of our requests for command c. */
+static void
+command_on_response (FakeCommand *c, PendingKind kind, const msgpack_object *result,
+                     const char *error)
+{
+  if (c->in_flight > 0)
+    c->in_flight--;
+  if (c->worker == NULL || c->completed)
+    return;
+
+  switch (kind)
+    {
+    case PENDING_UPDATE:
+      if (c->paused && !command_window_full (c))
+        command_kick (c);
+      break;
+
+    case PENDING_COMPLETE:
+      break;
+
+    case PENDING_UPLOAD_WRITE:
+      if (error != NULL)
+        {
+          /* _close_err(): close the remote writer, keep the failure */
+          c->rc = 1;
+          c->data_left = 0;
+          g_free (c->failure);
+          c->failure = g_strdup (error);
+          transfer_send_simple (c, "update_upload_file_close", PENDING_UPLOAD_CLOSE);
+          break;
+        }
+      transfer_step (c);
+      break;
+
+    case PENDING_DIRECTORY_WRITE:
+      if (error != NULL)
+        {
+          c->rc = 1;
+          transfer_finished (c, error);
+          break;
+        }
+      transfer_step (c);
+      break;
+
+    case PENDING_UPLOAD_CLOSE:
+      if (c->failure == NULL && error == NULL && c->keepstamp && c->exists)
+        {
+          Worker *w = c->worker;
+          gdouble t = now_unix ();
+
+          request_head (w, "update_upload_file_utime", 3);
+          pk_str (&w->lg->pk, "access_time");
+          msgpack_pack_double (&w->lg->pk, t);
+          pk_str (&w->lg->pk, "modified_time");
+          msgpack_pack_double (&w->lg->pk, t);
+          pk_str (&w->lg->pk, "command_id");
+          pk_raw (w->lg, c->id);
+          request_tail (w, c, PENDING_UPLOAD_UTIME);
+          break;
+        }
+      if (error != NULL)
+        c->rc = 1;
+      transfer_finished (c, c->failure != NULL ? c->failure : error);
+      break;
+
+    case PENDING_UPLOAD_UTIME:
+    case PENDING_DIRECTORY_UNPACK:
+      if (error != NULL)
+        c->rc = 1;
+      transfer_finished (c, error);
+      break;
+
+    case PENDING_READ:
+      {
+        gsize n = 0;
+
+        if (error != NULL)
+          {
+            /* the loop fails; _close() still closes the reader */
+            c->rc = 1;
+            g_free (c->failure);
+            c->failure = g_strdup (error);
+            transfer_send_simple (c, "update_read_file_close", PENDING_READ_CLOSE);
+            break;
+          }
+        if (result != NULL && result->type == MSGPACK_OBJECT_BIN)
+          n = result->via.bin.size;
+        else if (result != NULL && result->type == MSGPACK_OBJECT_STR)
+          n = result->via.str.size;
+        if (n == 0)
+          {
+            transfer_send_simple (c, "update_read_file_close", PENDING_READ_CLOSE);
+            break;
+          }
+        if (c->remaining >= 0)
+          c->remaining = MAX (0, c->remaining - (gint64) n);
+        c->worker->lg->stats.transfer_bytes += n;
+        transfer_step (c);
+      }
+      break;
+
+    case PENDING_READ_CLOSE:
+      transfer_finished (c, c->failure);
+      break;
+
+    default:
+      break;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* start_command                                                            */
+
+typedef struct {
+  const char *name;
+  CommandKind kind;
+  const char *class_name;
+  const char *required[4];    /* Command.requiredArgs, in order */
+  const char *setup_keys[3];  /* read by setup() with args[key] */
+  gboolean sync;              /* done before start_command is answered */
+} CommandSpec;
+
+static const CommandSpec command_specs[] = {
+  { "shell", CMD_SHELL, "WorkerShellCommand", { "workdir", "command" }, { NULL }, FALSE },
+  { "upload_file", CMD_UPLOAD_FILE, "WorkerFileUploadCommand", { "path", "writer", "blocksize" }, { "maxsize" }, FALSE },
+  { "uploadFile", CMD_UPLOAD_FILE, "WorkerFileUploadCommand", { "path", "writer", "blocksize" }, { "maxsize" }, FALSE },
+  { "upload_directory", CMD_UPLOAD_DIRECTORY, "WorkerDirectoryUploadCommand", { "path", "writer", "blocksize" }, { "maxsize", "compress" }, FALSE },
+  { "uploadDirectory", CMD_UPLOAD_DIRECTORY, "WorkerDirectoryUploadCommand", { "path", "writer", "blocksize" }, { "maxsize", "compress" }, FALSE },
+  { "download_file", CMD_DOWNLOAD_FILE, "WorkerFileDownloadCommand", { "path", "reader", "blocksize" }, { "maxsize", "mode" }, FALSE },
+  { "downloadFile", CMD_DOWNLOAD_FILE, "WorkerFileDownloadCommand", { "path", "reader", "blocksize" }, { "maxsize", "mode" }, FALSE },
+  { "mkdir", CMD_MKDIR, "MakeDirectory", { "paths" }, { NULL }, TRUE },
+  { "rmdir", CMD_RMDIR, "RemoveDirectory", { "paths" }, { NULL }, FALSE },
+  { "cpdir", CMD_CPDIR, "CopyDirectory", { "to_path", "from_path" }, { NULL }, FALSE },
+  { "stat", CMD_STAT, "StatFile", { NULL }, { NULL }, TRUE },
+  { "glob", CMD_GLOB, "GlobPath", { "path" }, { NULL }, TRUE },
+  { "listdir", CMD_LISTDIR, "ListDir", { NULL }, { NULL }, TRUE },
+  { "rmfile", CMD_RMFILE, "RemoveFile", { "path" }, { NULL }, TRUE },
+};
+
+/* The msgpack worker's protocol_args_setup() adds writer/reader = None for the
+ * snake_case transfer names only. */
+static gboolean
+arg_present (const CommandSpec *spec, const msgpack_object *args, const char *key)
+{
+  if (mp_get (args, key) != NULL)
+    return TRUE;
+  if (g_str_equal (key, "writer"))
+    return g_str_equal (spec->name, "upload_file") || g_str_equal (spec->name, "upload_directory");
+  if (g_str_equal (key, "reader"))
+    return g_str_equal (spec->name, "download_file");
+  return FALSE;
+}
+
+/* What the worker's errback turns a KeyError inside start() into. */
+static char *
+key_error_failure (const char *key)
+{
+  return g_strdup_printf ("[Failure instance: Traceback (failure with no frames): "
+                          "<class 'KeyError'>: '%s'\n]", key);
+}
+
+static void
+command_run_sync (FakeCommand *c, const msgpack_object *args)
+{
+  Worker *w = c->worker;
+  g_autofree char *path = NULL;
+  const msgpack_object *path_o = mp_get (args, "path");
+
+  if (path_o != NULL)
+    {
+      g_autofree char *raw = mp_dup_str (path_o);
+      path = raw ? normalize_path (raw) : g_strdup ("");
+    }
+
+  switch (c->kind)
+    {
+    case CMD_MKDIR:
+      {
+        g_autoptr(GPtrArray) paths = string_list (mp_get (args, "paths"));
+
+        for (guint i = 0; i < paths->len; i++)
+          vfs_add (w, g_ptr_array_index (paths, i));
+        fs_succeed (c);
+      }
+      break;
+
+    case CMD_STAT:
+    case CMD_LISTDIR:
+      if (path == NULL)
+        {
+          g_autofree char *failure = key_error_failure ("path");
+
+          command_append_elapsed (c);
+          command_finish (c, failure);
+          break;
+        }
+      if (c->kind == CMD_STAT && (vfs_is_dir (w, path) || vfs_is_file (w, path)))
+        {
+          out_append_value (c, "stat", encode_stat (vfs_is_dir (w, path)));
+          fs_succeed (c);
+        }
+      else if (c->kind == CMD_LISTDIR && vfs_is_dir (w, path))
+        {
+          g_autoptr(GPtrArray) names = vfs_list (w, path);
+
+          out_append_value (c, "files", encode_string_list (names));
+          fs_succeed (c);
+        }
+      else
+        fs_fail_and_finish (c, c->kind == CMD_STAT ? "stat" : "listdir", path);
+      break;
+
+    case CMD_GLOB:
+      {
+        g_autoptr(GPtrArray) all = vfs_list (w, "/");
+        g_autoptr(GPtrArray) found = g_ptr_array_new_with_free_func (g_free);
+        g_autoptr(GPatternSpec) pattern = g_pattern_spec_new (path);
+        g_autofree char *info = g_build_filename (w->basedir, "info", NULL);
+        const char *candidates[] = { w->basedir, info };
+
+        g_ptr_array_set_size (all, 0);
+        for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
+          g_ptr_array_add (all, g_strdup (candidates[i]));
+        for (guint i = 0; w->dirs != NULL && i < w->dirs->len; i++)
+          g_ptr_array_add (all, g_strdup (g_ptr_array_index (w->dirs, i)));
+        for (guint i = 0; i < all->len; i++)
+          if (g_pattern_spec_match_string (pattern, g_ptr_array_index (all, i)))
+            g_ptr_array_add (found, g_strdup (g_ptr_array_index (all, i)));
+        out_append_value (c, "files", encode_string_list (found));
+        fs_succeed (c);
+      }
+      break;
+
+    case CMD_RMFILE:
+      if (vfs_is_file (w, path))
+        fs_succeed (c);
+      else
+        fs_fail_and_finish (c, "rmfile", path);
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+static GBytes *
+make_empty_tar (void)
+{
+  /* one ustar directory entry "./", end-of-archive blocks, padded to a
+   * 10240-byte record like Python's tarfile writes */
+  guint8 *tar = g_malloc0 (EMPTY_TAR_SIZE);
+  char *h = (char *) tar;
+  guint sum = 0;
+
+  strcpy (h, "./");
+  strcpy (h + 100, "0000755");
+  strcpy (h + 108, "0000000");
+  strcpy (h + 116, "0000000");
+  strcpy (h + 124, "00000000000");
+  g_snprintf (h + 136, 12, "%011o", (guint) (g_get_real_time () / G_USEC_PER_SEC));
+  memset (h + 148, ' ', 8);
+  h[156] = '5';
+  memcpy (h + 257, "ustar", 6);
+  memcpy (h + 263, "00", 2);
+  for (guint i = 0; i < 512; i++)
+    sum += tar[i];
+  g_snprintf (h + 148, 8, "%06o", sum);
+  h[155] = ' ';
+  return g_bytes_new_take (tar, EMPTY_TAR_SIZE);
+}
+
+static GBytes *
+gzip_bytes (GBytes *in)
+{
+  g_autoptr(GZlibCompressor) z = g_zlib_compressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP, -1);
+  g_autoptr(GInputStream) mem = g_memory_input_stream_new_from_bytes (in);
+  g_autoptr(GInputStream) conv = g_converter_input_stream_new (mem, G_CONVERTER (z));
+  g_autoptr(GOutputStream) out = g_memory_output_stream_new_resizable ();
+
+  /* memory streams only: nothing here can block */
+  if (g_output_stream_splice (out, conv,
+                              G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE |
+                              G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET, NULL, NULL) < 0)
+    return g_bytes_ref (in);
+  return g_memory_output_stream_steal_as_bytes (G_MEMORY_OUTPUT_STREAM (out));
+}
+
+static void
+command_start_transfer (FakeCommand *c, const msgpack_object *args)
+{
+  Worker *w = c->worker;
+  Loadgen *lg = w->lg;
+  g_autofree char *path = mp_dup_str (mp_get (args, "path"));
+  g_autofree char *header = NULL;
+
+  c->path = g_strdup (path ? path : "");
+  if (!mp_int (mp_get (args, "blocksize"), &c->blocksize) || c->blocksize <= 0)
+    c->blocksize = 16 * 1024;
+  if (!mp_int (mp_get (args, "maxsize"), &c->remaining))
+    c->remaining = -1;
+
+  switch (c->kind)
+    {
+    case CMD_UPLOAD_FILE:
+      c->keepstamp = mp_truthy (mp_get (args, "keepstamp"), FALSE);
+      c->exists = lg->opt.upload_bytes >= 0;
+      c->data_left = MAX (lg->opt.upload_bytes, 0);
+      if (!c->exists)
+        {
+          c->stderr_text = g_strdup_printf ("Cannot open file '%s' for upload", c->path);
+          c->rc = 1;
+        }
+      break;
+
+    case CMD_UPLOAD_DIRECTORY:
+      {
+        g_autofree char *compress = mp_dup_str (mp_get (args, "compress"));
+
+        c->exists = TRUE;
+        if (compress != NULL && g_str_equal (compress, "gz"))
+          c->payload = gzip_bytes (lg->empty_tar);
+        else if (compress != NULL && g_str_equal (compress, "bz2"))
+          {
+            c->payload = g_bytes_new (NULL, 0);
+            c->stderr_text = g_strdup ("bf-loadgen cannot produce bz2 archives");
+            c->rc = 1;
+          }
+        else
+          c->payload = g_bytes_ref (lg->empty_tar);
+        c->data_left = g_bytes_get_size (c->payload);
+      }
+      break;
+
+    case CMD_DOWNLOAD_FILE:
+      c->exists = TRUE;
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+
+  if (c->kind != CMD_DOWNLOAD_FILE)
+    {
+      header = g_strdup_printf ("sending %s\n", c->path);
+      out_append_text (c, ENTRY_HEADER, header);
+    }
+  c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, transfer_start_idle, c, NULL);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
+                            "bf-loadgen transfer");
+}
+
+static void
+worker_on_start_command (Worker *w, const msgpack_object *msg, const msgpack_object *seq)
+{
+  static const char * const keys[] = { "command_id", "command_name", "args" };
+  Loadgen *lg = w->lg;
+  const msgpack_object *id = mp_get (msg, "command_id");
+  const msgpack_object *args = mp_get (msg, "args");
+  g_autofree char *name = NULL;
+  const CommandSpec *spec = NULL;
+  g_autoptr(GString) missing = NULL;
+  FakeCommand *c;
+
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    if (mp_get (msg, keys[i]) == NULL)
+      {
+        g_autofree char *error = g_strdup_printf ("'message did not contain obligatory \"%s\" key'", keys[i]);
+        worker_respond (w, seq, error);
+        return;
+      }
+
+  name = mp_dup_str (mp_get (msg, "command_name"));
+  for (guint i = 0; name != NULL && i < G_N_ELEMENTS (command_specs); i++)
+    if (g_str_equal (command_specs[i].name, name))
+      spec = &command_specs[i];
+  if (spec == NULL)
+    {
+      g_autofree char *error = g_strdup_printf ("unrecognized WorkerCommand '%s'", name ? name : "?");
+      worker_respond (w, seq, error);
+      return;
+    }
+  if (args->type != MSGPACK_OBJECT_MAP)
+    {
+      worker_respond (w, seq, "argument of type 'NoneType' is not iterable");
+      return;
+    }
+  for (guint i = 0; spec->required[i] != NULL; i++)
+    if (!arg_present (spec, args, spec->required[i]))
+      {
+        if (missing == NULL)
+          missing = g_string_new (NULL);
+        else
+          g_string_append (missing, ", ");
+        g_string_append (missing, spec->required[i]);
+      }
+  if (missing != NULL)
+    {
+      g_autofree char *error = g_strdup_printf ("%s is missing args: %s", spec->class_name, missing->str);
+      worker_respond (w, seq, error);
+      return;
+    }
+  for (guint i = 0; spec->setup_keys[i] != NULL; i++)
+    if (mp_get (args, spec->setup_keys[i]) == NULL)
+      {
+        g_autofree char *error = g_strdup_printf ("'%s'", spec->setup_keys[i]);
+        worker_respond (w, seq, error);
+        return;
+      }
+
+  lg->stats.commands++;
+  c = command_new (w, id, spec->kind);
+  if (w->commands == NULL)
+    w->commands = g_hash_table_new_full (g_bytes_hash, g_bytes_equal, NULL, command_detach);
+  /* the key is owned by the command, which the table owns */
+  g_hash_table_replace (w->commands, c->id, c);
+
+  if (spec->sync)
+    {
+      g_rc_box_acquire (c);
+      command_run_sync (c, args);
+      command_unref (c);
+      worker_respond (w, seq, NULL);
+      return;
+    }
+
+  worker_respond (w, seq, NULL);
+  switch (spec->kind)
+    {
+    case CMD_SHELL:
+      c->want_stdout = mp_truthy (mp_get (args, "want_stdout"), TRUE);
+      c->lines_total = lg->opt.output_lines;
+      c->line_bytes = (gint) MIN ((gint64) lg->opt.line_bytes, w->max_line_length);
+      c->seconds = lg->opt.command_seconds;
+      shell_headers (c, args);
+      command_kick (c);
+      break;
+
+    case CMD_RMDIR:
+    case CMD_CPDIR:
+      {
+        g_autoptr(GPtrArray) paths = string_list (mp_get (args, spec->kind == CMD_RMDIR ? "paths" : "from_path"));
+        g_autofree char *to = mp_dup_str (mp_get (args, "to_path"));
+
+        for (guint i = 1; spec->kind == CMD_RMDIR && i < paths->len; i++)
+          vfs_remove (w, g_ptr_array_index (paths, i));
+        c->path = g_strdup (paths->len > 0 ? (char *) g_ptr_array_index (paths, 0) : "");
+        c->to_path = to ? normalize_path (to) : g_strdup ("");
+        c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, fs_async_done, c, NULL);
+        g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
+                                  "bf-loadgen fs command");
+      }
+      break;
+
+    case CMD_UPLOAD_FILE:
+    case CMD_UPLOAD_DIRECTORY:
+    case CMD_DOWNLOAD_FILE:
+      command_start_transfer (c, args);
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+static void
+worker_on_interrupt_command (Worker *w, const msgpack_object *msg, const msgpack_object *seq)
+{
+  static const char * const keys[] = { "command_id", "why" };
+  g_autoptr(GBytes) id = NULL;
+  FakeCommand *c = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    if (mp_get (msg, keys[i]) == NULL)
+      {
+        g_autofree char *error = g_strdup_printf ("'message did not contain obligatory \"%s\" key'", keys[i]);
+        worker_respond (w, seq, error);
+        return;
+      }
+  id = encode_object (mp_get (msg, "command_id"));
+  if (w->commands != NULL)
+    c = g_hash_table_lookup (w->commands, id);
+  if (c == NULL || c->completed)
+    {
+      /* " .. but none was running" */
+      worker_respond (w, seq, NULL);
+      return;
+    }
+
+  w->lg->stats.interrupts++;
+  command_flush (c);
+  if (c->kind == CMD_SHELL && !c->interrupted)
+    {
+      c->interrupted = TRUE;
+      g_clear_handle_id (&c->source_id, g_source_remove);
+      out_append_text (c, ENTRY_HEADER, "\ncommand interrupted\n");
+      /* the process dies asynchronously */
+      c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, shell_interrupted, c, NULL);
+      g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
+                                "bf-loadgen shell kill");
+    }
+  else if (c->kind == CMD_UPLOAD_FILE || c->kind == CMD_UPLOAD_DIRECTORY ||
+           c->kind == CMD_DOWNLOAD_FILE)
+    {
+      /* TransferCommand.interrupt(): rc 1, the loop stops at its next turn */
+      c->interrupted = TRUE;
+      c->rc = 1;
+    }
+  worker_respond (w, seq, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* other master requests                                                    */
+
+static void
+pack_kv_str (msgpack_packer *pk, const char *key, const char *value)
+{
+  pk_str (pk, key);
+  pk_str (pk, value);
+}
+
+static void
+worker_on_get_worker_info (Worker *w, const msgpack_object *seq)
+{
+  Loadgen *lg = w->lg;
+  msgpack_packer *pk = &lg->pk;
+  g_autofree char *host = g_strdup_printf ("bf-loadgen simulated worker %s", w->name);
+  g_autofree char *uri = g_strdup_printf ("bf-loadgen://%s", w->name);
+  guint n_environ = g_strv_length (lg->environ);
+
+  response_head (lg, seq, FALSE);
+  /* info/ files, os-release, then what remote_getWorkerInfo() adds */
+  msgpack_pack_map (pk, 3 + lg->os_release->len / 2 + 7);
+  pack_kv_str (pk, "admin", "bf-loadgen <bf-loadgen@localhost>");
+  pack_kv_str (pk, "host", host);
+  pack_kv_str (pk, "access_uri", uri);
+  for (guint i = 0; i + 1 < lg->os_release->len; i += 2)
+    pack_kv_str (pk, g_ptr_array_index (lg->os_release, i), g_ptr_array_index (lg->os_release, i + 1));
+  pk_str (pk, "environ");
+  msgpack_pack_map (pk, n_environ);
+  for (guint i = 0; i < n_environ; i++)
+    {
+      const char *e = lg->environ[i];
+      const char *eq = strchr (e, '=');
+
+      if (eq == NULL)
+        {
+          pk_str (pk, e);
+          pk_str (pk, "");
+          continue;
+        }
+      pk_strn (pk, e, eq - e);
+      pk_str (pk, eq + 1);
+    }
+  pack_kv_str (pk, "system", "posix");
+  pack_kv_str (pk, "basedir", w->basedir);
+  pk_str (pk, "numcpus");
+  msgpack_pack_int (pk, g_get_num_processors ());
+  pack_kv_str (pk, "version", lg->opt.worker_version);
+  pk_str (pk, "worker_commands");
+  msgpack_pack_map (pk, G_N_ELEMENTS (worker_command_names));
+  for (guint i = 0; i < G_N_ELEMENTS (worker_command_names); i++)
+    pack_kv_str (pk, worker_command_names[i], WORKER_COMMAND_VERSION);
+  pk_str (pk, "delete_leftover_dirs");
+  msgpack_pack_false (pk);
+  response_tail (w, FALSE);
+}
+
+static void
+worker_on_set_worker_settings (Worker *w, const msgpack_object *msg, const msgpack_object *seq)
+{
+  static const char * const settings[] = { "buffer_size", "buffer_timeout", "newline_re", "max_line_length" };
+  const msgpack_object *args = mp_get (msg, "args");
+  gint64 i;
+  gdouble d;
+
+  if (args == NULL)
+    {
+      worker_respond (w, seq, "'message did not contain obligatory \"args\" key'");
+      return;
+    }
+  for (guint k = 0; k < G_N_ELEMENTS (settings); k++)
+    if (mp_get (args, settings[k]) == NULL)
+      {
+        worker_respond (w, seq, "'message did not contain obligatory settings for worker'");
+        return;
+      }
+  if (mp_int (mp_get (args, "buffer_size"), &i) && i > 0)
+    w->buffer_size = i;
+  if (mp_double (mp_get (args, "buffer_timeout"), &d) && d >= 0)
+    w->buffer_timeout = d;
+  if (mp_int (mp_get (args, "max_line_length"), &i) && i > 1)
+    w->max_line_length = i;
+  worker_respond (w, seq, NULL);
+  w->settings_done = TRUE;
+  w->prints_after_settings = 0;
+  worker_check_attached (w);
+}
+
+static void
+worker_leave (Worker *w);
+
+static gboolean
+worker_shutdown_timeout (gpointer data)
+{
+  Worker *w = data;
+
+  w->leave_id = 0;
+  worker_leave (w);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+worker_on_response (Worker *w, const msgpack_object *msg, const msgpack_object *seq)
+{
+  Loadgen *lg = w->lg;
+  const msgpack_object *result = mp_get (msg, "result");
+  g_autofree char *error = NULL;
+  gpointer key, value;
+  gint64 n;
+  Pending *p;
+
+  if (!mp_int (seq, &n) || n < 0 || n >= G_MAXUINT32 || w->pending == NULL ||
+      !g_hash_table_steal_extended (w->pending, GUINT_TO_POINTER ((guint32) n + 1), &key, &value))
+    {
+      lg->stats.unexpected_responses++;
+      lg_warn (lg, "%s: response to a request we did not send (seq_number %" G_GINT64_FORMAT ")",
+               w->name, n);
+      return;
+    }
+  p = value;
+  /* the worker only checks for the key */
+  if (mp_get (msg, "is_exception") != NULL)
+    {
+      error = mp_dup_str (result);
+      if (error == NULL)
+        error = g_strdup ("(no message)");
+      lg->stats.error_responses++;
+      lg_warn (lg, "%s: the master failed our request %" G_GINT64_FORMAT ": %s", w->name, n, error);
+    }
+  if (p->command != NULL)
+    command_on_response (p->command, p->kind, result, error);
+  pending_free (p);
+}
+
+static void
+on_ws_message (SoupWebsocketConnection *ws,
+               gint                     type,
+               GBytes                  *message,
+               gpointer                 user_data)
+{
+  Worker *w = user_data;
+  Loadgen *lg = w->lg;
+  gsize len;
+  const char *data = g_bytes_get_data (message, &len);
+  msgpack_unpacked u;
+  size_t off = 0;
+  const msgpack_object *msg, *seq;
+  g_autofree char *op = NULL;
+
+  lg->stats.messages_in++;
+  lg->stats.bytes_in += len;
+  if (type != SOUP_WEBSOCKET_DATA_BINARY)
+    {
+      lg->stats.text_frames++;
+      lg_warn (lg, "%s: text frame from the master ignored", w->name);
+      return;
+    }
+
+  msgpack_unpacked_init (&u);
+  if (msgpack_unpack_next (&u, data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+      u.data.type != MSGPACK_OBJECT_MAP)
+    {
+      lg->stats.bad_messages++;
+      lg_warn (lg, "%s: undecodable message from the master (%" G_GSIZE_FORMAT " bytes)", w->name, len);
+      msgpack_unpacked_destroy (&u);
+      return;
+    }
+  msg = &u.data;
+  seq = mp_get (msg, "seq_number");
+  if (seq == NULL || mp_get (msg, "op") == NULL)
+    {
+      lg->stats.bad_messages++;
+      lg_warn (lg, "%s: invalid message from the master (no op or seq_number)", w->name);
+      msgpack_unpacked_destroy (&u);
+      return;
+    }
+  op = mp_dup_str (mp_get (msg, "op"));
+  if (op == NULL)
+    op = g_strdup ("?");
+
+  if (g_str_equal (op, "response"))
+    worker_on_response (w, msg, seq);
+  else if (g_str_equal (op, "print"))
+    {
+      lg->stats.prints++;
+      if (mp_get (msg, "message") == NULL)
+        worker_respond (w, seq, "'message did not contain obligatory \"message\" key'");
+      else
+        {
+          worker_respond (w, seq, NULL);
+          if (w->settings_done)
+            {
+              w->prints_after_settings++;
+              worker_check_attached (w);
+            }
+        }
+    }
+  else if (g_str_equal (op, "keepalive"))
+    {
+      lg->stats.keepalives++;
+      worker_respond (w, seq, NULL);
+    }
+  else if (g_str_equal (op, "get_worker_info"))
+    worker_on_get_worker_info (w, seq);
+  else if (g_str_equal (op, "set_worker_settings"))
+    worker_on_set_worker_settings (w, msg, seq);
+  else if (g_str_equal (op, "start_command"))
+    worker_on_start_command (w, msg, seq);
+  else if (g_str_equal (op, "interrupt_command"))
+    worker_on_interrupt_command (w, msg, seq);
+  else if (g_str_equal (op, "shutdown"))
+    {
+      /* remote_shutdown(): answer, then the process stops 0.2 s later */
+      lg->stats.shutdowns++;
+      worker_respond (w, seq, NULL);
+      w->shutdown_requested = TRUE;
+      if (w->leave_id == 0)
+        {
+          w->leave_id = g_timeout_add (200, worker_shutdown_timeout, w);
+          g_source_set_static_name (g_main_context_find_source_by_id (NULL, w->leave_id),
+                                    "bf-loadgen shutdown");
+        }
+    }
+  else
+    {
+      g_autofree char *error = g_strdup_printf ("Command %s does not exist.", op);
+
+      lg->stats.unknown_ops++;
+      worker_respond (w, seq, error);
+    }
+  msgpack_unpacked_destroy (&u);
+}
+
+/* ------------------------------------------------------------------------ */
+/* connections                                                              */
+
+static void
+worker_set_state (Worker *w, WorkerState state)
+{
+  Loadgen *lg = w->lg;
+
+  lg->n_state[w->state]--;
+  lg->n_state[state]++;
+  w->state = state;
+}
+
+static void
+worker_release_slot (Worker *w)
+{
+  if (!w->holds_slot)
+    return;
+  w->holds_slot = FALSE;
+  w->lg->in_flight--;
+}
+
+static void
+worker_drop_connection_state (Worker *w)
+{
+  g_clear_pointer (&w->commands, g_hash_table_unref);
+  g_clear_pointer (&w->pending, g_hash_table_unref);
+  w->next_seq = 0;
+  w->settings_done = FALSE;
+  w->prints_after_settings = 0;
+  w->buffer_size = 64 * 1024;
+  w->buffer_timeout = 5;
+  w->max_line_length = 4096;
+}
+
+static void
+worker_check_attached (Worker *w)
+{
+  Loadgen *lg = w->lg;
+  gint64 now;
+
+  if (w->state != WORKER_OPEN || !w->settings_done ||
+      w->prints_after_settings < (guint) lg->opt.attach_prints)
+    return;
+
+  now = g_get_monotonic_time ();
+  worker_set_state (w, WORKER_ATTACHED);
+  if (!w->ever_attached)
+    {
+      gdouble ms = (now - w->first_attempt_usec) / 1000.0;
+
+      w->ever_attached = TRUE;
+      lg->n_attached_first++;
+      lg->t_last_attach = now;
+      g_array_append_val (lg->attach_ms, ms);
+      g_array_append_val (lg->handshake_ms, w->handshake_ms);
+    }
+  else
+    lg->stats.reattached++;
+  w->attempts = 0;
+  if (lg->in_flight_until_attached)
+    {
+      worker_release_slot (w);
+      lg_pump (lg);
+    }
+  if (lg->phase == PHASE_ATTACHING && lg->n_attached_first == lg->n_workers)
+    g_main_loop_quit (lg->loop);
+}
+
+static gboolean
+worker_retry_timeout (gpointer data)
+{
+  Worker *w = data;
+
+  w->retry_id = 0;
+  worker_set_state (w, WORKER_QUEUED);
+  g_queue_push_tail (&w->lg->queue, w);
+  lg_pump (w->lg);
+  return G_SOURCE_REMOVE;
+}
+
+/* The real worker's Twisted ClientService: 1 s x 1.5 per attempt up to 60 s,
+ * plus up to 1 s of jitter. */
+static void
+worker_schedule_retry (Worker *w)
+{
+  Loadgen *lg = w->lg;
+  gboolean allowed;
+  gdouble delay = 1.0;
+
+  allowed = lg->phase == PHASE_ATTACHING ||
+            (lg->phase == PHASE_HOLDING && !lg->opt.no_reconnect);
+  if (!allowed || w->shutdown_requested ||
+      (lg->opt.max_attempts > 0 && w->attempts >= (guint) lg->opt.max_attempts))
+    {
+      if (allowed && !w->shutdown_requested)
+        lg_warn (lg, "%s: giving up after %u attempts", w->name, w->attempts);
+      worker_set_state (w, WORKER_DONE);
+      return;
+    }
+  for (guint i = 1; i < w->attempts && delay < 60; i++)
+    delay *= 1.5;
+  delay = MIN (delay, 60.0) + g_random_double ();
+  lg->stats.retries++;
+  worker_set_state (w, WORKER_IDLE);
+  w->retry_id = g_timeout_add ((guint) (delay * 1000), worker_retry_timeout, w);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, w->retry_id),
+                            "bf-loadgen retry");
+}
+
+static void
+on_ws_closed (SoupWebsocketConnection *ws,
+              gpointer                 user_data)
+{
+  Worker *w = user_data;
+  Loadgen *lg = w->lg;
+  gboolean we_left = w->state == WORKER_LEAVING;
+  gboolean was_attached = w->state == WORKER_ATTACHED;
+
+  g_signal_handlers_disconnect_by_data (ws, w);
+  g_clear_handle_id (&w->leave_id, g_source_remove);
+  worker_drop_connection_state (w);
+  g_clear_object (&w->socket);
+  g_clear_object (&w->ws);
+  worker_release_slot (w);
+
+  if (!we_left)
+    {
+      lg->stats.closed_by_peer++;
+      if (!was_attached)
+        {
+          lg->stats.closed_before_attach++;
+          lg_warn (lg, "%s: the master closed the connection before the attach completed "
+                   "(code %u)", w->name, soup_websocket_connection_get_close_code (ws));
+        }
+    }
+
+  if (we_left || w->shutdown_requested || lg->phase == PHASE_STOPPING ||
+      lg->phase == PHASE_SILENT || lg->phase == PHASE_RESUMED)
+    worker_set_state (w, WORKER_DONE);
+  else
+    {
+      if (was_attached)
+        w->attempts = 0;
+      worker_schedule_retry (w);
+    }
+  lg_pump (lg);
+  lg_maybe_quit (lg);
+}
+
+static void
+on_ws_error (SoupWebsocketConnection *ws,
+             GError                  *error,
+             gpointer                 user_data)
+{
+  Worker *w = user_data;
+
+  if (w->state != WORKER_LEAVING && w->lg->phase != PHASE_STOPPING)
+    lg_warn (w->lg, "%s: WebSocket error: %s", w->name, error->message);
+}
+
+static void
+on_network_event (SoupMessage        *msg,
+                  GSocketClientEvent  event,
+                  GIOStream          *connection,
+                  gpointer            user_data)
+{
+  Worker *w = user_data;
+
+  if (event == G_SOCKET_CLIENT_CONNECTED && G_IS_SOCKET_CONNECTION (connection))
+    g_set_object (&w->socket, g_socket_connection_get_socket (G_SOCKET_CONNECTION (connection)));
+}
+
+static gboolean
+on_accept_certificate (SoupMessage          *msg,
+                       GTlsCertificate      *certificate,
+                       GTlsCertificateFlags  errors,
+                       gpointer              user_data)
+{
+  /* loopback only: any certificate will do */
+  return TRUE;
+}
+
+static gboolean
+worker_connect_timeout (gpointer data)
+{
+  Worker *w = data;
+
+  w->connect_timeout_id = 0;
+  w->lg->stats.timeouts++;
+  g_cancellable_cancel (w->cancellable);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_ws_connected (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  Worker *w = user_data;
+  Loadgen *lg = w->lg;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SoupMessage) msg = g_steal_pointer (&w->msg);
+  SoupWebsocketConnection *ws;
+
+  ws = soup_session_websocket_connect_finish (SOUP_SESSION (source), result, &error);
+  g_clear_handle_id (&w->connect_timeout_id, g_source_remove);
+  g_clear_object (&w->cancellable);
+  g_signal_handlers_disconnect_by_data (msg, w);
+
+  if (ws == NULL)
+    {
+      guint status = soup_message_get_status (msg);
+
+      g_clear_object (&w->socket);
+      if (status == SOUP_STATUS_UNAUTHORIZED)
+        lg->stats.http_401++;
+      else if (status >= 100)
+        lg->stats.http_other++;
+      else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        lg->stats.connect_errors++;
+      if (lg->phase != PHASE_STOPPING)
+        lg_warn (lg, "%s: connection attempt %u failed: %s%s%.0u", w->name, w->attempts,
+                 error->message, status >= 100 ? ", HTTP " : "", status);
+      worker_release_slot (w);
+      if (lg->phase == PHASE_STOPPING)
+        worker_set_state (w, WORKER_DONE);
+      else
+        worker_schedule_retry (w);
+      lg_pump (lg);
+      lg_maybe_quit (lg);
+      return;
+    }
+
+  w->ws = ws;
+  w->handshake_ms = (g_get_monotonic_time () - w->attempt_usec) / 1000.0;
+  worker_drop_connection_state (w);
+  worker_set_state (w, WORKER_OPEN);
+  soup_websocket_connection_set_max_incoming_payload_size (ws, 0);
+  soup_websocket_connection_set_keepalive_interval (ws, 0);
+  g_signal_connect (ws, "message", G_CALLBACK (on_ws_message), w);
+  g_signal_connect (ws, "closed", G_CALLBACK (on_ws_closed), w);
+  g_signal_connect (ws, "error", G_CALLBACK (on_ws_error), w);
+  if (!lg->in_flight_until_attached)
+    worker_release_slot (w);
+
+  if (lg->phase == PHASE_STOPPING)
+    worker_leave (w);
+  lg_pump (lg);
+}
+
+static void
+worker_start_attempt (Worker *w)
+{
+  Loadgen *lg = w->lg;
+  g_autofree char *userpass = g_strdup_printf ("%s:%s", w->name, lg->opt.password);
+  g_autofree char *b64 = g_base64_encode ((const guchar *) userpass, strlen (userpass));
+  g_autofree char *auth = g_strconcat ("Basic ", b64, NULL);
+
+  w->holds_slot = TRUE;
+  lg->in_flight++;
+  w->attempts++;
+  lg->stats.attempts++;
+  w->attempt_usec = g_get_monotonic_time ();
+  if (w->first_attempt_usec == 0)
+    w->first_attempt_usec = w->attempt_usec;
+  worker_set_state (w, WORKER_CONNECTING);
+
+  w->msg = soup_message_new_from_uri (SOUP_METHOD_GET, lg->uri);
+  soup_message_headers_replace (soup_message_get_request_headers (w->msg), "Authorization", auth);
+  g_signal_connect (w->msg, "network-event", G_CALLBACK (on_network_event), w);
+  g_signal_connect (w->msg, "accept-certificate", G_CALLBACK (on_accept_certificate), w);
+  w->cancellable = g_cancellable_new ();
+  if (lg->opt.connect_timeout > 0)
+    {
+      w->connect_timeout_id = g_timeout_add ((guint) (lg->opt.connect_timeout * 1000),
+                                             worker_connect_timeout, w);
+      g_source_set_static_name (g_main_context_find_source_by_id (NULL, w->connect_timeout_id),
+                                "bf-loadgen connect timeout");
+    }
+  soup_session_websocket_connect_async (w->session, w->msg, NULL, NULL, G_PRIORITY_DEFAULT,
+                                        w->cancellable, on_ws_connected, w);
+}
+
+static void
+lg_pump (Loadgen *lg)
+{
+  if (lg->phase != PHASE_ATTACHING && lg->phase != PHASE_HOLDING)
+    return;
+  while (lg->in_flight < (guint) lg->opt.concurrency && !g_queue_is_empty (&lg->queue))
+    worker_start_attempt (g_queue_pop_head (&lg->queue));
+}
+
+/* Leave like a stopped worker (TCP FIN, or a close frame with --close-frame),
+ * or stop trying to connect. */
+static void
+worker_leave (Worker *w)
+{
+  Loadgen *lg = w->lg;
+  g_autoptr(GError) error = NULL;
+
+  switch (w->state)
+    {
+    case WORKER_IDLE:
+      g_clear_handle_id (&w->retry_id, g_source_remove);
+      worker_set_state (w, WORKER_DONE);
+      break;
+
+    case WORKER_QUEUED:
+      g_queue_remove (&lg->queue, w);
+      worker_set_state (w, WORKER_DONE);
+      break;
+
+    case WORKER_CONNECTING:
+      g_cancellable_cancel (w->cancellable);
+      break;
+
+    case WORKER_OPEN:
+    case WORKER_ATTACHED:
+      worker_set_state (w, WORKER_LEAVING);
+      if (lg->opt.close_frame || w->socket == NULL)
+        soup_websocket_connection_close (w->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
+      else if (!g_socket_shutdown (w->socket, FALSE, TRUE, &error))
+        {
+          lg_warn (lg, "%s: shutdown: %s", w->name, error->message);
+          soup_websocket_connection_close (w->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
+        }
+      break;
+
+    case WORKER_LEAVING:
+    case WORKER_DONE:
+      break;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* phases                                                                   */
+
+static guint
+lg_open (Loadgen *lg)
+{
+  return lg->n_state[WORKER_OPEN] + lg->n_state[WORKER_ATTACHED] + lg->n_state[WORKER_LEAVING];
+}
+
+static void
+lg_maybe_quit (Loadgen *lg)
+{
+  switch (lg->phase)
+    {
+    case PHASE_ATTACHING:
+    case PHASE_HOLDING:
+      if (lg->n_state[WORKER_DONE] == lg->n_workers)
+        g_main_loop_quit (lg->loop);
+      break;
+
+    case PHASE_STOPPING:
+      if (lg_open (lg) == 0 && lg->n_state[WORKER_CONNECTING] == 0)
+        g_main_loop_quit (lg->loop);
+      break;
+
+    case PHASE_SILENT:
+    case PHASE_RESUMED:
+      break;
+    }
+}
+
+static gboolean
+quit_loop_timeout (gpointer data)
+{
+  Loadgen *lg = data;
+
+  lg->phase_timeout_id = 0;
+  g_main_loop_quit (lg->loop);
+  return G_SOURCE_REMOVE;
+}
+
+/* Runs the default main context for `seconds` (< 0: until a signal). */
+static void
+lg_run_phase (Loadgen *lg, Phase phase, gdouble seconds)
+{
+  lg->phase = phase;
+  if (lg->interrupted)
+    return;
+  if (seconds >= 0)
+    {
+      lg->phase_timeout_id = g_timeout_add ((guint) (seconds * 1000), quit_loop_timeout, lg);
+      g_source_set_static_name (g_main_context_find_source_by_id (NULL, lg->phase_timeout_id),
+                                "bf-loadgen phase timer");
+    }
+  lg_pump (lg);
+  lg_maybe_quit (lg);
+  g_main_loop_run (lg->loop);
+  g_clear_handle_id (&lg->phase_timeout_id, g_source_remove);
+}
+
+static gboolean
+on_signal (gpointer data)
+{
+  Loadgen *lg = data;
+
+  if (++lg->n_signals > 1)
+    {
+      g_printerr ("bf-loadgen: second signal, exiting at once\n");
+      _exit (130);
+    }
+  g_printerr ("bf-loadgen: interrupted, stopping\n");
+  lg->interrupted = TRUE;
+  g_main_loop_quit (lg->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+lg_watch_signals (Loadgen *lg, gboolean watch)
+{
+  if (watch)
+    {
+      lg->sigint_id = g_unix_signal_add (SIGINT, on_signal, lg);
+      lg->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, lg);
+    }
+  else
+    {
+      g_clear_handle_id (&lg->sigint_id, g_source_remove);
+      g_clear_handle_id (&lg->sigterm_id, g_source_remove);
+    }
+}
+
+static gboolean
+on_progress (gpointer data)
+{
+  Loadgen *lg = data;
+
+  g_printerr ("bf-loadgen: %.1f s: attached %u/%u, open %u, connecting %u, queued %u, "
+              "retries %" G_GUINT64_FORMAT ", commands %" G_GUINT64_FORMAT "\n",
+              (g_get_monotonic_time () - lg->t0) / (gdouble) G_USEC_PER_SEC,
+              lg->n_state[WORKER_ATTACHED], lg->n_workers, lg_open (lg),
+              lg->n_state[WORKER_CONNECTING], lg->n_state[WORKER_QUEUED],
+              lg->stats.retries, lg->stats.commands);
+  return G_SOURCE_CONTINUE;
+}
+
+typedef struct {
+  GMainLoop *loop;
+  Loadgen *lg;
+} SilentData;
+
+static gboolean
+silent_quit (gpointer data)
+{
+  SilentData *sd = data;
+
+  g_main_loop_quit (sd->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+silent_signal (gpointer data)
+{
+  SilentData *sd = data;
+
+  sd->lg->n_signals++;
+  sd->lg->interrupted = TRUE;
+  g_main_loop_quit (sd->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSource *
+silent_attach (GMainContext *ctx, GSource *source, GSourceFunc func, SilentData *sd)
+{
+  g_source_set_callback (source, func, sd, NULL);
+  g_source_set_static_name (source, "bf-loadgen silent phase");
+  g_source_attach (source, ctx);
+  return source;
+}
+
+/* Stall every worker: the default context, which owns all socket sources, is
+ * not iterated; a private context waits for the timer or a signal. */
+static void
+lg_run_silent (Loadgen *lg)
+{
+  g_autoptr(GMainContext) ctx = g_main_context_new ();
+  g_autoptr(GMainLoop) loop = g_main_loop_new (ctx, FALSE);
+  g_autoptr(GSource) timer = NULL;
+  g_autoptr(GSource) sigint = NULL;
+  g_autoptr(GSource) sigterm = NULL;
+  SilentData sd = { loop, lg };
+  gint64 start = g_get_monotonic_time ();
+  guint64 closed_before;
+  GString *s;
+
+  lg->phase = PHASE_SILENT;
+  s = json_begin ("silent");
+  json_number (s, "hold", lg->opt.hold);
+  json_end (lg, s);
+
+  lg_watch_signals (lg, FALSE);
+  if (lg->opt.hold >= 0)
+    timer = silent_attach (ctx, g_timeout_source_new ((guint) (lg->opt.hold * 1000)), silent_quit, &sd);
+  sigint = silent_attach (ctx, g_unix_signal_source_new (SIGINT), silent_signal, &sd);
+  sigterm = silent_attach (ctx, g_unix_signal_source_new (SIGTERM), silent_signal, &sd);
+  if (!lg->interrupted)
+    g_main_loop_run (loop);
+  if (timer != NULL)
+    g_source_destroy (timer);
+  g_source_destroy (sigint);
+  g_source_destroy (sigterm);
+  lg_watch_signals (lg, TRUE);
+
+  closed_before = lg->stats.closed_by_peer;
+  lg_run_phase (lg, PHASE_RESUMED, lg->opt.resume_grace);
+  s = json_begin ("resumed");
+  json_number (s, "silent_seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC
+                                    - lg->opt.resume_grace);
+  json_int (s, "workers", lg_open (lg));
+  json_int (s, "dropped_by_master", lg->stats.closed_by_peer - closed_before);
+  json_end (lg, s);
+}
+
+static void
+lg_print_attached (Loadgen *lg)
+{
+  gint64 end = lg->n_attached_first == lg->n_workers ? lg->t_last_attach : g_get_monotonic_time ();
+  gdouble seconds = (end - lg->t0) / (gdouble) G_USEC_PER_SEC;
+  GString *s = json_begin ("attached");
+
+  json_int (s, "workers", lg->n_attached_first);
+  json_number (s, "seconds", seconds);
+  json_number (s, "rate", seconds > 0 ? lg->n_attached_first / seconds : 0);
+  json_int (s, "target", lg->n_workers);
+  json_int (s, "failed", lg->n_workers - lg->n_attached_first);
+  json_int (s, "concurrency", lg->opt.concurrency);
+  json_int (s, "attach_prints", lg->opt.attach_prints);
+  json_int (s, "attempts", lg->stats.attempts);
+  json_int (s, "retries", lg->stats.retries);
+  json_int (s, "connect_errors", lg->stats.connect_errors);
+  json_int (s, "http_401", lg->stats.http_401);
+  json_int (s, "http_other", lg->stats.http_other);
+  json_int (s, "timeouts", lg->stats.timeouts);
+  json_int (s, "closed_before_attach", lg->stats.closed_before_attach);
+  json_distribution (s, "handshake_ms", lg->handshake_ms);
+  json_distribution (s, "attach_ms", lg->attach_ms);
+  if (lg->interrupted)
+    g_string_append (s, ",\"interrupted\":true");
+  json_end (lg, s);
+}
+
+static void
+lg_stop (Loadgen *lg)
+{
+  gint64 start = g_get_monotonic_time ();
+  guint open_before = lg_open (lg);
+  guint64 peer_before = lg->stats.closed_by_peer;
+  GString *s;
+
+  lg->phase = PHASE_STOPPING;
+  while (!g_queue_is_empty (&lg->queue))
+    {
+      Worker *w = g_queue_pop_head (&lg->queue);
+      worker_set_state (w, WORKER_DONE);
+    }
+  for (guint i = 0; i < lg->n_workers; i++)
+    worker_leave (&lg->workers[i]);
+  if (lg_open (lg) > 0 || lg->n_state[WORKER_CONNECTING] > 0)
+    {
+      /* bounded: a master that never closes its side is not waited for */
+      gboolean was_interrupted = lg->interrupted;
+
+      lg->interrupted = FALSE;
+      lg_run_phase (lg, PHASE_STOPPING, lg->opt.close_timeout);
+      lg->interrupted = lg->interrupted || was_interrupted;
+    }
+  s = json_begin ("stopped");
+  json_int (s, "workers", open_before);
+  json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
+  json_int (s, "closed_by_master_first", lg->stats.closed_by_peer - peer_before);
+  json_int (s, "left_open", lg_open (lg));
+  json_string (s, "mode", lg->opt.close_frame ? "close-frame" : "fin");
+  json_traffic (lg, s);
+  json_end (lg, s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* set-up                                                                   */
+
+static void
+loadgen_free (Loadgen *lg)
+{
+  gboolean settled = lg->n_state[WORKER_CONNECTING] == 0 && lg->in_flight == 0;
+
+  g_clear_handle_id (&lg->attach_timeout_id, g_source_remove);
+  g_clear_handle_id (&lg->phase_timeout_id, g_source_remove);
+  g_clear_handle_id (&lg->progress_id, g_source_remove);
+  lg_watch_signals (lg, FALSE);
+  /* an attempt still in flight holds a pointer to its worker: keep them */
+  if (settled && lg->workers != NULL)
+    {
+      for (guint i = 0; i < lg->n_workers; i++)
+        {
+          Worker *w = &lg->workers[i];
+
+          g_clear_handle_id (&w->retry_id, g_source_remove);
+          g_clear_handle_id (&w->leave_id, g_source_remove);
+          worker_drop_connection_state (w);
+          if (w->ws != NULL)
+            g_signal_handlers_disconnect_by_data (w->ws, w);
+          g_clear_object (&w->ws);
+          g_clear_object (&w->socket);
+          g_clear_pointer (&w->dirs, g_ptr_array_unref);
+          g_free (w->name);
+          g_free (w->basedir);
+        }
+      g_free (lg->workers);
+      for (guint i = 0; i < lg->n_sessions; i++)
+        g_object_unref (lg->sessions[i]);
+      g_free (lg->sessions);
+    }
+  g_queue_clear (&lg->queue);
+  g_clear_pointer (&lg->uri, g_uri_unref);
+  g_clear_pointer (&lg->loop, g_main_loop_unref);
+  g_clear_pointer (&lg->handshake_ms, g_array_unref);
+  g_clear_pointer (&lg->attach_ms, g_array_unref);
+  g_clear_pointer (&lg->environ, g_strfreev);
+  g_clear_pointer (&lg->os_release, g_ptr_array_unref);
+  g_clear_pointer (&lg->empty_tar, g_bytes_unref);
+  g_free (lg->block);
+  g_free (lg->name_prefix);
+  g_free (lg->name_suffix);
+  msgpack_sbuffer_destroy (&lg->sbuf);
+  g_free (lg->opt.url);
+  g_free (lg->opt.name_format);
+  g_free (lg->opt.password);
+  g_free (lg->opt.in_flight_until);
+  g_free (lg->opt.basedir_prefix);
+  g_free (lg->opt.worker_version);
+  g_free (lg);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Loadgen, loadgen_free)
+
+/* --name-format: literal text with at most one %d (optional 0 flag and width);
+ * without one, the number is appended. */
+static gboolean
+parse_name_format (Loadgen *lg, const char *format, GError **error)
+{
+  g_autoptr(GString) prefix = g_string_new (NULL);
+  g_autoptr(GString) suffix = g_string_new (NULL);
+  gboolean found = FALSE;
+
+  for (const char *p = format; *p;)
+    {
+      GString *target = found ? suffix : prefix;
+
+      if (*p != '%')
+        {
+          g_string_append_c (target, *p++);
+          continue;
+        }
+      if (p[1] == '%')
+        {
+          g_string_append_c (target, '%');
+          p += 2;
+          continue;
+        }
+      if (found)
+        {
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                       "--name-format %s: only one %%d is allowed", format);
+          return FALSE;
+        }
+      p++;
+      if (*p == '0')
+        {
+          lg->name_zero = TRUE;
+          p++;
+        }
+      while (g_ascii_isdigit (*p) && lg->name_width < 100)
+        lg->name_width = lg->name_width * 10 + (*p++ - '0');
+      if (*p != 'd')
+        {
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                       "--name-format %s: only %%d, %%0Nd or %%Nd conversions are allowed", format);
+          return FALSE;
+        }
+      p++;
+      found = TRUE;
+    }
+  if (strchr (prefix->str, ':') != NULL || strchr (suffix->str, ':') != NULL)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--name-format %s: worker names cannot contain ':' (HTTP Basic auth)", format);
+      return FALSE;
+    }
+  lg->name_prefix = g_string_free (g_steal_pointer (&prefix), FALSE);
+  lg->name_suffix = g_string_free (g_steal_pointer (&suffix), FALSE);
+  return TRUE;
+}
+
+static char *
+worker_name (Loadgen *lg, guint number)
+{
+  if (lg->name_zero)
+    return g_strdup_printf ("%s%0*u%s", lg->name_prefix, lg->name_width, number, lg->name_suffix);
+  return g_strdup_printf ("%s%*u%s", lg->name_prefix, lg->name_width, number, lg->name_suffix);
+}
+
+static gboolean
+parse_url (Loadgen *lg, GError **error)
+{
+  g_autoptr(GUri) uri = NULL;
+  g_autoptr(GInetAddress) addr = NULL;
+  const char *scheme, *host, *path;
+
+  uri = g_uri_parse (lg->opt.url, G_URI_FLAGS_NONE, error);
+  if (uri == NULL)
+    return FALSE;
+  scheme = g_uri_get_scheme (uri);
+  host = g_uri_get_host (uri);
+  if (g_ascii_strcasecmp (scheme, "ws") != 0 && g_ascii_strcasecmp (scheme, "wss") != 0)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--url %s: the scheme must be ws or wss", lg->opt.url);
+      return FALSE;
+    }
+  if (host != NULL)
+    addr = g_inet_address_new_from_string (host);
+  if (host == NULL ||
+      (addr != NULL && !g_inet_address_get_is_loopback (addr)) ||
+      (addr == NULL && g_ascii_strcasecmp (host, "localhost") != 0))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--url %s: bf-loadgen only connects to loopback addresses "
+                   "(127.0.0.0/8, ::1, localhost)", lg->opt.url);
+      return FALSE;
+    }
+  path = g_uri_get_path (uri);
+  lg->uri = g_uri_build (G_URI_FLAGS_NONE,
+                         g_ascii_strcasecmp (scheme, "wss") == 0 ? "https" : "http",
+                         NULL, host, g_uri_get_port (uri),
+                         (path == NULL || *path == '\0') ? "/" : path,
+                         g_uri_get_query (uri), NULL);
+  return TRUE;
+}
+
+static gboolean
+raise_nofile_limit (Loadgen *lg, GError **error)
+{
+  struct rlimit rl;
+  rlim_t need = (rlim_t) lg->n_workers + 64;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) != 0)
+    return TRUE;
+  if (rl.rlim_cur != rl.rlim_max)
+    {
+      rl.rlim_cur = rl.rlim_max;
+      if (setrlimit (RLIMIT_NOFILE, &rl) != 0)
+        g_printerr ("bf-loadgen: cannot raise RLIMIT_NOFILE: %s\n", g_strerror (errno));
+      getrlimit (RLIMIT_NOFILE, &rl);
+    }
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES,
+                   "%u workers need %lu file descriptors but RLIMIT_NOFILE allows %lu "
+                   "(raise the hard limit, e.g. ulimit -Hn, or split the load over processes "
+                   "with --first-index)",
+                   lg->n_workers, (unsigned long) need, (unsigned long) rl.rlim_cur);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+read_os_release (Loadgen *lg)
+{
+  g_autofree char *contents = NULL;
+  g_auto(GStrv) lines = NULL;
+
+  lg->os_release = g_ptr_array_new_with_free_func (g_free);
+  if (!g_file_get_contents ("/etc/os-release", &contents, NULL, NULL))
+    return;
+  lines = g_strsplit (contents, "\n", -1);
+  for (char **l = lines; *l; l++)
+    {
+      char *eq = strchr (*l, '=');
+      g_autofree char *value = NULL;
+
+      if (**l == '\0' || **l == '#' || eq == NULL)
+        continue;
+      value = g_strdup (eq + 1);
+      /* Python's str.strip('"') */
+      while (*value == '"')
+        memmove (value, value + 1, strlen (value));
+      while (*value && value[strlen (value) - 1] == '"')
+        value[strlen (value) - 1] = '\0';
+      if (*value == '\0')
+        continue;
+      *eq = '\0';
+      g_ptr_array_add (lg->os_release, g_strconcat ("os_", g_ascii_strdown (*l, -1), NULL));
+      g_ptr_array_add (lg->os_release, g_steal_pointer (&value));
+    }
+}
+
+static SoupSession *
+make_session (Loadgen *lg, int source_index)
+{
+  g_autoptr(GSocketAddress) local = NULL;
+  g_autofree char *agent = g_strdup_printf ("bf-loadgen/%s (buildbot-worker 3.7 emulation)",
+                                            PACKAGE_VERSION);
+  SoupSession *session;
+
+  if (source_index >= 0)
+    {
+      g_autofree char *ip = g_strdup_printf ("127.0.0.%d", source_index + 1);
+      g_autoptr(GInetAddress) addr = g_inet_address_new_from_string (ip);
+
+      local = g_inet_socket_address_new (addr, 0);
+    }
+  session = soup_session_new_with_options ("max-conns", G_MAXINT,
+                                           "max-conns-per-host", G_MAXINT,
+                                           "timeout", 0,
+                                           "idle-timeout", 0,
+                                           "user-agent", agent,
+                                           "local-address", local,
+                                           NULL);
+  /* no proxies for loopback, and no permessage-deflate offer: the real
+   * worker (autobahn) offers no extension */
+  soup_session_set_proxy_resolver (session, NULL);
+  soup_session_remove_feature_by_type (session, SOUP_TYPE_WEBSOCKET_EXTENSION_MANAGER);
+  return session;
+}
+
+static gboolean
+on_attach_timeout (gpointer data)
+{
+  Loadgen *lg = data;
+
+  lg->attach_timeout_id = 0;
+  g_printerr ("bf-loadgen: attach timeout: %u of %u workers attached\n",
+              lg->n_attached_first, lg->n_workers);
+  g_main_loop_quit (lg->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+lg_setup (Loadgen *lg, GError **error)
+{
+  Options *o = &lg->opt;
+  guint n_sources;
+
+  if (o->workers < 1)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--workers must be at least 1");
+      return FALSE;
+    }
+  if (o->concurrency < 1 || o->attach_prints < 0 || o->line_bytes < 1 || o->output_lines < 0 ||
+      o->update_window < 0 || o->first_index < 0 || o->attach_timeout <= 0)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--concurrency and --line-bytes must be positive; --attach-prints, "
+                   "--output-lines, --update-window, --first-index must not be negative; "
+                   "--attach-timeout must be positive");
+      return FALSE;
+    }
+  if ((o->stop_after_attach + o->kill_after_attach + o->silent_after_attach) > 1)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--stop-after-attach, --kill-after-attach and --silent-after-attach "
+                   "exclude each other");
+      return FALSE;
+    }
+  if (g_str_equal (o->in_flight_until, "attached"))
+    lg->in_flight_until_attached = TRUE;
+  else if (!g_str_equal (o->in_flight_until, "handshake"))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--in-flight-until must be handshake or attached");
+      return FALSE;
+    }
+  if (!parse_url (lg, error) || !parse_name_format (lg, o->name_format, error))
+    return FALSE;
+  if (strchr (o->password, '\n') != NULL)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--password cannot contain a newline");
+      return FALSE;
+    }
+
+  lg->n_workers = o->workers;
+  if (!raise_nofile_limit (lg, error))
+    return FALSE;
+
+  /* ~28000 ephemeral ports per source address; a bound source address takes
+   * its port at bind() time, regardless of the destination */
+  n_sources = o->source_addresses > 0 ? (guint) o->source_addresses : (lg->n_workers + 24999) / 25000;
+  if (n_sources > 254)
+    n_sources = 254;
+  if (n_sources > 1)
+    {
+      g_autoptr(GInetAddress) target = g_inet_address_new_from_string (g_uri_get_host (lg->uri));
+
+      if (target == NULL || g_inet_address_get_family (target) != G_SOCKET_FAMILY_IPV4)
+        {
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                       "several source addresses need an IPv4 loopback --url (127.x.y.z)");
+          return FALSE;
+        }
+    }
+  lg->n_sessions = n_sources;
+  lg->sessions = g_new0 (SoupSession *, n_sources);
+  for (guint i = 0; i < n_sources; i++)
+    lg->sessions[i] = make_session (lg, n_sources > 1 ? (int) i : -1);
+
+  lg->environ = g_get_environ ();
+  read_os_release (lg);
+  lg->empty_tar = make_empty_tar ();
+  lg->handshake_ms = g_array_sized_new (FALSE, FALSE, sizeof (gdouble), lg->n_workers);
+  lg->attach_ms = g_array_sized_new (FALSE, FALSE, sizeof (gdouble), lg->n_workers);
+
+  lg->workers = g_new0 (Worker, lg->n_workers);
+  lg->n_state[WORKER_IDLE] = lg->n_workers;
+  for (guint i = 0; i < lg->n_workers; i++)
+    {
+      Worker *w = &lg->workers[i];
+
+      w->lg = lg;
+      w->number = o->first_index + i;
+      w->name = worker_name (lg, w->number);
+      w->basedir = g_build_filename (o->basedir_prefix, w->name, NULL);
+      w->session = lg->sessions[i % n_sources];
+      w->state = WORKER_IDLE;
+      worker_drop_connection_state (w);
+    }
+  return TRUE;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr(Loadgen) lg = g_new0 (Loadgen, 1);
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(GError) error = NULL;
+  Options *o = &lg->opt;
+  GString *s;
+  gboolean complete;
+
+  *o = (Options) {
+    .workers = 1,
+    .first_index = 1,
+    .concurrency = 50,
+    .attach_prints = 0,
+    .attach_timeout = 300,
+    .connect_timeout = 60,
+    .hold = -1,
+    .resume_grace = 2,
+    .close_timeout = 10,
+    .output_lines = 10,
+    .line_bytes = 80,
+    .update_window = 16,
+    .upload_bytes = 4096,
+  };
+  const GOptionEntry entries[] = {
+    { "url", 0, 0, G_OPTION_ARG_STRING, &o->url, "Master endpoint, loopback only (default " DEFAULT_URL ")", "URL" },
+    { "workers", 'n', 0, G_OPTION_ARG_INT, &o->workers, "Number of simulated workers (default 1)", "N" },
+    { "first-index", 0, 0, G_OPTION_ARG_INT, &o->first_index, "Number of the first worker (default 1)", "I" },
+    { "name-format", 0, 0, G_OPTION_ARG_STRING, &o->name_format, "Worker names: one %d with optional 0 flag and width, or a prefix (default worker-%05d)", "FMT" },
+    { "password", 0, 0, G_OPTION_ARG_STRING, &o->password, "Password of every worker (default pass)", "PW" },
+    { "concurrency", 'c', 0, G_OPTION_ARG_INT, &o->concurrency, "Connection attempts in flight (default 50)", "K" },
+    { "in-flight-until", 0, 0, G_OPTION_ARG_STRING, &o->in_flight_until, "An attempt holds its slot until the handshake completes (handshake, default) or until attached", "WHEN" },
+    { "attach-prints", 0, 0, G_OPTION_ARG_INT, &o->attach_prints, "print requests after set_worker_settings that complete the attach: builders per worker for Buildbot, 0 for buildfleetd (default 0)", "K" },
+    { "attach-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &o->attach_timeout, "Give up attaching after this many seconds (default 300)", "SECONDS" },
+    { "connect-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &o->connect_timeout, "Abandon one connection attempt after this many seconds, 0 = never (default 60)", "SECONDS" },
+    { "max-attempts", 0, 0, G_OPTION_ARG_INT, &o->max_attempts, "Connection attempts per worker before giving up, 0 = until --attach-timeout (default 0)", "N" },
+    { "hold", 0, 0, G_OPTION_ARG_DOUBLE, &o->hold, "Stay attached (or silent) this long, < 0 = until SIGINT/SIGTERM (default -1)", "SECONDS" },
+    { "stop-after-attach", 0, 0, G_OPTION_ARG_NONE, &o->stop_after_attach, "Leave as soon as all workers are attached (like --hold 0)", NULL },
+    { "kill-after-attach", 0, 0, G_OPTION_ARG_NONE, &o->kill_after_attach, "After --hold (default 0 here), drop every socket at once without close frames by exiting", NULL },
+    { "silent-after-attach", 0, 0, G_OPTION_ARG_NONE, &o->silent_after_attach, "Stall every worker for --hold seconds: nothing is read or answered, not even pings", NULL },
+    { "resume-grace", 0, 0, G_OPTION_ARG_DOUBLE, &o->resume_grace, "After a silent phase, read the sockets this long before reporting (default 2)", "SECONDS" },
+    { "close-frame", 0, 0, G_OPTION_ARG_NONE, &o->close_frame, "Leave with a WebSocket close frame (1001) instead of a TCP FIN like a stopped worker", NULL },
+    { "close-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &o->close_timeout, "Wait this long for the master to close its side when leaving (default 10)", "SECONDS" },
+    { "no-reconnect", 0, 0, G_OPTION_ARG_NONE, &o->no_reconnect, "Do not reconnect workers the master disconnects after the attach phase", NULL },
+    { "output-lines", 0, 0, G_OPTION_ARG_INT64, &o->output_lines, "Lines of stdout per shell command (default 10)", "N" },
+    { "line-bytes", 0, 0, G_OPTION_ARG_INT, &o->line_bytes, "Bytes per output line, newline included (default 80)", "B" },
+    { "command-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &o->command_seconds, "Spread a shell command's output over this many seconds (default 0: as fast as possible)", "SECONDS" },
+    { "update-window", 0, 0, G_OPTION_ARG_INT, &o->update_window, "Unanswered requests per command before output pauses, 0 = unbounded like the real worker (default 16)", "N" },
+    { "upload-bytes", 0, 0, G_OPTION_ARG_INT64, &o->upload_bytes, "Size of the fake file upload_file sends, < 0 = files are missing (default 4096)", "N" },
+    { "basedir-prefix", 0, 0, G_OPTION_ARG_STRING, &o->basedir_prefix, "Reported basedir is PREFIX/NAME (default /tmp/bf-loadgen)", "DIR" },
+    { "worker-version", 0, 0, G_OPTION_ARG_STRING, &o->worker_version, "Version reported in get_worker_info (default " DEFAULT_WORKER_VERSION ")", "VERSION" },
+    { "source-addresses", 0, 0, G_OPTION_ARG_INT, &o->source_addresses, "Spread connections over 127.0.0.1..K, 0 = one per 25000 workers (default 0)", "K" },
+    { "peer-pid", 0, 0, G_OPTION_ARG_INT, &o->peer_pid, "Report this process's VmRSS (the master) in every phase line", "PID" },
+    { "progress", 0, 0, G_OPTION_ARG_NONE, &o->progress, "Print progress to stderr every second", NULL },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "Report every error, not only the first ones", NULL },
+    { NULL }
+  };
+
+  signal (SIGPIPE, SIG_IGN);
+  context = g_option_context_new ("- impersonate many Buildbot workers (msgpack protocol)");
+  g_option_context_set_summary (context,
+    "Connects N simulated buildbot-worker 3.7 instances to a loopback master and prints one\n"
+    "JSON line per phase on stdout: start, attached, then held/silent+resumed/killed, stopped.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("bf-loadgen: %s\n", error->message);
+      return 2;
+    }
+  if (o->url == NULL)
+    o->url = g_strdup (DEFAULT_URL);
+  if (o->name_format == NULL)
+    o->name_format = g_strdup ("worker-%05d");
+  if (o->password == NULL)
+    o->password = g_strdup ("pass");
+  if (o->in_flight_until == NULL)
+    o->in_flight_until = g_strdup ("handshake");
+  if (o->basedir_prefix == NULL)
+    o->basedir_prefix = g_strdup ("/tmp/bf-loadgen");
+  if (o->worker_version == NULL)
+    o->worker_version = g_strdup (DEFAULT_WORKER_VERSION);
+  if (o->kill_after_attach && o->hold < 0)
+    o->hold = 0;
+  if (o->stop_after_attach)
+    o->hold = 0;
+
+  msgpack_sbuffer_init (&lg->sbuf);
+  msgpack_packer_init (&lg->pk, &lg->sbuf, msgpack_sbuffer_write);
+  lg->loop = g_main_loop_new (NULL, FALSE);
+  if (!lg_setup (lg, &error))
+    {
+      g_printerr ("bf-loadgen: %s\n", error->message);
+      return 2;
+    }
+  lg_watch_signals (lg, TRUE);
+  if (o->progress)
+    {
+      lg->progress_id = g_timeout_add_seconds (1, on_progress, lg);
+      g_source_set_static_name (g_main_context_find_source_by_id (NULL, lg->progress_id),
+                                "bf-loadgen progress");
+    }
+
+  s = json_begin ("start");
+  json_int (s, "workers", lg->n_workers);
+  json_int (s, "concurrency", o->concurrency);
+  json_int (s, "source_addresses", lg->n_sessions);
+  json_int (s, "pid", getpid ());
+  json_end (lg, s);
+
+  /* attach phase */
+  lg->t0 = g_get_monotonic_time ();
+  for (guint i = 0; i < lg->n_workers; i++)
+    {
+      worker_set_state (&lg->workers[i], WORKER_QUEUED);
+      g_queue_push_tail (&lg->queue, &lg->workers[i]);
+    }
+  lg->attach_timeout_id = g_timeout_add ((guint) (o->attach_timeout * 1000), on_attach_timeout, lg);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, lg->attach_timeout_id),
+                            "bf-loadgen attach timeout");
+  lg_run_phase (lg, PHASE_ATTACHING, -1);
+  g_clear_handle_id (&lg->attach_timeout_id, g_source_remove);
+  lg_print_attached (lg);
+  complete = lg->n_attached_first == lg->n_workers;
+  lg->exit_status = complete ? 0 : 1;
+
+  if (o->kill_after_attach)
+    {
+      if (complete && o->hold > 0)
+        lg_run_phase (lg, PHASE_HOLDING, o->hold);
+      s = json_begin ("killed");
+      json_int (s, "workers", lg_open (lg));
+      json_traffic (lg, s);
+      json_end (lg, s);
+      /* the kernel closes every socket, as for SIGKILL */
+      _exit (lg->exit_status);
+    }
+
+  if (complete && !lg->interrupted)
+    {
+      if (o->silent_after_attach)
+        lg_run_silent (lg);
+      else if (o->hold != 0)
+        {
+          gint64 start = g_get_monotonic_time ();
+
+          lg_run_phase (lg, PHASE_HOLDING, o->hold);
+          s = json_begin ("held");
+          json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
+          json_int (s, "workers", lg->n_state[WORKER_ATTACHED]);
+          json_traffic (lg, s);
+          json_end (lg, s);
+        }
+    }
+
+  lg_stop (lg);
+  return lg->exit_status;
+}

@@ -1,0 +1,216 @@
+/* fuzz-msgpack.c: libFuzzer target for the msgpack <-> GVariant codec
+ *
+ * Copyright The buildfleet authors
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Property checked for every input that decodes:
+ *  - the decoded value only uses the documented types (mv b x t d s ay av
+ *    a{sv}), its strings are valid UTF-8 without NULs and its maps have no
+ *    key twice;
+ *  - encoding it and decoding the result gives an equal value;
+ *  - encoding that value again gives the same bytes (the encoding of a
+ *    decoded value is canonical).
+ * Inputs that do not decode must fail with a BF_MSGPACK_ERROR.
+ *
+ * Built with -DBF_FUZZ_REPLAY this file also has a main() that replays
+ * files and directories of inputs, so normal builds regression-test the
+ * corpus without libFuzzer.
+ */
+
+#include <stdint.h>
+#include <string.h>
+#include <glib.h>
+
+#include "bf-msgpack.h"
+
+int LLVMFuzzerTestOneInput (const uint8_t *data,
+                            size_t         size);
+
+static void
+check_decoded_shape (GVariant *value)
+{
+  const gchar *type = g_variant_get_type_string (value);
+
+  if (g_str_equal (type, "mv"))
+    {
+      g_assert_null (g_variant_get_maybe (value));
+    }
+  else if (g_str_equal (type, "s"))
+    {
+      gsize len;
+      const gchar *str = g_variant_get_string (value, &len);
+
+      g_assert_true (g_utf8_validate (str, len, NULL));
+      g_assert_cmpuint (strlen (str), ==, len);
+    }
+  else if (g_str_equal (type, "av"))
+    {
+      GVariantIter iter;
+      GVariant *child;
+
+      g_variant_iter_init (&iter, value);
+      while (g_variant_iter_next (&iter, "v", &child))
+        {
+          check_decoded_shape (child);
+          g_variant_unref (child);
+        }
+    }
+  else if (g_str_equal (type, "a{sv}"))
+    {
+      g_autoptr(GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+      GVariantIter iter;
+      const gchar *key;
+      GVariant *child;
+
+      g_variant_iter_init (&iter, value);
+      while (g_variant_iter_next (&iter, "{&sv}", &key, &child))
+        {
+          g_assert_true (g_utf8_validate (key, -1, NULL));
+          g_assert_true (g_hash_table_add (seen, (gpointer) key));
+          check_decoded_shape (child);
+          g_variant_unref (child);
+        }
+    }
+  else if (!g_str_equal (type, "b") && !g_str_equal (type, "x") &&
+           !g_str_equal (type, "t") && !g_str_equal (type, "d") &&
+           !g_str_equal (type, "ay"))
+    {
+      g_error ("decoded value has unexpected type %s", type);
+    }
+
+  if (g_str_equal (type, "t"))
+    g_assert_cmpuint (g_variant_get_uint64 (value), >, G_MAXINT64);
+}
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data,
+                        size_t         size)
+{
+  static gboolean initialized = FALSE;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) value = NULL;
+  g_autoptr(GVariant) again = NULL;
+  g_autoptr(GBytes) encoded = NULL;
+  g_autoptr(GBytes) reencoded = NULL;
+
+  if (!initialized)
+    {
+      /* Any critical or warning, e.g. from a g_return_if_fail() inside
+       * GLib, is a finding. */
+      g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
+      initialized = TRUE;
+    }
+
+  value = bf_msgpack_decode (data, size, &error);
+  if (value == NULL)
+    {
+      g_assert_nonnull (error);
+      g_assert_true (error->domain == BF_MSGPACK_ERROR);
+      g_assert_cmpint (error->code, >=, BF_MSGPACK_ERROR_TRUNCATED);
+      g_assert_cmpint (error->code, <=, BF_MSGPACK_ERROR_TRAILING);
+      /* every message says where, except the one for empty input */
+      if (size > 0)
+        g_assert_nonnull (strstr (error->message, " offset "));
+      return 0;
+    }
+  g_assert_no_error (error);
+  g_assert_false (g_variant_is_floating (value));
+  check_decoded_shape (value);
+
+  encoded = bf_msgpack_encode (value);
+  again = bf_msgpack_decode (g_bytes_get_data (encoded, NULL),
+                             g_bytes_get_size (encoded), &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (again);
+  g_assert_true (g_variant_equal (value, again));
+
+  reencoded = bf_msgpack_encode (again);
+  g_assert_true (g_bytes_equal (encoded, reencoded));
+
+  return 0;
+}
+
+#ifdef BF_FUZZ_REPLAY
+
+static gboolean
+replay_file (const gchar *path)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree gchar *contents = NULL;
+  gsize len;
+
+  if (!g_file_get_contents (path, &contents, &len, &error))
+    {
+      g_printerr ("%s\n", error->message);
+      return FALSE;
+    }
+  LLVMFuzzerTestOneInput ((const uint8_t *) contents, len);
+  g_print ("ok %s (%" G_GSIZE_FORMAT " bytes)\n", path, len);
+  return TRUE;
+}
+
+static gint
+compare_strings (gconstpointer a,
+                 gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  guint n_inputs = 0;
+
+  if (argc < 2)
+    {
+      g_printerr ("Usage: %s FILE|DIRECTORY...\n"
+                  "Runs each file, and each file in each directory, through the fuzz target.\n",
+                  argv[0]);
+      return 2;
+    }
+
+  for (int i = 1; i < argc; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
+      g_autoptr(GDir) dir = NULL;
+      const gchar *name;
+
+      if (!g_file_test (argv[i], G_FILE_TEST_IS_DIR))
+        {
+          if (!replay_file (argv[i]))
+            return 1;
+          n_inputs++;
+          continue;
+        }
+
+      dir = g_dir_open (argv[i], 0, &error);
+      if (dir == NULL)
+        {
+          g_printerr ("%s\n", error->message);
+          return 1;
+        }
+      while ((name = g_dir_read_name (dir)) != NULL)
+        g_ptr_array_add (paths, g_build_filename (argv[i], name, NULL));
+      g_ptr_array_sort (paths, compare_strings);
+
+      for (guint j = 0; j < paths->len; j++)
+        {
+          if (!replay_file (g_ptr_array_index (paths, j)))
+            return 1;
+          n_inputs++;
+        }
+    }
+
+  if (n_inputs == 0)
+    {
+      g_printerr ("No inputs found\n");
+      return 1;
+    }
+  g_print ("%u inputs replayed\n", n_inputs);
+  return 0;
+}
+
+#endif /* BF_FUZZ_REPLAY */

@@ -1,0 +1,397 @@
+# bfharness.py: drive the built buildfleetd the way users do
+#
+# A private system bus (python-dbusmock's DBusTestCase), the built daemon
+# under G_DEBUG=fatal-criticals, real buildbot-worker processes, and GDBus
+# from python to read properties, call methods and record signals.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+import base64
+import glob
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import dbusmock
+from gi.repository import Gio, GLib
+
+BUS_NAME = 'org.buildfleet.Fleet1'
+FLEET_PATH = '/org/buildfleet/Fleet1'
+MANAGER_IFACE = 'org.buildfleet.Fleet1.Manager'
+WORKER_IFACE = 'org.buildfleet.Fleet1.Worker'
+LATENT_IFACE = 'org.buildfleet.Fleet1.LatentWorker'
+BUILD_IFACE = 'org.buildfleet.Fleet1.Build'
+COMMAND_IFACE = 'org.buildfleet.Fleet1.Command'
+
+BUILD_ROOT = os.environ.get('MESON_BUILD_ROOT',
+                            os.path.join(os.path.dirname(__file__), '..', '..', 'build'))
+BUILDFLEETD = os.environ.get('BUILDFLEETD', os.path.join(BUILD_ROOT, 'daemon', 'buildfleetd'))
+BUILDBOT_WORKER = shutil.which('buildbot-worker') or '/usr/bin/buildbot-worker'
+
+
+def worker_path(name):
+    escaped = ''.join(c if c.isalnum() and c.isascii() else '_%02x' % ord(c) for c in name)
+    return FLEET_PATH + '/workers/' + escaped
+
+
+class Worker:
+    """A real buildbot-worker process in its own base directory."""
+
+    def __init__(self, test, name, password, port, tls_ca=None, admin='ops@example.com',
+                 host='integration test host'):
+        self.test = test
+        self.name = name
+        self.basedir = os.path.join(test.workdir, 'worker-' + name + '-' + str(len(test.workers)))
+        self.process = None
+        args = [BUILDBOT_WORKER, 'create-worker', '--protocol=msgpack_experimental_v7',
+                '--keepalive=0', '--maxretries=1000']
+        if tls_ca:
+            args.append('--use-tls')
+        args += [self.basedir, '127.0.0.1:%d' % port, name, password]
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(self.basedir, 'info', 'admin'), 'w') as f:
+            f.write(admin + '\n')
+        with open(os.path.join(self.basedir, 'info', 'host'), 'w') as f:
+            f.write(host + '\n')
+        self.env = dict(os.environ)
+        if tls_ca:
+            self.env['SSL_CERT_FILE'] = tls_ca
+        test.workers.append(self)
+
+    def start(self):
+        log = open(os.path.join(self.basedir, 'stdout.log'), 'ab')
+        self.process = subprocess.Popen([BUILDBOT_WORKER, 'start', '--nodaemon', self.basedir],
+                                        stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                        start_new_session=True)
+        log.close()
+        return self
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self.process.wait(10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            self.kill(signal.SIGKILL)
+
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+    def log(self):
+        try:
+            with open(os.path.join(self.basedir, 'twistd.log'), errors='replace') as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
+
+
+class FleetTestCase(dbusmock.DBusTestCase):
+    """Base class: one private system bus per test class, one daemon per test."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_system_bus()
+        cls.bus = Gio.bus_get_sync(Gio.BusType.SYSTEM, None)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.bus.close_sync(None)
+        super().tearDownClass()
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix='bf-test-')
+        self.statedir = os.path.join(self.workdir, 'state')
+        self.maildir = os.path.join(self.workdir, 'mail')
+        os.makedirs(self.maildir)
+        self.config_path = os.path.join(self.workdir, 'buildfleet.conf')
+        self.daemon = None
+        self.daemon_log_path = None
+        self.workers = []
+        self.signals = []
+        self.subscriptions = []
+        self.subscriptions.append(self.bus.signal_subscribe(
+            BUS_NAME, None, None, None, None, Gio.DBusSignalFlags.NONE, self._on_signal))
+
+    def tearDown(self):
+        for w in self.workers:
+            w.stop()
+        self.stop_daemon()
+        for s in self.subscriptions:
+            self.bus.signal_unsubscribe(s)
+        if os.environ.get('BF_KEEP_TMP'):
+            print('kept', self.workdir, file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # Configuration ----------------------------------------------------------
+
+    def daemon_section(self, **extra):
+        # Each mail lands whole in its own file (written aside, then renamed).
+        script = os.path.join(self.workdir, 'sendmail.sh')
+        with open(script, 'w') as f:
+            f.write('t=$(mktemp -p "$1" .part-XXXXXX) && cat > "$t" && mv "$t" "$t.mail"\n')
+        mail_cmd = '/bin/sh %s %s' % (script, self.maildir)
+        keys = {
+            'Listen': '127.0.0.1:0',
+            'StateDirectory': self.statedir,
+            'KeepaliveInterval': '1',
+            'DuplicatePingTimeout': '0.5',
+            'MailCommand': mail_cmd,
+            'MailFrom': 'buildfleet@test.invalid',
+        }
+        keys.update(extra)
+        return '[Daemon]\n' + ''.join('%s=%s\n' % kv for kv in keys.items())
+
+    def write_config(self, text, path=None):
+        path = path or self.config_path
+        with open(path, 'w') as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+    # Daemon -----------------------------------------------------------------
+
+    def start_daemon(self, args=None, wait=True, config=None):
+        self.daemon_log_path = os.path.join(self.workdir, 'daemon-%d.log' % time.monotonic_ns())
+        log = open(self.daemon_log_path, 'wb')
+        env = dict(os.environ)
+        env['G_DEBUG'] = 'fatal-criticals'
+        env['G_MESSAGES_DEBUG'] = 'buildfleetd'
+        argv = [BUILDFLEETD, '--config', config or self.config_path] + (args or [])
+        wrapper = os.environ.get('BF_DAEMON_WRAPPER')
+        if wrapper:
+            argv = wrapper.split() + argv
+        self.daemon = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        if wait:
+            self.wait_for_daemon()
+        return self.daemon
+
+    def wait_for_daemon(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.daemon.poll() is not None:
+                self.fail('daemon exited with %d:\n%s' % (self.daemon.returncode, self.daemon_log()))
+            try:
+                listen = self.manager_prop('Listen')
+                if listen and not listen[0].endswith(':0'):
+                    self.port = int(listen[0].rsplit(':', 1)[1])
+                    return
+            except GLib.Error:
+                pass
+            time.sleep(0.05)
+        self.fail('daemon did not come up:\n' + self.daemon_log())
+
+    def stop_daemon(self, sig=signal.SIGTERM):
+        if self.daemon is None:
+            return None
+        if self.daemon.poll() is None:
+            self.daemon.send_signal(sig)
+            try:
+                self.daemon.wait(15)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+                self.fail('daemon did not exit on %s' % sig)
+        code = self.daemon.returncode
+        self.daemon = None
+        return code
+
+    def daemon_log(self):
+        if not self.daemon_log_path:
+            return ''
+        with open(self.daemon_log_path, errors='replace') as f:
+            return f.read()
+
+    def run_daemon_expect_failure(self, timeout=10):
+        """Runs the daemon on the current config; returns (exit code, output)."""
+        env = dict(os.environ)
+        env['G_DEBUG'] = 'fatal-criticals'
+        p = subprocess.run([BUILDFLEETD, '--config', self.config_path], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        return p.returncode, p.stdout.decode(errors='replace')
+
+    # D-Bus ------------------------------------------------------------------
+
+    def _on_signal(self, conn, sender, path, iface, name, params):
+        self.signals.append((path, iface, name, params.unpack()))
+
+    def call(self, path, iface, method, args=None, timeout=5000):
+        r = self.bus.call_sync(BUS_NAME, path, iface, method, args, None,
+                               Gio.DBusCallFlags.NONE, timeout, None)
+        return r.unpack() if r is not None else None
+
+    def call_error(self, path, iface, method, args=None):
+        """Calls and expects a D-Bus error; returns (error name, message)."""
+        try:
+            self.call(path, iface, method, args)
+        except GLib.Error as e:
+            name = Gio.DBusError.get_remote_error(e)
+            message = e.message
+            if message.startswith('GDBus.Error:'):
+                message = message.split(': ', 1)[1]
+            return name, message
+        self.fail('%s.%s did not fail' % (iface, method))
+
+    def prop(self, path, iface, name):
+        return self.call(path, 'org.freedesktop.DBus.Properties', 'Get',
+                         GLib.Variant('(ss)', (iface, name)))[0]
+
+    def props(self, path, iface):
+        return self.call(path, 'org.freedesktop.DBus.Properties', 'GetAll',
+                         GLib.Variant('(s)', (iface,)))[0]
+
+    def manager_prop(self, name):
+        return self.prop(FLEET_PATH, MANAGER_IFACE, name)
+
+    def worker_prop(self, worker, name):
+        return self.prop(worker_path(worker), WORKER_IFACE, name)
+
+    def worker_call(self, worker, method, args=None, iface=WORKER_IFACE):
+        return self.call(worker_path(worker), iface, method, args)
+
+    def managed_objects(self):
+        return self.call(FLEET_PATH, 'org.freedesktop.DBus.ObjectManager', 'GetManagedObjects')[0]
+
+    def pump(self, seconds=0.0):
+        ctx = GLib.MainContext.default()
+        deadline = time.monotonic() + seconds
+        while True:
+            while ctx.iteration(False):
+                pass
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
+
+    def wait_until(self, predicate, timeout=5.0, message='condition'):
+        deadline = time.monotonic() + timeout
+        ctx = GLib.MainContext.default()
+        while True:
+            while ctx.iteration(False):
+                pass
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                self.fail('timed out after %.1f s waiting for %s\n--- daemon log ---\n%s' %
+                          (timeout, message, self.daemon_log()[-6000:]))
+            time.sleep(0.01)
+
+    def signals_named(self, name, path=None):
+        return [s for s in self.signals if s[2] == name and (path is None or s[0] == path)]
+
+    def wait_signal(self, name, path=None, timeout=5.0, count=1):
+        return self.wait_until(lambda: len(self.signals_named(name, path)) >= count and
+                               self.signals_named(name, path), timeout,
+                               'signal %s on %s' % (name, path))
+
+    def properties_changed(self, path, prop):
+        out = []
+        for s in self.signals:
+            if s[0] == path and s[2] == 'PropertiesChanged' and prop in s[3][1]:
+                out.append(s[3][1][prop])
+        return out
+
+    # Workers ------------------------------------------------------------------
+
+    def add_worker(self, name, password, **kw):
+        return Worker(self, name, password, self.port, **kw)
+
+    def wait_connected(self, name, timeout=15.0, value=True):
+        return self.wait_until(lambda: self.worker_prop(name, 'Connected') == value, timeout,
+                               'worker %s Connected=%s' % (name, value))
+
+    # Mail ---------------------------------------------------------------------
+
+    def mails(self):
+        out = []
+        for path in sorted(glob.glob(os.path.join(self.maildir, '*.mail')), key=os.path.getmtime):
+            with open(path, errors='replace') as f:
+                out.append(f.read())
+        return out
+
+
+class RawWebSocket:
+    """A minimal RFC 6455 client for feeding the daemon bad input."""
+
+    def __init__(self, port, name, password, timeout=5.0):
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        auth = base64.b64encode(('%s:%s' % (name, password)).encode()).decode()
+        req = ('GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n'
+               'Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n'
+               'Authorization: Basic %s\r\n\r\n' % (port, key, auth))
+        self.sock.sendall(req.encode())
+        head = b''
+        while b'\r\n\r\n' not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                break
+            head += chunk
+        self.status = int(head.split(b' ', 2)[1]) if head else 0
+        self.buffer = b''
+
+    def send_frame(self, payload, opcode=2):
+        header = bytes([0x80 | opcode])
+        n = len(payload)
+        if n < 126:
+            header += bytes([0x80 | n])
+        elif n < 65536:
+            header += bytes([0x80 | 126]) + struct.pack('>H', n)
+        else:
+            header += bytes([0x80 | 127]) + struct.pack('>Q', n)
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if n < 1 << 20 else \
+            bytes(a ^ b for a, b in zip(payload, mask * (n // 4 + 1)))
+        self.sock.sendall(header + mask + masked)
+
+    def _read(self, n):
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError('connection closed')
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def recv_frame(self):
+        """Returns (opcode, payload); raises EOFError or socket.timeout."""
+        b0, b1 = self._read(2)
+        n = b1 & 0x7f
+        if n == 126:
+            n = struct.unpack('>H', self._read(2))[0]
+        elif n == 127:
+            n = struct.unpack('>Q', self._read(8))[0]
+        return b0 & 0x0f, self._read(n)
+
+    def close_reason(self, timeout=5.0):
+        """Reads until a close frame; returns (code, reason) or None on EOF."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                op, payload = self.recv_frame()
+                if op == 8:
+                    code = struct.unpack('>H', payload[:2])[0] if len(payload) >= 2 else 0
+                    return code, payload[2:].decode(errors='replace')
+        except (EOFError, ConnectionResetError):
+            return None
+
+    def close(self):
+        self.sock.close()
+
+
+def main():
+    unittest.main(testRunner=unittest.TextTestRunner(stream=sys.stdout, verbosity=2))
