@@ -142,7 +142,7 @@ class FleetTestCase(dbusmock.DBusTestCase):
         # Each mail lands whole in its own file (written aside, then renamed).
         script = os.path.join(self.workdir, 'sendmail.sh')
         with open(script, 'w') as f:
-            f.write('t=$(mktemp -p "$1" .part-XXXXXX) && cat > "$t" && mv "$t" "$t.mail"\n')
+            f.write('t=$(mktemp -p "$1" part-XXXXXX) && cat > "$t" && mv "$t" "$t.mail"\n')
         mail_cmd = '/bin/sh %s %s' % (script, self.maildir)
         keys = {
             'Listen': '127.0.0.1:0',
