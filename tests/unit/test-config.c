@@ -1,0 +1,280 @@
+/* test-config.c: the configuration parser
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <glib/gstdio.h>
+
+#include "bf-config.h"
+
+static BfConfig *
+load_ok (const char *text)
+{
+  g_autoptr(GError) error = NULL;
+  BfConfig *config = bf_config_load_data (text, "test.conf", &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (config);
+  return config;
+}
+
+static void
+assert_error (const char *text,
+              const char *first,
+              ...)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BfConfig) config = bf_config_load_data (text, "test.conf", &error);
+  va_list args;
+
+  g_assert_null (config);
+  g_assert_nonnull (error);
+  va_start (args, first);
+  for (const char *s = first; s; s = va_arg (args, const char *))
+    {
+      if (strstr (error->message, s) == NULL)
+        g_error ("expected “%s” in error “%s”", s, error->message);
+    }
+  va_end (args);
+}
+
+static void
+test_defaults (void)
+{
+  g_autoptr(BfConfig) c = load_ok ("[Worker a]\nPassword=p\n");
+  BfWorkerConfig *w;
+
+  g_assert_cmpstr (c->listen[0], ==, "*:9989");
+  g_assert_null (c->listen[1]);
+  g_assert_cmpuint (c->keepalive_interval_usec, ==, 60 * G_USEC_PER_SEC);
+  g_assert_cmpstr (c->mail_command, ==, "/usr/sbin/sendmail -t -oi");
+  g_assert_null (c->tls_certificate);
+  g_assert_cmpuint (c->workers->len, ==, 1);
+  w = bf_config_lookup_worker (c, "a");
+  g_assert_nonnull (w);
+  g_assert_cmpstr (w->password, ==, "p");
+  g_assert_cmpuint (w->max_builds, ==, 0);
+  g_assert_cmpuint (g_strv_length (w->builders), ==, 0);
+  g_assert_cmpuint (w->missing_timeout_usec, ==, 600 * G_USEC_PER_SEC);
+  g_assert_cmpint (w->latent, ==, BF_LATENT_NONE);
+  g_assert_true (g_variant_is_of_type (w->properties, G_VARIANT_TYPE_VARDICT));
+}
+
+static void
+test_full (void)
+{
+  g_autoptr(BfConfig) c = load_ok (
+    "[Daemon]\n"
+    "Listen=127.0.0.1:9989;[::1]:9990     # worker endpoints\n"
+    "KeepaliveInterval=0.5\n"
+    "StateDirectory=/tmp/x\n"
+    "MailFrom=me@example.com\n"
+    "\n"
+    "[Worker linux-01]\n"
+    "Password=se#cret # kept whole: no comments in passwords\n"
+    "MaxBuilds=2\n"
+    "Builders=linux; docs ;\n"
+    "MissingTimeout=0.25\n"
+    "NotifyOnMissing=ops@example.com;dev@example.com\n"
+    "Property.os=debian\n"
+    "\n"
+    "[Worker cloud-01]\n"
+    "Password=generate\n"
+    "Latent=command\n"
+    "StartCommand=/usr/local/bin/start-vm %n\n"
+    "BuildWaitTimeout=-1\n"
+    "\n"
+    "[Worker unit.1]\n"
+    "Password=x\n"
+    "Latent=systemd\n"
+    "BuildWaitTimeout=0\n"
+    "SubstantiationTimeout=12.5\n");
+  BfWorkerConfig *w = bf_config_lookup_worker (c, "linux-01");
+  BfWorkerConfig *l = bf_config_lookup_worker (c, "cloud-01");
+  BfWorkerConfig *s = bf_config_lookup_worker (c, "unit.1");
+  const char *os = NULL;
+
+  g_assert_cmpstr (c->listen[0], ==, "127.0.0.1:9989");
+  g_assert_cmpstr (c->listen[1], ==, "[::1]:9990");
+  g_assert_cmpuint (c->keepalive_interval_usec, ==, 500000);
+  g_assert_cmpstr (w->password, ==, "se#cret # kept whole: no comments in passwords");
+  g_assert_cmpuint (w->max_builds, ==, 2);
+  g_assert_cmpuint (g_strv_length (w->builders), ==, 2);
+  g_assert_cmpstr (w->builders[1], ==, "docs");
+  g_assert_true (bf_worker_config_serves (w, "docs"));
+  g_assert_false (bf_worker_config_serves (w, "mac"));
+  g_assert_cmpuint (w->missing_timeout_usec, ==, 250000);
+  g_assert_cmpuint (g_strv_length (w->notify_on_missing), ==, 2);
+  g_assert_true (g_variant_lookup (w->properties, "os", "&s", &os));
+  g_assert_cmpstr (os, ==, "debian");
+
+  g_assert_cmpint (l->latent, ==, BF_LATENT_COMMAND);
+  g_assert_true (l->password_generate);
+  g_assert_null (l->password);
+  g_assert_cmpint (l->build_wait_timeout_usec, ==, -1);
+  /* SubstantiationTimeout defaults to MissingTimeout. */
+  g_assert_cmpuint (l->substantiation_timeout_usec, ==, 600 * G_USEC_PER_SEC);
+
+  g_assert_cmpint (s->latent, ==, BF_LATENT_SYSTEMD);
+  g_assert_cmpstr (s->unit, ==, "buildbot-worker@%n.service");
+  g_assert_cmpint (s->build_wait_timeout_usec, ==, 0);
+  g_assert_cmpuint (s->substantiation_timeout_usec, ==, 12500000);
+
+  /* Workers stay in file order. */
+  g_assert_cmpstr (((BfWorkerConfig *) g_ptr_array_index (c->workers, 2))->name, ==, "unit.1");
+}
+
+static void
+test_errors (void)
+{
+  assert_error ("[Worker a]\nPassword=p\nColour=red\n", "test.conf:3:", "[Worker a] Colour", "unknown key", NULL);
+  assert_error ("[Daemon]\nListen=nowhere\n", "test.conf:2:", "[Daemon] Listen", "HOST:PORT", NULL);
+  assert_error ("[Daemon]\nListen=example.com:80\n", "not an IP address", NULL);
+  assert_error ("[Daemon]\nListen=1.2.3.4:70000\n", "not a port number", NULL);
+  assert_error ("[Daemon]\nKeepaliveInterval=0.01\n", "KeepaliveInterval", "at least 0.1", NULL);
+  assert_error ("[Daemon]\nTlsCertificate=/x.pem\n", "TlsCertificate", "go together", NULL);
+  assert_error ("[Worker a]\nPassword=p\nMaxBuilds=-1\n", "MaxBuilds", "not a whole number", NULL);
+  assert_error ("[Worker a]\nPassword=p\nMaxBuilds=99999999999\n", "MaxBuilds", "too large", NULL);
+  assert_error ("[Worker a]\nPassword=p\nMissingTimeout=1e12\n", "MissingTimeout", "ten years", NULL);
+  assert_error ("[Worker a]\nPassword=p\nMissingTimeout=nan\n", "MissingTimeout", "not a number", NULL);
+  assert_error ("[Worker a]\nPassword=p\n\n[Worker a]\nPassword=q\n", "test.conf:4:", "defined twice in this file (first at line 1)", NULL);
+  assert_error ("[Worker a b]\nPassword=p\n", "test.conf:1:", "[Worker a b]", "not allowed", NULL);
+  assert_error ("[Worker ]\nPassword=p\n", "not allowed", NULL);
+  assert_error ("[Worker a]\nBuilders=x\n", "[Worker a]", "missing password", NULL);
+  assert_error ("[Worker a]\nPassword=\n", "[Worker a] Password", "missing password", NULL);
+  assert_error ("[Worker a]\nPassword=p\nPasswordFile=/x\n", "either Password or PasswordFile", NULL);
+  assert_error ("[Worker a]\nPasswordFile=relative\n", "not an absolute path", NULL);
+  assert_error ("[Worker a]\nPasswordFile=/nonexistent/pw\n", "[Worker a] PasswordFile", "cannot read the password file", NULL);
+  assert_error ("[Worker a]\nPassword=generate\n", "only for latent workers", NULL);
+  assert_error ("[Worker a]\nPassword=p\nBuildWaitTimeout=3\n", "BuildWaitTimeout", "only latent workers", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\n", "unknown latent driver", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=command\n", "needs StartCommand", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=local\nBuildWaitTimeout=-2\n", "BuildWaitTimeout", "negative", NULL);
+  assert_error ("[Worker a]\nPassword=p\nNotifyOnMissing=not-an-address\n", "not a mail address", NULL);
+  assert_error ("[Worker a]\nPassword=p\nNotifyOnMissing=-oQ@x\n", "not a mail address", NULL);
+  assert_error ("[Workers]\nx=1\n", "[Workers]", "unknown group", NULL);
+  assert_error ("[Worker a]\nno equals sign here\n", "test.conf", NULL);
+  assert_error ("[Worker a]\nPassword=\xff\n", "not valid UTF-8", NULL);
+}
+
+static void
+test_names (void)
+{
+  g_assert_true (bf_worker_name_is_valid ("linux-01"));
+  g_assert_true (bf_worker_name_is_valid ("a.b_c-D9"));
+  g_assert_true (bf_worker_name_is_valid ("01234567890123456789012345678901234567890123456789"));
+  g_assert_false (bf_worker_name_is_valid ("012345678901234567890123456789012345678901234567890"));
+  g_assert_false (bf_worker_name_is_valid (""));
+  g_assert_false (bf_worker_name_is_valid ("a/b"));
+  g_assert_false (bf_worker_name_is_valid ("a b"));
+  g_assert_false (bf_worker_name_is_valid ("ä"));
+  g_assert_false (bf_worker_name_is_valid ("a:b"));
+}
+
+static void
+test_durations (void)
+{
+  gint64 usec = 0;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (bf_config_parse_duration ("0.5", FALSE, &usec, NULL));
+  g_assert_cmpint (usec, ==, 500000);
+  g_assert_true (bf_config_parse_duration ("3600", FALSE, &usec, NULL));
+  g_assert_cmpint (usec, ==, (gint64) 3600 * G_USEC_PER_SEC);
+  g_assert_true (bf_config_parse_duration ("-1", TRUE, &usec, NULL));
+  g_assert_cmpint (usec, ==, -1);
+  g_assert_false (bf_config_parse_duration ("-1", FALSE, &usec, &error));
+  g_assert_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE);
+  g_clear_error (&error);
+  g_assert_false (bf_config_parse_duration ("1s", FALSE, &usec, &error));
+  g_clear_error (&error);
+  g_assert_false (bf_config_parse_duration ("", FALSE, &usec, &error));
+  g_clear_error (&error);
+  g_assert_false (bf_config_parse_duration ("inf", FALSE, &usec, &error));
+}
+
+static void
+test_endpoints (void)
+{
+  g_autofree char *host = NULL;
+  guint16 port = 1;
+
+  g_assert_true (bf_config_parse_endpoint ("[::1]:9989", &host, &port, NULL));
+  g_assert_cmpstr (host, ==, "::1");
+  g_assert_cmpuint (port, ==, 9989);
+  g_clear_pointer (&host, g_free);
+  g_assert_true (bf_config_parse_endpoint ("*:0", &host, &port, NULL));
+  g_assert_cmpstr (host, ==, "*");
+  g_assert_cmpuint (port, ==, 0);
+  g_assert_false (bf_config_parse_endpoint ("::1:9989", NULL, NULL, NULL));
+  g_assert_false (bf_config_parse_endpoint (":9989", NULL, NULL, NULL));
+  g_assert_false (bf_config_parse_endpoint ("[::1]9989", NULL, NULL, NULL));
+}
+
+static void
+test_dropins (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("bf-config-XXXXXX", NULL);
+  g_autofree char *main_path = g_build_filename (dir, "buildfleet.conf", NULL);
+  g_autofree char *dropdir = g_build_filename (dir, "buildfleet.conf.d", NULL);
+  g_autofree char *d1 = g_build_filename (dropdir, "10-a.conf", NULL);
+  g_autofree char *d2 = g_build_filename (dropdir, "20-b.conf", NULL);
+  g_autofree char *d3 = g_build_filename (dropdir, "30-c.conf.disabled", NULL);
+  g_autofree char *pw = g_build_filename (dir, "pw", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(BfConfig) c = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_mkdir (dropdir, 0700);
+  g_file_set_contents (pw, "from-file\r\nignored\n", -1, NULL);
+  text = g_strdup_printf ("[Worker a]\nPasswordFile=%s\nMaxBuilds=1\nBuilders=x\n", pw);
+  g_file_set_contents (main_path, text, -1, NULL);
+  /* Lexical order: 20 overrides 10; 30 is not a .conf file. */
+  g_file_set_contents (d2, "[Worker a]\nMaxBuilds=3\n\n[Worker b]\nPassword=q\n", -1, NULL);
+  g_file_set_contents (d1, "[Worker a]\nMaxBuilds=2\n", -1, NULL);
+  g_file_set_contents (d3, "[Worker c]\nPassword=q\n", -1, NULL);
+
+  c = bf_config_load (main_path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (c->workers->len, ==, 2);
+  g_assert_cmpuint (bf_config_lookup_worker (c, "a")->max_builds, ==, 3);
+  g_assert_cmpstr (bf_config_lookup_worker (c, "a")->password, ==, "from-file");
+  g_assert_cmpstr (bf_config_lookup_worker (c, "a")->builders[0], ==, "x");
+  g_assert_nonnull (bf_config_lookup_worker (c, "b"));
+  g_assert_null (bf_config_lookup_worker (c, "c"));
+  g_assert_cmpuint (g_strv_length (c->files), ==, 3);
+
+  /* An error in a drop-in names the drop-in and its line. */
+  g_file_set_contents (d1, "[Worker a]\n\nMissingTimeout=many\n", -1, NULL);
+  g_clear_pointer (&c, bf_config_unref);
+  c = bf_config_load (main_path, &error);
+  g_assert_null (c);
+  g_assert_nonnull (strstr (error->message, "10-a.conf:3:"));
+  g_assert_nonnull (strstr (error->message, "[Worker a] MissingTimeout"));
+
+  g_unlink (d1);
+  g_unlink (d2);
+  g_unlink (d3);
+  g_rmdir (dropdir);
+  g_unlink (main_path);
+  g_unlink (pw);
+  g_rmdir (dir);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/config/defaults", test_defaults);
+  g_test_add_func ("/config/full", test_full);
+  g_test_add_func ("/config/errors", test_errors);
+  g_test_add_func ("/config/names", test_names);
+  g_test_add_func ("/config/durations", test_durations);
+  g_test_add_func ("/config/endpoints", test_endpoints);
+  g_test_add_func ("/config/dropins", test_dropins);
+
+  return g_test_run ();
+}
