@@ -195,8 +195,9 @@ typedef struct {
   gint64 len;
 } OutBuffer;
 
+/* Reference counted with g_rc_box: held by the worker's table, by every
+ * request awaiting a response, and while a step runs. */
 struct _FakeCommand {
-  grefcount ref_count;
   Worker *worker;     /* NULL once its connection is gone */
   GBytes *id;         /* command_id exactly as the master sent it (msgpack) */
   char *id_text;
@@ -707,10 +708,13 @@ mp_truthy (const msgpack_object *o, gboolean absent)
     }
 }
 
-/* A rough Python repr() of a str, for the argv/logfiles header lines. */
+/* A rough Python repr() of a str (or of bytes, with the b prefix the worker's
+ * argv line shows), for the argv/logfiles header lines. */
 static void
-append_py_repr (GString *s, const char *text)
+append_py_repr_full (GString *s, const char *text, gboolean bytes)
 {
+  if (bytes)
+    g_string_append_c (s, 'b');
   g_string_append_c (s, '\'');
   for (const char *p = text; *p; p++)
     {
@@ -722,6 +726,12 @@ append_py_repr (GString *s, const char *text)
         g_string_append_c (s, *p);
     }
   g_string_append_c (s, '\'');
+}
+
+static void
+append_py_repr (GString *s, const char *text)
+{
+  append_py_repr_full (s, text, FALSE);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -827,8 +837,7 @@ request_tail (Worker *w, FakeCommand *c, PendingKind kind)
   p->kind = kind;
   if (c != NULL)
     {
-      g_ref_count_inc (&c->ref_count);
-      p->command = c;
+      p->command = g_rc_box_acquire (c);
       c->in_flight++;
     }
   g_hash_table_insert (w->pending, GUINT_TO_POINTER (seq + 1), p);
@@ -1215,7 +1224,7 @@ append_command_display (GString *s, const msgpack_object *cmd, gboolean argv_rep
       g_autofree char *text = mp_dup_str (cmd);
 
       if (argv_repr)
-        append_py_repr (s, text);
+        append_py_repr_full (s, text, TRUE);
       else
         g_string_append (s, text);
       return;
@@ -1238,7 +1247,7 @@ append_command_display (GString *s, const msgpack_object *cmd, gboolean argv_rep
       if (i > 0)
         g_string_append (s, argv_repr ? ", " : " ");
       if (argv_repr)
-        append_py_repr (s, text);
+        append_py_repr_full (s, text, TRUE);
       else
         {
           gboolean plain = *text != '\0';
@@ -1299,7 +1308,7 @@ shell_headers (FakeCommand *c, const msgpack_object *args)
   g_string_append (h, "}\n argv: ");
   if (cmd != NULL && (cmd->type == MSGPACK_OBJECT_STR || cmd->type == MSGPACK_OBJECT_BIN))
     {
-      g_string_append (h, "['/bin/sh', '-c', ");
+      g_string_append (h, "[b'/bin/sh', b'-c', ");
       append_command_display (h, cmd, TRUE);
       g_string_append (h, "]");
     }
@@ -1573,7 +1582,7 @@ fs_run_process (FakeCommand *c, const char * const *argv, gboolean send_rc)
     {
       if (i > 0)
         g_string_append (h, ", ");
-      append_py_repr (h, argv[i]);
+      append_py_repr_full (h, argv[i], TRUE);
     }
   g_string_append (h, "]\n using PTY: False\n");
   out_append_text (c, ENTRY_HEADER, h->str);
