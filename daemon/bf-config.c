@@ -528,7 +528,7 @@ check_keys (Parser             *p,
 static const char * const daemon_keys[] = {
   "Listen", "TlsCertificate", "TlsPrivateKey", "KeepaliveInterval",
   "DuplicatePingTimeout", "StateDirectory", "MailCommand", "MailFrom",
-  "MaxMessageSize", NULL
+  "MaxMessageSize", "QuarantineInitial", "QuarantineMax", "FinishedBuildLifetime", NULL
 };
 
 static const char * const worker_keys[] = {
@@ -841,7 +841,7 @@ parse_daemon (Parser    *p,
               GError   **error)
 {
   const char *g = "Daemon";
-  gint64 keepalive = 0, dup = 0;
+  gint64 keepalive = 0, dup = 0, q_initial = 0, q_max = 0, lifetime = 0;
   guint64 max_msg = 0;
 
   if (!check_keys (p, g, daemon_keys, NULL, error))
@@ -929,6 +929,19 @@ parse_daemon (Parser    *p,
       return FALSE;
     }
   c->max_message_size = max_msg;
+
+  if (!get_duration (p, g, "QuarantineInitial", FALSE, 10 * G_USEC_PER_SEC, &q_initial, error) ||
+      !get_duration (p, g, "QuarantineMax", FALSE, (gint64) 3600 * G_USEC_PER_SEC, &q_max, error) ||
+      !get_duration (p, g, "FinishedBuildLifetime", FALSE, 60 * G_USEC_PER_SEC, &lifetime, error))
+    return FALSE;
+  if (q_initial == 0 || q_max < q_initial)
+    {
+      set_error (error, p, g, "QuarantineMax", "QuarantineInitial must be more than 0 and at most QuarantineMax");
+      return FALSE;
+    }
+  c->quarantine_initial_usec = (guint64) q_initial;
+  c->quarantine_max_usec = (guint64) q_max;
+  c->finished_build_lifetime_usec = (guint64) lifetime;
   return TRUE;
 }
 

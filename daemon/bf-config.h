@@ -62,6 +62,9 @@ typedef struct {
   char *mail_command;
   char *mail_from;
   gsize max_message_size;      /* bytes of one WebSocket message */
+  guint64 quarantine_initial_usec;
+  guint64 quarantine_max_usec;
+  guint64 finished_build_lifetime_usec;
   GPtrArray *workers;          /* BfWorkerConfig, in order */
   GHashTable *workers_by_name; /* name -> BfWorkerConfig (borrowed from workers) */
 } BfConfig;

@@ -46,7 +46,7 @@ struct _BfConnection
   gboolean closed;
   gint64 next_seq;
   GHashTable *pending;            /* seq (gint64*) -> Pending* */
-  GHashTable *commands;           /* command_id -> TRUE: ours, running */
+  GHashTable *commands;           /* command_id -> CommandSink*: ours, running */
   GVariant *info;                 /* a{sv}, D-Bus safe */
 
   guint64 last_rx_usec;
@@ -62,12 +62,15 @@ G_DEFINE_FINAL_TYPE (BfConnection, bf_connection, G_TYPE_OBJECT)
 enum {
   SIGNAL_CLOSED,
   SIGNAL_ACTIVITY,
-  SIGNAL_COMMAND_UPDATE,
-  SIGNAL_COMMAND_COMPLETE,
   N_SIGNALS
 };
 
 static guint signals[N_SIGNALS];
+
+typedef struct {
+  const BfCommandSink *sink;
+  gpointer user_data;
+} CommandSink;
 
 typedef struct {
   BfConnection *self;     /* unowned: the table is cleared before we go */
@@ -108,6 +111,28 @@ fail_all_pending (BfConnection *self,
 }
 
 static void
+fail_all_commands (BfConnection *self,
+                   const char   *reason)
+{
+  g_autoptr(GHashTable) commands = NULL;
+  g_autofree char *failure = g_strdup_printf ("the worker was lost: %s", reason);
+  g_autoptr(GVariant) failure_v = g_variant_ref_sink (g_variant_new_string (failure));
+  GHashTableIter iter;
+  gpointer value;
+
+  if (g_hash_table_size (self->commands) == 0)
+    return;
+  commands = g_steal_pointer (&self->commands);
+  self->commands = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_hash_table_iter_init (&iter, commands);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      CommandSink *cs = value;
+      cs->sink->complete (cs->user_data, failure_v, TRUE);
+    }
+}
+
+static void
 mark_closed (BfConnection *self,
              const char   *reason)
 {
@@ -118,6 +143,7 @@ mark_closed (BfConnection *self,
   self->closed = TRUE;
   g_clear_handle_id (&self->keepalive_source_id, g_source_remove);
   fail_all_pending (self, reason);
+  fail_all_commands (self, reason);
   g_signal_emit (self, signals[SIGNAL_CLOSED], 0, reason);
 }
 
@@ -347,6 +373,7 @@ handle_command_message (BfConnection *self,
   g_autoptr(GVariant) id = lookup (msg, "command_id", G_VARIANT_TYPE_STRING);
   g_autoptr(GVariant) args = lookup (msg, "args", NULL);
   const char *command_id;
+  CommandSink *cs;
 
   if (id == NULL)
     {
@@ -354,7 +381,8 @@ handle_command_message (BfConnection *self,
       return;
     }
   command_id = g_variant_get_string (id, NULL);
-  if (!g_hash_table_contains (self->commands, command_id))
+  cs = g_hash_table_lookup (self->commands, command_id);
+  if (cs == NULL)
     {
       g_autofree char *text = g_strdup_printf ("no command %s is running", command_id);
       send_response (self, seq, g_variant_new_string (text), TRUE);
@@ -369,14 +397,16 @@ handle_command_message (BfConnection *self,
           return;
         }
       send_response (self, seq, NULL, FALSE);
-      g_signal_emit (self, signals[SIGNAL_COMMAND_UPDATE], 0, command_id, args);
+      cs->sink->update (cs->user_data, args);
     }
   else if (g_str_equal (op, "complete"))
     {
       g_autoptr(GVariant) failure = args ? g_variant_ref (args) : g_variant_ref_sink (g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
+      CommandSink done = *cs;
+
       send_response (self, seq, NULL, FALSE);
       g_hash_table_remove (self->commands, command_id);
-      g_signal_emit (self, signals[SIGNAL_COMMAND_COMPLETE], 0, command_id, failure);
+      done.sink->complete (done.user_data, failure, FALSE);
     }
   else
     {
@@ -766,19 +796,13 @@ bf_connection_class_init (BfConnectionClass *klass)
   signals[SIGNAL_ACTIVITY] =
     g_signal_new ("activity", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 0);
-  signals[SIGNAL_COMMAND_UPDATE] =
-    g_signal_new ("command-update", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED,
-                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_VARIANT);
-  signals[SIGNAL_COMMAND_COMPLETE] =
-    g_signal_new ("command-complete", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED,
-                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_VARIANT);
 }
 
 static void
 bf_connection_init (BfConnection *self)
 {
   self->pending = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) pending_free);
-  self->commands = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->commands = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->flood_tokens = FLOOD_BURST;
   self->flood_stamp = g_get_monotonic_time ();
 }
@@ -841,4 +865,108 @@ bf_connection_get_info (BfConnection *self)
   if (self->info == NULL)
     self->info = g_variant_ref_sink (g_variant_new ("a{sv}", NULL));
   return self->info;
+}
+
+/* Remote commands ------------------------------------------------------------ */
+
+static void
+start_command_cb (GObject      *object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  BfConnection *self = BF_CONNECTION (object);
+  g_autofree char *command_id = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) reply = bf_connection_request_finish (self, result, &error);
+  CommandSink *cs;
+
+  if (reply != NULL || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED))
+    return;   /* started, or the close already completed it */
+  cs = g_hash_table_lookup (self->commands, command_id);
+  if (cs != NULL)
+    {
+      CommandSink done = *cs;
+      g_autoptr(GVariant) failure = g_variant_ref_sink (g_variant_new_string (error->message));
+
+      g_hash_table_remove (self->commands, command_id);
+      done.sink->complete (done.user_data, failure, FALSE);
+    }
+}
+
+/**
+ * bf_connection_start_command:
+ * @command_id: unique on this connection
+ * @name: the remote command, e.g. "shell"
+ * @args: (transfer floating): a{sv} of the command's arguments
+ * @builder: (nullable): builder_name
+ * @sink: receives `update` and `complete` messages for @command_id, and a
+ *   completion with @lost set when the connection ends first
+ *
+ * Sends start_command.  The worker's refusal (unknown command, missing
+ * argument) arrives as a completion with its message as the failure.
+ */
+void
+bf_connection_start_command (BfConnection        *self,
+                             const char          *command_id,
+                             const char          *name,
+                             GVariant            *args,
+                             const char          *builder,
+                             const BfCommandSink *sink,
+                             gpointer             user_data)
+{
+  GVariantBuilder b;
+  CommandSink *cs;
+
+  g_return_if_fail (!g_hash_table_contains (self->commands, command_id));
+
+  if (self->closed)
+    {
+      g_autoptr(GVariant) failure = g_variant_ref_sink (g_variant_new_string ("the worker is not connected"));
+      g_variant_unref (g_variant_ref_sink (args));
+      sink->complete (user_data, failure, TRUE);
+      return;
+    }
+
+  cs = g_new0 (CommandSink, 1);
+  cs->sink = sink;
+  cs->user_data = user_data;
+  g_hash_table_insert (self->commands, g_strdup (command_id), cs);
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "command_id", g_variant_new_string (command_id));
+  g_variant_builder_add (&b, "{sv}", "command_name", g_variant_new_string (name));
+  g_variant_builder_add (&b, "{sv}", "args", args);
+  if (builder != NULL)
+    g_variant_builder_add (&b, "{sv}", "builder_name", g_variant_new_string (builder));
+  bf_connection_request_async (self, "start_command", g_variant_builder_end (&b), 0, NULL,
+                               start_command_cb, g_strdup (command_id));
+}
+
+/**
+ * bf_connection_forget_command:
+ *
+ * Stops delivering messages for @command_id to its sink (the sink is going
+ * away); later messages for it get an error response.
+ */
+void
+bf_connection_forget_command (BfConnection *self,
+                              const char   *command_id)
+{
+  g_hash_table_remove (self->commands, command_id);
+}
+
+void
+bf_connection_interrupt_command (BfConnection *self,
+                                 const char   *command_id,
+                                 const char   *builder,
+                                 const char   *why)
+{
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&b, "{sv}", "command_id", g_variant_new_string (command_id));
+  g_variant_builder_add (&b, "{sv}", "builder_name", g_variant_new_string (builder ? builder : ""));
+  g_variant_builder_add (&b, "{sv}", "why", g_variant_new_string (why));
+  bf_connection_request_async (self, "interrupt_command", g_variant_builder_end (&b),
+                               10 * G_USEC_PER_SEC, NULL, NULL, NULL);
 }

@@ -21,6 +21,21 @@ typedef struct {
   guint max_pending_requests;
 } BfConnectionLimits;
 
+/**
+ * BfCommandSink:
+ * @update: an `update` message: @args is `av` of [key, value] pairs
+ * @complete: the command ended: @failure is nil (`mv`) on success or a
+ *   string; @lost is %TRUE when the connection ended before the worker said
+ *   the command completed.  Called exactly once per started command.
+ */
+typedef struct {
+  void (*update)   (gpointer  user_data,
+                    GVariant *args);
+  void (*complete) (gpointer  user_data,
+                    GVariant *failure,
+                    gboolean  lost);
+} BfCommandSink;
+
 #define BF_TYPE_CONNECTION (bf_connection_get_type ())
 G_DECLARE_FINAL_TYPE (BfConnection, bf_connection, BF, CONNECTION, GObject)
 
@@ -54,6 +69,20 @@ void          bf_connection_request_async      (BfConnection             *self,
 GVariant     *bf_connection_request_finish     (BfConnection             *self,
                                                 GAsyncResult             *result,
                                                 GError                  **error);
+
+void          bf_connection_start_command      (BfConnection             *self,
+                                                const char               *command_id,
+                                                const char               *name,
+                                                GVariant                 *args,
+                                                const char               *builder,
+                                                const BfCommandSink      *sink,
+                                                gpointer                  user_data);
+void          bf_connection_forget_command     (BfConnection             *self,
+                                                const char               *command_id);
+void          bf_connection_interrupt_command  (BfConnection             *self,
+                                                const char               *command_id,
+                                                const char               *builder,
+                                                const char               *why);
 
 void          bf_connection_close              (BfConnection             *self,
                                                 const char               *reason);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bf-authority.h"
+#include "bf-build.h"
 #include "bf-error.h"
 #include "bf-listener.h"
 #include "bf-log.h"
@@ -37,10 +38,17 @@ struct _BfManager
   BfListener *listener;
   GDBusObjectManagerServer *object_manager;
 
+  GDBusConnection *bus;
   GHashTable *workers;            /* name -> BfWorker */
   GHashTable *retiring;           /* name -> BfWorker: removed, waiting for its builds */
 
   guint status_source_id;
+
+  GQueue pending;                 /* BfBuild, in request order */
+  GHashTable *builds;             /* BfBuild -> linger source id (0 while live); owns the build */
+  GHashTable *last_assigned;      /* worker name -> monotonic time of its last build */
+  guint64 next_build_id;
+  guint dispatch_source_id;
 };
 
 enum {
@@ -51,6 +59,7 @@ enum {
 static guint signals[N_SIGNALS];
 
 static void bf_manager_iface_init (BfDBusManagerIface *iface);
+static void schedule_dispatch (BfManager *self);
 
 G_DEFINE_FINAL_TYPE_WITH_CODE (BfManager, bf_manager, BF_DBUS_TYPE_MANAGER_SKELETON,
                                G_IMPLEMENT_INTERFACE (BF_DBUS_TYPE_MANAGER, bf_manager_iface_init))
@@ -115,6 +124,8 @@ worker_connected_changed_cb (BfWorker  *worker,
 
   bf_dbus_manager_set_workers_connected (iface (self), connected ? n + 1 : n - 1);
   schedule_status (self);
+  if (connected)
+    schedule_dispatch (self);
 }
 
 static void
@@ -140,6 +151,8 @@ worker_active_builds_changed_cb (BfWorker  *worker,
 
   bf_dbus_manager_set_builds_active (iface (self), (guint) ((int) n + delta));
   schedule_status (self);
+  if (delta <= 0)
+    schedule_dispatch (self);
   if (g_hash_table_lookup (self->retiring, bf_worker_get_name (worker)) == worker)
     retire_if_idle (self, worker);
 }
@@ -166,6 +179,8 @@ add_worker (BfManager      *self,
   BfWorker *worker = bf_worker_new (wc, self->state, self->mailer, self->authority);
 
   bf_worker_set_duplicate_ping_timeout (worker, self->config->duplicate_ping_timeout_usec);
+  bf_worker_set_quarantine_limits (worker, self->config->quarantine_initial_usec,
+                                   self->config->quarantine_max_usec);
   g_signal_connect_object (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self, 0);
   g_signal_connect_object (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self, 0);
   g_signal_connect_object (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self, 0);
@@ -285,6 +300,8 @@ bf_manager_reload (BfManager  *self,
         {
           bf_worker_set_config (worker, wc);
           bf_worker_set_duplicate_ping_timeout (worker, config->duplicate_ping_timeout_usec);
+          bf_worker_set_quarantine_limits (worker, config->quarantine_initial_usec,
+                                           config->quarantine_max_usec);
           if (bf_worker_get_connection (worker))
             bf_connection_set_keepalive (bf_worker_get_connection (worker), config->keepalive_interval_usec);
           updated++;
@@ -303,6 +320,7 @@ bf_manager_reload (BfManager  *self,
       retire_if_idle (self, worker);
     }
 
+  schedule_dispatch (self);
   g_message ("Configuration reloaded from %s: %u workers kept, %u added, %u removed",
              config->path, updated, added, removed->len);
   schedule_status (self);
@@ -417,14 +435,334 @@ handle_get_worker (BfDBusManager         *object,
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* Builds ------------------------------------------------------------------------ */
+
+/* Least loaded first (active / MaxBuilds), then fewest builds, then the one
+ * that waited longest since its last build: builds spread over the fleet. */
+static BfWorker *
+choose_worker (BfManager *self,
+               BfBuild   *build)
+{
+  const char *builder = bf_build_get_builder (build);
+  const char *only = bf_build_get_only_worker (build);
+  BfWorker *best = NULL;
+  double best_load = 0;
+  guint best_active = 0;
+  gint64 best_stamp = 0;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (only != NULL)
+    {
+      BfWorker *w = g_hash_table_lookup (self->workers, only);
+      return w && bf_worker_can_take_build (w, builder) ? w : NULL;
+    }
+
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BfWorker *w = value;
+      guint active, max;
+      double load;
+      gint64 stamp;
+
+      if (!bf_worker_can_take_build (w, builder))
+        continue;
+      active = bf_worker_get_active_builds (w);
+      max = bf_worker_get_config (w)->max_builds;
+      load = max ? (double) active / max : 0;
+      stamp = GPOINTER_TO_SIZE (g_hash_table_lookup (self->last_assigned, bf_worker_get_name (w)));
+      if (best == NULL || load < best_load ||
+          (load == best_load && (active < best_active ||
+                                 (active == best_active && stamp < best_stamp))))
+        {
+          best = w;
+          best_load = load;
+          best_active = active;
+          best_stamp = stamp;
+        }
+    }
+  return best;
+}
+
+static gboolean
+dispatch_cb (gpointer data)
+{
+  BfManager *self = data;
+  GList *next;
+
+  self->dispatch_source_id = 0;
+  for (GList *l = self->pending.head; l != NULL; l = next)
+    {
+      BfBuild *build = l->data;
+      BfWorker *worker;
+      g_autofree char *path = NULL;
+
+      next = l->next;
+      worker = choose_worker (self, build);
+      if (worker == NULL)
+        continue;
+      g_queue_delete_link (&self->pending, l);
+      g_hash_table_insert (self->last_assigned, g_strdup (bf_worker_get_name (worker)),
+                           GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
+      path = worker_path (bf_worker_get_name (worker));
+      bf_worker_build_started (worker);
+      bf_build_assign (build, worker, path);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_dispatch (BfManager *self)
+{
+  if (self->dispatch_source_id == 0 && self->pending.length > 0)
+    {
+      self->dispatch_source_id = g_idle_add (dispatch_cb, self);
+      g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->dispatch_source_id),
+                                "[buildfleetd] build dispatch");
+    }
+}
+
+static gint
+compare_build_ids (gconstpointer a,
+                   gconstpointer b,
+                   gpointer      user_data)
+{
+  guint64 ia = bf_build_get_id ((BfBuild *) a);
+  guint64 ib = bf_build_get_id ((BfBuild *) b);
+
+  return ia < ib ? -1 : ia > ib;
+}
+
+static void
+build_prepared_cb (BfBuild    *build,
+                   gboolean    ok,
+                   const char *failure,
+                   BfManager  *self)
+{
+  BfWorker *worker = bf_build_get_worker (build);
+  g_autofree char *why = NULL;
+
+  if (ok)
+    return;
+  /* The worker could not be prepared: quarantine it, requeue the build in
+   * its place. */
+  why = g_strdup_printf ("could not prepare builder %s: %s", bf_build_get_builder (build), failure);
+  bf_worker_quarantine (worker, why);
+  bf_worker_build_finished (worker, FALSE);
+  g_queue_insert_sorted (&self->pending, build, compare_build_ids, NULL);
+  schedule_dispatch (self);
+}
+
+typedef struct {
+  BfManager *manager;
+  BfBuild *build;
+} Linger;
+
+static gboolean
+linger_cb (gpointer data)
+{
+  Linger *linger = data;
+  BfManager *self = linger->manager;
+  BfBuild *build = linger->build;
+
+  /* Unexport while the table still holds the build, so that disposing it
+   * (which unexports its commands) happens outside the object manager. */
+  g_dbus_object_manager_server_unexport (self->object_manager, bf_build_get_path (build));
+  g_hash_table_remove (self->builds, build);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+build_ended_cb (BfBuild    *build,
+                const char *result,
+                BfManager  *self)
+{
+  BfWorker *worker = bf_build_get_worker (build);
+  Linger *linger;
+  guint id;
+
+  g_queue_remove (&self->pending, build);
+  if (worker != NULL)
+    {
+      if (g_str_equal (result, "lost"))
+        bf_worker_quarantine (worker, "its build was lost");
+      else if (g_str_equal (result, "released"))
+        bf_worker_build_succeeded (worker);
+      bf_worker_build_finished (worker, g_str_equal (result, "lost"));
+    }
+
+  /* Finished builds stay readable for FinishedBuildLifetime, then go. */
+  linger = g_new0 (Linger, 1);
+  linger->manager = self;
+  linger->build = build;
+  id = g_timeout_add_full (G_PRIORITY_DEFAULT, bf_usec_to_ms (self->config->finished_build_lifetime_usec),
+                           linger_cb, linger, g_free);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, id), "[buildfleetd] finished build");
+  /* The table already owns the build: the extra reference passed here is
+   * dropped by the insert, which only replaces the value. */
+  g_hash_table_insert (self->builds, g_object_ref (build), GUINT_TO_POINTER (id));
+  schedule_dispatch (self);
+}
+
+static gboolean
+builder_is_served (BfManager  *self,
+                   const char *builder)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (bf_worker_config_serves (bf_worker_get_config (value), builder))
+      return TRUE;
+  return FALSE;
+}
+
+typedef struct {
+  const char *only_worker;
+  gboolean detached;
+  guint64 timeout_usec;
+} BuildOptions;
+
+static gboolean
+parse_build_options (BfManager     *self,
+                     const char    *builder,
+                     GVariant      *options,
+                     BuildOptions  *out,
+                     GError       **error)
+{
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+
+  if (*builder == '\0' || strlen (builder) > 200 || !g_utf8_validate (builder, -1, NULL))
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "The builder name must be 1 to 200 bytes of text");
+      return FALSE;
+    }
+
+  g_variant_iter_init (&iter, options);
+  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+    {
+      g_autoptr(GVariant) v = value;
+      const char *want = NULL;
+
+      if (g_str_equal (key, "worker"))
+        {
+          if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+            out->only_worker = g_variant_get_string (v, NULL);
+          else
+            want = "s";
+        }
+      else if (g_str_equal (key, "detached"))
+        {
+          if (g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN))
+            out->detached = g_variant_get_boolean (v);
+          else
+            want = "b";
+        }
+      else if (g_str_equal (key, "timeout-usec"))
+        {
+          if (g_variant_is_of_type (v, G_VARIANT_TYPE_UINT64))
+            out->timeout_usec = g_variant_get_uint64 (v);
+          else
+            want = "t";
+        }
+      else
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                       "Unknown option “%s” (known: worker, detached, timeout-usec)", key);
+          return FALSE;
+        }
+      if (want != NULL)
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                       "Option “%s” must be of type %s, not %s", key, want, g_variant_get_type_string (v));
+          return FALSE;
+        }
+    }
+
+  if (out->only_worker != NULL)
+    {
+      BfWorker *w = g_hash_table_lookup (self->workers, out->only_worker);
+      if (w == NULL)
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
+                       "No worker named “%s” is configured", out->only_worker);
+          return FALSE;
+        }
+      if (!bf_worker_config_serves (bf_worker_get_config (w), builder))
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                       "Worker %s does not serve builder “%s”", out->only_worker, builder);
+          return FALSE;
+        }
+    }
+  else if (!builder_is_served (self, builder))
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
+                   "No configured worker serves builder “%s”", builder);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+request_build_authorized (GObject               *object,
+                          GDBusMethodInvocation *invocation)
+{
+  BfManager *self = BF_MANAGER (object);
+  g_autoptr(GVariant) options = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BfDBusObjectSkeleton) skeleton = NULL;
+  BuildOptions opts = { 0 };
+  const char *builder;
+  BfBuild *build;
+
+  g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(&s@a{sv})", &builder, &options);
+  /* Again: the configuration may have changed while polkit was asked. */
+  if (!parse_build_options (self, builder, options, &opts, &error))
+    {
+      g_dbus_method_invocation_return_gerror (invocation, error);
+      return;
+    }
+
+  build = bf_build_new (++self->next_build_id, builder,
+                        g_dbus_method_invocation_get_sender (invocation),
+                        opts.detached, opts.only_worker, opts.timeout_usec,
+                        self->bus, self->object_manager, self->authority);
+  g_hash_table_insert (self->builds, build, GUINT_TO_POINTER (0));
+  g_signal_connect_object (build, "prepared", G_CALLBACK (build_prepared_cb), self, 0);
+  g_signal_connect_object (build, "ended", G_CALLBACK (build_ended_cb), self, 0);
+
+  skeleton = bf_dbus_object_skeleton_new (bf_build_get_path (build));
+  bf_dbus_object_skeleton_set_build (skeleton, BF_DBUS_BUILD (build));
+  g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (skeleton));
+
+  g_queue_push_tail (&self->pending, build);
+  bf_dbus_manager_complete_request_build (iface (self), invocation, bf_build_get_path (build));
+  schedule_dispatch (self);
+}
+
 static gboolean
 handle_request_build (BfDBusManager         *object,
                       GDBusMethodInvocation *invocation,
                       const char            *builder,
                       GVariant              *options)
 {
-  g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_FAILED,
-                                         "Builds are not available in this version of buildfleetd");
+  BfManager *self = BF_MANAGER (object);
+  g_autoptr(GError) error = NULL;
+  BuildOptions opts = { 0 };
+
+  if (!parse_build_options (self, builder, options, &opts, &error))
+    {
+      g_dbus_method_invocation_return_gerror (invocation, error);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  bf_authority_check (self->authority, G_OBJECT (self), invocation,
+                      BF_ACTION_RUN_BUILDS, request_build_authorized);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -464,6 +802,23 @@ bf_manager_dispose (GObject *object)
   BfManager *self = BF_MANAGER (object);
 
   g_clear_handle_id (&self->status_source_id, g_source_remove);
+  g_clear_handle_id (&self->dispatch_source_id, g_source_remove);
+  if (self->builds)
+    {
+      GHashTableIter iter;
+      gpointer key, value;
+
+      g_hash_table_iter_init (&iter, self->builds);
+      while (g_hash_table_iter_next (&iter, &key, &value))
+        {
+          guint id = GPOINTER_TO_UINT (value);
+          g_signal_handlers_disconnect_by_data (key, self);
+          g_clear_handle_id (&id, g_source_remove);
+        }
+      g_clear_pointer (&self->builds, g_hash_table_unref);
+    }
+  g_queue_clear (&self->pending);
+  g_clear_pointer (&self->last_assigned, g_hash_table_unref);
   g_clear_object (&self->listener);
   g_clear_pointer (&self->workers, g_hash_table_unref);
   g_clear_pointer (&self->retiring, g_hash_table_unref);
@@ -478,6 +833,7 @@ bf_manager_finalize (GObject *object)
   BfManager *self = BF_MANAGER (object);
 
   g_clear_pointer (&self->config, bf_config_unref);
+  g_clear_object (&self->bus);
   g_clear_object (&self->state);
   g_clear_object (&self->mailer);
   g_clear_object (&self->authority);
@@ -504,6 +860,9 @@ bf_manager_init (BfManager *self)
 {
   self->workers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->retiring = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->builds = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->last_assigned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_queue_init (&self->pending);
 }
 
 /**
@@ -542,6 +901,7 @@ bf_manager_export (BfManager        *self,
                    GDBusConnection  *bus,
                    GError          **error)
 {
+  g_set_object (&self->bus, bus);
   g_dbus_object_manager_server_set_connection (self->object_manager, bus);
   return g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self), bus, FLEET_PATH, error);
 }

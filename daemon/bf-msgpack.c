@@ -17,8 +17,9 @@ G_DEFINE_QUARK (bf-msgpack-error-quark, bf_msgpack_error)
  *
  * The decoder is written here rather than built on msgpack_unpack(): the
  * msgpack-c unpacker allocates the msgpack_object array of a container from
- * the count in its header before looking at a single element, so five bytes
- * claiming 2^32 elements ask its zone for ~100 GiB. Pre-validating the
+ * the count in its header before looking at a single element: for the five
+ * bytes dd ff ff ff ff (an array claiming 2^32-1 elements), msgpack-c 4.0
+ * calls malloc (137438953480), i.e. 128 GiB. Pre-validating the
  * input with a structural scan would fix that, but it walks the data twice
  * and then still needs a third pass to turn msgpack_objects into GVariants.
  * Decoding straight into GVariants is a single linear pass and about as

@@ -39,6 +39,10 @@ struct _BfWorker
   guint64 duplicate_ping_timeout_usec;
 
   guint missing_source_id;
+  guint quarantine_source_id;
+  guint64 quarantine_backoff_usec;
+  guint64 quarantine_initial_usec;
+  guint64 quarantine_max_usec;
   gboolean missing_notified;
   guint64 last_seen_usec;
 };
@@ -573,6 +577,77 @@ bf_worker_build_finished (BfWorker *self,
     bf_worker_request_shutdown (self);
 }
 
+/* Quarantine ----------------------------------------------------------------- */
+
+static gboolean
+quarantine_end_cb (gpointer data)
+{
+  BfWorker *self = data;
+
+  self->quarantine_source_id = 0;
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_quarantined (iface (self), FALSE);
+  bf_dbus_worker_set_quarantine_until_usec (iface (self), 0);
+  g_object_thaw_notify (G_OBJECT (self));
+  bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  return G_SOURCE_REMOVE;
+}
+
+void
+bf_worker_set_quarantine_limits (BfWorker *self,
+                                 guint64   initial_usec,
+                                 guint64   max_usec)
+{
+  self->quarantine_initial_usec = initial_usec;
+  self->quarantine_max_usec = max_usec;
+}
+
+/**
+ * bf_worker_quarantine:
+ * @why: for the log
+ *
+ * Keeps builds away from the worker for a while: 10 s the first time (by
+ * default), doubling with every further incident up to an hour, until a
+ * build succeeds.  Separate from Pause: nobody has to lift it by hand.
+ */
+void
+bf_worker_quarantine (BfWorker   *self,
+                      const char *why)
+{
+  guint64 until;
+  g_autofree char *span = NULL;
+
+  if (self->quarantine_backoff_usec == 0)
+    self->quarantine_backoff_usec = self->quarantine_initial_usec;
+  else
+    self->quarantine_backoff_usec = MIN (self->quarantine_backoff_usec * 2, self->quarantine_max_usec);
+  until = now_usec () + self->quarantine_backoff_usec;
+  span = format_duration (self->quarantine_backoff_usec);
+
+  g_clear_handle_id (&self->quarantine_source_id, g_source_remove);
+  self->quarantine_source_id = bf_timeout_add (bf_usec_to_ms (self->quarantine_backoff_usec),
+                                               quarantine_end_cb, self,
+                                               "[buildfleetd] worker quarantine");
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_quarantined (iface (self), TRUE);
+  bf_dbus_worker_set_quarantine_until_usec (iface (self), until);
+  g_object_thaw_notify (G_OBJECT (self));
+  bf_worker_message (bf_worker_get_name (self), "Worker %s quarantined for %s: %s",
+                     bf_worker_get_name (self), span, why);
+}
+
+/**
+ * bf_worker_build_succeeded:
+ *
+ * A good build resets the quarantine backoff.
+ */
+void
+bf_worker_build_succeeded (BfWorker *self)
+{
+  self->quarantine_backoff_usec = 0;
+}
+
 /* D-Bus methods -------------------------------------------------------------- */
 
 static void
@@ -746,6 +821,7 @@ bf_worker_dispose (GObject *object)
   BfWorker *self = BF_WORKER (object);
 
   g_clear_handle_id (&self->missing_source_id, g_source_remove);
+  g_clear_handle_id (&self->quarantine_source_id, g_source_remove);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
@@ -804,6 +880,8 @@ static void
 bf_worker_init (BfWorker *self)
 {
   self->duplicate_ping_timeout_usec = 5 * G_USEC_PER_SEC;
+  self->quarantine_initial_usec = 10 * G_USEC_PER_SEC;
+  self->quarantine_max_usec = (gint64) 3600 * G_USEC_PER_SEC;
 }
 
 /**

@@ -46,5 +46,11 @@ void            bf_worker_build_started      (BfWorker       *self);
 void            bf_worker_build_finished     (BfWorker       *self,
                                               gboolean        lost);
 guint           bf_worker_get_active_builds  (BfWorker       *self);
+void            bf_worker_set_quarantine_limits (BfWorker    *self,
+                                              guint64         initial_usec,
+                                              guint64         max_usec);
+void            bf_worker_quarantine         (BfWorker       *self,
+                                              const char     *why);
+void            bf_worker_build_succeeded    (BfWorker       *self);
 
 G_END_DECLS

@@ -217,6 +217,12 @@ struct _FakeCommand {
   gint line_bytes;
   gboolean want_stdout;
   gdouble seconds;
+  gdouble max_time;   /* maxTime, 0 = none */
+  gdouble io_timeout; /* timeout (seconds without output), 0 = none */
+  char *max_time_text;
+  char *io_timeout_text;
+  char *argv_repr;    /* RunProcess.fake_command as the worker prints it */
+  gint64 last_output_usec;
 
   /* transfers */
   char *path;
@@ -1056,6 +1062,9 @@ command_clear (gpointer data)
   g_free (c->stderr_text);
   g_free (c->failure);
   g_free (c->to_path);
+  g_free (c->max_time_text);
+  g_free (c->io_timeout_text);
+  g_free (c->argv_repr);
   g_clear_pointer (&c->payload, g_bytes_unref);
 }
 
@@ -1117,8 +1126,10 @@ command_finish (FakeCommand *c, const char *failure)
 
 /* ---- shell ---- */
 
+/* RunProcess.finished(), then Command.doStart()'s `elapsed`, which is
+ * skipped when the master interrupted the command (it is no longer .running) */
 static void
-shell_end (FakeCommand *c, gboolean killed)
+shell_end (FakeCommand *c, gboolean killed, gboolean send_elapsed)
 {
   gdouble elapsed = (g_get_monotonic_time () - c->start_usec) / (gdouble) G_USEC_PER_SEC;
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
@@ -1129,10 +1140,43 @@ shell_end (FakeCommand *c, gboolean killed)
   out_append_value (c, "rc", encode_int (killed ? -1 : 0));
   line = g_strdup_printf ("elapsedTime=%s\n", g_ascii_formatd (buf, sizeof buf, "%0.6f", elapsed));
   out_append_text (c, ENTRY_HEADER, line);
-  /* after an interrupt the Command is no longer .running: no `elapsed` */
-  if (!killed)
+  if (send_elapsed)
     command_append_elapsed (c);
   command_finish (c, NULL);
+}
+
+/* RunProcess.kill(): the header now, the process dies asynchronously */
+static gboolean shell_killed (gpointer data);
+
+static void
+shell_kill (FakeCommand *c, const char *why)
+{
+  g_autofree char *header = g_strdup_printf ("\n%s, attempting to kill\n", why);
+
+  g_clear_handle_id (&c->source_id, g_source_remove);
+  out_append_text (c, ENTRY_HEADER, header);
+  c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, shell_killed, c, NULL);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
+                            "bf-loadgen shell kill");
+}
+
+/* doMaxTimeout() / doTimeout() */
+static gboolean
+shell_check_timeouts (FakeCommand *c)
+{
+  gint64 now = g_get_monotonic_time ();
+  g_autofree char *why = NULL;
+
+  if (c->max_time > 0 && now - c->start_usec >= c->max_time * G_USEC_PER_SEC)
+    why = g_strdup_printf ("command timed out: %s seconds elapsed running %s",
+                           c->max_time_text, c->argv_repr);
+  else if (c->io_timeout > 0 && now - c->last_output_usec >= c->io_timeout * G_USEC_PER_SEC)
+    why = g_strdup_printf ("command timed out: %s seconds without output running %s",
+                           c->io_timeout_text, c->argv_repr);
+  if (why == NULL)
+    return FALSE;
+  shell_kill (c, why);
+  return TRUE;
 }
 
 static void
@@ -1152,6 +1196,7 @@ shell_emit_line (FakeCommand *c, GString *scratch)
   g_string_append_c (scratch, '\n');
   out_append_log (c, ENTRY_STDOUT, scratch->str, scratch->len, now_unix ());
   c->lines_done++;
+  c->last_output_usec = g_get_monotonic_time ();
 }
 
 static gboolean
@@ -1168,6 +1213,8 @@ shell_tick (gpointer data)
       c->source_id = 0;
       return G_SOURCE_REMOVE;
     }
+  if (shell_check_timeouts (c))
+    return G_SOURCE_REMOVE;   /* shell_kill() replaced this source */
   if (c->seconds > 0)
     {
       gdouble frac = (g_get_monotonic_time () - c->start_usec) / (c->seconds * G_USEC_PER_SEC);
@@ -1193,10 +1240,11 @@ shell_tick (gpointer data)
         return G_SOURCE_CONTINUE;
       shell_emit_line (c, scratch);
     }
-  if (c->lines_done >= c->lines_total)
+  if (c->lines_done >= c->lines_total && (c->seconds <= 0 ||
+      g_get_monotonic_time () - c->start_usec >= c->seconds * G_USEC_PER_SEC))
     {
       c->source_id = 0;
-      shell_end (c, FALSE);
+      shell_end (c, FALSE, TRUE);
       return G_SOURCE_REMOVE;
     }
   return G_SOURCE_CONTINUE;
@@ -1267,6 +1315,25 @@ append_command_display (GString *s, const msgpack_object *cmd, gboolean argv_rep
     g_string_append_c (s, ']');
 }
 
+/* str() of a Python int or float */
+static char *
+py_number_text (const msgpack_object *o)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  gint64 i;
+
+  if (o != NULL && (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64))
+    {
+      g_ascii_dtostr (buf, sizeof buf, o->via.f64);
+      if (strpbrk (buf, ".eEn") == NULL)
+        g_strlcat (buf, ".0", sizeof buf);
+      return g_strdup (buf);
+    }
+  if (mp_int (o, &i))
+    return g_strdup_printf ("%" G_GINT64_FORMAT, i);
+  return g_strdup ("None");
+}
+
 static int
 compare_strings (gconstpointer a, gconstpointer b)
 {
@@ -1284,14 +1351,24 @@ shell_headers (FakeCommand *c, const msgpack_object *args)
   g_autoptr(GString) h = g_string_new (NULL);
   g_autofree char *workdir = mp_dup_str (mp_get (args, "workdir"));
   g_auto(GStrv) environ = g_strdupv (w->lg->environ);
-  gint64 timeout = 0, max_time = 0;
+  gdouble timeout = 0, max_time = 0;
 
   append_command_display (h, cmd, FALSE);
   g_string_append_printf (h, "\n in dir %s", workdir ? workdir : "");
-  if (mp_int (mp_get (args, "timeout"), &timeout) && timeout > 0)
-    g_string_append_printf (h, " (timeout %" G_GINT64_FORMAT " %s)", timeout, timeout == 1 ? "sec" : "secs");
-  if (mp_int (mp_get (args, "maxTime"), &max_time) && max_time > 0)
-    g_string_append_printf (h, " (maxTime %" G_GINT64_FORMAT " %s)", max_time, max_time == 1 ? "sec" : "secs");
+  if (mp_double (mp_get (args, "timeout"), &timeout) && timeout > 0)
+    {
+      g_autofree char *t = py_number_text (mp_get (args, "timeout"));
+      g_string_append_printf (h, " (timeout %s %s)", t, timeout == 1 ? "sec" : "secs");
+    }
+  else
+    timeout = 0;
+  if (mp_double (mp_get (args, "maxTime"), &max_time) && max_time > 0)
+    {
+      g_autofree char *t = py_number_text (mp_get (args, "maxTime"));
+      g_string_append_printf (h, " (maxTime %s %s)", t, max_time == 1 ? "sec" : "secs");
+    }
+  else
+    max_time = 0;
   g_string_append (h, "\n watching logfiles {");
   if (logfiles != NULL && logfiles->type == MSGPACK_OBJECT_MAP)
     for (uint32_t i = 0; i < logfiles->via.map.size; i++)
@@ -1306,15 +1383,25 @@ shell_headers (FakeCommand *c, const msgpack_object *args)
         append_py_repr (h, v ? v : "?");
       }
   g_string_append (h, "}\n argv: ");
-  if (cmd != NULL && (cmd->type == MSGPACK_OBJECT_STR || cmd->type == MSGPACK_OBJECT_BIN))
-    {
-      g_string_append (h, "[b'/bin/sh', b'-c', ");
-      append_command_display (h, cmd, TRUE);
-      g_string_append (h, "]");
-    }
-  else if (cmd != NULL)
-    append_command_display (h, cmd, TRUE);
+  {
+    g_autoptr(GString) argv = g_string_new (NULL);
+
+    if (cmd != NULL && (cmd->type == MSGPACK_OBJECT_STR || cmd->type == MSGPACK_OBJECT_BIN))
+      {
+        g_string_append (argv, "[b'/bin/sh', b'-c', ");
+        append_command_display (argv, cmd, TRUE);
+        g_string_append (argv, "]");
+      }
+    else if (cmd != NULL)
+      append_command_display (argv, cmd, TRUE);
+    g_string_append (h, argv->str);
+    c->argv_repr = g_string_free (g_steal_pointer (&argv), FALSE);
+  }
   g_string_append_c (h, '\n');
+  c->max_time = max_time;
+  c->io_timeout = timeout;
+  c->max_time_text = py_number_text (mp_get (args, "maxTime"));
+  c->io_timeout_text = py_number_text (mp_get (args, "timeout"));
 
   if (mp_truthy (mp_get (args, "logEnviron"), TRUE))
     {
@@ -1364,12 +1451,12 @@ shell_headers (FakeCommand *c, const msgpack_object *args)
 }
 
 static gboolean
-shell_interrupted (gpointer data)
+shell_killed (gpointer data)
 {
   FakeCommand *c = data;
 
   c->source_id = 0;
-  shell_end (c, TRUE);
+  shell_end (c, TRUE, !c->interrupted);
   return G_SOURCE_REMOVE;
 }
 
@@ -2212,6 +2299,7 @@ worker_on_start_command (Worker *w, const msgpack_object *msg, const msgpack_obj
       c->lines_total = lg->opt.output_lines;
       c->line_bytes = (gint) MIN ((gint64) lg->opt.line_bytes, w->max_line_length);
       c->seconds = lg->opt.command_seconds;
+      c->last_output_usec = c->start_usec;
       shell_headers (c, args);
       command_kick (c);
       break;
@@ -2272,12 +2360,7 @@ worker_on_interrupt_command (Worker *w, const msgpack_object *msg, const msgpack
   if (c->kind == CMD_SHELL && !c->interrupted)
     {
       c->interrupted = TRUE;
-      g_clear_handle_id (&c->source_id, g_source_remove);
-      out_append_text (c, ENTRY_HEADER, "\ncommand interrupted\n");
-      /* the process dies asynchronously */
-      c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, shell_interrupted, c, NULL);
-      g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
-                                "bf-loadgen shell kill");
+      shell_kill (c, "command interrupted");
     }
   else if (c->kind == CMD_UPLOAD_FILE || c->kind == CMD_UPLOAD_DIRECTORY ||
            c->kind == CMD_DOWNLOAD_FILE)

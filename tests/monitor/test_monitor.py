@@ -190,5 +190,54 @@ class BackgroundTest(MonitorTestCase):
         self.screenshot('opened-from-notification')
 
 
+LATENT_WORKERS = {
+    'cloud': {'start': False, 'missing_timeout': 3600,
+              'extra': {'Latent': 'command',
+                        'StartCommand': '/bin/sh -c "echo no quota left for %n >&2; exit 3"',
+                        'StopCommand': '/bin/true',
+                        'SubstantiationTimeout': '20'}},
+}
+
+
+class LatentTest(MonitorTestCase):
+    '''A latent worker that cannot start: the window says why, in the daemon's words.'''
+
+    WORKERS = LATENT_WORKERS
+
+    def substantiate_from_window(self):
+        self.wait_row('cloud', lambda r: r['state'] == 'not-substantiated')
+        self.app_action('show-worker', 'cloud')
+        wait_for(lambda: self.dump()['window']['selected'] == 'cloud', message='cloud selected')
+        # Alt+S: the mnemonic of the "Substantiate" button in the details pane
+        self.keys('alt+s')
+
+    def test_error_in_window(self):
+        self.substantiate_from_window()
+        # the method call's error is shown in the window, in the daemon's words
+        error = wait_for(lambda: self.dump()['window']['last-error'], timeout=30, message='the error in the window')
+        self.assertTrue(error.startswith('Could not start cloud: '), error)
+        self.assertGreater(len(error), len('Could not start cloud: '))
+        self.screenshot('error')
+
+
+class LatentNotificationTest(LatentTest):
+    '''SubstantiationFailed raises a notification with the daemon's message.
+
+    Needs a daemon with latent drivers (Latent=command); see tests/monitor/meson.build.
+    '''
+
+    def test_error_in_window(self):
+        pass
+
+    def test_substantiation_failed(self):
+        self.substantiate_from_window()
+        failed = self.wait_notification(lambda n: n['summary'] == 'Worker cloud failed to start', timeout=30,
+                                        message='the substantiation-failed notification')
+        self.assertEqual(failed['body'], str(self.worker_property('cloud', 'LastError',
+                                                                  iface='org.buildfleet.Fleet1.LatentWorker')))
+        self.assertNotEqual(failed['body'], '')
+        self.screenshot('failed')
+
+
 if __name__ == '__main__':
     main()

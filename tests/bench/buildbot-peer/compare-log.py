@@ -7,8 +7,10 @@ Buildbot's msgpack protocol logs every message ("MASTER -> WORKER message:",
 message shapes (op, command, update keys, result kind; no values or timing),
 prints them side by side, and the build and step results of both.
 
-usage: compare-log.py TWISTD_LOG REAL_WORKER_NAME LOADGEN_WORKER_NAME
-Exit status 1 when the shapes differ.
+usage: compare-log.py [--ignore-stdout] TWISTD_LOG REAL_WORKER_NAME LOADGEN_WORKER_NAME
+--ignore-stdout drops stdout from update shapes (bf-loadgen's fake commands
+print --output-lines whatever the command is).  Exit status 1 when the shapes
+differ.
 """
 
 import ast
@@ -30,6 +32,15 @@ def result_shape(result):
     return type(result).__name__
 
 
+IGNORE_STDOUT = False
+
+
+def update_keys(args):
+    keys = [k for k, _ in args if not (IGNORE_STDOUT and k == 'stdout')]
+    # joining adjacent entries of one stream is what the worker's buffer does
+    return [k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1] or k in ('rc', 'elapsed')]
+
+
 def shape(direction, msg, commands):
     op = msg.get('op')
     if direction == 'MASTER -> WORKER':
@@ -48,7 +59,7 @@ def shape(direction, msg, commands):
             kind = 'map{%s}' % ','.join(sorted(k for k in res if not k.startswith('os_')))
         return 'W> response %s%s' % (kind, ' exception' if 'is_exception' in msg else '')
     if op == 'update':
-        return 'W> update %s [%s]' % (name, ' '.join(k for k, _ in msg.get('args', [])))
+        return 'W> update %s [%s]' % (name, ' '.join(update_keys(msg.get('args', []))))
     if op == 'complete':
         return 'W> complete %s %s' % (name, 'nil' if msg.get('args') is None else 'failure')
     return 'W> %s %s' % (op, name)
@@ -99,9 +110,14 @@ def conversations(path, names):
 
 
 def main():
-    if len(sys.argv) != 4:
+    global IGNORE_STDOUT
+    args = sys.argv[1:]
+    if args and args[0] == '--ignore-stdout':
+        IGNORE_STDOUT = True
+        args = args[1:]
+    if len(args) != 3:
         sys.exit(__doc__)
-    path, real, fake = sys.argv[1:]
+    path, real, fake = args
     convo, results = conversations(path, [real, fake])
     # the worker's own request/response interleaving depends on timing; compare
     # each direction's sequence separately

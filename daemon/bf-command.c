@@ -1,0 +1,631 @@
+/* bf-command.c: one remote command, published as org.buildfleet.Fleet1.Command
+ *
+ * Turns the worker's `update` messages into Output signals, in order and
+ * whole, and its `complete` into Completed.  Arguments from D-Bus are
+ * checked and converted before anything is sent, so a wrong type is an
+ * InvalidArgs error naming the argument, never a confused worker.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "bf-command.h"
+#include "bf-error.h"
+
+#define MAX_ARG_BYTES (1024 * 1024)
+
+struct _BfCommand
+{
+  BfDBusCommandSkeleton parent_instance;
+
+  BfAuthority *authority;
+  BfConnection *connection;
+  char *command_id;
+  char *builder;
+  gboolean have_rc;
+  int rc;
+  gboolean finished;
+};
+
+enum {
+  SIGNAL_FINISHED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static void bf_command_iface_init (BfDBusCommandIface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (BfCommand, bf_command, BF_DBUS_TYPE_COMMAND_SKELETON,
+                               G_IMPLEMENT_INTERFACE (BF_DBUS_TYPE_COMMAND, bf_command_iface_init))
+
+/* Arguments ------------------------------------------------------------------- */
+
+typedef enum {
+  ARG_STRING,
+  ARG_STRING_OR_LIST,   /* s or as */
+  ARG_PATH,             /* s, relative to the builder directory unless absolute */
+  ARG_PATHS,            /* as (or s), each a path */
+  ARG_BOOL,
+  ARG_NUMBER,
+  ARG_STRING_MAP,       /* a{ss} */
+} ArgKind;
+
+typedef struct {
+  const char *name;
+  ArgKind kind;
+  gboolean required;
+} ArgSpec;
+
+typedef struct {
+  const char *command;
+  const ArgSpec *args;
+} CommandSpec;
+
+static const ArgSpec shell_args[] = {
+  { "command", ARG_STRING_OR_LIST, TRUE },
+  { "workdir", ARG_PATH, FALSE },
+  { "env", ARG_STRING_MAP, FALSE },
+  { "want_stdout", ARG_BOOL, FALSE },
+  { "want_stderr", ARG_BOOL, FALSE },
+  { "logfiles", ARG_STRING_MAP, FALSE },
+  { "timeout", ARG_NUMBER, FALSE },
+  { "maxTime", ARG_NUMBER, FALSE },
+  { "sigtermTime", ARG_NUMBER, FALSE },
+  { "usePTY", ARG_BOOL, FALSE },
+  { "logEnviron", ARG_BOOL, FALSE },
+  { "initial_stdin", ARG_STRING, FALSE },
+  { "interruptSignal", ARG_STRING, FALSE },
+  { NULL }
+};
+static const ArgSpec paths_args[] = { { "paths", ARG_PATHS, TRUE }, { NULL } };
+static const ArgSpec path_args[] = { { "path", ARG_PATH, TRUE }, { NULL } };
+static const ArgSpec cpdir_args[] = {
+  { "from_path", ARG_PATH, TRUE }, { "to_path", ARG_PATH, TRUE }, { NULL }
+};
+
+static const CommandSpec command_specs[] = {
+  { "shell", shell_args },
+  { "mkdir", paths_args },
+  { "rmdir", paths_args },
+  { "stat", path_args },
+  { "listdir", path_args },
+  { "rmfile", path_args },
+  { "glob", path_args },
+  { "cpdir", cpdir_args },
+};
+
+static char *
+resolve_path (const char  *path,
+              const char  *basedir,
+              const char  *builder,
+              const char  *argname,
+              GError     **error)
+{
+  if (g_path_is_absolute (path))
+    return g_strdup (path);
+  if (basedir == NULL || *basedir == '\0')
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Argument “%s”: “%s” is relative and the worker did not report its base directory",
+                   argname, path);
+      return NULL;
+    }
+  return g_build_filename (basedir, builder, path, NULL);
+}
+
+static gboolean
+is_number (GVariant *v)
+{
+  const GVariantType *t = g_variant_get_type (v);
+
+  return g_variant_type_equal (t, G_VARIANT_TYPE_DOUBLE) ||
+         g_variant_type_equal (t, G_VARIANT_TYPE_INT32) ||
+         g_variant_type_equal (t, G_VARIANT_TYPE_UINT32) ||
+         g_variant_type_equal (t, G_VARIANT_TYPE_INT64) ||
+         g_variant_type_equal (t, G_VARIANT_TYPE_UINT64) ||
+         g_variant_type_equal (t, G_VARIANT_TYPE_INT16) ||
+         g_variant_type_equal (t, G_VARIANT_TYPE_UINT16) ||
+         g_variant_type_equal (t, G_VARIANT_TYPE_BYTE);
+}
+
+static GVariant *
+convert_one (const ArgSpec  *spec,
+             GVariant       *v,
+             const char     *basedir,
+             const char     *builder,
+             GError        **error)
+{
+  const char *expected = NULL;
+
+  switch (spec->kind)
+    {
+    case ARG_STRING:
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+        return g_variant_ref (v);
+      expected = "a string (s)";
+      break;
+
+    case ARG_STRING_OR_LIST:
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+        return g_variant_ref (v);
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
+        {
+          if (g_variant_n_children (v) == 0)
+            {
+              g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS, "Argument “%s” is an empty list", spec->name);
+              return NULL;
+            }
+          return g_variant_ref (v);
+        }
+      expected = "a string (s) or a list of strings (as)";
+      break;
+
+    case ARG_PATH:
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+        {
+          g_autofree char *p = resolve_path (g_variant_get_string (v, NULL), basedir, builder, spec->name, error);
+          return p ? g_variant_ref_sink (g_variant_new_string (p)) : NULL;
+        }
+      expected = "a path string (s)";
+      break;
+
+    case ARG_PATHS:
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY) ||
+          g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+        {
+          g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+          g_auto(GStrv) out = NULL;
+          g_autofree const char **in = NULL;
+          const char *single[2] = { NULL, NULL };
+          const char * const *paths;
+
+          if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+            {
+              single[0] = g_variant_get_string (v, NULL);
+              paths = single;
+            }
+          else
+            paths = in = g_variant_get_strv (v, NULL);
+          for (guint i = 0; paths[i]; i++)
+            {
+              g_autofree char *p = resolve_path (paths[i], basedir, builder, spec->name, error);
+              if (p == NULL)
+                return NULL;
+              g_strv_builder_add (b, p);
+            }
+          out = g_strv_builder_end (b);
+          return g_variant_ref_sink (g_variant_new_strv ((const char * const *) out, -1));
+        }
+      expected = "a list of paths (as)";
+      break;
+
+    case ARG_BOOL:
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN))
+        return g_variant_ref (v);
+      expected = "a boolean (b)";
+      break;
+
+    case ARG_NUMBER:
+      if (is_number (v))
+        {
+          if (g_variant_is_of_type (v, G_VARIANT_TYPE_DOUBLE))
+            {
+              double d = g_variant_get_double (v);
+              if (d < 0 || d != d)
+                {
+                  g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                               "Argument “%s” must not be negative", spec->name);
+                  return NULL;
+                }
+            }
+          return g_variant_ref (v);
+        }
+      expected = "a number of seconds (d, u, i, x or t)";
+      break;
+
+    case ARG_STRING_MAP:
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE ("a{ss}")))
+        return g_variant_ref (v);
+      expected = "a string map (a{ss})";
+      break;
+    }
+
+  g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+               "Argument “%s” must be %s, not %s", spec->name, expected, g_variant_get_type_string (v));
+  return NULL;
+}
+
+/**
+ * bf_command_convert_args:
+ * @name: the remote command
+ * @args: a{sv} from the D-Bus caller
+ * @worker_info: the worker's Info, for its base directory
+ * @builder: relative paths are relative to BASEDIR/BUILDER
+ *
+ * Returns: (transfer full): the wire arguments, or %NULL with an
+ *   InvalidArgs @error that names the argument.
+ */
+GVariant *
+bf_command_convert_args (const char  *name,
+                         GVariant    *args,
+                         GVariant    *worker_info,
+                         const char  *builder,
+                         GError     **error)
+{
+  const CommandSpec *cs = NULL;
+  const char *basedir = NULL;
+  GVariantBuilder b;
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+
+  for (guint i = 0; i < G_N_ELEMENTS (command_specs); i++)
+    if (g_str_equal (command_specs[i].command, name))
+      cs = &command_specs[i];
+  if (cs == NULL)
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Command “%s” is not supported (use shell, mkdir, rmdir, stat, listdir, rmfile, glob or cpdir)",
+                   name);
+      return NULL;
+    }
+  if (g_variant_get_size (args) > MAX_ARG_BYTES)
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "The arguments are larger than %d bytes", MAX_ARG_BYTES);
+      return NULL;
+    }
+  if (worker_info)
+    g_variant_lookup (worker_info, "basedir", "&s", &basedir);
+
+  g_variant_iter_init (&iter, args);
+  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+    {
+      g_autoptr(GVariant) owned = value;
+      gboolean known = FALSE;
+      for (const ArgSpec *a = cs->args; a->name; a++)
+        known |= g_str_equal (a->name, key);
+      if (!known)
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                       "Argument “%s” is not known to the %s command", key, name);
+          return NULL;
+        }
+    }
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  for (const ArgSpec *a = cs->args; a->name; a++)
+    {
+      g_autoptr(GVariant) v = g_variant_lookup_value (args, a->name, NULL);
+      g_autoptr(GVariant) converted = NULL;
+
+      if (v == NULL)
+        {
+          if (a->required)
+            {
+              g_variant_builder_clear (&b);
+              g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                           "Argument “%s” is required for the %s command", a->name, name);
+              return NULL;
+            }
+          continue;
+        }
+      converted = convert_one (a, v, basedir, builder, error);
+      if (converted == NULL)
+        {
+          g_variant_builder_clear (&b);
+          return NULL;
+        }
+      g_variant_builder_add (&b, "{sv}", a->name, converted);
+    }
+
+  /* The worker needs a workdir for shell; default to the builder directory. */
+  if (g_str_equal (name, "shell") && !g_variant_lookup (args, "workdir", "&s", NULL))
+    {
+      g_autofree char *p = resolve_path ("build", basedir, builder, "workdir", error);
+      if (p == NULL)
+        {
+          g_variant_builder_clear (&b);
+          return NULL;
+        }
+      g_variant_builder_add (&b, "{sv}", "workdir", g_variant_new_string (p));
+    }
+  return g_variant_ref_sink (g_variant_builder_end (&b));
+}
+
+/* Wire -> signals ---------------------------------------------------------------- */
+
+static char *
+text_of (GVariant *v)
+{
+  /* stdout/stderr/header come as [text, [offsets], [times]] or plain text. */
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+    return g_variant_dup_string (v, NULL);
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE ("av")) && g_variant_n_children (v) >= 1)
+    {
+      g_autoptr(GVariant) first = g_variant_get_child_value (v, 0);
+      g_autoptr(GVariant) inner = g_variant_get_variant (first);
+      if (g_variant_is_of_type (inner, G_VARIANT_TYPE_STRING))
+        return g_variant_dup_string (inner, NULL);
+    }
+  return NULL;
+}
+
+static void
+emit_output (BfCommand  *self,
+             const char *stream,
+             const char *text)
+{
+  if (text != NULL && *text != '\0')
+    bf_dbus_command_emit_output (BF_DBUS_COMMAND (self), stream, text);
+}
+
+static char *
+list_text (GVariant *v,
+           const char *separator)
+{
+  g_autoptr(GString) s = g_string_new (NULL);
+  GVariantIter iter;
+  GVariant *item;
+
+  if (!g_variant_is_of_type (v, G_VARIANT_TYPE ("av")))
+    return g_variant_print (v, FALSE);
+  g_variant_iter_init (&iter, v);
+  while (g_variant_iter_loop (&iter, "v", &item))
+    {
+      if (g_variant_is_of_type (item, G_VARIANT_TYPE_STRING))
+        g_string_append (s, g_variant_get_string (item, NULL));
+      else
+        {
+          g_autofree char *p = g_variant_print (item, FALSE);
+          g_string_append (s, p);
+        }
+      g_string_append (s, separator);
+    }
+  return g_string_free (g_steal_pointer (&s), FALSE);
+}
+
+/* The content of the n-th element of an av. */
+static GVariant *
+child_variant (GVariant *av,
+               gsize     n)
+{
+  g_autoptr(GVariant) child = g_variant_get_child_value (av, n);
+  return g_variant_get_variant (child);
+}
+
+static void
+sink_update (gpointer  user_data,
+             GVariant *args)
+{
+  BfCommand *self = user_data;
+  GVariantIter iter;
+  GVariant *pair_v;
+
+  g_variant_iter_init (&iter, args);
+  while (g_variant_iter_loop (&iter, "v", &pair_v))
+    {
+      g_autoptr(GVariant) key_v = NULL;
+      g_autoptr(GVariant) value = NULL;
+      const char *key;
+
+      if (!g_variant_is_of_type (pair_v, G_VARIANT_TYPE ("av")) || g_variant_n_children (pair_v) != 2)
+        continue;
+      key_v = child_variant (pair_v, 0);
+      value = child_variant (pair_v, 1);
+      if (!g_variant_is_of_type (key_v, G_VARIANT_TYPE_STRING))
+        continue;
+      key = g_variant_get_string (key_v, NULL);
+
+      if (g_str_equal (key, "stdout") || g_str_equal (key, "stderr") || g_str_equal (key, "header"))
+        {
+          g_autofree char *text = text_of (value);
+          emit_output (self, key, text);
+        }
+      else if (g_str_equal (key, "log"))
+        {
+          /* [logname, [text, offsets, times]] */
+          if (g_variant_is_of_type (value, G_VARIANT_TYPE ("av")) && g_variant_n_children (value) == 2)
+            {
+              g_autoptr(GVariant) name = child_variant (value, 0);
+              g_autoptr(GVariant) data = child_variant (value, 1);
+              g_autofree char *text = text_of (data);
+              if (g_variant_is_of_type (name, G_VARIANT_TYPE_STRING))
+                emit_output (self, g_variant_get_string (name, NULL), text);
+            }
+        }
+      else if (g_str_equal (key, "rc"))
+        {
+          if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT64))
+            {
+              self->have_rc = TRUE;
+              self->rc = (int) CLAMP (g_variant_get_int64 (value), G_MININT, G_MAXINT);
+            }
+        }
+      else if (g_str_equal (key, "elapsed"))
+        ;
+      else if (g_str_equal (key, "files"))
+        {
+          g_autofree char *text = list_text (value, "\n");
+          emit_output (self, key, text);
+        }
+      else
+        {
+          g_autofree char *text = g_variant_is_of_type (value, G_VARIANT_TYPE ("av"))
+            ? list_text (value, " ") : g_variant_print (value, FALSE);
+          emit_output (self, key, text);
+        }
+    }
+}
+
+static void
+finish (BfCommand  *self,
+        int         exit_code,
+        const char *failure)
+{
+  BfDBusCommand *c = BF_DBUS_COMMAND (self);
+
+  if (self->finished)
+    return;
+  self->finished = TRUE;
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_command_set_exit_code (c, exit_code);
+  bf_dbus_command_set_failure (c, failure);
+  bf_dbus_command_set_state (c, "finished");
+  g_object_thaw_notify (G_OBJECT (self));
+  bf_dbus_command_emit_completed (c, exit_code, failure);
+  g_clear_object (&self->connection);
+  g_signal_emit (self, signals[SIGNAL_FINISHED], 0);
+}
+
+static void
+sink_complete (gpointer  user_data,
+               GVariant *failure,
+               gboolean  lost)
+{
+  BfCommand *self = user_data;
+  g_autofree char *text = NULL;
+
+  if (g_variant_is_of_type (failure, G_VARIANT_TYPE_STRING))
+    text = g_variant_dup_string (failure, NULL);
+  else if (!(g_variant_is_of_type (failure, G_VARIANT_TYPE ("mv")) && g_variant_n_children (failure) == 0))
+    text = g_variant_print (failure, FALSE);
+
+  if (text != NULL)
+    finish (self, self->have_rc ? self->rc : -1, text);
+  else
+    finish (self, self->have_rc ? self->rc : 0, "");
+}
+
+static const BfCommandSink command_sink = {
+  .update = sink_update,
+  .complete = sink_complete,
+};
+
+void
+bf_command_start (BfCommand    *self,
+                  BfConnection *connection,
+                  GVariant     *wire_args)
+{
+  g_return_if_fail (self->connection == NULL);
+
+  self->connection = g_object_ref (connection);
+  bf_connection_start_command (connection, self->command_id,
+                               bf_dbus_command_get_name (BF_DBUS_COMMAND (self)),
+                               wire_args, self->builder, &command_sink, self);
+}
+
+void
+bf_command_interrupt (BfCommand  *self,
+                      const char *why)
+{
+  if (self->finished || self->connection == NULL)
+    return;
+  bf_connection_interrupt_command (self->connection, self->command_id, self->builder, why);
+}
+
+gboolean
+bf_command_is_finished (BfCommand *self)
+{
+  return self->finished;
+}
+
+/* D-Bus ------------------------------------------------------------------------- */
+
+static void
+interrupt_authorized (GObject               *object,
+                      GDBusMethodInvocation *invocation)
+{
+  BfCommand *self = BF_COMMAND (object);
+  const char *why;
+
+  if (self->finished)
+    {
+      g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_FAILED,
+                                             "The command already finished");
+      return;
+    }
+  g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(&s)", &why);
+  bf_command_interrupt (self, why);
+  bf_dbus_command_complete_interrupt (BF_DBUS_COMMAND (self), invocation);
+}
+
+static gboolean
+handle_interrupt (BfDBusCommand         *object,
+                  GDBusMethodInvocation *invocation,
+                  const char            *why)
+{
+  bf_authority_check (BF_COMMAND (object)->authority, G_OBJECT (object), invocation,
+                      BF_ACTION_RUN_BUILDS, interrupt_authorized);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+bf_command_iface_init (BfDBusCommandIface *iface)
+{
+  iface->handle_interrupt = handle_interrupt;
+}
+
+static void
+bf_command_dispose (GObject *object)
+{
+  BfCommand *self = BF_COMMAND (object);
+
+  if (self->connection != NULL)
+    {
+      bf_connection_forget_command (self->connection, self->command_id);
+      g_clear_object (&self->connection);
+    }
+  G_OBJECT_CLASS (bf_command_parent_class)->dispose (object);
+}
+
+static void
+bf_command_finalize (GObject *object)
+{
+  BfCommand *self = BF_COMMAND (object);
+
+  g_clear_object (&self->authority);
+  g_free (self->command_id);
+  g_free (self->builder);
+  G_OBJECT_CLASS (bf_command_parent_class)->finalize (object);
+}
+
+static void
+bf_command_class_init (BfCommandClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = bf_command_dispose;
+  object_class->finalize = bf_command_finalize;
+
+  signals[SIGNAL_FINISHED] =
+    g_signal_new ("finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+}
+
+static void
+bf_command_init (BfCommand *self)
+{
+}
+
+BfCommand *
+bf_command_new (const char  *name,
+                const char  *command_id,
+                const char  *builder,
+                BfAuthority *authority)
+{
+  BfCommand *self = g_object_new (BF_TYPE_COMMAND, NULL);
+  BfDBusCommand *c = BF_DBUS_COMMAND (self);
+
+  self->authority = g_object_ref (authority);
+  self->command_id = g_strdup (command_id);
+  self->builder = g_strdup (builder);
+  bf_dbus_command_set_name (c, name);
+  bf_dbus_command_set_state (c, "running");
+  bf_dbus_command_set_exit_code (c, -1);
+  bf_dbus_command_set_failure (c, "");
+  return self;
+}

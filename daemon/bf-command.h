@@ -1,0 +1,32 @@
+/* bf-command.h: one remote command, published as org.buildfleet.Fleet1.Command
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "bf-dbus-generated.h"
+#include "bf-authority.h"
+#include "bf-connection.h"
+
+G_BEGIN_DECLS
+
+#define BF_TYPE_COMMAND (bf_command_get_type ())
+G_DECLARE_FINAL_TYPE (BfCommand, bf_command, BF, COMMAND, BfDBusCommandSkeleton)
+
+GVariant  *bf_command_convert_args (const char   *name,
+                                    GVariant     *args,
+                                    GVariant     *worker_info,
+                                    const char   *builder,
+                                    GError      **error);
+BfCommand *bf_command_new          (const char   *name,
+                                    const char   *command_id,
+                                    const char   *builder,
+                                    BfAuthority  *authority);
+void       bf_command_start        (BfCommand    *self,
+                                    BfConnection *connection,
+                                    GVariant     *wire_args);
+void       bf_command_interrupt    (BfCommand    *self,
+                                    const char   *why);
+gboolean   bf_command_is_finished  (BfCommand    *self);
+
+G_END_DECLS

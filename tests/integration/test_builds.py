@@ -1,0 +1,352 @@
+#!/usr/bin/python3
+# Builds over D-Bus with real buildbot-worker processes: leases, remote
+# commands with streamed output, limits, fairness, graceful, owner death,
+# worker death and quarantine.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from gi.repository import GLib
+
+import bfharness
+from bfharness import (BUILD_IFACE, COMMAND_IFACE, FLEET_PATH, MANAGER_IFACE, worker_path)
+
+
+class BuildTestCase(bfharness.FleetTestCase):
+    def fleet(self, workers, **daemon):
+        keys = {'FinishedBuildLifetime': '30', 'QuarantineInitial': '0.5'}
+        keys.update(daemon)
+        text = self.daemon_section(**keys)
+        for name, max_builds, builders in workers:
+            text += '[Worker %s]\nPassword=pw-%s\nMaxBuilds=%d\nBuilders=%s\nMissingTimeout=60\n' % (
+                name, name, max_builds, builders)
+        self.write_config(text)
+        self.start_daemon()
+        procs = {}
+        for name, _, _ in workers:
+            procs[name] = self.add_worker(name, 'pw-' + name).start()
+        for name in procs:
+            self.wait_connected(name)
+        return procs
+
+    def request(self, builder, **options):
+        opts = {}
+        for k, v in options.items():
+            k = k.replace('_', '-')
+            if isinstance(v, bool):
+                opts[k] = GLib.Variant('b', v)
+            elif isinstance(v, int):
+                opts[k] = GLib.Variant('t', v)
+            else:
+                opts[k] = GLib.Variant('s', v)
+        return self.call(FLEET_PATH, MANAGER_IFACE, 'RequestBuild',
+                         GLib.Variant('(sa{sv})', (builder, opts)))[0]
+
+    def build_prop(self, build, name):
+        return self.prop(build, BUILD_IFACE, name)
+
+    def wait_build_state(self, build, state, timeout=10):
+        return self.wait_until(lambda: self.build_prop(build, 'State') == state, timeout,
+                               'build %s %s' % (build, state))
+
+    def run_command(self, build, name, args):
+        return self.call(build, BUILD_IFACE, 'RunCommand',
+                         GLib.Variant('(sa{sv})', (name, args)))[0]
+
+    def shell(self, build, command, **extra):
+        args = {'command': GLib.Variant('as' if isinstance(command, list) else 's', command)}
+        for k, v in extra.items():
+            args[k] = v
+        return self.run_command(build, "shell", args)
+
+    def wait_completed(self, command, timeout=20):
+        sig = self.wait_signal('Completed', command, timeout=timeout)
+        return sig[0][3]
+
+    def output(self, command, stream=None):
+        return ''.join(s[3][1] for s in self.signals_named('Output', command)
+                       if stream is None or s[3][0] == stream)
+
+    def release(self, build):
+        self.call(build, BUILD_IFACE, 'Release')
+
+
+class CommandTest(BuildTestCase):
+    def setUp(self):
+        super().setUp()
+        self.procs = self.fleet([('w1', 2, 'b')])
+        self.build = self.request('b')
+        self.wait_build_state(self.build, 'running')
+
+    def test_exit_code_streams_workdir_env(self):
+        workdir = os.path.join(self.workdir, 'wd')
+        cmd = self.shell(self.build, ['sh', '-c', 'echo out; echo err >&2; pwd; echo "$FOO"; exit 3'],
+                         workdir=GLib.Variant('s', workdir),
+                         env=GLib.Variant('a{ss}', {'FOO': 'bar baz'}))
+        self.assertTrue(cmd.startswith(self.build + '/commands/'))
+        code, failure = self.wait_completed(cmd)
+        self.assertEqual((code, failure), (3, ''))
+        self.assertEqual(self.output(cmd, 'stdout'), 'out\n%s\nbar baz\n' % workdir)
+        self.assertEqual(self.output(cmd, 'stderr'), 'err\n')
+        self.assertIn('sh -c', self.output(cmd, 'header'))
+        p = self.props(cmd, COMMAND_IFACE)
+        self.assertEqual((p['Name'], p['State'], p['ExitCode'], p['Failure']), ('shell', 'finished', 3, ''))
+        self.assertTrue(os.path.isdir(workdir))
+
+        ok = self.shell(self.build, 'true')
+        self.assertEqual(self.wait_completed(ok), (0, ''))
+
+    def test_relative_workdir_is_under_builder_dir(self):
+        cmd = self.shell(self.build, ['pwd'], workdir=GLib.Variant('s', 'src'))
+        self.wait_completed(cmd)
+        basedir = self.workers[0].basedir
+        self.assertEqual(self.output(cmd, 'stdout'), os.path.join(basedir, 'b', 'src') + '\n')
+
+    def test_fifty_thousand_lines_arrive_whole(self):
+        cmd = self.shell(self.build, ['seq', '1', '50000'])
+        self.assertEqual(self.wait_completed(cmd, timeout=60), (0, ''))
+        expected = ''.join('%d\n' % i for i in range(1, 50001))
+        got = self.output(cmd, 'stdout')
+        self.assertEqual(len(got), len(expected))
+        self.assertEqual(got, expected)
+
+    def test_interrupt(self):
+        cmd = self.shell(self.build, ['sleep', '30'])
+        time.sleep(0.5)
+        start = time.monotonic()
+        self.call(cmd, COMMAND_IFACE, 'Interrupt', GLib.Variant('(s)', ('enough',)))
+        code, failure = self.wait_completed(cmd, timeout=15)
+        self.assertLess(time.monotonic() - start, 10)
+        self.assertNotEqual(code, 0)
+        name, _ = self.call_error(cmd, COMMAND_IFACE, 'Interrupt', GLib.Variant('(s)', ('again',)))
+        self.assertEqual(name, 'org.buildfleet.Fleet1.Error.Failed')
+
+    def test_file_commands(self):
+        d = os.path.join(self.workdir, 'made', 'deep')
+        mk = self.run_command(self.build, 'mkdir', {'paths': GLib.Variant('as', [d])})
+        self.assertEqual(self.wait_completed(mk), (0, ''))
+        self.assertTrue(os.path.isdir(d))
+        open(os.path.join(d, 'f1'), 'w').close()
+        ls = self.run_command(self.build, 'listdir', {'path': GLib.Variant('s', d)})
+        self.assertEqual(self.wait_completed(ls), (0, ''))
+        self.assertEqual(self.output(ls, 'files'), 'f1\n')
+        rm = self.run_command(self.build, 'rmdir', {'paths': GLib.Variant('as', [os.path.join(self.workdir, 'made')])})
+        self.assertEqual(self.wait_completed(rm), (0, ''))
+        self.assertFalse(os.path.exists(d))
+        st = self.run_command(self.build, 'stat', {'path': GLib.Variant('s', d)})
+        code, failure = self.wait_completed(st)
+        self.assertNotEqual(code, 0)
+
+    def test_bad_arguments(self):
+        cases = [
+            ('shell', {'command': GLib.Variant('i', 3)}, 'command'),
+            ('shell', {}, 'command'),
+            ('shell', {'command': GLib.Variant('s', 'x'), 'env': GLib.Variant('as', ['A=1'])}, 'env'),
+            ('shell', {'command': GLib.Variant('s', 'x'), 'timeout': GLib.Variant('s', 'soon')}, 'timeout'),
+            ('shell', {'command': GLib.Variant('s', 'x'), 'colour': GLib.Variant('s', 'red')}, 'colour'),
+            ('mkdir', {'paths': GLib.Variant('i', 1)}, 'paths'),
+            ('teleport', {}, 'teleport'),
+        ]
+        for name, args, word in cases:
+            err, msg = self.call_error(self.build, BUILD_IFACE, 'RunCommand',
+                                       GLib.Variant('(sa{sv})', (name, args)))
+            self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs', msg)
+            self.assertIn(word, msg)
+        self.assertEqual([p for p in self.managed_objects() if '/commands/' in p], [])
+
+
+class SchedulingTest(BuildTestCase):
+    def test_max_builds_queue_and_order(self):
+        self.fleet([('w1', 1, 'b')])
+        builds = [self.request('b') for _ in range(3)]
+        self.wait_build_state(builds[0], 'running')
+        self.pump(0.3)
+        self.assertEqual(self.build_prop(builds[1], 'State'), 'pending')
+        self.assertEqual(self.build_prop(builds[1], 'Worker'), '/')
+        self.assertEqual(self.worker_prop('w1', 'ActiveBuilds'), 1)
+        self.assertEqual(self.manager_prop('BuildsActive'), 1)
+        self.release(builds[0])
+        self.wait_build_state(builds[1], 'running')
+        self.assertEqual(self.build_prop(builds[2], 'State'), 'pending')
+        self.release(builds[1])
+        self.wait_build_state(builds[2], 'running')
+        self.wait_signal('Started', count=3)
+        started = [s[0] for s in self.signals_named('Started')]
+        self.assertEqual(started, builds)
+        finished = self.wait_signal('Finished', count=2)
+        self.assertEqual([(s[0], s[3][0]) for s in finished],
+                         [(builds[0], 'released'), (builds[1], 'released')])
+        self.release(builds[2])
+        self.wait_until(lambda: self.worker_prop('w1', 'ActiveBuilds') == 0, message='slots free')
+
+    def test_spread_over_workers(self):
+        self.fleet([('w1', 2, 'b'), ('w2', 2, 'b')])
+        b1 = self.request('b')
+        b2 = self.request('b')
+        self.wait_build_state(b1, 'running')
+        self.wait_build_state(b2, 'running')
+        self.assertNotEqual(self.build_prop(b1, 'Worker'), self.build_prop(b2, 'Worker'))
+
+    def test_only_paused_and_unknown(self):
+        self.fleet([('w1', 2, 'b;c'), ('w2', 2, 'b')])
+        self.worker_call('w2', 'Pause', GLib.Variant('(s)', ('no',)))
+        b = self.request('b', worker='w2')
+        self.pump(0.5)
+        self.assertEqual(self.build_prop(b, 'State'), 'pending')
+        self.worker_call('w2', 'Unpause')
+        self.wait_build_state(b, 'running')
+        self.assertEqual(self.build_prop(b, 'Worker'), worker_path('w2'))
+
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild',
+                                   GLib.Variant('(sa{sv})', ('nobody-builds-this', {})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.NotFound')
+        self.assertIn('nobody-builds-this', msg)
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild',
+                                   GLib.Variant('(sa{sv})', ('c', {'worker': GLib.Variant('s', 'w2')})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs')
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild',
+                                   GLib.Variant('(sa{sv})', ('b', {'worker': GLib.Variant('s', 'zz')})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.NotFound')
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild',
+                                   GLib.Variant('(sa{sv})', ('b', {'detached': GLib.Variant('s', 'yes')})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs')
+        self.assertIn('detached', msg)
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild',
+                                   GLib.Variant('(sa{sv})', ('b', {'priority': GLib.Variant('i', 1)})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs')
+
+    def test_wait_timeout(self):
+        self.fleet([('w1', 1, 'b')])
+        first = self.request('b')
+        self.wait_build_state(first, 'running')
+        waiting = self.request('b', timeout_usec=300000)
+        sig = self.wait_signal('Finished', waiting, timeout=5)
+        self.assertEqual(sig[0][3], ('timeout',))
+        self.assertEqual(self.build_prop(waiting, 'State'), 'finished')
+        self.assertEqual(self.build_prop(first, 'State'), 'running')
+
+    def test_finished_builds_leave_the_bus(self):
+        self.fleet([('w1', 1, 'b')], FinishedBuildLifetime='0.3')
+        b = self.request('b')
+        self.wait_build_state(b, 'running')
+        cmd = self.shell(b, 'true')
+        self.wait_completed(cmd)
+        self.release(b)
+        self.assertIn(b, self.managed_objects())
+        self.wait_until(lambda: b not in self.managed_objects() and cmd not in self.managed_objects(),
+                        message='finished build removed')
+
+
+class GracefulTest(BuildTestCase):
+    def test_graceful_shutdown_after_last_build(self):
+        procs = self.fleet([('w1', 2, 'b')])
+        b1 = self.request('b')
+        b2 = self.request('b')
+        self.wait_build_state(b1, 'running')
+        self.wait_build_state(b2, 'running')
+        self.worker_call('w1', 'SetGraceful', GLib.Variant('(b)', (True,)))
+        # No new builds on a graceful worker ...
+        b3 = self.request('b')
+        self.release(b1)
+        self.pump(0.5)
+        self.assertEqual(self.build_prop(b3, 'State'), 'pending')
+        self.assertTrue(procs['w1'].running())
+        # ... and it shuts down once its last build is released.
+        self.release(b2)
+        self.wait_until(lambda: not procs['w1'].running(), timeout=10, message='worker exits')
+
+
+class OwnerTest(BuildTestCase):
+    CLIENT = '''
+import sys
+from gi.repository import Gio, GLib
+bus = Gio.bus_get_sync(Gio.BusType.SYSTEM, None)
+opts = {'detached': GLib.Variant('b', sys.argv[1] == 'detached')}
+r = bus.call_sync('org.buildfleet.Fleet1', '/org/buildfleet/Fleet1', 'org.buildfleet.Fleet1.Manager',
+                  'RequestBuild', GLib.Variant('(sa{sv})', ('b', opts)), None, 0, 5000, None)
+print(r.unpack()[0], flush=True)
+sys.stdin.readline()
+'''
+
+    def client(self, mode):
+        p = subprocess.Popen(['/usr/bin/python3', '-c', self.CLIENT, mode], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=os.environ)
+        return p, p.stdout.readline().strip()
+
+    def test_owner_death_releases(self):
+        self.fleet([('w1', 2, 'b')])
+        p, build = self.client('attached')
+        self.wait_build_state(build, 'running')
+        cmd = self.shell(build, ['sleep', '30'])
+        time.sleep(0.3)
+        p.kill()
+        p.wait()
+        sig = self.wait_signal('Finished', build, timeout=5)
+        self.assertEqual(sig[0][3], ('owner-gone',))
+        code, _ = self.wait_completed(cmd, timeout=15)
+        self.assertNotEqual(code, 0)
+        self.wait_until(lambda: self.worker_prop('w1', 'ActiveBuilds') == 0, message='slot freed')
+
+    def test_detached_build_survives_owner(self):
+        self.fleet([('w1', 2, 'b')])
+        p, build = self.client('detached')
+        self.wait_build_state(build, 'running')
+        p.kill()
+        p.wait()
+        self.pump(1.0)
+        self.assertEqual(self.build_prop(build, 'State'), 'running')
+        self.release(build)
+        self.assertEqual(self.build_prop(build, 'State'), 'finished')
+
+
+class LostWorkerTest(BuildTestCase):
+    def test_worker_death_mid_command_and_quarantine(self):
+        procs = self.fleet([('w1', 2, 'b')])
+        build = self.request('b')
+        self.wait_build_state(build, 'running')
+        cmd = self.shell(build, ['sleep', '30'])
+        time.sleep(0.5)
+        procs['w1'].kill(signal.SIGKILL)
+        code, failure = self.wait_completed(cmd, timeout=5)
+        self.assertEqual(code, -1)
+        self.assertIn('worker was lost', failure)
+        sig = self.wait_signal('Finished', build, timeout=5)
+        self.assertEqual(sig[0][3], ('lost',))
+        self.assertEqual(self.prop(cmd, COMMAND_IFACE, 'State'), 'finished')
+        self.assertEqual(self.worker_prop('w1', 'ActiveBuilds'), 0)
+        self.assertEqual(self.manager_prop('BuildsActive'), 0)
+        self.assertTrue(self.worker_prop('w1', 'Quarantined'))
+        until = self.worker_prop('w1', 'QuarantineUntilUSec')
+        self.assertGreater(until / 1e6, time.time())
+        self.assertFalse(self.worker_prop('w1', 'Paused'))
+
+        # Back, but quarantined: a new build waits until the quarantine ends.
+        procs['w1'].start()
+        self.wait_connected('w1')
+        b2 = self.request('b')
+        self.wait_until(lambda: not self.worker_prop('w1', 'Quarantined'), timeout=10,
+                        message='quarantine over')
+        self.assertGreaterEqual(time.time() + 0.1, until / 1e6)
+        self.wait_build_state(b2, 'running')
+        self.assertEqual(self.worker_prop('w1', 'QuarantineUntilUSec'), 0)
+        ok = self.shell(b2, 'true')
+        self.wait_completed(ok)
+        self.release(b2)
+
+        # The good build reset the backoff: the next loss quarantines for the
+        # initial 0.5 s again, not 1 s.
+        b3 = self.request('b')
+        self.wait_build_state(b3, 'running')
+        procs['w1'].kill(signal.SIGKILL)
+        self.wait_signal('Finished', b3)
+        until = self.worker_prop('w1', 'QuarantineUntilUSec')
+        self.assertLess(until / 1e6 - time.time(), 0.6)
+
+
+if __name__ == '__main__':
+    bfharness.main()
