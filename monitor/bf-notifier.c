@@ -1,0 +1,298 @@
+/* bf-notifier.c: desktop notifications for fleet incidents
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+/*
+ * One record per worker holds at most two notifications: "presence" (missing,
+ * then back online, which replaces it on screen) and "substantiation" (a
+ * latent worker failed to start).  A new incident updates and re-shows the
+ * same NotifyNotification, so the server replaces the old bubble instead of
+ * stacking a new one.  Only the daemon's signals raise notifications, never
+ * the state found at start-up or after a reconnect, so there is no storm.
+ */
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <libnotify/notify.h>
+
+#include "bf-notifier.h"
+#include "bf-worker-util.h"
+
+typedef struct
+{
+  char               *name;
+  NotifyNotification *presence;
+  NotifyNotification *substantiation;
+  guint64             missing_since_usec;
+} BfIncidents;
+
+struct _BfNotifier
+{
+  GObject       parent_instance;
+
+  GApplication *application;   /* weak: the application owns us */
+  BfFleetModel *model;
+  GHashTable   *incidents;     /* name -> BfIncidents */
+};
+
+G_DEFINE_FINAL_TYPE (BfNotifier, bf_notifier, G_TYPE_OBJECT)
+
+static void
+bf_incidents_free (gpointer data)
+{
+  BfIncidents *incidents = data;
+
+  g_clear_object (&incidents->presence);
+  g_clear_object (&incidents->substantiation);
+  g_free (incidents->name);
+  g_free (incidents);
+}
+
+static BfIncidents *
+bf_notifier_get_incidents (BfNotifier *self,
+                           const char *name)
+{
+  BfIncidents *incidents = g_hash_table_lookup (self->incidents, name);
+
+  if (incidents == NULL)
+    {
+      incidents = g_new0 (BfIncidents, 1);
+      incidents->name = g_strdup (name);
+      g_hash_table_insert (self->incidents, incidents->name, incidents);
+    }
+
+  return incidents;
+}
+
+static void
+default_action_cb (NotifyNotification *notification,
+                   char               *action,
+                   gpointer            user_data)
+{
+  BfNotifier *self = BF_NOTIFIER (user_data);
+  const char *name = g_object_get_data (G_OBJECT (notification), "bf-worker-name");
+
+  if (self->application == NULL || name == NULL)
+    return;
+
+  g_action_group_activate_action (G_ACTION_GROUP (self->application),
+                                  "show-worker",
+                                  g_variant_new_string (name));
+}
+
+/* Creates the notification on first use and updates it afterwards, so that
+ * each incident replaces the previous bubble of the same kind. */
+static void
+bf_notifier_show (BfNotifier          *self,
+                  NotifyNotification **slot,
+                  const char          *worker_name,
+                  const char          *summary,
+                  const char          *body,
+                  const char          *icon_name,
+                  const char          *category,
+                  NotifyUrgency        urgency)
+{
+  g_autoptr(GError) error = NULL;
+  const char *app_id = NULL;
+
+  if (self->application != NULL)
+    app_id = g_application_get_application_id (self->application);
+
+  if (*slot == NULL)
+    {
+      *slot = notify_notification_new (summary, body, icon_name);
+      g_object_set_data_full (G_OBJECT (*slot), "bf-worker-name", g_strdup (worker_name), g_free);
+    }
+  else
+    {
+      notify_notification_update (*slot, summary, body, icon_name);
+    }
+
+  notify_notification_set_urgency (*slot, urgency);
+  notify_notification_set_category (*slot, category);
+  notify_notification_set_timeout (*slot, urgency == NOTIFY_URGENCY_CRITICAL
+                                          ? NOTIFY_EXPIRES_NEVER
+                                          : NOTIFY_EXPIRES_DEFAULT);
+  if (app_id != NULL)
+    notify_notification_set_hint_string (*slot, "desktop-entry", app_id);
+
+  notify_notification_clear_actions (*slot);
+  notify_notification_add_action (*slot, "default", _("Show Worker"),
+                                  default_action_cb, self, NULL);
+
+  if (!notify_notification_show (*slot, &error))
+    g_warning ("Could not show the notification “%s”: %s", summary, error->message);
+}
+
+/* Logged with the worker's name as a field: journalctl BUILDFLEET_WORKER=NAME */
+static void
+bf_notifier_log (const char *worker_name,
+                 const char *message)
+{
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
+                    "BUILDFLEET_WORKER", worker_name,
+                    "MESSAGE", "%s", message);
+}
+
+static void
+on_worker_missing (BfNotifier   *self,
+                   BfDBusWorker *worker,
+                   guint64       since_usec,
+                   BfFleetModel *model)
+{
+  const char *name = bf_dbus_worker_get_name (worker);
+  const char *admin = bf_dbus_worker_get_admin (worker);
+  BfIncidents *incidents;
+  g_autofree char *summary = NULL;
+  g_autofree char *when = NULL;
+  g_autofree char *ago = NULL;
+  g_autofree char *body = NULL;
+
+  if (name == NULL)
+    return;
+
+  incidents = bf_notifier_get_incidents (self, name);
+  incidents->missing_since_usec = since_usec;
+
+  when = bf_format_timestamp (since_usec);
+  ago = bf_format_relative_time (g_get_real_time (), since_usec);
+  /* Translators: notification title, %s is a worker name */
+  summary = g_strdup_printf (_("Worker %s is missing"), name);
+  if (admin != NULL && admin[0] != '\0')
+    /* Translators: notification body: the time the worker was last seen, how long ago, and its admin contact */
+    body = g_strdup_printf (_("Not seen since %s (%s).\nAdmin: %s"), when, ago, admin);
+  else
+    /* Translators: notification body: the time the worker was last seen and how long ago */
+    body = g_strdup_printf (_("Not seen since %s (%s).\nNo admin contact is known."), when, ago);
+
+  bf_notifier_log (name, summary);
+
+  bf_notifier_show (self, &incidents->presence, name, summary, body,
+                    "network-offline-symbolic", "network.disconnected",
+                    NOTIFY_URGENCY_CRITICAL);
+}
+
+static void
+on_worker_back_online (BfNotifier   *self,
+                       BfDBusWorker *worker,
+                       BfFleetModel *model)
+{
+  const char *name = bf_dbus_worker_get_name (worker);
+  BfIncidents *incidents;
+  g_autofree char *summary = NULL;
+  g_autofree char *body = NULL;
+
+  if (name == NULL)
+    return;
+
+  incidents = bf_notifier_get_incidents (self, name);
+
+  /* Translators: notification title, %s is a worker name */
+  summary = g_strdup_printf (_("Worker %s is back online"), name);
+  if (incidents->missing_since_usec != 0)
+    {
+      g_autofree char *when = bf_format_timestamp (incidents->missing_since_usec);
+      /* Translators: notification body, %s is the time the worker was last seen before it went missing */
+      body = g_strdup_printf (_("It had been away since %s."), when);
+    }
+  else
+    {
+      body = g_strdup (_("It is connected again."));
+    }
+  incidents->missing_since_usec = 0;
+
+  bf_notifier_log (name, summary);
+
+  bf_notifier_show (self, &incidents->presence, name, summary, body,
+                    "network-transmit-receive-symbolic", "network.connected",
+                    NOTIFY_URGENCY_NORMAL);
+}
+
+static void
+on_worker_substantiation_failed (BfNotifier   *self,
+                                 BfDBusWorker *worker,
+                                 const char   *message,
+                                 BfFleetModel *model)
+{
+  const char *name = bf_dbus_worker_get_name (worker);
+  BfIncidents *incidents;
+  g_autofree char *summary = NULL;
+
+  if (name == NULL)
+    return;
+
+  incidents = bf_notifier_get_incidents (self, name);
+
+  /* Translators: notification title, %s is a latent worker's name */
+  summary = g_strdup_printf (_("Worker %s failed to start"), name);
+
+  {
+    g_autofree char *line = g_strdup_printf ("%s: %s", summary, message);
+    bf_notifier_log (name, line);
+  }
+
+  bf_notifier_show (self, &incidents->substantiation, name, summary,
+                    (message != NULL && message[0] != '\0') ? message : _("The daemon gave no reason."),
+                    "dialog-error-symbolic", "network.error",
+                    NOTIFY_URGENCY_NORMAL);
+}
+
+static void
+bf_notifier_dispose (GObject *object)
+{
+  BfNotifier *self = BF_NOTIFIER (object);
+
+  if (self->model != NULL)
+    g_signal_handlers_disconnect_by_data (self->model, self);
+  g_clear_object (&self->model);
+  g_clear_weak_pointer (&self->application);
+  g_clear_pointer (&self->incidents, g_hash_table_unref);
+
+  G_OBJECT_CLASS (bf_notifier_parent_class)->dispose (object);
+}
+
+static void
+bf_notifier_class_init (BfNotifierClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = bf_notifier_dispose;
+}
+
+static void
+bf_notifier_init (BfNotifier *self)
+{
+  self->incidents = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, bf_incidents_free);
+}
+
+/**
+ * bf_notifier_new:
+ * @application: the application whose "show-worker" action a click activates
+ * @model: the fleet whose incidents to announce
+ *
+ * notify_init() must have been called.
+ */
+BfNotifier *
+bf_notifier_new (GApplication *application,
+                 BfFleetModel *model)
+{
+  BfNotifier *self;
+
+  g_return_val_if_fail (G_IS_APPLICATION (application), NULL);
+  g_return_val_if_fail (BF_IS_FLEET_MODEL (model), NULL);
+
+  self = g_object_new (BF_TYPE_NOTIFIER, NULL);
+  g_set_weak_pointer (&self->application, application);
+  self->model = g_object_ref (model);
+
+  g_signal_connect_object (model, "worker-missing",
+                           G_CALLBACK (on_worker_missing), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (model, "worker-back-online",
+                           G_CALLBACK (on_worker_back_online), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (model, "worker-substantiation-failed",
+                           G_CALLBACK (on_worker_substantiation_failed), self, G_CONNECT_SWAPPED);
+
+  return self;
+}

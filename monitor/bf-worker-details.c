@@ -1,0 +1,420 @@
+/* bf-worker-details.c: every property of one worker
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+/*
+ * The pane lists the selected worker's properties in sections, and the
+ * buttons for the window's worker.* actions.  It rebuilds its grid once per
+ * main loop iteration after any property of the worker changed.
+ */
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "bf-worker-details.h"
+#include "bf-worker-status.h"
+#include "bf-worker-util.h"
+
+struct _BfWorkerDetails
+{
+  GtkWidget       parent_instance;
+
+  BfDBusWorker   *worker;
+  GSignalGroup   *worker_signals;
+  GSignalGroup   *latent_signals;
+  guint           rebuild_source;
+  guint           n_rows;
+
+  GtkStack       *stack;
+  GtkLabel       *title_label;
+  BfWorkerStatus *status;
+  GtkWidget      *latent_buttons;
+  GtkWidget      *graceful_on_button;
+  GtkWidget      *graceful_off_button;
+  GtkGrid        *grid;
+};
+
+G_DEFINE_FINAL_TYPE (BfWorkerDetails, bf_worker_details, GTK_TYPE_WIDGET)
+
+enum {
+  PROP_0,
+  PROP_WORKER,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+static void
+add_section (BfWorkerDetails *self,
+             const char      *title)
+{
+  GtkWidget *label = gtk_label_new (title);
+
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_widget_add_css_class (label, "heading");
+  if (self->n_rows > 0)
+    gtk_widget_set_margin_top (label, 12);
+  gtk_grid_attach (self->grid, label, 0, self->n_rows++, 2, 1);
+}
+
+static void
+add_row (BfWorkerDetails *self,
+         const char      *key,
+         const char      *value)
+{
+  GtkWidget *key_label = gtk_label_new (key);
+  GtkWidget *value_label = gtk_label_new (value != NULL && value[0] != '\0' ? value : "—");
+
+  gtk_label_set_xalign (GTK_LABEL (key_label), 1);
+  gtk_label_set_yalign (GTK_LABEL (key_label), 0);
+  gtk_widget_set_valign (key_label, GTK_ALIGN_START);
+  gtk_widget_add_css_class (key_label, "dim-label");
+
+  gtk_label_set_xalign (GTK_LABEL (value_label), 0);
+  gtk_label_set_wrap (GTK_LABEL (value_label), TRUE);
+  gtk_label_set_wrap_mode (GTK_LABEL (value_label), PANGO_WRAP_WORD_CHAR);
+  gtk_label_set_selectable (GTK_LABEL (value_label), TRUE);
+  gtk_widget_set_hexpand (value_label, TRUE);
+
+  gtk_grid_attach (self->grid, key_label, 0, self->n_rows, 1, 1);
+  gtk_grid_attach (self->grid, value_label, 1, self->n_rows, 1, 1);
+  self->n_rows++;
+}
+
+static void
+add_row_take (BfWorkerDetails *self,
+              const char      *key,
+              char            *value)
+{
+  add_row (self, key, value);
+  g_free (value);
+}
+
+static const char *
+yes_no (gboolean value)
+{
+  return value ? _("Yes") : _("No");
+}
+
+static char *
+variant_to_text (GVariant *value)
+{
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_VARIANT))
+    {
+      g_autoptr(GVariant) inner = g_variant_get_variant (value);
+      return variant_to_text (inner);
+    }
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+    return g_variant_dup_string (value, NULL);
+  return g_variant_print (value, FALSE);
+}
+
+static int
+compare_entries (gconstpointer a,
+                 gconstpointer b)
+{
+  GVariant *entry_a = *(GVariant * const *) a;
+  GVariant *entry_b = *(GVariant * const *) b;
+  g_autoptr(GVariant) key_a = g_variant_get_child_value (entry_a, 0);
+  g_autoptr(GVariant) key_b = g_variant_get_child_value (entry_b, 0);
+
+  return g_strcmp0 (g_variant_get_string (key_a, NULL), g_variant_get_string (key_b, NULL));
+}
+
+/* Adds one row per entry of an a{sv} or a{ss} dictionary, sorted by key. */
+static void
+add_dict_rows (BfWorkerDetails *self,
+               GVariant        *dict)
+{
+  g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+
+  if (dict == NULL || g_variant_n_children (dict) == 0)
+    {
+      add_row (self, _("None"), NULL);
+      return;
+    }
+
+  for (gsize i = 0; i < g_variant_n_children (dict); i++)
+    g_ptr_array_add (entries, g_variant_get_child_value (dict, i));
+  g_ptr_array_sort (entries, compare_entries);
+
+  for (guint i = 0; i < entries->len; i++)
+    {
+      GVariant *entry = g_ptr_array_index (entries, i);
+      g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
+      g_autoptr(GVariant) value = g_variant_get_child_value (entry, 1);
+
+      add_row_take (self, g_variant_get_string (key, NULL), variant_to_text (value));
+    }
+}
+
+static void
+bf_worker_details_rebuild (BfWorkerDetails *self)
+{
+  g_autoptr(BfDBusLatentWorker) latent = NULL;
+  BfDBusWorker *worker = self->worker;
+  GtkWidget *child;
+  const char * const *strv;
+  GVariant *commands;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->grid))) != NULL)
+    gtk_grid_remove (self->grid, child);
+  self->n_rows = 0;
+
+  if (worker == NULL)
+    {
+      gtk_stack_set_visible_child_name (self->stack, "empty");
+      return;
+    }
+
+  gtk_stack_set_visible_child_name (self->stack, "worker");
+  gtk_label_set_label (self->title_label, bf_dbus_worker_get_name (worker));
+
+  latent = bf_worker_dup_latent (worker);
+  g_signal_group_set_target (self->latent_signals, latent);
+  gtk_widget_set_visible (self->latent_buttons, latent != NULL);
+  gtk_widget_set_visible (self->graceful_on_button, !bf_dbus_worker_get_graceful (worker));
+  gtk_widget_set_visible (self->graceful_off_button, bf_dbus_worker_get_graceful (worker));
+
+  add_section (self, _("Connection"));
+  add_row (self, _("State"), bf_worker_state_to_label (bf_worker_get_state (worker)));
+  add_row (self, _("Peer"), bf_dbus_worker_get_peer (worker));
+  add_row_take (self, _("Connected since"),
+                bf_dbus_worker_get_connected (worker)
+                ? bf_format_timestamp (bf_dbus_worker_get_connected_since_usec (worker))
+                : NULL);
+  add_row_take (self, _("Last seen"),
+                bf_dbus_worker_get_connected (worker)
+                ? g_strdup (C_("last seen", "Now"))
+                : bf_format_timestamp (bf_dbus_worker_get_disconnected_since_usec (worker)));
+  add_row_take (self, _("Last message"), bf_format_timestamp (bf_dbus_worker_get_last_message_usec (worker)));
+  add_row_take (self, _("Missing after"), bf_format_duration (bf_dbus_worker_get_missing_timeout_usec (worker)));
+  add_row (self, _("Missing"), yes_no (bf_dbus_worker_get_missing (worker)));
+  strv = bf_dbus_worker_get_notify_on_missing (worker);
+  add_row_take (self, _("Mail when missing"), strv ? g_strjoinv (", ", (char **) strv) : NULL);
+
+  add_section (self, _("Administration"));
+  add_row (self, _("Graceful shutdown"), yes_no (bf_dbus_worker_get_graceful (worker)));
+  if (bf_dbus_worker_get_paused (worker))
+    {
+      const char *reason = bf_dbus_worker_get_pause_reason (worker);
+      add_row_take (self, _("Paused"),
+                    (reason != NULL && reason[0] != '\0')
+                    /* Translators: the worker is paused, %s is the reason given */
+                    ? g_strdup_printf (_("Yes: %s"), reason)
+                    : g_strdup (_("Yes")));
+    }
+  else
+    add_row (self, _("Paused"), _("No"));
+  if (bf_dbus_worker_get_quarantined (worker))
+    {
+      g_autofree char *until = bf_format_timestamp (bf_dbus_worker_get_quarantine_until_usec (worker));
+      /* Translators: %s is the date and time the quarantine ends */
+      add_row_take (self, _("Quarantined"), g_strdup_printf (_("Until %s"), until));
+    }
+  else
+    add_row (self, _("Quarantined"), _("No"));
+
+  add_section (self, _("Builds"));
+  add_row_take (self, _("Running"),
+                bf_format_builds (bf_dbus_worker_get_active_builds (worker),
+                                  bf_dbus_worker_get_max_builds (worker)));
+  strv = bf_dbus_worker_get_builders (worker);
+  add_row_take (self, _("Builders"), strv ? g_strjoinv (", ", (char **) strv) : NULL);
+
+  if (latent != NULL)
+    {
+      add_section (self, _("Latent Worker"));
+      add_row (self, _("Driver"), bf_dbus_latent_worker_get_driver (latent));
+      add_row (self, _("Instance"), bf_dbus_latent_worker_get_state (latent));
+      add_row (self, _("Substantiated"), yes_no (bf_dbus_latent_worker_get_substantiated (latent)));
+      if (bf_dbus_latent_worker_get_build_wait_timeout_usec (latent) < 0)
+        add_row (self, _("Kept idle for"), _("Forever"));
+      else
+        add_row_take (self, _("Kept idle for"),
+                      bf_format_duration (bf_dbus_latent_worker_get_build_wait_timeout_usec (latent)));
+      add_row_take (self, _("Start timeout"),
+                    bf_format_duration (bf_dbus_latent_worker_get_substantiation_timeout_usec (latent)));
+      add_row (self, _("Last error"), bf_dbus_latent_worker_get_last_error (latent));
+    }
+
+  add_section (self, _("Worker"));
+  add_row (self, _("Admin"), bf_dbus_worker_get_admin (worker));
+  add_row (self, _("Host"), bf_dbus_worker_get_host (worker));
+  add_row (self, _("Version"), bf_dbus_worker_get_version (worker));
+
+  add_section (self, _("Reported Information"));
+  add_dict_rows (self, bf_dbus_worker_get_info (worker));
+
+  add_section (self, _("Build Properties"));
+  add_dict_rows (self, bf_dbus_worker_get_properties (worker));
+
+  add_section (self, _("Commands"));
+  commands = bf_dbus_worker_get_commands (worker);
+  add_dict_rows (self, commands);
+}
+
+static gboolean
+rebuild_cb (gpointer user_data)
+{
+  BfWorkerDetails *self = BF_WORKER_DETAILS (user_data);
+
+  self->rebuild_source = 0;
+  bf_worker_details_rebuild (self);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+bf_worker_details_queue_rebuild (BfWorkerDetails *self)
+{
+  if (self->rebuild_source != 0)
+    return;
+
+  self->rebuild_source = g_idle_add (rebuild_cb, self);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->rebuild_source),
+                            "[buildfleet-monitor] rebuild worker details");
+}
+
+static void
+bf_worker_details_dispose (GObject *object)
+{
+  BfWorkerDetails *self = BF_WORKER_DETAILS (object);
+
+  g_clear_handle_id (&self->rebuild_source, g_source_remove);
+  g_signal_group_set_target (self->worker_signals, NULL);
+  g_signal_group_set_target (self->latent_signals, NULL);
+  g_clear_object (&self->worker);
+
+  gtk_widget_dispose_template (GTK_WIDGET (self), BF_TYPE_WORKER_DETAILS);
+
+  G_OBJECT_CLASS (bf_worker_details_parent_class)->dispose (object);
+}
+
+static void
+bf_worker_details_finalize (GObject *object)
+{
+  BfWorkerDetails *self = BF_WORKER_DETAILS (object);
+
+  g_clear_object (&self->worker_signals);
+  g_clear_object (&self->latent_signals);
+
+  G_OBJECT_CLASS (bf_worker_details_parent_class)->finalize (object);
+}
+
+static void
+bf_worker_details_get_property (GObject    *object,
+                                guint       prop_id,
+                                GValue     *value,
+                                GParamSpec *pspec)
+{
+  BfWorkerDetails *self = BF_WORKER_DETAILS (object);
+
+  switch (prop_id)
+    {
+    case PROP_WORKER:
+      g_value_set_object (value, self->worker);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+bf_worker_details_set_property (GObject      *object,
+                                guint         prop_id,
+                                const GValue *value,
+                                GParamSpec   *pspec)
+{
+  BfWorkerDetails *self = BF_WORKER_DETAILS (object);
+
+  switch (prop_id)
+    {
+    case PROP_WORKER:
+      bf_worker_details_set_worker (self, g_value_get_object (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+bf_worker_details_class_init (BfWorkerDetailsClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = bf_worker_details_dispose;
+  object_class->finalize = bf_worker_details_finalize;
+  object_class->get_property = bf_worker_details_get_property;
+  object_class->set_property = bf_worker_details_set_property;
+
+  properties[PROP_WORKER] =
+    g_param_spec_object ("worker", NULL, NULL,
+                         BF_DBUS_TYPE_WORKER,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  g_type_ensure (BF_TYPE_WORKER_STATUS);
+
+  gtk_widget_class_set_template_from_resource (widget_class, "/org/buildfleet/Monitor/bf-worker-details.ui");
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, stack);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, title_label);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, status);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, latent_buttons);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, graceful_on_button);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, graceful_off_button);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, grid);
+  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+  gtk_widget_class_set_css_name (widget_class, "workerdetails");
+}
+
+static void
+bf_worker_details_init (BfWorkerDetails *self)
+{
+  gtk_widget_init_template (GTK_WIDGET (self));
+
+  self->worker_signals = g_signal_group_new (G_TYPE_OBJECT);
+  g_signal_group_connect_swapped (self->worker_signals, "notify",
+                                  G_CALLBACK (bf_worker_details_queue_rebuild), self);
+
+  self->latent_signals = g_signal_group_new (G_TYPE_OBJECT);
+  g_signal_group_connect_swapped (self->latent_signals, "notify",
+                                  G_CALLBACK (bf_worker_details_queue_rebuild), self);
+}
+
+/**
+ * bf_worker_details_get_worker:
+ *
+ * Returns: (transfer none) (nullable): the worker shown
+ */
+BfDBusWorker *
+bf_worker_details_get_worker (BfWorkerDetails *self)
+{
+  g_return_val_if_fail (BF_IS_WORKER_DETAILS (self), NULL);
+  return self->worker;
+}
+
+void
+bf_worker_details_set_worker (BfWorkerDetails *self,
+                              BfDBusWorker    *worker)
+{
+  g_return_if_fail (BF_IS_WORKER_DETAILS (self));
+  g_return_if_fail (worker == NULL || BF_DBUS_IS_WORKER (worker));
+
+  if (!g_set_object (&self->worker, worker))
+    return;
+
+  g_signal_group_set_target (self->worker_signals, worker);
+  if (worker == NULL)
+    g_signal_group_set_target (self->latent_signals, NULL);
+  bf_worker_status_set_worker (self->status, worker);
+
+  g_clear_handle_id (&self->rebuild_source, g_source_remove);
+  bf_worker_details_rebuild (self);
+
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_WORKER]);
+}
