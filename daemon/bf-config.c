@@ -783,6 +783,12 @@ parse_worker (Parser      *p,
           set_error (error, p, group, "Unit", "only Latent=systemd starts a unit");
           return NULL;
         }
+      if (wc->latent == BF_LATENT_SYSTEMD && wc->password_generate)
+        {
+          set_error (error, p, group, "Password",
+                     "“generate” does not work with Latent=systemd: the unit cannot be given the password");
+          return NULL;
+        }
       if (wc->latent == BF_LATENT_SYSTEMD && wc->unit == NULL)
         wc->unit = g_strdup ("buildbot-worker@%n.service");
 

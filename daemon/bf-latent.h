@@ -5,15 +5,54 @@
 #pragma once
 
 #include "bf-dbus-generated.h"
+#include "bf-authority.h"
 #include "bf-config.h"
+#include "bf-mailer.h"
+#include "bf-state.h"
 
 G_BEGIN_DECLS
 
 #define BF_TYPE_LATENT (bf_latent_get_type ())
 G_DECLARE_FINAL_TYPE (BfLatent, bf_latent, BF, LATENT, BfDBusLatentWorkerSkeleton)
 
-BfLatent *bf_latent_new        (BfWorkerConfig *config);
-void      bf_latent_set_config (BfLatent       *self,
-                                BfWorkerConfig *config);
+typedef struct _BfWorker BfWorker;
+
+BfLatent   *bf_latent_new                 (BfWorkerConfig *config,
+                                           BfWorker       *worker,
+                                           BfState        *state,
+                                           BfMailer       *mailer,
+                                           BfAuthority    *authority);
+void        bf_latent_set_config          (BfLatent       *self,
+                                           BfWorkerConfig *config);
+void        bf_latent_set_master          (BfLatent       *self,
+                                           const char     *master,
+                                           const char     *tls_certificate);
+const char *bf_latent_get_password        (BfLatent       *self);
+
+void        bf_latent_substantiate        (BfLatent       *self);
+void        bf_latent_insubstantiate      (BfLatent       *self,
+                                           gboolean        fast,
+                                           const char     *reason);
+void        bf_latent_reconcile           (BfLatent       *self,
+                                           const char     *instance_id,
+                                           const char     *password);
+void        bf_latent_shutdown_async      (BfLatent       *self,
+                                           GCancellable   *cancellable,
+                                           GAsyncReadyCallback callback,
+                                           gpointer        user_data);
+gboolean    bf_latent_shutdown_finish     (BfLatent       *self,
+                                           GAsyncResult   *result,
+                                           GError        **error);
+
+gboolean    bf_latent_accepts_connection  (BfLatent       *self);
+gboolean    bf_latent_can_take_build      (BfLatent       *self);
+gboolean    bf_latent_can_substantiate    (BfLatent       *self);
+gboolean    bf_latent_is_substantiating   (BfLatent       *self);
+void        bf_latent_attached            (BfLatent       *self);
+void        bf_latent_detached            (BfLatent       *self,
+                                           const char     *reason);
+void        bf_latent_build_started       (BfLatent       *self);
+void        bf_latent_builds_idle         (BfLatent       *self,
+                                           gboolean        graceful);
 
 G_END_DECLS

@@ -39,6 +39,7 @@ struct _BfManager
   GDBusObjectManagerServer *object_manager;
 
   GDBusConnection *bus;
+  char *master;                   /* HOST:PORT for latent instances */
   GHashTable *workers;            /* name -> BfWorker */
   GHashTable *retiring;           /* name -> BfWorker: removed, waiting for its builds */
 
@@ -186,6 +187,8 @@ add_worker (BfManager      *self,
   g_signal_connect_object (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self, 0);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
+  if (bf_worker_get_latent (worker) && self->master)
+    bf_latent_set_master (bf_worker_get_latent (worker), self->master, self->config->tls_certificate);
   g_hash_table_insert (self->workers, g_strdup (wc->name), worker);
   export_worker (self, worker);
 }
@@ -373,11 +376,56 @@ listener_connection_cb (BfListener   *listener,
   bf_worker_offer_connection (worker, connection);
 }
 
+/* Where a local instance connects: a wildcard endpoint becomes loopback. */
+static char *
+local_endpoint (const char *endpoint)
+{
+  if (g_str_has_prefix (endpoint, "0.0.0.0:"))
+    return g_strconcat ("127.0.0.1", endpoint + strlen ("0.0.0.0"), NULL);
+  if (g_str_has_prefix (endpoint, "[::]:"))
+    return g_strconcat ("[::1]", endpoint + strlen ("[::]"), NULL);
+  return g_strdup (endpoint);
+}
+
+/* Instances recorded by an earlier daemon that did not stop them: adopt
+ * them if they connect, stop them otherwise, before any new start. */
+static void
+reconcile_instances (BfManager *self)
+{
+  GHashTable *instances = bf_state_get_instances (self->state);
+  g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func (g_free);
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_hash_table_iter_init (&iter, instances);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      BfInstanceRecord *record = value;
+      BfWorker *worker = g_hash_table_lookup (self->workers, key);
+      BfLatent *latent = worker ? bf_worker_get_latent (worker) : NULL;
+
+      if (latent == NULL ||
+          !g_str_equal (record->driver, bf_latent_kind_to_string (bf_worker_get_config (worker)->latent)))
+        {
+          g_warning ("An instance of worker %s (%s driver, %s) was left running by an earlier daemon, "
+                     "and the worker is no longer configured with that driver: stop it by hand",
+                     (char *) key, record->driver, record->id);
+          g_ptr_array_add (gone, g_strdup (key));
+          continue;
+        }
+      bf_latent_reconcile (latent, record->id, record->password);
+    }
+  for (guint i = 0; i < gone->len; i++)
+    bf_state_remove_instance (self->state, g_ptr_array_index (gone, i));
+}
+
 gboolean
 bf_manager_start_listening (BfManager  *self,
                             GError    **error)
 {
   g_auto(GStrv) endpoints = NULL;
+  GHashTableIter iter;
+  gpointer value;
 
   if (!bf_listener_start (self->listener, self->config, error))
     return FALSE;
@@ -386,6 +434,15 @@ bf_manager_start_listening (BfManager  *self,
   for (guint i = 0; endpoints[i]; i++)
     g_message ("Listening for workers on %s%s", endpoints[i],
                self->config->tls_certificate ? " (TLS)" : "");
+  g_free (self->master);
+  self->master = endpoints[0] ? local_endpoint (endpoints[0]) : NULL;
+
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (bf_worker_get_latent (value))
+      bf_latent_set_master (bf_worker_get_latent (value), self->master, self->config->tls_certificate);
+  reconcile_instances (self);
+  schedule_dispatch (self);
   return TRUE;
 }
 
@@ -485,10 +542,66 @@ choose_worker (BfManager *self,
   return best;
 }
 
+/* Substantiating latent workers that serve @builder: each will take one of
+ * the builds waiting for it. */
+static guint
+count_substantiating (BfManager  *self,
+                      const char *builder)
+{
+  GHashTableIter iter;
+  gpointer value;
+  guint n = 0;
+
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BfLatent *latent = bf_worker_get_latent (value);
+      if (latent && bf_latent_is_substantiating (latent) &&
+          bf_worker_config_serves (bf_worker_get_config (value), builder))
+        n++;
+    }
+  return n;
+}
+
+/* A build no attached worker can take: start a latent worker for it,
+ * unless enough are starting already for the builds waiting. */
+static void
+create_demand (BfManager   *self,
+               BfBuild     *build,
+               GHashTable  *waiting)
+{
+  const char *builder = bf_build_get_builder (build);
+  const char *only = bf_build_get_only_worker (build);
+  guint n_waiting = GPOINTER_TO_UINT (g_hash_table_lookup (waiting, builder)) + 1;
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_insert (waiting, (gpointer) builder, GUINT_TO_POINTER (n_waiting));
+  if (only != NULL)
+    {
+      BfWorker *w = g_hash_table_lookup (self->workers, only);
+      if (w && bf_worker_can_substantiate_for (w, builder))
+        bf_latent_substantiate (bf_worker_get_latent (w));
+      return;
+    }
+  if (count_substantiating (self, builder) >= n_waiting)
+    return;
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      if (bf_worker_can_substantiate_for (value, builder))
+        {
+          bf_latent_substantiate (bf_worker_get_latent (value));
+          return;
+        }
+    }
+}
+
 static gboolean
 dispatch_cb (gpointer data)
 {
   BfManager *self = data;
+  g_autoptr(GHashTable) waiting = g_hash_table_new (g_str_hash, g_str_equal);
   GList *next;
 
   self->dispatch_source_id = 0;
@@ -501,7 +614,10 @@ dispatch_cb (gpointer data)
       next = l->next;
       worker = choose_worker (self, build);
       if (worker == NULL)
-        continue;
+        {
+          create_demand (self, build, waiting);
+          continue;
+        }
       g_queue_delete_link (&self->pending, l);
       g_hash_table_insert (self->last_assigned, g_strdup (bf_worker_get_name (worker)),
                            GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
@@ -776,6 +892,63 @@ bf_manager_iface_init (BfDBusManagerIface *iface)
 
 /* Object ------------------------------------------------------------------------ */
 
+typedef struct {
+  guint remaining;
+} ShutdownData;
+
+static void
+latent_shutdown_cb (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  ShutdownData *d = g_task_get_task_data (task);
+
+  bf_latent_shutdown_finish (BF_LATENT (source), result, NULL);
+  if (--d->remaining == 0)
+    g_task_return_boolean (task, TRUE);
+}
+
+/**
+ * bf_manager_shutdown_async:
+ *
+ * Stops every latent instance that is not kept (KeepOnShutdown=), in
+ * parallel, for a clean exit; the caller bounds the wait.
+ */
+void
+bf_manager_shutdown_async (BfManager           *self,
+                           GAsyncReadyCallback  callback,
+                           gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
+  ShutdownData *d = g_new0 (ShutdownData, 1);
+  GHashTableIter iter;
+  gpointer value;
+
+  g_task_set_source_tag (task, bf_manager_shutdown_async);
+  g_task_set_task_data (task, d, g_free);
+  d->remaining = 1;
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BfLatent *latent = bf_worker_get_latent (value);
+      if (latent == NULL)
+        continue;
+      d->remaining++;
+      bf_latent_shutdown_async (latent, NULL, latent_shutdown_cb, g_object_ref (task));
+    }
+  if (--d->remaining == 0)
+    g_task_return_boolean (task, TRUE);
+}
+
+gboolean
+bf_manager_shutdown_finish (BfManager     *self,
+                            GAsyncResult  *result,
+                            GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
 /**
  * bf_manager_shutdown:
  *
@@ -834,6 +1007,7 @@ bf_manager_finalize (GObject *object)
 
   g_clear_pointer (&self->config, bf_config_unref);
   g_clear_object (&self->bus);
+  g_free (self->master);
   g_clear_object (&self->state);
   g_clear_object (&self->mailer);
   g_clear_object (&self->authority);

@@ -21,6 +21,12 @@ gboolean   bf_manager_export        (BfManager        *self,
 gboolean   bf_manager_start_listening (BfManager      *self,
                                      GError          **error);
 void       bf_manager_shutdown      (BfManager        *self);
+void       bf_manager_shutdown_async (BfManager       *self,
+                                     GAsyncReadyCallback callback,
+                                     gpointer          user_data);
+gboolean   bf_manager_shutdown_finish (BfManager      *self,
+                                     GAsyncResult     *result,
+                                     GError          **error);
 gboolean   bf_manager_reload        (BfManager        *self,
                                      GError          **error);
 BfWorker  *bf_manager_lookup_worker (BfManager        *self,

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 #include <glib/gstdio.h>
 
 #include "bf-state.h"
@@ -27,6 +28,7 @@ struct _BfState
   char *directory;
   char *path;
   GHashTable *workers;    /* name -> BfWorkerState* */
+  GHashTable *instances;  /* name -> BfInstanceRecord* */
   guint write_source_id;
   gboolean writing;       /* a write runs in a thread */
   gboolean dirty;         /* changed since the last write started */
@@ -39,6 +41,17 @@ void
 bf_worker_state_clear (BfWorkerState *ws)
 {
   g_clear_pointer (&ws->pause_reason, g_free);
+}
+
+void
+bf_instance_record_free (BfInstanceRecord *record)
+{
+  g_free (record->driver);
+  g_free (record->id);
+  if (record->password)
+    explicit_bzero (record->password, strlen (record->password));
+  g_free (record->password);
+  g_free (record);
 }
 
 static void
@@ -55,6 +68,7 @@ bf_state_finalize (GObject *object)
 
   g_clear_handle_id (&self->write_source_id, g_source_remove);
   g_clear_pointer (&self->workers, g_hash_table_unref);
+  g_clear_pointer (&self->instances, g_hash_table_unref);
   g_free (self->directory);
   g_free (self->path);
 
@@ -72,6 +86,8 @@ bf_state_init (BfState *self)
 {
   self->workers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                          (GDestroyNotify) worker_state_free);
+  self->instances = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                           (GDestroyNotify) bf_instance_record_free);
 }
 
 BfState *
@@ -142,6 +158,18 @@ bf_state_load (BfState *self)
       BfWorkerState *ws;
       const char *name;
 
+      if (g_str_has_prefix (groups[i], "Instance "))
+        {
+          BfInstanceRecord *r = g_new0 (BfInstanceRecord, 1);
+          r->driver = g_key_file_get_string (kf, groups[i], "Driver", NULL);
+          r->id = g_key_file_get_string (kf, groups[i], "Id", NULL);
+          r->password = g_key_file_get_string (kf, groups[i], "Password", NULL);
+          if (r->driver && r->id)
+            g_hash_table_replace (self->instances, g_strdup (groups[i] + strlen ("Instance ")), r);
+          else
+            bf_instance_record_free (r);
+          continue;
+        }
       if (!g_str_has_prefix (groups[i], "Worker "))
         continue;
       name = groups[i] + strlen ("Worker ");
@@ -231,7 +259,67 @@ serialize (BfState *self)
       g_string_append_c (s, '\n');
       g_string_append (s, text);
     }
+  {
+    g_autoptr(GList) inames = g_hash_table_get_keys (self->instances);
+    inames = g_list_sort (inames, (GCompareFunc) g_strcmp0);
+    for (GList *l = inames; l; l = l->next)
+      {
+        BfInstanceRecord *r = g_hash_table_lookup (self->instances, l->data);
+        g_autoptr(GKeyFile) one = g_key_file_new ();
+        g_autofree char *group = g_strconcat ("Instance ", (char *) l->data, NULL);
+        g_autofree char *text = NULL;
+
+        g_key_file_set_string (one, group, "Driver", r->driver);
+        g_key_file_set_string (one, group, "Id", r->id);
+        if (r->password)
+          g_key_file_set_string (one, group, "Password", r->password);
+        text = g_key_file_to_data (one, NULL, NULL);
+        g_string_append_c (s, '\n');
+        g_string_append (s, text);
+      }
+  }
   return g_string_free_to_bytes (g_steal_pointer (&s));
+}
+
+/**
+ * bf_state_set_instance:
+ *
+ * Records a started latent instance (the file is 0600 in a 0700
+ * directory: a generated password is kept so the instance can be adopted).
+ */
+void
+bf_state_set_instance (BfState    *self,
+                       const char *name,
+                       const char *driver,
+                       const char *id,
+                       const char *password)
+{
+  BfInstanceRecord *r = g_new0 (BfInstanceRecord, 1);
+
+  r->driver = g_strdup (driver);
+  r->id = g_strdup (id);
+  r->password = g_strdup (password);
+  g_hash_table_replace (self->instances, g_strdup (name), r);
+  schedule_write (self);
+}
+
+void
+bf_state_remove_instance (BfState    *self,
+                          const char *name)
+{
+  if (g_hash_table_remove (self->instances, name))
+    schedule_write (self);
+}
+
+/**
+ * bf_state_get_instances:
+ *
+ * Returns: (transfer none): name -> BfInstanceRecord
+ */
+GHashTable *
+bf_state_get_instances (BfState *self)
+{
+  return self->instances;
 }
 
 static void

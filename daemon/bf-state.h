@@ -24,6 +24,20 @@ typedef struct {
 
 void bf_worker_state_clear (BfWorkerState *ws);
 
+/**
+ * BfInstanceRecord:
+ *
+ * A latent instance that was started and not yet stopped: what the next
+ * daemon needs to adopt or stop it after a crash.
+ */
+typedef struct {
+  char *driver;     /* "command", "local", "systemd" */
+  char *id;         /* the driver's instance id */
+  char *password;   /* a generated password, for adoption; NULL otherwise */
+} BfInstanceRecord;
+
+void bf_instance_record_free (BfInstanceRecord *record);
+
 #define BF_TYPE_STATE (bf_state_get_type ())
 G_DECLARE_FINAL_TYPE (BfState, bf_state, BF, STATE, GObject)
 
@@ -39,5 +53,14 @@ void        bf_state_set_worker    (BfState             *self,
 void        bf_state_remove_worker (BfState             *self,
                                     const char          *name);
 void        bf_state_flush         (BfState             *self);
+
+void        bf_state_set_instance  (BfState             *self,
+                                    const char          *name,
+                                    const char          *driver,
+                                    const char          *id,
+                                    const char          *password);
+void        bf_state_remove_instance (BfState           *self,
+                                    const char          *name);
+GHashTable *bf_state_get_instances (BfState             *self);
 
 G_END_DECLS

@@ -184,7 +184,10 @@ arm_missing_timer (BfWorker *self)
   guint delay_ms;
 
   g_clear_handle_id (&self->missing_source_id, g_source_remove);
-  if (self->connection != NULL || self->missing_notified || timeout == 0 || since == 0)
+  /* A latent worker is away by design; its failures to start are
+   * reported as SubstantiationFailed instead. */
+  if (self->connection != NULL || self->missing_notified || timeout == 0 || since == 0 ||
+      self->latent != NULL)
     return;
 
   due = since + timeout;
@@ -236,6 +239,8 @@ detach (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
+  if (self->latent)
+    bf_latent_detached (self->latent, reason);
 }
 
 static void
@@ -342,6 +347,8 @@ attach (BfWorker     *self,
                   bf_dbus_worker_get_version (iface (self)));
 
   bf_dbus_worker_emit_attached (iface (self));
+  if (self->latent)
+    bf_latent_attached (self->latent);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, TRUE);
 
   if (was_missing)
@@ -468,6 +475,16 @@ bf_worker_offer_connection (BfWorker     *self,
       return;
     }
 
+  if (self->latent != NULL && !bf_latent_accepts_connection (self->latent))
+    {
+      g_autofree char *why = g_strdup_printf ("latent worker %s is not being substantiated",
+                                              bf_worker_get_name (self));
+      bf_worker_message (bf_worker_get_name (self), "Refused a connection for worker %s from %s: %s",
+                         bf_worker_get_name (self), bf_connection_get_peer (connection), why);
+      bf_connection_close (connection, why);
+      return;
+    }
+
   self->candidate = g_object_ref (connection);
 
   if (self->connection == NULL)
@@ -542,11 +559,33 @@ bf_worker_can_take_build (BfWorker   *self,
   guint max = self->config->max_builds;
 
   return self->connection != NULL &&
+         (self->latent == NULL || bf_latent_can_take_build (self->latent)) &&
          bf_worker_config_serves (self->config, builder) &&
          !bf_dbus_worker_get_graceful (w) &&
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
          (max == 0 || bf_dbus_worker_get_active_builds (w) < max);
+}
+
+/**
+ * bf_worker_can_substantiate_for:
+ *
+ * Whether starting this latent worker's instance would give @builder a
+ * worker.
+ */
+gboolean
+bf_worker_can_substantiate_for (BfWorker   *self,
+                                const char *builder)
+{
+  BfDBusWorker *w = iface (self);
+
+  return self->latent != NULL &&
+         self->connection == NULL &&
+         bf_latent_can_substantiate (self->latent) &&
+         bf_worker_config_serves (self->config, builder) &&
+         !bf_dbus_worker_get_graceful (w) &&
+         !bf_dbus_worker_get_paused (w) &&
+         !bf_dbus_worker_get_quarantined (w);
 }
 
 guint
@@ -559,6 +598,8 @@ void
 bf_worker_build_started (BfWorker *self)
 {
   bf_dbus_worker_set_active_builds (iface (self), bf_dbus_worker_get_active_builds (iface (self)) + 1);
+  if (self->latent)
+    bf_latent_build_started (self->latent);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 1);
 }
 
@@ -572,8 +613,11 @@ bf_worker_build_finished (BfWorker *self,
   bf_dbus_worker_set_active_builds (iface (self), active - 1);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, -1);
 
-  /* The seed's after-build rule: a graceful worker shuts down once idle. */
-  if (active == 1 && bf_dbus_worker_get_graceful (iface (self)))
+  /* The seed's after-build rule: a graceful worker shuts down once idle;
+   * a latent one is insubstantiated (or kept, per BuildWaitTimeout). */
+  if (active == 1 && self->latent)
+    bf_latent_builds_idle (self->latent, bf_dbus_worker_get_graceful (iface (self)));
+  else if (active == 1 && bf_dbus_worker_get_graceful (iface (self)))
     bf_worker_request_shutdown (self);
 }
 
@@ -666,8 +710,13 @@ set_graceful_authorized (GObject               *object,
                          bf_worker_get_name (self), graceful ? "requested" : "cancelled",
                          g_dbus_method_invocation_get_sender (invocation));
       bf_dbus_worker_emit_graceful_changed (iface (self), graceful);
-      if (graceful && self->connection != NULL && bf_dbus_worker_get_active_builds (iface (self)) == 0)
-        bf_worker_request_shutdown (self);
+      if (graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
+        {
+          if (self->latent)
+            bf_latent_insubstantiate (self->latent, FALSE, "graceful");
+          else if (self->connection != NULL)
+            bf_worker_request_shutdown (self);
+        }
     }
   bf_dbus_worker_complete_set_graceful (iface (self), invocation);
 }
@@ -834,6 +883,7 @@ bf_worker_dispose (GObject *object)
     }
   g_clear_object (&self->connection);
   g_clear_object (&self->candidate_cancellable);
+  g_clear_object (&self->latent);
 
   G_OBJECT_CLASS (bf_worker_parent_class)->dispose (object);
 }
@@ -844,7 +894,6 @@ bf_worker_finalize (GObject *object)
   BfWorker *self = BF_WORKER (object);
 
   g_clear_pointer (&self->config, bf_worker_config_unref);
-  g_clear_object (&self->latent);
   g_clear_object (&self->state);
   g_clear_object (&self->mailer);
   g_clear_object (&self->authority);
@@ -939,7 +988,7 @@ bf_worker_new (BfWorkerConfig *config,
   self->authority = g_object_ref (authority);
 
   if (config->latent != BF_LATENT_NONE)
-    self->latent = bf_latent_new (config);
+    self->latent = bf_latent_new (config, self, state, mailer, authority);
 
   known = bf_state_get_worker (state, config->name, &ws);
   bf_dbus_worker_set_name (w, config->name);
@@ -1031,9 +1080,13 @@ bf_worker_check_password (BfWorker   *self,
   gsize la = sizeof da, lb = sizeof db;
   guint8 diff = 0;
 
-  if (self->config->password == NULL || password == NULL)
+  const char *expected = self->config->password;
+
+  if (self->config->password_generate)
+    expected = self->latent ? bf_latent_get_password (self->latent) : NULL;
+  if (expected == NULL || password == NULL)
     return FALSE;
-  g_checksum_update (a, (const guchar *) self->config->password, -1);
+  g_checksum_update (a, (const guchar *) expected, -1);
   g_checksum_update (b, (const guchar *) password, -1);
   g_checksum_get_digest (a, da, &la);
   g_checksum_get_digest (b, db, &lb);

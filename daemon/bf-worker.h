@@ -42,6 +42,8 @@ gboolean        bf_worker_is_missing         (BfWorker       *self);
 gboolean        bf_worker_is_connected       (BfWorker       *self);
 gboolean        bf_worker_can_take_build     (BfWorker       *self,
                                               const char     *builder);
+gboolean        bf_worker_can_substantiate_for (BfWorker     *self,
+                                              const char     *builder);
 void            bf_worker_build_started      (BfWorker       *self);
 void            bf_worker_build_finished     (BfWorker       *self,
                                               gboolean        lost);

@@ -21,6 +21,7 @@
 #define BUS_NAME "org.buildfleet.Fleet1"
 #define LISTEN_RETRY_MS 100
 #define LISTEN_RETRIES 50
+#define SHUTDOWN_TIMEOUT_S 20
 
 typedef struct {
   GMainLoop *loop;
@@ -31,6 +32,8 @@ typedef struct {
   guint watchdog_id;
   guint listen_retry_id;
   guint listen_attempts;
+  guint shutdown_timeout_id;
+  gboolean shutting_down;
   int exit_code;
 } BfApp;
 
@@ -39,6 +42,7 @@ bf_app_free (BfApp *app)
 {
   g_clear_handle_id (&app->watchdog_id, g_source_remove);
   g_clear_handle_id (&app->listen_retry_id, g_source_remove);
+  g_clear_handle_id (&app->shutdown_timeout_id, g_source_remove);
   g_clear_handle_id (&app->name_id, g_bus_unown_name);
   g_clear_object (&app->manager);
   g_clear_pointer (&app->config, bf_config_unref);
@@ -138,14 +142,44 @@ name_lost_cb (GDBusConnection *bus,
   quit (app, EXIT_FAILURE);
 }
 
+static void
+shutdown_done_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  BfApp *app = user_data;
+
+  bf_manager_shutdown_finish (BF_MANAGER (source), result, NULL);
+  g_main_loop_quit (app->loop);
+}
+
+static gboolean
+shutdown_timeout_cb (gpointer data)
+{
+  BfApp *app = data;
+
+  app->shutdown_timeout_id = 0;
+  g_warning ("Latent instances did not stop within %d s; exiting anyway (they stay recorded)",
+             SHUTDOWN_TIMEOUT_S);
+  g_main_loop_quit (app->loop);
+  return G_SOURCE_REMOVE;
+}
+
 static gboolean
 sigterm_cb (gpointer data)
 {
   BfApp *app = data;
 
-  g_message ("Received a termination signal; exiting");
+  if (app->shutting_down)
+    return G_SOURCE_CONTINUE;
+  app->shutting_down = TRUE;
+  g_message ("Received a termination signal; stopping latent instances and exiting");
   sd_notify (0, "STOPPING=1");
-  g_main_loop_quit (app->loop);
+  /* Like the seed's before-shutdown hook: instances are stopped, bounded
+   * in time, before the loop ends. */
+  app->shutdown_timeout_id = bf_timeout_add_seconds (SHUTDOWN_TIMEOUT_S, shutdown_timeout_cb, app,
+                                                     "[buildfleetd] shutdown timeout");
+  bf_manager_shutdown_async (app->manager, shutdown_done_cb, app);
   return G_SOURCE_CONTINUE;
 }
 

@@ -1,0 +1,404 @@
+/* bf-latent-driver.c: the engine that starts and stops latent worker instances
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "bf-latent-driver.h"
+#include "bf-util.h"
+#include "bf-command-driver.h"
+#include "bf-local-driver.h"
+#include "bf-systemd-driver.h"
+
+typedef struct
+{
+  BfWorkerConfig *config;
+  char *state_directory;
+  char *instance_id;
+} BfLatentDriverPrivate;
+
+G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (BfLatentDriver, bf_latent_driver, G_TYPE_OBJECT)
+
+static void
+bf_latent_driver_finalize (GObject *object)
+{
+  BfLatentDriverPrivate *priv = bf_latent_driver_get_instance_private (BF_LATENT_DRIVER (object));
+
+  g_clear_pointer (&priv->config, bf_worker_config_unref);
+  g_free (priv->state_directory);
+  g_free (priv->instance_id);
+  G_OBJECT_CLASS (bf_latent_driver_parent_class)->finalize (object);
+}
+
+static guint instance_exited_signal;
+
+static void
+bf_latent_driver_class_init (BfLatentDriverClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = bf_latent_driver_finalize;
+
+  /**
+   * BfLatentDriver::instance-exited:
+   * @message: what happened
+   *
+   * The engine says the instance is gone, without being asked to stop it.
+   */
+  instance_exited_signal =
+    g_signal_new ("instance-exited", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+}
+
+void
+bf_latent_driver_emit_instance_exited (BfLatentDriver *self,
+                                       const char     *message)
+{
+  g_signal_emit (self, instance_exited_signal, 0, message);
+}
+
+static void
+bf_latent_driver_init (BfLatentDriver *self)
+{
+}
+
+/**
+ * bf_latent_driver_new:
+ *
+ * Returns: (transfer full): the driver for @config's Latent= kind.
+ */
+BfLatentDriver *
+bf_latent_driver_new (BfWorkerConfig *config,
+                      const char     *state_directory)
+{
+  GType type;
+  BfLatentDriver *self;
+  BfLatentDriverPrivate *priv;
+
+  switch (config->latent)
+    {
+    case BF_LATENT_COMMAND: type = BF_TYPE_COMMAND_DRIVER; break;
+    case BF_LATENT_LOCAL: type = BF_TYPE_LOCAL_DRIVER; break;
+    case BF_LATENT_SYSTEMD: type = BF_TYPE_SYSTEMD_DRIVER; break;
+    case BF_LATENT_NONE:
+    default:
+      g_return_val_if_reached (NULL);
+    }
+  self = g_object_new (type, NULL);
+  priv = bf_latent_driver_get_instance_private (self);
+  priv->config = bf_worker_config_ref (config);
+  priv->state_directory = g_strdup (state_directory);
+  return self;
+}
+
+BfWorkerConfig *
+bf_latent_driver_get_config (BfLatentDriver *self)
+{
+  BfLatentDriverPrivate *priv = bf_latent_driver_get_instance_private (self);
+  return priv->config;
+}
+
+void
+bf_latent_driver_set_config (BfLatentDriver *self,
+                             BfWorkerConfig *config)
+{
+  BfLatentDriverPrivate *priv = bf_latent_driver_get_instance_private (self);
+
+  g_clear_pointer (&priv->config, bf_worker_config_unref);
+  priv->config = bf_worker_config_ref (config);
+}
+
+const char *
+bf_latent_driver_get_state_directory (BfLatentDriver *self)
+{
+  BfLatentDriverPrivate *priv = bf_latent_driver_get_instance_private (self);
+  return priv->state_directory;
+}
+
+/**
+ * bf_latent_driver_get_instance_id:
+ *
+ * Returns: (nullable): what identifies the running instance to this driver
+ *   (a pid, a unit name), for the leak record; %NULL when none runs.
+ */
+const char *
+bf_latent_driver_get_instance_id (BfLatentDriver *self)
+{
+  BfLatentDriverPrivate *priv = bf_latent_driver_get_instance_private (self);
+  return priv->instance_id;
+}
+
+void
+bf_latent_driver_set_instance_id (BfLatentDriver *self,
+                                  const char     *id)
+{
+  BfLatentDriverPrivate *priv = bf_latent_driver_get_instance_private (self);
+
+  g_free (priv->instance_id);
+  priv->instance_id = g_strdup (id);
+}
+
+void
+bf_latent_driver_start_async (BfLatentDriver          *self,
+                              const BfLatentStartInfo *info,
+                              GCancellable            *cancellable,
+                              GAsyncReadyCallback      callback,
+                              gpointer                 user_data)
+{
+  BF_LATENT_DRIVER_GET_CLASS (self)->start_async (self, info, cancellable, callback, user_data);
+}
+
+gboolean
+bf_latent_driver_start_finish (BfLatentDriver  *self,
+                               GAsyncResult    *result,
+                               GError         **error)
+{
+  return BF_LATENT_DRIVER_GET_CLASS (self)->start_finish (self, result, error);
+}
+
+void
+bf_latent_driver_stop_async (BfLatentDriver      *self,
+                             gboolean             fast,
+                             GCancellable        *cancellable,
+                             GAsyncReadyCallback  callback,
+                             gpointer             user_data)
+{
+  BF_LATENT_DRIVER_GET_CLASS (self)->stop_async (self, fast, cancellable, callback, user_data);
+}
+
+gboolean
+bf_latent_driver_stop_finish (BfLatentDriver  *self,
+                              GAsyncResult    *result,
+                              GError         **error)
+{
+  return BF_LATENT_DRIVER_GET_CLASS (self)->stop_finish (self, result, error);
+}
+
+/**
+ * bf_latent_driver_make_env:
+ *
+ * Returns: (transfer full): the BUILDFLEET_* environment every engine
+ *   command gets.
+ */
+GStrv
+bf_latent_driver_make_env (const BfLatentStartInfo *info)
+{
+  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+  g_autofree char *name = g_strconcat ("BUILDFLEET_WORKER_NAME=", info->name, NULL);
+  g_autofree char *password = g_strconcat ("BUILDFLEET_WORKER_PASSWORD=", info->password ? info->password : "", NULL);
+  g_autofree char *url = g_strconcat ("BUILDFLEET_MASTER_URL=", info->master_url ? info->master_url : "", NULL);
+  g_autofree char *master = g_strconcat ("BUILDFLEET_MASTER=", info->master ? info->master : "", NULL);
+
+  g_strv_builder_add_many (b, name, password, url, master, NULL);
+  if (info->tls_certificate)
+    {
+      g_autofree char *cert = g_strconcat ("BUILDFLEET_TLS_CERTIFICATE=", info->tls_certificate, NULL);
+      g_strv_builder_add (b, cert);
+    }
+  return g_strv_builder_end (b);
+}
+
+/**
+ * bf_latent_expand:
+ * @template: text with %n (name), %p (password), %u (master URL), %m
+ *   (HOST:PORT) and %% (a percent sign)
+ *
+ * Returns: (transfer full): @template with the values filled in.
+ */
+char *
+bf_latent_expand (const char              *template,
+                  const BfLatentStartInfo *info)
+{
+  GString *s = g_string_new (NULL);
+
+  for (const char *c = template; *c; c++)
+    {
+      if (*c != '%' || c[1] == '\0')
+        {
+          g_string_append_c (s, *c);
+          continue;
+        }
+      c++;
+      switch (*c)
+        {
+        case 'n': g_string_append (s, info->name); break;
+        case 'p': g_string_append (s, info->password ? info->password : ""); break;
+        case 'u': g_string_append (s, info->master_url ? info->master_url : ""); break;
+        case 'm': g_string_append (s, info->master ? info->master : ""); break;
+        case '%': g_string_append_c (s, '%'); break;
+        default: g_string_append_c (s, '%'); g_string_append_c (s, *c); break;
+        }
+    }
+  return g_string_free (s, FALSE);
+}
+
+/* Running a command ------------------------------------------------------------
+ *
+ * Engines are driven by commands that must end (start-vm, stop-vm,
+ * create-worker).  The exit status decides; the last bytes of the merged
+ * output explain a failure.  Output is read as it comes but its end is not
+ * awaited: a command that leaves a daemon behind holding the pipe still
+ * counts as finished when it exits.
+ */
+
+#define TAIL_MAX 2048
+
+typedef struct {
+  GSubprocess *process;
+  GInputStream *output;
+  GByteArray *tail;
+  guint8 buffer[4096];
+  char *what;
+  guint timeout_id;
+  gboolean timed_out;
+  GCancellable *read_cancellable;
+  gulong cancel_id;
+} RunData;
+
+static void
+run_data_free (RunData *d)
+{
+  g_clear_handle_id (&d->timeout_id, g_source_remove);
+  if (d->read_cancellable)
+    g_cancellable_cancel (d->read_cancellable);
+  g_clear_object (&d->read_cancellable);
+  g_clear_object (&d->output);
+  g_clear_object (&d->process);
+  g_byte_array_unref (d->tail);
+  g_free (d->what);
+  g_free (d);
+}
+
+static void
+read_cb (GObject      *source,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  GTask *task = user_data;    /* one reference held per read in flight */
+  RunData *d = g_task_get_task_data (task);
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, NULL);
+
+  if (n > 0)
+    {
+      g_byte_array_append (d->tail, d->buffer, n);
+      if (d->tail->len > TAIL_MAX)
+        g_byte_array_remove_range (d->tail, 0, d->tail->len - TAIL_MAX);
+      if (!g_cancellable_is_cancelled (d->read_cancellable))
+        {
+          g_input_stream_read_async (d->output, d->buffer, sizeof d->buffer, G_PRIORITY_DEFAULT,
+                                     d->read_cancellable, read_cb, task);
+          return;
+        }
+    }
+  g_object_unref (task);
+}
+
+static gboolean
+run_timeout_cb (gpointer data)
+{
+  GTask *task = data;
+  RunData *d = g_task_get_task_data (task);
+
+  d->timeout_id = 0;
+  d->timed_out = TRUE;
+  g_subprocess_force_exit (d->process);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+run_wait_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  RunData *d = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tail = NULL;
+
+  g_clear_handle_id (&d->timeout_id, g_source_remove);
+  g_cancellable_cancel (d->read_cancellable);
+  if (!g_subprocess_wait_finish (d->process, result, &error))
+    {
+      /* Cancelled: kill it, nothing must be left running. */
+      g_subprocess_force_exit (d->process);
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  tail = g_utf8_make_valid ((const char *) d->tail->data, d->tail->len);
+  g_strstrip (tail);
+  if (d->timed_out)
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                             "%s did not finish in time and was killed%s%s",
+                             d->what, *tail ? ": " : "", tail);
+  else if (g_subprocess_get_if_exited (d->process) && g_subprocess_get_exit_status (d->process) == 0)
+    g_task_return_boolean (task, TRUE);
+  else if (g_subprocess_get_if_exited (d->process))
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
+                             "%s exited with status %d%s%s", d->what,
+                             g_subprocess_get_exit_status (d->process), *tail ? ": " : "", tail);
+  else
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
+                             "%s was killed by signal %d%s%s", d->what,
+                             g_subprocess_get_term_sig (d->process), *tail ? ": " : "", tail);
+}
+
+/**
+ * bf_latent_run_async:
+ * @argv: the command
+ * @env: (nullable): extra environment, "KEY=VALUE"
+ * @what: how to name the command in errors ("StartCommand")
+ * @timeout_usec: kill it after this long; 0 for no limit
+ *
+ * Runs a command to its end, asynchronously.  Cancelling kills it.
+ */
+void
+bf_latent_run_async (const char * const  *argv,
+                     const char * const  *env,
+                     const char          *what,
+                     guint64              timeout_usec,
+                     GCancellable        *cancellable,
+                     GAsyncReadyCallback  callback,
+                     gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (NULL, cancellable, callback, user_data);
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GError) error = NULL;
+  RunData *d;
+
+  g_task_set_source_tag (task, bf_latent_run_async);
+  d = g_new0 (RunData, 1);
+  d->tail = g_byte_array_new ();
+  d->what = g_strdup (what);
+  d->read_cancellable = g_cancellable_new ();
+  g_task_set_task_data (task, d, (GDestroyNotify) run_data_free);
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT |
+                                        G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                        G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  for (guint i = 0; env && env[i]; i++)
+    {
+      g_auto(GStrv) kv = g_strsplit (env[i], "=", 2);
+      if (kv[0] && kv[1])
+        g_subprocess_launcher_setenv (launcher, kv[0], kv[1], TRUE);
+    }
+  d->process = g_subprocess_launcher_spawnv (launcher, argv, &error);
+  if (d->process == NULL)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
+                               "%s could not be started: %s", what, error->message);
+      return;
+    }
+  d->output = g_object_ref (g_subprocess_get_stdout_pipe (d->process));
+  g_input_stream_read_async (d->output, d->buffer, sizeof d->buffer, G_PRIORITY_DEFAULT,
+                             d->read_cancellable, read_cb, g_object_ref (task));
+  if (timeout_usec > 0)
+    d->timeout_id = bf_timeout_add (bf_usec_to_ms (timeout_usec), run_timeout_cb, task,
+                                    "[buildfleetd] latent command timeout");
+  g_subprocess_wait_async (d->process, cancellable, run_wait_cb, g_object_ref (task));
+}
+
+gboolean
+bf_latent_run_finish (GAsyncResult  *result,
+                      GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
