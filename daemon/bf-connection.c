@@ -609,10 +609,21 @@ typedef struct {
   const char *op;
 } AttachStep;
 
-/* Info values go on D-Bus: drop nils (D-Bus has no maybe type). */
+/* Info values go on D-Bus: drop nils (D-Bus has no maybe type) and
+ * flatten what nests deeper than D-Bus allows into its printed form.
+ * Containers come back floating, leaves borrowed. */
+#define DBUS_SAFE_DEPTH 8
+
 static GVariant *
-dbus_safe (GVariant *v)
+dbus_safe_at (GVariant *v,
+              guint     depth)
 {
+  if (depth >= DBUS_SAFE_DEPTH &&
+      (g_variant_is_container (v) && !g_variant_is_of_type (v, G_VARIANT_TYPE_BYTESTRING)))
+    {
+      g_autofree char *printed = g_variant_print (v, FALSE);
+      return g_variant_new_string (printed);
+    }
   if (g_variant_is_of_type (v, G_VARIANT_TYPE_VARDICT))
     {
       GVariantBuilder b;
@@ -624,7 +635,7 @@ dbus_safe (GVariant *v)
       g_variant_iter_init (&iter, v);
       while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
         if (!is_nil (value))
-          g_variant_builder_add (&b, "{sv}", key, dbus_safe (value));
+          g_variant_builder_add (&b, "{sv}", key, dbus_safe_at (value, depth + 1));
       return g_variant_builder_end (&b);
     }
   if (g_variant_is_of_type (v, G_VARIANT_TYPE ("av")))
@@ -636,10 +647,17 @@ dbus_safe (GVariant *v)
       g_variant_builder_init (&b, G_VARIANT_TYPE ("av"));
       g_variant_iter_init (&iter, v);
       while (g_variant_iter_loop (&iter, "v", &value))
-        g_variant_builder_add (&b, "v", is_nil (value) ? g_variant_new_string ("") : dbus_safe (value));
+        g_variant_builder_add (&b, "v", is_nil (value) ? g_variant_new_string ("") : dbus_safe_at (value, depth + 1));
       return g_variant_builder_end (&b);
     }
-  return g_variant_ref (v);
+  /* Borrowed: the caller adds it to a builder, which takes its own ref. */
+  return v;
+}
+
+static GVariant *
+dbus_safe (GVariant *v)
+{
+  return dbus_safe_at (v, 0);
 }
 
 static void

@@ -323,7 +323,7 @@ run_wait_cb (GObject      *source,
       return;
     }
 
-  tail = g_utf8_make_valid ((const char *) d->tail->data, d->tail->len);
+  tail = d->tail->len ? g_utf8_make_valid ((const char *) d->tail->data, d->tail->len) : g_strdup ("");
   g_strstrip (tail);
   if (d->timed_out)
     g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
