@@ -18,35 +18,107 @@
 #define DEFAULT_LISTEN "*:9989"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/buildfleet"
 
-/* Where a key (or group) was last set: for error messages. */
-typedef struct {
-  const char *file;   /* owned by Parser.files */
-  guint line;
-} Origin;
-
 typedef struct {
   GPtrArray *files;        /* char*, main first */
+  GPtrArray *contents;     /* char*, each file's text, for error positions */
   GKeyFile *merged;
-  GHashTable *origins;     /* "group\nkey" or "group\n" -> Origin* */
 } Parser;
 
 static void
 parser_clear (Parser *p)
 {
   g_clear_pointer (&p->files, g_ptr_array_unref);
+  g_clear_pointer (&p->contents, g_ptr_array_unref);
   g_clear_pointer (&p->merged, g_key_file_unref);
-  g_clear_pointer (&p->origins, g_hash_table_unref);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Parser, parser_clear)
 
-static const Origin *
-parser_origin (Parser     *p,
-               const char *group,
-               const char *key)
+/* Calls @func for every non-blank line of @text: 1-based number, the
+ * line stripped of surrounding white space (in a scratch buffer). */
+static gboolean
+foreach_line (const char *text,
+              gboolean  (*func) (guint line, char *stripped, gpointer data),
+              gpointer    data)
 {
-  g_autofree char *id = g_strdup_printf ("%s\n%s", group, key ? key : "");
-  return g_hash_table_lookup (p->origins, id);
+  g_autoptr(GString) scratch = g_string_new (NULL);
+  guint n = 0;
+
+  for (const char *start = text; *start; )
+    {
+      const char *end = strchr (start, '\n');
+      gsize len = end ? (gsize) (end - start) : strlen (start);
+
+      n++;
+      g_string_truncate (scratch, 0);
+      g_string_append_len (scratch, start, len);
+      g_strstrip (scratch->str);
+      if (scratch->str[0] != '\0' && !func (n, scratch->str, data))
+        return FALSE;
+      if (end == NULL)
+        break;
+      start = end + 1;
+    }
+  return TRUE;
+}
+
+typedef struct {
+  const char *group;
+  const char *key;
+  char *current;
+  guint found;
+} FindData;
+
+static gboolean
+find_line (guint    line,
+           char    *text,
+           gpointer data)
+{
+  FindData *d = data;
+
+  if (*text == '#')
+    return TRUE;
+  if (*text == '[')
+    {
+      char *close = strrchr (text, ']');
+      g_free (d->current);
+      d->current = close ? g_strndup (text + 1, close - text - 1) : NULL;
+      if (d->key == NULL && g_strcmp0 (d->current, d->group) == 0)
+        d->found = line;
+      return TRUE;
+    }
+  if (d->key != NULL && g_strcmp0 (d->current, d->group) == 0)
+    {
+      char *eq = strchr (text, '=');
+      if (eq != NULL)
+        {
+          *eq = '\0';
+          g_strchomp (text);
+          if (g_str_equal (text, d->key))
+            d->found = line;
+        }
+    }
+  return TRUE;
+}
+
+/* Where @group (and @key) were last set, for an error message.  Only
+ * errors pay for this: the files are searched again, last file first. */
+static char *
+parser_where (Parser     *p,
+              const char *group,
+              const char *key)
+{
+  for (int pass = key ? 0 : 1; pass < 2; pass++)
+    for (guint i = p->files->len; i > 0; i--)
+      {
+        FindData d = { group, pass == 0 ? key : NULL, NULL, 0 };
+
+        foreach_line (g_ptr_array_index (p->contents, i - 1), find_line, &d);
+        g_free (d.current);
+        if (d.found)
+          return g_strdup_printf ("%s:%u", (char *) g_ptr_array_index (p->files, i - 1), d.found);
+      }
+  return g_strdup (g_ptr_array_index (p->files, 0));
 }
 
 static void G_GNUC_PRINTF (5, 6)
@@ -57,22 +129,13 @@ set_error (GError    **error,
            const char *format,
            ...)
 {
-  const Origin *o = parser_origin (p, group, key);
   g_autofree char *what = NULL;
-  g_autofree char *where = NULL;
+  g_autofree char *where = parser_where (p, group, key);
   va_list args;
-
-  if (o == NULL && key != NULL)
-    o = parser_origin (p, group, NULL);
 
   va_start (args, format);
   what = g_strdup_vprintf (format, args);
   va_end (args);
-
-  if (o != NULL)
-    where = g_strdup_printf ("%s:%u", o->file, o->line);
-  else
-    where = g_strdup (g_ptr_array_index (p->files, 0));
 
   if (key != NULL)
     g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
@@ -217,6 +280,35 @@ strip_inline_comment (char *value)
 /* Reads one file, records where every group and key came from, rejects a
  * worker group that appears twice in the same file, and merges its values
  * into p->merged (a later file overrides the keys of an earlier one). */
+typedef struct {
+  const char *path;
+  GHashTable *groups_here;   /* group -> first line */
+  GError **error;
+} DupData;
+
+static gboolean
+find_duplicate_group (guint    line,
+                      char    *text,
+                      gpointer data)
+{
+  DupData *d = data;
+  char *close;
+
+  if (*text != '[' || (close = strrchr (text, ']')) == NULL)
+    return TRUE;   /* GKeyFile reports syntax errors */
+  *close = '\0';
+  if (g_hash_table_contains (d->groups_here, text + 1))
+    {
+      g_set_error (d->error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+                   "%s:%u: [%s]: defined twice in this file (first at line %u)",
+                   d->path, line, text + 1,
+                   GPOINTER_TO_UINT (g_hash_table_lookup (d->groups_here, text + 1)));
+      return FALSE;
+    }
+  g_hash_table_insert (d->groups_here, g_strdup (text + 1), GUINT_TO_POINTER (line));
+  return TRUE;
+}
+
 static gboolean
 parser_add_contents (Parser      *p,
                      const char  *path,
@@ -227,10 +319,7 @@ parser_add_contents (Parser      *p,
   g_autoptr(GKeyFile) kf = g_key_file_new ();
   g_autoptr(GError) local_error = NULL;
   g_autoptr(GHashTable) groups_here = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_auto(GStrv) lines = NULL;
   g_auto(GStrv) groups = NULL;
-  g_autofree char *group = NULL;
-  const char *file;
 
   if (len > MAX_FILE_SIZE)
     {
@@ -246,51 +335,26 @@ parser_add_contents (Parser      *p,
     }
 
   g_ptr_array_add (p->files, g_strdup (path));
-  file = g_ptr_array_index (p->files, p->files->len - 1);
+  g_ptr_array_add (p->contents, g_strndup (contents, len));
 
-  /* First pass, by line, for positions and duplicate groups. */
-  lines = g_strsplit (contents, "\n", -1);
-  for (guint i = 0; lines[i]; i++)
+  /* A group twice in one file would be merged silently by GKeyFile. */
+  {
+    DupData d = { path, groups_here, error };
+    if (!foreach_line (contents, find_duplicate_group, &d))
+      return FALSE;
+  }
+
+  /* The main file goes straight into the merged key file; drop-ins are
+   * laid over it key by key. */
+  if (p->files->len == 1)
     {
-      char *line = g_strstrip (lines[i]);
-      Origin *o;
-
-      if (*line == '\0' || *line == '#')
-        continue;
-      if (*line == '[')
+      if (!g_key_file_load_from_data (p->merged, contents, len, G_KEY_FILE_NONE, &local_error))
         {
-          char *close = strrchr (line, ']');
-          if (close == NULL)
-            continue;   /* GKeyFile reports the syntax error below */
-          g_free (group);
-          group = g_strndup (line + 1, close - line - 1);
-          if (g_hash_table_contains (groups_here, group))
-            {
-              g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
-                           "%s:%u: [%s]: defined twice in this file (first at line %u)",
-                           path, i + 1, group,
-                           GPOINTER_TO_UINT (g_hash_table_lookup (groups_here, group)));
-              return FALSE;
-            }
-          g_hash_table_insert (groups_here, g_strdup (group), GUINT_TO_POINTER (i + 1));
-          o = g_new0 (Origin, 1);
-          o->file = file;
-          o->line = i + 1;
-          g_hash_table_insert (p->origins, g_strdup_printf ("%s\n", group), o);
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                       "%s: %s", path, local_error->message);
+          return FALSE;
         }
-      else if (group != NULL)
-        {
-          char *eq = strchr (line, '=');
-          g_autofree char *key = NULL;
-
-          if (eq == NULL)
-            continue;
-          key = g_strstrip (g_strndup (line, eq - line));
-          o = g_new0 (Origin, 1);
-          o->file = file;
-          o->line = i + 1;
-          g_hash_table_insert (p->origins, g_strdup_printf ("%s\n%s", group, key), o);
-        }
+      return TRUE;
     }
 
   if (!g_key_file_load_from_data (kf, contents, len, G_KEY_FILE_NONE, &local_error))
@@ -997,7 +1061,7 @@ parser_init (Parser *p)
 {
   p->files = g_ptr_array_new_with_free_func (g_free);
   p->merged = g_key_file_new ();
-  p->origins = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  p->contents = g_ptr_array_new_with_free_func (g_free);
 }
 
 /**

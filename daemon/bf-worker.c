@@ -45,6 +45,8 @@ struct _BfWorker
   guint64 quarantine_max_usec;
   gboolean missing_notified;
   guint64 last_seen_usec;
+
+  GVariant *properties_cache;   /* serialised a{sv} of all properties */
 };
 
 enum {
@@ -894,6 +896,7 @@ bf_worker_finalize (GObject *object)
   BfWorker *self = BF_WORKER (object);
 
   g_clear_pointer (&self->config, bf_worker_config_unref);
+  g_clear_pointer (&self->properties_cache, g_variant_unref);
   g_clear_object (&self->state);
   g_clear_object (&self->mailer);
   g_clear_object (&self->authority);
@@ -901,13 +904,46 @@ bf_worker_finalize (GObject *object)
   G_OBJECT_CLASS (bf_worker_parent_class)->finalize (object);
 }
 
+/* GetManagedObjects asks every worker for all its properties; the
+ * generated skeleton converts each GValue every time.  A worker's
+ * properties change rarely compared with how often a monitor or a script
+ * lists the fleet, so the serialised dictionary is kept until the next
+ * change. */
+static GVariant *
+bf_worker_get_properties (GDBusInterfaceSkeleton *skeleton)
+{
+  BfWorker *self = BF_WORKER (skeleton);
+
+  if (self->properties_cache == NULL)
+    {
+      GVariant *fresh = G_DBUS_INTERFACE_SKELETON_CLASS (bf_worker_parent_class)->get_properties (skeleton);
+      self->properties_cache = g_variant_ref_sink (fresh);
+      (void) g_variant_get_data (self->properties_cache);
+    }
+  return g_variant_ref (self->properties_cache);
+}
+
+static void
+bf_worker_dispatch_properties_changed (GObject     *object,
+                                       guint        n_pspecs,
+                                       GParamSpec **pspecs)
+{
+  BfWorker *self = BF_WORKER (object);
+
+  g_clear_pointer (&self->properties_cache, g_variant_unref);
+  G_OBJECT_CLASS (bf_worker_parent_class)->dispatch_properties_changed (object, n_pspecs, pspecs);
+}
+
 static void
 bf_worker_class_init (BfWorkerClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GDBusInterfaceSkeletonClass *skeleton_class = G_DBUS_INTERFACE_SKELETON_CLASS (klass);
 
   object_class->dispose = bf_worker_dispose;
   object_class->finalize = bf_worker_finalize;
+  object_class->dispatch_properties_changed = bf_worker_dispatch_properties_changed;
+  skeleton_class->get_properties = bf_worker_get_properties;
 
   /* For the manager's counters; emitted only on real transitions. */
   signals[SIGNAL_CONNECTED_CHANGED] =
@@ -991,14 +1027,10 @@ bf_worker_new (BfWorkerConfig *config,
     self->latent = bf_latent_new (config, self, state, mailer, authority);
 
   known = bf_state_get_worker (state, config->name, &ws);
+  /* Unset strings and dictionaries read as "" and {} on the bus; with
+   * thousands of workers, not setting them saves time and memory. */
+  g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_name (w, config->name);
-  bf_dbus_worker_set_pause_reason (w, "");
-  bf_dbus_worker_set_admin (w, "");
-  bf_dbus_worker_set_host (w, "");
-  bf_dbus_worker_set_version (w, "");
-  bf_dbus_worker_set_peer (w, "");
-  bf_dbus_worker_set_info (w, g_variant_new ("a{sv}", NULL));
-  bf_dbus_worker_set_commands (w, g_variant_new ("a{ss}", NULL));
 
   if (known)
     {
@@ -1016,6 +1048,7 @@ bf_worker_new (BfWorkerConfig *config,
     bf_dbus_worker_set_disconnected_since_usec (w, now_usec ());
 
   bf_worker_set_config (self, config);
+  g_object_thaw_notify (G_OBJECT (self));
   if (!known)
     save_state (self);
   return self;

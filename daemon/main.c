@@ -35,6 +35,7 @@ typedef struct {
   guint shutdown_timeout_id;
   gboolean shutting_down;
   int exit_code;
+  gint64 start_usec;
 } BfApp;
 
 static void
@@ -95,8 +96,9 @@ try_listen_cb (gpointer data)
   {
     g_autofree char *status = bf_manager_dup_status (app->manager);
     sd_notifyf (0, "READY=1\nSTATUS=%s", status);
-    g_message ("buildfleetd %s ready on the %s bus: %s", PACKAGE_VERSION,
-               app->session_bus ? "session" : "system", status);
+    g_message ("buildfleetd %s ready on the %s bus in %.1f ms: %s", PACKAGE_VERSION,
+               app->session_bus ? "session" : "system",
+               (g_get_monotonic_time () - app->start_usec) / 1000.0, status);
   }
   return G_SOURCE_REMOVE;
 }
@@ -114,6 +116,7 @@ bus_acquired_cb (GDBusConnection *bus,
       g_printerr ("buildfleetd: cannot export the fleet on the bus: %s\n", error->message);
       quit (app, EXIT_FAILURE);
     }
+  g_debug ("Fleet exported on the bus at %.1f ms", (g_get_monotonic_time () - app->start_usec) / 1000.0);
 }
 
 static void
@@ -260,6 +263,7 @@ main (int   argc,
   /* Register the error domain before any error can cross the bus. */
   (void) BF_ERROR;
 
+  app->start_usec = g_get_monotonic_time ();
   app->config = bf_config_load (config_path, &error);
   if (app->config == NULL)
     {
@@ -267,10 +271,13 @@ main (int   argc,
       return EXIT_FAILURE;
     }
   warn_if_readable (app->config);
+  g_debug ("Configuration with %u workers read in %.1f ms", app->config->workers->len,
+           (g_get_monotonic_time () - app->start_usec) / 1000.0);
 
   app->loop = g_main_loop_new (NULL, FALSE);
   app->manager = bf_manager_new (app->config, app->session_bus);
   g_signal_connect (app->manager, "status-changed", G_CALLBACK (status_changed_cb), app);
+  g_debug ("Workers created at %.1f ms", (g_get_monotonic_time () - app->start_usec) / 1000.0);
 
   g_unix_signal_add (SIGTERM, sigterm_cb, app);
   g_unix_signal_add (SIGINT, sigterm_cb, app);
