@@ -59,9 +59,10 @@
  *       the line carries realtime_usec (CLOCK_REALTIME, like the D-Bus
  *       timestamps) to correlate with.
  *   --silent-after-attach
- *       the workers hang for --hold seconds: the main context that owns every
- *       socket source (and libsoup's automatic pong replies) is simply not
- *       iterated, while a private context runs only the hold timer and the
+ *       the workers hang for --hold seconds: the thread contexts that own
+ *       every socket source (and libsoup's automatic pong replies) are simply
+ *       not iterated, each thread waiting in a nested loop on an empty private
+ *       context, while the main thread runs only the hold timer and the
  *       signal handlers.  The kernel keeps the TCP connections ESTABLISHED and
  *       ACKs data into the receive buffers, so the master sees neither FIN nor
  *       RST, no pongs and no msgpack responses: the same as a worker process
@@ -85,6 +86,16 @@
  * and discards what the master offers.  Unlike the real worker, at most
  * --update-window of one command's requests are in flight (0 = unbounded, like
  * the real worker) so that a fast fake command cannot queue unbounded memory.
+ *
+ * Threads
+ * -------
+ * GLib's main loop costs O(sources) per iteration (prepare/check of every
+ * source, poll() over every fd), so with thousands of sockets in one context
+ * each iteration takes milliseconds.  The workers are split over --threads
+ * shards, each a thread with its own GMainContext, SoupSessions, msgpack
+ * buffer and counters; a worker only ever runs in its shard's thread.  The
+ * main thread sequences the phases (g_main_context_invoke to the shards,
+ * notes back to it) and collects figures by asking each shard for a copy.
  *
  * Output: one JSON object per line on stdout per phase; diagnostics on stderr.
  * Exit status: 0 when every worker attached, 1 otherwise, 2 on usage errors.
@@ -124,6 +135,7 @@ static const char * const basedir_files[] = {
 };
 
 typedef struct _Loadgen Loadgen;
+typedef struct _Shard Shard;
 typedef struct _Worker Worker;
 typedef struct _FakeCommand FakeCommand;
 
@@ -198,6 +210,7 @@ typedef struct {
 /* Reference counted with g_rc_box: held by the worker's table, by every
  * request awaiting a response, and while a step runs. */
 struct _FakeCommand {
+  Shard *shard;       /* whose thread runs it */
   Worker *worker;     /* NULL once its connection is gone */
   GBytes *id;         /* command_id exactly as the master sent it (msgpack) */
   char *id_text;
@@ -246,6 +259,7 @@ typedef struct {
 
 struct _Worker {
   Loadgen *lg;
+  Shard *shard;
   guint number;           /* the %d in the name */
   char *name;
   char *basedir;
@@ -308,6 +322,7 @@ typedef struct {
   char *basedir_prefix;
   char *worker_version;
   int source_addresses;
+  int threads;
   int peer_pid;
   gboolean progress;
   gboolean verbose;
@@ -343,20 +358,18 @@ typedef struct {
   guint64 transfer_bytes;
 } Stats;
 
-struct _Loadgen {
-  Options opt;
+/* One thread with its own main context, libsoup sessions and a contiguous
+ * slice of the workers.  Everything a worker does runs in its shard's
+ * thread; the main thread only sequences the phases.  GLib's main loop costs
+ * O(sources) per iteration, so one context per thread keeps each iteration
+ * short when there are tens of thousands of sockets. */
+struct _Shard {
+  Loadgen *lg;
+  guint index;
+  GThread *thread;
+  GMainContext *ctx;
   GMainLoop *loop;
   Phase phase;
-  gboolean interrupted;
-  guint n_signals;
-  int exit_status;
-
-  GUri *uri;              /* http:// form of --url */
-  char *name_prefix;
-  char *name_suffix;
-  int name_width;
-  gboolean name_zero;
-  gboolean in_flight_until_attached;
 
   SoupSession **sessions;
   guint n_sessions;
@@ -364,29 +377,72 @@ struct _Loadgen {
   guint n_workers;
   GQueue queue;
   guint in_flight;
-  guint n_state[WORKER_DONE + 1];
-  guint n_attached_first;
+  guint concurrency;
+  gint n_state[WORKER_DONE + 1];  /* atomic: the main thread reads them */
+  gint n_attached_first;          /* atomic */
+  gint64 t_last_attach;
+  GArray *handshake_ms;
+  GArray *attach_ms;
+  gboolean told_attached;
+  gboolean told_idle;
+  gboolean told_stopped;
+
+  msgpack_sbuffer sbuf;
+  msgpack_packer pk;
+  guint8 *block;                  /* fake upload data */
+  gsize block_size;
+  Stats stats;
+
+  /* copies for the main thread, under lg->lock */
+  Stats snap_stats;
+  GArray *snap_handshake_ms;
+  GArray *snap_attach_ms;
+  gint64 snap_t_last_attach;
+  gboolean snap_ready;
+
+  /* --silent-after-attach */
+  GMainContext *silent_ctx;
+  GMainLoop *silent_loop;
+};
+
+struct _Loadgen {
+  Options opt;
+  GMainLoop *loop;                /* main thread: phases, signals, progress */
+  Phase phase;
+  gboolean interrupted;
+  guint n_signals;
+  int exit_status;
+
+  GUri *uri;                      /* http:// form of --url */
+  char *name_prefix;
+  char *name_suffix;
+  int name_width;
+  gboolean name_zero;
+  gboolean in_flight_until_attached;
+  guint n_sources;                /* source addresses per shard */
+
+  Worker *workers;
+  guint n_workers;
+  Shard *shards;
+  guint n_shards;
+  guint shards_attached;          /* main thread only */
+  guint shards_idle;
+  guint shards_stopped;
+
+  GMutex lock;
+  GCond cond;
 
   gint64 t0;
-  gint64 t_last_attach;
   guint attach_timeout_id;
   guint phase_timeout_id;
   guint progress_id;
   guint sigint_id;
   guint sigterm_id;
-  GArray *handshake_ms;
-  GArray *attach_ms;
-
-  msgpack_sbuffer sbuf;
-  msgpack_packer pk;
 
   char **environ;
-  GPtrArray *os_release;  /* alternating key, value */
+  GPtrArray *os_release;          /* alternating key, value */
   GBytes *empty_tar;
-  guint8 *block;      /* fake upload data */
-  gsize block_size;
-  Stats stats;
-  guint logged_errors;
+  gint logged_errors;             /* atomic */
 };
 
 static void worker_schedule_retry (Worker *w);
@@ -395,8 +451,9 @@ static void command_flush (FakeCommand *c);
 static void command_finish (FakeCommand *c, const char *failure);
 static void command_kick (FakeCommand *c);
 static void command_unref (FakeCommand *c);
-static void lg_pump (Loadgen *lg);
-static void lg_maybe_quit (Loadgen *lg);
+static void shard_pump (Shard *sh);
+static void shard_check (Shard *sh);
+static SoupSession *make_session (Loadgen *lg, int source_index);
 
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                            */
@@ -415,16 +472,57 @@ lg_warn (Loadgen *lg, const char *format, ...)
 {
   va_list args;
   g_autofree char *text = NULL;
+  gint n = g_atomic_int_add (&lg->logged_errors, 1);
 
-  if (!lg->opt.verbose && lg->logged_errors >= MAX_LOGGED_ERRORS)
+  if (!lg->opt.verbose && n >= MAX_LOGGED_ERRORS)
     return;
-  lg->logged_errors++;
   va_start (args, format);
   text = g_strdup_vprintf (format, args);
   va_end (args);
   g_printerr ("bf-loadgen: %s%s\n", text,
-              (!lg->opt.verbose && lg->logged_errors == MAX_LOGGED_ERRORS) ?
+              (!lg->opt.verbose && n == MAX_LOGGED_ERRORS - 1) ?
               " (further messages suppressed; use --verbose)" : "");
+}
+
+/* Sources of a shard live in its context, not in the global default one. */
+static guint
+shard_attach (Shard *sh, GSource *source, GSourceFunc func, gpointer data, const char *name)
+{
+  guint id;
+
+  g_source_set_callback (source, func, data, NULL);
+  g_source_set_static_name (source, name);
+  id = g_source_attach (source, sh->ctx);
+  g_source_unref (source);
+  return id;
+}
+
+static guint
+shard_timeout (Shard *sh, guint ms, GSourceFunc func, gpointer data, const char *name)
+{
+  return shard_attach (sh, g_timeout_source_new (ms), func, data, name);
+}
+
+static guint
+shard_idle (Shard *sh, GSourceFunc func, gpointer data, const char *name)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  return shard_attach (sh, source, func, data, name);
+}
+
+static void
+shard_clear_source (Shard *sh, guint *id)
+{
+  GSource *source;
+
+  if (*id == 0)
+    return;
+  source = g_main_context_find_source_by_id (sh->ctx, *id);
+  if (source != NULL)
+    g_source_destroy (source);
+  *id = 0;
 }
 
 static gint64
@@ -511,11 +609,12 @@ json_begin (const char *phase)
   return s;
 }
 
+static guint lg_open (Loadgen *lg);
+
 static void
 json_end (Loadgen *lg, GString *s)
 {
-  json_int (s, "open", lg->n_state[WORKER_OPEN] + lg->n_state[WORKER_ATTACHED] +
-                       lg->n_state[WORKER_LEAVING]);
+  json_int (s, "open", lg_open (lg));
   json_int (s, "loadgen_rss_kib", read_vmrss_kib (0));
   if (lg->opt.peer_pid > 0)
     json_int (s, "peer_rss_kib", read_vmrss_kib (lg->opt.peer_pid));
@@ -527,9 +626,8 @@ json_end (Loadgen *lg, GString *s)
 }
 
 static void
-json_traffic (Loadgen *lg, GString *s)
+json_traffic (const Stats *st, GString *s)
 {
-  const Stats *st = &lg->stats;
 
   json_int (s, "messages_in", st->messages_in);
   json_int (s, "messages_out", st->messages_out);
@@ -572,12 +670,12 @@ pk_strn (msgpack_packer *pk, const char *s, size_t n)
 }
 
 static void
-pk_raw (Loadgen *lg, GBytes *encoded)
+pk_raw (Shard *sh, GBytes *encoded)
 {
   gsize n;
   const char *data = g_bytes_get_data (encoded, &n);
 
-  msgpack_sbuffer_write (&lg->sbuf, data, n);
+  msgpack_sbuffer_write (&sh->sbuf, data, n);
 }
 
 static GBytes *
@@ -750,34 +848,34 @@ worker_can_send (Worker *w)
          soup_websocket_connection_get_state (w->ws) == SOUP_WEBSOCKET_STATE_OPEN;
 }
 
-/* Sends what has been packed into lg->sbuf and clears it. */
+/* Sends what has been packed into sh->sbuf and clears it. */
 static void
 worker_send_packed (Worker *w)
 {
-  Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
 
   if (worker_can_send (w))
     {
-      soup_websocket_connection_send_binary (w->ws, lg->sbuf.data, lg->sbuf.size);
-      lg->stats.messages_out++;
-      lg->stats.bytes_out += lg->sbuf.size;
+      soup_websocket_connection_send_binary (w->ws, sh->sbuf.data, sh->sbuf.size);
+      sh->stats.messages_out++;
+      sh->stats.bytes_out += sh->sbuf.size;
     }
-  msgpack_sbuffer_clear (&lg->sbuf);
+  msgpack_sbuffer_clear (&sh->sbuf);
 }
 
 /* {op: 'response', seq_number: <request's>, result: ..., [is_exception: True]}
  * in the worker's key order.  The caller packs the result between head and
  * tail. */
 static void
-response_head (Loadgen *lg, const msgpack_object *seq, gboolean is_exception)
+response_head (Shard *sh, const msgpack_object *seq, gboolean is_exception)
 {
-  msgpack_sbuffer_clear (&lg->sbuf);
-  msgpack_pack_map (&lg->pk, is_exception ? 4 : 3);
-  pk_str (&lg->pk, "op");
-  pk_str (&lg->pk, "response");
-  pk_str (&lg->pk, "seq_number");
-  msgpack_pack_object (&lg->pk, *seq);
-  pk_str (&lg->pk, "result");
+  msgpack_sbuffer_clear (&sh->sbuf);
+  msgpack_pack_map (&sh->pk, is_exception ? 4 : 3);
+  pk_str (&sh->pk, "op");
+  pk_str (&sh->pk, "response");
+  pk_str (&sh->pk, "seq_number");
+  msgpack_pack_object (&sh->pk, *seq);
+  pk_str (&sh->pk, "result");
 }
 
 static void
@@ -785,8 +883,8 @@ response_tail (Worker *w, gboolean is_exception)
 {
   if (is_exception)
     {
-      pk_str (&w->lg->pk, "is_exception");
-      msgpack_pack_true (&w->lg->pk);
+      pk_str (&w->shard->pk, "is_exception");
+      msgpack_pack_true (&w->shard->pk);
     }
   worker_send_packed (w);
 }
@@ -794,11 +892,11 @@ response_tail (Worker *w, gboolean is_exception)
 static void
 worker_respond (Worker *w, const msgpack_object *seq, const char *error)
 {
-  response_head (w->lg, seq, error != NULL);
+  response_head (w->shard, seq, error != NULL);
   if (error != NULL)
-    pk_str (&w->lg->pk, error);
+    pk_str (&w->shard->pk, error);
   else
-    msgpack_pack_nil (&w->lg->pk);
+    msgpack_pack_nil (&w->shard->pk);
   response_tail (w, error != NULL);
 }
 
@@ -806,12 +904,12 @@ worker_respond (Worker *w, const msgpack_object *seq, const char *error)
 static void
 request_head (Worker *w, const char *op, guint n_fields)
 {
-  Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
 
-  msgpack_sbuffer_clear (&lg->sbuf);
-  msgpack_pack_map (&lg->pk, n_fields + 2);
-  pk_str (&lg->pk, "op");
-  pk_str (&lg->pk, op);
+  msgpack_sbuffer_clear (&sh->sbuf);
+  msgpack_pack_map (&sh->pk, n_fields + 2);
+  pk_str (&sh->pk, "op");
+  pk_str (&sh->pk, op);
 }
 
 static void
@@ -826,15 +924,15 @@ pending_free (gpointer data)
 static void
 request_tail (Worker *w, FakeCommand *c, PendingKind kind)
 {
-  Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   Pending *p;
   guint32 seq = w->next_seq++;
 
-  pk_str (&lg->pk, "seq_number");
-  msgpack_pack_uint32 (&lg->pk, seq);
+  pk_str (&sh->pk, "seq_number");
+  msgpack_pack_uint32 (&sh->pk, seq);
   if (!worker_can_send (w))
     {
-      msgpack_sbuffer_clear (&lg->sbuf);
+      msgpack_sbuffer_clear (&sh->sbuf);
       return;
     }
   if (w->pending == NULL)
@@ -890,10 +988,8 @@ out_note_append (FakeCommand *c)
 {
   if (c->flush_id != 0 || c->worker == NULL)
     return;
-  c->flush_id = g_timeout_add ((guint) (c->worker->buffer_timeout * 1000),
-                               command_flush_timeout, c);
-  g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->flush_id),
-                            "bf-loadgen buffer timeout");
+  c->flush_id = shard_timeout (c->shard, (guint) (c->worker->buffer_timeout * 1000),
+                               command_flush_timeout, c, "bf-loadgen buffer timeout");
 }
 
 /* Appends stream text (complete lines) like BufferManager.append() */
@@ -977,10 +1073,10 @@ command_flush (FakeCommand *c)
 {
   OutBuffer *b = &c->out;
   Worker *w = c->worker;
-  Loadgen *lg;
+  Shard *sh = c->shard;
   msgpack_packer *pk;
 
-  g_clear_handle_id (&c->flush_id, g_source_remove);
+  shard_clear_source (c->shard, &c->flush_id);
   if (b->entries->len == 0)
     return;
   if (w == NULL)
@@ -989,8 +1085,7 @@ command_flush (FakeCommand *c)
       b->len = 0;
       return;
     }
-  lg = w->lg;
-  pk = &lg->pk;
+  pk = &sh->pk;
   request_head (w, "update", 2);
   pk_str (pk, "args");
   msgpack_pack_array (pk, b->entries->len);
@@ -1002,7 +1097,7 @@ command_flush (FakeCommand *c)
       if (e->kind == ENTRY_VALUE)
         {
           pk_str (pk, e->key);
-          pk_raw (lg, e->value);
+          pk_raw (sh, e->value);
           continue;
         }
       pk_str (pk, entry_keys[e->kind]);
@@ -1014,12 +1109,12 @@ command_flush (FakeCommand *c)
       msgpack_pack_array (pk, e->times->len);
       for (guint j = 0; j < e->times->len; j++)
         msgpack_pack_double (pk, g_array_index (e->times, gdouble, j));
-      lg->stats.output_bytes += e->text->len;
+      sh->stats.output_bytes += e->text->len;
     }
   pk_str (pk, "command_id");
-  pk_raw (lg, c->id);
+  pk_raw (sh, c->id);
   request_tail (w, c, PENDING_UPDATE);
-  lg->stats.updates++;
+  sh->stats.updates++;
   g_ptr_array_set_size (b->entries, 0);
   b->len = 0;
 }
@@ -1032,6 +1127,7 @@ command_new (Worker *w, const msgpack_object *id, CommandKind kind)
 {
   FakeCommand *c = g_rc_box_new0 (FakeCommand);
 
+  c->shard = w->shard;
   c->worker = w;
   c->id = encode_object (id);
   c->id_text = mp_dup_str (id);
@@ -1053,8 +1149,8 @@ command_clear (gpointer data)
 {
   FakeCommand *c = data;
 
-  g_clear_handle_id (&c->source_id, g_source_remove);
-  g_clear_handle_id (&c->flush_id, g_source_remove);
+  shard_clear_source (c->shard, &c->source_id);
+  shard_clear_source (c->shard, &c->flush_id);
   g_bytes_unref (c->id);
   g_free (c->id_text);
   g_ptr_array_unref (c->out.entries);
@@ -1080,8 +1176,8 @@ command_detach (gpointer data)
 {
   FakeCommand *c = data;
 
-  g_clear_handle_id (&c->source_id, g_source_remove);
-  g_clear_handle_id (&c->flush_id, g_source_remove);
+  shard_clear_source (c->shard, &c->source_id);
+  shard_clear_source (c->shard, &c->flush_id);
   c->worker = NULL;
   command_unref (c);
 }
@@ -1103,22 +1199,22 @@ command_finish (FakeCommand *c, const char *failure)
   if (c->completed)
     return;
   c->completed = TRUE;
-  g_clear_handle_id (&c->source_id, g_source_remove);
+  shard_clear_source (c->shard, &c->source_id);
   if (w == NULL)
     return;
 
   g_rc_box_acquire (c);
   command_flush (c);
   request_head (w, "complete", 2);
-  pk_str (&w->lg->pk, "args");
+  pk_str (&w->shard->pk, "args");
   if (failure != NULL)
-    pk_str (&w->lg->pk, failure);
+    pk_str (&w->shard->pk, failure);
   else
-    msgpack_pack_nil (&w->lg->pk);
-  pk_str (&w->lg->pk, "command_id");
-  pk_raw (w->lg, c->id);
+    msgpack_pack_nil (&w->shard->pk);
+  pk_str (&w->shard->pk, "command_id");
+  pk_raw (w->shard, c->id);
   request_tail (w, c, PENDING_COMPLETE);
-  w->lg->stats.commands_done++;
+  w->shard->stats.commands_done++;
   if (w->commands != NULL && g_hash_table_lookup (w->commands, c->id) == c)
     g_hash_table_remove (w->commands, c->id);
   command_unref (c);
@@ -1153,11 +1249,9 @@ shell_kill (FakeCommand *c, const char *why)
 {
   g_autofree char *header = g_strdup_printf ("\n%s, attempting to kill\n", why);
 
-  g_clear_handle_id (&c->source_id, g_source_remove);
+  shard_clear_source (c->shard, &c->source_id);
   out_append_text (c, ENTRY_HEADER, header);
-  c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, shell_killed, c, NULL);
-  g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
-                            "bf-loadgen shell kill");
+  c->source_id = shard_idle (c->shard, shell_killed, c, "bf-loadgen shell kill");
 }
 
 /* doMaxTimeout() / doTimeout() */
@@ -1226,7 +1320,7 @@ shell_tick (gpointer data)
     c->lines_done = due;
 
   scratch = g_string_sized_new (c->line_bytes + 64);
-  updates_before = w->lg->stats.updates;
+  updates_before = w->shard->stats.updates;
   while (c->lines_done < due)
     {
       if (command_window_full (c))
@@ -1236,7 +1330,7 @@ shell_tick (gpointer data)
           return G_SOURCE_REMOVE;
         }
       /* one update per dispatch, so that every worker gets its turn */
-      if (w->lg->stats.updates != updates_before)
+      if (w->shard->stats.updates != updates_before)
         return G_SOURCE_CONTINUE;
       shell_emit_line (c, scratch);
     }
@@ -1257,11 +1351,9 @@ command_kick (FakeCommand *c)
     return;
   c->paused = FALSE;
   if (c->seconds > 0)
-    c->source_id = g_timeout_add (50, shell_tick, c);
+    c->source_id = shard_timeout (c->shard, 50, shell_tick, c, "bf-loadgen shell output");
   else
-    c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, shell_tick, c, NULL);
-  g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
-                            "bf-loadgen shell output");
+    c->source_id = shard_idle (c->shard, shell_tick, c, "bf-loadgen shell output");
 }
 
 static void
@@ -1465,9 +1557,7 @@ shell_killed (gpointer data)
 static char *
 normalize_path (const char *path)
 {
-  g_autofree char *canon = g_canonicalize_filename (path, "/");
-
-  return g_steal_pointer (&canon);
+  return g_canonicalize_filename (path, "/");
 }
 
 static gboolean
@@ -1715,16 +1805,16 @@ fs_async_done (gpointer data)
 static void transfer_step (FakeCommand *c);
 
 static const guint8 *
-fake_data (Loadgen *lg, gsize n)
+fake_data (Shard *sh, gsize n)
 {
-  if (n > lg->block_size)
+  if (n > sh->block_size)
     {
-      g_free (lg->block);
-      lg->block = g_malloc (n);
-      memset (lg->block, 'x', n);
-      lg->block_size = n;
+      g_free (sh->block);
+      sh->block = g_malloc (n);
+      memset (sh->block, 'x', n);
+      sh->block_size = n;
     }
-  return lg->block;
+  return sh->block;
 }
 
 /* TransferCommand.finished(): rc (and stderr, a partial line flushed last). */
@@ -1750,8 +1840,8 @@ transfer_send_simple (FakeCommand *c, const char *op, PendingKind kind)
   Worker *w = c->worker;
 
   request_head (w, op, 1);
-  pk_str (&w->lg->pk, "command_id");
-  pk_raw (w->lg, c->id);
+  pk_str (&w->shard->pk, "command_id");
+  pk_raw (w->shard, c->id);
   request_tail (w, c, kind);
 }
 
@@ -1759,7 +1849,7 @@ static void
 transfer_write_block (FakeCommand *c, const char *op, PendingKind kind)
 {
   Worker *w = c->worker;
-  Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   gint64 length = c->blocksize;
   gint64 n;
   const guint8 *data;
@@ -1788,30 +1878,29 @@ transfer_write_block (FakeCommand *c, const char *op, PendingKind kind)
   if (c->payload != NULL)
     data = (const guint8 *) g_bytes_get_data (c->payload, NULL) + c->payload_offset;
   else
-    data = fake_data (lg, n);
+    data = fake_data (sh, n);
   request_head (w, op, 2);
-  pk_str (&lg->pk, "args");
-  msgpack_pack_bin (&lg->pk, n);
-  msgpack_pack_bin_body (&lg->pk, data, n);
-  pk_str (&lg->pk, "command_id");
-  pk_raw (lg, c->id);
+  pk_str (&sh->pk, "args");
+  msgpack_pack_bin (&sh->pk, n);
+  msgpack_pack_bin_body (&sh->pk, data, n);
+  pk_str (&sh->pk, "command_id");
+  pk_raw (sh, c->id);
   request_tail (w, c, kind);
   c->payload_offset += n;
   c->data_left -= n;
   if (c->remaining >= 0)
     c->remaining -= n;
-  lg->stats.transfer_bytes += n;
+  sh->stats.transfer_bytes += n;
 }
 
 static void
 transfer_step (FakeCommand *c)
 {
   Worker *w = c->worker;
-  Loadgen *lg;
+  Shard *sh = c->shard;
 
   if (w == NULL || c->completed)
     return;
-  lg = w->lg;
   switch (c->kind)
     {
     case CMD_UPLOAD_FILE:
@@ -1843,10 +1932,10 @@ transfer_step (FakeCommand *c)
             break;
           }
         request_head (w, "update_read_file", 2);
-        pk_str (&lg->pk, "length");
-        msgpack_pack_int64 (&lg->pk, length);
-        pk_str (&lg->pk, "command_id");
-        pk_raw (lg, c->id);
+        pk_str (&sh->pk, "length");
+        msgpack_pack_int64 (&sh->pk, length);
+        pk_str (&sh->pk, "command_id");
+        pk_raw (sh, c->id);
         request_tail (w, c, PENDING_READ);
       }
       break;
@@ -1917,12 +2006,12 @@ command_on_response (FakeCommand *c, PendingKind kind, const msgpack_object *res
           gdouble t = now_unix ();
 
           request_head (w, "update_upload_file_utime", 3);
-          pk_str (&w->lg->pk, "access_time");
-          msgpack_pack_double (&w->lg->pk, t);
-          pk_str (&w->lg->pk, "modified_time");
-          msgpack_pack_double (&w->lg->pk, t);
-          pk_str (&w->lg->pk, "command_id");
-          pk_raw (w->lg, c->id);
+          pk_str (&w->shard->pk, "access_time");
+          msgpack_pack_double (&w->shard->pk, t);
+          pk_str (&w->shard->pk, "modified_time");
+          msgpack_pack_double (&w->shard->pk, t);
+          pk_str (&w->shard->pk, "command_id");
+          pk_raw (w->shard, c->id);
           request_tail (w, c, PENDING_UPLOAD_UTIME);
           break;
         }
@@ -1962,7 +2051,7 @@ command_on_response (FakeCommand *c, PendingKind kind, const msgpack_object *res
           }
         if (c->remaining >= 0)
           c->remaining = MAX (0, c->remaining - (gint64) n);
-        c->worker->lg->stats.transfer_bytes += n;
+        c->shard->stats.transfer_bytes += n;
         transfer_step (c);
       }
       break;
@@ -2080,30 +2169,28 @@ command_run_sync (FakeCommand *c, const msgpack_object *args)
 
     case CMD_GLOB:
       {
-        g_autoptr(GPtrArray) all = vfs_list (w, "/");
         g_autoptr(GPtrArray) found = g_ptr_array_new_with_free_func (g_free);
-        g_autoptr(GPatternSpec) pattern = g_pattern_spec_new (path);
+        g_autoptr(GPatternSpec) pattern = g_pattern_spec_new (path ? path : "");
         g_autofree char *info = g_build_filename (w->basedir, "info", NULL);
-        const char *candidates[] = { w->basedir, info };
+        const char *fixed[] = { w->basedir, info };
 
-        g_ptr_array_set_size (all, 0);
-        for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
-          g_ptr_array_add (all, g_strdup (candidates[i]));
+        /* glob.glob() over the directories this worker has */
+        for (guint i = 0; i < G_N_ELEMENTS (fixed); i++)
+          if (g_pattern_spec_match_string (pattern, fixed[i]))
+            g_ptr_array_add (found, g_strdup (fixed[i]));
         for (guint i = 0; w->dirs != NULL && i < w->dirs->len; i++)
-          g_ptr_array_add (all, g_strdup (g_ptr_array_index (w->dirs, i)));
-        for (guint i = 0; i < all->len; i++)
-          if (g_pattern_spec_match_string (pattern, g_ptr_array_index (all, i)))
-            g_ptr_array_add (found, g_strdup (g_ptr_array_index (all, i)));
+          if (g_pattern_spec_match_string (pattern, g_ptr_array_index (w->dirs, i)))
+            g_ptr_array_add (found, g_strdup (g_ptr_array_index (w->dirs, i)));
         out_append_value (c, "files", encode_string_list (found));
         fs_succeed (c);
       }
       break;
 
     case CMD_RMFILE:
-      if (vfs_is_file (w, path))
+      if (path != NULL && vfs_is_file (w, path))
         fs_succeed (c);
       else
-        fs_fail_and_finish (c, "rmfile", path);
+        fs_fail_and_finish (c, "rmfile", path ? path : "");
       break;
 
     default:
@@ -2212,9 +2299,7 @@ command_start_transfer (FakeCommand *c, const msgpack_object *args)
       header = g_strdup_printf ("sending %s\n", c->path);
       out_append_text (c, ENTRY_HEADER, header);
     }
-  c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, transfer_start_idle, c, NULL);
-  g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
-                            "bf-loadgen transfer");
+  c->source_id = shard_idle (c->shard, transfer_start_idle, c, "bf-loadgen transfer");
 }
 
 static void
@@ -2222,6 +2307,7 @@ worker_on_start_command (Worker *w, const msgpack_object *msg, const msgpack_obj
 {
   static const char * const keys[] = { "command_id", "command_name", "args" };
   Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   const msgpack_object *id = mp_get (msg, "command_id");
   const msgpack_object *args = mp_get (msg, "args");
   g_autofree char *name = NULL;
@@ -2275,7 +2361,7 @@ worker_on_start_command (Worker *w, const msgpack_object *msg, const msgpack_obj
         return;
       }
 
-  lg->stats.commands++;
+  sh->stats.commands++;
   c = command_new (w, id, spec->kind);
   if (w->commands == NULL)
     w->commands = g_hash_table_new_full (g_bytes_hash, g_bytes_equal, NULL, command_detach);
@@ -2314,9 +2400,7 @@ worker_on_start_command (Worker *w, const msgpack_object *msg, const msgpack_obj
           vfs_remove (w, g_ptr_array_index (paths, i));
         c->path = g_strdup (paths->len > 0 ? (char *) g_ptr_array_index (paths, 0) : "");
         c->to_path = to ? normalize_path (to) : g_strdup ("");
-        c->source_id = g_idle_add_full (G_PRIORITY_DEFAULT, fs_async_done, c, NULL);
-        g_source_set_static_name (g_main_context_find_source_by_id (NULL, c->source_id),
-                                  "bf-loadgen fs command");
+        c->source_id = shard_idle (c->shard, fs_async_done, c, "bf-loadgen fs command");
       }
       break;
 
@@ -2355,7 +2439,7 @@ worker_on_interrupt_command (Worker *w, const msgpack_object *msg, const msgpack
       return;
     }
 
-  w->lg->stats.interrupts++;
+  w->shard->stats.interrupts++;
   command_flush (c);
   if (c->kind == CMD_SHELL && !c->interrupted)
     {
@@ -2386,12 +2470,13 @@ static void
 worker_on_get_worker_info (Worker *w, const msgpack_object *seq)
 {
   Loadgen *lg = w->lg;
-  msgpack_packer *pk = &lg->pk;
+  Shard *sh = w->shard;
+  msgpack_packer *pk = &sh->pk;
   g_autofree char *host = g_strdup_printf ("bf-loadgen simulated worker %s", w->name);
   g_autofree char *uri = g_strdup_printf ("bf-loadgen://%s", w->name);
   guint n_environ = g_strv_length (lg->environ);
 
-  response_head (lg, seq, FALSE);
+  response_head (sh, seq, FALSE);
   /* info/ files, os-release, then what remote_getWorkerInfo() adds */
   msgpack_pack_map (pk, 3 + lg->os_release->len / 2 + 7);
   pack_kv_str (pk, "admin", "bf-loadgen <bf-loadgen@localhost>");
@@ -2477,6 +2562,7 @@ static void
 worker_on_response (Worker *w, const msgpack_object *msg, const msgpack_object *seq)
 {
   Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   const msgpack_object *result = mp_get (msg, "result");
   g_autofree char *error = NULL;
   gpointer key, value;
@@ -2486,7 +2572,7 @@ worker_on_response (Worker *w, const msgpack_object *msg, const msgpack_object *
   if (!mp_int (seq, &n) || n < 0 || n >= G_MAXUINT32 || w->pending == NULL ||
       !g_hash_table_steal_extended (w->pending, GUINT_TO_POINTER ((guint32) n + 1), &key, &value))
     {
-      lg->stats.unexpected_responses++;
+      sh->stats.unexpected_responses++;
       lg_warn (lg, "%s: response to a request we did not send (seq_number %" G_GINT64_FORMAT ")",
                w->name, n);
       return;
@@ -2498,7 +2584,7 @@ worker_on_response (Worker *w, const msgpack_object *msg, const msgpack_object *
       error = mp_dup_str (result);
       if (error == NULL)
         error = g_strdup ("(no message)");
-      lg->stats.error_responses++;
+      sh->stats.error_responses++;
       lg_warn (lg, "%s: the master failed our request %" G_GINT64_FORMAT ": %s", w->name, n, error);
     }
   if (p->command != NULL)
@@ -2514,6 +2600,7 @@ on_ws_message (SoupWebsocketConnection *ws,
 {
   Worker *w = user_data;
   Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   gsize len;
   const char *data = g_bytes_get_data (message, &len);
   msgpack_unpacked u;
@@ -2521,11 +2608,11 @@ on_ws_message (SoupWebsocketConnection *ws,
   const msgpack_object *msg, *seq;
   g_autofree char *op = NULL;
 
-  lg->stats.messages_in++;
-  lg->stats.bytes_in += len;
+  sh->stats.messages_in++;
+  sh->stats.bytes_in += len;
   if (type != SOUP_WEBSOCKET_DATA_BINARY)
     {
-      lg->stats.text_frames++;
+      sh->stats.text_frames++;
       lg_warn (lg, "%s: text frame from the master ignored", w->name);
       return;
     }
@@ -2534,7 +2621,7 @@ on_ws_message (SoupWebsocketConnection *ws,
   if (msgpack_unpack_next (&u, data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
       u.data.type != MSGPACK_OBJECT_MAP)
     {
-      lg->stats.bad_messages++;
+      sh->stats.bad_messages++;
       lg_warn (lg, "%s: undecodable message from the master (%" G_GSIZE_FORMAT " bytes)", w->name, len);
       msgpack_unpacked_destroy (&u);
       return;
@@ -2543,7 +2630,7 @@ on_ws_message (SoupWebsocketConnection *ws,
   seq = mp_get (msg, "seq_number");
   if (seq == NULL || mp_get (msg, "op") == NULL)
     {
-      lg->stats.bad_messages++;
+      sh->stats.bad_messages++;
       lg_warn (lg, "%s: invalid message from the master (no op or seq_number)", w->name);
       msgpack_unpacked_destroy (&u);
       return;
@@ -2556,7 +2643,7 @@ on_ws_message (SoupWebsocketConnection *ws,
     worker_on_response (w, msg, seq);
   else if (g_str_equal (op, "print"))
     {
-      lg->stats.prints++;
+      sh->stats.prints++;
       if (mp_get (msg, "message") == NULL)
         worker_respond (w, seq, "'message did not contain obligatory \"message\" key'");
       else
@@ -2571,7 +2658,7 @@ on_ws_message (SoupWebsocketConnection *ws,
     }
   else if (g_str_equal (op, "keepalive"))
     {
-      lg->stats.keepalives++;
+      sh->stats.keepalives++;
       worker_respond (w, seq, NULL);
     }
   else if (g_str_equal (op, "get_worker_info"))
@@ -2585,21 +2672,20 @@ on_ws_message (SoupWebsocketConnection *ws,
   else if (g_str_equal (op, "shutdown"))
     {
       /* remote_shutdown(): answer, then the process stops 0.2 s later */
-      lg->stats.shutdowns++;
+      sh->stats.shutdowns++;
       worker_respond (w, seq, NULL);
       w->shutdown_requested = TRUE;
       if (w->leave_id == 0)
         {
-          w->leave_id = g_timeout_add (200, worker_shutdown_timeout, w);
-          g_source_set_static_name (g_main_context_find_source_by_id (NULL, w->leave_id),
-                                    "bf-loadgen shutdown");
+          w->leave_id = shard_timeout (w->shard, 200, worker_shutdown_timeout, w,
+                                       "bf-loadgen shutdown");
         }
     }
   else
     {
       g_autofree char *error = g_strdup_printf ("Command %s does not exist.", op);
 
-      lg->stats.unknown_ops++;
+      sh->stats.unknown_ops++;
       worker_respond (w, seq, error);
     }
   msgpack_unpacked_destroy (&u);
@@ -2611,10 +2697,10 @@ on_ws_message (SoupWebsocketConnection *ws,
 static void
 worker_set_state (Worker *w, WorkerState state)
 {
-  Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
 
-  lg->n_state[w->state]--;
-  lg->n_state[state]++;
+  g_atomic_int_add (&sh->n_state[w->state], -1);
+  g_atomic_int_add (&sh->n_state[state], 1);
   w->state = state;
 }
 
@@ -2624,7 +2710,7 @@ worker_release_slot (Worker *w)
   if (!w->holds_slot)
     return;
   w->holds_slot = FALSE;
-  w->lg->in_flight--;
+  w->shard->in_flight--;
 }
 
 static void
@@ -2644,6 +2730,7 @@ static void
 worker_check_attached (Worker *w)
 {
   Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   gint64 now;
 
   if (w->state != WORKER_OPEN || !w->settings_done ||
@@ -2657,21 +2744,20 @@ worker_check_attached (Worker *w)
       gdouble ms = (now - w->first_attempt_usec) / 1000.0;
 
       w->ever_attached = TRUE;
-      lg->n_attached_first++;
-      lg->t_last_attach = now;
-      g_array_append_val (lg->attach_ms, ms);
-      g_array_append_val (lg->handshake_ms, w->handshake_ms);
+      g_atomic_int_inc (&sh->n_attached_first);
+      sh->t_last_attach = now;
+      g_array_append_val (sh->attach_ms, ms);
+      g_array_append_val (sh->handshake_ms, w->handshake_ms);
     }
   else
-    lg->stats.reattached++;
+    sh->stats.reattached++;
   w->attempts = 0;
   if (lg->in_flight_until_attached)
     {
       worker_release_slot (w);
-      lg_pump (lg);
+      shard_pump (sh);
     }
-  if (lg->phase == PHASE_ATTACHING && lg->n_attached_first == lg->n_workers)
-    g_main_loop_quit (lg->loop);
+  shard_check (sh);
 }
 
 static gboolean
@@ -2681,8 +2767,8 @@ worker_retry_timeout (gpointer data)
 
   w->retry_id = 0;
   worker_set_state (w, WORKER_QUEUED);
-  g_queue_push_tail (&w->lg->queue, w);
-  lg_pump (w->lg);
+  g_queue_push_tail (&w->shard->queue, w);
+  shard_pump (w->shard);
   return G_SOURCE_REMOVE;
 }
 
@@ -2692,11 +2778,12 @@ static void
 worker_schedule_retry (Worker *w)
 {
   Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   gboolean allowed;
   gdouble delay = 1.0;
 
-  allowed = lg->phase == PHASE_ATTACHING ||
-            (lg->phase == PHASE_HOLDING && !lg->opt.no_reconnect);
+  allowed = sh->phase == PHASE_ATTACHING ||
+            (sh->phase == PHASE_HOLDING && !lg->opt.no_reconnect);
   if (!allowed || w->shutdown_requested ||
       (lg->opt.max_attempts > 0 && w->attempts >= (guint) lg->opt.max_attempts))
     {
@@ -2708,11 +2795,10 @@ worker_schedule_retry (Worker *w)
   for (guint i = 1; i < w->attempts && delay < 60; i++)
     delay *= 1.5;
   delay = MIN (delay, 60.0) + g_random_double ();
-  lg->stats.retries++;
+  sh->stats.retries++;
   worker_set_state (w, WORKER_IDLE);
-  w->retry_id = g_timeout_add ((guint) (delay * 1000), worker_retry_timeout, w);
-  g_source_set_static_name (g_main_context_find_source_by_id (NULL, w->retry_id),
-                            "bf-loadgen retry");
+  w->retry_id = shard_timeout (w->shard, (guint) (delay * 1000), worker_retry_timeout, w,
+                               "bf-loadgen retry");
 }
 
 static void
@@ -2721,11 +2807,12 @@ on_ws_closed (SoupWebsocketConnection *ws,
 {
   Worker *w = user_data;
   Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   gboolean we_left = w->state == WORKER_LEAVING;
   gboolean was_attached = w->state == WORKER_ATTACHED;
 
   g_signal_handlers_disconnect_by_data (ws, w);
-  g_clear_handle_id (&w->leave_id, g_source_remove);
+  shard_clear_source (w->shard, &w->leave_id);
   worker_drop_connection_state (w);
   g_clear_object (&w->socket);
   g_clear_object (&w->ws);
@@ -2733,17 +2820,17 @@ on_ws_closed (SoupWebsocketConnection *ws,
 
   if (!we_left)
     {
-      lg->stats.closed_by_peer++;
+      sh->stats.closed_by_peer++;
       if (!was_attached)
         {
-          lg->stats.closed_before_attach++;
+          sh->stats.closed_before_attach++;
           lg_warn (lg, "%s: the master closed the connection before the attach completed "
                    "(code %u)", w->name, soup_websocket_connection_get_close_code (ws));
         }
     }
 
-  if (we_left || w->shutdown_requested || lg->phase == PHASE_STOPPING ||
-      lg->phase == PHASE_SILENT || lg->phase == PHASE_RESUMED)
+  if (we_left || w->shutdown_requested || sh->phase == PHASE_STOPPING ||
+      sh->phase == PHASE_SILENT || sh->phase == PHASE_RESUMED)
     worker_set_state (w, WORKER_DONE);
   else
     {
@@ -2751,8 +2838,8 @@ on_ws_closed (SoupWebsocketConnection *ws,
         w->attempts = 0;
       worker_schedule_retry (w);
     }
-  lg_pump (lg);
-  lg_maybe_quit (lg);
+  shard_pump (sh);
+  shard_check (sh);
 }
 
 static void
@@ -2762,7 +2849,7 @@ on_ws_error (SoupWebsocketConnection *ws,
 {
   Worker *w = user_data;
 
-  if (w->state != WORKER_LEAVING && w->lg->phase != PHASE_STOPPING)
+  if (w->state != WORKER_LEAVING && w->shard->phase != PHASE_STOPPING)
     lg_warn (w->lg, "%s: WebSocket error: %s", w->name, error->message);
 }
 
@@ -2794,7 +2881,7 @@ worker_connect_timeout (gpointer data)
   Worker *w = data;
 
   w->connect_timeout_id = 0;
-  w->lg->stats.timeouts++;
+  w->shard->stats.timeouts++;
   g_cancellable_cancel (w->cancellable);
   return G_SOURCE_REMOVE;
 }
@@ -2806,12 +2893,13 @@ on_ws_connected (GObject      *source,
 {
   Worker *w = user_data;
   Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   g_autoptr(GError) error = NULL;
   g_autoptr(SoupMessage) msg = g_steal_pointer (&w->msg);
   SoupWebsocketConnection *ws;
 
   ws = soup_session_websocket_connect_finish (SOUP_SESSION (source), result, &error);
-  g_clear_handle_id (&w->connect_timeout_id, g_source_remove);
+  shard_clear_source (w->shard, &w->connect_timeout_id);
   g_clear_object (&w->cancellable);
   g_signal_handlers_disconnect_by_data (msg, w);
 
@@ -2821,21 +2909,21 @@ on_ws_connected (GObject      *source,
 
       g_clear_object (&w->socket);
       if (status == SOUP_STATUS_UNAUTHORIZED)
-        lg->stats.http_401++;
+        sh->stats.http_401++;
       else if (status >= 100)
-        lg->stats.http_other++;
+        sh->stats.http_other++;
       else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        lg->stats.connect_errors++;
-      if (lg->phase != PHASE_STOPPING)
+        sh->stats.connect_errors++;
+      if (sh->phase != PHASE_STOPPING)
         lg_warn (lg, "%s: connection attempt %u failed: %s%s%.0u", w->name, w->attempts,
                  error->message, status >= 100 ? ", HTTP " : "", status);
       worker_release_slot (w);
-      if (lg->phase == PHASE_STOPPING)
+      if (sh->phase == PHASE_STOPPING)
         worker_set_state (w, WORKER_DONE);
       else
         worker_schedule_retry (w);
-      lg_pump (lg);
-      lg_maybe_quit (lg);
+      shard_pump (sh);
+      shard_check (sh);
       return;
     }
 
@@ -2851,23 +2939,24 @@ on_ws_connected (GObject      *source,
   if (!lg->in_flight_until_attached)
     worker_release_slot (w);
 
-  if (lg->phase == PHASE_STOPPING)
+  if (sh->phase == PHASE_STOPPING)
     worker_leave (w);
-  lg_pump (lg);
+  shard_pump (sh);
 }
 
 static void
 worker_start_attempt (Worker *w)
 {
   Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   g_autofree char *userpass = g_strdup_printf ("%s:%s", w->name, lg->opt.password);
   g_autofree char *b64 = g_base64_encode ((const guchar *) userpass, strlen (userpass));
   g_autofree char *auth = g_strconcat ("Basic ", b64, NULL);
 
   w->holds_slot = TRUE;
-  lg->in_flight++;
+  sh->in_flight++;
   w->attempts++;
-  lg->stats.attempts++;
+  sh->stats.attempts++;
   w->attempt_usec = g_get_monotonic_time ();
   if (w->first_attempt_usec == 0)
     w->first_attempt_usec = w->attempt_usec;
@@ -2880,22 +2969,20 @@ worker_start_attempt (Worker *w)
   w->cancellable = g_cancellable_new ();
   if (lg->opt.connect_timeout > 0)
     {
-      w->connect_timeout_id = g_timeout_add ((guint) (lg->opt.connect_timeout * 1000),
-                                             worker_connect_timeout, w);
-      g_source_set_static_name (g_main_context_find_source_by_id (NULL, w->connect_timeout_id),
-                                "bf-loadgen connect timeout");
+      w->connect_timeout_id = shard_timeout (w->shard, (guint) (lg->opt.connect_timeout * 1000),
+                                             worker_connect_timeout, w, "bf-loadgen connect timeout");
     }
   soup_session_websocket_connect_async (w->session, w->msg, NULL, NULL, G_PRIORITY_DEFAULT,
                                         w->cancellable, on_ws_connected, w);
 }
 
 static void
-lg_pump (Loadgen *lg)
+shard_pump (Shard *sh)
 {
-  if (lg->phase != PHASE_ATTACHING && lg->phase != PHASE_HOLDING)
+  if (sh->phase != PHASE_ATTACHING && sh->phase != PHASE_HOLDING)
     return;
-  while (lg->in_flight < (guint) lg->opt.concurrency && !g_queue_is_empty (&lg->queue))
-    worker_start_attempt (g_queue_pop_head (&lg->queue));
+  while (sh->in_flight < (guint) sh->concurrency && !g_queue_is_empty (&sh->queue))
+    worker_start_attempt (g_queue_pop_head (&sh->queue));
 }
 
 /* Leave like a stopped worker (TCP FIN, or a close frame with --close-frame),
@@ -2904,17 +2991,18 @@ static void
 worker_leave (Worker *w)
 {
   Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
   g_autoptr(GError) error = NULL;
 
   switch (w->state)
     {
     case WORKER_IDLE:
-      g_clear_handle_id (&w->retry_id, g_source_remove);
+      shard_clear_source (w->shard, &w->retry_id);
       worker_set_state (w, WORKER_DONE);
       break;
 
     case WORKER_QUEUED:
-      g_queue_remove (&lg->queue, w);
+      g_queue_remove (&sh->queue, w);
       worker_set_state (w, WORKER_DONE);
       break;
 
@@ -2941,33 +3029,335 @@ worker_leave (Worker *w)
 }
 
 /* ------------------------------------------------------------------------ */
-/* phases                                                                   */
+/* shards: what runs in each worker thread                                  */
+
+static guint
+shard_open (Shard *sh)
+{
+  return sh->n_state[WORKER_OPEN] + sh->n_state[WORKER_ATTACHED] + sh->n_state[WORKER_LEAVING];
+}
+
+typedef enum {
+  NOTE_ATTACHED,     /* every worker of the shard is attached */
+  NOTE_IDLE,         /* every worker gave up or left for good */
+  NOTE_STOPPED,      /* stopping: no connection left */
+} NoteKind;
+
+typedef struct {
+  Shard *sh;
+  NoteKind kind;
+} Note;
+
+static gboolean main_on_note (gpointer data);
+
+static void
+shard_tell_main (Shard *sh, NoteKind kind)
+{
+  Note *n = g_new (Note, 1);
+
+  n->sh = sh;
+  n->kind = kind;
+  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, main_on_note, n, g_free);
+}
+
+static void
+shard_check (Shard *sh)
+{
+  if (sh->phase == PHASE_ATTACHING && !sh->told_attached &&
+      (guint) sh->n_attached_first == sh->n_workers)
+    {
+      sh->told_attached = TRUE;
+      shard_tell_main (sh, NOTE_ATTACHED);
+    }
+  if ((sh->phase == PHASE_ATTACHING || sh->phase == PHASE_HOLDING) && !sh->told_idle &&
+      (guint) sh->n_state[WORKER_DONE] == sh->n_workers)
+    {
+      sh->told_idle = TRUE;
+      shard_tell_main (sh, NOTE_IDLE);
+    }
+  if (sh->phase == PHASE_STOPPING && !sh->told_stopped &&
+      shard_open (sh) == 0 && sh->n_state[WORKER_CONNECTING] == 0)
+    {
+      sh->told_stopped = TRUE;
+      shard_tell_main (sh, NOTE_STOPPED);
+    }
+}
+
+typedef struct {
+  Shard *sh;
+  Phase phase;
+} PhaseChange;
+
+static gboolean
+shard_on_phase (gpointer data)
+{
+  PhaseChange *pc = data;
+  Shard *sh = pc->sh;
+
+  sh->phase = pc->phase;
+  if (pc->phase == PHASE_ATTACHING)
+    {
+      for (guint i = 0; i < sh->n_workers; i++)
+        {
+          worker_set_state (&sh->workers[i], WORKER_QUEUED);
+          g_queue_push_tail (&sh->queue, &sh->workers[i]);
+        }
+    }
+  else if (pc->phase == PHASE_STOPPING)
+    {
+      while (!g_queue_is_empty (&sh->queue))
+        worker_set_state (g_queue_pop_head (&sh->queue), WORKER_DONE);
+      for (guint i = 0; i < sh->n_workers; i++)
+        worker_leave (&sh->workers[i]);
+    }
+  shard_pump (sh);
+  shard_check (sh);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+shard_on_snapshot (gpointer data)
+{
+  Shard *sh = data;
+  Loadgen *lg = sh->lg;
+
+  g_mutex_lock (&lg->lock);
+  sh->snap_stats = sh->stats;
+  g_array_set_size (sh->snap_handshake_ms, 0);
+  g_array_append_vals (sh->snap_handshake_ms, sh->handshake_ms->data, sh->handshake_ms->len);
+  g_array_set_size (sh->snap_attach_ms, 0);
+  g_array_append_vals (sh->snap_attach_ms, sh->attach_ms->data, sh->attach_ms->len);
+  sh->snap_t_last_attach = sh->t_last_attach;
+  sh->snap_ready = TRUE;
+  g_cond_broadcast (&lg->cond);
+  g_mutex_unlock (&lg->lock);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+quit_loop_cb (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+/* --silent-after-attach: runs inside a dispatch of sh->ctx, so while the
+ * nested loop below runs on a private context nothing iterates sh->ctx,
+ * which owns every socket source of the shard (and libsoup's automatic pong
+ * replies).  The kernel keeps the connections up and ACKs into the receive
+ * buffers; the workers hang like a process stopped with SIGSTOP. */
+static gboolean
+shard_on_silent (gpointer data)
+{
+  Shard *sh = data;
+  Loadgen *lg = sh->lg;
+  g_autoptr(GMainContext) ctx = g_main_context_new ();
+  g_autoptr(GMainLoop) loop = g_main_loop_new (ctx, FALSE);
+
+  sh->phase = PHASE_SILENT;
+  g_mutex_lock (&lg->lock);
+  sh->silent_ctx = ctx;
+  sh->silent_loop = loop;
+  g_cond_broadcast (&lg->cond);
+  g_mutex_unlock (&lg->lock);
+
+  g_main_loop_run (loop);   /* until the main thread invokes quit_loop_cb here */
+
+  g_mutex_lock (&lg->lock);
+  sh->silent_ctx = NULL;
+  sh->silent_loop = NULL;
+  g_mutex_unlock (&lg->lock);
+  return G_SOURCE_REMOVE;
+}
+
+/* Last call in the shard thread: release what belongs to its context. */
+static gboolean
+shard_on_finish (gpointer data)
+{
+  Shard *sh = data;
+
+  if (sh->n_state[WORKER_CONNECTING] == 0)
+    {
+      for (guint i = 0; i < sh->n_workers; i++)
+        {
+          Worker *w = &sh->workers[i];
+
+          shard_clear_source (sh, &w->retry_id);
+          shard_clear_source (sh, &w->leave_id);
+          worker_drop_connection_state (w);
+          if (w->ws != NULL)
+            g_signal_handlers_disconnect_by_data (w->ws, w);
+          g_clear_object (&w->ws);
+          g_clear_object (&w->socket);
+        }
+      for (guint i = 0; i < sh->n_sessions; i++)
+        g_clear_object (&sh->sessions[i]);
+    }
+  g_main_loop_quit (sh->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static gpointer
+shard_thread (gpointer data)
+{
+  Shard *sh = data;
+  Loadgen *lg = sh->lg;
+
+  /* libsoup binds a session to the thread-default context it is made in */
+  g_main_context_push_thread_default (sh->ctx);
+  sh->n_sessions = lg->n_sources;
+  sh->sessions = g_new0 (SoupSession *, sh->n_sessions);
+  for (guint i = 0; i < sh->n_sessions; i++)
+    sh->sessions[i] = make_session (lg, sh->n_sessions > 1 ? (int) i : -1);
+  for (guint i = 0; i < sh->n_workers; i++)
+    sh->workers[i].session = sh->sessions[i % sh->n_sessions];
+  g_main_loop_run (sh->loop);
+  g_main_context_pop_thread_default (sh->ctx);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* main thread: phases                                                      */
+
+typedef struct {
+  Stats stats;
+  GArray *handshake_ms;
+  GArray *attach_ms;
+  gint64 t_last_attach;
+} Totals;
+
+static void
+totals_clear (Totals *t)
+{
+  g_clear_pointer (&t->handshake_ms, g_array_unref);
+  g_clear_pointer (&t->attach_ms, g_array_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Totals, totals_clear)
+
+G_STATIC_ASSERT (sizeof (Stats) % sizeof (guint64) == 0);
+
+/* Sums every shard's counters, asking each shard thread for a copy.  Called
+ * from main() between phases, never from a callback. */
+static void
+lg_collect (Loadgen *lg, Totals *t)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  memset (&t->stats, 0, sizeof t->stats);
+  t->handshake_ms = g_array_new (FALSE, FALSE, sizeof (gdouble));
+  t->attach_ms = g_array_new (FALSE, FALSE, sizeof (gdouble));
+  t->t_last_attach = 0;
+
+  g_mutex_lock (&lg->lock);
+  for (guint i = 0; i < lg->n_shards; i++)
+    lg->shards[i].snap_ready = FALSE;
+  g_mutex_unlock (&lg->lock);
+  for (guint i = 0; i < lg->n_shards; i++)
+    g_main_context_invoke (lg->shards[i].ctx, shard_on_snapshot, &lg->shards[i]);
+
+  g_mutex_lock (&lg->lock);
+  for (guint i = 0; i < lg->n_shards; i++)
+    {
+      Shard *sh = &lg->shards[i];
+      guint64 *sum = (guint64 *) &t->stats;
+      const guint64 *add = (const guint64 *) &sh->snap_stats;
+
+      while (!sh->snap_ready)
+        if (!g_cond_wait_until (&lg->cond, &lg->lock, deadline))
+          break;
+      if (!sh->snap_ready)
+        {
+          g_printerr ("bf-loadgen: thread %u does not answer; its figures are missing\n", i);
+          continue;
+        }
+      for (gsize k = 0; k < sizeof (Stats) / sizeof (guint64); k++)
+        sum[k] += add[k];
+      g_array_append_vals (t->handshake_ms, sh->snap_handshake_ms->data, sh->snap_handshake_ms->len);
+      g_array_append_vals (t->attach_ms, sh->snap_attach_ms->data, sh->snap_attach_ms->len);
+      t->t_last_attach = MAX (t->t_last_attach, sh->snap_t_last_attach);
+    }
+  g_mutex_unlock (&lg->lock);
+}
+
+static guint
+lg_count (Loadgen *lg, WorkerState state)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < lg->n_shards; i++)
+    n += g_atomic_int_get (&lg->shards[i].n_state[state]);
+  return n;
+}
 
 static guint
 lg_open (Loadgen *lg)
 {
-  return lg->n_state[WORKER_OPEN] + lg->n_state[WORKER_ATTACHED] + lg->n_state[WORKER_LEAVING];
+  return lg_count (lg, WORKER_OPEN) + lg_count (lg, WORKER_ATTACHED) + lg_count (lg, WORKER_LEAVING);
 }
 
-static void
-lg_maybe_quit (Loadgen *lg)
+static guint
+lg_attached_first (Loadgen *lg)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < lg->n_shards; i++)
+    n += g_atomic_int_get (&lg->shards[i].n_attached_first);
+  return n;
+}
+
+static gboolean
+lg_phase_done (Loadgen *lg)
 {
   switch (lg->phase)
     {
     case PHASE_ATTACHING:
+      return lg->shards_attached + lg->shards_idle >= lg->n_shards;
     case PHASE_HOLDING:
-      if (lg->n_state[WORKER_DONE] == lg->n_workers)
-        g_main_loop_quit (lg->loop);
-      break;
-
+      return lg->shards_idle == lg->n_shards;
     case PHASE_STOPPING:
-      if (lg_open (lg) == 0 && lg->n_state[WORKER_CONNECTING] == 0)
-        g_main_loop_quit (lg->loop);
-      break;
-
+      return lg->shards_stopped == lg->n_shards;
     case PHASE_SILENT:
     case PHASE_RESUMED:
+    default:
+      return FALSE;
+    }
+}
+
+static gboolean
+main_on_note (gpointer data)
+{
+  Note *n = data;
+  Loadgen *lg = n->sh->lg;
+
+  switch (n->kind)
+    {
+    case NOTE_ATTACHED:
+      lg->shards_attached++;
       break;
+    case NOTE_IDLE:
+      lg->shards_idle++;
+      break;
+    case NOTE_STOPPED:
+      lg->shards_stopped++;
+      break;
+    }
+  if (lg_phase_done (lg))
+    g_main_loop_quit (lg->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+lg_enter_phase (Loadgen *lg, Phase phase)
+{
+  lg->phase = phase;
+  for (guint i = 0; i < lg->n_shards; i++)
+    {
+      PhaseChange *pc = g_new (PhaseChange, 1);
+
+      pc->sh = &lg->shards[i];
+      pc->phase = phase;
+      g_main_context_invoke_full (lg->shards[i].ctx, G_PRIORITY_DEFAULT, shard_on_phase, pc, g_free);
     }
 }
 
@@ -2981,12 +3371,12 @@ quit_loop_timeout (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* Runs the default main context for `seconds` (< 0: until a signal). */
+/* Runs the main loop until the phase is done, `seconds` passed (< 0: no
+ * limit) or a signal came. */
 static void
-lg_run_phase (Loadgen *lg, Phase phase, gdouble seconds)
+lg_wait (Loadgen *lg, gdouble seconds)
 {
-  lg->phase = phase;
-  if (lg->interrupted)
+  if (lg->interrupted || lg_phase_done (lg))
     return;
   if (seconds >= 0)
     {
@@ -2994,8 +3384,6 @@ lg_run_phase (Loadgen *lg, Phase phase, gdouble seconds)
       g_source_set_static_name (g_main_context_find_source_by_id (NULL, lg->phase_timeout_id),
                                 "bf-loadgen phase timer");
     }
-  lg_pump (lg);
-  lg_maybe_quit (lg);
   g_main_loop_run (lg->loop);
   g_clear_handle_id (&lg->phase_timeout_id, g_source_remove);
 }
@@ -3016,137 +3404,126 @@ on_signal (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-static void
-lg_watch_signals (Loadgen *lg, gboolean watch)
-{
-  if (watch)
-    {
-      lg->sigint_id = g_unix_signal_add (SIGINT, on_signal, lg);
-      lg->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, lg);
-    }
-  else
-    {
-      g_clear_handle_id (&lg->sigint_id, g_source_remove);
-      g_clear_handle_id (&lg->sigterm_id, g_source_remove);
-    }
-}
-
 static gboolean
 on_progress (gpointer data)
 {
   Loadgen *lg = data;
 
   g_printerr ("bf-loadgen: %.1f s: attached %u/%u, open %u, connecting %u, queued %u, "
-              "retries %" G_GUINT64_FORMAT ", commands %" G_GUINT64_FORMAT "\n",
+              "waiting to retry %u\n",
               (g_get_monotonic_time () - lg->t0) / (gdouble) G_USEC_PER_SEC,
-              lg->n_state[WORKER_ATTACHED], lg->n_workers, lg_open (lg),
-              lg->n_state[WORKER_CONNECTING], lg->n_state[WORKER_QUEUED],
-              lg->stats.retries, lg->stats.commands);
+              lg_count (lg, WORKER_ATTACHED), lg->n_workers, lg_open (lg),
+              lg_count (lg, WORKER_CONNECTING), lg_count (lg, WORKER_QUEUED),
+              lg_count (lg, WORKER_IDLE));
   return G_SOURCE_CONTINUE;
 }
 
-typedef struct {
-  GMainLoop *loop;
-  Loadgen *lg;
-} SilentData;
-
 static gboolean
-silent_quit (gpointer data)
+on_attach_timeout (gpointer data)
 {
-  SilentData *sd = data;
+  Loadgen *lg = data;
 
-  g_main_loop_quit (sd->loop);
+  lg->attach_timeout_id = 0;
+  g_printerr ("bf-loadgen: attach timeout: %u of %u workers attached\n",
+              lg_attached_first (lg), lg->n_workers);
+  g_main_loop_quit (lg->loop);
   return G_SOURCE_REMOVE;
-}
-
-static gboolean
-silent_signal (gpointer data)
-{
-  SilentData *sd = data;
-
-  sd->lg->n_signals++;
-  sd->lg->interrupted = TRUE;
-  g_main_loop_quit (sd->loop);
-  return G_SOURCE_CONTINUE;
-}
-
-static GSource *
-silent_attach (GMainContext *ctx, GSource *source, GSourceFunc func, SilentData *sd)
-{
-  g_source_set_callback (source, func, sd, NULL);
-  g_source_set_static_name (source, "bf-loadgen silent phase");
-  g_source_attach (source, ctx);
-  return source;
-}
-
-/* Stall every worker: the default context, which owns all socket sources, is
- * not iterated; a private context waits for the timer or a signal. */
-static void
-lg_run_silent (Loadgen *lg)
-{
-  g_autoptr(GMainContext) ctx = g_main_context_new ();
-  g_autoptr(GMainLoop) loop = g_main_loop_new (ctx, FALSE);
-  g_autoptr(GSource) timer = NULL;
-  g_autoptr(GSource) sigint = NULL;
-  g_autoptr(GSource) sigterm = NULL;
-  SilentData sd = { loop, lg };
-  gint64 start = g_get_monotonic_time ();
-  guint64 closed_before;
-  GString *s;
-
-  lg->phase = PHASE_SILENT;
-  s = json_begin ("silent");
-  json_number (s, "hold", lg->opt.hold);
-  json_end (lg, s);
-
-  lg_watch_signals (lg, FALSE);
-  if (lg->opt.hold >= 0)
-    timer = silent_attach (ctx, g_timeout_source_new ((guint) (lg->opt.hold * 1000)), silent_quit, &sd);
-  sigint = silent_attach (ctx, g_unix_signal_source_new (SIGINT), silent_signal, &sd);
-  sigterm = silent_attach (ctx, g_unix_signal_source_new (SIGTERM), silent_signal, &sd);
-  if (!lg->interrupted)
-    g_main_loop_run (loop);
-  if (timer != NULL)
-    g_source_destroy (timer);
-  g_source_destroy (sigint);
-  g_source_destroy (sigterm);
-  lg_watch_signals (lg, TRUE);
-
-  closed_before = lg->stats.closed_by_peer;
-  lg_run_phase (lg, PHASE_RESUMED, lg->opt.resume_grace);
-  s = json_begin ("resumed");
-  json_number (s, "silent_seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC
-                                    - lg->opt.resume_grace);
-  json_int (s, "workers", lg_open (lg));
-  json_int (s, "dropped_by_master", lg->stats.closed_by_peer - closed_before);
-  json_end (lg, s);
 }
 
 static void
 lg_print_attached (Loadgen *lg)
 {
-  gint64 end = lg->n_attached_first == lg->n_workers ? lg->t_last_attach : g_get_monotonic_time ();
-  gdouble seconds = (end - lg->t0) / (gdouble) G_USEC_PER_SEC;
-  GString *s = json_begin ("attached");
+  g_auto(Totals) t = { 0 };
+  guint attached;
+  gint64 end;
+  gdouble seconds;
+  GString *s;
 
-  json_int (s, "workers", lg->n_attached_first);
+  lg_collect (lg, &t);
+  attached = t.attach_ms->len;
+  end = attached == lg->n_workers ? t.t_last_attach : g_get_monotonic_time ();
+  seconds = (end - lg->t0) / (gdouble) G_USEC_PER_SEC;
+
+  s = json_begin ("attached");
+  json_int (s, "workers", attached);
   json_number (s, "seconds", seconds);
-  json_number (s, "rate", seconds > 0 ? lg->n_attached_first / seconds : 0);
+  json_number (s, "rate", seconds > 0 ? attached / seconds : 0);
   json_int (s, "target", lg->n_workers);
-  json_int (s, "failed", lg->n_workers - lg->n_attached_first);
+  json_int (s, "failed", lg->n_workers - attached);
   json_int (s, "concurrency", lg->opt.concurrency);
+  json_int (s, "threads", lg->n_shards);
   json_int (s, "attach_prints", lg->opt.attach_prints);
-  json_int (s, "attempts", lg->stats.attempts);
-  json_int (s, "retries", lg->stats.retries);
-  json_int (s, "connect_errors", lg->stats.connect_errors);
-  json_int (s, "http_401", lg->stats.http_401);
-  json_int (s, "http_other", lg->stats.http_other);
-  json_int (s, "timeouts", lg->stats.timeouts);
-  json_int (s, "closed_before_attach", lg->stats.closed_before_attach);
-  json_distribution (s, "handshake_ms", lg->handshake_ms);
-  json_distribution (s, "attach_ms", lg->attach_ms);
+  json_int (s, "attempts", t.stats.attempts);
+  json_int (s, "retries", t.stats.retries);
+  json_int (s, "connect_errors", t.stats.connect_errors);
+  json_int (s, "http_401", t.stats.http_401);
+  json_int (s, "http_other", t.stats.http_other);
+  json_int (s, "timeouts", t.stats.timeouts);
+  json_int (s, "closed_before_attach", t.stats.closed_before_attach);
+  json_distribution (s, "handshake_ms", t.handshake_ms);
+  json_distribution (s, "attach_ms", t.attach_ms);
   if (lg->interrupted)
     g_string_append (s, ",\"interrupted\":true");
+  json_end (lg, s);
+}
+
+static void
+lg_print_traffic (Loadgen *lg, GString *s)
+{
+  g_auto(Totals) t = { 0 };
+
+  lg_collect (lg, &t);
+  json_traffic (&t.stats, s);
+  json_end (lg, s);
+}
+
+static guint64
+lg_closed_by_peer (Loadgen *lg)
+{
+  g_auto(Totals) t = { 0 };
+
+  lg_collect (lg, &t);
+  return t.stats.closed_by_peer;
+}
+
+static void
+lg_run_silent (Loadgen *lg)
+{
+  guint64 closed_before = lg_closed_by_peer (lg);
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  gint64 start, end;
+  GString *s;
+
+  s = json_begin ("silent");
+  json_number (s, "hold", lg->opt.hold);
+  json_end (lg, s);
+
+  lg->phase = PHASE_SILENT;
+  for (guint i = 0; i < lg->n_shards; i++)
+    g_main_context_invoke (lg->shards[i].ctx, shard_on_silent, &lg->shards[i]);
+  g_mutex_lock (&lg->lock);
+  for (guint i = 0; i < lg->n_shards; i++)
+    while (lg->shards[i].silent_loop == NULL)
+      if (!g_cond_wait_until (&lg->cond, &lg->lock, deadline))
+        break;
+  g_mutex_unlock (&lg->lock);
+
+  start = g_get_monotonic_time ();
+  lg_wait (lg, lg->opt.hold);       /* only the main thread's timers run */
+  end = g_get_monotonic_time ();
+
+  g_mutex_lock (&lg->lock);
+  for (guint i = 0; i < lg->n_shards; i++)
+    if (lg->shards[i].silent_ctx != NULL)
+      g_main_context_invoke (lg->shards[i].silent_ctx, quit_loop_cb, lg->shards[i].silent_loop);
+  g_mutex_unlock (&lg->lock);
+
+  lg_enter_phase (lg, PHASE_RESUMED);
+  lg_wait (lg, lg->opt.resume_grace);
+  s = json_begin ("resumed");
+  json_number (s, "silent_seconds", (end - start) / (gdouble) G_USEC_PER_SEC);
+  json_int (s, "workers", lg_open (lg));
+  json_int (s, "dropped_by_master", lg_closed_by_peer (lg) - closed_before);
   json_end (lg, s);
 }
 
@@ -3155,96 +3532,28 @@ lg_stop (Loadgen *lg)
 {
   gint64 start = g_get_monotonic_time ();
   guint open_before = lg_open (lg);
-  guint64 peer_before = lg->stats.closed_by_peer;
+  guint64 peer_before = lg_closed_by_peer (lg);
+  gboolean was_interrupted = lg->interrupted;
   GString *s;
 
-  lg->phase = PHASE_STOPPING;
-  while (!g_queue_is_empty (&lg->queue))
-    {
-      Worker *w = g_queue_pop_head (&lg->queue);
-      worker_set_state (w, WORKER_DONE);
-    }
-  for (guint i = 0; i < lg->n_workers; i++)
-    worker_leave (&lg->workers[i]);
-  if (lg_open (lg) > 0 || lg->n_state[WORKER_CONNECTING] > 0)
-    {
-      /* bounded: a master that never closes its side is not waited for */
-      gboolean was_interrupted = lg->interrupted;
+  lg_enter_phase (lg, PHASE_STOPPING);
+  /* bounded: a master that never closes its side is not waited for */
+  lg->interrupted = FALSE;
+  lg_wait (lg, lg->opt.close_timeout);
+  lg->interrupted = lg->interrupted || was_interrupted;
 
-      lg->interrupted = FALSE;
-      lg_run_phase (lg, PHASE_STOPPING, lg->opt.close_timeout);
-      lg->interrupted = lg->interrupted || was_interrupted;
-    }
   s = json_begin ("stopped");
   json_int (s, "workers", open_before);
   json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
-  json_int (s, "closed_by_master_first", lg->stats.closed_by_peer - peer_before);
+  json_int (s, "closed_by_master_first", lg_closed_by_peer (lg) - peer_before);
   json_int (s, "left_open", lg_open (lg));
   json_string (s, "mode", lg->opt.close_frame ? "close-frame" : "fin");
-  json_traffic (lg, s);
-  json_end (lg, s);
+  lg_print_traffic (lg, s);
 }
 
 /* ------------------------------------------------------------------------ */
 /* set-up                                                                   */
 
-static void
-loadgen_free (Loadgen *lg)
-{
-  gboolean settled = lg->n_state[WORKER_CONNECTING] == 0 && lg->in_flight == 0;
-
-  g_clear_handle_id (&lg->attach_timeout_id, g_source_remove);
-  g_clear_handle_id (&lg->phase_timeout_id, g_source_remove);
-  g_clear_handle_id (&lg->progress_id, g_source_remove);
-  lg_watch_signals (lg, FALSE);
-  /* an attempt still in flight holds a pointer to its worker: keep them */
-  if (settled && lg->workers != NULL)
-    {
-      for (guint i = 0; i < lg->n_workers; i++)
-        {
-          Worker *w = &lg->workers[i];
-
-          g_clear_handle_id (&w->retry_id, g_source_remove);
-          g_clear_handle_id (&w->leave_id, g_source_remove);
-          worker_drop_connection_state (w);
-          if (w->ws != NULL)
-            g_signal_handlers_disconnect_by_data (w->ws, w);
-          g_clear_object (&w->ws);
-          g_clear_object (&w->socket);
-          g_clear_pointer (&w->dirs, g_ptr_array_unref);
-          g_free (w->name);
-          g_free (w->basedir);
-        }
-      g_free (lg->workers);
-      for (guint i = 0; i < lg->n_sessions; i++)
-        g_object_unref (lg->sessions[i]);
-      g_free (lg->sessions);
-    }
-  g_queue_clear (&lg->queue);
-  g_clear_pointer (&lg->uri, g_uri_unref);
-  g_clear_pointer (&lg->loop, g_main_loop_unref);
-  g_clear_pointer (&lg->handshake_ms, g_array_unref);
-  g_clear_pointer (&lg->attach_ms, g_array_unref);
-  g_clear_pointer (&lg->environ, g_strfreev);
-  g_clear_pointer (&lg->os_release, g_ptr_array_unref);
-  g_clear_pointer (&lg->empty_tar, g_bytes_unref);
-  g_free (lg->block);
-  g_free (lg->name_prefix);
-  g_free (lg->name_suffix);
-  msgpack_sbuffer_destroy (&lg->sbuf);
-  g_free (lg->opt.url);
-  g_free (lg->opt.name_format);
-  g_free (lg->opt.password);
-  g_free (lg->opt.in_flight_until);
-  g_free (lg->opt.basedir_prefix);
-  g_free (lg->opt.worker_version);
-  g_free (lg);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Loadgen, loadgen_free)
-
-/* --name-format: literal text with at most one %d (optional 0 flag and width);
- * without one, the number is appended. */
 static gboolean
 parse_name_format (Loadgen *lg, const char *format, GError **error)
 {
@@ -3388,6 +3697,7 @@ read_os_release (Loadgen *lg)
     {
       char *eq = strchr (*l, '=');
       g_autofree char *value = NULL;
+      g_autofree char *key = NULL;
 
       if (**l == '\0' || **l == '#' || eq == NULL)
         continue;
@@ -3400,7 +3710,8 @@ read_os_release (Loadgen *lg)
       if (*value == '\0')
         continue;
       *eq = '\0';
-      g_ptr_array_add (lg->os_release, g_strconcat ("os_", g_ascii_strdown (*l, -1), NULL));
+      key = g_ascii_strdown (*l, -1);
+      g_ptr_array_add (lg->os_release, g_strconcat ("os_", key, NULL));
       g_ptr_array_add (lg->os_release, g_steal_pointer (&value));
     }
 }
@@ -3434,23 +3745,77 @@ make_session (Loadgen *lg, int source_index)
   return session;
 }
 
-static gboolean
-on_attach_timeout (gpointer data)
-{
-  Loadgen *lg = data;
 
-  lg->attach_timeout_id = 0;
-  g_printerr ("bf-loadgen: attach timeout: %u of %u workers attached\n",
-              lg->n_attached_first, lg->n_workers);
-  g_main_loop_quit (lg->loop);
-  return G_SOURCE_REMOVE;
+static void
+loadgen_free (Loadgen *lg)
+{
+  gboolean settled = TRUE;
+
+  g_clear_handle_id (&lg->attach_timeout_id, g_source_remove);
+  g_clear_handle_id (&lg->phase_timeout_id, g_source_remove);
+  g_clear_handle_id (&lg->progress_id, g_source_remove);
+  g_clear_handle_id (&lg->sigint_id, g_source_remove);
+  g_clear_handle_id (&lg->sigterm_id, g_source_remove);
+
+  for (guint i = 0; i < lg->n_shards; i++)
+    {
+      Shard *sh = &lg->shards[i];
+
+      if (sh->thread != NULL)
+        {
+          g_main_context_invoke (sh->ctx, shard_on_finish, sh);
+          g_thread_join (sh->thread);
+        }
+      /* an attempt still in flight holds pointers to its worker */
+      if (sh->n_state[WORKER_CONNECTING] > 0)
+        settled = FALSE;
+      g_queue_clear (&sh->queue);
+      g_free (sh->sessions);
+      g_clear_pointer (&sh->handshake_ms, g_array_unref);
+      g_clear_pointer (&sh->attach_ms, g_array_unref);
+      g_clear_pointer (&sh->snap_handshake_ms, g_array_unref);
+      g_clear_pointer (&sh->snap_attach_ms, g_array_unref);
+      g_clear_pointer (&sh->loop, g_main_loop_unref);
+      g_clear_pointer (&sh->ctx, g_main_context_unref);
+      msgpack_sbuffer_destroy (&sh->sbuf);
+      g_free (sh->block);
+    }
+  if (settled && lg->workers != NULL)
+    {
+      for (guint i = 0; i < lg->n_workers; i++)
+        {
+          g_clear_pointer (&lg->workers[i].dirs, g_ptr_array_unref);
+          g_free (lg->workers[i].name);
+          g_free (lg->workers[i].basedir);
+        }
+      g_free (lg->workers);
+      g_free (lg->shards);
+    }
+  g_mutex_clear (&lg->lock);
+  g_cond_clear (&lg->cond);
+  g_clear_pointer (&lg->uri, g_uri_unref);
+  g_clear_pointer (&lg->loop, g_main_loop_unref);
+  g_clear_pointer (&lg->environ, g_strfreev);
+  g_clear_pointer (&lg->os_release, g_ptr_array_unref);
+  g_clear_pointer (&lg->empty_tar, g_bytes_unref);
+  g_free (lg->name_prefix);
+  g_free (lg->name_suffix);
+  g_free (lg->opt.url);
+  g_free (lg->opt.name_format);
+  g_free (lg->opt.password);
+  g_free (lg->opt.in_flight_until);
+  g_free (lg->opt.basedir_prefix);
+  g_free (lg->opt.worker_version);
+  g_free (lg);
 }
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Loadgen, loadgen_free)
 
 static gboolean
 lg_setup (Loadgen *lg, GError **error)
 {
   Options *o = &lg->opt;
-  guint n_sources;
+  guint n_threads, next = 0;
 
   if (o->workers < 1)
     {
@@ -3458,12 +3823,12 @@ lg_setup (Loadgen *lg, GError **error)
       return FALSE;
     }
   if (o->concurrency < 1 || o->attach_prints < 0 || o->line_bytes < 1 || o->output_lines < 0 ||
-      o->update_window < 0 || o->first_index < 0 || o->attach_timeout <= 0)
+      o->update_window < 0 || o->first_index < 0 || o->attach_timeout <= 0 || o->threads < 0)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--concurrency and --line-bytes must be positive; --attach-prints, "
-                   "--output-lines, --update-window, --first-index must not be negative; "
-                   "--attach-timeout must be positive");
+                   "--output-lines, --update-window, --first-index, --threads must not be "
+                   "negative; --attach-timeout must be positive");
       return FALSE;
     }
   if ((o->stop_after_attach + o->kill_after_attach + o->silent_after_attach) > 1)
@@ -3495,10 +3860,9 @@ lg_setup (Loadgen *lg, GError **error)
 
   /* ~28000 ephemeral ports per source address; a bound source address takes
    * its port at bind() time, regardless of the destination */
-  n_sources = o->source_addresses > 0 ? (guint) o->source_addresses : (lg->n_workers + 24999) / 25000;
-  if (n_sources > 254)
-    n_sources = 254;
-  if (n_sources > 1)
+  lg->n_sources = o->source_addresses > 0 ? (guint) o->source_addresses : (lg->n_workers + 24999) / 25000;
+  lg->n_sources = MIN (lg->n_sources, 254);
+  if (lg->n_sources > 1)
     {
       g_autoptr(GInetAddress) target = g_inet_address_new_from_string (g_uri_get_host (lg->uri));
 
@@ -3509,19 +3873,12 @@ lg_setup (Loadgen *lg, GError **error)
           return FALSE;
         }
     }
-  lg->n_sessions = n_sources;
-  lg->sessions = g_new0 (SoupSession *, n_sources);
-  for (guint i = 0; i < n_sources; i++)
-    lg->sessions[i] = make_session (lg, n_sources > 1 ? (int) i : -1);
 
   lg->environ = g_get_environ ();
   read_os_release (lg);
   lg->empty_tar = make_empty_tar ();
-  lg->handshake_ms = g_array_sized_new (FALSE, FALSE, sizeof (gdouble), lg->n_workers);
-  lg->attach_ms = g_array_sized_new (FALSE, FALSE, sizeof (gdouble), lg->n_workers);
 
   lg->workers = g_new0 (Worker, lg->n_workers);
-  lg->n_state[WORKER_IDLE] = lg->n_workers;
   for (guint i = 0; i < lg->n_workers; i++)
     {
       Worker *w = &lg->workers[i];
@@ -3530,9 +3887,45 @@ lg_setup (Loadgen *lg, GError **error)
       w->number = o->first_index + i;
       w->name = worker_name (lg, w->number);
       w->basedir = g_build_filename (o->basedir_prefix, w->name, NULL);
-      w->session = lg->sessions[i % n_sources];
       w->state = WORKER_IDLE;
       worker_drop_connection_state (w);
+    }
+
+  /* auto: one thread up to 1000 workers, then one per CPU (at most 4) */
+  n_threads = o->threads > 0 ? (guint) o->threads :
+              lg->n_workers < 1000 ? 1 : MIN (g_get_num_processors (), 4);
+  lg->n_shards = MIN (n_threads, lg->n_workers);
+  lg->shards = g_new0 (Shard, lg->n_shards);
+  for (guint i = 0; i < lg->n_shards; i++)
+    {
+      Shard *sh = &lg->shards[i];
+      guint n = lg->n_workers / lg->n_shards + (i < lg->n_workers % lg->n_shards ? 1 : 0);
+
+      sh->lg = lg;
+      sh->index = i;
+      sh->ctx = g_main_context_new ();
+      sh->loop = g_main_loop_new (sh->ctx, FALSE);
+      sh->phase = PHASE_ATTACHING;
+      sh->workers = &lg->workers[next];
+      sh->n_workers = n;
+      next += n;
+      sh->concurrency = MAX (1, o->concurrency / lg->n_shards +
+                                (i < (guint) o->concurrency % lg->n_shards ? 1 : 0));
+      sh->n_state[WORKER_IDLE] = n;
+      sh->handshake_ms = g_array_sized_new (FALSE, FALSE, sizeof (gdouble), n);
+      sh->attach_ms = g_array_sized_new (FALSE, FALSE, sizeof (gdouble), n);
+      sh->snap_handshake_ms = g_array_new (FALSE, FALSE, sizeof (gdouble));
+      sh->snap_attach_ms = g_array_new (FALSE, FALSE, sizeof (gdouble));
+      msgpack_sbuffer_init (&sh->sbuf);
+      msgpack_packer_init (&sh->pk, &sh->sbuf, msgpack_sbuffer_write);
+      for (guint k = 0; k < n; k++)
+        sh->workers[k].shard = sh;
+    }
+  for (guint i = 0; i < lg->n_shards; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("bf-loadgen-%u", i);
+
+      lg->shards[i].thread = g_thread_new (name, shard_thread, &lg->shards[i]);
     }
   return TRUE;
 }
@@ -3546,22 +3939,6 @@ main (int argc, char **argv)
   Options *o = &lg->opt;
   GString *s;
   gboolean complete;
-
-  *o = (Options) {
-    .workers = 1,
-    .first_index = 1,
-    .concurrency = 50,
-    .attach_prints = 0,
-    .attach_timeout = 300,
-    .connect_timeout = 60,
-    .hold = -1,
-    .resume_grace = 2,
-    .close_timeout = 10,
-    .output_lines = 10,
-    .line_bytes = 80,
-    .update_window = 16,
-    .upload_bytes = 4096,
-  };
   const GOptionEntry entries[] = {
     { "url", 0, 0, G_OPTION_ARG_STRING, &o->url, "Master endpoint, loopback only (default " DEFAULT_URL ")", "URL" },
     { "workers", 'n', 0, G_OPTION_ARG_INT, &o->workers, "Number of simulated workers (default 1)", "N" },
@@ -3590,13 +3967,32 @@ main (int argc, char **argv)
     { "basedir-prefix", 0, 0, G_OPTION_ARG_STRING, &o->basedir_prefix, "Reported basedir is PREFIX/NAME (default /tmp/bf-loadgen)", "DIR" },
     { "worker-version", 0, 0, G_OPTION_ARG_STRING, &o->worker_version, "Version reported in get_worker_info (default " DEFAULT_WORKER_VERSION ")", "VERSION" },
     { "source-addresses", 0, 0, G_OPTION_ARG_INT, &o->source_addresses, "Spread connections over 127.0.0.1..K, 0 = one per 25000 workers (default 0)", "K" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Threads, each with its own main loop and share of the workers, 0 = 1 below 1000 workers, else one per CPU up to 4 (default 0)", "T" },
     { "peer-pid", 0, 0, G_OPTION_ARG_INT, &o->peer_pid, "Report this process's VmRSS (the master) in every phase line", "PID" },
     { "progress", 0, 0, G_OPTION_ARG_NONE, &o->progress, "Print progress to stderr every second", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "Report every error, not only the first ones", NULL },
     { NULL }
   };
 
+  *o = (Options) {
+    .workers = 1,
+    .first_index = 1,
+    .concurrency = 50,
+    .attach_prints = 0,
+    .attach_timeout = 300,
+    .connect_timeout = 60,
+    .hold = -1,
+    .resume_grace = 2,
+    .close_timeout = 10,
+    .output_lines = 10,
+    .line_bytes = 80,
+    .update_window = 16,
+    .upload_bytes = 4096,
+  };
+
   signal (SIGPIPE, SIG_IGN);
+  g_mutex_init (&lg->lock);
+  g_cond_init (&lg->cond);
   context = g_option_context_new ("- impersonate many Buildbot workers (msgpack protocol)");
   g_option_context_set_summary (context,
     "Connects N simulated buildbot-worker 3.7 instances to a loopback master and prints one\n"
@@ -3624,15 +4020,14 @@ main (int argc, char **argv)
   if (o->stop_after_attach)
     o->hold = 0;
 
-  msgpack_sbuffer_init (&lg->sbuf);
-  msgpack_packer_init (&lg->pk, &lg->sbuf, msgpack_sbuffer_write);
   lg->loop = g_main_loop_new (NULL, FALSE);
   if (!lg_setup (lg, &error))
     {
       g_printerr ("bf-loadgen: %s\n", error->message);
       return 2;
     }
-  lg_watch_signals (lg, TRUE);
+  lg->sigint_id = g_unix_signal_add (SIGINT, on_signal, lg);
+  lg->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, lg);
   if (o->progress)
     {
       lg->progress_id = g_timeout_add_seconds (1, on_progress, lg);
@@ -3643,34 +4038,33 @@ main (int argc, char **argv)
   s = json_begin ("start");
   json_int (s, "workers", lg->n_workers);
   json_int (s, "concurrency", o->concurrency);
-  json_int (s, "source_addresses", lg->n_sessions);
+  json_int (s, "threads", lg->n_shards);
+  json_int (s, "source_addresses", lg->n_sources);
   json_int (s, "pid", getpid ());
   json_end (lg, s);
 
   /* attach phase */
   lg->t0 = g_get_monotonic_time ();
-  for (guint i = 0; i < lg->n_workers; i++)
-    {
-      worker_set_state (&lg->workers[i], WORKER_QUEUED);
-      g_queue_push_tail (&lg->queue, &lg->workers[i]);
-    }
   lg->attach_timeout_id = g_timeout_add ((guint) (o->attach_timeout * 1000), on_attach_timeout, lg);
   g_source_set_static_name (g_main_context_find_source_by_id (NULL, lg->attach_timeout_id),
                             "bf-loadgen attach timeout");
-  lg_run_phase (lg, PHASE_ATTACHING, -1);
+  lg_enter_phase (lg, PHASE_ATTACHING);
+  lg_wait (lg, -1);
   g_clear_handle_id (&lg->attach_timeout_id, g_source_remove);
   lg_print_attached (lg);
-  complete = lg->n_attached_first == lg->n_workers;
+  complete = lg_attached_first (lg) == lg->n_workers;
   lg->exit_status = complete ? 0 : 1;
 
   if (o->kill_after_attach)
     {
       if (complete && o->hold > 0)
-        lg_run_phase (lg, PHASE_HOLDING, o->hold);
+        {
+          lg_enter_phase (lg, PHASE_HOLDING);
+          lg_wait (lg, o->hold);
+        }
       s = json_begin ("killed");
       json_int (s, "workers", lg_open (lg));
-      json_traffic (lg, s);
-      json_end (lg, s);
+      lg_print_traffic (lg, s);
       /* the kernel closes every socket, as for SIGKILL */
       _exit (lg->exit_status);
     }
@@ -3683,12 +4077,12 @@ main (int argc, char **argv)
         {
           gint64 start = g_get_monotonic_time ();
 
-          lg_run_phase (lg, PHASE_HOLDING, o->hold);
+          lg_enter_phase (lg, PHASE_HOLDING);
+          lg_wait (lg, o->hold);
           s = json_begin ("held");
           json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
-          json_int (s, "workers", lg->n_state[WORKER_ATTACHED]);
-          json_traffic (lg, s);
-          json_end (lg, s);
+          json_int (s, "workers", lg_count (lg, WORKER_ATTACHED));
+          lg_print_traffic (lg, s);
         }
     }
 

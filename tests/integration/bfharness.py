@@ -104,7 +104,12 @@ class FleetTestCase(dbusmock.DBusTestCase):
     @classmethod
     def setUpClass(cls):
         cls.start_system_bus()
-        cls.bus = Gio.bus_get_sync(Gio.BusType.SYSTEM, None)
+        # A connection of our own, not GLib's shared singleton: each test
+        # class gets a new private bus.
+        cls.bus = Gio.DBusConnection.new_for_address_sync(
+            os.environ['DBUS_SYSTEM_BUS_ADDRESS'],
+            Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
+            None, None)
 
     @classmethod
     def tearDownClass(cls):
