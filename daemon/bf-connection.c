@@ -11,11 +11,8 @@
  * sent and floods close this connection with a reason; unknown ops get an
  * error response, as Buildbot's own peers do.
  *
- * Liveness: libsoup sends a WebSocket ping every keepalive interval
- * (rounded up to whole seconds, the granularity libsoup offers), and an
- * idle connection also gets a msgpack `keepalive` request each interval, so
- * sub-second intervals work too.  Anything received (a message or a pong)
- * counts as a sign of life; nothing for two intervals closes the
+ * Liveness: see keepalive_cb().  Anything received (a message or a pong)
+ * counts as a sign of life; nothing for two keepalive intervals closes the
  * connection with "keepalive timeout".
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -27,6 +24,7 @@
 #include "bf-connection.h"
 #include "bf-log.h"
 #include "bf-msgpack.h"
+#include "bf-timer-queue.h"
 #include "bf-util.h"
 
 #define ATTACH_TIMEOUT_USEC (30 * G_USEC_PER_SEC)
@@ -51,7 +49,8 @@ struct _BfConnection
 
   guint64 last_rx_usec;
   guint64 last_activity_emit_usec;
-  guint keepalive_source_id;
+  BfTimer *keepalive_timer;
+  gboolean pinging;               /* libsoup sends WebSocket pings */
 
   double flood_tokens;
   gint64 flood_stamp;
@@ -141,7 +140,7 @@ mark_closed (BfConnection *self,
   if (self->closed)
     return;
   self->closed = TRUE;
-  g_clear_handle_id (&self->keepalive_source_id, g_source_remove);
+  bf_timer_stop (&self->keepalive_timer);
   fail_all_pending (self, reason);
   fail_all_commands (self, reason);
   g_signal_emit (self, signals[SIGNAL_CLOSED], 0, reason);
@@ -434,6 +433,12 @@ note_rx (BfConnection *self)
   guint64 now = (guint64) g_get_real_time ();
 
   self->last_rx_usec = now;
+  if (self->pinging)
+    {
+      /* Alive: no more pings until it is idle again. */
+      self->pinging = FALSE;
+      soup_websocket_connection_set_keepalive_interval (self->ws, 0);
+    }
   if (now - self->last_activity_emit_usec >= ACTIVITY_MIN_PERIOD_USEC)
     {
       self->last_activity_emit_usec = now;
@@ -550,6 +555,12 @@ ws_closed_cb (SoupWebsocketConnection *ws,
   mark_closed (self, reason);
 }
 
+/* Liveness costs nothing while a worker talks.  Once it has been quiet for
+ * a keepalive interval it gets a msgpack keepalive request (answered by the
+ * worker's reactor, so it proves more than TCP) and WebSocket pings: libsoup
+ * pings every second while it is quiet (its timer exists only then, so an
+ * idle fleet of 10,000 is not 10,000 ping timers).  Quiet for two intervals
+ * is dead. */
 static gboolean
 keepalive_cb (gpointer data)
 {
@@ -560,14 +571,20 @@ keepalive_cb (gpointer data)
 
   if (idle >= 2 * interval)
     {
-      self->keepalive_source_id = 0;
       bf_worker_message (self->worker_name, "Worker %s from %s answered nothing for %.1f s: dropping it",
                          self->worker_name, self->peer, idle / (double) G_USEC_PER_SEC);
       bf_connection_close (self, "keepalive timeout");
       return G_SOURCE_REMOVE;
     }
   if (idle >= interval)
-    bf_connection_request_async (self, "keepalive", NULL, 0, NULL, NULL, NULL);
+    {
+      bf_connection_request_async (self, "keepalive", NULL, 0, NULL, NULL, NULL);
+      if (!self->pinging)
+        {
+          self->pinging = TRUE;
+          soup_websocket_connection_set_keepalive_interval (self->ws, 1);
+        }
+    }
   return G_SOURCE_CONTINUE;
 }
 
@@ -575,19 +592,18 @@ void
 bf_connection_set_keepalive (BfConnection *self,
                              guint64       interval_usec)
 {
-  g_clear_handle_id (&self->keepalive_source_id, g_source_remove);
+  bf_timer_stop (&self->keepalive_timer);
   self->limits.keepalive_interval_usec = interval_usec;
-  if (interval_usec == 0 || self->closed)
+  if (self->pinging)
     {
+      self->pinging = FALSE;
       soup_websocket_connection_set_keepalive_interval (self->ws, 0);
-      return;
     }
-  soup_websocket_connection_set_keepalive_interval (self->ws,
-                                                    (guint) MAX (1, (interval_usec + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC));
-  /* Check twice per interval so a dead peer is dropped between 2 and 2.5
-   * intervals after its last sign of life. */
-  self->keepalive_source_id = bf_timeout_add (bf_usec_to_ms (interval_usec / 2), keepalive_cb, self,
-                                              "[buildfleetd] worker keepalive");
+  if (interval_usec == 0 || self->closed)
+    return;
+  /* Checked twice per interval, so a dead peer is dropped between 2 and
+   * 2.5 intervals after its last sign of life. */
+  bf_timer_start (&self->keepalive_timer, interval_usec / 2, keepalive_cb, self);
 }
 
 /* Attach -------------------------------------------------------------------- */
@@ -618,6 +634,8 @@ static GVariant *
 dbus_safe_at (GVariant *v,
               guint     depth)
 {
+  /* The worker's environment can hold secrets and is the bulk of the
+   * reply: it is never kept. */
   if (depth >= DBUS_SAFE_DEPTH &&
       (g_variant_is_container (v) && !g_variant_is_of_type (v, G_VARIANT_TYPE_BYTESTRING)))
     {
@@ -634,7 +652,7 @@ dbus_safe_at (GVariant *v,
       g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
       g_variant_iter_init (&iter, v);
       while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
-        if (!is_nil (value))
+        if (!is_nil (value) && !(depth == 0 && g_str_equal (key, "environ")))
           g_variant_builder_add (&b, "{sv}", key, dbus_safe_at (value, depth + 1));
       return g_variant_builder_end (&b);
     }
@@ -688,6 +706,8 @@ attach_step_cb (GObject      *object,
         {
           g_clear_pointer (&self->info, g_variant_unref);
           self->info = g_variant_ref_sink (dbus_safe (reply));
+          /* Serialised, it takes a fraction of the memory of the tree. */
+          (void) g_variant_get_data (self->info);
         }
     }
 
@@ -771,7 +791,7 @@ bf_connection_dispose (GObject *object)
 {
   BfConnection *self = BF_CONNECTION (object);
 
-  g_clear_handle_id (&self->keepalive_source_id, g_source_remove);
+  bf_timer_stop (&self->keepalive_timer);
   if (self->ws != NULL)
     {
       g_signal_handlers_disconnect_by_data (self->ws, self);

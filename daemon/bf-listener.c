@@ -1,6 +1,6 @@
 /* bf-listener.c: the worker endpoints (WebSocket over HTTP or HTTPS)
  *
- * A SoupServer on every Listen= endpoint.  Workers authenticate with HTTP
+ * A SoupServer serves every Listen= endpoint; the sockets are ours.  Workers authenticate with HTTP
  * Basic credentials before the WebSocket upgrade, as Buildbot's master
  * expects: no or wrong credentials get 401 and a log line naming the peer,
  * and nothing else happens.  With TlsCertificate= the endpoints speak TLS
@@ -11,17 +11,29 @@
 #include "config.h"
 
 #include <string.h>
+#include <netinet/in.h>
 
 #include "bf-listener.h"
 #include "bf-log.h"
 
 #define WORKER_NAME_KEY "bf-worker-name"
 
+#define LISTEN_BACKLOG 4096
+#define ACCEPT_BATCH 256
+
+typedef struct {
+  BfListener *listener;     /* unowned */
+  GSocket *socket;
+  GSource *source;
+} Endpoint;
+
 struct _BfListener
 {
   GObject parent_instance;
 
   SoupServer *server;
+  GTlsCertificate *certificate;
+  GPtrArray *endpoints;     /* Endpoint */
   BfListenerAuthFunc auth;
   gpointer auth_data;
   BfConnectionLimits limits;
@@ -107,11 +119,105 @@ websocket_cb (SoupServer              *server,
 }
 
 static void
+endpoint_free (Endpoint *e)
+{
+  if (e->source)
+    {
+      g_source_destroy (e->source);
+      g_source_unref (e->source);
+    }
+  if (e->socket)
+    g_socket_close (e->socket, NULL);
+  g_clear_object (&e->socket);
+  g_free (e);
+}
+
+/* Accepts every pending connection at once (SoupServer's own listener
+ * takes one per main-loop iteration, which throttles an attach storm of
+ * thousands of workers) and hands each to the SoupServer. */
+static gboolean
+accept_cb (GSocket      *socket,
+           GIOCondition  condition,
+           gpointer      user_data)
+{
+  Endpoint *e = user_data;
+  BfListener *self = e->listener;
+
+  for (guint i = 0; i < ACCEPT_BATCH; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GSocket) client = g_socket_accept (socket, NULL, &error);
+      g_autoptr(GSocketConnection) connection = NULL;
+      g_autoptr(GSocketAddress) local = NULL;
+      g_autoptr(GSocketAddress) remote = NULL;
+      g_autoptr(GIOStream) stream = NULL;
+
+      if (client == NULL)
+        {
+          if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+            g_message ("Cannot accept a connection: %s", error->message);
+          break;
+        }
+      g_socket_set_blocking (client, FALSE);
+      connection = g_socket_connection_factory_create_connection (client);
+      local = g_socket_get_local_address (client, NULL);
+      remote = g_socket_get_remote_address (client, NULL);
+      if (self->certificate != NULL)
+        {
+          stream = g_tls_server_connection_new (G_IO_STREAM (connection), self->certificate, &error);
+          if (stream == NULL)
+            {
+              g_message ("Cannot start TLS: %s", error->message);
+              continue;
+            }
+        }
+      else
+        stream = G_IO_STREAM (g_steal_pointer (&connection));
+      if (!soup_server_accept_iostream (self->server, stream, local, remote, &error))
+        g_message ("Cannot serve a connection: %s", error->message);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+listen_on (BfListener      *self,
+           GSocketAddress  *address,
+           gboolean         v6only,
+           GError         **error)
+{
+  g_autoptr(GSocket) socket = NULL;
+  Endpoint *e;
+
+  socket = g_socket_new (g_socket_address_get_family (address), G_SOCKET_TYPE_STREAM,
+                         G_SOCKET_PROTOCOL_TCP, error);
+  if (socket == NULL)
+    return FALSE;
+  if (v6only && !g_socket_set_option (socket, IPPROTO_IPV6, IPV6_V6ONLY, 1, error))
+    return FALSE;
+  g_socket_set_blocking (socket, FALSE);
+  g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
+  if (!g_socket_bind (socket, address, TRUE, error) || !g_socket_listen (socket, error))
+    return FALSE;
+
+  e = g_new0 (Endpoint, 1);
+  e->listener = self;
+  e->socket = g_steal_pointer (&socket);
+  e->source = g_socket_create_source (e->socket, G_IO_IN, NULL);
+  g_source_set_callback (e->source, G_SOURCE_FUNC (accept_cb), e, NULL);
+  g_source_set_static_name (e->source, "[buildfleetd] worker endpoint");
+  g_source_attach (e->source, NULL);
+  g_ptr_array_add (self->endpoints, e);
+  return TRUE;
+}
+
+static void
 bf_listener_dispose (GObject *object)
 {
   BfListener *self = BF_LISTENER (object);
 
-  bf_listener_stop (self);
+  if (self->endpoints)
+    bf_listener_stop (self);
+  g_clear_pointer (&self->endpoints, g_ptr_array_unref);
   G_OBJECT_CLASS (bf_listener_parent_class)->dispose (object);
 }
 
@@ -130,6 +236,7 @@ bf_listener_class_init (BfListenerClass *klass)
 static void
 bf_listener_init (BfListener *self)
 {
+  self->endpoints = g_ptr_array_new_with_free_func ((GDestroyNotify) endpoint_free);
   self->limits.max_message_size = 16 * 1024 * 1024;
   self->limits.keepalive_interval_usec = 60 * G_USEC_PER_SEC;
 }
@@ -164,7 +271,6 @@ bf_listener_start (BfListener  *self,
 {
   g_autoptr(SoupServer) server = NULL;
   g_autoptr(SoupAuthDomain) domain = NULL;
-  SoupServerListenOptions options = 0;
 
   g_return_val_if_fail (self->server == NULL, FALSE);
 
@@ -189,8 +295,7 @@ bf_listener_start (BfListener  *self,
                        config->path, config->tls_certificate, config->tls_private_key, local_error->message);
           return FALSE;
         }
-      g_object_set (server, "tls-certificate", cert, NULL);
-      options |= SOUP_SERVER_LISTEN_HTTPS;
+      g_set_object (&self->certificate, cert);
     }
 
   domain = soup_auth_domain_basic_new ("realm", "buildfleet", NULL);
@@ -199,6 +304,7 @@ bf_listener_start (BfListener  *self,
   soup_server_add_auth_domain (server, domain);
   soup_server_add_websocket_handler (server, NULL, NULL, NULL, websocket_cb, self, NULL);
 
+  self->server = g_steal_pointer (&server);
   for (guint i = 0; config->listen[i]; i++)
     {
       g_autofree char *host = NULL;
@@ -207,35 +313,55 @@ bf_listener_start (BfListener  *self,
       gboolean ok;
 
       if (!bf_config_parse_endpoint (config->listen[i], &host, &port, error))
-        return FALSE;
+        {
+          bf_listener_stop (self);
+          return FALSE;
+        }
       if (g_str_equal (host, "*"))
-        ok = soup_server_listen_all (server, port, options, &local_error);
+        {
+          /* Every address: IPv4 and IPv6 on the same port (the first
+           * socket picks it when the port is 0). */
+          g_autoptr(GInetAddress) any4 = g_inet_address_new_any (G_SOCKET_FAMILY_IPV4);
+          g_autoptr(GSocketAddress) sa4 = g_inet_socket_address_new (any4, port);
+          ok = listen_on (self, sa4, FALSE, &local_error);
+          if (ok)
+            {
+              Endpoint *first = g_ptr_array_index (self->endpoints, self->endpoints->len - 1);
+              g_autoptr(GSocketAddress) bound = g_socket_get_local_address (first->socket, NULL);
+              g_autoptr(GInetAddress) any6 = g_inet_address_new_any (G_SOCKET_FAMILY_IPV6);
+              g_autoptr(GSocketAddress) sa6 = g_inet_socket_address_new (any6,
+                g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+              g_autoptr(GError) v6_error = NULL;
+              if (!listen_on (self, sa6, TRUE, &v6_error))
+                g_debug ("No IPv6 endpoint: %s", v6_error->message);
+            }
+        }
       else
         {
           g_autoptr(GInetAddress) addr = g_inet_address_new_from_string (host);
           g_autoptr(GSocketAddress) sa = g_inet_socket_address_new (addr, port);
-          ok = soup_server_listen (server, sa, options, &local_error);
+          ok = listen_on (self, sa, FALSE, &local_error);
         }
       if (!ok)
         {
           g_propagate_prefixed_error (error, g_steal_pointer (&local_error),
                                       "Cannot listen on %s: ", config->listen[i]);
-          soup_server_disconnect (server);
+          bf_listener_stop (self);
           return FALSE;
         }
     }
-
-  self->server = g_steal_pointer (&server);
   return TRUE;
 }
 
 void
 bf_listener_stop (BfListener *self)
 {
+  g_ptr_array_set_size (self->endpoints, 0);
   if (self->server == NULL)
     return;
   soup_server_disconnect (self->server);
   g_clear_object (&self->server);
+  g_clear_object (&self->certificate);
 }
 
 /**
@@ -249,20 +375,14 @@ bf_listener_get_endpoints (BfListener *self)
 {
   g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
 
-  if (self->server != NULL)
+  for (guint i = 0; i < self->endpoints->len; i++)
     {
-      GSList *listeners = soup_server_get_listeners (self->server);
+      Endpoint *e = g_ptr_array_index (self->endpoints, i);
+      g_autoptr(GSocketAddress) address = g_socket_get_local_address (e->socket, NULL);
+      g_autofree char *text = address ? format_address (address) : NULL;
 
-      for (GSList *l = listeners; l; l = l->next)
-        {
-          GSocket *socket = l->data;
-          g_autoptr(GSocketAddress) address = g_socket_get_local_address (socket, NULL);
-          g_autofree char *text = address ? format_address (address) : NULL;
-
-          if (text)
-            g_strv_builder_add (b, text);
-        }
-      g_slist_free (listeners);
+      if (text)
+        g_strv_builder_add (b, text);
     }
   return g_strv_builder_end (b);
 }

@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <malloc.h>
 #include <string.h>
 
 #include "bf-authority.h"
@@ -25,6 +26,7 @@
 #define FLEET_PATH "/org/buildfleet/Fleet1"
 #define WORKERS_PATH FLEET_PATH "/workers"
 #define STATUS_DELAY_MS 250
+#define TRIM_DELAY_S 2
 
 struct _BfManager
 {
@@ -44,6 +46,7 @@ struct _BfManager
   GHashTable *retiring;           /* name -> BfWorker: removed, waiting for its builds */
 
   guint status_source_id;
+  guint trim_source_id;
 
   GQueue pending;                 /* BfBuild, in request order */
   GHashTable *builds;             /* BfBuild -> linger source id (0 while live); owns the build */
@@ -90,9 +93,25 @@ status_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+static gboolean
+trim_cb (gpointer data)
+{
+  BfManager *self = data;
+
+  self->trim_source_id = 0;
+  /* An attach storm leaves megabytes of freed transient buffers (HTTP
+   * requests, msgpack messages, D-Bus signals) in malloc's arenas; give
+   * them back once the fleet is quiet. */
+  malloc_trim (0);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 schedule_status (BfManager *self)
 {
+  g_clear_handle_id (&self->trim_source_id, g_source_remove);
+  self->trim_source_id = bf_timeout_add_seconds (TRIM_DELAY_S, trim_cb, self,
+                                                 "[buildfleetd] memory trim");
   /* Coalesced: an attach storm of 10,000 workers is one status line. */
   if (self->status_source_id == 0)
     self->status_source_id = bf_timeout_add (STATUS_DELAY_MS, status_cb, self,
@@ -975,6 +994,7 @@ bf_manager_dispose (GObject *object)
   BfManager *self = BF_MANAGER (object);
 
   g_clear_handle_id (&self->status_source_id, g_source_remove);
+  g_clear_handle_id (&self->trim_source_id, g_source_remove);
   g_clear_handle_id (&self->dispatch_source_id, g_source_remove);
   if (self->builds)
     {

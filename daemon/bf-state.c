@@ -19,7 +19,7 @@
 #include "bf-util.h"
 
 #define STATE_FILE "workers.state"
-#define WRITE_DELAY_MS 100
+#define WRITE_DELAY_MS 500
 
 struct _BfState
 {
@@ -201,14 +201,23 @@ bf_state_get_worker (BfState       *self,
 static gboolean write_cb (gpointer data);
 
 static void
-schedule_write (BfState *self)
+schedule_write_after (BfState *self,
+                      guint    delay_ms)
 {
   self->dirty = TRUE;
-  if (self->write_source_id == 0 && !self->writing)
-    {
-      self->write_source_id = bf_timeout_add (WRITE_DELAY_MS, write_cb, self,
-                                              "[buildfleetd] state write");
-    }
+  if (self->writing)
+    return;   /* write_done() schedules the next one */
+  if (self->write_source_id != 0 && delay_ms > 0)
+    return;
+  g_clear_handle_id (&self->write_source_id, g_source_remove);
+  self->write_source_id = bf_timeout_add (delay_ms, write_cb, self, "[buildfleetd] state write");
+}
+
+/* Coalesced: an attach storm of thousands of workers is a few writes. */
+static void
+schedule_write (BfState *self)
+{
+  schedule_write_after (self, WRITE_DELAY_MS);
 }
 
 void
@@ -300,7 +309,9 @@ bf_state_set_instance (BfState    *self,
   r->id = g_strdup (id);
   r->password = g_strdup (password);
   g_hash_table_replace (self->instances, g_strdup (name), r);
-  schedule_write (self);
+  /* At once: a daemon killed right after starting an instance must still
+   * find its record. */
+  schedule_write_after (self, 0);
 }
 
 void

