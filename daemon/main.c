@@ -35,6 +35,7 @@ typedef struct {
   guint listen_attempts;
   guint shutdown_timeout_id;
   gboolean shutting_down;
+  gboolean name_acquired;
   int exit_code;
   gint64 start_usec;
 } BfApp;
@@ -127,6 +128,7 @@ name_acquired_cb (GDBusConnection *bus,
 {
   BfApp *app = user_data;
 
+  app->name_acquired = TRUE;
   try_listen_cb (app);
 }
 
@@ -139,8 +141,11 @@ name_lost_cb (GDBusConnection *bus,
 
   if (bus == NULL)
     g_printerr ("buildfleetd: cannot connect to the %s bus\n", app->session_bus ? "session" : "system");
+  else if (app->name_acquired)
+    g_printerr ("buildfleetd: another instance took over the name %s; exiting\n", name);
   else
-    g_printerr ("buildfleetd: the name %s is owned by another process (use --replace to take it over)\n", name);
+    g_printerr ("buildfleetd: cannot own the name %s: another instance owns it (use --replace to take it over), "
+                "or the bus policy does not allow this user to own it\n", name);
   /* Stop listening at once so a replacing instance gets the port. */
   bf_manager_shutdown (app->manager);
   quit (app, EXIT_FAILURE);

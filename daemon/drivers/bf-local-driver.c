@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 #include <signal.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
@@ -24,6 +25,10 @@
 #define CREATE_TIMEOUT_USEC (60 * G_USEC_PER_SEC)
 #define STOP_GRACE_USEC (10 * G_USEC_PER_SEC)
 #define POLL_MS 100
+/* create-worker only takes the password on its command line, where any
+ * user could read it in ps: it gets this instead, and the real one is
+ * written into buildbot.tac (mode 0600) afterwards. */
+#define PASSWORD_PLACEHOLDER "buildfleet-password-placeholder"
 
 struct _BfLocalDriver
 {
@@ -94,6 +99,40 @@ write_info (const char *basedir)
   g_file_set_contents (host, host_text, -1, NULL);
 }
 
+/* Puts the real password into buildbot.tac as a Python string literal. */
+static gboolean
+set_password (const char  *basedir,
+              const char  *password,
+              GError     **error)
+{
+  g_autofree char *tac = g_build_filename (basedir, "buildbot.tac", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GString) literal = g_string_new ("'");
+  g_autoptr(GString) out = NULL;
+  const char *at;
+
+  if (!g_file_get_contents (tac, &text, NULL, error))
+    return FALSE;
+  at = strstr (text, "'" PASSWORD_PLACEHOLDER "'");
+  if (at == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "%s does not hold the password where buildbot-worker 3.7 puts it", tac);
+      return FALSE;
+    }
+  for (const char *c = password; *c; c++)
+    {
+      if (*c == '\\' || *c == '\'')
+        g_string_append_c (literal, '\\');
+      g_string_append_c (literal, *c);
+    }
+  g_string_append_c (literal, '\'');
+  out = g_string_new_len (text, at - text);
+  g_string_append (out, literal->str);
+  g_string_append (out, at + strlen ("'" PASSWORD_PLACEHOLDER "'"));
+  return g_file_set_contents_full (tac, out->str, out->len, G_FILE_SET_CONTENTS_CONSISTENT, 0600, error);
+}
+
 static void
 create_done_cb (GObject      *source,
                 GAsyncResult *result,
@@ -115,6 +154,11 @@ create_done_cb (GObject      *source,
     }
   if (g_task_return_error_if_cancelled (task))
     return;
+  if (!set_password (basedir, g_task_get_task_data (task), &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
   write_info (basedir);
 
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT);
@@ -172,7 +216,8 @@ bf_local_driver_start_async (BfLatentDriver          *driver,
                            "--protocol=msgpack_experimental_v7", "--keepalive=0", NULL);
   if (info->tls_certificate)
     g_strv_builder_add (b, "--use-tls");
-  g_strv_builder_add_many (b, basedir, info->master, info->name, info->password, NULL);
+  g_strv_builder_add_many (b, basedir, info->master, info->name, PASSWORD_PLACEHOLDER, NULL);
+  g_task_set_task_data (task, g_strdup (info->password), g_free);
   argv = g_strv_builder_end (b);
   bf_latent_run_async ((const char * const *) argv, NULL, "buildbot-worker create-worker",
                        CREATE_TIMEOUT_USEC, cancellable, create_done_cb, g_object_ref (task));

@@ -252,6 +252,11 @@ class LocalDriverTest(LatentTestCase):
         self.assertIn('local latent worker', self.worker_prop('local-1', 'Host'))
         basedir = os.path.join(self.statedir, 'local', 'local-1')
         self.assertEqual(self.worker_prop('local-1', 'Info')['basedir'], basedir)
+        # The generated password went into buildbot.tac (0600), not onto a command line.
+        tac = os.path.join(basedir, 'buildbot.tac')
+        self.assertEqual(os.stat(tac).st_mode & 0o777, 0o600)
+        with open(tac) as f:
+            self.assertNotIn('placeholder', f.read())
         self.pump(0.3)
         pid = self.local_pid()
         self.assertTrue(os.path.exists('/proc/%d' % pid))
