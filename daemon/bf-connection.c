@@ -76,13 +76,13 @@ typedef struct {
   GTask *task;
   gint64 seq;
   char *op;
-  guint timeout_id;
+  BfTimer *timer;
 } Pending;
 
 static void
 pending_free (Pending *p)
 {
-  g_clear_handle_id (&p->timeout_id, g_source_remove);
+  bf_timer_stop (&p->timer);
   g_clear_object (&p->task);
   g_free (p->op);
   g_free (p);
@@ -230,7 +230,6 @@ request_timeout_cb (gpointer data)
   Pending *p = data;
   BfConnection *self = p->self;
 
-  p->timeout_id = 0;
   g_hash_table_steal (self->pending, &p->seq);
   g_task_return_new_error (p->task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                            "worker %s did not answer %s in time", self->worker_name, p->op);
@@ -278,8 +277,7 @@ bf_connection_request_async (BfConnection        *self,
   p->seq = self->next_seq++;
   p->op = g_strdup (op);
   if (timeout_usec > 0)
-    p->timeout_id = bf_timeout_add (bf_usec_to_ms (timeout_usec), request_timeout_cb, p,
-                                    "[buildfleetd] worker request timeout");
+    bf_timer_start (&p->timer, timeout_usec, request_timeout_cb, p);
   g_hash_table_insert (self->pending, &p->seq, p);
 
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);

@@ -12,6 +12,7 @@
 
 #include <string.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "bf-listener.h"
 #include "bf-log.h"
@@ -159,6 +160,9 @@ accept_cb (GSocket      *socket,
           break;
         }
       g_socket_set_blocking (client, FALSE);
+      /* Requests and their answers are small messages: without this every
+       * command waits out the peer's delayed acknowledgement (40 ms). */
+      g_socket_set_option (client, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
       connection = g_socket_connection_factory_create_connection (client);
       local = g_socket_get_local_address (client, NULL);
       remote = g_socket_get_remote_address (client, NULL);

@@ -25,7 +25,26 @@ struct _BfMailer
   char *from;
   GCancellable *cancellable;
   guint in_flight;
+  GQueue queue;             /* Outgoing, not started yet */
+  guint queue_source_id;
 };
+
+typedef struct {
+  GStrv argv;
+  GBytes *input;
+  char *worker;
+  char *recipients;
+} Outgoing;
+
+static void
+outgoing_free (Outgoing *o)
+{
+  g_strfreev (o->argv);
+  g_bytes_unref (o->input);
+  g_free (o->worker);
+  g_free (o->recipients);
+  g_free (o);
+}
 
 G_DEFINE_FINAL_TYPE (BfMailer, bf_mailer, G_TYPE_OBJECT)
 
@@ -54,6 +73,8 @@ bf_mailer_dispose (GObject *object)
 {
   BfMailer *self = BF_MAILER (object);
 
+  g_clear_handle_id (&self->queue_source_id, g_source_remove);
+  g_queue_clear_full (&self->queue, (GDestroyNotify) outgoing_free);
   g_cancellable_cancel (self->cancellable);
   G_OBJECT_CLASS (bf_mailer_parent_class)->dispose (object);
 }
@@ -81,6 +102,7 @@ bf_mailer_class_init (BfMailerClass *klass)
 static void
 bf_mailer_init (BfMailer *self)
 {
+  g_queue_init (&self->queue);
   self->cancellable = g_cancellable_new ();
 }
 
@@ -108,7 +130,7 @@ bf_mailer_set_config (BfMailer   *self,
 guint
 bf_mailer_get_in_flight (BfMailer *self)
 {
-  return self->in_flight;
+  return self->in_flight + self->queue.length;
 }
 
 /* Header values must stay on one line. */
@@ -122,6 +144,8 @@ header_safe (const char *text)
       *c = ' ';
   return copy;
 }
+
+static gboolean start_next_cb (gpointer data);
 
 static gboolean
 delivery_timeout_cb (gpointer data)
@@ -193,8 +217,6 @@ bf_mailer_send (BfMailer           *self,
   g_autofree char *safe_subject = header_safe (subject);
   g_autofree char *safe_from = header_safe (self->from);
   g_autoptr(GBytes) input = NULL;
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  Delivery *d;
 
   if (to == NULL || to[0] == NULL)
     return;
@@ -226,24 +248,61 @@ bf_mailer_send (BfMailer           *self,
     g_string_append_c (msg, '\n');
   input = g_string_free_to_bytes (g_steal_pointer (&msg));
 
+  {
+    Outgoing *o = g_new0 (Outgoing, 1);
+
+    o->argv = g_steal_pointer (&argv);
+    o->input = g_steal_pointer (&input);
+    o->worker = g_strdup (worker);
+    o->recipients = g_steal_pointer (&recipients);
+    g_queue_push_tail (&self->queue, o);
+  }
+  /* Started from an idle callback, one per main-loop iteration: forking
+   * the daemon is not cheap, and timers due at the same moment (a rack
+   * going missing at once) must all fire before any mail process starts. */
+  if (self->queue_source_id == 0)
+    {
+      self->queue_source_id = g_idle_add (start_next_cb, self);
+      g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->queue_source_id),
+                                "[buildfleetd] mail queue");
+    }
+}
+
+static gboolean
+start_next_cb (gpointer data)
+{
+  BfMailer *self = data;
+  Outgoing *o = g_queue_pop_head (&self->queue);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  Delivery *d;
+
+  if (o == NULL)
+    {
+      self->queue_source_id = 0;
+      return G_SOURCE_REMOVE;
+    }
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE |
                                         G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
                                         G_SUBPROCESS_FLAGS_STDERR_PIPE);
-  g_subprocess_launcher_setenv (launcher, "BUILDFLEET_WORKER_NAME", worker, TRUE);
+  g_subprocess_launcher_setenv (launcher, "BUILDFLEET_WORKER_NAME", o->worker, TRUE);
 
   d = g_new0 (Delivery, 1);
   d->mailer = g_object_ref (self);
-  d->worker = g_strdup (worker);
-  d->recipients = g_steal_pointer (&recipients);
+  d->worker = g_strdup (o->worker);
+  d->recipients = g_strdup (o->recipients);
   self->in_flight++;
-  d->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv, &error);
+  d->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) o->argv, &error);
   if (d->process == NULL)
     {
-      g_warning ("Cannot run MailCommand for worker %s: %s", worker, error->message);
+      g_warning ("Cannot run MailCommand for worker %s: %s", o->worker, error->message);
       delivery_free (d);
-      return;
+      outgoing_free (o);
+      return G_SOURCE_CONTINUE;
     }
   d->timeout_id = bf_timeout_add_seconds (MAIL_TIMEOUT_SECONDS, delivery_timeout_cb, d,
                                           "[buildfleetd] mail timeout");
-  g_subprocess_communicate_async (d->process, input, self->cancellable, communicate_cb, d);
+  g_subprocess_communicate_async (d->process, o->input, self->cancellable, communicate_cb, d);
+  outgoing_free (o);
+  return G_SOURCE_CONTINUE;
 }

@@ -155,8 +155,12 @@ missing_timeout_cb (gpointer data)
   g_autofree char *timeout = format_duration (self->config->missing_timeout_usec);
   g_autoptr(GString) body = g_string_new (NULL);
 
+  /* The signal first: everything else (state, log, mail) can wait a
+   * moment, the alarm should not. */
   self->missing_notified = TRUE;
   bf_dbus_worker_set_missing (iface (self), TRUE);
+  bf_dbus_worker_emit_missing (iface (self), since);
+  g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
   save_state (self);
 
   bf_worker_message (bf_worker_get_name (self),
@@ -170,9 +174,6 @@ missing_timeout_cb (gpointer data)
                           bf_worker_get_name (self), when, timeout);
   append_details (self, body);
   mail_admins (self, subject, body->str);
-
-  bf_dbus_worker_emit_missing (iface (self), since);
-  g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
   return G_SOURCE_REMOVE;
 }
 

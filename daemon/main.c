@@ -10,6 +10,7 @@
 
 #include <locale.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <glib-unix.h>
 #include <systemd/sd-daemon.h>
@@ -248,6 +249,17 @@ main (int   argc,
   };
 
   setlocale (LC_ALL, "");
+
+  /* One socket per worker: tens of thousands of them need more than the
+   * usual soft limit of 1024 descriptors. */
+  {
+    struct rlimit rl;
+    if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+      {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit (RLIMIT_NOFILE, &rl);
+      }
+  }
 
   context = g_option_context_new ("— manage a fleet of Buildbot workers over D-Bus");
   g_option_context_add_main_entries (context, entries, NULL);
