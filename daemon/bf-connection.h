@@ -12,13 +12,10 @@ G_BEGIN_DECLS
  * BfConnectionLimits:
  * @max_message_size: bytes of one incoming message
  * @keepalive_interval_usec: WebSocket ping period; 0 = no pings
- * @max_pending_requests: unanswered requests from the worker before it is
- *   dropped for flooding
  */
 typedef struct {
   gsize max_message_size;
   guint64 keepalive_interval_usec;
-  guint max_pending_requests;
 } BfConnectionLimits;
 
 /**

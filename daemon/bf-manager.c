@@ -247,7 +247,6 @@ apply_daemon_config (BfManager *self)
   BfConnectionLimits limits = {
     .max_message_size = self->config->max_message_size,
     .keepalive_interval_usec = self->config->keepalive_interval_usec,
-    .max_pending_requests = 1000,
   };
 
   bf_mailer_set_config (self->mailer, self->config->mail_command, self->config->mail_from);
