@@ -71,12 +71,6 @@ bf_build_get_id (BfBuild *self)
   return self->id;
 }
 
-BfBuildPhase
-bf_build_get_phase (BfBuild *self)
-{
-  return self->phase;
-}
-
 const char *
 bf_build_get_builder (BfBuild *self)
 {

@@ -31,7 +31,6 @@ BfBuild      *bf_build_new           (guint64                   id,
                                       BfAuthority              *authority);
 const char   *bf_build_get_path      (BfBuild                  *self);
 guint64       bf_build_get_id        (BfBuild                  *self);
-BfBuildPhase  bf_build_get_phase     (BfBuild                  *self);
 const char   *bf_build_get_builder   (BfBuild                  *self);
 const char   *bf_build_get_only_worker (BfBuild                *self);
 BfWorker     *bf_build_get_worker    (BfBuild                  *self);

@@ -527,12 +527,6 @@ bf_command_interrupt (BfCommand  *self,
   bf_connection_interrupt_command (self->connection, self->command_id, self->builder, why);
 }
 
-gboolean
-bf_command_is_finished (BfCommand *self)
-{
-  return self->finished;
-}
-
 /* D-Bus ------------------------------------------------------------------------- */
 
 static void

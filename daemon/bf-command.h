@@ -27,6 +27,5 @@ void       bf_command_start        (BfCommand    *self,
                                     GVariant     *wire_args);
 void       bf_command_interrupt    (BfCommand    *self,
                                     const char   *why);
-gboolean   bf_command_is_finished  (BfCommand    *self);
 
 G_END_DECLS

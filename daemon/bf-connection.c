@@ -877,12 +877,6 @@ bf_connection_get_peer (BfConnection *self)
   return self->peer;
 }
 
-gboolean
-bf_connection_is_open (BfConnection *self)
-{
-  return !self->closed;
-}
-
 guint64
 bf_connection_get_last_rx_usec (BfConnection *self)
 {

@@ -42,7 +42,6 @@ BfConnection *bf_connection_new                (SoupWebsocketConnection  *ws,
                                                 const BfConnectionLimits *limits);
 const char   *bf_connection_get_worker_name    (BfConnection             *self);
 const char   *bf_connection_get_peer           (BfConnection             *self);
-gboolean      bf_connection_is_open            (BfConnection             *self);
 guint64       bf_connection_get_last_rx_usec   (BfConnection             *self);
 GVariant     *bf_connection_get_info           (BfConnection             *self);
 void          bf_connection_set_keepalive      (BfConnection             *self,

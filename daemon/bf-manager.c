@@ -348,13 +348,6 @@ bf_manager_reload (BfManager  *self,
   return TRUE;
 }
 
-BfWorker *
-bf_manager_lookup_worker (BfManager  *self,
-                          const char *name)
-{
-  return g_hash_table_lookup (self->workers, name);
-}
-
 /* Connections --------------------------------------------------------------- */
 
 static gboolean
@@ -683,7 +676,7 @@ build_prepared_cb (BfBuild    *build,
    * its place. */
   why = g_strdup_printf ("could not prepare builder %s: %s", bf_build_get_builder (build), failure);
   bf_worker_quarantine (worker, why);
-  bf_worker_build_finished (worker, FALSE);
+  bf_worker_build_finished (worker);
   g_queue_insert_sorted (&self->pending, build, compare_build_ids, NULL);
   schedule_dispatch (self);
 }
@@ -723,7 +716,7 @@ build_ended_cb (BfBuild    *build,
         bf_worker_quarantine (worker, "its build was lost");
       else if (g_str_equal (result, "released"))
         bf_worker_build_succeeded (worker);
-      bf_worker_build_finished (worker, g_str_equal (result, "lost"));
+      bf_worker_build_finished (worker);
     }
 
   /* Finished builds stay readable for FinishedBuildLifetime, then go. */

@@ -29,8 +29,6 @@ gboolean   bf_manager_shutdown_finish (BfManager      *self,
                                      GError          **error);
 gboolean   bf_manager_reload        (BfManager        *self,
                                      GError          **error);
-BfWorker  *bf_manager_lookup_worker (BfManager        *self,
-                                     const char       *name);
 char      *bf_manager_dup_status    (BfManager        *self);
 
 G_END_DECLS

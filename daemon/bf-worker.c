@@ -40,7 +40,7 @@ struct _BfWorker
   guint64 duplicate_ping_timeout_usec;
 
   BfTimer *missing_timer;
-  guint quarantine_source_id;
+  BfTimer *quarantine_timer;
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
@@ -611,8 +611,7 @@ bf_worker_build_started (BfWorker *self)
 }
 
 void
-bf_worker_build_finished (BfWorker *self,
-                          gboolean  lost)
+bf_worker_build_finished (BfWorker *self)
 {
   guint active = bf_dbus_worker_get_active_builds (iface (self));
 
@@ -635,7 +634,6 @@ quarantine_end_cb (gpointer data)
 {
   BfWorker *self = data;
 
-  self->quarantine_source_id = 0;
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_quarantined (iface (self), FALSE);
   bf_dbus_worker_set_quarantine_until_usec (iface (self), 0);
@@ -676,10 +674,7 @@ bf_worker_quarantine (BfWorker   *self,
   until = now_usec () + self->quarantine_backoff_usec;
   span = format_duration (self->quarantine_backoff_usec);
 
-  g_clear_handle_id (&self->quarantine_source_id, g_source_remove);
-  self->quarantine_source_id = bf_timeout_add (bf_usec_to_ms (self->quarantine_backoff_usec),
-                                               quarantine_end_cb, self,
-                                               "[buildfleetd] worker quarantine");
+  bf_timer_start (&self->quarantine_timer, self->quarantine_backoff_usec, quarantine_end_cb, self);
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_quarantined (iface (self), TRUE);
   bf_dbus_worker_set_quarantine_until_usec (iface (self), until);
@@ -877,7 +872,7 @@ bf_worker_dispose (GObject *object)
   BfWorker *self = BF_WORKER (object);
 
   bf_timer_stop (&self->missing_timer);
-  g_clear_handle_id (&self->quarantine_source_id, g_source_remove);
+  bf_timer_stop (&self->quarantine_timer);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)

@@ -45,8 +45,7 @@ gboolean        bf_worker_can_take_build     (BfWorker       *self,
 gboolean        bf_worker_can_substantiate_for (BfWorker     *self,
                                               const char     *builder);
 void            bf_worker_build_started      (BfWorker       *self);
-void            bf_worker_build_finished     (BfWorker       *self,
-                                              gboolean        lost);
+void            bf_worker_build_finished     (BfWorker       *self);
 guint           bf_worker_get_active_builds  (BfWorker       *self);
 void            bf_worker_set_quarantine_limits (BfWorker    *self,
                                               guint64         initial_usec,
