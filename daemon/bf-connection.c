@@ -5,8 +5,8 @@
  * side numbers its requests from 0 and answers every request with one
  * `response`.  See reference/buildbot-msgpack-protocol.md.
  *
- * Bad input never reaches the rest of the daemon: oversized frames are
- * refused by libsoup (max-incoming-payload-size), text frames, undecodable
+ * Bad input never reaches the rest of the daemon: broken or oversized
+ * frames are refused by bf-websocket.c, text frames, undecodable
  * messages, messages without op/seq_number, responses to requests never
  * sent and floods close this connection with a reason; unknown ops get an
  * error response, as Buildbot's own peers do.
@@ -36,7 +36,7 @@ struct _BfConnection
 {
   GObject parent_instance;
 
-  SoupWebsocketConnection *ws;
+  BfWebsocket *ws;
   char *worker_name;
   char *peer;
   BfConnectionLimits limits;
@@ -50,7 +50,6 @@ struct _BfConnection
   guint64 last_rx_usec;
   guint64 last_activity_emit_usec;
   BfTimer *keepalive_timer;
-  gboolean pinging;               /* libsoup sends WebSocket pings */
 
   double flood_tokens;
   gint64 flood_stamp;
@@ -161,14 +160,8 @@ bf_connection_close (BfConnection *self,
 
   if (self->closed)
     return;
-  if (soup_websocket_connection_get_state (self->ws) == SOUP_WEBSOCKET_STATE_OPEN)
-    {
-      /* A close frame's reason has room for 123 bytes. */
-      g_autofree char *shortened = g_utf8_make_valid (reason, MIN (strlen (reason), 120));
-      while (strlen (shortened) > 120)
-        shortened[strlen (shortened) - 1] = '\0';
-      soup_websocket_connection_close (self->ws, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, shortened);
-    }
+  /* bf_websocket_close() cuts the reason to fit a close frame. */
+  bf_websocket_close (self->ws, BF_WEBSOCKET_CLOSE_POLICY_VIOLATION, reason);
   mark_closed (self, reason);
 }
 
@@ -203,7 +196,7 @@ send_map (BfConnection *self,
   if (self->closed)
     return;
   bytes = bf_msgpack_encode (sunk);
-  soup_websocket_connection_send_message (self->ws, SOUP_WEBSOCKET_DATA_BINARY, bytes);
+  bf_websocket_send_binary (self->ws, g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes));
 }
 
 static void
@@ -431,12 +424,6 @@ note_rx (BfConnection *self)
   guint64 now = (guint64) g_get_real_time ();
 
   self->last_rx_usec = now;
-  if (self->pinging)
-    {
-      /* Alive: no more pings until it is idle again. */
-      self->pinging = FALSE;
-      soup_websocket_connection_set_keepalive_interval (self->ws, 0);
-    }
   if (now - self->last_activity_emit_usec >= ACTIVITY_MIN_PERIOD_USEC)
     {
       self->last_activity_emit_usec = now;
@@ -445,11 +432,12 @@ note_rx (BfConnection *self)
 }
 
 static void
-ws_message_cb (SoupWebsocketConnection *ws,
-               gint                     type,
-               GBytes                  *message,
-               BfConnection            *self)
+ws_message_cb (gpointer      user_data,
+               gboolean      binary,
+               const guint8 *data,
+               gsize         len)
 {
+  BfConnection *self = user_data;
   g_autoptr(BfConnection) hold = g_object_ref (self);
   g_autoptr(GError) error = NULL;
   g_autoptr(GVariant) msg = NULL;
@@ -457,8 +445,6 @@ ws_message_cb (SoupWebsocketConnection *ws,
   g_autoptr(GVariant) seq_v = NULL;
   const char *op;
   gint64 seq;
-  gsize len = 0;
-  const guint8 *data = g_bytes_get_data (message, &len);
 
   if (self->closed)
     return;
@@ -469,7 +455,7 @@ ws_message_cb (SoupWebsocketConnection *ws,
       protocol_error (self, "more than %.0f messages per second", FLOOD_RATE);
       return;
     }
-  if (type != SOUP_WEBSOCKET_DATA_BINARY)
+  if (!binary)
     {
       protocol_error (self, "text frame received; the protocol uses binary msgpack frames");
       return;
@@ -515,50 +501,31 @@ ws_message_cb (SoupWebsocketConnection *ws,
 }
 
 static void
-ws_pong_cb (SoupWebsocketConnection *ws,
-            GBytes                  *message,
-            BfConnection            *self)
+ws_pong_cb (gpointer user_data)
 {
-  note_rx (self);
+  note_rx (user_data);
 }
 
 static void
-ws_error_cb (SoupWebsocketConnection *ws,
-             GError                  *error,
-             BfConnection            *self)
+ws_closed_cb (gpointer    user_data,
+              const char *reason)
 {
-  g_autofree char *reason = g_strdup_printf ("connection error: %s", error->message);
+  BfConnection *self = user_data;
 
   bf_worker_debug (self->worker_name, "Worker %s from %s: %s", self->worker_name, self->peer, reason);
-  /* libsoup closes the connection after a protocol error (e.g. 1009 for an
-   * oversized message); report why. */
-  if (soup_websocket_connection_get_state (ws) != SOUP_WEBSOCKET_STATE_OPEN)
-    mark_closed (self, reason);
-}
-
-static void
-ws_closed_cb (SoupWebsocketConnection *ws,
-              BfConnection            *self)
-{
-  g_autofree char *reason = NULL;
-  gushort code = soup_websocket_connection_get_close_code (ws);
-  const char *data = soup_websocket_connection_get_close_data (ws);
-
-  if (code == 0 || code == SOUP_WEBSOCKET_CLOSE_NO_STATUS || code == SOUP_WEBSOCKET_CLOSE_ABNORMAL)
-    reason = g_strdup ("connection lost");
-  else if (data && *data)
-    reason = g_strdup_printf ("connection closed by the worker (%u: %s)", code, data);
-  else
-    reason = g_strdup_printf ("connection closed by the worker (%u)", code);
   mark_closed (self, reason);
 }
 
+static const BfWebsocketHandler ws_handler = {
+  .message = ws_message_cb,
+  .pong = ws_pong_cb,
+  .closed = ws_closed_cb,
+};
+
 /* Liveness costs nothing while a worker talks.  Once it has been quiet for
  * a keepalive interval it gets a msgpack keepalive request (answered by the
- * worker's reactor, so it proves more than TCP) and WebSocket pings: libsoup
- * pings every second while it is quiet (its timer exists only then, so an
- * idle fleet of 10,000 is not 10,000 ping timers).  Quiet for two intervals
- * is dead. */
+ * worker's reactor, so it proves more than TCP) and a WebSocket ping at
+ * every check while it stays quiet.  Quiet for two intervals is dead. */
 static gboolean
 keepalive_cb (gpointer data)
 {
@@ -577,11 +544,7 @@ keepalive_cb (gpointer data)
   if (idle >= interval)
     {
       bf_connection_request_async (self, "keepalive", NULL, 0, NULL, NULL, NULL);
-      if (!self->pinging)
-        {
-          self->pinging = TRUE;
-          soup_websocket_connection_set_keepalive_interval (self->ws, 1);
-        }
+      bf_websocket_ping (self->ws);
     }
   return G_SOURCE_CONTINUE;
 }
@@ -592,11 +555,6 @@ bf_connection_set_keepalive (BfConnection *self,
 {
   bf_timer_stop (&self->keepalive_timer);
   self->limits.keepalive_interval_usec = interval_usec;
-  if (self->pinging)
-    {
-      self->pinging = FALSE;
-      soup_websocket_connection_set_keepalive_interval (self->ws, 0);
-    }
   if (interval_usec == 0 || self->closed)
     return;
   /* Checked twice per interval, so a dead peer is dropped between 2 and
@@ -640,30 +598,43 @@ dbus_safe_at (GVariant *v,
       g_autofree char *printed = g_variant_print (v, FALSE);
       return g_variant_new_string (printed);
     }
+  /* By index, not with g_variant_iter_loop()/g_variant_builder_add():
+   * parsing their format strings for every entry was a tenth of the
+   * daemon's time in an attach storm. */
   if (g_variant_is_of_type (v, G_VARIANT_TYPE_VARDICT))
     {
       GVariantBuilder b;
-      GVariantIter iter;
-      const char *key;
-      GVariant *value;
+      gsize n = g_variant_n_children (v);
 
       g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-      g_variant_iter_init (&iter, v);
-      while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
-        if (!is_nil (value) && !(depth == 0 && g_str_equal (key, "environ")))
-          g_variant_builder_add (&b, "{sv}", key, dbus_safe_at (value, depth + 1));
+      for (gsize i = 0; i < n; i++)
+        {
+          g_autoptr(GVariant) entry = g_variant_get_child_value (v, i);
+          g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
+          g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
+          g_autoptr(GVariant) value = g_variant_get_variant (boxed);
+
+          if (is_nil (value) || (depth == 0 && g_str_equal (g_variant_get_string (key, NULL), "environ")))
+            continue;
+          g_variant_builder_add_value (&b, g_variant_new_dict_entry (key,
+                                       g_variant_new_variant (dbus_safe_at (value, depth + 1))));
+        }
       return g_variant_builder_end (&b);
     }
   if (g_variant_is_of_type (v, G_VARIANT_TYPE ("av")))
     {
       GVariantBuilder b;
-      GVariantIter iter;
-      GVariant *value;
+      gsize n = g_variant_n_children (v);
 
       g_variant_builder_init (&b, G_VARIANT_TYPE ("av"));
-      g_variant_iter_init (&iter, v);
-      while (g_variant_iter_loop (&iter, "v", &value))
-        g_variant_builder_add (&b, "v", is_nil (value) ? g_variant_new_string ("") : dbus_safe_at (value, depth + 1));
+      for (gsize i = 0; i < n; i++)
+        {
+          g_autoptr(GVariant) boxed = g_variant_get_child_value (v, i);
+          g_autoptr(GVariant) value = g_variant_get_variant (boxed);
+
+          g_variant_builder_add_value (&b, g_variant_new_variant (is_nil (value) ? g_variant_new_string ("")
+                                                                               : dbus_safe_at (value, depth + 1)));
+        }
       return g_variant_builder_end (&b);
     }
   /* Borrowed: the caller adds it to a builder, which takes its own ref. */
@@ -791,11 +762,7 @@ bf_connection_dispose (GObject *object)
 
   bf_timer_stop (&self->keepalive_timer);
   if (self->ws != NULL)
-    {
-      g_signal_handlers_disconnect_by_data (self->ws, self);
-      if (soup_websocket_connection_get_state (self->ws) == SOUP_WEBSOCKET_STATE_OPEN)
-        soup_websocket_connection_close (self->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
-    }
+    bf_websocket_close (self->ws, BF_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
   if (self->pending)
     fail_all_pending (self, "connection disposed");
   g_clear_object (&self->ws);
@@ -844,7 +811,7 @@ bf_connection_init (BfConnection *self)
 }
 
 BfConnection *
-bf_connection_new (SoupWebsocketConnection  *ws,
+bf_connection_new (BfWebsocket              *ws,
                    const char               *worker_name,
                    const char               *peer,
                    const BfConnectionLimits *limits)
@@ -857,11 +824,7 @@ bf_connection_new (SoupWebsocketConnection  *ws,
   self->limits = *limits;
   self->last_rx_usec = (guint64) g_get_real_time ();
 
-  soup_websocket_connection_set_max_incoming_payload_size (ws, limits->max_message_size);
-  g_signal_connect (ws, "message", G_CALLBACK (ws_message_cb), self);
-  g_signal_connect (ws, "pong", G_CALLBACK (ws_pong_cb), self);
-  g_signal_connect (ws, "error", G_CALLBACK (ws_error_cb), self);
-  g_signal_connect (ws, "closed", G_CALLBACK (ws_closed_cb), self);
+  bf_websocket_set_handler (ws, &ws_handler, self, limits->max_message_size);
   return self;
 }
 

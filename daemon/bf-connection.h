@@ -4,7 +4,9 @@
  */
 #pragma once
 
-#include <libsoup/soup.h>
+#include <gio/gio.h>
+
+#include "bf-websocket.h"
 
 G_BEGIN_DECLS
 
@@ -36,7 +38,7 @@ typedef struct {
 #define BF_TYPE_CONNECTION (bf_connection_get_type ())
 G_DECLARE_FINAL_TYPE (BfConnection, bf_connection, BF, CONNECTION, GObject)
 
-BfConnection *bf_connection_new                (SoupWebsocketConnection  *ws,
+BfConnection *bf_connection_new                (BfWebsocket              *ws,
                                                 const char               *worker_name,
                                                 const char               *peer,
                                                 const BfConnectionLimits *limits);

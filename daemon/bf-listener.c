@@ -1,26 +1,33 @@
 /* bf-listener.c: the worker endpoints (WebSocket over HTTP or HTTPS)
  *
- * A SoupServer serves every Listen= endpoint; the sockets are ours.  Workers authenticate with HTTP
- * Basic credentials before the WebSocket upgrade, as Buildbot's master
- * expects: no or wrong credentials get 401 and a log line naming the peer,
- * and nothing else happens.  With TlsCertificate= the endpoints speak TLS
- * (glib-networking), which is what `buildbot-worker --use-tls` expects.
+ * Every Listen= endpoint is a listening socket of ours; each accepted
+ * connection becomes a BfWebsocket, which serves the upgrade request.
+ * Workers authenticate with HTTP Basic credentials in that request, as
+ * Buildbot's master expects: no or wrong credentials get 401 and a log line
+ * naming the peer, and nothing else happens.  With TlsCertificate= the
+ * endpoints speak TLS (glib-networking), which is what
+ * `buildbot-worker --use-tls` expects.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#define _GNU_SOURCE 1   /* accept4 */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <unistd.h>
 
 #include "bf-listener.h"
 #include "bf-log.h"
-
-#define WORKER_NAME_KEY "bf-worker-name"
+#include "bf-websocket.h"
 
 #define LISTEN_BACKLOG 4096
 #define ACCEPT_BATCH 256
+#define HANDSHAKE_TIMEOUT_USEC (10 * G_USEC_PER_SEC)
 
 typedef struct {
   BfListener *listener;     /* unowned */
@@ -32,9 +39,10 @@ struct _BfListener
 {
   GObject parent_instance;
 
-  SoupServer *server;
+  gboolean started;
   GTlsCertificate *certificate;
   GPtrArray *endpoints;     /* Endpoint */
+  GHashTable *handshaking;  /* BfWebsocket* (owned) whose upgrade is not done */
   BfListenerAuthFunc auth;
   gpointer auth_data;
   BfConnectionLimits limits;
@@ -50,44 +58,47 @@ enum {
 static guint signals[N_SIGNALS];
 
 static char *
-format_address (GSocketAddress *address)
+format_sockaddr (const struct sockaddr_storage *ss)
 {
-  GInetSocketAddress *inet;
-  g_autofree char *ip = NULL;
+  char ip[INET6_ADDRSTRLEN] = "";
 
-  if (!G_IS_INET_SOCKET_ADDRESS (address))
-    return g_strdup ("(unknown)");
-  inet = G_INET_SOCKET_ADDRESS (address);
-  ip = g_inet_address_to_string (g_inet_socket_address_get_address (inet));
-  if (g_inet_address_get_family (g_inet_socket_address_get_address (inet)) == G_SOCKET_FAMILY_IPV6)
-    return g_strdup_printf ("[%s]:%u", ip, g_inet_socket_address_get_port (inet));
-  return g_strdup_printf ("%s:%u", ip, g_inet_socket_address_get_port (inet));
+  if (ss->ss_family == AF_INET)
+    {
+      const struct sockaddr_in *in = (const struct sockaddr_in *) ss;
+      inet_ntop (AF_INET, &in->sin_addr, ip, sizeof ip);
+      return g_strdup_printf ("%s:%u", ip, ntohs (in->sin_port));
+    }
+  if (ss->ss_family == AF_INET6)
+    {
+      const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) ss;
+      inet_ntop (AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+      return g_strdup_printf ("[%s]:%u", ip, ntohs (in6->sin6_port));
+    }
+  return g_strdup ("(unknown)");
 }
 
 static char *
-message_peer (SoupServerMessage *msg)
+format_address (GSocketAddress *address)
 {
-  return format_address (soup_server_message_get_remote_address (msg));
+  struct sockaddr_storage ss = { 0 };
+
+  if (!g_socket_address_to_native (address, &ss, sizeof ss, NULL))
+    return g_strdup ("(unknown)");
+  return format_sockaddr (&ss);
 }
 
 static gboolean
-basic_auth_cb (SoupAuthDomain    *domain,
-               SoupServerMessage *msg,
-               const char        *username,
-               const char        *password,
-               gpointer           user_data)
+ws_auth_cb (const char *username,
+            const char *password,
+            const char *peer,
+            gpointer    user_data)
 {
   BfListener *self = user_data;
   const char *why = NULL;
-  g_autofree char *peer = NULL;
 
   if (self->auth (username, password, &why, self->auth_data))
-    {
-      g_object_set_data_full (G_OBJECT (msg), WORKER_NAME_KEY, g_strdup (username), g_free);
-      return TRUE;
-    }
+    return TRUE;
 
-  peer = message_peer (msg);
   if (bf_worker_name_is_valid (username))
     bf_worker_message (username, "Authentication failed for worker “%s” from %s: %s",
                        username, peer, why ? why : "refused");
@@ -97,25 +108,20 @@ basic_auth_cb (SoupAuthDomain    *domain,
 }
 
 static void
-websocket_cb (SoupServer              *server,
-              SoupServerMessage       *msg,
-              const char              *path,
-              SoupWebsocketConnection *ws,
-              gpointer                 user_data)
+handshake_done_cb (BfWebsocket *ws,
+                   const char  *username,
+                   gpointer     user_data)
 {
   BfListener *self = user_data;
-  const char *name = g_object_get_data (G_OBJECT (msg), WORKER_NAME_KEY);
-  g_autofree char *peer = message_peer (msg);
+  g_autoptr(BfWebsocket) hold = g_object_ref (ws);
   g_autoptr(BfConnection) connection = NULL;
+  const char *peer = bf_websocket_get_peer (ws);
 
-  if (name == NULL)
-    {
-      /* Cannot happen: the auth domain covers every path. */
-      soup_websocket_connection_close (ws, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, "not authenticated");
-      return;
-    }
-  connection = bf_connection_new (ws, name, peer, &self->limits);
-  bf_worker_debug (name, "WebSocket for worker %s from %s", name, peer);
+  g_hash_table_remove (self->handshaking, ws);
+  if (username == NULL)
+    return;
+  connection = bf_connection_new (ws, username, peer, &self->limits);
+  bf_worker_debug (username, "WebSocket for worker %s from %s", username, peer);
   g_signal_emit (self, signals[SIGNAL_CONNECTION], 0, connection);
 }
 
@@ -133,9 +139,34 @@ endpoint_free (Endpoint *e)
   g_free (e);
 }
 
-/* Accepts every pending connection at once (SoupServer's own listener
- * takes one per main-loop iteration, which throttles an attach storm of
- * thousands of workers) and hands each to the SoupServer. */
+static BfWebsocket *
+wrap_tls (BfListener *self,
+          int         fd,
+          const char *peer)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocket) socket = g_socket_new_from_fd (fd, &error);
+  g_autoptr(GSocketConnection) connection = NULL;
+  g_autoptr(GIOStream) tls = NULL;
+
+  if (socket == NULL)
+    {
+      g_message ("Cannot serve a connection from %s: %s", peer, error->message);
+      close (fd);
+      return NULL;
+    }
+  connection = g_socket_connection_factory_create_connection (socket);
+  tls = g_tls_server_connection_new (G_IO_STREAM (connection), self->certificate, &error);
+  if (tls == NULL)
+    {
+      g_message ("Cannot start TLS with %s: %s", peer, error->message);
+      return NULL;
+    }
+  return bf_websocket_new_for_stream (tls, peer);
+}
+
+/* Accepts every pending connection at once (one per main-loop iteration
+ * would throttle an attach storm of thousands of workers). */
 static gboolean
 accept_cb (GSocket      *socket,
            GIOCondition  condition,
@@ -143,42 +174,38 @@ accept_cb (GSocket      *socket,
 {
   Endpoint *e = user_data;
   BfListener *self = e->listener;
+  int lfd = g_socket_get_fd (socket);
 
   for (guint i = 0; i < ACCEPT_BATCH; i++)
     {
-      g_autoptr(GError) error = NULL;
-      g_autoptr(GSocket) client = g_socket_accept (socket, NULL, &error);
-      g_autoptr(GSocketConnection) connection = NULL;
-      g_autoptr(GSocketAddress) local = NULL;
-      g_autoptr(GSocketAddress) remote = NULL;
-      g_autoptr(GIOStream) stream = NULL;
+      struct sockaddr_storage ss;
+      socklen_t sslen = sizeof ss;
+      g_autofree char *peer = NULL;
+      g_autoptr(BfWebsocket) ws = NULL;
+      int one = 1;
+      int fd;
 
-      if (client == NULL)
+      fd = accept4 (lfd, (struct sockaddr *) &ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0)
         {
-          if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-            g_message ("Cannot accept a connection: %s", error->message);
+          if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+          if (errno != EAGAIN && errno != EWOULDBLOCK)
+            g_message ("Cannot accept a connection: %s", g_strerror (errno));
           break;
         }
-      g_socket_set_blocking (client, FALSE);
       /* Requests and their answers are small messages: without this every
        * command waits out the peer's delayed acknowledgement (40 ms). */
-      g_socket_set_option (client, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
-      connection = g_socket_connection_factory_create_connection (client);
-      local = g_socket_get_local_address (client, NULL);
-      remote = g_socket_get_remote_address (client, NULL);
+      setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      peer = format_sockaddr (&ss);
       if (self->certificate != NULL)
-        {
-          stream = g_tls_server_connection_new (G_IO_STREAM (connection), self->certificate, &error);
-          if (stream == NULL)
-            {
-              g_message ("Cannot start TLS: %s", error->message);
-              continue;
-            }
-        }
+        ws = wrap_tls (self, fd, peer);
       else
-        stream = G_IO_STREAM (g_steal_pointer (&connection));
-      if (!soup_server_accept_iostream (self->server, stream, local, remote, &error))
-        g_message ("Cannot serve a connection: %s", error->message);
+        ws = bf_websocket_new_for_fd (fd, peer);
+      if (ws == NULL)
+        continue;
+      g_hash_table_add (self->handshaking, g_object_ref (ws));
+      bf_websocket_handshake (ws, HANDSHAKE_TIMEOUT_USEC, ws_auth_cb, self, handshake_done_cb, self);
     }
   return G_SOURCE_CONTINUE;
 }
@@ -222,6 +249,7 @@ bf_listener_dispose (GObject *object)
   if (self->endpoints)
     bf_listener_stop (self);
   g_clear_pointer (&self->endpoints, g_ptr_array_unref);
+  g_clear_pointer (&self->handshaking, g_hash_table_unref);
   G_OBJECT_CLASS (bf_listener_parent_class)->dispose (object);
 }
 
@@ -241,6 +269,7 @@ static void
 bf_listener_init (BfListener *self)
 {
   self->endpoints = g_ptr_array_new_with_free_func ((GDestroyNotify) endpoint_free);
+  self->handshaking = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->limits.max_message_size = 16 * 1024 * 1024;
   self->limits.keepalive_interval_usec = 60 * G_USEC_PER_SEC;
 }
@@ -273,12 +302,7 @@ bf_listener_start (BfListener  *self,
                    BfConfig    *config,
                    GError     **error)
 {
-  g_autoptr(SoupServer) server = NULL;
-  g_autoptr(SoupAuthDomain) domain = NULL;
-
-  g_return_val_if_fail (self->server == NULL, FALSE);
-
-  server = soup_server_new ("server-header", "buildfleetd/" PACKAGE_VERSION " ", NULL);
+  g_return_val_if_fail (!self->started, FALSE);
 
   if (config->tls_certificate != NULL)
     {
@@ -302,13 +326,7 @@ bf_listener_start (BfListener  *self,
       g_set_object (&self->certificate, cert);
     }
 
-  domain = soup_auth_domain_basic_new ("realm", "buildfleet", NULL);
-  soup_auth_domain_add_path (domain, "/");
-  soup_auth_domain_basic_set_auth_callback (domain, basic_auth_cb, self, NULL);
-  soup_server_add_auth_domain (server, domain);
-  soup_server_add_websocket_handler (server, NULL, NULL, NULL, websocket_cb, self, NULL);
-
-  self->server = g_steal_pointer (&server);
+  self->started = TRUE;
   for (guint i = 0; config->listen[i]; i++)
     {
       g_autofree char *host = NULL;
@@ -361,10 +379,9 @@ void
 bf_listener_stop (BfListener *self)
 {
   g_ptr_array_set_size (self->endpoints, 0);
-  if (self->server == NULL)
-    return;
-  soup_server_disconnect (self->server);
-  g_clear_object (&self->server);
+  if (self->handshaking != NULL)
+    g_hash_table_remove_all (self->handshaking);
+  self->started = FALSE;
   g_clear_object (&self->certificate);
 }
 

@@ -261,53 +261,60 @@ fill_from_info (BfWorker     *self,
   GVariant *info = bf_connection_get_info (connection);
   g_autoptr(GVariantBuilder) info_b = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
   g_autoptr(GVariantBuilder) cmds_b = g_variant_builder_new (G_VARIANT_TYPE ("a{ss}"));
-  const char *version = "";
-  GVariantIter iter;
-  const char *key;
-  GVariant *value;
+  g_autofree char *version = NULL;
+  gsize n = g_variant_n_children (info);
 
-  g_variant_iter_init (&iter, info);
-  while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
+  /* By index rather than g_variant_iter_loop(): format strings parsed for
+   * every entry showed in an attach storm's profile. */
+  for (gsize i = 0; i < n; i++)
     {
+      g_autoptr(GVariant) entry = g_variant_get_child_value (info, i);
+      g_autoptr(GVariant) key_v = g_variant_get_child_value (entry, 0);
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
+      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
+      const char *key = g_variant_get_string (key_v, NULL);
+      gboolean is_string = g_variant_is_of_type (value, G_VARIANT_TYPE_STRING);
+
       if (g_str_equal (key, "worker_commands"))
         {
-          if (g_variant_is_of_type (value, G_VARIANT_TYPE_VARDICT))
-            {
-              GVariantIter citer;
-              const char *cname;
-              GVariant *cver;
+          gsize nc = g_variant_is_of_type (value, G_VARIANT_TYPE_VARDICT) ? g_variant_n_children (value) : 0;
 
-              g_variant_iter_init (&citer, value);
-              while (g_variant_iter_loop (&citer, "{&sv}", &cname, &cver))
-                {
-                  g_autofree char *v = g_variant_is_of_type (cver, G_VARIANT_TYPE_STRING)
-                    ? g_variant_dup_string (cver, NULL) : g_variant_print (cver, FALSE);
-                  g_variant_builder_add (cmds_b, "{ss}", cname, v);
-                }
+          for (gsize j = 0; j < nc; j++)
+            {
+              g_autoptr(GVariant) centry = g_variant_get_child_value (value, j);
+              g_autoptr(GVariant) cname = g_variant_get_child_value (centry, 0);
+              g_autoptr(GVariant) cboxed = g_variant_get_child_value (centry, 1);
+              g_autoptr(GVariant) cver = g_variant_get_variant (cboxed);
+              GVariant *text = g_variant_is_of_type (cver, G_VARIANT_TYPE_STRING)
+                ? g_variant_ref (cver)
+                : g_variant_ref_sink (g_variant_new_take_string (g_variant_print (cver, FALSE)));
+
+              g_variant_builder_add_value (cmds_b, g_variant_new_dict_entry (cname, text));
+              g_variant_unref (text);
             }
           continue;
         }
-      if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) &&
-          (g_str_equal (key, "admin") || g_str_equal (key, "host")))
+      if (is_string && (g_str_equal (key, "admin") || g_str_equal (key, "host")))
         {
           /* The worker reads these from info/ files, trailing newline and all. */
           g_autofree char *text = g_strstrip (g_variant_dup_string (value, NULL));
-          g_variant_builder_add (info_b, "{sv}", key, g_variant_new_string (text));
+          g_variant_builder_add_value (info_b, g_variant_new_dict_entry (key_v,
+                                       g_variant_new_variant (g_variant_new_string (text))));
           if (g_str_equal (key, "admin"))
             bf_dbus_worker_set_admin (iface (self), text);
           else
             bf_dbus_worker_set_host (iface (self), text);
           continue;
         }
-      if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+      if (is_string && g_str_equal (key, "version"))
         {
-          if (g_str_equal (key, "version"))
-            version = g_variant_get_string (value, NULL);
+          g_free (version);
+          version = g_variant_dup_string (value, NULL);
         }
-      g_variant_builder_add (info_b, "{sv}", key, value);
+      g_variant_builder_add_value (info_b, entry);
     }
 
-  bf_dbus_worker_set_version (iface (self), version);
+  bf_dbus_worker_set_version (iface (self), version ? version : "");
   {
     /* Kept serialised: a tree of small GVariants costs several times more
      * memory per worker. */

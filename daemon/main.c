@@ -17,7 +17,9 @@
 
 #include "bf-error.h"
 #include "bf-manager.h"
+#include "bf-poller.h"
 #include "bf-timer-queue.h"
+#include "bf-websocket.h"
 #include "bf-util.h"
 
 #define BUS_NAME "org.buildfleet.Fleet1"
@@ -316,6 +318,8 @@ main (int   argc,
 
   bf_manager_shutdown (app->manager);
   g_clear_object (&app->manager);
+  bf_websocket_close_all ();
   bf_timer_queue_shutdown ();
+  bf_poller_shutdown ();
   return app->exit_code;
 }
