@@ -130,16 +130,23 @@ class FleetTestCase(dbusmock.DBusTestCase):
         self.subscriptions.append(self.bus.signal_subscribe(
             BUS_NAME, None, None, None, None, Gio.DBusSignalFlags.NONE, self._on_signal))
 
+    # What a sanitizer build of the daemon (README, "Tests") prints on a finding
+    SANITIZER_REPORTS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:')
+
     def tearDown(self):
         for w in self.workers:
             w.stop()
         self.stop_daemon()
         for s in self.subscriptions:
             self.bus.signal_unsubscribe(s)
-        if os.environ.get('BF_KEEP_TMP'):
+        log = self.daemon_log()
+        reports = [r for r in self.SANITIZER_REPORTS if r in log]
+        if os.environ.get('BF_KEEP_TMP') or reports:
             print('kept', self.workdir, file=sys.stderr)
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if reports:
+            self.fail('sanitizer report in the daemon\'s log:\n' + log[-4000:])
 
     # Configuration ----------------------------------------------------------
 
