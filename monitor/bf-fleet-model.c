@@ -5,13 +5,16 @@
 
 /*
  * The model follows the well-known name with g_bus_watch_name() and, each
- * time an owner appears, builds a fresh object manager client bound to that
- * owner's *unique* name.  GDBusObjectManagerClient on a well-known name would
- * reconnect by itself, but it does so with a synchronous GetManagedObjects()
- * call on the main thread (gdbusobjectmanagerclient.c, "TODO: do this
- * async!"), which would freeze the window while a daemon with many workers
- * answers.  A unique name never comes back, so the client never does that;
- * its initial load runs in GIO's worker thread through GAsyncInitable.
+ * time an owner appears, reads the workers of that owner's *unique* name
+ * with one GetManagedObjects() call, in a worker thread (see BfLoad).
+ *
+ * It does not use a GDBusObjectManagerClient: that makes a GDBusProxy of
+ * every interface of every object (see bf-worker-row.c), which for 10,000
+ * workers cost more than the daemon's answer itself, and on a well-known
+ * name it reloads with a synchronous call on the main thread.  The model
+ * turns the reply into BfWorkerRows, which implement the generated
+ * BfDBusWorker interface, in that thread, and keeps them up to date from
+ * four signal subscriptions for the whole fleet (see bf_load_subscribe()).
  *
  * Every change reaches the views in batches: workers that appear are added in
  * one items-changed, and workers whose visible properties change are
@@ -24,11 +27,15 @@
 #include <glib/gi18n.h>
 
 #include "bf-fleet-model.h"
+#include "bf-worker-row.h"
 #include "bf-worker-util.h"
 
 #define BF_BUS_NAME      "org.buildfleet.Fleet1"
 #define BF_MANAGER_PATH  "/org/buildfleet/Fleet1"
-#define BF_WORKER_PREFIX "/org/buildfleet/Fleet1/workers/"
+#define BF_WORKERS_PATH  "/org/buildfleet/Fleet1/workers"
+#define BF_WORKER_PREFIX BF_WORKERS_PATH "/"
+#define BF_WORKER_IFACE        "org.buildfleet.Fleet1.Worker"
+#define BF_LATENT_WORKER_IFACE "org.buildfleet.Fleet1.LatentWorker"
 
 /* Above this many changed items one items-changed for the whole list is
  * cheaper than one per item. */
@@ -51,6 +58,8 @@ typedef struct
   guint builds;
 } BfItemInfo;
 
+typedef struct _BfLoad BfLoad;
+
 struct _BfFleetModel
 {
   GObject             parent_instance;
@@ -58,13 +67,22 @@ struct _BfFleetModel
   GBusType            bus_type;
   guint               watch_id;
   GCancellable       *cancellable;
-  GDBusObjectManager *client;
-  gint64              load_started_usec;
 
-  /* BfDBusWorker proxies in the order they arrived */
+  /* the daemon g_bus_watch_name() last saw, or NULL */
+  char               *expected_owner;
+  /* the load in progress or done, or NULL */
+  BfLoad             *load;
+  /* the daemon whose workers are in the model: its unique name (an
+   * interned GRefString) */
+  GDBusConnection    *connection;
+  char               *name_owner;
+
+  /* BfWorkerRows in the order they arrived */
   GPtrArray          *items;
-  /* BfDBusWorker -> BfItemInfo; positions are stale while positions_dirty */
+  /* BfWorkerRow -> BfItemInfo; positions are stale while positions_dirty */
   GHashTable         *infos;
+  /* object path -> BfWorkerRow, including those not flushed yet */
+  GHashTable         *by_path;
   gboolean            positions_dirty;
 
   GPtrArray          *pending_added;
@@ -322,19 +340,21 @@ bf_fleet_model_queue_flush (BfFleetModel *self)
 
 static void
 bf_fleet_model_add_worker (BfFleetModel *self,
-                           BfDBusWorker *worker)
+                           BfWorkerRow  *worker)
 {
-  if (g_hash_table_contains (self->infos, worker) ||
-      g_ptr_array_find (self->pending_added, worker, NULL))
+  /* Not g_ptr_array_find() on pending_added: with the rows of a whole
+   * reply pending, that made loading quadratic. */
+  if (g_hash_table_lookup (self->by_path, bf_worker_row_get_object_path (worker)) == worker)
     return;
 
+  g_hash_table_replace (self->by_path, (gpointer) bf_worker_row_get_object_path (worker), g_object_ref (worker));
   g_ptr_array_add (self->pending_added, g_object_ref (worker));
   bf_fleet_model_queue_flush (self);
 }
 
 static void
 bf_fleet_model_remove_worker (BfFleetModel *self,
-                              BfDBusWorker *worker)
+                              BfWorkerRow  *worker)
 {
   guint old_connected = self->n_connected;
   guint old_missing = self->n_missing;
@@ -343,16 +363,23 @@ bf_fleet_model_remove_worker (BfFleetModel *self,
   BfItemInfo *info;
   guint position;
 
+  /* worker may be the last reference but one */
+  g_object_ref (worker);
+  if (g_hash_table_lookup (self->by_path, bf_worker_row_get_object_path (worker)) == worker)
+    g_hash_table_remove (self->by_path, bf_worker_row_get_object_path (worker));
   g_ptr_array_remove (self->pending_added, worker);
   g_hash_table_remove (self->pending_changed, worker);
 
   info = g_hash_table_lookup (self->infos, worker);
   if (info == NULL)
-    return;
+    {
+      g_object_unref (worker);
+      return;
+    }
 
   bf_fleet_model_update_positions (self);
   position = info->position;
-  bf_fleet_model_count (self, worker, info, FALSE);
+  bf_fleet_model_count (self, BF_DBUS_WORKER (worker), info, FALSE);
   g_hash_table_remove (self->infos, worker);
   g_ptr_array_remove_index (self->items, position);
   self->positions_dirty = TRUE;
@@ -360,11 +387,12 @@ bf_fleet_model_remove_worker (BfFleetModel *self,
   g_list_model_items_changed (G_LIST_MODEL (self), position, 1, 0);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_N_ITEMS]);
   bf_fleet_model_notify_counts (self, old_connected, old_missing, old_paused, old_builds);
+  g_object_unref (worker);
 }
 
 static void
 bf_fleet_model_mark_changed (BfFleetModel *self,
-                             BfDBusWorker *worker,
+                             BfWorkerRow  *worker,
                              gboolean      emit)
 {
   gpointer old_emit = NULL;
@@ -393,6 +421,7 @@ bf_fleet_model_clear (BfFleetModel *self)
   g_ptr_array_set_size (self->pending_added, 0);
   g_hash_table_remove_all (self->pending_changed);
   g_hash_table_remove_all (self->infos);
+  g_hash_table_remove_all (self->by_path);
   g_ptr_array_set_size (self->items, 0);
   self->positions_dirty = FALSE;
   self->n_connected = self->n_missing = self->n_paused = self->n_builds = 0;
@@ -405,80 +434,88 @@ bf_fleet_model_clear (BfFleetModel *self)
   bf_fleet_model_notify_counts (self, old_connected, old_missing, old_paused, old_builds);
 }
 
-static BfDBusWorker *
-worker_of_object (GDBusObject *object)
+/* ------------------------------------------------------------------------ */
+/* Workers appearing, changing and going */
+
+static BfWorkerRow *
+bf_fleet_model_find (BfFleetModel *self,
+                     const char   *object_path)
 {
-  if (!BF_DBUS_IS_OBJECT (object))
-    return NULL;
-  return bf_dbus_object_peek_worker (BF_DBUS_OBJECT (object));
+  return g_hash_table_lookup (self->by_path, object_path);
 }
 
 static void
-on_object_added (BfFleetModel       *self,
-                 GDBusObject        *object,
-                 GDBusObjectManager *client)
+bf_fleet_model_interfaces_added (BfFleetModel *self,
+                                 const char   *object_path,
+                                 GVariant     *interfaces)
 {
-  BfDBusWorker *worker = worker_of_object (object);
+  g_autoptr(GVariant) worker_properties = NULL;
+  g_autoptr(GVariant) latent_properties = NULL;
+  BfWorkerRow *row;
 
-  if (worker != NULL)
-    bf_fleet_model_add_worker (self, worker);
+  worker_properties = g_variant_lookup_value (interfaces, BF_WORKER_IFACE, G_VARIANT_TYPE_VARDICT);
+  latent_properties = g_variant_lookup_value (interfaces, BF_LATENT_WORKER_IFACE, G_VARIANT_TYPE_VARDICT);
+
+  row = bf_fleet_model_find (self, object_path);
+
+  if (worker_properties != NULL)
+    {
+      g_autoptr(BfWorkerRow) new_row = NULL;
+
+      /* A Worker interface that comes again is a new one, as an object
+       * manager client would see it. */
+      if (row != NULL)
+        bf_fleet_model_remove_worker (self, row);
+
+      new_row = bf_worker_row_new (self->connection, self->name_owner, object_path, worker_properties);
+      if (latent_properties != NULL)
+        bf_worker_row_set_latent (new_row, latent_properties);
+      bf_fleet_model_add_worker (self, new_row);
+    }
+  else if (latent_properties != NULL && row != NULL)
+    {
+      bf_worker_row_set_latent (row, latent_properties);
+      bf_fleet_model_mark_changed (self, row, TRUE);
+    }
 }
 
 static void
-on_object_removed (BfFleetModel       *self,
-                   GDBusObject        *object,
-                   GDBusObjectManager *client)
+bf_fleet_model_interfaces_removed (BfFleetModel       *self,
+                                   const char         *object_path,
+                                   const char * const *interfaces)
 {
-  BfDBusWorker *worker = worker_of_object (object);
+  BfWorkerRow *row = bf_fleet_model_find (self, object_path);
 
-  if (worker != NULL)
-    bf_fleet_model_remove_worker (self, worker);
-}
-
-static void
-on_interface_added (BfFleetModel       *self,
-                    GDBusObject        *object,
-                    GDBusInterface     *interface,
-                    GDBusObjectManager *client)
-{
-  BfDBusWorker *worker = worker_of_object (object);
-
-  if (worker == NULL)
+  if (row == NULL)
     return;
 
-  if (BF_DBUS_IS_WORKER (interface))
-    bf_fleet_model_add_worker (self, worker);
-  else
-    bf_fleet_model_mark_changed (self, worker, TRUE);
+  if (g_strv_contains (interfaces, BF_WORKER_IFACE))
+    {
+      bf_fleet_model_remove_worker (self, row);
+    }
+  else if (g_strv_contains (interfaces, BF_LATENT_WORKER_IFACE))
+    {
+      bf_worker_row_set_latent (row, NULL);
+      bf_fleet_model_mark_changed (self, row, TRUE);
+    }
 }
 
 static void
-on_interface_removed (BfFleetModel       *self,
-                      GDBusObject        *object,
-                      GDBusInterface     *interface,
-                      GDBusObjectManager *client)
+bf_fleet_model_properties_changed (BfFleetModel       *self,
+                                   const char         *object_path,
+                                   const char         *interface_name,
+                                   GVariant           *changed,
+                                   const char * const *invalidated)
 {
-  if (BF_DBUS_IS_WORKER (interface))
-    bf_fleet_model_remove_worker (self, BF_DBUS_WORKER (interface));
-  else if (worker_of_object (object) != NULL)
-    bf_fleet_model_mark_changed (self, worker_of_object (object), TRUE);
-}
-
-static void
-on_interface_proxy_properties_changed (BfFleetModel             *self,
-                                       GDBusObjectProxy         *object,
-                                       GDBusProxy               *interface,
-                                       GVariant                 *changed,
-                                       const char * const       *invalidated,
-                                       GDBusObjectManagerClient *client)
-{
-  BfDBusWorker *worker = worker_of_object (G_DBUS_OBJECT (object));
+  BfWorkerRow *row = bf_fleet_model_find (self, object_path);
   gboolean emit = FALSE;
   GVariantIter iter;
   const char *key;
 
-  if (worker == NULL)
+  if (row == NULL)
     return;
+
+  bf_worker_row_update (row, interface_name, changed, invalidated);
 
   g_variant_iter_init (&iter, changed);
   while (!emit && g_variant_iter_next (&iter, "{&sv}", &key, NULL))
@@ -486,24 +523,22 @@ on_interface_proxy_properties_changed (BfFleetModel             *self,
   for (guint i = 0; !emit && invalidated[i] != NULL; i++)
     emit = g_strv_contains (view_properties, invalidated[i]);
 
-  bf_fleet_model_mark_changed (self, worker, emit);
+  bf_fleet_model_mark_changed (self, row, emit);
 }
 
 static void
-on_interface_proxy_signal (BfFleetModel             *self,
-                           GDBusObjectProxy         *object,
-                           GDBusProxy               *interface,
-                           const char               *sender,
-                           const char               *signal_name,
-                           GVariant                 *parameters,
-                           GDBusObjectManagerClient *client)
+bf_fleet_model_worker_signal (BfFleetModel *self,
+                              const char   *object_path,
+                              const char   *interface_name,
+                              const char   *signal_name,
+                              GVariant     *parameters)
 {
-  BfDBusWorker *worker = worker_of_object (G_DBUS_OBJECT (object));
+  BfWorkerRow *row = bf_fleet_model_find (self, object_path);
 
-  if (worker == NULL)
+  if (row == NULL)
     return;
 
-  if (BF_DBUS_IS_WORKER (interface))
+  if (g_str_equal (interface_name, BF_WORKER_IFACE))
     {
       if (g_str_equal (signal_name, "Missing") &&
           g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(t)")))
@@ -511,14 +546,14 @@ on_interface_proxy_signal (BfFleetModel             *self,
           guint64 since;
 
           g_variant_get (parameters, "(t)", &since);
-          g_signal_emit (self, signals[WORKER_MISSING], 0, worker, since);
+          g_signal_emit (self, signals[WORKER_MISSING], 0, row, since);
         }
       else if (g_str_equal (signal_name, "BackOnline"))
         {
-          g_signal_emit (self, signals[WORKER_BACK_ONLINE], 0, worker);
+          g_signal_emit (self, signals[WORKER_BACK_ONLINE], 0, row);
         }
     }
-  else if (BF_DBUS_IS_LATENT_WORKER (interface))
+  else if (g_str_equal (interface_name, BF_LATENT_WORKER_IFACE))
     {
       if (g_str_equal (signal_name, "SubstantiationFailed") &&
           g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(s)")))
@@ -526,91 +561,539 @@ on_interface_proxy_signal (BfFleetModel             *self,
           const char *message;
 
           g_variant_get (parameters, "(&s)", &message);
-          g_signal_emit (self, signals[WORKER_SUBSTANTIATION_FAILED], 0, worker, message);
+          g_signal_emit (self, signals[WORKER_SUBSTANTIATION_FAILED], 0, row, message);
         }
     }
 }
 
 static void
-bf_fleet_model_set_client (BfFleetModel       *self,
-                           GDBusObjectManager *client)
+bf_fleet_model_dispatch_signal (BfFleetModel *self,
+                                const char   *object_path,
+                                const char   *interface_name,
+                                const char   *signal_name,
+                                GVariant     *parameters)
 {
-  if (self->client == client)
-    return;
-
-  if (self->client != NULL)
+  if (g_str_equal (interface_name, "org.freedesktop.DBus.ObjectManager"))
     {
-      g_signal_handlers_disconnect_by_data (self->client, self);
-      g_clear_object (&self->client);
-    }
-
-  bf_fleet_model_clear (self);
-
-  if (client != NULL)
-    {
-      g_autolist(GDBusObject) objects = NULL;
-
-      self->client = g_object_ref (client);
-      g_signal_connect_object (client, "object-added", G_CALLBACK (on_object_added), self, G_CONNECT_SWAPPED);
-      g_signal_connect_object (client, "object-removed", G_CALLBACK (on_object_removed), self, G_CONNECT_SWAPPED);
-      g_signal_connect_object (client, "interface-added", G_CALLBACK (on_interface_added), self, G_CONNECT_SWAPPED);
-      g_signal_connect_object (client, "interface-removed", G_CALLBACK (on_interface_removed), self, G_CONNECT_SWAPPED);
-      g_signal_connect_object (client, "interface-proxy-properties-changed",
-                               G_CALLBACK (on_interface_proxy_properties_changed), self, G_CONNECT_SWAPPED);
-      g_signal_connect_object (client, "interface-proxy-signal",
-                               G_CALLBACK (on_interface_proxy_signal), self, G_CONNECT_SWAPPED);
-
-      objects = g_dbus_object_manager_get_objects (client);
-      for (const GList *l = objects; l != NULL; l = l->next)
+      if (g_str_equal (signal_name, "InterfacesAdded") &&
+          g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(oa{sa{sv}})")))
         {
-          BfDBusWorker *worker = worker_of_object (l->data);
-          if (worker != NULL)
-            g_ptr_array_add (self->pending_added, g_object_ref (worker));
-        }
+          const char *path;
+          g_autoptr(GVariant) interfaces = NULL;
 
-      /* All of them in one items-changed, right now rather than in an idle:
-       * the window shows the list in the same frame it leaves "loading". */
-      bf_fleet_model_flush (self);
-      g_clear_handle_id (&self->flush_source, g_source_remove);
+          g_variant_get (parameters, "(&o@a{sa{sv}})", &path, &interfaces);
+          bf_fleet_model_interfaces_added (self, path, interfaces);
+        }
+      else if (g_str_equal (signal_name, "InterfacesRemoved") &&
+               g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(oas)")))
+        {
+          const char *path;
+          g_autofree const char **interfaces = NULL;
+
+          g_variant_get (parameters, "(&o^a&s)", &path, &interfaces);
+          bf_fleet_model_interfaces_removed (self, path, interfaces);
+        }
+    }
+  else if (g_str_equal (interface_name, "org.freedesktop.DBus.Properties"))
+    {
+      if (g_str_equal (signal_name, "PropertiesChanged") &&
+          g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(sa{sv}as)")))
+        {
+          const char *changed_interface;
+          g_autoptr(GVariant) changed = NULL;
+          g_autofree const char **invalidated = NULL;
+
+          g_variant_get (parameters, "(&s@a{sv}^a&s)", &changed_interface, &changed, &invalidated);
+          bf_fleet_model_properties_changed (self, object_path, changed_interface, changed, invalidated);
+        }
+    }
+  else
+    {
+      bf_fleet_model_worker_signal (self, object_path, interface_name, signal_name, parameters);
     }
 }
 
-static void
-client_new_cb (GObject      *object,
-               GAsyncResult *result,
-               gpointer      user_data)
+typedef struct
 {
-  g_autoptr(BfFleetModel) self = user_data;
-  g_autoptr(GDBusObjectManager) client = NULL;
-  g_autoptr(GError) error = NULL;
+  char     *object_path;
+  char     *interface_name;
+  char     *signal_name;
+  GVariant *parameters;
+} BfQueuedSignal;
 
-  client = bf_dbus_object_manager_client_new_finish (result, &error);
+static void
+bf_queued_signal_free (BfQueuedSignal *queued)
+{
+  g_free (queued->object_path);
+  g_free (queued->interface_name);
+  g_free (queued->signal_name);
+  g_variant_unref (queued->parameters);
+  g_free (queued);
+}
 
-  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+/*
+ * One load of the fleet from one daemon (one unique name): its signal
+ * subscriptions, the signals that arrive before its rows are in the model,
+ * and a worker thread that subscribes, calls GetManagedObjects and turns the
+ * reply into rows.
+ *
+ * The thread may block on D-Bus: the main thread never does.  The first
+ * load starts as the model is made, before GTK has even opened the display,
+ * and asks the bus for the daemon's unique name itself: the daemon answers
+ * while GTK starts up and the window is built (which together took as long
+ * as the daemon's answer), rather than after g_bus_watch_name() could tell
+ * the main loop about it.
+ */
+struct _BfLoad
+{
+  gatomicrefcount  ref_count;
+
+  /* set before the thread runs, then only read */
+  GWeakRef         model;
+  GBusType         bus_type;
+  gint64           started_usec;
+
+  /* set by the thread (unless known before), read by the main thread once
+   * it is done */
+  GDBusConnection *connection;
+  char            *name_owner;  /* an interned GRefString */
+  guint            subscriptions[4];
+  char            *properties_match_rule;
+  GPtrArray       *rows;
+  gint64           reply_usec;
+  gint64           built_usec;
+
+  /* main thread only: the signals that arrived before the rows went into
+   * the model, or NULL since then */
+  GPtrArray       *queued_signals;
+};
+
+static BfLoad *
+bf_load_new (BfFleetModel    *model,
+             GDBusConnection *connection,
+             const char      *name_owner)
+{
+  BfLoad *load = g_new0 (BfLoad, 1);
+
+  g_atomic_ref_count_init (&load->ref_count);
+  g_weak_ref_init (&load->model, model);
+  load->bus_type = model->bus_type;
+  load->started_usec = g_get_monotonic_time ();
+  load->connection = connection != NULL ? g_object_ref (connection) : NULL;
+  load->name_owner = name_owner != NULL ? g_ref_string_new_intern (name_owner) : NULL;
+  load->queued_signals = g_ptr_array_new_with_free_func ((GDestroyNotify) bf_queued_signal_free);
+
+  return load;
+}
+
+static BfLoad *
+bf_load_ref (BfLoad *load)
+{
+  g_atomic_ref_count_inc (&load->ref_count);
+  return load;
+}
+
+static void
+bf_load_unref (BfLoad *load)
+{
+  if (!g_atomic_ref_count_dec (&load->ref_count))
     return;
 
-  if (client == NULL)
-    {
-      g_autofree char *message = NULL;
+  g_weak_ref_clear (&load->model);
+  g_clear_object (&load->connection);
+  g_clear_pointer (&load->name_owner, g_ref_string_release);
+  g_clear_pointer (&load->properties_match_rule, g_free);
+  g_clear_pointer (&load->rows, g_ptr_array_unref);
+  g_clear_pointer (&load->queued_signals, g_ptr_array_unref);
+  g_free (load);
+}
 
-      g_dbus_error_strip_remote_error (error);
-      g_warning ("Could not read the workers of %s: %s", BF_BUS_NAME, error->message);
-      message = g_strdup_printf (_("The fleet daemon did not list its workers: %s"), error->message);
-      bf_fleet_model_set_status (self, BF_FLEET_STATUS_ERROR, message);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfLoad, bf_load_unref)
+
+static void
+on_signal (GDBusConnection *connection,
+           const char      *sender_name,
+           const char      *object_path,
+           const char      *interface_name,
+           const char      *signal_name,
+           GVariant        *parameters,
+           gpointer         user_data)
+{
+  BfLoad *load = user_data;
+  g_autoptr(BfFleetModel) self = g_weak_ref_get (&load->model);
+
+  /* Signals of a daemon that has gone (their subscription may still have
+   * something in the queue) are not ours. */
+  if (self == NULL || self->load != load)
+    return;
+
+  /* Until the reply's rows are in the model, keep every signal and apply
+   * them all after it, in order.  Each sets absolute values, so those that
+   * the reply already reflects change nothing in the end, and none is lost
+   * however the reply and the signals were ordered. */
+  if (load->queued_signals != NULL)
+    {
+      BfQueuedSignal *queued = g_new0 (BfQueuedSignal, 1);
+
+      queued->object_path = g_strdup (object_path);
+      queued->interface_name = g_strdup (interface_name);
+      queued->signal_name = g_strdup (signal_name);
+      queued->parameters = g_variant_ref (parameters);
+      g_ptr_array_add (load->queued_signals, queued);
       return;
     }
 
-  g_debug ("Read the objects of %s in %.3f s",
-           g_dbus_object_manager_client_get_name (G_DBUS_OBJECT_MANAGER_CLIENT (client)),
-           (g_get_monotonic_time () - self->load_started_usec) / (double) G_USEC_PER_SEC);
+  bf_fleet_model_dispatch_signal (self, object_path, interface_name, signal_name, parameters);
+}
 
-  bf_fleet_model_set_client (self, client);
+/* Callable from any thread: the callbacks run in the main context either
+ * way, since no thread pushes another one. */
+static guint
+bf_load_subscribe_one (BfLoad          *load,
+                       const char      *interface_name,
+                       const char      *member,
+                       const char      *object_path,
+                       GDBusSignalFlags flags)
+{
+  return g_dbus_connection_signal_subscribe (load->connection, load->name_owner, interface_name, member,
+                                             object_path, NULL, flags, on_signal,
+                                             bf_load_ref (load), (GDestroyNotify) bf_load_unref);
+}
+
+/*
+ * One match rule per kind of signal for the whole fleet, never one per
+ * worker: InterfacesAdded/Removed on the manager, the Worker and
+ * LatentWorker signals, and PropertiesChanged of every object under the
+ * workers' path.  The last needs path_namespace, which
+ * g_dbus_connection_signal_subscribe() cannot express, so that rule is added
+ * by hand (before GetManagedObjects is sent, hence in effect before the
+ * daemon answers it) and the subscription only dispatches.
+ */
+static void
+bf_load_subscribe (BfLoad *load)
+{
+  load->subscriptions[0] = bf_load_subscribe_one (load, "org.freedesktop.DBus.ObjectManager", NULL,
+                                                  BF_MANAGER_PATH, G_DBUS_SIGNAL_FLAGS_NONE);
+  load->subscriptions[1] = bf_load_subscribe_one (load, BF_WORKER_IFACE, NULL, NULL, G_DBUS_SIGNAL_FLAGS_NONE);
+  load->subscriptions[2] = bf_load_subscribe_one (load, BF_LATENT_WORKER_IFACE, NULL, NULL,
+                                                  G_DBUS_SIGNAL_FLAGS_NONE);
+
+  if (g_dbus_connection_get_flags (load->connection) & G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION)
+    {
+      load->properties_match_rule =
+        g_strdup_printf ("type='signal',sender='%s',interface='org.freedesktop.DBus.Properties',"
+                         "member='PropertiesChanged',path_namespace='%s'",
+                         load->name_owner, BF_WORKERS_PATH);
+      /* No reply needed: the bus handles our messages in order. */
+      g_dbus_connection_call (load->connection, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                              "org.freedesktop.DBus", "AddMatch",
+                              g_variant_new ("(s)", load->properties_match_rule),
+                              NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+      load->subscriptions[3] = bf_load_subscribe_one (load, "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                                      NULL, G_DBUS_SIGNAL_FLAGS_NO_MATCH_RULE);
+    }
+  else
+    {
+      load->subscriptions[3] = bf_load_subscribe_one (load, "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                                      NULL, G_DBUS_SIGNAL_FLAGS_NONE);
+    }
+}
+
+/* Main thread, once the thread is done with @load. */
+static void
+bf_load_unsubscribe (BfLoad *load)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (load->subscriptions); i++)
+    {
+      if (load->subscriptions[i] != 0)
+        g_dbus_connection_signal_unsubscribe (load->connection, load->subscriptions[i]);
+      load->subscriptions[i] = 0;
+    }
+
+  if (load->properties_match_rule != NULL && !g_dbus_connection_is_closed (load->connection))
+    g_dbus_connection_call (load->connection, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                            "org.freedesktop.DBus", "RemoveMatch",
+                            g_variant_new ("(s)", load->properties_match_rule),
+                            NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+  g_clear_pointer (&load->properties_match_rule, g_free);
+}
+
+static gpointer
+free_variant_thread (gpointer data)
+{
+  g_variant_unref (data);
+  return NULL;
+}
+
+/* Appends the rows of the workers among @objects[@start..@end) to @rows. */
+static void
+build_rows (BfLoad       *load,
+            GVariant     *objects,
+            gsize         start,
+            gsize         end,
+            GPtrArray    *rows,
+            GCancellable *cancellable)
+{
+  for (gsize i = start; i < end && !g_cancellable_is_cancelled (cancellable); i++)
+    {
+      g_autoptr(GVariant) entry = g_variant_get_child_value (objects, i);
+      g_autoptr(GVariant) path = g_variant_get_child_value (entry, 0);
+      g_autoptr(GVariant) interfaces = g_variant_get_child_value (entry, 1);
+      g_autoptr(GVariant) worker_properties = NULL;
+      g_autoptr(GVariant) latent_properties = NULL;
+      BfWorkerRow *row;
+
+      worker_properties = g_variant_lookup_value (interfaces, BF_WORKER_IFACE, G_VARIANT_TYPE_VARDICT);
+      if (worker_properties == NULL)
+        continue;
+
+      row = bf_worker_row_new (load->connection, load->name_owner,
+                               g_variant_get_string (path, NULL), worker_properties);
+      latent_properties = g_variant_lookup_value (interfaces, BF_LATENT_WORKER_IFACE, G_VARIANT_TYPE_VARDICT);
+      if (latent_properties != NULL)
+        bf_worker_row_set_latent (row, latent_properties);
+      g_ptr_array_add (rows, row);
+    }
+}
+
+typedef struct
+{
+  BfLoad       *load;
+  GVariant     *objects;
+  gsize         start;
+  gsize         end;
+  GPtrArray    *rows;
+  GCancellable *cancellable;
+} BfBuildRows;
+
+static gpointer
+build_rows_thread (gpointer data)
+{
+  BfBuildRows *half = data;
+
+  build_rows (half->load, half->objects, half->start, half->end, half->rows, half->cancellable);
+  return NULL;
+}
+
+/* In a worker thread. */
+static void
+bf_load_thread (GTask        *task,
+                gpointer      source_object,
+                gpointer      task_data,
+                GCancellable *cancellable)
+{
+  BfLoad *load = task_data;
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GVariant) objects = NULL;
+  g_autoptr(GPtrArray) rows = NULL;
+  BfBuildRows half = { NULL, };
+  GThread *helper;
+  GError *error = NULL;
+  gsize n_objects;
+
+  if (load->connection == NULL)
+    {
+      load->connection = g_bus_get_sync (load->bus_type, cancellable, &error);
+      if (load->connection == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+
+  if (load->name_owner == NULL)
+    {
+      g_autoptr(GVariant) owner = NULL;
+      const char *name_owner;
+
+      owner = g_dbus_connection_call_sync (load->connection, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                           "org.freedesktop.DBus", "GetNameOwner",
+                                           g_variant_new ("(s)", BF_BUS_NAME), G_VARIANT_TYPE ("(s)"),
+                                           G_DBUS_CALL_FLAGS_NONE, -1, cancellable, &error);
+      if (owner == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+      g_variant_get (owner, "(&s)", &name_owner);
+      load->name_owner = g_ref_string_new_intern (name_owner);
+    }
+
+  /* Subscribed before the call, so that nothing between the reply and the
+   * first signal is missed; see on_signal() for the order. */
+  bf_load_subscribe (load);
+
+  /* Bound to the unique name: a new daemon is a new load. */
+  reply = g_dbus_connection_call_sync (load->connection, load->name_owner, BF_MANAGER_PATH,
+                                       "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
+                                       NULL, G_VARIANT_TYPE ("(a{oa{sa{sv}}})"),
+                                       G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, cancellable, &error);
+  if (reply == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  load->reply_usec = g_get_monotonic_time ();
+
+  /* The rows of the second half in a thread of their own: nothing else
+   * runs now but this, and the machine likely has another CPU. */
+  objects = g_variant_get_child_value (reply, 0);
+  n_objects = g_variant_n_children (objects);
+  half.load = load;
+  half.objects = objects;
+  half.start = n_objects / 2;
+  half.end = n_objects;
+  half.cancellable = cancellable;
+  half.rows = g_ptr_array_new_full (half.end - half.start, g_object_unref);
+  helper = g_thread_new ("bf-build-rows", build_rows_thread, &half);
+
+  rows = g_ptr_array_new_full (n_objects, g_object_unref);
+  build_rows (load, objects, 0, half.start, rows, cancellable);
+
+  g_thread_join (helper);
+  g_ptr_array_extend_and_steal (rows, g_steal_pointer (&half.rows));
+
+  load->rows = g_steal_pointer (&rows);
+  load->built_usec = g_get_monotonic_time ();
+
+  /* Freeing the reply's million containers takes a tenth of a second, and
+   * the task completes only once this function returns: a thread of its
+   * own frees it while the main thread shows the rows (which hold
+   * references to the values they keep, not to the reply). */
+  g_clear_pointer (&objects, g_variant_unref);
+  g_thread_unref (g_thread_new ("bf-free-reply", free_variant_thread, g_steal_pointer (&reply)));
+
+  if (!g_task_return_error_if_cancelled (task))
+    g_task_return_boolean (task, TRUE);
+}
+
+static void bf_fleet_model_start_load (BfFleetModel    *self,
+                                       GDBusConnection *connection,
+                                       const char      *name_owner);
+
+static void
+bf_load_done_cb (GObject      *object,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  BfFleetModel *self = BF_FLEET_MODEL (object);
+  BfLoad *load = g_task_get_task_data (G_TASK (result));
+  g_autoptr(GPtrArray) queued = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 callback_usec = g_get_monotonic_time ();
+  gint64 installed_usec;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      bf_load_unsubscribe (load);
+
+      if (self->load != load)
+        return;  /* cancelled, or replaced */
+      g_clear_pointer (&self->load, bf_load_unref);
+
+      /* The first load asked for the daemon itself; if it is not there,
+       * or not reachable, g_bus_watch_name() says so. */
+      if (self->expected_owner == NULL)
+        return;
+
+      g_dbus_error_strip_remote_error (error);
+      g_warning ("Could not read the workers of %s: %s", BF_BUS_NAME, error->message);
+      {
+        g_autofree char *message = g_strdup_printf (_("The fleet daemon did not list its workers: %s"),
+                                                    error->message);
+        bf_fleet_model_set_status (self, BF_FLEET_STATUS_ERROR, message);
+      }
+      return;
+    }
+
+  if (self->load != load)
+    {
+      bf_load_unsubscribe (load);
+      return;
+    }
+
+  /* The first load found the daemon before g_bus_watch_name() did; if the
+   * watcher has seen another one since, this one is gone. */
+  if (self->expected_owner != NULL && !g_str_equal (self->expected_owner, load->name_owner))
+    {
+      g_autofree char *owner = g_strdup (self->expected_owner);
+      g_autoptr(GDBusConnection) connection = g_object_ref (load->connection);
+
+      bf_load_unsubscribe (load);
+      bf_fleet_model_start_load (self, connection, owner);
+      return;
+    }
+
+  self->connection = g_object_ref (load->connection);
+  self->name_owner = g_ref_string_acquire (load->name_owner);
+
+  for (guint i = 0; i < load->rows->len; i++)
+    bf_fleet_model_add_worker (self, g_ptr_array_index (load->rows, i));
+  g_clear_pointer (&load->rows, g_ptr_array_unref);
+
+  /* All of them in one items-changed, right now rather than in an idle:
+   * the window shows the list in the same frame it leaves "loading". */
+  bf_fleet_model_flush (self);
+  g_clear_handle_id (&self->flush_source, g_source_remove);
+
+  queued = g_steal_pointer (&load->queued_signals);
+  for (guint i = 0; i < queued->len; i++)
+    {
+      BfQueuedSignal *signal = g_ptr_array_index (queued, i);
+
+      bf_fleet_model_dispatch_signal (self, signal->object_path, signal->interface_name,
+                                      signal->signal_name, signal->parameters);
+    }
+
   bf_fleet_model_set_status (self, BF_FLEET_STATUS_READY, NULL);
+  installed_usec = g_get_monotonic_time ();
 
-  g_debug ("%u workers in the model %.3f s after %s appeared",
-           self->items->len,
-           (g_get_monotonic_time () - self->load_started_usec) / (double) G_USEC_PER_SEC,
-           BF_BUS_NAME);
+  g_debug ("%u workers of %s in the model %.3f s after the load started: GetManagedObjects answered "
+           "and parsed after %.3f s, rows built in %.3f s, handed to the main thread in %.3f s, "
+           "model and views updated in %.3f s (%u signals replayed)",
+           self->items->len, load->name_owner,
+           (installed_usec - load->started_usec) / (double) G_USEC_PER_SEC,
+           (load->reply_usec - load->started_usec) / (double) G_USEC_PER_SEC,
+           (load->built_usec - load->reply_usec) / (double) G_USEC_PER_SEC,
+           (callback_usec - load->built_usec) / (double) G_USEC_PER_SEC,
+           (installed_usec - callback_usec) / (double) G_USEC_PER_SEC,
+           queued->len);
+}
+
+static void
+bf_fleet_model_disconnect (BfFleetModel *self)
+{
+  g_cancellable_cancel (self->cancellable);
+  g_clear_object (&self->cancellable);
+
+  /* A load still in its thread is unsubscribed when it is done. */
+  if (self->load != NULL && self->load->queued_signals == NULL)
+    bf_load_unsubscribe (self->load);
+  g_clear_pointer (&self->load, bf_load_unref);
+  g_clear_object (&self->connection);
+  g_clear_pointer (&self->name_owner, g_ref_string_release);
+
+  bf_fleet_model_clear (self);
+}
+
+/* @connection and @name_owner: (nullable): found by the thread if NULL */
+static void
+bf_fleet_model_start_load (BfFleetModel    *self,
+                           GDBusConnection *connection,
+                           const char      *name_owner)
+{
+  g_autoptr(GTask) task = NULL;
+
+  bf_fleet_model_disconnect (self);
+  bf_fleet_model_set_status (self, BF_FLEET_STATUS_LOADING, NULL);
+
+  self->cancellable = g_cancellable_new ();
+  self->load = bf_load_new (self, connection, name_owner);
+
+  task = g_task_new (self, self->cancellable, bf_load_done_cb, NULL);
+  g_task_set_source_tag (task, bf_fleet_model_start_load);
+  g_task_set_task_data (task, bf_load_ref (self->load), (GDestroyNotify) bf_load_unref);
+  g_task_run_in_thread (task, bf_load_thread);
 }
 
 static void
@@ -623,21 +1106,16 @@ name_appeared_cb (GDBusConnection *connection,
 
   g_debug ("%s appeared as %s", name, name_owner);
 
-  g_cancellable_cancel (self->cancellable);
-  g_clear_object (&self->cancellable);
-  self->cancellable = g_cancellable_new ();
+  g_free (self->expected_owner);
+  self->expected_owner = g_strdup (name_owner);
 
-  bf_fleet_model_set_client (self, NULL);
-  bf_fleet_model_set_status (self, BF_FLEET_STATUS_LOADING, NULL);
-  self->load_started_usec = g_get_monotonic_time ();
+  /* The first load may have found it already (or bf_load_done_cb() sees
+   * whether it found this one). */
+  if (self->load != NULL &&
+      (self->load->queued_signals != NULL || g_strcmp0 (self->name_owner, name_owner) == 0))
+    return;
 
-  bf_dbus_object_manager_client_new (connection,
-                                     G_DBUS_OBJECT_MANAGER_CLIENT_FLAGS_DO_NOT_AUTO_START,
-                                     name_owner,
-                                     BF_MANAGER_PATH,
-                                     self->cancellable,
-                                     client_new_cb,
-                                     g_object_ref (self));
+  bf_fleet_model_start_load (self, connection, name_owner);
 }
 
 static void
@@ -649,10 +1127,8 @@ name_vanished_cb (GDBusConnection *connection,
 
   g_debug ("%s vanished", name);
 
-  g_cancellable_cancel (self->cancellable);
-  g_clear_object (&self->cancellable);
-
-  bf_fleet_model_set_client (self, NULL);
+  g_clear_pointer (&self->expected_owner, g_free);
+  bf_fleet_model_disconnect (self);
 
   if (connection == NULL)
     bf_fleet_model_set_status (self, BF_FLEET_STATUS_ERROR,
@@ -667,6 +1143,8 @@ bf_fleet_model_constructed (GObject *object)
   BfFleetModel *self = BF_FLEET_MODEL (object);
 
   G_OBJECT_CLASS (bf_fleet_model_parent_class)->constructed (object);
+
+  bf_fleet_model_start_load (self, NULL, NULL);
 
   self->watch_id = g_bus_watch_name (self->bus_type,
                                      BF_BUS_NAME,
@@ -684,14 +1162,7 @@ bf_fleet_model_dispose (GObject *object)
 
   g_clear_handle_id (&self->watch_id, g_bus_unwatch_name);
   g_clear_handle_id (&self->flush_source, g_source_remove);
-  g_cancellable_cancel (self->cancellable);
-  g_clear_object (&self->cancellable);
-
-  if (self->client != NULL)
-    {
-      g_signal_handlers_disconnect_by_data (self->client, self);
-      g_clear_object (&self->client);
-    }
+  bf_fleet_model_disconnect (self);
 
   G_OBJECT_CLASS (bf_fleet_model_parent_class)->dispose (object);
 }
@@ -703,9 +1174,11 @@ bf_fleet_model_finalize (GObject *object)
 
   g_clear_pointer (&self->items, g_ptr_array_unref);
   g_clear_pointer (&self->infos, g_hash_table_unref);
+  g_clear_pointer (&self->by_path, g_hash_table_unref);
   g_clear_pointer (&self->pending_added, g_ptr_array_unref);
   g_clear_pointer (&self->pending_changed, g_hash_table_unref);
   g_clear_pointer (&self->error_message, g_free);
+  g_clear_pointer (&self->expected_owner, g_free);
 
   G_OBJECT_CLASS (bf_fleet_model_parent_class)->finalize (object);
 }
@@ -859,6 +1332,8 @@ bf_fleet_model_init (BfFleetModel *self)
   self->bus_type = G_BUS_TYPE_SYSTEM;
   self->items = g_ptr_array_new_with_free_func (g_object_unref);
   self->infos = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  /* the keys are the rows' own paths */
+  self->by_path = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_object_unref);
   self->pending_added = g_ptr_array_new_with_free_func (g_object_unref);
   self->pending_changed = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
 }
@@ -918,7 +1393,7 @@ bf_fleet_model_get_n_builds (BfFleetModel *self)
  * @self: a #BfFleetModel
  * @name: a worker name as configured
  *
- * Returns: (transfer none) (nullable): the worker's proxy
+ * Returns: (transfer none) (nullable): the worker, a #BfWorkerRow
  */
 BfDBusWorker *
 bf_fleet_model_lookup (BfFleetModel *self,
@@ -926,20 +1401,17 @@ bf_fleet_model_lookup (BfFleetModel *self,
 {
   g_autofree char *escaped = NULL;
   g_autofree char *path = NULL;
-  g_autoptr(GDBusInterface) interface = NULL;
+  BfWorkerRow *row;
 
   g_return_val_if_fail (BF_IS_FLEET_MODEL (self), NULL);
   g_return_val_if_fail (name != NULL, NULL);
 
-  if (self->client == NULL)
-    return NULL;
-
   escaped = g_dbus_escape_object_path (name);
   path = g_strconcat (BF_WORKER_PREFIX, escaped, NULL);
-  interface = g_dbus_object_manager_get_interface (self->client, path, "org.buildfleet.Fleet1.Worker");
+  row = bf_fleet_model_find (self, path);
 
-  if (interface == NULL || !g_hash_table_contains (self->infos, interface))
+  if (row == NULL || !g_hash_table_contains (self->infos, row))
     return NULL;
 
-  return BF_DBUS_WORKER (interface);
+  return BF_DBUS_WORKER (row);
 }

@@ -197,6 +197,11 @@ bf_monitor_application_startup (GApplication *application)
   static const char *quit_accels[] = { "<Control>q", NULL };
   static const char *close_accels[] = { "<Control>w", NULL };
 
+  /* First: the model starts loading the fleet in a worker thread at once
+   * (see BfLoad in bf-fleet-model.c), so that the daemon answers while GTK
+   * starts up.  The model uses no GTK. */
+  self->model = bf_fleet_model_new (G_BUS_TYPE_SYSTEM);
+
   G_APPLICATION_CLASS (bf_monitor_application_parent_class)->startup (application);
 
   if (!notify_init (g_get_application_name ()))
@@ -216,7 +221,6 @@ bf_monitor_application_startup (GApplication *application)
   self->sigterm_source = g_unix_signal_add (SIGTERM, quit_on_signal_cb, self);
   self->sigint_source = g_unix_signal_add (SIGINT, quit_on_signal_cb, self);
 
-  self->model = bf_fleet_model_new (G_BUS_TYPE_SYSTEM);
   self->notifier = bf_notifier_new (application, self->model);
 }
 

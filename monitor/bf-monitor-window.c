@@ -7,13 +7,16 @@
  * The model chain lives in the template: BfFleetModel -> GtkSortListModel
  * (sorter of the column view) -> GtkFilterListModel (search text and the
  * "show" drop-down) -> GtkSingleSelection -> GtkColumnView.  Cells bind to
- * the proxies' own properties, which the generated code notifies on
+ * the rows' properties (see bf-worker-row.c), which are notified on
  * PropertiesChanged.  The "Last Seen" column is relative to now; one timer
  * in this window refreshes the cells that are bound, never one per row.
  *
  * Actions on the selected worker are widget actions (worker.*).  Every
  * method call is asynchronous, and its error is shown in a toast in the
- * daemon's words.
+ * daemon's words.  The rows are not proxies (see bf-worker-row.c): the
+ * generated proxies that the calls go through are made for the selected
+ * worker only, when it is selected, and the actions are enabled once they
+ * exist.
  */
 
 #include "config.h"
@@ -23,6 +26,7 @@
 #include "bf-monitor-window.h"
 #include "bf-pause-dialog.h"
 #include "bf-worker-details.h"
+#include "bf-worker-row.h"
 #include "bf-worker-status.h"
 #include "bf-worker-util.h"
 
@@ -55,6 +59,7 @@ struct _BfMonitorWindow
   char                 *pending_selection;
   char                 *last_error;
   gint64                list_shown_usec;
+  gboolean              ensuring_proxies;
 
   /* template children */
   AdwToastOverlay      *toast_overlay;
@@ -72,6 +77,10 @@ struct _BfMonitorWindow
   GtkWidget            *no_results_page;
   GtkColumnView        *column_view;
   GtkColumnViewColumn  *name_column;
+  GtkColumnViewColumn  *state_column;
+  GtkColumnViewColumn  *builds_column;
+  GtkColumnViewColumn  *host_column;
+  GtkColumnViewColumn  *admin_column;
   GtkSingleSelection   *selection;
   GtkFilterListModel   *filter_model;
   GtkSortListModel     *sort_model;
@@ -127,14 +136,6 @@ missing_css_classes (gpointer this,
     g_strv_builder_add (builder, "alert");
 
   return g_strv_builder_end (builder);
-}
-
-static char *
-format_builds (gpointer this,
-               guint    active,
-               guint    max)
-{
-  return bf_format_builds (active, max);
 }
 
 static char *
@@ -237,6 +238,218 @@ last_seen_tick_cb (gpointer user_data)
     last_seen_update (list_item, now);
 
   return G_SOURCE_CONTINUE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The name column's sorter */
+
+/*
+ * Sorts as a GtkStringSorter on "name" with ignore-case does, by the same
+ * keys, but reads the keys that the rows computed while they were loaded,
+ * in the loading threads: making them for 10,000 names was half the main
+ * thread's work to show a fleet.
+ */
+#define BF_TYPE_WORKER_NAME_SORTER (bf_worker_name_sorter_get_type ())
+G_DECLARE_FINAL_TYPE (BfWorkerNameSorter, bf_worker_name_sorter, BF, WORKER_NAME_SORTER, GtkSorter)
+
+struct _BfWorkerNameSorter
+{
+  GtkSorter parent_instance;
+};
+
+G_DEFINE_FINAL_TYPE (BfWorkerNameSorter, bf_worker_name_sorter, GTK_TYPE_SORTER)
+
+static const char *
+name_key (gpointer item)
+{
+  return BF_IS_WORKER_ROW (item) ? bf_worker_row_get_name_key (item) : "";
+}
+
+static GtkOrdering
+bf_worker_name_sorter_compare (GtkSorter *sorter,
+                               gpointer   item1,
+                               gpointer   item2)
+{
+  return gtk_ordering_from_cmpfunc (strcmp (name_key (item1), name_key (item2)));
+}
+
+static GtkSorterOrder
+bf_worker_name_sorter_get_order (GtkSorter *sorter)
+{
+  return GTK_SORTER_ORDER_PARTIAL;
+}
+
+static void
+bf_worker_name_sorter_class_init (BfWorkerNameSorterClass *klass)
+{
+  GtkSorterClass *sorter_class = GTK_SORTER_CLASS (klass);
+
+  sorter_class->compare = bf_worker_name_sorter_compare;
+  sorter_class->get_order = bf_worker_name_sorter_get_order;
+}
+
+static void
+bf_worker_name_sorter_init (BfWorkerNameSorter *self)
+{
+}
+
+/* ------------------------------------------------------------------------ */
+/* The text columns and the State column */
+
+/*
+ * Signal factories in C rather than GtkBuilderListItemFactory: that one
+ * parses its XML for every cell it makes, which was a fifth of the time to
+ * show the first rows of a large fleet.  A cell shows its text and follows
+ * the properties it is made of.
+ */
+typedef struct
+{
+  const char  *css_class;
+  gboolean     ellipsize;
+  const char  *notify[3];
+  char      *(*text) (BfDBusWorker *worker);
+} BfTextColumn;
+
+static char *
+name_text (BfDBusWorker *worker)
+{
+  return g_strdup (bf_dbus_worker_get_name (worker));
+}
+
+static char *
+builds_text (BfDBusWorker *worker)
+{
+  return bf_format_builds (bf_dbus_worker_get_active_builds (worker),
+                           bf_dbus_worker_get_max_builds (worker));
+}
+
+static char *
+host_text (BfDBusWorker *worker)
+{
+  return g_strdup (bf_dbus_worker_get_host (worker));
+}
+
+static char *
+admin_text (BfDBusWorker *worker)
+{
+  return g_strdup (bf_dbus_worker_get_admin (worker));
+}
+
+static const BfTextColumn name_text_column = {
+  "worker-name", TRUE, { "notify::name", NULL }, name_text
+};
+static const BfTextColumn builds_text_column = {
+  "numeric", FALSE, { "notify::active-builds", "notify::max-builds", NULL }, builds_text
+};
+static const BfTextColumn host_text_column = {
+  NULL, TRUE, { "notify::host", NULL }, host_text
+};
+static const BfTextColumn admin_text_column = {
+  NULL, TRUE, { "notify::admin", NULL }, admin_text
+};
+
+static void
+text_cell_update (GtkListItem *list_item)
+{
+  const BfTextColumn *column = g_object_get_data (G_OBJECT (list_item), "bf-text-column");
+  BfDBusWorker *worker = gtk_list_item_get_item (list_item);
+  g_autofree char *text = NULL;
+
+  if (worker != NULL)
+    text = column->text (worker);
+  gtk_inscription_set_text (GTK_INSCRIPTION (gtk_list_item_get_child (list_item)), text);
+}
+
+static void
+text_cell_notify_cb (BfDBusWorker *worker,
+                     GParamSpec   *pspec,
+                     GtkListItem  *list_item)
+{
+  text_cell_update (list_item);
+}
+
+static void
+text_cell_setup_cb (GtkSignalListItemFactory *factory,
+                    GtkListItem              *list_item,
+                    const BfTextColumn       *column)
+{
+  GtkWidget *inscription = gtk_inscription_new (NULL);
+
+  gtk_inscription_set_xalign (GTK_INSCRIPTION (inscription), 0);
+  if (column->ellipsize)
+    gtk_inscription_set_text_overflow (GTK_INSCRIPTION (inscription), GTK_INSCRIPTION_OVERFLOW_ELLIPSIZE_END);
+  if (column->css_class != NULL)
+    gtk_widget_add_css_class (inscription, column->css_class);
+  gtk_list_item_set_child (list_item, inscription);
+  g_object_set_data (G_OBJECT (list_item), "bf-text-column", (gpointer) column);
+}
+
+static void
+text_cell_bind_cb (GtkSignalListItemFactory *factory,
+                   GtkListItem              *list_item,
+                   const BfTextColumn       *column)
+{
+  BfDBusWorker *worker = gtk_list_item_get_item (list_item);
+
+  for (guint i = 0; column->notify[i] != NULL; i++)
+    g_signal_connect (worker, column->notify[i], G_CALLBACK (text_cell_notify_cb), list_item);
+  text_cell_update (list_item);
+}
+
+static void
+text_cell_unbind_cb (GtkSignalListItemFactory *factory,
+                     GtkListItem              *list_item,
+                     const BfTextColumn       *column)
+{
+  BfDBusWorker *worker = gtk_list_item_get_item (list_item);
+
+  if (worker != NULL)
+    g_signal_handlers_disconnect_by_func (worker, text_cell_notify_cb, list_item);
+}
+
+static void
+bf_monitor_window_set_text_factory (GtkColumnViewColumn *column,
+                                    const BfTextColumn  *text_column)
+{
+  g_autoptr(GtkListItemFactory) factory = gtk_signal_list_item_factory_new ();
+
+  g_signal_connect (factory, "setup", G_CALLBACK (text_cell_setup_cb), (gpointer) text_column);
+  g_signal_connect (factory, "bind", G_CALLBACK (text_cell_bind_cb), (gpointer) text_column);
+  g_signal_connect (factory, "unbind", G_CALLBACK (text_cell_unbind_cb), (gpointer) text_column);
+  gtk_column_view_column_set_factory (column, factory);
+}
+
+static void
+state_cell_setup_cb (GtkSignalListItemFactory *factory,
+                     GtkListItem              *list_item)
+{
+  gtk_list_item_set_child (list_item, bf_worker_status_new ());
+}
+
+static void
+state_cell_bind_cb (GtkSignalListItemFactory *factory,
+                    GtkListItem              *list_item)
+{
+  bf_worker_status_set_worker (BF_WORKER_STATUS (gtk_list_item_get_child (list_item)),
+                               gtk_list_item_get_item (list_item));
+}
+
+static void
+state_cell_unbind_cb (GtkSignalListItemFactory *factory,
+                      GtkListItem              *list_item)
+{
+  bf_worker_status_set_worker (BF_WORKER_STATUS (gtk_list_item_get_child (list_item)), NULL);
+}
+
+static void
+bf_monitor_window_set_state_factory (GtkColumnViewColumn *column)
+{
+  g_autoptr(GtkListItemFactory) factory = gtk_signal_list_item_factory_new ();
+
+  g_signal_connect (factory, "setup", G_CALLBACK (state_cell_setup_cb), NULL);
+  g_signal_connect (factory, "bind", G_CALLBACK (state_cell_bind_cb), NULL);
+  g_signal_connect (factory, "unbind", G_CALLBACK (state_cell_unbind_cb), NULL);
+  gtk_column_view_column_set_factory (column, factory);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -477,11 +690,50 @@ bf_monitor_window_select_worker (BfMonitorWindow *self,
 /* ------------------------------------------------------------------------ */
 /* Actions on the selected worker */
 
+/* The generated proxies to call the worker's methods on, or NULL until
+ * bf_worker_row_ensure_proxies_async() made them. */
+static BfDBusWorker *
+worker_proxy (BfDBusWorker *worker)
+{
+  return BF_IS_WORKER_ROW (worker) ? bf_worker_row_get_proxy (BF_WORKER_ROW (worker)) : NULL;
+}
+
+static BfDBusLatentWorker *
+latent_worker_proxy (BfDBusWorker *worker)
+{
+  return BF_IS_WORKER_ROW (worker) ? bf_worker_row_get_latent_proxy (BF_WORKER_ROW (worker)) : NULL;
+}
+
+static void
+proxies_ready_cb (GObject      *object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(BfMonitorWindow) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  self->ensuring_proxies = FALSE;
+
+  if (!bf_worker_row_ensure_proxies_finish (BF_WORKER_ROW (object), result, &error))
+    {
+      /* Not retried: the actions stay disabled until the selection changes. */
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_warning ("Could not make a proxy of %s: %s",
+                   bf_worker_row_get_object_path (BF_WORKER_ROW (object)), error->message);
+      return;
+    }
+
+  /* Also makes those of a worker selected meanwhile. */
+  bf_monitor_window_update_actions (self);
+}
+
 static void
 bf_monitor_window_update_actions (BfMonitorWindow *self)
 {
   BfDBusWorker *worker = bf_monitor_window_get_selected (self);
   g_autoptr(BfDBusLatentWorker) latent = NULL;
+  BfDBusWorker *proxy = NULL;
+  BfDBusLatentWorker *latent_proxy = NULL;
   const char *latent_state = NULL;
   gboolean connected = FALSE;
 
@@ -489,21 +741,32 @@ bf_monitor_window_update_actions (BfMonitorWindow *self)
     {
       latent = bf_worker_dup_latent (worker);
       connected = bf_dbus_worker_get_connected (worker);
+      proxy = worker_proxy (worker);
+      latent_proxy = latent_worker_proxy (worker);
+
+      /* One request at a time; its callback comes back here. */
+      if ((proxy == NULL || (latent != NULL && latent_proxy == NULL)) &&
+          BF_IS_WORKER_ROW (worker) && !self->ensuring_proxies)
+        {
+          self->ensuring_proxies = TRUE;
+          bf_worker_row_ensure_proxies_async (BF_WORKER_ROW (worker), self->cancellable,
+                                              proxies_ready_cb, g_object_ref (self));
+        }
     }
   if (latent != NULL)
     latent_state = bf_dbus_latent_worker_get_state (latent);
 
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.pause", worker != NULL);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.pause", proxy != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.unpause",
-                                 worker != NULL && bf_dbus_worker_get_paused (worker));
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.set-graceful", worker != NULL);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.shutdown", connected);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.disconnect", connected);
+                                 proxy != NULL && bf_dbus_worker_get_paused (worker));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.set-graceful", proxy != NULL);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.shutdown", proxy != NULL && connected);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.disconnect", proxy != NULL && connected);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.substantiate",
-                                 latent != NULL &&
+                                 latent_proxy != NULL &&
                                  g_strcmp0 (latent_state, "not-substantiated") == 0);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.insubstantiate",
-                                 latent != NULL &&
+                                 latent_proxy != NULL &&
                                  (g_strcmp0 (latent_state, "substantiated") == 0 ||
                                   g_strcmp0 (latent_state, "substantiating") == 0));
 }
@@ -588,12 +851,12 @@ pause_response_cb (BfPauseDialog *dialog,
 
   self = BF_MONITOR_WINDOW (gtk_window_get_transient_for (GTK_WINDOW (dialog)));
 
-  if (g_strcmp0 (response, "pause") == 0 && self != NULL)
+  if (g_strcmp0 (response, "pause") == 0 && self != NULL && worker_proxy (worker) != NULL)
     {
       /* Translators: %s is a worker name */
       g_autofree char *failure = g_strdup_printf (_("Could not pause %s"), bf_dbus_worker_get_name (worker));
 
-      bf_dbus_worker_call_pause (worker,
+      bf_dbus_worker_call_pause (worker_proxy (worker),
                                  bf_pause_dialog_get_reason (dialog),
                                  self->cancellable,
                                  bf_call_done_cb,
@@ -626,10 +889,10 @@ worker_unpause_action (GtkWidget  *widget,
   BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
   BfDBusWorker *worker = bf_monitor_window_get_selected (self);
 
-  if (worker == NULL)
+  if (worker == NULL || worker_proxy (worker) == NULL)
     return;
 
-  bf_dbus_worker_call_unpause (worker, self->cancellable, bf_call_done_cb,
+  bf_dbus_worker_call_unpause (worker_proxy (worker), self->cancellable, bf_call_done_cb,
                                /* Translators: %s is a worker name */
                                bf_call_new (self, g_strdup_printf (_("Could not resume %s"),
                                                                    bf_dbus_worker_get_name (worker))));
@@ -645,7 +908,7 @@ worker_set_graceful_action (GtkWidget  *widget,
   gboolean graceful = g_variant_get_boolean (parameter);
   char *failure;
 
-  if (worker == NULL)
+  if (worker == NULL || worker_proxy (worker) == NULL)
     return;
 
   if (graceful)
@@ -655,7 +918,7 @@ worker_set_graceful_action (GtkWidget  *widget,
     /* Translators: %s is a worker name */
     failure = g_strdup_printf (_("Could not cancel the graceful shutdown of %s"), bf_dbus_worker_get_name (worker));
 
-  bf_dbus_worker_call_set_graceful (worker, graceful, self->cancellable, bf_call_done_cb,
+  bf_dbus_worker_call_set_graceful (worker_proxy (worker), graceful, self->cancellable, bf_call_done_cb,
                                     bf_call_new (self, failure));
 }
 
@@ -667,8 +930,8 @@ shutdown_response_cb (AdwMessageDialog *dialog,
   g_autoptr(BfDBusWorker) worker = user_data;
   BfMonitorWindow *self = BF_MONITOR_WINDOW (gtk_window_get_transient_for (GTK_WINDOW (dialog)));
 
-  if (g_strcmp0 (response, "shutdown") == 0 && self != NULL)
-    bf_dbus_worker_call_shutdown (worker, self->cancellable, bf_call_done_cb,
+  if (g_strcmp0 (response, "shutdown") == 0 && self != NULL && worker_proxy (worker) != NULL)
+    bf_dbus_worker_call_shutdown (worker_proxy (worker), self->cancellable, bf_call_done_cb,
                                   /* Translators: %s is a worker name */
                                   bf_call_new (self, g_strdup_printf (_("Could not shut down %s"),
                                                                       bf_dbus_worker_get_name (worker))));
@@ -711,10 +974,10 @@ worker_disconnect_action (GtkWidget  *widget,
   BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
   BfDBusWorker *worker = bf_monitor_window_get_selected (self);
 
-  if (worker == NULL)
+  if (worker == NULL || worker_proxy (worker) == NULL)
     return;
 
-  bf_dbus_worker_call_disconnect (worker, self->cancellable, bf_call_done_cb,
+  bf_dbus_worker_call_disconnect (worker_proxy (worker), self->cancellable, bf_call_done_cb,
                                   /* Translators: %s is a worker name */
                                   bf_call_new (self, g_strdup_printf (_("Could not disconnect %s"),
                                                                       bf_dbus_worker_get_name (worker))));
@@ -727,9 +990,9 @@ worker_substantiate_action (GtkWidget  *widget,
 {
   BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
   BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-  g_autoptr(BfDBusLatentWorker) latent = NULL;
+  BfDBusLatentWorker *latent;
 
-  if (worker == NULL || (latent = bf_worker_dup_latent (worker)) == NULL)
+  if (worker == NULL || (latent = latent_worker_proxy (worker)) == NULL)
     return;
 
   /* Substantiate() returns only once the instance attached, which may take
@@ -755,9 +1018,9 @@ worker_insubstantiate_action (GtkWidget  *widget,
 {
   BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
   BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-  g_autoptr(BfDBusLatentWorker) latent = NULL;
+  BfDBusLatentWorker *latent;
 
-  if (worker == NULL || (latent = bf_worker_dup_latent (worker)) == NULL)
+  if (worker == NULL || (latent = latent_worker_proxy (worker)) == NULL)
     return;
 
   bf_dbus_latent_worker_call_insubstantiate (latent, FALSE, self->cancellable, bf_call_done_cb,
@@ -1029,6 +1292,7 @@ bf_monitor_window_class_init (BfMonitorWindowClass *klass)
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   g_type_ensure (BF_TYPE_FLEET_MODEL);
+  g_type_ensure (BF_TYPE_WORKER_NAME_SORTER);
   g_type_ensure (BF_TYPE_WORKER_DETAILS);
   g_type_ensure (BF_TYPE_WORKER_STATUS);
   g_type_ensure (BF_DBUS_TYPE_WORKER);
@@ -1049,6 +1313,10 @@ bf_monitor_window_class_init (BfMonitorWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, no_results_page);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, column_view);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, name_column);
+  gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, state_column);
+  gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, builds_column);
+  gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, host_column);
+  gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, admin_column);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, selection);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, filter_model);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, sort_model);
@@ -1058,7 +1326,6 @@ bf_monitor_window_class_init (BfMonitorWindowClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, format_count);
   gtk_widget_class_bind_template_callback (widget_class, format_n_workers);
   gtk_widget_class_bind_template_callback (widget_class, missing_css_classes);
-  gtk_widget_class_bind_template_callback (widget_class, format_builds);
   gtk_widget_class_bind_template_callback (widget_class, search_text);
   gtk_widget_class_bind_template_callback (widget_class, state_sort_key);
   gtk_widget_class_bind_template_callback (widget_class, last_seen_sort_key);
@@ -1091,6 +1358,12 @@ bf_monitor_window_init (BfMonitorWindow *self)
   self->last_seen_items = g_hash_table_new (NULL, NULL);
 
   gtk_widget_init_template (GTK_WIDGET (self));
+
+  bf_monitor_window_set_text_factory (self->name_column, &name_text_column);
+  bf_monitor_window_set_state_factory (self->state_column);
+  bf_monitor_window_set_text_factory (self->builds_column, &builds_text_column);
+  bf_monitor_window_set_text_factory (self->host_column, &host_text_column);
+  bf_monitor_window_set_text_factory (self->admin_column, &admin_text_column);
 
   gtk_custom_filter_set_filter_func (self->state_filter, state_filter_func, self, NULL);
   gtk_search_bar_set_key_capture_widget (self->search_bar, GTK_WIDGET (self));

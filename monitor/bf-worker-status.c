@@ -42,6 +42,18 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
+/* GTK 4.8 queries the pointer from the X server (a round trip) each time a
+ * visible widget's tooltip is set, even to the text it has; the rows of the
+ * list set theirs each time they are bound, as often as every frame while
+ * scrolling. */
+static void
+set_tooltip_text (GtkWidget  *widget,
+                  const char *text)
+{
+  if (g_strcmp0 (gtk_widget_get_tooltip_text (widget), text) != 0)
+    gtk_widget_set_tooltip_text (widget, text);
+}
+
 static void
 bf_worker_status_update (BfWorkerStatus *self)
 {
@@ -75,10 +87,10 @@ bf_worker_status_update (BfWorkerStatus *self)
   if (latent != NULL && state == BF_WORKER_STATE_NOT_SUBSTANTIATED &&
       bf_dbus_latent_worker_get_last_error (latent) != NULL &&
       bf_dbus_latent_worker_get_last_error (latent)[0] != '\0')
-    gtk_widget_set_tooltip_text (GTK_WIDGET (self->state_label),
+    set_tooltip_text (GTK_WIDGET (self->state_label),
                                  bf_dbus_latent_worker_get_last_error (latent));
   else
-    gtk_widget_set_tooltip_text (GTK_WIDGET (self->state_label), NULL);
+    set_tooltip_text (GTK_WIDGET (self->state_label), NULL);
 
   gtk_widget_set_visible (GTK_WIDGET (self->graceful_badge),
                           bf_dbus_worker_get_graceful (self->worker));
@@ -86,7 +98,7 @@ bf_worker_status_update (BfWorkerStatus *self)
   paused = bf_dbus_worker_get_paused (self->worker);
   reason = bf_dbus_worker_get_pause_reason (self->worker);
   gtk_widget_set_visible (GTK_WIDGET (self->paused_badge), paused);
-  gtk_widget_set_tooltip_text (GTK_WIDGET (self->paused_badge),
+  set_tooltip_text (GTK_WIDGET (self->paused_badge),
                                (paused && reason != NULL && reason[0] != '\0') ? reason : NULL);
   gtk_widget_set_visible (GTK_WIDGET (self->reason_label),
                           paused && reason != NULL && reason[0] != '\0');
@@ -100,7 +112,7 @@ bf_worker_status_update (BfWorkerStatus *self)
       /* Translators: tooltip of the Quarantined badge, %s is a date and time */
       quarantine_tooltip = g_strdup_printf (_("Kept away from builds until %s"), until);
     }
-  gtk_widget_set_tooltip_text (GTK_WIDGET (self->quarantined_badge), quarantine_tooltip);
+  set_tooltip_text (GTK_WIDGET (self->quarantined_badge), quarantine_tooltip);
 }
 
 static void

@@ -7,6 +7,7 @@
 
 #include <glib/gi18n.h>
 
+#include "bf-worker-row.h"
 #include "bf-worker-util.h"
 
 G_DEFINE_ENUM_TYPE (BfWorkerState, bf_worker_state,
@@ -19,7 +20,7 @@ G_DEFINE_ENUM_TYPE (BfWorkerState, bf_worker_state,
 
 /**
  * bf_worker_dup_latent:
- * @worker: a worker proxy from the object manager
+ * @worker: a row of the fleet model, or a proxy from an object manager
  *
  * Returns: (transfer full) (nullable): the LatentWorker interface of the
  *   same object, if the worker is latent.
@@ -30,6 +31,15 @@ bf_worker_dup_latent (BfDBusWorker *worker)
   g_autoptr(GDBusObject) object = NULL;
 
   g_return_val_if_fail (BF_DBUS_IS_WORKER (worker), NULL);
+
+  if (BF_IS_WORKER_ROW (worker))
+    {
+      BfLatentWorkerRow *latent = bf_worker_row_get_latent (BF_WORKER_ROW (worker));
+      return latent != NULL ? g_object_ref (BF_DBUS_LATENT_WORKER (latent)) : NULL;
+    }
+
+  if (!G_IS_DBUS_INTERFACE (worker))
+    return NULL;
 
   object = g_dbus_interface_dup_object (G_DBUS_INTERFACE (worker));
   if (object == NULL)

@@ -1,0 +1,44 @@
+/* bf-worker-row.h: one worker of the list, read from GetManagedObjects
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+#include "bf-dbus-generated.h"
+
+G_BEGIN_DECLS
+
+#define BF_TYPE_WORKER_ROW (bf_worker_row_get_type ())
+G_DECLARE_FINAL_TYPE (BfWorkerRow, bf_worker_row, BF, WORKER_ROW, GObject)
+
+#define BF_TYPE_LATENT_WORKER_ROW (bf_latent_worker_row_get_type ())
+G_DECLARE_FINAL_TYPE (BfLatentWorkerRow, bf_latent_worker_row, BF, LATENT_WORKER_ROW, GObject)
+
+BfWorkerRow        *bf_worker_row_new                    (GDBusConnection     *connection,
+                                                          const char          *name_owner,
+                                                          const char          *object_path,
+                                                          GVariant            *properties);
+const char         *bf_worker_row_get_object_path        (BfWorkerRow         *self);
+const char         *bf_worker_row_get_name_key           (BfWorkerRow         *self);
+void                bf_worker_row_update                 (BfWorkerRow         *self,
+                                                          const char          *interface_name,
+                                                          GVariant            *changed,
+                                                          const char * const  *invalidated);
+BfLatentWorkerRow  *bf_worker_row_get_latent             (BfWorkerRow         *self);
+void                bf_worker_row_set_latent             (BfWorkerRow         *self,
+                                                          GVariant            *properties);
+
+void                bf_worker_row_ensure_proxies_async   (BfWorkerRow         *self,
+                                                          GCancellable        *cancellable,
+                                                          GAsyncReadyCallback  callback,
+                                                          gpointer             user_data);
+gboolean            bf_worker_row_ensure_proxies_finish  (BfWorkerRow         *self,
+                                                          GAsyncResult        *result,
+                                                          GError             **error);
+BfDBusWorker       *bf_worker_row_get_proxy              (BfWorkerRow         *self);
+BfDBusLatentWorker *bf_worker_row_get_latent_proxy       (BfWorkerRow         *self);
+
+G_END_DECLS
