@@ -39,7 +39,6 @@
 
 /* Above this many changed items one items-changed for the whole list is
  * cheaper than one per item. */
-#define BF_BATCH_RESET_THRESHOLD 256
 
 G_DEFINE_ENUM_TYPE (BfFleetStatus, bf_fleet_status,
   G_DEFINE_ENUM_VALUE (BF_FLEET_STATUS_CONNECTING, "connecting"),
@@ -88,6 +87,7 @@ struct _BfFleetModel
   GPtrArray          *pending_added;
   GHashTable         *pending_changed;
   guint               flush_source;
+  gint64              last_flush_usec;
 
   BfFleetStatus       status;
   char               *error_message;
@@ -261,8 +261,12 @@ bf_fleet_model_flush (gpointer user_data)
   guint old_len = self->items->len;
   guint n_added = self->pending_added->len;
   g_autoptr(GHashTable) changed = NULL;
+  GHashTableIter iter;
+  gpointer worker;
+  gpointer emit;
 
   self->flush_source = 0;
+  self->last_flush_usec = g_get_monotonic_time ();
 
   changed = g_steal_pointer (&self->pending_changed);
   self->pending_changed = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
@@ -270,38 +274,25 @@ bf_fleet_model_flush (gpointer user_data)
   /* Changes first, so that their positions are those the views know. */
   bf_fleet_model_update_positions (self);
 
-  if (g_hash_table_size (changed) > BF_BATCH_RESET_THRESHOLD && old_len > 0)
+  /* One items-changed per row whose sorted or filtered columns changed
+   * (LastMessageUSec moves every second on every busy worker; its cells
+   * follow the rows' notify signals by themselves).  Never one reset of
+   * the whole list: GTK 4.8's GtkSortListModel trips over
+   * items-changed (0, n, n) right after it sorted n new items (a critical
+   * in gtksortlistmodel.c with 10,000 attached workers), and a reset loses
+   * the selection too.  Flushes are at least FLUSH_MIN_INTERVAL_USEC
+   * apart, so a reconnecting fleet comes in a few batches. */
+  g_hash_table_iter_init (&iter, changed);
+  while (g_hash_table_iter_next (&iter, &worker, &emit))
     {
-      GHashTableIter iter;
-      gpointer worker;
+      BfItemInfo *info = g_hash_table_lookup (self->infos, worker);
 
-      g_hash_table_iter_init (&iter, changed);
-      while (g_hash_table_iter_next (&iter, &worker, NULL))
-        {
-          BfItemInfo *info = g_hash_table_lookup (self->infos, worker);
-          if (info != NULL)
-            bf_fleet_model_count (self, worker, info, TRUE);
-        }
-      g_list_model_items_changed (G_LIST_MODEL (self), 0, old_len, old_len);
-    }
-  else
-    {
-      GHashTableIter iter;
-      gpointer worker;
-      gpointer emit;
+      if (info == NULL)
+        continue;
 
-      g_hash_table_iter_init (&iter, changed);
-      while (g_hash_table_iter_next (&iter, &worker, &emit))
-        {
-          BfItemInfo *info = g_hash_table_lookup (self->infos, worker);
-
-          if (info == NULL)
-            continue;
-
-          bf_fleet_model_count (self, worker, info, TRUE);
-          if (GPOINTER_TO_INT (emit))
-            g_list_model_items_changed (G_LIST_MODEL (self), info->position, 1, 1);
-        }
+      bf_fleet_model_count (self, worker, info, TRUE);
+      if (GPOINTER_TO_INT (emit))
+        g_list_model_items_changed (G_LIST_MODEL (self), info->position, 1, 1);
     }
 
   if (n_added > 0)
@@ -327,13 +318,26 @@ bf_fleet_model_flush (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* At most one flush per FLUSH_MIN_INTERVAL_USEC: when thousands of
+ * workers reconnect at once, every flush re-sorts and re-filters what
+ * changed, so a storm is taken in a few large batches rather than one per
+ * main-loop iteration.  A change after a quiet spell is shown at once. */
+#define FLUSH_MIN_INTERVAL_USEC (100 * 1000)
+
 static void
 bf_fleet_model_queue_flush (BfFleetModel *self)
 {
+  gint64 since = g_get_monotonic_time () - self->last_flush_usec;
+
   if (self->flush_source != 0)
     return;
 
-  self->flush_source = g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, bf_fleet_model_flush, self, NULL);
+  if (since >= FLUSH_MIN_INTERVAL_USEC)
+    self->flush_source = g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, bf_fleet_model_flush, self, NULL);
+  else
+    self->flush_source = g_timeout_add_full (G_PRIORITY_DEFAULT_IDLE,
+                                             (FLUSH_MIN_INTERVAL_USEC - since + 999) / 1000,
+                                             bf_fleet_model_flush, self, NULL);
   g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->flush_source),
                             "[buildfleet-monitor] flush fleet changes");
 }
@@ -402,10 +406,9 @@ bf_fleet_model_mark_changed (BfFleetModel *self,
 
   if (g_hash_table_lookup_extended (self->pending_changed, worker, NULL, &old_emit))
     emit = emit || GPOINTER_TO_INT (old_emit);
-  else
-    g_object_ref (worker);
 
-  g_hash_table_replace (self->pending_changed, worker, GINT_TO_POINTER (emit));
+  /* replace() drops the reference its old key held: always give it one */
+  g_hash_table_replace (self->pending_changed, g_object_ref (worker), GINT_TO_POINTER (emit));
   bf_fleet_model_queue_flush (self);
 }
 

@@ -6,8 +6,11 @@
 # mouse wheel (real X events) and prints the frame rate and the longest gap
 # between frames the window's frame clock saw.  Run with
 #   meson test -C BUILDDIR --benchmark monitor-load-10000 -v
-# or directly with BUILDFLEETD, BUILDFLEET_MONITOR set.  N is the first
-# argument (default 10000).
+# or directly with BUILDFLEETD, BUILDFLEET_MONITOR set.  N comes from
+# BUILDFLEET_BENCH_WORKERS (default 10000).  With BF_LOADGEN set to the built
+# tests/bench/bf-loadgen, every worker is attached before the monitor starts
+# (the monitor-load-10000-attached benchmark), so the daemon's reply carries
+# each worker's Info, Commands, Host, Peer and so on.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -22,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from monitorharness import MonitorTestCase, main, wait_for  # noqa: E402
 
 N = int(os.environ.get('BUILDFLEET_BENCH_WORKERS', '10000'))
+LOADGEN = os.environ.get('BF_LOADGEN', '')
 
 
 class LoadBenchmark(MonitorTestCase):
@@ -31,6 +35,15 @@ class LoadBenchmark(MonitorTestCase):
 
     def write_config(self):
         super().write_config()
+        if LOADGEN:
+            # A fleet at rest, with the default keepalive: the harness's
+            # KeepaliveInterval=1 (for quick tests with two workers) would
+            # make 10,000 attached workers a ping and a PropertiesChanged
+            # each every second.
+            with open(self.config) as f:
+                text = f.read()
+            with open(self.config, 'w') as f:
+                f.write(text.replace('KeepaliveInterval=1\n', 'KeepaliveInterval=60\n'))
         with open(self.config, 'a') as f:
             for i in range(N - len(self.WORKERS)):
                 f.write(f'\n[Worker bench-{i:05d}]\nPassword=pw\nBuilders=linux\nMissingTimeout=3600\n')
@@ -48,7 +61,31 @@ class LoadBenchmark(MonitorTestCase):
         bus.close_sync(None)
         return elapsed
 
+    def attach_all(self):
+        '''Attaches the bench-NNNNN workers with bf-loadgen; returns the process.'''
+        n = N - len(self.WORKERS)
+        loadgen = subprocess.Popen([LOADGEN, '--url', f'ws://127.0.0.1:{self.port}', '-n', str(n),
+                                    '--first-index', '0', '--name-format', 'bench-%05d', '--password', 'pw',
+                                    '--concurrency', '200', '--hold', '-1'],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: (loadgen.terminate(), loadgen.wait(30)))
+        for line in loadgen.stdout:
+            if '"phase":"attached"' in line:
+                break
+        else:
+            self.fail('bf-loadgen did not attach the workers')
+        wait_for(lambda: self.manager_connected() >= N, timeout=60, interval=0.2, message=f'{N} connected')
+        return loadgen
+
+    def manager_connected(self):
+        out = subprocess.run(['busctl', '--system', 'get-property', 'org.buildfleet.Fleet1', '/org/buildfleet/Fleet1',
+                              'org.buildfleet.Fleet1.Manager', 'WorkersConnected'],
+                             capture_output=True, text=True).stdout.split()
+        return int(out[1]) if len(out) == 2 else 0
+
     def test_load(self):
+        if LOADGEN:
+            self.attach_all()
         daemon_time = self.daemon_answer_time()
         start = time.monotonic()
         self.start_monitor()
@@ -72,7 +109,7 @@ class LoadBenchmark(MonitorTestCase):
         frames = int(dump['window']['frames']) - frames_before
         self.screenshot('scrolled')
 
-        print(f'workers: {N}')
+        print(f'workers: {N} ({"all" if LOADGEN else len(self.WORKERS)} attached)')
         print(f'daemon: GetManagedObjects answered in {daemon_time:.3f} s (part of the load time)')
         print(f'load: all rows on screen {inside:.3f} s after the application started '
               f'({outside:.3f} s from spawn, measured by the test)')
