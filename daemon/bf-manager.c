@@ -503,6 +503,90 @@ handle_get_worker (BfDBusManager         *object,
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+#define GET_WORKERS_MAX_PROPERTIES 64
+
+static GVariant *
+filter_properties (GVariant   *all,
+                   GHashTable *wanted)
+{
+  GVariantBuilder b;
+  gsize n = g_variant_n_children (all);
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) entry = g_variant_get_child_value (all, i);
+      g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
+
+      if (g_hash_table_contains (wanted, g_variant_get_string (key, NULL)))
+        g_variant_builder_add_value (&b, entry);
+    }
+  return g_variant_builder_end (&b);
+}
+
+/* The workers' part of GetManagedObjects with only the properties asked
+ * for; built from the same (cached) property dictionaries, so the two
+ * always agree. */
+static gboolean
+handle_get_workers (BfDBusManager         *object,
+                    GDBusMethodInvocation *invocation,
+                    const char * const    *properties)
+{
+  BfManager *self = BF_MANAGER (object);
+  g_autoptr(GHashTable) wanted = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autolist(GDBusObject) objects = NULL;
+  GDBusInterfaceInfo *worker_info = bf_dbus_worker_interface_info ();
+  GDBusInterfaceInfo *latent_info = bf_dbus_latent_worker_interface_info ();
+  GVariantBuilder b;
+
+  if (g_strv_length ((char **) properties) > GET_WORKERS_MAX_PROPERTIES)
+    {
+      g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                                             "At most %d property names", GET_WORKERS_MAX_PROPERTIES);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  for (guint i = 0; properties[i]; i++)
+    {
+      if (g_dbus_interface_info_lookup_property (worker_info, properties[i]) == NULL &&
+          g_dbus_interface_info_lookup_property (latent_info, properties[i]) == NULL)
+        {
+          g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                                                 "“%s” is not a property of %s or %s", properties[i],
+                                                 worker_info->name, latent_info->name);
+          return G_DBUS_METHOD_INVOCATION_HANDLED;
+        }
+      g_hash_table_add (wanted, (gpointer) properties[i]);
+    }
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("a{oa{sa{sv}}}"));
+  objects = g_dbus_object_manager_get_objects (G_DBUS_OBJECT_MANAGER (self->object_manager));
+  for (GList *l = objects; l != NULL; l = l->next)
+    {
+      const char *path = g_dbus_object_get_object_path (l->data);
+      g_autolist(GDBusInterface) interfaces = NULL;
+      GVariantBuilder ib;
+
+      if (!g_str_has_prefix (path, WORKERS_PATH "/"))
+        continue;
+      g_variant_builder_init (&ib, G_VARIANT_TYPE ("a{sa{sv}}"));
+      interfaces = g_dbus_object_get_interfaces (l->data);
+      for (GList *il = interfaces; il != NULL; il = il->next)
+        {
+          GDBusInterfaceInfo *info = g_dbus_interface_get_info (il->data);
+          g_autoptr(GVariant) all = NULL;
+
+          if (info != worker_info && info != latent_info)
+            continue;
+          all = g_dbus_interface_skeleton_get_properties (il->data);
+          g_variant_builder_add (&ib, "{s@a{sv}}", info->name,
+                                 properties[0] ? filter_properties (all, wanted) : all);
+        }
+      g_variant_builder_add (&b, "{oa{sa{sv}}}", path, &ib);
+    }
+  bf_dbus_manager_complete_get_workers (object, invocation, g_variant_builder_end (&b));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 /* Builds ------------------------------------------------------------------------ */
 
 /* Least loaded first (active / MaxBuilds), then fewest builds, then the one
@@ -898,6 +982,7 @@ bf_manager_iface_init (BfDBusManagerIface *iface)
 {
   iface->handle_reload = handle_reload;
   iface->handle_get_worker = handle_get_worker;
+  iface->handle_get_workers = handle_get_workers;
   iface->handle_request_build = handle_request_build;
 }
 

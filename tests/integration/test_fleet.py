@@ -109,6 +109,37 @@ SubstantiationTimeout=30.5
         self.assertIn('nope', msg)
 
 
+    def test_get_workers(self):
+        """GetWorkers is GetManagedObjects for workers, cut to the names asked."""
+        self.write_fleet()
+        self.start_daemon()
+        objects = self.managed_objects()
+
+        def get_workers(names):
+            return self.call(FLEET_PATH, MANAGER_IFACE, 'GetWorkers', GLib.Variant('(as)', (names,)))[0]
+
+        self.assertEqual(get_workers([]), objects)
+        some = get_workers(['Name', 'Connected', 'State'])
+        self.assertEqual(sorted(some), sorted(objects))
+        self.assertEqual(some[worker_path('linux-01')], {WORKER_IFACE: {'Name': 'linux-01', 'Connected': False}})
+        self.assertEqual(some[worker_path('cloud-01')],
+                         {WORKER_IFACE: {'Name': 'cloud-01', 'Connected': False},
+                          LATENT_IFACE: {'State': 'not-substantiated'}})
+        # A change shows in both at once (they share the property cache).
+        self.call(worker_path('mac.02'), WORKER_IFACE, 'Pause', GLib.Variant('(s)', ('disk full',)))
+        self.assertEqual(get_workers(['PauseReason'])[worker_path('mac.02')][WORKER_IFACE],
+                         {'PauseReason': 'disk full'})
+        self.assertEqual(self.managed_objects()[worker_path('mac.02')][WORKER_IFACE]['PauseReason'], 'disk full')
+
+        name, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'GetWorkers',
+                                    GLib.Variant('(as)', (['Name', 'Password'],)))
+        self.assertEqual(name, 'org.buildfleet.Fleet1.Error.InvalidArgs')
+        self.assertIn('Password', msg)
+        name, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'GetWorkers',
+                                    GLib.Variant('(as)', (['Name'] * 65,)))
+        self.assertEqual(name, 'org.buildfleet.Fleet1.Error.InvalidArgs')
+
+
 class AdminTest(bfharness.FleetTestCase):
     def setUp(self):
         super().setUp()
