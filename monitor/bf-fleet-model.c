@@ -6,7 +6,7 @@
 /*
  * The model follows the well-known name with g_bus_watch_name() and, each
  * time an owner appears, reads the workers of that owner's *unique* name
- * with one GetManagedObjects() call, in a worker thread (see BfLoad).
+ * with one GetWorkers() call, in a worker thread (see BfLoad).
  *
  * It does not use a GDBusObjectManagerClient: that makes a GDBusProxy of
  * every interface of every object (see bf-worker-row.c), which for 10,000
@@ -133,6 +133,21 @@ static const char * const view_properties[] = {
   "Name", "Connected", "Missing", "Paused", "Graceful", "Quarantined",
   "ActiveBuilds", "MaxBuilds", "Host", "Admin", "DisconnectedSinceUSec",
   "State",
+  NULL
+};
+
+/* What the list shows, sorts, filters and counts, and the notifications
+ * say: all that the load asks GetWorkers for.  Info and Commands, most of
+ * the 20 MB that GetManagedObjects sends for 10,000 attached workers, are
+ * not among them; the details pane reads every property of the worker it
+ * shows (see bf_worker_row_fetch_all_async()).  Any property added to a
+ * cell, sorter, filter or notification must be added here too. */
+static const char * const list_properties[] = {
+  /* Worker */
+  "Name", "Connected", "Missing", "Paused", "PauseReason", "Graceful", "Quarantined",
+  "QuarantineUntilUSec", "ActiveBuilds", "MaxBuilds", "Host", "Admin", "DisconnectedSinceUSec",
+  /* LatentWorker: the state and its tooltip */
+  "State", "LastError",
   NULL
 };
 
@@ -637,7 +652,7 @@ bf_queued_signal_free (BfQueuedSignal *queued)
 /*
  * One load of the fleet from one daemon (one unique name): its signal
  * subscriptions, the signals that arrive before its rows are in the model,
- * and a worker thread that subscribes, calls GetManagedObjects and turns the
+ * and a worker thread that subscribes, calls GetWorkers and turns the
  * reply into rows.
  *
  * The thread may block on D-Bus: the main thread never does.  The first
@@ -663,6 +678,7 @@ struct _BfLoad
   guint            subscriptions[4];
   char            *properties_match_rule;
   GPtrArray       *rows;
+  gboolean         partial;  /* the rows have only list_properties */
   gint64           reply_usec;
   gint64           built_usec;
 
@@ -769,7 +785,7 @@ bf_load_subscribe_one (BfLoad          *load,
  * LatentWorker signals, and PropertiesChanged of every object under the
  * workers' path.  The last needs path_namespace, which
  * g_dbus_connection_signal_subscribe() cannot express, so that rule is added
- * by hand (before GetManagedObjects is sent, hence in effect before the
+ * by hand (before GetWorkers is sent, hence in effect before the
  * daemon answers it) and the subscription only dispatches.
  */
 static void
@@ -855,6 +871,8 @@ build_rows (BfLoad       *load,
       latent_properties = g_variant_lookup_value (interfaces, BF_LATENT_WORKER_IFACE, G_VARIANT_TYPE_VARDICT);
       if (latent_properties != NULL)
         bf_worker_row_set_latent (row, latent_properties);
+      if (load->partial)
+        bf_worker_row_set_partial (row);
       g_ptr_array_add (rows, row);
     }
 }
@@ -926,11 +944,26 @@ bf_load_thread (GTask        *task,
    * first signal is missed; see on_signal() for the order. */
   bf_load_subscribe (load);
 
-  /* Bound to the unique name: a new daemon is a new load. */
+  /* Bound to the unique name: a new daemon is a new load.  GetWorkers
+   * sends only the workers, and only list_properties of them: a fraction
+   * of GetManagedObjects' reply with attached workers, which the daemon
+   * builds, the bus carries and GDBus parses that much faster. */
+  load->partial = TRUE;
   reply = g_dbus_connection_call_sync (load->connection, load->name_owner, BF_MANAGER_PATH,
-                                       "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
-                                       NULL, G_VARIANT_TYPE ("(a{oa{sa{sv}}})"),
+                                       "org.buildfleet.Fleet1.Manager", "GetWorkers",
+                                       g_variant_new ("(^as)", (char **) list_properties),
+                                       G_VARIANT_TYPE ("(a{oa{sa{sv}}})"),
                                        G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, cancellable, &error);
+  /* A daemon older than GetWorkers */
+  if (reply == NULL && g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD))
+    {
+      g_clear_error (&error);
+      load->partial = FALSE;
+      reply = g_dbus_connection_call_sync (load->connection, load->name_owner, BF_MANAGER_PATH,
+                                           "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
+                                           NULL, G_VARIANT_TYPE ("(a{oa{sa{sv}}})"),
+                                           G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, cancellable, &error);
+    }
   if (reply == NULL)
     {
       g_task_return_error (task, error);
@@ -1051,7 +1084,7 @@ bf_load_done_cb (GObject      *object,
   bf_fleet_model_set_status (self, BF_FLEET_STATUS_READY, NULL);
   installed_usec = g_get_monotonic_time ();
 
-  g_debug ("%u workers of %s in the model %.3f s after the load started: GetManagedObjects answered "
+  g_debug ("%u workers of %s in the model %.3f s after the load started: the daemon answered "
            "and parsed after %.3f s, rows built in %.3f s, handed to the main thread in %.3f s, "
            "model and views updated in %.3f s (%u signals replayed)",
            self->items->len, load->name_owner,

@@ -14,6 +14,7 @@
 #include <glib/gi18n.h>
 
 #include "bf-worker-details.h"
+#include "bf-worker-row.h"
 #include "bf-worker-status.h"
 #include "bf-worker-util.h"
 
@@ -22,6 +23,7 @@ struct _BfWorkerDetails
   GtkWidget       parent_instance;
 
   BfDBusWorker   *worker;
+  GCancellable   *fetch_cancellable;
   GSignalGroup   *worker_signals;
   GSignalGroup   *latent_signals;
   guint           rebuild_source;
@@ -284,6 +286,8 @@ bf_worker_details_dispose (GObject *object)
   BfWorkerDetails *self = BF_WORKER_DETAILS (object);
 
   g_clear_handle_id (&self->rebuild_source, g_source_remove);
+  g_cancellable_cancel (self->fetch_cancellable);
+  g_clear_object (&self->fetch_cancellable);
   g_signal_group_set_target (self->worker_signals, NULL);
   g_signal_group_set_target (self->latent_signals, NULL);
   g_clear_object (&self->worker);
@@ -398,6 +402,20 @@ bf_worker_details_get_worker (BfWorkerDetails *self)
   return self->worker;
 }
 
+static void
+fetch_all_cb (GObject      *object,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* The row notified what it learnt, which rebuilt the pane already. */
+  if (!bf_worker_row_fetch_all_finish (BF_WORKER_ROW (object), result, &error) &&
+      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    g_warning ("Could not read the properties of %s: %s",
+               bf_worker_row_get_object_path (BF_WORKER_ROW (object)), error->message);
+}
+
 void
 bf_worker_details_set_worker (BfWorkerDetails *self,
                               BfDBusWorker    *worker)
@@ -412,6 +430,17 @@ bf_worker_details_set_worker (BfWorkerDetails *self,
   if (worker == NULL)
     g_signal_group_set_target (self->latent_signals, NULL);
   bf_worker_status_set_worker (self->status, worker);
+
+  /* The list loaded only the properties it shows: read the others (Info,
+   * Commands, Version…) of this one, and show them as they come.  Not
+   * those of a worker no longer shown: it stays partial until shown again. */
+  g_cancellable_cancel (self->fetch_cancellable);
+  g_clear_object (&self->fetch_cancellable);
+  if (worker != NULL && BF_IS_WORKER_ROW (worker))
+    {
+      self->fetch_cancellable = g_cancellable_new ();
+      bf_worker_row_fetch_all_async (BF_WORKER_ROW (worker), self->fetch_cancellable, fetch_all_cb, NULL);
+    }
 
   g_clear_handle_id (&self->rebuild_source, g_source_remove);
   bf_worker_details_rebuild (self);

@@ -1,4 +1,4 @@
-/* bf-worker-row.c: one worker of the list, read from GetManagedObjects
+/* bf-worker-row.c: one worker of the list, read from GetWorkers
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -19,6 +19,10 @@
  * the typed getters and "notify::" signals they used with proxies.  The fleet
  * model feeds it the PropertiesChanged signals it receives through one
  * subscription for all workers.
+ *
+ * A row of the initial load has only the properties the list needs (see
+ * bf-fleet-model.c); bf_worker_row_fetch_all_async() reads the others of
+ * the worker the details pane shows.
  *
  * Method calls still go through the generated proxies, created only when
  * needed (for the selected worker), by bf_worker_row_ensure_proxies_async().
@@ -468,6 +472,10 @@ struct _BfWorkerRow
 
   BfDBusWorker       *proxy;
   BfDBusLatentWorker *latent_proxy;
+
+  /* made from only some of the properties (GetWorkers), and not completed
+   * by bf_worker_row_fetch_all_async() since */
+  gboolean            partial;
 };
 
 static BfRowClassData worker_class_data;
@@ -855,6 +863,119 @@ bf_worker_row_set_latent (BfWorkerRow *self,
       self->latent = g_object_new (BF_TYPE_LATENT_WORKER_ROW, NULL);
       row_store_fill (&self->latent->store, &latent_class_data, properties);
     }
+}
+
+/**
+ * bf_worker_row_set_partial:
+ * @self: a #BfWorkerRow
+ *
+ * Says that the row was made from only some of the worker's properties:
+ * until bf_worker_row_fetch_all_async() read the others, their getters
+ * return %NULL, 0 or %FALSE, as a proxy's do for a property it does not
+ * know.
+ */
+void
+bf_worker_row_set_partial (BfWorkerRow *self)
+{
+  g_return_if_fail (BF_IS_WORKER_ROW (self));
+  self->partial = TRUE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* All the properties, for the details */
+
+static void
+get_all_cb (GObject      *object,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  BfWorkerRow *self = g_task_get_source_object (task);
+  const char *interface_name = g_task_get_task_data (task);
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GVariant) values = NULL;
+  GError *error = NULL;
+
+  reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (object), result, &error);
+  if (reply == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  /* As a PropertiesChanged signal, so that whoever shows the row hears of
+   * each value it did not have.  The reply is dispatched in its place
+   * among the daemon's signals, so it is never older than the values they
+   * set before it, and those that follow it apply after it. */
+  g_variant_get (reply, "(@a{sv})", &values);
+  bf_worker_row_update (self, interface_name, values, NULL);
+
+  /* The LatentWorker interface may have gone meanwhile (or come again
+   * from InterfacesAdded, with all its properties). */
+  if (g_str_equal (interface_name, worker_class_data.info->name) && self->latent != NULL)
+    {
+      /* Not in the call's arguments: those are evaluated in any order. */
+      GCancellable *cancellable = g_task_get_cancellable (task);
+
+      g_task_set_task_data (task, (gpointer) latent_class_data.info->name, NULL);
+      g_dbus_connection_call (self->connection, self->name_owner, self->object_path,
+                              "org.freedesktop.DBus.Properties", "GetAll",
+                              g_variant_new ("(s)", latent_class_data.info->name),
+                              G_VARIANT_TYPE ("(a{sv})"), G_DBUS_CALL_FLAGS_NO_AUTO_START, -1,
+                              cancellable, get_all_cb, g_steal_pointer (&task));
+      return;
+    }
+
+  self->partial = FALSE;
+  g_task_return_boolean (task, TRUE);
+}
+
+/**
+ * bf_worker_row_fetch_all_async:
+ * @self: a #BfWorkerRow
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when done
+ * @user_data: for @callback
+ *
+ * Reads every property of a row that bf_worker_row_set_partial() marked,
+ * with GetAll for its Worker and LatentWorker interfaces, and notifies
+ * those whose values it learns.  A row made from all of them, or fetched
+ * before, has nothing to read: PropertiesChanged keeps it current.
+ */
+void
+bf_worker_row_fetch_all_async (BfWorkerRow         *self,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+
+  g_return_if_fail (BF_IS_WORKER_ROW (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, bf_worker_row_fetch_all_async);
+
+  if (!self->partial)
+    {
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  g_task_set_task_data (task, (gpointer) worker_class_data.info->name, NULL);
+  g_dbus_connection_call (self->connection, self->name_owner, self->object_path,
+                          "org.freedesktop.DBus.Properties", "GetAll",
+                          g_variant_new ("(s)", worker_class_data.info->name),
+                          G_VARIANT_TYPE ("(a{sv})"), G_DBUS_CALL_FLAGS_NO_AUTO_START, -1,
+                          cancellable, get_all_cb, g_steal_pointer (&task));
+}
+
+gboolean
+bf_worker_row_fetch_all_finish (BfWorkerRow   *self,
+                                GAsyncResult  *result,
+                                GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -1,4 +1,4 @@
-/* bf-worker-row.h: one worker of the list, read from GetManagedObjects
+/* bf-worker-row.h: one worker of the list, read from GetWorkers
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -30,6 +30,15 @@ void                bf_worker_row_update                 (BfWorkerRow         *s
 BfLatentWorkerRow  *bf_worker_row_get_latent             (BfWorkerRow         *self);
 void                bf_worker_row_set_latent             (BfWorkerRow         *self,
                                                           GVariant            *properties);
+void                bf_worker_row_set_partial            (BfWorkerRow         *self);
+
+void                bf_worker_row_fetch_all_async        (BfWorkerRow         *self,
+                                                          GCancellable        *cancellable,
+                                                          GAsyncReadyCallback  callback,
+                                                          gpointer             user_data);
+gboolean            bf_worker_row_fetch_all_finish       (BfWorkerRow         *self,
+                                                          GAsyncResult        *result,
+                                                          GError             **error);
 
 void                bf_worker_row_ensure_proxies_async   (BfWorkerRow         *self,
                                                           GCancellable        *cancellable,
