@@ -301,8 +301,7 @@ bf_manager_reload (BfManager  *self,
       if (bf_config_lookup_worker (config, bf_worker_get_name (worker)) == NULL)
         {
           g_ptr_array_add (removed, g_object_ref (worker));
-          g_hash_table_iter_steal (&iter);
-          g_object_unref (worker);
+          g_hash_table_iter_remove (&iter);   /* frees the key too */
         }
     }
 
