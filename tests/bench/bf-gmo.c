@@ -101,7 +101,9 @@ usage (FILE *f)
 {
   fprintf (f,
            "Usage: bf-gmo [--count N] [--dest NAME] [--path PATH] [--timeout SECONDS] [--session]\n"
-           "Times GetManagedObjects: the first call, then N more (default 5); one JSON line.\n");
+           "              [--get-workers NAME,NAME,...]\n"
+           "Times GetManagedObjects (or Manager.GetWorkers with these property names):\n"
+           "the first call, then N more (default 5); one JSON line.\n");
 }
 
 int
@@ -116,7 +118,9 @@ main (int argc, char **argv)
   sd_bus_message *reply = NULL;
   uint64_t first = 0, *times;
   unsigned objects = 0, interfaces = 0;
+  const char *get_workers = NULL;
   static const struct option options[] = {
+    { "get-workers", required_argument, NULL, 'w' },
     { "count", required_argument, NULL, 'n' },
     { "dest", required_argument, NULL, 'd' },
     { "path", required_argument, NULL, 'p' },
@@ -127,9 +131,10 @@ main (int argc, char **argv)
   };
   int c;
 
-  while ((c = getopt_long (argc, argv, "n:d:p:t:sh", options, NULL)) != -1)
+  while ((c = getopt_long (argc, argv, "n:d:p:t:shw:", options, NULL)) != -1)
     switch (c)
       {
+      case 'w': get_workers = optarg; break;
       case 'n': count = atoi (optarg); break;
       case 'd': dest = optarg; break;
       case 'p': path = optarg; break;
@@ -157,9 +162,25 @@ main (int argc, char **argv)
       sd_bus_message *m = NULL;
       uint64_t t0, t1;
 
-      r = sd_bus_message_new_method_call (bus, &m, dest, path,
-                                          "org.freedesktop.DBus.ObjectManager",
-                                          "GetManagedObjects");
+      if (get_workers == NULL)
+        r = sd_bus_message_new_method_call (bus, &m, dest, path,
+                                            "org.freedesktop.DBus.ObjectManager",
+                                            "GetManagedObjects");
+      else
+        r = sd_bus_message_new_method_call (bus, &m, dest, path,
+                                            "org.buildfleet.Fleet1.Manager", "GetWorkers");
+      if (r >= 0 && get_workers != NULL)
+        {
+          /* the comma-separated names as an array of strings */
+          char *copy = strdup (get_workers), *save = NULL;
+
+          r = sd_bus_message_open_container (m, 'a', "s");
+          for (char *tok = strtok_r (copy, ",", &save); r >= 0 && tok; tok = strtok_r (NULL, ",", &save))
+            r = sd_bus_message_append (m, "s", tok);
+          if (r >= 0)
+            r = sd_bus_message_close_container (m);
+          free (copy);
+        }
       if (r >= 0)
         r = sd_bus_message_set_auto_start (m, 0);
       if (r < 0)
@@ -175,7 +196,7 @@ main (int argc, char **argv)
       sd_bus_message_unref (m);
       if (r < 0)
         {
-          fprintf (stderr, "bf-gmo: GetManagedObjects: %s\n",
+          fprintf (stderr, "bf-gmo: %s: %s\n", get_workers ? "GetWorkers" : "GetManagedObjects",
                    error.message ? error.message : strerror (-r));
           return 1;
         }
