@@ -520,6 +520,26 @@ test_backpressure (Fixture       *f,
 }
 
 static void
+test_output_bound (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree guint8 *chunk = g_malloc0 (1024 * 1024);
+  gint64 deadline;
+
+  upgrade (f);
+  /* A worker that reads nothing is dropped once 8 MB wait for it, from the
+   * main loop rather than from under the sender. */
+  for (int i = 0; i < 10; i++)
+    bf_websocket_send_binary (f->ws, chunk, 1024 * 1024);
+  g_assert_null (f->closed);
+  deadline = g_get_monotonic_time () + G_USEC_PER_SEC;
+  while (f->closed == NULL && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpstr (f->closed, ==, "the worker does not read what it is sent");
+  g_assert_false (bf_websocket_is_open (f->ws));
+}
+
+static void
 assert_refused (Fixture    *f,
                 const char *request,
                 const char *status_line)
@@ -627,6 +647,7 @@ main (int   argc,
   ADD ("lost", test_lost);
   ADD ("close-lingers", test_close_lingers);
   ADD ("backpressure", test_backpressure);
+  ADD ("output-bound", test_output_bound);
   ADD ("refused/no-auth", test_refused_no_auth);
   ADD ("refused/wrong-password", test_refused_wrong_password);
   ADD ("refused/not-websocket", test_refused_not_websocket);
