@@ -76,6 +76,7 @@ struct _BfWebsocket
   GCancellable *cancellable;
 
   GByteArray *inbuf;        /* an incomplete request head or frame; NULL when none */
+  gsize head_scanned;       /* bytes of the request head already searched for its end */
   GByteArray *message;      /* a fragmented message being joined; NULL when none */
   gboolean message_binary;
   GByteArray *outbuf;       /* what the kernel did not take yet; NULL when none */
@@ -980,9 +981,12 @@ process_handshake (BfWebsocket *self,
 {
   const guint8 *end = NULL;
 
-  for (gsize i = 3; i < len && end == NULL; i++)
+  /* Only what arrived since the last look: a head trickling in a byte at
+   * a time must not cost a rescan per byte. */
+  for (gsize i = MAX (3, self->head_scanned); i < len && end == NULL; i++)
     if (data[i] == '\n' && data[i - 1] == '\r' && data[i - 2] == '\n' && data[i - 3] == '\r')
       end = data + i + 1;
+  self->head_scanned = len;
   if (end == NULL)
     {
       if (len > MAX_REQUEST_HEAD)

@@ -398,6 +398,27 @@ test_split_reads (Fixture       *f,
 }
 
 static void
+test_handshake_split (Fixture       *f,
+                      gconstpointer  data)
+{
+  const char *req = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n"
+                    "Authorization: Basic " AUTH "\r\n\r\n";
+  g_autoptr(GByteArray) reply = NULL;
+
+  /* The head a byte per read, its end split across reads too. */
+  for (gsize i = 0; req[i]; i++)
+    {
+      send_raw (f, req + i, 1);
+      iterate ();
+      g_assert_true (f->handshake_done == (req[i + 1] == '\0'));
+    }
+  reply = recv_all (f, 20);
+  g_assert_true (g_str_has_prefix ((const char *) reply->data, "HTTP/1.1 101 "));
+  g_assert_cmpstr (f->username, ==, "worker-1");
+}
+
+static void
 test_protocol_errors (Fixture       *f,
                       gconstpointer  data)
 {
@@ -639,6 +660,7 @@ main (int   argc,
 #define ADD(path, fn) g_test_add ("/websocket/" path, Fixture, NULL, setup, fn, teardown)
   ADD ("upgrade-and-messages", test_upgrade_and_messages);
   ADD ("split-reads", test_split_reads);
+  ADD ("handshake-split", test_handshake_split);
   ADD ("protocol-errors", test_protocol_errors);
   ADD ("too-big", test_too_big);
   ADD ("fragments-too-big", test_fragments_too_big);
