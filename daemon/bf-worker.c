@@ -898,11 +898,17 @@ bf_worker_dispose (GObject *object)
   G_OBJECT_CLASS (bf_worker_parent_class)->dispose (object);
 }
 
+/* see warm_caches_cb() */
+static GHashTable *cold_workers;  /* BfWorker* (unowned; leaves in finalize) */
+static guint warm_source_id;
+
 static void
 bf_worker_finalize (GObject *object)
 {
   BfWorker *self = BF_WORKER (object);
 
+  if (cold_workers != NULL)
+    g_hash_table_remove (cold_workers, self);
   g_clear_pointer (&self->config, bf_worker_config_unref);
   g_clear_pointer (&self->properties_cache, g_variant_unref);
   g_clear_object (&self->state);
@@ -933,6 +939,66 @@ bf_worker_get_properties (GDBusInterfaceSkeleton *skeleton)
   return g_variant_ref (self->properties_cache);
 }
 
+/* Caches dropped by a change are rebuilt in the background, so that a
+ * GetManagedObjects or GetWorkers after an attach storm (or in a fleet
+ * whose pongs keep moving LastMessageUSec) does not pay for thousands of
+ * them at once: a few milliseconds every WARM_PERIOD_MS at low priority,
+ * at most a tenth of a CPU. */
+#define WARM_PERIOD_MS 20
+#define WARM_BUDGET_USEC 2000
+
+static gboolean
+warm_caches_cb (gpointer data)
+{
+  gint64 until = g_get_monotonic_time () + WARM_BUDGET_USEC;
+  GHashTableIter iter;
+  gpointer key;
+
+  g_hash_table_iter_init (&iter, cold_workers);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      BfWorker *worker = key;
+
+      g_hash_table_iter_remove (&iter);
+      if (worker->properties_cache == NULL)
+        g_variant_unref (bf_worker_get_properties (G_DBUS_INTERFACE_SKELETON (worker)));
+      if (g_get_monotonic_time () >= until)
+        break;
+    }
+  if (g_hash_table_size (cold_workers) > 0)
+    return G_SOURCE_CONTINUE;
+  warm_source_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+mark_cold (BfWorker *self)
+{
+  if (cold_workers == NULL)
+    cold_workers = g_hash_table_new (NULL, NULL);
+  g_hash_table_add (cold_workers, self);
+  if (warm_source_id == 0)
+    {
+      GSource *source = g_timeout_source_new (WARM_PERIOD_MS);
+
+      g_source_set_priority (source, G_PRIORITY_LOW);
+      warm_source_id = bf_timeout_add_full (source, warm_caches_cb, NULL,
+                                            "[buildfleetd] rebuild property caches");
+    }
+}
+
+/**
+ * bf_worker_stop_cache_warmer:
+ *
+ * At exit: forget the caches still to rebuild.
+ */
+void
+bf_worker_stop_cache_warmer (void)
+{
+  g_clear_handle_id (&warm_source_id, g_source_remove);
+  g_clear_pointer (&cold_workers, g_hash_table_unref);
+}
+
 static void
 bf_worker_dispatch_properties_changed (GObject     *object,
                                        guint        n_pspecs,
@@ -942,6 +1008,8 @@ bf_worker_dispatch_properties_changed (GObject     *object,
   static guint notify_id;
 
   g_clear_pointer (&self->properties_cache, g_variant_unref);
+  if (g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (object)) != NULL)
+    mark_cold (self);
   /* Before the worker is on the bus nobody can hear of a change: the
    * skeleton's PropertiesChanged (scheduled from its notify handler) needs
    * a connection and the daemon connects no notify handler.  Skipping the

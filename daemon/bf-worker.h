@@ -54,4 +54,6 @@ void            bf_worker_quarantine         (BfWorker       *self,
                                               const char     *why);
 void            bf_worker_build_succeeded    (BfWorker       *self);
 
+void            bf_worker_stop_cache_warmer  (void);
+
 G_END_DECLS

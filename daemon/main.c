@@ -20,6 +20,7 @@
 #include "bf-poller.h"
 #include "bf-timer-queue.h"
 #include "bf-websocket.h"
+#include "bf-worker.h"
 #include "bf-util.h"
 
 #define BUS_NAME "org.buildfleet.Fleet1"
@@ -319,6 +320,7 @@ main (int   argc,
   bf_manager_shutdown (app->manager);
   g_clear_object (&app->manager);
   bf_websocket_close_all ();
+  bf_worker_stop_cache_warmer ();
   bf_timer_queue_shutdown ();
   bf_poller_shutdown ();
   return app->exit_code;
