@@ -44,7 +44,7 @@ struct _BfConnection
   gboolean closed;
   gint64 next_seq;
   GHashTable *pending;            /* seq (gint64*) -> Pending* */
-  GHashTable *commands;           /* command_id -> CommandSink*: ours, running */
+  GHashTable *commands;           /* command_id -> CommandSink*: ours, running; NULL until the first */
   GVariant *info;                 /* a{sv}, D-Bus safe */
 
   guint64 last_rx_usec;
@@ -69,6 +69,16 @@ typedef struct {
   const BfCommandSink *sink;
   gpointer user_data;
 } CommandSink;
+
+/* The table of running commands exists only once a command was started:
+ * most connections of a big fleet are idle, and an empty GHashTable is a
+ * quarter of a kilobyte. */
+static CommandSink *
+lookup_command (BfConnection *self,
+                const char   *command_id)
+{
+  return self->commands != NULL ? g_hash_table_lookup (self->commands, command_id) : NULL;
+}
 
 typedef struct {
   BfConnection *self;     /* unowned: the table is cleared before we go */
@@ -118,10 +128,9 @@ fail_all_commands (BfConnection *self,
   GHashTableIter iter;
   gpointer value;
 
-  if (g_hash_table_size (self->commands) == 0)
+  if (self->commands == NULL)
     return;
   commands = g_steal_pointer (&self->commands);
-  self->commands = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   g_hash_table_iter_init (&iter, commands);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     {
@@ -371,7 +380,7 @@ handle_command_message (BfConnection *self,
       return;
     }
   command_id = g_variant_get_string (id, NULL);
-  cs = g_hash_table_lookup (self->commands, command_id);
+  cs = lookup_command (self, command_id);
   if (cs == NULL)
     {
       g_autofree char *text = g_strdup_printf ("no command %s is running", command_id);
@@ -395,7 +404,8 @@ handle_command_message (BfConnection *self,
       CommandSink done = *cs;
 
       send_response (self, seq, NULL, FALSE);
-      g_hash_table_remove (self->commands, command_id);
+      if (self->commands != NULL)
+        g_hash_table_remove (self->commands, command_id);
       done.sink->complete (done.user_data, failure, FALSE);
     }
   else
@@ -805,7 +815,6 @@ static void
 bf_connection_init (BfConnection *self)
 {
   self->pending = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) pending_free);
-  self->commands = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->flood_tokens = FLOOD_BURST;
   self->flood_stamp = g_get_monotonic_time ();
 }
@@ -875,13 +884,14 @@ start_command_cb (GObject      *object,
 
   if (reply != NULL || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED))
     return;   /* started, or the close already completed it */
-  cs = g_hash_table_lookup (self->commands, command_id);
+  cs = lookup_command (self, command_id);
   if (cs != NULL)
     {
       CommandSink done = *cs;
       g_autoptr(GVariant) failure = g_variant_ref_sink (g_variant_new_string (error->message));
 
-      g_hash_table_remove (self->commands, command_id);
+      if (self->commands != NULL)
+        g_hash_table_remove (self->commands, command_id);
       done.sink->complete (done.user_data, failure, FALSE);
     }
 }
@@ -910,7 +920,7 @@ bf_connection_start_command (BfConnection        *self,
   GVariantBuilder b;
   CommandSink *cs;
 
-  g_return_if_fail (!g_hash_table_contains (self->commands, command_id));
+  g_return_if_fail (lookup_command (self, command_id) == NULL);
 
   if (self->closed)
     {
@@ -923,6 +933,8 @@ bf_connection_start_command (BfConnection        *self,
   cs = g_new0 (CommandSink, 1);
   cs->sink = sink;
   cs->user_data = user_data;
+  if (self->commands == NULL)
+    self->commands = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   g_hash_table_insert (self->commands, g_strdup (command_id), cs);
 
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
@@ -945,7 +957,8 @@ void
 bf_connection_forget_command (BfConnection *self,
                               const char   *command_id)
 {
-  g_hash_table_remove (self->commands, command_id);
+  if (self->commands != NULL)
+    g_hash_table_remove (self->commands, command_id);
 }
 
 void
