@@ -64,6 +64,22 @@ class ListTest(MonitorTestCase):
         self.screenshot('details')
 
 
+    def test_bursts_of_changes(self):
+        # Many changes to one worker between two flushes of the list (they
+        # are at least 100 ms apart): each must leave the row intact.
+        self.wait_row('charlie', lambda r: r['state'] == 'disconnected')
+        worker = self.system_con.get_object('org.buildfleet.Fleet1', self.worker_path('charlie'))
+        for i in range(40):
+            worker.Pause('burst %d' % i, dbus_interface='org.buildfleet.Fleet1.Worker')
+            worker.Unpause(dbus_interface='org.buildfleet.Fleet1.Worker')
+        worker.Pause('after the burst', dbus_interface='org.buildfleet.Fleet1.Worker')
+        row = self.wait_row('charlie', lambda r: r['pause-reason'] == 'after the burst',
+                            message='the last reason in the list')
+        self.assertIn('paused', row['badges'])
+        self.assertEqual([r['name'] for r in self.rows(self.dump())], ['alpha', 'bravo', 'charlie'])
+        self.assertIsNone(self.monitor.poll(), 'the monitor died')
+
+
 class MissingTest(MonitorTestCase):
     '''A killed worker raises one "missing" notification, its return a "back online" one.'''
 
