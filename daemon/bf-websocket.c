@@ -1089,7 +1089,6 @@ handshake_timeout_cb (gpointer data)
   g_autoptr(BfWebsocket) hold = g_object_ref (self);
 
   g_debug ("WebSocket upgrade from %s: no complete request in time", self->peer);
-  bf_timer_stop (&self->timer);
   lost (self, "handshake timeout");
   return G_SOURCE_REMOVE;
 }

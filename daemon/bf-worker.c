@@ -926,24 +926,38 @@ bf_worker_finalize (GObject *object)
  * tree whose entries repeated across the fleet are shared (see
  * bf-shared-dict.c); GDBus's serialiser takes about 40% less time on it
  * than on a serialised dictionary. */
+static void
+ensure_properties_cache (BfWorker *self)
+{
+  GDBusInterfaceSkeleton *skeleton = G_DBUS_INTERFACE_SKELETON (self);
+  g_autoptr(GVariant) fresh = NULL;
+
+  if (self->properties_cache != NULL)
+    return;
+  fresh = g_variant_ref_sink (G_DBUS_INTERFACE_SKELETON_CLASS (bf_worker_parent_class)->get_properties (skeleton));
+  self->properties_cache = bf_shared_dict_new (fresh);
+}
+
+/* Set once a client asked for whole property sets (GetManagedObjects,
+ * GetWorkers): until then nobody would use a rebuilt cache. */
+static gboolean caches_wanted;
+
 static GVariant *
 bf_worker_get_properties (GDBusInterfaceSkeleton *skeleton)
 {
   BfWorker *self = BF_WORKER (skeleton);
 
-  if (self->properties_cache == NULL)
-    {
-      g_autoptr(GVariant) fresh = g_variant_ref_sink (G_DBUS_INTERFACE_SKELETON_CLASS (bf_worker_parent_class)->get_properties (skeleton));
-      self->properties_cache = bf_shared_dict_new (fresh);
-    }
+  caches_wanted = TRUE;
+  ensure_properties_cache (self);
   return g_variant_ref (self->properties_cache);
 }
 
-/* Caches dropped by a change are rebuilt in the background, so that a
- * GetManagedObjects or GetWorkers after an attach storm (or in a fleet
- * whose pongs keep moving LastMessageUSec) does not pay for thousands of
- * them at once: a few milliseconds every WARM_PERIOD_MS at low priority,
- * at most a tenth of a CPU. */
+/* Once some client lists the fleet, caches dropped by a change are
+ * rebuilt in the background, so that a GetManagedObjects or GetWorkers
+ * after an attach storm (or in a fleet whose pongs keep moving
+ * LastMessageUSec) does not pay for thousands of them at once: a few
+ * milliseconds every WARM_PERIOD_MS at low priority, at most a tenth of a
+ * CPU. */
 #define WARM_PERIOD_MS 20
 #define WARM_BUDGET_USEC 2000
 
@@ -960,8 +974,7 @@ warm_caches_cb (gpointer data)
       BfWorker *worker = key;
 
       g_hash_table_iter_remove (&iter);
-      if (worker->properties_cache == NULL)
-        g_variant_unref (bf_worker_get_properties (G_DBUS_INTERFACE_SKELETON (worker)));
+      ensure_properties_cache (worker);
       if (g_get_monotonic_time () >= until)
         break;
     }
@@ -1008,7 +1021,7 @@ bf_worker_dispatch_properties_changed (GObject     *object,
   static guint notify_id;
 
   g_clear_pointer (&self->properties_cache, g_variant_unref);
-  if (g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (object)) != NULL)
+  if (caches_wanted)
     mark_cold (self);
   /* Before the worker is on the bus nobody can hear of a change: the
    * skeleton's PropertiesChanged (scheduled from its notify handler) needs
