@@ -74,6 +74,14 @@ typedef struct
 
   /* Boxed one-byte values, created on first use. */
   GVariant     *cache[N_CACHED];
+
+  /* Bytes of memory the result may still take (see charge()). */
+  guint64       budget;
+  guint64       budget_total;
+
+  /* Scratch space of the scalar-array fast path, reused. */
+  GByteArray   *body;
+  GArray       *ends;
 } Decoder;
 
 static GVariant *decode_value (Decoder  *d,
@@ -85,6 +93,8 @@ decoder_clear (Decoder *d)
 {
   g_clear_pointer (&d->stack, g_ptr_array_unref);
   g_clear_pointer (&d->keys, g_ptr_array_unref);
+  g_clear_pointer (&d->body, g_byte_array_unref);
+  g_clear_pointer (&d->ends, g_array_unref);
   for (gsize i = 0; i < G_N_ELEMENTS (d->cache); i++)
     g_clear_pointer (&d->cache[i], g_variant_unref);
 }
@@ -95,6 +105,46 @@ static inline gsize
 remaining (const Decoder *d)
 {
   return d->len - d->pos;
+}
+
+/* Every GVariant the decoder creates is charged against a budget
+ * proportional to the input (BF_MSGPACK_BUDGET_FACTOR times its length plus
+ * BF_MSGPACK_BUDGET_FLOOR), at what it really costs: an instance in tree
+ * form with its box and GBytes is about CHARGE_VALUE bytes, a dict entry
+ * CHARGE_ENTRY, a container's child array a pointer per child, strings and
+ * bin their length.  A message that would decode to more is refused, so
+ * memory use is bounded whatever the input's shape. */
+#define CHARGE_VALUE 256
+#define CHARGE_ENTRY 128
+#define CHARGE_POINTER 8
+
+static gboolean
+within_budget (Decoder  *d,
+               gsize     start,
+               guint64   bytes,
+               GError  **error)
+{
+  if (G_LIKELY (bytes <= d->budget))
+    return TRUE;
+  g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TOO_BIG,
+               "msgpack data of %" G_GSIZE_FORMAT " bytes would take more than %"
+               G_GUINT64_FORMAT " bytes of memory to decode (at offset %" G_GSIZE_FORMAT
+               "); at most %d times the input plus %d bytes are allowed",
+               d->len, d->budget_total, start,
+               BF_MSGPACK_BUDGET_FACTOR, BF_MSGPACK_BUDGET_FLOOR);
+  return FALSE;
+}
+
+static gboolean
+charge (Decoder  *d,
+        gsize     start,
+        guint64   bytes,
+        GError  **error)
+{
+  if (!within_budget (d, start, bytes, error))
+    return FALSE;
+  d->budget -= bytes;
+  return TRUE;
 }
 
 /* The elements of the innermost container, from index @base of the stack
@@ -223,6 +273,7 @@ static gchar *
 read_str_payload (Decoder  *d,
                   gsize     start,
                   guint64   n,
+                  gsize    *out_len,
                   GError  **error)
 {
   gchar *str;
@@ -231,10 +282,11 @@ read_str_payload (Decoder  *d,
     return NULL;
 
   /* Copies valid input once; otherwise replaces every byte that is not
-   * part of a valid character, NUL included, with U+FFFD. Linear either
-   * way. */
+   * part of a valid character, NUL included, with U+FFFD (three bytes for
+   * one). Linear either way. */
   str = g_utf8_make_valid ((const gchar *) d->data + d->pos, n);
   d->pos += n;
+  *out_len = strlen (str);
   return str;
 }
 
@@ -265,10 +317,304 @@ read_str_header (Decoder  *d,
     }
 }
 
+/* Reads the payload of the int or uint whose tag (0xcc to 0xd3) was just
+ * read.  A uint above G_MAXINT64 comes back in @value's bits with
+ * @is_unsigned set. */
+static gboolean
+read_int (Decoder   *d,
+          gsize      start,
+          guint8     tag,
+          gint64    *value,
+          gboolean  *is_unsigned,
+          GError   **error)
+{
+  static const guint sizes[] = { 1, 2, 4, 8, 1, 2, 4, 8 };
+  static const gchar * const names[] = {
+    "uint 8", "uint 16", "uint 32", "uint 64", "int 8", "int 16", "int 32", "int 64"
+  };
+  guint i = tag - 0xcc;
+  guint64 u;
+
+  if (!read_uint (d, start, names[i], sizes[i], &u, error))
+    return FALSE;
+
+  *is_unsigned = FALSE;
+  switch (tag)
+    {
+    case 0xcf:
+      *is_unsigned = u > G_MAXINT64;
+      *value = (gint64) u;
+      break;
+    case 0xd0:
+      *value = (gint8) u;
+      break;
+    case 0xd1:
+      *value = (gint16) u;
+      break;
+    case 0xd2:
+      *value = (gint32) u;
+      break;
+    case 0xd3:
+      *value = (gint64) u;
+      break;
+    default:
+      *value = (gint64) u;
+      break;
+    }
+  return TRUE;
+}
+
 static inline gboolean
 is_str_tag (guint8 tag)
 {
   return (tag >= 0xa0 && tag <= 0xbf) || (tag >= 0xd9 && tag <= 0xdb);
+}
+
+/* The scalar-array fast path
+ * ---------------------------
+ *
+ * Long arrays in real messages hold scalars (newline offsets and times of
+ * every output chunk, file names, stat results).  Boxing each element costs
+ * two GVariant instances, about 250 bytes for a 3-byte msgpack integer; so
+ * an array whose elements are all scalars is written straight into
+ * GVariant's serialised form of `av` instead, as one instance: each element
+ * is a variant (the value, a zero byte, its type string) starting at a
+ * multiple of 8, followed by the table of element end offsets (little
+ * endian, each as wide as the total size needs).  That is 16 to 20 bytes for
+ * an integer, a double or a short string, and no allocation per element.
+ * GLib makes the children only when they are read.
+ *
+ * The first element that is not a scalar (an array or a map, or anything
+ * invalid) sends the whole array back to the general path, which decodes it
+ * again from its first element: every byte is read at most twice. */
+
+static void
+body_append (Decoder      *d,
+             gconstpointer data,
+             gsize         len)
+{
+  g_byte_array_append (d->body, data, len);
+}
+
+static void
+body_append_type (Decoder     *d,
+                  const gchar *type_string)
+{
+  /* The zero byte that ends a variant's value, then its type. */
+  g_byte_array_append (d->body, (const guint8 *) "", 1);
+  body_append (d, type_string, strlen (type_string));
+}
+
+/* Appends the serialised variant of the scalar at d->pos.  Returns FALSE
+ * without reading anything if it is not a scalar, and FALSE with @error set
+ * if the scalar is broken. */
+static gboolean
+append_scalar (Decoder  *d,
+               gboolean *is_scalar,
+               GError  **error)
+{
+  gsize start = d->pos;
+  guint8 tag = d->data[d->pos];
+  guint64 u;
+  gint64 value;
+  gboolean is_unsigned;
+
+  *is_scalar = TRUE;
+
+  if (tag <= 0x7f || tag >= 0xe0)
+    {
+      value = tag <= 0x7f ? tag : (gint8) tag;
+      d->pos++;
+      body_append (d, &value, sizeof value);
+      body_append_type (d, "x");
+      return TRUE;
+    }
+  if (tag >= 0xcc && tag <= 0xd3)
+    {
+      d->pos++;
+      if (!read_int (d, start, tag, &value, &is_unsigned, error))
+        return FALSE;
+      body_append (d, &value, sizeof value);
+      body_append_type (d, is_unsigned ? "t" : "x");
+      return TRUE;
+    }
+  if (is_str_tag (tag))
+    {
+      g_autofree gchar *str = NULL;
+      gsize len;
+
+      d->pos++;
+      if (!read_str_header (d, start, tag, &u, error))
+        return FALSE;
+      str = read_str_payload (d, start, u, &len, error);
+      if (str == NULL)
+        return FALSE;
+      body_append (d, str, len + 1);
+      body_append_type (d, "s");
+      return TRUE;
+    }
+
+  switch (tag)
+    {
+    case 0xc0:
+      d->pos++;
+      body_append_type (d, "mv");
+      return TRUE;
+
+    case 0xc2:
+    case 0xc3:
+      {
+        guint8 b = tag == 0xc3;
+
+        d->pos++;
+        body_append (d, &b, 1);
+        body_append_type (d, "b");
+        return TRUE;
+      }
+
+    case 0xca:
+    case 0xcb:
+      {
+        gdouble f;
+
+        d->pos++;
+        if (!read_uint (d, start, tag == 0xca ? "float 32" : "float 64",
+                        tag == 0xca ? 4 : 8, &u, error))
+          return FALSE;
+        if (tag == 0xca)
+          {
+            guint32 bits = (guint32) u;
+            gfloat f32;
+
+            memcpy (&f32, &bits, sizeof f32);
+            f = f32;
+          }
+        else
+          memcpy (&f, &u, sizeof f);
+        body_append (d, &f, sizeof f);
+        body_append_type (d, "d");
+        return TRUE;
+      }
+
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+      {
+        static const guint sizes[] = { 1, 2, 4 };
+        static const gchar * const names[] = { "bin 8 header", "bin 16 header", "bin 32 header" };
+
+        d->pos++;
+        if (!read_uint (d, start, names[tag - 0xc4], sizes[tag - 0xc4], &u, error) ||
+            !check_payload (d, start, "bin", u, error))
+          return FALSE;
+        body_append (d, d->data + d->pos, u);
+        d->pos += u;
+        body_append_type (d, "ay");
+        return TRUE;
+      }
+
+    default:
+      *is_scalar = FALSE;
+      return FALSE;
+    }
+}
+
+/* Decodes the @n elements from d->pos as a serialised `av` if they are all
+ * scalars.  Returns NULL with *@fallback set (and d->pos unchanged) if one
+ * is not; NULL with @error set if the data is broken or over budget. */
+static GVariant *
+decode_scalar_array (Decoder   *d,
+                     gsize      start,
+                     guint64    n,
+                     gboolean  *fallback,
+                     GError   **error)
+{
+  gsize first = d->pos;
+  guint64 budget_before = d->budget;
+  guint32 prev_end = 0;
+  gsize body_size;
+  gsize total;
+  guint offset_size;
+  GBytes *bytes;
+
+  *fallback = FALSE;
+
+  /* Every element but the last takes at least 8 bytes and an offset, and
+   * the array one instance and its box. */
+  if (!within_budget (d, start, (n - 1) * 9, error) ||
+      !charge (d, start, CHARGE_VALUE, error))
+    return NULL;
+
+  /* Sized for integers and doubles up front: growing by doubling would
+   * copy the array over and over and leave it up to twice too big. */
+  g_clear_pointer (&d->body, g_byte_array_unref);
+  d->body = g_byte_array_sized_new ((guint) MIN (n * 16 + 8 * n, MIN (d->budget, G_MAXUINT32)));
+  if (d->ends == NULL)
+    d->ends = g_array_sized_new (FALSE, FALSE, sizeof (guint32), (guint) n);
+  g_array_set_size (d->ends, 0);
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      gboolean is_scalar;
+      guint32 end;
+      gsize padding = (8 - (d->body->len & 7)) & 7;
+
+      if (remaining (d) == 0)
+        {
+          g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                       "msgpack data ends at offset %" G_GSIZE_FORMAT
+                       " inside the array at offset %" G_GSIZE_FORMAT, d->pos, start);
+          return NULL;
+        }
+      if (padding > 0)
+        {
+          static const guint8 zeros[8] = { 0, };
+
+          body_append (d, zeros, padding);
+        }
+      if (!append_scalar (d, &is_scalar, error))
+        {
+          if (!is_scalar)
+            {
+              d->pos = first;
+              d->budget = budget_before;
+              *fallback = TRUE;
+            }
+          return NULL;
+        }
+      end = d->body->len;
+      g_array_append_val (d->ends, end);
+
+      /* Charged as it grows, so an array over budget stops early.  The
+       * budget is below 4 GiB, so offsets are at most 4 bytes wide. */
+      if (!charge (d, start, end - prev_end + sizeof (guint32), error))
+        return NULL;
+      prev_end = end;
+    }
+
+  /* As GLib's gvs_calculate_total_size(): the narrowest offsets that can
+   * address the whole array. */
+  body_size = d->body->len;
+  if (body_size + n <= G_MAXUINT8)
+    offset_size = 1;
+  else if (body_size + 2 * n <= G_MAXUINT16)
+    offset_size = 2;
+  else if (body_size + 4 * n <= G_MAXUINT32)
+    offset_size = 4;
+  else
+    offset_size = 8;
+  total = body_size + offset_size * n;
+
+  for (guint64 i = 0; i < n; i++)
+    {
+      guint64 le = GUINT64_TO_LE ((guint64) g_array_index (d->ends, guint32, i));
+
+      body_append (d, &le, offset_size);
+    }
+  g_assert (d->body->len == total);
+
+  bytes = g_byte_array_free_to_bytes (g_steal_pointer (&d->body));
+  return box (g_variant_new_from_bytes (G_VARIANT_TYPE ("av"), bytes, FALSE));
 }
 
 static GVariant *
@@ -280,6 +626,7 @@ decode_array (Decoder  *d,
 {
   guint base = d->stack->len;
   GVariant *array;
+  gboolean fallback;
 
   /* Every element takes at least one byte. */
   if (n > remaining (d))
@@ -290,6 +637,13 @@ decode_array (Decoder  *d,
                    start, n, remaining (d));
       return NULL;
     }
+
+  array = decode_scalar_array (d, start, n, &fallback, error);
+  if (array != NULL || !fallback)
+    return array;
+
+  if (!charge (d, start, CHARGE_VALUE + n * CHARGE_POINTER, error))
+    return NULL;
 
   for (guint64 i = 0; i < n; i++)
     {
@@ -354,6 +708,8 @@ decode_map (Decoder  *d,
                    start, n, remaining (d));
       return NULL;
     }
+  if (!charge (d, start, CHARGE_VALUE + n * (CHARGE_POINTER + CHARGE_ENTRY), error))
+    return NULL;
 
   for (guint64 i = 0; i < n; i++)
     {
@@ -364,6 +720,7 @@ decode_map (Decoder  *d,
       GVariant *entry;
       const gchar *key_borrowed;
       guint64 key_len;
+      gsize key_len_valid;
       gssize dup;
 
       if (remaining (d) == 0)
@@ -384,8 +741,8 @@ decode_map (Decoder  *d,
       d->pos++;
       if (!read_str_header (d, key_start, d->data[key_start], &key_len, error))
         return NULL;
-      key_str = read_str_payload (d, key_start, key_len, error);
-      if (key_str == NULL)
+      key_str = read_str_payload (d, key_start, key_len, &key_len_valid, error);
+      if (key_str == NULL || !charge (d, key_start, key_len_valid + CHARGE_VALUE, error))
         return NULL;
 
       value = decode_value (d, depth + 1, error);
@@ -470,6 +827,7 @@ decode_value (Decoder  *d,
   gsize start = d->pos;
   guint8 tag;
   guint64 u;
+  gsize len;
 
   if (remaining (d) == 0)
     {
@@ -498,9 +856,14 @@ decode_value (Decoder  *d,
         return NULL;
       if (u == 0)
         return cached (d, CACHE_EMPTY_STR);
-      str = read_str_payload (d, start, u, error);
+      str = read_str_payload (d, start, u, &len, error);
       if (str == NULL)
         return NULL;
+      if (!charge (d, start, len + CHARGE_VALUE, error))
+        {
+          g_free (str);
+          return NULL;
+        }
       return box (g_variant_new_take_string (str));
     }
 
@@ -522,7 +885,8 @@ decode_value (Decoder  *d,
         GVariant *bin;
 
         if (!read_uint (d, start, names[tag - 0xc4], sizes[tag - 0xc4], &u, error) ||
-            !check_payload (d, start, "bin", u, error))
+            !check_payload (d, start, "bin", u, error) ||
+            !charge (d, start, u + CHARGE_VALUE, error))
           return NULL;
         bin = g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, d->data + d->pos, u, 1);
         d->pos += u;
@@ -534,7 +898,8 @@ decode_value (Decoder  *d,
         guint32 bits;
         gfloat f;
 
-        if (!read_uint (d, start, "float 32", 4, &u, error))
+        if (!read_uint (d, start, "float 32", 4, &u, error) ||
+            !charge (d, start, CHARGE_VALUE, error))
           return NULL;
         bits = (guint32) u;
         memcpy (&f, &bits, sizeof f);
@@ -545,33 +910,36 @@ decode_value (Decoder  *d,
       {
         gdouble f;
 
-        if (!read_uint (d, start, "float 64", 8, &u, error))
+        if (!read_uint (d, start, "float 64", 8, &u, error) ||
+            !charge (d, start, CHARGE_VALUE, error))
           return NULL;
         memcpy (&f, &u, sizeof f);
         return box (g_variant_new_double (f));
       }
 
     case 0xcc:
-      return read_uint (d, start, "uint 8", 1, &u, error) ? box_int64 (d, u) : NULL;
     case 0xcd:
-      return read_uint (d, start, "uint 16", 2, &u, error) ? box_int64 (d, u) : NULL;
     case 0xce:
-      return read_uint (d, start, "uint 32", 4, &u, error) ? box_int64 (d, u) : NULL;
     case 0xcf:
-      if (!read_uint (d, start, "uint 64", 8, &u, error))
-        return NULL;
-      if (u > G_MAXINT64)
-        return box (g_variant_new_uint64 (u));
-      return box_int64 (d, u);
-
     case 0xd0:
-      return read_uint (d, start, "int 8", 1, &u, error) ? box_int64 (d, (gint8) u) : NULL;
     case 0xd1:
-      return read_uint (d, start, "int 16", 2, &u, error) ? box_int64 (d, (gint16) u) : NULL;
     case 0xd2:
-      return read_uint (d, start, "int 32", 4, &u, error) ? box_int64 (d, (gint32) u) : NULL;
     case 0xd3:
-      return read_uint (d, start, "int 64", 8, &u, error) ? box_int64 (d, (gint64) u) : NULL;
+      {
+        gboolean is_unsigned;
+        gint64 value;
+
+        if (!read_int (d, start, tag, &value, &is_unsigned, error))
+          return NULL;
+        if (is_unsigned || value < FIXINT_MIN || value > FIXINT_MAX)
+          {
+            if (!charge (d, start, CHARGE_VALUE, error))
+              return NULL;
+          }
+        if (is_unsigned)
+          return box (g_variant_new_uint64 ((guint64) value));
+        return box_int64 (d, value);
+      }
 
     case 0xdc:
       if (!read_uint (d, start, "array 16 header", 2, &u, error))
@@ -634,6 +1002,9 @@ bf_msgpack_decode (const guint8  *data,
   d.len = len;
   d.stack = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
   d.keys = g_ptr_array_new ();
+  /* Capped at 4 GiB, which also keeps the fast path's offsets in 32 bits. */
+  d.budget_total = MIN ((guint64) len * BF_MSGPACK_BUDGET_FACTOR + BF_MSGPACK_BUDGET_FLOOR, G_MAXUINT32);
+  d.budget = d.budget_total;
 
   boxed = decode_value (&d, 0, error);
   if (boxed == NULL)

@@ -50,6 +50,21 @@ G_BEGIN_DECLS
 #define BF_MSGPACK_MAX_DEPTH 32
 
 /**
+ * BF_MSGPACK_BUDGET_FACTOR:
+ * BF_MSGPACK_BUDGET_FLOOR:
+ *
+ * bf_msgpack_decode() refuses input whose decoded value would take more
+ * than %BF_MSGPACK_BUDGET_FACTOR times the input's length plus
+ * %BF_MSGPACK_BUDGET_FLOOR bytes of memory (%BF_MSGPACK_ERROR_TOO_BIG).
+ * Real worker messages decode to 1 to 4 times their size: strings once,
+ * long arrays of scalars (newline offsets, times, file names) at 16 to
+ * 20 bytes an element in one instance.  What is refused is input built to
+ * amplify, such as millions of small integers in maps or nested arrays.
+ */
+#define BF_MSGPACK_BUDGET_FACTOR 8
+#define BF_MSGPACK_BUDGET_FLOOR (1024 * 1024)
+
+/**
  * BF_MSGPACK_ERROR:
  *
  * Error domain for bf_msgpack_decode(). Errors in this domain are from
@@ -66,6 +81,8 @@ G_BEGIN_DECLS
  * @BF_MSGPACK_ERROR_INVALID: a byte that is not a msgpack type, an ext
  *   type, or a map key that is not a str
  * @BF_MSGPACK_ERROR_TRAILING: bytes follow the value
+ * @BF_MSGPACK_ERROR_TOO_BIG: the decoded value would take more memory than
+ *   the budget (see %BF_MSGPACK_BUDGET_FACTOR)
  *
  * Error codes of the %BF_MSGPACK_ERROR domain. The error messages say what
  * was wrong and at which byte offset of the input.
@@ -76,6 +93,7 @@ typedef enum
   BF_MSGPACK_ERROR_TOO_DEEP,
   BF_MSGPACK_ERROR_INVALID,
   BF_MSGPACK_ERROR_TRAILING,
+  BF_MSGPACK_ERROR_TOO_BIG,
 } BfMsgpackError;
 
 GQuark    bf_msgpack_error_quark (void);
@@ -98,8 +116,14 @@ GQuark    bf_msgpack_error_quark (void);
  *
  * Hostile input is safe: nesting is limited to %BF_MSGPACK_MAX_DEPTH, a
  * declared length that cannot fit in the remaining bytes is rejected
- * before anything is allocated for it, and memory use is proportional to
- * @len. Decoding runs in time linear in @len.
+ * before anything is allocated for it, and every instance the decoder
+ * creates is charged against a memory budget of
+ * %BF_MSGPACK_BUDGET_FACTOR times @len plus %BF_MSGPACK_BUDGET_FLOOR, so
+ * the result never takes more. Decoding runs in time linear in @len (an
+ * array that turns out not to hold only scalars is read twice).
+ *
+ * Arrays whose elements are all scalars come back as one `av` instance in
+ * serialised form; their children are made when read.
  *
  * Returns: (transfer full): the decoded value (never floating), or %NULL
  *   with @error set

@@ -204,60 +204,114 @@ assert_decode_error_hex (const gchar *msgpack_hex,
 
 /* Decoding */
 
+static const struct { const gchar *msgpack; const gchar *text; } scalar_cases[] = {
+  { "c0", "@mv nothing" },
+  { "c2", "false" },
+  { "c3", "true" },
+  /* positive and negative fixint */
+  { "00", "int64 0" },
+  { "01", "int64 1" },
+  { "7f", "int64 127" },
+  { "ff", "int64 -1" },
+  { "e0", "int64 -32" },
+  /* uint 8 ... 64 */
+  { "cc 80", "int64 128" },
+  { "cc ff", "int64 255" },
+  { "cd ff ff", "int64 65535" },
+  { "ce ff ff ff ff", "int64 4294967295" },
+  { "cf 7f ff ff ff ff ff ff ff", "int64 9223372036854775807" },
+  { "cf 80 00 00 00 00 00 00 00", "uint64 9223372036854775808" },
+  { "cf ff ff ff ff ff ff ff ff", "uint64 18446744073709551615" },
+  /* int 8 ... 64 */
+  { "d0 80", "int64 -128" },
+  { "d0 7f", "int64 127" },
+  { "d1 80 00", "int64 -32768" },
+  { "d2 80 00 00 00", "int64 -2147483648" },
+  { "d3 80 00 00 00 00 00 00 00", "int64 -9223372036854775808" },
+  { "d3 7f ff ff ff ff ff ff ff", "int64 9223372036854775807" },
+  /* non-canonical encodings are accepted */
+  { "cc 05", "int64 5" },
+  { "d0 05", "int64 5" },
+  { "cf 00 00 00 00 00 00 00 05", "int64 5" },
+  /* float 32 and float 64 */
+  { "ca 3f c0 00 00", "1.5" },
+  { "ca c0 20 00 00", "-2.5" },
+  { "cb 3f f8 00 00 00 00 00 00", "1.5" },
+  { "cb 80 00 00 00 00 00 00 00", "-0.0" },
+  { "cb 40 09 21 fb 54 44 2d 18", "3.141592653589793" },
+  /* str */
+  { "a0", "''" },
+  { "a3 61 62 63", "'abc'" },
+  { "d9 03 61 62 63", "'abc'" },
+  { "da 00 03 61 62 63", "'abc'" },
+  { "db 00 00 00 03 61 62 63", "'abc'" },
+  { "a2 c3 a9", "'\\u00e9'" },
+  /* bin */
+  { "c4 00", "@ay []" },
+  { "c4 03 00 01 ff", "[byte 0x00, 0x01, 0xff]" },
+  { "c5 00 01 2a", "[byte 0x2a]" },
+  { "c6 00 00 00 01 2a", "[byte 0x2a]" },
+};
+
 static void
 test_decode_scalars (void)
 {
-  static const struct { const gchar *msgpack; const gchar *text; } cases[] = {
-    { "c0", "@mv nothing" },
-    { "c2", "false" },
-    { "c3", "true" },
-    /* positive and negative fixint */
-    { "00", "int64 0" },
-    { "01", "int64 1" },
-    { "7f", "int64 127" },
-    { "ff", "int64 -1" },
-    { "e0", "int64 -32" },
-    /* uint 8 ... 64 */
-    { "cc 80", "int64 128" },
-    { "cc ff", "int64 255" },
-    { "cd ff ff", "int64 65535" },
-    { "ce ff ff ff ff", "int64 4294967295" },
-    { "cf 7f ff ff ff ff ff ff ff", "int64 9223372036854775807" },
-    { "cf 80 00 00 00 00 00 00 00", "uint64 9223372036854775808" },
-    { "cf ff ff ff ff ff ff ff ff", "uint64 18446744073709551615" },
-    /* int 8 ... 64 */
-    { "d0 80", "int64 -128" },
-    { "d0 7f", "int64 127" },
-    { "d1 80 00", "int64 -32768" },
-    { "d2 80 00 00 00", "int64 -2147483648" },
-    { "d3 80 00 00 00 00 00 00 00", "int64 -9223372036854775808" },
-    { "d3 7f ff ff ff ff ff ff ff", "int64 9223372036854775807" },
-    /* non-canonical encodings are accepted */
-    { "cc 05", "int64 5" },
-    { "d0 05", "int64 5" },
-    { "cf 00 00 00 00 00 00 00 05", "int64 5" },
-    /* float 32 and float 64 */
-    { "ca 3f c0 00 00", "1.5" },
-    { "ca c0 20 00 00", "-2.5" },
-    { "cb 3f f8 00 00 00 00 00 00", "1.5" },
-    { "cb 80 00 00 00 00 00 00 00", "-0.0" },
-    { "cb 40 09 21 fb 54 44 2d 18", "3.141592653589793" },
-    /* str */
-    { "a0", "''" },
-    { "a3 61 62 63", "'abc'" },
-    { "d9 03 61 62 63", "'abc'" },
-    { "da 00 03 61 62 63", "'abc'" },
-    { "db 00 00 00 03 61 62 63", "'abc'" },
-    { "a2 c3 a9", "'\\u00e9'" },
-    /* bin */
-    { "c4 00", "@ay []" },
-    { "c4 03 00 01 ff", "[byte 0x00, 0x01, 0xff]" },
-    { "c5 00 01 2a", "[byte 0x2a]" },
-    { "c6 00 00 00 01 2a", "[byte 0x2a]" },
-  };
+  for (gsize i = 0; i < G_N_ELEMENTS (scalar_cases); i++)
+    assert_decodes_to (scalar_cases[i].msgpack, scalar_cases[i].text);
+}
 
-  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
-    assert_decodes_to (cases[i].msgpack, cases[i].text);
+/* Arrays of scalars take the serialised fast path: they must be the very
+ * same `av` as one built element by element, in normal form, for every
+ * scalar type and for every width of the offset table (1, 2 and 4 bytes). */
+static void
+test_decode_scalar_arrays (void)
+{
+  static const guint counts[] = { 1, 2, 15, 16, 17, 300, 5000 };
+
+  for (gsize c = 0; c < G_N_ELEMENTS (counts); c++)
+    {
+      guint n = counts[c];
+      g_autoptr(GByteArray) msg = g_byte_array_new ();
+      g_autoptr(GVariantBuilder) expected_b = g_variant_builder_new (G_VARIANT_TYPE ("av"));
+      g_autoptr(GVariant) expected = NULL;
+      g_autoptr(GVariant) value = NULL;
+      g_autoptr(GError) error = NULL;
+      guint8 header[5] = { 0xdd, n >> 24, n >> 16, n >> 8, n };
+
+      g_byte_array_append (msg, header, sizeof header);
+      for (guint i = 0; i < n; i++)
+        {
+          gsize k = (i * 7 + c) % G_N_ELEMENTS (scalar_cases);
+          g_autoptr(GBytes) element = hex (scalar_cases[k].msgpack);
+          GVariant *v = g_variant_parse (NULL, scalar_cases[k].text, NULL, NULL, NULL);
+
+          g_assert_nonnull (v);
+          g_byte_array_append (msg, g_bytes_get_data (element, NULL), g_bytes_get_size (element));
+          g_variant_builder_add (expected_b, "v", v);
+        }
+      expected = g_variant_ref_sink (g_variant_builder_end (expected_b));
+
+      value = bf_msgpack_decode (msg->data, msg->len, &error);
+      g_assert_no_error (error);
+      g_assert_true (g_variant_is_of_type (value, G_VARIANT_TYPE ("av")));
+      g_assert_true (g_variant_is_normal_form (value));
+      g_assert_true (g_variant_equal (value, expected));
+      for (guint i = 0; i < n; i += 1 + n / 10)
+        {
+          g_autoptr(GVariant) got = g_variant_get_child_value (value, i);
+          g_autoptr(GVariant) want = g_variant_get_child_value (expected, i);
+
+          g_assert_true (g_variant_equal (got, want));
+        }
+    }
+
+  /* Invalid UTF-8 and NULs in a str element are repaired there too. */
+  assert_decodes_to ("92 a3 61 00 ff a2 c3 a9", "[<'a\\ufffd\\ufffd'>, <'\\u00e9'>]");
+  /* The first non-scalar sends the array to the general path, which gives
+   * the same value. */
+  assert_decodes_to ("95 01 a1 61 91 02 81 a1 6b 03 c0",
+                     "[<int64 1>, <'a'>, <[<int64 2>]>, <{'k': <int64 3>}>, <@mv nothing>]");
+  assert_decodes_to ("92 91 01 92 02 c3", "[<[<int64 1>]>, <[<int64 2>, <true>]>]");
 }
 
 static void
@@ -401,7 +455,7 @@ test_decode_utf8 (void)
 static void
 test_decode_large (void)
 {
-  const gsize size = 1024 * 1024;
+  gsize size = 1024 * 1024;
   g_autoptr(GByteArray) msg = g_byte_array_sized_new (size + 5);
   g_autoptr(GVariant) value = NULL;
   g_autoptr(GBytes) encoded = NULL;
@@ -432,9 +486,11 @@ test_decode_large (void)
   g_assert_cmpuint (len, ==, 3 * size);
   g_clear_pointer (&value, g_variant_unref);
 
-  /* array 32 of 2^20 fixints */
+  /* array 32 of 2^16 fixints (2^20 of them would be over budget: see
+   * test_error_amplification) */
   g_byte_array_set_size (msg, 0);
-  g_byte_array_append (msg, (const guint8 []) { 0xdd, 0x00, 0x10, 0x00, 0x00 }, 5);
+  g_byte_array_append (msg, (const guint8 []) { 0xdd, 0x00, 0x01, 0x00, 0x00 }, 5);
+  size = 65536;
   g_byte_array_set_size (msg, size + 5);
   for (gsize i = 0; i < size; i++)
     msg->data[5 + i] = (guint8) (i % 128);
@@ -448,6 +504,86 @@ test_decode_large (void)
 }
 
 /* Errors */
+
+/* Input built to amplify: millions of small values that each would cost a
+ * GVariant of 100+ bytes.  Each shape is refused as over budget, quickly
+ * and before the memory is spent, while an equally large array of 3-byte
+ * integers (the fast path, 16 to 20 bytes an element) decodes within it. */
+static GByteArray *
+amplifier (guint8  kind,
+           guint32 n)
+{
+  GByteArray *msg = g_byte_array_new ();
+  guint8 header[5] = { kind == 'm' ? 0xdf : 0xdd, n >> 24, n >> 16, n >> 8, n };
+
+  g_byte_array_append (msg, header, sizeof header);
+  for (guint32 i = 0; i < n; i++)
+    {
+      switch (kind)
+        {
+        case 'f':   /* fixints */
+          g_byte_array_append (msg, (const guint8 []) { 5 }, 1);
+          break;
+        case 'u':   /* uint 16 */
+          g_byte_array_append (msg, (const guint8 []) { 0xcd, (i >> 8) | 0x80, i }, 3);
+          break;
+        case 'm':   /* map of distinct 3-letter keys to fixints */
+          g_byte_array_append (msg, (const guint8 []) { 0xa3, 'a' + i % 26, 'a' + i / 26 % 26,
+                                                        'a' + i / 676 % 26, 1 }, 5);
+          break;
+        case 'n':   /* array of one-element arrays */
+          g_byte_array_append (msg, (const guint8 []) { 0x91, 1 }, 2);
+          break;
+        case 'd':   /* array of maps with one entry */
+          g_byte_array_append (msg, (const guint8 []) { 0x81, 0xa1, 'k', 1 }, 4);
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+    }
+  return msg;
+}
+
+static void
+test_error_amplification (void)
+{
+  static const guint8 refused[] = { 'f', 'm', 'n', 'd' };
+  const guint32 n = 1024 * 1024;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      g_autoptr(GByteArray) msg = amplifier (refused[i], refused[i] == 'm' ? 17576 * 8 : n);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) value = NULL;
+
+      g_test_message ("amplifier '%c', %u bytes", refused[i], msg->len);
+      value = bf_msgpack_decode (msg->data, msg->len, &error);
+      if (refused[i] == 'm')
+        {
+          /* 17,576 distinct keys, repeated: duplicates collapse, the
+           * entries made on the way are charged all the same. */
+          g_assert_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TOO_BIG);
+          continue;
+        }
+      g_assert_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TOO_BIG);
+      g_assert_null (value);
+      g_assert_nonnull (strstr (error->message, "times the input"));
+    }
+
+  {
+    g_autoptr(GByteArray) msg = amplifier ('u', n);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GVariant) value = bf_msgpack_decode (msg->data, msg->len, &error);
+    g_autoptr(GVariant) last = NULL;
+
+    g_assert_no_error (error);
+    g_assert_cmpuint (g_variant_n_children (value), ==, n);
+    g_assert_cmpuint (g_variant_get_size (value), <=,
+                      (gsize) msg->len * BF_MSGPACK_BUDGET_FACTOR + BF_MSGPACK_BUDGET_FLOOR);
+    last = g_variant_get_child_value (value, n - 1);
+    g_assert_cmpstr (g_variant_get_type_string (last), ==, "v");
+  }
+}
 
 static void
 test_error_truncated (void)
@@ -984,11 +1120,13 @@ main (int    argc,
   g_test_init (&argc, &argv, NULL);
 
   g_test_add_func ("/msgpack/decode/scalars", test_decode_scalars);
+  g_test_add_func ("/msgpack/decode/scalar-arrays", test_decode_scalar_arrays);
   g_test_add_func ("/msgpack/decode/containers", test_decode_containers);
   g_test_add_func ("/msgpack/decode/duplicate-keys", test_decode_duplicate_keys);
   g_test_add_func ("/msgpack/decode/utf8-repair", test_decode_utf8);
   g_test_add_func ("/msgpack/decode/large", test_decode_large);
   g_test_add_func ("/msgpack/error/truncated", test_error_truncated);
+  g_test_add_func ("/msgpack/error/amplification", test_error_amplification);
   g_test_add_func ("/msgpack/error/huge-lengths", test_error_huge_lengths);
   g_test_add_func ("/msgpack/error/huge-lengths-no-allocation", test_error_huge_lengths_no_allocation);
   g_test_add_func ("/msgpack/error/too-deep", test_error_too_deep);
