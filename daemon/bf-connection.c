@@ -31,6 +31,11 @@
 #define ACTIVITY_MIN_PERIOD_USEC G_USEC_PER_SEC
 #define FLOOD_RATE 5000.0          /* messages per second, sustained */
 #define FLOOD_BURST 20000.0
+/* Messages of this size and more are decoded on a thread (see
+ * decode_big_message()); a worker may have at most BACKLOG_MAX_BYTES of
+ * messages waiting behind such a decode. */
+#define BIG_MESSAGE_BYTES (256 * 1024)
+#define BACKLOG_MAX_BYTES (64 * 1024 * 1024)
 
 struct _BfConnection
 {
@@ -53,6 +58,10 @@ struct _BfConnection
 
   double flood_tokens;
   gint64 flood_stamp;
+
+  /* While a big message is decoded on a thread, the messages that follow
+   * wait here, in order; NULL otherwise (most connections never need it). */
+  struct Backlog *backlog;
 };
 
 G_DEFINE_FINAL_TYPE (BfConnection, bf_connection, G_TYPE_OBJECT)
@@ -69,6 +78,18 @@ typedef struct {
   const BfCommandSink *sink;
   gpointer user_data;
 } CommandSink;
+
+typedef struct Backlog {
+  GQueue messages;                /* GBytes, in arrival order */
+  gsize bytes;
+} Backlog;
+
+static void
+backlog_free (Backlog *backlog)
+{
+  g_queue_clear_full (&backlog->messages, (GDestroyNotify) g_bytes_unref);
+  g_free (backlog);
+}
 
 /* The table of running commands exists only once a command was started:
  * most connections of a big fleet are idle, and an empty GHashTable is a
@@ -441,16 +462,13 @@ note_rx (BfConnection *self)
     }
 }
 
+/* Handles one decoded message (or the error that decoding it gave). */
 static void
-ws_message_cb (gpointer      user_data,
-               gboolean      binary,
-               const guint8 *data,
-               gsize         len)
+dispatch_message (BfConnection *self,
+                  GVariant     *msg,
+                  const GError *decode_error)
 {
-  BfConnection *self = user_data;
   g_autoptr(BfConnection) hold = g_object_ref (self);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) msg = NULL;
   g_autoptr(GVariant) op_v = NULL;
   g_autoptr(GVariant) seq_v = NULL;
   const char *op;
@@ -458,23 +476,9 @@ ws_message_cb (gpointer      user_data,
 
   if (self->closed)
     return;
-  note_rx (self);
-
-  if (!flood_check (self))
-    {
-      protocol_error (self, "more than %.0f messages per second", FLOOD_RATE);
-      return;
-    }
-  if (!binary)
-    {
-      protocol_error (self, "text frame received; the protocol uses binary msgpack frames");
-      return;
-    }
-
-  msg = bf_msgpack_decode (data, len, &error);
   if (msg == NULL)
     {
-      protocol_error (self, "undecodable message: %s", error->message);
+      protocol_error (self, "undecodable message: %s", decode_error->message);
       return;
     }
   if (!g_variant_is_of_type (msg, G_VARIANT_TYPE_VARDICT))
@@ -508,6 +512,176 @@ ws_message_cb (gpointer      user_data,
       g_autofree char *text = g_strdup_printf ("Command %s does not exist.", op);
       send_response (self, seq, g_variant_new_string (text), TRUE);
     }
+}
+
+static void decode_big_message (BfConnection *self,
+                                GBytes       *raw);
+
+/* Decodes and handles a message on the main thread, or hands it to
+ * decode_big_message() if it is big. */
+static void
+process_message (BfConnection *self,
+                 const guint8 *data,
+                 gsize         len)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) msg = NULL;
+
+  if (len >= BIG_MESSAGE_BYTES)
+    {
+      decode_big_message (self, g_bytes_new (data, len));
+      return;
+    }
+  msg = bf_msgpack_decode (data, len, &error);
+  dispatch_message (self, msg, error);
+}
+
+/* Big messages
+ * ------------
+ *
+ * Decoding takes time linear in the message (bounded by MaxMessageSize and
+ * the codec's memory budget), up to a few hundred milliseconds for the
+ * largest.  So that one worker's big message never stalls the main loop
+ * (D-Bus, timers, every other worker), it is decoded on a thread of a small
+ * pool shared by all connections, one message of a connection at a time;
+ * what the worker sends meanwhile waits in its backlog, in order, and a
+ * worker that piles up more than BACKLOG_MAX_BYTES is dropped. */
+
+typedef struct {
+  BfConnection *self;             /* owned */
+  GMainContext *context;          /* owned: where the result is handled */
+  GBytes *raw;
+  GVariant *msg;
+  GError *error;
+} DecodeJob;
+
+static void
+decode_job_free (DecodeJob *job)
+{
+  g_clear_object (&job->self);
+  g_clear_pointer (&job->context, g_main_context_unref);
+  g_clear_pointer (&job->raw, g_bytes_unref);
+  g_clear_pointer (&job->msg, g_variant_unref);
+  g_clear_error (&job->error);
+  g_free (job);
+}
+
+static gboolean
+decode_done_cb (gpointer data)
+{
+  DecodeJob *job = data;
+  BfConnection *self = job->self;
+
+  if (self->closed)
+    return G_SOURCE_REMOVE;
+
+  dispatch_message (self, job->msg, job->error);
+  /* Freed before the next big message is decoded, so that no two are in
+   * memory at once. */
+  g_clear_pointer (&job->msg, g_variant_unref);
+
+  /* Then what arrived meanwhile, until the next big one. */
+  while (!self->closed && self->backlog != NULL)
+    {
+      g_autoptr(GBytes) raw = g_queue_pop_head (&self->backlog->messages);
+      gsize len;
+      const guint8 *bytes;
+
+      if (raw == NULL)
+        {
+          g_clear_pointer (&self->backlog, backlog_free);
+          break;
+        }
+      bytes = g_bytes_get_data (raw, &len);
+      self->backlog->bytes -= len;
+      if (len >= BIG_MESSAGE_BYTES)
+        {
+          decode_big_message (self, g_steal_pointer (&raw));
+          break;
+        }
+      process_message (self, bytes, len);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+decode_thread (gpointer data,
+               gpointer pool_data)
+{
+  DecodeJob *job = data;
+  GSource *source;
+  gsize len;
+  const guint8 *bytes = g_bytes_get_data (job->raw, &len);
+
+  job->msg = bf_msgpack_decode (bytes, len, &job->error);
+  g_clear_pointer (&job->raw, g_bytes_unref);
+
+  source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_static_name (source, "[buildfleetd] decoded message");
+  g_source_set_callback (source, decode_done_cb, job, (GDestroyNotify) decode_job_free);
+  g_source_attach (source, job->context);
+  g_source_unref (source);
+}
+
+static void
+decode_big_message (BfConnection *self,
+                    GBytes       *raw)
+{
+  static GThreadPool *pool;
+  DecodeJob *job = g_new0 (DecodeJob, 1);
+
+  /* Two threads: big messages of two workers decode side by side, and
+   * memory in flight stays bounded whatever the size of the fleet. */
+  if (g_once_init_enter (&pool))
+    g_once_init_leave (&pool, g_thread_pool_new (decode_thread, NULL, 2, FALSE, NULL));
+
+  if (self->backlog == NULL)
+    self->backlog = g_new0 (Backlog, 1);
+  job->self = g_object_ref (self);
+  job->context = g_main_context_ref_thread_default ();
+  job->raw = raw;
+  g_thread_pool_push (pool, job, NULL);
+}
+
+static void
+ws_message_cb (gpointer      user_data,
+               gboolean      binary,
+               const guint8 *data,
+               gsize         len)
+{
+  BfConnection *self = user_data;
+
+  if (self->closed)
+    return;
+  note_rx (self);
+
+  if (!flood_check (self))
+    {
+      protocol_error (self, "more than %.0f messages per second", FLOOD_RATE);
+      return;
+    }
+  if (!binary)
+    {
+      protocol_error (self, "text frame received; the protocol uses binary msgpack frames");
+      return;
+    }
+
+  /* Behind a big message being decoded: wait for it, in order. */
+  if (self->backlog != NULL)
+    {
+      if (self->backlog->bytes + len > BACKLOG_MAX_BYTES)
+        {
+          protocol_error (self, "more than %d MB of messages waiting to be decoded",
+                          BACKLOG_MAX_BYTES / (1024 * 1024));
+          return;
+        }
+      g_queue_push_tail (&self->backlog->messages, g_bytes_new (data, len));
+      self->backlog->bytes += len;
+      return;
+    }
+
+  process_message (self, data, len);
 }
 
 static void
@@ -788,6 +962,7 @@ bf_connection_finalize (GObject *object)
   g_clear_pointer (&self->pending, g_hash_table_unref);
   g_clear_pointer (&self->commands, g_hash_table_unref);
   g_clear_pointer (&self->info, g_variant_unref);
+  g_clear_pointer (&self->backlog, backlog_free);
   g_free (self->worker_name);
   g_free (self->peer);
 

@@ -535,7 +535,7 @@ decode_scalar_array (Decoder   *d,
   gsize body_size;
   gsize total;
   guint offset_size;
-  GBytes *bytes;
+  g_autoptr(GBytes) bytes = NULL;
 
   *fallback = FALSE;
 
