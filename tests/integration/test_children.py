@@ -196,6 +196,15 @@ class MailQueueTest(ChildrenTestCase):
         self.wait_until(lambda: self.marked() == [], timeout=10, message='no mail process left')
 
 
+    def test_mail_timeout_is_checked(self):
+        for value, expected in (('0', 'must be at least 0.1 seconds'), ('soon', 'MailTimeout')):
+            self.write_config(self.daemon_section(MailTimeout=value))
+            code, out = self.run_daemon_expect_failure()
+            self.assertEqual(code, 1, out)
+            self.assertIn('MailTimeout', out)
+            self.assertIn(expected, out)
+
+
 class LatentCommandTest(ChildrenTestCase):
     def check_nothing_left(self, name, config):
         self.write_config(self.daemon_section() + config)
