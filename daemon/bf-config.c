@@ -600,7 +600,8 @@ check_keys (Parser             *p,
 static const char * const daemon_keys[] = {
   "Listen", "TlsCertificate", "TlsPrivateKey", "KeepaliveInterval",
   "DuplicatePingTimeout", "StateDirectory", "MailCommand", "MailFrom",
-  "MaxMessageSize", "QuarantineInitial", "QuarantineMax", "FinishedBuildLifetime", NULL
+  "MaxMessageSize", "QuarantineInitial", "QuarantineMax", "FinishedBuildLifetime",
+  "MailTimeout", NULL
 };
 
 static const char * const worker_keys[] = {
@@ -1000,6 +1001,18 @@ parse_daemon (Parser    *p,
   c->mail_from = get_string (p, g, "MailFrom", FALSE);
   if (c->mail_from == NULL)
     c->mail_from = g_strdup ("buildfleet@localhost");
+  {
+    gint64 mail_timeout = 0;
+
+    if (!get_duration (p, g, "MailTimeout", FALSE, 60 * G_USEC_PER_SEC, &mail_timeout, error))
+      return FALSE;
+    if (mail_timeout < G_USEC_PER_SEC / 10)
+      {
+        set_error (error, p, g, "MailTimeout", "must be at least 0.1 seconds");
+        return FALSE;
+      }
+    c->mail_timeout_usec = (guint64) mail_timeout;
+  }
 
   if (!get_uint (p, g, "MaxMessageSize", 16 * 1024 * 1024, 256 * 1024 * 1024, &max_msg, error))
     return FALSE;

@@ -61,6 +61,7 @@ typedef struct {
   char *state_directory;
   char *mail_command;
   char *mail_from;
+  guint64 mail_timeout_usec;   /* MailTimeout: one MailCommand's limit */
   gsize max_message_size;      /* bytes of one WebSocket message */
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;

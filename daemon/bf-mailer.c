@@ -2,9 +2,24 @@
  *
  * The command (sendmail -t -oi by default) gets an RFC 5322 message on its
  * standard input and finds the recipients in the To: header.  It runs as
- * an async GSubprocess: the main loop never waits for it, and one that hangs
- * is killed after MAIL_TIMEOUT_SECONDS.  Failures are logged; an alert mail
- * is never worth stopping the daemon for.
+ * an async GSubprocess: the main loop never waits for it.  An alarm storm
+ * (a rack going missing at once) must not become a process storm, and a
+ * hanging command must not leak processes or descriptors:
+ *
+ *   - at most MAIL_MAX_RUNNING commands run at once; the other mails wait
+ *     in a queue of at most MAIL_QUEUE_MAX, in order; when it is full the
+ *     oldest waiting mail is dropped, logged once per overflow episode
+ *     with a count when the queue has drained;
+ *   - each command leads a process group of its own (bf-process-group.h);
+ *   - a delivery ends once the command has exited and its stderr pipe is
+ *     closed by every process holding it; one that has not ended after
+ *     MailTimeout has its whole group stopped (SIGTERM, SIGKILL after
+ *     MAIL_KILL_GRACE_MS), and only then gives up its slot;
+ *   - stderr is drained as it comes, keeping MAIL_STDERR_KEEP bytes to
+ *     explain a failure; both pipes are closed when the delivery ends.
+ *
+ * Each mail ends in exactly one log line: mailed, or failed and why.  An
+ * alert mail is never worth stopping the daemon for.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -12,10 +27,16 @@
 
 #include <string.h>
 
+#include "bf-log.h"
 #include "bf-mailer.h"
+#include "bf-process-group.h"
 #include "bf-util.h"
 
-#define MAIL_TIMEOUT_SECONDS 60
+#define MAIL_TIMEOUT_DEFAULT_USEC (60 * G_USEC_PER_SEC)
+#define MAIL_MAX_RUNNING 4
+#define MAIL_QUEUE_MAX 64
+#define MAIL_KILL_GRACE_MS 5000
+#define MAIL_STDERR_KEEP 512
 
 struct _BfMailer
 {
@@ -23,10 +44,11 @@ struct _BfMailer
 
   char *command;
   char *from;
-  GCancellable *cancellable;
-  guint in_flight;
+  guint64 timeout_usec;
+  guint running;            /* deliveries started and not ended */
   GQueue queue;             /* Outgoing, not started yet */
   guint queue_source_id;
+  guint dropped;            /* in the current overflow episode */
 };
 
 typedef struct {
@@ -51,18 +73,29 @@ G_DEFINE_FINAL_TYPE (BfMailer, bf_mailer, G_TYPE_OBJECT)
 typedef struct {
   BfMailer *mailer;
   GSubprocess *process;
+  GPid pgid;
   char *worker;
   char *recipients;
+  GBytes *input;
+  GCancellable *cancellable;    /* the pipes' I/O */
+  GByteArray *err;              /* the start of stderr */
+  guint8 buffer[4096];
   guint timeout_id;
+  guint pending;                /* write, read, wait and group stop in flight */
+  gboolean exited_in_time;
+  gboolean timed_out;
+  gboolean killed;              /* SIGKILL was needed */
 } Delivery;
 
 static void
 delivery_free (Delivery *d)
 {
   g_clear_handle_id (&d->timeout_id, g_source_remove);
-  d->mailer->in_flight--;
   g_clear_object (&d->mailer);
   g_clear_object (&d->process);
+  g_clear_object (&d->cancellable);
+  g_clear_pointer (&d->input, g_bytes_unref);
+  g_clear_pointer (&d->err, g_byte_array_unref);
   g_free (d->worker);
   g_free (d->recipients);
   g_free (d);
@@ -73,9 +106,9 @@ bf_mailer_dispose (GObject *object)
 {
   BfMailer *self = BF_MAILER (object);
 
+  /* Deliveries hold a reference: none runs any more. */
   g_clear_handle_id (&self->queue_source_id, g_source_remove);
   g_queue_clear_full (&self->queue, (GDestroyNotify) outgoing_free);
-  g_cancellable_cancel (self->cancellable);
   G_OBJECT_CLASS (bf_mailer_parent_class)->dispose (object);
 }
 
@@ -84,7 +117,6 @@ bf_mailer_finalize (GObject *object)
 {
   BfMailer *self = BF_MAILER (object);
 
-  g_clear_object (&self->cancellable);
   g_free (self->command);
   g_free (self->from);
   G_OBJECT_CLASS (bf_mailer_parent_class)->finalize (object);
@@ -103,7 +135,7 @@ static void
 bf_mailer_init (BfMailer *self)
 {
   g_queue_init (&self->queue);
-  self->cancellable = g_cancellable_new ();
+  self->timeout_usec = MAIL_TIMEOUT_DEFAULT_USEC;
 }
 
 BfMailer *
@@ -127,10 +159,23 @@ bf_mailer_set_config (BfMailer   *self,
   self->from = g_strdup (from);
 }
 
+/**
+ * bf_mailer_set_timeout:
+ * @timeout_usec: how long one MailCommand may run; 0 for the default
+ *
+ * Applies to deliveries started from now on.
+ */
+void
+bf_mailer_set_timeout (BfMailer *self,
+                       guint64   timeout_usec)
+{
+  self->timeout_usec = timeout_usec ? timeout_usec : MAIL_TIMEOUT_DEFAULT_USEC;
+}
+
 guint
 bf_mailer_get_in_flight (BfMailer *self)
 {
-  return self->in_flight + self->queue.length;
+  return self->running + self->queue.length;
 }
 
 /* Header values must stay on one line. */
@@ -145,7 +190,119 @@ header_safe (const char *text)
   return copy;
 }
 
+
+/* Queue ---------------------------------------------------------------------- */
+
 static gboolean start_next_cb (gpointer data);
+
+/* Started from an idle callback, one per main-loop iteration: forking the
+ * daemon is not cheap, and timers due at the same moment (a rack going
+ * missing at once) must all fire before any mail process starts. */
+static void
+schedule_queue (BfMailer *self)
+{
+  if (self->queue_source_id != 0 || self->queue.length == 0 || self->running >= MAIL_MAX_RUNNING)
+    return;
+  self->queue_source_id = g_idle_add (start_next_cb, self);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->queue_source_id),
+                            "[buildfleetd] mail queue");
+}
+
+static void
+drop_oldest (BfMailer *self)
+{
+  Outgoing *o = g_queue_pop_head (&self->queue);
+
+  if (self->dropped++ == 0)
+    bf_worker_warning (o->worker,
+                       "Too many alert mails at once: %u wait while %u MailCommands run; "
+                       "dropping the oldest waiting mails until the queue drains, "
+                       "starting with the one about worker %s to %s",
+                       MAIL_QUEUE_MAX, self->running, o->worker, o->recipients);
+  outgoing_free (o);
+}
+
+static void
+end_overflow (BfMailer *self)
+{
+  if (self->dropped == 0)
+    return;
+  g_warning ("The mail queue has drained: %u alert mail%s dropped because it was full",
+             self->dropped, self->dropped == 1 ? " was" : "s were");
+  self->dropped = 0;
+}
+
+/* Delivery ------------------------------------------------------------------- */
+
+static void
+delivery_log_outcome (Delivery *d)
+{
+  g_autofree char *tail = NULL;
+  g_autofree char *timeout = g_strdup_printf ("%.1f s", d->mailer->timeout_usec / (double) G_USEC_PER_SEC);
+
+  if (d->err->len > 0)
+    {
+      tail = g_utf8_make_valid ((const char *) d->err->data, d->err->len);
+      g_strstrip (tail);
+    }
+  if (d->exited_in_time && g_subprocess_get_successful (d->process))
+    {
+      if (d->timed_out)
+        bf_worker_warning (d->worker,
+                           "Mailed %s about worker %s, but the MailCommand left processes holding "
+                           "its output open; they were stopped after %s",
+                           d->recipients, d->worker, timeout);
+      else
+        bf_worker_info (d->worker, "Mailed %s about worker %s", d->recipients, d->worker);
+    }
+  else if (!d->exited_in_time)
+    bf_worker_warning (d->worker,
+                       "Mail about worker %s to %s failed: the MailCommand did not finish within %s; "
+                       "its processes were stopped%s%s%s",
+                       d->worker, d->recipients, timeout,
+                       d->killed ? " (SIGKILL was needed)" : "",
+                       tail && *tail ? ": " : "", tail && *tail ? tail : "");
+  else if (g_subprocess_get_if_exited (d->process))
+    bf_worker_warning (d->worker,
+                       "Mail about worker %s to %s failed: the MailCommand exited with status %d%s%s",
+                       d->worker, d->recipients, g_subprocess_get_exit_status (d->process),
+                       tail && *tail ? ": " : "", tail && *tail ? tail : "");
+  else
+    bf_worker_warning (d->worker,
+                       "Mail about worker %s to %s failed: the MailCommand was killed by signal %d%s%s",
+                       d->worker, d->recipients, g_subprocess_get_term_sig (d->process),
+                       tail && *tail ? ": " : "", tail && *tail ? tail : "");
+}
+
+/* Each of the delivery's operations in flight holds it; the last one to
+ * finish ends it. */
+static void
+delivery_unref (Delivery *d)
+{
+  BfMailer *self = d->mailer;
+
+  g_assert (d->pending > 0);
+  if (--d->pending > 0)
+    return;
+  g_clear_handle_id (&d->timeout_id, g_source_remove);
+  delivery_log_outcome (d);
+  self->running--;
+  schedule_queue (self);
+  delivery_free (d);
+}
+
+static void
+group_stopped_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  Delivery *d = user_data;
+
+  bf_process_group_stop_finish (result, &d->killed, NULL);
+  /* Whatever still holds a pipe left the group on purpose: stop waiting. */
+  g_cancellable_cancel (d->cancellable);
+  delivery_unref (d);
+}
 
 static gboolean
 delivery_timeout_cb (gpointer data)
@@ -153,45 +310,116 @@ delivery_timeout_cb (gpointer data)
   Delivery *d = data;
 
   d->timeout_id = 0;
-  g_warning ("Mail command for worker %s did not finish within %d s; killing it",
-             d->worker, MAIL_TIMEOUT_SECONDS);
-  g_subprocess_force_exit (d->process);
+  d->timed_out = TRUE;
+  d->pending++;
+  bf_process_group_stop_async (d->pgid, MAIL_KILL_GRACE_MS, group_stopped_cb, d);
   return G_SOURCE_REMOVE;
 }
 
 static void
-communicate_cb (GObject      *object,
-                GAsyncResult *result,
-                gpointer      user_data)
+write_cb (GObject      *source,
+          GAsyncResult *result,
+          gpointer      user_data)
 {
   Delivery *d = user_data;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GBytes) err_bytes = NULL;
 
-  if (!g_subprocess_communicate_finish (G_SUBPROCESS (object), result, NULL, &err_bytes, &error))
+  /* A command that does not read its input fails or times out on its own. */
+  g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, NULL);
+  g_output_stream_close (G_OUTPUT_STREAM (source), NULL, NULL);
+  delivery_unref (d);
+}
+
+static void
+read_cb (GObject      *source,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  Delivery *d = user_data;
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, NULL);
+
+  if (n > 0)
     {
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        g_warning ("Mail about worker %s to %s failed: %s", d->worker, d->recipients, error->message);
+      if (d->err->len < MAIL_STDERR_KEEP)
+        g_byte_array_append (d->err, d->buffer, MIN ((gsize) n, MAIL_STDERR_KEEP - d->err->len));
+      g_input_stream_read_async (G_INPUT_STREAM (source), d->buffer, sizeof d->buffer,
+                                 G_PRIORITY_DEFAULT, d->cancellable, read_cb, d);
+      return;
     }
-  else if (!g_subprocess_get_successful (d->process))
+  g_input_stream_close (G_INPUT_STREAM (source), NULL, NULL);
+  delivery_unref (d);
+}
+
+static void
+wait_cb (GObject      *source,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  Delivery *d = user_data;
+
+  g_subprocess_wait_finish (G_SUBPROCESS (source), result, NULL);
+  d->exited_in_time = !d->timed_out;
+  delivery_unref (d);
+}
+
+static void
+start_delivery (BfMailer *self,
+                Outgoing *o)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GError) error = NULL;
+  Delivery *d;
+
+  launcher = bf_process_group_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                                            G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                                            G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_subprocess_launcher_setenv (launcher, "BUILDFLEET_WORKER_NAME", o->worker, TRUE);
+
+  d = g_new0 (Delivery, 1);
+  d->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) o->argv, &error);
+  if (d->process == NULL)
     {
-      g_autofree char *tail = NULL;
-      if (err_bytes && g_bytes_get_size (err_bytes) > 0)
-        {
-          gsize len = MIN (g_bytes_get_size (err_bytes), 512);
-          tail = g_utf8_make_valid (g_bytes_get_data (err_bytes, NULL), len);
-          g_strstrip (tail);
-        }
-      g_warning ("Mail about worker %s to %s failed: the mail command exited with status %d%s%s",
-                 d->worker, d->recipients,
-                 g_subprocess_get_if_exited (d->process) ? g_subprocess_get_exit_status (d->process) : -1,
-                 tail ? ": " : "", tail ? tail : "");
+      bf_worker_warning (o->worker, "Mail about worker %s to %s failed: cannot run the MailCommand: %s",
+                         o->worker, o->recipients, error->message);
+      delivery_free (d);
+      return;
     }
-  else
-    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO,
-                      "BUILDFLEET_WORKER", d->worker,
-                      "MESSAGE", "Mailed %s about worker %s", d->recipients, d->worker);
-  delivery_free (d);
+  d->mailer = g_object_ref (self);
+  d->pgid = bf_process_group_get_id (d->process);
+  d->worker = g_strdup (o->worker);
+  d->recipients = g_strdup (o->recipients);
+  d->input = g_bytes_ref (o->input);
+  d->cancellable = g_cancellable_new ();
+  d->err = g_byte_array_new ();
+  self->running++;
+
+  d->pending = 3;
+  g_output_stream_write_all_async (g_subprocess_get_stdin_pipe (d->process),
+                                   g_bytes_get_data (d->input, NULL), g_bytes_get_size (d->input),
+                                   G_PRIORITY_DEFAULT, d->cancellable, write_cb, d);
+  g_input_stream_read_async (g_subprocess_get_stderr_pipe (d->process), d->buffer, sizeof d->buffer,
+                             G_PRIORITY_DEFAULT, d->cancellable, read_cb, d);
+  g_subprocess_wait_async (d->process, NULL, wait_cb, d);
+  d->timeout_id = bf_timeout_add (bf_usec_to_ms (self->timeout_usec), delivery_timeout_cb, d,
+                                  "[buildfleetd] mail timeout");
+}
+
+static gboolean
+start_next_cb (gpointer data)
+{
+  BfMailer *self = data;
+  Outgoing *o;
+
+  if (self->running >= MAIL_MAX_RUNNING || self->queue.length == 0)
+    {
+      self->queue_source_id = 0;
+      return G_SOURCE_REMOVE;
+    }
+  o = g_queue_pop_head (&self->queue);
+  start_delivery (self, o);
+  outgoing_free (o);
+  if (self->queue.length == 0)
+    end_overflow (self);
+  return G_SOURCE_CONTINUE;
 }
 
 /**
@@ -257,52 +485,8 @@ bf_mailer_send (BfMailer           *self,
     o->recipients = g_steal_pointer (&recipients);
     g_queue_push_tail (&self->queue, o);
   }
-  /* Started from an idle callback, one per main-loop iteration: forking
-   * the daemon is not cheap, and timers due at the same moment (a rack
-   * going missing at once) must all fire before any mail process starts. */
-  if (self->queue_source_id == 0)
-    {
-      self->queue_source_id = g_idle_add (start_next_cb, self);
-      g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->queue_source_id),
-                                "[buildfleetd] mail queue");
-    }
+  while (self->queue.length > MAIL_QUEUE_MAX)
+    drop_oldest (self);
+  schedule_queue (self);
 }
 
-static gboolean
-start_next_cb (gpointer data)
-{
-  BfMailer *self = data;
-  Outgoing *o = g_queue_pop_head (&self->queue);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  Delivery *d;
-
-  if (o == NULL)
-    {
-      self->queue_source_id = 0;
-      return G_SOURCE_REMOVE;
-    }
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE |
-                                        G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
-                                        G_SUBPROCESS_FLAGS_STDERR_PIPE);
-  g_subprocess_launcher_setenv (launcher, "BUILDFLEET_WORKER_NAME", o->worker, TRUE);
-
-  d = g_new0 (Delivery, 1);
-  d->mailer = g_object_ref (self);
-  d->worker = g_strdup (o->worker);
-  d->recipients = g_strdup (o->recipients);
-  self->in_flight++;
-  d->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) o->argv, &error);
-  if (d->process == NULL)
-    {
-      g_warning ("Cannot run MailCommand for worker %s: %s", o->worker, error->message);
-      delivery_free (d);
-      outgoing_free (o);
-      return G_SOURCE_CONTINUE;
-    }
-  d->timeout_id = bf_timeout_add_seconds (MAIL_TIMEOUT_SECONDS, delivery_timeout_cb, d,
-                                          "[buildfleetd] mail timeout");
-  g_subprocess_communicate_async (d->process, o->input, self->cancellable, communicate_cb, d);
-  outgoing_free (o);
-  return G_SOURCE_CONTINUE;
-}

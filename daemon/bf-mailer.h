@@ -21,6 +21,8 @@ void      bf_mailer_send       (BfMailer           *self,
                                 const char         *worker,
                                 const char         *subject,
                                 const char         *body);
+void      bf_mailer_set_timeout (BfMailer          *self,
+                                 guint64            timeout_usec);
 guint     bf_mailer_get_in_flight (BfMailer        *self);
 
 G_END_DECLS

@@ -8,7 +8,9 @@
  * BUILDFLEET_WORKER_PASSWORD, BUILDFLEET_MASTER_URL and BUILDFLEET_MASTER.
  * A start is bounded by the substantiation timeout, a stop by
  * STOP_TIMEOUT_USEC; a non-zero exit status fails with the tail of the
- * command's output.
+ * command's output.  Both run in a process group of their own
+ * (bf_latent_run_async): a start that times out or is cancelled is stopped
+ * with every process it forked, not just the direct child.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */

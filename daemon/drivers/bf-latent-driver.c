@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "bf-latent-driver.h"
+#include "bf-process-group.h"
 #include "bf-util.h"
 #include "bf-command-driver.h"
 #include "bf-local-driver.h"
@@ -237,20 +238,31 @@ bf_latent_expand (const char              *template,
  * output explain a failure.  Output is read as it comes but its end is not
  * awaited: a command that leaves a daemon behind holding the pipe still
  * counts as finished when it exits.
+ *
+ * Each command leads a process group of its own (bf-process-group.h).  One
+ * that times out or whose caller gives up (a cancelled start: the
+ * substantiation timeout, an insubstantiate) has its whole group stopped,
+ * SIGTERM then SIGKILL after RUN_KILL_GRACE_MS, so no child of a hung
+ * StartCommand survives the failed start; the task completes once the
+ * group is gone.
  */
 
 #define TAIL_MAX 2048
+#define RUN_KILL_GRACE_MS 5000
 
 typedef struct {
   GSubprocess *process;
+  GPid pgid;
   GInputStream *output;
   GByteArray *tail;
   guint8 buffer[4096];
   char *what;
   guint timeout_id;
   gboolean timed_out;
+  gboolean waited;            /* the direct child has exited, or the wait was cancelled */
+  gboolean stopping_group;
+  GError *wait_error;         /* the cancelled wait */
   GCancellable *read_cancellable;
-  gulong cancel_id;
 } RunData;
 
 static void
@@ -262,6 +274,7 @@ run_data_free (RunData *d)
   g_clear_object (&d->read_cancellable);
   g_clear_object (&d->output);
   g_clear_object (&d->process);
+  g_clear_error (&d->wait_error);
   g_byte_array_unref (d->tail);
   g_free (d->what);
   g_free (d);
@@ -291,35 +304,21 @@ read_cb (GObject      *source,
   g_object_unref (task);
 }
 
-static gboolean
-run_timeout_cb (gpointer data)
-{
-  GTask *task = data;
-  RunData *d = g_task_get_task_data (task);
-
-  d->timeout_id = 0;
-  d->timed_out = TRUE;
-  g_subprocess_force_exit (d->process);
-  return G_SOURCE_REMOVE;
-}
-
+/* Returns the task's result once the child has exited (or the caller gave
+ * up) and no group stop is in flight. */
 static void
-run_wait_cb (GObject      *source,
-             GAsyncResult *result,
-             gpointer      user_data)
+run_complete (GTask *task)
 {
-  g_autoptr(GTask) task = user_data;
   RunData *d = g_task_get_task_data (task);
-  g_autoptr(GError) error = NULL;
   g_autofree char *tail = NULL;
 
+  if (!d->waited || d->stopping_group)
+    return;
   g_clear_handle_id (&d->timeout_id, g_source_remove);
   g_cancellable_cancel (d->read_cancellable);
-  if (!g_subprocess_wait_finish (d->process, result, &error))
+  if (d->wait_error)
     {
-      /* Cancelled: kill it, nothing must be left running. */
-      g_subprocess_force_exit (d->process);
-      g_task_return_error (task, g_steal_pointer (&error));
+      g_task_return_error (task, g_steal_pointer (&d->wait_error));
       return;
     }
 
@@ -341,6 +340,60 @@ run_wait_cb (GObject      *source,
                              g_subprocess_get_term_sig (d->process), *tail ? ": " : "", tail);
 }
 
+static void
+group_stopped_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  RunData *d = g_task_get_task_data (task);
+
+  bf_process_group_stop_finish (result, NULL, NULL);
+  d->stopping_group = FALSE;
+  run_complete (task);
+}
+
+static void
+stop_group (GTask *task)
+{
+  RunData *d = g_task_get_task_data (task);
+
+  if (d->stopping_group)
+    return;
+  d->stopping_group = TRUE;
+  bf_process_group_stop_async (d->pgid, RUN_KILL_GRACE_MS, group_stopped_cb, g_object_ref (task));
+}
+
+static gboolean
+run_timeout_cb (gpointer data)
+{
+  GTask *task = data;
+  RunData *d = g_task_get_task_data (task);
+
+  d->timeout_id = 0;
+  d->timed_out = TRUE;
+  stop_group (task);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+run_wait_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  RunData *d = g_task_get_task_data (task);
+
+  d->waited = TRUE;
+  if (!g_subprocess_wait_finish (d->process, result, &d->wait_error))
+    {
+      /* Cancelled: stop all of it, nothing must be left running. */
+      stop_group (task);
+      return;
+    }
+  run_complete (task);
+}
+
 /**
  * bf_latent_run_async:
  * @argv: the command
@@ -348,7 +401,9 @@ run_wait_cb (GObject      *source,
  * @what: how to name the command in errors ("StartCommand")
  * @timeout_usec: kill it after this long; 0 for no limit
  *
- * Runs a command to its end, asynchronously.  Cancelling kills it.
+ * Runs a command to its end, asynchronously, in a process group of its
+ * own.  Timing out or cancelling stops the whole group before the task
+ * completes.
  */
 void
 bf_latent_run_async (const char * const  *argv,
@@ -371,9 +426,9 @@ bf_latent_run_async (const char * const  *argv,
   d->read_cancellable = g_cancellable_new ();
   g_task_set_task_data (task, d, (GDestroyNotify) run_data_free);
 
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT |
-                                        G_SUBPROCESS_FLAGS_STDOUT_PIPE |
-                                        G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  launcher = bf_process_group_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT |
+                                            G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                            G_SUBPROCESS_FLAGS_STDERR_MERGE);
   for (guint i = 0; env && env[i]; i++)
     {
       g_auto(GStrv) kv = g_strsplit (env[i], "=", 2);
@@ -387,6 +442,7 @@ bf_latent_run_async (const char * const  *argv,
                                "%s could not be started: %s", what, error->message);
       return;
     }
+  d->pgid = bf_process_group_get_id (d->process);
   d->output = g_object_ref (g_subprocess_get_stdout_pipe (d->process));
   g_input_stream_read_async (d->output, d->buffer, sizeof d->buffer, G_PRIORITY_DEFAULT,
                              d->read_cancellable, read_cb, g_object_ref (task));

@@ -1,0 +1,258 @@
+#!/usr/bin/python3
+# Child processes: an alarm storm with a hanging MailCommand, and hung
+# latent commands, must not pile up processes or leak descriptors.
+#
+# Every command these tests give the daemon is a shell script that marks
+# itself and all it forks with BF_CHILDREN_MARK=<token> in the environment
+# (it re-executes itself with the mark), so the test can find each of its
+# processes in /proc, grandchildren included, whatever group they are in.
+# Zombies waiting for init do not count as running.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+import os
+import re
+import secrets
+import time
+
+from gi.repository import Gio, GLib
+
+import bfharness
+from bfharness import LATENT_IFACE, worker_path
+
+MAIL_BOUND = 4          # MailCommands the daemon runs at once
+QUEUE_BOUND = 64        # mails that wait for one
+KILL_GRACE = 5.0        # SIGTERM to SIGKILL
+
+# The hanging part: a child left in the background holding our pipes, a
+# foreground sleep, and SIGTERM ignored (inherited by both), like a stuck
+# program; only SIGKILL to the whole group ends it.
+HANG = 'trap "" TERM\nsleep 1000 &\nsleep 1000\n'
+
+
+def marked_processes(token):
+    """[(pid, ppid, argv)] of the live processes carrying the mark."""
+    needle = ('BF_CHILDREN_MARK=%s' % token).encode()
+    out = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                stat = f.read()
+            fields = stat[stat.rindex(')') + 2:].split()
+            if fields[0] in ('Z', 'X'):
+                continue
+            with open('/proc/%s/environ' % entry, 'rb') as f:
+                env = f.read().split(b'\0')
+            with open('/proc/%s/cmdline' % entry, 'rb') as f:
+                argv = f.read().split(b'\0')
+        except (OSError, ValueError, IndexError):
+            continue
+        if needle in env:
+            out.append((int(entry), int(fields[1]), argv))
+    return out
+
+
+class ChildrenTestCase(bfharness.FleetTestCase):
+    def setUp(self):
+        super().setUp()
+        self.token = secrets.token_hex(6)
+        self.flag = os.path.join(self.workdir, 'mail-works')
+
+    def script(self, name, body):
+        path = os.path.join(self.workdir, name)
+        with open(path, 'w') as f:
+            f.write('#!/bin/sh\n')
+            f.write('if [ "$BF_CHILDREN_MARK" != %s ]; then\n'
+                    '  BF_CHILDREN_MARK=%s exec /bin/sh "$0" "$@"\n'
+                    'fi\n' % (self.token, self.token))
+            f.write(body)
+        return path
+
+    def mail_command(self):
+        """Delivers like the harness's once self.flag exists; hangs before."""
+        path = self.script('hanging-sendmail.sh',
+                           'if [ -e "$2" ]; then\n'
+                           '  t=$(mktemp -p "$1" part-XXXXXX) && cat > "$t" && mv "$t" "$t.mail"\n'
+                           '  exit $?\n'
+                           'fi\n' + HANG)
+        return '/bin/sh %s %s %s' % (path, self.maildir, self.flag)
+
+    def marked(self):
+        return marked_processes(self.token)
+
+    def fds(self):
+        return len(os.listdir('/proc/%d/fd' % self.daemon.pid))
+
+    def mailed_workers(self):
+        out = []
+        for m in self.mails():
+            found = re.search(r'^X-Buildfleet-Worker: (\S+)', m, re.M)
+            out.append(found.group(1))
+        return out
+
+    def failed_workers(self):
+        return re.findall(r'Mail about worker (\S+) to \S+ failed: (.*)', self.daemon_log())
+
+
+class MailStormTest(ChildrenTestCase):
+    N = 32
+
+    def test_storm_with_hanging_mail_command(self):
+        names = ['storm%02d' % i for i in range(self.N)]
+        self.write_config(self.daemon_section(MailCommand=self.mail_command(), MailTimeout='2') +
+                          ''.join('[Worker %s]\nPassword=p\nMissingTimeout=3\n'
+                                  'NotifyOnMissing=ops@example.com\n' % n for n in names))
+        self.start_daemon()
+        baseline = self.fds()
+        # Taken before any alarm: nothing has been mailed yet.
+        self.assertEqual(self.signals_named('Missing'), [])
+        self.assertEqual(self.marked(), [])
+
+        peak = {'commands': 0, 'processes': 0}
+
+        def sample():
+            procs = self.marked()
+            commands = [p for p in procs if p[1] == self.daemon.pid]
+            peak['commands'] = max(peak['commands'], len(commands))
+            peak['processes'] = max(peak['processes'], len(procs))
+            # Never more than the bound of MailCommands, each with its two sleeps.
+            self.assertLessEqual(len(commands), MAIL_BOUND, procs)
+            self.assertLessEqual(len(procs), MAIL_BOUND * 3, procs)
+            return procs
+
+        # The storm: every worker goes missing at once; the first four
+        # mails hang, the others wait.
+        self.wait_until(lambda: self.manager_prop('WorkersMissing') == self.N, timeout=15,
+                        message='all workers missing')
+        first = self.wait_until(lambda: len([p for p in sample() if p[1] == self.daemon.pid]) == MAIL_BOUND
+                                and len(self.marked()) == MAIL_BOUND * 3 and self.marked(),
+                                timeout=10, message='four hanging MailCommands with their children')
+        # Until their timeout (2 s) and the SIGKILL grace, no fifth one starts.
+        self.wait_until(lambda: (sample(), len(self.failed_workers()) >= MAIL_BOUND)[1],
+                        timeout=2 + KILL_GRACE + 15, message='the first mails given up')
+        # All of the first four's processes are gone, the background ones included.
+        alive = {p[0] for p in self.marked()}
+        self.assertEqual(alive & {p[0] for p in first}, set())
+        for _, reason in self.failed_workers()[:MAIL_BOUND]:
+            self.assertIn('did not finish within 2.0 s; its processes were stopped (SIGKILL was needed)',
+                          reason)
+
+        # The mail system works again: what waited is delivered.
+        open(self.flag, 'w').close()
+        self.wait_until(lambda: (sample(), len(self.mails()) + len(self.failed_workers()) == self.N)[1],
+                        timeout=60, message='every mail delivered or failed')
+        mailed = self.mailed_workers()
+        failed = [w for w, _ in self.failed_workers()]
+        # Each mail exactly once: delivered, or one line saying it failed.
+        self.assertEqual(sorted(mailed + failed), names)
+        self.assertGreaterEqual(len(mailed), self.N - 3 * MAIL_BOUND)
+        self.assertEqual(self.daemon_log().count('Mailed ops@example.com about worker'), len(mailed))
+
+        # Nothing is left running, and every pipe is closed.
+        self.wait_until(lambda: self.marked() == [], timeout=10, message='no mail process left')
+        self.wait_until(lambda: self.fds() == baseline, timeout=10,
+                        message='descriptors back to %d (now %d)' % (baseline, self.fds()))
+        self.assertLessEqual(peak['commands'], MAIL_BOUND)
+        print('peak: %(commands)d MailCommands, %(processes)d processes' % peak)
+        self.assertIsNone(self.daemon.poll())
+
+
+class MailQueueTest(ChildrenTestCase):
+    N = QUEUE_BOUND + 16
+
+    def test_full_queue_drops_oldest_and_says_so_once(self):
+        names = ['q%03d' % i for i in range(self.N)]
+        self.write_config(self.daemon_section(MailCommand=self.mail_command(), MailTimeout='2') +
+                          ''.join('[Worker %s]\nPassword=p\nMissingTimeout=1\n'
+                                  'NotifyOnMissing=ops@example.com\n' % n for n in names))
+        self.start_daemon()
+        self.wait_until(lambda: self.manager_prop('WorkersMissing') == self.N, timeout=15,
+                        message='all workers missing')
+        # The alarms come within a few main-loop iterations: 64 mails wait,
+        # up to four have started (and hang), the oldest waiting are dropped.
+        # Each with its two sleeps: past the point where it could see the flag.
+        self.wait_until(lambda: len(self.marked()) == MAIL_BOUND * 3, timeout=10,
+                        message='four hanging MailCommands')
+        open(self.flag, 'w').close()
+        summary = self.wait_until(lambda: re.search(r'The mail queue has drained: (\d+) alert mails were '
+                                                    r'dropped because it was full', self.daemon_log()),
+                                  timeout=60, message='the overflow summary')
+        dropped = int(summary.group(1))
+        self.assertTrue(self.N - QUEUE_BOUND - MAIL_BOUND <= dropped <= self.N - QUEUE_BOUND, dropped)
+        self.wait_until(lambda: len(self.mails()) + len(self.failed_workers()) == self.N - dropped,
+                        timeout=60, message='the queued mails delivered or failed')
+        log = self.daemon_log()
+        self.assertEqual(log.count('Too many alert mails at once'), 1, log)
+        self.assertEqual(log.count('The mail queue has drained'), 1)
+        # The four hanging ones failed, everything that waited was mailed.
+        self.assertEqual(len(self.failed_workers()), MAIL_BOUND)
+        self.assertEqual(len(self.mails()), self.N - dropped - MAIL_BOUND)
+        # Each mail that was kept went out or failed once; the first dropped
+        # (the oldest waiting) is not among them.
+        done = self.mailed_workers() + [w for w, _ in self.failed_workers()]
+        self.assertEqual(len(set(done)), self.N - dropped)
+        first_dropped = re.search(r'starting with the one about worker (\S+) ', log).group(1)
+        self.assertIn(first_dropped, names)
+        self.assertNotIn(first_dropped, done)
+        self.wait_until(lambda: self.marked() == [], timeout=10, message='no mail process left')
+
+    def test_mail_timeout_is_checked(self):
+        for value, expected in (('0', 'must be at least 0.1 seconds'), ('soon', 'MailTimeout')):
+            self.write_config(self.daemon_section(MailTimeout=value))
+            code, out = self.run_daemon_expect_failure()
+            self.assertEqual(code, 1, out)
+            self.assertIn('MailTimeout', out)
+            self.assertIn(expected, out)
+
+
+class LatentCommandTest(ChildrenTestCase):
+    def check_nothing_left(self, name, config):
+        self.write_config(self.daemon_section() + config)
+        self.start_daemon()
+        baseline = self.fds()
+        results = []
+
+        def done(conn, res):
+            try:
+                conn.call_finish(res)
+                results.append('ok')
+            except GLib.Error as e:
+                results.append(e.message)
+        self.bus.call(bfharness.BUS_NAME, worker_path(name), LATENT_IFACE, 'Substantiate', None, None,
+                      Gio.DBusCallFlags.NONE, 60000, None, done)
+        # The command hangs with a child of its own.
+        self.wait_until(lambda: len(self.marked()) == 3, timeout=10, message='the hung command and its children')
+        sig = self.wait_signal('SubstantiationFailed', worker_path(name), timeout=15)
+        self.assertIn('did not connect within 2.0 s', sig[0][3][0])
+        self.wait_until(lambda: results, message='Substantiate answered')
+        # After the failure, no process the command started is left.
+        self.wait_until(lambda: self.marked() == [], timeout=KILL_GRACE + 10,
+                        message='no process of the failed start left: %s' % self.marked())
+        self.wait_until(lambda: self.latent_state(name) == 'not-substantiated', message='stopped')
+        self.wait_until(lambda: self.fds() == baseline, timeout=10,
+                        message='descriptors back to %d (now %d)' % (baseline, self.fds()))
+        self.assertIsNone(self.daemon.poll())
+
+    def latent_state(self, name):
+        return self.prop(worker_path(name), LATENT_IFACE, 'State')
+
+    def test_hung_start_command(self):
+        start = self.script('hung-start.sh', HANG)
+        self.check_nothing_left('hung', '[Worker hung]\nPassword=generate\nLatent=command\n'
+                                'StartCommand=/bin/sh %s %%n\nBuilders=b\nSubstantiationTimeout=2\n' % start)
+
+    def test_hung_create_worker_of_local_driver(self):
+        fake = self.script('hung-buildbot-worker.sh', HANG)
+        os.chmod(fake, 0o755)
+        os.environ['BUILDFLEET_BUILDBOT_WORKER'] = fake
+        try:
+            self.check_nothing_left('local', '[Worker local]\nPassword=generate\nLatent=local\n'
+                                    'Builders=b\nSubstantiationTimeout=2\n')
+        finally:
+            del os.environ['BUILDFLEET_BUILDBOT_WORKER']
+
+
+if __name__ == '__main__':
+    bfharness.main()
