@@ -26,6 +26,16 @@ class LatentTestCase(bfharness.FleetTestCase):
         self.engine = os.path.join(self.workdir, 'engine')
         os.makedirs(self.engine)
 
+    # Substantiate() answers once the instance has attached and
+    # Insubstantiate() once it has stopped: a real buildbot-worker's start
+    # and stop, which take seconds on a busy machine, not the default 5 s.
+    def substantiate(self, name):
+        return self.call(worker_path(name), LATENT_IFACE, 'Substantiate', None, timeout=120000)
+
+    def insubstantiate(self, name, fast):
+        return self.call(worker_path(name), LATENT_IFACE, 'Insubstantiate',
+                         GLib.Variant('(b)', (fast,)), timeout=120000)
+
     def command_worker(self, name='cloud', wait='1', extra='', start=None, stop=None, password='generate'):
         start = start or '%s %s' % (START, self.engine)
         stop = stop if stop is not None else '%s %s %%n' % (STOP, self.engine)
@@ -246,7 +256,7 @@ class LocalDriverTest(LatentTestCase):
     def test_substantiate_and_insubstantiate(self):
         self.write_config(self.daemon_section() + self.local_worker())
         self.start_daemon()
-        self.worker_call('local-1', 'Substantiate', iface=LATENT_IFACE)
+        self.substantiate('local-1')
         self.assertTrue(self.worker_prop('local-1', 'Connected'))
         self.assertEqual(self.latent_prop('local-1', 'State'), 'substantiated')
         self.assertIn('local latent worker', self.worker_prop('local-1', 'Host'))
@@ -261,9 +271,9 @@ class LocalDriverTest(LatentTestCase):
         pid = self.local_pid()
         self.assertTrue(os.path.exists('/proc/%d' % pid))
         # Substantiate again: nothing new starts.
-        self.worker_call('local-1', 'Substantiate', iface=LATENT_IFACE)
+        self.substantiate('local-1')
         self.assertEqual(len(self.signals_named('Substantiated')), 1)
-        self.worker_call('local-1', 'Insubstantiate', GLib.Variant('(b)', (False,)), iface=LATENT_IFACE)
+        self.insubstantiate('local-1', False)
         self.assertEqual(self.latent_prop('local-1', 'State'), 'not-substantiated')
         self.assertFalse(os.path.exists('/proc/%d' % pid))
         self.wait_connected('local-1', value=False)
@@ -285,7 +295,7 @@ class LocalDriverTest(LatentTestCase):
         s.close()
         self.write_config(self.daemon_section(Listen='127.0.0.1:%d' % port) + self.local_worker())
         self.start_daemon()
-        self.worker_call('local-1', 'Substantiate', iface=LATENT_IFACE)
+        self.substantiate('local-1')
         self.pump(0.3)
         pid = self.local_pid()
         self.stop_daemon(signal.SIGKILL)
@@ -311,7 +321,7 @@ class LocalDriverTest(LatentTestCase):
         self.write_config(self.daemon_section(Listen='127.0.0.1:%d' % port) +
                           self.local_worker('KeepOnShutdown=true\n'))
         self.start_daemon()
-        self.worker_call('local-1', 'Substantiate', iface=LATENT_IFACE)
+        self.substantiate('local-1')
         self.pump(0.3)
         pid = self.local_pid()
         self.assertEqual(self.stop_daemon(), 0)
@@ -319,7 +329,7 @@ class LocalDriverTest(LatentTestCase):
         self.assertTrue(os.path.exists('/proc/%d' % pid))
         self.start_daemon()
         self.wait_signal('Substantiated', worker_path('local-1'), timeout=30)
-        self.worker_call('local-1', 'Insubstantiate', GLib.Variant('(b)', (True,)), iface=LATENT_IFACE)
+        self.insubstantiate('local-1', True)
 
 
 class SystemdDriverTest(LatentTestCase):
