@@ -7,10 +7,11 @@
  * have no running build.
  *
  * A reload acts only on files that have stopped changing: they are read
- * (in a thread) until two consecutive reads RELOAD_RETRY_MS apart saw the
- * same bytes, for at most RELOAD_MAX_USEC, and a result that would
- * remove most of the fleet is read once more RELOAD_CONFIRM_MS later.  A
- * file rewritten in place is thus never taken half-written.
+ * (in a thread) every RELOAD_RETRY_MS until the reads saw the same bytes
+ * for RELOAD_SETTLE_USEC, for at most RELOAD_MAX_USEC, and a result that
+ * would remove most of the fleet is read once more RELOAD_CONFIRM_MS
+ * later.  A file rewritten in place is thus not taken half-written unless
+ * its writer stalls longer than that.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -34,6 +35,7 @@
 #define STATUS_DELAY_MS 250
 #define TRIM_DELAY_S 2
 #define RELOAD_RETRY_MS 100
+#define RELOAD_SETTLE_USEC (300 * 1000)
 #define RELOAD_CONFIRM_MS 1000
 #define RELOAD_MAX_USEC (3 * G_USEC_PER_SEC)
 
@@ -72,6 +74,8 @@ struct _BfManager
   char *reload_digest;            /* of the last read ... */
   char *reload_error;             /* ... and its error, if it failed */
   gint64 reload_started_usec;
+  gint64 reload_read_usec;        /* when the last read started */
+  gint64 reload_same_since_usec;  /* when the first read with these bytes started */
 };
 
 enum {
@@ -472,6 +476,8 @@ reload_read_done (GObject      *object,
   self->reload_error = r->error ? g_strdup (r->error->message) : NULL;
 
   if (!same)
+    self->reload_same_since_usec = self->reload_read_usec;
+  if (!same || self->reload_read_usec - self->reload_same_since_usec < RELOAD_SETTLE_USEC)
     {
       self->reload_confirming = FALSE;
       if (g_get_monotonic_time () - self->reload_started_usec >= RELOAD_MAX_USEC)
@@ -523,6 +529,7 @@ reload_read_start (BfManager *self)
   g_autoptr(GTask) task = g_task_new (self, self->reload_cancellable, reload_read_done, NULL);
 
   self->reload_reads++;
+  self->reload_read_usec = g_get_monotonic_time ();
   g_task_set_source_tag (task, reload_read_start);
   g_task_set_name (task, "[buildfleetd] reload read");
   g_task_set_task_data (task, g_strdup (self->config->path), g_free);

@@ -322,7 +322,7 @@ class SpecialFileTest(DurabilityTestCase):
         self.assertIn('error', result)
         for e in expect:
             self.assertIn(e, result['error'])
-        self.assertLess(worst, 1.0)
+        self.assertLess(worst, 2.0)
         self.assertEqual(self.worker_prop('a', 'Name'), 'a')
         self.assertIsNone(self.daemon.poll())
 
