@@ -213,7 +213,9 @@ keep_readable_lines (const char *text,
           group_line = number;
           if (!group_ok)
             {
-              drop (dropped, "line %u: %s (with the entries that follow it)", number, error->message);
+              /* GKeyFile's message quotes the line: not in the log, it
+               * may hold part of a password. */
+              drop (dropped, "line %u: not a valid group header (with the entries that follow it)", number);
               continue;
             }
         }
@@ -229,7 +231,7 @@ keep_readable_lines (const char *text,
         }
       else if (!line_is_readable (line, TRUE, &error))
         {
-          drop (dropped, "line %u: %s", number, error->message);
+          drop (dropped, "line %u: not a KEY=VALUE entry", number);
           continue;
         }
       g_string_append_len (out, line, n);
@@ -251,7 +253,7 @@ get_boolean (GKeyFile   *kf,
     return FALSE;
   value = g_key_file_get_boolean (kf, group, key, &error);
   if (error)
-    drop (dropped, "[%s] %s: %s", group, key, error->message);
+    drop (dropped, "[%s] %s: an unreadable value", group, key);
   return value;
 }
 
@@ -268,7 +270,7 @@ get_uint64 (GKeyFile   *kf,
     return 0;
   value = g_key_file_get_uint64 (kf, group, key, &error);
   if (error)
-    drop (dropped, "[%s] %s: %s", group, key, error->message);
+    drop (dropped, "[%s] %s: an unreadable value", group, key);
   return error ? 0 : value;
 }
 
@@ -285,7 +287,7 @@ get_string (GKeyFile   *kf,
     return NULL;
   value = g_key_file_get_string (kf, group, key, &error);
   if (error)
-    drop (dropped, "[%s] %s: %s", group, key, error->message);
+    drop (dropped, "[%s] %s: an unreadable value", group, key);
   return value;
 }
 
@@ -322,7 +324,7 @@ bf_state_load (BfState *self)
   if (!g_key_file_load_from_data (kf, readable, -1, G_KEY_FILE_NONE, &error))
     {
       /* Not expected: every line passed on its own. */
-      drop (dropped, "%s", error->message);
+      drop (dropped, "the rest of the file (%s)", g_quark_to_string (error->domain));
       g_clear_error (&error);
       g_key_file_load_from_data (kf, "", -1, G_KEY_FILE_NONE, NULL);
     }

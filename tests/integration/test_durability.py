@@ -106,7 +106,8 @@ class CorruptStateTest(DurabilityTestCase):
                     b'\x01\x02 this line is garbage\xff\n'
                     b'\n[Worker c]\nPaused=true\nPauseReason=kept too\nGraceful=maybe\n'
                     b'\n[Worker d\nPaused=true\n'
-                    b'\n[Worker e]\nPaused=true\nPauseReason=after the damage\n')
+                    b'\n[Worker e]\nPaused=true\nPauseReason=after the damage\n'
+                    b'\n[Instance e]\nDriver=local\nId=7\nPassword sekrit-123\n')
         self.write_config(self.daemon_section() +
                           ''.join('[Worker %s]\nPassword=p\n' % n for n in 'abcde'))
         self.start_daemon()
@@ -123,6 +124,8 @@ class CorruptStateTest(DurabilityTestCase):
         self.assertIn('line 11', log)     # the garbage line
         self.assertIn('Graceful', log)    # the unreadable value of c
         self.assertIn('line 18', log)     # the broken group header
+        self.assertIn('line 28', log)     # the password line without "="
+        self.assertNotIn('sekrit', log)   # not even a damaged password is logged
         aside = [n for n in os.listdir(self.statedir) if n.startswith('workers.state.corrupt-')]
         self.assertEqual(len(aside), 1)
         self.assertIn(aside[0], log)
