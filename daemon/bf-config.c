@@ -7,13 +7,18 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bf-config.h"
 
 #define MAX_FILE_SIZE (16 * 1024 * 1024)
 #define MAX_PASSWORD_LEN 1024
+#define MAX_PASSWORD_FILE_SIZE 4096
 #define MAX_DURATION_SEC (10.0 * 365 * 24 * 3600)
 #define DEFAULT_LISTEN "*:9989"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/buildfleet"
@@ -22,6 +27,7 @@ typedef struct {
   GPtrArray *files;        /* char*, main first */
   GPtrArray *contents;     /* char*, each file's text, for error positions */
   GKeyFile *merged;
+  GChecksum *digest;       /* of every byte read, see bf_config_load_full() */
   const char *group;       /* the group being parsed and ... */
   GStrv keys;              /* ... its keys: absent keys are not looked up */
 } Parser;
@@ -32,6 +38,7 @@ parser_clear (Parser *p)
   g_clear_pointer (&p->files, g_ptr_array_unref);
   g_clear_pointer (&p->contents, g_ptr_array_unref);
   g_clear_pointer (&p->merged, g_key_file_unref);
+  g_clear_pointer (&p->digest, g_checksum_free);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Parser, parser_clear)
@@ -387,6 +394,102 @@ parser_add_contents (Parser      *p,
   return TRUE;
 }
 
+static const char *
+file_kind (mode_t mode)
+{
+  if (S_ISFIFO (mode))
+    return "a FIFO";
+  if (S_ISCHR (mode))
+    return "a character device";
+  if (S_ISBLK (mode))
+    return "a block device";
+  if (S_ISDIR (mode))
+    return "a directory";
+  if (S_ISSOCK (mode))
+    return "a socket";
+  return "not a plain file";
+}
+
+/* Reads @path if it is a regular file of at most @max_size bytes.  A FIFO
+ * or a device is refused, never waited for or read without end: opened
+ * non-blocking, checked with fstat, read with a bound.  The message of
+ * @error does not name the file; the caller does. */
+static gboolean
+read_regular_file (const char  *path,
+                   gsize        max_size,
+                   char       **out,
+                   gsize       *out_len,
+                   GError     **error)
+{
+  g_autofree char *buf = NULL;
+  struct stat st;
+  gsize len = 0, size;
+  int fd, saved;
+
+  fd = open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    goto fail;
+  if (fstat (fd, &st) != 0)
+    goto fail;
+  if (!S_ISREG (st.st_mode))
+    {
+      close (fd);
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "not a regular file (%s)", file_kind (st.st_mode));
+      return FALSE;
+    }
+  /* The size may change under us: read at most one byte past the bound. */
+  size = MIN ((gsize) st.st_size, max_size) + 1;
+  buf = g_malloc (size + 1);
+  for (;;)
+    {
+      gssize n = read (fd, buf + len, size - len);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        goto fail;
+      if (n == 0)
+        break;
+      len += n;
+      if (len > max_size)
+        {
+          close (fd);
+          explicit_bzero (buf, len);
+          g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "the file is larger than %zu bytes", max_size);
+          return FALSE;
+        }
+      if (len == size)
+        {
+          size = MIN (size * 2, max_size + 1);
+          buf = g_realloc (buf, size + 1);
+        }
+    }
+  close (fd);
+  buf[len] = '\0';
+  *out = g_steal_pointer (&buf);
+  *out_len = len;
+  return TRUE;
+
+fail:
+  saved = errno;
+  if (fd >= 0)
+    close (fd);
+  g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved), "%s", g_strerror (saved));
+  return FALSE;
+}
+
+static void
+parser_digest (Parser     *p,
+               const char *path,
+               const char *contents,
+               gsize       len)
+{
+  guint64 n = len;
+
+  g_checksum_update (p->digest, (const guchar *) path, strlen (path) + 1);
+  g_checksum_update (p->digest, (const guchar *) &n, sizeof n);
+  g_checksum_update (p->digest, (const guchar *) contents, len);
+}
+
 static gboolean
 parser_add_file (Parser      *p,
                  const char  *path,
@@ -396,12 +499,14 @@ parser_add_file (Parser      *p,
   g_autoptr(GError) local_error = NULL;
   gsize len = 0;
 
-  if (!g_file_get_contents (path, &contents, &len, &local_error))
+  if (!read_regular_file (path, MAX_FILE_SIZE, &contents, &len, &local_error))
     {
+      parser_digest (p, path, local_error->message, strlen (local_error->message));
       g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_NOT_FOUND,
                    "%s: cannot read the configuration: %s", path, local_error->message);
       return FALSE;
     }
+  parser_digest (p, path, contents, len);
   return parser_add_contents (p, path, contents, len, error);
 }
 
@@ -681,12 +786,15 @@ read_password_file (Parser      *p,
       set_error (error, p, group, "PasswordFile", "“%s” is not an absolute path", path);
       return FALSE;
     }
-  if (!g_file_get_contents (path, &contents, &len, &local_error))
+  if (!read_regular_file (path, MAX_PASSWORD_FILE_SIZE, &contents, &len, &local_error))
     {
-      set_error (error, p, group, "PasswordFile", "cannot read the password file: %s",
-                 local_error->message);
+      parser_digest (p, path, local_error->message, strlen (local_error->message));
+      set_error (error, p, group, "PasswordFile", "cannot read the password file %s: %s",
+                 path, local_error->message);
       return FALSE;
     }
+  /* Only through SHA-256: the digest never shows the password. */
+  parser_digest (p, path, contents, len);
   nl = strpbrk (contents, "\r\n");
   if (nl)
     *nl = '\0';
@@ -1087,6 +1195,7 @@ parser_init (Parser *p)
   p->files = g_ptr_array_new_with_free_func (g_free);
   p->merged = g_key_file_new ();
   p->contents = g_ptr_array_new_with_free_func (g_free);
+  p->digest = g_checksum_new (G_CHECKSUM_SHA256);
 }
 
 /**
@@ -1104,14 +1213,37 @@ BfConfig *
 bf_config_load (const char  *path,
                 GError     **error)
 {
+  return bf_config_load_full (path, NULL, error);
+}
+
+/**
+ * bf_config_load_full:
+ * @path: the main configuration file
+ * @out_digest: (out) (optional): a digest of every byte read (the
+ *   configuration files, the password files, and the reasons of files that
+ *   could not be read), set even when loading fails
+ * @error: return location for a #GError
+ *
+ * Like bf_config_load().  Two loads with the same digest read the same
+ * bytes: this is how a reload tells a file being rewritten in place from a
+ * finished one.  Every file is read only if it is a regular file of bounded
+ * size (a FIFO or a device is an error, never a wait).
+ */
+BfConfig *
+bf_config_load_full (const char  *path,
+                     char       **out_digest,
+                     GError     **error)
+{
   g_auto(Parser) p = { 0 };
+  BfConfig *config = NULL;
 
   parser_init (&p);
-  if (!parser_add_file (&p, path, error))
-    return NULL;
-  if (!parser_add_dropins (&p, path, error))
-    return NULL;
-  return parse (&p, error);
+  if (parser_add_file (&p, path, error) &&
+      parser_add_dropins (&p, path, error))
+    config = parse (&p, error);
+  if (out_digest)
+    *out_digest = g_strdup (g_checksum_get_string (p.digest));
+  return config;
 }
 
 /**

@@ -72,6 +72,9 @@ typedef struct {
 
 BfConfig       *bf_config_load            (const char  *path,
                                            GError     **error);
+BfConfig       *bf_config_load_full       (const char  *path,
+                                           char       **out_digest,
+                                           GError     **error);
 BfConfig       *bf_config_load_data       (const char  *data,
                                            const char  *name,
                                            GError     **error);

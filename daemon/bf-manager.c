@@ -6,6 +6,13 @@
  * in place, new ones are exported, removed ones are unexported once they
  * have no running build.
  *
+ * A reload acts only on files that have stopped changing: they are read
+ * (in a thread) every RELOAD_RETRY_MS until the reads saw the same bytes
+ * for RELOAD_SETTLE_USEC, for at most RELOAD_MAX_USEC, and a result that
+ * would remove most of the fleet is read once more RELOAD_CONFIRM_MS
+ * later.  A file rewritten in place is thus not taken half-written unless
+ * its writer stalls longer than that.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
@@ -27,6 +34,10 @@
 #define WORKERS_PATH FLEET_PATH "/workers"
 #define STATUS_DELAY_MS 250
 #define TRIM_DELAY_S 2
+#define RELOAD_RETRY_MS 100
+#define RELOAD_SETTLE_USEC (300 * 1000)
+#define RELOAD_CONFIRM_MS 1000
+#define RELOAD_MAX_USEC (3 * G_USEC_PER_SEC)
 
 struct _BfManager
 {
@@ -53,6 +64,18 @@ struct _BfManager
   GHashTable *last_assigned;      /* worker name -> monotonic time of its last build */
   guint64 next_build_id;
   guint dispatch_source_id;
+
+  GPtrArray *reload_tasks;        /* GTask: answered by the reads in progress */
+  GPtrArray *reload_queued;       /* GTask: came in after those reads began */
+  GCancellable *reload_cancellable;
+  guint reload_source_id;         /* the next read */
+  guint reload_reads;
+  gboolean reload_confirming;     /* a suspicious result is being read again */
+  char *reload_digest;            /* of the last read ... */
+  char *reload_error;             /* ... and its error, if it failed */
+  gint64 reload_started_usec;
+  gint64 reload_read_usec;        /* when the last read started */
+  gint64 reload_same_since_usec;  /* when the first read with these bytes started */
 };
 
 enum {
@@ -255,31 +278,17 @@ apply_daemon_config (BfManager *self)
     bf_listener_set_limits (self->listener, &limits);
 }
 
-/**
- * bf_manager_reload:
- *
- * Reads the configuration again and applies the difference.  On error
- * nothing changes and @error names the file and the reason.
- */
-gboolean
-bf_manager_reload (BfManager  *self,
-                   GError    **error)
+/* Applies a configuration read in full: the difference to the one in
+ * force. */
+static void
+apply_config (BfManager *self,
+              BfConfig  *config)
 {
-  g_autoptr(BfConfig) config = NULL;
   g_autoptr(BfConfig) old = NULL;
-  g_autoptr(GError) local_error = NULL;
   g_autoptr(GPtrArray) removed = g_ptr_array_new_with_free_func (g_object_unref);
   GHashTableIter iter;
   gpointer value;
   guint added = 0, updated = 0;
-
-  config = bf_config_load (self->config->path, &local_error);
-  if (config == NULL)
-    {
-      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                   "The configuration was not reloaded: %s", local_error->message);
-      return FALSE;
-    }
 
   if (!g_strv_equal ((const char * const *) config->listen, (const char * const *) self->config->listen) ||
       g_strcmp0 (config->tls_certificate, self->config->tls_certificate) != 0 ||
@@ -345,7 +354,243 @@ bf_manager_reload (BfManager  *self,
   g_message ("Configuration reloaded from %s: %u workers kept, %u added, %u removed",
              config->path, updated, added, removed->len);
   schedule_status (self);
-  return TRUE;
+}
+
+
+/* How many workers in force @config would remove. */
+static guint
+count_removed (BfManager *self,
+               BfConfig  *config)
+{
+  GHashTableIter iter;
+  gpointer key;
+  guint n = 0;
+
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (bf_config_lookup_worker (config, key) == NULL)
+      n++;
+  return n;
+}
+
+typedef struct {
+  BfConfig *config;
+  char *digest;
+  GError *error;
+} ReloadRead;
+
+static void
+reload_read_free (ReloadRead *r)
+{
+  g_clear_pointer (&r->config, bf_config_unref);
+  g_free (r->digest);
+  g_clear_error (&r->error);
+  g_free (r);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ReloadRead, reload_read_free)
+
+static void
+reload_read_thread (GTask        *task,
+                    gpointer      source_object,
+                    gpointer      task_data,
+                    GCancellable *cancellable)
+{
+  ReloadRead *r = g_new0 (ReloadRead, 1);
+
+  r->config = bf_config_load_full (task_data, &r->digest, &r->error);
+  g_task_return_pointer (task, r, (GDestroyNotify) reload_read_free);
+}
+
+static void reload_read_start (BfManager *self);
+
+static gboolean
+reload_read_cb (gpointer data)
+{
+  BfManager *self = data;
+
+  self->reload_source_id = 0;
+  reload_read_start (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+reload_read_later (BfManager *self,
+                   guint      delay_ms)
+{
+  self->reload_source_id = bf_timeout_add (delay_ms, reload_read_cb, self, "[buildfleetd] reload read");
+}
+
+static void
+reload_cycle_start (BfManager *self)
+{
+  self->reload_reads = 0;
+  self->reload_confirming = FALSE;
+  g_clear_pointer (&self->reload_digest, g_free);
+  g_clear_pointer (&self->reload_error, g_free);
+  self->reload_started_usec = g_get_monotonic_time ();
+  reload_read_start (self);
+}
+
+/* Answers every call the reads in progress were for, then starts reading
+ * for those that came in meanwhile. */
+static void
+reload_cycle_end (BfManager    *self,
+                  const GError *error)
+{
+  g_autoptr(GPtrArray) tasks = g_steal_pointer (&self->reload_tasks);
+
+  g_clear_pointer (&self->reload_digest, g_free);
+  g_clear_pointer (&self->reload_error, g_free);
+  if (self->reload_queued && !g_cancellable_is_cancelled (self->reload_cancellable))
+    {
+      self->reload_tasks = g_steal_pointer (&self->reload_queued);
+      reload_cycle_start (self);
+    }
+  for (guint i = 0; tasks && i < tasks->len; i++)
+    {
+      if (error)
+        g_task_return_error (g_ptr_array_index (tasks, i), g_error_copy (error));
+      else
+        g_task_return_boolean (g_ptr_array_index (tasks, i), TRUE);
+    }
+}
+
+static void
+reload_read_done (GObject      *object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  BfManager *self = BF_MANAGER (object);
+  g_autoptr(ReloadRead) r = g_task_propagate_pointer (G_TASK (result), NULL);
+  g_autoptr(GError) error = NULL;
+  gboolean same;
+
+  if (g_cancellable_is_cancelled (self->reload_cancellable))
+    return;   /* dispose answered the calls */
+
+  same = self->reload_digest != NULL && g_str_equal (self->reload_digest, r->digest) &&
+         g_strcmp0 (self->reload_error, r->error ? r->error->message : NULL) == 0;
+  g_free (self->reload_digest);
+  self->reload_digest = g_strdup (r->digest);
+  g_free (self->reload_error);
+  self->reload_error = r->error ? g_strdup (r->error->message) : NULL;
+
+  if (!same)
+    self->reload_same_since_usec = self->reload_read_usec;
+  if (!same || self->reload_read_usec - self->reload_same_since_usec < RELOAD_SETTLE_USEC)
+    {
+      self->reload_confirming = FALSE;
+      if (g_get_monotonic_time () - self->reload_started_usec >= RELOAD_MAX_USEC)
+        {
+          g_set_error (&error, BF_ERROR, BF_ERROR_BUSY,
+                       "The configuration was not reloaded: %s kept changing (%u reads in %.1f seconds); "
+                       "reload once it is written (best: write a new file and rename it over the old one)",
+                       self->config->path, self->reload_reads,
+                       (g_get_monotonic_time () - self->reload_started_usec) / 1e6);
+          reload_cycle_end (self, error);
+          return;
+        }
+      reload_read_later (self, RELOAD_RETRY_MS);
+      return;
+    }
+
+  if (r->error)
+    {
+      g_set_error (&error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "The configuration was not reloaded: %s", r->error->message);
+      reload_cycle_end (self, error);
+      return;
+    }
+
+  if (!self->reload_confirming)
+    {
+      guint removed = count_removed (self, r->config);
+      guint total = g_hash_table_size (self->workers);
+
+      /* A file cut short (or just truncated) by a writer that paused
+       * looks like this too. */
+      if (removed > 0 && removed * 2 > total)
+        {
+          g_warning ("Reload: %s would remove %u of %u workers; reading it again in %.1f s to make sure it is complete",
+                     self->config->path, removed, total, RELOAD_CONFIRM_MS / 1000.0);
+          self->reload_confirming = TRUE;
+          reload_read_later (self, RELOAD_CONFIRM_MS);
+          return;
+        }
+    }
+
+  apply_config (self, r->config);
+  reload_cycle_end (self, NULL);
+}
+
+static void
+reload_read_start (BfManager *self)
+{
+  g_autoptr(GTask) task = g_task_new (self, self->reload_cancellable, reload_read_done, NULL);
+
+  self->reload_reads++;
+  self->reload_read_usec = g_get_monotonic_time ();
+  g_task_set_source_tag (task, reload_read_start);
+  g_task_set_name (task, "[buildfleetd] reload read");
+  g_task_set_task_data (task, g_strdup (self->config->path), g_free);
+  g_task_set_return_on_cancel (task, FALSE);
+  g_task_run_in_thread (task, reload_read_thread);
+}
+
+/**
+ * bf_manager_reload_async:
+ *
+ * Reads the configuration again, once its files stopped changing, and
+ * applies the difference.  On error nothing changes and the error names
+ * the file and the reason.  Calls made while a reload reads are answered
+ * by a read that starts after them.
+ */
+void
+bf_manager_reload_async (BfManager           *self,
+                         GAsyncReadyCallback  callback,
+                         gpointer             user_data)
+{
+  GTask *task = g_task_new (self, NULL, callback, user_data);
+
+  g_task_set_source_tag (task, bf_manager_reload_async);
+  if (self->reload_tasks != NULL)
+    {
+      if (self->reload_queued == NULL)
+        self->reload_queued = g_ptr_array_new_with_free_func (g_object_unref);
+      g_ptr_array_add (self->reload_queued, task);
+      return;
+    }
+  self->reload_tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  g_ptr_array_add (self->reload_tasks, task);
+  reload_cycle_start (self);
+}
+
+gboolean
+bf_manager_reload_finish (BfManager     *self,
+                          GAsyncResult  *result,
+                          GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* Answers pending reloads when the manager goes away. */
+static void
+reload_abort (BfManager *self)
+{
+  g_autoptr(GError) error = g_error_new (BF_ERROR, BF_ERROR_FAILED,
+                                         "The configuration was not reloaded: the daemon is stopping");
+
+  g_cancellable_cancel (self->reload_cancellable);
+  g_clear_handle_id (&self->reload_source_id, g_source_remove);
+  if (self->reload_queued)
+    {
+      if (self->reload_tasks == NULL)
+        self->reload_tasks = g_ptr_array_new_with_free_func (g_object_unref);
+      g_ptr_array_extend_and_steal (self->reload_tasks, g_steal_pointer (&self->reload_queued));
+    }
+  reload_cycle_end (self, error);
 }
 
 /* Connections --------------------------------------------------------------- */
@@ -460,19 +705,28 @@ bf_manager_start_listening (BfManager  *self,
 /* D-Bus methods --------------------------------------------------------------- */
 
 static void
-reload_authorized (GObject               *object,
-                   GDBusMethodInvocation *invocation)
+reload_done (GObject      *object,
+             GAsyncResult *result,
+             gpointer      user_data)
 {
   BfManager *self = BF_MANAGER (object);
+  GDBusMethodInvocation *invocation = user_data;
   g_autoptr(GError) error = NULL;
 
-  if (!bf_manager_reload (self, &error))
+  if (!bf_manager_reload_finish (self, result, &error))
     {
       g_warning ("%s", error->message);
       g_dbus_method_invocation_return_gerror (invocation, error);
       return;
     }
   bf_dbus_manager_complete_reload (iface (self), invocation);
+}
+
+static void
+reload_authorized (GObject               *object,
+                   GDBusMethodInvocation *invocation)
+{
+  bf_manager_reload_async (BF_MANAGER (object), reload_done, invocation);
 }
 
 static gboolean
@@ -1073,6 +1327,8 @@ bf_manager_dispose (GObject *object)
   g_clear_handle_id (&self->status_source_id, g_source_remove);
   g_clear_handle_id (&self->trim_source_id, g_source_remove);
   g_clear_handle_id (&self->dispatch_source_id, g_source_remove);
+  if (self->reload_cancellable)
+    reload_abort (self);
   if (self->builds)
     {
       GHashTableIter iter;
@@ -1108,6 +1364,7 @@ bf_manager_finalize (GObject *object)
   g_clear_object (&self->state);
   g_clear_object (&self->mailer);
   g_clear_object (&self->authority);
+  g_clear_object (&self->reload_cancellable);
 
   G_OBJECT_CLASS (bf_manager_parent_class)->finalize (object);
 }
@@ -1134,6 +1391,7 @@ bf_manager_init (BfManager *self)
   self->builds = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->last_assigned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_queue_init (&self->pending);
+  self->reload_cancellable = g_cancellable_new ();
 }
 
 /**

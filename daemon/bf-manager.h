@@ -27,7 +27,11 @@ void       bf_manager_shutdown_async (BfManager       *self,
 gboolean   bf_manager_shutdown_finish (BfManager      *self,
                                      GAsyncResult     *result,
                                      GError          **error);
-gboolean   bf_manager_reload        (BfManager        *self,
+void       bf_manager_reload_async  (BfManager        *self,
+                                     GAsyncReadyCallback callback,
+                                     gpointer          user_data);
+gboolean   bf_manager_reload_finish (BfManager        *self,
+                                     GAsyncResult     *result,
                                      GError          **error);
 char      *bf_manager_dup_status    (BfManager        *self);
 

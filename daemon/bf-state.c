@@ -1,18 +1,31 @@
 /* bf-state.c: admin state persisted across daemon restarts
  *
- * One key file, StateDirectory/workers.state, a group per worker.  Changes
- * are coalesced: the file is rewritten at most every WRITE_DELAY_MS, in a
- * thread (g_file_set_contents_full with CONSISTENT: write a temporary file,
- * fsync, rename), so the main loop never waits for the disk and the file on
- * disk is always either the old or the new version, never half of each.
- * A file that cannot be parsed is renamed aside and reported, never fatal.
+ * One key file, StateDirectory/workers.state, a group per worker.  Every
+ * write runs in a thread and is durable before it counts: a temporary file
+ * is written and fsync'ed, renamed over the old one, and the directory is
+ * fsync'ed, so the file on disk is always either the old or the new
+ * version, never half of each, and a completed write survives a crash.
+ *
+ * Two kinds of change: bf_state_save_worker_async() is for what an admin
+ * asked for (Pause, SetGraceful): it completes only once a write that
+ * contains the change is on disk, or fails with that write's error.  Calls
+ * that arrive while a write runs are all answered by the next one (one
+ * fsync for a burst of calls).  Everything else (last seen, missing) is
+ * coalesced: written at most every WRITE_DELAY_MS.
+ *
+ * A file that cannot be read whole keeps every readable entry: unreadable
+ * lines, groups and values are left out and logged, the file is set aside
+ * (a hard link, so the original stays in place until the clean version
+ * replaces it) and rewritten at once.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <glib/gstdio.h>
 
 #include "bf-state.h"
@@ -20,6 +33,7 @@
 
 #define STATE_FILE "workers.state"
 #define WRITE_DELAY_MS 500
+#define MAX_DROPPED_LOGGED 20
 
 struct _BfState
 {
@@ -33,6 +47,8 @@ struct _BfState
   gboolean writing;       /* a write runs in a thread */
   gboolean dirty;         /* changed since the last write started */
   gboolean warned;        /* a write failed; do not repeat the warning */
+  GPtrArray *waiting;     /* GTask: durable changes for the next write */
+  GPtrArray *in_flight;   /* GTask: durable changes in the running write */
 };
 
 G_DEFINE_FINAL_TYPE (BfState, bf_state, G_TYPE_OBJECT)
@@ -69,6 +85,8 @@ bf_state_finalize (GObject *object)
   g_clear_handle_id (&self->write_source_id, g_source_remove);
   g_clear_pointer (&self->workers, g_hash_table_unref);
   g_clear_pointer (&self->instances, g_hash_table_unref);
+  g_clear_pointer (&self->waiting, g_ptr_array_unref);
+  g_clear_pointer (&self->in_flight, g_ptr_array_unref);
   g_free (self->directory);
   g_free (self->path);
 
@@ -88,6 +106,7 @@ bf_state_init (BfState *self)
                                          (GDestroyNotify) worker_state_free);
   self->instances = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                            (GDestroyNotify) bf_instance_record_free);
+  self->waiting = g_ptr_array_new_with_free_func (g_object_unref);
 }
 
 BfState *
@@ -106,6 +125,8 @@ bf_state_get_directory (BfState *self)
   return self->directory;
 }
 
+static void schedule_write_after (BfState *self, guint delay_ms);
+
 static void
 set_aside (BfState    *self,
            const char *why)
@@ -114,56 +135,212 @@ set_aside (BfState    *self,
   g_autofree char *stamp = g_date_time_format (now, "%Y%m%dT%H%M%SZ");
   g_autofree char *aside = g_strdup_printf ("%s.corrupt-%s", self->path, stamp);
 
-  if (g_rename (self->path, aside) == 0)
-    g_warning ("State file %s is corrupt (%s); moved it to %s and started with empty state",
-               self->path, why, aside);
+  /* A link, not a rename: the file stays where it is until the clean
+   * version replaces it, so a crash in between loses nothing readable. */
+  if (link (self->path, aside) == 0 || (errno == EEXIST && g_unlink (aside) == 0 &&
+                                        link (self->path, aside) == 0))
+    g_warning ("State file %s is corrupt (%s); kept a copy as %s", self->path, why, aside);
   else
-    g_warning ("State file %s is corrupt (%s) and could not be moved aside: %s",
+    g_warning ("State file %s is corrupt (%s) and no copy could be kept: %s",
                self->path, why, g_strerror (errno));
+}
+
+static void
+drop (GPtrArray  *dropped,
+      const char *format,
+      ...) G_GNUC_PRINTF (2, 3);
+
+static void
+drop (GPtrArray  *dropped,
+      const char *format,
+      ...)
+{
+  va_list args;
+
+  va_start (args, format);
+  g_ptr_array_add (dropped, g_strdup_vprintf (format, args));
+  va_end (args);
+}
+
+/* Whether @line alone is a line GKeyFile accepts, inside a group if
+ * @in_group; the reason in @error otherwise. */
+static gboolean
+line_is_readable (const char  *line,
+                  gboolean     in_group,
+                  GError     **error)
+{
+  g_autoptr(GKeyFile) kf = g_key_file_new ();
+  g_autofree char *text = g_strconcat (in_group ? "[G]\n" : "", line, "\n", NULL);
+
+  return g_key_file_load_from_data (kf, text, -1, G_KEY_FILE_NONE, error);
+}
+
+/* Returns @text without its unreadable lines, each described in @dropped.
+ * The entries of a group whose header is unreadable go with it: they would
+ * otherwise land in the group before. */
+static char *
+keep_readable_lines (const char *text,
+                     gsize       len,
+                     GPtrArray  *dropped)
+{
+  g_autoptr(GString) out = g_string_sized_new (len + 1);
+  const char *p = text, *end = text + len;
+  guint number = 0;
+  guint group_line = 0;      /* line of the group header in force, 0 before any */
+  gboolean group_ok = FALSE;
+
+  while (p < end)
+    {
+      const char *nl = memchr (p, '\n', end - p);
+      gsize n = (nl ? nl : end) - p;
+      g_autofree char *line = g_strndup (p, n);
+      g_autoptr(GError) error = NULL;
+      const char *stripped;
+
+      number++;
+      p = nl ? nl + 1 : end;
+      if (strlen (line) != n || !g_utf8_validate (line, -1, NULL))
+        {
+          drop (dropped, "line %u: not UTF-8 text", number);
+          continue;
+        }
+      stripped = line + strspn (line, " \t\r");
+      if (*stripped == '\0' || *stripped == '#')
+        ;
+      else if (*stripped == '[')
+        {
+          group_ok = line_is_readable (line, FALSE, &error);
+          group_line = number;
+          if (!group_ok)
+            {
+              /* GKeyFile's message quotes the line: not in the log, it
+               * may hold part of a password. */
+              drop (dropped, "line %u: not a valid group header (with the entries that follow it)", number);
+              continue;
+            }
+        }
+      else if (group_line == 0)
+        {
+          drop (dropped, "line %u: an entry before any group", number);
+          continue;
+        }
+      else if (!group_ok)
+        {
+          drop (dropped, "line %u: an entry of the unreadable group on line %u", number, group_line);
+          continue;
+        }
+      else if (!line_is_readable (line, TRUE, &error))
+        {
+          drop (dropped, "line %u: not a KEY=VALUE entry", number);
+          continue;
+        }
+      g_string_append_len (out, line, n);
+      g_string_append_c (out, '\n');
+    }
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+static gboolean
+get_boolean (GKeyFile   *kf,
+             const char *group,
+             const char *key,
+             GPtrArray  *dropped)
+{
+  g_autoptr(GError) error = NULL;
+  gboolean value;
+
+  if (!g_key_file_has_key (kf, group, key, NULL))
+    return FALSE;
+  value = g_key_file_get_boolean (kf, group, key, &error);
+  if (error)
+    drop (dropped, "[%s] %s: an unreadable value", group, key);
+  return value;
+}
+
+static guint64
+get_uint64 (GKeyFile   *kf,
+            const char *group,
+            const char *key,
+            GPtrArray  *dropped)
+{
+  g_autoptr(GError) error = NULL;
+  guint64 value;
+
+  if (!g_key_file_has_key (kf, group, key, NULL))
+    return 0;
+  value = g_key_file_get_uint64 (kf, group, key, &error);
+  if (error)
+    drop (dropped, "[%s] %s: an unreadable value", group, key);
+  return error ? 0 : value;
+}
+
+static char *
+get_string (GKeyFile   *kf,
+            const char *group,
+            const char *key,
+            GPtrArray  *dropped)
+{
+  g_autoptr(GError) error = NULL;
+  char *value;
+
+  if (!g_key_file_has_key (kf, group, key, NULL))
+    return NULL;
+  value = g_key_file_get_string (kf, group, key, &error);
+  if (error)
+    drop (dropped, "[%s] %s: an unreadable value", group, key);
+  return value;
 }
 
 /**
  * bf_state_load:
  *
  * Reads the state file, if any.  Never fails: a missing file is an empty
- * state, a corrupt one is set aside with a warning.
+ * state; of a damaged one, every readable entry is kept, what was left out
+ * is logged and the file is set aside and rewritten.
  */
 void
 bf_state_load (BfState *self)
 {
   g_autoptr(GKeyFile) kf = g_key_file_new ();
   g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) dropped = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *contents = NULL;
+  g_autofree char *readable = NULL;
   g_auto(GStrv) groups = NULL;
+  gsize len = 0;
 
   if (g_mkdir_with_parents (self->directory, 0700) != 0)
     g_warning ("Cannot create state directory %s: %s; admin state will not survive a restart",
                self->directory, g_strerror (errno));
 
-  if (!g_key_file_load_from_file (kf, self->path, G_KEY_FILE_NONE, &error))
+  if (!g_file_get_contents (self->path, &contents, &len, &error))
     {
       if (!g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-        {
-          if (error->domain == G_KEY_FILE_ERROR)
-            set_aside (self, error->message);
-          else
-            g_warning ("Cannot read state file %s: %s", self->path, error->message);
-        }
+        g_warning ("Cannot read state file %s: %s", self->path, error->message);
       return;
+    }
+
+  readable = keep_readable_lines (contents, len, dropped);
+  if (!g_key_file_load_from_data (kf, readable, -1, G_KEY_FILE_NONE, &error))
+    {
+      /* Not expected: every line passed on its own. */
+      drop (dropped, "the rest of the file (%s)", g_quark_to_string (error->domain));
+      g_clear_error (&error);
+      g_key_file_load_from_data (kf, "", -1, G_KEY_FILE_NONE, NULL);
     }
 
   groups = g_key_file_get_groups (kf, NULL);
   for (guint i = 0; groups[i]; i++)
     {
-      g_autoptr(GError) local_error = NULL;
       BfWorkerState *ws;
       const char *name;
 
       if (g_str_has_prefix (groups[i], "Instance "))
         {
           BfInstanceRecord *r = g_new0 (BfInstanceRecord, 1);
-          r->driver = g_key_file_get_string (kf, groups[i], "Driver", NULL);
-          r->id = g_key_file_get_string (kf, groups[i], "Id", NULL);
-          r->password = g_key_file_get_string (kf, groups[i], "Password", NULL);
+          r->driver = get_string (kf, groups[i], "Driver", dropped);
+          r->id = get_string (kf, groups[i], "Id", dropped);
+          r->password = get_string (kf, groups[i], "Password", dropped);
           if (r->driver && r->id)
             g_hash_table_replace (self->instances, g_strdup (groups[i] + strlen ("Instance ")), r);
           else
@@ -174,13 +351,26 @@ bf_state_load (BfState *self)
         continue;
       name = groups[i] + strlen ("Worker ");
       ws = g_new0 (BfWorkerState, 1);
-      ws->graceful = g_key_file_get_boolean (kf, groups[i], "Graceful", NULL);
-      ws->paused = g_key_file_get_boolean (kf, groups[i], "Paused", NULL);
-      ws->pause_reason = g_key_file_get_string (kf, groups[i], "PauseReason", NULL);
-      ws->last_seen_usec = g_key_file_get_uint64 (kf, groups[i], "LastSeenUSec", NULL);
-      ws->disconnected_since_usec = g_key_file_get_uint64 (kf, groups[i], "DisconnectedSinceUSec", NULL);
-      ws->missing_notified = g_key_file_get_boolean (kf, groups[i], "MissingNotified", NULL);
+      ws->graceful = get_boolean (kf, groups[i], "Graceful", dropped);
+      ws->paused = get_boolean (kf, groups[i], "Paused", dropped);
+      ws->pause_reason = get_string (kf, groups[i], "PauseReason", dropped);
+      ws->last_seen_usec = get_uint64 (kf, groups[i], "LastSeenUSec", dropped);
+      ws->disconnected_since_usec = get_uint64 (kf, groups[i], "DisconnectedSinceUSec", dropped);
+      ws->missing_notified = get_boolean (kf, groups[i], "MissingNotified", dropped);
       g_hash_table_replace (self->workers, g_strdup (name), ws);
+    }
+
+  if (dropped->len > 0)
+    {
+      g_autofree char *why = g_strdup_printf ("%u unreadable %s left out, the rest kept", dropped->len,
+                                              dropped->len == 1 ? "entry" : "entries");
+
+      for (guint i = 0; i < dropped->len && i < MAX_DROPPED_LOGGED; i++)
+        g_warning ("State file %s: left out %s", self->path, (char *) g_ptr_array_index (dropped, i));
+      if (dropped->len > MAX_DROPPED_LOGGED)
+        g_warning ("State file %s: and %u more", self->path, dropped->len - MAX_DROPPED_LOGGED);
+      set_aside (self, why);
+      schedule_write_after (self, 0);
     }
 }
 
@@ -231,6 +421,43 @@ bf_state_set_worker (BfState             *self,
   copy->pause_reason = g_strdup (ws->pause_reason);
   g_hash_table_replace (self->workers, g_strdup (name), copy);
   schedule_write (self);
+}
+
+/**
+ * bf_state_save_worker_async:
+ *
+ * Like bf_state_set_worker(), for a change somebody is waiting for:
+ * @callback runs once a write that contains the change is on disk (fsync'ed,
+ * renamed, directory fsync'ed), or failed.  If it failed, the entry keeps
+ * the new value in memory: the caller puts back what it publishes (with
+ * bf_state_set_worker()) so that a later write does not persist a change
+ * that was refused.
+ */
+void
+bf_state_save_worker_async (BfState             *self,
+                            const char          *name,
+                            const BfWorkerState *ws,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  GTask *task = g_task_new (self, NULL, callback, user_data);
+  BfWorkerState *copy = g_new0 (BfWorkerState, 1);
+
+  g_task_set_source_tag (task, bf_state_save_worker_async);
+  *copy = *ws;
+  copy->pause_reason = g_strdup (ws->pause_reason);
+  g_hash_table_replace (self->workers, g_strdup (name), copy);
+  g_ptr_array_add (self->waiting, task);
+  schedule_write_after (self, 0);
+}
+
+gboolean
+bf_state_save_worker_finish (BfState       *self,
+                             GAsyncResult  *result,
+                             GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 void
@@ -333,23 +560,111 @@ bf_state_get_instances (BfState *self)
   return self->instances;
 }
 
+/* Temporary file, fsync, rename, fsync of the directory.  The error says
+ * what could not be saved where, and why, in words fit for a D-Bus reply. */
+static gboolean
+write_durably (const char  *directory,
+               const char  *path,
+               GBytes      *bytes,
+               GError     **error)
+{
+  g_autofree char *tmp = g_strconcat (path, ".XXXXXX", NULL);
+  gsize len = 0;
+  const char *data = g_bytes_get_data (bytes, &len);
+  gsize done = 0;
+  int fd = -1, dfd;
+  int saved;
+
+  if (g_mkdir_with_parents (directory, 0700) != 0)
+    goto fail;
+  fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0)
+    goto fail;
+  while (done < len)
+    {
+      gssize n = write (fd, data + done, len - done);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        goto fail_unlink;
+      done += n;
+    }
+  if (fsync (fd) != 0)
+    goto fail_unlink;
+  saved = close (fd);
+  fd = -1;
+  if (saved != 0 || rename (tmp, path) != 0)
+    goto fail_unlink;
+  dfd = open (directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    goto fail;
+  /* Some file systems cannot sync a directory; nothing more to do there. */
+  if (fsync (dfd) != 0 && errno != EINVAL)
+    {
+      saved = errno;
+      close (dfd);
+      errno = saved;
+      goto fail;
+    }
+  close (dfd);
+  return TRUE;
+
+fail_unlink:
+  saved = errno;
+  if (fd >= 0)
+    close (fd);
+  g_unlink (tmp);
+  errno = saved;
+fail:
+  saved = errno;
+  g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+               "cannot save the state to %s: %s", path, g_strerror (saved));
+  return FALSE;
+}
+
+typedef struct {
+  char *directory;
+  char *path;
+  GBytes *bytes;
+} WriteJob;
+
+static void
+write_job_free (WriteJob *job)
+{
+  g_free (job->directory);
+  g_free (job->path);
+  g_bytes_unref (job->bytes);
+  g_free (job);
+}
+
 static void
 write_thread (GTask        *task,
               gpointer      source_object,
               gpointer      task_data,
               GCancellable *cancellable)
 {
-  BfState *self = source_object;
-  GBytes *bytes = task_data;
+  WriteJob *job = task_data;
   GError *error = NULL;
 
-  if (g_file_set_contents_full (self->path,
-                                g_bytes_get_data (bytes, NULL),
-                                g_bytes_get_size (bytes),
-                                G_FILE_SET_CONTENTS_CONSISTENT, 0600, &error))
+  if (write_durably (job->directory, job->path, job->bytes, &error))
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);
+}
+
+/* Answers every call whose change was in the write that ended. */
+static void
+complete_waiters (GPtrArray    *waiters,
+                  const GError *error)
+{
+  for (guint i = 0; i < waiters->len; i++)
+    {
+      GTask *task = g_ptr_array_index (waiters, i);
+      if (error)
+        g_task_return_error (task, g_error_copy (error));
+      else
+        g_task_return_boolean (task, TRUE);
+    }
 }
 
 static void
@@ -358,20 +673,26 @@ write_done (GObject      *object,
             gpointer      user_data)
 {
   BfState *self = BF_STATE (object);
+  g_autoptr(GPtrArray) waiters = g_steal_pointer (&self->in_flight);
   g_autoptr(GError) error = NULL;
 
   self->writing = FALSE;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       if (!self->warned)
-        g_warning ("Cannot save admin state to %s: %s", self->path, error->message);
+        g_warning ("Cannot save admin state: %s", error->message);
       self->warned = TRUE;
     }
   else
     self->warned = FALSE;
 
-  if (self->dirty)
+  /* Calls that came in during this write wait for the next, at once. */
+  if (self->waiting->len > 0)
+    schedule_write_after (self, 0);
+  else if (self->dirty)
     schedule_write (self);
+  if (waiters)
+    complete_waiters (waiters, error);
 }
 
 static gboolean
@@ -379,13 +700,19 @@ write_cb (gpointer data)
 {
   BfState *self = data;
   g_autoptr(GTask) task = g_task_new (self, NULL, write_done, NULL);
+  WriteJob *job = g_new0 (WriteJob, 1);
 
   self->write_source_id = 0;
   self->dirty = FALSE;
   self->writing = TRUE;
+  self->in_flight = g_steal_pointer (&self->waiting);
+  self->waiting = g_ptr_array_new_with_free_func (g_object_unref);
+  job->directory = g_strdup (self->directory);
+  job->path = g_strdup (self->path);
+  job->bytes = serialize (self);
   g_task_set_source_tag (task, write_cb);
   g_task_set_name (task, "[buildfleetd] state write");
-  g_task_set_task_data (task, serialize (self), (GDestroyNotify) g_bytes_unref);
+  g_task_set_task_data (task, job, (GDestroyNotify) write_job_free);
   g_task_run_in_thread (task, write_thread);
   return G_SOURCE_REMOVE;
 }
@@ -401,6 +728,7 @@ bf_state_flush (BfState *self)
 {
   g_autoptr(GBytes) bytes = NULL;
   g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) waiters = NULL;
 
   /* A write in a thread holds a reference to us; let it finish first. */
   while (self->writing)
@@ -409,8 +737,10 @@ bf_state_flush (BfState *self)
     return;
   g_clear_handle_id (&self->write_source_id, g_source_remove);
   self->dirty = FALSE;
+  waiters = g_steal_pointer (&self->waiting);
+  self->waiting = g_ptr_array_new_with_free_func (g_object_unref);
   bytes = serialize (self);
-  if (!g_file_set_contents_full (self->path, g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes),
-                                 G_FILE_SET_CONTENTS_CONSISTENT, 0600, &error))
-    g_warning ("Cannot save admin state to %s: %s", self->path, error->message);
+  if (!write_durably (self->directory, self->path, bytes, &error))
+    g_warning ("Cannot save admin state: %s", error->message);
+  complete_waiters (waiters, error);
 }

@@ -50,6 +50,14 @@ gboolean    bf_state_get_worker    (BfState             *self,
 void        bf_state_set_worker    (BfState             *self,
                                     const char          *name,
                                     const BfWorkerState *ws);
+void        bf_state_save_worker_async  (BfState             *self,
+                                         const char          *name,
+                                         const BfWorkerState *ws,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data);
+gboolean    bf_state_save_worker_finish (BfState             *self,
+                                         GAsyncResult        *result,
+                                         GError             **error);
 void        bf_state_remove_worker (BfState             *self,
                                     const char          *name);
 void        bf_state_flush         (BfState             *self);

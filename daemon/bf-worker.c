@@ -49,7 +49,34 @@ struct _BfWorker
   guint64 last_seen_usec;
 
   GVariant *properties_cache;   /* a{sv} of all properties, see bf_shared_dict_new() */
+
+  GQueue admin_ops;             /* AdminOp: authorised admin calls, in order; the head is
+                                 * being saved while admin_saving */
+  gboolean admin_saving;
 };
+
+/* An admin call (SetGraceful, Pause, Unpause) waiting for its turn.  It
+ * is answered, and takes effect on the bus, only once it is on disk. */
+typedef enum {
+  ADMIN_SET_GRACEFUL,
+  ADMIN_PAUSE,
+  ADMIN_UNPAUSE,
+} AdminKind;
+
+typedef struct {
+  AdminKind kind;
+  GDBusMethodInvocation *invocation;
+  gboolean graceful;
+  char *reason;
+} AdminOp;
+
+static void
+admin_op_free (AdminOp *op)
+{
+  g_clear_object (&op->invocation);
+  g_free (op->reason);
+  g_free (op);
+}
 
 enum {
   SIGNAL_CONNECTED_CHANGED,
@@ -105,10 +132,15 @@ format_duration (guint64 usec)
   return g_strdup_printf ("%" G_GUINT64_FORMAT " days", s / 86400);
 }
 
+/* What the state file should say: what is published, with the admin
+ * change being saved on top (a save_state() meanwhile must not undo it). */
 static void
-save_state (BfWorker *self)
+fill_state (BfWorker      *self,
+            BfWorkerState *ws)
 {
-  BfWorkerState ws = {
+  AdminOp *op = self->admin_saving ? g_queue_peek_head (&self->admin_ops) : NULL;
+
+  *ws = (BfWorkerState) {
     .graceful = bf_dbus_worker_get_graceful (iface (self)),
     .paused = bf_dbus_worker_get_paused (iface (self)),
     .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
@@ -116,7 +148,30 @@ save_state (BfWorker *self)
     .disconnected_since_usec = bf_dbus_worker_get_disconnected_since_usec (iface (self)),
     .missing_notified = self->missing_notified,
   };
+  if (op == NULL)
+    return;
+  switch (op->kind)
+    {
+    case ADMIN_SET_GRACEFUL:
+      ws->graceful = op->graceful;
+      break;
+    case ADMIN_PAUSE:
+      ws->paused = TRUE;
+      ws->pause_reason = op->reason;
+      break;
+    case ADMIN_UNPAUSE:
+      ws->paused = FALSE;
+      ws->pause_reason = (char *) "";
+      break;
+    }
+}
 
+static void
+save_state (BfWorker *self)
+{
+  BfWorkerState ws;
+
+  fill_state (self, &ws);
   bf_state_set_worker (self->state, bf_worker_get_name (self), &ws);
 }
 
@@ -704,31 +759,145 @@ bf_worker_build_succeeded (BfWorker *self)
 
 /* D-Bus methods -------------------------------------------------------------- */
 
-static void
-set_graceful_authorized (GObject               *object,
-                         GDBusMethodInvocation *invocation)
-{
-  BfWorker *self = BF_WORKER (object);
-  gboolean graceful;
+static void admin_next (BfWorker *self);
 
-  g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(b)", &graceful);
-  if (graceful != bf_dbus_worker_get_graceful (iface (self)))
+static gboolean
+admin_op_changes_something (BfWorker *self,
+                            AdminOp  *op)
+{
+  switch (op->kind)
     {
-      bf_dbus_worker_set_graceful (iface (self), graceful);
-      save_state (self);
-      bf_worker_message (bf_worker_get_name (self), "Worker %s: graceful shutdown %s by %s",
-                         bf_worker_get_name (self), graceful ? "requested" : "cancelled",
-                         g_dbus_method_invocation_get_sender (invocation));
-      bf_dbus_worker_emit_graceful_changed (iface (self), graceful);
-      if (graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
+    case ADMIN_SET_GRACEFUL:
+      return op->graceful != bf_dbus_worker_get_graceful (iface (self));
+    case ADMIN_PAUSE:
+      return !bf_dbus_worker_get_paused (iface (self)) ||
+             g_strcmp0 (op->reason, bf_dbus_worker_get_pause_reason (iface (self))) != 0;
+    case ADMIN_UNPAUSE:
+      return bf_dbus_worker_get_paused (iface (self));
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+/* The change is on disk: publish it and do what it asks. */
+static void
+admin_op_apply (BfWorker *self,
+                AdminOp  *op)
+{
+  const char *name = bf_worker_get_name (self);
+  const char *sender = g_dbus_method_invocation_get_sender (op->invocation);
+
+  switch (op->kind)
+    {
+    case ADMIN_SET_GRACEFUL:
+      bf_dbus_worker_set_graceful (iface (self), op->graceful);
+      bf_worker_message (name, "Worker %s: graceful shutdown %s by %s",
+                         name, op->graceful ? "requested" : "cancelled", sender);
+      bf_dbus_worker_emit_graceful_changed (iface (self), op->graceful);
+      if (op->graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
         {
           if (self->latent)
             bf_latent_insubstantiate (self->latent, FALSE, "graceful");
           else if (self->connection != NULL)
             bf_worker_request_shutdown (self);
         }
+      break;
+    case ADMIN_PAUSE:
+      g_object_freeze_notify (G_OBJECT (self));
+      bf_dbus_worker_set_paused (iface (self), TRUE);
+      bf_dbus_worker_set_pause_reason (iface (self), op->reason);
+      g_object_thaw_notify (G_OBJECT (self));
+      bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
+      break;
+    case ADMIN_UNPAUSE:
+      g_object_freeze_notify (G_OBJECT (self));
+      bf_dbus_worker_set_paused (iface (self), FALSE);
+      bf_dbus_worker_set_pause_reason (iface (self), "");
+      g_object_thaw_notify (G_OBJECT (self));
+      bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
+      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+      break;
     }
-  bf_dbus_worker_complete_set_graceful (iface (self), invocation);
+}
+
+static void
+admin_saved_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(BfWorker) self = user_data;
+  AdminOp *op = g_queue_pop_head (&self->admin_ops);
+  g_autoptr(GError) error = NULL;
+
+  self->admin_saving = FALSE;
+  if (bf_state_save_worker_finish (BF_STATE (source), result, &error))
+    {
+      admin_op_apply (self, op);
+      g_dbus_method_invocation_return_value (op->invocation, NULL);
+    }
+  else
+    {
+      /* Not on disk, so not in force: the state entry goes back to what
+       * is published, and the caller learns why. */
+      save_state (self);
+      bf_worker_warning (bf_worker_get_name (self), "Worker %s: %s refused: %s",
+                         bf_worker_get_name (self),
+                         g_dbus_method_invocation_get_method_name (op->invocation), error->message);
+      g_dbus_method_invocation_return_error (op->invocation, BF_ERROR, BF_ERROR_FAILED,
+                                             "%s", error->message);
+    }
+  admin_op_free (op);
+  admin_next (self);
+}
+
+/* Admin calls on one worker take effect in the order they came, each once
+ * it is on disk; those of different workers share writes. */
+static void
+admin_next (BfWorker *self)
+{
+  while (!self->admin_saving && !g_queue_is_empty (&self->admin_ops))
+    {
+      AdminOp *op = g_queue_peek_head (&self->admin_ops);
+      BfWorkerState ws;
+
+      if (!admin_op_changes_something (self, op))
+        {
+          g_queue_pop_head (&self->admin_ops);
+          g_dbus_method_invocation_return_value (op->invocation, NULL);
+          admin_op_free (op);
+          continue;
+        }
+      self->admin_saving = TRUE;
+      fill_state (self, &ws);
+      bf_state_save_worker_async (self->state, bf_worker_get_name (self), &ws,
+                                  admin_saved_cb, g_object_ref (self));
+    }
+}
+
+static void
+admin_enqueue (BfWorker              *self,
+               AdminKind              kind,
+               GDBusMethodInvocation *invocation)
+{
+  AdminOp *op = g_new0 (AdminOp, 1);
+  GVariant *params = g_dbus_method_invocation_get_parameters (invocation);
+
+  op->kind = kind;
+  /* Our own reference; the one GDBus handed over goes with the answer. */
+  op->invocation = g_object_ref (invocation);
+  if (kind == ADMIN_SET_GRACEFUL)
+    g_variant_get (params, "(b)", &op->graceful);
+  else if (kind == ADMIN_PAUSE)
+    g_variant_get (params, "(s)", &op->reason);
+  g_queue_push_tail (&self->admin_ops, op);
+  admin_next (self);
+}
+
+static void
+set_graceful_authorized (GObject               *object,
+                         GDBusMethodInvocation *invocation)
+{
+  admin_enqueue (BF_WORKER (object), ADMIN_SET_GRACEFUL, invocation);
 }
 
 static gboolean
@@ -747,18 +916,7 @@ static void
 pause_authorized (GObject               *object,
                   GDBusMethodInvocation *invocation)
 {
-  BfWorker *self = BF_WORKER (object);
-  const char *reason;
-
-  g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(&s)", &reason);
-  g_object_freeze_notify (object);
-  bf_dbus_worker_set_paused (iface (self), TRUE);
-  bf_dbus_worker_set_pause_reason (iface (self), reason);
-  g_object_thaw_notify (object);
-  save_state (self);
-  bf_worker_message (bf_worker_get_name (self), "Worker %s paused by %s: %s",
-                     bf_worker_get_name (self), g_dbus_method_invocation_get_sender (invocation), reason);
-  bf_dbus_worker_complete_pause (iface (self), invocation);
+  admin_enqueue (BF_WORKER (object), ADMIN_PAUSE, invocation);
 }
 
 static gboolean
@@ -784,20 +942,7 @@ static void
 unpause_authorized (GObject               *object,
                     GDBusMethodInvocation *invocation)
 {
-  BfWorker *self = BF_WORKER (object);
-
-  if (bf_dbus_worker_get_paused (iface (self)))
-    {
-      g_object_freeze_notify (object);
-      bf_dbus_worker_set_paused (iface (self), FALSE);
-      bf_dbus_worker_set_pause_reason (iface (self), "");
-      g_object_thaw_notify (object);
-      save_state (self);
-      bf_worker_message (bf_worker_get_name (self), "Worker %s unpaused by %s",
-                         bf_worker_get_name (self), g_dbus_method_invocation_get_sender (invocation));
-      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
-    }
-  bf_dbus_worker_complete_unpause (iface (self), invocation);
+  admin_enqueue (BF_WORKER (object), ADMIN_UNPAUSE, invocation);
 }
 
 static gboolean
@@ -909,6 +1054,14 @@ bf_worker_finalize (GObject *object)
 
   if (cold_workers != NULL)
     g_hash_table_remove (cold_workers, self);
+  /* A save in progress holds a reference: nothing is being saved now. */
+  while (!g_queue_is_empty (&self->admin_ops))
+    {
+      AdminOp *op = g_queue_pop_head (&self->admin_ops);
+      g_dbus_method_invocation_return_error (op->invocation, BF_ERROR, BF_ERROR_NOT_FOUND,
+                                             "The worker was removed");
+      admin_op_free (op);
+    }
   g_clear_pointer (&self->config, bf_worker_config_unref);
   g_clear_pointer (&self->properties_cache, g_variant_unref);
   g_clear_object (&self->state);

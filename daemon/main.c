@@ -196,16 +196,25 @@ sigterm_cb (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+static void
+reload_done_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!bf_manager_reload_finish (BF_MANAGER (source), result, &error))
+    g_warning ("%s", error->message);
+  sd_notify (0, "READY=1");
+}
+
 static gboolean
 sighup_cb (gpointer data)
 {
   BfApp *app = data;
-  g_autoptr(GError) error = NULL;
 
   sd_notify (0, "RELOADING=1");
-  if (!bf_manager_reload (app->manager, &error))
-    g_warning ("%s", error->message);
-  sd_notify (0, "READY=1");
+  bf_manager_reload_async (app->manager, reload_done_cb, NULL);
   return G_SOURCE_CONTINUE;
 }
 

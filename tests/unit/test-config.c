@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
 #include <glib/gstdio.h>
 
 #include "bf-config.h"
@@ -262,6 +263,110 @@ test_dropins (void)
   g_rmdir (dir);
 }
 
+static void
+assert_load_error (const char *path,
+                   const char *first,
+                   ...)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BfConfig) c = bf_config_load (path, &error);
+  va_list args;
+
+  g_assert_null (c);
+  g_assert_nonnull (error);
+  va_start (args, first);
+  for (const char *s = first; s; s = va_arg (args, const char *))
+    if (strstr (error->message, s) == NULL)
+      g_error ("expected “%s” in error “%s”", s, error->message);
+  va_end (args);
+}
+
+/* A FIFO or a device among the files is refused at once (a read would
+ * block or never end), and every file is bounded in size. */
+static void
+test_special_files (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("bf-config-XXXXXX", NULL);
+  g_autofree char *main_path = g_build_filename (dir, "buildfleet.conf", NULL);
+  g_autofree char *dropdir = g_build_filename (dir, "buildfleet.conf.d", NULL);
+  g_autofree char *fifo = g_build_filename (dropdir, "50-pipe.conf", NULL);
+  g_autofree char *big = g_build_filename (dir, "big-password", NULL);
+  g_autofree char *big_text = g_strnfill (5000, 'x');
+  g_autofree char *text = NULL;
+
+  g_mkdir (dropdir, 0700);
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  g_file_set_contents (main_path, "[Worker a]\nPassword=p\n", -1, NULL);
+  assert_load_error (main_path, fifo, "not a regular file (a FIFO)", NULL);
+  g_unlink (fifo);
+
+  g_file_set_contents (main_path, "[Worker a]\nPasswordFile=/dev/zero\n", -1, NULL);
+  assert_load_error (main_path, "/dev/zero", "not a regular file (a character device)", "PasswordFile", NULL);
+
+  g_file_set_contents (big, big_text, -1, NULL);
+  text = g_strdup_printf ("[Worker a]\nPasswordFile=%s\n", big);
+  g_file_set_contents (main_path, text, -1, NULL);
+  assert_load_error (main_path, big, "larger than 4096 bytes", NULL);
+
+  /* A directory named like a drop-in. */
+  g_mkdir (fifo, 0700);
+  g_file_set_contents (main_path, "[Worker a]\nPassword=p\n", -1, NULL);
+  assert_load_error (main_path, fifo, "not a regular file (a directory)", NULL);
+  g_rmdir (fifo);
+
+  g_unlink (big);
+  g_rmdir (dropdir);
+  g_unlink (main_path);
+  g_rmdir (dir);
+}
+
+/* The digest changes with any byte of any file read, password files
+ * included, and is there when loading fails too. */
+static void
+test_digest (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("bf-config-XXXXXX", NULL);
+  g_autofree char *main_path = g_build_filename (dir, "buildfleet.conf", NULL);
+  g_autofree char *pw = g_build_filename (dir, "pw", NULL);
+  g_autofree char *text = NULL;
+  g_autofree char *d1 = NULL, *d2 = NULL, *d3 = NULL, *d4 = NULL, *d5 = NULL;
+  g_autoptr(BfConfig) c = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_file_set_contents (pw, "one\n", -1, NULL);
+  text = g_strdup_printf ("[Worker a]\nPasswordFile=%s\n", pw);
+  g_file_set_contents (main_path, text, -1, NULL);
+  c = bf_config_load_full (main_path, &d1, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&c, bf_config_unref);
+  c = bf_config_load_full (main_path, &d2, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&c, bf_config_unref);
+  g_assert_cmpstr (d1, ==, d2);
+
+  g_file_set_contents (pw, "two\n", -1, NULL);
+  c = bf_config_load_full (main_path, &d3, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&c, bf_config_unref);
+  g_assert_cmpstr (d1, !=, d3);
+  g_assert_null (strstr (d3, "two"));
+
+  g_file_set_contents (main_path, "[Worker a]\nPassw", -1, NULL);
+  c = bf_config_load_full (main_path, &d4, &error);
+  g_assert_null (c);
+  g_assert_nonnull (d4);
+  g_clear_error (&error);
+  g_file_set_contents (main_path, "[Worker a]\nPasswo", -1, NULL);
+  c = bf_config_load_full (main_path, &d5, &error);
+  g_assert_null (c);
+  g_clear_error (&error);
+  g_assert_cmpstr (d4, !=, d5);
+
+  g_unlink (pw);
+  g_unlink (main_path);
+  g_rmdir (dir);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -275,6 +380,8 @@ main (int   argc,
   g_test_add_func ("/config/durations", test_durations);
   g_test_add_func ("/config/endpoints", test_endpoints);
   g_test_add_func ("/config/dropins", test_dropins);
+  g_test_add_func ("/config/special-files", test_special_files);
+  g_test_add_func ("/config/digest", test_digest);
 
   return g_test_run ();
 }
