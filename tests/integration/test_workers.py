@@ -256,14 +256,7 @@ class MalformedInputTest(bfharness.FleetTestCase):
     def attached_raw(self):
         """A raw client that answers the attach sequence like a worker."""
         ws = self.raw()
-        for _ in range(3):
-            op, payload = ws.recv_frame()
-            self.assertEqual(op, 2)
-            msg = msgpack.unpackb(payload)
-            result = {'admin': 'x', 'host': 'y', 'version': '3.7.0'} \
-                if msg['op'] == 'get_worker_info' else None
-            ws.send_frame(msgpack.packb({'op': 'response', 'seq_number': msg['seq_number'],
-                                         'result': result}))
+        ws.answer_attach()
         self.wait_connected('evil')
         return ws
 
