@@ -4,7 +4,7 @@
  * StateDirectory/local/NAME with `buildbot-worker create-worker --force`
  * (so a generated password is used once) and runs
  * `buildbot-worker start --nodaemon` in its own process group.  Stopping
- * sends SIGTERM to the group and SIGKILL after STOP_GRACE_USEC.  The pid is
+ * sends SIGTERM to the group and SIGKILL after STOP_GRACE_MS.  The pid is
  * the instance id: a daemon killed with -9 leaves the worker running, and
  * the next daemon either adopts it when it connects or stops it by pid
  * (after checking that the pid still runs this worker).
@@ -20,11 +20,11 @@
 #include <glib/gstdio.h>
 
 #include "bf-local-driver.h"
+#include "bf-process-group.h"
 #include "bf-util.h"
 
 #define CREATE_TIMEOUT_USEC (60 * G_USEC_PER_SEC)
-#define STOP_GRACE_USEC (10 * G_USEC_PER_SEC)
-#define POLL_MS 100
+#define STOP_GRACE_MS 10000
 /* create-worker only takes the password on its command line, where any
  * user could read it in ps: it gets this instead, and the real one is
  * written into buildbot.tac (mode 0600) afterwards. */
@@ -233,55 +233,21 @@ bf_local_driver_start_finish (BfLatentDriver  *driver,
 
 /* Stopping -------------------------------------------------------------------- */
 
-typedef struct {
-  pid_t pid;
-  gint64 deadline;
-  gboolean killed;
-  guint poll_id;
-} StopData;
-
 static void
-stop_data_free (StopData *d)
+group_stopped_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
 {
-  g_clear_handle_id (&d->poll_id, g_source_remove);
-  g_free (d);
-}
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(GError) error = NULL;
 
-static gboolean
-pid_alive (pid_t pid)
-{
-  g_autofree char *stat_path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-  g_autofree char *stat = NULL;
-  const char *close_paren;
-
-  if (!g_file_get_contents (stat_path, &stat, NULL, NULL))
-    return FALSE;
-  /* A zombie has exited; its parent (maybe not us) reaps it. */
-  close_paren = strrchr (stat, ')');
-  return close_paren == NULL || close_paren[1] == '\0' || close_paren[2] != 'Z';
-}
-
-static gboolean
-stop_poll_cb (gpointer data)
-{
-  GTask *task = data;
-  StopData *d = g_task_get_task_data (task);
-
-  if (!pid_alive (d->pid))
+  if (!bf_process_group_stop_finish (result, NULL, &error))
     {
-      d->poll_id = 0;
-      bf_latent_driver_set_instance_id (g_task_get_source_object (task), NULL);
-      g_task_return_boolean (task, TRUE);
-      g_object_unref (task);
-      return G_SOURCE_REMOVE;
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
     }
-  if (!d->killed && g_get_monotonic_time () >= d->deadline)
-    {
-      d->killed = TRUE;
-      kill (-d->pid, SIGKILL);
-      kill (d->pid, SIGKILL);
-    }
-  return G_SOURCE_CONTINUE;
+  bf_latent_driver_set_instance_id (g_task_get_source_object (task), NULL);
+  g_task_return_boolean (task, TRUE);
 }
 
 /* Is @pid still the buildbot-worker of @basedir (and not a reused pid)? */
@@ -312,7 +278,6 @@ bf_local_driver_stop_async (BfLatentDriver      *driver,
   g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
   const char *id = bf_latent_driver_get_instance_id (driver);
   g_autofree char *basedir = basedir_for (driver);
-  StopData *d;
   pid_t pid;
 
   g_task_set_source_tag (task, bf_local_driver_stop_async);
@@ -331,15 +296,10 @@ bf_local_driver_stop_async (BfLatentDriver      *driver,
     }
 
   self->stopping = TRUE;
-  d = g_new0 (StopData, 1);
-  d->pid = pid;
-  d->deadline = g_get_monotonic_time () + (fast ? 0 : STOP_GRACE_USEC);
-  g_task_set_task_data (task, d, (GDestroyNotify) stop_data_free);
-  if (kill (-pid, SIGTERM) != 0)
-    kill (pid, SIGTERM);
-  /* Our own child is reaped by GSubprocess's wait; /proc tells either way. */
-  d->poll_id = bf_timeout_add (POLL_MS, stop_poll_cb, g_object_ref (task),
-                               "[buildfleetd] local worker stop");
+  /* The worker leads a process group of its own (see start); our own
+   * child is reaped by GSubprocess's wait, an adopted one by init. */
+  bf_process_group_stop_async (pid, fast ? 0 : STOP_GRACE_MS, group_stopped_cb,
+                               g_steal_pointer (&task));
 }
 
 static gboolean
