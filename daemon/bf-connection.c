@@ -695,7 +695,8 @@ bounded_commands (GVariant *v,
         text = g_variant_ref_sink (g_variant_new_take_string (bf_variant_print_bounded (value, BF_LIMIT_STRING_BYTES - 1)));
       if (text != value && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
         cuts->truncated++;
-      size = g_variant_get_size (key) + g_variant_get_size (text) + 8;
+      /* As an a{ss} entry: key, alignment and an offset. */
+      size = g_variant_get_size (key) + g_variant_get_size (text) + 7 + 4;
       if (used + size > BF_LIMIT_COMMANDS_BYTES)
         {
           cuts->dropped += n - i;
@@ -749,7 +750,8 @@ bounded_info (GVariant *reply,
       if (bounded != value)
         cuts->truncated++;
       out = g_variant_ref_sink (g_variant_new_dict_entry (key, g_variant_new_variant (dbus_safe_at (bounded, 1))));
-      size = g_variant_get_size (out);
+      /* Alignment (8) and an offset (at most 4) per entry in the array. */
+      size = g_variant_get_size (out) + 7 + 4;
       if (used + size > budget)
         {
           g_variant_unref (out);
