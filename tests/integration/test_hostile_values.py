@@ -222,6 +222,21 @@ class HostileInfoTest(HostileValuesTestCase):
         self.assert_fleet_fine()
         evil.close()
 
+    def test_prepare_failure_in_the_log_is_bounded(self):
+        evil = self.attach_evil(pack({'basedir': '/nonexistent/evil', 'worker_commands': {'mkdir': '3.7'}}))
+        self.request('eb', 'evil', wait=False)
+        msg = evil.wait_op('start_command')
+        evil.respond(msg['seq_number'])
+        evil.command_message('complete', msg['command_id'], raw_str(b'\xff' * BIG))
+        self.wait_until(lambda: self.worker_prop('evil', 'Quarantined'), 30, 'evil quarantined')
+        lines = [l for l in self.daemon_log().splitlines() if 'could not prepare builder' in l]
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertLess(len(line.encode()), 2048)
+            self.assertIn(MARKER, line)
+        self.assert_fleet_fine()
+        evil.close()
+
 
 class HostileOutputTest(HostileValuesTestCase):
     """Command output is split, never lost; other texts are bounded."""
