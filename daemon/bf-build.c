@@ -16,6 +16,7 @@
 #include "bf-error.h"
 #include "bf-log.h"
 #include "bf-util.h"
+#include "bf-variant-util.h"
 
 #define MAX_COMMANDS_PER_BUILD 10000
 
@@ -185,7 +186,8 @@ prepare_finished_cb (BfCommand *prepare,
                      BfBuild   *self)
 {
   BfDBusCommand *c = BF_DBUS_COMMAND (prepare);
-  g_autofree char *failure = g_strdup (bf_dbus_command_get_failure (c));
+  /* The worker's words, for two log lines: kept short. */
+  g_autofree char *failure = bf_utf8_truncate (bf_dbus_command_get_failure (c), -1, BF_LIMIT_MESSAGE_BYTES);
   int rc = bf_dbus_command_get_exit_code (c);
 
   if (self->prepare != prepare || self->phase != BF_BUILD_PREPARING)

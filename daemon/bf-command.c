@@ -13,6 +13,7 @@
 
 #include "bf-command.h"
 #include "bf-error.h"
+#include "bf-variant-util.h"
 
 #define MAX_ARG_BYTES (1024 * 1024)
 
@@ -338,54 +339,21 @@ bf_command_convert_args (const char  *name,
 
 /* Wire -> signals ---------------------------------------------------------------- */
 
-static char *
+/* stdout/stderr/header come as [text, [offsets], [times]] or plain text.
+ * Returns the string's GVariant, not a copy: output can be tens of MB. */
+static GVariant *
 text_of (GVariant *v)
 {
-  /* stdout/stderr/header come as [text, [offsets], [times]] or plain text. */
   if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
-    return g_variant_dup_string (v, NULL);
+    return g_variant_ref (v);
   if (g_variant_is_of_type (v, G_VARIANT_TYPE ("av")) && g_variant_n_children (v) >= 1)
     {
       g_autoptr(GVariant) first = g_variant_get_child_value (v, 0);
       g_autoptr(GVariant) inner = g_variant_get_variant (first);
       if (g_variant_is_of_type (inner, G_VARIANT_TYPE_STRING))
-        return g_variant_dup_string (inner, NULL);
+        return g_steal_pointer (&inner);
     }
   return NULL;
-}
-
-static void
-emit_output (BfCommand  *self,
-             const char *stream,
-             const char *text)
-{
-  if (text != NULL && *text != '\0')
-    bf_dbus_command_emit_output (BF_DBUS_COMMAND (self), stream, text);
-}
-
-static char *
-list_text (GVariant *v,
-           const char *separator)
-{
-  g_autoptr(GString) s = g_string_new (NULL);
-  GVariantIter iter;
-  GVariant *item;
-
-  if (!g_variant_is_of_type (v, G_VARIANT_TYPE ("av")))
-    return g_variant_print (v, FALSE);
-  g_variant_iter_init (&iter, v);
-  while (g_variant_iter_loop (&iter, "v", &item))
-    {
-      if (g_variant_is_of_type (item, G_VARIANT_TYPE_STRING))
-        g_string_append (s, g_variant_get_string (item, NULL));
-      else
-        {
-          g_autofree char *p = g_variant_print (item, FALSE);
-          g_string_append (s, p);
-        }
-      g_string_append (s, separator);
-    }
-  return g_string_free (g_steal_pointer (&s), FALSE);
 }
 
 /* The content of the n-th element of an av. */
@@ -395,6 +363,102 @@ child_variant (GVariant *av,
 {
   g_autoptr(GVariant) child = g_variant_get_child_value (av, n);
   return g_variant_get_variant (child);
+}
+
+/* One update can carry as much text as a worker's message (after UTF-8
+ * repair, three times that): it goes out as consecutive Output signals of
+ * at most BF_LIMIT_OUTPUT_CHUNK_BYTES each, cut between characters and
+ * preferably after a newline, so that their concatenation is the text. */
+static void
+emit_output_len (BfCommand  *self,
+                 const char *stream,
+                 const char *text,
+                 gsize       len)
+{
+  g_autofree char *name = NULL;
+
+  if (text == NULL || len == 0)
+    return;
+  /* The stream is a log name the worker chose. */
+  if (strlen (stream) > BF_LIMIT_KEY_BYTES)
+    stream = name = bf_utf8_truncate (stream, -1, BF_LIMIT_KEY_BYTES);
+  while (len > 0)
+    {
+      gsize n = bf_utf8_chunk_len (text, len, BF_LIMIT_OUTPUT_CHUNK_BYTES);
+      g_autofree char *chunk = n < len ? g_strndup (text, n) : NULL;
+
+      bf_dbus_command_emit_output (BF_DBUS_COMMAND (self), stream, chunk ? chunk : text);
+      text += n;
+      len -= n;
+    }
+}
+
+static void
+emit_output (BfCommand  *self,
+             const char *stream,
+             const char *text)
+{
+  if (text != NULL)
+    emit_output_len (self, stream, text, strlen (text));
+}
+
+static void
+emit_output_variant (BfCommand  *self,
+                     const char *stream,
+                     GVariant   *text)
+{
+  gsize len;
+  const char *s;
+
+  if (text == NULL)
+    return;
+  s = g_variant_get_string (text, &len);
+  emit_output_len (self, stream, s, len);
+}
+
+/* Items of a list value (file lists, unknown keys), each followed by
+ * @separator; at most BF_LIMIT_UPDATE_TEXT_BYTES.  Every item adds at
+ * least its separator, so only as many items as fit are visited. */
+static char *
+list_text (GVariant *v,
+           const char *separator)
+{
+  const gsize limit = BF_LIMIT_UPDATE_TEXT_BYTES - strlen (BF_TRUNCATION_MARKER);
+  gsize sep = strlen (separator);
+  g_autoptr(GString) s = NULL;
+  gsize n;
+
+  if (!g_variant_is_of_type (v, G_VARIANT_TYPE ("av")))
+    return bf_variant_print_bounded (v, BF_LIMIT_UPDATE_TEXT_BYTES);
+  s = g_string_new (NULL);
+  n = g_variant_n_children (v);
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (v, i);
+      g_autoptr(GVariant) item = g_variant_get_variant (boxed);
+      g_autofree char *printed = NULL;
+      gsize room = limit - s->len;
+      const char *text;
+      gsize len;
+
+      if (g_variant_is_of_type (item, G_VARIANT_TYPE_STRING))
+        text = g_variant_get_string (item, &len);
+      else
+        {
+          printed = bf_variant_print_bounded (item, BF_LIMIT_UPDATE_TEXT_BYTES);
+          text = printed;
+          len = strlen (printed);
+        }
+      if (len + sep > room)
+        {
+          g_string_append_len (s, text, bf_utf8_prefix_len (text, len, room));
+          g_string_append (s, BF_TRUNCATION_MARKER);
+          break;
+        }
+      g_string_append_len (s, text, len);
+      g_string_append_len (s, separator, sep);
+    }
+  return g_string_free (g_steal_pointer (&s), FALSE);
 }
 
 static void
@@ -422,8 +486,8 @@ sink_update (gpointer  user_data,
 
       if (g_str_equal (key, "stdout") || g_str_equal (key, "stderr") || g_str_equal (key, "header"))
         {
-          g_autofree char *text = text_of (value);
-          emit_output (self, key, text);
+          g_autoptr(GVariant) text = text_of (value);
+          emit_output_variant (self, key, text);
         }
       else if (g_str_equal (key, "log"))
         {
@@ -432,9 +496,9 @@ sink_update (gpointer  user_data,
             {
               g_autoptr(GVariant) name = child_variant (value, 0);
               g_autoptr(GVariant) data = child_variant (value, 1);
-              g_autofree char *text = text_of (data);
+              g_autoptr(GVariant) text = text_of (data);
               if (g_variant_is_of_type (name, G_VARIANT_TYPE_STRING))
-                emit_output (self, g_variant_get_string (name, NULL), text);
+                emit_output_variant (self, g_variant_get_string (name, NULL), text);
             }
         }
       else if (g_str_equal (key, "rc"))
@@ -455,7 +519,7 @@ sink_update (gpointer  user_data,
       else
         {
           g_autofree char *text = g_variant_is_of_type (value, G_VARIANT_TYPE ("av"))
-            ? list_text (value, " ") : g_variant_print (value, FALSE);
+            ? list_text (value, " ") : bf_variant_print_bounded (value, BF_LIMIT_UPDATE_TEXT_BYTES);
           emit_output (self, key, text);
         }
     }
@@ -489,10 +553,11 @@ sink_complete (gpointer  user_data,
   BfCommand *self = user_data;
   g_autofree char *text = NULL;
 
+  /* The failure goes into a property and a signal: bounded. */
   if (g_variant_is_of_type (failure, G_VARIANT_TYPE_STRING))
-    text = g_variant_dup_string (failure, NULL);
+    text = bf_utf8_truncate (g_variant_get_string (failure, NULL), -1, BF_LIMIT_FAILURE_BYTES);
   else if (!(g_variant_is_of_type (failure, G_VARIANT_TYPE ("mv")) && g_variant_n_children (failure) == 0))
-    text = g_variant_print (failure, FALSE);
+    text = bf_variant_print_bounded (failure, BF_LIMIT_FAILURE_BYTES);
 
   if (text != NULL)
     finish (self, self->have_rc ? self->rc : -1, text);

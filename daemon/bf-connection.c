@@ -26,6 +26,7 @@
 #include "bf-msgpack.h"
 #include "bf-timer-queue.h"
 #include "bf-util.h"
+#include "bf-variant-util.h"
 
 #define ATTACH_TIMEOUT_USEC (30 * G_USEC_PER_SEC)
 #define ACTIVITY_MIN_PERIOD_USEC G_USEC_PER_SEC
@@ -369,11 +370,12 @@ handle_response (BfConnection *self,
 
   if (exc != NULL && g_variant_get_boolean (exc))
     {
+      /* Quoted in logs, close frames and a command's Failure. */
       g_autofree char *text = NULL;
       if (result && g_variant_is_of_type (result, G_VARIANT_TYPE_STRING))
-        text = g_variant_dup_string (result, NULL);
+        text = bf_utf8_truncate (g_variant_get_string (result, NULL), -1, BF_LIMIT_MESSAGE_BYTES);
       else
-        text = result ? g_variant_print (result, FALSE) : g_strdup ("(no message)");
+        text = result ? bf_variant_print_bounded (result, BF_LIMIT_MESSAGE_BYTES) : g_strdup ("(no message)");
       g_task_return_new_error (p->task, G_IO_ERROR, G_IO_ERROR_FAILED,
                                "worker %s refused %s: %s", self->worker_name, p->op, text);
     }
@@ -404,7 +406,8 @@ handle_command_message (BfConnection *self,
   cs = lookup_command (self, command_id);
   if (cs == NULL)
     {
-      g_autofree char *text = g_strdup_printf ("no command %s is running", command_id);
+      g_autofree char *shown = bf_utf8_truncate (command_id, -1, BF_LIMIT_MESSAGE_BYTES);
+      g_autofree char *text = g_strdup_printf ("no command %s is running", shown);
       send_response (self, seq, g_variant_new_string (text), TRUE);
       return;
     }
@@ -432,7 +435,8 @@ handle_command_message (BfConnection *self,
   else
     {
       /* File transfers: not offered by our RunCommand yet. */
-      g_autofree char *text = g_strdup_printf ("%s is not supported by buildfleetd", op);
+      g_autofree char *shown = bf_utf8_truncate (op, -1, BF_LIMIT_MESSAGE_BYTES);
+      g_autofree char *text = g_strdup_printf ("%s is not supported by buildfleetd", shown);
       send_response (self, seq, g_variant_new_string (text), TRUE);
     }
 }
@@ -509,7 +513,8 @@ dispatch_message (BfConnection *self,
     handle_command_message (self, msg, op, seq);
   else
     {
-      g_autofree char *text = g_strdup_printf ("Command %s does not exist.", op);
+      g_autofree char *shown = bf_utf8_truncate (op, -1, BF_LIMIT_MESSAGE_BYTES);
+      g_autofree char *text = g_strdup_printf ("Command %s does not exist.", shown);
       send_response (self, seq, g_variant_new_string (text), TRUE);
     }
 }
@@ -767,21 +772,17 @@ typedef struct {
 
 /* Info values go on D-Bus: drop nils (D-Bus has no maybe type) and
  * flatten what nests deeper than D-Bus allows into its printed form.
- * Containers come back floating, leaves borrowed. */
+ * Containers come back floating, leaves borrowed.  Called on values
+ * already bounded (bounded_info()), so the walk is short. */
 #define DBUS_SAFE_DEPTH 8
 
 static GVariant *
 dbus_safe_at (GVariant *v,
               guint     depth)
 {
-  /* The worker's environment can hold secrets and is the bulk of the
-   * reply: it is never kept. */
   if (depth >= DBUS_SAFE_DEPTH &&
       (g_variant_is_container (v) && !g_variant_is_of_type (v, G_VARIANT_TYPE_BYTESTRING)))
-    {
-      g_autofree char *printed = g_variant_print (v, FALSE);
-      return g_variant_new_string (printed);
-    }
+    return g_variant_new_take_string (bf_variant_print_bounded (v, BF_LIMIT_INFO_VALUE_BYTES - 1));
   /* By index, not with g_variant_iter_loop()/g_variant_builder_add():
    * parsing their format strings for every entry was a tenth of the
    * daemon's time in an attach storm. */
@@ -798,7 +799,7 @@ dbus_safe_at (GVariant *v,
           g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
           g_autoptr(GVariant) value = g_variant_get_variant (boxed);
 
-          if (is_nil (value) || (depth == 0 && g_str_equal (g_variant_get_string (key, NULL), "environ")))
+          if (is_nil (value))
             continue;
           g_variant_builder_add_value (&b, g_variant_new_dict_entry (key,
                                        g_variant_new_variant (dbus_safe_at (value, depth + 1))));
@@ -825,10 +826,121 @@ dbus_safe_at (GVariant *v,
   return v;
 }
 
+typedef struct {
+  guint dropped;      /* entries left out */
+  guint truncated;    /* values cut or printed */
+} InfoCuts;
+
+/* worker_commands, bounded as bf-limits.h says for Commands: string
+ * values (printed if they were not strings), at most BF_LIMIT_COMMANDS
+ * entries and BF_LIMIT_COMMANDS_BYTES. */
 static GVariant *
-dbus_safe (GVariant *v)
+bounded_commands (GVariant *v,
+                  InfoCuts *cuts)
 {
-  return dbus_safe_at (v, 0);
+  GVariantBuilder b;
+  gsize n = g_variant_n_children (v);
+  gsize used = 0;
+  guint count = 0;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) entry = g_variant_get_child_value (v, i);
+      g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
+      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
+      g_autoptr(GVariant) text = NULL;
+      gsize size;
+
+      if (count >= BF_LIMIT_COMMANDS || used >= BF_LIMIT_COMMANDS_BYTES)
+        {
+          cuts->dropped += n - i;
+          break;
+        }
+      if (g_variant_get_size (key) > BF_LIMIT_KEY_BYTES)
+        {
+          cuts->dropped++;
+          continue;
+        }
+      if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+        text = bf_variant_bound (value, BF_LIMIT_STRING_BYTES);
+      else
+        text = g_variant_ref_sink (g_variant_new_take_string (bf_variant_print_bounded (value, BF_LIMIT_STRING_BYTES - 1)));
+      if (text != value && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+        cuts->truncated++;
+      /* As an a{ss} entry: key, alignment and an offset. */
+      size = g_variant_get_size (key) + g_variant_get_size (text) + 7 + 4;
+      if (used + size > BF_LIMIT_COMMANDS_BYTES)
+        {
+          cuts->dropped += n - i;
+          break;
+        }
+      used += size;
+      count++;
+      g_variant_builder_add_value (&b, g_variant_new_dict_entry (key, g_variant_new_variant (text)));
+    }
+  return g_variant_builder_end (&b);
+}
+
+/* The worker's get_worker_info reply, bounded as bf-limits.h says for
+ * Info: every value within BF_LIMIT_INFO_VALUE_BYTES (strings cut, other
+ * values printed), keys within BF_LIMIT_KEY_BYTES, the whole within
+ * BF_LIMIT_INFO_BYTES; worker_commands apart (it becomes Commands).
+ * Work stops at the budget, whatever the size of the reply. */
+static GVariant *
+bounded_info (GVariant *reply,
+              InfoCuts *cuts)
+{
+  GVariantBuilder b;
+  gsize n = g_variant_n_children (reply);
+  /* Room for the dropped-entries count at the end. */
+  gsize budget = BF_LIMIT_INFO_BYTES - 64;
+  gsize used = 0;
+  g_autoptr(GVariant) commands = g_variant_lookup_value (reply, "worker_commands", G_VARIANT_TYPE_VARDICT);
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) entry = g_variant_get_child_value (reply, i);
+      g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
+      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
+      const char *name = g_variant_get_string (key, NULL);
+      g_autoptr(GVariant) bounded = NULL;
+      GVariant *out;
+      gsize size;
+
+      /* The worker's environment can hold secrets and is the bulk of the
+       * reply: it is never kept. */
+      if (is_nil (value) || g_str_equal (name, "environ") || g_str_equal (name, "worker_commands"))
+        continue;
+      if (g_variant_get_size (key) > BF_LIMIT_KEY_BYTES)
+        {
+          cuts->dropped++;
+          continue;
+        }
+      bounded = bf_variant_bound (value, BF_LIMIT_INFO_VALUE_BYTES);
+      if (bounded != value)
+        cuts->truncated++;
+      out = g_variant_ref_sink (g_variant_new_dict_entry (key, g_variant_new_variant (dbus_safe_at (bounded, 1))));
+      /* Alignment (8) and an offset (at most 4) per entry in the array. */
+      size = g_variant_get_size (out) + 7 + 4;
+      if (used + size > budget)
+        {
+          g_variant_unref (out);
+          cuts->dropped += n - i;
+          break;
+        }
+      used += size;
+      g_variant_builder_add_value (&b, out);
+      g_variant_unref (out);
+    }
+  if (commands != NULL)
+    g_variant_builder_add (&b, "{sv}", "worker_commands", bounded_commands (commands, cuts));
+  if (cuts->dropped > 0)
+    g_variant_builder_add (&b, "{sv}", BF_INFO_DROPPED_KEY, g_variant_new_uint32 (cuts->dropped));
+  return g_variant_builder_end (&b);
 }
 
 static void
@@ -857,8 +969,15 @@ attach_step_cb (GObject      *object,
         }
       else
         {
+          InfoCuts cuts = { 0, };
+
           g_clear_pointer (&self->info, g_variant_unref);
-          self->info = g_variant_ref_sink (dbus_safe (reply));
+          self->info = g_variant_ref_sink (bounded_info (reply, &cuts));
+          if (cuts.dropped > 0 || cuts.truncated > 0)
+            bf_worker_message (self->worker_name,
+                               "Worker %s from %s: its info was over buildfleetd's limits: "
+                               "%u values cut short, %u entries left out",
+                               self->worker_name, self->peer, cuts.truncated, cuts.dropped);
           /* Serialised, it takes a fraction of the memory of the tree. */
           (void) g_variant_get_data (self->info);
         }

@@ -20,6 +20,7 @@
 #include "bf-shared-dict.h"
 #include "bf-timer-queue.h"
 #include "bf-util.h"
+#include "bf-variant-util.h"
 #include "bf-worker.h"
 
 #define MAX_REASON_LEN 1024
@@ -343,7 +344,7 @@ fill_from_info (BfWorker     *self,
               g_autoptr(GVariant) cver = g_variant_get_variant (cboxed);
               GVariant *text = g_variant_is_of_type (cver, G_VARIANT_TYPE_STRING)
                 ? g_variant_ref (cver)
-                : g_variant_ref_sink (g_variant_new_take_string (g_variant_print (cver, FALSE)));
+                : g_variant_ref_sink (g_variant_new_take_string (bf_variant_print_bounded (cver, BF_LIMIT_STRING_BYTES - 1)));
 
               g_variant_builder_add_value (cmds_b, g_variant_new_dict_entry (cname, text));
               g_variant_unref (text);
