@@ -8,6 +8,14 @@
  * endpoints speak TLS (glib-networking), which is what
  * `buildbot-worker --use-tls` expects.
  *
+ * Out of descriptors, accept() fails (EMFILE) while the listening socket
+ * stays readable: polling it then would spin.  The endpoints stop being
+ * polled instead and are retried every RESUME_INTERVAL_MSEC; connections
+ * meanwhile wait in the kernel's backlog.  A reserve of descriptors is kept
+ * for the daemon's own files (state, configuration, mail): a connection
+ * accepted into it is closed at once and counts as the same shortage.  One
+ * line is logged when an episode starts and one when it ends.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #define _GNU_SOURCE 1   /* accept4 */
@@ -19,6 +27,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bf-listener.h"
@@ -28,6 +37,8 @@
 #define LISTEN_BACKLOG 4096
 #define ACCEPT_BATCH 256
 #define HANDSHAKE_TIMEOUT_USEC (10 * G_USEC_PER_SEC)
+#define RESUME_INTERVAL_MSEC 500
+#define FD_RESERVE 64
 
 typedef struct {
   BfListener *listener;     /* unowned */
@@ -46,6 +57,12 @@ struct _BfListener
   BfListenerAuthFunc auth;
   gpointer auth_data;
   BfConnectionLimits limits;
+
+  /* descriptor exhaustion: endpoints not polled until resume_id fires */
+  guint resume_id;
+  gint64 exhausted_since;   /* monotonic; 0 when accepting */
+  guint exhausted_retries;
+  int fd_ceiling;           /* accepted descriptors from here on eat the reserve */
 };
 
 G_DEFINE_FINAL_TYPE (BfListener, bf_listener, G_TYPE_OBJECT)
@@ -139,30 +156,68 @@ endpoint_free (Endpoint *e)
   g_free (e);
 }
 
-static BfWebsocket *
-wrap_tls (BfListener *self,
-          int         fd,
-          const char *peer)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GSocket) socket = g_socket_new_from_fd (fd, &error);
-  g_autoptr(GSocketConnection) connection = NULL;
-  g_autoptr(GIOStream) tls = NULL;
+static void
+watch_endpoint (Endpoint *e);
 
-  if (socket == NULL)
+static gboolean
+resume_accepting_cb (gpointer user_data)
+{
+  BfListener *self = user_data;
+
+  self->resume_id = 0;
+  self->exhausted_retries++;
+  for (guint i = 0; i < self->endpoints->len; i++)
+    watch_endpoint (g_ptr_array_index (self->endpoints, i));
+  return G_SOURCE_REMOVE;
+}
+
+/* accept() failed for want of descriptors (or memory): stop polling the
+ * endpoints for a while, instead of being woken for the same pending
+ * connection again and again. */
+static void
+pause_accepting (BfListener *self,
+                 int         error_code)
+{
+  for (guint i = 0; i < self->endpoints->len; i++)
     {
-      g_message ("Cannot serve a connection from %s: %s", peer, error->message);
-      close (fd);
-      return NULL;
+      Endpoint *e = g_ptr_array_index (self->endpoints, i);
+
+      if (e->source != NULL)
+        {
+          g_source_destroy (e->source);
+          g_clear_pointer (&e->source, g_source_unref);
+        }
     }
-  connection = g_socket_connection_factory_create_connection (socket);
-  tls = g_tls_server_connection_new (G_IO_STREAM (connection), self->certificate, &error);
-  if (tls == NULL)
+  if (self->exhausted_since == 0)
     {
-      g_message ("Cannot start TLS with %s: %s", peer, error->message);
-      return NULL;
+      struct rlimit rl = { 0 };
+
+      getrlimit (RLIMIT_NOFILE, &rl);
+      self->exhausted_since = g_get_monotonic_time ();
+      self->exhausted_retries = 0;
+      g_warning ("Cannot accept worker connections: %s (limit %llu descriptors, %d kept for the "
+                 "daemon's own files); new connections wait until descriptors are free again",
+                 error_code ? g_strerror (error_code) : "out of file descriptors",
+                 (unsigned long long) rl.rlim_cur,
+                 (int) MIN ((rlim_t) FD_RESERVE, rl.rlim_cur / 4));
     }
-  return bf_websocket_new_for_stream (tls, peer);
+  if (self->resume_id == 0)
+    {
+      self->resume_id = g_timeout_add (RESUME_INTERVAL_MSEC, resume_accepting_cb, self);
+      g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->resume_id),
+                                "[buildfleetd] resume accepting");
+    }
+}
+
+static void
+end_exhaustion (BfListener *self)
+{
+  if (self->exhausted_since == 0)
+    return;
+  g_message ("Accepting connections again: descriptors were exhausted for %.1f s (%u retries)",
+             (g_get_monotonic_time () - self->exhausted_since) / (double) G_USEC_PER_SEC,
+             self->exhausted_retries);
+  self->exhausted_since = 0;
 }
 
 /* Accepts every pending connection at once (one per main-loop iteration
@@ -188,18 +243,35 @@ accept_cb (GSocket      *socket,
       fd = accept4 (lfd, (struct sockaddr *) &ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0)
         {
-          if (errno == EINTR || errno == ECONNABORTED)
+          int saved = errno;
+
+          if (saved == EINTR || saved == ECONNABORTED)
             continue;
-          if (errno != EAGAIN && errno != EWOULDBLOCK)
-            g_message ("Cannot accept a connection: %s", g_strerror (errno));
+          if (saved == EMFILE || saved == ENFILE || saved == ENOBUFS || saved == ENOMEM)
+            {
+              pause_accepting (self, saved);
+              return G_SOURCE_CONTINUE;   /* its source is already destroyed */
+            }
+          if (saved == EAGAIN || saved == EWOULDBLOCK)
+            end_exhaustion (self);   /* the backlog is drained */
+          else
+            g_message ("Cannot accept a connection: %s", g_strerror (saved));
           break;
+        }
+      /* Descriptors are handed out lowest first: this one's number says
+       * that at most the reserve is left. */
+      if (fd >= self->fd_ceiling)
+        {
+          close (fd);
+          pause_accepting (self, 0);
+          return G_SOURCE_CONTINUE;
         }
       /* Requests and their answers are small messages: without this every
        * command waits out the peer's delayed acknowledgement (40 ms). */
       setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       peer = format_sockaddr (&ss);
       if (self->certificate != NULL)
-        ws = wrap_tls (self, fd, peer);
+        ws = bf_websocket_new_for_tls (fd, peer, self->certificate);
       else
         ws = bf_websocket_new_for_fd (fd, peer);
       if (ws == NULL)
@@ -233,12 +305,21 @@ listen_on (BfListener      *self,
   e = g_new0 (Endpoint, 1);
   e->listener = self;
   e->socket = g_steal_pointer (&socket);
+  if (self->resume_id == 0)
+    watch_endpoint (e);
+  g_ptr_array_add (self->endpoints, e);
+  return TRUE;
+}
+
+static void
+watch_endpoint (Endpoint *e)
+{
+  if (e->source != NULL)
+    return;
   e->source = g_socket_create_source (e->socket, G_IO_IN, NULL);
   g_source_set_callback (e->source, G_SOURCE_FUNC (accept_cb), e, NULL);
   g_source_set_static_name (e->source, "[buildfleetd] worker endpoint");
   g_source_attach (e->source, NULL);
-  g_ptr_array_add (self->endpoints, e);
-  return TRUE;
 }
 
 static void
@@ -303,6 +384,15 @@ bf_listener_start (BfListener  *self,
                    GError     **error)
 {
   g_return_val_if_fail (!self->started, FALSE);
+
+  {
+    struct rlimit rl;
+    rlim_t ceiling = G_MAXINT;
+
+    if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+      ceiling = rl.rlim_cur - MIN ((rlim_t) FD_RESERVE, rl.rlim_cur / 4);
+    self->fd_ceiling = MIN (ceiling, (rlim_t) G_MAXINT);
+  }
 
   if (config->tls_certificate != NULL)
     {
@@ -379,6 +469,8 @@ void
 bf_listener_stop (BfListener *self)
 {
   g_ptr_array_set_size (self->endpoints, 0);
+  g_clear_handle_id (&self->resume_id, g_source_remove);
+  self->exhausted_since = 0;
   if (self->handshaking != NULL)
     g_hash_table_remove_all (self->handshaking);
   self->started = FALSE;

@@ -18,7 +18,25 @@
  *
  * TLS connections (TlsCertificate=) go through a GTlsServerConnection and
  * its pollable streams instead of the epoll set; the framing is the same
- * code.
+ * code.  What a TLS peer can cost before it has authenticated is bounded:
+ *
+ *  - until its whole first record (the ClientHello) is there, a TLS
+ *    connection is a plain socket in the epoll set (SO_RCVLOWAT makes the
+ *    kernel wake us only once the record is complete), so idle or trickling
+ *    peers cost what plain ones do;
+ *  - glib-networking runs every handshake as a blocking job in GIO's shared
+ *    GTask thread pool (ten threads, growing slowly), which also serves file
+ *    writes and other asynchronous work.  At most MAX_TLS_HANDSHAKES run at
+ *    once, at most MAX_TLS_HANDSHAKES_PER_HOST of them for one address, at
+ *    low priority; the rest wait in a queue holding nothing but their
+ *    socket, so one address stalling hundreds of handshakes neither starves
+ *    that pool nor keeps a worker from another address waiting;
+ *  - the connection is created without a certificate database: the server
+ *    never verifies client certificates, and with the default database
+ *    glib-networking loads the whole system CA store into every connection
+ *    (3.7 MB each);
+ *  - the handshake deadline (bf_websocket_handshake()) covers the wait for
+ *    the ClientHello, the queue and the TLS handshake.
  *
  * Bad input: a request that is not a WebSocket upgrade gets 400, missing
  * or wrong credentials 401, a request head over 16 KB 431, and the socket
@@ -49,6 +67,9 @@
 #define MAX_REQUEST_HEAD (16 * 1024)
 #define MAX_PENDING_OUTPUT (8 * 1024 * 1024)
 #define CLOSE_TIMEOUT_USEC (2 * G_USEC_PER_SEC)
+#define MAX_TLS_RECORD (16384 + 2048)
+#define MAX_TLS_HANDSHAKES 6
+#define MAX_TLS_HANDSHAKES_PER_HOST 2
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef enum {
@@ -70,6 +91,10 @@ struct _BfWebsocket
   int fd;
   BfPollerWatch *watch;
   /* TLS */
+  GTlsCertificate *certificate; /* until the handshake starts: waiting for the ClientHello or a turn */
+  char *host;                   /* the peer's address without the port */
+  gboolean tls_queued;          /* in tls_queue */
+  gboolean tls_running;         /* counted in tls_running */
   GIOStream *stream;
   GSource *in_source;
   GSource *out_source;
@@ -102,6 +127,14 @@ G_DEFINE_FINAL_TYPE (BfWebsocket, bf_websocket, G_TYPE_OBJECT)
  * at once. */
 static GHashTable *lingering;
 static guint8 read_buffer[READ_CHUNK];
+
+/* TLS handshakes: those whose ClientHello is complete wait here (holding a
+ * reference) for one of MAX_TLS_HANDSHAKES turns. */
+static GQueue tls_queue = G_QUEUE_INIT;
+static guint tls_running;
+static GHashTable *tls_running_by_host;   /* host -> count (GUINT_TO_POINTER) */
+
+static void tls_start_queued (void);
 
 static void start_io (BfWebsocket *self);
 static void teardown (BfWebsocket *self);
@@ -435,6 +468,13 @@ teardown (BfWebsocket *self)
   self->state = STATE_CLOSED;
   bf_timer_stop (&self->timer);
   bf_poller_unwatch (&self->watch);
+  g_clear_object (&self->certificate);
+  if (self->tls_queued)
+    {
+      self->tls_queued = FALSE;
+      g_queue_remove (&tls_queue, self);
+      g_object_unref (self);   /* the queue's; the caller holds another */
+    }
   if (self->in_source)
     {
       g_source_destroy (self->in_source);
@@ -1002,6 +1042,153 @@ process_handshake (BfWebsocket *self,
   return end - data;
 }
 
+/* TLS before the handshake ------------------------------------------------------ */
+
+static void
+tls_release_turn (BfWebsocket *self)
+{
+  guint count;
+
+  if (!self->tls_running)
+    return;
+  self->tls_running = FALSE;
+  tls_running--;
+  count = GPOINTER_TO_UINT (g_hash_table_lookup (tls_running_by_host, self->host));
+  if (count <= 1)
+    g_hash_table_remove (tls_running_by_host, self->host);
+  else
+    g_hash_table_insert (tls_running_by_host, g_strdup (self->host), GUINT_TO_POINTER (count - 1));
+}
+
+static void tls_handshake_cb (GObject      *source,
+                              GAsyncResult *result,
+                              gpointer      user_data);
+
+/* The ClientHello is complete and a turn is free: hand the socket to
+ * glib-networking. */
+static void
+tls_start (BfWebsocket *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GSocketConnection) connection = NULL;
+  g_autoptr(GTlsCertificate) certificate = g_steal_pointer (&self->certificate);
+  GTlsBackend *backend = g_tls_backend_get_default ();
+  guint count;
+
+  socket = g_socket_new_from_fd (self->fd, &error);
+  if (socket == NULL)
+    {
+      g_message ("Cannot serve a connection from %s: %s", self->peer, error->message);
+      lost (self, "cannot serve the connection");
+      return;
+    }
+  self->fd = -1;   /* the GSocket's now */
+  connection = g_socket_connection_factory_create_connection (socket);
+  /* No database: client certificates are never asked for, and the default
+   * one loads the system's CA store into each connection. */
+  self->stream = g_initable_new (g_tls_backend_get_server_connection_type (backend), NULL, &error,
+                                 "base-io-stream", connection,
+                                 "certificate", certificate,
+                                 "database", NULL,
+                                 "authentication-mode", G_TLS_AUTHENTICATION_NONE,
+                                 NULL);
+  if (self->stream == NULL)
+    {
+      g_message ("Cannot start TLS with %s: %s", self->peer, error->message);
+      g_socket_close (socket, NULL);
+      lost (self, "cannot start TLS");
+      return;
+    }
+  self->tls_running = TRUE;
+  tls_running++;
+  if (tls_running_by_host == NULL)
+    tls_running_by_host = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  count = GPOINTER_TO_UINT (g_hash_table_lookup (tls_running_by_host, self->host));
+  g_hash_table_insert (tls_running_by_host, g_strdup (self->host), GUINT_TO_POINTER (count + 1));
+  /* Low priority: the shared pool's other jobs (state writes) go first. */
+  g_tls_connection_handshake_async (G_TLS_CONNECTION (self->stream), G_PRIORITY_LOW,
+                                    self->cancellable, tls_handshake_cb, g_object_ref (self));
+}
+
+/* Starts queued handshakes while turns are free, oldest first, skipping
+ * addresses that already use their share. */
+static void
+tls_start_queued (void)
+{
+  GList *l = tls_queue.head;
+
+  while (l != NULL && tls_running < MAX_TLS_HANDSHAKES)
+    {
+      BfWebsocket *ws = l->data;
+      GList *next = l->next;
+
+      if (tls_running_by_host == NULL ||
+          GPOINTER_TO_UINT (g_hash_table_lookup (tls_running_by_host, ws->host)) < MAX_TLS_HANDSHAKES_PER_HOST)
+        {
+          g_queue_delete_link (&tls_queue, l);
+          ws->tls_queued = FALSE;
+          tls_start (ws);
+          g_object_unref (ws);   /* the queue's */
+          /* Starting can fail and close connections: look again. */
+          next = tls_queue.head;
+        }
+      l = next;
+    }
+}
+
+/* Waits, in the epoll set, for the whole first TLS record. */
+static void
+tls_check_client_hello (BfWebsocket *self)
+{
+  gssize n;
+  gsize need;
+  int lowat;
+
+  n = recv (self->fd, read_buffer, MAX_TLS_RECORD + 5, MSG_PEEK);
+  if (n < 0)
+    {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return;
+      lost (self, "connection lost");
+      return;
+    }
+  if (n == 0)
+    {
+      lost (self, "connection lost");
+      return;
+    }
+  if (read_buffer[0] != 0x16)
+    {
+      g_debug ("Connection from %s to a TLS endpoint does not start a TLS handshake", self->peer);
+      lost (self, "not a TLS handshake");
+      return;
+    }
+  need = 5;
+  if (n >= 5)
+    need += ((gsize) read_buffer[3] << 8) | read_buffer[4];
+  if (need > MAX_TLS_RECORD + 5)
+    {
+      g_debug ("TLS handshake from %s: first record too long", self->peer);
+      lost (self, "TLS record too long");
+      return;
+    }
+  if ((gsize) n < need || n < 5)
+    {
+      /* Level-triggered epoll would wake us for every byte already there:
+       * have the kernel wait until the record is whole. */
+      lowat = MAX (need, (gsize) n + 1);
+      setsockopt (self->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+      return;
+    }
+  lowat = 1;
+  setsockopt (self->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+  bf_poller_unwatch (&self->watch);
+  self->tls_queued = TRUE;
+  g_queue_push_tail (&tls_queue, g_object_ref (self));
+  tls_start_queued ();
+}
+
 static void
 on_readable (BfWebsocket *self)
 {
@@ -1012,6 +1199,11 @@ on_readable (BfWebsocket *self)
 
   if (self->state == STATE_CLOSED)
     return;
+  if (self->certificate != NULL)
+    {
+      tls_check_client_hello (self);
+      return;
+    }
   n = transport_read (self, read_buffer, sizeof read_buffer, &error);
   if (n < 0)
     {
@@ -1100,8 +1292,12 @@ tls_handshake_cb (GObject      *source,
 {
   g_autoptr(BfWebsocket) self = user_data;
   g_autoptr(GError) error = NULL;
+  gboolean ok = g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error);
 
-  if (!g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error))
+  /* The pool's thread is free again: let the next one in. */
+  tls_release_turn (self);
+  tls_start_queued ();
+  if (!ok)
     {
       if (self->state != STATE_CLOSED)
         {
@@ -1133,6 +1329,8 @@ bf_websocket_finalize (GObject *object)
   BfWebsocket *self = BF_WEBSOCKET (object);
 
   g_clear_object (&self->cancellable);
+  g_clear_object (&self->certificate);
+  g_free (self->host);
   g_free (self->abort_reason);
   g_free (self->peer);
   G_OBJECT_CLASS (bf_websocket_parent_class)->finalize (object);
@@ -1182,6 +1380,40 @@ bf_websocket_new_for_stream (GIOStream  *stream,
 
   self->stream = g_object_ref (stream);
   self->peer = g_strdup (peer);
+  self->cancellable = g_cancellable_new ();
+  return self;
+}
+
+static char *
+host_of_peer (const char *peer)
+{
+  const char *colon;
+
+  if (peer[0] == '[' && strchr (peer, ']') != NULL)
+    return g_strndup (peer + 1, strchr (peer, ']') - peer - 1);
+  colon = strrchr (peer, ':');
+  return colon ? g_strndup (peer, colon - peer) : g_strdup (peer);
+}
+
+/**
+ * bf_websocket_new_for_tls:
+ * @fd: (transfer full): a connected, non-blocking TCP socket
+ * @certificate: the server's certificate and key
+ *
+ * A TLS connection: the TLS handshake starts only once the ClientHello is
+ * complete and a turn is free (see the top of this file).
+ */
+BfWebsocket *
+bf_websocket_new_for_tls (int              fd,
+                          const char      *peer,
+                          GTlsCertificate *certificate)
+{
+  BfWebsocket *self = g_object_new (BF_TYPE_WEBSOCKET, NULL);
+
+  self->fd = fd;
+  self->peer = g_strdup (peer);
+  self->host = host_of_peer (peer);
+  self->certificate = g_object_ref (certificate);
   self->cancellable = g_cancellable_new ();
   return self;
 }

@@ -61,6 +61,9 @@ BfWebsocket *bf_websocket_new_for_fd      (int                        fd,
                                            const char                *peer);
 BfWebsocket *bf_websocket_new_for_stream  (GIOStream                 *stream,
                                            const char                *peer);
+BfWebsocket *bf_websocket_new_for_tls     (int                        fd,
+                                           const char                *peer,
+                                           GTlsCertificate           *certificate);
 void         bf_websocket_handshake       (BfWebsocket               *self,
                                            guint64                    timeout_usec,
                                            BfWebsocketAuthFunc        auth,
