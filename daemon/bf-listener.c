@@ -3,8 +3,16 @@
  * Every Listen= endpoint is a listening socket of ours; each accepted
  * connection becomes a BfWebsocket, which serves the upgrade request.
  * Workers authenticate with HTTP Basic credentials in that request, as
- * Buildbot's master expects: no or wrong credentials get 401 and a log line
- * naming the peer, and nothing else happens.  With TlsCertificate= the
+ * Buildbot's master expects: no or wrong credentials get 401, and nothing
+ * else happens.  Password guessing is throttled per address (per /64 for
+ * IPv6): after FREE_FAILURES failures in a row an address is refused with
+ * 429 without its credentials being looked at, for 1 s, then 2, 4, ... up
+ * to MAX_BLOCK_USEC, until a login from it succeeds or it has been quiet
+ * for FORGET_USEC.  Other addresses are not affected.  The first failure
+ * of an episode is logged as it happens (it names the worker: usually a
+ * misconfigured one); the rest are summed up every SUMMARY_INTERVAL_SEC
+ * ("N failed logins from ADDR in the last S s").  At most MAX_GUESSERS
+ * addresses are remembered; the least recently failing one makes room.  With TlsCertificate= the
  * endpoints speak TLS (glib-networking), which is what
  * `buildbot-worker --use-tls` expects.
  *
@@ -39,6 +47,23 @@
 #define HANDSHAKE_TIMEOUT_USEC (10 * G_USEC_PER_SEC)
 #define RESUME_INTERVAL_MSEC 500
 #define FD_RESERVE 64
+#define FREE_FAILURES 5
+#define MAX_BLOCK_USEC (60 * G_USEC_PER_SEC)
+#define FORGET_USEC (10 * 60 * G_USEC_PER_SEC)
+#define SUMMARY_INTERVAL_SEC 10
+#define MAX_GUESSERS 4096
+
+/* An address that failed to log in lately. */
+typedef struct {
+  char *address;
+  gint64 since;           /* monotonic: start of what the next summary covers */
+  gint64 last_failure;
+  gint64 blocked_until;
+  guint failures;         /* in a row: drives the backoff */
+  guint unreported;       /* failed logins not logged yet */
+  guint throttled;        /* refused with 429 since the last summary */
+  char *worker;           /* the name last tried */
+} Guesser;
 
 typedef struct {
   BfListener *listener;     /* unowned */
@@ -63,6 +88,9 @@ struct _BfListener
   gint64 exhausted_since;   /* monotonic; 0 when accepting */
   guint exhausted_retries;
   int fd_ceiling;           /* accepted descriptors from here on eat the reserve */
+
+  GHashTable *guessers;     /* address -> Guesser */
+  guint summary_id;
 };
 
 G_DEFINE_FINAL_TYPE (BfListener, bf_listener, G_TYPE_OBJECT)
@@ -104,24 +132,167 @@ format_address (GSocketAddress *address)
   return format_sockaddr (&ss);
 }
 
+/* Password guessing ------------------------------------------------------------ */
+
+static void
+guesser_free (Guesser *g)
+{
+  g_free (g->address);
+  g_free (g->worker);
+  g_free (g);
+}
+
+/* The address a peer ("host:port", "[v6]:port") is throttled by: IPv6
+ * hosts get a /64 each, so one host cannot dodge by switching addresses. */
+static char *
+throttle_key (const char *peer)
+{
+  g_autofree char *host = NULL;
+  g_autoptr(GInetAddress) address = NULL;
+
+  if (peer[0] == '[' && strchr (peer, ']') != NULL)
+    host = g_strndup (peer + 1, strchr (peer, ']') - peer - 1);
+  else
+    host = g_strndup (peer, strrchr (peer, ':') ? (gsize) (strrchr (peer, ':') - peer) : strlen (peer));
+  address = g_inet_address_new_from_string (host);
+  if (address != NULL && g_inet_address_get_family (address) == G_SOCKET_FAMILY_IPV6 &&
+      !g_inet_address_get_is_loopback (address))
+    {
+      guint8 bytes[16] = { 0 };
+      g_autoptr(GInetAddress) prefix = NULL;
+      g_autofree char *text = NULL;
+
+      memcpy (bytes, g_inet_address_to_bytes (address), 8);
+      prefix = g_inet_address_new_from_bytes (bytes, G_SOCKET_FAMILY_IPV6);
+      text = g_inet_address_to_string (prefix);
+      return g_strdup_printf ("%s/64", text);
+    }
+  return g_steal_pointer (&host);
+}
+
+static void
+guesser_report (Guesser *g,
+                gint64   now)
+{
+  if (g->unreported > 0 || g->throttled > 0)
+    g_message ("%u failed logins from %s in the last %.0f s (last for worker “%s”); "
+               "%u more attempts refused without looking at them",
+               g->unreported, g->address, (now - g->since) / (double) G_USEC_PER_SEC,
+               g->worker ? g->worker : "", g->throttled);
+  g->unreported = 0;
+  g->throttled = 0;
+  g->since = now;
+}
+
 static gboolean
+summary_cb (gpointer user_data)
+{
+  BfListener *self = user_data;
+  gint64 now = g_get_monotonic_time ();
+  GHashTableIter iter;
+  Guesser *g;
+
+  g_hash_table_iter_init (&iter, self->guessers);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &g))
+    {
+      guesser_report (g, now);
+      if (now - g->last_failure > FORGET_USEC && now > g->blocked_until)
+        g_hash_table_iter_remove (&iter);
+    }
+  if (g_hash_table_size (self->guessers) > 0)
+    return G_SOURCE_CONTINUE;
+  self->summary_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static Guesser *
+guesser_add (BfListener *self,
+             char       *key,    /* (transfer full) */
+             gint64      now)
+{
+  Guesser *g;
+
+  if (g_hash_table_size (self->guessers) >= MAX_GUESSERS)
+    {
+      GHashTableIter iter;
+      Guesser *oldest = NULL;
+
+      g_hash_table_iter_init (&iter, self->guessers);
+      while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &g))
+        if (oldest == NULL || g->last_failure < oldest->last_failure)
+          oldest = g;
+      guesser_report (oldest, now);
+      g_hash_table_remove (self->guessers, oldest->address);
+    }
+  g = g_new0 (Guesser, 1);
+  g->address = key;
+  g->since = now;
+  g_hash_table_insert (self->guessers, g->address, g);
+  if (self->summary_id == 0)
+    {
+      self->summary_id = g_timeout_add_seconds (SUMMARY_INTERVAL_SEC, summary_cb, self);
+      g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->summary_id),
+                                "[buildfleetd] failed login summary");
+    }
+  return g;
+}
+
+static BfWebsocketAuthResult
 ws_auth_cb (const char *username,
             const char *password,
             const char *peer,
+            guint      *retry_after,
             gpointer    user_data)
 {
   BfListener *self = user_data;
+  g_autofree char *key = throttle_key (peer);
+  Guesser *g = g_hash_table_lookup (self->guessers, key);
+  gint64 now = g_get_monotonic_time ();
   const char *why = NULL;
 
-  if (self->auth (username, password, &why, self->auth_data))
-    return TRUE;
+  if (g != NULL && now < g->blocked_until)
+    {
+      g->throttled++;
+      *retry_after = (g->blocked_until - now + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC;
+      return BF_WEBSOCKET_AUTH_THROTTLE;
+    }
 
-  if (bf_worker_name_is_valid (username))
-    bf_worker_message (username, "Authentication failed for worker “%s” from %s: %s",
-                       username, peer, why ? why : "refused");
+  if (self->auth (username, password, &why, self->auth_data))
+    {
+      if (g != NULL)
+        {
+          guesser_report (g, now);
+          g_hash_table_remove (self->guessers, key);
+        }
+      return BF_WEBSOCKET_AUTH_ACCEPT;
+    }
+
+  if (g == NULL)
+    {
+      /* The first of an episode: said at once, with the reason. */
+      g = guesser_add (self, g_steal_pointer (&key), now);
+      if (bf_worker_name_is_valid (username))
+        bf_worker_message (username, "Authentication failed for worker “%s” from %s: %s",
+                           username, peer, why ? why : "refused");
+      else
+        g_message ("Authentication failed from %s: %s", peer, why ? why : "refused");
+    }
   else
-    g_message ("Authentication failed from %s: %s", peer, why ? why : "refused");
-  return FALSE;
+    g->unreported++;
+  g->last_failure = now;
+  g->failures++;
+  if (bf_worker_name_is_valid (username) && g_strcmp0 (g->worker, username) != 0)
+    {
+      g_free (g->worker);
+      g->worker = g_strdup (username);
+    }
+  if (g->failures >= FREE_FAILURES)
+    {
+      guint shift = MIN (g->failures - FREE_FAILURES, 6);
+
+      g->blocked_until = now + MIN ((gint64) G_USEC_PER_SEC << shift, MAX_BLOCK_USEC);
+    }
+  return BF_WEBSOCKET_AUTH_REFUSE;
 }
 
 static void
@@ -331,6 +502,8 @@ bf_listener_dispose (GObject *object)
     bf_listener_stop (self);
   g_clear_pointer (&self->endpoints, g_ptr_array_unref);
   g_clear_pointer (&self->handshaking, g_hash_table_unref);
+  g_clear_handle_id (&self->summary_id, g_source_remove);
+  g_clear_pointer (&self->guessers, g_hash_table_unref);
   G_OBJECT_CLASS (bf_listener_parent_class)->dispose (object);
 }
 
@@ -351,6 +524,7 @@ bf_listener_init (BfListener *self)
 {
   self->endpoints = g_ptr_array_new_with_free_func ((GDestroyNotify) endpoint_free);
   self->handshaking = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->guessers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) guesser_free);
   self->limits.max_message_size = 16 * 1024 * 1024;
   self->limits.keepalive_interval_usec = 60 * G_USEC_PER_SEC;
 }

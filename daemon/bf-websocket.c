@@ -39,7 +39,8 @@
  *    the ClientHello, the queue and the TLS handshake.
  *
  * Bad input: a request that is not a WebSocket upgrade gets 400, missing
- * or wrong credentials 401, a request head over 16 KB 431, and the socket
+ * or wrong credentials 401 (429 while the listener throttles the peer's
+ * address after repeated failures), a request head over 16 KB 431, and the socket
  * is closed.  On an open connection unmasked or reserved-bit frames,
  * unknown opcodes, fragmented or long control frames and broken
  * fragmentation close with 1002, and a message over the limit with 1009
@@ -868,7 +869,8 @@ reject (BfWebsocket *self,
         const char  *extra_headers,
         const char  *body)
 {
-  const char *phrase = status == 431 ? "Request Header Fields Too Large" : soup_status_get_phrase (status);
+  const char *phrase = status == 431 ? "Request Header Fields Too Large"
+                     : status == 429 ? "Too Many Requests" : soup_status_get_phrase (status);
   g_autofree char *response =
     g_strdup_printf ("HTTP/1.1 %u %s\r\n"
                      "Server: buildfleetd/" PACKAGE_VERSION "\r\n"
@@ -956,6 +958,8 @@ handle_request (BfWebsocket *self,
   g_autofree char *response = NULL;
   SoupHTTPVersion version;
   const char *key;
+  BfWebsocketAuthResult auth;
+  guint retry_after = 0;
   BfWebsocketHandshakeFunc done;
   GOutputVector v;
   guint status;
@@ -986,16 +990,26 @@ handle_request (BfWebsocket *self,
       reject (self, SOUP_STATUS_BAD_REQUEST, NULL, "Missing or malformed Sec-WebSocket-Key.");
       return;
     }
-  if (!parse_basic (soup_message_headers_get_one (headers, "Authorization"), &username, &password) ||
-      !self->auth (username, password, self->peer, self->auth_data))
+  if (!parse_basic (soup_message_headers_get_one (headers, "Authorization"), &username, &password))
+    auth = BF_WEBSOCKET_AUTH_REFUSE;
+  else
+    auth = self->auth (username, password, self->peer, &retry_after, self->auth_data);
+  if (password != NULL)
+    explicit_bzero (password, strlen (password));
+  if (auth == BF_WEBSOCKET_AUTH_THROTTLE)
     {
-      if (password != NULL)
-        explicit_bzero (password, strlen (password));
+      g_autofree char *retry = g_strdup_printf ("Retry-After: %u\r\n", MAX (retry_after, 1));
+
+      reject (self, 429, retry,
+              "Too many failed logins from this address: try again later.");
+      return;
+    }
+  if (auth != BF_WEBSOCKET_AUTH_ACCEPT)
+    {
       reject (self, SOUP_STATUS_UNAUTHORIZED, "WWW-Authenticate: Basic realm=\"buildfleet\"\r\n",
               "Unauthorized: a configured worker name and its password are needed.");
       return;
     }
-  explicit_bzero (password, strlen (password));
 
   accept = accept_key (key);
   response = g_strdup_printf ("HTTP/1.1 101 Switching Protocols\r\n"

@@ -313,14 +313,17 @@ class PasswordGuessingTest(EndpointTestCase):
         self.assertEqual(checked + statuses.get(429, 0), self.GUESSES, statuses)
         self.assertLessEqual(checked, 10, 'passwords checked: %r' % statuses)
 
-        # A worker from another address gets in at once.
+        # Even the right password is refused from the throttled address
+        # (the guesses ended with the address blocked for a second or more).
+        self.assertEqual(self.request('127.0.0.2', 'w1', 'right'), 429)
+
+        # The right password from another address is accepted at once ...
+        self.assertEqual(self.request('127.0.0.1', 'w1', 'right'), 101)
+        # ... and a real worker from there attaches.
         t = time.monotonic()
         self.add_worker('w1', 'right').start()
         self.wait_connected('w1', timeout=15)
         print('worker from 127.0.0.1 attached in %.1f s' % (time.monotonic() - t), file=sys.stderr)
-
-        # Even the right password is refused from the throttled address.
-        self.assertEqual(self.request('127.0.0.2', 'w1', 'right'), 429)
 
         # The log summarises instead of one line per guess.
         self.wait_until(lambda: 'failed logins from 127.0.0.2' in self.daemon_log(), timeout=20,
