@@ -8,9 +8,10 @@
  * IPv6): after FREE_FAILURES failures in a row an address is refused with
  * 429 without its credentials being looked at, for 1 s, then 2, 4, ... up
  * to MAX_BLOCK_USEC, until a login from it succeeds or it has been quiet
- * for FORGET_USEC.  Other addresses are not affected.  The first failure
- * of an episode is logged as it happens (it names the worker: usually a
- * misconfigured one); the rest are summed up every SUMMARY_INTERVAL_SEC
+ * for FORGET_USEC.  Other addresses are not affected.  The first
+ * FREE_FAILURES failures of an episode are logged as they happen (they name
+ * the worker: usually a misconfigured one); the rest are summed up every
+ * SUMMARY_INTERVAL_SEC
  * ("N failed logins from ADDR in the last S s").  At most MAX_GUESSERS
  * addresses are remembered; the least recently failing one makes room.  With TlsCertificate= the
  * endpoints speak TLS (glib-networking), which is what
@@ -175,10 +176,11 @@ guesser_report (Guesser *g,
                 gint64   now)
 {
   if (g->unreported > 0 || g->throttled > 0)
-    g_message ("%u failed logins from %s in the last %.0f s (last for worker “%s”); "
-               "%u more attempts refused without looking at them",
-               g->unreported, g->address, (now - g->since) / (double) G_USEC_PER_SEC,
-               g->worker ? g->worker : "", g->throttled);
+    g_message ("%u failed logins from %s in the last %.0f s: %u refused (wrong name or "
+               "password), %u refused unchecked while throttled; last worker name tried: “%s”",
+               g->unreported + g->throttled, g->address,
+               (now - g->since) / (double) G_USEC_PER_SEC,
+               g->unreported, g->throttled, g->worker ? g->worker : "");
   g->unreported = 0;
   g->throttled = 0;
   g->since = now;
@@ -268,9 +270,10 @@ ws_auth_cb (const char *username,
     }
 
   if (g == NULL)
+    g = guesser_add (self, g_steal_pointer (&key), now);
+  if (g->failures < FREE_FAILURES)
     {
-      /* The first of an episode: said at once, with the reason. */
-      g = guesser_add (self, g_steal_pointer (&key), now);
+      /* The first few of an episode: said at once, with the reason. */
       if (bf_worker_name_is_valid (username))
         bf_worker_message (username, "Authentication failed for worker “%s” from %s: %s",
                            username, peer, why ? why : "refused");

@@ -331,7 +331,8 @@ class PasswordGuessingTest(EndpointTestCase):
         lines = [line for line in self.daemon_log().splitlines()
                  if '127.0.0.2' in line and 'debug' not in line.lower()]
         print('log lines naming 127.0.0.2: %d' % len(lines), file=sys.stderr)
-        self.assertLessEqual(len(lines), 5, '\n'.join(lines[:20]))
+        # The first five failures one by one, then summaries.
+        self.assertLessEqual(len(lines), 8, '\n'.join(lines[:20]))
 
 
 if __name__ == '__main__':
