@@ -649,7 +649,17 @@ bf_listener_stop (BfListener *self)
   g_clear_handle_id (&self->resume_id, g_source_remove);
   self->exhausted_since = 0;
   if (self->handshaking != NULL)
-    g_hash_table_remove_all (self->handshaking);
+    {
+      GHashTableIter iter;
+      gpointer ws;
+
+      /* Some are held elsewhere too (a TLS handshake in a thread, the queue
+       * for one): make sure none calls back into us later. */
+      g_hash_table_iter_init (&iter, self->handshaking);
+      while (g_hash_table_iter_next (&iter, &ws, NULL))
+        bf_websocket_close (ws, BF_WEBSOCKET_CLOSE_GOING_AWAY, "the endpoint is closing");
+      g_hash_table_remove_all (self->handshaking);
+    }
   self->started = FALSE;
   g_clear_object (&self->certificate);
 }

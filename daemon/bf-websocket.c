@@ -1511,7 +1511,8 @@ bf_websocket_ping (BfWebsocket *self)
  * bf_websocket_close:
  *
  * Sends a close frame with @code and @reason and ends the connection; the
- * handler hears nothing more.  The socket lingers (without the caller's
+ * handler (or during the handshake, the handshake callback) hears nothing
+ * more.  The socket lingers (without the caller's
  * reference) until the peer answers, for at most two seconds.
  */
 void
@@ -1528,7 +1529,11 @@ bf_websocket_close (BfWebsocket *self,
       start_closing (self);
     }
   else if (self->state == STATE_HANDSHAKE)
-    lost (self, reason);
+    {
+      /* Whoever closes it needs no word that the handshake failed. */
+      self->handshake_done = NULL;
+      lost (self, reason);
+    }
 }
 
 /* At exit: let go of every lingering connection now. */
