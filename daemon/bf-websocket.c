@@ -27,8 +27,8 @@
  *  - glib-networking runs every handshake as a blocking job in GIO's shared
  *    GTask thread pool (ten threads, growing slowly), which also serves file
  *    writes and other asynchronous work.  At most MAX_TLS_HANDSHAKES run at
- *    once, at most MAX_TLS_HANDSHAKES_PER_HOST of them for one address, at
- *    low priority; the rest wait in a queue holding nothing but their
+ *    once, at most MAX_TLS_HANDSHAKES_PER_HOST of them for one address, just
+ *    below default priority; the rest wait in a queue holding nothing but their
  *    socket, so one address stalling hundreds of handshakes neither starves
  *    that pool nor keeps a worker from another address waiting;
  *  - the connection is created without a certificate database: the server
@@ -1120,8 +1120,10 @@ tls_start (BfWebsocket *self)
     tls_running_by_host = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   count = GPOINTER_TO_UINT (g_hash_table_lookup (tls_running_by_host, self->host));
   g_hash_table_insert (tls_running_by_host, g_strdup (self->host), GUINT_TO_POINTER (count + 1));
-  /* Low priority: the shared pool's other jobs (state writes) go first. */
-  g_tls_connection_handshake_async (G_TLS_CONNECTION (self->stream), G_PRIORITY_LOW,
+  /* Just below the default: whatever else waits for the shared pool (state
+   * writes) goes first, yet the completion is not starved in a busy loop as
+   * G_PRIORITY_LOW would be. */
+  g_tls_connection_handshake_async (G_TLS_CONNECTION (self->stream), G_PRIORITY_DEFAULT + 1,
                                     self->cancellable, tls_handshake_cb, g_object_ref (self));
 }
 
