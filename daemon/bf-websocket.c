@@ -30,7 +30,11 @@
  *    once, at most MAX_TLS_HANDSHAKES_PER_HOST of them for one address, just
  *    below default priority; the rest wait in a queue holding nothing but their
  *    socket, so one address stalling hundreds of handshakes neither starves
- *    that pool nor keeps a worker from another address waiting;
+ *    that pool nor keeps a worker from another address waiting.  A turn
+ *    lasts at most TLS_TURN_USEC (a real client answers within a few round
+ *    trips), and the newest queued connection goes first: under a flood
+ *    the ones that waited longest are the likeliest to be the flood's, and
+ *    they run into their deadline anyway;
  *  - the connection is created without a certificate database: the server
  *    never verifies client certificates, and with the default database
  *    glib-networking loads the whole system CA store into every connection
@@ -71,6 +75,7 @@
 #define MAX_TLS_RECORD (16384 + 2048)
 #define MAX_TLS_HANDSHAKES 6
 #define MAX_TLS_HANDSHAKES_PER_HOST 2
+#define TLS_TURN_USEC (4 * G_USEC_PER_SEC)
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef enum {
@@ -111,6 +116,7 @@ struct _BfWebsocket
   char *abort_reason;
 
   BfTimer *timer;           /* handshake deadline, close deadline, deferred abort */
+  gint64 deadline;          /* monotonic end of the handshake */
 
   BfWebsocketAuthFunc auth;
   gpointer auth_data;
@@ -1074,6 +1080,7 @@ tls_release_turn (BfWebsocket *self)
     g_hash_table_insert (tls_running_by_host, g_strdup (self->host), GUINT_TO_POINTER (count - 1));
 }
 
+static gboolean handshake_timeout_cb (gpointer data);
 static void tls_handshake_cb (GObject      *source,
                               GAsyncResult *result,
                               gpointer      user_data);
@@ -1120,6 +1127,9 @@ tls_start (BfWebsocket *self)
     tls_running_by_host = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   count = GPOINTER_TO_UINT (g_hash_table_lookup (tls_running_by_host, self->host));
   g_hash_table_insert (tls_running_by_host, g_strdup (self->host), GUINT_TO_POINTER (count + 1));
+  bf_timer_start (&self->timer,
+                  CLAMP (self->deadline - g_get_monotonic_time (), 0, (gint64) TLS_TURN_USEC),
+                  handshake_timeout_cb, self);
   /* Just below the default: whatever else waits for the shared pool (state
    * writes) goes first, yet the completion is not starved in a busy loop as
    * G_PRIORITY_LOW would be. */
@@ -1127,17 +1137,17 @@ tls_start (BfWebsocket *self)
                                     self->cancellable, tls_handshake_cb, g_object_ref (self));
 }
 
-/* Starts queued handshakes while turns are free, oldest first, skipping
+/* Starts queued handshakes while turns are free, newest first, skipping
  * addresses that already use their share. */
 static void
 tls_start_queued (void)
 {
-  GList *l = tls_queue.head;
+  GList *l = tls_queue.tail;
 
   while (l != NULL && tls_running < MAX_TLS_HANDSHAKES)
     {
       BfWebsocket *ws = l->data;
-      GList *next = l->next;
+      GList *next = l->prev;
 
       if (tls_running_by_host == NULL ||
           GPOINTER_TO_UINT (g_hash_table_lookup (tls_running_by_host, ws->host)) < MAX_TLS_HANDSHAKES_PER_HOST)
@@ -1147,7 +1157,7 @@ tls_start_queued (void)
           tls_start (ws);
           g_object_unref (ws);   /* the queue's */
           /* Starting can fail and close connections: look again. */
-          next = tls_queue.head;
+          next = tls_queue.tail;
         }
       l = next;
     }
@@ -1457,6 +1467,7 @@ bf_websocket_handshake (BfWebsocket              *self,
   self->auth_data = auth_data;
   self->handshake_done = done;
   self->handshake_data = done_data;
+  self->deadline = g_get_monotonic_time () + timeout_usec;
   bf_timer_start (&self->timer, timeout_usec, handshake_timeout_cb, self);
   if (self->stream != NULL && G_IS_TLS_CONNECTION (self->stream))
     g_tls_connection_handshake_async (G_TLS_CONNECTION (self->stream), G_PRIORITY_DEFAULT,

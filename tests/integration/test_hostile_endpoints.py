@@ -275,6 +275,11 @@ class StalledHandshakeTest(EndpointTestCase):
         # Whole ClientHellos start handshakes, a few at a time per address.
         self.check(client_hello(), 200, '127.0.0.2')
 
+    def test_client_hellos_from_the_workers_address(self):
+        # Same address: the worker, newest in the queue, gets the next turn
+        # (a stalled one ends after 4 s).
+        self.check(client_hello(), 200, '127.0.0.1')
+
 
 class DescriptorExhaustionTest(EndpointTestCase):
     """Running out of descriptors pauses accepting: no busy loop, one log line
