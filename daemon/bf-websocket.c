@@ -18,10 +18,33 @@
  *
  * TLS connections (TlsCertificate=) go through a GTlsServerConnection and
  * its pollable streams instead of the epoll set; the framing is the same
- * code.
+ * code.  What a TLS peer can cost before it has authenticated is bounded:
+ *
+ *  - until its whole first record (the ClientHello) is there, a TLS
+ *    connection is a plain socket in the epoll set (SO_RCVLOWAT makes the
+ *    kernel wake us only once the record is complete), so idle or trickling
+ *    peers cost what plain ones do;
+ *  - glib-networking runs every handshake as a blocking job in GIO's shared
+ *    GTask thread pool (ten threads, growing slowly), which also serves file
+ *    writes and other asynchronous work.  At most MAX_TLS_HANDSHAKES run at
+ *    once, at most MAX_TLS_HANDSHAKES_PER_HOST of them for one address, just
+ *    below default priority; the rest wait in a queue holding nothing but their
+ *    socket, so one address stalling hundreds of handshakes neither starves
+ *    that pool nor keeps a worker from another address waiting.  A turn
+ *    lasts at most TLS_TURN_USEC (a real client answers within a few round
+ *    trips), and the newest queued connection goes first: under a flood
+ *    the ones that waited longest are the likeliest to be the flood's, and
+ *    they run into their deadline anyway;
+ *  - the connection is created without a certificate database: the server
+ *    never verifies client certificates, and with the default database
+ *    glib-networking loads the whole system CA store into every connection
+ *    (3.7 MB each);
+ *  - the handshake deadline (bf_websocket_handshake()) covers the wait for
+ *    the ClientHello, the queue and the TLS handshake.
  *
  * Bad input: a request that is not a WebSocket upgrade gets 400, missing
- * or wrong credentials 401, a request head over 16 KB 431, and the socket
+ * or wrong credentials 401 (429 while the listener throttles the peer's
+ * address after repeated failures), a request head over 16 KB 431, and the socket
  * is closed.  On an open connection unmasked or reserved-bit frames,
  * unknown opcodes, fragmented or long control frames and broken
  * fragmentation close with 1002, and a message over the limit with 1009
@@ -49,6 +72,10 @@
 #define MAX_REQUEST_HEAD (16 * 1024)
 #define MAX_PENDING_OUTPUT (8 * 1024 * 1024)
 #define CLOSE_TIMEOUT_USEC (2 * G_USEC_PER_SEC)
+#define MAX_TLS_RECORD (16384 + 2048)
+#define MAX_TLS_HANDSHAKES 6
+#define MAX_TLS_HANDSHAKES_PER_HOST 2
+#define TLS_TURN_USEC (4 * G_USEC_PER_SEC)
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef enum {
@@ -70,6 +97,10 @@ struct _BfWebsocket
   int fd;
   BfPollerWatch *watch;
   /* TLS */
+  GTlsCertificate *certificate; /* until the handshake starts: waiting for the ClientHello or a turn */
+  char *host;                   /* the peer's address without the port */
+  gboolean tls_queued;          /* in tls_queue */
+  gboolean tls_running;         /* counted in tls_running */
   GIOStream *stream;
   GSource *in_source;
   GSource *out_source;
@@ -85,6 +116,7 @@ struct _BfWebsocket
   char *abort_reason;
 
   BfTimer *timer;           /* handshake deadline, close deadline, deferred abort */
+  gint64 deadline;          /* monotonic end of the handshake */
 
   BfWebsocketAuthFunc auth;
   gpointer auth_data;
@@ -102,6 +134,14 @@ G_DEFINE_FINAL_TYPE (BfWebsocket, bf_websocket, G_TYPE_OBJECT)
  * at once. */
 static GHashTable *lingering;
 static guint8 read_buffer[READ_CHUNK];
+
+/* TLS handshakes: those whose ClientHello is complete wait here (holding a
+ * reference) for one of MAX_TLS_HANDSHAKES turns. */
+static GQueue tls_queue = G_QUEUE_INIT;
+static guint tls_running;
+static GHashTable *tls_running_by_host;   /* host -> count (GUINT_TO_POINTER) */
+
+static void tls_start_queued (void);
 
 static void start_io (BfWebsocket *self);
 static void teardown (BfWebsocket *self);
@@ -435,6 +475,13 @@ teardown (BfWebsocket *self)
   self->state = STATE_CLOSED;
   bf_timer_stop (&self->timer);
   bf_poller_unwatch (&self->watch);
+  g_clear_object (&self->certificate);
+  if (self->tls_queued)
+    {
+      self->tls_queued = FALSE;
+      g_queue_remove (&tls_queue, self);
+      g_object_unref (self);   /* the queue's; the caller holds another */
+    }
   if (self->in_source)
     {
       g_source_destroy (self->in_source);
@@ -828,7 +875,8 @@ reject (BfWebsocket *self,
         const char  *extra_headers,
         const char  *body)
 {
-  const char *phrase = status == 431 ? "Request Header Fields Too Large" : soup_status_get_phrase (status);
+  const char *phrase = status == 431 ? "Request Header Fields Too Large"
+                     : status == 429 ? "Too Many Requests" : soup_status_get_phrase (status);
   g_autofree char *response =
     g_strdup_printf ("HTTP/1.1 %u %s\r\n"
                      "Server: buildfleetd/" PACKAGE_VERSION "\r\n"
@@ -916,6 +964,8 @@ handle_request (BfWebsocket *self,
   g_autofree char *response = NULL;
   SoupHTTPVersion version;
   const char *key;
+  BfWebsocketAuthResult auth;
+  guint retry_after = 0;
   BfWebsocketHandshakeFunc done;
   GOutputVector v;
   guint status;
@@ -946,16 +996,26 @@ handle_request (BfWebsocket *self,
       reject (self, SOUP_STATUS_BAD_REQUEST, NULL, "Missing or malformed Sec-WebSocket-Key.");
       return;
     }
-  if (!parse_basic (soup_message_headers_get_one (headers, "Authorization"), &username, &password) ||
-      !self->auth (username, password, self->peer, self->auth_data))
+  if (!parse_basic (soup_message_headers_get_one (headers, "Authorization"), &username, &password))
+    auth = BF_WEBSOCKET_AUTH_REFUSE;
+  else
+    auth = self->auth (username, password, self->peer, &retry_after, self->auth_data);
+  if (password != NULL)
+    explicit_bzero (password, strlen (password));
+  if (auth == BF_WEBSOCKET_AUTH_THROTTLE)
     {
-      if (password != NULL)
-        explicit_bzero (password, strlen (password));
+      g_autofree char *retry = g_strdup_printf ("Retry-After: %u\r\n", MAX (retry_after, 1));
+
+      reject (self, 429, retry,
+              "Too many failed logins from this address: try again later.");
+      return;
+    }
+  if (auth != BF_WEBSOCKET_AUTH_ACCEPT)
+    {
       reject (self, SOUP_STATUS_UNAUTHORIZED, "WWW-Authenticate: Basic realm=\"buildfleet\"\r\n",
               "Unauthorized: a configured worker name and its password are needed.");
       return;
     }
-  explicit_bzero (password, strlen (password));
 
   accept = accept_key (key);
   response = g_strdup_printf ("HTTP/1.1 101 Switching Protocols\r\n"
@@ -1002,6 +1062,159 @@ process_handshake (BfWebsocket *self,
   return end - data;
 }
 
+/* TLS before the handshake ------------------------------------------------------ */
+
+static void
+tls_release_turn (BfWebsocket *self)
+{
+  guint count;
+
+  if (!self->tls_running)
+    return;
+  self->tls_running = FALSE;
+  tls_running--;
+  count = GPOINTER_TO_UINT (g_hash_table_lookup (tls_running_by_host, self->host));
+  if (count <= 1)
+    g_hash_table_remove (tls_running_by_host, self->host);
+  else
+    g_hash_table_insert (tls_running_by_host, g_strdup (self->host), GUINT_TO_POINTER (count - 1));
+}
+
+static gboolean handshake_timeout_cb (gpointer data);
+static void tls_handshake_cb (GObject      *source,
+                              GAsyncResult *result,
+                              gpointer      user_data);
+
+/* The ClientHello is complete and a turn is free: hand the socket to
+ * glib-networking. */
+static void
+tls_start (BfWebsocket *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GSocketConnection) connection = NULL;
+  g_autoptr(GTlsCertificate) certificate = g_steal_pointer (&self->certificate);
+  GTlsBackend *backend = g_tls_backend_get_default ();
+  guint count;
+
+  socket = g_socket_new_from_fd (self->fd, &error);
+  if (socket == NULL)
+    {
+      g_message ("Cannot serve a connection from %s: %s", self->peer, error->message);
+      lost (self, "cannot serve the connection");
+      return;
+    }
+  self->fd = -1;   /* the GSocket's now */
+  connection = g_socket_connection_factory_create_connection (socket);
+  /* No database: client certificates are never asked for, and the default
+   * one loads the system's CA store into each connection. */
+  self->stream = g_initable_new (g_tls_backend_get_server_connection_type (backend), NULL, &error,
+                                 "base-io-stream", connection,
+                                 "certificate", certificate,
+                                 "database", NULL,
+                                 "authentication-mode", G_TLS_AUTHENTICATION_NONE,
+                                 NULL);
+  if (self->stream == NULL)
+    {
+      g_message ("Cannot start TLS with %s: %s", self->peer, error->message);
+      g_socket_close (socket, NULL);
+      lost (self, "cannot start TLS");
+      return;
+    }
+  self->tls_running = TRUE;
+  tls_running++;
+  if (tls_running_by_host == NULL)
+    tls_running_by_host = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  count = GPOINTER_TO_UINT (g_hash_table_lookup (tls_running_by_host, self->host));
+  g_hash_table_insert (tls_running_by_host, g_strdup (self->host), GUINT_TO_POINTER (count + 1));
+  bf_timer_start (&self->timer,
+                  CLAMP (self->deadline - g_get_monotonic_time (), 0, (gint64) TLS_TURN_USEC),
+                  handshake_timeout_cb, self);
+  /* Just below the default: whatever else waits for the shared pool (state
+   * writes) goes first, yet the completion is not starved in a busy loop as
+   * G_PRIORITY_LOW would be. */
+  g_tls_connection_handshake_async (G_TLS_CONNECTION (self->stream), G_PRIORITY_DEFAULT + 1,
+                                    self->cancellable, tls_handshake_cb, g_object_ref (self));
+}
+
+/* Starts queued handshakes while turns are free, newest first, skipping
+ * addresses that already use their share. */
+static void
+tls_start_queued (void)
+{
+  GList *l = tls_queue.tail;
+
+  while (l != NULL && tls_running < MAX_TLS_HANDSHAKES)
+    {
+      BfWebsocket *ws = l->data;
+      GList *next = l->prev;
+
+      if (tls_running_by_host == NULL ||
+          GPOINTER_TO_UINT (g_hash_table_lookup (tls_running_by_host, ws->host)) < MAX_TLS_HANDSHAKES_PER_HOST)
+        {
+          g_queue_delete_link (&tls_queue, l);
+          ws->tls_queued = FALSE;
+          tls_start (ws);
+          g_object_unref (ws);   /* the queue's */
+          /* Starting can fail and close connections: look again. */
+          next = tls_queue.tail;
+        }
+      l = next;
+    }
+}
+
+/* Waits, in the epoll set, for the whole first TLS record. */
+static void
+tls_check_client_hello (BfWebsocket *self)
+{
+  gssize n;
+  gsize need;
+  int lowat;
+
+  n = recv (self->fd, read_buffer, MAX_TLS_RECORD + 5, MSG_PEEK);
+  if (n < 0)
+    {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return;
+      lost (self, "connection lost");
+      return;
+    }
+  if (n == 0)
+    {
+      lost (self, "connection lost");
+      return;
+    }
+  if (read_buffer[0] != 0x16)
+    {
+      g_debug ("Connection from %s to a TLS endpoint does not start a TLS handshake", self->peer);
+      lost (self, "not a TLS handshake");
+      return;
+    }
+  need = 5;
+  if (n >= 5)
+    need += ((gsize) read_buffer[3] << 8) | read_buffer[4];
+  if (need > MAX_TLS_RECORD + 5)
+    {
+      g_debug ("TLS handshake from %s: first record too long", self->peer);
+      lost (self, "TLS record too long");
+      return;
+    }
+  if ((gsize) n < need || n < 5)
+    {
+      /* Level-triggered epoll would wake us for every byte already there:
+       * have the kernel wait until the record is whole. */
+      lowat = MAX (need, (gsize) n + 1);
+      setsockopt (self->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+      return;
+    }
+  lowat = 1;
+  setsockopt (self->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+  bf_poller_unwatch (&self->watch);
+  self->tls_queued = TRUE;
+  g_queue_push_tail (&tls_queue, g_object_ref (self));
+  tls_start_queued ();
+}
+
 static void
 on_readable (BfWebsocket *self)
 {
@@ -1012,6 +1225,11 @@ on_readable (BfWebsocket *self)
 
   if (self->state == STATE_CLOSED)
     return;
+  if (self->certificate != NULL)
+    {
+      tls_check_client_hello (self);
+      return;
+    }
   n = transport_read (self, read_buffer, sizeof read_buffer, &error);
   if (n < 0)
     {
@@ -1100,8 +1318,12 @@ tls_handshake_cb (GObject      *source,
 {
   g_autoptr(BfWebsocket) self = user_data;
   g_autoptr(GError) error = NULL;
+  gboolean ok = g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error);
 
-  if (!g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error))
+  /* The pool's thread is free again: let the next one in. */
+  tls_release_turn (self);
+  tls_start_queued ();
+  if (!ok)
     {
       if (self->state != STATE_CLOSED)
         {
@@ -1133,6 +1355,8 @@ bf_websocket_finalize (GObject *object)
   BfWebsocket *self = BF_WEBSOCKET (object);
 
   g_clear_object (&self->cancellable);
+  g_clear_object (&self->certificate);
+  g_free (self->host);
   g_free (self->abort_reason);
   g_free (self->peer);
   G_OBJECT_CLASS (bf_websocket_parent_class)->finalize (object);
@@ -1186,6 +1410,40 @@ bf_websocket_new_for_stream (GIOStream  *stream,
   return self;
 }
 
+static char *
+host_of_peer (const char *peer)
+{
+  const char *colon;
+
+  if (peer[0] == '[' && strchr (peer, ']') != NULL)
+    return g_strndup (peer + 1, strchr (peer, ']') - peer - 1);
+  colon = strrchr (peer, ':');
+  return colon ? g_strndup (peer, colon - peer) : g_strdup (peer);
+}
+
+/**
+ * bf_websocket_new_for_tls:
+ * @fd: (transfer full): a connected, non-blocking TCP socket
+ * @certificate: the server's certificate and key
+ *
+ * A TLS connection: the TLS handshake starts only once the ClientHello is
+ * complete and a turn is free (see the top of this file).
+ */
+BfWebsocket *
+bf_websocket_new_for_tls (int              fd,
+                          const char      *peer,
+                          GTlsCertificate *certificate)
+{
+  BfWebsocket *self = g_object_new (BF_TYPE_WEBSOCKET, NULL);
+
+  self->fd = fd;
+  self->peer = g_strdup (peer);
+  self->host = host_of_peer (peer);
+  self->certificate = g_object_ref (certificate);
+  self->cancellable = g_cancellable_new ();
+  return self;
+}
+
 /**
  * bf_websocket_handshake:
  * @timeout_usec: the whole upgrade (and TLS handshake) must be done by then
@@ -1209,6 +1467,7 @@ bf_websocket_handshake (BfWebsocket              *self,
   self->auth_data = auth_data;
   self->handshake_done = done;
   self->handshake_data = done_data;
+  self->deadline = g_get_monotonic_time () + timeout_usec;
   bf_timer_start (&self->timer, timeout_usec, handshake_timeout_cb, self);
   if (self->stream != NULL && G_IS_TLS_CONNECTION (self->stream))
     g_tls_connection_handshake_async (G_TLS_CONNECTION (self->stream), G_PRIORITY_DEFAULT,
@@ -1265,7 +1524,8 @@ bf_websocket_ping (BfWebsocket *self)
  * bf_websocket_close:
  *
  * Sends a close frame with @code and @reason and ends the connection; the
- * handler hears nothing more.  The socket lingers (without the caller's
+ * handler (or during the handshake, the handshake callback) hears nothing
+ * more.  The socket lingers (without the caller's
  * reference) until the peer answers, for at most two seconds.
  */
 void
@@ -1282,7 +1542,11 @@ bf_websocket_close (BfWebsocket *self,
       start_closing (self);
     }
   else if (self->state == STATE_HANDSHAKE)
-    lost (self, reason);
+    {
+      /* Whoever closes it needs no word that the handshake failed. */
+      self->handshake_done = NULL;
+      lost (self, reason);
+    }
 }
 
 /* At exit: let go of every lingering connection now. */

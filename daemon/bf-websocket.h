@@ -9,16 +9,32 @@
 G_BEGIN_DECLS
 
 /**
+ * BfWebsocketAuthResult:
+ * @BF_WEBSOCKET_AUTH_ACCEPT: upgrade
+ * @BF_WEBSOCKET_AUTH_REFUSE: 401, wrong or unknown credentials
+ * @BF_WEBSOCKET_AUTH_THROTTLE: 429, too many failures from this peer's
+ *   address lately; the credentials were not looked at
+ */
+typedef enum {
+  BF_WEBSOCKET_AUTH_ACCEPT,
+  BF_WEBSOCKET_AUTH_REFUSE,
+  BF_WEBSOCKET_AUTH_THROTTLE,
+} BfWebsocketAuthResult;
+
+/**
  * BfWebsocketAuthFunc:
  * @username: from the request's Basic credentials
  * @password: from the request's Basic credentials
+ * @retry_after: (out): with %BF_WEBSOCKET_AUTH_THROTTLE, seconds until
+ *   the address may try again
  *
  * Returns: whether to accept the upgrade.
  */
-typedef gboolean (*BfWebsocketAuthFunc) (const char *username,
-                                         const char *password,
-                                         const char *peer,
-                                         gpointer    user_data);
+typedef BfWebsocketAuthResult (*BfWebsocketAuthFunc) (const char *username,
+                                                      const char *password,
+                                                      const char *peer,
+                                                      guint      *retry_after,
+                                                      gpointer    user_data);
 
 /**
  * BfWebsocketHandshakeFunc:
@@ -61,6 +77,9 @@ BfWebsocket *bf_websocket_new_for_fd      (int                        fd,
                                            const char                *peer);
 BfWebsocket *bf_websocket_new_for_stream  (GIOStream                 *stream,
                                            const char                *peer);
+BfWebsocket *bf_websocket_new_for_tls     (int                        fd,
+                                           const char                *peer,
+                                           GTlsCertificate           *certificate);
 void         bf_websocket_handshake       (BfWebsocket               *self,
                                            guint64                    timeout_usec,
                                            BfWebsocketAuthFunc        auth,

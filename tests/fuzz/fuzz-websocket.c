@@ -31,13 +31,15 @@ typedef struct {
   gboolean closed;
 } State;
 
-static gboolean
+static BfWebsocketAuthResult
 auth_cb (const char *username,
          const char *password,
          const char *peer,
+         guint      *retry_after,
          gpointer    user_data)
 {
-  return g_str_equal (username, "w") && g_str_equal (password, "p");
+  return g_str_equal (username, "w") && g_str_equal (password, "p")
+         ? BF_WEBSOCKET_AUTH_ACCEPT : BF_WEBSOCKET_AUTH_REFUSE;
 }
 
 static void

@@ -33,13 +33,15 @@ typedef struct {
   gsize max_message_size;
 } Fixture;
 
-static gboolean
+static BfWebsocketAuthResult
 auth_cb (const char *username,
          const char *password,
          const char *peer,
+         guint      *retry_after,
          gpointer    user_data)
 {
-  return g_str_equal (username, "worker-1") && g_str_equal (password, "secret");
+  return g_str_equal (username, "worker-1") && g_str_equal (password, "secret")
+         ? BF_WEBSOCKET_AUTH_ACCEPT : BF_WEBSOCKET_AUTH_REFUSE;
 }
 
 static void
