@@ -174,22 +174,28 @@ class KeepaliveRequestTest(ClockTestCase):
         super().setUp()
         self.write_config(self.daemon_section(KeepaliveInterval='1') +
                           '[Worker good]\nPassword=p\nMissingTimeout=60\n'
-                          '[Worker mute]\nPassword=p\nMissingTimeout=60\n')
+                          '[Worker mute]\nPassword=p\nMissingTimeout=60\nBuilders=b\n')
         self.start_daemon()
         self.add_worker('good', 'p').start()
         self.wait_connected('good')
 
-    def test_pings_without_keepalive_answers_is_dropped(self):
+    def attached_raw(self):
+        """A raw client that answers the attach sequence like a worker."""
         ws = RawWebSocket(self.port, 'mute', 'p')
         self.assertEqual(ws.status, 101)
         for _ in range(3):
             op, payload = ws.recv_frame()
             msg = msgpack.unpackb(payload)
-            result = {'admin': 'x', 'host': 'y', 'version': '3.7.0'} \
+            result = {'admin': 'x', 'host': 'y', 'version': '3.7.0', 'basedir': self.workdir,
+                      'worker_commands': {'shell': '3.1'}} \
                 if msg['op'] == 'get_worker_info' else None
             ws.send_frame(msgpack.packb({'op': 'response', 'seq_number': msg['seq_number'],
                                          'result': result}))
         self.wait_connected('mute')
+        return ws
+
+    def test_pings_without_keepalive_answers_is_dropped(self):
+        ws = self.attached_raw()
         attached = time.monotonic()
 
         seen = {'pings': 0, 'keepalives': 0, 'close': None}
@@ -231,6 +237,57 @@ class KeepaliveRequestTest(ClockTestCase):
         ws.close()
         self.assertTrue(self.worker_prop('good', 'Connected'))
         self.assertEqual(self.signals_named('Detached', worker_path('good')), [])
+        self.assertIsNone(self.daemon.poll())
+
+    def test_unanswered_requests_are_bounded(self):
+        """A worker that answers keepalives but never start_command cannot make
+        the daemon hold an unbounded number of pending requests."""
+        ws = self.attached_raw()
+        seen = {'starts': 0, 'close': None}
+
+        def serve():
+            ws.sock.settimeout(30)
+            try:
+                while True:
+                    op, payload = ws.recv_frame()
+                    if op == 9:
+                        ws.send_frame(payload, opcode=10)
+                    elif op == 8:
+                        seen['close'] = payload[2:].decode(errors='replace')
+                        return
+                    elif op == 2:
+                        msg = msgpack.unpackb(payload)
+                        if msg.get('op') == 'start_command' and msg['command_name'] == 'shell':
+                            seen['starts'] += 1
+                            continue
+                        ws.send_frame(msgpack.packb({'op': 'response', 'result': None,
+                                                     'seq_number': msg['seq_number']}))
+                        if msg.get('op') == 'start_command':
+                            # Preparing the builder's directory succeeds.
+                            ws.send_frame(msgpack.packb({'op': 'complete', 'seq_number': 0,
+                                                         'command_id': msg['command_id'],
+                                                         'args': None}))
+            except (EOFError, OSError, socket.timeout):
+                return
+
+        reader = threading.Thread(target=serve, daemon=True)
+        reader.start()
+        build = self.call(FLEET_PATH, MANAGER_IFACE, 'RequestBuild',
+                          GLib.Variant('(sa{sv})', ('b', {})))[0]
+        self.wait_until(lambda: self.prop(build, BUILD_IFACE, 'State') == 'running',
+                        timeout=10, message='build running')
+        args = GLib.Variant('(sa{sv})', ('shell', {'command': GLib.Variant('s', 'true')}))
+        for _ in range(300):
+            try:
+                self.call(build, BUILD_IFACE, 'RunCommand', args)
+            except GLib.Error:
+                break       # the build lost its worker
+        sig = self.wait_signal('Detached', worker_path('mute'), timeout=10)
+        self.assertIn('256 requests left unanswered', sig[0][3][0])
+        reader.join(10)
+        self.assertEqual(seen['starts'], 256)
+        self.assertIn('unanswered', seen['close'] or '')
+        self.assertTrue(self.worker_prop('good', 'Connected'))
         self.assertIsNone(self.daemon.poll())
 
 
