@@ -13,7 +13,15 @@
  *
  * Liveness: see keepalive_cb().  Anything received (a message or a pong)
  * counts as a sign of life; nothing for two keepalive intervals closes the
- * connection with "keepalive timeout".
+ * connection with "keepalive timeout", and a keepalive request unanswered
+ * for two intervals closes it too.  Every interval and deadline here runs on
+ * the monotonic clock: a wall clock stepped by NTP or a resumed VM neither
+ * drops healthy workers nor keeps dead ones.  The wall clock only stamps
+ * what is published (bf_connection_get_last_rx_usec()).
+ *
+ * Every request we send has a deadline (DEFAULT_REQUEST_TIMEOUT_USEC unless
+ * the caller gives one) and at most MAX_PENDING_REQUESTS may be unanswered
+ * at once: a worker that stops answering cannot make us pile them up.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -37,6 +45,8 @@
  * messages waiting behind such a decode. */
 #define BIG_MESSAGE_BYTES (256 * 1024)
 #define BACKLOG_MAX_BYTES (64 * 1024 * 1024)
+#define DEFAULT_REQUEST_TIMEOUT_USEC (60 * G_USEC_PER_SEC)
+#define MAX_PENDING_REQUESTS 256
 
 struct _BfConnection
 {
@@ -53,9 +63,11 @@ struct _BfConnection
   GHashTable *commands;           /* command_id -> CommandSink*: ours, running; NULL until the first */
   GVariant *info;                 /* a{sv}, D-Bus safe */
 
-  guint64 last_rx_usec;
-  guint64 last_activity_emit_usec;
+  guint64 last_rx_usec;            /* wall clock, published */
+  gint64 last_rx_mono;             /* monotonic, for liveness */
+  gint64 last_activity_emit_mono;
   BfTimer *keepalive_timer;
+  gboolean keepalive_pending;      /* one keepalive request at a time */
 
   double flood_tokens;
   gint64 flood_stamp;
@@ -265,11 +277,13 @@ request_timeout_cb (gpointer data)
  * bf_connection_request_async:
  * @op: the request, e.g. "print", "get_worker_info"
  * @fields: (nullable) (transfer floating): a{sv} of further fields
- * @timeout_usec: 0 for no timeout
+ * @timeout_usec: how long the worker has to answer (monotonic); 0 for
+ *   the default of a minute
  *
  * Sends a request; the result is the response's `result` (nil as `mv`
  * nothing), or an error for an exception response, a timeout or a closed
- * connection.
+ * connection.  A worker with %MAX_PENDING_REQUESTS requests unanswered is
+ * not keeping up with the protocol: the connection is closed.
  */
 void
 bf_connection_request_async (BfConnection        *self,
@@ -295,13 +309,22 @@ bf_connection_request_async (BfConnection        *self,
       return;
     }
 
+  if (g_hash_table_size (self->pending) >= MAX_PENDING_REQUESTS)
+    {
+      protocol_error (self, "%u requests left unanswered; the worker does not keep up",
+                      g_hash_table_size (self->pending));
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                               "worker %s is not connected", self->worker_name);
+      return;
+    }
+
   p = g_new0 (Pending, 1);
   p->self = self;
   p->task = g_steal_pointer (&task);
   p->seq = self->next_seq++;
   p->op = g_strdup (op);
-  if (timeout_usec > 0)
-    bf_timer_start (&p->timer, timeout_usec, request_timeout_cb, p);
+  bf_timer_start (&p->timer, timeout_usec > 0 ? timeout_usec : DEFAULT_REQUEST_TIMEOUT_USEC,
+                  request_timeout_cb, p);
   g_hash_table_insert (self->pending, &p->seq, p);
 
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
@@ -456,12 +479,13 @@ flood_check (BfConnection *self)
 static void
 note_rx (BfConnection *self)
 {
-  guint64 now = (guint64) g_get_real_time ();
+  gint64 now = g_get_monotonic_time ();
 
-  self->last_rx_usec = now;
-  if (now - self->last_activity_emit_usec >= ACTIVITY_MIN_PERIOD_USEC)
+  self->last_rx_mono = now;
+  self->last_rx_usec = (guint64) g_get_real_time ();
+  if (now - self->last_activity_emit_mono >= ACTIVITY_MIN_PERIOD_USEC)
     {
-      self->last_activity_emit_usec = now;
+      self->last_activity_emit_mono = now;
       g_signal_emit (self, signals[SIGNAL_ACTIVITY], 0);
     }
 }
@@ -711,17 +735,39 @@ static const BfWebsocketHandler ws_handler = {
   .closed = ws_closed_cb,
 };
 
+static void
+keepalive_reply_cb (GObject      *object,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  BfConnection *self = BF_CONNECTION (object);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) reply = bf_connection_request_finish (self, result, &error);
+
+  self->keepalive_pending = FALSE;
+  /* An exception response is an answer too: the worker's reactor runs. */
+  if (reply != NULL || !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) || self->closed)
+    return;
+  bf_worker_message (self->worker_name,
+                     "Worker %s from %s did not answer a keepalive request within %.1f s: dropping it",
+                     self->worker_name, self->peer,
+                     2 * self->limits.keepalive_interval_usec / (double) G_USEC_PER_SEC);
+  bf_connection_close (self, "keepalive request not answered");
+}
+
 /* Liveness costs nothing while a worker talks.  Once it has been quiet for
  * a keepalive interval it gets a msgpack keepalive request (answered by the
- * worker's reactor, so it proves more than TCP) and a WebSocket ping at
- * every check while it stays quiet.  Quiet for two intervals is dead. */
+ * worker's reactor, so it proves more than TCP; one at a time, with two
+ * intervals to answer) and a WebSocket ping at every check while it stays
+ * quiet.  Quiet for two intervals is dead, and so is a worker whose pongs
+ * come back but whose keepalive answer does not.  All on the monotonic
+ * clock. */
 static gboolean
 keepalive_cb (gpointer data)
 {
   BfConnection *self = data;
-  guint64 now = (guint64) g_get_real_time ();
-  guint64 interval = self->limits.keepalive_interval_usec;
-  guint64 idle = now > self->last_rx_usec ? now - self->last_rx_usec : 0;
+  gint64 interval = (gint64) self->limits.keepalive_interval_usec;
+  gint64 idle = MAX (g_get_monotonic_time () - self->last_rx_mono, 0);
 
   if (idle >= 2 * interval)
     {
@@ -732,10 +778,17 @@ keepalive_cb (gpointer data)
     }
   if (idle >= interval)
     {
-      bf_connection_request_async (self, "keepalive", NULL, 0, NULL, NULL, NULL);
-      bf_websocket_ping (self->ws);
+      if (!self->keepalive_pending)
+        {
+          self->keepalive_pending = TRUE;
+          bf_connection_request_async (self, "keepalive", NULL, (guint64) (2 * interval), NULL,
+                                       keepalive_reply_cb, NULL);
+        }
+      if (!self->closed)
+        bf_websocket_ping (self->ws);
     }
-  return G_SOURCE_CONTINUE;
+  /* Closing stopped this timer, but a callback that continues re-arms it. */
+  return self->closed ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
 }
 
 void
@@ -1111,6 +1164,7 @@ bf_connection_init (BfConnection *self)
   self->pending = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) pending_free);
   self->flood_tokens = FLOOD_BURST;
   self->flood_stamp = g_get_monotonic_time ();
+  self->last_rx_mono = self->flood_stamp;
 }
 
 BfConnection *

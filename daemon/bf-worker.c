@@ -8,6 +8,9 @@
  * whether Missing was already raised for the current incident is persisted
  * too: restarting the daemon resumes the timers where they were and never
  * mails an admin twice about the same absence (Buildbot's issue 4234).
+ * Within one process the timer counts monotonic time since the disconnect;
+ * only at start-up is the persisted wall-clock time turned back into "how
+ * long ago", which is all a restarted process can know.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -47,6 +50,7 @@ struct _BfWorker
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
   gboolean missing_notified;
+  gint64 disconnected_mono;       /* DisconnectedSinceUSec on the monotonic clock */
   guint64 last_seen_usec;
 
   GVariant *properties_cache;   /* a{sv} of all properties, see bf_shared_dict_new() */
@@ -100,10 +104,26 @@ iface (BfWorker *self)
   return BF_DBUS_WORKER (self);
 }
 
+/* Wall-clock time: only for what is published and persisted.  Intervals
+ * and deadlines use g_get_monotonic_time(), so a stepped clock neither
+ * raises alarms early nor holds them back. */
 static guint64
 now_usec (void)
 {
   return (guint64) g_get_real_time ();
+}
+
+/* Sets DisconnectedSinceUSec and its monotonic twin; @since is in the past
+ * (a persisted time) or now. */
+static void
+set_disconnected_since (BfWorker *self,
+                        guint64   since)
+{
+  guint64 now = now_usec ();
+  guint64 ago = since != 0 && since < now ? now - since : 0;
+
+  bf_dbus_worker_set_disconnected_since_usec (iface (self), since);
+  self->disconnected_mono = g_get_monotonic_time () - (gint64) MIN (ago, (guint64) G_MAXINT64 / 2);
 }
 
 static char *
@@ -239,8 +259,7 @@ arm_missing_timer (BfWorker *self)
 {
   guint64 since = bf_dbus_worker_get_disconnected_since_usec (iface (self));
   guint64 timeout = self->config->missing_timeout_usec;
-  guint64 now = now_usec ();
-  guint64 due;
+  gint64 away = g_get_monotonic_time () - self->disconnected_mono;
 
   bf_timer_stop (&self->missing_timer);
   /* A latent worker is away by design; its failures to start are
@@ -249,12 +268,12 @@ arm_missing_timer (BfWorker *self)
       self->latent != NULL)
     return;
 
-  due = since + timeout;
   /* Microsecond due times in the shared timer queue, not
    * g_timeout_add_seconds(): the alarm must come within a few milliseconds
    * of its due time, and 10,000 disconnected workers must not mean 10,000
    * main-loop sources. */
-  bf_timer_start (&self->missing_timer, due > now ? due - now : 0, missing_timeout_cb, self);
+  bf_timer_start (&self->missing_timer, (guint64) away < timeout ? timeout - (guint64) away : 0,
+                  missing_timeout_cb, self);
 }
 
 /* Attach / detach ------------------------------------------------------------ */
@@ -287,7 +306,7 @@ detach (BfWorker   *self,
   bf_dbus_worker_set_connected (iface (self), FALSE);
   bf_dbus_worker_set_peer (iface (self), "");
   bf_dbus_worker_set_connected_since_usec (iface (self), 0);
-  bf_dbus_worker_set_disconnected_since_usec (iface (self), now);
+  set_disconnected_since (self, now);
   g_object_thaw_notify (G_OBJECT (self));
   save_state (self);
 
@@ -1296,11 +1315,11 @@ bf_worker_new (BfWorkerConfig *config,
       self->missing_notified = ws.missing_notified;
       bf_dbus_worker_set_missing (w, ws.missing_notified);
       /* 0 means the daemon stopped while the worker was connected. */
-      bf_dbus_worker_set_disconnected_since_usec (w, ws.disconnected_since_usec ? ws.disconnected_since_usec : now_usec ());
+      set_disconnected_since (self, ws.disconnected_since_usec ? ws.disconnected_since_usec : now_usec ());
       bf_worker_state_clear (&ws);
     }
   else
-    bf_dbus_worker_set_disconnected_since_usec (w, now_usec ());
+    set_disconnected_since (self, now_usec ());
 
   bf_worker_set_config (self, config);
   g_object_thaw_notify (G_OBJECT (self));
