@@ -62,6 +62,7 @@ typedef struct {
   char *mail_command;
   char *mail_from;
   gsize max_message_size;      /* bytes of one WebSocket message */
+  gsize max_bus_message_size;  /* bytes of one D-Bus message (the bus's limit) */
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
   guint64 finished_build_lifetime_usec;

@@ -66,6 +66,40 @@ bf_dbus_size_end (GVariant *value,
                   gsize     offset,
                   gsize     limit)
 {
+  return bf_dbus_size_end_memo (value, offset, limit, NULL);
+}
+
+/* Structs and dict entries this big or bigger are remembered. */
+#define MEMO_MIN_SIZE 64
+
+/**
+ * bf_dbus_size_new_memo:
+ *
+ * Returns: a memo for bf_dbus_size_end_memo(): it holds a reference to
+ * each value it remembers, so use one per listing and free it after.
+ */
+GHashTable *
+bf_dbus_size_new_memo (void)
+{
+  return g_hash_table_new_full (g_direct_hash, g_direct_equal, (GDestroyNotify) g_variant_unref, NULL);
+}
+
+/**
+ * bf_dbus_size_end_memo:
+ * @memo: (nullable): from bf_dbus_size_new_memo()
+ *
+ * As bf_dbus_size_end(), remembering the size of every big struct and dict
+ * entry by instance: a struct starts at a multiple of 8, so its size does
+ * not depend on where it is.  Listings walk the same shared tree-form
+ * entries (see bf-shared-dict.c) once per worker; with a memo they are
+ * walked once per listing.
+ */
+gsize
+bf_dbus_size_end_memo (GVariant   *value,
+                       gsize       offset,
+                       gsize       limit,
+                       GHashTable *memo)
+{
   const char *type = g_variant_get_type_string (value);
   gsize size = fixed_size (type);
 
@@ -100,7 +134,7 @@ bf_dbus_size_end (GVariant *value,
           g_autoptr(GVariant) child = g_variant_get_variant (value);
 
           offset += 1 + strlen (g_variant_get_type_string (child)) + 1;
-          offset = bf_dbus_size_end (child, offset, limit);
+          offset = bf_dbus_size_end_memo (child, offset, limit, memo);
         }
         break;
 
@@ -126,7 +160,7 @@ bf_dbus_size_end (GVariant *value,
               {
                 g_autoptr(GVariant) child = g_variant_get_child_value (value, i);
 
-                offset = bf_dbus_size_end (child, offset, limit);
+                offset = bf_dbus_size_end_memo (child, offset, limit, memo);
               }
         }
         break;
@@ -134,14 +168,23 @@ bf_dbus_size_end (GVariant *value,
       case '(': case '{':
         {
           gsize n = g_variant_n_children (value);
+          gsize start = align (offset, 8);
+          gpointer known;
 
-          offset = align (offset, 8);
+          if (memo != NULL && g_hash_table_lookup_extended (memo, value, NULL, &known))
+            {
+              offset = start + GPOINTER_TO_SIZE (known);
+              break;
+            }
+          offset = start;
           for (gsize i = 0; i < n && offset <= limit; i++)
             {
               g_autoptr(GVariant) child = g_variant_get_child_value (value, i);
 
-              offset = bf_dbus_size_end (child, offset, limit);
+              offset = bf_dbus_size_end_memo (child, offset, limit, memo);
             }
+          if (memo != NULL && offset <= limit && offset - start >= MEMO_MIN_SIZE)
+            g_hash_table_insert (memo, g_variant_ref (value), GSIZE_TO_POINTER (offset - start));
         }
         break;
 

@@ -26,8 +26,13 @@ G_BEGIN_DECLS
 /* What bf_dbus_size_end() returns once it has passed its limit. */
 #define BF_DBUS_SIZE_OVER G_MAXSIZE
 
-gsize bf_dbus_size_end (GVariant *value,
-                        gsize     offset,
-                        gsize     limit);
+gsize       bf_dbus_size_end      (GVariant   *value,
+                                   gsize       offset,
+                                   gsize       limit);
+GHashTable *bf_dbus_size_new_memo (void);
+gsize       bf_dbus_size_end_memo (GVariant   *value,
+                                   gsize       offset,
+                                   gsize       limit,
+                                   GHashTable *memo);
 
 G_END_DECLS

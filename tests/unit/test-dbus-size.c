@@ -48,6 +48,14 @@ check (const char *text)
     g_variant_ref_sink (serialised);
     g_assert_cmpuint (bf_dbus_size_end (serialised, 0, G_MAXSIZE - 1), ==, want);
   }
+  /* With a memo, twice (the second time from it). */
+  {
+    g_autoptr(GHashTable) memo = bf_dbus_size_new_memo ();
+
+    for (guint i = 0; i < 2; i++)
+      for (gsize start = 0; start < 16; start += 8)
+        g_assert_cmpuint (bf_dbus_size_end_memo (body, start, G_MAXSIZE - 1, memo), ==, start + want);
+  }
   /* The limit: exactly the size passes, one byte less does not. */
   g_assert_cmpuint (bf_dbus_size_end (body, 0, want), ==, want);
   if (want > 0)
@@ -62,6 +70,36 @@ test_basic (void)
   check ("(byte 1, int64 2, byte 3, int16 4, byte 5, 6)");
   check ("('', 'a', 'abc', 'abcd', objectpath '/x/y', signature 'a{sv}')");
   check ("(byte 1, 'odd', byte 2, signature 'g', byte 3, 'x')");
+}
+
+/* The same big tree-form entry in many places, remembered once. */
+static void
+test_shared_entries (void)
+{
+  g_autoptr(GVariant) shared = g_variant_ref_sink (g_variant_new_parsed ("{'Commands', <{'shell': '3', 'mkdir': '3', 'rmdir': '3', 'glob': '3'}>}"));
+  g_autoptr(GHashTable) memo = bf_dbus_size_new_memo ();
+  g_autoptr(GVariant) body = NULL;
+  GVariantBuilder b;
+  gsize want;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("(ya{sv}ya{sv})"));
+  g_variant_builder_add (&b, "y", 1);
+  g_variant_builder_open (&b, G_VARIANT_TYPE ("a{sv}"));
+  g_variant_builder_add_value (&b, shared);
+  g_variant_builder_add (&b, "{sv}", "odd", g_variant_new_byte (1));
+  g_variant_builder_add_value (&b, shared);
+  g_variant_builder_close (&b);
+  g_variant_builder_add (&b, "y", 2);
+  g_variant_builder_open (&b, G_VARIANT_TYPE ("a{sv}"));
+  g_variant_builder_add_value (&b, shared);
+  g_variant_builder_close (&b);
+  body = g_variant_ref_sink (g_variant_builder_end (&b));
+
+  want = marshalled_body_size (body, G_DBUS_MESSAGE_BYTE_ORDER_LITTLE_ENDIAN);
+  g_assert_cmpuint (bf_dbus_size_end_memo (body, 0, G_MAXSIZE - 1, memo), ==, want);
+  g_assert_true (g_hash_table_contains (memo, shared));
+  g_assert_cmpuint (bf_dbus_size_end_memo (body, 0, G_MAXSIZE - 1, memo), ==, want);
+  g_assert_cmpuint (bf_dbus_size_end_memo (body, 0, want - 1, memo), ==, BF_DBUS_SIZE_OVER);
 }
 
 static void
@@ -114,5 +152,6 @@ main (int   argc,
   g_test_add_func ("/dbus-size/basic", test_basic);
   g_test_add_func ("/dbus-size/containers", test_containers);
   g_test_add_func ("/dbus-size/stops-at-limit", test_stops_at_limit);
+  g_test_add_func ("/dbus-size/shared-entries", test_shared_entries);
   return g_test_run ();
 }
