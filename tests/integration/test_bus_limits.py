@@ -244,6 +244,42 @@ class SmallLimitTest(ListingTestCase):
             self.assertIn(words, out)
 
 
+class NameTest(ListingTestCase):
+    """The three ways to end up without the name say which one happened."""
+
+    def test_another_instance_takes_the_name(self):
+        self.write_config(self.fleet(2, 'w-%d'))
+        first = self.start_daemon()
+        first_log = self.daemon_log_path
+        second = self.start_daemon(args=['--replace'], wait=False)
+        try:
+            first.wait(15)
+            with open(first_log) as f:
+                log = f.read()
+            self.assertNotEqual(first.returncode, 0)
+            self.assertIn('another instance took over the name org.buildfleet.Fleet1', log)
+            self.assertNotIn('lost the connection', log)
+            self.assertNotIn('cannot connect', log)
+            self.wait_until(lambda: self.manager_prop('Version'), message='the second instance')
+            self.assertIsNone(second.poll())
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+
+    def test_no_bus_at_all(self):
+        self.write_config(self.fleet(1))
+        env = dict(os.environ, G_DEBUG='fatal-criticals',
+                   DBUS_SYSTEM_BUS_ADDRESS='unix:path=%s/no-such-socket' % self.workdir)
+        import subprocess
+        p = subprocess.run([bfharness.BUILDFLEETD, '--config', self.config_path], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        out = p.stdout.decode(errors='replace')
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('cannot connect to the system bus', out)
+        self.assertNotIn('lost the connection', out)
+
+
 class BusLossTest(ListingTestCase):
     """The bus goes away under a running daemon: a clean, logged, restartable exit.
 
