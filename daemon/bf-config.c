@@ -706,7 +706,7 @@ static const char * const daemon_keys[] = {
   "Listen", "TlsCertificate", "TlsPrivateKey", "KeepaliveInterval",
   "DuplicatePingTimeout", "StateDirectory", "MailCommand", "MailFrom",
   "MaxMessageSize", "QuarantineInitial", "QuarantineMax", "FinishedBuildLifetime",
-  "MailTimeout", NULL
+  "MailTimeout", "MaxBusMessageSize", NULL
 };
 
 static const char * const worker_keys[] = {
@@ -1032,6 +1032,7 @@ parse_daemon (Parser    *p,
   const char *g = "Daemon";
   gint64 keepalive = 0, dup = 0, q_initial = 0, q_max = 0, lifetime = 0;
   guint64 max_msg = 0;
+  guint64 max_bus_msg = 0;
 
   if (!check_keys (p, g, daemon_keys, NULL, error))
     return FALSE;
@@ -1130,6 +1131,16 @@ parse_daemon (Parser    *p,
       return FALSE;
     }
   c->max_message_size = max_msg;
+
+  /* The system bus's max_message_size; 128 MiB is the protocol's own. */
+  if (!get_uint (p, g, "MaxBusMessageSize", 32 * 1024 * 1024, 128 * 1024 * 1024, &max_bus_msg, error))
+    return FALSE;
+  if (max_bus_msg < 64 * 1024)
+    {
+      set_error (error, p, g, "MaxBusMessageSize", "must be at least 65536 bytes");
+      return FALSE;
+    }
+  c->max_bus_message_size = max_bus_msg;
 
   if (!get_duration (p, g, "QuarantineInitial", FALSE, 10 * G_USEC_PER_SEC, &q_initial, error) ||
       !get_duration (p, g, "QuarantineMax", FALSE, (gint64) 3600 * G_USEC_PER_SEC, &q_max, error) ||

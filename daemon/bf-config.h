@@ -63,6 +63,7 @@ typedef struct {
   char *mail_from;
   guint64 mail_timeout_usec;   /* MailTimeout: one MailCommand's limit */
   gsize max_message_size;      /* bytes of one WebSocket message */
+  gsize max_bus_message_size;  /* bytes of one D-Bus message (the bus's limit) */
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
   guint64 finished_build_lifetime_usec;

@@ -11,9 +11,10 @@ static const GDBusErrorEntry bf_error_entries[] = {
   { BF_ERROR_NOT_CONNECTED, "org.buildfleet.Fleet1.Error.NotConnected" },
   { BF_ERROR_BUSY, "org.buildfleet.Fleet1.Error.Busy" },
   { BF_ERROR_FAILED, "org.buildfleet.Fleet1.Error.Failed" },
+  { BF_ERROR_REPLY_TOO_LARGE, "org.buildfleet.Fleet1.Error.ReplyTooLarge" },
 };
 
-G_STATIC_ASSERT (G_N_ELEMENTS (bf_error_entries) == BF_ERROR_FAILED + 1);
+G_STATIC_ASSERT (G_N_ELEMENTS (bf_error_entries) == BF_ERROR_REPLY_TOO_LARGE + 1);
 
 GQuark
 bf_error_quark (void)

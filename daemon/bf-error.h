@@ -18,6 +18,9 @@ G_BEGIN_DECLS
  * @BF_ERROR_NOT_CONNECTED: the worker has no attached connection
  * @BF_ERROR_BUSY: the object cannot do this right now
  * @BF_ERROR_FAILED: anything else, with a message that says what
+ * @BF_ERROR_REPLY_TOO_LARGE: the reply would be larger than a message on
+ *   the bus may be (MaxBusMessageSize); the message names the call to use
+ *   instead
  *
  * Each code maps to `org.buildfleet.Fleet1.Error.<Name>` on the bus.
  */
@@ -28,6 +31,7 @@ typedef enum {
   BF_ERROR_NOT_CONNECTED,
   BF_ERROR_BUSY,
   BF_ERROR_FAILED,
+  BF_ERROR_REPLY_TOO_LARGE,
 } BfError;
 
 GQuark bf_error_quark (void);

@@ -543,6 +543,21 @@ instance_exited_cb (BfLatentDriver *driver,
 /* Shutdown -------------------------------------------------------------------------- */
 
 /**
+ * bf_latent_freeze:
+ *
+ * For an exit that leaves the instance to the next daemon (KeepOnShutdown,
+ * or a lost bus): nothing starts or stops any more, the record stays and
+ * the next daemon adopts the instance.
+ */
+void
+bf_latent_freeze (BfLatent *self)
+{
+  self->frozen = TRUE;
+  g_clear_handle_id (&self->substantiation_source_id, g_source_remove);
+  g_clear_handle_id (&self->idle_source_id, g_source_remove);
+}
+
+/**
  * bf_latent_shutdown_async:
  *
  * For daemon shutdown: stops a running or starting instance quickly,
@@ -559,10 +574,7 @@ bf_latent_shutdown_async (BfLatent            *self,
   g_task_set_source_tag (task, bf_latent_shutdown_async);
   if (self->phase == PHASE_IDLE || self->config->keep_on_shutdown)
     {
-      /* Kept: the record stays, the next daemon adopts the instance. */
-      self->frozen = TRUE;
-      g_clear_handle_id (&self->substantiation_source_id, g_source_remove);
-      g_clear_handle_id (&self->idle_source_id, g_source_remove);
+      bf_latent_freeze (self);
       g_task_return_boolean (task, TRUE);
       return;
     }

@@ -36,6 +36,7 @@ void        bf_latent_insubstantiate      (BfLatent       *self,
 void        bf_latent_reconcile           (BfLatent       *self,
                                            const char     *instance_id,
                                            const char     *password);
+void        bf_latent_freeze              (BfLatent       *self);
 void        bf_latent_shutdown_async      (BfLatent       *self,
                                            GCancellable   *cancellable,
                                            GAsyncReadyCallback callback,

@@ -22,6 +22,7 @@
 
 #include "bf-authority.h"
 #include "bf-build.h"
+#include "bf-dbus-size.h"
 #include "bf-error.h"
 #include "bf-listener.h"
 #include "bf-log.h"
@@ -38,6 +39,9 @@
 #define RELOAD_SETTLE_USEC (300 * 1000)
 #define RELOAD_CONFIRM_MS 1000
 #define RELOAD_MAX_USEC (3 * G_USEC_PER_SEC)
+/* Room for a reply's header fields (reply serial, destination, signature,
+ * and the sender the bus adds) below MaxBusMessageSize. */
+#define BUS_HEADER_ROOM 4096
 
 struct _BfManager
 {
@@ -52,6 +56,7 @@ struct _BfManager
   GDBusObjectManagerServer *object_manager;
 
   GDBusConnection *bus;
+  guint listing_filter_id;        /* see listing_filter_cb() */
   char *master;                   /* HOST:PORT for latent instances */
   GHashTable *workers;            /* name -> BfWorker */
   GHashTable *retiring;           /* name -> BfWorker: removed, waiting for its builds */
@@ -759,6 +764,75 @@ handle_get_worker (BfDBusManager         *object,
 
 #define GET_WORKERS_MAX_PROPERTIES 64
 
+/* Listings -------------------------------------------------------------------
+ *
+ * The bus drops a connection that sends a message larger than its
+ * max_message_size (32 MiB on the system bus), and with it the daemon's
+ * name: a reply that grows with the fleet must never get there.  Every
+ * listing (GetManagedObjects, GetWorkers, GetWorkerPage) measures its reply
+ * entry by entry as it builds it (bf_dbus_size_end(), exact, and stopping at
+ * the bound) and fails with ReplyTooLarge, or ends the page, before it
+ * would exceed MaxBusMessageSize less BUS_HEADER_ROOM. */
+
+static gsize
+reply_bound (BfManager *self)
+{
+  return self->config->max_bus_message_size - BUS_HEADER_ROOM;
+}
+
+/* A reply body a{oa{sa{sv}}}...: the array's length, then its first dict
+ * entry at the next multiple of 8. */
+#define FIRST_ENTRY_OFFSET 8
+
+static void
+set_too_large (GError    **error,
+               BfManager  *self,
+               const char *call,
+               gsize       measured,
+               guint       n_measured,
+               guint       n_total,
+               const char *what,
+               const char *instead)
+{
+  /* The walk stops at the bound: what is left is extrapolated. */
+  double estimate = n_measured > 0 ? (double) measured * n_total / n_measured : (double) reply_bound (self);
+
+  g_set_error (error, BF_ERROR, BF_ERROR_REPLY_TOO_LARGE,
+               "%s would return about %.1f MB for %u %s, more than one message on the bus may hold "
+               "(MaxBusMessageSize=%" G_GSIZE_FORMAT " bytes); %s",
+               call, MAX (estimate, (double) reply_bound (self)) / 1e6, n_total, what,
+               self->config->max_bus_message_size, instead);
+}
+
+static gboolean
+parse_wanted (const char * const *properties,
+              GHashTable         *wanted,
+              GError            **error)
+{
+  GDBusInterfaceInfo *worker_info = bf_dbus_worker_interface_info ();
+  GDBusInterfaceInfo *latent_info = bf_dbus_latent_worker_interface_info ();
+
+  if (g_strv_length ((char **) properties) > GET_WORKERS_MAX_PROPERTIES)
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "At most %d property names", GET_WORKERS_MAX_PROPERTIES);
+      return FALSE;
+    }
+  for (guint i = 0; properties[i]; i++)
+    {
+      if (g_dbus_interface_info_lookup_property (worker_info, properties[i]) == NULL &&
+          g_dbus_interface_info_lookup_property (latent_info, properties[i]) == NULL)
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                       "“%s” is not a property of %s or %s", properties[i],
+                       worker_info->name, latent_info->name);
+          return FALSE;
+        }
+      g_hash_table_add (wanted, (gpointer) properties[i]);
+    }
+  return TRUE;
+}
+
 static GVariant *
 filter_properties (GVariant   *all,
                    GHashTable *wanted)
@@ -778,9 +852,80 @@ filter_properties (GVariant   *all,
   return g_variant_builder_end (&b);
 }
 
-/* The workers' part of GetManagedObjects with only the properties asked
- * for; built from the same (cached) property dictionaries, so the two
+/* One {oa{sa{sv}}} entry: the object's interfaces and their properties,
+ * with @wanted only the Worker and LatentWorker interfaces and only the
+ * properties in @wanted (all of them when it is empty).  Built from the
+ * same (cached) property dictionaries as GetManagedObjects, so the two
  * always agree. */
+static GVariant *
+object_entry (GDBusObject *object,
+              GHashTable  *wanted)
+{
+  GDBusInterfaceInfo *worker_info = bf_dbus_worker_interface_info ();
+  GDBusInterfaceInfo *latent_info = bf_dbus_latent_worker_interface_info ();
+  g_autolist(GDBusInterface) interfaces = g_dbus_object_get_interfaces (object);
+  GVariantBuilder ib;
+
+  g_variant_builder_init (&ib, G_VARIANT_TYPE ("a{sa{sv}}"));
+  for (GList *il = interfaces; il != NULL; il = il->next)
+    {
+      GDBusInterfaceInfo *info = g_dbus_interface_get_info (il->data);
+      g_autoptr(GVariant) all = NULL;
+
+      if (wanted != NULL && info != worker_info && info != latent_info)
+        continue;
+      all = g_dbus_interface_skeleton_get_properties (il->data);
+      g_variant_builder_add (&ib, "{s@a{sv}}", info->name,
+                             wanted != NULL && g_hash_table_size (wanted) > 0 ?
+                             filter_properties (all, wanted) : all);
+    }
+  return g_variant_ref_sink (g_variant_new ("{o@a{sa{sv}}}", g_dbus_object_get_object_path (object),
+                                            g_variant_builder_end (&ib)));
+}
+
+/* A listing of @objects (those under WORKERS_PATH only, with @wanted),
+ * or an error once it would not fit in a message. */
+static GVariant *
+list_objects (BfManager   *self,
+              GList       *objects,
+              GHashTable  *wanted,
+              const char  *call,
+              const char  *instead,
+              GError     **error)
+{
+  g_autoptr(GHashTable) memo = bf_dbus_size_new_memo ();
+  gsize bound = reply_bound (self);
+  gsize offset = FIRST_ENTRY_OFFSET;
+  guint n = 0, total = 0;
+  GVariantBuilder b;
+
+  for (GList *l = objects; l != NULL; l = l->next)
+    if (wanted == NULL || g_str_has_prefix (g_dbus_object_get_object_path (l->data), WORKERS_PATH "/"))
+      total++;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("a{oa{sa{sv}}}"));
+  for (GList *l = objects; l != NULL; l = l->next)
+    {
+      g_autoptr(GVariant) entry = NULL;
+      gsize end;
+
+      if (wanted != NULL && !g_str_has_prefix (g_dbus_object_get_object_path (l->data), WORKERS_PATH "/"))
+        continue;
+      entry = object_entry (l->data, wanted);
+      end = bf_dbus_size_end_memo (entry, offset, bound, memo);
+      if (end == BF_DBUS_SIZE_OVER)
+        {
+          g_variant_builder_clear (&b);
+          set_too_large (error, self, call, offset, n, total, wanted ? "workers" : "objects", instead);
+          return NULL;
+        }
+      offset = end;
+      n++;
+      g_variant_builder_add_value (&b, entry);
+    }
+  return g_variant_builder_end (&b);
+}
+
 static gboolean
 handle_get_workers (BfDBusManager         *object,
                     GDBusMethodInvocation *invocation,
@@ -789,56 +934,233 @@ handle_get_workers (BfDBusManager         *object,
   BfManager *self = BF_MANAGER (object);
   g_autoptr(GHashTable) wanted = g_hash_table_new (g_str_hash, g_str_equal);
   g_autolist(GDBusObject) objects = NULL;
-  GDBusInterfaceInfo *worker_info = bf_dbus_worker_interface_info ();
-  GDBusInterfaceInfo *latent_info = bf_dbus_latent_worker_interface_info ();
-  GVariantBuilder b;
+  g_autoptr(GError) error = NULL;
+  GVariant *workers;
 
-  if (g_strv_length ((char **) properties) > GET_WORKERS_MAX_PROPERTIES)
+  if (!parse_wanted (properties, wanted, &error))
     {
-      g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                                             "At most %d property names", GET_WORKERS_MAX_PROPERTIES);
+      g_dbus_method_invocation_return_gerror (invocation, error);
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
-  for (guint i = 0; properties[i]; i++)
+  objects = g_dbus_object_manager_get_objects (G_DBUS_OBJECT_MANAGER (self->object_manager));
+  workers = list_objects (self, objects, wanted, "GetWorkers",
+                          "list the workers in pages with org.buildfleet.Fleet1.Manager.GetWorkerPage, "
+                          "or ask for fewer properties", &error);
+  if (workers == NULL)
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else
+    bf_dbus_manager_complete_get_workers (object, invocation, workers);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gint
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+static void
+add_names_after (GHashTable *table,
+                 const char *after,
+                 GPtrArray  *names)
+{
+  GHashTableIter iter;
+  gpointer key;
+
+  g_hash_table_iter_init (&iter, table);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (strcmp (key, after) > 0)
+      g_ptr_array_add (names, key);
+}
+
+static gboolean
+handle_get_worker_page (BfDBusManager         *object,
+                        GDBusMethodInvocation *invocation,
+                        const char * const    *properties,
+                        const char            *after,
+                        guint                  limit)
+{
+  BfManager *self = BF_MANAGER (object);
+  g_autoptr(GHashTable) wanted = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
+  g_autoptr(GHashTable) memo = bf_dbus_size_new_memo ();
+  g_autoptr(GError) error = NULL;
+  gsize bound = reply_bound (self);
+  gsize offset = FIRST_ENTRY_OFFSET;
+  gint64 start_usec = g_get_monotonic_time ();
+  const char *next = "";
+  GVariantBuilder b;
+  guint n = 0;
+
+  if (!parse_wanted (properties, wanted, &error))
     {
-      if (g_dbus_interface_info_lookup_property (worker_info, properties[i]) == NULL &&
-          g_dbus_interface_info_lookup_property (latent_info, properties[i]) == NULL)
-        {
-          g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                                                 "“%s” is not a property of %s or %s", properties[i],
-                                                 worker_info->name, latent_info->name);
-          return G_DBUS_METHOD_INVOCATION_HANDLED;
-        }
-      g_hash_table_add (wanted, (gpointer) properties[i]);
+      g_dbus_method_invocation_return_gerror (invocation, error);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
+
+  /* Workers still exported while their last builds end are listed too. */
+  add_names_after (self->workers, after, names);
+  add_names_after (self->retiring, after, names);
+  g_ptr_array_sort (names, compare_names);
 
   g_variant_builder_init (&b, G_VARIANT_TYPE ("a{oa{sa{sv}}}"));
-  objects = g_dbus_object_manager_get_objects (G_DBUS_OBJECT_MANAGER (self->object_manager));
-  for (GList *l = objects; l != NULL; l = l->next)
+  for (guint i = 0; i < names->len; i++)
     {
-      const char *path = g_dbus_object_get_object_path (l->data);
-      g_autolist(GDBusInterface) interfaces = NULL;
-      GVariantBuilder ib;
+      const char *name = g_ptr_array_index (names, i);
+      g_autofree char *path = worker_path (name);
+      g_autoptr(GDBusObject) worker = NULL;
+      g_autoptr(GVariant) entry = NULL;
+      gsize end;
 
-      if (!g_str_has_prefix (path, WORKERS_PATH "/"))
+      if (limit > 0 && n == limit)
+        break;
+      worker = g_dbus_object_manager_get_object (G_DBUS_OBJECT_MANAGER (self->object_manager), path);
+      if (worker == NULL)
         continue;
-      g_variant_builder_init (&ib, G_VARIANT_TYPE ("a{sa{sv}}"));
-      interfaces = g_dbus_object_get_interfaces (l->data);
-      for (GList *il = interfaces; il != NULL; il = il->next)
+      entry = object_entry (worker, wanted);
+      end = bf_dbus_size_end_memo (entry, offset, bound, memo);
+      /* ...and room for @next, this worker's name, after the array. */
+      if (end != BF_DBUS_SIZE_OVER && end + 8 + strlen (name) + 1 > bound)
+        end = BF_DBUS_SIZE_OVER;
+      if (end == BF_DBUS_SIZE_OVER)
         {
-          GDBusInterfaceInfo *info = g_dbus_interface_get_info (il->data);
-          g_autoptr(GVariant) all = NULL;
-
-          if (info != worker_info && info != latent_info)
-            continue;
-          all = g_dbus_interface_skeleton_get_properties (il->data);
-          g_variant_builder_add (&ib, "{s@a{sv}}", info->name,
-                                 properties[0] ? filter_properties (all, wanted) : all);
+          if (n > 0)
+            break;
+          g_variant_builder_clear (&b);
+          g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_REPLY_TOO_LARGE,
+                                                 "Worker %s alone would take more than one message on the bus "
+                                                 "may hold (MaxBusMessageSize=%" G_GSIZE_FORMAT " bytes) with "
+                                                 "these properties; ask for fewer properties, or pass “%s” "
+                                                 "as the cursor to skip it",
+                                                 name, self->config->max_bus_message_size, name);
+          return G_DBUS_METHOD_INVOCATION_HANDLED;
         }
-      g_variant_builder_add (&b, "{oa{sa{sv}}}", path, &ib);
+      offset = end;
+      n++;
+      next = name;
+      g_variant_builder_add_value (&b, entry);
     }
-  bf_dbus_manager_complete_get_workers (object, invocation, g_variant_builder_end (&b));
+  /* The page reached the end of the fleet. */
+  if (n == 0 || g_str_equal (next, g_ptr_array_index (names, names->len - 1)))
+    next = "";
+
+  g_debug ("GetWorkerPage: %u workers, %" G_GSIZE_FORMAT " bytes, built in %.1f ms", n, offset,
+           (g_get_monotonic_time () - start_usec) / 1000.0);
+  bf_dbus_manager_complete_get_worker_page (object, invocation, g_variant_builder_end (&b), next);
+  g_debug ("GetWorkerPage: sent after %.1f ms", (g_get_monotonic_time () - start_usec) / 1000.0);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+/* GetManagedObjects is answered by GDBusObjectManagerServer, which knows
+ * nothing of the bus's limit.  This filter (in GDBus's worker thread)
+ * takes the call away from it before dispatch and hands it to
+ * serve_managed_objects() in the main context, which builds the same reply
+ * from the same objects, measured. */
+typedef struct {
+  GWeakRef manager;             /* the filter may outlive it a moment */
+  GMainContext *context;
+} ListingFilter;
+
+static void
+listing_filter_free (gpointer data)
+{
+  ListingFilter *lf = data;
+
+  g_weak_ref_clear (&lf->manager);
+  g_main_context_unref (lf->context);
+  g_free (lf);
+}
+
+typedef struct {
+  BfManager *manager;
+  GDBusMessage *call;
+} ListingCall;
+
+static void
+listing_call_free (gpointer data)
+{
+  ListingCall *lc = data;
+
+  g_object_unref (lc->manager);
+  g_object_unref (lc->call);
+  g_free (lc);
+}
+
+static gboolean
+serve_managed_objects (gpointer data)
+{
+  ListingCall *lc = data;
+  BfManager *self = lc->manager;
+  g_autolist(GDBusObject) objects = NULL;
+  g_autoptr(GDBusMessage) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) send_error = NULL;
+  GVariant *listing;
+
+  gint64 start_usec = g_get_monotonic_time ();
+
+  if (self->bus == NULL || self->object_manager == NULL)
+    return G_SOURCE_REMOVE;
+  objects = g_dbus_object_manager_get_objects (G_DBUS_OBJECT_MANAGER (self->object_manager));
+  listing = list_objects (self, objects, NULL, "GetManagedObjects",
+                          "list the workers in pages with org.buildfleet.Fleet1.Manager.GetWorkerPage", &error);
+  if (g_dbus_message_get_flags (lc->call) & G_DBUS_MESSAGE_FLAGS_NO_REPLY_EXPECTED)
+    {
+      if (listing != NULL)
+        g_variant_unref (g_variant_ref_sink (listing));
+      return G_SOURCE_REMOVE;
+    }
+  if (listing != NULL)
+    {
+      reply = g_dbus_message_new_method_reply (lc->call);
+      g_dbus_message_set_body (reply, g_variant_new_tuple (&listing, 1));
+    }
+  else
+    {
+      g_autofree char *name = g_dbus_error_encode_gerror (error);
+
+      g_debug ("Refused GetManagedObjects from %s: %s", g_dbus_message_get_sender (lc->call), error->message);
+      reply = g_dbus_message_new_method_error_literal (lc->call, name, error->message);
+    }
+  if (!g_dbus_connection_send_message (self->bus, reply, G_DBUS_SEND_MESSAGE_FLAGS_NONE, NULL, &send_error))
+    g_debug ("Cannot send the reply to GetManagedObjects: %s", send_error->message);
+  g_debug ("GetManagedObjects answered in %.1f ms", (g_get_monotonic_time () - start_usec) / 1000.0);
+  return G_SOURCE_REMOVE;
+}
+
+static GDBusMessage *
+listing_filter_cb (GDBusConnection *connection,
+                   GDBusMessage    *message,
+                   gboolean         incoming,
+                   gpointer         user_data)
+{
+  ListingFilter *lf = user_data;
+  const char *interface;
+  ListingCall *lc;
+  BfManager *self;
+
+  if (!incoming ||
+      g_dbus_message_get_message_type (message) != G_DBUS_MESSAGE_TYPE_METHOD_CALL ||
+      g_strcmp0 (g_dbus_message_get_member (message), "GetManagedObjects") != 0 ||
+      g_strcmp0 (g_dbus_message_get_path (message), FLEET_PATH) != 0)
+    return message;
+  interface = g_dbus_message_get_interface (message);
+  if (interface != NULL && !g_str_equal (interface, "org.freedesktop.DBus.ObjectManager"))
+    return message;
+  /* Wrong arguments: GDBus's own error. */
+  if (g_dbus_message_get_body (message) != NULL &&
+      g_variant_n_children (g_dbus_message_get_body (message)) > 0)
+    return message;
+
+  self = g_weak_ref_get (&lf->manager);
+  if (self == NULL)
+    return message;
+  lc = g_new0 (ListingCall, 1);
+  lc->manager = self;
+  lc->call = message;           /* the filter owns it */
+  g_main_context_invoke_full (lf->context, G_PRIORITY_DEFAULT, serve_managed_objects, lc, listing_call_free);
+  return NULL;
 }
 
 /* Builds ------------------------------------------------------------------------ */
@@ -1237,6 +1559,7 @@ bf_manager_iface_init (BfDBusManagerIface *iface)
   iface->handle_reload = handle_reload;
   iface->handle_get_worker = handle_get_worker;
   iface->handle_get_workers = handle_get_workers;
+  iface->handle_get_worker_page = handle_get_worker_page;
   iface->handle_request_build = handle_request_build;
 }
 
@@ -1300,6 +1623,25 @@ bf_manager_shutdown_finish (BfManager     *self,
 }
 
 /**
+ * bf_manager_keep_instances:
+ *
+ * For an exit that is not an orderly stop (the bus went away): leaves every
+ * latent instance running and recorded, for the next daemon to adopt, even
+ * when bf_manager_shutdown() then drops its connection.
+ */
+void
+bf_manager_keep_instances (BfManager *self)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (bf_worker_get_latent (value) != NULL)
+      bf_latent_freeze (bf_worker_get_latent (value));
+}
+
+/**
  * bf_manager_shutdown:
  *
  * Stops listening, drops every connection and writes the state; for a
@@ -1349,6 +1691,11 @@ bf_manager_dispose (GObject *object)
   g_clear_pointer (&self->workers, g_hash_table_unref);
   g_clear_pointer (&self->retiring, g_hash_table_unref);
   g_clear_object (&self->object_manager);
+  if (self->listing_filter_id != 0)
+    {
+      g_dbus_connection_remove_filter (self->bus, self->listing_filter_id);
+      self->listing_filter_id = 0;
+    }
 
   G_OBJECT_CLASS (bf_manager_parent_class)->dispose (object);
 }
@@ -1431,6 +1778,14 @@ bf_manager_export (BfManager        *self,
                    GError          **error)
 {
   g_set_object (&self->bus, bus);
+  if (self->listing_filter_id == 0)
+    {
+      ListingFilter *lf = g_new0 (ListingFilter, 1);
+
+      g_weak_ref_init (&lf->manager, self);
+      lf->context = g_main_context_ref_thread_default ();
+      self->listing_filter_id = g_dbus_connection_add_filter (bus, listing_filter_cb, lf, listing_filter_free);
+    }
   g_dbus_object_manager_server_set_connection (self->object_manager, bus);
   return g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self), bus, FLEET_PATH, error);
 }

@@ -21,6 +21,7 @@ gboolean   bf_manager_export        (BfManager        *self,
 gboolean   bf_manager_start_listening (BfManager      *self,
                                      GError          **error);
 void       bf_manager_shutdown      (BfManager        *self);
+void       bf_manager_keep_instances (BfManager       *self);
 void       bf_manager_shutdown_async (BfManager       *self,
                                      GAsyncReadyCallback callback,
                                      gpointer          user_data);

@@ -39,6 +39,9 @@ typedef struct {
   guint listen_attempts;
   guint shutdown_timeout_id;
   gboolean shutting_down;
+  GDBusConnection *bus;           /* watched for "closed" */
+  gboolean bus_acquired;
+  gboolean bus_lost;
   gboolean name_acquired;
   int exit_code;
   gint64 start_usec;
@@ -51,6 +54,9 @@ bf_app_free (BfApp *app)
   g_clear_handle_id (&app->listen_retry_id, g_source_remove);
   g_clear_handle_id (&app->shutdown_timeout_id, g_source_remove);
   g_clear_handle_id (&app->name_id, g_bus_unown_name);
+  if (app->bus != NULL)
+    g_signal_handlers_disconnect_by_data (app->bus, app);
+  g_clear_object (&app->bus);
   g_clear_object (&app->manager);
   g_clear_pointer (&app->config, bf_config_unref);
   g_clear_pointer (&app->loop, g_main_loop_unref);
@@ -109,6 +115,43 @@ try_listen_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+static const char *
+bus_kind (BfApp *app)
+{
+  return app->session_bus ? "session" : "system";
+}
+
+/* The bus went away (dbus-daemon restarted or killed), or dropped us (it
+ * does so to a connection that breaks one of its limits).  Without the
+ * bus nobody can reach the fleet, and GDBus does not reconnect: exit with
+ * a failure, so that systemd restarts the service (Restart=on-failure).
+ * Admin state is written; latent instances are not stopped but stay
+ * recorded in the state directory, for the next daemon to adopt. */
+static void
+bus_lost (BfApp      *app,
+          const char *why)
+{
+  if (app->bus_lost)
+    return;
+  app->bus_lost = TRUE;
+  g_printerr ("buildfleetd: lost the connection to the %s bus: %s; "
+              "exiting so that systemd restarts the service\n", bus_kind (app), why);
+  sd_notify (0, "STATUS=Lost the connection to the bus; exiting");
+  bf_manager_keep_instances (app->manager);
+  bf_manager_shutdown (app->manager);
+  quit (app, EXIT_FAILURE);
+}
+
+static void
+bus_closed_cb (GDBusConnection *bus,
+               gboolean         remote_peer_vanished,
+               GError          *error,
+               BfApp           *app)
+{
+  bus_lost (app, error ? error->message :
+                 remote_peer_vanished ? "the bus closed the connection" : "the connection was closed");
+}
+
 static void
 bus_acquired_cb (GDBusConnection *bus,
                  const char      *name,
@@ -116,6 +159,17 @@ bus_acquired_cb (GDBusConnection *bus,
 {
   BfApp *app = user_data;
   g_autoptr(GError) error = NULL;
+
+  /* GDBus's default for a bus connection is raise(SIGTERM) when it
+   * closes, which would look like an orderly stop (and stop every latent
+   * instance); bus_lost() says what happened instead. */
+  app->bus_acquired = TRUE;
+  g_dbus_connection_set_exit_on_close (bus, FALSE);
+  if (app->bus == NULL)
+    {
+      app->bus = g_object_ref (bus);
+      g_signal_connect (bus, "closed", G_CALLBACK (bus_closed_cb), app);
+    }
 
   if (!bf_manager_export (app->manager, bus, &error))
     {
@@ -143,8 +197,15 @@ name_lost_cb (GDBusConnection *bus,
 {
   BfApp *app = user_data;
 
+  if (bus == NULL && app->bus_acquired)
+    {
+      /* Usually bus_closed_cb() has said why already. */
+      bus_lost (app, "the connection was closed");
+      return;
+    }
   if (bus == NULL)
-    g_printerr ("buildfleetd: cannot connect to the %s bus\n", app->session_bus ? "session" : "system");
+    g_printerr ("buildfleetd: cannot connect to the %s bus (is dbus-daemon running, and "
+                "DBUS_%s_BUS_ADDRESS right if set?)\n", bus_kind (app), app->session_bus ? "SESSION" : "SYSTEM");
   else if (app->name_acquired)
     g_printerr ("buildfleetd: another instance took over the name %s; exiting\n", name);
   else

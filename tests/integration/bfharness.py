@@ -98,12 +98,53 @@ class Worker:
             return ''
 
 
+# A Debian system bus's limits (dbus-daemon's built-in defaults, listed in
+# /usr/share/dbus-1/system.conf), stated so that every test runs against
+# them: above all max_message_size, over which the bus drops the sender.
+SYSTEM_BUS_LIMITS = {
+    'max_incoming_bytes': 133169152,
+    'max_incoming_unix_fds': 64,
+    'max_outgoing_bytes': 133169152,
+    'max_outgoing_unix_fds': 64,
+    'max_message_size': 33554432,
+    'max_message_unix_fds': 16,
+    'service_start_timeout': 25000,
+    'auth_timeout': 5000,
+    'pending_fd_timeout': 150000,
+    'max_completed_connections': 2048,
+    'max_incomplete_connections': 64,
+    'max_connections_per_user': 256,
+    'max_pending_service_starts': 512,
+    'max_names_per_connection': 512,
+    'max_match_rules_per_connection': 512,
+    'max_replies_per_connection': 128,
+}
+
+
+def start_system_bus_with_limits(cls):
+    """dbusmock's private system bus, with SYSTEM_BUS_LIMITS."""
+    services = cls.get_services_dir(True)
+    conf = os.path.join(os.path.dirname(services), 'bf_system_bus.conf')
+    with open(conf, 'w') as f:
+        f.write('<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"\n'
+                ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n'
+                '<busconfig>\n  <type>system</type>\n  <keep_umask/>\n'
+                '  <listen>unix:tmpdir=/tmp</listen>\n  <servicedir>%s</servicedir>\n'
+                '  <policy context="default">\n    <allow send_destination="*" eavesdrop="true"/>\n'
+                '    <allow eavesdrop="true"/>\n    <allow own="*"/>\n  </policy>\n%s</busconfig>\n' %
+                (services,
+                 ''.join('  <limit name="%s">%d</limit>\n' % kv for kv in SYSTEM_BUS_LIMITS.items())))
+    pid, address = cls.start_dbus(conf=conf)
+    os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = address
+    cls.system_bus_pid = pid      # stopped by DBusTestCase.tearDownClass
+
+
 class FleetTestCase(dbusmock.DBusTestCase):
     """Base class: one private system bus per test class, one daemon per test."""
 
     @classmethod
     def setUpClass(cls):
-        cls.start_system_bus()
+        start_system_bus_with_limits(cls)
         # A connection of our own, not GLib's shared singleton: each test
         # class gets a new private bus.
         cls.bus = Gio.DBusConnection.new_for_address_sync(
