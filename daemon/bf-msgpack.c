@@ -116,7 +116,8 @@ remaining (const Decoder *d)
  * memory use is bounded whatever the input's shape. */
 #define CHARGE_VALUE 256
 #define CHARGE_ENTRY 128
-#define CHARGE_POINTER 8
+/* A child pointer on the decoder's stack, then in the container's copy. */
+#define CHARGE_POINTER 16
 
 static gboolean
 within_budget (Decoder  *d,
@@ -539,10 +540,16 @@ decode_scalar_array (Decoder   *d,
 
   *fallback = FALSE;
 
-  /* Every element but the last takes at least 8 bytes and an offset, and
-   * the array one instance and its box. */
-  if (!within_budget (d, start, (n - 1) * 9, error) ||
-      !charge (d, start, CHARGE_VALUE, error))
+  /* Every element but the last takes at least 8 bytes and an offset here;
+   * if that cannot fit, the array is no array of scalars within budget, and
+   * the general path decides (and reports what is wrong with it). */
+  if ((n - 1) * 9 > d->budget)
+    {
+      *fallback = TRUE;
+      return NULL;
+    }
+  /* The array is one instance, and its box. */
+  if (!charge (d, start, CHARGE_VALUE, error))
     return NULL;
 
   /* Sized for integers and doubles up front: growing by doubling would
