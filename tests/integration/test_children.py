@@ -148,6 +148,10 @@ class MailStormTest(ChildrenTestCase):
         # Each mail exactly once: delivered, or one line saying it failed.
         self.assertEqual(sorted(mailed + failed), names)
         self.assertGreaterEqual(len(mailed), self.N - 3 * MAIL_BOUND)
+        # The mail lands before the daemon has seen its command exit and
+        # logged it: wait for the log line of each.
+        self.wait_until(lambda: self.daemon_log().count('Mailed ops@example.com about worker') >= len(mailed),
+                        timeout=15, message='a log line for every mail delivered')
         self.assertEqual(self.daemon_log().count('Mailed ops@example.com about worker'), len(mailed))
 
         # Nothing is left running, and every pipe is closed.
@@ -183,6 +187,9 @@ class MailQueueTest(ChildrenTestCase):
         self.assertTrue(self.N - QUEUE_BOUND - MAIL_BOUND <= dropped <= self.N - QUEUE_BOUND, dropped)
         self.wait_until(lambda: len(self.mails()) + len(self.failed_workers()) == self.N - dropped,
                         timeout=60, message='the queued mails delivered or failed')
+        # A mail lands before the daemon has seen its command exit.
+        self.wait_until(lambda: 'The mail queue has drained' in self.daemon_log(), timeout=15,
+                        message='the queue drained')
         log = self.daemon_log()
         self.assertEqual(log.count('Too many alert mails at once'), 1, log)
         self.assertEqual(log.count('The mail queue has drained'), 1)
