@@ -500,8 +500,20 @@ sink_complete (gpointer  user_data,
     finish (self, self->have_rc ? self->rc : 0, "");
 }
 
+/* A command abandoned with its build stays registered until disposed:
+ * what the worker still sends for it is dropped here. */
+static void
+sink_update_unless_finished (gpointer  user_data,
+                             GVariant *args)
+{
+  BfCommand *self = user_data;
+
+  if (!self->finished)
+    sink_update (user_data, args);
+}
+
 static const BfCommandSink command_sink = {
-  .update = sink_update,
+  .update = sink_update_unless_finished,
   .complete = sink_complete,
 };
 
@@ -525,6 +537,36 @@ bf_command_interrupt (BfCommand  *self,
   if (self->finished || self->connection == NULL)
     return;
   bf_connection_interrupt_command (self->connection, self->command_id, self->builder, why);
+}
+
+/**
+ * bf_command_abandon:
+ * @why: sent to the worker with interrupt_command
+ * @failure: the Failure the command completes with
+ *
+ * Ends the command now, for a build that ended: the worker is asked to
+ * interrupt it, and whatever the worker sends about it later is
+ * acknowledged and changes nothing.  Completed(-1, @failure) is emitted unless
+ * the command had completed already, so no command outlives its build,
+ * whether or not the worker ever answers.
+ */
+void
+bf_command_abandon (BfCommand  *self,
+                    const char *why,
+                    const char *failure)
+{
+  g_autoptr(BfConnection) connection = NULL;
+
+  if (self->finished)
+    return;
+  if (self->connection != NULL)
+    bf_connection_interrupt_command (self->connection, self->command_id, self->builder, why);
+  connection = self->connection ? g_object_ref (self->connection) : NULL;
+  finish (self, -1, failure);
+  /* Stay registered until disposed, so that the worker's late output and
+   * completion are acknowledged (a real worker logs a traceback for an
+   * error response) and dropped by the sink. */
+  g_set_object (&self->connection, connection);
 }
 
 /* D-Bus ------------------------------------------------------------------------- */
