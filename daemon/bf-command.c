@@ -15,6 +15,8 @@
 #include "bf-error.h"
 
 #define MAX_ARG_BYTES (1024 * 1024)
+/* timeout, maxTime, sigtermTime: at most 30 days */
+#define MAX_SECONDS_ARG (30.0 * 24 * 3600)
 
 struct _BfCommand
 {
@@ -116,21 +118,6 @@ resolve_path (const char  *path,
   return g_build_filename (basedir, builder, path, NULL);
 }
 
-static gboolean
-is_number (GVariant *v)
-{
-  const GVariantType *t = g_variant_get_type (v);
-
-  return g_variant_type_equal (t, G_VARIANT_TYPE_DOUBLE) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_INT32) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_UINT32) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_INT64) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_UINT64) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_INT16) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_UINT16) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_BYTE);
-}
-
 static GVariant *
 convert_one (const ArgSpec  *spec,
              GVariant       *v,
@@ -209,22 +196,14 @@ convert_one (const ArgSpec  *spec,
       break;
 
     case ARG_NUMBER:
-      if (is_number (v))
-        {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_DOUBLE))
-            {
-              double d = g_variant_get_double (v);
-              if (d < 0 || d != d)
-                {
-                  g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                               "Argument “%s” must not be negative", spec->name);
-                  return NULL;
-                }
-            }
-          return g_variant_ref (v);
-        }
-      expected = "a number of seconds (d, u, i, x or t)";
-      break;
+      {
+        g_autofree char *what = g_strdup_printf ("Argument “%s”", spec->name);
+
+        /* The same rule for every number type: -1 and -1.0 alike. */
+        if (!bf_check_number (v, what, "seconds", MAX_SECONDS_ARG, NULL, error))
+          return NULL;
+        return g_variant_ref (v);
+      }
 
     case ARG_STRING_MAP:
       if (g_variant_is_of_type (v, G_VARIANT_TYPE ("a{ss}")))

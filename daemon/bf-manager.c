@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <malloc.h>
+#include <math.h>
 #include <string.h>
 
 #include "bf-authority.h"
@@ -829,6 +830,9 @@ builder_is_served (BfManager  *self,
   return FALSE;
 }
 
+/* 30 days: longer waits would outgrow the main loop's millisecond timers. */
+#define MAX_BUILD_TIMEOUT_USEC (30.0 * 24 * 3600 * G_USEC_PER_SEC)
+
 typedef struct {
   const char *only_worker;
   gboolean detached;
@@ -875,10 +879,12 @@ parse_build_options (BfManager     *self,
         }
       else if (g_str_equal (key, "timeout-usec"))
         {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_UINT64))
-            out->timeout_usec = g_variant_get_uint64 (v);
-          else
-            want = "t";
+          double usec;
+
+          if (!bf_check_number (v, "Option “timeout-usec”", "microseconds (0: wait as long as it takes)",
+                                MAX_BUILD_TIMEOUT_USEC, &usec, error))
+            return FALSE;
+          out->timeout_usec = (guint64) ceil (usec);
         }
       else
         {
