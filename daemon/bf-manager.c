@@ -881,7 +881,7 @@ parse_build_options (BfManager     *self,
         {
           double usec;
 
-          if (!bf_check_number (v, "Option “timeout-usec”", "microseconds (0: wait as long as it takes)",
+          if (!bf_check_number (v, "Option “timeout-usec”", "microseconds",
                                 MAX_BUILD_TIMEOUT_USEC, &usec, error))
             return FALSE;
           out->timeout_usec = (guint64) ceil (usec);

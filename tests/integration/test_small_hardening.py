@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -182,6 +183,43 @@ class ReleaseTest(SmallTestCase):
         self.assertEqual(self.prop(cmd, COMMAND_IFACE, 'ExitCode'), -1)
         self.assertTrue(self.worker_prop('evil', 'Connected'))
         self.assertTrue(self.worker_prop('good', 'Connected'))
+        self.assert_alive()
+
+    def test_late_messages_after_the_build_left_the_bus(self):
+        # Run under the ASan build too: the connection must not call into a
+        # command that is gone, nor keep one alive forever.
+        self.start(['evil'], KeepaliveInterval='0', FinishedBuildLifetime='0.5')
+        evil = ScriptedWorker(self, 'evil', 'pw-evil')
+        self.wait_connected('evil')
+        build = self.request(worker=GLib.Variant('s', 'evil'), detached=GLib.Variant('b', True))
+        self.wait_build_state(build, 'running')
+        cmds = [self.run_command(build, 'stat', {'path': GLib.Variant('s', '/%d' % i)}) for i in range(2)]
+        self.wait_until(lambda: len(evil.requests('start_command')) == 2, message='both commands started')
+        ids = [m['command_id'] for m in evil.requests('start_command')]
+        self.call(build, BUILD_IFACE, 'Release')
+        for c in cmds:
+            self.assertEqual(self.wait_signal('Completed', c)[0][3][0], -1)
+        self.wait_until(lambda: build not in self.managed_objects(), message='build left the bus')
+        seqs = [evil.send_for_command('update', ids[0], [['stdout', 'late\n']]),
+                evil.send_for_command('complete', ids[0], None)]
+        self.wait_until(lambda: all(evil.response_to(s) for s in seqs), message='responses')
+        for s in seqs:
+            self.assertTrue(evil.response_to(s).get('is_exception'))
+            self.assertIn('no command', evil.response_to(s)['result'])
+        self.assert_alive()
+
+        # A second build's abandoned command is still registered when the
+        # worker goes away: nothing happens twice.
+        build = self.request(worker=GLib.Variant('s', 'evil'), detached=GLib.Variant('b', True))
+        self.wait_build_state(build, 'running')
+        cmd = self.run_command(build, 'stat', {'path': GLib.Variant('s', '/')})
+        self.wait_until(lambda: len(evil.requests('start_command')) == 3, message='third command started')
+        self.call(build, BUILD_IFACE, 'Release')
+        self.wait_signal('Completed', cmd)
+        evil.close()
+        self.wait_connected('evil', value=False)
+        self.wait_until(lambda: build not in self.managed_objects(), message='build left the bus')
+        self.assertEqual(len(self.signals_named('Completed', cmd)), 1)
         self.assert_alive()
 
     def test_release_with_a_real_worker(self):
@@ -384,6 +422,81 @@ class NumericOptionsTest(SmallTestCase):
         for v in (GLib.Variant('i', 30), GLib.Variant('d', 30.5), GLib.Variant('t', 0)):
             ok = self.run_command(build, 'shell', {'command': GLib.Variant('s', 'true'), 'timeout': v})
             self.assertEqual(self.wait_signal('Completed', ok, timeout=20)[0][3], (0, ''))
+
+
+class Figures(SmallTestCase):
+    """Not a test (not in meson.build): prints the before/after figures of
+    the report.  BUILDFLEETD=path/to/buildfleetd python3 test_small_hardening.py Figures"""
+
+    def report(self, what, value):
+        print('FIGURE %s: %s' % (what, value), file=sys.stderr, flush=True)
+
+    def test_figures(self):
+        self.start(['evil', 'w1'], KeepaliveInterval='0')
+        evil = ScriptedWorker(self, 'evil', 'pw-evil',
+                              info={'admin': 'a', 'host': 'h', 'version': '3.7\n' + LogInjectionTest.FORGED,
+                                    'worker_commands': {'shell': '3.1'}})
+        self.wait_connected('evil')
+
+        # Release with a worker that never completes its command.
+        build = self.request(worker=GLib.Variant('s', 'evil'), detached=GLib.Variant('b', True))
+        self.wait_build_state(build, 'running')
+        cmd = self.run_command(build, 'shell', {'command': GLib.Variant('s', 'x'),
+                                                'workdir': GLib.Variant('s', '/')})
+        self.wait_until(lambda: evil.requests('start_command'), message='start_command')
+        start = time.monotonic()
+        self.call(build, BUILD_IFACE, 'Release')
+        try:
+            self.wait_signal('Completed', cmd, timeout=10)
+            self.report('Release -> Completed (scripted worker never completes)',
+                        '%.0f ms' % ((time.monotonic() - start) * 1000))
+        except AssertionError:
+            self.report('Release -> Completed (scripted worker never completes)', 'none within 10 s')
+        p = self.props(cmd, COMMAND_IFACE)
+        self.report('Command after Release', 'State=%s ExitCode=%d Failure=%r'
+                    % (p['State'], p['ExitCode'], p['Failure']))
+
+        # Log lines.
+        self.worker_call('evil', 'Pause', GLib.Variant('(s)', ('disk full\n' + LogInjectionTest.FORGED,)))
+        self.wait_until(lambda: 'paused by' in self.daemon_log(), message='pause logged')
+        forged = [l for l in self.daemon_log().splitlines() if l.startswith(LogInjectionTest.FORGED)]
+        self.report('forged log lines (1 pause reason + 1 worker version)', len(forged))
+
+        # Numbers.
+        for opts in ({'timeout-usec': GLib.Variant('x', -1)}, {'timeout-usec': GLib.Variant('d', -1.0)},
+                     {'timeout-usec': GLib.Variant('t', 2 ** 64 - 1)}):
+            self.worker_call('evil', 'Pause', GLib.Variant('(s)', ('busy',)))
+            try:
+                b = self.request(worker=GLib.Variant('s', 'evil'), detached=GLib.Variant('b', True), **opts)
+                start = time.monotonic()
+                try:
+                    self.wait_signal('Finished', b, timeout=2)
+                    result = 'accepted; Finished(timeout) after %.0f ms' % ((time.monotonic() - start) * 1000)
+                except AssertionError:
+                    result = 'accepted; still pending after 2 s'
+                    self.call(b, BUILD_IFACE, 'Release')
+            except GLib.Error as e:
+                result = 'refused: ' + e.message.split(': ', 1)[-1]
+            self.report('RequestBuild %s' % list(opts.values())[0].print_(True), result)
+        self.worker_call('evil', 'Unpause')
+        build = self.request(worker=GLib.Variant('s', 'evil'), detached=GLib.Variant('b', True))
+        self.wait_build_state(build, 'running')
+        for v in (GLib.Variant('i', -5), GLib.Variant('d', -5.0)):
+            try:
+                self.run_command(build, 'shell', {'command': GLib.Variant('s', 'x'),
+                                                  'workdir': GLib.Variant('s', '/'), 'timeout': v})
+                result = 'accepted (sent to the worker)'
+            except GLib.Error as e:
+                result = 'refused: ' + e.message.split(': ', 1)[-1]
+            self.report('RunCommand shell timeout=%s' % v.print_(True), result)
+
+        # Reattach without admin/host.
+        evil.close()
+        self.wait_connected('evil', value=False)
+        ScriptedWorker(self, 'evil', 'pw-evil', info={'version': '3.7.0'})
+        self.wait_connected('evil')
+        p = self.props(worker_path('evil'), WORKER_IFACE)
+        self.report('Admin/Host after reattach without them', '%r/%r' % (p['Admin'], p['Host']))
 
 
 if __name__ == '__main__':
