@@ -11,7 +11,6 @@
 #include "config.h"
 
 #include <malloc.h>
-#include <math.h>
 #include <string.h>
 
 #include "bf-authority.h"
@@ -884,7 +883,9 @@ parse_build_options (BfManager     *self,
           if (!bf_check_number (v, "Option “timeout-usec”", "microseconds",
                                 MAX_BUILD_TIMEOUT_USEC, &usec, error))
             return FALSE;
-          out->timeout_usec = (guint64) ceil (usec);
+          out->timeout_usec = (guint64) usec;
+          if ((double) out->timeout_usec < usec)
+            out->timeout_usec++;          /* a fraction rounds up */
         }
       else
         {
