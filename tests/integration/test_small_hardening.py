@@ -391,8 +391,8 @@ class NumericOptionsTest(SmallTestCase):
         self.assertEqual([p for p in self.managed_objects() if '/builds/' in p], [])
 
         # Every non-negative number within the limit is taken, whatever its type.
-        for v in (GLib.Variant('t', 0), GLib.Variant('u', 200000), GLib.Variant('i', 200000),
-                  GLib.Variant('x', 200000), GLib.Variant('d', 200000.0)):
+        for v in (GLib.Variant('t', 0), GLib.Variant('u', 20000000), GLib.Variant('i', 20000000),
+                  GLib.Variant('x', 20000000), GLib.Variant('d', 20000000.5)):
             b = self.request(detached=GLib.Variant('b', True), **{'timeout-usec': v})
             self.wait_build_state(b, 'running')
             self.call(b, BUILD_IFACE, 'Release')
