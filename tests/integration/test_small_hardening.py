@@ -461,6 +461,10 @@ class Figures(SmallTestCase):
         self.wait_until(lambda: 'paused by' in self.daemon_log(), message='pause logged')
         forged = [l for l in self.daemon_log().splitlines() if l.startswith(LogInjectionTest.FORGED)]
         self.report('forged log lines (1 pause reason + 1 worker version)', len(forged))
+        ScriptedWorker(self, 'w1', 'pw-w1', info={'version': 'v' * 100000})
+        self.wait_until(lambda: 'Worker w1 attached from 127' in self.daemon_log(), message='w1 attached')
+        line = [l for l in self.daemon_log().splitlines() if 'Worker w1 attached from 127' in l][0]
+        self.report('log line for a worker reporting a 100,000-byte version', '%d bytes' % len(line.encode()))
 
         # Numbers.
         for opts in ({'timeout-usec': GLib.Variant('x', -1)}, {'timeout-usec': GLib.Variant('d', -1.0)},
