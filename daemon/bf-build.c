@@ -94,13 +94,29 @@ static void worker_lost_cb (BfWorker   *worker,
                             const char *reason,
                             BfBuild    *self);
 
+/* How a command that was still running when the build ended says why. */
+static const char *
+describe_result (const char *result)
+{
+  if (g_str_equal (result, "released"))
+    return "the build was released";
+  if (g_str_equal (result, "owner-gone"))
+    return "the build's owner left the bus";
+  if (g_str_equal (result, "lost"))
+    return "the build's worker was lost";
+  if (g_str_equal (result, "timeout"))
+    return "the build timed out";
+  return "the build ended";
+}
+
 /**
  * bf_build_finish:
  * @result: "released", "lost", "timeout", "owner-gone" or "failed"
  *
- * Ends the build once: running commands are interrupted, the owner watch
- * and timers are dropped, Finished(@result) is emitted.  The manager frees
- * the worker slot.
+ * Ends the build once: running commands are interrupted on the worker and
+ * completed at once with ExitCode -1 and "interrupted: ..." (a worker that
+ * never answers cannot keep them running), the owner watch and timers are
+ * dropped, Finished(@result) is emitted.  The manager frees the worker slot.
  */
 void
 bf_build_finish (BfBuild    *self,
@@ -108,6 +124,7 @@ bf_build_finish (BfBuild    *self,
 {
   g_autoptr(BfBuild) hold = g_object_ref (self);
   g_autofree char *why = NULL;
+  g_autofree char *failure = NULL;
 
   if (self->phase == BF_BUILD_FINISHED)
     return;
@@ -119,8 +136,9 @@ bf_build_finish (BfBuild    *self,
     g_signal_handlers_disconnect_by_func (self->worker, worker_lost_cb, self);
 
   why = g_strdup_printf ("build %s", result);
+  failure = g_strdup_printf ("interrupted: %s", describe_result (result));
   for (guint i = 0; i < self->commands->len; i++)
-    bf_command_interrupt (g_ptr_array_index (self->commands, i), why);
+    bf_command_abandon (g_ptr_array_index (self->commands, i), why, failure);
   g_clear_object (&self->prepare);
 
   g_object_freeze_notify (G_OBJECT (self));

@@ -16,6 +16,8 @@
 #include "bf-variant-util.h"
 
 #define MAX_ARG_BYTES (1024 * 1024)
+/* timeout, maxTime, sigtermTime: at most 30 days */
+#define MAX_SECONDS_ARG (30.0 * 24 * 3600)
 
 struct _BfCommand
 {
@@ -117,21 +119,6 @@ resolve_path (const char  *path,
   return g_build_filename (basedir, builder, path, NULL);
 }
 
-static gboolean
-is_number (GVariant *v)
-{
-  const GVariantType *t = g_variant_get_type (v);
-
-  return g_variant_type_equal (t, G_VARIANT_TYPE_DOUBLE) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_INT32) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_UINT32) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_INT64) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_UINT64) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_INT16) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_UINT16) ||
-         g_variant_type_equal (t, G_VARIANT_TYPE_BYTE);
-}
-
 static GVariant *
 convert_one (const ArgSpec  *spec,
              GVariant       *v,
@@ -210,22 +197,14 @@ convert_one (const ArgSpec  *spec,
       break;
 
     case ARG_NUMBER:
-      if (is_number (v))
-        {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_DOUBLE))
-            {
-              double d = g_variant_get_double (v);
-              if (d < 0 || d != d)
-                {
-                  g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                               "Argument “%s” must not be negative", spec->name);
-                  return NULL;
-                }
-            }
-          return g_variant_ref (v);
-        }
-      expected = "a number of seconds (d, u, i, x or t)";
-      break;
+      {
+        g_autofree char *what = g_strdup_printf ("Argument “%s”", spec->name);
+
+        /* The same rule for every number type: -1 and -1.0 alike. */
+        if (!bf_check_number (v, what, "seconds", MAX_SECONDS_ARG, NULL, error))
+          return NULL;
+        return g_variant_ref (v);
+      }
 
     case ARG_STRING_MAP:
       if (g_variant_is_of_type (v, G_VARIANT_TYPE ("a{ss}")))
@@ -565,8 +544,20 @@ sink_complete (gpointer  user_data,
     finish (self, self->have_rc ? self->rc : 0, "");
 }
 
+/* A command abandoned with its build stays registered until disposed:
+ * what the worker still sends for it is dropped here. */
+static void
+sink_update_unless_finished (gpointer  user_data,
+                             GVariant *args)
+{
+  BfCommand *self = user_data;
+
+  if (!self->finished)
+    sink_update (user_data, args);
+}
+
 static const BfCommandSink command_sink = {
-  .update = sink_update,
+  .update = sink_update_unless_finished,
   .complete = sink_complete,
 };
 
@@ -590,6 +581,36 @@ bf_command_interrupt (BfCommand  *self,
   if (self->finished || self->connection == NULL)
     return;
   bf_connection_interrupt_command (self->connection, self->command_id, self->builder, why);
+}
+
+/**
+ * bf_command_abandon:
+ * @why: sent to the worker with interrupt_command
+ * @failure: the Failure the command completes with
+ *
+ * Ends the command now, for a build that ended: the worker is asked to
+ * interrupt it, and whatever the worker sends about it later is
+ * acknowledged and changes nothing.  Completed(-1, @failure) is emitted unless
+ * the command had completed already, so no command outlives its build,
+ * whether or not the worker ever answers.
+ */
+void
+bf_command_abandon (BfCommand  *self,
+                    const char *why,
+                    const char *failure)
+{
+  g_autoptr(BfConnection) connection = NULL;
+
+  if (self->finished)
+    return;
+  if (self->connection != NULL)
+    bf_connection_interrupt_command (self->connection, self->command_id, self->builder, why);
+  connection = self->connection ? g_object_ref (self->connection) : NULL;
+  finish (self, -1, failure);
+  /* Stay registered until disposed, so that the worker's late output and
+   * completion are acknowledged (a real worker logs a traceback for an
+   * error response) and dropped by the sink. */
+  g_set_object (&self->connection, connection);
 }
 
 /* D-Bus ------------------------------------------------------------------------- */

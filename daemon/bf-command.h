@@ -27,5 +27,8 @@ void       bf_command_start        (BfCommand    *self,
                                     GVariant     *wire_args);
 void       bf_command_interrupt    (BfCommand    *self,
                                     const char   *why);
+void       bf_command_abandon      (BfCommand    *self,
+                                    const char   *why,
+                                    const char   *failure);
 
 G_END_DECLS

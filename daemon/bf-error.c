@@ -27,3 +27,57 @@ bf_error_quark (void)
                                       G_N_ELEMENTS (bf_error_entries));
   return (GQuark) quark;
 }
+
+/**
+ * bf_check_number:
+ * @value: a D-Bus argument or option
+ * @what: how the message names it, e.g. "Option “timeout-usec”"
+ * @unit: what it counts, e.g. "microseconds"
+ * @max: the largest value allowed
+ * @out: (out) (optional): the value
+ *
+ * One rule for every numeric argument, whatever the caller's type: any
+ * D-Bus number (y n q i u x t d) from 0 to @max, so that -1 is refused the
+ * same way as -1.0, NaN or 2^64-1.
+ *
+ * Returns: %FALSE with an InvalidArgs @error naming @what and the rule.
+ */
+gboolean
+bf_check_number (GVariant    *value,
+                 const char  *what,
+                 const char  *unit,
+                 double       max,
+                 double      *out,
+                 GError     **error)
+{
+  double d;
+
+  switch (g_variant_classify (value))
+    {
+    case G_VARIANT_CLASS_BYTE:    d = g_variant_get_byte (value); break;
+    case G_VARIANT_CLASS_INT16:   d = g_variant_get_int16 (value); break;
+    case G_VARIANT_CLASS_UINT16:  d = g_variant_get_uint16 (value); break;
+    case G_VARIANT_CLASS_INT32:   d = g_variant_get_int32 (value); break;
+    case G_VARIANT_CLASS_UINT32:  d = g_variant_get_uint32 (value); break;
+    case G_VARIANT_CLASS_INT64:   d = (double) g_variant_get_int64 (value); break;
+    case G_VARIANT_CLASS_UINT64:  d = (double) g_variant_get_uint64 (value); break;
+    case G_VARIANT_CLASS_DOUBLE:  d = g_variant_get_double (value); break;
+    default:
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "%s must be a number of %s (y, n, q, i, u, x, t or d), not of type %s",
+                   what, unit, g_variant_get_type_string (value));
+      return FALSE;
+    }
+  /* Written so that NaN fails too. */
+  if (!(d >= 0 && d <= max))
+    {
+      g_autofree char *printed = g_variant_print (value, FALSE);
+
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "%s must be a number of %s from 0 to %.0f, not %s", what, unit, max, printed);
+      return FALSE;
+    }
+  if (out)
+    *out = d;
+  return TRUE;
+}

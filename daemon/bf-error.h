@@ -34,6 +34,12 @@ typedef enum {
   BF_ERROR_REPLY_TOO_LARGE,
 } BfError;
 
-GQuark bf_error_quark (void);
+GQuark   bf_error_quark  (void);
+gboolean bf_check_number (GVariant    *value,
+                          const char  *what,
+                          const char  *unit,
+                          double       max,
+                          double      *out,
+                          GError     **error);
 
 G_END_DECLS

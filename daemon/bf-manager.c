@@ -1406,6 +1406,9 @@ builder_is_served (BfManager  *self,
   return FALSE;
 }
 
+/* 30 days: longer waits would outgrow the main loop's millisecond timers. */
+#define MAX_BUILD_TIMEOUT_USEC (30.0 * 24 * 3600 * G_USEC_PER_SEC)
+
 typedef struct {
   const char *only_worker;
   gboolean detached;
@@ -1452,10 +1455,14 @@ parse_build_options (BfManager     *self,
         }
       else if (g_str_equal (key, "timeout-usec"))
         {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_UINT64))
-            out->timeout_usec = g_variant_get_uint64 (v);
-          else
-            want = "t";
+          double usec;
+
+          if (!bf_check_number (v, "Option “timeout-usec”", "microseconds",
+                                MAX_BUILD_TIMEOUT_USEC, &usec, error))
+            return FALSE;
+          out->timeout_usec = (guint64) usec;
+          if ((double) out->timeout_usec < usec)
+            out->timeout_usec++;          /* a fraction rounds up */
         }
       else
         {

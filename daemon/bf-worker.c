@@ -338,6 +338,8 @@ fill_from_info (BfWorker     *self,
   g_autoptr(GVariantBuilder) info_b = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
   g_autoptr(GVariantBuilder) cmds_b = g_variant_builder_new (G_VARIANT_TYPE ("a{ss}"));
   g_autofree char *version = NULL;
+  g_autofree char *admin = NULL;
+  g_autofree char *host = NULL;
   gsize n = g_variant_n_children (info);
 
   /* By index rather than g_variant_iter_loop(): format strings parsed for
@@ -374,12 +376,12 @@ fill_from_info (BfWorker     *self,
         {
           /* The worker reads these from info/ files, trailing newline and all. */
           g_autofree char *text = g_strstrip (g_variant_dup_string (value, NULL));
+          char **field = g_str_equal (key, "admin") ? &admin : &host;
+
           g_variant_builder_add_value (info_b, g_variant_new_dict_entry (key_v,
                                        g_variant_new_variant (g_variant_new_string (text))));
-          if (g_str_equal (key, "admin"))
-            bf_dbus_worker_set_admin (iface (self), text);
-          else
-            bf_dbus_worker_set_host (iface (self), text);
+          g_free (*field);
+          *field = g_steal_pointer (&text);
           continue;
         }
       if (is_string && g_str_equal (key, "version"))
@@ -390,6 +392,10 @@ fill_from_info (BfWorker     *self,
       g_variant_builder_add_value (info_b, entry);
     }
 
+  /* Every attach replaces all of it: what this worker did not report is
+   * empty, not left over from an earlier connection. */
+  bf_dbus_worker_set_admin (iface (self), admin ? admin : "");
+  bf_dbus_worker_set_host (iface (self), host ? host : "");
   bf_dbus_worker_set_version (iface (self), version ? version : "");
   {
     /* Kept serialised: a tree of small GVariants costs several times more

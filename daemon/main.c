@@ -16,6 +16,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "bf-error.h"
+#include "bf-log.h"
 #include "bf-manager.h"
 #include "bf-poller.h"
 #include "bf-timer-queue.h"
@@ -322,6 +323,9 @@ main (int   argc,
   };
 
   setlocale (LC_ALL, "");
+  /* Before the first message: text from workers and callers is escaped
+   * onto one line (bf-log.c). */
+  g_log_set_writer_func (bf_log_writer, NULL, NULL);
 
   /* One socket per worker: tens of thousands of them need more than the
    * usual soft limit of 1024 descriptors. */
