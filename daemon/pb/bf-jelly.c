@@ -117,13 +117,33 @@ string_new (BfJellyType  type,
   return value;
 }
 
+/* UTF-8 that may hold NUL characters, as a Python str may. */
+static gboolean
+utf8_valid (const gchar *data,
+            gsize        len)
+{
+  while (len > 0)
+    {
+      const gchar *nul = memchr (data, '\0', len);
+      gsize part = nul != NULL ? (gsize) (nul - data) : len;
+
+      if (part > 0 && !g_utf8_validate_len (data, part, NULL))
+        return FALSE;
+      if (nul == NULL)
+        break;
+      data += part + 1;
+      len -= part + 1;
+    }
+  return TRUE;
+}
+
 BfJellyValue *
 bf_jelly_unicode (const gchar *utf8,
                   gssize       len)
 {
   if (len < 0)
     len = strlen (utf8);
-  g_return_val_if_fail (g_utf8_validate_len (utf8, len, NULL), NULL);
+  g_return_val_if_fail (utf8_valid (utf8, len), NULL);
   return string_new (BF_JELLY_UNICODE, utf8, len);
 }
 
@@ -558,7 +578,7 @@ unjelly (Unjellier           *u,
       s = sexp->list.items[1];
       if (s->type != BF_BANANA_STRING)
         return refuse (error, BF_JELLY_ERROR_MALFORMED, "a unicode string that is not a string");
-      if (!g_utf8_validate_len (s->string.data, s->string.len, NULL))
+      if (!utf8_valid (s->string.data, s->string.len))
         return refuse (error, BF_JELLY_ERROR_MALFORMED, "a unicode string that is not valid UTF-8");
       return string_new (BF_JELLY_UNICODE, s->string.data, s->string.len);
     }
@@ -786,8 +806,7 @@ jelly (Jellier            *j,
         {
           bf_banana_write_list_header (j->out, 2);
           bf_banana_write_string (j->out, j->dialect, "unicode", 7);
-          /* Twisted sends unicode content as a plain STRING, never VOCAB */
-          bf_banana_write_string (j->out, BF_BANANA_DIALECT_NONE, value->string.data,
+          bf_banana_write_string (j->out, j->dialect, value->string.data,
                                   value->string.len);
         }
       else
