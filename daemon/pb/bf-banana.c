@@ -184,6 +184,8 @@ struct _BfBananaDecoder
 
   /* Stream offset of the next byte, for error messages. */
   guint64         offset;
+  /* The first bytes of the stream, to recognise HTTP in errors. */
+  guint8          head[4];
 };
 
 BfBananaDecoder *
@@ -477,6 +479,9 @@ bf_banana_decoder_feed (BfBananaDecoder *decoder,
         {
           guint8 b = data[pos];
 
+          if (decoder->offset < sizeof decoder->head)
+            decoder->head[decoder->offset] = b;
+
           if (b & 0x80)
             {
               if (!type_byte (decoder, b, expression, error))
@@ -488,7 +493,10 @@ bf_banana_decoder_feed (BfBananaDecoder *decoder,
 
               if (decoder->prefix_len == BF_BANANA_PREFIX_LIMIT)
                 return fail (decoder, error, BF_BANANA_ERROR_PREFIX,
-                             "more than %u bytes of prefix", BF_BANANA_PREFIX_LIMIT);
+                             "more than %u bytes of prefix%s", BF_BANANA_PREFIX_LIMIT,
+                             decoder->offset == BF_BANANA_PREFIX_LIMIT &&
+                             memcmp (decoder->head, "GET ", 4) == 0 ?
+                             " (this is an HTTP request: a msgpack worker sent to the PB port?)" : "");
               decoder->prefix_len++;
               if (b != 0)
                 {
