@@ -282,8 +282,7 @@ got_item (BfBananaDecoder *decoder,
 
   if (decoder->dialect == BF_BANANA_DIALECT_UNSET)
     {
-      g_autoptr(BfBananaValue) owned = item;
-      g_autofree gchar *printed = NULL;
+      gboolean ok = TRUE;
 
       if (bf_banana_value_is_string (item, "pb"))
         decoder->dialect = BF_BANANA_DIALECT_PB;
@@ -291,16 +290,19 @@ got_item (BfBananaDecoder *decoder,
         decoder->dialect = BF_BANANA_DIALECT_NONE;
       else
         {
+          g_autofree gchar *printed = NULL;
+
           if (item->type == BF_BANANA_STRING && item->string.len > 32)
             item->string.len = 32;
           printed = bf_banana_value_print (item);
           if (strlen (printed) > 64)
             strcpy (printed + 60, "...");
-          return fail (decoder, error, BF_BANANA_ERROR_DIALECT,
-                       "the peer chose dialect %s, which was not offered (\"pb\" or \"none\")",
-                       printed);
+          ok = fail (decoder, error, BF_BANANA_ERROR_DIALECT,
+                     "the peer chose dialect %s, which was not offered (\"pb\" or \"none\")",
+                     printed);
         }
-      return TRUE;
+      bf_banana_value_free (item);
+      return ok;
     }
 
   *expression = item;
