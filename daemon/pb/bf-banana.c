@@ -24,29 +24,37 @@ enum
 };
 
 /* Twisted's Banana.outgoingVocabulary, by index. */
-static const gchar * const vocabulary[BF_BANANA_VOCAB_MAX + 1] = {
-  NULL, "None", "class", "dereference", "reference", "dictionary", "function",
-  "instance", "list", "module", "persistent", "tuple", "unpersistable", "copy",
-  "cache", "cached", "remote", "local", "lcache", "version", "login",
-  "password", "challenge", "logged_in", "not_logged_in", "cachemessage",
-  "message", "answer", "error", "decref", "decache", "uncache",
+#define W(word) { word, sizeof (word) - 1 }
+static const struct
+{
+  const gchar *word;
+  gsize        len;
+} vocabulary[BF_BANANA_VOCAB_MAX + 1] = {
+  { NULL, 0 }, W ("None"), W ("class"), W ("dereference"), W ("reference"),
+  W ("dictionary"), W ("function"), W ("instance"), W ("list"), W ("module"),
+  W ("persistent"), W ("tuple"), W ("unpersistable"), W ("copy"), W ("cache"),
+  W ("cached"), W ("remote"), W ("local"), W ("lcache"), W ("version"),
+  W ("login"), W ("password"), W ("challenge"), W ("logged_in"),
+  W ("not_logged_in"), W ("cachemessage"), W ("message"), W ("answer"),
+  W ("error"), W ("decref"), W ("decache"), W ("uncache"),
 };
+#undef W
 
 const gchar *
 bf_banana_vocab_word (guint index)
 {
-  return index >= 1 && index <= BF_BANANA_VOCAB_MAX ? vocabulary[index] : NULL;
+  return index >= 1 && index <= BF_BANANA_VOCAB_MAX ? vocabulary[index].word : NULL;
 }
 
 guint
 bf_banana_vocab_index (const gchar *word,
                        gsize        len)
 {
-  /* Every word is 4 to 13 bytes long. */
+  /* Every word is 4 to 13 bytes long. This runs for every string sent. */
   if (len < 4 || len > 13)
     return 0;
   for (guint i = 1; i <= BF_BANANA_VOCAB_MAX; i++)
-    if (strlen (vocabulary[i]) == len && memcmp (vocabulary[i], word, len) == 0)
+    if (vocabulary[i].len == len && memcmp (vocabulary[i].word, word, len) == 0)
       return i;
   return 0;
 }
@@ -411,8 +419,8 @@ type_byte (BfBananaDecoder *decoder,
         if (word == NULL)
           return fail (decoder, error, BF_BANANA_ERROR_TYPE, "unknown vocabulary index");
         item = value_new (BF_BANANA_STRING);
-        item->string.len = strlen (word);
-        item->string.data = g_strdup (word);
+        item->string.len = vocabulary[n].len;
+        item->string.data = g_memdup2 (word, vocabulary[n].len + 1);
         return got_item (decoder, item, expression, error);
       }
 
@@ -510,6 +518,23 @@ bf_banana_decoder_feed (BfBananaDecoder *decoder,
             }
           pos++;
           decoder->offset++;
+        }
+      else if (decoder->state == STATE_STRING && decoder->body == NULL &&
+               len - pos >= decoder->body_len)
+        {
+          /* the whole string is here: no buffering */
+          BfBananaValue *item = value_new (BF_BANANA_STRING);
+
+          item->string.len = decoder->body_len;
+          item->string.data = g_malloc (decoder->body_len + 1);
+          memcpy (item->string.data, data + pos, decoder->body_len);
+          item->string.data[decoder->body_len] = '\0';
+          pos += decoder->body_len;
+          decoder->offset += decoder->body_len;
+          decoder->state = STATE_PREFIX;
+          decoder->body_len = 0;
+          if (!got_item (decoder, item, expression, error))
+            return FALSE;
         }
       else
         {

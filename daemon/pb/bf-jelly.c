@@ -363,6 +363,11 @@ bf_jelly_value_print (const BfJellyValue *value)
 
 /* Decoding */
 
+/* bf_banana_value_is_string() without a strlen() per type name tried */
+#define IS(value, literal) \
+  ((value)->type == BF_BANANA_STRING && (value)->string.len == sizeof (literal) - 1 && \
+   memcmp ((value)->string.data, literal, sizeof (literal) - 1) == 0)
+
 typedef struct
 {
   /* refid -> BfJellyValue (owned), or NULL while it is being decoded */
@@ -553,23 +558,23 @@ unjelly (Unjellier           *u,
   if (head->type != BF_BANANA_STRING)
     return refuse (error, BF_JELLY_ERROR_MALFORMED, "a list whose first item is not a type name");
 
-  if (bf_banana_value_is_string (head, "None"))
+  if (IS (head, "None"))
     {
       if (!want_args (sexp, "None", 0, error))
         return NULL;
       return bf_jelly_none ();
     }
-  if (bf_banana_value_is_string (head, "boolean"))
+  if (IS (head, "boolean"))
     {
       if (!want_args (sexp, "boolean", 1, error))
         return NULL;
-      if (bf_banana_value_is_string (sexp->list.items[1], "true"))
+      if (IS (sexp->list.items[1], "true"))
         return bf_jelly_boolean (TRUE);
-      if (bf_banana_value_is_string (sexp->list.items[1], "false"))
+      if (IS (sexp->list.items[1], "false"))
         return bf_jelly_boolean (FALSE);
       return refuse (error, BF_JELLY_ERROR_MALFORMED, "a boolean is neither \"true\" nor \"false\"");
     }
-  if (bf_banana_value_is_string (head, "unicode"))
+  if (IS (head, "unicode"))
     {
       const BfBananaValue *s;
 
@@ -582,25 +587,25 @@ unjelly (Unjellier           *u,
         return refuse (error, BF_JELLY_ERROR_MALFORMED, "a unicode string that is not valid UTF-8");
       return string_new (BF_JELLY_UNICODE, s->string.data, s->string.len);
     }
-  if (bf_banana_value_is_string (head, "list"))
+  if (IS (head, "list"))
     return unjelly_seq (u, bf_jelly_list (), sexp, error);
-  if (bf_banana_value_is_string (head, "tuple"))
+  if (IS (head, "tuple"))
     return unjelly_seq (u, bf_jelly_tuple (), sexp, error);
-  if (bf_banana_value_is_string (head, "dictionary"))
+  if (IS (head, "dictionary"))
     return unjelly_dict (u, sexp, error);
-  if (bf_banana_value_is_string (head, "remote"))
+  if (IS (head, "remote"))
     {
       if (unjelly_id (sexp, "remote", &id, error) == NULL)
         return NULL;
       return bf_jelly_remote (id);
     }
-  if (bf_banana_value_is_string (head, "local"))
+  if (IS (head, "local"))
     {
       if (unjelly_id (sexp, "local", &id, error) == NULL)
         return NULL;
       return bf_jelly_local (id);
     }
-  if (bf_banana_value_is_string (head, BF_JELLY_COPYABLE_FAILURE))
+  if (IS (head, BF_JELLY_COPYABLE_FAILURE))
     {
       BfJellyValue *state;
 
@@ -616,7 +621,7 @@ unjelly (Unjellier           *u,
         }
       return check_size (bf_jelly_failure (state), error);
     }
-  if (bf_banana_value_is_string (head, "reference"))
+  if (IS (head, "reference"))
     {
       BfJellyValue *value;
 
@@ -639,7 +644,7 @@ unjelly (Unjellier           *u,
       g_hash_table_insert (u->references, g_memdup2 (&id, sizeof id), bf_jelly_value_ref (value));
       return value;
     }
-  if (bf_banana_value_is_string (head, "dereference"))
+  if (IS (head, "dereference"))
     {
       BfJellyValue *value = NULL;
 

@@ -6,6 +6,7 @@
  */
 
 #include <string.h>
+#include <time.h>
 #include <glib.h>
 
 #include "bf-jelly.h"
@@ -274,6 +275,74 @@ test_encode (void)
   }
 }
 
+/* CPU time of this process: the machine is shared, wall time is not ours */
+static gdouble
+cpu_seconds (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* -m perf: what a worker's getWorkerInfo answer costs to decode and encode */
+static void
+test_perf_worker_info (void)
+{
+  g_autoptr(BfJellyValue) info = bf_jelly_dict ();
+  g_autoptr(BfJellyValue) environ = bf_jelly_dict ();
+  g_autoptr(BfJellyValue) commands = bf_jelly_dict ();
+  g_autoptr(GByteArray) bytes = g_byte_array_new ();
+  g_autoptr(GError) error = NULL;
+  const guint n = 20000;
+  gdouble decode_s, encode_s;
+
+  for (guint i = 0; i < 40; i++)
+    {
+      g_autofree gchar *key = g_strdup_printf ("VARIABLE_%u", i);
+      g_autofree gchar *value = g_strdup_printf ("/usr/local/lib/something/%u:/usr/lib", i);
+      bf_jelly_dict_set (environ, bf_jelly_unicode (key, -1), bf_jelly_unicode (value, -1));
+    }
+  for (guint i = 0; i < 20; i++)
+    {
+      g_autofree gchar *key = g_strdup_printf ("command%u", i);
+      bf_jelly_dict_set (commands, bf_jelly_unicode (key, -1), bf_jelly_unicode ("3.1", -1));
+    }
+  bf_jelly_dict_set (info, bf_jelly_unicode ("admin", -1), bf_jelly_unicode ("Jo <jo@example.com>", -1));
+  bf_jelly_dict_set (info, bf_jelly_unicode ("host", -1), bf_jelly_unicode ("build-01.example.com", -1));
+  bf_jelly_dict_set (info, bf_jelly_unicode ("environ", -1), g_steal_pointer (&environ));
+  bf_jelly_dict_set (info, bf_jelly_unicode ("worker_commands", -1), g_steal_pointer (&commands));
+  bf_jelly_dict_set (info, bf_jelly_unicode ("numcpus", -1), bf_jelly_int (8));
+  bf_jelly_dict_set (info, bf_jelly_unicode ("version", -1), bf_jelly_unicode ("3.7.0", -1));
+  bf_jelly_dict_set (info, bf_jelly_unicode ("delete_leftover_dirs", -1), bf_jelly_boolean (FALSE));
+  g_assert_true (bf_jelly_encode (bytes, BF_BANANA_DIALECT_PB, info, &error));
+
+  decode_s = cpu_seconds ();
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(BfBananaValue) sexp = bf_banana_decode (bytes->data, bytes->len,
+                                                        BF_BANANA_DIALECT_PB, &error);
+      g_autoptr(BfJellyValue) value = bf_jelly_decode (sexp, &error);
+      g_assert_nonnull (value);
+    }
+  decode_s = cpu_seconds () - decode_s;
+
+  encode_s = cpu_seconds ();
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GByteArray) out = g_byte_array_sized_new (bytes->len);
+      g_assert_true (bf_jelly_encode (out, BF_BANANA_DIALECT_PB, info, &error));
+    }
+  encode_s = cpu_seconds () - encode_s;
+
+  g_test_minimized_result (decode_s * 1e6 / n, "decode (banana + jelly) of a %u-byte worker info: %.1f us CPU, %.0f MB/s",
+                           bytes->len, decode_s * 1e6 / n, bytes->len * (gdouble) n / decode_s / 1e6);
+  g_test_minimized_result (encode_s * 1e6 / n, "encode of the same: %.1f us CPU, %.0f MB/s",
+                           encode_s * 1e6 / n, bytes->len * (gdouble) n / encode_s / 1e6);
+  g_test_message ("node sizes: BfBananaValue %" G_GSIZE_FORMAT " bytes, BfJellyValue %" G_GSIZE_FORMAT " bytes",
+                  sizeof (BfBananaValue), sizeof (BfJellyValue));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -284,6 +353,8 @@ main (int    argc,
   g_test_add_func ("/jelly/references", test_references);
   g_test_add_func ("/jelly/refusals", test_refusals);
   g_test_add_func ("/jelly/encode", test_encode);
+  if (g_test_perf ())
+    g_test_add_func ("/jelly/perf/worker-info", test_perf_worker_info);
 
   return g_test_run ();
 }
