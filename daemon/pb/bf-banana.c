@@ -411,7 +411,8 @@ type_byte (BfBananaDecoder *decoder,
 
     case TYPE_VOCAB:
       {
-        const gchar *word = overflow ? NULL : bf_banana_vocab_word (n);
+        /* n is 64 bits, the index a guint: compare before narrowing */
+        const gchar *word = overflow || n > BF_BANANA_VOCAB_MAX ? NULL : bf_banana_vocab_word ((guint) n);
 
         if (decoder->dialect != BF_BANANA_DIALECT_PB)
           return fail (decoder, error, BF_BANANA_ERROR_TYPE,

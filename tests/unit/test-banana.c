@@ -140,6 +140,9 @@ test_refusals (void)
   assert_fails ("01 ff", BF_BANANA_DIALECT_PB, BF_BANANA_ERROR_TYPE);
   assert_fails ("00 87", BF_BANANA_DIALECT_PB, BF_BANANA_ERROR_TYPE);
   assert_fails ("20 87", BF_BANANA_DIALECT_PB, BF_BANANA_ERROR_TYPE);
+  /* 2^32 + 3 is not "dereference" (found by fuzz-banana: the index was
+   * narrowed to 32 bits before the range check) */
+  assert_fails ("03 00 00 00 00 10 87", BF_BANANA_DIALECT_PB, BF_BANANA_ERROR_TYPE);
   assert_fails ("01 87", BF_BANANA_DIALECT_NONE, BF_BANANA_ERROR_TYPE);
   /* 2^63 as INT, 2^63+1 as NEG, 2^64 as LONGINT */
   assert_fails ("00 00 00 00 00 00 00 00 00 01 85", BF_BANANA_DIALECT_PB, BF_BANANA_ERROR_LIMIT);
