@@ -5,6 +5,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <malloc.h>
 #include <string.h>
 #include <glib.h>
 
@@ -489,6 +490,36 @@ test_roundtrip (void)
     }
 }
 
+/* -m perf: heap held by an idle decoder (one per PB connection), after a
+ * session start has gone through it */
+static void
+test_perf_idle_decoder (void)
+{
+  const guint n = 10000;
+  g_autoptr(GPtrArray) decoders = g_ptr_array_new_with_free_func ((GDestroyNotify) bf_banana_decoder_free);
+  g_autoptr(GByteArray) bytes = g_byte_array_new ();
+  struct mallinfo2 before, after;
+
+  bf_banana_write_string (bytes, BF_BANANA_DIALECT_UNSET, "pb", 2);
+  bf_banana_write_version (bytes, BF_BANANA_DIALECT_PB);
+  before = mallinfo2 ();
+  for (guint i = 0; i < n; i++)
+    {
+      BfBananaDecoder *decoder = bf_banana_decoder_new (BF_BANANA_DIALECT_UNSET);
+      g_autoptr(BfBananaValue) expr = NULL;
+      g_autoptr(GError) error = NULL;
+      gsize consumed;
+
+      g_assert_true (bf_banana_decoder_feed (decoder, bytes->data, bytes->len, &consumed, &expr, &error));
+      g_assert_nonnull (expr);
+      g_ptr_array_add (decoders, decoder);
+    }
+  after = mallinfo2 ();
+  g_test_minimized_result ((after.uordblks - before.uordblks) / (gdouble) n,
+                           "heap per idle decoder: %.0f bytes",
+                           (after.uordblks - before.uordblks) / (gdouble) n);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -501,6 +532,8 @@ main (int    argc,
   g_test_add_func ("/banana/split", test_split);
   g_test_add_func ("/banana/dialect", test_dialect);
   g_test_add_func ("/banana/roundtrip", test_roundtrip);
+  if (g_test_perf ())
+    g_test_add_func ("/banana/perf/idle-decoder", test_perf_idle_decoder);
 
   return g_test_run ();
 }
