@@ -451,6 +451,64 @@ unjelly_seq (Unjellier           *u,
   return g_steal_pointer (&owned);
 }
 
+/* Dictionary keys are scalars of bounded length: what Buildbot sends, and
+ * what keeps the duplicate check linear (a shared long key cannot be
+ * compared again and again). */
+static gboolean
+key_allowed (const BfJellyValue *key,
+             guint               i,
+             GError            **error)
+{
+  switch (key->type)
+    {
+    case BF_JELLY_NONE:
+    case BF_JELLY_BOOLEAN:
+    case BF_JELLY_INT:
+    case BF_JELLY_FLOAT:
+      return TRUE;
+    case BF_JELLY_UNICODE:
+    case BF_JELLY_BYTES:
+      if (key->string.len <= BF_JELLY_MAX_KEY_LENGTH)
+        return TRUE;
+      refuse (error, BF_JELLY_ERROR_LIMIT, "dictionary key %u is longer than %u bytes",
+              i, BF_JELLY_MAX_KEY_LENGTH);
+      return FALSE;
+    default:
+      refuse (error, BF_JELLY_ERROR_MALFORMED,
+              "dictionary key %u is not a string, number, boolean or None", i);
+      return FALSE;
+    }
+}
+
+/* The identity of a key for the duplicate check: its type, then its bytes. */
+static GBytes *
+key_bytes (const BfJellyValue *key)
+{
+  g_autoptr(GByteArray) bytes = g_byte_array_sized_new (16);
+  guint8 type = key->type;
+
+  g_byte_array_append (bytes, &type, 1);
+  switch (key->type)
+    {
+    case BF_JELLY_BOOLEAN:
+      g_byte_array_append (bytes, (const guint8 *) (key->boolean ? "T" : "F"), 1);
+      break;
+    case BF_JELLY_INT:
+      g_byte_array_append (bytes, (const guint8 *) &key->integer, sizeof key->integer);
+      break;
+    case BF_JELLY_FLOAT:
+      g_byte_array_append (bytes, (const guint8 *) &key->number, sizeof key->number);
+      break;
+    case BF_JELLY_UNICODE:
+    case BF_JELLY_BYTES:
+      g_byte_array_append (bytes, (const guint8 *) key->string.data, key->string.len);
+      break;
+    default:
+      break;
+    }
+  return g_byte_array_free_to_bytes (g_steal_pointer (&bytes));
+}
+
 static BfJellyValue *
 unjelly_dict (Unjellier           *u,
               const BfBananaValue *sexp,
@@ -460,7 +518,7 @@ unjelly_dict (Unjellier           *u,
   g_autoptr(GHashTable) seen = NULL;
 
   if (sexp->list.len > 2)
-    seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+    seen = g_hash_table_new_full (g_bytes_hash, g_bytes_equal, (GDestroyNotify) g_bytes_unref, NULL);
 
   for (guint i = 1; i < sexp->list.len; i++)
     {
@@ -474,20 +532,15 @@ unjelly_dict (Unjellier           *u,
       if (key == NULL)
         return NULL;
       seq_add (dict, key);
-      if (key->type == BF_JELLY_LIST || key->type == BF_JELLY_DICT)
-        return refuse (error, BF_JELLY_ERROR_MALFORMED,
-                       "dictionary key %u is a %s, which Python cannot hash", i,
-                       key->type == BF_JELLY_LIST ? "list" : "dictionary");
-      if (seen != NULL)
+      if (!key_allowed (key, i, error))
+        return NULL;
+      if (seen != NULL && !g_hash_table_add (seen, key_bytes (key)))
         {
-          gchar *printed = bf_jelly_value_print (key);
+          g_autofree gchar *printed = bf_jelly_value_print (key);
+          g_autofree gchar *shown = g_utf8_make_valid (printed, MIN (strlen (printed), 64));
 
-          if (!g_hash_table_add (seen, printed))
-            {
-              g_autofree gchar *shown = g_utf8_make_valid (printed, MIN (strlen (printed), 64));
-              return refuse (error, BF_JELLY_ERROR_MALFORMED,
-                             "dictionary repeats the key %s", shown);
-            }
+          return refuse (error, BF_JELLY_ERROR_MALFORMED,
+                         "dictionary repeats the key %s", shown);
         }
       value = unjelly (u, pair->list.items[1], error);
       if (value == NULL)

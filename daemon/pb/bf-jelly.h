@@ -34,7 +34,7 @@ G_BEGIN_DECLS
  * | STRING                                         | %BF_JELLY_BYTES       |
  * | `["list", v...]`                               | %BF_JELLY_LIST        |
  * | `["tuple", v...]`                              | %BF_JELLY_TUPLE       |
- * | `["dictionary", [k, v]...]` (no key twice)     | %BF_JELLY_DICT        |
+ * | `["dictionary", [k, v]...]` (scalar keys, none twice) | %BF_JELLY_DICT |
  * | `["reference", id, v]`, `["dereference", id]`  | the same shared value |
  * | `["remote", id]` (the peer's Referenceable)    | %BF_JELLY_REMOTE      |
  * | `["local", id]` (one of ours, sent back)       | %BF_JELLY_LOCAL       |
@@ -55,7 +55,9 @@ G_BEGIN_DECLS
  * Hostile input: a dereference must name a reference that is complete, so
  * cycles and forward references are refused (Python allows them; Buildbot
  * never sends them); at most %BF_JELLY_MAX_REFERENCES references per
- * expression; a value's expanded size (what it would take with every shared
+ * expression; dictionary keys are scalars of at most
+ * %BF_JELLY_MAX_KEY_LENGTH bytes (Python allows tuples; Buildbot never sends
+ * them), compared by content in linear time; a value's expanded size (what it would take with every shared
  * node copied: 1 per node plus string bytes) is bounded by
  * %BF_JELLY_MAX_EXPANDED_SIZE, so sharing cannot blow up later when the
  * value is walked or converted. Nesting and sizes are already bounded by
@@ -63,6 +65,8 @@ G_BEGIN_DECLS
  */
 
 #define BF_JELLY_MAX_REFERENCES 1024
+/* longest unicode or bytes dictionary key, in bytes */
+#define BF_JELLY_MAX_KEY_LENGTH 1024
 #define BF_JELLY_MAX_EXPANDED_SIZE (16 * 1024 * 1024)
 
 /** The jelly type name of the failures PB sends. */
@@ -74,7 +78,8 @@ G_BEGIN_DECLS
  * BfJellyError:
  * @BF_JELLY_ERROR_REFUSED: a jelly type outside the subset
  * @BF_JELLY_ERROR_MALFORMED: a known type with the wrong shape (arguments,
- *   invalid UTF-8, a repeated dictionary key, an unhashable key)
+ *   invalid UTF-8, a repeated dictionary key, a key that is not a string,
+ *   number, boolean or None)
  * @BF_JELLY_ERROR_REFERENCE: a dereference to an unknown or incomplete
  *   reference, an id defined twice, too many references
  * @BF_JELLY_ERROR_LIMIT: a value over a size limit (decoding or encoding)

@@ -193,7 +193,20 @@ test_refusals (void)
   L (3); S ("dictionary"); L (2); S ("k"); I (1); L (2); S ("k"); I (2);
   assert_refused (out, BF_JELLY_ERROR_MALFORMED, "repeats the key b\"k\"");
   L (2); S ("dictionary"); L (2); L (1); S ("list"); I (1);
-  assert_refused (out, BF_JELLY_ERROR_MALFORMED, "cannot hash");
+  assert_refused (out, BF_JELLY_ERROR_MALFORMED, "not a string, number, boolean or None");
+  L (2); S ("dictionary"); L (2); L (2); S ("tuple"); I (1); I (1);
+  assert_refused (out, BF_JELLY_ERROR_MALFORMED, "not a string, number, boolean or None");
+  {
+    g_autofree gchar *long_key = g_strnfill (BF_JELLY_MAX_KEY_LENGTH + 1, 'k');
+    L (2); S ("dictionary"); L (2); S (long_key); I (1);
+    assert_refused (out, BF_JELLY_ERROR_LIMIT, "longer than 1024 bytes");
+  }
+  /* the same bytes as unicode and as bytes, 1 and True, are different keys */
+  L (5); S ("dictionary"); L (2); S ("k"); I (1); L (2); L (2); S ("unicode"); S ("k"); I (2);
+  L (2); I (1); I (3); L (2); L (2); S ("boolean"); S ("true"); I (4);
+  assert_decodes (out, "{b\"k\": 1, u\"k\": 2, 1: 3, True: 4}");
+  L (3); S ("dictionary"); L (2); L (2); S ("unicode"); S ("k"); I (1); L (2); L (2); S ("unicode"); S ("k"); I (2);
+  assert_refused (out, BF_JELLY_ERROR_MALFORMED, "repeats the key u\"k\"");
   L (2); S (BF_JELLY_COPYABLE_FAILURE); I (1);
   assert_refused (out, BF_JELLY_ERROR_MALFORMED, "not a dictionary");
 }
