@@ -231,6 +231,10 @@ bf_jelly_dict_set (BfJellyValue *dict,
 {
   g_return_if_fail (dict->type == BF_JELLY_DICT);
   g_return_if_fail (key != NULL && value != NULL);
+  /* what bf_jelly_decode() accepts as a key */
+  g_return_if_fail (key->type <= BF_JELLY_BYTES);
+  g_return_if_fail ((key->type != BF_JELLY_UNICODE && key->type != BF_JELLY_BYTES) ||
+                    key->string.len <= BF_JELLY_MAX_KEY_LENGTH);
   seq_add (dict, key);
   seq_add (dict, value);
 }

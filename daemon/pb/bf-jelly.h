@@ -167,7 +167,8 @@ BfJellyValue *bf_jelly_local    (gint64        id);
 BfJellyValue *bf_jelly_failure  (BfJellyValue *state);
 
 /* Building containers (only before the value is shared); these take
- * ownership of @item, @key and @value. */
+ * ownership of @item, @key and @value. A key must be a scalar (NONE to
+ * BYTES, strings up to %BF_JELLY_MAX_KEY_LENGTH) not already in @dict. */
 void          bf_jelly_append   (BfJellyValue *seq,
                                  BfJellyValue *item);
 void          bf_jelly_dict_set (BfJellyValue *dict,
