@@ -49,9 +49,11 @@ G_BEGIN_DECLS
  *
  * Hostile input: every limit below is checked as soon as the prefix that
  * states it is complete, before anything is allocated for it; string bytes
- * are stored as they arrive, never preallocated from a declared length; the
- * memory a decoder holds is bounded by %BF_BANANA_MAX_ITEMS and
- * %BF_BANANA_SIZE_LIMIT; decoding is linear in the input. The first
+ * are stored as they arrive, never preallocated from a declared length; a
+ * decoder holds at most one unfinished expression: %BF_BANANA_MAX_ITEMS
+ * nodes of 24 bytes plus %BF_BANANA_MAX_EXPRESSION_SIZE bytes of strings
+ * (about 5 MiB with malloc overhead, in the worst case; an idle decoder
+ * holds under 200 bytes); decoding is linear in the input. The first
  * violation fails the decoder for good with a #BF_BANANA_ERROR naming the
  * stream offset and what was wrong: the connection is to be dropped.
  */
