@@ -975,3 +975,127 @@ bf_jelly_encode (GByteArray         *out,
     g_byte_array_set_size (out, start);
   return ok;
 }
+
+/* Conversion to GVariant */
+
+static gchar *
+text_without_nuls (const gchar *data,
+                   gsize        len,
+                   gboolean     repair)
+{
+  GString *s = g_string_sized_new (len);
+
+  for (gsize i = 0; i < len; i++)
+    {
+      if (data[i] == '\0')
+        g_string_append (s, "\xef\xbf\xbd");
+      else
+        g_string_append_c (s, data[i]);
+    }
+  if (repair && !g_utf8_validate_len (s->str, s->len, NULL))
+    {
+      gchar *valid = g_utf8_make_valid (s->str, s->len);
+      g_string_free (s, TRUE);
+      return valid;
+    }
+  return g_string_free (s, FALSE);
+}
+
+static GVariant *
+to_variant (const BfJellyValue *value,
+            GError            **error)
+{
+  switch (value->type)
+    {
+    case BF_JELLY_NONE:
+      return g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL);
+    case BF_JELLY_BOOLEAN:
+      return g_variant_new_boolean (value->boolean);
+    case BF_JELLY_INT:
+      return g_variant_new_int64 (value->integer);
+    case BF_JELLY_FLOAT:
+      return g_variant_new_double (value->number);
+    case BF_JELLY_UNICODE:
+      return g_variant_new_take_string (text_without_nuls (value->string.data,
+                                                           value->string.len, FALSE));
+    case BF_JELLY_BYTES:
+      return g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, value->string.data,
+                                        value->string.len, 1);
+    case BF_JELLY_LIST:
+    case BF_JELLY_TUPLE:
+      {
+        GVariantBuilder builder;
+
+        g_variant_builder_init (&builder, G_VARIANT_TYPE ("av"));
+        for (guint i = 0; i < value->seq.len; i++)
+          {
+            GVariant *child = to_variant (value->seq.items[i], error);
+
+            if (child == NULL)
+              {
+                g_variant_builder_clear (&builder);
+                return NULL;
+              }
+            g_variant_builder_add (&builder, "v", child);
+          }
+        return g_variant_builder_end (&builder);
+      }
+    case BF_JELLY_DICT:
+      {
+        g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+        GVariantBuilder builder;
+
+        g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{sv}"));
+        for (guint i = 0; i + 1 < value->seq.len; i += 2)
+          {
+            const BfJellyValue *k = value->seq.items[i];
+            gchar *key;
+            GVariant *child;
+
+            if (k->type != BF_JELLY_UNICODE && k->type != BF_JELLY_BYTES)
+              {
+                g_variant_builder_clear (&builder);
+                refuse (error, BF_JELLY_ERROR_MALFORMED, "a dictionary key is not a string");
+                return NULL;
+              }
+            key = text_without_nuls (k->string.data, k->string.len, TRUE);
+            if (!g_hash_table_add (seen, key))
+              {
+                g_autofree gchar *shown = g_utf8_substring (key, 0, MIN (g_utf8_strlen (key, -1), 48));
+                g_variant_builder_clear (&builder);
+                refuse (error, BF_JELLY_ERROR_MALFORMED,
+                        "the dictionary key \"%s\" occurs twice (as text and as bytes)", shown);
+                return NULL;
+              }
+            child = to_variant (value->seq.items[i + 1], error);
+            if (child == NULL)
+              {
+                g_variant_builder_clear (&builder);
+                return NULL;
+              }
+            g_variant_builder_add (&builder, "{sv}", key, child);
+          }
+        return g_variant_builder_end (&builder);
+      }
+    case BF_JELLY_REMOTE:
+    case BF_JELLY_LOCAL:
+      refuse (error, BF_JELLY_ERROR_MALFORMED, "an object reference where plain data was expected");
+      return NULL;
+    case BF_JELLY_FAILURE:
+      refuse (error, BF_JELLY_ERROR_MALFORMED, "a failure where plain data was expected");
+      return NULL;
+    }
+  g_assert_not_reached ();
+}
+
+GVariant *
+bf_jelly_value_to_variant (const BfJellyValue *value,
+                           GError            **error)
+{
+  GVariant *variant;
+
+  g_return_val_if_fail (value != NULL, NULL);
+
+  variant = to_variant (value, error);
+  return variant != NULL ? g_variant_ref_sink (variant) : NULL;
+}

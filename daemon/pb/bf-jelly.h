@@ -186,4 +186,23 @@ gboolean      bf_jelly_encode   (GByteArray         *out,
                                  GError            **error);
 gchar        *bf_jelly_value_print (const BfJellyValue *value);
 
+/**
+ * bf_jelly_value_to_variant:
+ * @value: plain data (no REMOTE, LOCAL or FAILURE inside)
+ * @error: return location for a #GError
+ *
+ * Converts plain data to the #GVariant shapes bf_msgpack_decode() gives,
+ * so code written for msgpack workers reads PB workers' data unchanged:
+ * NONE `mv`, BOOLEAN `b`, INT `x`, FLOAT `d`, UNICODE `s` (NUL characters
+ * become U+FFFD), BYTES `ay`, LIST and TUPLE `av`, DICT `a{sv}` (keys must be
+ * UNICODE, or BYTES which are repaired to UTF-8; a key that occurs twice
+ * after that is an error). Shared parts are copied, within
+ * %BF_JELLY_MAX_EXPANDED_SIZE.
+ *
+ * Returns: (transfer full): a new non-floating #GVariant, or %NULL with a
+ *   %BF_JELLY_ERROR_MALFORMED error naming what is not plain data
+ */
+GVariant     *bf_jelly_value_to_variant (const BfJellyValue *value,
+                                         GError            **error);
+
 G_END_DECLS

@@ -16,6 +16,8 @@
  *    the decoder refuses everything;
  *  - every expression is within the documented bounds (depth, list length,
  *    string size), and either unjellies or fails with a BF_JELLY_ERROR;
+ *  - an unjellied value converts to a GVariant in normal form or fails
+ *    with BF_JELLY_ERROR_MALFORMED;
  *  - an unjellied value encodes (or fails with BF_JELLY_ERROR_LIMIT), that
  *    encoding decodes to the same value, and encoding that again gives the
  *    same bytes.
@@ -86,7 +88,23 @@ check_jelly (const BfBananaValue *sexp,
   again = bf_jelly_decode (sexp2, &error);
   g_assert_no_error (error);
 
-  /* printing writes shared parts out in full: only for small values */
+  /* printing and conversion write shared parts out in full: only for
+   * small values */
+  if (value->size < 65536)
+    {
+      g_autoptr(GVariant) variant = bf_jelly_value_to_variant (value, &error);
+
+      if (variant == NULL)
+        {
+          g_assert_error (error, BF_JELLY_ERROR, BF_JELLY_ERROR_MALFORMED);
+          g_clear_error (&error);
+        }
+      else
+        {
+          g_assert_false (g_variant_is_floating (variant));
+          g_assert_true (g_variant_is_normal_form (variant));
+        }
+    }
   if (value->size < 65536)
     {
       g_autofree gchar *printed = bf_jelly_value_print (value);

@@ -288,6 +288,64 @@ test_encode (void)
   }
 }
 
+static void
+test_to_variant (void)
+{
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+  g_autoptr(BfJellyValue) value = NULL;
+  g_autoptr(GVariant) variant = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree gchar *printed = NULL;
+
+  /* a worker's update, as buildbot-worker sends it */
+  L (5); S ("list");
+  L (3); S ("dictionary");
+  L (2); L (2); S ("unicode"); S ("stdout"); L (2); S ("unicode"); bf_banana_write_string (out, BF_BANANA_DIALECT_PB, "a\0b", 3);
+  L (2); S ("rc"); I (0);
+  L (1); S ("None");
+  L (3); S ("tuple"); bf_banana_write_float (out, 1.5); L (2); S ("boolean"); S ("true");
+  S ("\xff");
+  value = decode_bytes (out, &error);
+  g_assert_no_error (error);
+  variant = bf_jelly_value_to_variant (value, &error);
+  g_assert_no_error (error);
+  g_assert_false (g_variant_is_floating (variant));
+  printed = g_variant_print (variant, TRUE);
+  g_assert_cmpstr (printed, ==,
+                   "[<{'stdout': <'a\xef\xbf\xbd" "b'>, 'rc': <int64 0>}>, <@mv nothing>, "
+                   "<[<1.5>, <true>]>, <[byte 0xff]>]");
+  g_byte_array_set_size (out, 0);
+
+  /* not plain data */
+  {
+    const gchar *words[] = { "object reference", "object reference", "failure", "not a string", "occurs twice" };
+
+    for (gsize i = 0; i < G_N_ELEMENTS (words); i++)
+      {
+        g_autoptr(BfJellyValue) v = NULL;
+        g_autoptr(GVariant) none = NULL;
+
+        L (2); S ("list");
+        switch (i)
+          {
+          case 0: L (2); S ("remote"); I (1); break;
+          case 1: L (2); S ("local"); I (1); break;
+          case 2: L (2); S (BF_JELLY_COPYABLE_FAILURE); L (1); S ("dictionary"); break;
+          case 3: L (2); S ("dictionary"); L (2); I (1); I (2); break;
+          case 4: L (3); S ("dictionary"); L (2); S ("k"); I (1); L (2); L (2); S ("unicode"); S ("k"); I (2); break;
+          }
+        v = decode_bytes (out, &error);
+        g_assert_no_error (error);
+        none = bf_jelly_value_to_variant (v, &error);
+        g_assert_null (none);
+        g_assert_error (error, BF_JELLY_ERROR, BF_JELLY_ERROR_MALFORMED);
+        g_assert_nonnull (strstr (error->message, words[i]));
+        g_clear_error (&error);
+        g_byte_array_set_size (out, 0);
+      }
+  }
+}
+
 /* CPU time of this process: the machine is shared, wall time is not ours */
 static gdouble
 cpu_seconds (void)
@@ -366,6 +424,7 @@ main (int    argc,
   g_test_add_func ("/jelly/references", test_references);
   g_test_add_func ("/jelly/refusals", test_refusals);
   g_test_add_func ("/jelly/encode", test_encode);
+  g_test_add_func ("/jelly/to-variant", test_to_variant);
   if (g_test_perf ())
     g_test_add_func ("/jelly/perf/worker-info", test_perf_worker_info);
 
