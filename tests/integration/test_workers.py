@@ -231,7 +231,9 @@ class TlsTest(bfharness.FleetTestCase):
         self.wait_connected('w1', timeout=20)
         # A worker without TLS cannot talk to a TLS endpoint.
         w = self.add_worker('plain', 'p').start()
-        self.pump(2.0)
+        # Once it has really tried (not merely not started yet): refused.
+        self.wait_until(lambda: 'does not start a TLS handshake' in self.daemon_log(), timeout=30,
+                        message='the plain worker tried the TLS endpoint')
         self.assertFalse(self.worker_prop('plain', 'Connected'))
         w.stop()
 

@@ -203,19 +203,22 @@ test_resume_from_persisted_time (Fixture       *f,
                                  gconstpointer  data)
 {
   BfWorkerState ws = { 0 };
-  guint64 since = (guint64) g_get_real_time () - 100000;   /* 100 ms ago */
+  guint64 since = (guint64) g_get_real_time () - G_USEC_PER_SEC;   /* 1 s ago */
   g_autoptr(BfWorker) w = NULL;
+  gint64 restart;
 
   ws.disconnected_since_usec = since;
   ws.last_seen_usec = since;
   bf_state_set_worker (f->state, "w", &ws);
-  w = new_worker (f, CONFIG "0.3\n");
+  restart = g_get_real_time ();
+  w = new_worker (f, CONFIG "1.3\n");
   g_assert_cmpuint (bf_dbus_worker_get_disconnected_since_usec (BF_DBUS_WORKER (w)), ==, since);
-  run_until_missing (f, 1, 2000);
+  run_until_missing (f, 1, 3000);
   g_assert_cmpuint (f->missing_signals, ==, 1);
-  /* 300 ms after the persisted time, i.e. ~200 ms after the "restart". */
-  g_assert_cmpint (f->missing_at - (gint64) since, >=, 300000);
-  g_assert_cmpint (f->missing_at - g_get_real_time (), <=, 0);
+  /* 1.3 s after the persisted time, i.e. ~0.3 s after the "restart"; a
+   * timer that started again at the restart would fire 1.3 s after it. */
+  g_assert_cmpint (f->missing_at - (gint64) since, >=, 1300000);
+  g_assert_cmpint (f->missing_at - restart, <, 1000000);
 }
 
 static void
@@ -248,11 +251,15 @@ static void
 test_reconfigure_rearms (Fixture       *f,
                          gconstpointer  data)
 {
-  g_autoptr(BfWorker) w = new_worker (f, CONFIG "60\n");
+  g_autoptr(BfWorker) w = new_worker (f, CONFIG "0.3\n");
+  g_autoptr(BfWorkerConfig) longer = worker_config (CONFIG "60\n");
   g_autoptr(BfWorkerConfig) shorter = worker_config (CONFIG "0.1\n");
 
-  run_for (50);
+  /* Lengthened before it fires: the 0.3 s timer is gone. */
+  bf_worker_set_config (w, longer);
+  run_for (600);
   g_assert_cmpuint (f->missing_signals, ==, 0);
+  /* Shortened: it fires after the new timeout. */
   bf_worker_set_config (w, shorter);
   g_assert_cmpuint (bf_dbus_worker_get_missing_timeout_usec (BF_DBUS_WORKER (w)), ==, 100000);
   run_until_missing (f, 1, 1000);
