@@ -35,6 +35,14 @@ bf_worker_link_default_init (BfWorkerLinkInterface *iface)
    */
   g_signal_new ("activity", G_TYPE_FROM_INTERFACE (iface), G_SIGNAL_RUN_LAST,
                 0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+  /**
+   * BfWorkerLink::shutdown-requested:
+   *
+   * The worker asked to be shut down gracefully (buildbot-worker's SIGHUP
+   * or shutdown.stamp over PB): finish current builds, take no new ones.
+   */
+  g_signal_new ("shutdown-requested", G_TYPE_FROM_INTERFACE (iface), G_SIGNAL_RUN_LAST,
+                0, NULL, NULL, NULL, G_TYPE_NONE, 0);
 }
 
 #define LINK_IFACE(self) BF_WORKER_LINK_GET_IFACE (self)

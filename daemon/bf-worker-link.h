@@ -74,7 +74,8 @@ G_DECLARE_INTERFACE (BfWorkerLink, bf_worker_link, BF, WORKER_LINK, GObject)
  * One connection from a worker that authenticated as a configured worker
  * name.  Only an implementation knows its wire format; the rest of the
  * daemon sees this interface.  Signals: "closed" (reason, emitted once,
- * whoever closed), "activity" (something arrived; rate-limited).
+ * whoever closed), "activity" (something arrived; rate-limited),
+ * "shutdown-requested" (the worker asked for a graceful shutdown).
  */
 struct _BfWorkerLinkInterface
 {
