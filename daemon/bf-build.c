@@ -240,13 +240,14 @@ bf_build_assign (BfBuild    *self,
                  BfWorker   *worker,
                  const char *worker_path)
 {
-  BfConnection *connection = bf_worker_get_connection (worker);
+  BfWorkerLink *link = bf_worker_get_link (worker);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) neutral = NULL;
   g_autoptr(GVariant) args = NULL;
   g_autofree char *command_id = NULL;
 
   g_return_if_fail (self->phase == BF_BUILD_PENDING);
-  g_return_if_fail (connection != NULL);
+  g_return_if_fail (link != NULL);
 
   g_clear_handle_id (&self->timeout_source_id, g_source_remove);
   g_set_object (&self->worker, worker);
@@ -254,10 +255,8 @@ bf_build_assign (BfBuild    *self,
   bf_dbus_build_set_worker (iface (self), worker_path);
   g_signal_connect_object (worker, "lost", G_CALLBACK (worker_lost_cb), self, 0);
 
-  args = bf_command_convert_args ("mkdir",
-                                  g_variant_new_parsed ("{'paths': <['.']>}"),
-                                  bf_connection_get_info (connection),
-                                  bf_build_get_builder (self), &error);
+  neutral = bf_command_validate_args ("mkdir", g_variant_new_parsed ("{'paths': <['.']>}"), NULL);
+  args = bf_worker_link_prepare_command (link, "mkdir", neutral, bf_build_get_builder (self), &error);
   if (args == NULL)
     {
       /* No base directory reported: let the worker create directories
@@ -268,7 +267,7 @@ bf_build_assign (BfBuild    *self,
   command_id = g_strdup_printf ("%" G_GUINT64_FORMAT "-prepare", self->id);
   self->prepare = bf_command_new ("mkdir", command_id, bf_build_get_builder (self), self->authority);
   g_signal_connect_object (self->prepare, "finished", G_CALLBACK (prepare_finished_cb), self, 0);
-  bf_command_start (self->prepare, connection, g_steal_pointer (&args));
+  bf_command_start (self->prepare, link, g_steal_pointer (&args));
 }
 
 /* D-Bus ------------------------------------------------------------------------ */
@@ -291,12 +290,13 @@ run_command_authorized (GObject               *object,
 {
   BfBuild *self = BF_BUILD (object);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) neutral = NULL;
   g_autoptr(GVariant) wire = NULL;
   g_autoptr(BfCommand) command = NULL;
   g_autoptr(GVariant) args = NULL;
   g_autofree char *command_id = NULL;
   g_autofree char *path = NULL;
-  BfConnection *connection;
+  BfWorkerLink *link;
   const char *name;
   GVariant *commands;
 
@@ -309,7 +309,7 @@ run_command_authorized (GObject               *object,
       return;
     }
   if (self->phase != BF_BUILD_RUNNING ||
-      (connection = bf_worker_get_connection (self->worker)) == NULL)
+      (link = bf_worker_get_link (self->worker)) == NULL)
     {
       g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_NOT_CONNECTED,
                                              "Build %s has no worker yet (it is %s)", self->path,
@@ -331,8 +331,9 @@ run_command_authorized (GObject               *object,
                                              bf_worker_get_name (self->worker), name);
       return;
     }
-  wire = bf_command_convert_args (name, args, bf_connection_get_info (connection),
-                                  bf_build_get_builder (self), &error);
+  neutral = bf_command_validate_args (name, args, &error);
+  if (neutral != NULL)
+    wire = bf_worker_link_prepare_command (link, name, neutral, bf_build_get_builder (self), &error);
   if (wire == NULL)
     {
       g_dbus_method_invocation_return_gerror (invocation, error);
@@ -347,7 +348,7 @@ run_command_authorized (GObject               *object,
   path = g_strdup_printf ("%s/commands/%" G_GUINT64_FORMAT, self->path, self->next_command);
   /* Answer first, so the caller knows the path before Output arrives. */
   bf_dbus_build_complete_run_command (iface (self), invocation, path);
-  bf_command_start (command, connection, g_steal_pointer (&wire));
+  bf_command_start (command, link, g_steal_pointer (&wire));
 }
 
 static gboolean

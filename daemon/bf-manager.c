@@ -337,8 +337,8 @@ apply_config (BfManager *self,
           bf_worker_set_duplicate_ping_timeout (worker, config->duplicate_ping_timeout_usec);
           bf_worker_set_quarantine_limits (worker, config->quarantine_initial_usec,
                                            config->quarantine_max_usec);
-          if (bf_worker_get_connection (worker))
-            bf_connection_set_keepalive (bf_worker_get_connection (worker), config->keepalive_interval_usec);
+          if (bf_worker_get_link (worker))
+            bf_worker_link_set_keepalive (bf_worker_get_link (worker), config->keepalive_interval_usec);
           updated++;
         }
       else
@@ -624,14 +624,14 @@ listener_auth_cb (const char  *name,
 
 static void
 listener_connection_cb (BfListener   *listener,
-                        BfConnection *connection,
+                        BfWorkerLink *connection,
                         BfManager    *self)
 {
-  BfWorker *worker = g_hash_table_lookup (self->workers, bf_connection_get_worker_name (connection));
+  BfWorker *worker = g_hash_table_lookup (self->workers, bf_worker_link_get_worker_name (connection));
 
   if (worker == NULL)
     {
-      bf_connection_close (connection, "no such worker");
+      bf_worker_link_close (connection, "no such worker");
       return;
     }
   bf_worker_offer_connection (worker, connection);
