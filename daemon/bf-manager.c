@@ -1293,7 +1293,7 @@ dispatch_cb (gpointer data)
       g_hash_table_insert (self->last_assigned, g_strdup (bf_worker_get_name (worker)),
                            GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
       path = worker_path (bf_worker_get_name (worker));
-      bf_worker_build_started (worker);
+      bf_worker_build_started (worker, bf_build_get_builder (build));
       bf_build_assign (build, worker, path);
     }
   return G_SOURCE_REMOVE;
@@ -1336,7 +1336,7 @@ build_prepared_cb (BfBuild    *build,
    * its place. */
   why = g_strdup_printf ("could not prepare builder %s: %s", bf_build_get_builder (build), failure);
   bf_worker_quarantine (worker, why);
-  bf_worker_build_finished (worker);
+  bf_worker_build_finished (worker, bf_build_get_builder (build));
   g_queue_insert_sorted (&self->pending, build, compare_build_ids, NULL);
   schedule_dispatch (self);
 }
@@ -1376,7 +1376,7 @@ build_ended_cb (BfBuild    *build,
         bf_worker_quarantine (worker, "its build was lost");
       else if (g_str_equal (result, "released"))
         bf_worker_build_succeeded (worker);
-      bf_worker_build_finished (worker);
+      bf_worker_build_finished (worker, bf_build_get_builder (build));
     }
 
   /* Finished builds stay readable for FinishedBuildLifetime, then go. */

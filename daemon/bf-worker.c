@@ -42,6 +42,7 @@ struct _BfWorker
 
   BfWorkerLink *connection;     /* attached */
   BfWorkerLink *candidate;      /* being attached, or waiting for the duplicate check */
+  GPtrArray *busy_builders;     /* builders with an active build here; NULL if none */
   GCancellable *candidate_cancellable;
   guint64 duplicate_ping_timeout_usec;
 
@@ -614,7 +615,27 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_graceful (w) &&
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
-         (max == 0 || bf_dbus_worker_get_active_builds (w) < max);
+         (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
+         !bf_worker_runs_builder (self, builder);
+}
+
+/**
+ * bf_worker_runs_builder:
+ *
+ * Whether a build of @builder is active on this worker.  A worker runs at
+ * most one build of a builder at a time, as Buildbot's do: both would use
+ * BASEDIR/BUILDER, and a PB worker holds one command per builder.
+ */
+gboolean
+bf_worker_runs_builder (BfWorker   *self,
+                        const char *builder)
+{
+  if (self->busy_builders == NULL)
+    return FALSE;
+  for (guint i = 0; i < self->busy_builders->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->busy_builders, i), builder))
+      return TRUE;
+  return FALSE;
 }
 
 /**
@@ -645,8 +666,13 @@ bf_worker_get_active_builds (BfWorker *self)
 }
 
 void
-bf_worker_build_started (BfWorker *self)
+bf_worker_build_started (BfWorker   *self,
+                         const char *builder)
 {
+  /* Created on first use: most workers of a big fleet are idle. */
+  if (self->busy_builders == NULL)
+    self->busy_builders = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (self->busy_builders, g_strdup (builder));
   bf_dbus_worker_set_active_builds (iface (self), bf_dbus_worker_get_active_builds (iface (self)) + 1);
   if (self->latent)
     bf_latent_build_started (self->latent);
@@ -654,11 +680,20 @@ bf_worker_build_started (BfWorker *self)
 }
 
 void
-bf_worker_build_finished (BfWorker *self)
+bf_worker_build_finished (BfWorker   *self,
+                          const char *builder)
 {
   guint active = bf_dbus_worker_get_active_builds (iface (self));
 
   g_return_if_fail (active > 0);
+  for (guint i = 0; self->busy_builders && i < self->busy_builders->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->busy_builders, i), builder))
+      {
+        g_ptr_array_remove_index_fast (self->busy_builders, i);
+        break;
+      }
+  if (self->busy_builders && self->busy_builders->len == 0)
+    g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
   bf_dbus_worker_set_active_builds (iface (self), active - 1);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, -1);
 
@@ -1043,6 +1078,7 @@ bf_worker_finalize (GObject *object)
 
   if (cold_workers != NULL)
     g_hash_table_remove (cold_workers, self);
+  g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
   /* A save in progress holds a reference: nothing is being saved now. */
   while (!g_queue_is_empty (&self->admin_ops))
     {

@@ -45,12 +45,16 @@ void            bf_worker_request_shutdown   (BfWorker       *self);
 
 gboolean        bf_worker_is_missing         (BfWorker       *self);
 gboolean        bf_worker_is_connected       (BfWorker       *self);
+gboolean        bf_worker_runs_builder       (BfWorker       *self,
+                                              const char     *builder);
 gboolean        bf_worker_can_take_build     (BfWorker       *self,
                                               const char     *builder);
 gboolean        bf_worker_can_substantiate_for (BfWorker     *self,
                                               const char     *builder);
-void            bf_worker_build_started      (BfWorker       *self);
-void            bf_worker_build_finished     (BfWorker       *self);
+void            bf_worker_build_started      (BfWorker       *self,
+                                              const char     *builder);
+void            bf_worker_build_finished     (BfWorker       *self,
+                                              const char     *builder);
 guint           bf_worker_get_active_builds  (BfWorker       *self);
 void            bf_worker_set_quarantine_limits (BfWorker    *self,
                                               guint64         initial_usec,

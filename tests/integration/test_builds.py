@@ -184,6 +184,26 @@ class SchedulingTest(BuildTestCase):
         self.release(builds[2])
         self.wait_until(lambda: self.worker_prop('w1', 'ActiveBuilds') == 0, message='slots free')
 
+    def test_one_build_per_builder_per_worker(self):
+        # MaxBuilds=2 leaves room for two builds, but not of one builder:
+        # both would use BASEDIR/b.
+        self.fleet([('w1', 2, 'b;c')])
+        b1 = self.request('b')
+        b2 = self.request('b')
+        c1 = self.request('c')
+        self.wait_build_state(b1, 'running')
+        self.wait_build_state(c1, 'running')
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            self.assertEqual(self.build_prop(b2, 'State'), 'pending')
+            self.pump(0.1)
+        self.assertEqual(self.worker_prop('w1', 'ActiveBuilds'), 2)
+        self.release(b1)
+        self.wait_build_state(b2, 'running')
+        self.release(b2)
+        self.release(c1)
+        self.wait_until(lambda: self.worker_prop('w1', 'ActiveBuilds') == 0, message='slots free')
+
     def test_spread_over_workers(self):
         self.fleet([('w1', 2, 'b'), ('w2', 2, 'b')])
         b1 = self.request('b')
