@@ -143,6 +143,7 @@ bf_build_finish (BfBuild    *self,
 
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_build_set_state (iface (self), "finished");
+  bf_dbus_build_set_result (iface (self), result);
   bf_dbus_build_set_finished_usec (iface (self), (guint64) g_get_real_time ());
   g_object_thaw_notify (G_OBJECT (self));
 
@@ -480,6 +481,7 @@ bf_build_new (guint64                   id,
   bf_dbus_build_set_builder (b, builder);
   bf_dbus_build_set_worker (b, "/");
   bf_dbus_build_set_state (b, "pending");
+  bf_dbus_build_set_result (b, "");
   bf_dbus_build_set_owner (b, owner);
   bf_dbus_build_set_created_usec (b, (guint64) g_get_real_time ());
 

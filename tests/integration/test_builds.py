@@ -244,11 +244,15 @@ class SchedulingTest(BuildTestCase):
         self.fleet([('w1', 1, 'b')])
         first = self.request('b')
         self.wait_build_state(first, 'running')
+        self.assertEqual(self.build_prop(first, 'Result'), '')
         waiting = self.request('b', timeout_usec=300000)
         sig = self.wait_signal('Finished', waiting, timeout=5)
         self.assertEqual(sig[0][3], ('timeout',))
         self.assertEqual(self.build_prop(waiting, 'State'), 'finished')
+        self.assertEqual(self.build_prop(waiting, 'Result'), 'timeout')
         self.assertEqual(self.build_prop(first, 'State'), 'running')
+        self.release(first)
+        self.wait_until(lambda: self.build_prop(first, 'Result') == 'released', message='Result released')
 
     def test_finished_builds_leave_the_bus(self):
         self.fleet([('w1', 1, 'b')], FinishedBuildLifetime='0.3')
