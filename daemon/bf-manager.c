@@ -1268,6 +1268,59 @@ create_demand (BfManager   *self,
     }
 }
 
+static void
+pending_changed (BfManager *self)
+{
+  bf_dbus_manager_set_builds_pending (iface (self), g_queue_get_length (&self->pending));
+}
+
+/* Why no worker takes @build, e.g. "w1: paused; w2: busy".  At most a few
+ * workers are named: the rest are counted. */
+#define WAITING_FOR_NAMED 4
+
+static char *
+waiting_for (BfManager *self,
+             BfBuild   *build)
+{
+  const char *builder = bf_build_get_builder (build);
+  const char *only = bf_build_get_only_worker (build);
+  g_autoptr(GString) s = g_string_new (NULL);
+  guint named = 0, more = 0;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (only != NULL)
+    {
+      BfWorker *w = g_hash_table_lookup (self->workers, only);
+      const char *why = w ? bf_worker_why_not (w, builder) : "not configured";
+
+      return g_strdup_printf ("%s: %s", only, why ? why : "about to take it");
+    }
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BfWorker *w = value;
+      const char *why;
+
+      if (!bf_worker_config_serves (bf_worker_get_config (w), builder))
+        continue;
+      why = bf_worker_why_not (w, builder);
+      if (named == WAITING_FOR_NAMED)
+        {
+          more++;
+          continue;
+        }
+      g_string_append_printf (s, "%s%s: %s", named ? "; " : "", bf_worker_get_name (w),
+                              why ? why : "about to take it");
+      named++;
+    }
+  if (named == 0)
+    return g_strdup_printf ("no worker serves builder %s", builder);
+  if (more > 0)
+    g_string_append_printf (s, "; %u more", more);
+  return g_string_free (g_steal_pointer (&s), FALSE);
+}
+
 static gboolean
 dispatch_cb (gpointer data)
 {
@@ -1286,10 +1339,14 @@ dispatch_cb (gpointer data)
       worker = choose_worker (self, build);
       if (worker == NULL)
         {
+          g_autofree char *why = waiting_for (self, build);
+
+          bf_build_set_waiting_for (build, why);
           create_demand (self, build, waiting);
           continue;
         }
       g_queue_delete_link (&self->pending, l);
+      pending_changed (self);
       g_hash_table_insert (self->last_assigned, g_strdup (bf_worker_get_name (worker)),
                            GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
       path = worker_path (bf_worker_get_name (worker));
@@ -1338,6 +1395,7 @@ build_prepared_cb (BfBuild    *build,
   bf_worker_quarantine (worker, why);
   bf_worker_build_finished (worker, bf_build_get_builder (build));
   g_queue_insert_sorted (&self->pending, build, compare_build_ids, NULL);
+  pending_changed (self);
   schedule_dispatch (self);
 }
 
@@ -1369,7 +1427,8 @@ build_ended_cb (BfBuild    *build,
   Linger *linger;
   guint id;
 
-  g_queue_remove (&self->pending, build);
+  if (g_queue_remove (&self->pending, build))
+    pending_changed (self);
   if (worker != NULL)
     {
       if (g_str_equal (result, "lost"))
@@ -1536,6 +1595,7 @@ request_build_authorized (GObject               *object,
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (skeleton));
 
   g_queue_push_tail (&self->pending, build);
+  pending_changed (self);
   bf_dbus_manager_complete_request_build (iface (self), invocation, bf_build_get_path (build));
   schedule_dispatch (self);
 }

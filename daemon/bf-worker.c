@@ -620,6 +620,42 @@ bf_worker_can_take_build (BfWorker   *self,
 }
 
 /**
+ * bf_worker_why_not:
+ *
+ * Returns: (nullable): why this worker cannot take a build of @builder
+ *   now, in a few words for Build.WaitingFor; %NULL if it can
+ */
+const char *
+bf_worker_why_not (BfWorker   *self,
+                   const char *builder)
+{
+  BfDBusWorker *w = iface (self);
+  guint max = self->config->max_builds;
+
+  if (!bf_worker_config_serves (self->config, builder))
+    return "does not serve the builder";
+  if (bf_dbus_worker_get_paused (w))
+    return "paused";
+  if (bf_dbus_worker_get_quarantined (w))
+    return "quarantined";
+  if (bf_dbus_worker_get_graceful (w))
+    return "shutting down gracefully";
+  if (self->connection == NULL)
+    {
+      if (self->latent != NULL)
+        return bf_latent_can_substantiate (self->latent) ? "not started" : "starting";
+      return self->missing_notified ? "missing" : "not connected";
+    }
+  if (self->latent != NULL && !bf_latent_can_take_build (self->latent))
+    return "stopping";
+  if (max != 0 && bf_dbus_worker_get_active_builds (w) >= max)
+    return "busy";
+  if (bf_worker_runs_builder (self, builder))
+    return "running a build of this builder";
+  return NULL;
+}
+
+/**
  * bf_worker_runs_builder:
  *
  * Whether a build of @builder is active on this worker.  A worker runs at
@@ -832,6 +868,8 @@ admin_op_apply (BfWorker *self,
       bf_dbus_worker_set_pause_reason (iface (self), op->reason);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
+      /* Pending builds now wait for another reason: let the queue say so. */
+      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
     case ADMIN_UNPAUSE:
       g_object_freeze_notify (G_OBJECT (self));

@@ -314,6 +314,32 @@ class SchedulingTest(BuildTestCase):
                                    GLib.Variant('(sa{sv})', ('b', {'priority': GLib.Variant('i', 1)})))
         self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs')
 
+    def test_pending_builds_say_what_they_wait_for(self):
+        procs = self.fleet([('w1', 1, 'b'), ('w2', 1, 'b')])
+        self.assertEqual(self.manager_prop('BuildsPending'), 0)
+        first = self.request('b', worker='w1')
+        self.wait_build_state(first, 'running')
+        self.assertEqual(self.build_prop(first, 'WaitingFor'), '')
+        self.worker_call('w2', 'Pause', GLib.Variant('(s)', ('disk full',)))
+        waiting = self.request('b')
+        self.wait_until(lambda: self.build_prop(waiting, 'WaitingFor') == 'w1: busy; w2: paused'
+                        or self.build_prop(waiting, 'WaitingFor') == 'w2: paused; w1: busy',
+                        message='WaitingFor names both workers')
+        self.assertEqual(self.manager_prop('BuildsPending'), 1)
+        only = self.request('b', worker='w2')
+        self.wait_until(lambda: self.build_prop(only, 'WaitingFor') == 'w2: paused', message='only w2')
+        self.assertEqual(self.manager_prop('BuildsPending'), 2)
+        # The reason follows the worker: kill it, it is "not connected".
+        procs['w2'].kill()
+        self.wait_connected('w2', value=False)
+        self.worker_call('w2', 'Unpause')
+        self.wait_until(lambda: self.build_prop(only, 'WaitingFor') == 'w2: not connected',
+                        message='reason follows the worker')
+        self.release(first)
+        self.wait_build_state(waiting, 'running')
+        self.assertEqual(self.build_prop(waiting, 'WaitingFor'), '')
+        self.wait_until(lambda: self.manager_prop('BuildsPending') == 1, message='one left')
+
     def test_wait_timeout(self):
         self.fleet([('w1', 1, 'b')])
         first = self.request('b')
