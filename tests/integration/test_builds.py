@@ -368,9 +368,9 @@ class SchedulingTest(BuildTestCase):
 
 class GracefulTest(BuildTestCase):
     def test_graceful_shutdown_after_last_build(self):
-        procs = self.fleet([('w1', 2, 'b')])
+        procs = self.fleet([('w1', 2, 'b;c')])
         b1 = self.request('b')
-        b2 = self.request('b')
+        b2 = self.request('c')
         self.wait_build_state(b1, 'running')
         self.wait_build_state(b2, 'running')
         self.worker_call('w1', 'SetGraceful', GLib.Variant('(b)', (True,)))
