@@ -711,6 +711,7 @@ static const char * const daemon_keys[] = {
 
 static const char * const worker_keys[] = {
   "Password", "PasswordFile", "MaxBuilds", "Builders", "Labels", "MissingTimeout",
+  "FlapThreshold", "FlapWindow", "FlapRecovery",
   "NotifyOnMissing", "Latent", "StartCommand", "StopCommand", "Unit",
   "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", NULL
 };
@@ -845,8 +846,8 @@ parse_worker (Parser      *p,
   g_autofree char *password_file = NULL;
   g_autoptr(GVariantBuilder) props = NULL;
   g_auto(GStrv) keys = NULL;
-  gint64 missing = 0, wait = 0, subst = 0;
-  guint64 max_builds = 0;
+  gint64 missing = 0, wait = 0, subst = 0, flap_window = 0, flap_recovery = 0;
+  guint64 max_builds = 0, flap_threshold = 0;
 
   wc->name = g_strdup (name);
   keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
@@ -958,6 +959,14 @@ parse_worker (Parser      *p,
   if (!get_duration (p, group, "MissingTimeout", FALSE, 600 * G_USEC_PER_SEC, &missing, error))
     return NULL;
   wc->missing_timeout_usec = (guint64) missing;
+
+  if (!get_uint (p, group, "FlapThreshold", BF_DEFAULT_FLAP_THRESHOLD, BF_MAX_FLAP_THRESHOLD, &flap_threshold, error) ||
+      !get_duration (p, group, "FlapWindow", FALSE, 600 * G_USEC_PER_SEC, &flap_window, error) ||
+      !get_duration (p, group, "FlapRecovery", FALSE, 300 * G_USEC_PER_SEC, &flap_recovery, error))
+    return NULL;
+  wc->flap_threshold = (guint) flap_threshold;
+  wc->flap_window_usec = (guint64) flap_window;
+  wc->flap_recovery_usec = (guint64) flap_recovery;
 
   wc->notify_on_missing = get_list (p, group, "NotifyOnMissing");
   if (wc->notify_on_missing == NULL)

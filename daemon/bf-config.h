@@ -26,6 +26,8 @@ typedef enum {
  * reload builds the next one.  Durations are microseconds.
  */
 #define BF_MAX_LABELS 64
+#define BF_DEFAULT_FLAP_THRESHOLD 5
+#define BF_MAX_FLAP_THRESHOLD 1000
 #define BF_MAX_LABEL_BYTES 64
 
 typedef struct {
@@ -36,6 +38,9 @@ typedef struct {
   GStrv builders;
   GStrv labels;                /* Labels=: what builds may ask for */
   guint64 missing_timeout_usec;
+  guint flap_threshold;        /* detaches within flap_window_usec that make it flapping; 0 = off */
+  guint64 flap_window_usec;
+  guint64 flap_recovery_usec;  /* attached this long: no longer flapping */
   GStrv notify_on_missing;
   GVariant *properties;        /* a{sv}, Property.KEY=VALUE */
 

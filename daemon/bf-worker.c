@@ -49,6 +49,9 @@ struct _BfWorker
 
   BfTimer *missing_timer;
   BfTimer *quarantine_timer;
+  BfTimer *flap_timer;          /* while flapping and attached: until recovery */
+  GArray *detach_times;         /* gint64 monotonic, the last FlapThreshold+1; NULL if none */
+  gboolean detach_expected;     /* we asked it to go (Shutdown, Disconnect): not a flap */
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
@@ -253,8 +256,74 @@ missing_timeout_cb (gpointer data)
                           "longer than its missing timeout of %s.\n\n",
                           bf_worker_get_name (self), when, timeout);
   append_details (self, body);
-  mail_admins (self, subject, body->str);
+  /* A flapping worker's absences are folded into its one flapping mail. */
+  if (!bf_dbus_worker_get_flapping (iface (self)))
+    mail_admins (self, subject, body->str);
   return G_SOURCE_REMOVE;
+}
+
+/* Flapping --------------------------------------------------------------------- */
+
+static gboolean
+flap_recovered_cb (gpointer data)
+{
+  BfWorker *self = data;
+  g_autofree char *recovery = format_duration (self->config->flap_recovery_usec);
+
+  bf_dbus_worker_set_flapping (iface (self), FALSE);
+  bf_worker_message (bf_worker_get_name (self), "Worker %s stayed attached for %s: no longer flapping",
+                     bf_worker_get_name (self), recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), FALSE);
+  g_clear_pointer (&self->detach_times, g_array_unref);
+  /* It may take builds again. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  return G_SOURCE_REMOVE;
+}
+
+/* A detach: too many within FlapWindow make the worker flapping, once per
+ * episode, with one mail. */
+static void
+count_detach (BfWorker *self)
+{
+  guint threshold = self->config->flap_threshold;
+  gint64 now = g_get_monotonic_time ();
+  gint64 oldest;
+  g_autofree char *window = NULL;
+  g_autofree char *recovery = NULL;
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = NULL;
+
+  bf_timer_stop (&self->flap_timer);
+  /* Only detaches nobody asked for count: a latent instance going away is
+   * its driver's business, a Shutdown or Disconnect an admin's. */
+  if (threshold == 0 || self->latent != NULL || self->detach_expected ||
+      bf_dbus_worker_get_flapping (iface (self)))
+    return;
+  if (self->detach_times == NULL)
+    self->detach_times = g_array_sized_new (FALSE, FALSE, sizeof (gint64), threshold + 1);
+  g_array_append_val (self->detach_times, now);
+  if (self->detach_times->len > threshold + 1)
+    g_array_remove_index (self->detach_times, 0);
+  oldest = g_array_index (self->detach_times, gint64, 0);
+  if (self->detach_times->len <= threshold || now - oldest > (gint64) self->config->flap_window_usec)
+    return;
+
+  window = format_duration (self->config->flap_window_usec);
+  recovery = format_duration (self->config->flap_recovery_usec);
+  bf_dbus_worker_set_flapping (iface (self), TRUE);
+  bf_worker_message (bf_worker_get_name (self),
+                     "Worker %s is flapping: more than %u detaches within %s; no new builds until it stays attached for %s",
+                     bf_worker_get_name (self), threshold, window, recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), TRUE);
+  subject = g_strdup_printf ("Buildfleet worker %s is flapping", bf_worker_get_name (self));
+  body = g_string_new (NULL);
+  g_string_append_printf (body,
+                          "The worker %s detached more than %u times within %s.\n"
+                          "It gets no new builds until it stays attached for %s.\n"
+                          "Until then no further mail is sent about it going missing or coming back.\n\n",
+                          bf_worker_get_name (self), threshold, window, recovery);
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
 }
 
 static void
@@ -338,6 +407,7 @@ detach (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
+  count_detach (self);
   if (self->latent)
     bf_latent_detached (self->latent, reason);
 }
@@ -490,7 +560,10 @@ attach (BfWorker     *self,
   bf_timer_stop (&self->missing_timer);
 
   self->missing_notified = FALSE;
+  self->detach_expected = FALSE;
   self->last_seen_usec = now;
+  if (bf_dbus_worker_get_flapping (iface (self)))
+    bf_timer_start (&self->flap_timer, self->config->flap_recovery_usec, flap_recovered_cb, self);
 
   g_object_freeze_notify (G_OBJECT (self));
   fill_from_info (self, connection);
@@ -528,7 +601,8 @@ attach (BfWorker     *self,
                               bf_worker_get_name (self), when, bf_worker_link_get_peer (connection),
                               since, away);
       append_details (self, body);
-      mail_admins (self, subject, body->str);
+      if (!bf_dbus_worker_get_flapping (iface (self)))
+        mail_admins (self, subject, body->str);
       bf_dbus_worker_emit_back_online (iface (self));
       g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
     }
@@ -675,6 +749,7 @@ bf_worker_disconnect (BfWorker   *self,
       bf_worker_link_close (self->candidate, reason);
       g_clear_object (&self->candidate);
     }
+  self->detach_expected = TRUE;
   if (self->connection != NULL)
     detach (self, reason);
 }
@@ -703,6 +778,7 @@ bf_worker_request_shutdown (BfWorker *self)
 {
   if (self->connection == NULL)
     return;
+  self->detach_expected = TRUE;
   bf_worker_message (bf_worker_get_name (self), "Asking worker %s to shut down", bf_worker_get_name (self));
   bf_worker_link_shutdown_async (self->connection, NULL, shutdown_reply_cb, NULL);
 }
@@ -722,6 +798,7 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_graceful (w) &&
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
+         !bf_dbus_worker_get_flapping (w) &&
          (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
          !bf_worker_runs_builder (self, builder);
 }
@@ -750,6 +827,8 @@ bf_worker_why_not (BfWorker           *self,
     return "quarantined";
   if (bf_dbus_worker_get_graceful (w))
     return "shutting down gracefully";
+  if (bf_dbus_worker_get_flapping (w))
+    return "flapping";
   if (self->connection == NULL)
     {
       if (self->latent != NULL)
@@ -1198,6 +1277,8 @@ bf_worker_dispose (GObject *object)
 
   bf_timer_stop (&self->missing_timer);
   bf_timer_stop (&self->quarantine_timer);
+  bf_timer_stop (&self->flap_timer);
+  g_clear_pointer (&self->detach_times, g_array_unref);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
