@@ -49,6 +49,7 @@
 #include "bf-pb-broker.h"
 #include "bf-pb-link.h"
 #include "bf-timer-queue.h"
+#include "bf-worker-link.h"
 #include "bf-util.h"
 
 #define ACTIVITY_MIN_PERIOD_USEC G_USEC_PER_SEC
@@ -1031,6 +1032,13 @@ bf_pb_link_start (BfPbLink *self,
       start_io (self);
       flush_output (self);
     }
+}
+
+void
+bf_pb_link_close (BfPbLink   *self,
+                  const char *reason)
+{
+  link_close (self, reason);
 }
 
 gboolean

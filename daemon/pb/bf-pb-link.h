@@ -1,12 +1,14 @@
 /* bf-pb-link.h: a worker speaking Perspective Broker, as a BfWorkerLink
  *
+ * BfPbLink implements BfWorkerLink (bf-worker-link.h); this header only
+ * has what the listener needs before the login.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once
 
 #include <gio/gio.h>
 
-#include "bf-worker-link.h"
 
 G_BEGIN_DECLS
 
@@ -47,5 +49,7 @@ void      bf_pb_link_start (BfPbLink         *self,
                             guint64           login_timeout_usec,
                             guint             msgpack_port);
 gboolean  bf_pb_link_is_logged_in (BfPbLink  *self);
+void      bf_pb_link_close (BfPbLink         *self,
+                            const char       *reason);
 
 G_END_DECLS

@@ -19,6 +19,7 @@
 
 #include "bf-pb-auth.h"
 #include "bf-pb-link.h"
+#include "bf-worker-link.h"
 
 static GMainLoop *loop;
 static const char *password;
