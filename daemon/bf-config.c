@@ -20,7 +20,10 @@
 #define MAX_PASSWORD_LEN 1024
 #define MAX_PASSWORD_FILE_SIZE 4096
 #define MAX_DURATION_SEC (10.0 * 365 * 24 * 3600)
-#define DEFAULT_LISTEN "*:9989"
+/* Buildbot's customary port goes to PB, which nearly every deployed worker
+ * speaks; msgpack workers are created for buildfleetd and take the next. */
+#define DEFAULT_LISTEN "*:9990"
+#define DEFAULT_LISTEN_PB "*:9989"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/buildfleet"
 
 typedef struct {
@@ -265,7 +268,7 @@ bf_config_parse_endpoint (const char  *text,
 
 bad:
   g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-               "“%s” is not HOST:PORT (for example 127.0.0.1:9989, [::1]:9989 or *:9989)",
+               "“%s” is not HOST:PORT (for example 127.0.0.1:9990, [::1]:9990 or *:9990)",
                text);
   return FALSE;
 }
@@ -702,8 +705,80 @@ check_keys (Parser             *p,
   return TRUE;
 }
 
+/* Whether two endpoints can take the same connections: the same port (not
+ * 0, which picks a free one) and the same address, or a wildcard. */
+static gboolean
+is_wildcard_host (const char *host)
+{
+  return g_str_equal (host, "*") || g_str_equal (host, "0.0.0.0") || g_str_equal (host, "::");
+}
+
+static gboolean
+endpoints_overlap (const char *a,
+                   const char *b)
+{
+  g_autofree char *host_a = NULL;
+  g_autofree char *host_b = NULL;
+  guint16 port_a = 0, port_b = 0;
+
+  if (!bf_config_parse_endpoint (a, &host_a, &port_a, NULL) ||
+      !bf_config_parse_endpoint (b, &host_b, &port_b, NULL))
+    return FALSE;
+  if (port_a == 0 || port_a != port_b)
+    return FALSE;
+  return is_wildcard_host (host_a) || is_wildcard_host (host_b) || g_str_equal (host_a, host_b);
+}
+
+/* ListenPB=: absent is the default *:9989, unless a Listen= endpoint took
+ * that port (then no PB endpoint, and a warning at start); empty is no PB
+ * endpoint; an explicit overlap with Listen= is an error naming both. */
+static gboolean
+parse_listen_pb (Parser      *p,
+                 const char  *g,
+                 BfConfig    *c,
+                 GError     **error)
+{
+  gboolean explicit_listen = g_key_file_has_key (p->merged, g, "Listen", NULL);
+
+  c->listen_pb = get_list (p, g, "ListenPB");
+  if (c->listen_pb == NULL)
+    {
+      c->listen_pb_default = TRUE;
+      c->listen_pb = g_strsplit (DEFAULT_LISTEN_PB, ";", -1);
+      for (guint i = 0; c->listen[i]; i++)
+        if (endpoints_overlap (c->listen[i], DEFAULT_LISTEN_PB))
+          {
+            c->listen_pb_skipped = g_strdup (c->listen[i]);
+            g_strfreev (c->listen_pb);
+            c->listen_pb = g_new0 (char *, 1);
+            return TRUE;
+          }
+      return TRUE;
+    }
+  for (guint i = 0; c->listen_pb[i]; i++)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      if (!bf_config_parse_endpoint (c->listen_pb[i], NULL, NULL, &local_error))
+        {
+          set_error (error, p, g, "ListenPB", "%s", local_error->message);
+          return FALSE;
+        }
+      for (guint j = 0; c->listen[j]; j++)
+        if (endpoints_overlap (c->listen_pb[i], c->listen[j]))
+          {
+            set_error (error, p, g, "ListenPB",
+                       "%s overlaps %s%s: the msgpack (Listen=) and PB (ListenPB=) endpoints "
+                       "need different ports", c->listen_pb[i], c->listen[j],
+                       explicit_listen ? " of Listen=" : ", the default of Listen=");
+            return FALSE;
+          }
+    }
+  return TRUE;
+}
+
 static const char * const daemon_keys[] = {
-  "Listen", "TlsCertificate", "TlsPrivateKey", "KeepaliveInterval",
+  "Listen", "ListenPB", "TlsCertificate", "TlsPrivateKey", "KeepaliveInterval",
   "DuplicatePingTimeout", "StateDirectory", "MailCommand", "MailFrom",
   "MaxMessageSize", "QuarantineInitial", "QuarantineMax", "FinishedBuildLifetime",
   "MailTimeout", "MaxBusMessageSize", NULL
@@ -1045,6 +1120,8 @@ config_clear (BfConfig *c)
   g_free (c->path);
   g_strfreev (c->files);
   g_strfreev (c->listen);
+  g_strfreev (c->listen_pb);
+  g_free (c->listen_pb_skipped);
   g_free (c->tls_certificate);
   g_free (c->tls_private_key);
   g_free (c->state_directory);
@@ -1103,6 +1180,9 @@ parse_daemon (Parser    *p,
           return FALSE;
         }
     }
+
+  if (!parse_listen_pb (p, g, c, error))
+    return FALSE;
 
   c->tls_certificate = get_string (p, g, "TlsCertificate", FALSE);
   c->tls_private_key = get_string (p, g, "TlsPrivateKey", FALSE);

@@ -63,6 +63,9 @@ typedef struct {
   char *path;                  /* the main file */
   GStrv files;                 /* every file read, main first */
   GStrv listen;                /* "host:port", "*:port" = every address */
+  GStrv listen_pb;             /* ListenPB: the same for PB; may be empty */
+  char *listen_pb_skipped;     /* the Listen endpoint that took the default PB port, or NULL */
+  gboolean listen_pb_default;  /* ListenPB= absent: *:9989, not opening it is a warning */
   char *tls_certificate;
   char *tls_private_key;
   guint64 keepalive_interval_usec;

@@ -25,6 +25,7 @@
 #include "bf-dbus-size.h"
 #include "bf-error.h"
 #include "bf-listener.h"
+#include "bf-pb-auth.h"
 #include "bf-log.h"
 #include "bf-mailer.h"
 #include "bf-manager.h"
@@ -622,6 +623,39 @@ listener_auth_cb (const char  *name,
   return TRUE;
 }
 
+/* PB logins: the worker's md5 response to our challenge, checked against
+ * its password (constant time); an unknown name costs the same work. */
+static gboolean
+listener_pb_auth_cb (const char    *name,
+                     const guint8  *challenge,
+                     gsize          challenge_len,
+                     const guint8  *response,
+                     gsize          response_len,
+                     const char   **why,
+                     gpointer       user_data)
+{
+  BfManager *self = user_data;
+  BfWorker *worker = g_hash_table_lookup (self->workers, name);
+  const char *expected = NULL;
+  gboolean ok;
+
+  if (worker != NULL)
+    {
+      const BfWorkerConfig *wc = bf_worker_get_config (worker);
+
+      expected = wc->password;
+      if (wc->password_generate)
+        expected = bf_worker_get_latent (worker) ? bf_latent_get_password (bf_worker_get_latent (worker)) : NULL;
+    }
+  ok = bf_pb_auth_check (challenge, challenge_len, expected ? expected : "", expected ? strlen (expected) : 0,
+                         response, response_len);
+  if (worker == NULL)
+    *why = "no such worker is configured";
+  else if (expected == NULL || !ok)
+    *why = "wrong password";
+  return worker != NULL && expected != NULL && ok;
+}
+
 static void
 listener_connection_cb (BfListener   *listener,
                         BfWorkerLink *connection,
@@ -692,6 +726,13 @@ bf_manager_start_listening (BfManager  *self,
     return FALSE;
   endpoints = bf_listener_get_endpoints (self->listener);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) endpoints);
+  {
+    g_auto(GStrv) pb = bf_listener_get_pb_endpoints (self->listener);
+
+    bf_dbus_manager_set_listen_pb (iface (self), (const char * const *) pb);
+    for (guint i = 0; pb[i]; i++)
+      g_message ("Listening for PB workers on %s%s", pb[i], self->config->tls_certificate ? " (TLS)" : "");
+  }
   for (guint i = 0; endpoints[i]; i++)
     g_message ("Listening for workers on %s%s", endpoints[i],
                self->config->tls_certificate ? " (TLS)" : "");
@@ -1898,6 +1939,7 @@ bf_manager_new (BfConfig *config,
   self->mailer = bf_mailer_new (config->mail_command, config->mail_from);
   self->authority = bf_authority_new (session_bus);
   self->listener = bf_listener_new (listener_auth_cb, self);
+  bf_listener_set_pb_auth (self->listener, listener_pb_auth_cb, self);
   g_signal_connect_object (self->listener, "connection", G_CALLBACK (listener_connection_cb), self, 0);
   self->object_manager = g_dbus_object_manager_server_new (FLEET_PATH);
   apply_daemon_config (self);
