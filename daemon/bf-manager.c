@@ -636,24 +636,20 @@ listener_pb_auth_cb (const char    *name,
 {
   BfManager *self = user_data;
   BfWorker *worker = g_hash_table_lookup (self->workers, name);
-  const char *expected = NULL;
-  gboolean ok;
 
-  if (worker != NULL)
-    {
-      const BfWorkerConfig *wc = bf_worker_get_config (worker);
-
-      expected = wc->password;
-      if (wc->password_generate)
-        expected = bf_worker_get_latent (worker) ? bf_latent_get_password (bf_worker_get_latent (worker)) : NULL;
-    }
-  ok = bf_pb_auth_check (challenge, challenge_len, expected ? expected : "", expected ? strlen (expected) : 0,
-                         response, response_len);
   if (worker == NULL)
-    *why = "no such worker is configured";
-  else if (expected == NULL || !ok)
-    *why = "wrong password";
-  return worker != NULL && expected != NULL && ok;
+    {
+      /* The same work as a known name, so timing does not tell names. */
+      (void) bf_pb_auth_check (challenge, challenge_len, "", 0, response, response_len);
+      *why = "no such worker is configured";
+      return FALSE;
+    }
+  if (!bf_worker_check_pb_response (worker, challenge, challenge_len, response, response_len))
+    {
+      *why = "wrong password";
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static void
