@@ -31,7 +31,10 @@
 #include "bf-latent.h"
 #include "bf-log.h"
 #include "bf-util.h"
+#include "drivers/bf-command-driver.h"
 #include "drivers/bf-latent-driver.h"
+#include "drivers/bf-local-driver.h"
+#include "drivers/bf-systemd-driver.h"
 
 #define ADOPT_WINDOW_MAX_USEC (30 * G_USEC_PER_SEC)
 
@@ -827,6 +830,20 @@ bf_latent_new_with_driver (BfWorkerConfig     *config,
   return self;
 }
 
+static GType
+driver_type (BfLatentKind kind)
+{
+  switch (kind)
+    {
+    case BF_LATENT_COMMAND: return BF_TYPE_COMMAND_DRIVER;
+    case BF_LATENT_LOCAL: return BF_TYPE_LOCAL_DRIVER;
+    case BF_LATENT_SYSTEMD: return BF_TYPE_SYSTEMD_DRIVER;
+    case BF_LATENT_NONE:
+    default:
+      g_return_val_if_reached (G_TYPE_INVALID);
+    }
+}
+
 /**
  * bf_latent_new:
  *
@@ -840,7 +857,8 @@ bf_latent_new (BfWorkerConfig     *config,
                BfMailer           *mailer,
                BfAuthority        *authority)
 {
-  g_autoptr(BfLatentDriver) driver = bf_latent_driver_new (config, bf_state_get_directory (state));
+  g_autoptr(BfLatentDriver) driver = bf_latent_driver_new (driver_type (config->latent), config,
+                                                                 bf_state_get_directory (state));
 
   return bf_latent_new_with_driver (config, driver, host, host_data, state, mailer, authority);
 }

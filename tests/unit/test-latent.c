@@ -295,7 +295,7 @@ fixture_setup (Fixture       *f,
   bf_state_load (f->state);
   f->mailer = bf_mailer_new (cmd, "test@example.com");
   f->authority = bf_authority_new (TRUE);
-  f->driver = g_object_new (FAKE_TYPE_DRIVER, NULL);
+  f->driver = FAKE_DRIVER (bf_latent_driver_new (FAKE_TYPE_DRIVER, wc, f->dir));
   f->latent = bf_latent_new_with_driver (wc, BF_LATENT_DRIVER (f->driver), &fake_host, f,
                                          f->state, f->mailer, f->authority);
   bf_latent_set_master (f->latent, "127.0.0.1:1", NULL);
