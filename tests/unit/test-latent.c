@@ -8,6 +8,9 @@
  * context with a generous deadline, never for a fixed time, and check
  * that something does not happen with a "stays true for N ms" loop.
  *
+ * The /worker/ cases check the other side: BfWorker as the latent's host,
+ * and bf_worker_build_ended(), the one place that decides quarantine.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
@@ -17,6 +20,7 @@
 #include <glib/gstdio.h>
 
 #include "bf-latent.h"
+#include "bf-worker.h"
 #include "drivers/bf-latent-driver.h"
 
 #define DEADLINE_USEC (20 * G_USEC_PER_SEC)
@@ -381,8 +385,9 @@ fixture_teardown (Fixture       *f,
 
   /* Whatever the test left running is stopped, as a daemon would, and
    * the engine ends what it was asked to do. */
-  bf_latent_insubstantiate (f->latent, TRUE, "test over");
-  while (f->driver->start != NULL || f->driver->stop != NULL)
+  if (f->latent)
+    bf_latent_insubstantiate (f->latent, TRUE, "test over");
+  while (f->driver && (f->driver->start != NULL || f->driver->stop != NULL))
     {
       g_assert_cmpint (g_get_monotonic_time (), <, deadline);
       if (f->driver->start)
@@ -848,6 +853,146 @@ test_host_forgotten (Fixture       *f,
   g_assert_cmpuint (f->driver->n_stop, ==, 1);
 }
 
+/* The worker's side -------------------------------------------------------- */
+
+static void
+worker_setup (Fixture       *f,
+              gconstpointer  data)
+{
+  g_autofree char *cmd = NULL;
+
+  f->dir = g_dir_make_tmp ("bf-latent-XXXXXX", NULL);
+  f->maildir = g_build_filename (f->dir, "mail", NULL);
+  g_mkdir (f->maildir, 0700);
+  cmd = g_strdup_printf ("/bin/sh -c 'cat > $(mktemp -p %s m-XXXXXX)'", f->maildir);
+  f->state = bf_state_new (f->dir);
+  bf_state_load (f->state);
+  f->mailer = bf_mailer_new (cmd, "test@example.com");
+  f->authority = bf_authority_new (TRUE);
+}
+
+/* @keys: NULL for a worker that is not latent */
+static BfWorker *
+new_worker (Fixture    *f,
+            const char *keys)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BfConfig) plain = NULL;
+  g_autoptr(BfWorkerConfig) wc = NULL;
+
+  if (keys)
+    wc = worker_config (keys);
+  else
+    {
+      plain = bf_config_load_data ("[Worker w]\nPassword=secret\n", "test.conf", &error);
+      g_assert_no_error (error);
+      wc = bf_worker_config_ref (g_ptr_array_index (plain->workers, 0));
+    }
+  return bf_worker_new (wc, f->state, f->mailer, f->authority);
+}
+
+static gint64
+quarantine_left_usec (BfWorker *w)
+{
+  guint64 until = bf_dbus_worker_get_quarantine_until_usec (BF_DBUS_WORKER (w));
+
+  g_assert_true (bf_dbus_worker_get_quarantined (BF_DBUS_WORKER (w)));
+  return (gint64) until - g_get_real_time ();
+}
+
+/* bf_worker_build_ended() decides: lost and unprepared quarantine (with a
+ * doubling backoff), released resets the backoff, the rest say nothing. */
+static void
+test_worker_build_ended (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autoptr(BfWorker) w = new_worker (f, NULL);
+  BfDBusWorker *dw = BF_DBUS_WORKER (w);
+
+  bf_worker_set_quarantine_limits (w, 100 * G_USEC_PER_SEC, 300 * G_USEC_PER_SEC);
+
+  bf_worker_build_started (w, "b1");
+  bf_worker_build_started (w, "b2");
+  g_assert_cmpuint (bf_worker_get_active_builds (w), ==, 2);
+  g_assert_true (bf_worker_runs_builder (w, "b1"));
+  bf_worker_build_ended (w, "b1", "failed", NULL);
+  g_assert_cmpuint (bf_worker_get_active_builds (w), ==, 1);
+  g_assert_false (bf_worker_runs_builder (w, "b1"));
+  g_assert_false (bf_dbus_worker_get_quarantined (dw));
+  bf_worker_build_ended (w, "b2", "timeout", NULL);
+  bf_worker_build_started (w, "b1");
+  bf_worker_build_ended (w, "b1", "owner-gone", NULL);
+  g_assert_false (bf_dbus_worker_get_quarantined (dw));
+
+  /* Lost: 100 s, then doubled, then capped. */
+  bf_worker_build_started (w, "b1");
+  bf_worker_build_ended (w, "b1", "lost", NULL);
+  g_assert_cmpuint (bf_worker_get_active_builds (w), ==, 0);
+  g_assert_cmpint (quarantine_left_usec (w), >, 90 * G_USEC_PER_SEC);
+  g_assert_cmpint (quarantine_left_usec (w), <=, 100 * G_USEC_PER_SEC);
+  g_assert_false (bf_worker_can_take_build (w, "b1"));
+  bf_worker_build_started (w, "b1");
+  bf_worker_build_ended (w, "b1", "unprepared", "disk full");
+  g_assert_cmpint (quarantine_left_usec (w), >, 190 * G_USEC_PER_SEC);
+  bf_worker_build_started (w, "b1");
+  bf_worker_build_ended (w, "b1", "lost", NULL);
+  g_assert_cmpint (quarantine_left_usec (w), >, 290 * G_USEC_PER_SEC);
+  g_assert_cmpint (quarantine_left_usec (w), <=, 300 * G_USEC_PER_SEC);
+
+  /* A released build resets the backoff: the next incident is 100 s again. */
+  bf_worker_build_started (w, "b1");
+  bf_worker_build_ended (w, "b1", "released", NULL);
+  bf_worker_build_started (w, "b1");
+  bf_worker_build_ended (w, "b1", "lost", NULL);
+  g_assert_cmpint (quarantine_left_usec (w), <=, 100 * G_USEC_PER_SEC);
+  g_assert_cmpuint (bf_worker_get_active_builds (w), ==, 0);
+}
+
+static void
+test_worker_quarantine_ends (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(BfWorker) w = new_worker (f, NULL);
+  BfDBusWorker *dw = BF_DBUS_WORKER (w);
+  gint64 lost_at;
+
+  bf_worker_set_quarantine_limits (w, 200000, G_USEC_PER_SEC);
+  bf_worker_build_started (w, "b1");
+  lost_at = g_get_monotonic_time ();
+  bf_worker_build_ended (w, "b1", "lost", NULL);
+  g_assert_true (bf_dbus_worker_get_quarantined (dw));
+  WAIT_UNTIL (!bf_dbus_worker_get_quarantined (dw));
+  g_assert_cmpint (g_get_monotonic_time () - lost_at, >=, 200000);
+  g_assert_cmpuint (bf_dbus_worker_get_quarantine_until_usec (dw), ==, 0);
+}
+
+/* The real host: a latent worker whose StartCommand fails is quarantined
+ * by its worker, and the Substantiate path then sees the quarantine. */
+static void
+test_worker_hosts_latent (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(BfWorker) w = new_worker (f, "Builders=b1\nSubstantiationTimeout=60\nBuildWaitTimeout=60\n");
+  BfDBusWorker *dw = BF_DBUS_WORKER (w);
+  BfLatent *latent = bf_worker_get_latent (w);
+
+  g_assert_nonnull (latent);
+  bf_worker_set_quarantine_limits (w, 100 * G_USEC_PER_SEC, 300 * G_USEC_PER_SEC);
+  bf_latent_set_master (latent, "127.0.0.1:1", NULL);
+  g_assert_true (bf_worker_can_substantiate_for (w, "b1"));
+  bf_latent_substantiate (latent);
+  g_assert_true (bf_latent_is_substantiating (latent));
+  /* StartCommand=/bin/false */
+  WAIT_UNTIL (bf_dbus_worker_get_quarantined (dw));
+  g_assert_cmpint (quarantine_left_usec (w), <=, 100 * G_USEC_PER_SEC);
+  g_assert_nonnull (strstr (bf_dbus_latent_worker_get_last_error (BF_DBUS_LATENT_WORKER (latent)),
+                            "StartCommand"));
+  WAIT_UNTIL (g_str_equal (bf_dbus_latent_worker_get_state (BF_DBUS_LATENT_WORKER (latent)),
+                           "not-substantiated"));
+  g_assert_false (bf_worker_can_substantiate_for (w, "b1"));
+  g_assert_false (bf_worker_is_connected (w));
+}
+
 /* Warnings are part of what the latent does (a stop that failed, a start
  * error after attaching); the test prints them but does not abort on them.
  * Criticals stay fatal. */
@@ -891,6 +1036,12 @@ main (int   argc,
   ADD ("reconfigure", SLOW_TIMEOUTS, test_reconfigure);
   ADD ("generated-password", "Password=generate\n" SLOW_TIMEOUTS, test_generated_password);
   ADD ("host-forgotten", SLOW_TIMEOUTS, test_host_forgotten);
+#undef ADD
+#define ADD(path, func) \
+  g_test_add ("/worker/" path, Fixture, NULL, worker_setup, func, fixture_teardown)
+  ADD ("build-ended-decides-quarantine", test_worker_build_ended);
+  ADD ("quarantine-ends", test_worker_quarantine_ends);
+  ADD ("hosts-latent", test_worker_hosts_latent);
 #undef ADD
 
   return g_test_run ();
