@@ -33,7 +33,8 @@ typedef struct _BfLatentDriver BfLatentDriver;
  * What a latent needs from the worker that owns it.  The latent knows
  * nothing else of the worker: the worker tells it what happens through
  * bf_latent_attached() and friends, and it answers through these
- * callbacks, so neither can call itself back through the other.
+ * callbacks, none of which calls the latent back, so neither can call
+ * itself back through the other.
  */
 typedef struct {
   guint    (*active_builds)  (gpointer    user_data);
