@@ -10,14 +10,25 @@
 #include "config.h"
 
 #include <string.h>
+#include <glib/gstdio.h>
 
 #include "bf-command.h"
 #include "bf-error.h"
+#include "bf-fd-writer.h"
 #include "bf-variant-util.h"
 
 #define MAX_ARG_BYTES (1024 * 1024)
 /* timeout, maxTime, sigtermTime: at most 30 days */
 #define MAX_SECONDS_ARG (30.0 * 24 * 3600)
+
+/* Streams that may go to a caller's descriptor, and streams whose end is
+ * kept for GetOutputTail(). */
+static const char * const fd_streams[] = { "stdout", "stderr" };
+#define N_FD_STREAMS G_N_ELEMENTS (fd_streams)
+static const char * const tail_streams[] = { "stdout", "stderr", "header" };
+#define N_TAIL_STREAMS G_N_ELEMENTS (tail_streams)
+/* Per stream; whole characters, so a little less at times. */
+#define TAIL_BYTES (64 * 1024)
 
 struct _BfCommand
 {
@@ -30,6 +41,8 @@ struct _BfCommand
   gboolean have_rc;
   int rc;
   gboolean finished;
+  BfFdWriter *out_fds[N_FD_STREAMS];   /* the caller's stdout-fd, stderr-fd */
+  GString *tails[N_TAIL_STREAMS];      /* the last output, NULL until some came */
 };
 
 enum {
@@ -294,6 +307,46 @@ emit_output_len (BfCommand  *self,
     }
 }
 
+static int
+stream_index (const char * const *streams,
+              guint               n,
+              const char         *stream)
+{
+  for (guint i = 0; i < n; i++)
+    if (g_str_equal (streams[i], stream))
+      return (int) i;
+  return -1;
+}
+
+/* Keeps the last TAIL_BYTES of @text's stream, cut between characters. */
+static void
+append_tail (BfCommand  *self,
+             int         i,
+             const char *text,
+             gsize       len)
+{
+  GString *tail;
+
+  if (len >= TAIL_BYTES)
+    {
+      text += len - TAIL_BYTES;
+      len = TAIL_BYTES;
+    }
+  if (self->tails[i] == NULL)
+    self->tails[i] = g_string_sized_new (MIN (len, TAIL_BYTES));
+  tail = self->tails[i];
+  g_string_append_len (tail, text, len);
+  if (tail->len > TAIL_BYTES)
+    {
+      gsize cut = tail->len - TAIL_BYTES;
+
+      /* Start on a character: skip continuation bytes. */
+      while (cut < tail->len && (tail->str[cut] & 0xc0) == 0x80)
+        cut++;
+      g_string_erase (tail, 0, cut);
+    }
+}
+
 static void
 sink_output (gpointer    user_data,
              const char *stream,
@@ -301,9 +354,47 @@ sink_output (gpointer    user_data,
              gsize       len)
 {
   BfCommand *self = user_data;
+  int i;
 
-  if (!self->finished)
-    emit_output_len (self, stream, text, len);
+  if (self->finished)
+    return;
+  if ((i = stream_index (fd_streams, N_FD_STREAMS, stream)) >= 0 && self->out_fds[i] != NULL)
+    bf_fd_writer_write (self->out_fds[i], text, len);
+  if ((i = stream_index (tail_streams, N_TAIL_STREAMS, stream)) >= 0)
+    append_tail (self, i, text, len);
+  emit_output_len (self, stream, text, len);
+}
+
+static void
+finish_fds (BfCommand *self)
+{
+  for (guint i = 0; i < N_FD_STREAMS; i++)
+    g_clear_pointer (&self->out_fds[i], bf_fd_writer_finish);
+}
+
+/**
+ * bf_command_set_output_fd:
+ * @stream: "stdout" or "stderr"
+ * @fd: (transfer full): where that stream's output is written as it
+ *   arrives; closed once the command finished and all was written
+ *
+ * Returns: %FALSE (and closes @fd) if @stream cannot go to a descriptor
+ */
+gboolean
+bf_command_set_output_fd (BfCommand  *self,
+                          const char *stream,
+                          int         fd)
+{
+  int i = stream_index (fd_streams, N_FD_STREAMS, stream);
+
+  if (i < 0 || self->finished)
+    {
+      g_close (fd, NULL);
+      return FALSE;
+    }
+  g_clear_pointer (&self->out_fds[i], bf_fd_writer_finish);
+  self->out_fds[i] = bf_fd_writer_new (fd);
+  return TRUE;
 }
 
 static void
@@ -332,6 +423,7 @@ finish (BfCommand  *self,
   bf_dbus_command_set_state (c, "finished");
   g_object_thaw_notify (G_OBJECT (self));
   bf_dbus_command_emit_completed (c, exit_code, failure);
+  finish_fds (self);
   g_clear_object (&self->link);
   g_signal_emit (self, signals[SIGNAL_FINISHED], 0);
 }
@@ -447,10 +539,28 @@ handle_interrupt (BfDBusCommand         *object,
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* Reading what is published anyway (the Output signals): no
+ * authorisation beyond the bus policy, like reading properties. */
+static gboolean
+handle_get_output_tail (BfDBusCommand         *object,
+                        GDBusMethodInvocation *invocation)
+{
+  BfCommand *self = BF_COMMAND (object);
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("a{ss}"));
+  for (guint i = 0; i < N_TAIL_STREAMS; i++)
+    if (self->tails[i] != NULL)
+      g_variant_builder_add (&b, "{ss}", tail_streams[i], self->tails[i]->str);
+  bf_dbus_command_complete_get_output_tail (object, invocation, g_variant_builder_end (&b));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 static void
 bf_command_iface_init (BfDBusCommandIface *iface)
 {
   iface->handle_interrupt = handle_interrupt;
+  iface->handle_get_output_tail = handle_get_output_tail;
 }
 
 static void
@@ -472,6 +582,10 @@ bf_command_finalize (GObject *object)
   BfCommand *self = BF_COMMAND (object);
 
   g_clear_object (&self->authority);
+  finish_fds (self);
+  for (guint i = 0; i < N_TAIL_STREAMS; i++)
+    if (self->tails[i] != NULL)
+      g_string_free (self->tails[i], TRUE);
   g_free (self->command_id);
   g_free (self->builder);
   G_OBJECT_CLASS (bf_command_parent_class)->finalize (object);

@@ -23,6 +23,9 @@ BfCommand *bf_command_new          (const char   *name,
 void       bf_command_start        (BfCommand    *self,
                                     BfWorkerLink *link,
                                     GVariant     *prepared);
+gboolean   bf_command_set_output_fd (BfCommand    *self,
+                                     const char   *stream,
+                                     int           fd);
 void       bf_command_interrupt    (BfCommand    *self,
                                     const char   *why);
 void       bf_command_abandon      (BfCommand    *self,

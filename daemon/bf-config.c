@@ -710,7 +710,7 @@ static const char * const daemon_keys[] = {
 };
 
 static const char * const worker_keys[] = {
-  "Password", "PasswordFile", "MaxBuilds", "Builders", "MissingTimeout",
+  "Password", "PasswordFile", "MaxBuilds", "Builders", "Labels", "MissingTimeout",
   "NotifyOnMissing", "Latent", "StartCommand", "StopCommand", "Unit",
   "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", NULL
 };
@@ -730,6 +730,7 @@ worker_config_clear (BfWorkerConfig *wc)
       g_free (wc->password);
     }
   g_strfreev (wc->builders);
+  g_strfreev (wc->labels);
   g_strfreev (wc->notify_on_missing);
   g_clear_pointer (&wc->properties, g_variant_unref);
   g_free (wc->start_command);
@@ -747,6 +748,28 @@ void
 bf_worker_config_unref (BfWorkerConfig *wc)
 {
   g_rc_box_release_full (wc, (GDestroyNotify) worker_config_clear);
+}
+
+/**
+ * bf_label_is_valid:
+ *
+ * A label is 1 to BF_MAX_LABEL_BYTES bytes of UTF-8 without whitespace,
+ * control characters, “;” or “,” (for example “gpu”, “os=debian”).
+ */
+gboolean
+bf_label_is_valid (const char *label)
+{
+  gsize len = strlen (label);
+
+  if (len == 0 || len > BF_MAX_LABEL_BYTES || !g_utf8_validate (label, len, NULL))
+    return FALSE;
+  for (const char *c = label; *c; c = g_utf8_next_char (c))
+    {
+      gunichar u = g_utf8_get_char (c);
+      if (g_unichar_isspace (u) || g_unichar_iscntrl (u) || u == ';' || u == ',')
+        return FALSE;
+    }
+  return TRUE;
 }
 
 gboolean
@@ -914,6 +937,23 @@ parse_worker (Parser      *p,
   wc->builders = get_list (p, group, "Builders");
   if (wc->builders == NULL)
     wc->builders = g_new0 (char *, 1);
+
+  wc->labels = get_list (p, group, "Labels");
+  if (wc->labels == NULL)
+    wc->labels = g_new0 (char *, 1);
+  if (g_strv_length (wc->labels) > BF_MAX_LABELS)
+    {
+      set_error (error, p, group, "Labels", "more than %d labels", BF_MAX_LABELS);
+      return NULL;
+    }
+  for (guint i = 0; wc->labels[i]; i++)
+    if (!bf_label_is_valid (wc->labels[i]))
+      {
+        set_error (error, p, group, "Labels",
+                   "“%s” is not a label (1 to %d bytes of text without spaces, “;” or “,”)",
+                   wc->labels[i], BF_MAX_LABEL_BYTES);
+        return NULL;
+      }
 
   if (!get_duration (p, group, "MissingTimeout", FALSE, 600 * G_USEC_PER_SEC, &missing, error))
     return NULL;

@@ -1173,6 +1173,7 @@ choose_worker (BfManager *self,
 {
   const char *builder = bf_build_get_builder (build);
   const char *only = bf_build_get_only_worker (build);
+  const char * const *labels = bf_build_get_labels (build);
   BfWorker *best = NULL;
   double best_load = 0;
   guint best_active = 0;
@@ -1183,7 +1184,7 @@ choose_worker (BfManager *self,
   if (only != NULL)
     {
       BfWorker *w = g_hash_table_lookup (self->workers, only);
-      return w && bf_worker_can_take_build (w, builder) ? w : NULL;
+      return w && bf_worker_can_take_build (w, builder) && bf_worker_has_labels (w, labels) ? w : NULL;
     }
 
   g_hash_table_iter_init (&iter, self->workers);
@@ -1194,7 +1195,7 @@ choose_worker (BfManager *self,
       double load;
       gint64 stamp;
 
-      if (!bf_worker_can_take_build (w, builder))
+      if (!bf_worker_can_take_build (w, builder) || !bf_worker_has_labels (w, labels))
         continue;
       active = bf_worker_get_active_builds (w);
       max = bf_worker_get_config (w)->max_builds;
@@ -1251,7 +1252,8 @@ create_demand (BfManager   *self,
   if (only != NULL)
     {
       BfWorker *w = g_hash_table_lookup (self->workers, only);
-      if (w && bf_worker_can_substantiate_for (w, builder))
+      if (w && bf_worker_can_substantiate_for (w, builder) &&
+          bf_worker_could_have_labels (w, bf_build_get_labels (build)))
         bf_latent_substantiate (bf_worker_get_latent (w));
       return;
     }
@@ -1260,12 +1262,69 @@ create_demand (BfManager   *self,
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     {
-      if (bf_worker_can_substantiate_for (value, builder))
+      if (bf_worker_can_substantiate_for (value, builder) &&
+          bf_worker_could_have_labels (value, bf_build_get_labels (build)))
         {
           bf_latent_substantiate (bf_worker_get_latent (value));
           return;
         }
     }
+}
+
+static void
+pending_changed (BfManager *self)
+{
+  bf_dbus_manager_set_builds_pending (iface (self), g_queue_get_length (&self->pending));
+}
+
+/* Why no worker takes @build, e.g. "w1: paused; w2: busy".  At most a few
+ * workers are named: the rest are counted. */
+#define WAITING_FOR_NAMED 4
+
+static char *
+waiting_for (BfManager *self,
+             BfBuild   *build)
+{
+  const char *builder = bf_build_get_builder (build);
+  const char *only = bf_build_get_only_worker (build);
+  const char * const *labels = bf_build_get_labels (build);
+  g_autoptr(GString) s = g_string_new (NULL);
+  guint named = 0, more = 0;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (only != NULL)
+    {
+      BfWorker *w = g_hash_table_lookup (self->workers, only);
+      const char *why = w ? bf_worker_why_not (w, builder, labels) : "not configured";
+
+      return g_strdup_printf ("%s: %s", only, why ? why : "about to take it");
+    }
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BfWorker *w = value;
+      const char *why;
+
+      if (!bf_worker_config_serves (bf_worker_get_config (w), builder))
+        continue;
+      if (!bf_worker_could_have_labels (w, labels))
+        continue;
+      why = bf_worker_why_not (w, builder, labels);
+      if (named == WAITING_FOR_NAMED)
+        {
+          more++;
+          continue;
+        }
+      g_string_append_printf (s, "%s%s: %s", named ? "; " : "", bf_worker_get_name (w),
+                              why ? why : "about to take it");
+      named++;
+    }
+  if (named == 0)
+    return g_strdup_printf ("no worker serves builder %s", builder);
+  if (more > 0)
+    g_string_append_printf (s, "; %u more", more);
+  return g_string_free (g_steal_pointer (&s), FALSE);
 }
 
 static gboolean
@@ -1286,10 +1345,14 @@ dispatch_cb (gpointer data)
       worker = choose_worker (self, build);
       if (worker == NULL)
         {
+          g_autofree char *why = waiting_for (self, build);
+
+          bf_build_set_waiting_for (build, why);
           create_demand (self, build, waiting);
           continue;
         }
       g_queue_delete_link (&self->pending, l);
+      pending_changed (self);
       g_hash_table_insert (self->last_assigned, g_strdup (bf_worker_get_name (worker)),
                            GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
       path = worker_path (bf_worker_get_name (worker));
@@ -1335,6 +1398,7 @@ build_prepared_cb (BfBuild    *build,
    * the build goes back to the queue in its place. */
   bf_worker_build_ended (worker, bf_build_get_builder (build), "unprepared", failure);
   g_queue_insert_sorted (&self->pending, build, compare_build_ids, NULL);
+  pending_changed (self);
   schedule_dispatch (self);
 }
 
@@ -1366,7 +1430,8 @@ build_ended_cb (BfBuild    *build,
   Linger *linger;
   guint id;
 
-  g_queue_remove (&self->pending, build);
+  if (g_queue_remove (&self->pending, build))
+    pending_changed (self);
   if (worker != NULL)
     bf_worker_build_ended (worker, bf_build_get_builder (build), result, NULL);
 
@@ -1404,7 +1469,37 @@ typedef struct {
   const char *only_worker;
   gboolean detached;
   guint64 timeout_usec;
+  const char **labels;      /* container owned, strings borrowed; NULL-terminated */
 } BuildOptions;
+
+static void
+build_options_clear (BuildOptions *o)
+{
+  g_clear_pointer (&o->labels, g_free);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (BuildOptions, build_options_clear)
+
+/* Whether some configured worker of @builder (or @only) could ever have
+ * every one of @labels. */
+static gboolean
+labels_satisfiable (BfManager          *self,
+                    const char         *builder,
+                    const char         *only,
+                    const char * const *labels)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (only != NULL)
+    return bf_worker_could_have_labels (g_hash_table_lookup (self->workers, only), labels);
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (bf_worker_config_serves (bf_worker_get_config (value), builder) &&
+        bf_worker_could_have_labels (value, labels))
+      return TRUE;
+  return FALSE;
+}
 
 static gboolean
 parse_build_options (BfManager     *self,
@@ -1444,6 +1539,31 @@ parse_build_options (BfManager     *self,
           else
             want = "b";
         }
+      else if (g_str_equal (key, "labels"))
+        {
+          if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
+            want = "as";
+          else
+            {
+              g_clear_pointer (&out->labels, g_free);
+              out->labels = g_variant_get_strv (v, NULL);
+              if (g_strv_length ((char **) out->labels) > BF_MAX_LABELS)
+                {
+                  g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                               "Option “labels”: more than %d labels", BF_MAX_LABELS);
+                  return FALSE;
+                }
+              for (guint i = 0; out->labels[i]; i++)
+                if (!bf_label_is_valid (out->labels[i]))
+                  {
+                    g_autofree char *shown = g_utf8_make_valid (out->labels[i], 80);
+                    g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                                 "Option “labels”: “%s” is not a label (1 to %d bytes without spaces, “;” or “,”)",
+                                 shown, BF_MAX_LABEL_BYTES);
+                    return FALSE;
+                  }
+            }
+        }
       else if (g_str_equal (key, "timeout-usec"))
         {
           double usec;
@@ -1458,7 +1578,7 @@ parse_build_options (BfManager     *self,
       else
         {
           g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                       "Unknown option “%s” (known: worker, detached, timeout-usec)", key);
+                       "Unknown option “%s” (known: worker, detached, timeout-usec, labels)", key);
           return FALSE;
         }
       if (want != NULL)
@@ -1491,6 +1611,15 @@ parse_build_options (BfManager     *self,
                    "No configured worker serves builder “%s”", builder);
       return FALSE;
     }
+  if (out->labels != NULL && !labels_satisfiable (self, builder, out->only_worker, out->labels))
+    {
+      g_autofree char *wanted = g_strjoinv (", ", (char **) out->labels);
+      g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
+                   "No configured worker %s%s of builder “%s” has the labels %s",
+                   out->only_worker ? "named " : "", out->only_worker ? out->only_worker : "",
+                   builder, wanted);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -1502,7 +1631,7 @@ request_build_authorized (GObject               *object,
   g_autoptr(GVariant) options = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(BfDBusObjectSkeleton) skeleton = NULL;
-  BuildOptions opts = { 0 };
+  g_auto(BuildOptions) opts = { 0 };
   const char *builder;
   BfBuild *build;
 
@@ -1518,6 +1647,7 @@ request_build_authorized (GObject               *object,
                         g_dbus_method_invocation_get_sender (invocation),
                         opts.detached, opts.only_worker, opts.timeout_usec,
                         self->bus, self->object_manager, self->authority);
+  bf_build_set_labels (build, opts.labels);
   g_hash_table_insert (self->builds, build, GUINT_TO_POINTER (0));
   g_signal_connect_object (build, "prepared", G_CALLBACK (build_prepared_cb), self, 0);
   g_signal_connect_object (build, "ended", G_CALLBACK (build_ended_cb), self, 0);
@@ -1527,6 +1657,7 @@ request_build_authorized (GObject               *object,
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (skeleton));
 
   g_queue_push_tail (&self->pending, build);
+  pending_changed (self);
   bf_dbus_manager_complete_request_build (iface (self), invocation, bf_build_get_path (build));
   schedule_dispatch (self);
 }
@@ -1539,7 +1670,7 @@ handle_request_build (BfDBusManager         *object,
 {
   BfManager *self = BF_MANAGER (object);
   g_autoptr(GError) error = NULL;
-  BuildOptions opts = { 0 };
+  g_auto(BuildOptions) opts = { 0 };
 
   if (!parse_build_options (self, builder, options, &opts, &error))
     {
