@@ -195,6 +195,7 @@ typedef struct {
   char *start_failure;
   guint n_release;
   char *release_reason;
+  gboolean reenter_on_release;   /* a careless host that reports its own detach */
 
   /* the latent's signals */
   guint n_substantiated;
@@ -236,6 +237,11 @@ host_release (gpointer    data,
   f->n_release++;
   g_free (f->release_reason);
   f->release_reason = g_strdup (reason);
+  if (f->reenter_on_release)
+    {
+      bf_latent_detached (f->latent, reason);
+      bf_latent_insubstantiate (f->latent, TRUE, "again from the host");
+    }
 }
 
 static const BfLatentHost fake_host = {
@@ -739,6 +745,25 @@ test_connection_lost (Fixture       *f,
 }
 
 static void
+test_release_reentry (Fixture       *f,
+                      gconstpointer  data)
+{
+  /* Even a host that breaks the contract and reports the detach of a stop
+   * back starts no second stop: the latent is already insubstantiating
+   * when it asks for the release. */
+  f->reenter_on_release = TRUE;
+  substantiate_and_attach (f);
+  bf_latent_insubstantiate (f->latent, FALSE, "test");
+  g_assert_cmpuint (f->n_release, ==, 1);
+  g_assert_cmpuint (f->driver->n_stop, ==, 1);
+  g_assert_false (f->driver->last_fast);
+  fake_driver_finish_stop (f->driver, NULL);
+  WAIT_UNTIL (in_state (f, "not-substantiated"));
+  g_assert_cmpuint (f->n_insubstantiated, ==, 1);
+  f->reenter_on_release = FALSE;
+}
+
+static void
 test_missing_instance (Fixture       *f,
                        gconstpointer  data)
 {
@@ -1031,6 +1056,7 @@ main (int   argc,
   ADD ("insubstantiate-during-start", SLOW_TIMEOUTS, test_insubstantiate_during_start);
   ADD ("instance-exited", SLOW_TIMEOUTS, test_instance_exited);
   ADD ("connection-lost", SLOW_TIMEOUTS, test_connection_lost);
+  ADD ("release-reentry", SLOW_TIMEOUTS, test_release_reentry);
   ADD ("missing-instance", QUICK, test_missing_instance);
   ADD ("adopt-instance", QUICK_START, test_adopt_instance);
   ADD ("reconfigure", SLOW_TIMEOUTS, test_reconfigure);
