@@ -408,6 +408,16 @@ detach (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
   count_detach (self);
+}
+
+/* The connection ended by itself, or for a reason of the worker's: a
+ * latent worker hears of it (and stops its instance).  A stop the latent
+ * asked for goes through latent_release() instead, which only detaches. */
+static void
+lose_connection (BfWorker   *self,
+                 const char *reason)
+{
+  detach (self, reason);
   if (self->latent)
     bf_latent_detached (self->latent, reason);
 }
@@ -418,7 +428,7 @@ connection_closed_cb (BfWorkerLink *connection,
                       BfWorker     *self)
 {
   if (connection == self->connection)
-    detach (self, reason);
+    lose_connection (self, reason);
 }
 
 static int
@@ -681,7 +691,7 @@ duplicate_ping_cb (GObject      *object,
   if (old == self->connection)
     {
       reason = g_strdup_printf ("replaced by a new connection from %s", bf_worker_link_get_peer (self->candidate));
-      detach (self, reason);
+      lose_connection (self, reason);
     }
   start_attach (self);
 }
@@ -739,9 +749,9 @@ bf_worker_offer_connection (BfWorker     *self,
                              duplicate_ping_cb, g_object_ref (self));
 }
 
-void
-bf_worker_disconnect (BfWorker   *self,
-                      const char *reason)
+static void
+drop_candidate (BfWorker   *self,
+                const char *reason)
 {
   if (self->candidate != NULL)
     {
@@ -749,9 +759,16 @@ bf_worker_disconnect (BfWorker   *self,
       bf_worker_link_close (self->candidate, reason);
       g_clear_object (&self->candidate);
     }
+}
+
+void
+bf_worker_disconnect (BfWorker   *self,
+                      const char *reason)
+{
+  drop_candidate (self, reason);
   self->detach_expected = TRUE;
   if (self->connection != NULL)
-    detach (self, reason);
+    lose_connection (self, reason);
 }
 
 static void
@@ -904,9 +921,9 @@ bf_worker_build_started (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 1);
 }
 
-void
-bf_worker_build_finished (BfWorker   *self,
-                          const char *builder)
+static void
+build_finished (BfWorker   *self,
+                const char *builder)
 {
   guint active = bf_dbus_worker_get_active_builds (iface (self));
 
@@ -930,7 +947,12 @@ bf_worker_build_finished (BfWorker   *self,
     bf_worker_request_shutdown (self);
 }
 
-/* Quarantine ----------------------------------------------------------------- */
+/* Quarantine ----------------------------------------------------------------- *
+ *
+ * Only this file decides when a worker is quarantined: a lost build, a
+ * builder that could not be prepared (bf_worker_build_ended()), a latent
+ * instance that failed to start (latent_start_failed()).  A released
+ * build resets the backoff. */
 
 static gboolean
 quarantine_end_cb (gpointer data)
@@ -955,17 +977,17 @@ bf_worker_set_quarantine_limits (BfWorker *self,
   self->quarantine_max_usec = max_usec;
 }
 
-/**
- * bf_worker_quarantine:
+/*
+ * quarantine:
  * @why: for the log
  *
  * Keeps builds away from the worker for a while: 10 s the first time (by
  * default), doubling with every further incident up to an hour, until a
  * build succeeds.  Separate from Pause: nobody has to lift it by hand.
  */
-void
-bf_worker_quarantine (BfWorker   *self,
-                      const char *why)
+static void
+quarantine (BfWorker   *self,
+            const char *why)
 {
   guint64 until;
   g_autofree char *span = NULL;
@@ -987,15 +1009,78 @@ bf_worker_quarantine (BfWorker   *self,
 }
 
 /**
- * bf_worker_build_succeeded:
+ * bf_worker_build_ended:
+ * @builder: the build's builder
+ * @result: how it ended: a BfBuild result ("released", "lost", "timeout",
+ *   "owner-gone", "failed"), or "unprepared" when the builder could not be
+ *   prepared on this worker (the build goes back to the queue)
+ * @detail: (nullable): what went wrong, for the log
  *
- * A good build resets the quarantine backoff.
+ * A build assigned by bf_worker_build_started() left this worker.  A lost
+ * or unprepared build quarantines the worker; a released one resets the
+ * quarantine backoff; the others say nothing about the worker.
  */
 void
-bf_worker_build_succeeded (BfWorker *self)
+bf_worker_build_ended (BfWorker   *self,
+                       const char *builder,
+                       const char *result,
+                       const char *detail)
 {
-  self->quarantine_backoff_usec = 0;
+  if (g_str_equal (result, "lost"))
+    quarantine (self, "its build was lost");
+  else if (g_str_equal (result, "unprepared"))
+    {
+      g_autofree char *why = g_strdup_printf ("could not prepare builder %s: %s", builder,
+                                              detail ? detail : "unknown error");
+      quarantine (self, why);
+    }
+  else if (g_str_equal (result, "released"))
+    self->quarantine_backoff_usec = 0;
+  build_finished (self, builder);
 }
+
+/* The latent's host ----------------------------------------------------------- */
+
+static guint
+latent_active_builds (gpointer data)
+{
+  return bf_dbus_worker_get_active_builds (iface (data));
+}
+
+static gboolean
+latent_is_quarantined (gpointer data)
+{
+  return bf_dbus_worker_get_quarantined (iface (data));
+}
+
+static void
+latent_start_failed (gpointer    data,
+                     const char *message)
+{
+  quarantine (data, message);
+}
+
+/* The latent stops its instance: the worker is asked to exit and its
+ * connection goes, without telling the latent (it asked). */
+static void
+latent_release (gpointer    data,
+                const char *reason)
+{
+  BfWorker *self = data;
+
+  if (self->connection == NULL)
+    return;
+  bf_worker_request_shutdown (self);
+  drop_candidate (self, reason);
+  detach (self, reason);
+}
+
+static const BfLatentHost latent_host = {
+  .active_builds = latent_active_builds,
+  .is_quarantined = latent_is_quarantined,
+  .start_failed = latent_start_failed,
+  .release = latent_release,
+};
 
 /* D-Bus methods -------------------------------------------------------------- */
 
@@ -1291,6 +1376,8 @@ bf_worker_dispose (GObject *object)
     }
   g_clear_object (&self->connection);
   g_clear_object (&self->candidate_cancellable);
+  if (self->latent)
+    bf_latent_forget_host (self->latent);
   g_clear_object (&self->latent);
 
   G_OBJECT_CLASS (bf_worker_parent_class)->dispose (object);
@@ -1534,7 +1621,7 @@ bf_worker_new (BfWorkerConfig *config,
   self->authority = g_object_ref (authority);
 
   if (config->latent != BF_LATENT_NONE)
-    self->latent = bf_latent_new (config, self, state, mailer, authority);
+    self->latent = bf_latent_new (config, &latent_host, self, state, mailer, authority);
 
   known = bf_state_get_worker (state, config->name, &ws);
   /* Unset strings and dictionaries read as "" and {} on the bus; with
