@@ -1,4 +1,5 @@
-/* bf-ctl-builds.c: builds — the running and pending builds
+/* bf-ctl-builds.c: builds — the running and pending builds (--all:
+ * the finished ones still on the bus too)
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -27,6 +28,10 @@ bf_ctl_cmd_builds (BfCtl *ctl)
 
   if (builds == NULL)
     return bf_ctl_error (ctl, error, "Cannot list the builds");
+  /* Finished builds stay on the bus for a while: only with --all. */
+  for (guint i = builds->len; i > 0 && !ctl->all; i--)
+    if (g_str_equal (lookup_string (g_ptr_array_index (builds, i - 1), "State"), "finished"))
+      g_ptr_array_remove_index (builds, i - 1);
 
   if (ctl->json)
     {

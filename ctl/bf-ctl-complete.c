@@ -44,6 +44,7 @@ command_options (const char *command)
   static const char * const run[] = { "--worker=", "--workdir=", "--env=", NULL };
   static const char * const graceful[] = { "--cancel", NULL };
   static const char * const insubstantiate[] = { "--fast", NULL };
+  static const char * const builds[] = { "--all", NULL };
   static const char * const none[] = { NULL };
 
   if (command == NULL)
@@ -56,6 +57,8 @@ command_options (const char *command)
     return graceful;
   if (g_str_equal (command, "insubstantiate"))
     return insubstantiate;
+  if (g_str_equal (command, "builds"))
+    return builds;
   return none;
 }
 

@@ -377,7 +377,7 @@ bf_ctl_cmd_run (BfCtl *ctl)
       run.exit_code = BF_CTL_EXIT_RUN_FAILED;
       run.state = RUN_RELEASING;
     }
-  else if (ctl->verbose)
+  else if (ctl->verbose || isatty (STDERR_FILENO))
     say (&run, "Waiting for a worker of %s (build %s)", ctl->args[0], run.build_path);
 
   if (run.state != RUN_RELEASING || g_cancellable_is_cancelled (run.cancellable))

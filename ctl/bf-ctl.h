@@ -50,6 +50,7 @@ typedef struct {
   char **env;                    /* run --env=K=V */
   gboolean cancel;               /* graceful --cancel */
   gboolean fast;                 /* insubstantiate --fast */
+  gboolean all;                  /* builds --all: finished ones too */
 
   const char *command;
   char **args;                   /* positional arguments after the command */

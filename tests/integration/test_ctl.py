@@ -350,6 +350,37 @@ class RunTest(CtlTestCase):
                         message='the remote sleep ends')
         del finished
 
+    def test_builds_running_and_pending(self):
+        running = subprocess.Popen([CTL, 'run', 'b', '--', 'sh', '-c', 'echo started; exec sleep 600'],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.assertEqual(running.stdout.readline(), 'started\n')
+        self.ok('pause', 'w1', 'hold the next one')
+        pending = subprocess.Popen([CTL, '-v', 'run', 'b', '--', 'true'],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.assertIn('Waiting for a worker of b', pending.stderr.readline())
+        try:
+            out = self.ok('builds')
+            lines = out.splitlines()
+            self.assertEqual(lines[0].split(), ['BUILD', 'BUILDER', 'STATE', 'WORKER', 'OWNER', 'SINCE',
+                                                'WAITING', 'FOR'])
+            rows = [l.split() for l in lines[1:] if l.strip() and 'listed' not in l]
+            self.assertEqual([(r[1], r[2], r[3]) for r in rows], [('b', 'running', 'w1'), ('b', 'pending', '-')])
+            self.assertIn('2 builds listed.', out)
+            builds = self.ctl_json('builds')
+            self.assertEqual([(b['State'], b['WorkerName'], b['Worker']) for b in builds],
+                             [('running', 'w1', worker_path('w1')), ('pending', '', '/')])
+            self.assertEqual(builds[0]['Builder'], 'b')
+            self.assertEqual(builds[0]['Path'], FLEET_PATH + '/builds/' + builds[0]['Id'])
+            self.assertEqual(self.ctl_json('status')['BuildsRunning'], 1)
+            self.assertEqual(self.ctl_json('status')['BuildsPending'], 1)
+        finally:
+            for p in (running, pending):
+                p.send_signal(signal.SIGINT)
+                p.communicate(timeout=30)
+        self.assertEqual((running.returncode, pending.returncode), (EXIT_INTERRUPTED, EXIT_INTERRUPTED))
+        self.assertEqual(self.ctl_json('builds'), [])
+        self.assertEqual(sorted(b['State'] for b in self.ctl_json('builds', '--all')), ['finished', 'finished'])
+
     @staticmethod
     def remote_processes(marker):
         found = []
