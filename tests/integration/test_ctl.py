@@ -446,6 +446,46 @@ class EventsTest(CtlTestCase):
         self.assertLess(text.index('w1: detached'), text.index('w1: missing'))
 
 
+class LatentTest(CtlTestCase):
+    """substantiate and insubstantiate a latent worker (Latent=local)."""
+
+    def test_substantiate_insubstantiate_and_their_events(self):
+        self.write_config(self.daemon_section() +
+                          '[Worker local-1]\nPassword=generate\nLatent=local\nBuilders=b\n'
+                          'BuildWaitTimeout=-1\nSubstantiationTimeout=60\n')
+        self.start_daemon()
+        events_path = os.path.join(self.workdir, 'events.jsonl')
+        with open(events_path, 'w') as out:
+            ev = subprocess.Popen([CTL, '--json', 'events'], stdout=out, stderr=subprocess.DEVNULL)
+
+        def seen(event):
+            with open(events_path) as f:
+                return [json.loads(l) for l in f if l.strip() and json.loads(l)['Event'] == event]
+        try:
+            self.wait_until(lambda: self.ok('pause', 'local-1', 'probe') == '' and seen('paused'),
+                            timeout=10, message='events subscribed')
+            self.ok('unpause', 'local-1')
+            self.assertEqual([w['States'] for w in self.ctl_json('list', '--state=latent')],
+                             [['disconnected', 'latent']])
+            # Returns once the instance is connected.
+            self.assertEqual(self.ok('substantiate', 'local-1'), '')
+            self.assertTrue(self.worker_prop('local-1', 'Connected'))
+            w = self.ctl_json('show', 'local-1')
+            self.assertEqual((w['Latent'], w['State'], w['Driver']), (True, 'substantiated', 'local'))
+            self.assertIn('BuildWaitTimeoutUSec', self.ok('show', 'local-1'))
+            self.assertRegex(self.ok('show', 'local-1'), r'BuildWaitTimeoutUSec: never')
+            self.ok('insubstantiate', '--fast', 'local-1')
+            self.wait_until(lambda: not self.worker_prop('local-1', 'Connected'), timeout=30,
+                            message='instance stopped')
+            self.wait_until(lambda: seen('insubstantiated'), timeout=30, message='insubstantiated event')
+            self.assertTrue(seen('substantiated'))
+            self.assertEqual([e['Worker'] for e in seen('attached')], ['local-1'])
+        finally:
+            ev.send_signal(signal.SIGTERM)
+            ev.wait(10)
+        self.assertEqual(ev.returncode, 0)
+
+
 class CompletionTest(CtlTestCase):
     """The bash completion, called the way bash calls it."""
 
