@@ -61,7 +61,8 @@ commands_help (void)
 
   for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
     {
-      g_autofree char *head = g_strdup_printf ("%s %s", commands[i].name, commands[i].args);
+      g_autofree char *head = g_strdup_printf ("%s%s%s", commands[i].name,
+                                               *commands[i].args ? " " : "", commands[i].args);
 
       if (g_str_equal (commands[i].name, "complete"))
         continue;
@@ -153,7 +154,7 @@ main (int   argc,
     int pargc = (int) before->len;
     char **pargv = (char **) before->pdata;
 
-    context = g_option_context_new ("COMMAND [ARGS...]");
+    context = g_option_context_new (NULL);
     g_option_context_set_summary (context, "Control buildfleetd, the Buildbot worker fleet daemon.");
     help = commands_help ();
     g_option_context_set_description (context, help);
