@@ -36,6 +36,7 @@ typedef struct {
   char *match_rule;
   guint subscription;
   guint sigint_id, sigterm_id, sighup_id;
+  guint name_watch;
   GPtrArray *early;             /* (path, member, params) of signals before command_path was known */
   int exit_code;
   gboolean stdout_open, stderr_open;
@@ -279,6 +280,21 @@ on_unix_signal (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+static void
+on_name_vanished (GDBusConnection *bus,
+                  const char      *name,
+                  gpointer         user_data)
+{
+  Run *run = user_data;
+
+  if (run->state == RUN_RELEASING)
+    return;
+  say (run, "buildfleetd left the bus: the build and its command are gone");
+  run->state = RUN_RELEASING;
+  run->exit_code = BF_CTL_EXIT_RUN_FAILED;
+  g_main_loop_quit (run->loop);
+}
+
 static char *
 get_build_state (Run     *run,
                  GError **error)
@@ -345,6 +361,8 @@ bf_ctl_cmd_run (BfCtl *ctl)
   run.sigint_id = g_unix_signal_add (SIGINT, on_unix_signal, &run);
   run.sigterm_id = g_unix_signal_add (SIGTERM, on_unix_signal, &run);
   run.sighup_id = g_unix_signal_add (SIGHUP, on_unix_signal, &run);
+  run.name_watch = g_bus_watch_name_on_connection (ctl->bus, BF_CTL_BUS_NAME, G_BUS_NAME_WATCHER_FLAGS_NONE,
+                                                   NULL, on_name_vanished, &run, NULL);
 
   /* Every signal of the build and its commands, from before RunCommand. */
   run.subscription = g_dbus_connection_signal_subscribe (ctl->bus, BF_CTL_BUS_NAME, NULL, NULL, NULL, NULL,
@@ -387,6 +405,7 @@ bf_ctl_cmd_run (BfCtl *ctl)
   g_clear_handle_id (&run.sigint_id, g_source_remove);
   g_clear_handle_id (&run.sigterm_id, g_source_remove);
   g_clear_handle_id (&run.sighup_id, g_source_remove);
+  g_clear_handle_id (&run.name_watch, g_bus_unwatch_name);
   /* Replies still on their way are answered to nobody. */
   g_dbus_connection_flush_sync (ctl->bus, NULL, NULL);
   g_main_loop_unref (run.loop);

@@ -381,6 +381,21 @@ class RunTest(CtlTestCase):
         self.assertEqual(self.ctl_json('builds'), [])
         self.assertEqual(sorted(b['State'] for b in self.ctl_json('builds', '--all')), ['finished', 'finished'])
 
+    def test_daemon_gone(self):
+        marker = 'sleep 600.%d' % os.getpid()
+        proc = subprocess.Popen([CTL, 'run', 'b', '--', 'sh', '-c', 'echo started; exec %s' % marker],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(proc.stdout.readline(), 'started\n')
+            self.stop_daemon(signal.SIGKILL)
+            out, err = proc.communicate(timeout=30)
+            self.assertEqual(proc.returncode, EXIT_RUN_FAILED)
+            self.assertIn('buildfleetd left the bus', err)
+        finally:
+            # The worker outlives the daemon; so may its command.
+            for pid in self.remote_processes(marker):
+                os.kill(int(pid), signal.SIGKILL)
+
     @staticmethod
     def remote_processes(marker):
         found = []
