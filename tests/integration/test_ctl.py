@@ -307,7 +307,7 @@ class RunTest(CtlTestCase):
         for b in self.builds():
             self.assertEqual(self.prop(b, BUILD_IFACE, 'State'), 'finished')
 
-    def test_first_millisecond_output_and_binary_like_text(self):
+    def test_first_millisecond_output_and_many_lines(self):
         # Output written the moment the command starts, and a lot of it.
         # (Buildbot's workers send output in lines: a last line without its
         # newline arrives with one, so every line here has one.)
