@@ -248,11 +248,13 @@ bf_ctl_cmd_status (BfCtl *ctl)
   g_autoptr(GPtrArray) quarantined = g_ptr_array_new ();
   guint connected = 0, graceful = 0, running = 0, pending = 0;
   g_autofree char *listen = NULL;
+  g_autofree char *owner = NULL;
 
   manager = bf_ctl_manager (ctl, &error);
   if (manager == NULL)
     return bf_ctl_error (ctl, error, NULL);
-  if (g_dbus_proxy_get_name_owner (G_DBUS_PROXY (manager)) == NULL)
+  owner = g_dbus_proxy_get_name_owner (G_DBUS_PROXY (manager));
+  if (owner == NULL)
     {
       g_printerr ("buildfleetctl: buildfleetd is not running on the %s (nobody owns %s)\n",
                   ctl->address ? "bus at that address" : ctl->session ? "session bus" : "system bus",
