@@ -216,24 +216,45 @@ merge_interfaces (const char *path,
   return g_variant_ref_sink (g_variant_builder_end (&b));
 }
 
+/* The cursor just before the first name that starts with @prefix: names
+ * are letters, digits, '-', '_' and '.', all below '~' (strcmp order). */
+static char *
+cursor_before (const char *prefix)
+{
+  gsize len = strlen (prefix);
+  GString *s;
+
+  if (len == 0)
+    return g_strdup ("");
+  s = g_string_new_len (prefix, (gssize) len - 1);
+  g_string_append_c (s, (char) (prefix[len - 1] - 1));
+  for (guint i = 0; i < 64; i++)
+    g_string_append_c (s, '~');
+  return g_string_free (s, FALSE);
+}
+
 /**
  * bf_ctl_fetch_workers:
- * @properties: property names (NULL for all)
+ * @properties: property names (NULL for all); with @prefix, "Name" among them
+ * @prefix: (nullable): only the workers whose names start with it
  *
- * Every worker, in name order, a page at a time (GetWorkerPage), so that
- * a fleet of any size can be listed.
+ * Every worker (or those starting with @prefix), in name order, a page at a
+ * time (GetWorkerPage), so that a fleet of any size can be listed; with a
+ * prefix only the pages that hold it are read.
  *
  * Returns: (element-type GVariant): a{sv} per worker
  */
 GPtrArray *
 bf_ctl_fetch_workers (BfCtl              *ctl,
                       const char * const *properties,
+                      const char         *prefix,
                       GError            **error)
 {
   g_autoptr(BfDBusManager) manager = bf_ctl_manager (ctl, error);
   g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
-  g_autofree char *after = g_strdup ("");
+  g_autofree char *after = cursor_before (prefix ? prefix : "");
   const char * const none[] = { NULL };
+  gboolean past_prefix = FALSE;
 
   if (manager == NULL)
     return NULL;
@@ -246,16 +267,27 @@ bf_ctl_fetch_workers (BfCtl              *ctl,
       GVariant *ifaces;
 
       if (!bf_dbus_manager_call_get_worker_page_sync (manager, properties ? properties : none,
-                                                      after, WORKER_PAGE_LIMIT, &page, &next,
+                                                      after, prefix ? WORKER_PAGE_LIMIT / 10 : WORKER_PAGE_LIMIT,
+                                                      &page, &next,
                                                       NULL, error))
         return NULL;
       g_variant_iter_init (&iter, page);
-      while (g_variant_iter_next (&iter, "{&o@a{sa{sv}}}", &path, &ifaces))
+      while (!past_prefix && g_variant_iter_next (&iter, "{&o@a{sa{sv}}}", &path, &ifaces))
         {
-          g_ptr_array_add (out, merge_interfaces (path, ifaces));
+          GVariant *worker = merge_interfaces (path, ifaces);
+          const char *name = "";
+
           g_variant_unref (ifaces);
+          g_variant_lookup (worker, "Name", "&s", &name);
+          if (prefix && !g_str_has_prefix (name, prefix))
+            {
+              past_prefix = TRUE;
+              g_variant_unref (worker);
+              break;
+            }
+          g_ptr_array_add (out, worker);
         }
-      if (next == NULL || *next == '\0')
+      if (past_prefix || next == NULL || *next == '\0')
         break;
       g_free (after);
       after = g_steal_pointer (&next);

@@ -94,9 +94,20 @@ offer_from_daemon (BfCtl      *ctl,
   g_autoptr(GPtrArray) workers = NULL;
   g_autoptr(GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
 
-  if (!bf_ctl_connect (ctl, NULL))
+  const char * const names_only[] = { "Name", NULL };
+  /* A LatentWorker property, so that latent workers show as such. */
+  const char * const latent_properties[] = { "Name", "Driver", NULL };
+  const char *partial = typed + strlen (prefix);
+
+  if (ctl->bus == NULL && !bf_ctl_connect (ctl, NULL))
     return;
-  workers = bf_ctl_fetch_workers (ctl, properties, NULL);
+  /* Names: only the pages that hold the typed beginning. */
+  if (builders)
+    workers = bf_ctl_fetch_workers (ctl, properties, NULL, NULL);
+  else if (latent_only)
+    workers = bf_ctl_fetch_workers (ctl, latent_properties, NULL, NULL);
+  else
+    workers = bf_ctl_fetch_workers (ctl, names_only, g_str_has_prefix (typed, prefix) ? partial : "", NULL);
   for (guint i = 0; workers && i < workers->len; i++)
     {
       GVariant *w = g_ptr_array_index (workers, i);

@@ -167,7 +167,7 @@ bf_ctl_cmd_list (BfCtl *ctl)
       g_printerr ("buildfleetctl: --state=%s: not a state; one of %s\n", ctl->state, known);
       return BF_CTL_EXIT_USAGE;
     }
-  workers = bf_ctl_fetch_workers (ctl, list_properties, &error);
+  workers = bf_ctl_fetch_workers (ctl, list_properties, NULL, &error);
   if (workers == NULL)
     return bf_ctl_error (ctl, error, "Cannot list the workers");
 
@@ -261,7 +261,7 @@ bf_ctl_cmd_status (BfCtl *ctl)
                   BF_CTL_BUS_NAME);
       return BF_CTL_EXIT_UNAVAILABLE;
     }
-  workers = bf_ctl_fetch_workers (ctl, status_properties, &error);
+  workers = bf_ctl_fetch_workers (ctl, status_properties, NULL, &error);
   if (workers == NULL)
     return bf_ctl_error (ctl, error, "Cannot list the workers");
   builds = bf_ctl_fetch_builds (ctl, &error);

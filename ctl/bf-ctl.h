@@ -76,6 +76,7 @@ char             *bf_ctl_worker_path        (BfCtl       *ctl,
                                              GError     **error);
 GPtrArray        *bf_ctl_fetch_workers      (BfCtl              *ctl,
                                              const char * const *properties,
+                                             const char         *prefix,
                                              GError            **error);
 GPtrArray        *bf_ctl_fetch_builds       (BfCtl       *ctl,
                                              GError     **error);

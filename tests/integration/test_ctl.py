@@ -519,11 +519,17 @@ class CompletionTest(CtlTestCase):
 
     def test_commands_options_workers_builders(self):
         self.fleet([('linux-01', 'linux;docs', False), ('linux-02', 'linux', False),
-                    ('mac-01', 'mac', False)])
+                    ('mac-01', 'mac', False), ('linux-1', 'linux', False), ('lin', 'linux', False)],
+                   extra='[Worker cloud-01]\nPassword=generate\nLatent=local\nBuilders=linux\n')
         self.assertEqual(self.complete('buildfleetctl un'), ['unpause'])
         self.assertIn('substantiate', self.complete('buildfleetctl '))
-        self.assertEqual(self.complete('buildfleetctl pause linux'), ['linux-01', 'linux-02'])
-        self.assertEqual(self.complete('buildfleetctl show '), ['linux-01', 'linux-02', 'mac-01'])
+        self.assertEqual(self.complete('buildfleetctl pause linux'), ['linux-01', 'linux-02', 'linux-1'])
+        self.assertEqual(self.complete('buildfleetctl pause linux-0'), ['linux-01', 'linux-02'])
+        self.assertEqual(self.complete('buildfleetctl pause lin'), ['lin', 'linux-01', 'linux-02', 'linux-1'])
+        self.assertEqual(self.complete('buildfleetctl show '),
+                         ['cloud-01', 'lin', 'linux-01', 'linux-02', 'linux-1', 'mac-01'])
+        self.assertEqual(self.complete('buildfleetctl show x'), [])
+        self.assertEqual(self.complete('buildfleetctl substantiate '), ['cloud-01'])
         self.assertEqual(self.complete('buildfleetctl run '), ['docs', 'linux', 'mac'])
         self.assertEqual(self.complete('buildfleetctl run linux --worker=m'), ['mac-01'])
         self.assertEqual(self.complete('buildfleetctl list --state=mi'), ['missing'])
