@@ -79,6 +79,8 @@ typedef struct {
   GDBusMethodInvocation *invocation;
   gboolean graceful;
   char *reason;
+  char *caller;                 /* the caller's user name (PausedBy) */
+  guint64 since_usec;           /* when the call came (PausedSinceUSec) */
 } AdminOp;
 
 static void
@@ -86,6 +88,7 @@ admin_op_free (AdminOp *op)
 {
   g_clear_object (&op->invocation);
   g_free (op->reason);
+  g_free (op->caller);
   g_free (op);
 }
 
@@ -171,6 +174,8 @@ fill_state (BfWorker      *self,
     .graceful = bf_dbus_worker_get_graceful (iface (self)),
     .paused = bf_dbus_worker_get_paused (iface (self)),
     .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
+    .paused_by = (char *) bf_dbus_worker_get_paused_by (iface (self)),
+    .paused_since_usec = bf_dbus_worker_get_paused_since_usec (iface (self)),
     .last_seen_usec = self->last_seen_usec,
     .disconnected_since_usec = bf_dbus_worker_get_disconnected_since_usec (iface (self)),
     .missing_notified = self->missing_notified,
@@ -185,10 +190,14 @@ fill_state (BfWorker      *self,
     case ADMIN_PAUSE:
       ws->paused = TRUE;
       ws->pause_reason = op->reason;
+      ws->paused_by = op->caller;
+      ws->paused_since_usec = op->since_usec;
       break;
     case ADMIN_UNPAUSE:
       ws->paused = FALSE;
       ws->pause_reason = (char *) "";
+      ws->paused_by = (char *) "";
+      ws->paused_since_usec = 0;
       break;
     }
 }
@@ -1127,7 +1136,10 @@ admin_op_apply (BfWorker *self,
                 AdminOp  *op)
 {
   const char *name = bf_worker_get_name (self);
-  const char *sender = g_dbus_method_invocation_get_sender (op->invocation);
+  guint32 uid = 0;
+  const char *user = bf_authority_get_caller (op->invocation, &uid);
+  g_autofree char *sender = g_strdup_printf ("%s (uid %u, %s)", user ? user : "?", uid,
+                                             g_dbus_method_invocation_get_sender (op->invocation));
 
   switch (op->kind)
     {
@@ -1140,6 +1152,8 @@ admin_op_apply (BfWorker *self,
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), TRUE);
       bf_dbus_worker_set_pause_reason (iface (self), op->reason);
+      bf_dbus_worker_set_paused_by (iface (self), op->caller);
+      bf_dbus_worker_set_paused_since_usec (iface (self), op->since_usec);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
       /* Pending builds now wait for another reason: let the queue say so. */
@@ -1149,6 +1163,8 @@ admin_op_apply (BfWorker *self,
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), FALSE);
       bf_dbus_worker_set_pause_reason (iface (self), "");
+      bf_dbus_worker_set_paused_by (iface (self), "");
+      bf_dbus_worker_set_paused_since_usec (iface (self), 0);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
@@ -1225,6 +1241,10 @@ admin_enqueue (BfWorker              *self,
     g_variant_get (params, "(b)", &op->graceful);
   else if (kind == ADMIN_PAUSE)
     g_variant_get (params, "(s)", &op->reason);
+  op->caller = g_strdup (bf_authority_get_caller (invocation, NULL));
+  if (op->caller == NULL)
+    op->caller = g_strdup ("");
+  op->since_usec = now_usec ();
   g_queue_push_tail (&self->admin_ops, op);
   admin_next (self);
 }
@@ -1634,6 +1654,8 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_graceful (w, ws.graceful);
       bf_dbus_worker_set_paused (w, ws.paused);
       bf_dbus_worker_set_pause_reason (w, ws.paused && ws.pause_reason ? ws.pause_reason : "");
+      bf_dbus_worker_set_paused_by (w, ws.paused && ws.paused_by ? ws.paused_by : "");
+      bf_dbus_worker_set_paused_since_usec (w, ws.paused ? ws.paused_since_usec : 0);
       self->last_seen_usec = ws.last_seen_usec;
       self->missing_notified = ws.missing_notified;
       bf_dbus_worker_set_missing (w, ws.missing_notified);
