@@ -179,11 +179,19 @@ class TransferTest(TransferTestCase):
 
         before = self.rss_kb()
 
-        # Worker -> caller.
+        # Worker -> caller.  The caller starts reading only after two
+        # seconds: meanwhile the worker is held back (a block or two in
+        # flight), nothing piles up in the daemon and nothing is dropped.
         r, w = os.pipe()
-        drain = Drain(r)
+        go = threading.Event()
+        drain = Drain(r, start_event=go)
         drain.start()
         up = self.transfer(self.build, 'upload_file', w, path='big.bin')
+        self.wait_until(lambda: self.prop(up, COMMAND_IFACE, 'TransferredBytes') > 0, 30,
+                        'the upload started')
+        self.stays(lambda: (sample(), self.prop(up, COMMAND_IFACE, 'TransferredBytes') <= 1 * MB)[1],
+                   2.0, 'the worker was not held back while nobody read')
+        go.set()
         self.assertEqual(self.wait_completed(up, timeout=120, sample=sample), (0, ''))
         drain.join(30)
         self.assertTrue(drain.eof)
@@ -392,11 +400,13 @@ class SlowReaderTest(TransferTestCase):
         b1 = self.new_build('w1')
         b2 = self.new_build('w2')
         src = os.path.join(self.builder_dir(0), 'big.bin')
-        write_random(src, 16 * MB)
+        stuck_digest = write_random(src, 16 * MB)
         stuck_r, stuck_w = os.pipe()
         stuck = self.transfer(b1, 'upload_file', stuck_w, path='big.bin')
         self.wait_until(lambda: self.prop(stuck, COMMAND_IFACE, 'TransferredBytes') > 0, 30,
                         'the stuck upload started')
+        self.stays(lambda: self.prop(stuck, COMMAND_IFACE, 'TransferredBytes') <= 1 * MB, 2.0,
+                   'the stuck upload went on without its reader')
 
         # w2 works at full speed meanwhile: output and a transfer.
         start = time.monotonic()
@@ -422,7 +432,7 @@ class SlowReaderTest(TransferTestCase):
         drain.start()
         self.assertEqual(self.wait_completed(stuck, timeout=60), (0, ''))
         drain.join(30)
-        self.assertEqual(drain.size, 16 * MB)
+        self.assertEqual((drain.size, drain.sha.hexdigest()), (16 * MB, stuck_digest))
 
 
 if __name__ == '__main__':
