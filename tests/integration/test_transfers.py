@@ -435,5 +435,124 @@ class SlowReaderTest(TransferTestCase):
         self.assertEqual((drain.size, drain.sha.hexdigest()), (16 * MB, stuck_digest))
 
 
+class HostileTransferTest(TransferTestCase):
+    """A raw msgpack worker that breaks the transfer rules: the daemon
+    refuses, bounds what it gives, and carries on."""
+
+    def setUp(self):
+        super().setUp()
+        import msgpack
+        from test_hostile_values import HostileWorker, pack
+        self.pack = pack
+        self.write_config(self.daemon_section(KeepaliveInterval='30', FinishedBuildLifetime='60') +
+                          '[Worker evil]\nPassword=pe\nBuilders=b\nMissingTimeout=60\n')
+        self.start_daemon()
+        self.evil = HostileWorker(self, 'evil', 'pe', pack({
+            'admin': 'a', 'host': 'h', 'version': '3.7.0', 'basedir': '/nonexistent/evil',
+            'worker_commands': {'shell': '3.7', 'upload_file': '3.7', 'download_file': '3.7'}}))
+        self.addCleanup(self.evil.close)
+        self.evil.attach()
+        self.wait_connected('evil', timeout=30)
+        self.build = self.call(FLEET_PATH, MANAGER_IFACE, 'RequestBuild',
+                               GLib.Variant('(sa{sv})', ('b', {})))[0]
+        msg = self.evil.wait_op('start_command')
+        self.evil.respond(msg['seq_number'])
+        self.evil.command_message('complete', msg['command_id'], b'\xc0')
+        self.wait_until(lambda: self.prop(self.build, BUILD_IFACE, 'State') == 'running', 20, 'running')
+
+    def wait_op(self, op):
+        """The daemon's next request @op; other requests are answered,
+        the daemon's responses to our messages skipped."""
+        while True:
+            msg = self.evil.recv()
+            if msg['op'] == op:
+                return msg
+            if msg['op'] != 'response':
+                self.evil.respond(msg['seq_number'])
+
+    def start(self, name, fd, **args):
+        cmd = self.transfer(self.build, name, fd, **args)
+        msg = self.wait_op('start_command')
+        self.assertEqual(msg['command_name'], name)
+        self.evil.respond(msg['seq_number'])
+        return cmd, msg
+
+    def step(self, op, command_id, **fields):
+        """Sends a transfer step; returns its seq_number."""
+        self.evil.seq += 1
+        m = {'op': op, 'seq_number': self.evil.seq, 'command_id': command_id}
+        m.update(fields)
+        self.evil.send_raw(self.pack(m))
+        return self.evil.seq
+
+    def answer(self, seq):
+        """The daemon's response to our message @seq (pumping D-Bus meanwhile
+        is not needed: the daemon answers on its own)."""
+        while True:
+            msg = self.evil.recv()
+            if msg['op'] == 'response' and msg['seq_number'] == seq:
+                return msg
+            if msg['op'] != 'response':
+                self.evil.respond(msg['seq_number'])
+
+    def test_rule_breaking_steps(self):
+        # Two blocks without waiting for the answer to the first (nobody
+        # reads the pipe, so the first cannot be answered yet).
+        r, w = os.pipe()
+        cmd, msg = self.start('upload_file', w, path='x')
+        cid = msg['command_id']
+        first = self.step('update_upload_file_write', cid, args=b'a' * 200000)
+        second = self.step('update_upload_file_write', cid, args=b'b' * 10)
+        self.assertTrue(self.answer(second).get('is_exception'))
+        self.assertTrue(self.answer(first).get('is_exception'))
+        self.evil.command_message('complete', cid, b'\xc0')
+        code, failure = self.wait_completed(cmd)
+        self.assertIn('before the previous one was answered', failure)
+        os.close(r)
+
+        # A download step on an upload, data that is not bytes: refused.
+        r, w = os.pipe()
+        cmd, msg = self.start('upload_file', w, path='x')
+        cid = msg['command_id']
+        self.assertTrue(self.answer(self.step('update_upload_file_write', cid, args='text')).get('is_exception'))
+        self.assertTrue(self.answer(self.step('update_read_file', cid, length=10)).get('is_exception'))
+        self.evil.command_message('complete', cid, b'\xc0')
+        code, failure = self.wait_completed(cmd)
+        self.assertNotEqual(failure, '')
+        os.close(r)
+
+        # Asking for 2^62 bytes gets at most a megabyte.
+        src = os.path.join(self.workdir, 'three.bin')
+        write_random(src, 3 * MB)
+        r, w = os.pipe()
+        feed = Feed(w, src)
+        feed.start()
+        cmd, msg = self.start('download_file', r, path='y')
+        cid = msg['command_id']
+        got = 0
+        while True:
+            data = self.answer(self.step('update_read_file', cid, length=2 ** 62))['result']
+            self.assertLessEqual(len(data), 1024 * 1024)
+            if not data:
+                break
+            got += len(data)
+        self.assertEqual(got, 3 * MB)
+        self.assertFalse(self.answer(self.step('update_read_file_close', cid)).get('is_exception'))
+        self.evil.command_message('complete', cid, b'\xc0')
+        self.assertEqual(self.wait_completed(cmd), (0, ''))
+
+        # Transfer steps for a shell command: refused, the command unharmed.
+        cmd = self.call(self.build, BUILD_IFACE, 'RunCommand', GLib.Variant(
+            '(sa{sv})', ('shell', {'command': GLib.Variant('s', 'true')})))[0]
+        msg = self.wait_op('start_command')
+        self.evil.respond(msg['seq_number'])
+        reply = self.answer(self.step('update_upload_file_write', msg['command_id'], args=b'zz'))
+        self.assertTrue(reply.get('is_exception'))
+        self.assertIn('transfers no file', reply['result'])
+        self.evil.command_message('complete', msg['command_id'], b'\xc0')
+        self.assertEqual(self.wait_completed(cmd), (0, ''))
+        self.assertIsNone(self.daemon.poll())
+
+
 if __name__ == '__main__':
     bfharness.main()
