@@ -19,6 +19,7 @@
 #include "bf-command.h"
 #include "bf-error.h"
 #include "bf-fd-writer.h"
+#include "bf-util.h"
 #include "bf-variant-util.h"
 
 #define MAX_ARG_BYTES (1024 * 1024)
@@ -552,11 +553,8 @@ add_transferred (BfCommand *self,
 {
   self->transferred += n;
   if (self->progress_source_id == 0 && n > 0)
-    {
-      self->progress_source_id = g_timeout_add (PROGRESS_PERIOD_MS, publish_progress_cb, self);
-      g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->progress_source_id),
-                                "[buildfleetd] transfer progress");
-    }
+    self->progress_source_id = bf_timeout_add (PROGRESS_PERIOD_MS, publish_progress_cb, self,
+                                               "[buildfleetd] transfer progress");
 }
 
 /* Stops the transfer for good: the first @failure is what Completed says;
