@@ -116,9 +116,11 @@ class TransferTestCase(bfharness.FleetTestCase):
             else:
                 os.environ['ASAN_OPTIONS'] = saved
         for name in names:
-            self.add_worker(name, 'pw-' + name).start()
+            port = self.pb_port if self.protocol == 'pb' else self.port
+            bfharness.Worker(self, name, 'pw-' + name, port, protocol=self.protocol).start()
         for name in names:
             self.wait_connected(name)
+            self.assertEqual(self.worker_prop(name, 'Protocol'), self.protocol)
 
     def new_build(self, worker=None):
         opts = {'worker': GLib.Variant('s', worker)} if worker else {}
@@ -443,6 +445,16 @@ class SlowReaderTest(TransferTestCase):
         self.assertEqual(self.wait_completed(stuck, timeout=60), (0, ''))
         drain.join(30)
         self.assertEqual((drain.size, drain.sha.hexdigest()), (16 * MB, stuck_digest))
+
+
+# The same with PB workers: our writer / reader objects instead of
+# msgpack's update_upload_* messages.
+class TransferPbTest(TransferTest):
+    protocol = 'pb'
+
+
+class SlowReaderPbTest(SlowReaderTest):
+    protocol = 'pb'
 
 
 class HostileTransferTest(TransferTestCase):
