@@ -204,7 +204,9 @@ class TransferTest(TransferTestCase):
         self.stays(lambda: (sample(), self.prop(up, COMMAND_IFACE, 'TransferredBytes') <= 1 * MB)[1],
                    2.0, 'the worker was not held back while nobody read')
         go.set()
+        t0 = time.monotonic()
         self.assertEqual(self.wait_completed(up, timeout=120, sample=sample), (0, ''))
+        up_seconds = time.monotonic() - t0
         drain.join(30)
         self.assertTrue(drain.eof)
         self.assertEqual((drain.size, drain.sha.hexdigest()), (size, digest))
@@ -217,9 +219,11 @@ class TransferTest(TransferTestCase):
         r, w = os.pipe()
         feed = Feed(w, src)
         feed.start()
+        t0 = time.monotonic()
         down = self.transfer(self.build, 'download_file', r, path='sub/copy.bin',
                              mode=GLib.Variant('i', 0o640))
         self.assertEqual(self.wait_completed(down, timeout=120, sample=sample), (0, ''))
+        down_seconds = time.monotonic() - t0
         feed.join(30)
         copy = os.path.join(self.builder_dir(), 'sub', 'copy.bin')
         self.assertEqual(sha_of(copy), digest)
@@ -227,8 +231,9 @@ class TransferTest(TransferTestCase):
         self.assertEqual(self.prop(down, COMMAND_IFACE, 'TransferredBytes'), size)
 
         growth_kb = peak[0] - before
-        print('daemon VmRSS before %d kB, peak %d kB, growth %d kB for 2 x %d MB' %
-              (before, peak[0], growth_kb, size // MB))
+        print('daemon VmRSS before %d kB, peak %d kB, growth %d kB for 2 x %d MB '
+              '(%s: upload %.1f s after its reader started, download %.1f s)' %
+              (before, peak[0], growth_kb, size // MB, self.protocol, up_seconds, down_seconds))
         self.assertLess(growth_kb, 10 * 1024, 'the daemon held the file in memory')
 
     def test_keepstamp_onto_a_regular_file(self):
@@ -391,6 +396,19 @@ class TransferTest(TransferTestCase):
         self.assertEqual(self.wait_completed(cmd), (0, ''))
         drain.join(30)
         self.assertEqual(drain.size, 8 * MB)
+
+    def test_worker_lost_mid_transfer(self):
+        src = os.path.join(self.builder_dir(), 'big.bin')
+        write_random(src, 8 * MB)
+        r, w = os.pipe()
+        cmd = self.transfer(self.build, 'upload_file', w, path='big.bin')
+        self.wait_until(lambda: self.prop(cmd, COMMAND_IFACE, 'TransferredBytes') > 0, 30,
+                        'some bytes transferred')
+        self.workers[0].kill()
+        code, failure = self.wait_completed(cmd, timeout=30)
+        self.assertNotEqual(code, 0)
+        self.assertIn('lost', failure)
+        os.close(r)
 
     def test_reader_gone_fails_the_upload(self):
         src = os.path.join(self.builder_dir(), 'big.bin')
