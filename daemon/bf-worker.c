@@ -25,6 +25,7 @@
 #include "bf-util.h"
 #include "bf-variant-util.h"
 #include "bf-worker.h"
+#include "bf-health.h"
 #include "bf-pb-auth.h"
 
 #define MAX_REASON_LEN 1024
@@ -52,6 +53,7 @@ struct _BfWorker
   BfTimer *flap_timer;          /* while flapping and attached: until recovery */
   GArray *detach_times;         /* gint64 monotonic, the last FlapThreshold+1; NULL if none */
   gboolean detach_expected;     /* we asked it to go (Shutdown, Disconnect): not a flap */
+  BfHealth *health;             /* with HealthInterval= only */
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
@@ -79,6 +81,8 @@ typedef struct {
   GDBusMethodInvocation *invocation;
   gboolean graceful;
   char *reason;
+  char *caller;                 /* the caller's user name (PausedBy) */
+  guint64 since_usec;           /* when the call came (PausedSinceUSec) */
 } AdminOp;
 
 static void
@@ -86,6 +90,7 @@ admin_op_free (AdminOp *op)
 {
   g_clear_object (&op->invocation);
   g_free (op->reason);
+  g_free (op->caller);
   g_free (op);
 }
 
@@ -171,6 +176,8 @@ fill_state (BfWorker      *self,
     .graceful = bf_dbus_worker_get_graceful (iface (self)),
     .paused = bf_dbus_worker_get_paused (iface (self)),
     .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
+    .paused_by = (char *) bf_dbus_worker_get_paused_by (iface (self)),
+    .paused_since_usec = bf_dbus_worker_get_paused_since_usec (iface (self)),
     .last_seen_usec = self->last_seen_usec,
     .disconnected_since_usec = bf_dbus_worker_get_disconnected_since_usec (iface (self)),
     .missing_notified = self->missing_notified,
@@ -185,10 +192,14 @@ fill_state (BfWorker      *self,
     case ADMIN_PAUSE:
       ws->paused = TRUE;
       ws->pause_reason = op->reason;
+      ws->paused_by = op->caller;
+      ws->paused_since_usec = op->since_usec;
       break;
     case ADMIN_UNPAUSE:
       ws->paused = FALSE;
       ws->pause_reason = (char *) "";
+      ws->paused_by = (char *) "";
+      ws->paused_since_usec = 0;
       break;
     }
 }
@@ -261,6 +272,75 @@ missing_timeout_cb (gpointer data)
     mail_admins (self, subject, body->str);
   return G_SOURCE_REMOVE;
 }
+
+/* Health ----------------------------------------------------------------------- */
+
+static gboolean
+health_idle (gpointer data)
+{
+  BfWorker *self = data;
+
+  return bf_dbus_worker_get_active_builds (iface (self)) == 0;
+}
+
+static void
+health_response_time (gpointer data,
+                      guint64  usec)
+{
+  bf_dbus_worker_set_response_time_usec (iface (BF_WORKER (data)), usec);
+}
+
+/* Published on transitions only: one signal, log line and mail each. */
+static void
+health_result (gpointer    data,
+               gboolean    healthy,
+               const char *reason)
+{
+  BfWorker *self = data;
+  gboolean was_unhealthy = bf_dbus_worker_get_unhealthy (iface (self));
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = g_string_new (NULL);
+
+  if (healthy != was_unhealthy)
+    {
+      /* No transition; a still-unhealthy worker's reason may change. */
+      if (!healthy)
+        bf_dbus_worker_set_health_reason (iface (self), reason);
+      return;
+    }
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_unhealthy (iface (self), !healthy);
+  bf_dbus_worker_set_health_reason (iface (self), healthy ? "" : reason);
+  g_object_thaw_notify (G_OBJECT (self));
+  bf_dbus_worker_emit_health_changed (iface (self), !healthy, healthy ? "" : reason);
+  if (healthy)
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s passed its health checks again: it takes builds",
+                         bf_worker_get_name (self));
+      subject = g_strdup_printf ("Buildfleet worker %s is healthy again", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s passed its health checks again and takes builds.\n\n",
+                              bf_worker_get_name (self));
+    }
+  else
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s failed its health checks, no new builds: %s",
+                         bf_worker_get_name (self), reason);
+      subject = g_strdup_printf ("Buildfleet worker %s is unhealthy", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s failed its health checks:\n  %s\n"
+                              "It gets no new builds until it passes them again.\n\n",
+                              bf_worker_get_name (self), reason);
+    }
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
+  /* Pending builds: taken now, or waiting for another reason. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+}
+
+static const BfHealthHost health_host = {
+  .idle = health_idle,
+  .response_time = health_response_time,
+  .result = health_result,
+};
 
 /* Flapping --------------------------------------------------------------------- */
 
@@ -388,6 +468,8 @@ detach (BfWorker   *self,
   g_assert (connection != NULL);
 
   g_signal_handlers_disconnect_by_data (connection, self);
+  if (self->health)
+    bf_health_detached (self->health);
   bf_worker_link_close (connection, reason);
 
   self->last_seen_usec = now;
@@ -408,6 +490,16 @@ detach (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
   count_detach (self);
+}
+
+/* The connection ended by itself, or for a reason of the worker's: a
+ * latent worker hears of it (and stops its instance).  A stop the latent
+ * asked for goes through latent_release() instead, which only detaches. */
+static void
+lose_connection (BfWorker   *self,
+                 const char *reason)
+{
+  detach (self, reason);
   if (self->latent)
     bf_latent_detached (self->latent, reason);
 }
@@ -418,7 +510,7 @@ connection_closed_cb (BfWorkerLink *connection,
                       BfWorker     *self)
 {
   if (connection == self->connection)
-    detach (self, reason);
+    lose_connection (self, reason);
 }
 
 static int
@@ -565,6 +657,8 @@ attach (BfWorker     *self,
   if (bf_dbus_worker_get_flapping (iface (self)))
     bf_timer_start (&self->flap_timer, self->config->flap_recovery_usec, flap_recovered_cb, self);
 
+  if (self->health)
+    bf_health_attached (self->health, connection);
   g_object_freeze_notify (G_OBJECT (self));
   fill_from_info (self, connection);
   bf_dbus_worker_set_peer (iface (self), bf_worker_link_get_peer (connection));
@@ -681,7 +775,7 @@ duplicate_ping_cb (GObject      *object,
   if (old == self->connection)
     {
       reason = g_strdup_printf ("replaced by a new connection from %s", bf_worker_link_get_peer (self->candidate));
-      detach (self, reason);
+      lose_connection (self, reason);
     }
   start_attach (self);
 }
@@ -739,9 +833,9 @@ bf_worker_offer_connection (BfWorker     *self,
                              duplicate_ping_cb, g_object_ref (self));
 }
 
-void
-bf_worker_disconnect (BfWorker   *self,
-                      const char *reason)
+static void
+drop_candidate (BfWorker   *self,
+                const char *reason)
 {
   if (self->candidate != NULL)
     {
@@ -749,9 +843,16 @@ bf_worker_disconnect (BfWorker   *self,
       bf_worker_link_close (self->candidate, reason);
       g_clear_object (&self->candidate);
     }
+}
+
+void
+bf_worker_disconnect (BfWorker   *self,
+                      const char *reason)
+{
+  drop_candidate (self, reason);
   self->detach_expected = TRUE;
   if (self->connection != NULL)
-    detach (self, reason);
+    lose_connection (self, reason);
 }
 
 static void
@@ -799,6 +900,7 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
          !bf_dbus_worker_get_flapping (w) &&
+         !bf_dbus_worker_get_unhealthy (w) &&
          (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
          !bf_worker_runs_builder (self, builder);
 }
@@ -829,6 +931,8 @@ bf_worker_why_not (BfWorker           *self,
     return "shutting down gracefully";
   if (bf_dbus_worker_get_flapping (w))
     return "flapping";
+  if (bf_dbus_worker_get_unhealthy (w))
+    return "unhealthy";
   if (self->connection == NULL)
     {
       if (self->latent != NULL)
@@ -904,9 +1008,9 @@ bf_worker_build_started (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 1);
 }
 
-void
-bf_worker_build_finished (BfWorker   *self,
-                          const char *builder)
+static void
+build_finished (BfWorker   *self,
+                const char *builder)
 {
   guint active = bf_dbus_worker_get_active_builds (iface (self));
 
@@ -930,7 +1034,12 @@ bf_worker_build_finished (BfWorker   *self,
     bf_worker_request_shutdown (self);
 }
 
-/* Quarantine ----------------------------------------------------------------- */
+/* Quarantine ----------------------------------------------------------------- *
+ *
+ * Only this file decides when a worker is quarantined: a lost build, a
+ * builder that could not be prepared (bf_worker_build_ended()), a latent
+ * instance that failed to start (latent_start_failed()).  A released
+ * build resets the backoff. */
 
 static gboolean
 quarantine_end_cb (gpointer data)
@@ -955,17 +1064,17 @@ bf_worker_set_quarantine_limits (BfWorker *self,
   self->quarantine_max_usec = max_usec;
 }
 
-/**
- * bf_worker_quarantine:
+/*
+ * quarantine:
  * @why: for the log
  *
  * Keeps builds away from the worker for a while: 10 s the first time (by
  * default), doubling with every further incident up to an hour, until a
  * build succeeds.  Separate from Pause: nobody has to lift it by hand.
  */
-void
-bf_worker_quarantine (BfWorker   *self,
-                      const char *why)
+static void
+quarantine (BfWorker   *self,
+            const char *why)
 {
   guint64 until;
   g_autofree char *span = NULL;
@@ -987,15 +1096,78 @@ bf_worker_quarantine (BfWorker   *self,
 }
 
 /**
- * bf_worker_build_succeeded:
+ * bf_worker_build_ended:
+ * @builder: the build's builder
+ * @result: how it ended: a BfBuild result ("released", "lost", "timeout",
+ *   "owner-gone", "failed"), or "unprepared" when the builder could not be
+ *   prepared on this worker (the build goes back to the queue)
+ * @detail: (nullable): what went wrong, for the log
  *
- * A good build resets the quarantine backoff.
+ * A build assigned by bf_worker_build_started() left this worker.  A lost
+ * or unprepared build quarantines the worker; a released one resets the
+ * quarantine backoff; the others say nothing about the worker.
  */
 void
-bf_worker_build_succeeded (BfWorker *self)
+bf_worker_build_ended (BfWorker   *self,
+                       const char *builder,
+                       const char *result,
+                       const char *detail)
 {
-  self->quarantine_backoff_usec = 0;
+  if (g_str_equal (result, "lost"))
+    quarantine (self, "its build was lost");
+  else if (g_str_equal (result, "unprepared"))
+    {
+      g_autofree char *why = g_strdup_printf ("could not prepare builder %s: %s", builder,
+                                              detail ? detail : "unknown error");
+      quarantine (self, why);
+    }
+  else if (g_str_equal (result, "released"))
+    self->quarantine_backoff_usec = 0;
+  build_finished (self, builder);
 }
+
+/* The latent's host ----------------------------------------------------------- */
+
+static guint
+latent_active_builds (gpointer data)
+{
+  return bf_dbus_worker_get_active_builds (iface (data));
+}
+
+static gboolean
+latent_is_quarantined (gpointer data)
+{
+  return bf_dbus_worker_get_quarantined (iface (data));
+}
+
+static void
+latent_start_failed (gpointer    data,
+                     const char *message)
+{
+  quarantine (data, message);
+}
+
+/* The latent stops its instance: the worker is asked to exit and its
+ * connection goes, without telling the latent (it asked). */
+static void
+latent_release (gpointer    data,
+                const char *reason)
+{
+  BfWorker *self = data;
+
+  if (self->connection == NULL)
+    return;
+  bf_worker_request_shutdown (self);
+  drop_candidate (self, reason);
+  detach (self, reason);
+}
+
+static const BfLatentHost latent_host = {
+  .active_builds = latent_active_builds,
+  .is_quarantined = latent_is_quarantined,
+  .start_failed = latent_start_failed,
+  .release = latent_release,
+};
 
 /* D-Bus methods -------------------------------------------------------------- */
 
@@ -1042,7 +1214,10 @@ admin_op_apply (BfWorker *self,
                 AdminOp  *op)
 {
   const char *name = bf_worker_get_name (self);
-  const char *sender = g_dbus_method_invocation_get_sender (op->invocation);
+  guint32 uid = 0;
+  const char *user = bf_authority_get_caller (op->invocation, &uid);
+  g_autofree char *sender = g_strdup_printf ("%s (uid %u, %s)", user ? user : "?", uid,
+                                             g_dbus_method_invocation_get_sender (op->invocation));
 
   switch (op->kind)
     {
@@ -1055,6 +1230,8 @@ admin_op_apply (BfWorker *self,
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), TRUE);
       bf_dbus_worker_set_pause_reason (iface (self), op->reason);
+      bf_dbus_worker_set_paused_by (iface (self), op->caller);
+      bf_dbus_worker_set_paused_since_usec (iface (self), op->since_usec);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
       /* Pending builds now wait for another reason: let the queue say so. */
@@ -1064,6 +1241,8 @@ admin_op_apply (BfWorker *self,
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), FALSE);
       bf_dbus_worker_set_pause_reason (iface (self), "");
+      bf_dbus_worker_set_paused_by (iface (self), "");
+      bf_dbus_worker_set_paused_since_usec (iface (self), 0);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
@@ -1140,6 +1319,10 @@ admin_enqueue (BfWorker              *self,
     g_variant_get (params, "(b)", &op->graceful);
   else if (kind == ADMIN_PAUSE)
     g_variant_get (params, "(s)", &op->reason);
+  op->caller = g_strdup (bf_authority_get_caller (invocation, NULL));
+  if (op->caller == NULL)
+    op->caller = g_strdup ("");
+  op->since_usec = now_usec ();
   g_queue_push_tail (&self->admin_ops, op);
   admin_next (self);
 }
@@ -1279,6 +1462,7 @@ bf_worker_dispose (GObject *object)
   bf_timer_stop (&self->quarantine_timer);
   bf_timer_stop (&self->flap_timer);
   g_clear_pointer (&self->detach_times, g_array_unref);
+  g_clear_pointer (&self->health, bf_health_free);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
@@ -1291,6 +1475,8 @@ bf_worker_dispose (GObject *object)
     }
   g_clear_object (&self->connection);
   g_clear_object (&self->candidate_cancellable);
+  if (self->latent)
+    bf_latent_forget_host (self->latent);
   g_clear_object (&self->latent);
 
   G_OBJECT_CLASS (bf_worker_parent_class)->dispose (object);
@@ -1478,6 +1664,30 @@ bf_worker_init (BfWorker *self)
   self->quarantine_max_usec = (gint64) 3600 * G_USEC_PER_SEC;
 }
 
+/* Health checks exist only for workers that have them configured: most
+ * of a big fleet's workers would carry an idle checker for nothing. */
+static void
+apply_health_config (BfWorker       *self,
+                     BfWorkerConfig *config)
+{
+  if (config->health_interval_usec == 0)
+    {
+      g_clear_pointer (&self->health, bf_health_free);
+      if (bf_dbus_worker_get_unhealthy (iface (self)))
+        health_result (self, TRUE, "");
+      return;
+    }
+  if (self->health == NULL)
+    {
+      self->health = bf_health_new (&health_host, self, bf_worker_get_name (self));
+      bf_health_set_config (self->health, config);
+      if (self->connection != NULL)
+        bf_health_attached (self->health, self->connection);
+      return;
+    }
+  bf_health_set_config (self->health, config);
+}
+
 /**
  * bf_worker_set_config:
  *
@@ -1504,6 +1714,7 @@ bf_worker_set_config (BfWorker       *self,
 
   if (self->latent)
     bf_latent_set_config (self->latent, config);
+  apply_health_config (self, config);
 
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
@@ -1534,7 +1745,7 @@ bf_worker_new (BfWorkerConfig *config,
   self->authority = g_object_ref (authority);
 
   if (config->latent != BF_LATENT_NONE)
-    self->latent = bf_latent_new (config, self, state, mailer, authority);
+    self->latent = bf_latent_new (config, &latent_host, self, state, mailer, authority);
 
   known = bf_state_get_worker (state, config->name, &ws);
   /* Unset strings and dictionaries read as "" and {} on the bus; with
@@ -1547,6 +1758,8 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_graceful (w, ws.graceful);
       bf_dbus_worker_set_paused (w, ws.paused);
       bf_dbus_worker_set_pause_reason (w, ws.paused && ws.pause_reason ? ws.pause_reason : "");
+      bf_dbus_worker_set_paused_by (w, ws.paused && ws.paused_by ? ws.paused_by : "");
+      bf_dbus_worker_set_paused_since_usec (w, ws.paused ? ws.paused_since_usec : 0);
       self->last_seen_usec = ws.last_seen_usec;
       self->missing_notified = ws.missing_notified;
       bf_dbus_worker_set_missing (w, ws.missing_notified);
