@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "bf-error.h"
+#include "bf-history.h"
 #include "bf-log.h"
 #include "bf-shared-dict.h"
 #include "bf-timer-queue.h"
@@ -241,6 +242,7 @@ missing_timeout_cb (gpointer data)
   bf_dbus_worker_emit_missing (iface (self), since);
   g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
   save_state (self);
+  bf_history_record (self->state, bf_worker_get_name (self), "missing", when, NULL);
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s is missing: disconnected since %s, longer than its missing timeout of %s",
@@ -306,6 +308,7 @@ shutdown_requested_cb (BfWorkerLink *link,
                      bf_worker_get_name (self));
   apply_graceful (self, TRUE);
   save_state (self);
+  bf_history_record (self->state, bf_worker_get_name (self), "graceful", "asked by the worker", NULL);
 }
 
 static void
@@ -333,6 +336,7 @@ detach (BfWorker   *self,
   bf_worker_info (bf_worker_get_name (self), "Worker %s detached (%s): was connected from %s",
                   bf_worker_get_name (self), reason, bf_worker_link_get_peer (connection));
 
+  bf_history_record (self->state, bf_worker_get_name (self), "detached", reason, NULL);
   bf_dbus_worker_emit_detached (iface (self), reason);
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
@@ -400,6 +404,7 @@ attach (BfWorker     *self,
                   bf_worker_get_name (self), bf_worker_link_get_peer (connection),
                   bf_dbus_worker_get_version (iface (self)));
 
+  bf_history_record (self->state, bf_worker_get_name (self), "attached", bf_worker_link_get_peer (connection), NULL);
   bf_dbus_worker_emit_attached (iface (self));
   if (self->latent)
     bf_latent_attached (self->latent);
@@ -422,6 +427,7 @@ attach (BfWorker     *self,
                               since, away);
       append_details (self, body);
       mail_admins (self, subject, body->str);
+      bf_history_record (self->state, bf_worker_get_name (self), "back-online", away, NULL);
       bf_dbus_worker_emit_back_online (iface (self));
       g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
     }
@@ -753,6 +759,7 @@ quarantine_end_cb (gpointer data)
   bf_dbus_worker_set_quarantine_until_usec (iface (self), 0);
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
+  bf_history_record (self->state, bf_worker_get_name (self), "quarantine-ended", NULL, NULL);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
   return G_SOURCE_REMOVE;
 }
@@ -795,6 +802,7 @@ bf_worker_quarantine (BfWorker   *self,
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s quarantined for %s: %s",
                      bf_worker_get_name (self), span, why);
+  bf_history_record (self->state, bf_worker_get_name (self), "quarantined", why, NULL);
 }
 
 /**
@@ -861,6 +869,7 @@ admin_op_apply (BfWorker *self,
       bf_worker_message (name, "Worker %s: graceful shutdown %s by %s",
                          name, op->graceful ? "requested" : "cancelled", sender);
       apply_graceful (self, op->graceful);
+      bf_history_record (self->state, name, op->graceful ? "graceful" : "graceful-cancelled", NULL, sender);
       break;
     case ADMIN_PAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -868,6 +877,7 @@ admin_op_apply (BfWorker *self,
       bf_dbus_worker_set_pause_reason (iface (self), op->reason);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
+      bf_history_record (self->state, name, "paused", op->reason, sender);
       /* Pending builds now wait for another reason: let the queue say so. */
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
@@ -877,6 +887,7 @@ admin_op_apply (BfWorker *self,
       bf_dbus_worker_set_pause_reason (iface (self), "");
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
+      bf_history_record (self->state, name, "unpaused", NULL, sender);
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
     }
@@ -1069,6 +1080,17 @@ handle_disconnect (BfDBusWorker          *object,
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+static gboolean
+handle_get_history (BfDBusWorker          *object,
+                    GDBusMethodInvocation *invocation,
+                    guint64                since_usec,
+                    guint64                until_usec,
+                    guint                  limit)
+{
+  return bf_history_handle_get_history (BF_WORKER (object)->state, object, invocation,
+                                        since_usec, until_usec, limit);
+}
+
 static void
 bf_worker_iface_init (BfDBusWorkerIface *iface)
 {
@@ -1077,6 +1099,7 @@ bf_worker_iface_init (BfDBusWorkerIface *iface)
   iface->handle_unpause = handle_unpause;
   iface->handle_shutdown = handle_shutdown;
   iface->handle_disconnect = handle_disconnect;
+  iface->handle_get_history = handle_get_history;
 }
 
 /* Object --------------------------------------------------------------------- */
