@@ -325,6 +325,7 @@ detach (BfWorker   *self,
 
   self->last_seen_usec = now;
   g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_last_seen_usec (iface (self), now);
   bf_dbus_worker_set_connected (iface (self), FALSE);
   bf_dbus_worker_set_peer (iface (self), "");
   bf_dbus_worker_set_protocol (iface (self), "");
@@ -393,6 +394,7 @@ attach (BfWorker     *self,
   fill_from_info (self, connection);
   bf_dbus_worker_set_peer (iface (self), bf_worker_link_get_peer (connection));
   bf_dbus_worker_set_connected_since_usec (iface (self), now);
+  bf_dbus_worker_set_last_seen_usec (iface (self), now);
   bf_dbus_worker_set_disconnected_since_usec (iface (self), 0);
   bf_dbus_worker_set_last_message_usec (iface (self), bf_worker_link_get_last_rx_usec (connection));
   bf_dbus_worker_set_missing (iface (self), FALSE);
@@ -1378,6 +1380,7 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_paused (w, ws.paused);
       bf_dbus_worker_set_pause_reason (w, ws.paused && ws.pause_reason ? ws.pause_reason : "");
       self->last_seen_usec = ws.last_seen_usec;
+      bf_dbus_worker_set_last_seen_usec (w, ws.last_seen_usec);
       self->missing_notified = ws.missing_notified;
       bf_dbus_worker_set_missing (w, ws.missing_notified);
       /* 0 means the daemon stopped while the worker was connected. */

@@ -25,6 +25,8 @@
 
 #include "bf-monitor-window.h"
 #include "bf-pause-dialog.h"
+#include "bf-build-list.h"
+#include "bf-builds-model.h"
 #include "bf-worker-details.h"
 #include "bf-worker-row.h"
 #include "bf-worker-status.h"
@@ -50,6 +52,8 @@ struct _BfMonitorWindow
   AdwApplicationWindow  parent_instance;
 
   BfFleetModel         *model;
+  BfBuildsModel        *builds;
+  BfBuildList          *builds_view;
   GCancellable         *cancellable;
   GSignalGroup         *selected_signals;
   GSignalGroup         *selected_latent_signals;
@@ -86,6 +90,7 @@ struct _BfMonitorWindow
   GtkSortListModel     *sort_model;
   GtkCustomFilter      *state_filter;
   BfWorkerDetails      *details;
+  GtkScrolledWindow    *builds_view_scroller;
 };
 
 G_DEFINE_FINAL_TYPE (BfMonitorWindow, bf_monitor_window, ADW_TYPE_APPLICATION_WINDOW)
@@ -176,7 +181,7 @@ last_seen_update (GtkListItem *list_item,
 
   text = bf_format_last_seen (now,
                               bf_dbus_worker_get_connected (worker),
-                              bf_dbus_worker_get_disconnected_since_usec (worker));
+                              bf_dbus_worker_get_last_seen_usec (worker));
   gtk_inscription_set_text (inscription, text);
 }
 
@@ -208,6 +213,7 @@ last_seen_bind_cb (GtkSignalListItemFactory *factory,
 
   g_signal_connect (worker, "notify::connected", G_CALLBACK (last_seen_notify_cb), list_item);
   g_signal_connect (worker, "notify::disconnected-since-usec", G_CALLBACK (last_seen_notify_cb), list_item);
+  g_signal_connect (worker, "notify::last-seen-usec", G_CALLBACK (last_seen_notify_cb), list_item);
   g_hash_table_add (self->last_seen_items, list_item);
 
   last_seen_update (list_item, g_get_real_time ());
@@ -1065,7 +1071,7 @@ dump_row (GKeyFile     *key_file,
                                               bf_dbus_worker_get_max_builds (worker));
   g_autofree char *last_seen = bf_format_last_seen (now,
                                                     bf_dbus_worker_get_connected (worker),
-                                                    bf_dbus_worker_get_disconnected_since_usec (worker));
+                                                    bf_dbus_worker_get_last_seen_usec (worker));
   g_autoptr(GStrvBuilder) badges = g_strv_builder_new ();
   g_auto(GStrv) badges_strv = NULL;
 
@@ -1156,6 +1162,11 @@ bf_monitor_window_dump_state (BfMonitorWindow *self,
       g_autoptr(BfDBusWorker) worker = g_list_model_get_item (rows, i);
       dump_row (key_file, i, worker, now);
     }
+
+  /* The Builds view and the details pane, label by label. */
+  if (self->builds_view != NULL)
+    bf_build_list_dump (self->builds_view, key_file, "builds", "build");
+  bf_worker_details_dump (self->details, key_file);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1167,6 +1178,13 @@ bf_monitor_window_set_model (BfMonitorWindow *self,
   g_assert (self->model == NULL);
 
   self->model = g_object_ref (model);
+  /* The Builds view (every build, running and pending) and the details'
+   * builds of the selected worker read the same model. */
+  self->builds = bf_builds_model_new (model);
+  self->builds_view = BF_BUILD_LIST (bf_build_list_new (TRUE));
+  gtk_scrolled_window_set_child (self->builds_view_scroller, GTK_WIDGET (self->builds_view));
+  bf_build_list_set_model (self->builds_view, self->builds);
+  bf_worker_details_set_builds_model (self->details, self->builds);
   g_signal_connect_object (model, "notify::status",
                            G_CALLBACK (bf_monitor_window_update_page), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (model, "items-changed",
@@ -1214,6 +1232,8 @@ bf_monitor_window_dispose (GObject *object)
 
   gtk_widget_dispose_template (GTK_WIDGET (self), BF_TYPE_MONITOR_WINDOW);
 
+  self->builds_view = NULL;   /* the scrolled window's child, gone with the template */
+  g_clear_object (&self->builds);
   g_clear_object (&self->model);
 
   G_OBJECT_CLASS (bf_monitor_window_parent_class)->dispose (object);
@@ -1322,6 +1342,7 @@ bf_monitor_window_class_init (BfMonitorWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, sort_model);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, state_filter);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, details);
+  gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, builds_view_scroller);
 
   gtk_widget_class_bind_template_callback (widget_class, format_count);
   gtk_widget_class_bind_template_callback (widget_class, format_n_workers);

@@ -64,11 +64,16 @@ class HistoryTest(bfharness.FleetTestCase):
         self.assertEqual(detached[3], '')
         # another worker's history is its own
         self.assertEqual(history(self, 'idle'), [])
+        # LastSeenUSec: 0 for a worker never seen, the attach time while connected
+        self.assertEqual(self.worker_prop('idle', 'LastSeenUSec'), 0)
+        self.assertEqual(self.worker_prop('w', 'LastSeenUSec'), self.worker_prop('w', 'ConnectedSinceUSec'))
 
         self.assertEqual(self.stop_daemon(), 0)
         log = os.path.join(self.statedir, 'history', 'w.log')
         self.assertTrue(os.path.exists(log))
         self.start_daemon()
+        self.assertEqual(self.worker_prop('idle', 'LastSeenUSec'), 0)
+        self.assertGreater(self.worker_prop('w', 'LastSeenUSec'), got[-1][0])
         after = history(self, 'w')
         # everything from before, then the daemon's own shutdown
         self.assertEqual(after[:9], got)
