@@ -12,7 +12,8 @@
  * see bf-fleet-model.c): the builds are listed by introspecting
  * /org/buildfleet/Fleet1/builds and reading each one with GetAll, and kept
  * up to date from four subscriptions: InterfacesAdded and InterfacesRemoved
- * under .../builds/ (builds and their commands come and go), and
+ * of the object manager (those under .../builds/: builds and their commands
+ * come and go; GLib 2.74 cannot match an object path arg0 itself), and
  * PropertiesChanged of the Build and Command interfaces.  Owners are bus
  * names; the model asks the bus for their uid once and shows the user name.
  *
@@ -624,6 +625,8 @@ signal_cb (GDBusConnection *connection,
       g_autoptr(GVariant) command = NULL;
 
       g_variant_get (parameters, "(&o@a{sa{sv}})", &path, &interfaces);
+      if (!g_str_has_prefix (path, BF_BUILDS_PATH "/"))
+        return;
       build = g_variant_lookup_value (interfaces, BF_BUILD_IFACE, G_VARIANT_TYPE ("a{sv}"));
       command = g_variant_lookup_value (interfaces, BF_COMMAND_IFACE, G_VARIANT_TYPE ("a{sv}"));
       if (build != NULL)
@@ -684,12 +687,12 @@ bf_builds_model_start (BfBuildsModel   *self,
 
   self->subscriptions[0] =
     g_dbus_connection_signal_subscribe (connection, name_owner, "org.freedesktop.DBus.ObjectManager",
-                                        "InterfacesAdded", NULL, BF_BUILDS_PATH "/",
-                                        G_DBUS_SIGNAL_FLAGS_MATCH_ARG0_PATH, signal_cb, self, NULL);
+                                        "InterfacesAdded", "/org/buildfleet/Fleet1", NULL,
+                                        G_DBUS_SIGNAL_FLAGS_NONE, signal_cb, self, NULL);
   self->subscriptions[1] =
     g_dbus_connection_signal_subscribe (connection, name_owner, "org.freedesktop.DBus.ObjectManager",
-                                        "InterfacesRemoved", NULL, BF_BUILDS_PATH "/",
-                                        G_DBUS_SIGNAL_FLAGS_MATCH_ARG0_PATH, signal_cb, self, NULL);
+                                        "InterfacesRemoved", "/org/buildfleet/Fleet1", NULL,
+                                        G_DBUS_SIGNAL_FLAGS_NONE, signal_cb, self, NULL);
   self->subscriptions[2] =
     g_dbus_connection_signal_subscribe (connection, name_owner, "org.freedesktop.DBus.Properties",
                                         "PropertiesChanged", NULL, BF_BUILD_IFACE,
