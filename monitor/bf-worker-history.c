@@ -166,11 +166,23 @@ strip_draw (GtkDrawingArea *area,
   gint64 to = g_get_real_time ();
   gint64 from = to - WINDOW_USEC;
 
+  /* Less than a day known: the strip spans what is known, as the line
+   * under it says ("since …"), so that a young history is readable too. */
+  for (guint i = 0; i < self->spans->len; i++)
+    if (g_array_index (self->spans, Span, i).kind != SPAN_UNKNOWN)
+      {
+        from = MIN (g_array_index (self->spans, Span, i).start, to - 60 * G_USEC_PER_SEC);
+        break;
+      }
+
   for (guint i = 0; i < self->spans->len; i++)
     {
       Span *span = &g_array_index (self->spans, Span, i);
-      double x0 = (double) (span->start - from) / WINDOW_USEC * width;
-      double x1 = (double) (span->end - from) / WINDOW_USEC * width;
+      double x0 = (double) (MAX (span->start, from) - from) / (to - from) * width;
+      double x1 = (double) (span->end - from) / (to - from) * width;
+
+      if (span->end <= from)
+        continue;
 
       switch (span->kind)
         {
@@ -501,7 +513,7 @@ bf_worker_history_init (BfWorkerHistory *self)
   self->strip = gtk_drawing_area_new ();
   gtk_drawing_area_set_content_height (GTK_DRAWING_AREA (self->strip), 14);
   gtk_drawing_area_set_draw_func (GTK_DRAWING_AREA (self->strip), strip_draw, self, NULL);
-  gtk_widget_set_tooltip_text (self->strip, _("The last 24 hours: green connected, yellow away, red missing"));
+  gtk_widget_set_tooltip_text (self->strip, _("The last 24 hours, or since the first event known: green connected, yellow away, red missing"));
   gtk_widget_add_css_class (self->strip, "availability-strip");
   gtk_box_append (GTK_BOX (self->box), self->strip);
 
