@@ -5,7 +5,7 @@
 
 /*
  * The pane lists the selected worker's properties in sections, and the
- * buttons for the window's worker.* actions.  It rebuilds its grid once per
+ * buttons for the window's worker.* actions.  It updates its grid in place once per
  * main loop iteration after any property of the worker changed.
  *
  * Above the grid, updated in place: what needs attention (quarantine and
@@ -48,6 +48,8 @@ struct _BfWorkerDetails
   BfBuildList    *build_list;
   BfWorkerHistory *history;
   guint           presence_source;
+  GPtrArray      *grid_rows;      /* GridRow, in the grid's order */
+  guint64         labels_created; /* for the tests: the grid is updated in place */
 };
 
 G_DEFINE_FINAL_TYPE (BfWorkerDetails, bf_worker_details, GTK_TYPE_WIDGET)
@@ -60,17 +62,82 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
+/* The grid is updated in place: a rebuild walks the rows again and only
+ * changes the labels whose text changed (a selection in the others stays)
+ * and replaces rows from the first whose key differs. */
+typedef struct
+{
+  char *key;            /* the section title or the row's key */
+  gboolean section;
+  GtkWidget *key_label;
+  GtkWidget *value_label;
+} GridRow;
+
+static void
+grid_row_free (GridRow *row)
+{
+  g_free (row->key);
+  g_free (row);
+}
+
+/* Drops the rows from position @from on. */
+static void
+truncate_rows (BfWorkerDetails *self,
+               guint            from)
+{
+  while (self->grid_rows->len > from)
+    {
+      GridRow *row = g_ptr_array_index (self->grid_rows, self->grid_rows->len - 1);
+
+      gtk_grid_remove (self->grid, row->key_label);
+      if (row->value_label != NULL)
+        gtk_grid_remove (self->grid, row->value_label);
+      g_ptr_array_remove_index (self->grid_rows, self->grid_rows->len - 1);
+    }
+}
+
+/* The row at the current position if it has this key, else NULL (and the
+ * rows from there on are gone). */
+static GridRow *
+reuse_row (BfWorkerDetails *self,
+           const char      *key,
+           gboolean         section)
+{
+  if (self->n_rows < self->grid_rows->len)
+    {
+      GridRow *row = g_ptr_array_index (self->grid_rows, self->n_rows);
+
+      if (row->section == section && g_str_equal (row->key, key))
+        return row;
+      truncate_rows (self, self->n_rows);
+    }
+  return NULL;
+}
+
 static void
 add_section (BfWorkerDetails *self,
              const char      *title)
 {
-  GtkWidget *label = gtk_label_new (title);
+  GtkWidget *label;
+  GridRow *row;
 
+  if (reuse_row (self, title, TRUE) != NULL)
+    {
+      self->n_rows++;
+      return;
+    }
+  label = gtk_label_new (title);
+  self->labels_created++;
   gtk_label_set_xalign (GTK_LABEL (label), 0);
   gtk_widget_add_css_class (label, "heading");
   if (self->n_rows > 0)
     gtk_widget_set_margin_top (label, 12);
   gtk_grid_attach (self->grid, label, 0, self->n_rows++, 2, 1);
+  row = g_new0 (GridRow, 1);
+  row->key = g_strdup (title);
+  row->section = TRUE;
+  row->key_label = label;
+  g_ptr_array_add (self->grid_rows, row);
 }
 
 static void
@@ -78,8 +145,21 @@ add_row (BfWorkerDetails *self,
          const char      *key,
          const char      *value)
 {
-  GtkWidget *key_label = gtk_label_new (key);
-  GtkWidget *value_label = gtk_label_new (value != NULL && value[0] != '\0' ? value : "—");
+  const char *text = value != NULL && value[0] != '\0' ? value : "—";
+  GridRow *row = reuse_row (self, key, FALSE);
+  GtkWidget *key_label, *value_label;
+
+  if (row != NULL)
+    {
+      if (g_strcmp0 (gtk_label_get_label (GTK_LABEL (row->value_label)), text) != 0)
+        gtk_label_set_label (GTK_LABEL (row->value_label), text);
+      self->n_rows++;
+      return;
+    }
+
+  key_label = gtk_label_new (key);
+  value_label = gtk_label_new (text);
+  self->labels_created += 2;
 
   gtk_label_set_xalign (GTK_LABEL (key_label), 1);
   gtk_label_set_yalign (GTK_LABEL (key_label), 0);
@@ -95,6 +175,11 @@ add_row (BfWorkerDetails *self,
   gtk_grid_attach (self->grid, key_label, 0, self->n_rows, 1, 1);
   gtk_grid_attach (self->grid, value_label, 1, self->n_rows, 1, 1);
   self->n_rows++;
+  row = g_new0 (GridRow, 1);
+  row->key = g_strdup (key);
+  row->key_label = key_label;
+  row->value_label = value_label;
+  g_ptr_array_add (self->grid_rows, row);
 }
 
 static void
@@ -334,16 +419,14 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
 {
   g_autoptr(BfDBusLatentWorker) latent = NULL;
   BfDBusWorker *worker = self->worker;
-  GtkWidget *child;
   const char * const *strv;
   GVariant *commands;
 
-  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->grid))) != NULL)
-    gtk_grid_remove (self->grid, child);
   self->n_rows = 0;
 
   if (worker == NULL)
     {
+      truncate_rows (self, 0);
       gtk_stack_set_visible_child_name (self->stack, "empty");
       return;
     }
@@ -437,6 +520,9 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
   add_section (self, _("Commands"));
   commands = bf_dbus_worker_get_commands (worker);
   add_dict_rows (self, commands);
+
+  /* Rows beyond the last one added belonged to a longer pane. */
+  truncate_rows (self, self->n_rows);
 }
 
 static gboolean
@@ -486,6 +572,7 @@ bf_worker_details_finalize (GObject *object)
 
   g_clear_object (&self->worker_signals);
   g_clear_object (&self->latent_signals);
+  g_clear_pointer (&self->grid_rows, g_ptr_array_unref);
 
   G_OBJECT_CLASS (bf_worker_details_parent_class)->finalize (object);
 }
@@ -570,6 +657,7 @@ static void
 bf_worker_details_init (BfWorkerDetails *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  self->grid_rows = g_ptr_array_new_with_free_func ((GDestroyNotify) grid_row_free);
 
   self->worker_signals = g_signal_group_new (G_TYPE_OBJECT);
   g_signal_group_connect_swapped (self->worker_signals, "notify",
@@ -686,6 +774,8 @@ bf_worker_details_dump (BfWorkerDetails *self,
 
   g_key_file_set_string (key_file, "details", "title", gtk_label_get_label (self->title_label));
   g_key_file_set_string (key_file, "details", "presence", gtk_label_get_label (self->presence_label));
+  g_key_file_set_uint64 (key_file, "details", "grid-labels-created", self->labels_created);
+  g_key_file_set_uint64 (key_file, "details", "grid-rows", self->grid_rows->len);
   g_key_file_set_string (key_file, "details", "alert",
                          gtk_widget_get_visible (GTK_WIDGET (self->alert_label))
                          ? gtk_label_get_label (self->alert_label) : "");

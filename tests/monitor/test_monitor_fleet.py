@@ -154,6 +154,13 @@ class BuildsTest(MonitorTestCase):
         wait_for(lambda: sections(self.dump(), 'details-build')[0]['time'] != first, timeout=5,
                  message='the elapsed time to tick')
 
+        # The details pane updates in place while the build runs and the
+        # worker's LastMessageUSec ticks (KeepaliveInterval=1): no label is
+        # made again, so a selection in one survives.
+        created = self.dump()['details']['grid-labels-created']
+        self.assertTrue(stays(lambda: self.dump()['details']['grid-labels-created'] == created, 3),
+                        'the details grid was rebuilt')
+
         # A pending build: waits for a paused worker, and says so
         worker = self.system_con.get_object('org.buildfleet.Fleet1', self.worker_path('bravo'))
         worker.Pause('disk replacement', dbus_interface=WORKER_IFACE)
