@@ -91,6 +91,7 @@ struct _BfMonitorWindow
   GtkCustomFilter      *state_filter;
   BfWorkerDetails      *details;
   GtkScrolledWindow    *builds_view_scroller;
+  GtkWidget            *summary_box;
 };
 
 G_DEFINE_FINAL_TYPE (BfMonitorWindow, bf_monitor_window, ADW_TYPE_APPLICATION_WINDOW)
@@ -1123,6 +1124,7 @@ bf_monitor_window_dump_state (BfMonitorWindow *self,
   g_key_file_set_string (key_file, "window", "paused", gtk_label_get_label (self->paused_label));
   g_key_file_set_string (key_file, "window", "builds", gtk_label_get_label (self->builds_label));
   g_key_file_set_uint64 (key_file, "window", "n-rows", n_rows);
+  g_key_file_set_uint64 (key_file, "window", "filter", gtk_drop_down_get_selected (self->filter_dropdown));
   g_key_file_set_string (key_file, "window", "selected", selected ? bf_dbus_worker_get_name (selected) : "");
   g_key_file_set_string (key_file, "window", "last-error", self->last_error ?: "");
   g_key_file_set_int64 (key_file, "window", "list-shown-usec", self->list_shown_usec);
@@ -1171,6 +1173,46 @@ bf_monitor_window_dump_state (BfMonitorWindow *self,
 
 /* ------------------------------------------------------------------------ */
 
+/* The summary cards are filters: a click shows only those workers, a
+ * second click all of them again. */
+static void
+card_pressed_cb (GtkGestureClick *gesture,
+                 int              n_press,
+                 double           x,
+                 double           y,
+                 BfMonitorWindow *self)
+{
+  BfShow show = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (gesture), "bf-show"));
+
+  if (gtk_drop_down_get_selected (self->filter_dropdown) == show)
+    show = BF_SHOW_ALL;
+  gtk_drop_down_set_selected (self->filter_dropdown, show);
+}
+
+static void
+setup_summary_cards (BfMonitorWindow *self)
+{
+  /* The cards in the template's order */
+  static const BfShow shows[] = { BF_SHOW_CONNECTED, BF_SHOW_MISSING, BF_SHOW_PAUSED, BF_SHOW_BUSY };
+  static const char * const tooltips[] = {
+    N_("Show only connected workers"), N_("Show only missing workers"),
+    N_("Show only paused workers"), N_("Show only workers running builds"),
+  };
+  guint i = 0;
+
+  for (GtkWidget *card = gtk_widget_get_first_child (self->summary_box);
+       card != NULL && i < G_N_ELEMENTS (shows); card = gtk_widget_get_next_sibling (card), i++)
+    {
+      GtkGesture *click = gtk_gesture_click_new ();
+
+      g_object_set_data (G_OBJECT (click), "bf-show", GUINT_TO_POINTER (shows[i]));
+      g_signal_connect (click, "pressed", G_CALLBACK (card_pressed_cb), self);
+      gtk_widget_add_controller (card, GTK_EVENT_CONTROLLER (click));
+      gtk_widget_set_cursor_from_name (card, "pointer");
+      gtk_widget_set_tooltip_text (card, _(tooltips[i]));
+    }
+}
+
 static void
 bf_monitor_window_set_model (BfMonitorWindow *self,
                              BfFleetModel    *model)
@@ -1178,6 +1220,7 @@ bf_monitor_window_set_model (BfMonitorWindow *self,
   g_assert (self->model == NULL);
 
   self->model = g_object_ref (model);
+  setup_summary_cards (self);
   /* The Builds view (every build, running and pending) and the details'
    * builds of the selected worker read the same model. */
   self->builds = bf_builds_model_new (model);
@@ -1343,6 +1386,7 @@ bf_monitor_window_class_init (BfMonitorWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, state_filter);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, details);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, builds_view_scroller);
+  gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, summary_box);
 
   gtk_widget_class_bind_template_callback (widget_class, format_count);
   gtk_widget_class_bind_template_callback (widget_class, format_n_workers);

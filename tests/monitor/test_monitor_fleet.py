@@ -11,6 +11,7 @@
 import os
 import pwd
 import re
+import subprocess
 import sys
 import time
 
@@ -286,6 +287,34 @@ class NeverSeenTest(MonitorTestCase):
         self.assertLess(seconds(second), seconds(first))
         self.assertEqual(self.row('alpha')['last-seen'], 'Just now')
         self.screenshot('countdown')
+
+
+class CardsFilterTest(MonitorTestCase):
+    '''The summary cards act as filters: a real click on "missing" shows the missing workers.'''
+
+    WORKERS = {
+        'alpha': {'missing_timeout': 3600},
+        'charlie': {'start': False, 'missing_timeout': 0.5},
+    }
+
+    def click(self, x, y):
+        env = dict(os.environ, DISPLAY=self.display)
+        window = self.monitor_window_id()
+        subprocess.run(['xdotool', 'mousemove', '--window', window, str(x), str(y), 'click', '1'],
+                       env=env, check=True)
+
+    def test_missing_card_filters(self):
+        self.wait_row('charlie', lambda r: r['state'] == 'missing')
+        wait_for(lambda: self.dump()['window']['n-rows'] == '2', message='two rows')
+        # the "missing" card: the second of four across the list's width
+        self.click(343, 95)
+        dump = wait_for(lambda: (lambda d: d if d['window']['n-rows'] == '1' else None)(self.dump()),
+                        message='only the missing worker')
+        self.assertEqual(self.rows(dump)[0]['name'], 'charlie')
+        self.assertEqual(dump['window']['filter'], '3')
+        self.screenshot('missing-only')
+        self.click(343, 95)
+        wait_for(lambda: self.dump()['window']['n-rows'] == '2', message='all workers again')
 
 
 if __name__ == '__main__':
