@@ -39,9 +39,7 @@ struct _BfWorkerDetails
   GtkStack       *stack;
   GtkLabel       *title_label;
   BfWorkerStatus *status;
-  GtkWidget      *latent_buttons;
-  GtkWidget      *graceful_on_button;
-  GtkWidget      *graceful_off_button;
+  GtkButton      *primary_button;
   GtkGrid        *grid;
   GtkLabel       *alert_label;
   GtkLabel       *presence_label;
@@ -414,6 +412,41 @@ worker_notify_cb (BfWorkerDetails *self,
   update_presence (self);
 }
 
+/* One primary action for the worker's state, in the API's words; the
+ * others are in the menu next to it. */
+static void
+update_primary (BfWorkerDetails    *self,
+                BfDBusLatentWorker *latent)
+{
+  const char *label, *action, *tooltip;
+
+  if (latent != NULL && !bf_dbus_worker_get_connected (self->worker) &&
+      g_strcmp0 (bf_dbus_latent_worker_get_state (latent), "not-substantiated") == 0)
+    {
+      label = _("_Substantiate");
+      action = "worker.substantiate";
+      tooltip = _("Start an instance of this latent worker");
+    }
+  else if (bf_dbus_worker_get_paused (self->worker))
+    {
+      label = _("_Unpause");
+      action = "worker.unpause";
+      tooltip = _("Let this worker take builds again (Shift+Ctrl+P)");
+    }
+  else
+    {
+      label = _("_Pause…");
+      action = "worker.pause";
+      tooltip = _("Start no new builds on this worker (Ctrl+P)");
+    }
+  if (g_strcmp0 (gtk_button_get_label (self->primary_button), label) != 0)
+    {
+      gtk_button_set_label (self->primary_button, label);
+      gtk_actionable_set_action_name (GTK_ACTIONABLE (self->primary_button), action);
+      gtk_widget_set_tooltip_text (GTK_WIDGET (self->primary_button), tooltip);
+    }
+}
+
 static void
 bf_worker_details_rebuild (BfWorkerDetails *self)
 {
@@ -436,9 +469,7 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
 
   latent = bf_worker_dup_latent (worker);
   g_signal_group_set_target (self->latent_signals, latent);
-  gtk_widget_set_visible (self->latent_buttons, latent != NULL);
-  gtk_widget_set_visible (self->graceful_on_button, !bf_dbus_worker_get_graceful (worker));
-  gtk_widget_set_visible (self->graceful_off_button, bf_dbus_worker_get_graceful (worker));
+  update_primary (self, latent);
 
   add_section (self, _("Connection"));
   add_row (self, _("State"), bf_worker_state_to_label (bf_worker_get_state (worker)));
@@ -641,9 +672,7 @@ bf_worker_details_class_init (BfWorkerDetailsClass *klass)
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, stack);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, title_label);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, status);
-  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, latent_buttons);
-  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, graceful_on_button);
-  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, graceful_off_button);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, primary_button);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, grid);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, alert_label);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, presence_label);
@@ -773,6 +802,7 @@ bf_worker_details_dump (BfWorkerDetails *self,
   g_return_if_fail (BF_IS_WORKER_DETAILS (self));
 
   g_key_file_set_string (key_file, "details", "title", gtk_label_get_label (self->title_label));
+  g_key_file_set_string (key_file, "details", "primary-action", gtk_button_get_label (self->primary_button));
   g_key_file_set_string (key_file, "details", "presence", gtk_label_get_label (self->presence_label));
   g_key_file_set_uint64 (key_file, "details", "grid-labels-created", self->labels_created);
   g_key_file_set_uint64 (key_file, "details", "grid-rows", self->grid_rows->len);

@@ -123,6 +123,8 @@ class BuildsTest(MonitorTestCase):
         self.app_action('show-worker', 'alpha')
         wait_for(lambda: self.dump()['window']['selected'] == 'alpha', message='alpha selected')
         self.assertEqual(self.dump()['details-builds']['summary'], 'No builds running.')
+        # one primary action for the worker's state, the rest in the menu
+        self.assertEqual(self.dump()['details']['primary-action'], '_Pause…')
 
         # A running build: in alpha's details and in the Builds view within a second
         started = time.monotonic()
@@ -165,6 +167,10 @@ class BuildsTest(MonitorTestCase):
         # A pending build: waits for a paused worker, and says so
         worker = self.system_con.get_object('org.buildfleet.Fleet1', self.worker_path('bravo'))
         worker.Pause('disk replacement', dbus_interface=WORKER_IFACE)
+        self.app_action('show-worker', 'bravo')
+        wait_for(lambda: self.dump()['details']['primary-action'] == '_Unpause', message='Unpause first for bravo')
+        self.app_action('show-worker', 'alpha')
+        wait_for(lambda: self.dump()['details']['title'] == 'alpha', message='alpha selected again')
         pending = self.request('docs')
         waiting_for = wait_for(lambda: self.build_prop(pending, 'WaitingFor'), message='WaitingFor')
         self.assertIn('bravo', waiting_for)
