@@ -430,7 +430,11 @@ static void
 state_cell_setup_cb (GtkSignalListItemFactory *factory,
                      GtkListItem              *list_item)
 {
-  gtk_list_item_set_child (list_item, bf_worker_status_new ());
+  GtkWidget *status = bf_worker_status_new ();
+
+  /* One clear state per row; the rest in its tooltip and the details. */
+  bf_worker_status_set_compact (BF_WORKER_STATUS (status), TRUE);
+  gtk_list_item_set_child (list_item, status);
 }
 
 static void
