@@ -235,6 +235,26 @@ prepare_finished_cb (BfCommand *prepare,
 }
 
 /**
+ * bf_build_set_labels:
+ *
+ * The labels every worker of this build must have (RequestBuild's option).
+ */
+void
+bf_build_set_labels (BfBuild            *self,
+                     const char * const *labels)
+{
+  static const char * const none[] = { NULL };
+
+  bf_dbus_build_set_labels (iface (self), labels ? labels : none);
+}
+
+const char * const *
+bf_build_get_labels (BfBuild *self)
+{
+  return bf_dbus_build_get_labels (iface (self));
+}
+
+/**
  * bf_build_set_waiting_for:
  *
  * The scheduler's word on why this pending build has no worker yet.

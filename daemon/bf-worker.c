@@ -26,6 +26,7 @@
 #include "bf-util.h"
 #include "bf-variant-util.h"
 #include "bf-worker.h"
+#include "bf-health.h"
 #include "bf-pb-auth.h"
 
 #define MAX_REASON_LEN 1024
@@ -44,11 +45,16 @@ struct _BfWorker
   BfWorkerLink *connection;     /* attached */
   BfWorkerLink *candidate;      /* being attached, or waiting for the duplicate check */
   GPtrArray *busy_builders;     /* builders with an active build here; NULL if none */
+  GStrv reported_labels;        /* derived from the last attach's info; NULL before */
   GCancellable *candidate_cancellable;
   guint64 duplicate_ping_timeout_usec;
 
   BfTimer *missing_timer;
   BfTimer *quarantine_timer;
+  BfTimer *flap_timer;          /* while flapping and attached: until recovery */
+  GArray *detach_times;         /* gint64 monotonic, the last FlapThreshold+1; NULL if none */
+  gboolean detach_expected;     /* we asked it to go (Shutdown, Disconnect): not a flap */
+  BfHealth *health;             /* with HealthInterval= only */
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
@@ -76,6 +82,8 @@ typedef struct {
   GDBusMethodInvocation *invocation;
   gboolean graceful;
   char *reason;
+  char *caller;                 /* the caller's user name (PausedBy) */
+  guint64 since_usec;           /* when the call came (PausedSinceUSec) */
 } AdminOp;
 
 static void
@@ -83,6 +91,7 @@ admin_op_free (AdminOp *op)
 {
   g_clear_object (&op->invocation);
   g_free (op->reason);
+  g_free (op->caller);
   g_free (op);
 }
 
@@ -168,6 +177,8 @@ fill_state (BfWorker      *self,
     .graceful = bf_dbus_worker_get_graceful (iface (self)),
     .paused = bf_dbus_worker_get_paused (iface (self)),
     .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
+    .paused_by = (char *) bf_dbus_worker_get_paused_by (iface (self)),
+    .paused_since_usec = bf_dbus_worker_get_paused_since_usec (iface (self)),
     .last_seen_usec = self->last_seen_usec,
     .disconnected_since_usec = bf_dbus_worker_get_disconnected_since_usec (iface (self)),
     .missing_notified = self->missing_notified,
@@ -182,10 +193,14 @@ fill_state (BfWorker      *self,
     case ADMIN_PAUSE:
       ws->paused = TRUE;
       ws->pause_reason = op->reason;
+      ws->paused_by = op->caller;
+      ws->paused_since_usec = op->since_usec;
       break;
     case ADMIN_UNPAUSE:
       ws->paused = FALSE;
       ws->pause_reason = (char *) "";
+      ws->paused_by = (char *) "";
+      ws->paused_since_usec = 0;
       break;
     }
 }
@@ -254,8 +269,146 @@ missing_timeout_cb (gpointer data)
                           "longer than its missing timeout of %s.\n\n",
                           bf_worker_get_name (self), when, timeout);
   append_details (self, body);
-  mail_admins (self, subject, body->str);
+  /* A flapping worker's absences are folded into its one flapping mail. */
+  if (!bf_dbus_worker_get_flapping (iface (self)))
+    mail_admins (self, subject, body->str);
   return G_SOURCE_REMOVE;
+}
+
+/* Health ----------------------------------------------------------------------- */
+
+static gboolean
+health_idle (gpointer data)
+{
+  BfWorker *self = data;
+
+  return bf_dbus_worker_get_active_builds (iface (self)) == 0;
+}
+
+static void
+health_response_time (gpointer data,
+                      guint64  usec)
+{
+  bf_dbus_worker_set_response_time_usec (iface (BF_WORKER (data)), usec);
+}
+
+/* Published on transitions only: one signal, log line and mail each. */
+static void
+health_result (gpointer    data,
+               gboolean    healthy,
+               const char *reason)
+{
+  BfWorker *self = data;
+  gboolean was_unhealthy = bf_dbus_worker_get_unhealthy (iface (self));
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = g_string_new (NULL);
+
+  if (healthy != was_unhealthy)
+    {
+      /* No transition; a still-unhealthy worker's reason may change. */
+      if (!healthy)
+        bf_dbus_worker_set_health_reason (iface (self), reason);
+      return;
+    }
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_unhealthy (iface (self), !healthy);
+  bf_dbus_worker_set_health_reason (iface (self), healthy ? "" : reason);
+  g_object_thaw_notify (G_OBJECT (self));
+  bf_dbus_worker_emit_health_changed (iface (self), !healthy, healthy ? "" : reason);
+  bf_history_record (self->state, bf_worker_get_name (self), healthy ? "healthy" : "unhealthy", healthy ? NULL : reason, NULL);
+  if (healthy)
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s passed its health checks again: it takes builds",
+                         bf_worker_get_name (self));
+      subject = g_strdup_printf ("Buildfleet worker %s is healthy again", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s passed its health checks again and takes builds.\n\n",
+                              bf_worker_get_name (self));
+    }
+  else
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s failed its health checks, no new builds: %s",
+                         bf_worker_get_name (self), reason);
+      subject = g_strdup_printf ("Buildfleet worker %s is unhealthy", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s failed its health checks:\n  %s\n"
+                              "It gets no new builds until it passes them again.\n\n",
+                              bf_worker_get_name (self), reason);
+    }
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
+  /* Pending builds: taken now, or waiting for another reason. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+}
+
+static const BfHealthHost health_host = {
+  .idle = health_idle,
+  .response_time = health_response_time,
+  .result = health_result,
+};
+
+/* Flapping --------------------------------------------------------------------- */
+
+static gboolean
+flap_recovered_cb (gpointer data)
+{
+  BfWorker *self = data;
+  g_autofree char *recovery = format_duration (self->config->flap_recovery_usec);
+
+  bf_dbus_worker_set_flapping (iface (self), FALSE);
+  bf_worker_message (bf_worker_get_name (self), "Worker %s stayed attached for %s: no longer flapping",
+                     bf_worker_get_name (self), recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), FALSE);
+  bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
+  g_clear_pointer (&self->detach_times, g_array_unref);
+  /* It may take builds again. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  return G_SOURCE_REMOVE;
+}
+
+/* A detach: too many within FlapWindow make the worker flapping, once per
+ * episode, with one mail. */
+static void
+count_detach (BfWorker *self)
+{
+  guint threshold = self->config->flap_threshold;
+  gint64 now = g_get_monotonic_time ();
+  gint64 oldest;
+  g_autofree char *window = NULL;
+  g_autofree char *recovery = NULL;
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = NULL;
+
+  bf_timer_stop (&self->flap_timer);
+  /* Only detaches nobody asked for count: a latent instance going away is
+   * its driver's business, a Shutdown or Disconnect an admin's. */
+  if (threshold == 0 || self->latent != NULL || self->detach_expected ||
+      bf_dbus_worker_get_flapping (iface (self)))
+    return;
+  if (self->detach_times == NULL)
+    self->detach_times = g_array_sized_new (FALSE, FALSE, sizeof (gint64), threshold + 1);
+  g_array_append_val (self->detach_times, now);
+  if (self->detach_times->len > threshold + 1)
+    g_array_remove_index (self->detach_times, 0);
+  oldest = g_array_index (self->detach_times, gint64, 0);
+  if (self->detach_times->len <= threshold || now - oldest > (gint64) self->config->flap_window_usec)
+    return;
+
+  window = format_duration (self->config->flap_window_usec);
+  recovery = format_duration (self->config->flap_recovery_usec);
+  bf_dbus_worker_set_flapping (iface (self), TRUE);
+  bf_worker_message (bf_worker_get_name (self),
+                     "Worker %s is flapping: more than %u detaches within %s; no new builds until it stays attached for %s",
+                     bf_worker_get_name (self), threshold, window, recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), TRUE);
+  bf_history_record (self->state, bf_worker_get_name (self), "flapping", window, NULL);
+  subject = g_strdup_printf ("Buildfleet worker %s is flapping", bf_worker_get_name (self));
+  body = g_string_new (NULL);
+  g_string_append_printf (body,
+                          "The worker %s detached more than %u times within %s.\n"
+                          "It gets no new builds until it stays attached for %s.\n"
+                          "Until then no further mail is sent about it going missing or coming back.\n\n",
+                          bf_worker_get_name (self), threshold, window, recovery);
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
 }
 
 static void
@@ -321,6 +474,8 @@ detach (BfWorker   *self,
   g_assert (connection != NULL);
 
   g_signal_handlers_disconnect_by_data (connection, self);
+  if (self->health)
+    bf_health_detached (self->health);
   bf_worker_link_close (connection, reason);
 
   self->last_seen_usec = now;
@@ -342,6 +497,17 @@ detach (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
+  count_detach (self);
+}
+
+/* The connection ended by itself, or for a reason of the worker's: a
+ * latent worker hears of it (and stops its instance).  A stop the latent
+ * asked for goes through latent_release() instead, which only detaches. */
+static void
+lose_connection (BfWorker   *self,
+                 const char *reason)
+{
+  detach (self, reason);
   if (self->latent)
     bf_latent_detached (self->latent, reason);
 }
@@ -352,7 +518,109 @@ connection_closed_cb (BfWorkerLink *connection,
                       BfWorker     *self)
 {
   if (connection == self->connection)
-    detach (self, reason);
+    lose_connection (self, reason);
+}
+
+static int
+compare_strings (gconstpointer a,
+                 gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* Labels = Labels= plus what the worker reported, sorted, once each. */
+static void
+publish_labels (BfWorker *self)
+{
+  g_autoptr(GPtrArray) all = g_ptr_array_new ();
+  g_autoptr(GPtrArray) unique = g_ptr_array_new ();
+
+  for (guint i = 0; self->config->labels[i]; i++)
+    g_ptr_array_add (all, self->config->labels[i]);
+  for (guint i = 0; self->reported_labels && self->reported_labels[i]; i++)
+    g_ptr_array_add (all, self->reported_labels[i]);
+  g_ptr_array_sort (all, compare_strings);
+  for (guint i = 0; i < all->len; i++)
+    if (unique->len == 0 || !g_str_equal (g_ptr_array_index (unique, unique->len - 1), g_ptr_array_index (all, i)))
+      g_ptr_array_add (unique, g_ptr_array_index (all, i));
+  g_ptr_array_add (unique, NULL);
+  bf_dbus_worker_set_labels (iface (self), (const char * const *) unique->pdata);
+}
+
+static void
+add_reported_label (GStrvBuilder *b,
+                    const char   *key,
+                    GVariant     *value)
+{
+  g_autofree char *label = NULL;
+
+  if (value == NULL)
+    return;
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+    label = g_strdup_printf ("%s=%s", key, g_variant_get_string (value, NULL));
+  else if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT64))
+    label = g_strdup_printf ("%s=%" G_GINT64_FORMAT, key, g_variant_get_int64 (value));
+  if (label != NULL && bf_label_is_valid (label))
+    g_strv_builder_add (b, label);
+}
+
+/* What the worker told about itself that builds may ask for. */
+static GStrv
+labels_from_info (const BfWorkerInfo *info)
+{
+  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+  g_autoptr(GVariant) os = g_variant_lookup_value (info->details, "os_id", NULL);
+  g_autoptr(GVariant) version = g_variant_lookup_value (info->details, "os_version_id", NULL);
+  g_autoptr(GVariant) cpus = g_variant_lookup_value (info->details, "numcpus", NULL);
+
+  add_reported_label (b, "os", os);
+  add_reported_label (b, "os-version", version);
+  add_reported_label (b, "cpus", cpus);
+  return g_strv_builder_end (b);
+}
+
+/**
+ * bf_worker_has_labels:
+ *
+ * Whether every one of @labels is among this worker's Labels.
+ */
+gboolean
+bf_worker_has_labels (BfWorker           *self,
+                      const char * const *labels)
+{
+  const char * const *mine = bf_dbus_worker_get_labels (iface (self));
+
+  for (guint i = 0; labels && labels[i]; i++)
+    if (mine == NULL || !g_strv_contains (mine, labels[i]))
+      return FALSE;
+  return TRUE;
+}
+
+/* Labels a worker reports itself: unknown until it attached once. */
+static gboolean
+is_reported_label (const char *label)
+{
+  return g_str_has_prefix (label, "os=") || g_str_has_prefix (label, "os-version=") ||
+         g_str_has_prefix (label, "cpus=");
+}
+
+/**
+ * bf_worker_could_have_labels:
+ *
+ * Whether this worker can ever satisfy @labels: it has them, or the
+ * missing ones are of the kind it reports and it has not reported yet.
+ */
+gboolean
+bf_worker_could_have_labels (BfWorker           *self,
+                             const char * const *labels)
+{
+  const char * const *mine = bf_dbus_worker_get_labels (iface (self));
+
+  for (guint i = 0; labels && labels[i]; i++)
+    if ((mine == NULL || !g_strv_contains (mine, labels[i])) &&
+        !(self->reported_labels == NULL && is_reported_label (labels[i])))
+      return FALSE;
+  return TRUE;
 }
 
 static void
@@ -360,6 +628,10 @@ fill_from_info (BfWorker     *self,
                 BfWorkerLink *link)
 {
   const BfWorkerInfo *info = bf_worker_link_get_info (link);
+
+  g_strfreev (self->reported_labels);
+  self->reported_labels = labels_from_info (info);
+  publish_labels (self);
 
   /* Every attach replaces all of it: what this worker did not report is
    * empty, not left over from an earlier connection. */
@@ -388,8 +660,13 @@ attach (BfWorker     *self,
   bf_timer_stop (&self->missing_timer);
 
   self->missing_notified = FALSE;
+  self->detach_expected = FALSE;
   self->last_seen_usec = now;
+  if (bf_dbus_worker_get_flapping (iface (self)))
+    bf_timer_start (&self->flap_timer, self->config->flap_recovery_usec, flap_recovered_cb, self);
 
+  if (self->health)
+    bf_health_attached (self->health, connection);
   g_object_freeze_notify (G_OBJECT (self));
   fill_from_info (self, connection);
   bf_dbus_worker_set_peer (iface (self), bf_worker_link_get_peer (connection));
@@ -428,7 +705,8 @@ attach (BfWorker     *self,
                               bf_worker_get_name (self), when, bf_worker_link_get_peer (connection),
                               since, away);
       append_details (self, body);
-      mail_admins (self, subject, body->str);
+      if (!bf_dbus_worker_get_flapping (iface (self)))
+        mail_admins (self, subject, body->str);
       bf_history_record (self->state, bf_worker_get_name (self), "back-online", away, NULL);
       bf_dbus_worker_emit_back_online (iface (self));
       g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
@@ -508,7 +786,7 @@ duplicate_ping_cb (GObject      *object,
   if (old == self->connection)
     {
       reason = g_strdup_printf ("replaced by a new connection from %s", bf_worker_link_get_peer (self->candidate));
-      detach (self, reason);
+      lose_connection (self, reason);
     }
   start_attach (self);
 }
@@ -566,9 +844,9 @@ bf_worker_offer_connection (BfWorker     *self,
                              duplicate_ping_cb, g_object_ref (self));
 }
 
-void
-bf_worker_disconnect (BfWorker   *self,
-                      const char *reason)
+static void
+drop_candidate (BfWorker   *self,
+                const char *reason)
 {
   if (self->candidate != NULL)
     {
@@ -576,8 +854,16 @@ bf_worker_disconnect (BfWorker   *self,
       bf_worker_link_close (self->candidate, reason);
       g_clear_object (&self->candidate);
     }
+}
+
+void
+bf_worker_disconnect (BfWorker   *self,
+                      const char *reason)
+{
+  drop_candidate (self, reason);
+  self->detach_expected = TRUE;
   if (self->connection != NULL)
-    detach (self, reason);
+    lose_connection (self, reason);
 }
 
 static void
@@ -604,6 +890,7 @@ bf_worker_request_shutdown (BfWorker *self)
 {
   if (self->connection == NULL)
     return;
+  self->detach_expected = TRUE;
   bf_worker_message (bf_worker_get_name (self), "Asking worker %s to shut down", bf_worker_get_name (self));
   bf_worker_link_shutdown_async (self->connection, NULL, shutdown_reply_cb, NULL);
 }
@@ -623,6 +910,8 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_graceful (w) &&
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
+         !bf_dbus_worker_get_flapping (w) &&
+         !bf_dbus_worker_get_unhealthy (w) &&
          (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
          !bf_worker_runs_builder (self, builder);
 }
@@ -634,20 +923,27 @@ bf_worker_can_take_build (BfWorker   *self,
  *   now, in a few words for Build.WaitingFor; %NULL if it can
  */
 const char *
-bf_worker_why_not (BfWorker   *self,
-                   const char *builder)
+bf_worker_why_not (BfWorker           *self,
+                   const char         *builder,
+                   const char * const *labels)
 {
   BfDBusWorker *w = iface (self);
   guint max = self->config->max_builds;
 
   if (!bf_worker_config_serves (self->config, builder))
     return "does not serve the builder";
+  if (!bf_worker_has_labels (self, labels))
+    return "lacks a label";
   if (bf_dbus_worker_get_paused (w))
     return "paused";
   if (bf_dbus_worker_get_quarantined (w))
     return "quarantined";
   if (bf_dbus_worker_get_graceful (w))
     return "shutting down gracefully";
+  if (bf_dbus_worker_get_flapping (w))
+    return "flapping";
+  if (bf_dbus_worker_get_unhealthy (w))
+    return "unhealthy";
   if (self->connection == NULL)
     {
       if (self->latent != NULL)
@@ -723,9 +1019,9 @@ bf_worker_build_started (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 1);
 }
 
-void
-bf_worker_build_finished (BfWorker   *self,
-                          const char *builder)
+static void
+build_finished (BfWorker   *self,
+                const char *builder)
 {
   guint active = bf_dbus_worker_get_active_builds (iface (self));
 
@@ -749,7 +1045,12 @@ bf_worker_build_finished (BfWorker   *self,
     bf_worker_request_shutdown (self);
 }
 
-/* Quarantine ----------------------------------------------------------------- */
+/* Quarantine ----------------------------------------------------------------- *
+ *
+ * Only this file decides when a worker is quarantined: a lost build, a
+ * builder that could not be prepared (bf_worker_build_ended()), a latent
+ * instance that failed to start (latent_start_failed()).  A released
+ * build resets the backoff. */
 
 static gboolean
 quarantine_end_cb (gpointer data)
@@ -775,17 +1076,17 @@ bf_worker_set_quarantine_limits (BfWorker *self,
   self->quarantine_max_usec = max_usec;
 }
 
-/**
- * bf_worker_quarantine:
+/*
+ * quarantine:
  * @why: for the log
  *
  * Keeps builds away from the worker for a while: 10 s the first time (by
  * default), doubling with every further incident up to an hour, until a
  * build succeeds.  Separate from Pause: nobody has to lift it by hand.
  */
-void
-bf_worker_quarantine (BfWorker   *self,
-                      const char *why)
+static void
+quarantine (BfWorker   *self,
+            const char *why)
 {
   guint64 until;
   g_autofree char *span = NULL;
@@ -808,15 +1109,78 @@ bf_worker_quarantine (BfWorker   *self,
 }
 
 /**
- * bf_worker_build_succeeded:
+ * bf_worker_build_ended:
+ * @builder: the build's builder
+ * @result: how it ended: a BfBuild result ("released", "lost", "timeout",
+ *   "owner-gone", "failed"), or "unprepared" when the builder could not be
+ *   prepared on this worker (the build goes back to the queue)
+ * @detail: (nullable): what went wrong, for the log
  *
- * A good build resets the quarantine backoff.
+ * A build assigned by bf_worker_build_started() left this worker.  A lost
+ * or unprepared build quarantines the worker; a released one resets the
+ * quarantine backoff; the others say nothing about the worker.
  */
 void
-bf_worker_build_succeeded (BfWorker *self)
+bf_worker_build_ended (BfWorker   *self,
+                       const char *builder,
+                       const char *result,
+                       const char *detail)
 {
-  self->quarantine_backoff_usec = 0;
+  if (g_str_equal (result, "lost"))
+    quarantine (self, "its build was lost");
+  else if (g_str_equal (result, "unprepared"))
+    {
+      g_autofree char *why = g_strdup_printf ("could not prepare builder %s: %s", builder,
+                                              detail ? detail : "unknown error");
+      quarantine (self, why);
+    }
+  else if (g_str_equal (result, "released"))
+    self->quarantine_backoff_usec = 0;
+  build_finished (self, builder);
 }
+
+/* The latent's host ----------------------------------------------------------- */
+
+static guint
+latent_active_builds (gpointer data)
+{
+  return bf_dbus_worker_get_active_builds (iface (data));
+}
+
+static gboolean
+latent_is_quarantined (gpointer data)
+{
+  return bf_dbus_worker_get_quarantined (iface (data));
+}
+
+static void
+latent_start_failed (gpointer    data,
+                     const char *message)
+{
+  quarantine (data, message);
+}
+
+/* The latent stops its instance: the worker is asked to exit and its
+ * connection goes, without telling the latent (it asked). */
+static void
+latent_release (gpointer    data,
+                const char *reason)
+{
+  BfWorker *self = data;
+
+  if (self->connection == NULL)
+    return;
+  bf_worker_request_shutdown (self);
+  drop_candidate (self, reason);
+  detach (self, reason);
+}
+
+static const BfLatentHost latent_host = {
+  .active_builds = latent_active_builds,
+  .is_quarantined = latent_is_quarantined,
+  .start_failed = latent_start_failed,
+  .release = latent_release,
+};
 
 /* D-Bus methods -------------------------------------------------------------- */
 
@@ -863,7 +1227,10 @@ admin_op_apply (BfWorker *self,
                 AdminOp  *op)
 {
   const char *name = bf_worker_get_name (self);
-  const char *sender = g_dbus_method_invocation_get_sender (op->invocation);
+  guint32 uid = 0;
+  const char *user = bf_authority_get_caller (op->invocation, &uid);
+  g_autofree char *sender = g_strdup_printf ("%s (uid %u, %s)", user ? user : "?", uid,
+                                             g_dbus_method_invocation_get_sender (op->invocation));
 
   switch (op->kind)
     {
@@ -877,6 +1244,8 @@ admin_op_apply (BfWorker *self,
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), TRUE);
       bf_dbus_worker_set_pause_reason (iface (self), op->reason);
+      bf_dbus_worker_set_paused_by (iface (self), op->caller);
+      bf_dbus_worker_set_paused_since_usec (iface (self), op->since_usec);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
       bf_history_record (self->state, name, "paused", op->reason, sender);
@@ -887,6 +1256,8 @@ admin_op_apply (BfWorker *self,
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), FALSE);
       bf_dbus_worker_set_pause_reason (iface (self), "");
+      bf_dbus_worker_set_paused_by (iface (self), "");
+      bf_dbus_worker_set_paused_since_usec (iface (self), 0);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
       bf_history_record (self->state, name, "unpaused", NULL, sender);
@@ -964,6 +1335,10 @@ admin_enqueue (BfWorker              *self,
     g_variant_get (params, "(b)", &op->graceful);
   else if (kind == ADMIN_PAUSE)
     g_variant_get (params, "(s)", &op->reason);
+  op->caller = g_strdup (bf_authority_get_caller (invocation, NULL));
+  if (op->caller == NULL)
+    op->caller = g_strdup ("");
+  op->since_usec = now_usec ();
   g_queue_push_tail (&self->admin_ops, op);
   admin_next (self);
 }
@@ -1113,6 +1488,9 @@ bf_worker_dispose (GObject *object)
 
   bf_timer_stop (&self->missing_timer);
   bf_timer_stop (&self->quarantine_timer);
+  bf_timer_stop (&self->flap_timer);
+  g_clear_pointer (&self->detach_times, g_array_unref);
+  g_clear_pointer (&self->health, bf_health_free);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
@@ -1125,6 +1503,8 @@ bf_worker_dispose (GObject *object)
     }
   g_clear_object (&self->connection);
   g_clear_object (&self->candidate_cancellable);
+  if (self->latent)
+    bf_latent_forget_host (self->latent);
   g_clear_object (&self->latent);
 
   G_OBJECT_CLASS (bf_worker_parent_class)->dispose (object);
@@ -1142,6 +1522,7 @@ bf_worker_finalize (GObject *object)
   if (cold_workers != NULL)
     g_hash_table_remove (cold_workers, self);
   g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
+  g_strfreev (self->reported_labels);
   /* A save in progress holds a reference: nothing is being saved now. */
   while (!g_queue_is_empty (&self->admin_ops))
     {
@@ -1311,6 +1692,30 @@ bf_worker_init (BfWorker *self)
   self->quarantine_max_usec = (gint64) 3600 * G_USEC_PER_SEC;
 }
 
+/* Health checks exist only for workers that have them configured: most
+ * of a big fleet's workers would carry an idle checker for nothing. */
+static void
+apply_health_config (BfWorker       *self,
+                     BfWorkerConfig *config)
+{
+  if (config->health_interval_usec == 0)
+    {
+      g_clear_pointer (&self->health, bf_health_free);
+      if (bf_dbus_worker_get_unhealthy (iface (self)))
+        health_result (self, TRUE, "");
+      return;
+    }
+  if (self->health == NULL)
+    {
+      self->health = bf_health_new (&health_host, self, bf_worker_get_name (self));
+      bf_health_set_config (self->health, config);
+      if (self->connection != NULL)
+        bf_health_attached (self->health, self->connection);
+      return;
+    }
+  bf_health_set_config (self->health, config);
+}
+
 /**
  * bf_worker_set_config:
  *
@@ -1329,6 +1734,7 @@ bf_worker_set_config (BfWorker       *self,
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_max_builds (w, config->max_builds);
   bf_dbus_worker_set_builders (w, (const char * const *) config->builders);
+  publish_labels (self);
   bf_dbus_worker_set_missing_timeout_usec (w, config->missing_timeout_usec);
   bf_dbus_worker_set_notify_on_missing (w, (const char * const *) config->notify_on_missing);
   bf_dbus_worker_set_properties (w, config->properties);
@@ -1336,6 +1742,7 @@ bf_worker_set_config (BfWorker       *self,
 
   if (self->latent)
     bf_latent_set_config (self->latent, config);
+  apply_health_config (self, config);
 
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
@@ -1366,7 +1773,7 @@ bf_worker_new (BfWorkerConfig *config,
   self->authority = g_object_ref (authority);
 
   if (config->latent != BF_LATENT_NONE)
-    self->latent = bf_latent_new (config, self, state, mailer, authority);
+    self->latent = bf_latent_new (config, &latent_host, self, state, mailer, authority);
 
   known = bf_state_get_worker (state, config->name, &ws);
   /* Unset strings and dictionaries read as "" and {} on the bus; with
@@ -1379,6 +1786,8 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_graceful (w, ws.graceful);
       bf_dbus_worker_set_paused (w, ws.paused);
       bf_dbus_worker_set_pause_reason (w, ws.paused && ws.pause_reason ? ws.pause_reason : "");
+      bf_dbus_worker_set_paused_by (w, ws.paused && ws.paused_by ? ws.paused_by : "");
+      bf_dbus_worker_set_paused_since_usec (w, ws.paused ? ws.paused_since_usec : 0);
       self->last_seen_usec = ws.last_seen_usec;
       bf_dbus_worker_set_last_seen_usec (w, ws.last_seen_usec);
       self->missing_notified = ws.missing_notified;

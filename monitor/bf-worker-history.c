@@ -93,6 +93,14 @@ bf_worker_history_describe (const char *event,
     text = g_strdup (_("Quarantine ended"));
   else if (g_str_equal (event, "instance"))
     text = g_strdup_printf (_("Instance %s"), has_detail ? detail : "");
+  else if (g_str_equal (event, "unhealthy"))
+    text = has_detail ? g_strdup_printf (_("Unhealthy: %s"), detail) : g_strdup (_("Unhealthy"));
+  else if (g_str_equal (event, "healthy"))
+    text = g_strdup (_("Healthy again"));
+  else if (g_str_equal (event, "flapping"))
+    text = has_detail ? g_strdup_printf (_("Flapping: too many detaches within %s"), detail) : g_strdup (_("Flapping"));
+  else if (g_str_equal (event, "flapping-ended"))
+    text = g_strdup (_("No longer flapping"));
   else if (g_str_equal (event, "substantiation-failed"))
     text = has_detail ? g_strdup_printf (_("Failed to start: %s"), detail) : g_strdup (_("Failed to start"));
   else
@@ -294,6 +302,7 @@ rebuild_rows (BfWorkerHistory *self)
       gtk_label_set_selectable (GTK_LABEL (what_label), TRUE);
       gtk_widget_set_hexpand (what_label, TRUE);
       gtk_widget_add_css_class (row, g_str_equal (event, "missing") || g_str_equal (event, "quarantined") ||
+                                     g_str_equal (event, "unhealthy") || g_str_equal (event, "flapping") ||
                                      g_str_equal (event, "substantiation-failed") ? "history-alert" : "history-event");
       gtk_box_append (GTK_BOX (row), time_label);
       gtk_box_append (GTK_BOX (row), what_label);
