@@ -63,8 +63,8 @@ class HealthTest(bfharness.FleetTestCase):
         self.wait_until(lambda: self.prop(build, BUILD_IFACE, 'State') == 'running', 20, 'build runs')
         self.assertFalse(self.worker_prop('w1', 'Unhealthy'))
         self.assertEqual(self.worker_prop('w1', 'HealthReason'), '')
-        self.assertEqual([s[3] for s in self.signals_named('HealthChanged', worker_path('w1'))],
-                         [(True, reason), (False, '')])
+        changed = self.wait_signal('HealthChanged', worker_path('w1'), count=2)
+        self.assertEqual([s[3] for s in changed], [(True, reason), (False, '')])
         # w2 was unhealthy and healthy again meanwhile; its admin pause stays.
         self.assertTrue(self.worker_prop('w2', 'Paused'))
         self.assertEqual(self.worker_prop('w2', 'PauseReason'), 'admin says no')
