@@ -33,10 +33,10 @@ class PbLinkTest(unittest.TestCase):
                 p.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def serve(self, command, *extra):
+    def serve(self, command, *extra, env=None):
         port_file = os.path.join(self.dir, 'port')
         self.out_path = os.path.join(self.dir, 'serve.out')
-        env = dict(os.environ, G_DEBUG='fatal-criticals')
+        env = dict(os.environ, G_DEBUG='fatal-criticals', **(env or {}))
         self.serve_proc = subprocess.Popen([PB_SERVE, port_file, 'secret', command] + list(extra),
                                            stdout=open(self.out_path, 'w'), stderr=subprocess.STDOUT,
                                            env=env)
@@ -47,14 +47,18 @@ class PbLinkTest(unittest.TestCase):
             time.sleep(0.05)
         return int(open(port_file).read())
 
-    def worker(self, port, password):
+    def worker(self, port, password, tls_ca=None):
         basedir = os.path.join(self.dir, 'w')
-        subprocess.run([WORKER, 'create-worker', '--keepalive=0', basedir, '127.0.0.1:%d' % port,
-                        'wk1', password], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([WORKER, 'create-worker', '--keepalive=0'] + (['--use-tls'] if tls_ca else []) +
+                       [basedir, '127.0.0.1:%d' % port, 'wk1', password],
+                       check=True, stdout=subprocess.DEVNULL)
         with open(os.path.join(basedir, 'info', 'admin'), 'w') as f:
             f.write('Jane <jane@example.com>\n')
+        env = dict(os.environ)
+        if tls_ca:
+            env['SSL_CERT_FILE'] = tls_ca
         p = subprocess.Popen([WORKER, 'start', '--nodaemon', basedir], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+                             stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self.procs.append(p)
         self.basedir = basedir
         return p
@@ -91,6 +95,18 @@ class PbLinkTest(unittest.TestCase):
         # the worker ran it in BASEDIR/BUILDER/WORKDIR and then stopped
         self.assertIn(' in dir %s\n' % os.path.join(self.basedir, 'b1', 'wd'), out)
         self.assertEqual(w.wait(30), 0)
+
+    def test_tls(self):
+        cert = os.path.join(self.dir, 'cert.pem')
+        key = os.path.join(self.dir, 'key.pem')
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+                        '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+                        '-keyout', key, '-out', cert], check=True, capture_output=True)
+        port = self.serve('echo over tls', env={'PB_SERVE_CERT': cert, 'PB_SERVE_KEY': key})
+        self.worker(port, 'secret', tls_ca=cert)
+        self.assertEqual(self.serve_proc.wait(60), 0, self.output())
+        self.assertIn('out stdout over tls\n', self.output())
+        self.assertIn('shutdown ok\n', self.output())
 
     def test_interrupt(self):
         port = self.serve('echo start; sleep 60; echo never', 'interrupt')
