@@ -420,14 +420,36 @@ class LooksLikeTest(PBTestCase):
 
 
 class TlsTest(PBTestCase):
-    def test_use_tls_worker_attaches(self):
-        sys.path.insert(0, os.path.dirname(__file__))
+    def tls_fleet(self):
         from test_hostile_endpoints import make_cert
         cert, key = make_cert(self.workdir)
         self.fleet('w1', TlsCertificate=cert, TlsPrivateKey=key)
+        return cert
+
+    def test_use_tls_worker_attaches(self):
+        cert = self.tls_fleet()
         self.add_pb_worker('w1', tls_ca=cert).start()
         self.wait_connected('w1', timeout=30)
         self.assertEqual(self.worker_prop('w1', 'Protocol'), 'pb')
+
+    def test_stalled_tls_logins_are_bounded_per_address(self):
+        # Each TLS login holds a handshake thread: at most 8 from one
+        # address are under way; the 9th and later are closed at once.
+        self.tls_fleet()
+        socks = [socket.create_connection(('127.0.0.1', self.pb_port), timeout=5) for _ in range(12)]
+        closed = []
+        for s in socks:
+            s.settimeout(0.5)
+            try:
+                closed.append(s.recv(1) == b'')
+            except socket.timeout:
+                closed.append(False)
+            except ConnectionResetError:
+                closed.append(True)
+        self.assertEqual(closed.count(False), 8, closed)
+        self.assertEqual(closed[:8], [False] * 8)
+        for s in socks:
+            s.close()
 
 
 if __name__ == '__main__':
