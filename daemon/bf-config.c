@@ -785,7 +785,8 @@ static const char * const daemon_keys[] = {
 };
 
 static const char * const worker_keys[] = {
-  "Password", "PasswordFile", "MaxBuilds", "Builders", "MissingTimeout",
+  "Password", "PasswordFile", "MaxBuilds", "Builders", "Labels", "MissingTimeout",
+  "FlapThreshold", "FlapWindow", "FlapRecovery",
   "NotifyOnMissing", "Latent", "StartCommand", "StopCommand", "Unit",
   "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", NULL
 };
@@ -805,6 +806,7 @@ worker_config_clear (BfWorkerConfig *wc)
       g_free (wc->password);
     }
   g_strfreev (wc->builders);
+  g_strfreev (wc->labels);
   g_strfreev (wc->notify_on_missing);
   g_clear_pointer (&wc->properties, g_variant_unref);
   g_free (wc->start_command);
@@ -822,6 +824,28 @@ void
 bf_worker_config_unref (BfWorkerConfig *wc)
 {
   g_rc_box_release_full (wc, (GDestroyNotify) worker_config_clear);
+}
+
+/**
+ * bf_label_is_valid:
+ *
+ * A label is 1 to BF_MAX_LABEL_BYTES bytes of UTF-8 without whitespace,
+ * control characters, “;” or “,” (for example “gpu”, “os=debian”).
+ */
+gboolean
+bf_label_is_valid (const char *label)
+{
+  gsize len = strlen (label);
+
+  if (len == 0 || len > BF_MAX_LABEL_BYTES || !g_utf8_validate (label, len, NULL))
+    return FALSE;
+  for (const char *c = label; *c; c = g_utf8_next_char (c))
+    {
+      gunichar u = g_utf8_get_char (c);
+      if (g_unichar_isspace (u) || g_unichar_iscntrl (u) || u == ';' || u == ',')
+        return FALSE;
+    }
+  return TRUE;
 }
 
 gboolean
@@ -897,8 +921,8 @@ parse_worker (Parser      *p,
   g_autofree char *password_file = NULL;
   g_autoptr(GVariantBuilder) props = NULL;
   g_auto(GStrv) keys = NULL;
-  gint64 missing = 0, wait = 0, subst = 0;
-  guint64 max_builds = 0;
+  gint64 missing = 0, wait = 0, subst = 0, flap_window = 0, flap_recovery = 0;
+  guint64 max_builds = 0, flap_threshold = 0;
 
   wc->name = g_strdup (name);
   keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
@@ -990,9 +1014,34 @@ parse_worker (Parser      *p,
   if (wc->builders == NULL)
     wc->builders = g_new0 (char *, 1);
 
+  wc->labels = get_list (p, group, "Labels");
+  if (wc->labels == NULL)
+    wc->labels = g_new0 (char *, 1);
+  if (g_strv_length (wc->labels) > BF_MAX_LABELS)
+    {
+      set_error (error, p, group, "Labels", "more than %d labels", BF_MAX_LABELS);
+      return NULL;
+    }
+  for (guint i = 0; wc->labels[i]; i++)
+    if (!bf_label_is_valid (wc->labels[i]))
+      {
+        set_error (error, p, group, "Labels",
+                   "“%s” is not a label (1 to %d bytes of text without spaces, “;” or “,”)",
+                   wc->labels[i], BF_MAX_LABEL_BYTES);
+        return NULL;
+      }
+
   if (!get_duration (p, group, "MissingTimeout", FALSE, 600 * G_USEC_PER_SEC, &missing, error))
     return NULL;
   wc->missing_timeout_usec = (guint64) missing;
+
+  if (!get_uint (p, group, "FlapThreshold", BF_DEFAULT_FLAP_THRESHOLD, BF_MAX_FLAP_THRESHOLD, &flap_threshold, error) ||
+      !get_duration (p, group, "FlapWindow", FALSE, 600 * G_USEC_PER_SEC, &flap_window, error) ||
+      !get_duration (p, group, "FlapRecovery", FALSE, 300 * G_USEC_PER_SEC, &flap_recovery, error))
+    return NULL;
+  wc->flap_threshold = (guint) flap_threshold;
+  wc->flap_window_usec = (guint64) flap_window;
+  wc->flap_recovery_usec = (guint64) flap_recovery;
 
   wc->notify_on_missing = get_list (p, group, "NotifyOnMissing");
   if (wc->notify_on_missing == NULL)

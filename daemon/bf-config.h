@@ -25,13 +25,22 @@ typedef enum {
  * (g_rc_box), so a worker can keep the configuration it runs with while a
  * reload builds the next one.  Durations are microseconds.
  */
+#define BF_MAX_LABELS 64
+#define BF_DEFAULT_FLAP_THRESHOLD 5
+#define BF_MAX_FLAP_THRESHOLD 1000
+#define BF_MAX_LABEL_BYTES 64
+
 typedef struct {
   char *name;
   char *password;              /* never logged, never on the bus; NULL with password_generate */
   gboolean password_generate;  /* Password=generate: a fresh one per substantiation */
   guint max_builds;            /* 0 = unlimited */
   GStrv builders;
+  GStrv labels;                /* Labels=: what builds may ask for */
   guint64 missing_timeout_usec;
+  guint flap_threshold;        /* detaches within flap_window_usec that make it flapping; 0 = off */
+  guint64 flap_window_usec;
+  guint64 flap_recovery_usec;  /* attached this long: no longer flapping */
   GStrv notify_on_missing;
   GVariant *properties;        /* a{sv}, Property.KEY=VALUE */
 
@@ -94,6 +103,7 @@ gboolean        bf_worker_config_serves   (BfWorkerConfig *wc,
 const char     *bf_latent_kind_to_string  (BfLatentKind    kind);
 
 gboolean        bf_worker_name_is_valid   (const char  *name);
+gboolean        bf_label_is_valid         (const char  *label);
 gboolean        bf_config_parse_duration  (const char  *text,
                                            gboolean     allow_never,
                                            gint64      *out_usec,

@@ -25,6 +25,7 @@
 #include "bf-util.h"
 #include "bf-variant-util.h"
 #include "bf-worker.h"
+#include "bf-pb-auth.h"
 
 #define MAX_REASON_LEN 1024
 
@@ -39,13 +40,18 @@ struct _BfWorker
 
   BfLatent *latent;             /* latent workers only */
 
-  BfConnection *connection;     /* attached */
-  BfConnection *candidate;      /* being attached, or waiting for the duplicate check */
+  BfWorkerLink *connection;     /* attached */
+  BfWorkerLink *candidate;      /* being attached, or waiting for the duplicate check */
+  GPtrArray *busy_builders;     /* builders with an active build here; NULL if none */
+  GStrv reported_labels;        /* derived from the last attach's info; NULL before */
   GCancellable *candidate_cancellable;
   guint64 duplicate_ping_timeout_usec;
 
   BfTimer *missing_timer;
   BfTimer *quarantine_timer;
+  BfTimer *flap_timer;          /* while flapping and attached: until recovery */
+  GArray *detach_times;         /* gint64 monotonic, the last FlapThreshold+1; NULL if none */
+  gboolean detach_expected;     /* we asked it to go (Shutdown, Disconnect): not a flap */
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
@@ -250,8 +256,74 @@ missing_timeout_cb (gpointer data)
                           "longer than its missing timeout of %s.\n\n",
                           bf_worker_get_name (self), when, timeout);
   append_details (self, body);
-  mail_admins (self, subject, body->str);
+  /* A flapping worker's absences are folded into its one flapping mail. */
+  if (!bf_dbus_worker_get_flapping (iface (self)))
+    mail_admins (self, subject, body->str);
   return G_SOURCE_REMOVE;
+}
+
+/* Flapping --------------------------------------------------------------------- */
+
+static gboolean
+flap_recovered_cb (gpointer data)
+{
+  BfWorker *self = data;
+  g_autofree char *recovery = format_duration (self->config->flap_recovery_usec);
+
+  bf_dbus_worker_set_flapping (iface (self), FALSE);
+  bf_worker_message (bf_worker_get_name (self), "Worker %s stayed attached for %s: no longer flapping",
+                     bf_worker_get_name (self), recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), FALSE);
+  g_clear_pointer (&self->detach_times, g_array_unref);
+  /* It may take builds again. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  return G_SOURCE_REMOVE;
+}
+
+/* A detach: too many within FlapWindow make the worker flapping, once per
+ * episode, with one mail. */
+static void
+count_detach (BfWorker *self)
+{
+  guint threshold = self->config->flap_threshold;
+  gint64 now = g_get_monotonic_time ();
+  gint64 oldest;
+  g_autofree char *window = NULL;
+  g_autofree char *recovery = NULL;
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = NULL;
+
+  bf_timer_stop (&self->flap_timer);
+  /* Only detaches nobody asked for count: a latent instance going away is
+   * its driver's business, a Shutdown or Disconnect an admin's. */
+  if (threshold == 0 || self->latent != NULL || self->detach_expected ||
+      bf_dbus_worker_get_flapping (iface (self)))
+    return;
+  if (self->detach_times == NULL)
+    self->detach_times = g_array_sized_new (FALSE, FALSE, sizeof (gint64), threshold + 1);
+  g_array_append_val (self->detach_times, now);
+  if (self->detach_times->len > threshold + 1)
+    g_array_remove_index (self->detach_times, 0);
+  oldest = g_array_index (self->detach_times, gint64, 0);
+  if (self->detach_times->len <= threshold || now - oldest > (gint64) self->config->flap_window_usec)
+    return;
+
+  window = format_duration (self->config->flap_window_usec);
+  recovery = format_duration (self->config->flap_recovery_usec);
+  bf_dbus_worker_set_flapping (iface (self), TRUE);
+  bf_worker_message (bf_worker_get_name (self),
+                     "Worker %s is flapping: more than %u detaches within %s; no new builds until it stays attached for %s",
+                     bf_worker_get_name (self), threshold, window, recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), TRUE);
+  subject = g_strdup_printf ("Buildfleet worker %s is flapping", bf_worker_get_name (self));
+  body = g_string_new (NULL);
+  g_string_append_printf (body,
+                          "The worker %s detached more than %u times within %s.\n"
+                          "It gets no new builds until it stays attached for %s.\n"
+                          "Until then no further mail is sent about it going missing or coming back.\n\n",
+                          bf_worker_get_name (self), threshold, window, recovery);
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
 }
 
 static void
@@ -278,51 +350,70 @@ arm_missing_timer (BfWorker *self)
 
 /* Attach / detach ------------------------------------------------------------ */
 
-static void connection_closed_cb (BfConnection *connection,
+static void connection_closed_cb (BfWorkerLink *connection,
                                   const char   *reason,
                                   BfWorker     *self);
 
 static void
-connection_activity_cb (BfConnection *connection,
+connection_activity_cb (BfWorkerLink *connection,
                         BfWorker     *self)
 {
-  bf_dbus_worker_set_last_message_usec (iface (self), bf_connection_get_last_rx_usec (connection));
+  bf_dbus_worker_set_last_message_usec (iface (self), bf_worker_link_get_last_rx_usec (connection));
+}
+
+static void apply_graceful (BfWorker *self,
+                            gboolean  graceful);
+
+/* buildbot-worker's own graceful shutdown (SIGHUP, shutdown.stamp): over
+ * PB it asks the master, which treats it as SetGraceful(true). */
+static void
+shutdown_requested_cb (BfWorkerLink *link,
+                       BfWorker     *self)
+{
+  if (link != self->connection || bf_dbus_worker_get_graceful (iface (self)))
+    return;
+  bf_worker_message (bf_worker_get_name (self), "Worker %s asked to shut down gracefully",
+                     bf_worker_get_name (self));
+  apply_graceful (self, TRUE);
+  save_state (self);
 }
 
 static void
 detach (BfWorker   *self,
         const char *reason)
 {
-  g_autoptr(BfConnection) connection = g_steal_pointer (&self->connection);
+  g_autoptr(BfWorkerLink) connection = g_steal_pointer (&self->connection);
   guint64 now = now_usec ();
 
   g_assert (connection != NULL);
 
   g_signal_handlers_disconnect_by_data (connection, self);
-  bf_connection_close (connection, reason);
+  bf_worker_link_close (connection, reason);
 
   self->last_seen_usec = now;
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_connected (iface (self), FALSE);
   bf_dbus_worker_set_peer (iface (self), "");
+  bf_dbus_worker_set_protocol (iface (self), "");
   bf_dbus_worker_set_connected_since_usec (iface (self), 0);
   set_disconnected_since (self, now);
   g_object_thaw_notify (G_OBJECT (self));
   save_state (self);
 
   bf_worker_info (bf_worker_get_name (self), "Worker %s detached (%s): was connected from %s",
-                  bf_worker_get_name (self), reason, bf_connection_get_peer (connection));
+                  bf_worker_get_name (self), reason, bf_worker_link_get_peer (connection));
 
   bf_dbus_worker_emit_detached (iface (self), reason);
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
+  count_detach (self);
   if (self->latent)
     bf_latent_detached (self->latent, reason);
 }
 
 static void
-connection_closed_cb (BfConnection *connection,
+connection_closed_cb (BfWorkerLink *connection,
                       const char   *reason,
                       BfWorker     *self)
 {
@@ -330,88 +421,131 @@ connection_closed_cb (BfConnection *connection,
     detach (self, reason);
 }
 
+static int
+compare_strings (gconstpointer a,
+                 gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* Labels = Labels= plus what the worker reported, sorted, once each. */
+static void
+publish_labels (BfWorker *self)
+{
+  g_autoptr(GPtrArray) all = g_ptr_array_new ();
+  g_autoptr(GPtrArray) unique = g_ptr_array_new ();
+
+  for (guint i = 0; self->config->labels[i]; i++)
+    g_ptr_array_add (all, self->config->labels[i]);
+  for (guint i = 0; self->reported_labels && self->reported_labels[i]; i++)
+    g_ptr_array_add (all, self->reported_labels[i]);
+  g_ptr_array_sort (all, compare_strings);
+  for (guint i = 0; i < all->len; i++)
+    if (unique->len == 0 || !g_str_equal (g_ptr_array_index (unique, unique->len - 1), g_ptr_array_index (all, i)))
+      g_ptr_array_add (unique, g_ptr_array_index (all, i));
+  g_ptr_array_add (unique, NULL);
+  bf_dbus_worker_set_labels (iface (self), (const char * const *) unique->pdata);
+}
+
+static void
+add_reported_label (GStrvBuilder *b,
+                    const char   *key,
+                    GVariant     *value)
+{
+  g_autofree char *label = NULL;
+
+  if (value == NULL)
+    return;
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+    label = g_strdup_printf ("%s=%s", key, g_variant_get_string (value, NULL));
+  else if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT64))
+    label = g_strdup_printf ("%s=%" G_GINT64_FORMAT, key, g_variant_get_int64 (value));
+  if (label != NULL && bf_label_is_valid (label))
+    g_strv_builder_add (b, label);
+}
+
+/* What the worker told about itself that builds may ask for. */
+static GStrv
+labels_from_info (const BfWorkerInfo *info)
+{
+  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+  g_autoptr(GVariant) os = g_variant_lookup_value (info->details, "os_id", NULL);
+  g_autoptr(GVariant) version = g_variant_lookup_value (info->details, "os_version_id", NULL);
+  g_autoptr(GVariant) cpus = g_variant_lookup_value (info->details, "numcpus", NULL);
+
+  add_reported_label (b, "os", os);
+  add_reported_label (b, "os-version", version);
+  add_reported_label (b, "cpus", cpus);
+  return g_strv_builder_end (b);
+}
+
+/**
+ * bf_worker_has_labels:
+ *
+ * Whether every one of @labels is among this worker's Labels.
+ */
+gboolean
+bf_worker_has_labels (BfWorker           *self,
+                      const char * const *labels)
+{
+  const char * const *mine = bf_dbus_worker_get_labels (iface (self));
+
+  for (guint i = 0; labels && labels[i]; i++)
+    if (mine == NULL || !g_strv_contains (mine, labels[i]))
+      return FALSE;
+  return TRUE;
+}
+
+/* Labels a worker reports itself: unknown until it attached once. */
+static gboolean
+is_reported_label (const char *label)
+{
+  return g_str_has_prefix (label, "os=") || g_str_has_prefix (label, "os-version=") ||
+         g_str_has_prefix (label, "cpus=");
+}
+
+/**
+ * bf_worker_could_have_labels:
+ *
+ * Whether this worker can ever satisfy @labels: it has them, or the
+ * missing ones are of the kind it reports and it has not reported yet.
+ */
+gboolean
+bf_worker_could_have_labels (BfWorker           *self,
+                             const char * const *labels)
+{
+  const char * const *mine = bf_dbus_worker_get_labels (iface (self));
+
+  for (guint i = 0; labels && labels[i]; i++)
+    if ((mine == NULL || !g_strv_contains (mine, labels[i])) &&
+        !(self->reported_labels == NULL && is_reported_label (labels[i])))
+      return FALSE;
+  return TRUE;
+}
+
 static void
 fill_from_info (BfWorker     *self,
-                BfConnection *connection)
+                BfWorkerLink *link)
 {
-  GVariant *info = bf_connection_get_info (connection);
-  g_autoptr(GVariantBuilder) info_b = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
-  g_autoptr(GVariantBuilder) cmds_b = g_variant_builder_new (G_VARIANT_TYPE ("a{ss}"));
-  g_autofree char *version = NULL;
-  g_autofree char *admin = NULL;
-  g_autofree char *host = NULL;
-  gsize n = g_variant_n_children (info);
+  const BfWorkerInfo *info = bf_worker_link_get_info (link);
 
-  /* By index rather than g_variant_iter_loop(): format strings parsed for
-   * every entry showed in an attach storm's profile. */
-  for (gsize i = 0; i < n; i++)
-    {
-      g_autoptr(GVariant) entry = g_variant_get_child_value (info, i);
-      g_autoptr(GVariant) key_v = g_variant_get_child_value (entry, 0);
-      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
-      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
-      const char *key = g_variant_get_string (key_v, NULL);
-      gboolean is_string = g_variant_is_of_type (value, G_VARIANT_TYPE_STRING);
-
-      if (g_str_equal (key, "worker_commands"))
-        {
-          gsize nc = g_variant_is_of_type (value, G_VARIANT_TYPE_VARDICT) ? g_variant_n_children (value) : 0;
-
-          for (gsize j = 0; j < nc; j++)
-            {
-              g_autoptr(GVariant) centry = g_variant_get_child_value (value, j);
-              g_autoptr(GVariant) cname = g_variant_get_child_value (centry, 0);
-              g_autoptr(GVariant) cboxed = g_variant_get_child_value (centry, 1);
-              g_autoptr(GVariant) cver = g_variant_get_variant (cboxed);
-              GVariant *text = g_variant_is_of_type (cver, G_VARIANT_TYPE_STRING)
-                ? g_variant_ref (cver)
-                : g_variant_ref_sink (g_variant_new_take_string (bf_variant_print_bounded (cver, BF_LIMIT_STRING_BYTES - 1)));
-
-              g_variant_builder_add_value (cmds_b, g_variant_new_dict_entry (cname, text));
-              g_variant_unref (text);
-            }
-          continue;
-        }
-      if (is_string && (g_str_equal (key, "admin") || g_str_equal (key, "host")))
-        {
-          /* The worker reads these from info/ files, trailing newline and all. */
-          g_autofree char *text = g_strstrip (g_variant_dup_string (value, NULL));
-          char **field = g_str_equal (key, "admin") ? &admin : &host;
-
-          g_variant_builder_add_value (info_b, g_variant_new_dict_entry (key_v,
-                                       g_variant_new_variant (g_variant_new_string (text))));
-          g_free (*field);
-          *field = g_steal_pointer (&text);
-          continue;
-        }
-      if (is_string && g_str_equal (key, "version"))
-        {
-          g_free (version);
-          version = g_variant_dup_string (value, NULL);
-        }
-      g_variant_builder_add_value (info_b, entry);
-    }
+  g_strfreev (self->reported_labels);
+  self->reported_labels = labels_from_info (info);
+  publish_labels (self);
 
   /* Every attach replaces all of it: what this worker did not report is
    * empty, not left over from an earlier connection. */
-  bf_dbus_worker_set_admin (iface (self), admin ? admin : "");
-  bf_dbus_worker_set_host (iface (self), host ? host : "");
-  bf_dbus_worker_set_version (iface (self), version ? version : "");
-  {
-    /* Kept serialised: a tree of small GVariants costs several times more
-     * memory per worker. */
-    g_autoptr(GVariant) info_v = g_variant_ref_sink (g_variant_builder_end (info_b));
-    g_autoptr(GVariant) cmds_v = g_variant_ref_sink (g_variant_builder_end (cmds_b));
-    (void) g_variant_get_data (info_v);
-    (void) g_variant_get_data (cmds_v);
-    bf_dbus_worker_set_info (iface (self), info_v);
-    bf_dbus_worker_set_commands (iface (self), cmds_v);
-  }
+  bf_dbus_worker_set_admin (iface (self), info->admin);
+  bf_dbus_worker_set_host (iface (self), info->host);
+  bf_dbus_worker_set_version (iface (self), info->version);
+  bf_dbus_worker_set_info (iface (self), info->details);
+  bf_dbus_worker_set_commands (iface (self), info->commands);
+  bf_dbus_worker_set_protocol (iface (self), bf_worker_link_get_protocol (link));
 }
 
 static void
 attach (BfWorker     *self,
-        BfConnection *connection)
+        BfWorkerLink *connection)
 {
   gboolean was_missing = self->missing_notified;
   guint64 away_since = bf_dbus_worker_get_disconnected_since_usec (iface (self));
@@ -422,24 +556,28 @@ attach (BfWorker     *self,
   self->connection = g_object_ref (connection);
   g_signal_connect_object (connection, "closed", G_CALLBACK (connection_closed_cb), self, 0);
   g_signal_connect_object (connection, "activity", G_CALLBACK (connection_activity_cb), self, 0);
+  g_signal_connect_object (connection, "shutdown-requested", G_CALLBACK (shutdown_requested_cb), self, 0);
   bf_timer_stop (&self->missing_timer);
 
   self->missing_notified = FALSE;
+  self->detach_expected = FALSE;
   self->last_seen_usec = now;
+  if (bf_dbus_worker_get_flapping (iface (self)))
+    bf_timer_start (&self->flap_timer, self->config->flap_recovery_usec, flap_recovered_cb, self);
 
   g_object_freeze_notify (G_OBJECT (self));
   fill_from_info (self, connection);
-  bf_dbus_worker_set_peer (iface (self), bf_connection_get_peer (connection));
+  bf_dbus_worker_set_peer (iface (self), bf_worker_link_get_peer (connection));
   bf_dbus_worker_set_connected_since_usec (iface (self), now);
   bf_dbus_worker_set_disconnected_since_usec (iface (self), 0);
-  bf_dbus_worker_set_last_message_usec (iface (self), bf_connection_get_last_rx_usec (connection));
+  bf_dbus_worker_set_last_message_usec (iface (self), bf_worker_link_get_last_rx_usec (connection));
   bf_dbus_worker_set_missing (iface (self), FALSE);
   bf_dbus_worker_set_connected (iface (self), TRUE);
   g_object_thaw_notify (G_OBJECT (self));
   save_state (self);
 
   bf_worker_info (bf_worker_get_name (self), "Worker %s attached from %s (buildbot-worker %s)",
-                  bf_worker_get_name (self), bf_connection_get_peer (connection),
+                  bf_worker_get_name (self), bf_worker_link_get_peer (connection),
                   bf_dbus_worker_get_version (iface (self)));
 
   bf_dbus_worker_emit_attached (iface (self));
@@ -460,10 +598,11 @@ attach (BfWorker     *self,
       g_string_append_printf (body,
                               "The worker %s attached again at %s from %s,\n"
                               "after being away since %s (%s).\n\n",
-                              bf_worker_get_name (self), when, bf_connection_get_peer (connection),
+                              bf_worker_get_name (self), when, bf_worker_link_get_peer (connection),
                               since, away);
       append_details (self, body);
-      mail_admins (self, subject, body->str);
+      if (!bf_dbus_worker_get_flapping (iface (self)))
+        mail_admins (self, subject, body->str);
       bf_dbus_worker_emit_back_online (iface (self));
       g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
     }
@@ -475,16 +614,16 @@ candidate_attach_cb (GObject      *object,
                      gpointer      user_data)
 {
   g_autoptr(BfWorker) self = user_data;
-  BfConnection *connection = BF_CONNECTION (object);
+  BfWorkerLink *connection = BF_WORKER_LINK (object);
   g_autoptr(GError) error = NULL;
 
-  if (!bf_connection_attach_finish (connection, result, &error))
+  if (!bf_worker_link_attach_finish (connection, result, &error))
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         return;
       bf_worker_message (bf_worker_get_name (self), "Worker %s from %s failed to attach: %s",
-                         bf_worker_get_name (self), bf_connection_get_peer (connection), error->message);
-      bf_connection_close (connection, error->message);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (connection), error->message);
+      bf_worker_link_close (connection, error->message);
       if (self->candidate == connection)
         g_clear_object (&self->candidate);
       return;
@@ -502,7 +641,7 @@ start_attach (BfWorker *self)
 {
   g_clear_object (&self->candidate_cancellable);
   self->candidate_cancellable = g_cancellable_new ();
-  bf_connection_attach_async (self->candidate, self->candidate_cancellable,
+  bf_worker_link_attach_async (self->candidate, self->candidate_cancellable,
                               candidate_attach_cb, g_object_ref (self));
 }
 
@@ -512,24 +651,24 @@ duplicate_ping_cb (GObject      *object,
                    gpointer      user_data)
 {
   g_autoptr(BfWorker) self = user_data;
-  BfConnection *old = BF_CONNECTION (object);
-  g_autoptr(GVariant) reply = NULL;
+  BfWorkerLink *old = BF_WORKER_LINK (object);
   g_autoptr(GError) error = NULL;
   g_autofree char *reason = NULL;
+  gboolean answered;
 
-  reply = bf_connection_request_finish (old, result, &error);
+  answered = bf_worker_link_ping_finish (old, result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->candidate == NULL)
     return;
 
-  if (reply != NULL && old == self->connection)
+  if (answered && old == self->connection)
     {
       g_autofree char *why = g_strdup_printf ("duplicate connection: worker %s is already connected from %s",
-                                              bf_worker_get_name (self), bf_connection_get_peer (old));
+                                              bf_worker_get_name (self), bf_worker_link_get_peer (old));
       bf_worker_message (bf_worker_get_name (self),
                          "Refused a second connection for worker %s from %s: the connection from %s still answers",
-                         bf_worker_get_name (self), bf_connection_get_peer (self->candidate),
-                         bf_connection_get_peer (old));
-      bf_connection_close (self->candidate, why);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (self->candidate),
+                         bf_worker_link_get_peer (old));
+      bf_worker_link_close (self->candidate, why);
       g_clear_object (&self->candidate);
       g_clear_object (&self->candidate_cancellable);
       return;
@@ -537,11 +676,11 @@ duplicate_ping_cb (GObject      *object,
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s: the old connection from %s did not answer (%s); replacing it with the one from %s",
-                     bf_worker_get_name (self), bf_connection_get_peer (old),
-                     error ? error->message : "it closed", bf_connection_get_peer (self->candidate));
+                     bf_worker_get_name (self), bf_worker_link_get_peer (old),
+                     error ? error->message : "it closed", bf_worker_link_get_peer (self->candidate));
   if (old == self->connection)
     {
-      reason = g_strdup_printf ("replaced by a new connection from %s", bf_connection_get_peer (self->candidate));
+      reason = g_strdup_printf ("replaced by a new connection from %s", bf_worker_link_get_peer (self->candidate));
       detach (self, reason);
     }
   start_attach (self);
@@ -557,17 +696,17 @@ duplicate_ping_cb (GObject      *object,
  */
 void
 bf_worker_offer_connection (BfWorker     *self,
-                            BfConnection *connection)
+                            BfWorkerLink *connection)
 {
   g_return_if_fail (BF_IS_WORKER (self));
 
   if (self->candidate != NULL)
     {
       g_autofree char *why = g_strdup_printf ("another connection for worker %s from %s is being attached",
-                                              bf_worker_get_name (self), bf_connection_get_peer (self->candidate));
+                                              bf_worker_get_name (self), bf_worker_link_get_peer (self->candidate));
       bf_worker_message (bf_worker_get_name (self), "Refused a connection for worker %s from %s: %s",
-                         bf_worker_get_name (self), bf_connection_get_peer (connection), why);
-      bf_connection_close (connection, why);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (connection), why);
+      bf_worker_link_close (connection, why);
       return;
     }
 
@@ -576,8 +715,8 @@ bf_worker_offer_connection (BfWorker     *self,
       g_autofree char *why = g_strdup_printf ("latent worker %s is not being substantiated",
                                               bf_worker_get_name (self));
       bf_worker_message (bf_worker_get_name (self), "Refused a connection for worker %s from %s: %s",
-                         bf_worker_get_name (self), bf_connection_get_peer (connection), why);
-      bf_connection_close (connection, why);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (connection), why);
+      bf_worker_link_close (connection, why);
       return;
     }
 
@@ -591,15 +730,13 @@ bf_worker_offer_connection (BfWorker     *self,
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s is connected from %s and a new connection came from %s; checking the old one",
-                     bf_worker_get_name (self), bf_connection_get_peer (self->connection),
-                     bf_connection_get_peer (connection));
+                     bf_worker_get_name (self), bf_worker_link_get_peer (self->connection),
+                     bf_worker_link_get_peer (connection));
   g_clear_object (&self->candidate_cancellable);
   self->candidate_cancellable = g_cancellable_new ();
-  bf_connection_request_async (self->connection, "print",
-                               g_variant_new_parsed ("{'message': <'buildfleetd: duplicate connection check'>}"),
-                               self->duplicate_ping_timeout_usec,
-                               self->candidate_cancellable,
-                               duplicate_ping_cb, g_object_ref (self));
+  bf_worker_link_ping_async (self->connection, "buildfleetd: duplicate connection check",
+                             self->duplicate_ping_timeout_usec, self->candidate_cancellable,
+                             duplicate_ping_cb, g_object_ref (self));
 }
 
 void
@@ -609,9 +746,10 @@ bf_worker_disconnect (BfWorker   *self,
   if (self->candidate != NULL)
     {
       g_cancellable_cancel (self->candidate_cancellable);
-      bf_connection_close (self->candidate, reason);
+      bf_worker_link_close (self->candidate, reason);
       g_clear_object (&self->candidate);
     }
+  self->detach_expected = TRUE;
   if (self->connection != NULL)
     detach (self, reason);
 }
@@ -622,12 +760,12 @@ shutdown_reply_cb (GObject      *object,
                    gpointer      user_data)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) reply = bf_connection_request_finish (BF_CONNECTION (object), result, &error);
 
-  if (reply == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    bf_worker_debug (bf_connection_get_worker_name (BF_CONNECTION (object)),
+  if (!bf_worker_link_shutdown_finish (BF_WORKER_LINK (object), result, &error) &&
+      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    bf_worker_debug (bf_worker_link_get_worker_name (BF_WORKER_LINK (object)),
                      "Shutdown request to worker %s: %s",
-                     bf_connection_get_worker_name (BF_CONNECTION (object)), error->message);
+                     bf_worker_link_get_worker_name (BF_WORKER_LINK (object)), error->message);
 }
 
 /**
@@ -640,9 +778,9 @@ bf_worker_request_shutdown (BfWorker *self)
 {
   if (self->connection == NULL)
     return;
+  self->detach_expected = TRUE;
   bf_worker_message (bf_worker_get_name (self), "Asking worker %s to shut down", bf_worker_get_name (self));
-  bf_connection_request_async (self->connection, "shutdown", NULL, 10 * G_USEC_PER_SEC, NULL,
-                               shutdown_reply_cb, NULL);
+  bf_worker_link_shutdown_async (self->connection, NULL, shutdown_reply_cb, NULL);
 }
 
 /* Builds --------------------------------------------------------------------- */
@@ -660,7 +798,69 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_graceful (w) &&
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
-         (max == 0 || bf_dbus_worker_get_active_builds (w) < max);
+         !bf_dbus_worker_get_flapping (w) &&
+         (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
+         !bf_worker_runs_builder (self, builder);
+}
+
+/**
+ * bf_worker_why_not:
+ *
+ * Returns: (nullable): why this worker cannot take a build of @builder
+ *   now, in a few words for Build.WaitingFor; %NULL if it can
+ */
+const char *
+bf_worker_why_not (BfWorker           *self,
+                   const char         *builder,
+                   const char * const *labels)
+{
+  BfDBusWorker *w = iface (self);
+  guint max = self->config->max_builds;
+
+  if (!bf_worker_config_serves (self->config, builder))
+    return "does not serve the builder";
+  if (!bf_worker_has_labels (self, labels))
+    return "lacks a label";
+  if (bf_dbus_worker_get_paused (w))
+    return "paused";
+  if (bf_dbus_worker_get_quarantined (w))
+    return "quarantined";
+  if (bf_dbus_worker_get_graceful (w))
+    return "shutting down gracefully";
+  if (bf_dbus_worker_get_flapping (w))
+    return "flapping";
+  if (self->connection == NULL)
+    {
+      if (self->latent != NULL)
+        return bf_latent_can_substantiate (self->latent) ? "not started" : "starting";
+      return self->missing_notified ? "missing" : "not connected";
+    }
+  if (self->latent != NULL && !bf_latent_can_take_build (self->latent))
+    return "stopping";
+  if (max != 0 && bf_dbus_worker_get_active_builds (w) >= max)
+    return "busy";
+  if (bf_worker_runs_builder (self, builder))
+    return "running a build of this builder";
+  return NULL;
+}
+
+/**
+ * bf_worker_runs_builder:
+ *
+ * Whether a build of @builder is active on this worker.  A worker runs at
+ * most one build of a builder at a time, as Buildbot's do: both would use
+ * BASEDIR/BUILDER, and a PB worker holds one command per builder.
+ */
+gboolean
+bf_worker_runs_builder (BfWorker   *self,
+                        const char *builder)
+{
+  if (self->busy_builders == NULL)
+    return FALSE;
+  for (guint i = 0; i < self->busy_builders->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->busy_builders, i), builder))
+      return TRUE;
+  return FALSE;
 }
 
 /**
@@ -691,8 +891,13 @@ bf_worker_get_active_builds (BfWorker *self)
 }
 
 void
-bf_worker_build_started (BfWorker *self)
+bf_worker_build_started (BfWorker   *self,
+                         const char *builder)
 {
+  /* Created on first use: most workers of a big fleet are idle. */
+  if (self->busy_builders == NULL)
+    self->busy_builders = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (self->busy_builders, g_strdup (builder));
   bf_dbus_worker_set_active_builds (iface (self), bf_dbus_worker_get_active_builds (iface (self)) + 1);
   if (self->latent)
     bf_latent_build_started (self->latent);
@@ -700,11 +905,20 @@ bf_worker_build_started (BfWorker *self)
 }
 
 void
-bf_worker_build_finished (BfWorker *self)
+bf_worker_build_finished (BfWorker   *self,
+                          const char *builder)
 {
   guint active = bf_dbus_worker_get_active_builds (iface (self));
 
   g_return_if_fail (active > 0);
+  for (guint i = 0; self->busy_builders && i < self->busy_builders->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->busy_builders, i), builder))
+      {
+        g_ptr_array_remove_index_fast (self->busy_builders, i);
+        break;
+      }
+  if (self->busy_builders && self->busy_builders->len == 0)
+    g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
   bf_dbus_worker_set_active_builds (iface (self), active - 1);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, -1);
 
@@ -785,6 +999,23 @@ bf_worker_build_succeeded (BfWorker *self)
 
 /* D-Bus methods -------------------------------------------------------------- */
 
+/* Graceful is published and saved: finish current builds, take no new
+ * ones, then shut the worker down (at once when idle). */
+static void
+apply_graceful (BfWorker *self,
+                gboolean  graceful)
+{
+  bf_dbus_worker_set_graceful (iface (self), graceful);
+  bf_dbus_worker_emit_graceful_changed (iface (self), graceful);
+  if (graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
+    {
+      if (self->latent)
+        bf_latent_insubstantiate (self->latent, FALSE, "graceful");
+      else if (self->connection != NULL)
+        bf_worker_request_shutdown (self);
+    }
+}
+
 static void admin_next (BfWorker *self);
 
 static gboolean
@@ -816,17 +1047,9 @@ admin_op_apply (BfWorker *self,
   switch (op->kind)
     {
     case ADMIN_SET_GRACEFUL:
-      bf_dbus_worker_set_graceful (iface (self), op->graceful);
       bf_worker_message (name, "Worker %s: graceful shutdown %s by %s",
                          name, op->graceful ? "requested" : "cancelled", sender);
-      bf_dbus_worker_emit_graceful_changed (iface (self), op->graceful);
-      if (op->graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
-        {
-          if (self->latent)
-            bf_latent_insubstantiate (self->latent, FALSE, "graceful");
-          else if (self->connection != NULL)
-            bf_worker_request_shutdown (self);
-        }
+      apply_graceful (self, op->graceful);
       break;
     case ADMIN_PAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -834,6 +1057,8 @@ admin_op_apply (BfWorker *self,
       bf_dbus_worker_set_pause_reason (iface (self), op->reason);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
+      /* Pending builds now wait for another reason: let the queue say so. */
+      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
     case ADMIN_UNPAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1052,15 +1277,17 @@ bf_worker_dispose (GObject *object)
 
   bf_timer_stop (&self->missing_timer);
   bf_timer_stop (&self->quarantine_timer);
+  bf_timer_stop (&self->flap_timer);
+  g_clear_pointer (&self->detach_times, g_array_unref);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
-    bf_connection_close (self->candidate, "worker removed");
+    bf_worker_link_close (self->candidate, "worker removed");
   g_clear_object (&self->candidate);
   if (self->connection)
     {
       g_signal_handlers_disconnect_by_data (self->connection, self);
-      bf_connection_close (self->connection, "worker removed");
+      bf_worker_link_close (self->connection, "worker removed");
     }
   g_clear_object (&self->connection);
   g_clear_object (&self->candidate_cancellable);
@@ -1080,6 +1307,8 @@ bf_worker_finalize (GObject *object)
 
   if (cold_workers != NULL)
     g_hash_table_remove (cold_workers, self);
+  g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
+  g_strfreev (self->reported_labels);
   /* A save in progress holds a reference: nothing is being saved now. */
   while (!g_queue_is_empty (&self->admin_ops))
     {
@@ -1267,6 +1496,7 @@ bf_worker_set_config (BfWorker       *self,
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_max_builds (w, config->max_builds);
   bf_dbus_worker_set_builders (w, (const char * const *) config->builders);
+  publish_labels (self);
   bf_dbus_worker_set_missing_timeout_usec (w, config->missing_timeout_usec);
   bf_dbus_worker_set_notify_on_missing (w, (const char * const *) config->notify_on_missing);
   bf_dbus_worker_set_properties (w, config->properties);
@@ -1359,8 +1589,8 @@ bf_worker_get_latent (BfWorker *self)
   return self->latent;
 }
 
-BfConnection *
-bf_worker_get_connection (BfWorker *self)
+BfWorkerLink *
+bf_worker_get_link (BfWorker *self)
 {
   return self->connection;
 }
@@ -1375,6 +1605,16 @@ gboolean
 bf_worker_is_connected (BfWorker *self)
 {
   return self->connection != NULL;
+}
+
+/* The password this worker must present: configured, or generated for
+ * the current instance of a latent worker; NULL when none is valid. */
+static const char *
+expected_password (BfWorker *self)
+{
+  if (self->config->password_generate)
+    return self->latent ? bf_latent_get_password (self->latent) : NULL;
+  return self->config->password;
 }
 
 /**
@@ -1392,11 +1632,8 @@ bf_worker_check_password (BfWorker   *self,
   guint8 da[32], db[32];
   gsize la = sizeof da, lb = sizeof db;
   guint8 diff = 0;
+  const char *expected = expected_password (self);
 
-  const char *expected = self->config->password;
-
-  if (self->config->password_generate)
-    expected = self->latent ? bf_latent_get_password (self->latent) : NULL;
   if (expected == NULL || password == NULL)
     return FALSE;
   g_checksum_update (a, (const guchar *) expected, -1);
@@ -1406,4 +1643,25 @@ bf_worker_check_password (BfWorker   *self,
   for (gsize i = 0; i < sizeof da; i++)
     diff |= da[i] ^ db[i];
   return diff == 0;
+}
+
+/**
+ * bf_worker_check_pb_response:
+ *
+ * PB's login: was @response computed from @challenge with this worker's
+ * password?  Constant time (bf_pb_auth_check()); the password stays here.
+ */
+gboolean
+bf_worker_check_pb_response (BfWorker     *self,
+                             const guint8 *challenge,
+                             gsize         challenge_len,
+                             const guint8 *response,
+                             gsize         response_len)
+{
+  const char *expected = expected_password (self);
+
+  if (expected == NULL)
+    return FALSE;
+  return bf_pb_auth_check (challenge, challenge_len, expected, strlen (expected),
+                           response, response_len);
 }

@@ -406,6 +406,24 @@ test_digest (void)
   g_rmdir (dir);
 }
 
+static void
+test_labels (void)
+{
+  g_autoptr(BfConfig) c = load_ok ("[Worker a]\nPassword=x\nLabels=gpu;os=debian;arch=amd64\n"
+                                "[Worker b]\nPassword=x\n");
+  BfWorkerConfig *a = bf_config_lookup_worker (c, "a");
+  BfWorkerConfig *b = bf_config_lookup_worker (c, "b");
+
+  g_assert_cmpuint (g_strv_length (a->labels), ==, 3);
+  g_assert_cmpstr (a->labels[1], ==, "os=debian");
+  g_assert_cmpuint (g_strv_length (b->labels), ==, 0);
+  assert_error ("[Worker a]\nPassword=x\nLabels=gpu;two words\n", "Labels", "two words", NULL);
+  g_assert_true (bf_label_is_valid ("cpus=8"));
+  g_assert_false (bf_label_is_valid (""));
+  g_assert_false (bf_label_is_valid ("a,b"));
+  g_assert_false (bf_label_is_valid ("tab\there"));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -422,6 +440,7 @@ main (int   argc,
   g_test_add_func ("/config/dropins", test_dropins);
   g_test_add_func ("/config/special-files", test_special_files);
   g_test_add_func ("/config/digest", test_digest);
+  g_test_add_func ("/config/labels", test_labels);
 
   return g_test_run ();
 }
