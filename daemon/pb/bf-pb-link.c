@@ -1728,7 +1728,8 @@ link_start_command (BfWorkerLink        *link,
                     gpointer             user_data)
 {
   BfPbLink *self = BF_PB_LINK (link);
-  g_autoptr(GVariant) args = g_variant_ref_sink (prepared);
+  /* (transfer full): a floating one is sunk, a full reference taken over */
+  g_autoptr(GVariant) args = g_variant_take_ref (prepared);
   const char *problem = NULL;
   Builder *b;
   Cmd *cmd;
