@@ -253,6 +253,25 @@ class AttachTest(PBTestCase):
         self.wait_until(lambda: self.log_has('no such worker is configured'), message='unknown logged')
 
 
+    def test_guessing_is_throttled_per_address(self):
+        # The same guard as the WebSocket endpoint: after 5 failures in a
+        # row the address is refused unchecked for a while.
+        texts = []
+        for _ in range(8):
+            raw = RawPB(self.pb_port)
+            raw.negotiate()
+            try:
+                raw.login('w2', 'guess')
+            except PermissionError as e:
+                texts.append(repr(e.args[0]))
+            raw.close()
+        self.assertEqual(len(texts), 8)
+        self.assertTrue(all('unauthorized login' in t for t in texts[:5]), texts[:5])
+        self.assertIn('retry later', texts[-1])
+        self.wait_until(lambda: self.log_has('refused unchecked while throttled'), timeout=15,
+                        message='throttling summarised')
+
+
 class BuildTest(PBTestCase):
     def setUp(self):
         super().setUp()
