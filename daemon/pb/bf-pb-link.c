@@ -470,10 +470,10 @@ keepalive_cb (gpointer data)
     }
   if (idle >= interval && !self->keepalive_pending)
     {
+      g_autoptr(BfJellyValue) args = tuple_of (bf_jelly_unicode ("keepalive", -1), NULL);
+
       self->keepalive_pending = TRUE;
-      call_remote (self, self->mind_id, "print",
-                   tuple_of (bf_jelly_unicode ("keepalive", -1), NULL),
-                   (guint64) (2 * interval), keepalive_done, NULL);
+      call_remote (self, self->mind_id, "print", args, (guint64) (2 * interval), keepalive_done, NULL);
     }
   return self->closed ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
 }
