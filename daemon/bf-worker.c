@@ -19,12 +19,14 @@
 #include <string.h>
 
 #include "bf-error.h"
+#include "bf-history.h"
 #include "bf-log.h"
 #include "bf-shared-dict.h"
 #include "bf-timer-queue.h"
 #include "bf-util.h"
 #include "bf-variant-util.h"
 #include "bf-worker.h"
+#include "bf-health.h"
 #include "bf-pb-auth.h"
 
 #define MAX_REASON_LEN 1024
@@ -52,6 +54,7 @@ struct _BfWorker
   BfTimer *flap_timer;          /* while flapping and attached: until recovery */
   GArray *detach_times;         /* gint64 monotonic, the last FlapThreshold+1; NULL if none */
   gboolean detach_expected;     /* we asked it to go (Shutdown, Disconnect): not a flap */
+  BfHealth *health;             /* with HealthInterval= only */
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
@@ -254,6 +257,7 @@ missing_timeout_cb (gpointer data)
   bf_dbus_worker_emit_missing (iface (self), since);
   g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
   save_state (self);
+  bf_history_record (self->state, bf_worker_get_name (self), "missing", when, NULL);
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s is missing: disconnected since %s, longer than its missing timeout of %s",
@@ -271,6 +275,76 @@ missing_timeout_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* Health ----------------------------------------------------------------------- */
+
+static gboolean
+health_idle (gpointer data)
+{
+  BfWorker *self = data;
+
+  return bf_dbus_worker_get_active_builds (iface (self)) == 0;
+}
+
+static void
+health_response_time (gpointer data,
+                      guint64  usec)
+{
+  bf_dbus_worker_set_response_time_usec (iface (BF_WORKER (data)), usec);
+}
+
+/* Published on transitions only: one signal, log line and mail each. */
+static void
+health_result (gpointer    data,
+               gboolean    healthy,
+               const char *reason)
+{
+  BfWorker *self = data;
+  gboolean was_unhealthy = bf_dbus_worker_get_unhealthy (iface (self));
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = g_string_new (NULL);
+
+  if (healthy != was_unhealthy)
+    {
+      /* No transition; a still-unhealthy worker's reason may change. */
+      if (!healthy)
+        bf_dbus_worker_set_health_reason (iface (self), reason);
+      return;
+    }
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_unhealthy (iface (self), !healthy);
+  bf_dbus_worker_set_health_reason (iface (self), healthy ? "" : reason);
+  g_object_thaw_notify (G_OBJECT (self));
+  bf_dbus_worker_emit_health_changed (iface (self), !healthy, healthy ? "" : reason);
+  bf_history_record (self->state, bf_worker_get_name (self), healthy ? "healthy" : "unhealthy", healthy ? NULL : reason, NULL);
+  if (healthy)
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s passed its health checks again: it takes builds",
+                         bf_worker_get_name (self));
+      subject = g_strdup_printf ("Buildfleet worker %s is healthy again", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s passed its health checks again and takes builds.\n\n",
+                              bf_worker_get_name (self));
+    }
+  else
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s failed its health checks, no new builds: %s",
+                         bf_worker_get_name (self), reason);
+      subject = g_strdup_printf ("Buildfleet worker %s is unhealthy", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s failed its health checks:\n  %s\n"
+                              "It gets no new builds until it passes them again.\n\n",
+                              bf_worker_get_name (self), reason);
+    }
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
+  /* Pending builds: taken now, or waiting for another reason. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+}
+
+static const BfHealthHost health_host = {
+  .idle = health_idle,
+  .response_time = health_response_time,
+  .result = health_result,
+};
+
 /* Flapping --------------------------------------------------------------------- */
 
 static gboolean
@@ -283,6 +357,7 @@ flap_recovered_cb (gpointer data)
   bf_worker_message (bf_worker_get_name (self), "Worker %s stayed attached for %s: no longer flapping",
                      bf_worker_get_name (self), recovery);
   bf_dbus_worker_emit_flapping_changed (iface (self), FALSE);
+  bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
   g_clear_pointer (&self->detach_times, g_array_unref);
   /* It may take builds again. */
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
@@ -324,6 +399,7 @@ count_detach (BfWorker *self)
                      "Worker %s is flapping: more than %u detaches within %s; no new builds until it stays attached for %s",
                      bf_worker_get_name (self), threshold, window, recovery);
   bf_dbus_worker_emit_flapping_changed (iface (self), TRUE);
+  bf_history_record (self->state, bf_worker_get_name (self), "flapping", window, NULL);
   subject = g_strdup_printf ("Buildfleet worker %s is flapping", bf_worker_get_name (self));
   body = g_string_new (NULL);
   g_string_append_printf (body,
@@ -385,6 +461,7 @@ shutdown_requested_cb (BfWorkerLink *link,
                      bf_worker_get_name (self));
   apply_graceful (self, TRUE);
   save_state (self);
+  bf_history_record (self->state, bf_worker_get_name (self), "graceful", "asked by the worker", NULL);
 }
 
 static void
@@ -397,10 +474,13 @@ detach (BfWorker   *self,
   g_assert (connection != NULL);
 
   g_signal_handlers_disconnect_by_data (connection, self);
+  if (self->health)
+    bf_health_detached (self->health);
   bf_worker_link_close (connection, reason);
 
   self->last_seen_usec = now;
   g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_last_seen_usec (iface (self), now);
   bf_dbus_worker_set_connected (iface (self), FALSE);
   bf_dbus_worker_set_peer (iface (self), "");
   bf_dbus_worker_set_protocol (iface (self), "");
@@ -412,6 +492,7 @@ detach (BfWorker   *self,
   bf_worker_info (bf_worker_get_name (self), "Worker %s detached (%s): was connected from %s",
                   bf_worker_get_name (self), reason, bf_worker_link_get_peer (connection));
 
+  bf_history_record (self->state, bf_worker_get_name (self), "detached", reason, NULL);
   bf_dbus_worker_emit_detached (iface (self), reason);
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
@@ -584,10 +665,13 @@ attach (BfWorker     *self,
   if (bf_dbus_worker_get_flapping (iface (self)))
     bf_timer_start (&self->flap_timer, self->config->flap_recovery_usec, flap_recovered_cb, self);
 
+  if (self->health)
+    bf_health_attached (self->health, connection);
   g_object_freeze_notify (G_OBJECT (self));
   fill_from_info (self, connection);
   bf_dbus_worker_set_peer (iface (self), bf_worker_link_get_peer (connection));
   bf_dbus_worker_set_connected_since_usec (iface (self), now);
+  bf_dbus_worker_set_last_seen_usec (iface (self), now);
   bf_dbus_worker_set_disconnected_since_usec (iface (self), 0);
   bf_dbus_worker_set_last_message_usec (iface (self), bf_worker_link_get_last_rx_usec (connection));
   bf_dbus_worker_set_missing (iface (self), FALSE);
@@ -599,6 +683,7 @@ attach (BfWorker     *self,
                   bf_worker_get_name (self), bf_worker_link_get_peer (connection),
                   bf_dbus_worker_get_version (iface (self)));
 
+  bf_history_record (self->state, bf_worker_get_name (self), "attached", bf_worker_link_get_peer (connection), NULL);
   bf_dbus_worker_emit_attached (iface (self));
   if (self->latent)
     bf_latent_attached (self->latent);
@@ -622,6 +707,7 @@ attach (BfWorker     *self,
       append_details (self, body);
       if (!bf_dbus_worker_get_flapping (iface (self)))
         mail_admins (self, subject, body->str);
+      bf_history_record (self->state, bf_worker_get_name (self), "back-online", away, NULL);
       bf_dbus_worker_emit_back_online (iface (self));
       g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
     }
@@ -825,6 +911,7 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
          !bf_dbus_worker_get_flapping (w) &&
+         !bf_dbus_worker_get_unhealthy (w) &&
          (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
          !bf_worker_runs_builder (self, builder);
 }
@@ -855,6 +942,8 @@ bf_worker_why_not (BfWorker           *self,
     return "shutting down gracefully";
   if (bf_dbus_worker_get_flapping (w))
     return "flapping";
+  if (bf_dbus_worker_get_unhealthy (w))
+    return "unhealthy";
   if (self->connection == NULL)
     {
       if (self->latent != NULL)
@@ -973,6 +1062,7 @@ quarantine_end_cb (gpointer data)
   bf_dbus_worker_set_quarantine_until_usec (iface (self), 0);
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
+  bf_history_record (self->state, bf_worker_get_name (self), "quarantine-ended", NULL, NULL);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
   return G_SOURCE_REMOVE;
 }
@@ -1015,6 +1105,7 @@ quarantine (BfWorker   *self,
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s quarantined for %s: %s",
                      bf_worker_get_name (self), span, why);
+  bf_history_record (self->state, bf_worker_get_name (self), "quarantined", why, NULL);
 }
 
 /**
@@ -1147,6 +1238,7 @@ admin_op_apply (BfWorker *self,
       bf_worker_message (name, "Worker %s: graceful shutdown %s by %s",
                          name, op->graceful ? "requested" : "cancelled", sender);
       apply_graceful (self, op->graceful);
+      bf_history_record (self->state, name, op->graceful ? "graceful" : "graceful-cancelled", NULL, sender);
       break;
     case ADMIN_PAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1156,6 +1248,7 @@ admin_op_apply (BfWorker *self,
       bf_dbus_worker_set_paused_since_usec (iface (self), op->since_usec);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
+      bf_history_record (self->state, name, "paused", op->reason, sender);
       /* Pending builds now wait for another reason: let the queue say so. */
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
@@ -1167,6 +1260,7 @@ admin_op_apply (BfWorker *self,
       bf_dbus_worker_set_paused_since_usec (iface (self), 0);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
+      bf_history_record (self->state, name, "unpaused", NULL, sender);
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
     }
@@ -1363,6 +1457,17 @@ handle_disconnect (BfDBusWorker          *object,
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+static gboolean
+handle_get_history (BfDBusWorker          *object,
+                    GDBusMethodInvocation *invocation,
+                    guint64                since_usec,
+                    guint64                until_usec,
+                    guint                  limit)
+{
+  return bf_history_handle_get_history (BF_WORKER (object)->state, object, invocation,
+                                        since_usec, until_usec, limit);
+}
+
 static void
 bf_worker_iface_init (BfDBusWorkerIface *iface)
 {
@@ -1371,6 +1476,7 @@ bf_worker_iface_init (BfDBusWorkerIface *iface)
   iface->handle_unpause = handle_unpause;
   iface->handle_shutdown = handle_shutdown;
   iface->handle_disconnect = handle_disconnect;
+  iface->handle_get_history = handle_get_history;
 }
 
 /* Object --------------------------------------------------------------------- */
@@ -1384,6 +1490,7 @@ bf_worker_dispose (GObject *object)
   bf_timer_stop (&self->quarantine_timer);
   bf_timer_stop (&self->flap_timer);
   g_clear_pointer (&self->detach_times, g_array_unref);
+  g_clear_pointer (&self->health, bf_health_free);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
@@ -1585,6 +1692,30 @@ bf_worker_init (BfWorker *self)
   self->quarantine_max_usec = (gint64) 3600 * G_USEC_PER_SEC;
 }
 
+/* Health checks exist only for workers that have them configured: most
+ * of a big fleet's workers would carry an idle checker for nothing. */
+static void
+apply_health_config (BfWorker       *self,
+                     BfWorkerConfig *config)
+{
+  if (config->health_interval_usec == 0)
+    {
+      g_clear_pointer (&self->health, bf_health_free);
+      if (bf_dbus_worker_get_unhealthy (iface (self)))
+        health_result (self, TRUE, "");
+      return;
+    }
+  if (self->health == NULL)
+    {
+      self->health = bf_health_new (&health_host, self, bf_worker_get_name (self));
+      bf_health_set_config (self->health, config);
+      if (self->connection != NULL)
+        bf_health_attached (self->health, self->connection);
+      return;
+    }
+  bf_health_set_config (self->health, config);
+}
+
 /**
  * bf_worker_set_config:
  *
@@ -1611,6 +1742,7 @@ bf_worker_set_config (BfWorker       *self,
 
   if (self->latent)
     bf_latent_set_config (self->latent, config);
+  apply_health_config (self, config);
 
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
@@ -1657,6 +1789,7 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_paused_by (w, ws.paused && ws.paused_by ? ws.paused_by : "");
       bf_dbus_worker_set_paused_since_usec (w, ws.paused ? ws.paused_since_usec : 0);
       self->last_seen_usec = ws.last_seen_usec;
+      bf_dbus_worker_set_last_seen_usec (w, ws.last_seen_usec);
       self->missing_notified = ws.missing_notified;
       bf_dbus_worker_set_missing (w, ws.missing_notified);
       /* 0 means the daemon stopped while the worker was connected. */
