@@ -50,6 +50,11 @@
 #define HANDSHAKE_TIMEOUT_USEC (10 * G_USEC_PER_SEC)
 /* PB: the dialect, the version, login and respond, two round trips */
 #define PB_LOGIN_TIMEOUT_USEC (30 * G_USEC_PER_SEC)
+/* A PB TLS handshake holds a thread of GLib's pool until it completes or
+ * the login deadline cancels it: so few may be under way at once, and
+ * fewer from one address.  More are closed at once. */
+#define MAX_PB_TLS_LOGINS 64
+#define MAX_PB_TLS_LOGINS_PER_HOST 8
 #define RESUME_INTERVAL_MSEC 500
 #define FD_RESERVE 64
 #define FREE_FAILURES 5
@@ -86,6 +91,8 @@ struct _BfListener
   GPtrArray *endpoints;     /* Endpoint */
   GHashTable *handshaking;  /* BfWebsocket* (owned) whose upgrade is not done */
   GHashTable *pb_login;     /* BfPbLink* (owned) not logged in yet */
+  GHashTable *pb_tls_hosts; /* host -> TLS links in pb_login (GUINT_TO_POINTER) */
+  guint pb_tls_logins;      /* TLS links in pb_login */
   BfListenerAuthFunc auth;
   gpointer auth_data;
   BfListenerPbAuthFunc pb_auth;
@@ -402,7 +409,19 @@ static void
 pb_login_done (BfListener *self,
                BfPbLink   *link)
 {
+  const char *tls_host = g_object_get_data (G_OBJECT (link), "bf-tls-host");
+
   g_signal_handlers_disconnect_by_data (link, self);
+  if (tls_host != NULL && g_hash_table_contains (self->pb_login, link))
+    {
+      guint n = GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, tls_host));
+
+      self->pb_tls_logins--;
+      if (n <= 1)
+        g_hash_table_remove (self->pb_tls_hosts, tls_host);
+      else
+        g_hash_table_insert (self->pb_tls_hosts, g_strdup (tls_host), GUINT_TO_POINTER (n - 1));
+    }
   g_hash_table_remove (self->pb_login, link);
 }
 
@@ -438,12 +457,24 @@ accept_pb (BfListener *self,
   g_autoptr(GSocketConnection) connection = NULL;
   g_autoptr(GIOStream) stream = NULL;
   g_autoptr(BfPbLink) link = NULL;
+  g_autofree char *host = NULL;
 
   if (socket == NULL)
     {
       g_message ("Cannot use the PB connection from %s: %s", peer, error->message);
       close (fd);
       return;
+    }
+  if (self->certificate != NULL)
+    {
+      host = throttle_key (peer);
+      if (self->pb_tls_logins >= MAX_PB_TLS_LOGINS ||
+          GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, host)) >= MAX_PB_TLS_LOGINS_PER_HOST)
+        {
+          g_debug ("PB connection from %s closed: %u TLS logins under way (%u from its address)", peer,
+                   self->pb_tls_logins, GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, host)));
+          return;   /* the socket closes with its last reference */
+        }
     }
   connection = g_socket_connection_factory_create_connection (socket);
   if (self->certificate != NULL)
@@ -460,6 +491,13 @@ accept_pb (BfListener *self,
   link = bf_pb_link_new (stream, peer, self->certificate != NULL, self->limits.keepalive_interval_usec,
                          pb_auth_cb, self);
   g_hash_table_add (self->pb_login, g_object_ref (link));
+  if (host != NULL)
+    {
+      self->pb_tls_logins++;
+      g_hash_table_insert (self->pb_tls_hosts, g_strdup (host),
+                           GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, host)) + 1));
+      g_object_set_data_full (G_OBJECT (link), "bf-tls-host", g_steal_pointer (&host), g_free);
+    }
   g_signal_connect (link, "logged-in", G_CALLBACK (pb_logged_in_cb), self);
   g_signal_connect (link, "closed", G_CALLBACK (pb_closed_cb), self);
   bf_pb_link_start (link, PB_LOGIN_TIMEOUT_USEC, self->msgpack_port);
@@ -694,6 +732,7 @@ bf_listener_dispose (GObject *object)
   g_clear_pointer (&self->endpoints, g_ptr_array_unref);
   g_clear_pointer (&self->handshaking, g_hash_table_unref);
   g_clear_pointer (&self->pb_login, g_hash_table_unref);
+  g_clear_pointer (&self->pb_tls_hosts, g_hash_table_unref);
   g_clear_handle_id (&self->summary_id, g_source_remove);
   g_clear_pointer (&self->guessers, g_hash_table_unref);
   G_OBJECT_CLASS (bf_listener_parent_class)->dispose (object);
@@ -717,6 +756,7 @@ bf_listener_init (BfListener *self)
   self->endpoints = g_ptr_array_new_with_free_func ((GDestroyNotify) endpoint_free);
   self->handshaking = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->pb_login = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->pb_tls_hosts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->guessers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) guesser_free);
   self->limits.max_message_size = 16 * 1024 * 1024;
   self->limits.keepalive_interval_usec = 60 * G_USEC_PER_SEC;
@@ -926,6 +966,8 @@ bf_listener_stop (BfListener *self)
           bf_pb_link_close (l->data, "the endpoint is closing");
         }
       g_hash_table_remove_all (self->pb_login);
+      g_hash_table_remove_all (self->pb_tls_hosts);
+      self->pb_tls_logins = 0;
     }
   self->started = FALSE;
   g_clear_object (&self->certificate);

@@ -114,6 +114,9 @@ typedef struct {
   gint64 transfer_id;     /* our writer / reader for a transfer; 0 if none or gone */
   gboolean started;       /* startCommand sent */
   gboolean finished;      /* the sink got complete, or was forgotten */
+  char *late_failure;     /* completes with this from late_id */
+  gboolean late_lost;
+  guint late_id;
 } Cmd;
 
 struct _BfPbLink
@@ -223,7 +226,7 @@ out_ready_cb (GObject  *stream,
               gpointer  user_data)
 {
   BfPbLink *self = user_data;
-  g_autoptr(BfPbLink) hold = g_object_ref (self);
+  G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
 
   g_clear_pointer (&self->out_source, g_source_unref);
   flush_output (self);
@@ -304,7 +307,7 @@ call_timeout_cb (gpointer data)
 {
   Call *call = data;
   BfPbLink *self = call->self;
-  g_autoptr(BfPbLink) hold = g_object_ref (self);
+  G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
   g_autoptr(GError) error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                                          "worker %s did not answer %s in time",
                                          self->worker_name ? self->worker_name : self->peer, call->method);
@@ -344,7 +347,7 @@ call_remote (BfPbLink     *self,
     }
   if (error != NULL)
     {
-      g_autoptr(BfPbLink) hold = g_object_ref (self);
+      G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
       CallDone d = call->done;
       gpointer dd = call->data;
 
@@ -495,6 +498,8 @@ link_set_keepalive (BfWorkerLink *link,
 static void
 cmd_free (Cmd *cmd)
 {
+  g_clear_handle_id (&cmd->late_id, g_source_remove);
+  g_free (cmd->late_failure);
   g_free (cmd->id);
   g_free (cmd->name);
   g_free (cmd->builder);
@@ -513,6 +518,7 @@ cmd_finish (BfPbLink   *self,
   gboolean notify = !cmd->finished;
 
   cmd->finished = TRUE;
+  g_clear_handle_id (&cmd->late_id, g_source_remove);
   if (self->busy != NULL && g_hash_table_lookup (self->busy, cmd->builder) == cmd)
     g_hash_table_remove (self->busy, cmd->builder);
   if (cmd->object_id != 0 && !self->closed && bf_pb_broker_unexport (self->broker, cmd->object_id))
@@ -842,7 +848,7 @@ static gboolean
 login_timeout_cb (gpointer data)
 {
   BfPbLink *self = data;
-  g_autoptr(BfPbLink) hold = g_object_ref (self);
+  G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
 
   if (self->head_len == 0 && !self->tls)
     g_message ("PB connection from %s: nothing received before the login deadline", self->peer);
@@ -862,9 +868,10 @@ handle_login (BfPbLink     *self,
   const char *name = args->seq.len == 1 ? jelly_string (args->seq.items[0], &len) : NULL;
   g_autoptr(BfJellyValue) answer = NULL;
 
-  if (name == NULL || len == 0 || len > BF_LIMIT_KEY_BYTES || memchr (name, '\0', len) != NULL)
+  if (name == NULL || len == 0 || len > BF_LIMIT_KEY_BYTES || memchr (name, '\0', len) != NULL ||
+      !g_utf8_validate (name, len, NULL))
     {
-      protocol_error (self, "login takes one worker name of 1 to %d bytes", BF_LIMIT_KEY_BYTES);
+      protocol_error (self, "login takes one worker name of 1 to %d bytes of UTF-8", BF_LIMIT_KEY_BYTES);
       return;
     }
   if (++self->login_attempts > MAX_LOGIN_ATTEMPTS)
@@ -1114,7 +1121,7 @@ in_ready_cb (GObject  *stream,
 {
   static guint8 buffer[READ_BUFFER_SIZE];
   BfPbLink *self = user_data;
-  g_autoptr(BfPbLink) hold = g_object_ref (self);
+  G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
 
   /* A few reads per wakeup, so that one busy worker cannot starve the rest. */
   for (guint i = 0; i < 4 && !self->closed; i++)
@@ -1230,7 +1237,7 @@ static void
 link_close (BfPbLink   *self,
             const char *reason)
 {
-  g_autoptr(BfPbLink) hold = g_object_ref (self);
+  G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
 
   if (self->closed)
     return;
@@ -1900,21 +1907,31 @@ builder_free (Builder *b)
   g_free (b);
 }
 
-typedef struct {
-  const BfCommandSink *sink;
-  gpointer user_data;
-  char *failure;
-} LateFailure;
-
 static gboolean
 late_failure_cb (gpointer data)
 {
-  LateFailure *f = data;
+  Cmd *cmd = data;
+  BfPbLink *self = cmd->self;
+  G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
+  g_autofree char *failure = g_steal_pointer (&cmd->late_failure);
 
-  f->sink->complete (f->user_data, f->failure, TRUE);
-  g_free (f->failure);
-  g_free (f);
+  cmd->late_id = 0;
+  cmd_finish (self, cmd, failure, cmd->late_lost);
   return G_SOURCE_REMOVE;
+}
+
+/* Completes @cmd with @failure from the main loop, never from inside the
+ * caller (the source belongs to the command, which belongs to the link). */
+static void
+fail_later (Cmd        *cmd,
+            const char *failure,
+            gboolean    lost)
+{
+  if (cmd->late_id != 0)
+    return;
+  cmd->late_failure = g_strdup (failure);
+  cmd->late_lost = lost;
+  cmd->late_id = bf_timeout_add (0, late_failure_cb, cmd, "[buildfleetd] PB command failure");
 }
 
 static void
@@ -1927,7 +1944,8 @@ link_start_command (BfWorkerLink        *link,
                     gpointer             user_data)
 {
   BfPbLink *self = BF_PB_LINK (link);
-  g_autoptr(GVariant) args = g_variant_ref_sink (prepared);
+  /* (transfer full): a floating one is sunk, a full reference taken over */
+  g_autoptr(GVariant) args = g_variant_take_ref (prepared);
   const char *problem = NULL;
   Builder *b;
   Cmd *cmd;
@@ -1964,22 +1982,14 @@ link_start_command (BfWorkerLink        *link,
           problem = "too many objects on this PB worker";
         }
     }
-  if (problem != NULL)
-    {
-      /* never from in here: from the main loop */
-      LateFailure *f = g_new0 (LateFailure, 1);
-
-      f->sink = sink;
-      f->user_data = user_data;
-      f->failure = g_strdup (problem);
-      g_idle_add_full (G_PRIORITY_DEFAULT, late_failure_cb, f, NULL);
-      cmd_free (cmd);
-      return;
-    }
-
   if (self->commands == NULL)
     self->commands = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) cmd_free);
   g_hash_table_insert (self->commands, cmd->id, cmd);
+  if (problem != NULL)
+    {
+      fail_later (cmd, problem, self->closed || self->login != LOGIN_DONE);
+      return;
+    }
   if (self->busy == NULL)
     self->busy = g_hash_table_new (g_str_hash, g_str_equal);
   g_hash_table_insert (self->busy, cmd->builder, cmd);
@@ -2034,21 +2044,9 @@ link_interrupt_command (BfWorkerLink *link,
     return;
   if (!cmd->started)
     {
-      LateFailure *f = g_new0 (LateFailure, 1);
-
       /* never sent: nothing to interrupt on the worker */
-      f->sink = cmd->sink;
-      f->user_data = cmd->user_data;
-      f->failure = g_strdup_printf ("interrupted before it started: %s", why);
-      cmd->sink = NULL;
-      cmd_finish (self, cmd, NULL, FALSE);
-      if (f->sink != NULL)
-        g_idle_add_full (G_PRIORITY_DEFAULT, late_failure_cb, f, NULL);
-      else
-        {
-          g_free (f->failure);
-          g_free (f);
-        }
+      g_autofree char *text = g_strdup_printf ("interrupted before it started: %s", why);
+      fail_later (cmd, text, FALSE);
       return;
     }
   b = self->builders ? g_hash_table_lookup (self->builders, cmd->builder) : NULL;

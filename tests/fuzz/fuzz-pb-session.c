@@ -15,7 +15,8 @@
  * the perspective (2) and the command (3).  The input ends with EOF.
  *
  * Properties checked: no crash, leak, sanitizer report or GLib critical;
- * the link ends closed, with "closed" emitted once; the command's sink
+ * the link ends closed, with "closed" emitted once, and is finalized once
+ * the harness lets go; the command's sink
  * completes exactly once if the command was started; everything the link
  * sent is bounded by what was asked (at most 64 MiB).
  *
@@ -176,8 +177,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   g_assert_cmpuint (g_memory_output_stream_get_data_size (G_MEMORY_OUTPUT_STREAM (out)), <=, 64 * 1024 * 1024);
 
   g_signal_handlers_disconnect_by_data (link, &s);
+  g_object_add_weak_pointer (G_OBJECT (link), (gpointer *) &link);
   g_object_unref (link);
   while (g_main_context_pending (NULL))
     g_main_context_iteration (NULL, FALSE);
+  /* nothing keeps a closed link alive */
+  g_assert_null (link);
   return 0;
 }

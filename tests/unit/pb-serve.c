@@ -6,7 +6,9 @@
  * prints its info as lines "info KEY=VALUE", runs SHELL-COMMAND (sh -c) on
  * builder "b1" and prints every output chunk as "out STREAM TEXT", the exit
  * code as "rc N" and the end as "complete FAILURE" ("-" on success); then
- * shuts the worker down ("shutdown ok") and exits 0.  With "interrupt" as
+ * shuts the worker down ("shutdown ok") and exits 0.  With PB_SERVE_CERT and
+ * PB_SERVE_KEY in the environment it speaks TLS (a worker made with
+ * --use-tls).  With "interrupt" as
  * the second command word, interrupts the command after its first output.
  * Used by tests/unit/test_pb_link.py.
  *
@@ -149,13 +151,26 @@ closed_cb (BfPbLink *link, const char *reason, gpointer user_data)
     g_main_loop_quit (loop);
 }
 
+static GTlsCertificate *certificate;
+
 static gboolean
 incoming_cb (GSocketService    *service,
              GSocketConnection *connection,
              GObject           *source,
              gpointer           user_data)
 {
-  BfPbLink *link = bf_pb_link_new (G_IO_STREAM (connection), "peer", FALSE, 10 * G_USEC_PER_SEC, auth_cb, NULL);
+  g_autoptr(GIOStream) stream = G_IO_STREAM (g_object_ref (connection));
+  BfPbLink *link;
+
+  if (certificate != NULL)
+    {
+      g_autoptr(GError) error = NULL;
+
+      g_object_unref (stream);
+      stream = G_IO_STREAM (g_tls_server_connection_new (G_IO_STREAM (connection), certificate, &error));
+      g_assert_no_error (error);
+    }
+  link = bf_pb_link_new (stream, "peer", certificate != NULL, 10 * G_USEC_PER_SEC, auth_cb, NULL);
 
   g_signal_connect (link, "logged-in", G_CALLBACK (logged_in_cb), NULL);
   g_signal_connect (link, "closed", G_CALLBACK (closed_cb), NULL);
@@ -182,6 +197,13 @@ main (int argc, char **argv)
   password = argv[2];
   command = argv[3];
   interrupt_after_output = argc > 4 && g_str_equal (argv[4], "interrupt");
+  /* PB_SERVE_CERT and PB_SERVE_KEY: serve TLS */
+  if (g_getenv ("PB_SERVE_CERT"))
+    {
+      certificate = g_tls_certificate_new_from_files (g_getenv ("PB_SERVE_CERT"), g_getenv ("PB_SERVE_KEY"), &error);
+      if (certificate == NULL)
+        g_error ("%s", error->message);
+    }
   if (!g_socket_listener_add_address (G_SOCKET_LISTENER (service), address, G_SOCKET_TYPE_STREAM,
                                       G_SOCKET_PROTOCOL_TCP, NULL, &bound, &error))
     g_error ("%s", error->message);
