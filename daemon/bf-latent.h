@@ -26,6 +26,7 @@ void        bf_latent_set_config          (BfLatent       *self,
                                            BfWorkerConfig *config);
 void        bf_latent_set_master          (BfLatent       *self,
                                            const char     *master,
+                                           const char     *pb_master,
                                            const char     *tls_certificate);
 const char *bf_latent_get_password        (BfLatent       *self);
 

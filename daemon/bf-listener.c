@@ -686,3 +686,16 @@ bf_listener_get_endpoints (BfListener *self)
     }
   return g_strv_builder_end (b);
 }
+
+/**
+ * bf_listener_get_pb_endpoints:
+ *
+ * Returns: (transfer full): the bound PB endpoints as "host:port", like
+ *   bf_listener_get_endpoints().  None yet: the PB endpoints (ListenPB=)
+ *   come with the PB link, which replaces this.
+ */
+GStrv
+bf_listener_get_pb_endpoints (BfListener *self)
+{
+  return g_new0 (char *, 1);
+}

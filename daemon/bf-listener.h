@@ -34,5 +34,6 @@ void        bf_listener_stop       (BfListener               *self);
 void        bf_listener_set_limits (BfListener               *self,
                                     const BfConnectionLimits *limits);
 GStrv       bf_listener_get_endpoints (BfListener            *self);
+GStrv       bf_listener_get_pb_endpoints (BfListener         *self);
 
 G_END_DECLS
