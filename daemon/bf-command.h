@@ -6,25 +6,26 @@
 
 #include "bf-dbus-generated.h"
 #include "bf-authority.h"
-#include "bf-connection.h"
+#include "bf-worker-link.h"
 
 G_BEGIN_DECLS
 
 #define BF_TYPE_COMMAND (bf_command_get_type ())
 G_DECLARE_FINAL_TYPE (BfCommand, bf_command, BF, COMMAND, BfDBusCommandSkeleton)
 
-GVariant  *bf_command_convert_args (const char   *name,
-                                    GVariant     *args,
-                                    GVariant     *worker_info,
-                                    const char   *builder,
-                                    GError      **error);
+GVariant  *bf_command_validate_args (const char  *name,
+                                     GVariant    *args,
+                                     GError     **error);
 BfCommand *bf_command_new          (const char   *name,
                                     const char   *command_id,
                                     const char   *builder,
                                     BfAuthority  *authority);
 void       bf_command_start        (BfCommand    *self,
-                                    BfConnection *connection,
-                                    GVariant     *wire_args);
+                                    BfWorkerLink *link,
+                                    GVariant     *prepared);
+gboolean   bf_command_set_output_fd (BfCommand    *self,
+                                     const char   *stream,
+                                     int           fd);
 void       bf_command_interrupt    (BfCommand    *self,
                                     const char   *why);
 void       bf_command_abandon      (BfCommand    *self,

@@ -519,7 +519,7 @@ bf_listener_class_init (BfListenerClass *klass)
 
   signals[SIGNAL_CONNECTION] =
     g_signal_new ("connection", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, BF_TYPE_CONNECTION);
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, BF_TYPE_WORKER_LINK);
 }
 
 static void

@@ -339,8 +339,8 @@ apply_config (BfManager *self,
           bf_worker_set_duplicate_ping_timeout (worker, config->duplicate_ping_timeout_usec);
           bf_worker_set_quarantine_limits (worker, config->quarantine_initial_usec,
                                            config->quarantine_max_usec);
-          if (bf_worker_get_connection (worker))
-            bf_connection_set_keepalive (bf_worker_get_connection (worker), config->keepalive_interval_usec);
+          if (bf_worker_get_link (worker))
+            bf_worker_link_set_keepalive (bf_worker_get_link (worker), config->keepalive_interval_usec);
           updated++;
         }
       else
@@ -626,14 +626,14 @@ listener_auth_cb (const char  *name,
 
 static void
 listener_connection_cb (BfListener   *listener,
-                        BfConnection *connection,
+                        BfWorkerLink *connection,
                         BfManager    *self)
 {
-  BfWorker *worker = g_hash_table_lookup (self->workers, bf_connection_get_worker_name (connection));
+  BfWorker *worker = g_hash_table_lookup (self->workers, bf_worker_link_get_worker_name (connection));
 
   if (worker == NULL)
     {
-      bf_connection_close (connection, "no such worker");
+      bf_worker_link_close (connection, "no such worker");
       return;
     }
   bf_worker_offer_connection (worker, connection);
@@ -1300,7 +1300,7 @@ dispatch_cb (gpointer data)
       g_hash_table_insert (self->last_assigned, g_strdup (bf_worker_get_name (worker)),
                            GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
       path = worker_path (bf_worker_get_name (worker));
-      bf_worker_build_started (worker);
+      bf_worker_build_started (worker, bf_build_get_builder (build));
       bf_build_assign (build, worker, path);
     }
   return G_SOURCE_REMOVE;
@@ -1343,7 +1343,7 @@ build_prepared_cb (BfBuild    *build,
    * its place. */
   why = g_strdup_printf ("could not prepare builder %s: %s", bf_build_get_builder (build), failure);
   bf_worker_quarantine (worker, why);
-  bf_worker_build_finished (worker);
+  bf_worker_build_finished (worker, bf_build_get_builder (build));
   g_queue_insert_sorted (&self->pending, build, compare_build_ids, NULL);
   schedule_dispatch (self);
 }
@@ -1383,7 +1383,7 @@ build_ended_cb (BfBuild    *build,
         bf_worker_quarantine (worker, "its build was lost");
       else if (g_str_equal (result, "released"))
         bf_worker_build_succeeded (worker);
-      bf_worker_build_finished (worker);
+      bf_worker_build_finished (worker, bf_build_get_builder (build));
     }
 
   /* Finished builds stay readable for FinishedBuildLifetime, then go. */

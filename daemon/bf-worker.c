@@ -25,6 +25,7 @@
 #include "bf-util.h"
 #include "bf-variant-util.h"
 #include "bf-worker.h"
+#include "bf-pb-auth.h"
 
 #define MAX_REASON_LEN 1024
 
@@ -39,8 +40,9 @@ struct _BfWorker
 
   BfLatent *latent;             /* latent workers only */
 
-  BfConnection *connection;     /* attached */
-  BfConnection *candidate;      /* being attached, or waiting for the duplicate check */
+  BfWorkerLink *connection;     /* attached */
+  BfWorkerLink *candidate;      /* being attached, or waiting for the duplicate check */
+  GPtrArray *busy_builders;     /* builders with an active build here; NULL if none */
   GCancellable *candidate_cancellable;
   guint64 duplicate_ping_timeout_usec;
 
@@ -278,40 +280,58 @@ arm_missing_timer (BfWorker *self)
 
 /* Attach / detach ------------------------------------------------------------ */
 
-static void connection_closed_cb (BfConnection *connection,
+static void connection_closed_cb (BfWorkerLink *connection,
                                   const char   *reason,
                                   BfWorker     *self);
 
 static void
-connection_activity_cb (BfConnection *connection,
+connection_activity_cb (BfWorkerLink *connection,
                         BfWorker     *self)
 {
-  bf_dbus_worker_set_last_message_usec (iface (self), bf_connection_get_last_rx_usec (connection));
+  bf_dbus_worker_set_last_message_usec (iface (self), bf_worker_link_get_last_rx_usec (connection));
+}
+
+static void apply_graceful (BfWorker *self,
+                            gboolean  graceful);
+
+/* buildbot-worker's own graceful shutdown (SIGHUP, shutdown.stamp): over
+ * PB it asks the master, which treats it as SetGraceful(true). */
+static void
+shutdown_requested_cb (BfWorkerLink *link,
+                       BfWorker     *self)
+{
+  if (link != self->connection || bf_dbus_worker_get_graceful (iface (self)))
+    return;
+  bf_worker_message (bf_worker_get_name (self), "Worker %s asked to shut down gracefully",
+                     bf_worker_get_name (self));
+  apply_graceful (self, TRUE);
+  save_state (self);
 }
 
 static void
 detach (BfWorker   *self,
         const char *reason)
 {
-  g_autoptr(BfConnection) connection = g_steal_pointer (&self->connection);
+  g_autoptr(BfWorkerLink) connection = g_steal_pointer (&self->connection);
   guint64 now = now_usec ();
 
   g_assert (connection != NULL);
 
   g_signal_handlers_disconnect_by_data (connection, self);
-  bf_connection_close (connection, reason);
+  bf_worker_link_close (connection, reason);
 
   self->last_seen_usec = now;
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_connected (iface (self), FALSE);
   bf_dbus_worker_set_peer (iface (self), "");
+  bf_dbus_worker_set_protocol (iface (self), "");
   bf_dbus_worker_set_connected_since_usec (iface (self), 0);
   set_disconnected_since (self, now);
   g_object_thaw_notify (G_OBJECT (self));
   save_state (self);
 
   bf_worker_info (bf_worker_get_name (self), "Worker %s detached (%s): was connected from %s",
-                  bf_worker_get_name (self), reason, bf_connection_get_peer (connection));
+                  bf_worker_get_name (self), reason, bf_worker_link_get_peer (connection));
 
   bf_dbus_worker_emit_detached (iface (self), reason);
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
@@ -322,7 +342,7 @@ detach (BfWorker   *self,
 }
 
 static void
-connection_closed_cb (BfConnection *connection,
+connection_closed_cb (BfWorkerLink *connection,
                       const char   *reason,
                       BfWorker     *self)
 {
@@ -332,86 +352,23 @@ connection_closed_cb (BfConnection *connection,
 
 static void
 fill_from_info (BfWorker     *self,
-                BfConnection *connection)
+                BfWorkerLink *link)
 {
-  GVariant *info = bf_connection_get_info (connection);
-  g_autoptr(GVariantBuilder) info_b = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
-  g_autoptr(GVariantBuilder) cmds_b = g_variant_builder_new (G_VARIANT_TYPE ("a{ss}"));
-  g_autofree char *version = NULL;
-  g_autofree char *admin = NULL;
-  g_autofree char *host = NULL;
-  gsize n = g_variant_n_children (info);
-
-  /* By index rather than g_variant_iter_loop(): format strings parsed for
-   * every entry showed in an attach storm's profile. */
-  for (gsize i = 0; i < n; i++)
-    {
-      g_autoptr(GVariant) entry = g_variant_get_child_value (info, i);
-      g_autoptr(GVariant) key_v = g_variant_get_child_value (entry, 0);
-      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
-      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
-      const char *key = g_variant_get_string (key_v, NULL);
-      gboolean is_string = g_variant_is_of_type (value, G_VARIANT_TYPE_STRING);
-
-      if (g_str_equal (key, "worker_commands"))
-        {
-          gsize nc = g_variant_is_of_type (value, G_VARIANT_TYPE_VARDICT) ? g_variant_n_children (value) : 0;
-
-          for (gsize j = 0; j < nc; j++)
-            {
-              g_autoptr(GVariant) centry = g_variant_get_child_value (value, j);
-              g_autoptr(GVariant) cname = g_variant_get_child_value (centry, 0);
-              g_autoptr(GVariant) cboxed = g_variant_get_child_value (centry, 1);
-              g_autoptr(GVariant) cver = g_variant_get_variant (cboxed);
-              GVariant *text = g_variant_is_of_type (cver, G_VARIANT_TYPE_STRING)
-                ? g_variant_ref (cver)
-                : g_variant_ref_sink (g_variant_new_take_string (bf_variant_print_bounded (cver, BF_LIMIT_STRING_BYTES - 1)));
-
-              g_variant_builder_add_value (cmds_b, g_variant_new_dict_entry (cname, text));
-              g_variant_unref (text);
-            }
-          continue;
-        }
-      if (is_string && (g_str_equal (key, "admin") || g_str_equal (key, "host")))
-        {
-          /* The worker reads these from info/ files, trailing newline and all. */
-          g_autofree char *text = g_strstrip (g_variant_dup_string (value, NULL));
-          char **field = g_str_equal (key, "admin") ? &admin : &host;
-
-          g_variant_builder_add_value (info_b, g_variant_new_dict_entry (key_v,
-                                       g_variant_new_variant (g_variant_new_string (text))));
-          g_free (*field);
-          *field = g_steal_pointer (&text);
-          continue;
-        }
-      if (is_string && g_str_equal (key, "version"))
-        {
-          g_free (version);
-          version = g_variant_dup_string (value, NULL);
-        }
-      g_variant_builder_add_value (info_b, entry);
-    }
+  const BfWorkerInfo *info = bf_worker_link_get_info (link);
 
   /* Every attach replaces all of it: what this worker did not report is
    * empty, not left over from an earlier connection. */
-  bf_dbus_worker_set_admin (iface (self), admin ? admin : "");
-  bf_dbus_worker_set_host (iface (self), host ? host : "");
-  bf_dbus_worker_set_version (iface (self), version ? version : "");
-  {
-    /* Kept serialised: a tree of small GVariants costs several times more
-     * memory per worker. */
-    g_autoptr(GVariant) info_v = g_variant_ref_sink (g_variant_builder_end (info_b));
-    g_autoptr(GVariant) cmds_v = g_variant_ref_sink (g_variant_builder_end (cmds_b));
-    (void) g_variant_get_data (info_v);
-    (void) g_variant_get_data (cmds_v);
-    bf_dbus_worker_set_info (iface (self), info_v);
-    bf_dbus_worker_set_commands (iface (self), cmds_v);
-  }
+  bf_dbus_worker_set_admin (iface (self), info->admin);
+  bf_dbus_worker_set_host (iface (self), info->host);
+  bf_dbus_worker_set_version (iface (self), info->version);
+  bf_dbus_worker_set_info (iface (self), info->details);
+  bf_dbus_worker_set_commands (iface (self), info->commands);
+  bf_dbus_worker_set_protocol (iface (self), bf_worker_link_get_protocol (link));
 }
 
 static void
 attach (BfWorker     *self,
-        BfConnection *connection)
+        BfWorkerLink *connection)
 {
   gboolean was_missing = self->missing_notified;
   guint64 away_since = bf_dbus_worker_get_disconnected_since_usec (iface (self));
@@ -422,6 +379,7 @@ attach (BfWorker     *self,
   self->connection = g_object_ref (connection);
   g_signal_connect_object (connection, "closed", G_CALLBACK (connection_closed_cb), self, 0);
   g_signal_connect_object (connection, "activity", G_CALLBACK (connection_activity_cb), self, 0);
+  g_signal_connect_object (connection, "shutdown-requested", G_CALLBACK (shutdown_requested_cb), self, 0);
   bf_timer_stop (&self->missing_timer);
 
   self->missing_notified = FALSE;
@@ -429,17 +387,17 @@ attach (BfWorker     *self,
 
   g_object_freeze_notify (G_OBJECT (self));
   fill_from_info (self, connection);
-  bf_dbus_worker_set_peer (iface (self), bf_connection_get_peer (connection));
+  bf_dbus_worker_set_peer (iface (self), bf_worker_link_get_peer (connection));
   bf_dbus_worker_set_connected_since_usec (iface (self), now);
   bf_dbus_worker_set_disconnected_since_usec (iface (self), 0);
-  bf_dbus_worker_set_last_message_usec (iface (self), bf_connection_get_last_rx_usec (connection));
+  bf_dbus_worker_set_last_message_usec (iface (self), bf_worker_link_get_last_rx_usec (connection));
   bf_dbus_worker_set_missing (iface (self), FALSE);
   bf_dbus_worker_set_connected (iface (self), TRUE);
   g_object_thaw_notify (G_OBJECT (self));
   save_state (self);
 
   bf_worker_info (bf_worker_get_name (self), "Worker %s attached from %s (buildbot-worker %s)",
-                  bf_worker_get_name (self), bf_connection_get_peer (connection),
+                  bf_worker_get_name (self), bf_worker_link_get_peer (connection),
                   bf_dbus_worker_get_version (iface (self)));
 
   bf_dbus_worker_emit_attached (iface (self));
@@ -460,7 +418,7 @@ attach (BfWorker     *self,
       g_string_append_printf (body,
                               "The worker %s attached again at %s from %s,\n"
                               "after being away since %s (%s).\n\n",
-                              bf_worker_get_name (self), when, bf_connection_get_peer (connection),
+                              bf_worker_get_name (self), when, bf_worker_link_get_peer (connection),
                               since, away);
       append_details (self, body);
       mail_admins (self, subject, body->str);
@@ -475,16 +433,16 @@ candidate_attach_cb (GObject      *object,
                      gpointer      user_data)
 {
   g_autoptr(BfWorker) self = user_data;
-  BfConnection *connection = BF_CONNECTION (object);
+  BfWorkerLink *connection = BF_WORKER_LINK (object);
   g_autoptr(GError) error = NULL;
 
-  if (!bf_connection_attach_finish (connection, result, &error))
+  if (!bf_worker_link_attach_finish (connection, result, &error))
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         return;
       bf_worker_message (bf_worker_get_name (self), "Worker %s from %s failed to attach: %s",
-                         bf_worker_get_name (self), bf_connection_get_peer (connection), error->message);
-      bf_connection_close (connection, error->message);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (connection), error->message);
+      bf_worker_link_close (connection, error->message);
       if (self->candidate == connection)
         g_clear_object (&self->candidate);
       return;
@@ -502,7 +460,7 @@ start_attach (BfWorker *self)
 {
   g_clear_object (&self->candidate_cancellable);
   self->candidate_cancellable = g_cancellable_new ();
-  bf_connection_attach_async (self->candidate, self->candidate_cancellable,
+  bf_worker_link_attach_async (self->candidate, self->candidate_cancellable,
                               candidate_attach_cb, g_object_ref (self));
 }
 
@@ -512,24 +470,24 @@ duplicate_ping_cb (GObject      *object,
                    gpointer      user_data)
 {
   g_autoptr(BfWorker) self = user_data;
-  BfConnection *old = BF_CONNECTION (object);
-  g_autoptr(GVariant) reply = NULL;
+  BfWorkerLink *old = BF_WORKER_LINK (object);
   g_autoptr(GError) error = NULL;
   g_autofree char *reason = NULL;
+  gboolean answered;
 
-  reply = bf_connection_request_finish (old, result, &error);
+  answered = bf_worker_link_ping_finish (old, result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->candidate == NULL)
     return;
 
-  if (reply != NULL && old == self->connection)
+  if (answered && old == self->connection)
     {
       g_autofree char *why = g_strdup_printf ("duplicate connection: worker %s is already connected from %s",
-                                              bf_worker_get_name (self), bf_connection_get_peer (old));
+                                              bf_worker_get_name (self), bf_worker_link_get_peer (old));
       bf_worker_message (bf_worker_get_name (self),
                          "Refused a second connection for worker %s from %s: the connection from %s still answers",
-                         bf_worker_get_name (self), bf_connection_get_peer (self->candidate),
-                         bf_connection_get_peer (old));
-      bf_connection_close (self->candidate, why);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (self->candidate),
+                         bf_worker_link_get_peer (old));
+      bf_worker_link_close (self->candidate, why);
       g_clear_object (&self->candidate);
       g_clear_object (&self->candidate_cancellable);
       return;
@@ -537,11 +495,11 @@ duplicate_ping_cb (GObject      *object,
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s: the old connection from %s did not answer (%s); replacing it with the one from %s",
-                     bf_worker_get_name (self), bf_connection_get_peer (old),
-                     error ? error->message : "it closed", bf_connection_get_peer (self->candidate));
+                     bf_worker_get_name (self), bf_worker_link_get_peer (old),
+                     error ? error->message : "it closed", bf_worker_link_get_peer (self->candidate));
   if (old == self->connection)
     {
-      reason = g_strdup_printf ("replaced by a new connection from %s", bf_connection_get_peer (self->candidate));
+      reason = g_strdup_printf ("replaced by a new connection from %s", bf_worker_link_get_peer (self->candidate));
       detach (self, reason);
     }
   start_attach (self);
@@ -557,17 +515,17 @@ duplicate_ping_cb (GObject      *object,
  */
 void
 bf_worker_offer_connection (BfWorker     *self,
-                            BfConnection *connection)
+                            BfWorkerLink *connection)
 {
   g_return_if_fail (BF_IS_WORKER (self));
 
   if (self->candidate != NULL)
     {
       g_autofree char *why = g_strdup_printf ("another connection for worker %s from %s is being attached",
-                                              bf_worker_get_name (self), bf_connection_get_peer (self->candidate));
+                                              bf_worker_get_name (self), bf_worker_link_get_peer (self->candidate));
       bf_worker_message (bf_worker_get_name (self), "Refused a connection for worker %s from %s: %s",
-                         bf_worker_get_name (self), bf_connection_get_peer (connection), why);
-      bf_connection_close (connection, why);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (connection), why);
+      bf_worker_link_close (connection, why);
       return;
     }
 
@@ -576,8 +534,8 @@ bf_worker_offer_connection (BfWorker     *self,
       g_autofree char *why = g_strdup_printf ("latent worker %s is not being substantiated",
                                               bf_worker_get_name (self));
       bf_worker_message (bf_worker_get_name (self), "Refused a connection for worker %s from %s: %s",
-                         bf_worker_get_name (self), bf_connection_get_peer (connection), why);
-      bf_connection_close (connection, why);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (connection), why);
+      bf_worker_link_close (connection, why);
       return;
     }
 
@@ -591,15 +549,13 @@ bf_worker_offer_connection (BfWorker     *self,
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s is connected from %s and a new connection came from %s; checking the old one",
-                     bf_worker_get_name (self), bf_connection_get_peer (self->connection),
-                     bf_connection_get_peer (connection));
+                     bf_worker_get_name (self), bf_worker_link_get_peer (self->connection),
+                     bf_worker_link_get_peer (connection));
   g_clear_object (&self->candidate_cancellable);
   self->candidate_cancellable = g_cancellable_new ();
-  bf_connection_request_async (self->connection, "print",
-                               g_variant_new_parsed ("{'message': <'buildfleetd: duplicate connection check'>}"),
-                               self->duplicate_ping_timeout_usec,
-                               self->candidate_cancellable,
-                               duplicate_ping_cb, g_object_ref (self));
+  bf_worker_link_ping_async (self->connection, "buildfleetd: duplicate connection check",
+                             self->duplicate_ping_timeout_usec, self->candidate_cancellable,
+                             duplicate_ping_cb, g_object_ref (self));
 }
 
 void
@@ -609,7 +565,7 @@ bf_worker_disconnect (BfWorker   *self,
   if (self->candidate != NULL)
     {
       g_cancellable_cancel (self->candidate_cancellable);
-      bf_connection_close (self->candidate, reason);
+      bf_worker_link_close (self->candidate, reason);
       g_clear_object (&self->candidate);
     }
   if (self->connection != NULL)
@@ -622,12 +578,12 @@ shutdown_reply_cb (GObject      *object,
                    gpointer      user_data)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) reply = bf_connection_request_finish (BF_CONNECTION (object), result, &error);
 
-  if (reply == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    bf_worker_debug (bf_connection_get_worker_name (BF_CONNECTION (object)),
+  if (!bf_worker_link_shutdown_finish (BF_WORKER_LINK (object), result, &error) &&
+      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    bf_worker_debug (bf_worker_link_get_worker_name (BF_WORKER_LINK (object)),
                      "Shutdown request to worker %s: %s",
-                     bf_connection_get_worker_name (BF_CONNECTION (object)), error->message);
+                     bf_worker_link_get_worker_name (BF_WORKER_LINK (object)), error->message);
 }
 
 /**
@@ -641,8 +597,7 @@ bf_worker_request_shutdown (BfWorker *self)
   if (self->connection == NULL)
     return;
   bf_worker_message (bf_worker_get_name (self), "Asking worker %s to shut down", bf_worker_get_name (self));
-  bf_connection_request_async (self->connection, "shutdown", NULL, 10 * G_USEC_PER_SEC, NULL,
-                               shutdown_reply_cb, NULL);
+  bf_worker_link_shutdown_async (self->connection, NULL, shutdown_reply_cb, NULL);
 }
 
 /* Builds --------------------------------------------------------------------- */
@@ -660,7 +615,27 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_graceful (w) &&
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
-         (max == 0 || bf_dbus_worker_get_active_builds (w) < max);
+         (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
+         !bf_worker_runs_builder (self, builder);
+}
+
+/**
+ * bf_worker_runs_builder:
+ *
+ * Whether a build of @builder is active on this worker.  A worker runs at
+ * most one build of a builder at a time, as Buildbot's do: both would use
+ * BASEDIR/BUILDER, and a PB worker holds one command per builder.
+ */
+gboolean
+bf_worker_runs_builder (BfWorker   *self,
+                        const char *builder)
+{
+  if (self->busy_builders == NULL)
+    return FALSE;
+  for (guint i = 0; i < self->busy_builders->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->busy_builders, i), builder))
+      return TRUE;
+  return FALSE;
 }
 
 /**
@@ -691,8 +666,13 @@ bf_worker_get_active_builds (BfWorker *self)
 }
 
 void
-bf_worker_build_started (BfWorker *self)
+bf_worker_build_started (BfWorker   *self,
+                         const char *builder)
 {
+  /* Created on first use: most workers of a big fleet are idle. */
+  if (self->busy_builders == NULL)
+    self->busy_builders = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (self->busy_builders, g_strdup (builder));
   bf_dbus_worker_set_active_builds (iface (self), bf_dbus_worker_get_active_builds (iface (self)) + 1);
   if (self->latent)
     bf_latent_build_started (self->latent);
@@ -700,11 +680,20 @@ bf_worker_build_started (BfWorker *self)
 }
 
 void
-bf_worker_build_finished (BfWorker *self)
+bf_worker_build_finished (BfWorker   *self,
+                          const char *builder)
 {
   guint active = bf_dbus_worker_get_active_builds (iface (self));
 
   g_return_if_fail (active > 0);
+  for (guint i = 0; self->busy_builders && i < self->busy_builders->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->busy_builders, i), builder))
+      {
+        g_ptr_array_remove_index_fast (self->busy_builders, i);
+        break;
+      }
+  if (self->busy_builders && self->busy_builders->len == 0)
+    g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
   bf_dbus_worker_set_active_builds (iface (self), active - 1);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, -1);
 
@@ -785,6 +774,23 @@ bf_worker_build_succeeded (BfWorker *self)
 
 /* D-Bus methods -------------------------------------------------------------- */
 
+/* Graceful is published and saved: finish current builds, take no new
+ * ones, then shut the worker down (at once when idle). */
+static void
+apply_graceful (BfWorker *self,
+                gboolean  graceful)
+{
+  bf_dbus_worker_set_graceful (iface (self), graceful);
+  bf_dbus_worker_emit_graceful_changed (iface (self), graceful);
+  if (graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
+    {
+      if (self->latent)
+        bf_latent_insubstantiate (self->latent, FALSE, "graceful");
+      else if (self->connection != NULL)
+        bf_worker_request_shutdown (self);
+    }
+}
+
 static void admin_next (BfWorker *self);
 
 static gboolean
@@ -816,17 +822,9 @@ admin_op_apply (BfWorker *self,
   switch (op->kind)
     {
     case ADMIN_SET_GRACEFUL:
-      bf_dbus_worker_set_graceful (iface (self), op->graceful);
       bf_worker_message (name, "Worker %s: graceful shutdown %s by %s",
                          name, op->graceful ? "requested" : "cancelled", sender);
-      bf_dbus_worker_emit_graceful_changed (iface (self), op->graceful);
-      if (op->graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
-        {
-          if (self->latent)
-            bf_latent_insubstantiate (self->latent, FALSE, "graceful");
-          else if (self->connection != NULL)
-            bf_worker_request_shutdown (self);
-        }
+      apply_graceful (self, op->graceful);
       break;
     case ADMIN_PAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1055,12 +1053,12 @@ bf_worker_dispose (GObject *object)
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
-    bf_connection_close (self->candidate, "worker removed");
+    bf_worker_link_close (self->candidate, "worker removed");
   g_clear_object (&self->candidate);
   if (self->connection)
     {
       g_signal_handlers_disconnect_by_data (self->connection, self);
-      bf_connection_close (self->connection, "worker removed");
+      bf_worker_link_close (self->connection, "worker removed");
     }
   g_clear_object (&self->connection);
   g_clear_object (&self->candidate_cancellable);
@@ -1080,6 +1078,7 @@ bf_worker_finalize (GObject *object)
 
   if (cold_workers != NULL)
     g_hash_table_remove (cold_workers, self);
+  g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
   /* A save in progress holds a reference: nothing is being saved now. */
   while (!g_queue_is_empty (&self->admin_ops))
     {
@@ -1359,8 +1358,8 @@ bf_worker_get_latent (BfWorker *self)
   return self->latent;
 }
 
-BfConnection *
-bf_worker_get_connection (BfWorker *self)
+BfWorkerLink *
+bf_worker_get_link (BfWorker *self)
 {
   return self->connection;
 }
@@ -1375,6 +1374,16 @@ gboolean
 bf_worker_is_connected (BfWorker *self)
 {
   return self->connection != NULL;
+}
+
+/* The password this worker must present: configured, or generated for
+ * the current instance of a latent worker; NULL when none is valid. */
+static const char *
+expected_password (BfWorker *self)
+{
+  if (self->config->password_generate)
+    return self->latent ? bf_latent_get_password (self->latent) : NULL;
+  return self->config->password;
 }
 
 /**
@@ -1392,11 +1401,8 @@ bf_worker_check_password (BfWorker   *self,
   guint8 da[32], db[32];
   gsize la = sizeof da, lb = sizeof db;
   guint8 diff = 0;
+  const char *expected = expected_password (self);
 
-  const char *expected = self->config->password;
-
-  if (self->config->password_generate)
-    expected = self->latent ? bf_latent_get_password (self->latent) : NULL;
   if (expected == NULL || password == NULL)
     return FALSE;
   g_checksum_update (a, (const guchar *) expected, -1);
@@ -1406,4 +1412,25 @@ bf_worker_check_password (BfWorker   *self,
   for (gsize i = 0; i < sizeof da; i++)
     diff |= da[i] ^ db[i];
   return diff == 0;
+}
+
+/**
+ * bf_worker_check_pb_response:
+ *
+ * PB's login: was @response computed from @challenge with this worker's
+ * password?  Constant time (bf_pb_auth_check()); the password stays here.
+ */
+gboolean
+bf_worker_check_pb_response (BfWorker     *self,
+                             const guint8 *challenge,
+                             gsize         challenge_len,
+                             const guint8 *response,
+                             gsize         response_len)
+{
+  const char *expected = expected_password (self);
+
+  if (expected == NULL)
+    return FALSE;
+  return bf_pb_auth_check (challenge, challenge_len, expected, strlen (expected),
+                           response, response_len);
 }
