@@ -349,13 +349,14 @@ class SchedulingTest(BuildTestCase):
 @for_both_protocols
 class GracefulTest(BuildTestCase):
     def test_graceful_shutdown_after_last_build(self):
-        procs = self.fleet([('w1', 2, 'b')])
+        # Two builders: a worker runs one build of a builder at a time.
+        procs = self.fleet([('w1', 2, 'b;c')])
         b1 = self.request('b')
-        b2 = self.request('b')
+        b2 = self.request('c')
         self.wait_build_state(b1, 'running')
         self.wait_build_state(b2, 'running')
         self.worker_call('w1', 'SetGraceful', GLib.Variant('(b)', (True,)))
-        # No new builds on a graceful worker ...
+        # No new builds on a graceful worker (b's slot is free below) ...
         b3 = self.request('b')
         self.release(b1)
         self.pump(0.5)
