@@ -82,7 +82,10 @@ class BuildTestCase(bfharness.FleetTestCase):
         self.call(build, BUILD_IFACE, 'Release')
 
 
-@for_both_protocols
+# Output descriptors and tails are fed by the command object whatever the
+# link: once is enough (test_fifty_thousand_lines_arrive_whole is PB's
+# long output).
+@for_both_protocols(msgpack_only=('test_output_to_descriptors_and_tail', 'test_reader_gone_or_bad_handle'))
 class CommandTest(BuildTestCase):
     def setUp(self):
         super().setUp()
