@@ -146,6 +146,7 @@ bf_build_finish (BfBuild    *self,
 
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_build_set_state (iface (self), "finished");
+  bf_dbus_build_set_waiting_for (iface (self), "");
   bf_dbus_build_set_result (iface (self), result);
   bf_dbus_build_set_finished_usec (iface (self), (guint64) g_get_real_time ());
   g_object_thaw_notify (G_OBJECT (self));
@@ -234,6 +235,39 @@ prepare_finished_cb (BfCommand *prepare,
 }
 
 /**
+ * bf_build_set_labels:
+ *
+ * The labels every worker of this build must have (RequestBuild's option).
+ */
+void
+bf_build_set_labels (BfBuild            *self,
+                     const char * const *labels)
+{
+  static const char * const none[] = { NULL };
+
+  bf_dbus_build_set_labels (iface (self), labels ? labels : none);
+}
+
+const char * const *
+bf_build_get_labels (BfBuild *self)
+{
+  return bf_dbus_build_get_labels (iface (self));
+}
+
+/**
+ * bf_build_set_waiting_for:
+ *
+ * The scheduler's word on why this pending build has no worker yet.
+ */
+void
+bf_build_set_waiting_for (BfBuild    *self,
+                          const char *why)
+{
+  if (g_strcmp0 (why, bf_dbus_build_get_waiting_for (iface (self))) != 0)
+    bf_dbus_build_set_waiting_for (iface (self), why);
+}
+
+/**
  * bf_build_assign:
  *
  * The manager chose @worker (and counted the build on it).  Prepares the
@@ -255,6 +289,7 @@ bf_build_assign (BfBuild    *self,
 
   g_clear_handle_id (&self->timeout_source_id, g_source_remove);
   g_set_object (&self->worker, worker);
+  bf_dbus_build_set_waiting_for (iface (self), "");
   self->phase = BF_BUILD_PREPARING;
   bf_dbus_build_set_worker (iface (self), worker_path);
   g_signal_connect_object (worker, "lost", G_CALLBACK (worker_lost_cb), self, 0);
@@ -570,6 +605,7 @@ bf_build_new (guint64                   id,
   bf_dbus_build_set_builder (b, builder);
   bf_dbus_build_set_worker (b, "/");
   bf_dbus_build_set_state (b, "pending");
+  bf_dbus_build_set_waiting_for (b, "looking for a worker");
   bf_dbus_build_set_result (b, "");
   bf_dbus_build_set_owner (b, owner);
   bf_dbus_build_set_created_usec (b, (guint64) g_get_real_time ());

@@ -43,11 +43,15 @@ struct _BfWorker
   BfWorkerLink *connection;     /* attached */
   BfWorkerLink *candidate;      /* being attached, or waiting for the duplicate check */
   GPtrArray *busy_builders;     /* builders with an active build here; NULL if none */
+  GStrv reported_labels;        /* derived from the last attach's info; NULL before */
   GCancellable *candidate_cancellable;
   guint64 duplicate_ping_timeout_usec;
 
   BfTimer *missing_timer;
   BfTimer *quarantine_timer;
+  BfTimer *flap_timer;          /* while flapping and attached: until recovery */
+  GArray *detach_times;         /* gint64 monotonic, the last FlapThreshold+1; NULL if none */
+  gboolean detach_expected;     /* we asked it to go (Shutdown, Disconnect): not a flap */
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
@@ -252,8 +256,74 @@ missing_timeout_cb (gpointer data)
                           "longer than its missing timeout of %s.\n\n",
                           bf_worker_get_name (self), when, timeout);
   append_details (self, body);
-  mail_admins (self, subject, body->str);
+  /* A flapping worker's absences are folded into its one flapping mail. */
+  if (!bf_dbus_worker_get_flapping (iface (self)))
+    mail_admins (self, subject, body->str);
   return G_SOURCE_REMOVE;
+}
+
+/* Flapping --------------------------------------------------------------------- */
+
+static gboolean
+flap_recovered_cb (gpointer data)
+{
+  BfWorker *self = data;
+  g_autofree char *recovery = format_duration (self->config->flap_recovery_usec);
+
+  bf_dbus_worker_set_flapping (iface (self), FALSE);
+  bf_worker_message (bf_worker_get_name (self), "Worker %s stayed attached for %s: no longer flapping",
+                     bf_worker_get_name (self), recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), FALSE);
+  g_clear_pointer (&self->detach_times, g_array_unref);
+  /* It may take builds again. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  return G_SOURCE_REMOVE;
+}
+
+/* A detach: too many within FlapWindow make the worker flapping, once per
+ * episode, with one mail. */
+static void
+count_detach (BfWorker *self)
+{
+  guint threshold = self->config->flap_threshold;
+  gint64 now = g_get_monotonic_time ();
+  gint64 oldest;
+  g_autofree char *window = NULL;
+  g_autofree char *recovery = NULL;
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = NULL;
+
+  bf_timer_stop (&self->flap_timer);
+  /* Only detaches nobody asked for count: a latent instance going away is
+   * its driver's business, a Shutdown or Disconnect an admin's. */
+  if (threshold == 0 || self->latent != NULL || self->detach_expected ||
+      bf_dbus_worker_get_flapping (iface (self)))
+    return;
+  if (self->detach_times == NULL)
+    self->detach_times = g_array_sized_new (FALSE, FALSE, sizeof (gint64), threshold + 1);
+  g_array_append_val (self->detach_times, now);
+  if (self->detach_times->len > threshold + 1)
+    g_array_remove_index (self->detach_times, 0);
+  oldest = g_array_index (self->detach_times, gint64, 0);
+  if (self->detach_times->len <= threshold || now - oldest > (gint64) self->config->flap_window_usec)
+    return;
+
+  window = format_duration (self->config->flap_window_usec);
+  recovery = format_duration (self->config->flap_recovery_usec);
+  bf_dbus_worker_set_flapping (iface (self), TRUE);
+  bf_worker_message (bf_worker_get_name (self),
+                     "Worker %s is flapping: more than %u detaches within %s; no new builds until it stays attached for %s",
+                     bf_worker_get_name (self), threshold, window, recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), TRUE);
+  subject = g_strdup_printf ("Buildfleet worker %s is flapping", bf_worker_get_name (self));
+  body = g_string_new (NULL);
+  g_string_append_printf (body,
+                          "The worker %s detached more than %u times within %s.\n"
+                          "It gets no new builds until it stays attached for %s.\n"
+                          "Until then no further mail is sent about it going missing or coming back.\n\n",
+                          bf_worker_get_name (self), threshold, window, recovery);
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
 }
 
 static void
@@ -337,6 +407,7 @@ detach (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
+  count_detach (self);
   if (self->latent)
     bf_latent_detached (self->latent, reason);
 }
@@ -350,11 +421,117 @@ connection_closed_cb (BfWorkerLink *connection,
     detach (self, reason);
 }
 
+static int
+compare_strings (gconstpointer a,
+                 gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* Labels = Labels= plus what the worker reported, sorted, once each. */
+static void
+publish_labels (BfWorker *self)
+{
+  g_autoptr(GPtrArray) all = g_ptr_array_new ();
+  g_autoptr(GPtrArray) unique = g_ptr_array_new ();
+
+  for (guint i = 0; self->config->labels[i]; i++)
+    g_ptr_array_add (all, self->config->labels[i]);
+  for (guint i = 0; self->reported_labels && self->reported_labels[i]; i++)
+    g_ptr_array_add (all, self->reported_labels[i]);
+  g_ptr_array_sort (all, compare_strings);
+  for (guint i = 0; i < all->len; i++)
+    if (unique->len == 0 || !g_str_equal (g_ptr_array_index (unique, unique->len - 1), g_ptr_array_index (all, i)))
+      g_ptr_array_add (unique, g_ptr_array_index (all, i));
+  g_ptr_array_add (unique, NULL);
+  bf_dbus_worker_set_labels (iface (self), (const char * const *) unique->pdata);
+}
+
+static void
+add_reported_label (GStrvBuilder *b,
+                    const char   *key,
+                    GVariant     *value)
+{
+  g_autofree char *label = NULL;
+
+  if (value == NULL)
+    return;
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+    label = g_strdup_printf ("%s=%s", key, g_variant_get_string (value, NULL));
+  else if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT64))
+    label = g_strdup_printf ("%s=%" G_GINT64_FORMAT, key, g_variant_get_int64 (value));
+  if (label != NULL && bf_label_is_valid (label))
+    g_strv_builder_add (b, label);
+}
+
+/* What the worker told about itself that builds may ask for. */
+static GStrv
+labels_from_info (const BfWorkerInfo *info)
+{
+  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+  g_autoptr(GVariant) os = g_variant_lookup_value (info->details, "os_id", NULL);
+  g_autoptr(GVariant) version = g_variant_lookup_value (info->details, "os_version_id", NULL);
+  g_autoptr(GVariant) cpus = g_variant_lookup_value (info->details, "numcpus", NULL);
+
+  add_reported_label (b, "os", os);
+  add_reported_label (b, "os-version", version);
+  add_reported_label (b, "cpus", cpus);
+  return g_strv_builder_end (b);
+}
+
+/**
+ * bf_worker_has_labels:
+ *
+ * Whether every one of @labels is among this worker's Labels.
+ */
+gboolean
+bf_worker_has_labels (BfWorker           *self,
+                      const char * const *labels)
+{
+  const char * const *mine = bf_dbus_worker_get_labels (iface (self));
+
+  for (guint i = 0; labels && labels[i]; i++)
+    if (mine == NULL || !g_strv_contains (mine, labels[i]))
+      return FALSE;
+  return TRUE;
+}
+
+/* Labels a worker reports itself: unknown until it attached once. */
+static gboolean
+is_reported_label (const char *label)
+{
+  return g_str_has_prefix (label, "os=") || g_str_has_prefix (label, "os-version=") ||
+         g_str_has_prefix (label, "cpus=");
+}
+
+/**
+ * bf_worker_could_have_labels:
+ *
+ * Whether this worker can ever satisfy @labels: it has them, or the
+ * missing ones are of the kind it reports and it has not reported yet.
+ */
+gboolean
+bf_worker_could_have_labels (BfWorker           *self,
+                             const char * const *labels)
+{
+  const char * const *mine = bf_dbus_worker_get_labels (iface (self));
+
+  for (guint i = 0; labels && labels[i]; i++)
+    if ((mine == NULL || !g_strv_contains (mine, labels[i])) &&
+        !(self->reported_labels == NULL && is_reported_label (labels[i])))
+      return FALSE;
+  return TRUE;
+}
+
 static void
 fill_from_info (BfWorker     *self,
                 BfWorkerLink *link)
 {
   const BfWorkerInfo *info = bf_worker_link_get_info (link);
+
+  g_strfreev (self->reported_labels);
+  self->reported_labels = labels_from_info (info);
+  publish_labels (self);
 
   /* Every attach replaces all of it: what this worker did not report is
    * empty, not left over from an earlier connection. */
@@ -383,7 +560,10 @@ attach (BfWorker     *self,
   bf_timer_stop (&self->missing_timer);
 
   self->missing_notified = FALSE;
+  self->detach_expected = FALSE;
   self->last_seen_usec = now;
+  if (bf_dbus_worker_get_flapping (iface (self)))
+    bf_timer_start (&self->flap_timer, self->config->flap_recovery_usec, flap_recovered_cb, self);
 
   g_object_freeze_notify (G_OBJECT (self));
   fill_from_info (self, connection);
@@ -421,7 +601,8 @@ attach (BfWorker     *self,
                               bf_worker_get_name (self), when, bf_worker_link_get_peer (connection),
                               since, away);
       append_details (self, body);
-      mail_admins (self, subject, body->str);
+      if (!bf_dbus_worker_get_flapping (iface (self)))
+        mail_admins (self, subject, body->str);
       bf_dbus_worker_emit_back_online (iface (self));
       g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
     }
@@ -568,6 +749,7 @@ bf_worker_disconnect (BfWorker   *self,
       bf_worker_link_close (self->candidate, reason);
       g_clear_object (&self->candidate);
     }
+  self->detach_expected = TRUE;
   if (self->connection != NULL)
     detach (self, reason);
 }
@@ -596,6 +778,7 @@ bf_worker_request_shutdown (BfWorker *self)
 {
   if (self->connection == NULL)
     return;
+  self->detach_expected = TRUE;
   bf_worker_message (bf_worker_get_name (self), "Asking worker %s to shut down", bf_worker_get_name (self));
   bf_worker_link_shutdown_async (self->connection, NULL, shutdown_reply_cb, NULL);
 }
@@ -615,8 +798,50 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_graceful (w) &&
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
+         !bf_dbus_worker_get_flapping (w) &&
          (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
          !bf_worker_runs_builder (self, builder);
+}
+
+/**
+ * bf_worker_why_not:
+ *
+ * Returns: (nullable): why this worker cannot take a build of @builder
+ *   now, in a few words for Build.WaitingFor; %NULL if it can
+ */
+const char *
+bf_worker_why_not (BfWorker           *self,
+                   const char         *builder,
+                   const char * const *labels)
+{
+  BfDBusWorker *w = iface (self);
+  guint max = self->config->max_builds;
+
+  if (!bf_worker_config_serves (self->config, builder))
+    return "does not serve the builder";
+  if (!bf_worker_has_labels (self, labels))
+    return "lacks a label";
+  if (bf_dbus_worker_get_paused (w))
+    return "paused";
+  if (bf_dbus_worker_get_quarantined (w))
+    return "quarantined";
+  if (bf_dbus_worker_get_graceful (w))
+    return "shutting down gracefully";
+  if (bf_dbus_worker_get_flapping (w))
+    return "flapping";
+  if (self->connection == NULL)
+    {
+      if (self->latent != NULL)
+        return bf_latent_can_substantiate (self->latent) ? "not started" : "starting";
+      return self->missing_notified ? "missing" : "not connected";
+    }
+  if (self->latent != NULL && !bf_latent_can_take_build (self->latent))
+    return "stopping";
+  if (max != 0 && bf_dbus_worker_get_active_builds (w) >= max)
+    return "busy";
+  if (bf_worker_runs_builder (self, builder))
+    return "running a build of this builder";
+  return NULL;
 }
 
 /**
@@ -832,6 +1057,8 @@ admin_op_apply (BfWorker *self,
       bf_dbus_worker_set_pause_reason (iface (self), op->reason);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
+      /* Pending builds now wait for another reason: let the queue say so. */
+      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
     case ADMIN_UNPAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1050,6 +1277,8 @@ bf_worker_dispose (GObject *object)
 
   bf_timer_stop (&self->missing_timer);
   bf_timer_stop (&self->quarantine_timer);
+  bf_timer_stop (&self->flap_timer);
+  g_clear_pointer (&self->detach_times, g_array_unref);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
@@ -1079,6 +1308,7 @@ bf_worker_finalize (GObject *object)
   if (cold_workers != NULL)
     g_hash_table_remove (cold_workers, self);
   g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
+  g_strfreev (self->reported_labels);
   /* A save in progress holds a reference: nothing is being saved now. */
   while (!g_queue_is_empty (&self->admin_ops))
     {
@@ -1266,6 +1496,7 @@ bf_worker_set_config (BfWorker       *self,
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_max_builds (w, config->max_builds);
   bf_dbus_worker_set_builders (w, (const char * const *) config->builders);
+  publish_labels (self);
   bf_dbus_worker_set_missing_timeout_usec (w, config->missing_timeout_usec);
   bf_dbus_worker_set_notify_on_missing (w, (const char * const *) config->notify_on_missing);
   bf_dbus_worker_set_properties (w, config->properties);

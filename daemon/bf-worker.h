@@ -45,6 +45,13 @@ void            bf_worker_request_shutdown   (BfWorker       *self);
 
 gboolean        bf_worker_is_missing         (BfWorker       *self);
 gboolean        bf_worker_is_connected       (BfWorker       *self);
+const char     *bf_worker_why_not            (BfWorker       *self,
+                                              const char     *builder,
+                                              const char * const *labels);
+gboolean        bf_worker_has_labels         (BfWorker       *self,
+                                              const char * const *labels);
+gboolean        bf_worker_could_have_labels  (BfWorker       *self,
+                                              const char * const *labels);
 gboolean        bf_worker_runs_builder       (BfWorker       *self,
                                               const char     *builder);
 gboolean        bf_worker_can_take_build     (BfWorker       *self,

@@ -323,6 +323,88 @@ class SchedulingTest(BuildTestCase):
                                    GLib.Variant('(sa{sv})', ('b', {'priority': GLib.Variant('i', 1)})))
         self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs')
 
+    def test_pending_builds_say_what_they_wait_for(self):
+        procs = self.fleet([('w1', 1, 'b'), ('w2', 1, 'b')])
+        self.assertEqual(self.manager_prop('BuildsPending'), 0)
+        first = self.request('b', worker='w1')
+        self.wait_build_state(first, 'running')
+        self.assertEqual(self.build_prop(first, 'WaitingFor'), '')
+        self.worker_call('w2', 'Pause', GLib.Variant('(s)', ('disk full',)))
+        waiting = self.request('b')
+        self.wait_until(lambda: self.build_prop(waiting, 'WaitingFor') == 'w1: busy; w2: paused'
+                        or self.build_prop(waiting, 'WaitingFor') == 'w2: paused; w1: busy',
+                        message='WaitingFor names both workers')
+        self.assertEqual(self.manager_prop('BuildsPending'), 1)
+        only = self.request('b', worker='w2')
+        self.wait_until(lambda: self.build_prop(only, 'WaitingFor') == 'w2: paused', message='only w2')
+        self.assertEqual(self.manager_prop('BuildsPending'), 2)
+        # The reason follows the worker: kill it, it is "not connected".
+        procs['w2'].kill()
+        self.wait_connected('w2', value=False)
+        self.worker_call('w2', 'Unpause')
+        self.wait_until(lambda: self.build_prop(only, 'WaitingFor') == 'w2: not connected',
+                        message='reason follows the worker')
+        self.release(first)
+        self.wait_build_state(waiting, 'running')
+        self.assertEqual(self.build_prop(waiting, 'WaitingFor'), '')
+        self.wait_until(lambda: self.manager_prop('BuildsPending') == 1, message='one left')
+
+    def request_labels(self, builder, labels, **extra):
+        opts = {'labels': GLib.Variant('as', labels)}
+        opts.update(extra)
+        return self.call(FLEET_PATH, MANAGER_IFACE, 'RequestBuild', GLib.Variant('(sa{sv})', (builder, opts)))[0]
+
+    def test_labels_choose_the_worker(self):
+        text = self.daemon_section(FinishedBuildLifetime='30')
+        text += '[Worker w1]\nPassword=pw-w1\nMaxBuilds=2\nBuilders=b;c\nLabels=gpu;big\n'
+        text += '[Worker w2]\nPassword=pw-w2\nMaxBuilds=2\nBuilders=b;c\n'
+        self.write_config(text)
+        self.start_daemon()
+        for name in ('w1', 'w2'):
+            self.add_worker(name, 'pw-' + name).start()
+            self.wait_connected(name)
+        labels = self.worker_prop('w1', 'Labels')
+        self.assertIn('gpu', labels)
+        self.assertIn('big', labels)
+        self.assertIn('cpus=%d' % os.cpu_count(), labels)
+        self.assertEqual(labels, sorted(labels))
+        with open('/etc/os-release') as f:
+            os_id = [l.split('=', 1)[1].strip().strip('"') for l in f if l.startswith('ID=')][0]
+        self.assertIn('os=' + os_id, self.worker_prop('w2', 'Labels'))
+        self.assertNotIn('gpu', self.worker_prop('w2', 'Labels'))
+
+        # A label only w1 has: never w2, even while w1 cannot take it.
+        b1 = self.request_labels('b', ['gpu'])
+        self.wait_build_state(b1, 'running')
+        self.assertEqual(self.build_prop(b1, 'Worker'), worker_path('w1'))
+        self.assertEqual(self.build_prop(b1, 'Labels'), ['gpu'])
+        self.worker_call('w1', 'Pause', GLib.Variant('(s)', ('maintenance',)))
+        c1 = self.request_labels('c', ['gpu', 'big'])
+        self.wait_until(lambda: self.build_prop(c1, 'WaitingFor') == 'w1: paused', message='waits for w1')
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            self.assertEqual(self.build_prop(c1, 'State'), 'pending')
+            self.pump(0.1)
+        self.worker_call('w1', 'Unpause')
+        self.wait_build_state(c1, 'running')
+        self.assertEqual(self.build_prop(c1, 'Worker'), worker_path('w1'))
+
+        # A reported label any worker has; an impossible one fails at once.
+        d = self.request_labels('b', ['os=' + os_id])
+        self.wait_build_state(d, 'running')
+        self.assertEqual(self.build_prop(d, 'Worker'), worker_path('w2'))
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild', GLib.Variant(
+            '(sa{sv})', ('b', {'labels': GLib.Variant('as', ['gpu', 'fpga'])})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.NotFound')
+        self.assertIn('fpga', msg)
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild', GLib.Variant(
+            '(sa{sv})', ('b', {'labels': GLib.Variant('as', ['gpu']), 'worker': GLib.Variant('s', 'w2')})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.NotFound')
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild', GLib.Variant(
+            '(sa{sv})', ('b', {'labels': GLib.Variant('as', ['two words'])})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs')
+        self.assertIn('two words', msg)
+
     def test_wait_timeout(self):
         self.fleet([('w1', 1, 'b')])
         first = self.request('b')

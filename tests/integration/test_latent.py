@@ -283,9 +283,8 @@ class LocalDriverTest(LatentTestCase):
             s = socket.socket()
             s.bind(('127.0.0.1', 0))
             ports.append(s)
-        keys = {'Listen': '127.0.0.1:%d' % ports[0].getsockname()[1]}
-        if bfharness.PB_AVAILABLE:
-            keys['ListenPB'] = '127.0.0.1:%d' % ports[1].getsockname()[1]
+        keys = {'Listen': '127.0.0.1:%d' % ports[0].getsockname()[1],
+                'ListenPB': '127.0.0.1:%d' % ports[1].getsockname()[1]}
         for s in ports:
             s.close()
         return keys

@@ -395,15 +395,15 @@ class MalformedInputTest(bfharness.FleetTestCase):
 
 class ManyWorkersTest(bfharness.FleetTestCase):
     """Several real worker processes at once; counters stay right.  Half of
-    them speak PB when the daemon has PB endpoints: one daemon, both
-    protocols (run once, not per protocol)."""
+    them speak PB: one daemon, both protocols (run once, not per
+    protocol)."""
 
     def test_twenty_workers(self):
         n = 20
         self.write_config(self.daemon_section() +
                           ''.join('[Worker w%02d]\nPassword=p%d\n' % (i, i) for i in range(n)))
         self.start_daemon()
-        protocols = bfharness.PROTOCOLS if bfharness.PB_AVAILABLE else ('msgpack',)
+        protocols = bfharness.PROTOCOLS
         workers = [self.add_worker('w%02d' % i, 'p%d' % i, protocol=protocols[i % len(protocols)])
                    for i in range(n)]
         start = time.monotonic()
