@@ -1431,15 +1431,12 @@ build_prepared_cb (BfBuild    *build,
                    BfManager  *self)
 {
   BfWorker *worker = bf_build_get_worker (build);
-  g_autofree char *why = NULL;
 
   if (ok)
     return;
-  /* The worker could not be prepared: quarantine it, requeue the build in
-   * its place. */
-  why = g_strdup_printf ("could not prepare builder %s: %s", bf_build_get_builder (build), failure);
-  bf_worker_quarantine (worker, why);
-  bf_worker_build_finished (worker, bf_build_get_builder (build));
+  /* The worker could not be prepared (it decides what that costs it);
+   * the build goes back to the queue in its place. */
+  bf_worker_build_ended (worker, bf_build_get_builder (build), "unprepared", failure);
   g_queue_insert_sorted (&self->pending, build, compare_build_ids, NULL);
   pending_changed (self);
   schedule_dispatch (self);
@@ -1476,13 +1473,7 @@ build_ended_cb (BfBuild    *build,
   if (g_queue_remove (&self->pending, build))
     pending_changed (self);
   if (worker != NULL)
-    {
-      if (g_str_equal (result, "lost"))
-        bf_worker_quarantine (worker, "its build was lost");
-      else if (g_str_equal (result, "released"))
-        bf_worker_build_succeeded (worker);
-      bf_worker_build_finished (worker, bf_build_get_builder (build));
-    }
+    bf_worker_build_ended (worker, bf_build_get_builder (build), result, NULL);
 
   /* Finished builds stay readable for FinishedBuildLifetime, then go. */
   linger = g_new0 (Linger, 1);

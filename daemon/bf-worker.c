@@ -79,6 +79,8 @@ typedef struct {
   GDBusMethodInvocation *invocation;
   gboolean graceful;
   char *reason;
+  char *caller;                 /* the caller's user name (PausedBy) */
+  guint64 since_usec;           /* when the call came (PausedSinceUSec) */
 } AdminOp;
 
 static void
@@ -86,6 +88,7 @@ admin_op_free (AdminOp *op)
 {
   g_clear_object (&op->invocation);
   g_free (op->reason);
+  g_free (op->caller);
   g_free (op);
 }
 
@@ -171,6 +174,8 @@ fill_state (BfWorker      *self,
     .graceful = bf_dbus_worker_get_graceful (iface (self)),
     .paused = bf_dbus_worker_get_paused (iface (self)),
     .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
+    .paused_by = (char *) bf_dbus_worker_get_paused_by (iface (self)),
+    .paused_since_usec = bf_dbus_worker_get_paused_since_usec (iface (self)),
     .last_seen_usec = self->last_seen_usec,
     .disconnected_since_usec = bf_dbus_worker_get_disconnected_since_usec (iface (self)),
     .missing_notified = self->missing_notified,
@@ -185,10 +190,14 @@ fill_state (BfWorker      *self,
     case ADMIN_PAUSE:
       ws->paused = TRUE;
       ws->pause_reason = op->reason;
+      ws->paused_by = op->caller;
+      ws->paused_since_usec = op->since_usec;
       break;
     case ADMIN_UNPAUSE:
       ws->paused = FALSE;
       ws->pause_reason = (char *) "";
+      ws->paused_by = (char *) "";
+      ws->paused_since_usec = 0;
       break;
     }
 }
@@ -408,6 +417,16 @@ detach (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
   count_detach (self);
+}
+
+/* The connection ended by itself, or for a reason of the worker's: a
+ * latent worker hears of it (and stops its instance).  A stop the latent
+ * asked for goes through latent_release() instead, which only detaches. */
+static void
+lose_connection (BfWorker   *self,
+                 const char *reason)
+{
+  detach (self, reason);
   if (self->latent)
     bf_latent_detached (self->latent, reason);
 }
@@ -418,7 +437,7 @@ connection_closed_cb (BfWorkerLink *connection,
                       BfWorker     *self)
 {
   if (connection == self->connection)
-    detach (self, reason);
+    lose_connection (self, reason);
 }
 
 static int
@@ -681,7 +700,7 @@ duplicate_ping_cb (GObject      *object,
   if (old == self->connection)
     {
       reason = g_strdup_printf ("replaced by a new connection from %s", bf_worker_link_get_peer (self->candidate));
-      detach (self, reason);
+      lose_connection (self, reason);
     }
   start_attach (self);
 }
@@ -739,9 +758,9 @@ bf_worker_offer_connection (BfWorker     *self,
                              duplicate_ping_cb, g_object_ref (self));
 }
 
-void
-bf_worker_disconnect (BfWorker   *self,
-                      const char *reason)
+static void
+drop_candidate (BfWorker   *self,
+                const char *reason)
 {
   if (self->candidate != NULL)
     {
@@ -749,9 +768,16 @@ bf_worker_disconnect (BfWorker   *self,
       bf_worker_link_close (self->candidate, reason);
       g_clear_object (&self->candidate);
     }
+}
+
+void
+bf_worker_disconnect (BfWorker   *self,
+                      const char *reason)
+{
+  drop_candidate (self, reason);
   self->detach_expected = TRUE;
   if (self->connection != NULL)
-    detach (self, reason);
+    lose_connection (self, reason);
 }
 
 static void
@@ -904,9 +930,9 @@ bf_worker_build_started (BfWorker   *self,
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 1);
 }
 
-void
-bf_worker_build_finished (BfWorker   *self,
-                          const char *builder)
+static void
+build_finished (BfWorker   *self,
+                const char *builder)
 {
   guint active = bf_dbus_worker_get_active_builds (iface (self));
 
@@ -930,7 +956,12 @@ bf_worker_build_finished (BfWorker   *self,
     bf_worker_request_shutdown (self);
 }
 
-/* Quarantine ----------------------------------------------------------------- */
+/* Quarantine ----------------------------------------------------------------- *
+ *
+ * Only this file decides when a worker is quarantined: a lost build, a
+ * builder that could not be prepared (bf_worker_build_ended()), a latent
+ * instance that failed to start (latent_start_failed()).  A released
+ * build resets the backoff. */
 
 static gboolean
 quarantine_end_cb (gpointer data)
@@ -955,17 +986,17 @@ bf_worker_set_quarantine_limits (BfWorker *self,
   self->quarantine_max_usec = max_usec;
 }
 
-/**
- * bf_worker_quarantine:
+/*
+ * quarantine:
  * @why: for the log
  *
  * Keeps builds away from the worker for a while: 10 s the first time (by
  * default), doubling with every further incident up to an hour, until a
  * build succeeds.  Separate from Pause: nobody has to lift it by hand.
  */
-void
-bf_worker_quarantine (BfWorker   *self,
-                      const char *why)
+static void
+quarantine (BfWorker   *self,
+            const char *why)
 {
   guint64 until;
   g_autofree char *span = NULL;
@@ -987,15 +1018,78 @@ bf_worker_quarantine (BfWorker   *self,
 }
 
 /**
- * bf_worker_build_succeeded:
+ * bf_worker_build_ended:
+ * @builder: the build's builder
+ * @result: how it ended: a BfBuild result ("released", "lost", "timeout",
+ *   "owner-gone", "failed"), or "unprepared" when the builder could not be
+ *   prepared on this worker (the build goes back to the queue)
+ * @detail: (nullable): what went wrong, for the log
  *
- * A good build resets the quarantine backoff.
+ * A build assigned by bf_worker_build_started() left this worker.  A lost
+ * or unprepared build quarantines the worker; a released one resets the
+ * quarantine backoff; the others say nothing about the worker.
  */
 void
-bf_worker_build_succeeded (BfWorker *self)
+bf_worker_build_ended (BfWorker   *self,
+                       const char *builder,
+                       const char *result,
+                       const char *detail)
 {
-  self->quarantine_backoff_usec = 0;
+  if (g_str_equal (result, "lost"))
+    quarantine (self, "its build was lost");
+  else if (g_str_equal (result, "unprepared"))
+    {
+      g_autofree char *why = g_strdup_printf ("could not prepare builder %s: %s", builder,
+                                              detail ? detail : "unknown error");
+      quarantine (self, why);
+    }
+  else if (g_str_equal (result, "released"))
+    self->quarantine_backoff_usec = 0;
+  build_finished (self, builder);
 }
+
+/* The latent's host ----------------------------------------------------------- */
+
+static guint
+latent_active_builds (gpointer data)
+{
+  return bf_dbus_worker_get_active_builds (iface (data));
+}
+
+static gboolean
+latent_is_quarantined (gpointer data)
+{
+  return bf_dbus_worker_get_quarantined (iface (data));
+}
+
+static void
+latent_start_failed (gpointer    data,
+                     const char *message)
+{
+  quarantine (data, message);
+}
+
+/* The latent stops its instance: the worker is asked to exit and its
+ * connection goes, without telling the latent (it asked). */
+static void
+latent_release (gpointer    data,
+                const char *reason)
+{
+  BfWorker *self = data;
+
+  if (self->connection == NULL)
+    return;
+  bf_worker_request_shutdown (self);
+  drop_candidate (self, reason);
+  detach (self, reason);
+}
+
+static const BfLatentHost latent_host = {
+  .active_builds = latent_active_builds,
+  .is_quarantined = latent_is_quarantined,
+  .start_failed = latent_start_failed,
+  .release = latent_release,
+};
 
 /* D-Bus methods -------------------------------------------------------------- */
 
@@ -1042,7 +1136,10 @@ admin_op_apply (BfWorker *self,
                 AdminOp  *op)
 {
   const char *name = bf_worker_get_name (self);
-  const char *sender = g_dbus_method_invocation_get_sender (op->invocation);
+  guint32 uid = 0;
+  const char *user = bf_authority_get_caller (op->invocation, &uid);
+  g_autofree char *sender = g_strdup_printf ("%s (uid %u, %s)", user ? user : "?", uid,
+                                             g_dbus_method_invocation_get_sender (op->invocation));
 
   switch (op->kind)
     {
@@ -1055,6 +1152,8 @@ admin_op_apply (BfWorker *self,
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), TRUE);
       bf_dbus_worker_set_pause_reason (iface (self), op->reason);
+      bf_dbus_worker_set_paused_by (iface (self), op->caller);
+      bf_dbus_worker_set_paused_since_usec (iface (self), op->since_usec);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
       /* Pending builds now wait for another reason: let the queue say so. */
@@ -1064,6 +1163,8 @@ admin_op_apply (BfWorker *self,
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), FALSE);
       bf_dbus_worker_set_pause_reason (iface (self), "");
+      bf_dbus_worker_set_paused_by (iface (self), "");
+      bf_dbus_worker_set_paused_since_usec (iface (self), 0);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
@@ -1140,6 +1241,10 @@ admin_enqueue (BfWorker              *self,
     g_variant_get (params, "(b)", &op->graceful);
   else if (kind == ADMIN_PAUSE)
     g_variant_get (params, "(s)", &op->reason);
+  op->caller = g_strdup (bf_authority_get_caller (invocation, NULL));
+  if (op->caller == NULL)
+    op->caller = g_strdup ("");
+  op->since_usec = now_usec ();
   g_queue_push_tail (&self->admin_ops, op);
   admin_next (self);
 }
@@ -1291,6 +1396,8 @@ bf_worker_dispose (GObject *object)
     }
   g_clear_object (&self->connection);
   g_clear_object (&self->candidate_cancellable);
+  if (self->latent)
+    bf_latent_forget_host (self->latent);
   g_clear_object (&self->latent);
 
   G_OBJECT_CLASS (bf_worker_parent_class)->dispose (object);
@@ -1534,7 +1641,7 @@ bf_worker_new (BfWorkerConfig *config,
   self->authority = g_object_ref (authority);
 
   if (config->latent != BF_LATENT_NONE)
-    self->latent = bf_latent_new (config, self, state, mailer, authority);
+    self->latent = bf_latent_new (config, &latent_host, self, state, mailer, authority);
 
   known = bf_state_get_worker (state, config->name, &ws);
   /* Unset strings and dictionaries read as "" and {} on the bus; with
@@ -1547,6 +1654,8 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_graceful (w, ws.graceful);
       bf_dbus_worker_set_paused (w, ws.paused);
       bf_dbus_worker_set_pause_reason (w, ws.paused && ws.pause_reason ? ws.pause_reason : "");
+      bf_dbus_worker_set_paused_by (w, ws.paused && ws.paused_by ? ws.paused_by : "");
+      bf_dbus_worker_set_paused_since_usec (w, ws.paused ? ws.paused_since_usec : 0);
       self->last_seen_usec = ws.last_seen_usec;
       self->missing_notified = ws.missing_notified;
       bf_dbus_worker_set_missing (w, ws.missing_notified);

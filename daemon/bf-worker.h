@@ -60,15 +60,14 @@ gboolean        bf_worker_can_substantiate_for (BfWorker     *self,
                                               const char     *builder);
 void            bf_worker_build_started      (BfWorker       *self,
                                               const char     *builder);
-void            bf_worker_build_finished     (BfWorker       *self,
-                                              const char     *builder);
+void            bf_worker_build_ended        (BfWorker       *self,
+                                              const char     *builder,
+                                              const char     *result,
+                                              const char     *detail);
 guint           bf_worker_get_active_builds  (BfWorker       *self);
 void            bf_worker_set_quarantine_limits (BfWorker    *self,
                                               guint64         initial_usec,
                                               guint64         max_usec);
-void            bf_worker_quarantine         (BfWorker       *self,
-                                              const char     *why);
-void            bf_worker_build_succeeded    (BfWorker       *self);
 
 void            bf_worker_stop_cache_warmer  (void);
 
