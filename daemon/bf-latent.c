@@ -773,23 +773,33 @@ bf_latent_set_config (BfLatent       *self,
 /**
  * bf_latent_set_master:
  * @master: (nullable): "HOST:PORT" of the msgpack endpoint instances connect to
- * @pb_master: (nullable): "HOST:PORT" of the PB endpoint instances connect to
  * @tls_certificate: (nullable): set when the endpoints speak TLS
- *
- * Which of the two a new instance gets follows the worker's Protocol=.
  */
 void
 bf_latent_set_master (BfLatent   *self,
                       const char *master,
-                      const char *pb_master,
                       const char *tls_certificate)
 {
   g_free (self->master);
   self->master = g_strdup (master);
-  g_free (self->pb_master);
-  self->pb_master = g_strdup (pb_master);
   g_free (self->tls_certificate);
   self->tls_certificate = g_strdup (tls_certificate);
+}
+
+/**
+ * bf_latent_set_pb_master:
+ * @pb_master: (nullable): "HOST:PORT" of the PB endpoint instances connect to
+ *
+ * Which endpoint a new instance gets follows the worker's Protocol=: this
+ * one for PB (the default when there is one), bf_latent_set_master()'s for
+ * msgpack.
+ */
+void
+bf_latent_set_pb_master (BfLatent   *self,
+                         const char *pb_master)
+{
+  g_free (self->pb_master);
+  self->pb_master = g_strdup (pb_master);
 }
 
 /**

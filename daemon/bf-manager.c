@@ -237,8 +237,10 @@ add_worker (BfManager      *self,
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
   if (bf_worker_get_latent (worker) && (self->master || self->pb_master))
-    bf_latent_set_master (bf_worker_get_latent (worker), self->master, self->pb_master,
-                          self->config->tls_certificate);
+    {
+      bf_latent_set_master (bf_worker_get_latent (worker), self->master, self->config->tls_certificate);
+      bf_latent_set_pb_master (bf_worker_get_latent (worker), self->pb_master);
+    }
   g_hash_table_insert (self->workers, g_strdup (wc->name), worker);
   export_worker (self, worker);
 }
@@ -740,8 +742,10 @@ bf_manager_start_listening (BfManager  *self,
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     if (bf_worker_get_latent (value))
-      bf_latent_set_master (bf_worker_get_latent (value), self->master, self->pb_master,
-                            self->config->tls_certificate);
+      {
+        bf_latent_set_master (bf_worker_get_latent (value), self->master, self->config->tls_certificate);
+        bf_latent_set_pb_master (bf_worker_get_latent (value), self->pb_master);
+      }
   reconcile_instances (self);
   schedule_dispatch (self);
   return TRUE;
