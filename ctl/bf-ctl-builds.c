@@ -78,7 +78,9 @@ bf_ctl_cmd_builds (BfCtl *ctl)
       row[0] = bf_ctl_name_from_path (lookup_string (b, "Path"));
       row[1] = g_strdup (lookup_string (b, "Builder"));
       row[2] = g_str_equal (state, "running") ? g_strdup_printf ("\x01good\x02%s", state) :
-               g_str_equal (state, "pending") ? g_strdup_printf ("\x01warn\x02%s", state) : g_strdup (state);
+               g_str_equal (state, "pending") ? g_strdup_printf ("\x01warn\x02%s", state) :
+               *lookup_string (b, "Result") ? g_strdup_printf ("%s (%s)", state, lookup_string (b, "Result")) :
+               g_strdup (state);
       row[3] = g_str_equal (worker, "/") || *worker == '\0' ? g_strdup ("-") : bf_ctl_name_from_path (worker);
       row[4] = g_strdup (lookup_string (b, "Owner"));
       row[5] = bf_ctl_format_ago (started ? started : created);

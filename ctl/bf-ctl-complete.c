@@ -32,16 +32,16 @@ static const char * const global_options[] = {
 };
 
 static const char * const state_values[] = {
-  "connected", "disconnected", "missing", "paused", "quarantined", "graceful", "busy", "idle",
-  "latent", NULL
+  "connected", "disconnected", "missing", "paused", "quarantined", "flapping", "graceful", "busy",
+  "idle", "latent", NULL
 };
 
 /* Options of one command, beyond the global ones. */
 static const char * const *
 command_options (const char *command)
 {
-  static const char * const list[] = { "--state=", "--builder=", NULL };
-  static const char * const run[] = { "--worker=", "--workdir=", "--env=", NULL };
+  static const char * const list[] = { "--state=", "--builder=", "--label=", NULL };
+  static const char * const run[] = { "--worker=", "--label=", "--workdir=", "--env=", NULL };
   static const char * const graceful[] = { "--cancel", NULL };
   static const char * const insubstantiate[] = { "--fast", NULL };
   static const char * const builds[] = { "--all", NULL };

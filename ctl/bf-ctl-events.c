@@ -117,6 +117,14 @@ worker_signal (Events     *ev,
       emit (ev, on ? "graceful" : "graceful-cancelled", name, NULL,
             on ? "graceful shutdown requested" : "graceful shutdown cancelled", NULL);
     }
+  else if (g_str_equal (member, "FlappingChanged") && g_variant_is_of_type (params, G_VARIANT_TYPE ("(b)")))
+    {
+      gboolean on;
+
+      g_variant_get (params, "(b)", &on);
+      emit (ev, on ? "flapping" : "flapping-ended", name, NULL,
+            on ? "flapping: detaches too often, takes no new builds" : "no longer flapping", NULL);
+    }
   else if (g_str_equal (member, "Substantiated"))
     emit (ev, "substantiated", name, NULL, "substantiated", NULL);
   else if (g_str_equal (member, "Insubstantiated"))

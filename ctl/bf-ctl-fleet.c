@@ -11,13 +11,13 @@
 /* What list asks the daemon for: a light GetWorkerPage. */
 static const char * const list_properties[] = {
   "Name", "Connected", "Paused", "PauseReason", "PausedBy", "Missing", "Quarantined",
-  "Graceful", "ActiveBuilds", "MaxBuilds", "Builders", "Protocol", "ConnectedSinceUSec",
-  "DisconnectedSinceUSec", "State", NULL
+  "Flapping", "Graceful", "ActiveBuilds", "MaxBuilds", "Builders", "Labels", "Protocol",
+  "ConnectedSinceUSec", "DisconnectedSinceUSec", "State", NULL
 };
 
 /* The state words a worker is in, as `list --state=` takes them. */
 static const char * const state_words[] = {
-  "connected", "disconnected", "missing", "paused", "quarantined", "graceful",
+  "connected", "disconnected", "missing", "paused", "quarantined", "flapping", "graceful",
   "busy", "idle", "latent", NULL
 };
 
@@ -76,6 +76,8 @@ bf_ctl_worker_states (GVariant *worker)
     g_strv_builder_add (b, "paused");
   if (lookup_bool (worker, "Quarantined"))
     g_strv_builder_add (b, "quarantined");
+  if (lookup_bool (worker, "Flapping"))
+    g_strv_builder_add (b, "flapping");
   if (lookup_bool (worker, "Graceful"))
     g_strv_builder_add (b, "graceful");
   if (lookup_bool (worker, "Latent"))
@@ -87,7 +89,8 @@ static const char *
 state_colour (GStrv states)
 {
   if (g_strv_contains ((const char * const *) states, "missing") ||
-      g_strv_contains ((const char * const *) states, "quarantined"))
+      g_strv_contains ((const char * const *) states, "quarantined") ||
+      g_strv_contains ((const char * const *) states, "flapping"))
     return "bad";
   if (g_strv_contains ((const char * const *) states, "paused") ||
       g_strv_contains ((const char * const *) states, "graceful"))
@@ -147,6 +150,14 @@ worker_matches (BfCtl    *ctl,
 
       if (!g_variant_lookup (worker, "Builders", "^a&s", &builders) ||
           !g_strv_contains (builders, ctl->builder))
+        return FALSE;
+    }
+  for (guint i = 0; ctl->labels && ctl->labels[i]; i++)
+    {
+      g_autofree const char **labels = NULL;
+
+      if (!g_variant_lookup (worker, "Labels", "^a&s", &labels) ||
+          !g_strv_contains (labels, ctl->labels[i]))
         return FALSE;
     }
   return TRUE;
@@ -233,7 +244,7 @@ bf_ctl_cmd_list (BfCtl *ctl)
 
 static const char * const status_properties[] = {
   "Name", "Connected", "Missing", "Paused", "PauseReason", "PausedBy", "Quarantined",
-  "QuarantineUntilUSec", "Graceful", "ActiveBuilds", "DisconnectedSinceUSec", NULL
+  "QuarantineUntilUSec", "Flapping", "Graceful", "ActiveBuilds", "DisconnectedSinceUSec", NULL
 };
 
 int
@@ -246,8 +257,10 @@ bf_ctl_cmd_status (BfCtl *ctl)
   g_autoptr(GPtrArray) missing = g_ptr_array_new ();
   g_autoptr(GPtrArray) paused = g_ptr_array_new ();
   g_autoptr(GPtrArray) quarantined = g_ptr_array_new ();
+  g_autoptr(GPtrArray) flapping = g_ptr_array_new ();
   guint connected = 0, graceful = 0, running = 0, pending = 0;
   g_autofree char *listen = NULL;
+  g_autofree char *listen_pb = NULL;
   g_autofree char *owner = NULL;
 
   manager = bf_ctl_manager (ctl, &error);
@@ -280,6 +293,8 @@ bf_ctl_cmd_status (BfCtl *ctl)
         g_ptr_array_add (paused, w);
       if (lookup_bool (w, "Quarantined"))
         g_ptr_array_add (quarantined, w);
+      if (lookup_bool (w, "Flapping"))
+        g_ptr_array_add (flapping, w);
     }
   for (guint i = 0; i < builds->len; i++)
     {
@@ -293,9 +308,10 @@ bf_ctl_cmd_status (BfCtl *ctl)
   if (ctl->json)
     {
       g_autoptr(GString) out = g_string_new ("{\"Version\":");
-      GPtrArray *lists[] = { missing, paused, quarantined };
-      const char *names[] = { "Missing", "Paused", "Quarantined" };
+      GPtrArray *lists[] = { missing, paused, quarantined, flapping };
+      const char *names[] = { "Missing", "Paused", "Quarantined", "Flapping" };
       const char * const *endpoints = bf_dbus_manager_get_listen (manager);
+      const char * const *pb_endpoints = bf_dbus_manager_get_listen_pb (manager);
 
       bf_ctl_json_append_string (out, bf_dbus_manager_get_version (manager) ?: "");
       g_string_append (out, ",\"Listen\":[");
@@ -305,11 +321,18 @@ bf_ctl_cmd_status (BfCtl *ctl)
             g_string_append_c (out, ',');
           bf_ctl_json_append_string (out, endpoints[i]);
         }
+      g_string_append (out, "],\"ListenPB\":[");
+      for (guint i = 0; pb_endpoints && pb_endpoints[i]; i++)
+        {
+          if (i > 0)
+            g_string_append_c (out, ',');
+          bf_ctl_json_append_string (out, pb_endpoints[i]);
+        }
       g_string_append_printf (out, "],\"Workers\":%u,\"WorkersConnected\":%u,\"WorkersMissing\":%u,"
-                              "\"WorkersPaused\":%u,\"WorkersQuarantined\":%u,\"WorkersGraceful\":%u,"
-                              "\"BuildsRunning\":%u,\"BuildsPending\":%u",
+                              "\"WorkersPaused\":%u,\"WorkersQuarantined\":%u,\"WorkersFlapping\":%u,"
+                              "\"WorkersGraceful\":%u,\"BuildsRunning\":%u,\"BuildsPending\":%u",
                               workers->len, connected, missing->len, paused->len, quarantined->len,
-                              graceful, running, pending);
+                              flapping->len, graceful, running, pending);
       for (guint l = 0; l < G_N_ELEMENTS (lists); l++)
         {
           g_string_append_printf (out, ",\"%s\":[", names[l]);
@@ -328,16 +351,18 @@ bf_ctl_cmd_status (BfCtl *ctl)
 
   bf_ctl_pager_start (ctl);
   listen = g_strjoinv (", ", (char **) bf_dbus_manager_get_listen (manager));
-  g_print ("%sbuildfleetd %s%s, listening on %s\n", bf_ctl_colour (ctl, "bold"),
+  listen_pb = g_strjoinv (", ", (char **) bf_dbus_manager_get_listen_pb (manager));
+  g_print ("%sbuildfleetd %s%s, listening on %s (msgpack), %s (PB)\n", bf_ctl_colour (ctl, "bold"),
            bf_dbus_manager_get_version (manager) ?: "", bf_ctl_colour (ctl, "normal"),
-           *listen ? listen : "nothing");
+           *listen ? listen : "nothing", *listen_pb ? listen_pb : "nothing");
   g_print ("    Workers: %u configured, %s%u connected%s, %s%u missing%s, %s%u paused%s, "
-           "%s%u quarantined%s, %u graceful\n",
+           "%s%u quarantined%s, %s%u flapping%s, %u graceful\n",
            workers->len,
            bf_ctl_colour (ctl, connected ? "good" : "normal"), connected, bf_ctl_colour (ctl, "normal"),
            bf_ctl_colour (ctl, missing->len ? "bad" : "normal"), missing->len, bf_ctl_colour (ctl, "normal"),
            bf_ctl_colour (ctl, paused->len ? "warn" : "normal"), paused->len, bf_ctl_colour (ctl, "normal"),
            bf_ctl_colour (ctl, quarantined->len ? "bad" : "normal"), quarantined->len, bf_ctl_colour (ctl, "normal"),
+           bf_ctl_colour (ctl, flapping->len ? "bad" : "normal"), flapping->len, bf_ctl_colour (ctl, "normal"),
            graceful);
   g_print ("     Builds: %u running, %u pending\n", running, pending);
   for (guint i = 0; i < missing->len; i++)
@@ -365,6 +390,9 @@ bf_ctl_cmd_status (BfCtl *ctl)
       g_print ("%sQuarantined:%s %s (until %s)\n", bf_ctl_colour (ctl, "bad"),
                bf_ctl_colour (ctl, "normal"), lookup_string (w, "Name"), until);
     }
+  for (guint i = 0; i < flapping->len; i++)
+    g_print ("   %sFlapping:%s %s (takes no builds until it stays attached)\n", bf_ctl_colour (ctl, "bad"),
+             bf_ctl_colour (ctl, "normal"), lookup_string (g_ptr_array_index (flapping, i), "Name"));
   bf_ctl_pager_end (ctl);
   return BF_CTL_EXIT_OK;
 }

@@ -345,6 +345,9 @@ bf_ctl_cmd_run (BfCtl *ctl)
   g_variant_builder_init (&options, G_VARIANT_TYPE_VARDICT);
   if (ctl->worker)
     g_variant_builder_add (&options, "{sv}", "worker", g_variant_new_string (ctl->worker));
+  if (ctl->labels)
+    g_variant_builder_add (&options, "{sv}", "labels",
+                           g_variant_new_strv ((const char * const *) ctl->labels, -1));
   bf_ctl_start_agent (ctl);
   if (!bf_dbus_manager_call_request_build_sync (manager, ctl->args[0], g_variant_builder_end (&options),
                                                 &run.build_path, NULL, &error))

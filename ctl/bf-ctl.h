@@ -45,6 +45,7 @@ typedef struct {
   /* command options */
   char *state;                   /* list --state= */
   char *builder;                 /* list --builder= */
+  char **labels;                 /* list, run --label= */
   char *worker;                  /* run --worker= */
   char *workdir;                 /* run --workdir= */
   char **env;                    /* run --env=K=V */

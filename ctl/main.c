@@ -27,7 +27,7 @@ typedef struct {
 
 static const Command commands[] = {
   { "status", "", 0, 0, TRUE, bf_ctl_cmd_status, "The fleet at a glance: workers, missing, paused, builds" },
-  { "list", "", 0, 0, TRUE, bf_ctl_cmd_list, "Every worker in a table (--state=, --builder=)" },
+  { "list", "", 0, 0, TRUE, bf_ctl_cmd_list, "Every worker in a table (--state=, --builder=, --label=)" },
   { "show", "WORKER", 1, 1, TRUE, bf_ctl_cmd_show, "Every property of one worker" },
   { "pause", "WORKER [REASON]", 1, 2, TRUE, bf_ctl_cmd_admin, "Take no new builds on WORKER" },
   { "unpause", "WORKER", 1, 1, TRUE, bf_ctl_cmd_admin, "Let WORKER take builds again" },
@@ -38,7 +38,7 @@ static const Command commands[] = {
   { "insubstantiate", "WORKER", 1, 1, TRUE, bf_ctl_cmd_admin, "Stop a latent worker (--fast: without waiting)" },
   { "reload", "", 0, 0, TRUE, bf_ctl_cmd_reload, "Read the configuration again" },
   { "builds", "[--all]", 0, 0, TRUE, bf_ctl_cmd_builds, "Running and pending builds (--all: finished ones too)" },
-  { "run", "BUILDER [--worker=W] [--workdir=D] [--env=K=V] -- COMMAND...", 1, 1, TRUE, bf_ctl_cmd_run,
+  { "run", "BUILDER [--worker=W] [--label=L] [--workdir=D] [--env=K=V] -- COMMAND...", 1, 1, TRUE, bf_ctl_cmd_run,
     "Run COMMAND on a worker of BUILDER, streaming its output; exit with its code" },
   { "events", "", 0, 0, TRUE, bf_ctl_cmd_events, "Follow attach, detach, missing, build events until interrupted" },
   { "monitor", "", 0, 0, TRUE, bf_ctl_cmd_events, "The same as events" },
@@ -82,6 +82,7 @@ bf_ctl_clear (BfCtl *ctl)
   g_free (ctl->address);
   g_free (ctl->state);
   g_free (ctl->builder);
+  g_strfreev (ctl->labels);
   g_free (ctl->worker);
   g_free (ctl->workdir);
   g_strfreev (ctl->env);
@@ -114,8 +115,9 @@ main (int   argc,
     { "no-legend", 0, 0, G_OPTION_ARG_NONE, &ctl.no_legend, "Print tables without their header", NULL },
     { "no-ask-password", 0, 0, G_OPTION_ARG_NONE, &ctl.no_ask_password, "Do not ask for a password when polkit wants one", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &ctl.verbose, "run: also print the command's header lines", NULL },
-    { "state", 0, 0, G_OPTION_ARG_STRING, &ctl.state, "list: only workers in this state (connected, disconnected, missing, paused, quarantined, graceful, busy, idle, latent)", "STATE" },
+    { "state", 0, 0, G_OPTION_ARG_STRING, &ctl.state, "list: only workers in this state (connected, disconnected, missing, paused, quarantined, flapping, graceful, busy, idle, latent)", "STATE" },
     { "builder", 0, 0, G_OPTION_ARG_STRING, &ctl.builder, "list: only workers serving this builder", "BUILDER" },
+    { "label", 0, 0, G_OPTION_ARG_STRING_ARRAY, &ctl.labels, "list: only workers with this label; run: only a worker with it (repeatable)", "LABEL" },
     { "worker", 0, 0, G_OPTION_ARG_STRING, &ctl.worker, "run: only this worker may take the build", "WORKER" },
     { "workdir", 0, 0, G_OPTION_ARG_STRING, &ctl.workdir, "run: the directory to run in on the worker (relative: below the builder's)", "DIR" },
     { "env", 0, 0, G_OPTION_ARG_STRING_ARRAY, &ctl.env, "run: set an environment variable (repeatable)", "KEY=VALUE" },

@@ -787,6 +787,7 @@ static const char * const daemon_keys[] = {
 static const char * const worker_keys[] = {
   "Password", "PasswordFile", "MaxBuilds", "Builders", "Labels", "MissingTimeout",
   "FlapThreshold", "FlapWindow", "FlapRecovery",
+  "HealthInterval", "MinFreeDisk", "MaxResponseTime", "HealthCommand",
   "NotifyOnMissing", "Latent", "StartCommand", "StopCommand", "Unit",
   "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", "Protocol", NULL
 };
@@ -807,6 +808,7 @@ worker_config_clear (BfWorkerConfig *wc)
     }
   g_strfreev (wc->builders);
   g_strfreev (wc->labels);
+  g_free (wc->health_command);
   g_strfreev (wc->notify_on_missing);
   g_clear_pointer (&wc->properties, g_variant_unref);
   g_free (wc->start_command);
@@ -824,6 +826,46 @@ void
 bf_worker_config_unref (BfWorkerConfig *wc)
 {
   g_rc_box_release_full (wc, (GDestroyNotify) worker_config_clear);
+}
+
+/* MinFreeDisk=: "5%", "2G", "500M", "1048576" (bytes). */
+static gboolean
+parse_free_disk (const char *text,
+                 guint64    *out_bytes,
+                 double     *out_percent)
+{
+  char *end = NULL;
+  double v;
+
+  *out_bytes = 0;
+  *out_percent = 0;
+  if (!g_ascii_isdigit (*text))
+    return FALSE;
+  v = g_ascii_strtod (text, &end);
+  if (end == text || !(v >= 0))
+    return FALSE;
+  if (g_str_equal (end, "%"))
+    {
+      if (v > 100)
+        return FALSE;
+      *out_percent = v;
+      return TRUE;
+    }
+  switch (g_ascii_toupper (*end))
+    {
+    case 'T': v *= 1024.0;  /* fall through */
+    case 'G': v *= 1024.0;  /* fall through */
+    case 'M': v *= 1024.0;  /* fall through */
+    case 'K': v *= 1024.0; end++; break;
+    case '\0': break;
+    default: return FALSE;
+    }
+  if (*end == 'B' || *end == 'b')
+    end++;
+  if (*end != '\0' || v > 1e18)
+    return FALSE;
+  *out_bytes = (guint64) v;
+  return TRUE;
 }
 
 /**
@@ -940,6 +982,8 @@ parse_worker (Parser      *p,
   g_autoptr(GVariantBuilder) props = NULL;
   g_auto(GStrv) keys = NULL;
   gint64 missing = 0, wait = 0, subst = 0, flap_window = 0, flap_recovery = 0;
+  gint64 health_interval = 0, max_response = 0;
+  g_autofree char *free_disk = NULL;
   guint64 max_builds = 0, flap_threshold = 0;
 
   wc->name = g_strdup (name);
@@ -1060,6 +1104,22 @@ parse_worker (Parser      *p,
   wc->flap_threshold = (guint) flap_threshold;
   wc->flap_window_usec = (guint64) flap_window;
   wc->flap_recovery_usec = (guint64) flap_recovery;
+
+  if (!get_duration (p, group, "HealthInterval", FALSE, 0, &health_interval, error) ||
+      !get_duration (p, group, "MaxResponseTime", FALSE, 0, &max_response, error))
+    return NULL;
+  wc->health_interval_usec = (guint64) health_interval;
+  wc->max_response_time_usec = (guint64) max_response;
+  free_disk = get_string (p, group, "MinFreeDisk", FALSE);
+  if (free_disk != NULL && !parse_free_disk (free_disk, &wc->min_free_disk_bytes, &wc->min_free_disk_percent))
+    {
+      set_error (error, p, group, "MinFreeDisk",
+                 "“%s” is neither a size (bytes, or with K, M, G, T) nor a percentage (“5%%”)", free_disk);
+      return NULL;
+    }
+  wc->health_command = get_string (p, group, "HealthCommand", FALSE);
+  if (wc->health_command != NULL && *wc->health_command == '\0')
+    g_clear_pointer (&wc->health_command, g_free);
 
   wc->notify_on_missing = get_list (p, group, "NotifyOnMissing");
   if (wc->notify_on_missing == NULL)

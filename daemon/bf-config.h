@@ -56,6 +56,11 @@ typedef struct {
   guint flap_threshold;        /* detaches within flap_window_usec that make it flapping; 0 = off */
   guint64 flap_window_usec;
   guint64 flap_recovery_usec;  /* attached this long: no longer flapping */
+  guint64 health_interval_usec;     /* 0 = no health checks */
+  guint64 min_free_disk_bytes;      /* 0 = not checked (or see the percent) */
+  double min_free_disk_percent;     /* 0 = not checked */
+  guint64 max_response_time_usec;   /* 0 = not checked */
+  char *health_command;             /* NULL = none */
   GStrv notify_on_missing;
   GVariant *properties;        /* a{sv}, Property.KEY=VALUE */
 

@@ -25,6 +25,7 @@
 #include "bf-util.h"
 #include "bf-variant-util.h"
 #include "bf-worker.h"
+#include "bf-health.h"
 #include "bf-pb-auth.h"
 
 #define MAX_REASON_LEN 1024
@@ -52,6 +53,7 @@ struct _BfWorker
   BfTimer *flap_timer;          /* while flapping and attached: until recovery */
   GArray *detach_times;         /* gint64 monotonic, the last FlapThreshold+1; NULL if none */
   gboolean detach_expected;     /* we asked it to go (Shutdown, Disconnect): not a flap */
+  BfHealth *health;             /* with HealthInterval= only */
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
@@ -271,6 +273,75 @@ missing_timeout_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* Health ----------------------------------------------------------------------- */
+
+static gboolean
+health_idle (gpointer data)
+{
+  BfWorker *self = data;
+
+  return bf_dbus_worker_get_active_builds (iface (self)) == 0;
+}
+
+static void
+health_response_time (gpointer data,
+                      guint64  usec)
+{
+  bf_dbus_worker_set_response_time_usec (iface (BF_WORKER (data)), usec);
+}
+
+/* Published on transitions only: one signal, log line and mail each. */
+static void
+health_result (gpointer    data,
+               gboolean    healthy,
+               const char *reason)
+{
+  BfWorker *self = data;
+  gboolean was_unhealthy = bf_dbus_worker_get_unhealthy (iface (self));
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = g_string_new (NULL);
+
+  if (healthy != was_unhealthy)
+    {
+      /* No transition; a still-unhealthy worker's reason may change. */
+      if (!healthy)
+        bf_dbus_worker_set_health_reason (iface (self), reason);
+      return;
+    }
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_unhealthy (iface (self), !healthy);
+  bf_dbus_worker_set_health_reason (iface (self), healthy ? "" : reason);
+  g_object_thaw_notify (G_OBJECT (self));
+  bf_dbus_worker_emit_health_changed (iface (self), !healthy, healthy ? "" : reason);
+  if (healthy)
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s passed its health checks again: it takes builds",
+                         bf_worker_get_name (self));
+      subject = g_strdup_printf ("Buildfleet worker %s is healthy again", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s passed its health checks again and takes builds.\n\n",
+                              bf_worker_get_name (self));
+    }
+  else
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s failed its health checks, no new builds: %s",
+                         bf_worker_get_name (self), reason);
+      subject = g_strdup_printf ("Buildfleet worker %s is unhealthy", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s failed its health checks:\n  %s\n"
+                              "It gets no new builds until it passes them again.\n\n",
+                              bf_worker_get_name (self), reason);
+    }
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
+  /* Pending builds: taken now, or waiting for another reason. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+}
+
+static const BfHealthHost health_host = {
+  .idle = health_idle,
+  .response_time = health_response_time,
+  .result = health_result,
+};
+
 /* Flapping --------------------------------------------------------------------- */
 
 static gboolean
@@ -397,6 +468,8 @@ detach (BfWorker   *self,
   g_assert (connection != NULL);
 
   g_signal_handlers_disconnect_by_data (connection, self);
+  if (self->health)
+    bf_health_detached (self->health);
   bf_worker_link_close (connection, reason);
 
   self->last_seen_usec = now;
@@ -584,6 +657,8 @@ attach (BfWorker     *self,
   if (bf_dbus_worker_get_flapping (iface (self)))
     bf_timer_start (&self->flap_timer, self->config->flap_recovery_usec, flap_recovered_cb, self);
 
+  if (self->health)
+    bf_health_attached (self->health, connection);
   g_object_freeze_notify (G_OBJECT (self));
   fill_from_info (self, connection);
   bf_dbus_worker_set_peer (iface (self), bf_worker_link_get_peer (connection));
@@ -825,6 +900,7 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
          !bf_dbus_worker_get_flapping (w) &&
+         !bf_dbus_worker_get_unhealthy (w) &&
          (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
          !bf_worker_runs_builder (self, builder);
 }
@@ -855,6 +931,8 @@ bf_worker_why_not (BfWorker           *self,
     return "shutting down gracefully";
   if (bf_dbus_worker_get_flapping (w))
     return "flapping";
+  if (bf_dbus_worker_get_unhealthy (w))
+    return "unhealthy";
   if (self->connection == NULL)
     {
       if (self->latent != NULL)
@@ -1384,6 +1462,7 @@ bf_worker_dispose (GObject *object)
   bf_timer_stop (&self->quarantine_timer);
   bf_timer_stop (&self->flap_timer);
   g_clear_pointer (&self->detach_times, g_array_unref);
+  g_clear_pointer (&self->health, bf_health_free);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
@@ -1585,6 +1664,30 @@ bf_worker_init (BfWorker *self)
   self->quarantine_max_usec = (gint64) 3600 * G_USEC_PER_SEC;
 }
 
+/* Health checks exist only for workers that have them configured: most
+ * of a big fleet's workers would carry an idle checker for nothing. */
+static void
+apply_health_config (BfWorker       *self,
+                     BfWorkerConfig *config)
+{
+  if (config->health_interval_usec == 0)
+    {
+      g_clear_pointer (&self->health, bf_health_free);
+      if (bf_dbus_worker_get_unhealthy (iface (self)))
+        health_result (self, TRUE, "");
+      return;
+    }
+  if (self->health == NULL)
+    {
+      self->health = bf_health_new (&health_host, self, bf_worker_get_name (self));
+      bf_health_set_config (self->health, config);
+      if (self->connection != NULL)
+        bf_health_attached (self->health, self->connection);
+      return;
+    }
+  bf_health_set_config (self->health, config);
+}
+
 /**
  * bf_worker_set_config:
  *
@@ -1611,6 +1714,7 @@ bf_worker_set_config (BfWorker       *self,
 
   if (self->latent)
     bf_latent_set_config (self->latent, config);
+  apply_health_config (self, config);
 
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);

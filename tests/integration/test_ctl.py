@@ -53,12 +53,14 @@ class CtlTestCase(bfharness.FleetTestCase):
     def ctl_json(self, *args):
         return json.loads(self.ok('--json', *args))
 
-    def fleet(self, workers, extra=''):
+    def fleet(self, workers, extra='', labels=None):
         """workers: (name, builders, start?) tuples; returns the started ones."""
         text = self.daemon_section(FinishedBuildLifetime='30')
         for name, builders, _ in workers:
             text += '[Worker %s]\nPassword=pw-%s\nMaxBuilds=2\nBuilders=%s\nMissingTimeout=1\n' % (
                 name, name, builders)
+            if labels and name in labels:
+                text += 'Labels=%s\n' % labels[name]
         self.write_config(text + extra)
         self.start_daemon()
         procs = {}
@@ -80,7 +82,7 @@ class ReadTest(CtlTestCase):
     def setUp(self):
         super().setUp()
         self.fleet([('linux-01', 'linux;docs', True), ('linux-02', 'linux', True),
-                    ('gone', 'linux', False)])
+                    ('gone', 'linux', False)], labels={'linux-01': 'gpu;big'})
         self.wait_until(lambda: self.worker_prop('gone', 'Missing'), message='gone missing')
 
     def test_status(self):
@@ -93,6 +95,8 @@ class ReadTest(CtlTestCase):
         self.assertEqual((st['Workers'], st['WorkersConnected'], st['WorkersMissing'], st['Missing']),
                          (3, 2, 1, ['gone']))
         self.assertEqual(st['Listen'], self.manager_prop('Listen'))
+        self.assertEqual(st['ListenPB'], self.manager_prop('ListenPB'))
+        self.assertEqual(st['WorkersFlapping'], 0)
 
     def test_list_and_filters(self):
         out = self.ok('list')
@@ -115,6 +119,9 @@ class ReadTest(CtlTestCase):
 
         self.assertEqual([w['Name'] for w in self.ctl_json('list', '--state=missing')], ['gone'])
         self.assertEqual([w['Name'] for w in self.ctl_json('list', '--builder=docs')], ['linux-01'])
+        self.assertEqual([w['Name'] for w in self.ctl_json('list', '--label=gpu', '--label=big')], ['linux-01'])
+        self.assertEqual([w['Name'] for w in self.ctl_json('list', '--label=gpu', '--label=tiny')], [])
+        self.assertIn('gpu', workers[1]['Labels'])
         self.assertEqual(self.ctl_json('list', '--state=paused'), [])
         p = self.ctl('list', '--state=sleepy')
         self.assertEqual(p.returncode, EXIT_USAGE)
@@ -290,7 +297,7 @@ class RunTest(CtlTestCase):
 
     def setUp(self):
         super().setUp()
-        self.procs = self.fleet([('w1', 'b', True)])
+        self.procs = self.fleet([('w1', 'b', True)], labels={'w1': 'fast'})
 
     def test_exit_code_and_streams(self):
         p = self.ctl('run', 'b', '--', 'sh', '-c', 'echo out; echo err >&2; echo "$FOO"; pwd; exit 7',
@@ -322,6 +329,11 @@ class RunTest(CtlTestCase):
         p = self.ctl('run', 'nosuchbuilder', '--', 'true')
         self.assertEqual(p.returncode, EXIT_RUN_FAILED)
         self.assertIn('No configured worker serves builder “nosuchbuilder”', p.stderr)
+        p = self.ctl('run', 'b', '--label=fast', '--label=slow', '--', 'true')
+        self.assertEqual(p.returncode, EXIT_RUN_FAILED)
+        self.assertIn('has the labels fast, slow', p.stderr)
+        p = self.ctl('run', 'b', '--label=fast', '--', 'sh', '-c', 'exit 4')
+        self.assertEqual(p.returncode, 4, p.stderr)
         p = self.ctl('run', 'b')
         self.assertEqual(p.returncode, EXIT_USAGE)
         self.assertIn('after “--”', p.stderr)

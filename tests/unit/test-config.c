@@ -456,6 +456,25 @@ test_labels (void)
   g_assert_false (bf_label_is_valid ("tab\there"));
 }
 
+static void
+test_health_keys (void)
+{
+  g_autoptr(BfConfig) c = load_ok ("[Worker a]\nPassword=x\nHealthInterval=30\nMinFreeDisk=2G\n"
+                                   "MaxResponseTime=0.5\nHealthCommand=test -w /tmp\n"
+                                   "[Worker b]\nPassword=x\nMinFreeDisk=5%\n");
+  BfWorkerConfig *a = bf_config_lookup_worker (c, "a");
+  BfWorkerConfig *b = bf_config_lookup_worker (c, "b");
+
+  g_assert_cmpuint (a->health_interval_usec, ==, 30 * G_USEC_PER_SEC);
+  g_assert_cmpuint (a->min_free_disk_bytes, ==, G_GUINT64_CONSTANT (2) << 30);
+  g_assert_cmpuint (a->max_response_time_usec, ==, G_USEC_PER_SEC / 2);
+  g_assert_cmpstr (a->health_command, ==, "test -w /tmp");
+  g_assert_cmpfloat (b->min_free_disk_percent, ==, 5.0);
+  g_assert_cmpuint (b->health_interval_usec, ==, 0);
+  assert_error ("[Worker a]\nPassword=x\nMinFreeDisk=lots\n", "MinFreeDisk", "lots", NULL);
+  assert_error ("[Worker a]\nPassword=x\nMinFreeDisk=120%\n", "MinFreeDisk", NULL);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -474,6 +493,7 @@ main (int   argc,
   g_test_add_func ("/config/special-files", test_special_files);
   g_test_add_func ("/config/digest", test_digest);
   g_test_add_func ("/config/labels", test_labels);
+  g_test_add_func ("/config/health", test_health_keys);
 
   return g_test_run ();
 }
