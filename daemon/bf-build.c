@@ -323,10 +323,11 @@ export_command (BfBuild   *self,
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
 }
 
-/* RunCommand's "stdout-fd" and "stderr-fd" options: handles into the
- * message's descriptors.  They are not the remote command's arguments. */
+/* RunCommand's "stdout-fd" and "stderr-fd" options, and a transfer's
+ * "fd": handles into the message's descriptors.  They are not the remote
+ * command's arguments. */
 typedef struct {
-  int fds[2];     /* stdout, stderr; -1 when not given */
+  int fds[3];     /* stdout, stderr, transfer; -1 when not given */
 } OutputFds;
 
 static void output_fds_clear (OutputFds *o);
@@ -349,7 +350,7 @@ take_output_fds (GDBusMethodInvocation  *invocation,
                  OutputFds              *out,
                  GError                **error)
 {
-  static const char * const keys[] = { "stdout-fd", "stderr-fd" };
+  static const char * const keys[] = { "stdout-fd", "stderr-fd", "fd" };
   GUnixFDList *fd_list = g_dbus_message_get_unix_fd_list (g_dbus_method_invocation_get_message (invocation));
   GVariantBuilder rest;
   gsize n = g_variant_n_children (args);
@@ -362,7 +363,11 @@ take_output_fds (GDBusMethodInvocation  *invocation,
       g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
       g_autoptr(GVariant) value = g_variant_get_variant (boxed);
       const char *key = g_variant_get_string (key_v, NULL);
-      int slot = g_str_equal (key, keys[0]) ? 0 : g_str_equal (key, keys[1]) ? 1 : -1;
+      int slot = -1;
+
+      for (guint k = 0; k < G_N_ELEMENTS (keys); k++)
+        if (g_str_equal (key, keys[k]))
+          slot = (int) k;
       gint32 handle;
 
       if (slot < 0)
@@ -410,7 +415,7 @@ run_command_authorized (GObject               *object,
   g_autoptr(BfCommand) command = NULL;
   g_autoptr(GVariant) args = NULL;
   g_autoptr(GVariant) command_args = NULL;
-  g_auto(OutputFds) fds = { { -1, -1 } };
+  g_auto(OutputFds) fds = { { -1, -1, -1 } };
   g_autofree char *command_id = NULL;
   g_autofree char *path = NULL;
   BfWorkerLink *link;
@@ -449,6 +454,17 @@ run_command_authorized (GObject               *object,
       return;
     }
   command_args = take_output_fds (invocation, args, &fds, &error);
+  if (command_args != NULL && bf_command_is_transfer (name) != (fds.fds[2] >= 0))
+    {
+      if (fds.fds[2] < 0)
+        g_set_error (&error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                     "Argument “fd” (h) is required for the %s command: the data goes through it", name);
+      else
+        g_set_error (&error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                     "Argument “fd” is not known to the %s command (it is for upload_file, upload_directory "
+                     "and download_file)", name);
+      g_clear_pointer (&command_args, g_variant_unref);
+    }
   if (command_args != NULL)
     neutral = bf_command_validate_args (name, command_args, &error);
   if (neutral != NULL)
@@ -467,12 +483,17 @@ run_command_authorized (GObject               *object,
   path = g_strdup_printf ("%s/commands/%" G_GUINT64_FORMAT, self->path, self->next_command);
   /* Answer first, so the caller knows the path before Output arrives. */
   bf_dbus_build_complete_run_command (iface (self), invocation, path);
-  for (guint i = 0; i < G_N_ELEMENTS (fds.fds); i++)
+  for (guint i = 0; i < 2; i++)
     if (fds.fds[i] >= 0)
       {
         bf_command_set_output_fd (command, i == 0 ? "stdout" : "stderr", fds.fds[i]);
         fds.fds[i] = -1;
       }
+  if (fds.fds[2] >= 0)
+    {
+      bf_command_set_transfer (command, fds.fds[2], neutral);
+      fds.fds[2] = -1;
+    }
   bf_command_start (command, link, g_steal_pointer (&wire));
 }
 

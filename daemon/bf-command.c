@@ -9,12 +9,17 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <glib/gstdio.h>
+#include <glib-unix.h>
+#include <gio/gunixinputstream.h>
 
 #include "bf-command.h"
 #include "bf-error.h"
 #include "bf-fd-writer.h"
+#include "bf-util.h"
 #include "bf-variant-util.h"
 
 #define MAX_ARG_BYTES (1024 * 1024)
@@ -29,6 +34,8 @@ static const char * const tail_streams[] = { "stdout", "stderr", "header" };
 #define N_TAIL_STREAMS G_N_ELEMENTS (tail_streams)
 /* Per stream; whole characters, so a little less at times. */
 #define TAIL_BYTES (64 * 1024)
+/* TransferredBytes changes at most this often. */
+#define PROGRESS_PERIOD_MS 250
 
 struct _BfCommand
 {
@@ -43,6 +50,22 @@ struct _BfCommand
   gboolean finished;
   BfFdWriter *out_fds[N_FD_STREAMS];   /* the caller's stdout-fd, stderr-fd */
   GString *tails[N_TAIL_STREAMS];      /* the last output, NULL until some came */
+
+  /* A file transfer (upload_file, upload_directory, download_file): the
+   * caller's descriptor, and at most one step of the worker's in flight. */
+  gboolean transfer;
+  gboolean upload;
+  BfFdWriter *transfer_out;       /* uploads: the worker's blocks go here */
+  int transfer_fd;                /* ... its descriptor (owned by the writer) */
+  GInputStream *transfer_in;      /* download_file: read for the worker */
+  GCancellable *transfer_cancel;  /* the read in flight */
+  guint64 transfer_limit;
+  guint64 transferred;
+  guint progress_source_id;
+  gboolean transfer_ended;        /* the worker said close / unpack, or read the end */
+  char *transfer_failure;         /* why the transfer stopped: the Failure */
+  BfTransferReply reply;          /* the step in flight; NULL if none */
+  gpointer reply_data;
 };
 
 enum {
@@ -67,6 +90,9 @@ typedef enum {
   ARG_BOOL,
   ARG_NUMBER,
   ARG_STRING_MAP,       /* a{ss} */
+  ARG_SIZE,             /* bytes, any number type; normalised to t */
+  ARG_COMPRESS,         /* "none", "gz" or "bz2" */
+  ARG_MODE,             /* a file mode, 0 to 07777; normalised to i */
 } ArgKind;
 
 typedef struct {
@@ -102,6 +128,21 @@ static const ArgSpec cpdir_args[] = {
   { "from_path", ARG_PATH, TRUE }, { "to_path", ARG_PATH, TRUE }, { NULL }
 };
 
+/* File transfers: the data goes through the descriptor "fd" (taken out
+ * of the arguments by the build), never through a path we open. */
+static const ArgSpec upload_file_args[] = {
+  { "path", ARG_PATH, TRUE }, { "maxsize", ARG_SIZE, FALSE }, { "blocksize", ARG_SIZE, FALSE },
+  { "keepstamp", ARG_BOOL, FALSE }, { NULL }
+};
+static const ArgSpec upload_directory_args[] = {
+  { "path", ARG_PATH, TRUE }, { "maxsize", ARG_SIZE, FALSE }, { "blocksize", ARG_SIZE, FALSE },
+  { "compress", ARG_COMPRESS, FALSE }, { NULL }
+};
+static const ArgSpec download_file_args[] = {
+  { "path", ARG_PATH, TRUE }, { "maxsize", ARG_SIZE, FALSE }, { "blocksize", ARG_SIZE, FALSE },
+  { "mode", ARG_MODE, FALSE }, { NULL }
+};
+
 static const CommandSpec command_specs[] = {
   { "shell", shell_args },
   { "mkdir", paths_args },
@@ -111,6 +152,9 @@ static const CommandSpec command_specs[] = {
   { "rmfile", path_args },
   { "glob", path_args },
   { "cpdir", cpdir_args },
+  { "upload_file", upload_file_args },
+  { "upload_directory", upload_directory_args },
+  { "download_file", download_file_args },
 };
 
 static GVariant *
@@ -182,6 +226,39 @@ convert_one (const ArgSpec  *spec,
         return g_variant_ref (v);
       expected = "a string map (a{ss})";
       break;
+
+    case ARG_SIZE:
+      {
+        g_autofree char *what = g_strdup_printf ("Argument “%s”", spec->name);
+        double max = g_str_equal (spec->name, "blocksize") ? BF_TRANSFER_MAX_BLOCK : BF_TRANSFER_MAX_SIZE;
+        double d;
+
+        if (!bf_check_number (v, what, "bytes", max, &d, error))
+          return NULL;
+        if (g_str_equal (spec->name, "blocksize") && d < 1)
+          {
+            g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                         "Argument “blocksize” must be at least 1 byte");
+            return NULL;
+          }
+        return g_variant_ref_sink (g_variant_new_uint64 ((guint64) d));
+      }
+
+    case ARG_COMPRESS:
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING) &&
+          g_strv_contains ((const char * const[]) { "none", "gz", "bz2", NULL }, g_variant_get_string (v, NULL)))
+        return g_variant_ref (v);
+      expected = "\"none\", \"gz\" or \"bz2\" (s)";
+      break;
+
+    case ARG_MODE:
+      {
+        double d;
+
+        if (!bf_check_number (v, "Argument “mode”", "mode bits", 07777, &d, error))
+          return NULL;
+        return g_variant_ref_sink (g_variant_new_int32 ((gint32) d));
+      }
     }
 
   g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
@@ -219,7 +296,8 @@ bf_command_validate_args (const char  *name,
   if (cs == NULL)
     {
       g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                   "Command “%s” is not supported (use shell, mkdir, rmdir, stat, listdir, rmfile, glob or cpdir)",
+                   "Command “%s” is not supported (use shell, mkdir, rmdir, stat, listdir, rmfile, glob, cpdir, "
+                   "upload_file, upload_directory or download_file)",
                    name);
       return NULL;
     }
@@ -274,6 +352,21 @@ bf_command_validate_args (const char  *name,
   /* The worker needs a workdir for shell; default to the builder directory. */
   if (g_str_equal (name, "shell") && !g_variant_lookup (args, "workdir", "&s", NULL))
     g_variant_builder_add (&b, "{sv}", "workdir", g_variant_new_string ("build"));
+  /* Transfers: every argument the worker requires, so that each link only
+   * renames them (mode -1 = the worker's umask). */
+  if (bf_command_is_transfer (name))
+    {
+      if (!g_variant_lookup (args, "maxsize", "*", NULL))
+        g_variant_builder_add (&b, "{sv}", "maxsize", g_variant_new_uint64 (BF_TRANSFER_MAX_SIZE));
+      if (!g_variant_lookup (args, "blocksize", "*", NULL))
+        g_variant_builder_add (&b, "{sv}", "blocksize", g_variant_new_uint64 (BF_TRANSFER_DEFAULT_BLOCK));
+    }
+  if (g_str_equal (name, "upload_file") && !g_variant_lookup (args, "keepstamp", "*", NULL))
+    g_variant_builder_add (&b, "{sv}", "keepstamp", g_variant_new_boolean (FALSE));
+  if (g_str_equal (name, "upload_directory") && !g_variant_lookup (args, "compress", "*", NULL))
+    g_variant_builder_add (&b, "{sv}", "compress", g_variant_new_string ("none"));
+  if (g_str_equal (name, "download_file") && !g_variant_lookup (args, "mode", "*", NULL))
+    g_variant_builder_add (&b, "{sv}", "mode", g_variant_new_int32 (-1));
   return g_variant_ref_sink (g_variant_builder_end (&b));
 }
 
@@ -407,6 +500,310 @@ sink_exit_code (gpointer user_data,
   self->rc = exit_code;
 }
 
+/* File transfers ---------------------------------------------------------------- */
+
+gboolean
+bf_command_is_transfer (const char *name)
+{
+  return g_str_equal (name, "upload_file") || g_str_equal (name, "upload_directory") ||
+         g_str_equal (name, "download_file");
+}
+
+/* What the transfer moves, for messages. */
+static const char *
+transfer_what (BfCommand *self)
+{
+  const char *name = bf_dbus_command_get_name (BF_DBUS_COMMAND (self));
+
+  if (g_str_equal (name, "upload_directory"))
+    return "the directory's tar stream";
+  return self->upload ? "the uploaded file" : "the file read from the descriptor";
+}
+
+/* Answers the step in flight, if any: the link tells the worker. */
+static void
+answer_step (BfCommand  *self,
+             GBytes     *data,
+             const char *failure)
+{
+  BfTransferReply reply = self->reply;
+  gpointer reply_data = self->reply_data;
+
+  if (reply == NULL)
+    return;
+  self->reply = NULL;
+  self->reply_data = NULL;
+  reply (reply_data, data, failure);
+}
+
+static gboolean
+publish_progress_cb (gpointer user_data)
+{
+  BfCommand *self = user_data;
+
+  self->progress_source_id = 0;
+  bf_dbus_command_set_transferred_bytes (BF_DBUS_COMMAND (self), self->transferred);
+  return G_SOURCE_REMOVE;
+}
+
+/* TransferredBytes follows at most every PROGRESS_PERIOD_MS. */
+static void
+add_transferred (BfCommand *self,
+                 gsize      n)
+{
+  self->transferred += n;
+  if (self->progress_source_id == 0 && n > 0)
+    self->progress_source_id = bf_timeout_add (PROGRESS_PERIOD_MS, publish_progress_cb, self,
+                                               "[buildfleetd] transfer progress");
+}
+
+/* Stops the transfer for good: the first @failure is what Completed says;
+ * the worker's step in flight is refused, which ends its command. */
+static void
+stop_transfer (BfCommand  *self,
+               const char *failure)
+{
+  if (self->transfer_failure == NULL)
+    self->transfer_failure = bf_utf8_truncate (failure, -1, BF_LIMIT_FAILURE_BYTES);
+  if (self->transfer_out != NULL)
+    bf_fd_writer_when_drained (self->transfer_out, NULL, NULL);
+  if (self->transfer_cancel != NULL)
+    g_cancellable_cancel (self->transfer_cancel);
+  answer_step (self, NULL, self->transfer_failure);
+}
+
+static void
+limit_exceeded (BfCommand *self)
+{
+  g_autofree char *failure = NULL;
+
+  if (self->upload)
+    failure = g_strdup_printf ("%s is larger than the limit of %" G_GUINT64_FORMAT " bytes (maxsize): "
+                               "the descriptor got only its first %" G_GUINT64_FORMAT " bytes and is incomplete",
+                               transfer_what (self), self->transfer_limit, self->transferred);
+  else
+    failure = g_strdup_printf ("%s is larger than the limit of %" G_GUINT64_FORMAT " bytes (maxsize): "
+                               "the worker's file is incomplete",
+                               transfer_what (self), self->transfer_limit);
+  stop_transfer (self, failure);
+}
+
+/* A block went out to the caller's descriptor: the worker may send the next. */
+static void
+written_cb (gpointer user_data,
+            gboolean ok)
+{
+  BfCommand *self = user_data;
+
+  if (ok)
+    answer_step (self, NULL, NULL);
+  else
+    {
+      g_autofree char *failure =
+        g_strdup_printf ("writing %s to the descriptor failed (its reader went away?) after %" G_GUINT64_FORMAT
+                         " bytes: the transfer is incomplete", transfer_what (self), self->transferred);
+      stop_transfer (self, failure);
+    }
+}
+
+static void
+read_cb (GObject      *object,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  g_autoptr(BfCommand) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (object), result, &error);
+  gsize n;
+
+  if (self->reply == NULL || self->transfer_failure != NULL)
+    return;   /* stopped meanwhile: the step was answered */
+  if (bytes == NULL)
+    {
+      g_autofree char *failure = g_strdup_printf ("reading the descriptor failed: %s", error->message);
+      stop_transfer (self, failure);
+      return;
+    }
+  n = g_bytes_get_size (bytes);
+  if (n > self->transfer_limit - self->transferred)
+    {
+      limit_exceeded (self);
+      return;
+    }
+  if (n == 0)
+    self->transfer_ended = TRUE;
+  add_transferred (self, n);
+  answer_step (self, bytes, NULL);
+}
+
+static void
+sink_transfer (gpointer              user_data,
+               const BfTransferStep *step,
+               BfTransferReply       reply,
+               gpointer              reply_data)
+{
+  BfCommand *self = user_data;
+  const char *name = bf_dbus_command_get_name (BF_DBUS_COMMAND (self));
+  const char *wrong = NULL;
+
+  if (self->reply != NULL)
+    {
+      /* A worker waits for each answer; a second step is a broken peer. */
+      reply (reply_data, NULL, "a transfer step arrived before the previous one was answered");
+      stop_transfer (self, "the worker sent a transfer step before the previous one was answered");
+      return;
+    }
+  if (self->finished || !self->transfer || self->transfer_failure != NULL)
+    {
+      reply (reply_data, NULL, self->transfer_failure ? self->transfer_failure : "this command transfers no file");
+      return;
+    }
+  self->reply = reply;
+  self->reply_data = reply_data;
+
+  switch (step->op)
+    {
+    case BF_TRANSFER_WRITE:
+      {
+        gsize len = step->data ? g_bytes_get_size (step->data) : 0;
+
+        if (!self->upload || self->transfer_ended)
+          {
+            wrong = "data";
+            break;
+          }
+        if (len > self->transfer_limit - self->transferred)
+          {
+            limit_exceeded (self);
+            return;
+          }
+        add_transferred (self, len);
+        bf_fd_writer_write (self->transfer_out, g_bytes_get_data (step->data, NULL), len);
+        /* Acknowledged once written: that holds the worker's next block. */
+        bf_fd_writer_when_drained (self->transfer_out, written_cb, self);
+        return;
+      }
+
+    case BF_TRANSFER_CLOSE:
+      if (self->upload && g_str_equal (name, "upload_directory"))
+        {
+          wrong = "close";
+          break;
+        }
+      if (self->upload)
+        self->transfer_ended = TRUE;
+      answer_step (self, NULL, NULL);
+      return;
+
+    case BF_TRANSFER_UTIME:
+      {
+        struct stat st;
+
+        if (!g_str_equal (name, "upload_file"))
+          {
+            wrong = "utime";
+            break;
+          }
+        /* keepstamp: the times go onto the caller's file if it is one. */
+        if (fstat (self->transfer_fd, &st) == 0 && S_ISREG (st.st_mode) &&
+            isfinite (step->atime) && isfinite (step->mtime))
+          {
+            struct timespec times[2] = {
+              { (time_t) step->atime, (long) ((step->atime - (time_t) step->atime) * 1e9) },
+              { (time_t) step->mtime, (long) ((step->mtime - (time_t) step->mtime) * 1e9) },
+            };
+            if (times[0].tv_nsec < 0 || times[0].tv_nsec >= 1000000000)
+              times[0].tv_nsec = 0;
+            if (times[1].tv_nsec < 0 || times[1].tv_nsec >= 1000000000)
+              times[1].tv_nsec = 0;
+            (void) futimens (self->transfer_fd, times);
+          }
+        answer_step (self, NULL, NULL);
+        return;
+      }
+
+    case BF_TRANSFER_UNPACK:
+      if (!g_str_equal (name, "upload_directory"))
+        {
+          wrong = "unpack";
+          break;
+        }
+      self->transfer_ended = TRUE;
+      answer_step (self, NULL, NULL);
+      return;
+
+    case BF_TRANSFER_READ:
+      {
+        gsize want;
+
+        if (self->upload)
+          {
+            wrong = "read";
+            break;
+          }
+        if (self->transfer_ended || self->transfer_in == NULL)
+          {
+            g_autoptr(GBytes) empty = g_bytes_new_static ("", 0);
+            answer_step (self, empty, NULL);
+            return;
+          }
+        /* One byte past the limit tells a bigger file from one that fits. */
+        want = MIN (step->length, BF_TRANSFER_MAX_BLOCK);
+        want = MIN (want, self->transfer_limit + 1 - self->transferred);
+        g_input_stream_read_bytes_async (self->transfer_in, want, G_PRIORITY_DEFAULT,
+                                         self->transfer_cancel, read_cb, g_object_ref (self));
+        return;
+      }
+    }
+
+  {
+    g_autofree char *failure = g_strdup_printf ("the worker sent a transfer step (%s) that the %s command does not take",
+                                                wrong ? wrong : "unknown", name);
+    stop_transfer (self, failure);
+  }
+}
+
+/**
+ * bf_command_set_transfer:
+ * @fd: (transfer full): the caller's descriptor: written with an upload,
+ *   read for a download
+ * @args: the neutral arguments (for "maxsize")
+ *
+ * Makes this command a file transfer; before bf_command_start().
+ */
+void
+bf_command_set_transfer (BfCommand *self,
+                         int        fd,
+                         GVariant  *args)
+{
+  const char *name = bf_dbus_command_get_name (BF_DBUS_COMMAND (self));
+  struct stat st;
+
+  g_return_if_fail (!self->transfer && self->link == NULL);
+
+  self->transfer = TRUE;
+  self->upload = !g_str_equal (name, "download_file");
+  self->transfer_limit = BF_TRANSFER_MAX_SIZE;
+  g_variant_lookup (args, "maxsize", "t", &self->transfer_limit);
+  self->transfer_cancel = g_cancellable_new ();
+  bf_dbus_command_set_transferred_bytes (BF_DBUS_COMMAND (self), 0);
+  if (self->upload)
+    {
+      self->transfer_fd = fd;
+      self->transfer_out = bf_fd_writer_new (fd);
+    }
+  else
+    {
+      /* Pipes and sockets: poll instead of blocking the loop.  Regular
+       * files are read on GIO's worker threads. */
+      if (fstat (fd, &st) == 0 && (S_ISFIFO (st.st_mode) || S_ISSOCK (st.st_mode) || S_ISCHR (st.st_mode)))
+        g_unix_set_fd_nonblocking (fd, TRUE, NULL);
+      self->transfer_in = g_unix_input_stream_new (fd, TRUE);
+    }
+}
+
+/* Completion ------------------------------------------------------------------- */
+
 static void
 finish (BfCommand  *self,
         int         exit_code,
@@ -417,6 +814,18 @@ finish (BfCommand  *self,
   if (self->finished)
     return;
   self->finished = TRUE;
+  if (self->transfer)
+    {
+      /* Whatever the worker still waits for is refused. */
+      if (self->transfer_failure == NULL)
+        self->transfer_failure = g_strdup (failure && *failure ? failure : "the command ended");
+      stop_transfer (self, NULL);
+      g_clear_handle_id (&self->progress_source_id, g_source_remove);
+      bf_dbus_command_set_transferred_bytes (c, self->transferred);
+      /* The caller reads its end of file; Completed says whether it is whole. */
+      g_clear_pointer (&self->transfer_out, bf_fd_writer_finish);
+      g_clear_object (&self->transfer_in);
+    }
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_command_set_exit_code (c, exit_code);
   bf_dbus_command_set_failure (c, failure);
@@ -434,6 +843,29 @@ sink_complete (gpointer    user_data,
                gboolean    lost)
 {
   BfCommand *self = user_data;
+  g_autofree char *transfer_failure = NULL;
+
+  /* A transfer completes only if all of it went through. */
+  if (self->transfer && !self->finished)
+    {
+      if (self->transfer_failure != NULL)
+        {
+          transfer_failure = g_strdup (self->transfer_failure);
+          finish (self, self->have_rc && self->rc != 0 ? self->rc : -1, transfer_failure);
+          return;
+        }
+      if (failure == NULL && self->have_rc && self->rc != 0)
+        {
+          GString *err = self->tails[1];
+          g_autofree char *said = err ? g_strstrip (g_strdup (err->str)) : NULL;
+
+          failure = transfer_failure =
+            g_strdup_printf ("the worker could not transfer %s (exit code %d)%s%s", transfer_what (self),
+                             self->rc, said && *said ? ": " : "", said ? said : "");
+        }
+      else if (failure == NULL && self->upload && !self->transfer_ended)
+        failure = transfer_failure = g_strdup_printf ("the worker ended without finishing %s", transfer_what (self));
+    }
 
   /* The failure goes into a property and a signal: bounded. */
   if (failure != NULL)
@@ -451,6 +883,7 @@ static const BfCommandSink command_sink = {
   .output = sink_output,
   .exit_code = sink_exit_code,
   .complete = sink_complete,
+  .transfer = sink_transfer,
 };
 
 /**
@@ -476,6 +909,12 @@ bf_command_interrupt (BfCommand  *self,
 {
   if (self->finished || self->link == NULL)
     return;
+  /* A worker that waits for our answer to a block hears of it at once. */
+  if (self->transfer)
+    {
+      g_autofree char *failure = g_strdup_printf ("interrupted: %s; the transfer is incomplete", why);
+      stop_transfer (self, failure);
+    }
   bf_worker_link_interrupt_command (self->link, self->command_id, self->builder, why);
 }
 
@@ -568,6 +1007,9 @@ bf_command_dispose (GObject *object)
 {
   BfCommand *self = BF_COMMAND (object);
 
+  g_clear_handle_id (&self->progress_source_id, g_source_remove);
+  if (self->transfer)
+    stop_transfer (self, "the command was removed");
   if (self->link != NULL)
     {
       bf_worker_link_forget_command (self->link, self->command_id);
@@ -583,6 +1025,10 @@ bf_command_finalize (GObject *object)
 
   g_clear_object (&self->authority);
   finish_fds (self);
+  g_clear_pointer (&self->transfer_out, bf_fd_writer_finish);
+  g_clear_object (&self->transfer_in);
+  g_clear_object (&self->transfer_cancel);
+  g_free (self->transfer_failure);
   for (guint i = 0; i < N_TAIL_STREAMS; i++)
     if (self->tails[i] != NULL)
       g_string_free (self->tails[i], TRUE);

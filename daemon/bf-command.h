@@ -13,6 +13,13 @@ G_BEGIN_DECLS
 #define BF_TYPE_COMMAND (bf_command_get_type ())
 G_DECLARE_FINAL_TYPE (BfCommand, bf_command, BF, COMMAND, BfDBusCommandSkeleton)
 
+/* File transfers: the largest limit ("maxsize", also the default), the
+ * block the worker sends or asks for by default and at most. */
+#define BF_TRANSFER_MAX_SIZE (G_GUINT64_CONSTANT (1) << 30)
+#define BF_TRANSFER_DEFAULT_BLOCK (64 * 1024)
+#define BF_TRANSFER_MAX_BLOCK (1024 * 1024)
+
+gboolean   bf_command_is_transfer   (const char  *name);
 GVariant  *bf_command_validate_args (const char  *name,
                                      GVariant    *args,
                                      GError     **error);
@@ -26,6 +33,9 @@ void       bf_command_start        (BfCommand    *self,
 gboolean   bf_command_set_output_fd (BfCommand    *self,
                                      const char   *stream,
                                      int           fd);
+void       bf_command_set_transfer (BfCommand    *self,
+                                    int           fd,
+                                    GVariant     *args);
 void       bf_command_interrupt    (BfCommand    *self,
                                     const char   *why);
 void       bf_command_abandon      (BfCommand    *self,

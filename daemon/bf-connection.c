@@ -431,6 +431,119 @@ deliver_update (CommandSink *cs,
     }
 }
 
+/* A transfer step's answer goes back as the response to its message. */
+typedef struct {
+  BfConnection *self;
+  gint64 seq;
+} TransferReply;
+
+static void
+transfer_reply (gpointer    reply_data,
+                GBytes     *data,
+                const char *failure)
+{
+  TransferReply *r = reply_data;
+
+  if (failure != NULL)
+    send_response (r->self, r->seq, g_variant_new_string (failure), TRUE);
+  else if (data != NULL)
+    send_response (r->self, r->seq, g_variant_new_from_bytes (G_VARIANT_TYPE_BYTESTRING, data, TRUE), FALSE);
+  else
+    send_response (r->self, r->seq, NULL, FALSE);
+  g_object_unref (r->self);
+  g_free (r);
+}
+
+static gboolean
+number_of (GVariant *v,
+           double   *out)
+{
+  if (v == NULL)
+    return FALSE;
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_DOUBLE))
+    *out = g_variant_get_double (v);
+  else if (g_variant_is_of_type (v, G_VARIANT_TYPE_INT64))
+    *out = (double) g_variant_get_int64 (v);
+  else if (g_variant_is_of_type (v, G_VARIANT_TYPE_UINT64))
+    *out = (double) g_variant_get_uint64 (v);
+  else
+    return FALSE;
+  return TRUE;
+}
+
+/* update_upload_file_write / _close / _utime, update_upload_directory_write
+ * / _unpack, update_read_file / _close: a step for the command's transfer.
+ * Returns FALSE (with @problem) for a message that is not one. */
+static gboolean
+transfer_step (BfConnection *self,
+               CommandSink  *cs,
+               GVariant     *msg,
+               const char   *op,
+               gint64        seq,
+               const char  **problem)
+{
+  g_autoptr(GVariant) args = lookup (msg, "args", NULL);
+  BfTransferStep step = { 0 };
+  g_autoptr(GBytes) data = NULL;
+  TransferReply *r;
+
+  if (g_str_equal (op, "update_upload_file_write") || g_str_equal (op, "update_upload_directory_write"))
+    {
+      if (args == NULL || !g_variant_is_of_type (args, G_VARIANT_TYPE_BYTESTRING))
+        {
+          *problem = "args must be the block's bytes (bin)";
+          return FALSE;
+        }
+      step.op = BF_TRANSFER_WRITE;
+      step.data = data = g_variant_get_data_as_bytes (args);
+    }
+  else if (g_str_equal (op, "update_upload_file_close") || g_str_equal (op, "update_read_file_close"))
+    step.op = BF_TRANSFER_CLOSE;
+  else if (g_str_equal (op, "update_upload_file_utime"))
+    {
+      g_autoptr(GVariant) at = lookup (msg, "access_time", NULL);
+      g_autoptr(GVariant) mt = lookup (msg, "modified_time", NULL);
+
+      if (!number_of (at, &step.atime) || !number_of (mt, &step.mtime))
+        {
+          *problem = "access_time and modified_time must be numbers";
+          return FALSE;
+        }
+      step.op = BF_TRANSFER_UTIME;
+    }
+  else if (g_str_equal (op, "update_upload_directory_unpack"))
+    step.op = BF_TRANSFER_UNPACK;
+  else if (g_str_equal (op, "update_read_file"))
+    {
+      g_autoptr(GVariant) length = lookup (msg, "length", NULL);
+      double n;
+
+      if (!number_of (length, &n) || !(n >= 0))
+        {
+          *problem = "length must be a number of bytes";
+          return FALSE;
+        }
+      step.op = BF_TRANSFER_READ;
+      step.length = n > G_MAXSIZE ? G_MAXSIZE : (gsize) n;
+    }
+  else
+    {
+      *problem = NULL;
+      return FALSE;
+    }
+
+  if (cs->sink->transfer == NULL)
+    {
+      *problem = "this command transfers no file";
+      return FALSE;
+    }
+  r = g_new0 (TransferReply, 1);
+  r->self = g_object_ref (self);
+  r->seq = seq;
+  cs->sink->transfer (cs->user_data, &step, transfer_reply, r);
+  return TRUE;
+}
+
 /* `complete` args: nil on success, else (usually) a string; bounded. */
 static char *
 failure_text (GVariant *args)
@@ -490,10 +603,15 @@ handle_command_message (BfConnection *self,
     }
   else
     {
-      /* File transfers: not offered by our RunCommand yet. */
-      g_autofree char *shown = bf_utf8_truncate (op, -1, BF_LIMIT_MESSAGE_BYTES);
-      g_autofree char *text = g_strdup_printf ("%s is not supported by buildfleetd", shown);
-      send_response (self, seq, g_variant_new_string (text), TRUE);
+      const char *problem = NULL;
+
+      if (!transfer_step (self, cs, msg, op, seq, &problem))
+        {
+          g_autofree char *shown = bf_utf8_truncate (op, -1, BF_LIMIT_MESSAGE_BYTES);
+          g_autofree char *text = problem ? g_strdup_printf ("%s: %s", shown, problem)
+                                          : g_strdup_printf ("%s is not supported by buildfleetd", shown);
+          send_response (self, seq, g_variant_new_string (text), TRUE);
+        }
     }
 }
 
@@ -1238,6 +1356,17 @@ link_prepare_command (BfWorkerLink  *link,
           out = g_strv_builder_end (sb);
           g_variant_builder_add (&b, "{sv}", key, g_variant_new_strv ((const char * const *) out, -1));
         }
+      else if (g_str_equal (key, "maxsize") && g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64))
+        /* One byte more than the caller's limit reaches us, so that a file
+         * bigger than the limit shows as such instead of being cut. */
+        g_variant_builder_add (&b, "{sv}", key, g_variant_new_int64 ((gint64) g_variant_get_uint64 (value) + 1));
+      else if (g_str_equal (key, "blocksize") && g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64))
+        g_variant_builder_add (&b, "{sv}", key, g_variant_new_int64 ((gint64) g_variant_get_uint64 (value)));
+      else if ((g_str_equal (key, "compress") && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) &&
+                g_str_equal (g_variant_get_string (value, NULL), "none")) ||
+               (g_str_equal (key, "mode") && g_variant_is_of_type (value, G_VARIANT_TYPE_INT32) &&
+                g_variant_get_int32 (value) < 0))
+        g_variant_builder_add (&b, "{sv}", key, g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
       else
         g_variant_builder_add_value (&b, entry);
     }

@@ -35,6 +35,8 @@ struct _BfFdWriter
   gboolean broken;         /* the reader went away or the fd failed */
   gboolean marked;         /* a drop marker is queued since the last drain */
   guint64 dropped;
+  BfFdWriterDrained drained;   /* called once when the queue is empty */
+  gpointer drained_data;
 };
 
 /**
@@ -67,6 +69,17 @@ destroy (BfFdWriter *self)
 }
 
 static void kick (BfFdWriter *self);
+
+static void
+notify_drained (BfFdWriter *self)
+{
+  BfFdWriterDrained drained = self->drained;
+
+  if (drained == NULL || !g_queue_is_empty (&self->queue))
+    return;
+  self->drained = NULL;
+  drained (self->drained_data, !self->broken);
+}
 
 static void
 write_cb (GObject      *object,
@@ -102,7 +115,11 @@ write_cb (GObject      *object,
   if (self->finished && g_queue_is_empty (&self->queue))
     destroy (self);
   else
-    kick (self);
+    {
+      kick (self);
+      if (!self->writing)
+        notify_drained (self);
+    }
 }
 
 static void
@@ -169,6 +186,7 @@ bf_fd_writer_finish (BfFdWriter *self)
   if (self == NULL)
     return;
   self->finished = TRUE;
+  self->drained = NULL;
   if (!self->writing)
     destroy (self);
 }
@@ -182,4 +200,27 @@ guint64
 bf_fd_writer_get_dropped (BfFdWriter *self)
 {
   return self->dropped;
+}
+
+/**
+ * bf_fd_writer_when_drained:
+ * @callback: (nullable): called once, when everything queued so far was
+ *   written (at once if nothing waits), or when the descriptor failed;
+ *   %NULL forgets an earlier callback
+ *
+ * How a writer of bounded blocks (a file transfer) waits for the reader
+ * before it asks for the next block, so that nothing is ever dropped.
+ * Not called after bf_fd_writer_finish().
+ */
+void
+bf_fd_writer_when_drained (BfFdWriter        *self,
+                           BfFdWriterDrained  callback,
+                           gpointer           user_data)
+{
+  g_return_if_fail (!self->finished);
+
+  self->drained = callback;
+  self->drained_data = user_data;
+  if (callback != NULL && !self->writing)
+    notify_drained (self);
 }

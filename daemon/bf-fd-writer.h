@@ -13,11 +13,18 @@ G_BEGIN_DECLS
 
 typedef struct _BfFdWriter BfFdWriter;
 
+/* @ok is FALSE when the descriptor failed or its reader went away. */
+typedef void (*BfFdWriterDrained) (gpointer user_data,
+                                   gboolean ok);
+
 BfFdWriter *bf_fd_writer_new    (int          fd);
 void        bf_fd_writer_write  (BfFdWriter  *self,
                                  const char  *data,
                                  gsize        len);
 void        bf_fd_writer_finish (BfFdWriter  *self);
 guint64     bf_fd_writer_get_dropped (BfFdWriter *self);
+void        bf_fd_writer_when_drained (BfFdWriter        *self,
+                                       BfFdWriterDrained  callback,
+                                       gpointer           user_data);
 
 G_END_DECLS

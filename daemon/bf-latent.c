@@ -29,6 +29,7 @@
 
 #include "bf-error.h"
 #include "bf-latent.h"
+#include "bf-history.h"
 #include "bf-log.h"
 #include "bf-util.h"
 #include "drivers/bf-command-driver.h"
@@ -129,6 +130,8 @@ set_phase (BfLatent *self,
     "not-substantiated", "substantiating", "substantiating", "substantiated", "insubstantiating"
   };
 
+  if (strcmp (names[self->phase], names[phase]) != 0)
+    bf_history_record (self->state, name_of (self), "instance", names[phase], NULL);
   self->phase = phase;
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_latent_worker_set_state (iface (self), names[phase]);
@@ -326,6 +329,7 @@ fail (BfLatent   *self,
 
   bf_worker_message (name_of (self), "Worker %s failed to substantiate: %s", name_of (self), message);
   bf_dbus_latent_worker_set_last_error (iface (self), message);
+  bf_history_record (self->state, name_of (self), "substantiation-failed", message, NULL);
   g_cancellable_cancel (self->start_cancellable);
   bf_dbus_latent_worker_emit_substantiation_failed (iface (self), message);
   finish_substantiate_waiters (self, message);

@@ -29,6 +29,7 @@
 #include "bf-log.h"
 #include "bf-mailer.h"
 #include "bf-manager.h"
+#include "bf-history.h"
 #include "bf-state.h"
 #include "bf-util.h"
 
@@ -1832,6 +1833,7 @@ bf_manager_shutdown (BfManager *self)
   while (g_hash_table_iter_next (&iter, NULL, &value))
     bf_worker_disconnect (value, "daemon shutting down");
   bf_state_flush (self->state);
+  bf_history_flush_state (self->state);
 }
 
 static void

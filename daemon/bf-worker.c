@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "bf-error.h"
+#include "bf-history.h"
 #include "bf-log.h"
 #include "bf-shared-dict.h"
 #include "bf-timer-queue.h"
@@ -256,6 +257,7 @@ missing_timeout_cb (gpointer data)
   bf_dbus_worker_emit_missing (iface (self), since);
   g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
   save_state (self);
+  bf_history_record (self->state, bf_worker_get_name (self), "missing", when, NULL);
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s is missing: disconnected since %s, longer than its missing timeout of %s",
@@ -313,6 +315,7 @@ health_result (gpointer    data,
   bf_dbus_worker_set_health_reason (iface (self), healthy ? "" : reason);
   g_object_thaw_notify (G_OBJECT (self));
   bf_dbus_worker_emit_health_changed (iface (self), !healthy, healthy ? "" : reason);
+  bf_history_record (self->state, bf_worker_get_name (self), healthy ? "healthy" : "unhealthy", healthy ? NULL : reason, NULL);
   if (healthy)
     {
       bf_worker_message (bf_worker_get_name (self), "Worker %s passed its health checks again: it takes builds",
@@ -354,6 +357,7 @@ flap_recovered_cb (gpointer data)
   bf_worker_message (bf_worker_get_name (self), "Worker %s stayed attached for %s: no longer flapping",
                      bf_worker_get_name (self), recovery);
   bf_dbus_worker_emit_flapping_changed (iface (self), FALSE);
+  bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
   g_clear_pointer (&self->detach_times, g_array_unref);
   /* It may take builds again. */
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
@@ -395,6 +399,7 @@ count_detach (BfWorker *self)
                      "Worker %s is flapping: more than %u detaches within %s; no new builds until it stays attached for %s",
                      bf_worker_get_name (self), threshold, window, recovery);
   bf_dbus_worker_emit_flapping_changed (iface (self), TRUE);
+  bf_history_record (self->state, bf_worker_get_name (self), "flapping", window, NULL);
   subject = g_strdup_printf ("Buildfleet worker %s is flapping", bf_worker_get_name (self));
   body = g_string_new (NULL);
   g_string_append_printf (body,
@@ -456,6 +461,7 @@ shutdown_requested_cb (BfWorkerLink *link,
                      bf_worker_get_name (self));
   apply_graceful (self, TRUE);
   save_state (self);
+  bf_history_record (self->state, bf_worker_get_name (self), "graceful", "asked by the worker", NULL);
 }
 
 static void
@@ -474,6 +480,7 @@ detach (BfWorker   *self,
 
   self->last_seen_usec = now;
   g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_last_seen_usec (iface (self), now);
   bf_dbus_worker_set_connected (iface (self), FALSE);
   bf_dbus_worker_set_peer (iface (self), "");
   bf_dbus_worker_set_protocol (iface (self), "");
@@ -485,6 +492,7 @@ detach (BfWorker   *self,
   bf_worker_info (bf_worker_get_name (self), "Worker %s detached (%s): was connected from %s",
                   bf_worker_get_name (self), reason, bf_worker_link_get_peer (connection));
 
+  bf_history_record (self->state, bf_worker_get_name (self), "detached", reason, NULL);
   bf_dbus_worker_emit_detached (iface (self), reason);
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
@@ -663,6 +671,7 @@ attach (BfWorker     *self,
   fill_from_info (self, connection);
   bf_dbus_worker_set_peer (iface (self), bf_worker_link_get_peer (connection));
   bf_dbus_worker_set_connected_since_usec (iface (self), now);
+  bf_dbus_worker_set_last_seen_usec (iface (self), now);
   bf_dbus_worker_set_disconnected_since_usec (iface (self), 0);
   bf_dbus_worker_set_last_message_usec (iface (self), bf_worker_link_get_last_rx_usec (connection));
   bf_dbus_worker_set_missing (iface (self), FALSE);
@@ -674,6 +683,7 @@ attach (BfWorker     *self,
                   bf_worker_get_name (self), bf_worker_link_get_peer (connection),
                   bf_dbus_worker_get_version (iface (self)));
 
+  bf_history_record (self->state, bf_worker_get_name (self), "attached", bf_worker_link_get_peer (connection), NULL);
   bf_dbus_worker_emit_attached (iface (self));
   if (self->latent)
     bf_latent_attached (self->latent);
@@ -697,6 +707,7 @@ attach (BfWorker     *self,
       append_details (self, body);
       if (!bf_dbus_worker_get_flapping (iface (self)))
         mail_admins (self, subject, body->str);
+      bf_history_record (self->state, bf_worker_get_name (self), "back-online", away, NULL);
       bf_dbus_worker_emit_back_online (iface (self));
       g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
     }
@@ -1051,6 +1062,7 @@ quarantine_end_cb (gpointer data)
   bf_dbus_worker_set_quarantine_until_usec (iface (self), 0);
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
+  bf_history_record (self->state, bf_worker_get_name (self), "quarantine-ended", NULL, NULL);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
   return G_SOURCE_REMOVE;
 }
@@ -1093,6 +1105,7 @@ quarantine (BfWorker   *self,
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s quarantined for %s: %s",
                      bf_worker_get_name (self), span, why);
+  bf_history_record (self->state, bf_worker_get_name (self), "quarantined", why, NULL);
 }
 
 /**
@@ -1225,6 +1238,7 @@ admin_op_apply (BfWorker *self,
       bf_worker_message (name, "Worker %s: graceful shutdown %s by %s",
                          name, op->graceful ? "requested" : "cancelled", sender);
       apply_graceful (self, op->graceful);
+      bf_history_record (self->state, name, op->graceful ? "graceful" : "graceful-cancelled", NULL, sender);
       break;
     case ADMIN_PAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1234,6 +1248,7 @@ admin_op_apply (BfWorker *self,
       bf_dbus_worker_set_paused_since_usec (iface (self), op->since_usec);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
+      bf_history_record (self->state, name, "paused", op->reason, sender);
       /* Pending builds now wait for another reason: let the queue say so. */
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
@@ -1245,6 +1260,7 @@ admin_op_apply (BfWorker *self,
       bf_dbus_worker_set_paused_since_usec (iface (self), 0);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
+      bf_history_record (self->state, name, "unpaused", NULL, sender);
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
     }
@@ -1441,6 +1457,17 @@ handle_disconnect (BfDBusWorker          *object,
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+static gboolean
+handle_get_history (BfDBusWorker          *object,
+                    GDBusMethodInvocation *invocation,
+                    guint64                since_usec,
+                    guint64                until_usec,
+                    guint                  limit)
+{
+  return bf_history_handle_get_history (BF_WORKER (object)->state, object, invocation,
+                                        since_usec, until_usec, limit);
+}
+
 static void
 bf_worker_iface_init (BfDBusWorkerIface *iface)
 {
@@ -1449,6 +1476,7 @@ bf_worker_iface_init (BfDBusWorkerIface *iface)
   iface->handle_unpause = handle_unpause;
   iface->handle_shutdown = handle_shutdown;
   iface->handle_disconnect = handle_disconnect;
+  iface->handle_get_history = handle_get_history;
 }
 
 /* Object --------------------------------------------------------------------- */
@@ -1761,6 +1789,7 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_paused_by (w, ws.paused && ws.paused_by ? ws.paused_by : "");
       bf_dbus_worker_set_paused_since_usec (w, ws.paused ? ws.paused_since_usec : 0);
       self->last_seen_usec = ws.last_seen_usec;
+      bf_dbus_worker_set_last_seen_usec (w, ws.last_seen_usec);
       self->missing_notified = ws.missing_notified;
       bf_dbus_worker_set_missing (w, ws.missing_notified);
       /* 0 means the daemon stopped while the worker was connected. */

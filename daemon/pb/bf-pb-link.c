@@ -71,6 +71,7 @@ enum {
   KIND_CHALLENGER = 1,
   KIND_PERSPECTIVE,
   KIND_COMMAND,
+  KIND_TRANSFER,       /* a transfer's writer or reader (FileWriter / FileReader) */
 };
 
 typedef enum {
@@ -110,6 +111,7 @@ typedef struct {
   const BfCommandSink *sink;
   gpointer user_data;
   gint64 object_id;       /* our command object; 0 once gone from the broker */
+  gint64 transfer_id;     /* our writer / reader for a transfer; 0 if none or gone */
   gboolean started;       /* startCommand sent */
   gboolean finished;      /* the sink got complete, or was forgotten */
 } Cmd;
@@ -467,10 +469,10 @@ keepalive_cb (gpointer data)
     }
   if (idle >= interval && !self->keepalive_pending)
     {
+      g_autoptr(BfJellyValue) args = tuple_of (bf_jelly_unicode ("keepalive", -1), NULL);
+
       self->keepalive_pending = TRUE;
-      call_remote (self, self->mind_id, "print",
-                   tuple_of (bf_jelly_unicode ("keepalive", -1), NULL),
-                   (guint64) (2 * interval), keepalive_done, NULL);
+      call_remote (self, self->mind_id, "print", args, (guint64) (2 * interval), keepalive_done, NULL);
     }
   return self->closed ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
 }
@@ -515,13 +517,15 @@ cmd_finish (BfPbLink   *self,
     g_hash_table_remove (self->busy, cmd->builder);
   if (cmd->object_id != 0 && !self->closed && bf_pb_broker_unexport (self->broker, cmd->object_id))
     cmd->object_id = 0;
+  if (cmd->transfer_id != 0 && !self->closed && bf_pb_broker_unexport (self->broker, cmd->transfer_id))
+    cmd->transfer_id = 0;
   {
     /* held while the sink runs: it may start the next command */
     const BfCommandSink *sink = cmd->sink;
     gpointer user_data = cmd->user_data;
 
     cmd->sink = NULL;
-    if (cmd->object_id == 0 && self->commands != NULL)
+    if (cmd->object_id == 0 && cmd->transfer_id == 0 && self->commands != NULL)
       g_hash_table_remove (self->commands, cmd->id);   /* frees cmd */
     if (notify && sink != NULL)
       sink->complete (user_data, failure, lost);
@@ -672,6 +676,164 @@ handle_command_call (BfPbLink     *self,
       g_autofree char *text = g_strdup_printf ("%s is not supported by buildfleetd", method);
       bf_pb_broker_error (self->broker, request_id, NO_SUCH_METHOD, text);
     }
+}
+
+/* File transfers: the worker calls our writer (write, close, utime, unpack)
+ * or reader (read, close), as Buildbot's FileWriter / FileReader.  Each
+ * call is answered when the command says so: a block once written to the
+ * caller's descriptor, a read with the bytes read from it. */
+
+typedef struct {
+  BfPbLink *self;
+  gint64 request_id;
+  char *command_id;
+  BfTransferOp op;
+} TransferReply;
+
+static void interrupt_done (BfPbLink *self, BfJellyValue *result, BfJellyValue *failure,
+                            const GError *error, gpointer data);
+
+/* A transfer that must stop.  Answering the worker's call with an error
+ * would be natural, but a worker handed a remote failure passes it on to
+ * complete(), which Twisted cannot serialise (a copied failure's type is
+ * bytes): the command would never complete.  So the worker is stopped the
+ * way a step is: interruptCommand first (it arrives first), then a plain
+ * answer — nothing for a block, no bytes (the end) for a read; the worker
+ * then completes with exit code 1, and the command's Failure says why. */
+static void
+stop_worker_transfer (BfPbLink     *self,
+                      const char   *command_id,
+                      const char   *why,
+                      gint64        request_id,
+                      BfTransferOp  op)
+{
+  Cmd *cmd = lookup_cmd (self, command_id);
+  Builder *b = cmd && self->builders ? g_hash_table_lookup (self->builders, cmd->builder) : NULL;
+
+  if (b != NULL && b->ref_id != 0)
+    {
+      g_autoptr(BfJellyValue) args = tuple_of (bf_jelly_unicode (command_id, -1), bf_jelly_unicode (why, -1), NULL);
+      call_remote (self, b->ref_id, "interruptCommand", args, INTERRUPT_TIMEOUT_USEC, interrupt_done, NULL);
+    }
+  if (request_id == 0)
+    return;
+  if (op == BF_TRANSFER_READ)
+    {
+      g_autoptr(BfJellyValue) none = bf_jelly_bytes ("", 0);
+      bf_pb_broker_answer (self->broker, request_id, none);
+    }
+  else
+    bf_pb_broker_answer (self->broker, request_id, NULL);
+}
+
+static void
+transfer_reply (gpointer    reply_data,
+                GBytes     *data,
+                const char *failure)
+{
+  TransferReply *r = reply_data;
+  BfPbLink *self = r->self;
+
+  if (!self->closed)
+    {
+      if (failure != NULL)
+        stop_worker_transfer (self, r->command_id, failure, r->request_id, r->op);
+      else if (r->request_id == 0)
+        ;
+      else if (data != NULL)
+        {
+          g_autoptr(BfJellyValue) bytes = bf_jelly_bytes (g_bytes_get_data (data, NULL), g_bytes_get_size (data));
+          bf_pb_broker_answer (self->broker, r->request_id, bytes);
+        }
+      else
+        bf_pb_broker_answer (self->broker, r->request_id, NULL);
+    }
+  g_object_unref (self);
+  g_free (r->command_id);
+  g_free (r);
+}
+
+static gboolean
+jelly_number (const BfJellyValue *v,
+              double             *out)
+{
+  if (v != NULL && v->type == BF_JELLY_INT)
+    *out = (double) v->integer;
+  else if (v != NULL && v->type == BF_JELLY_FLOAT)
+    *out = v->number;
+  else
+    return FALSE;
+  return TRUE;
+}
+
+static void
+handle_transfer_call (BfPbLink     *self,
+                      gint64        request_id,
+                      Cmd          *cmd,
+                      const char   *method,
+                      BfJellyValue *args)
+{
+  BfJellyValue *first = args->seq.len > 0 ? args->seq.items[0] : NULL;
+  BfTransferStep step = { 0 };
+  g_autoptr(GBytes) data = NULL;
+  const char *why = NULL;
+  TransferReply *r;
+
+  if (g_str_equal (method, "write"))
+    {
+      gsize len = 0;
+      const char *bytes = jelly_string (first, &len);
+
+      if (bytes == NULL)
+        why = "write takes the block's bytes";
+      step.op = BF_TRANSFER_WRITE;
+      if (bytes != NULL)
+        step.data = data = g_bytes_new (bytes, len);
+    }
+  else if (g_str_equal (method, "close"))
+    step.op = BF_TRANSFER_CLOSE;
+  else if (g_str_equal (method, "unpack"))
+    step.op = BF_TRANSFER_UNPACK;
+  else if (g_str_equal (method, "utime"))
+    {
+      step.op = BF_TRANSFER_UTIME;
+      if (first == NULL || (first->type != BF_JELLY_TUPLE && first->type != BF_JELLY_LIST) ||
+          first->seq.len != 2 || !jelly_number (first->seq.items[0], &step.atime) ||
+          !jelly_number (first->seq.items[1], &step.mtime))
+        why = "utime takes (access time, modification time)";
+    }
+  else if (g_str_equal (method, "read"))
+    {
+      double n = -1;
+
+      step.op = BF_TRANSFER_READ;
+      if (!jelly_number (first, &n) || !(n >= 0))
+        why = "read takes a number of bytes";
+      else
+        step.length = n > G_MAXSIZE ? G_MAXSIZE : (gsize) n;
+    }
+  else
+    {
+      g_autofree char *text = g_strdup_printf ("buildfleetd's file writer and reader offer no method %s", method);
+      bf_pb_broker_error (self->broker, request_id, NO_SUCH_METHOD, text);
+      return;
+    }
+  if (why != NULL)
+    {
+      bf_pb_broker_error (self->broker, request_id, PB_ERROR, why);
+      return;
+    }
+  if (cmd->finished || cmd->sink == NULL || cmd->sink->transfer == NULL)
+    {
+      stop_worker_transfer (self, cmd->id, "the command ended", request_id, step.op);
+      return;
+    }
+  r = g_new0 (TransferReply, 1);
+  r->self = g_object_ref (self);
+  r->request_id = request_id;
+  r->command_id = g_strdup (cmd->id);
+  r->op = step.op;
+  cmd->sink->transfer (cmd->user_data, &step, transfer_reply, r);
 }
 
 /* Login -------------------------------------------------------------------------- */
@@ -844,6 +1006,10 @@ broker_message_cb (gpointer      user_data,
       handle_command_call (self, request_id, object_data, method, args);
       return;
 
+    case KIND_TRANSFER:
+      handle_transfer_call (self, request_id, object_data, method, args);
+      return;
+
     default:
       g_assert_not_reached ();
     }
@@ -859,12 +1025,15 @@ broker_released_cb (gpointer  user_data,
 
   if (kind == KIND_CHALLENGER && object_id == self->challenger_id)
     self->challenger_id = 0;
-  else if (kind == KIND_COMMAND)
+  else if (kind == KIND_COMMAND || kind == KIND_TRANSFER)
     {
       Cmd *cmd = object_data;
 
-      cmd->object_id = 0;
-      if (cmd->finished && self->commands != NULL)
+      if (kind == KIND_COMMAND)
+        cmd->object_id = 0;
+      else
+        cmd->transfer_id = 0;
+      if (cmd->finished && cmd->object_id == 0 && cmd->transfer_id == 0 && self->commands != NULL)
         g_hash_table_remove (self->commands, cmd->id);
     }
 }
@@ -1440,11 +1609,48 @@ link_prepare_command (BfWorkerLink  *link,
       if (!g_variant_lookup (args, "workdir", "&s", NULL))
         g_variant_builder_add (&b, "{sv}", "workdir", g_variant_new_string ("build"));
     }
+  else if (g_str_equal (name, "upload_file") || g_str_equal (name, "upload_directory") ||
+           g_str_equal (name, "download_file"))
+    {
+      /* uploadFile / uploadDirectory / downloadFile: the worker joins
+       * workdir and the path to the builder directory (an absolute path
+       * stays absolute); the writer or reader is added by send_start(). */
+      const char *path = NULL;
+
+      if (!g_variant_lookup (args, "path", "&s", &path))
+        {
+          g_variant_builder_clear (&b);
+          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS, "Argument “path” is required for the %s command", name);
+          return NULL;
+        }
+      g_variant_builder_add (&b, "{sv}", "workdir", g_variant_new_string (""));
+      g_variant_builder_add (&b, "{sv}", g_str_equal (name, "download_file") ? "workerdest" : "workersrc",
+                             g_variant_new_string (path));
+      g_variant_iter_init (&iter, args);
+      while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+        {
+          g_autoptr(GVariant) owned = value;
+
+          if (g_str_equal (key, "path"))
+            continue;
+          if (g_str_equal (key, "maxsize") && g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64))
+            /* one byte more reaches us: a bigger file shows as bigger */
+            g_variant_builder_add (&b, "{sv}", key, g_variant_new_int64 ((gint64) g_variant_get_uint64 (value) + 1));
+          else if ((g_str_equal (key, "compress") && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) &&
+                    g_str_equal (g_variant_get_string (value, NULL), "none")) ||
+                   (g_str_equal (key, "mode") && g_variant_is_of_type (value, G_VARIANT_TYPE_INT32) &&
+                    g_variant_get_int32 (value) < 0))
+            g_variant_builder_add (&b, "{sv}", key, g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
+          else
+            g_variant_builder_add (&b, "{sv}", key, value);
+        }
+    }
   else
     {
       g_variant_builder_clear (&b);
       g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                   "Command “%s” is not supported (use shell, mkdir, rmdir, stat, listdir, rmfile, glob or cpdir)",
+                   "Command “%s” is not supported (use shell, mkdir, rmdir, stat, listdir, rmfile, glob, cpdir, "
+                   "upload_file, upload_directory or download_file)",
                    name);
       return NULL;
     }
@@ -1563,12 +1769,22 @@ send_start (BfPbLink *self,
 {
   g_autoptr(GVariant) args = g_steal_pointer (&cmd->args);
   g_autoptr(BfJellyValue) jargs = NULL;
+  BfJellyValue *command_args = variant_to_jelly (args);
+  const char *wire_name = cmd->name;
+  gboolean download = g_str_equal (cmd->name, "download_file");
 
+  if (download || g_str_equal (cmd->name, "upload_file") || g_str_equal (cmd->name, "upload_directory"))
+    {
+      /* Buildbot's master names, which the worker's PB side maps */
+      wire_name = download ? "downloadFile" : g_str_equal (cmd->name, "upload_file") ? "uploadFile" : "uploadDirectory";
+      bf_jelly_dict_set (command_args, bf_jelly_unicode (download ? "reader" : "writer", -1),
+                         bf_pb_broker_reference (self->broker, cmd->transfer_id));
+    }
   cmd->started = TRUE;
   jargs = tuple_of (bf_pb_broker_reference (self->broker, cmd->object_id),
                     bf_jelly_unicode (cmd->id, -1),
-                    bf_jelly_unicode (cmd->name, -1),
-                    variant_to_jelly (args),
+                    bf_jelly_unicode (wire_name, -1),
+                    command_args,
                     NULL);
   call_remote (self, builder->ref_id, "startCommand", jargs, 0, start_done, g_strdup (cmd->id));
 }
@@ -1738,6 +1954,17 @@ link_start_command (BfWorkerLink        *link,
       cmd->object_id = bf_pb_broker_export (self->broker, KIND_COMMAND, cmd);
       if (cmd->object_id == 0)
         problem = "too many commands on this PB worker";
+    }
+  if (problem == NULL && (g_str_equal (name, "upload_file") || g_str_equal (name, "upload_directory") ||
+                          g_str_equal (name, "download_file")))
+    {
+      /* the writer or reader send_start() hands the worker */
+      cmd->transfer_id = bf_pb_broker_export (self->broker, KIND_TRANSFER, cmd);
+      if (cmd->transfer_id == 0)
+        {
+          bf_pb_broker_unexport (self->broker, cmd->object_id);
+          problem = "too many objects on this PB worker";
+        }
     }
   if (problem != NULL)
     {

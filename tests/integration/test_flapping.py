@@ -55,7 +55,7 @@ class FlappingTest(bfharness.FleetTestCase):
             self.assertEqual(self.prop(build, BUILD_IFACE, 'WaitingFor'), 'w1: flapping')
         self.wait_until(lambda: self.prop(build, BUILD_IFACE, 'State') == 'running', 30, 'build runs')
         self.assertFalse(self.worker_prop('w1', 'Flapping'))
-        changed = self.signals_named('FlappingChanged', worker_path('w1'))
+        changed = self.wait_signal('FlappingChanged', worker_path('w1'), count=2)
         self.assertEqual([s[3] for s in changed], [(True,), (False,)])
 
         # Shutdown and Disconnect are not flaps.
