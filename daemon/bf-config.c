@@ -789,12 +789,12 @@ static const char * const worker_keys[] = {
   "FlapThreshold", "FlapWindow", "FlapRecovery",
   "HealthInterval", "MinFreeDisk", "MaxResponseTime", "HealthCommand",
   "NotifyOnMissing", "Latent", "StartCommand", "StopCommand", "Unit",
-  "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", NULL
+  "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", "Protocol", NULL
 };
 
 static const char * const latent_only_keys[] = {
   "StartCommand", "StopCommand", "Unit", "BuildWaitTimeout",
-  "SubstantiationTimeout", "KeepOnShutdown", NULL
+  "SubstantiationTimeout", "KeepOnShutdown", "Protocol", NULL
 };
 
 static void
@@ -906,6 +906,24 @@ bf_latent_kind_to_string (BfLatentKind kind)
     case BF_LATENT_LOCAL: return "local";
     case BF_LATENT_SYSTEMD: return "systemd";
     case BF_LATENT_NONE:
+    default: return "";
+    }
+}
+
+/**
+ * bf_worker_protocol_to_string:
+ *
+ * Returns: "pb", "msgpack" (as the Worker's Protocol property says), or ""
+ *   for %BF_WORKER_PROTOCOL_DEFAULT.
+ */
+const char *
+bf_worker_protocol_to_string (BfWorkerProtocol protocol)
+{
+  switch (protocol)
+    {
+    case BF_WORKER_PROTOCOL_PB: return "pb";
+    case BF_WORKER_PROTOCOL_MSGPACK: return "msgpack";
+    case BF_WORKER_PROTOCOL_DEFAULT:
     default: return "";
     }
 }
@@ -1131,6 +1149,21 @@ parse_worker (Parser      *p,
 
   if (wc->latent != BF_LATENT_NONE)
     {
+      g_autofree char *protocol = get_string (p, group, "Protocol", FALSE);
+
+      if (protocol == NULL || *protocol == '\0')
+        wc->protocol = BF_WORKER_PROTOCOL_DEFAULT;
+      else if (g_str_equal (protocol, "pb"))
+        wc->protocol = BF_WORKER_PROTOCOL_PB;
+      else if (g_str_equal (protocol, "msgpack"))
+        wc->protocol = BF_WORKER_PROTOCOL_MSGPACK;
+      else
+        {
+          set_error (error, p, group, "Protocol",
+                     "unknown protocol “%s” (use pb, Buildbot's Perspective Broker, or msgpack)",
+                     protocol);
+          return NULL;
+        }
       wc->start_command = get_string (p, group, "StartCommand", FALSE);
       wc->stop_command = get_string (p, group, "StopCommand", FALSE);
       wc->unit = get_string (p, group, "Unit", FALSE);

@@ -19,6 +19,21 @@ typedef enum {
 } BfLatentKind;
 
 /**
+ * BfWorkerProtocol:
+ * @BF_WORKER_PROTOCOL_DEFAULT: Protocol= not set: PB when the daemon has a
+ *   PB endpoint (ListenPB=), else msgpack
+ * @BF_WORKER_PROTOCOL_PB: Perspective Broker (buildbot-worker's default)
+ * @BF_WORKER_PROTOCOL_MSGPACK: msgpack over WebSocket (msgpack_experimental_v7)
+ *
+ * Which protocol a latent worker's new instances are asked to speak.
+ */
+typedef enum {
+  BF_WORKER_PROTOCOL_DEFAULT,
+  BF_WORKER_PROTOCOL_PB,
+  BF_WORKER_PROTOCOL_MSGPACK,
+} BfWorkerProtocol;
+
+/**
  * BfWorkerConfig:
  *
  * One `[Worker NAME]` group.  Immutable once parsed and reference counted
@@ -56,6 +71,7 @@ typedef struct {
   gint64 build_wait_timeout_usec;   /* -1 never */
   guint64 substantiation_timeout_usec;
   gboolean keep_on_shutdown;
+  BfWorkerProtocol protocol;   /* Protocol=, latent workers only */
 } BfWorkerConfig;
 
 /**
@@ -106,6 +122,7 @@ void            bf_worker_config_unref    (BfWorkerConfig *wc);
 gboolean        bf_worker_config_serves   (BfWorkerConfig *wc,
                                            const char     *builder);
 const char     *bf_latent_kind_to_string  (BfLatentKind    kind);
+const char     *bf_worker_protocol_to_string (BfWorkerProtocol protocol);
 
 gboolean        bf_worker_name_is_valid   (const char  *name);
 gboolean        bf_label_is_valid         (const char  *label);

@@ -59,8 +59,8 @@ struct _BfLatent
   BfAuthority *authority;
   BfLatentDriver *driver;
 
-  char *master;
-  char *master_url;
+  char *master;                 /* HOST:PORT of the msgpack endpoint, or NULL */
+  char *pb_master;              /* HOST:PORT of the PB endpoint, or NULL */
   char *tls_certificate;
   char *password;                /* Password=generate: this instance's */
 
@@ -386,12 +386,27 @@ static void
 begin_start (BfLatent *self)
 {
   BfLatentStartInfo info = { 0 };
+  BfWorkerProtocol protocol = self->config->protocol;
+  gboolean pb;
+  g_autofree char *master_url = NULL;
 
-  if (self->master == NULL)
+  if (self->master == NULL && self->pb_master == NULL)
     {
       fail (self, "the daemon is not listening for workers yet");
       return;
     }
+  if (protocol == BF_WORKER_PROTOCOL_DEFAULT)
+    protocol = self->pb_master ? BF_WORKER_PROTOCOL_PB : BF_WORKER_PROTOCOL_MSGPACK;
+  pb = protocol == BF_WORKER_PROTOCOL_PB;
+  if ((pb ? self->pb_master : self->master) == NULL)
+    {
+      fail (self, pb ? "Protocol=pb, but the daemon has no PB endpoint (see ListenPB=)"
+                     : "Protocol=msgpack, but the daemon has no msgpack endpoint (see Listen=)");
+      return;
+    }
+  master_url = g_strdup_printf ("%s://%s",
+                                pb ? (self->tls_certificate ? "pbs" : "pb") : (self->tls_certificate ? "wss" : "ws"),
+                                pb ? self->pb_master : self->master);
   g_clear_object (&self->start_cancellable);
   self->start_cancellable = g_cancellable_new ();
   self->used = FALSE;
@@ -403,12 +418,13 @@ begin_start (BfLatent *self)
 
   info.name = name_of (self);
   info.password = self->password ? self->password : self->config->password;
-  info.master = self->master;
-  info.master_url = self->master_url;
+  info.master = pb ? self->pb_master : self->master;
+  info.master_url = master_url;
   info.tls_certificate = self->tls_certificate;
+  info.protocol = bf_worker_protocol_to_string (protocol);
 
-  bf_worker_info (name_of (self), "Substantiating worker %s with the %s driver",
-                  name_of (self), bf_latent_kind_to_string (self->config->latent));
+  bf_worker_info (name_of (self), "Substantiating worker %s with the %s driver (protocol %s)",
+                  name_of (self), bf_latent_kind_to_string (self->config->latent), info.protocol);
   self->substantiation_source_id = bf_timeout_add (bf_usec_to_ms (self->config->substantiation_timeout_usec),
                                                    substantiation_timeout_cb, self,
                                                    "[buildfleetd] substantiation timeout");
@@ -719,7 +735,7 @@ bf_latent_finalize (GObject *object)
   g_clear_object (&self->authority);
   g_clear_object (&self->start_cancellable);
   g_free (self->master);
-  g_free (self->master_url);
+  g_free (self->pb_master);
   g_free (self->tls_certificate);
   g_free (self->password);
   G_OBJECT_CLASS (bf_latent_parent_class)->finalize (object);
@@ -760,7 +776,7 @@ bf_latent_set_config (BfLatent       *self,
 
 /**
  * bf_latent_set_master:
- * @master: "HOST:PORT" the instances connect to
+ * @master: (nullable): "HOST:PORT" of the msgpack endpoint instances connect to
  * @tls_certificate: (nullable): set when the endpoints speak TLS
  */
 void
@@ -770,10 +786,24 @@ bf_latent_set_master (BfLatent   *self,
 {
   g_free (self->master);
   self->master = g_strdup (master);
-  g_free (self->master_url);
-  self->master_url = g_strdup_printf ("%s://%s", tls_certificate ? "wss" : "ws", master);
   g_free (self->tls_certificate);
   self->tls_certificate = g_strdup (tls_certificate);
+}
+
+/**
+ * bf_latent_set_pb_master:
+ * @pb_master: (nullable): "HOST:PORT" of the PB endpoint instances connect to
+ *
+ * Which endpoint a new instance gets follows the worker's Protocol=: this
+ * one for PB (the default when there is one), bf_latent_set_master()'s for
+ * msgpack.
+ */
+void
+bf_latent_set_pb_master (BfLatent   *self,
+                         const char *pb_master)
+{
+  g_free (self->pb_master);
+  self->pb_master = g_strdup (pb_master);
 }
 
 /**

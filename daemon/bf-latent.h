@@ -64,6 +64,8 @@ void        bf_latent_set_config          (BfLatent       *self,
 void        bf_latent_set_master          (BfLatent       *self,
                                            const char     *master,
                                            const char     *tls_certificate);
+void        bf_latent_set_pb_master       (BfLatent       *self,
+                                           const char     *pb_master);
 const char *bf_latent_get_password        (BfLatent       *self);
 
 void        bf_latent_substantiate        (BfLatent       *self);

@@ -60,6 +60,7 @@ struct _BfManager
   GDBusConnection *bus;
   guint listing_filter_id;        /* see listing_filter_cb() */
   char *master;                   /* HOST:PORT for latent instances */
+  char *pb_master;                /* HOST:PORT for latent instances that speak PB */
   GHashTable *workers;            /* name -> BfWorker */
   GHashTable *retiring;           /* name -> BfWorker: removed, waiting for its builds */
 
@@ -236,8 +237,11 @@ add_worker (BfManager      *self,
   g_signal_connect_object (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self, 0);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
-  if (bf_worker_get_latent (worker) && self->master)
-    bf_latent_set_master (bf_worker_get_latent (worker), self->master, self->config->tls_certificate);
+  if (bf_worker_get_latent (worker) && (self->master || self->pb_master))
+    {
+      bf_latent_set_master (bf_worker_get_latent (worker), self->master, self->config->tls_certificate);
+      bf_latent_set_pb_master (bf_worker_get_latent (worker), self->pb_master);
+    }
   g_hash_table_insert (self->workers, g_strdup (wc->name), worker);
   export_worker (self, worker);
 }
@@ -716,6 +720,7 @@ bf_manager_start_listening (BfManager  *self,
                             GError    **error)
 {
   g_auto(GStrv) endpoints = NULL;
+  g_auto(GStrv) pb_endpoints = NULL;
   GHashTableIter iter;
   gpointer value;
 
@@ -723,23 +728,25 @@ bf_manager_start_listening (BfManager  *self,
     return FALSE;
   endpoints = bf_listener_get_endpoints (self->listener);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) endpoints);
-  {
-    g_auto(GStrv) pb = bf_listener_get_pb_endpoints (self->listener);
-
-    bf_dbus_manager_set_listen_pb (iface (self), (const char * const *) pb);
-    for (guint i = 0; pb[i]; i++)
-      g_message ("Listening for PB workers on %s%s", pb[i], self->config->tls_certificate ? " (TLS)" : "");
-  }
+  pb_endpoints = bf_listener_get_pb_endpoints (self->listener);
+  bf_dbus_manager_set_listen_pb (iface (self), (const char * const *) pb_endpoints);
+  for (guint i = 0; pb_endpoints[i]; i++)
+    g_message ("Listening for PB workers on %s%s", pb_endpoints[i], self->config->tls_certificate ? " (TLS)" : "");
   for (guint i = 0; endpoints[i]; i++)
     g_message ("Listening for workers on %s%s", endpoints[i],
                self->config->tls_certificate ? " (TLS)" : "");
   g_free (self->master);
   self->master = endpoints[0] ? local_endpoint (endpoints[0]) : NULL;
+  g_free (self->pb_master);
+  self->pb_master = pb_endpoints[0] ? local_endpoint (pb_endpoints[0]) : NULL;
 
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     if (bf_worker_get_latent (value))
-      bf_latent_set_master (bf_worker_get_latent (value), self->master, self->config->tls_certificate);
+      {
+        bf_latent_set_master (bf_worker_get_latent (value), self->master, self->config->tls_certificate);
+        bf_latent_set_pb_master (bf_worker_get_latent (value), self->pb_master);
+      }
   reconcile_instances (self);
   schedule_dispatch (self);
   return TRUE;
@@ -1876,6 +1883,7 @@ bf_manager_finalize (GObject *object)
   g_clear_pointer (&self->config, bf_config_unref);
   g_clear_object (&self->bus);
   g_free (self->master);
+  g_free (self->pb_master);
   g_clear_object (&self->state);
   g_clear_object (&self->mailer);
   g_clear_object (&self->authority);

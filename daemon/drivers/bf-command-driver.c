@@ -2,10 +2,14 @@
  *
  * StartCommand starts an instance (a VM, a container, a remote machine)
  * and exits; StopCommand stops it.  Both are split into words like a shell
- * would, then %n (name), %p (password), %u (master URL) and %m (HOST:PORT)
- * are filled in word by word, so a value never changes how the command is
- * split.  The same values are in the environment as BUILDFLEET_WORKER_NAME,
- * BUILDFLEET_WORKER_PASSWORD, BUILDFLEET_MASTER_URL and BUILDFLEET_MASTER.
+ * would, then %n (name), %p (password), %u (master URL), %m (HOST:PORT) and
+ * %r (protocol, pb or msgpack) are filled in word by word, so a value never
+ * changes how the command is split.  The same values are in the
+ * environment as BUILDFLEET_WORKER_NAME, BUILDFLEET_WORKER_PASSWORD,
+ * BUILDFLEET_MASTER_URL, BUILDFLEET_MASTER and BUILDFLEET_PROTOCOL, and
+ * under the names Buildbot's worker image reads (BUILDMASTER,
+ * BUILDMASTER_PORT, WORKERNAME, WORKERPASS, BUILDMASTER_PROTOCOL), so an
+ * engine can start that image unchanged.
  * A start is bounded by the substantiation timeout, a stop by
  * STOP_TIMEOUT_USEC; a non-zero exit status fails with the tail of the
  * command's output.  Both run in a process group of their own
@@ -67,6 +71,7 @@ remember (BfCommandDriver         *self,
   self->info.password = self->password;
   self->info.master = self->master;
   self->info.master_url = self->master_url;
+  self->info.protocol = bf_latent_info_is_pb (info) ? "pb" : "msgpack";
 }
 
 static void

@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <string.h>
+
 #include "bf-latent-driver.h"
 #include "bf-process-group.h"
 #include "bf-util.h"
@@ -166,34 +168,74 @@ bf_latent_driver_stop_finish (BfLatentDriver  *self,
   return BF_LATENT_DRIVER_GET_CLASS (self)->stop_finish (self, result, error);
 }
 
+static void
+add_env (GStrvBuilder *b,
+         const char   *key,
+         const char   *value)
+{
+  g_autofree char *pair = g_strconcat (key, "=", value, NULL);
+
+  g_strv_builder_add (b, pair);
+}
+
+/**
+ * bf_latent_info_is_pb:
+ *
+ * Returns: whether the instance of @info is to speak Perspective Broker.
+ */
+gboolean
+bf_latent_info_is_pb (const BfLatentStartInfo *info)
+{
+  return g_strcmp0 (info->protocol, "pb") == 0;
+}
+
 /**
  * bf_latent_driver_make_env:
  *
- * Returns: (transfer full): the BUILDFLEET_* environment every engine
- *   command gets.
+ * Returns: (transfer full): the environment every engine command gets:
+ *   BUILDFLEET_WORKER_NAME, BUILDFLEET_WORKER_PASSWORD, BUILDFLEET_MASTER,
+ *   BUILDFLEET_MASTER_URL, BUILDFLEET_PROTOCOL (pb or msgpack),
+ *   BUILDFLEET_TLS_CERTIFICATE (with TLS), and the names Buildbot's worker
+ *   image reads (its buildbot.tac): BUILDMASTER, BUILDMASTER_PORT,
+ *   WORKERNAME, WORKERPASS, BUILDMASTER_PROTOCOL (pb or
+ *   msgpack_experimental_v7).
  */
 GStrv
 bf_latent_driver_make_env (const BfLatentStartInfo *info)
 {
   g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
-  g_autofree char *name = g_strconcat ("BUILDFLEET_WORKER_NAME=", info->name, NULL);
-  g_autofree char *password = g_strconcat ("BUILDFLEET_WORKER_PASSWORD=", info->password ? info->password : "", NULL);
-  g_autofree char *url = g_strconcat ("BUILDFLEET_MASTER_URL=", info->master_url ? info->master_url : "", NULL);
-  g_autofree char *master = g_strconcat ("BUILDFLEET_MASTER=", info->master ? info->master : "", NULL);
+  const char *pass = info->password ? info->password : "";
+  const char *hostport = info->master ? info->master : "";
+  const char *colon = strrchr (hostport, ':');
+  g_autofree char *host = colon ? g_strndup (hostport, colon - hostport) : g_strdup (hostport);
+  gsize host_len = strlen (host);
 
-  g_strv_builder_add_many (b, name, password, url, master, NULL);
-  if (info->tls_certificate)
+  /* BUILDMASTER is a host name or address: "[::1]" loses its brackets. */
+  if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']')
     {
-      g_autofree char *cert = g_strconcat ("BUILDFLEET_TLS_CERTIFICATE=", info->tls_certificate, NULL);
-      g_strv_builder_add (b, cert);
+      memmove (host, host + 1, host_len - 2);
+      host[host_len - 2] = '\0';
     }
+  add_env (b, "BUILDFLEET_WORKER_NAME", info->name);
+  add_env (b, "BUILDFLEET_WORKER_PASSWORD", pass);
+  add_env (b, "BUILDFLEET_MASTER_URL", info->master_url ? info->master_url : "");
+  add_env (b, "BUILDFLEET_MASTER", hostport);
+  add_env (b, "BUILDFLEET_PROTOCOL", bf_latent_info_is_pb (info) ? "pb" : "msgpack");
+  add_env (b, "BUILDMASTER", host);
+  add_env (b, "BUILDMASTER_PORT", colon ? colon + 1 : "");
+  add_env (b, "WORKERNAME", info->name);
+  add_env (b, "WORKERPASS", pass);
+  g_strv_builder_add (b, bf_latent_info_is_pb (info) ? "BUILDMASTER_PROTOCOL=pb"
+                                                     : "BUILDMASTER_PROTOCOL=msgpack_experimental_v7");
+  if (info->tls_certificate)
+    add_env (b, "BUILDFLEET_TLS_CERTIFICATE", info->tls_certificate);
   return g_strv_builder_end (b);
 }
 
 /**
  * bf_latent_expand:
  * @template: text with %n (name), %p (password), %u (master URL), %m
- *   (HOST:PORT) and %% (a percent sign)
+ *   (HOST:PORT), %r (protocol: pb or msgpack) and %% (a percent sign)
  *
  * Returns: (transfer full): @template with the values filled in.
  */
@@ -217,6 +259,7 @@ bf_latent_expand (const char              *template,
         case 'p': g_string_append (s, info->password ? info->password : ""); break;
         case 'u': g_string_append (s, info->master_url ? info->master_url : ""); break;
         case 'm': g_string_append (s, info->master ? info->master : ""); break;
+        case 'r': g_string_append (s, bf_latent_info_is_pb (info) ? "pb" : "msgpack"); break;
         case '%': g_string_append_c (s, '%'); break;
         default: g_string_append_c (s, '%'); g_string_append_c (s, *c); break;
         }

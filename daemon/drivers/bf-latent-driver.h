@@ -14,9 +14,12 @@ G_BEGIN_DECLS
  * BfLatentStartInfo:
  * @name: the worker name (%n)
  * @password: the password the instance must use (%p); never logged
- * @master: "HOST:PORT" of a daemon endpoint, as create-worker wants it
- * @master_url: "ws://HOST:PORT" or "wss://HOST:PORT" (%u)
+ * @master: "HOST:PORT" of a daemon endpoint of @protocol, as create-worker wants it
+ * @master_url: "ws://HOST:PORT" or "wss://HOST:PORT" for msgpack,
+ *   "pb://HOST:PORT" or "pbs://HOST:PORT" (TLS) for PB (%u)
  * @tls_certificate: (nullable): the daemon's certificate, for instances to trust
+ * @protocol: "pb" or "msgpack": what the instance is to speak (%r), from
+ *   the worker's Protocol= (see bf_worker_protocol_to_string())
  */
 typedef struct {
   const char *name;
@@ -24,6 +27,7 @@ typedef struct {
   const char *master;
   const char *master_url;
   const char *tls_certificate;
+  const char *protocol;
 } BfLatentStartInfo;
 
 #define BF_TYPE_LATENT_DRIVER (bf_latent_driver_get_type ())
@@ -108,6 +112,7 @@ gboolean        bf_latent_run_finish             (GAsyncResult            *resul
 void            bf_latent_driver_emit_instance_exited (BfLatentDriver     *self,
                                                   const char              *message);
 GStrv           bf_latent_driver_make_env        (const BfLatentStartInfo *info);
+gboolean        bf_latent_info_is_pb             (const BfLatentStartInfo *info);
 
 char           *bf_latent_expand                 (const char              *template,
                                                   const BfLatentStartInfo *info);

@@ -2,7 +2,8 @@
  *
  * Each start writes a fresh worker base directory under
  * StateDirectory/local/NAME with `buildbot-worker create-worker --force`
- * (so a generated password is used once) and runs
+ * (so a generated password is used once; the protocol of Protocol=, PB
+ * as create-worker's default, msgpack with its --protocol) and runs
  * `buildbot-worker start --nodaemon` in its own process group.  Stopping
  * sends SIGTERM to the group and SIGKILL after STOP_GRACE_MS.  The pid is
  * the instance id: a daemon killed with -9 leaves the worker running, and
@@ -230,7 +231,11 @@ bf_local_driver_start_async (BfLatentDriver          *driver,
     }
 
   g_strv_builder_add_many (b, buildbot_worker (), "create-worker", "--force", "--quiet",
-                           "--protocol=msgpack_experimental_v7", "--keepalive=0", NULL);
+                           "--keepalive=0", NULL);
+  /* PB is create-worker's default: no option, so that any buildbot-worker
+   * that speaks PB at all will do. */
+  if (!bf_latent_info_is_pb (info))
+    g_strv_builder_add (b, "--protocol=msgpack_experimental_v7");
   if (info->tls_certificate)
     g_strv_builder_add (b, "--use-tls");
   g_strv_builder_add_many (b, basedir, info->master, info->name, PASSWORD_PLACEHOLDER, NULL);

@@ -4,7 +4,10 @@
  * org.freedesktop.systemd1.Manager.StartUnit/StopUnit in "replace" mode,
  * and the job is followed to its JobRemoved signal: only the result "done"
  * counts as success.  The unit's worker must know its password itself
- * (Password=generate is not offered for this driver).
+ * (Password=generate is not offered for this driver), and speaks the
+ * protocol it was created with: %r in Unit= (pb or msgpack, from
+ * Protocol=) picks a template per protocol, as in
+ * Unit=buildbot-worker-%r@%n.service.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */

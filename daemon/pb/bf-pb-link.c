@@ -1134,7 +1134,9 @@ in_ready_cb (GObject  *stream,
         break;
       if (n <= 0)
         {
-          g_autofree char *reason = n == 0 ? g_strdup ("connection closed by the worker")
+          /* PB has no closing handshake: an end of stream reads as the
+           * WebSocket link's end without a close frame. */
+          g_autofree char *reason = n == 0 ? g_strdup ("connection lost")
                                            : g_strdup_printf ("read error: %s", error->message);
 
           if (self->login != LOGIN_DONE && !self->head_checked && self->head_len >= 1 &&

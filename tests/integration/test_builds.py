@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 # Builds over D-Bus with real buildbot-worker processes: leases, remote
 # commands with streamed output, limits, fairness, graceful, owner death,
-# worker death and quarantine.
+# worker death and quarantine.  The classes marked @for_both_protocols run
+# twice: XxxTest with msgpack workers, XxxPbTest with PB workers.  A PB
+# worker runs one command per builder at a time; no test here runs two
+# commands of one builder at once (test_pb.py checks PB's Busy for that).
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -15,7 +18,8 @@ import time
 from gi.repository import Gio, GLib
 
 import bfharness
-from bfharness import (BUILD_IFACE, COMMAND_IFACE, FLEET_PATH, MANAGER_IFACE, worker_path)
+from bfharness import (BUILD_IFACE, COMMAND_IFACE, FLEET_PATH, MANAGER_IFACE, for_both_protocols,
+                       worker_path)
 
 
 class BuildTestCase(bfharness.FleetTestCase):
@@ -33,6 +37,7 @@ class BuildTestCase(bfharness.FleetTestCase):
             procs[name] = self.add_worker(name, 'pw-' + name).start()
         for name in procs:
             self.wait_connected(name)
+            self.assert_protocol(name)
         return procs
 
     def request(self, builder, **options):
@@ -77,6 +82,10 @@ class BuildTestCase(bfharness.FleetTestCase):
         self.call(build, BUILD_IFACE, 'Release')
 
 
+# Output descriptors and tails are fed by the command object whatever the
+# link: once is enough (test_fifty_thousand_lines_arrive_whole is PB's
+# long output).
+@for_both_protocols(msgpack_only=('test_output_to_descriptors_and_tail', 'test_reader_gone_or_bad_handle'))
 class CommandTest(BuildTestCase):
     def setUp(self):
         super().setUp()
@@ -422,15 +431,17 @@ class SchedulingTest(BuildTestCase):
                         message='finished build removed')
 
 
+@for_both_protocols
 class GracefulTest(BuildTestCase):
     def test_graceful_shutdown_after_last_build(self):
+        # Two builders: a worker runs one build of a builder at a time.
         procs = self.fleet([('w1', 2, 'b;c')])
         b1 = self.request('b')
         b2 = self.request('c')
         self.wait_build_state(b1, 'running')
         self.wait_build_state(b2, 'running')
         self.worker_call('w1', 'SetGraceful', GLib.Variant('(b)', (True,)))
-        # No new builds on a graceful worker ...
+        # No new builds on a graceful worker (b's slot is free below) ...
         b3 = self.request('b')
         self.release(b1)
         self.pump(0.5)
@@ -441,6 +452,8 @@ class GracefulTest(BuildTestCase):
         self.wait_until(lambda: not procs['w1'].running(), timeout=10, message='worker exits')
 
 
+# A detached build that survives its owner runs no command: once is enough.
+@for_both_protocols(msgpack_only=('test_detached_build_survives_owner',))
 class OwnerTest(BuildTestCase):
     CLIENT = '''
 import sys
@@ -484,6 +497,7 @@ sys.stdin.readline()
         self.assertEqual(self.build_prop(build, 'State'), 'finished')
 
 
+@for_both_protocols
 class LostWorkerTest(BuildTestCase):
     def test_worker_death_mid_command_and_quarantine(self):
         procs = self.fleet([('w1', 2, 'b')])

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 # Latent workers with real buildbot-worker instances started by the command
 # and local drivers, and the systemd driver against python-dbusmock's
-# systemd template.
+# systemd template.  The classes marked @for_both_protocols run twice:
+# XxxTest has its instances speak msgpack (Protocol=msgpack), XxxPbTest
+# leaves Protocol= out, so its instances speak PB, the default when the
+# daemon has a PB endpoint.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -13,7 +16,8 @@ import time
 from gi.repository import Gio, GLib
 
 import bfharness
-from bfharness import BUILD_IFACE, FLEET_PATH, LATENT_IFACE, MANAGER_IFACE, worker_path
+from bfharness import (BUILD_IFACE, FLEET_PATH, LATENT_IFACE, MANAGER_IFACE, for_both_protocols,
+                       worker_path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 START = os.path.join(HERE, 'latent', 'start-worker.sh')
@@ -36,22 +40,39 @@ class LatentTestCase(bfharness.FleetTestCase):
         return self.call(worker_path(name), LATENT_IFACE, 'Insubstantiate',
                          GLib.Variant('(b)', (fast,)), timeout=120000)
 
+    def protocol_key(self):
+        """Protocol= for the class's protocol: msgpack says so, PB is the
+        default (the harness's daemon has a PB endpoint)."""
+        return 'Protocol=msgpack\n' if self.protocol == 'msgpack' else ''
+
     def command_worker(self, name='cloud', wait='1', extra='', start=None, stop=None, password='generate'):
         start = start or '%s %s' % (START, self.engine)
         stop = stop if stop is not None else '%s %s %%n' % (STOP, self.engine)
         text = ('[Worker %s]\nPassword=%s\nLatent=command\nStartCommand=%s\nBuilders=b\n'
                 'BuildWaitTimeout=%s\nSubstantiationTimeout=20\nNotifyOnMissing=ops@example.com\n'
-                % (name, password, start, wait))
+                % (name, password, start, wait)) + self.protocol_key()
         if stop:
             text += 'StopCommand=%s\n' % stop
         return text + extra
 
-    def engine_log(self):
+    def engine_lines(self):
         try:
             with open(os.path.join(self.engine, 'engine.log')) as f:
-                return [line.split()[0] for line in f]
+                return [line.split() for line in f]
         except FileNotFoundError:
             return []
+
+    def engine_log(self):
+        return [words[0] for words in self.engine_lines()]
+
+    def assert_started_with_protocol(self, name):
+        """The engine was asked for the class's protocol, at the endpoint of
+        that protocol, and the instance attached speaking it."""
+        start = [words for words in self.engine_lines() if words[0] == 'start'][-1]
+        scheme = 'pb' if self.protocol == 'pb' else 'ws'
+        self.assertEqual(start[1:], [name, self.protocol,
+                                     '%s://127.0.0.1:%d' % (scheme, self.worker_port())])
+        self.assert_protocol(name)
 
     def latent_prop(self, name, prop):
         return self.prop(worker_path(name), LATENT_IFACE, prop)
@@ -83,6 +104,11 @@ class LatentTestCase(bfharness.FleetTestCase):
                       Gio.DBusCallFlags.NONE, 60000, None, done)
 
 
+# Left out of PB: tests where no instance ever attaches, or where the
+# attaching worker is a static one; the driver does the same for both.
+@for_both_protocols(msgpack_only=('test_failing_start_command', 'test_start_that_never_connects',
+                                  'test_cancel_while_starting', 'test_leak_reconciliation_stops_leftover',
+                                  'test_fresh_instance_per_build'))
 class CommandDriverTest(LatentTestCase):
     def test_on_demand_then_idle_stop(self):
         self.write_config(self.daemon_section() + self.command_worker(wait='1.5'))
@@ -95,6 +121,7 @@ class CommandDriverTest(LatentTestCase):
         self.wait_build(build, 'running')
         self.wait_signal('Substantiated', worker_path('cloud'))
         self.assertTrue(self.latent_prop('cloud', 'Substantiated'))
+        self.assert_started_with_protocol('cloud')
         self.assertEqual(self.run_shell(build, 'echo hi'), (0, ''))
         self.call(build, BUILD_IFACE, 'Release')
         released = time.monotonic()
@@ -241,10 +268,39 @@ class CommandDriverTest(LatentTestCase):
             self.assertNotIn('[Instance cloud]', f.read())
 
 
+@for_both_protocols
 class LocalDriverTest(LatentTestCase):
     def local_worker(self, extra=''):
         return ('[Worker local-1]\nPassword=generate\nLatent=local\nBuilders=b\nBuildWaitTimeout=-1\n'
-                'SubstantiationTimeout=30\n' + extra)
+                'SubstantiationTimeout=30\n' + self.protocol_key() + extra)
+
+    def fixed_ports(self):
+        """[Daemon] keys for endpoints on the same ports across restarts, so
+        that an orphaned instance finds the next daemon."""
+        import socket
+        ports = []
+        for _ in bfharness.PROTOCOLS:
+            s = socket.socket()
+            s.bind(('127.0.0.1', 0))
+            ports.append(s)
+        keys = {'Listen': '127.0.0.1:%d' % ports[0].getsockname()[1],
+                'ListenPB': '127.0.0.1:%d' % ports[1].getsockname()[1]}
+        for s in ports:
+            s.close()
+        return keys
+
+    def assert_local_protocol(self):
+        """The instance was created for the class's protocol and speaks it."""
+        import re
+        with open(os.path.join(self.statedir, 'local', 'local-1', 'buildbot.tac')) as f:
+            tac = f.read()
+
+        def setting(name):      # (not the whole file in a failure: it holds the password)
+            m = re.search(r'^%s = (.*)$' % name, tac, re.M)
+            return m and m.group(1)
+        self.assertEqual(setting('protocol'), repr('pb' if self.protocol == 'pb' else 'msgpack_experimental_v7'))
+        self.assertEqual(setting('port'), str(self.worker_port()))
+        self.assert_protocol('local-1')
 
     def local_pid(self):
         with open(os.path.join(self.statedir, 'workers.state')) as f:
@@ -260,6 +316,7 @@ class LocalDriverTest(LatentTestCase):
         self.assertTrue(self.worker_prop('local-1', 'Connected'))
         self.assertEqual(self.latent_prop('local-1', 'State'), 'substantiated')
         self.assertIn('local latent worker', self.worker_prop('local-1', 'Host'))
+        self.assert_local_protocol()
         basedir = os.path.join(self.statedir, 'local', 'local-1')
         self.assertEqual(self.worker_prop('local-1', 'Info')['basedir'], basedir)
         # The generated password went into buildbot.tac (0600), not onto a command line.
@@ -287,13 +344,8 @@ class LocalDriverTest(LatentTestCase):
         self.call(build, BUILD_IFACE, 'Release')
 
     def test_adopted_after_daemon_kill(self):
-        # The same port across restarts, so the orphaned instance finds us again.
-        import socket
-        s = socket.socket()
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-        s.close()
-        self.write_config(self.daemon_section(Listen='127.0.0.1:%d' % port) + self.local_worker())
+        # The same ports across restarts, so the orphaned instance finds us again.
+        self.write_config(self.daemon_section(**self.fixed_ports()) + self.local_worker())
         self.start_daemon()
         self.substantiate('local-1')
         self.pump(0.3)
@@ -305,6 +357,7 @@ class LocalDriverTest(LatentTestCase):
         # The instance reconnects by itself (with its persisted password) and is adopted.
         self.wait_signal('Substantiated', worker_path('local-1'), timeout=30)
         self.assertTrue(self.worker_prop('local-1', 'Connected'))
+        self.assert_protocol('local-1')
         self.assertEqual(self.local_pid(), pid)
         # SIGTERM stops running instances before the daemon exits.
         self.assertEqual(self.stop_daemon(), 0)
@@ -313,12 +366,7 @@ class LocalDriverTest(LatentTestCase):
                         timeout=5, message='instance stopped on shutdown')
 
     def test_keep_on_shutdown(self):
-        import socket
-        s = socket.socket()
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-        s.close()
-        self.write_config(self.daemon_section(Listen='127.0.0.1:%d' % port) +
+        self.write_config(self.daemon_section(**self.fixed_ports()) +
                           self.local_worker('KeepOnShutdown=true\n'))
         self.start_daemon()
         self.substantiate('local-1')
@@ -332,6 +380,8 @@ class LocalDriverTest(LatentTestCase):
         self.insubstantiate('local-1', True)
 
 
+# test_unknown_unit_fails: no worker attaches.
+@for_both_protocols(msgpack_only=('test_unknown_unit_fails',))
 class SystemdDriverTest(LatentTestCase):
     @classmethod
     def setUpClass(cls):
@@ -346,11 +396,12 @@ class SystemdDriverTest(LatentTestCase):
 
     def test_systemd_units(self):
         # (python-dbusmock's template cannot publish unit names with '@')
-        unit = 'bfworker-unit-1.service'
+        # %r: one unit template per protocol.
+        unit = 'bfworker-%s-unit-1.service' % self.protocol
         self.systemd_obj.AddMockUnit(unit)
         self.write_config(self.daemon_section() +
-                          '[Worker unit-1]\nPassword=unit-pw\nLatent=systemd\nUnit=bfworker-%n.service\n'
-                          'Builders=b\nBuildWaitTimeout=-1\nSubstantiationTimeout=20\n')
+                          '[Worker unit-1]\nPassword=unit-pw\nLatent=systemd\nUnit=bfworker-%r-%n.service\n'
+                          'Builders=b\nBuildWaitTimeout=-1\nSubstantiationTimeout=20\n' + self.protocol_key())
         self.start_daemon()
         results = []
         self.substantiate_async('unit-1', results)
@@ -362,6 +413,7 @@ class SystemdDriverTest(LatentTestCase):
         self.add_worker('unit-1', 'unit-pw').start()
         self.wait_until(lambda: results, timeout=30, message='Substantiate answered')
         self.assertEqual(results, ['ok'])
+        self.assert_protocol('unit-1')
         self.assertEqual(self.latent_prop('unit-1', 'Driver'), 'systemd')
         self.worker_call('unit-1', 'Insubstantiate', GLib.Variant('(b)', (False,)), iface=LATENT_IFACE)
         stops = [c for c in self.systemd_obj.GetCalls() if c[1] == 'StopUnit']

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 # Real buildbot-worker processes attach: info, authentication, liveness,
 # missing alerts, duplicates, shutdown, graceful, TLS and malformed input.
+# The classes marked @for_both_protocols run twice: XxxTest with msgpack
+# workers, XxxPbTest with PB workers (buildbot-worker's default protocol).
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -13,9 +15,12 @@ import msgpack
 from gi.repository import GLib
 
 import bfharness
-from bfharness import FLEET_PATH, MANAGER_IFACE, RawWebSocket, worker_path
+from bfharness import FLEET_PATH, MANAGER_IFACE, RawWebSocket, for_both_protocols, worker_path
 
 
+# test_wrong_password_and_unknown_name talks to the WebSocket endpoint
+# with a raw client; test_pb.py has PB's own.
+@for_both_protocols(msgpack_only=('test_wrong_password_and_unknown_name',))
 class AttachTest(bfharness.FleetTestCase):
     def setUp(self):
         super().setUp()
@@ -41,6 +46,7 @@ class AttachTest(bfharness.FleetTestCase):
         self.assertNotIn('environ', p['Info'])
         self.assertIn('shell', p['Commands'])
         self.assertIn('mkdir', p['Commands'])
+        self.assertEqual(p['Protocol'], self.protocol)
         self.assertRegex(p['Peer'], r'^127\.0\.0\.1:\d+$')
         self.assertGreaterEqual(p['ConnectedSinceUSec'] / 1e6, before - 1)
         self.assertEqual(p['DisconnectedSinceUSec'], 0)
@@ -89,6 +95,7 @@ class AttachTest(bfharness.FleetTestCase):
         since = self.worker_prop('w1', 'DisconnectedSinceUSec')
         self.assertGreater(since, 0)
         self.assertEqual(self.worker_prop('w1', 'Peer'), '')
+        self.assertEqual(self.worker_prop('w1', 'Protocol'), '')
         # Missing comes once MissingTimeout (1 s) has passed since the
         # disconnect, never before: what the test sees it can only see
         # later than the daemon sent it, so seeing it early is a real bug.
@@ -103,6 +110,7 @@ class AttachTest(bfharness.FleetTestCase):
         self.wait_signal('BackOnline', path, timeout=15)
         self.assertFalse(self.worker_prop('w1', 'Missing'))
         self.assertTrue(self.worker_prop('w1', 'Connected'))
+        self.assert_protocol('w1')
         self.wait_until(lambda: len(self.mails()) == base + 2, message='back online mail')
         self.assertIn('back online', self.mails()[base + 1])
         self.assertEqual(self.manager_prop('WorkersMissing'), 0)
@@ -122,6 +130,7 @@ class AttachTest(bfharness.FleetTestCase):
                          'disconnected by administrator')
 
 
+@for_both_protocols
 class LivenessTest(bfharness.FleetTestCase):
     def setUp(self):
         super().setUp()
@@ -157,6 +166,7 @@ class LivenessTest(bfharness.FleetTestCase):
         self.wait_connected('w1', timeout=20)
 
 
+@for_both_protocols
 class DuplicateTest(bfharness.FleetTestCase):
     def setUp(self):
         super().setUp()
@@ -192,10 +202,12 @@ class DuplicateTest(bfharness.FleetTestCase):
         self.wait_signal('Attached', worker_path('w1'), count=2, timeout=10)
         self.assertNotEqual(self.worker_prop('w1', 'Peer'), old_peer)
         self.assertTrue(self.worker_prop('w1', 'Connected'))
+        self.assert_protocol('w1')
         self.assertIn('did not answer', self.daemon_log())
         self.assertEqual(self.manager_prop('WorkersConnected'), 1)
 
 
+@for_both_protocols
 class ShutdownTest(bfharness.FleetTestCase):
     def setUp(self):
         super().setUp()
@@ -217,8 +229,11 @@ class ShutdownTest(bfharness.FleetTestCase):
         self.assertTrue(self.worker_prop('w2', 'Graceful'))
 
 
+# test_plain_worker_refused waits for the WebSocket endpoint's words for
+# a peer that does not start a TLS handshake.
+@for_both_protocols(msgpack_only=('test_plain_worker_refused',))
 class TlsTest(bfharness.FleetTestCase):
-    def test_tls_attach(self):
+    def start_tls_daemon(self):
         cert = os.path.join(self.workdir, 'cert.pem')
         key = os.path.join(self.workdir, 'key.pem')
         subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
@@ -227,8 +242,16 @@ class TlsTest(bfharness.FleetTestCase):
         self.write_config(self.daemon_section(TlsCertificate=cert, TlsPrivateKey=key) +
                           '[Worker w1]\nPassword=p\n[Worker plain]\nPassword=p\n')
         self.start_daemon()
+        return cert
+
+    def test_tls_attach(self):
+        cert = self.start_tls_daemon()
         self.add_worker('w1', 'p', tls_ca=cert).start()
         self.wait_connected('w1', timeout=20)
+        self.assert_protocol('w1')
+
+    def test_plain_worker_refused(self):
+        self.start_tls_daemon()
         # A worker without TLS cannot talk to a TLS endpoint.
         w = self.add_worker('plain', 'p').start()
         # Once it has really tried (not merely not started yet): refused.
@@ -371,14 +394,18 @@ class MalformedInputTest(bfharness.FleetTestCase):
 
 
 class ManyWorkersTest(bfharness.FleetTestCase):
-    """Several real worker processes at once; counters stay right."""
+    """Several real worker processes at once; counters stay right.  Half of
+    them speak PB: one daemon, both protocols (run once, not per
+    protocol)."""
 
     def test_twenty_workers(self):
         n = 20
         self.write_config(self.daemon_section() +
                           ''.join('[Worker w%02d]\nPassword=p%d\n' % (i, i) for i in range(n)))
         self.start_daemon()
-        workers = [self.add_worker('w%02d' % i, 'p%d' % i) for i in range(n)]
+        protocols = bfharness.PROTOCOLS
+        workers = [self.add_worker('w%02d' % i, 'p%d' % i, protocol=protocols[i % len(protocols)])
+                   for i in range(n)]
         start = time.monotonic()
         for w in workers:
             w.start()
@@ -386,6 +413,8 @@ class ManyWorkersTest(bfharness.FleetTestCase):
                         message='%d workers connected' % n)
         took = time.monotonic() - start
         print('%d real workers attached in %.1f s' % (n, took))
+        for w in workers:
+            self.assert_protocol(w.name, w.protocol)
         for w in workers[:5]:
             w.kill(signal.SIGKILL)
         self.wait_until(lambda: self.manager_prop('WorkersConnected') == n - 5, timeout=5,

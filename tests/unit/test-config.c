@@ -198,6 +198,38 @@ test_errors (void)
   assert_error ("[Worker a]\nPassword=\xff\n", "not valid UTF-8", NULL);
 }
 
+/* [Worker] Protocol=: which protocol a latent worker's instances speak. */
+static void
+test_protocol (void)
+{
+  g_autoptr(BfConfig) c = load_ok ("[Worker d]\nPassword=p\nLatent=local\n"
+                                   "[Worker p]\nPassword=p\nLatent=local\nProtocol=pb\n"
+                                   "[Worker m]\nPassword=p\nLatent=command\nStartCommand=/bin/true\n"
+                                   "Protocol=msgpack   # a comment\n"
+                                   "[Worker e]\nPassword=p\nLatent=systemd\nProtocol=\n"
+                                   "[Worker s]\nPassword=p\n");
+
+  /* Absent or empty: decided at start (PB when a PB endpoint is open). */
+  g_assert_cmpint (bf_config_lookup_worker (c, "d")->protocol, ==, BF_WORKER_PROTOCOL_DEFAULT);
+  g_assert_cmpint (bf_config_lookup_worker (c, "e")->protocol, ==, BF_WORKER_PROTOCOL_DEFAULT);
+  g_assert_cmpint (bf_config_lookup_worker (c, "p")->protocol, ==, BF_WORKER_PROTOCOL_PB);
+  g_assert_cmpint (bf_config_lookup_worker (c, "m")->protocol, ==, BF_WORKER_PROTOCOL_MSGPACK);
+  g_assert_cmpint (bf_config_lookup_worker (c, "s")->protocol, ==, BF_WORKER_PROTOCOL_DEFAULT);
+  g_assert_cmpstr (bf_worker_protocol_to_string (BF_WORKER_PROTOCOL_PB), ==, "pb");
+  g_assert_cmpstr (bf_worker_protocol_to_string (BF_WORKER_PROTOCOL_MSGPACK), ==, "msgpack");
+  g_assert_cmpstr (bf_worker_protocol_to_string (BF_WORKER_PROTOCOL_DEFAULT), ==, "");
+
+  /* Anything else names the key, the value and the choices. */
+  assert_error ("[Worker a]\nPassword=p\nLatent=local\nProtocol=websocket\n",
+                "test.conf:4", "[Worker a] Protocol", "unknown protocol “websocket”", "pb", "msgpack", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=local\nProtocol=PB\n", "unknown protocol “PB”", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=local\nProtocol=msgpack_experimental_v7\n",
+                "unknown protocol", NULL);
+  /* An attached worker speaks what it was created with: only latent
+   * workers, whose instances the daemon creates, have the key. */
+  assert_error ("[Worker a]\nPassword=p\nProtocol=pb\n", "[Worker a] Protocol", "only latent workers", NULL);
+}
+
 static void
 test_names (void)
 {
@@ -452,6 +484,7 @@ main (int   argc,
   g_test_add_func ("/config/defaults", test_defaults);
   g_test_add_func ("/config/full", test_full);
   g_test_add_func ("/config/errors", test_errors);
+  g_test_add_func ("/config/protocol", test_protocol);
   g_test_add_func ("/config/listen-pb", test_listen_pb);
   g_test_add_func ("/config/names", test_names);
   g_test_add_func ("/config/durations", test_durations);

@@ -41,6 +41,9 @@ struct _FakeDriver
   guint n_cancel;
   gboolean last_fast;
   char *last_password;
+  char *last_protocol;
+  char *last_master;
+  char *last_master_url;
 };
 
 G_DEFINE_FINAL_TYPE (FakeDriver, fake_driver, BF_TYPE_LATENT_DRIVER)
@@ -80,6 +83,12 @@ fake_start_async (BfLatentDriver          *driver,
   self->n_start++;
   g_free (self->last_password);
   self->last_password = g_strdup (info->password);
+  g_free (self->last_protocol);
+  self->last_protocol = g_strdup (info->protocol);
+  g_free (self->last_master);
+  self->last_master = g_strdup (info->master);
+  g_free (self->last_master_url);
+  self->last_master_url = g_strdup (info->master_url);
   self->start = g_task_new (self, cancellable, callback, user_data);
   g_cancellable_connect (cancellable, G_CALLBACK (start_cancel_cb), self, NULL);
 }
@@ -123,6 +132,9 @@ fake_driver_finalize (GObject *object)
   g_assert_null (self->start);
   g_assert_null (self->stop);
   g_free (self->last_password);
+  g_free (self->last_protocol);
+  g_free (self->last_master);
+  g_free (self->last_master_url);
   G_OBJECT_CLASS (fake_driver_parent_class)->finalize (object);
 }
 
@@ -499,6 +511,73 @@ test_substantiate_ok (Fixture       *f,
   g_assert_cmpuint (f->n_start_failed, ==, 0);
   g_assert_cmpuint (f->n_release, ==, 0);
   g_assert_cmpuint (f->driver->n_stop, ==, 0);
+}
+
+/* Protocol=: which protocol, endpoint and URL an instance is given.  The
+ * fixture's msgpack endpoint is 127.0.0.1:1; @pb_master, when set, is the
+ * PB one. */
+static void
+check_protocol (Fixture    *f,
+                const char *pb_master,
+                const char *protocol,
+                const char *master,
+                const char *master_url)
+{
+  if (pb_master)
+    bf_latent_set_pb_master (f->latent, pb_master);
+  bf_latent_substantiate (f->latent);
+  g_assert_cmpuint (f->driver->n_start, ==, 1);
+  g_assert_cmpstr (f->driver->last_protocol, ==, protocol);
+  g_assert_cmpstr (f->driver->last_master, ==, master);
+  g_assert_cmpstr (f->driver->last_master_url, ==, master_url);
+  fake_driver_finish_start (f->driver, NULL);
+  bf_latent_attached (f->latent);
+  g_assert_cmpstr (state_of (f), ==, "substantiated");
+}
+
+static void
+test_protocol_default_without_pb (Fixture       *f,
+                                  gconstpointer  data)
+{
+  check_protocol (f, NULL, "msgpack", "127.0.0.1:1", "ws://127.0.0.1:1");
+}
+
+static void
+test_protocol_default_with_pb (Fixture       *f,
+                               gconstpointer  data)
+{
+  check_protocol (f, "127.0.0.1:2", "pb", "127.0.0.1:2", "pb://127.0.0.1:2");
+}
+
+static void
+test_protocol_msgpack (Fixture       *f,
+                       gconstpointer  data)
+{
+  check_protocol (f, "127.0.0.1:2", "msgpack", "127.0.0.1:1", "ws://127.0.0.1:1");
+}
+
+static void
+test_protocol_pb (Fixture       *f,
+                  gconstpointer  data)
+{
+  check_protocol (f, "127.0.0.1:2", "pb", "127.0.0.1:2", "pb://127.0.0.1:2");
+}
+
+/* Protocol=pb and no PB endpoint: a failed substantiation that says why,
+ * and nothing started. */
+static void
+test_protocol_pb_without_endpoint (Fixture       *f,
+                                   gconstpointer  data)
+{
+  bf_latent_substantiate (f->latent);
+  g_assert_cmpuint (f->driver->n_start, ==, 0);
+  g_assert_cmpuint (f->n_start_failed, ==, 1);
+  g_assert_nonnull (strstr (last_error (f), "Protocol=pb, but the daemon has no PB endpoint"));
+  /* The usual clean-up of a failed start follows. */
+  if (f->driver->stop != NULL)
+    fake_driver_finish_stop (f->driver, NULL);
+  WAIT_UNTIL (in_state (f, "not-substantiated"));
+  g_assert_cmpuint (f->driver->n_start, ==, 0);
 }
 
 static void
@@ -1062,6 +1141,11 @@ main (int   argc,
   ADD ("reconfigure", SLOW_TIMEOUTS, test_reconfigure);
   ADD ("generated-password", "Password=generate\n" SLOW_TIMEOUTS, test_generated_password);
   ADD ("host-forgotten", SLOW_TIMEOUTS, test_host_forgotten);
+  ADD ("protocol-default-without-pb", SLOW_TIMEOUTS, test_protocol_default_without_pb);
+  ADD ("protocol-default-with-pb", SLOW_TIMEOUTS, test_protocol_default_with_pb);
+  ADD ("protocol-msgpack", "Protocol=msgpack\n" SLOW_TIMEOUTS, test_protocol_msgpack);
+  ADD ("protocol-pb", "Protocol=pb\n" SLOW_TIMEOUTS, test_protocol_pb);
+  ADD ("protocol-pb-without-endpoint", "Protocol=pb\n" SLOW_TIMEOUTS, test_protocol_pb_without_endpoint);
 #undef ADD
 #define ADD(path, func) \
   g_test_add ("/worker/" path, Fixture, NULL, worker_setup, func, fixture_teardown)

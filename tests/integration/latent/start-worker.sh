@@ -1,14 +1,17 @@
 #!/bin/sh
 # StartCommand for the latent tests: an "engine" that creates a real
-# buildbot-worker from the BUILDFLEET_* environment and runs it in the
-# background, like a script that boots a VM would.
+# buildbot-worker from its environment and runs it in the background, like
+# a script that boots a VM would.  It reads the names Buildbot's worker
+# image reads (BUILDMASTER, BUILDMASTER_PORT, WORKERNAME, WORKERPASS,
+# BUILDMASTER_PROTOCOL), so the tests check those, and logs
+# BUILDFLEET_PROTOCOL and BUILDFLEET_MASTER_URL.
 #   start-worker.sh DIR
 set -eu
 root=$1
-dir=$root/$BUILDFLEET_WORKER_NAME
-echo "start $BUILDFLEET_WORKER_NAME $BUILDFLEET_MASTER_URL" >> "$root/engine.log"
+dir=$root/$WORKERNAME
+echo "start $WORKERNAME $BUILDFLEET_PROTOCOL $BUILDFLEET_MASTER_URL" >> "$root/engine.log"
 rm -rf "$dir"
-buildbot-worker create-worker --quiet --protocol=msgpack_experimental_v7 --keepalive=0 \
-  "$dir" "$BUILDFLEET_MASTER" "$BUILDFLEET_WORKER_NAME" "$BUILDFLEET_WORKER_PASSWORD"
+buildbot-worker create-worker --quiet --protocol="$BUILDMASTER_PROTOCOL" --keepalive=0 \
+  "$dir" "$BUILDMASTER:$BUILDMASTER_PORT" "$WORKERNAME" "$WORKERPASS"
 setsid buildbot-worker start --nodaemon "$dir" > "$dir/out.log" 2>&1 < /dev/null &
 echo $! > "$dir/pid"
