@@ -682,41 +682,46 @@ maybe_attached (Worker *w)
 static BfJellyValue *
 worker_info (Worker *w)
 {
-  BfJellyValue *d = bf_jelly_dict ();
-  BfJellyValue *env = bf_jelly_dict ();
-  BfJellyValue *cmds = bf_jelly_dict ();
   static const char * const command_names[] = {
     "shell", "uploadFile", "upload_file", "uploadDirectory", "upload_directory",
     "downloadFile", "download_file", "mkdir", "rmdir", "cpdir", "stat", "glob",
     "listdir", "rmfile",
   };
+  static BfJellyValue *env, *cmds;   /* the same for every worker: built once, shared */
+  BfJellyValue *d = bf_jelly_dict ();
   g_autofree char *host = g_strdup_printf ("bf-loadgen simulated worker %s", w->name);
   g_autofree char *uri = g_strdup_printf ("bf-loadgen://%s", w->name);
   g_autofree char *basedir = g_build_filename (lg->basedir_prefix, w->name, NULL);
 
+  if (env == NULL)
+    {
+      env = bf_jelly_dict ();
+      for (char **e = lg->environ; *e; e++)
+        {
+          const char *eq = strchr (*e, '=');
+          g_autofree char *k = eq ? g_strndup (*e, eq - *e) : g_strdup (*e);
+
+          if (!g_utf8_validate (*e, -1, NULL) || strlen (k) > BF_JELLY_MAX_KEY_LENGTH ||
+              bf_jelly_dict_lookup (env, k))
+            continue;
+          bf_jelly_dict_set (env, ustr (k), ustr (eq ? eq + 1 : ""));
+        }
+      cmds = bf_jelly_dict ();
+      for (guint i = 0; i < G_N_ELEMENTS (command_names); i++)
+        dict_set_str (cmds, command_names[i], "3.1");
+    }
   /* info/ files, os-release, then what remote_getWorkerInfo() adds */
   dict_set_str (d, "admin", "bf-loadgen <bf-loadgen@localhost>");
   dict_set_str (d, "host", host);
   dict_set_str (d, "access_uri", uri);
   for (guint i = 0; i + 1 < lg->os_release->len; i += 2)
     dict_set_str (d, g_ptr_array_index (lg->os_release, i), g_ptr_array_index (lg->os_release, i + 1));
-  for (char **e = lg->environ; *e; e++)
-    {
-      const char *eq = strchr (*e, '=');
-      g_autofree char *k = eq ? g_strndup (*e, eq - *e) : g_strdup (*e);
-
-      if (!g_utf8_validate (*e, -1, NULL) || bf_jelly_dict_lookup (env, k) || strlen (k) > BF_JELLY_MAX_KEY_LENGTH)
-        continue;
-      bf_jelly_dict_set (env, ustr (k), ustr (eq ? eq + 1 : ""));
-    }
-  bf_jelly_dict_set (d, ustr ("environ"), env);
+  bf_jelly_dict_set (d, ustr ("environ"), bf_jelly_value_ref (env));
   dict_set_str (d, "system", "posix");
   dict_set_str (d, "basedir", basedir);
   bf_jelly_dict_set (d, ustr ("numcpus"), bf_jelly_int (g_get_num_processors ()));
   dict_set_str (d, "version", lg->worker_version);
-  for (guint i = 0; i < G_N_ELEMENTS (command_names); i++)
-    dict_set_str (cmds, command_names[i], "3.1");
-  bf_jelly_dict_set (d, ustr ("worker_commands"), cmds);
+  bf_jelly_dict_set (d, ustr ("worker_commands"), bf_jelly_value_ref (cmds));
   /* create-worker writes delete_leftover_dirs = 0 into buildbot.tac: an int */
   bf_jelly_dict_set (d, ustr ("delete_leftover_dirs"), bf_jelly_int (0));
   return d;
