@@ -1409,8 +1409,8 @@ run_loop (gint64 deadline, gboolean (*done) (void), gboolean silent)
         break;
       if (!silent && lg->timers->len > 0 && (next == 0 || g_array_index (lg->timers, Timer, 0).when < next))
         next = g_array_index (lg->timers, Timer, 0).when;
-      timeout = next == 0 ? -1 : (int) MIN ((next - now + 999) / 1000, 1000);
-      n = epoll_wait (silent ? sil_ep : lg->epfd, events, G_N_ELEMENTS (events), MAX (timeout, 0));
+      timeout = next == 0 ? 1000 : (int) MAX (MIN ((next - now + 999) / 1000, 1000), 0);
+      n = epoll_wait (silent ? sil_ep : lg->epfd, events, G_N_ELEMENTS (events), timeout);
       if (n < 0 && errno == EINTR)
         continue;
       for (int i = 0; i < n; i++)
