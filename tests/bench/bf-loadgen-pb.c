@@ -28,10 +28,13 @@
  *      commands, below), interruptCommand; anything else gets the error a
  *      real worker gives (a CopyableFailure of NoSuchMethod).
  *
- * A worker is "attached" once the answer to setBuilderList has been handed
- * to the socket and then --attach-prints more `print` calls have been
- * answered (Buildbot's master ends its attach with one print "attached" per
- * builder: use --attach-prints 1 with buildbot-peer).
+ * A worker is "attached" once it has the perspective (the answer to
+ * respond), its answer to getWorkerInfo has been handed to the socket and
+ * then --attach-prints more `print` calls have been answered. Buildbot's
+ * master calls setBuilderList after getWorkerInfo and ends with one print
+ * "attached" per builder, and sends the perspective last: use
+ * --attach-prints 1 with buildbot-peer. buildfleetd sends the perspective
+ * first, then print and getWorkerInfo: --attach-prints 0.
  *
  * Fake commands: `shell` answers startCommand, then sends the real worker's
  * update shapes on the master's command reference ([[{"header": ...}, 0]],
@@ -125,8 +128,8 @@ typedef struct
   gint64 attached_at;        /* 0 until attached */
   gdouble handshake_ms;
   guint failures;            /* consecutive failed attempts */
-  guint prints_after;        /* prints answered after setBuilderList */
-  gboolean builder_list_answered;
+  guint prints_after;        /* prints answered after getWorkerInfo */
+  gboolean info_answered;      /* getWorkerInfo answered */
   gboolean dropped;          /* the master closed it after attach */
   GPtrArray *builders;       /* names; index + 2 is the luid */
   FakeCommand *command;
@@ -208,6 +211,7 @@ typedef struct
   GRand *rand;
 } Loadgen;
 
+static gboolean debug;       /* BF_LOADGEN_DEBUG set: what each worker gets, on stderr */
 static Loadgen lg_;
 static Loadgen *lg = &lg_;
 
@@ -576,7 +580,7 @@ worker_fail (Worker *w, const char *why, gboolean counts)
     lg->st.closed_before_attach++;
   if (was_attached)
     w->dropped = TRUE;
-  if (g_getenv ("BF_LOADGEN_DEBUG"))
+  if (debug)
     g_printerr ("%s: %s\n", w->name, why);
   worker_close_fd (w);
   slot_release (w);
@@ -641,7 +645,7 @@ worker_start (Worker *w)
   w->state = W_CONNECTING;
   w->next_request = 1;
   w->prints_after = 0;
-  w->builder_list_answered = FALSE;
+  w->info_answered = FALSE;
   w->dec = bf_banana_decoder_new (BF_BANANA_DIALECT_NONE);
   ev.events = EPOLLIN | EPOLLOUT;
   ev.data.u32 = w->index;
@@ -673,7 +677,7 @@ worker_mark_attached (Worker *w)
 static void
 maybe_attached (Worker *w)
 {
-  if (w->builder_list_answered && (int) w->prints_after >= lg->attach_prints)
+  if (w->info_answered && (int) w->prints_after >= lg->attach_prints)
     worker_mark_attached (w);
 }
 
@@ -944,7 +948,7 @@ worker_on_call (Worker *w, gint64 request, gint64 objid, const char *name, gbool
 {
   BfJellyValue *result = NULL;
   gboolean known = TRUE;
-  gboolean is_print = FALSE, is_builder_list = FALSE, after_answer_command = FALSE;
+  gboolean is_print = FALSE, is_info = FALSE, after_answer_command = FALSE;
   gboolean interrupt = FALSE;
 
   if (objid == BOT_LUID)
@@ -952,9 +956,9 @@ worker_on_call (Worker *w, gint64 request, gint64 objid, const char *name, gbool
       if (g_str_equal (name, "print"))
         is_print = TRUE, result = bf_jelly_none ();
       else if (g_str_equal (name, "getWorkerInfo"))
-        result = worker_info (w);
+        is_info = TRUE, result = worker_info (w);
       else if (g_str_equal (name, "setBuilderList"))
-        is_builder_list = TRUE, result = builder_list_answer (w, args);
+        result = builder_list_answer (w, args);
       else if (g_str_equal (name, "getVersion"))
         result = ustr (lg->worker_version);
       else if (g_str_equal (name, "getCommands"))
@@ -1009,9 +1013,9 @@ worker_on_call (Worker *w, gint64 request, gint64 objid, const char *name, gbool
       w->command->interrupted = TRUE;
       command_kill (w, "command interrupted");
     }
-  if (is_builder_list)
-    w->builder_list_answered = TRUE;
-  else if (is_print && w->builder_list_answered)
+  if (is_info)
+    w->info_answered = TRUE;
+  else if (is_print && w->info_answered)
     w->prints_after++;
 }
 
@@ -1036,6 +1040,11 @@ worker_on_expression (Worker *w, BfBananaValue *e)
   g_autoptr(GError) error = NULL;
 
   lg->st.messages_in++;
+  if (debug)
+    {
+      g_autofree char *text = bf_banana_value_print (e);
+      g_printerr ("%s <- %.300s\n", w->name, text);
+    }
   if (e->type != BF_BANANA_LIST || e->list.len < 1 || e->list.items[0]->type != BF_BANANA_STRING)
     {
       lg->st.bad_messages++;
@@ -1095,6 +1104,7 @@ worker_on_expression (Worker *w, BfBananaValue *e)
               return FALSE;
             }
           w->state = W_SERVING;
+          worker_clear_timer (w);
           w->handshake_ms = (now_usec () - w->attempt_start) / 1000.0;
           if (g_strcmp0 (lg->in_flight_until, "attached") != 0)
             slot_release (w);
@@ -1253,8 +1263,8 @@ worker_on_event (Worker *w, guint32 events)
         }
       if ((events & EPOLLOUT) == 0)
         return;
+      /* the connect timeout keeps running until the perspective arrives */
       w->state = W_OFFER;
-      worker_clear_timer (w);
       worker_update_events (w);
     }
   if (events & EPOLLOUT)
@@ -1346,6 +1356,29 @@ report_attached (void)
   json_int (s, "closed_before_attach", lg->st.closed_before_attach);
   json_distribution (s, "handshake_ms", handshake);
   json_distribution (s, "attach_ms", attach);
+  if (lg->n_attached < (guint) lg->n_workers)
+    {
+      /* where the others are: waiting for a slot or a retry, connecting, for
+       * the offer, the login answer, the perspective, or logged in */
+      static const char * const names[] = { "idle", "connecting", "offer", "login", "respond", "serving", "leaving", "closed" };
+      guint counts[G_N_ELEMENTS (names)] = { 0 };
+      guint no_info = 0;
+
+      for (int i = 0; i < lg->n_workers; i++)
+        if (lg->workers[i].attached_at == 0)
+          {
+            counts[lg->workers[i].state]++;
+            no_info += lg->workers[i].state == W_SERVING && !lg->workers[i].info_answered;
+          }
+      g_string_append (s, ",\"not_attached\":{");
+      for (guint i = 0, first = 1; i < G_N_ELEMENTS (names); i++)
+        if (counts[i])
+          {
+            g_string_append_printf (s, "%s\"%s\":%u", first ? "" : ",", names[i], counts[i]);
+            first = 0;
+          }
+      g_string_append_printf (s, "},\"serving_without_info\":%u", no_info);
+    }
   if (lg->interrupted)
     g_string_append (s, ",\"interrupted\":true");
   json_end (s);
@@ -1605,7 +1638,7 @@ main (int argc, char **argv)
       { "password", 0, 0, G_OPTION_ARG_STRING, &lg->password, "Password of every worker (default pass)", "PW" },
       { "concurrency", 0, 0, G_OPTION_ARG_INT, &lg->concurrency, "Connection attempts in flight (default 50)", "K" },
       { "in-flight-until", 0, 0, G_OPTION_ARG_STRING, &lg->in_flight_until, "An attempt holds its slot until login (default) or attached", "WHEN" },
-      { "attach-prints", 0, 0, G_OPTION_ARG_INT, &lg->attach_prints, "print calls answered after setBuilderList before a worker counts as attached (default 0; 1 for buildbot-peer)", "B" },
+      { "attach-prints", 0, 0, G_OPTION_ARG_INT, &lg->attach_prints, "print calls answered after getWorkerInfo before a worker counts as attached (default 0; 1 for buildbot-peer)", "B" },
       { "attach-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &lg->attach_timeout, "Give up attaching after S seconds (default 120)", "S" },
       { "connect-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &lg->connect_timeout, "One attempt: connect to login answered within S seconds (default 60)", "S" },
       { "hold", 0, 0, G_OPTION_ARG_DOUBLE, &lg->hold, "Stay attached S seconds, then leave (default: until SIGINT/SIGTERM; 0 with --kill-after-attach)", "S" },
@@ -1659,6 +1692,7 @@ main (int argc, char **argv)
     g_printerr ("bf-loadgen-pb: warning: RLIMIT_NOFILE %lu < %d workers + 64\n",
                 (unsigned long) rl.rlim_cur, lg->n_workers);
 
+  debug = g_getenv ("BF_LOADGEN_DEBUG") != NULL;
   lg->environ = g_get_environ ();
   read_os_release ();
   lg->rand = g_rand_new ();
