@@ -3,17 +3,23 @@
  * Like systemd: callers with uid 0 (and, on the session bus, the daemon's
  * own user) are allowed without asking polkit; everybody else is asked
  * about asynchronously, with interaction allowed, using the caller's
- * unique bus name as the subject.  The main loop never waits.
+ * unique bus name as the subject.  The main loop never waits: the uid
+ * comes from the bus asynchronously, its user name from a worker thread
+ * (NSS may ask the network).  Every decision is logged with the caller's
+ * user name and uid, and the caller is attached to the invocation for the
+ * method to record (bf_authority_get_caller()).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
 
+#include <pwd.h>
 #include <unistd.h>
 #include <polkit/polkit.h>
 
 #include "bf-authority.h"
 #include "bf-error.h"
+#include "bf-log.h"
 
 struct _BfAuthority
 {
@@ -22,6 +28,9 @@ struct _BfAuthority
   gboolean session_bus;
   PolkitAuthority *polkit;     /* NULL until first needed */
   GCancellable *cancellable;
+  GQueue lookups;              /* Check: waiting for their user name, in call order; the
+                                * head's lookup runs while looking_up */
+  gboolean looking_up;
 };
 
 G_DEFINE_FINAL_TYPE (BfAuthority, bf_authority, G_TYPE_OBJECT)
@@ -32,7 +41,52 @@ typedef struct {
   GDBusMethodInvocation *invocation;
   char *action_id;
   BfAuthorizedFunc func;
+  guint32 uid;
+  char *user;                  /* user name, or the uid as a number */
 } Check;
+
+typedef struct {
+  char *user;
+  guint32 uid;
+} Caller;
+
+static void
+caller_free (Caller *caller)
+{
+  g_free (caller->user);
+  g_free (caller);
+}
+
+#define CALLER_KEY "bf-authority-caller"
+
+/**
+ * bf_authority_get_caller:
+ * @invocation: a call that bf_authority_check() authorised
+ * @uid: (out) (optional): the caller's uid
+ *
+ * Returns: (nullable): the caller's user name (the uid as a number when
+ *   the user has no name), NULL for a call that was not checked
+ */
+const char *
+bf_authority_get_caller (GDBusMethodInvocation *invocation,
+                         guint32               *uid)
+{
+  Caller *caller = g_object_get_data (G_OBJECT (invocation), CALLER_KEY);
+
+  if (uid)
+    *uid = caller ? caller->uid : (guint32) -1;
+  return caller ? caller->user : NULL;
+}
+
+/* "Pause on /org/buildfleet/Fleet1/workers/w" */
+static char *
+describe_call (GDBusMethodInvocation *invocation)
+{
+  return g_strdup_printf ("%s.%s on %s",
+                          g_dbus_method_invocation_get_interface_name (invocation),
+                          g_dbus_method_invocation_get_method_name (invocation),
+                          g_dbus_method_invocation_get_object_path (invocation));
+}
 
 static void
 check_free (Check *c)
@@ -41,6 +95,7 @@ check_free (Check *c)
   g_clear_object (&c->object);
   g_clear_object (&c->invocation);
   g_free (c->action_id);
+  g_free (c->user);
   g_free (c);
 }
 
@@ -93,11 +148,32 @@ static void
 deny (Check      *c,
       const char *detail)
 {
+  g_autofree char *what = describe_call (c->invocation);
+
+  g_message ("Denied %s to %s (uid %d, %s): %s", what, c->user ? c->user : "an unknown user",
+             c->user ? (int) c->uid : -1, g_dbus_method_invocation_get_sender (c->invocation),
+             detail ? detail : "not authorised by polkit");
   g_dbus_method_invocation_return_error (c->invocation, BF_ERROR, BF_ERROR_ACCESS_DENIED,
                                          "Not authorised: %s needs the polkit action %s%s%s",
                                          g_dbus_method_invocation_get_method_name (c->invocation),
                                          c->action_id,
                                          detail ? "; " : "", detail ? detail : "");
+}
+
+/* Logs who did it, tells the method who called, and runs it. */
+static void
+allow (Check      *c,
+       const char *how)
+{
+  g_autofree char *what = describe_call (c->invocation);
+  Caller *caller = g_new0 (Caller, 1);
+
+  caller->user = g_strdup (c->user);
+  caller->uid = c->uid;
+  g_object_set_data_full (G_OBJECT (c->invocation), CALLER_KEY, caller, (GDestroyNotify) caller_free);
+  g_message ("%s by %s (uid %u, %s), %s", what, c->user, c->uid,
+             g_dbus_method_invocation_get_sender (c->invocation), how);
+  c->func (c->object, c->invocation);
 }
 
 static void
@@ -121,7 +197,7 @@ check_authorization_cb (GObject      *source,
       deny (c, polkit_authorization_result_get_dismissed (res) ? "the authentication dialog was dismissed" : NULL);
       return;
     }
-  c->func (c->object, c->invocation);
+  allow (c, "authorised by polkit");
 }
 
 static void
@@ -160,6 +236,29 @@ get_authority_cb (GObject      *source,
   ask_polkit (c);
 }
 
+/* getpwuid_r() may block on NSS (LDAP, sssd): never on the main loop. */
+static void
+lookup_user_thread (GTask        *task,
+                    gpointer      source_object,
+                    gpointer      task_data,
+                    GCancellable *cancellable)
+{
+  guint32 uid = GPOINTER_TO_UINT (task_data);
+  struct passwd pw, *found = NULL;
+  char buf[4096];
+
+  if (getpwuid_r (uid, &pw, buf, sizeof buf, &found) == 0 && found != NULL && found->pw_name[0])
+    g_task_return_pointer (task, g_strdup (found->pw_name), g_free);
+  else
+    g_task_return_pointer (task, g_strdup_printf ("%u", uid), g_free);
+}
+
+static void lookup_user_cb (GObject      *source,
+                            GAsyncResult *result,
+                            gpointer      user_data);
+static void lookup_next    (BfAuthority  *self);
+static void decide         (Check        *c);
+
 static void
 get_unix_user_cb (GObject      *source,
                   GAsyncResult *result,
@@ -179,9 +278,54 @@ get_unix_user_cb (GObject      *source,
       return;
     }
   g_variant_get (reply, "(u)", &uid);
+  c->uid = uid;
+  /* One lookup at a time, so that calls are decided in the order they
+   * came (one worker's admin calls take effect in that order). */
+  g_queue_push_tail (&c->authority->lookups, c);
+  lookup_next (c->authority);
+}
+
+static void
+lookup_next (BfAuthority *self)
+{
+  g_autoptr(GTask) task = NULL;
+  Check *c;
+
+  if (self->looking_up || g_queue_is_empty (&self->lookups))
+    return;
+  c = g_queue_peek_head (&self->lookups);
+  self->looking_up = TRUE;
+  task = g_task_new (self, NULL, lookup_user_cb, g_object_ref (self));
+  g_task_set_source_tag (task, lookup_next);
+  g_task_set_task_data (task, GUINT_TO_POINTER (c->uid), NULL);
+  g_task_run_in_thread (task, lookup_user_thread);
+}
+
+static void
+lookup_user_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(BfAuthority) self = user_data;
+  Check *c = g_queue_pop_head (&self->lookups);
+  guint32 uid = c->uid;
+
+  self->looking_up = FALSE;
+  c->user = g_task_propagate_pointer (G_TASK (result), NULL);
+  if (c->user == NULL)
+    c->user = g_strdup_printf ("%u", uid);
+  decide (c);
+  lookup_next (self);
+}
+
+static void
+decide (Check *c)
+{
+  guint32 uid = c->uid;
+
   if (uid == 0 || (c->authority->session_bus && uid == getuid ()))
     {
-      c->func (c->object, c->invocation);
+      allow (c, uid == 0 ? "allowed as root" : "allowed as the daemon's own user");
       check_free (c);
       return;
     }

@@ -31,5 +31,7 @@ void         bf_authority_check (BfAuthority           *self,
                                  GDBusMethodInvocation *invocation,
                                  const char            *action_id,
                                  BfAuthorizedFunc       func);
+const char  *bf_authority_get_caller (GDBusMethodInvocation *invocation,
+                                      guint32               *uid);
 
 G_END_DECLS

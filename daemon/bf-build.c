@@ -11,6 +11,9 @@
  */
 #include "config.h"
 
+#include <gio/gunixfdlist.h>
+#include <glib/gstdio.h>
+
 #include "bf-build.h"
 #include "bf-command.h"
 #include "bf-error.h"
@@ -143,6 +146,8 @@ bf_build_finish (BfBuild    *self,
 
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_build_set_state (iface (self), "finished");
+  bf_dbus_build_set_waiting_for (iface (self), "");
+  bf_dbus_build_set_result (iface (self), result);
   bf_dbus_build_set_finished_usec (iface (self), (guint64) g_get_real_time ());
   g_object_thaw_notify (G_OBJECT (self));
 
@@ -230,6 +235,39 @@ prepare_finished_cb (BfCommand *prepare,
 }
 
 /**
+ * bf_build_set_labels:
+ *
+ * The labels every worker of this build must have (RequestBuild's option).
+ */
+void
+bf_build_set_labels (BfBuild            *self,
+                     const char * const *labels)
+{
+  static const char * const none[] = { NULL };
+
+  bf_dbus_build_set_labels (iface (self), labels ? labels : none);
+}
+
+const char * const *
+bf_build_get_labels (BfBuild *self)
+{
+  return bf_dbus_build_get_labels (iface (self));
+}
+
+/**
+ * bf_build_set_waiting_for:
+ *
+ * The scheduler's word on why this pending build has no worker yet.
+ */
+void
+bf_build_set_waiting_for (BfBuild    *self,
+                          const char *why)
+{
+  if (g_strcmp0 (why, bf_dbus_build_get_waiting_for (iface (self))) != 0)
+    bf_dbus_build_set_waiting_for (iface (self), why);
+}
+
+/**
  * bf_build_assign:
  *
  * The manager chose @worker (and counted the build on it).  Prepares the
@@ -240,24 +278,24 @@ bf_build_assign (BfBuild    *self,
                  BfWorker   *worker,
                  const char *worker_path)
 {
-  BfConnection *connection = bf_worker_get_connection (worker);
+  BfWorkerLink *link = bf_worker_get_link (worker);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) neutral = NULL;
   g_autoptr(GVariant) args = NULL;
   g_autofree char *command_id = NULL;
 
   g_return_if_fail (self->phase == BF_BUILD_PENDING);
-  g_return_if_fail (connection != NULL);
+  g_return_if_fail (link != NULL);
 
   g_clear_handle_id (&self->timeout_source_id, g_source_remove);
   g_set_object (&self->worker, worker);
+  bf_dbus_build_set_waiting_for (iface (self), "");
   self->phase = BF_BUILD_PREPARING;
   bf_dbus_build_set_worker (iface (self), worker_path);
   g_signal_connect_object (worker, "lost", G_CALLBACK (worker_lost_cb), self, 0);
 
-  args = bf_command_convert_args ("mkdir",
-                                  g_variant_new_parsed ("{'paths': <['.']>}"),
-                                  bf_connection_get_info (connection),
-                                  bf_build_get_builder (self), &error);
+  neutral = bf_command_validate_args ("mkdir", g_variant_new_parsed ("{'paths': <['.']>}"), NULL);
+  args = bf_worker_link_prepare_command (link, "mkdir", neutral, bf_build_get_builder (self), &error);
   if (args == NULL)
     {
       /* No base directory reported: let the worker create directories
@@ -268,7 +306,7 @@ bf_build_assign (BfBuild    *self,
   command_id = g_strdup_printf ("%" G_GUINT64_FORMAT "-prepare", self->id);
   self->prepare = bf_command_new ("mkdir", command_id, bf_build_get_builder (self), self->authority);
   g_signal_connect_object (self->prepare, "finished", G_CALLBACK (prepare_finished_cb), self, 0);
-  bf_command_start (self->prepare, connection, g_steal_pointer (&args));
+  bf_command_start (self->prepare, link, g_steal_pointer (&args));
 }
 
 /* D-Bus ------------------------------------------------------------------------ */
@@ -285,18 +323,102 @@ export_command (BfBuild   *self,
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
 }
 
+/* RunCommand's "stdout-fd" and "stderr-fd" options, and a transfer's
+ * "fd": handles into the message's descriptors.  They are not the remote
+ * command's arguments. */
+typedef struct {
+  int fds[3];     /* stdout, stderr, transfer; -1 when not given */
+} OutputFds;
+
+static void output_fds_clear (OutputFds *o);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (OutputFds, output_fds_clear)
+
+static void
+output_fds_clear (OutputFds *o)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (o->fds); i++)
+    if (o->fds[i] >= 0)
+      {
+        g_close (o->fds[i], NULL);
+        o->fds[i] = -1;
+      }
+}
+
+static GVariant *
+take_output_fds (GDBusMethodInvocation  *invocation,
+                 GVariant               *args,
+                 OutputFds              *out,
+                 GError                **error)
+{
+  static const char * const keys[] = { "stdout-fd", "stderr-fd", "fd" };
+  GUnixFDList *fd_list = g_dbus_message_get_unix_fd_list (g_dbus_method_invocation_get_message (invocation));
+  GVariantBuilder rest;
+  gsize n = g_variant_n_children (args);
+
+  g_variant_builder_init (&rest, G_VARIANT_TYPE_VARDICT);
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) entry = g_variant_get_child_value (args, i);
+      g_autoptr(GVariant) key_v = g_variant_get_child_value (entry, 0);
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
+      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
+      const char *key = g_variant_get_string (key_v, NULL);
+      int slot = -1;
+
+      for (guint k = 0; k < G_N_ELEMENTS (keys); k++)
+        if (g_str_equal (key, keys[k]))
+          slot = (int) k;
+      gint32 handle;
+
+      if (slot < 0)
+        {
+          g_variant_builder_add_value (&rest, entry);
+          continue;
+        }
+      if (!g_variant_is_of_type (value, G_VARIANT_TYPE_HANDLE))
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                       "Argument “%s” must be a file descriptor (h), not %s", key,
+                       g_variant_get_type_string (value));
+          break;
+        }
+      handle = g_variant_get_handle (value);
+      if (fd_list == NULL || handle < 0 || handle >= g_unix_fd_list_get_length (fd_list))
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                       "Argument “%s”: no file descriptor was sent with the call for handle %d", key, handle);
+          break;
+        }
+      if (out->fds[slot] >= 0)
+        g_close (out->fds[slot], NULL);
+      out->fds[slot] = g_unix_fd_list_get (fd_list, handle, error);
+      if (out->fds[slot] < 0)
+        break;
+    }
+  if (error != NULL && *error != NULL)
+    {
+      g_variant_builder_clear (&rest);
+      output_fds_clear (out);
+      return NULL;
+    }
+  return g_variant_ref_sink (g_variant_builder_end (&rest));
+}
+
 static void
 run_command_authorized (GObject               *object,
                         GDBusMethodInvocation *invocation)
 {
   BfBuild *self = BF_BUILD (object);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) neutral = NULL;
   g_autoptr(GVariant) wire = NULL;
   g_autoptr(BfCommand) command = NULL;
   g_autoptr(GVariant) args = NULL;
+  g_autoptr(GVariant) command_args = NULL;
+  g_auto(OutputFds) fds = { { -1, -1, -1 } };
   g_autofree char *command_id = NULL;
   g_autofree char *path = NULL;
-  BfConnection *connection;
+  BfWorkerLink *link;
   const char *name;
   GVariant *commands;
 
@@ -309,7 +431,7 @@ run_command_authorized (GObject               *object,
       return;
     }
   if (self->phase != BF_BUILD_RUNNING ||
-      (connection = bf_worker_get_connection (self->worker)) == NULL)
+      (link = bf_worker_get_link (self->worker)) == NULL)
     {
       g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_NOT_CONNECTED,
                                              "Build %s has no worker yet (it is %s)", self->path,
@@ -331,8 +453,22 @@ run_command_authorized (GObject               *object,
                                              bf_worker_get_name (self->worker), name);
       return;
     }
-  wire = bf_command_convert_args (name, args, bf_connection_get_info (connection),
-                                  bf_build_get_builder (self), &error);
+  command_args = take_output_fds (invocation, args, &fds, &error);
+  if (command_args != NULL && bf_command_is_transfer (name) != (fds.fds[2] >= 0))
+    {
+      if (fds.fds[2] < 0)
+        g_set_error (&error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                     "Argument “fd” (h) is required for the %s command: the data goes through it", name);
+      else
+        g_set_error (&error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                     "Argument “fd” is not known to the %s command (it is for upload_file, upload_directory "
+                     "and download_file)", name);
+      g_clear_pointer (&command_args, g_variant_unref);
+    }
+  if (command_args != NULL)
+    neutral = bf_command_validate_args (name, command_args, &error);
+  if (neutral != NULL)
+    wire = bf_worker_link_prepare_command (link, name, neutral, bf_build_get_builder (self), &error);
   if (wire == NULL)
     {
       g_dbus_method_invocation_return_gerror (invocation, error);
@@ -347,7 +483,18 @@ run_command_authorized (GObject               *object,
   path = g_strdup_printf ("%s/commands/%" G_GUINT64_FORMAT, self->path, self->next_command);
   /* Answer first, so the caller knows the path before Output arrives. */
   bf_dbus_build_complete_run_command (iface (self), invocation, path);
-  bf_command_start (command, connection, g_steal_pointer (&wire));
+  for (guint i = 0; i < 2; i++)
+    if (fds.fds[i] >= 0)
+      {
+        bf_command_set_output_fd (command, i == 0 ? "stdout" : "stderr", fds.fds[i]);
+        fds.fds[i] = -1;
+      }
+  if (fds.fds[2] >= 0)
+    {
+      bf_command_set_transfer (command, fds.fds[2], neutral);
+      fds.fds[2] = -1;
+    }
+  bf_command_start (command, link, g_steal_pointer (&wire));
 }
 
 static gboolean
@@ -479,6 +626,8 @@ bf_build_new (guint64                   id,
   bf_dbus_build_set_builder (b, builder);
   bf_dbus_build_set_worker (b, "/");
   bf_dbus_build_set_state (b, "pending");
+  bf_dbus_build_set_waiting_for (b, "looking for a worker");
+  bf_dbus_build_set_result (b, "");
   bf_dbus_build_set_owner (b, owner);
   bf_dbus_build_set_created_usec (b, (guint64) g_get_real_time ());
 

@@ -34,6 +34,11 @@ guint64       bf_build_get_id        (BfBuild                  *self);
 const char   *bf_build_get_builder   (BfBuild                  *self);
 const char   *bf_build_get_only_worker (BfBuild                *self);
 BfWorker     *bf_build_get_worker    (BfBuild                  *self);
+void          bf_build_set_labels    (BfBuild                  *self,
+                                      const char * const       *labels);
+const char * const *bf_build_get_labels (BfBuild               *self);
+void          bf_build_set_waiting_for (BfBuild                *self,
+                                        const char             *why);
 void          bf_build_assign        (BfBuild                  *self,
                                       BfWorker                 *worker,
                                       const char               *worker_path);

@@ -1,7 +1,7 @@
 /* bf-command.c: one remote command, published as org.buildfleet.Fleet1.Command
  *
- * Turns the worker's `update` messages into Output signals, in order and
- * whole, and its `complete` into Completed.  Arguments from D-Bus are
+ * Turns the output a worker link delivers into Output signals, in order
+ * and whole, and the command's completion into Completed.  Arguments from D-Bus are
  * checked and converted before anything is sent, so a wrong type is an
  * InvalidArgs error naming the argument, never a confused worker.
  *
@@ -9,27 +9,63 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <glib/gstdio.h>
+#include <glib-unix.h>
+#include <gio/gunixinputstream.h>
 
 #include "bf-command.h"
 #include "bf-error.h"
+#include "bf-fd-writer.h"
+#include "bf-util.h"
 #include "bf-variant-util.h"
 
 #define MAX_ARG_BYTES (1024 * 1024)
 /* timeout, maxTime, sigtermTime: at most 30 days */
 #define MAX_SECONDS_ARG (30.0 * 24 * 3600)
 
+/* Streams that may go to a caller's descriptor, and streams whose end is
+ * kept for GetOutputTail(). */
+static const char * const fd_streams[] = { "stdout", "stderr" };
+#define N_FD_STREAMS G_N_ELEMENTS (fd_streams)
+static const char * const tail_streams[] = { "stdout", "stderr", "header" };
+#define N_TAIL_STREAMS G_N_ELEMENTS (tail_streams)
+/* Per stream; whole characters, so a little less at times. */
+#define TAIL_BYTES (64 * 1024)
+/* TransferredBytes changes at most this often. */
+#define PROGRESS_PERIOD_MS 250
+
 struct _BfCommand
 {
   BfDBusCommandSkeleton parent_instance;
 
   BfAuthority *authority;
-  BfConnection *connection;
+  BfWorkerLink *link;
   char *command_id;
   char *builder;
   gboolean have_rc;
   int rc;
   gboolean finished;
+  BfFdWriter *out_fds[N_FD_STREAMS];   /* the caller's stdout-fd, stderr-fd */
+  GString *tails[N_TAIL_STREAMS];      /* the last output, NULL until some came */
+
+  /* A file transfer (upload_file, upload_directory, download_file): the
+   * caller's descriptor, and at most one step of the worker's in flight. */
+  gboolean transfer;
+  gboolean upload;
+  BfFdWriter *transfer_out;       /* uploads: the worker's blocks go here */
+  int transfer_fd;                /* ... its descriptor (owned by the writer) */
+  GInputStream *transfer_in;      /* download_file: read for the worker */
+  GCancellable *transfer_cancel;  /* the read in flight */
+  guint64 transfer_limit;
+  guint64 transferred;
+  guint progress_source_id;
+  gboolean transfer_ended;        /* the worker said close / unpack, or read the end */
+  char *transfer_failure;         /* why the transfer stopped: the Failure */
+  BfTransferReply reply;          /* the step in flight; NULL if none */
+  gpointer reply_data;
 };
 
 enum {
@@ -54,6 +90,9 @@ typedef enum {
   ARG_BOOL,
   ARG_NUMBER,
   ARG_STRING_MAP,       /* a{ss} */
+  ARG_SIZE,             /* bytes, any number type; normalised to t */
+  ARG_COMPRESS,         /* "none", "gz" or "bz2" */
+  ARG_MODE,             /* a file mode, 0 to 07777; normalised to i */
 } ArgKind;
 
 typedef struct {
@@ -89,6 +128,21 @@ static const ArgSpec cpdir_args[] = {
   { "from_path", ARG_PATH, TRUE }, { "to_path", ARG_PATH, TRUE }, { NULL }
 };
 
+/* File transfers: the data goes through the descriptor "fd" (taken out
+ * of the arguments by the build), never through a path we open. */
+static const ArgSpec upload_file_args[] = {
+  { "path", ARG_PATH, TRUE }, { "maxsize", ARG_SIZE, FALSE }, { "blocksize", ARG_SIZE, FALSE },
+  { "keepstamp", ARG_BOOL, FALSE }, { NULL }
+};
+static const ArgSpec upload_directory_args[] = {
+  { "path", ARG_PATH, TRUE }, { "maxsize", ARG_SIZE, FALSE }, { "blocksize", ARG_SIZE, FALSE },
+  { "compress", ARG_COMPRESS, FALSE }, { NULL }
+};
+static const ArgSpec download_file_args[] = {
+  { "path", ARG_PATH, TRUE }, { "maxsize", ARG_SIZE, FALSE }, { "blocksize", ARG_SIZE, FALSE },
+  { "mode", ARG_MODE, FALSE }, { NULL }
+};
+
 static const CommandSpec command_specs[] = {
   { "shell", shell_args },
   { "mkdir", paths_args },
@@ -98,32 +152,14 @@ static const CommandSpec command_specs[] = {
   { "rmfile", path_args },
   { "glob", path_args },
   { "cpdir", cpdir_args },
+  { "upload_file", upload_file_args },
+  { "upload_directory", upload_directory_args },
+  { "download_file", download_file_args },
 };
-
-static char *
-resolve_path (const char  *path,
-              const char  *basedir,
-              const char  *builder,
-              const char  *argname,
-              GError     **error)
-{
-  if (g_path_is_absolute (path))
-    return g_strdup (path);
-  if (basedir == NULL || *basedir == '\0')
-    {
-      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                   "Argument “%s”: “%s” is relative and the worker did not report its base directory",
-                   argname, path);
-      return NULL;
-    }
-  return g_build_filename (basedir, builder, path, NULL);
-}
 
 static GVariant *
 convert_one (const ArgSpec  *spec,
              GVariant       *v,
-             const char     *basedir,
-             const char     *builder,
              GError        **error)
 {
   const char *expected = NULL;
@@ -153,40 +189,19 @@ convert_one (const ArgSpec  *spec,
 
     case ARG_PATH:
       if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
-        {
-          g_autofree char *p = resolve_path (g_variant_get_string (v, NULL), basedir, builder, spec->name, error);
-          return p ? g_variant_ref_sink (g_variant_new_string (p)) : NULL;
-        }
+        return g_variant_ref (v);
       expected = "a path string (s)";
       break;
 
     case ARG_PATHS:
-      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY) ||
-          g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+      /* One path or several: the links always get a list. */
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
         {
-          g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
-          g_auto(GStrv) out = NULL;
-          g_autofree const char **in = NULL;
-          const char *single[2] = { NULL, NULL };
-          const char * const *paths;
-
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
-            {
-              single[0] = g_variant_get_string (v, NULL);
-              paths = single;
-            }
-          else
-            paths = in = g_variant_get_strv (v, NULL);
-          for (guint i = 0; paths[i]; i++)
-            {
-              g_autofree char *p = resolve_path (paths[i], basedir, builder, spec->name, error);
-              if (p == NULL)
-                return NULL;
-              g_strv_builder_add (b, p);
-            }
-          out = g_strv_builder_end (b);
-          return g_variant_ref_sink (g_variant_new_strv ((const char * const *) out, -1));
+          const char *single[2] = { g_variant_get_string (v, NULL), NULL };
+          return g_variant_ref_sink (g_variant_new_strv (single, 1));
         }
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
+        return g_variant_ref (v);
       expected = "a list of paths (as)";
       break;
 
@@ -211,6 +226,39 @@ convert_one (const ArgSpec  *spec,
         return g_variant_ref (v);
       expected = "a string map (a{ss})";
       break;
+
+    case ARG_SIZE:
+      {
+        g_autofree char *what = g_strdup_printf ("Argument “%s”", spec->name);
+        double max = g_str_equal (spec->name, "blocksize") ? BF_TRANSFER_MAX_BLOCK : BF_TRANSFER_MAX_SIZE;
+        double d;
+
+        if (!bf_check_number (v, what, "bytes", max, &d, error))
+          return NULL;
+        if (g_str_equal (spec->name, "blocksize") && d < 1)
+          {
+            g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                         "Argument “blocksize” must be at least 1 byte");
+            return NULL;
+          }
+        return g_variant_ref_sink (g_variant_new_uint64 ((guint64) d));
+      }
+
+    case ARG_COMPRESS:
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING) &&
+          g_strv_contains ((const char * const[]) { "none", "gz", "bz2", NULL }, g_variant_get_string (v, NULL)))
+        return g_variant_ref (v);
+      expected = "\"none\", \"gz\" or \"bz2\" (s)";
+      break;
+
+    case ARG_MODE:
+      {
+        double d;
+
+        if (!bf_check_number (v, "Argument “mode”", "mode bits", 07777, &d, error))
+          return NULL;
+        return g_variant_ref_sink (g_variant_new_int32 ((gint32) d));
+      }
     }
 
   g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
@@ -219,24 +267,24 @@ convert_one (const ArgSpec  *spec,
 }
 
 /**
- * bf_command_convert_args:
+ * bf_command_validate_args:
  * @name: the remote command
  * @args: a{sv} from the D-Bus caller
- * @worker_info: the worker's Info, for its base directory
- * @builder: relative paths are relative to BASEDIR/BUILDER
  *
- * Returns: (transfer full): the wire arguments, or %NULL with an
- *   InvalidArgs @error that names the argument.
+ * Checks the D-Bus caller's arguments against the command's schema.
+ * Paths stay as given (absolute, or relative to the builder's directory);
+ * each worker link puts them in its protocol's form.
+ *
+ * Returns: (transfer full): the neutral arguments for
+ *   bf_worker_link_prepare_command(), or %NULL with an InvalidArgs @error
+ *   that names the argument.
  */
 GVariant *
-bf_command_convert_args (const char  *name,
-                         GVariant    *args,
-                         GVariant    *worker_info,
-                         const char  *builder,
-                         GError     **error)
+bf_command_validate_args (const char  *name,
+                          GVariant    *args,
+                          GError     **error)
 {
   const CommandSpec *cs = NULL;
-  const char *basedir = NULL;
   GVariantBuilder b;
   GVariantIter iter;
   const char *key;
@@ -248,7 +296,8 @@ bf_command_convert_args (const char  *name,
   if (cs == NULL)
     {
       g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                   "Command “%s” is not supported (use shell, mkdir, rmdir, stat, listdir, rmfile, glob or cpdir)",
+                   "Command “%s” is not supported (use shell, mkdir, rmdir, stat, listdir, rmfile, glob, cpdir, "
+                   "upload_file, upload_directory or download_file)",
                    name);
       return NULL;
     }
@@ -258,8 +307,6 @@ bf_command_convert_args (const char  *name,
                    "The arguments are larger than %d bytes", MAX_ARG_BYTES);
       return NULL;
     }
-  if (worker_info)
-    g_variant_lookup (worker_info, "basedir", "&s", &basedir);
 
   g_variant_iter_init (&iter, args);
   while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
@@ -293,7 +340,7 @@ bf_command_convert_args (const char  *name,
             }
           continue;
         }
-      converted = convert_one (a, v, basedir, builder, error);
+      converted = convert_one (a, v, error);
       if (converted == NULL)
         {
           g_variant_builder_clear (&b);
@@ -304,45 +351,26 @@ bf_command_convert_args (const char  *name,
 
   /* The worker needs a workdir for shell; default to the builder directory. */
   if (g_str_equal (name, "shell") && !g_variant_lookup (args, "workdir", "&s", NULL))
+    g_variant_builder_add (&b, "{sv}", "workdir", g_variant_new_string ("build"));
+  /* Transfers: every argument the worker requires, so that each link only
+   * renames them (mode -1 = the worker's umask). */
+  if (bf_command_is_transfer (name))
     {
-      g_autofree char *p = resolve_path ("build", basedir, builder, "workdir", error);
-      if (p == NULL)
-        {
-          g_variant_builder_clear (&b);
-          return NULL;
-        }
-      g_variant_builder_add (&b, "{sv}", "workdir", g_variant_new_string (p));
+      if (!g_variant_lookup (args, "maxsize", "*", NULL))
+        g_variant_builder_add (&b, "{sv}", "maxsize", g_variant_new_uint64 (BF_TRANSFER_MAX_SIZE));
+      if (!g_variant_lookup (args, "blocksize", "*", NULL))
+        g_variant_builder_add (&b, "{sv}", "blocksize", g_variant_new_uint64 (BF_TRANSFER_DEFAULT_BLOCK));
     }
+  if (g_str_equal (name, "upload_file") && !g_variant_lookup (args, "keepstamp", "*", NULL))
+    g_variant_builder_add (&b, "{sv}", "keepstamp", g_variant_new_boolean (FALSE));
+  if (g_str_equal (name, "upload_directory") && !g_variant_lookup (args, "compress", "*", NULL))
+    g_variant_builder_add (&b, "{sv}", "compress", g_variant_new_string ("none"));
+  if (g_str_equal (name, "download_file") && !g_variant_lookup (args, "mode", "*", NULL))
+    g_variant_builder_add (&b, "{sv}", "mode", g_variant_new_int32 (-1));
   return g_variant_ref_sink (g_variant_builder_end (&b));
 }
 
 /* Wire -> signals ---------------------------------------------------------------- */
-
-/* stdout/stderr/header come as [text, [offsets], [times]] or plain text.
- * Returns the string's GVariant, not a copy: output can be tens of MB. */
-static GVariant *
-text_of (GVariant *v)
-{
-  if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
-    return g_variant_ref (v);
-  if (g_variant_is_of_type (v, G_VARIANT_TYPE ("av")) && g_variant_n_children (v) >= 1)
-    {
-      g_autoptr(GVariant) first = g_variant_get_child_value (v, 0);
-      g_autoptr(GVariant) inner = g_variant_get_variant (first);
-      if (g_variant_is_of_type (inner, G_VARIANT_TYPE_STRING))
-        return g_steal_pointer (&inner);
-    }
-  return NULL;
-}
-
-/* The content of the n-th element of an av. */
-static GVariant *
-child_variant (GVariant *av,
-               gsize     n)
-{
-  g_autoptr(GVariant) child = g_variant_get_child_value (av, n);
-  return g_variant_get_variant (child);
-}
 
 /* One update can carry as much text as a worker's message (after UTF-8
  * repair, three times that): it goes out as consecutive Output signals of
@@ -372,137 +400,409 @@ emit_output_len (BfCommand  *self,
     }
 }
 
-static void
-emit_output (BfCommand  *self,
-             const char *stream,
-             const char *text)
+static int
+stream_index (const char * const *streams,
+              guint               n,
+              const char         *stream)
 {
-  if (text != NULL)
-    emit_output_len (self, stream, text, strlen (text));
+  for (guint i = 0; i < n; i++)
+    if (g_str_equal (streams[i], stream))
+      return (int) i;
+  return -1;
 }
 
+/* Keeps the last TAIL_BYTES of @text's stream, cut between characters. */
 static void
-emit_output_variant (BfCommand  *self,
-                     const char *stream,
-                     GVariant   *text)
+append_tail (BfCommand  *self,
+             int         i,
+             const char *text,
+             gsize       len)
 {
-  gsize len;
-  const char *s;
+  GString *tail;
 
-  if (text == NULL)
-    return;
-  s = g_variant_get_string (text, &len);
-  emit_output_len (self, stream, s, len);
-}
-
-/* Items of a list value (file lists, unknown keys), each followed by
- * @separator; at most BF_LIMIT_UPDATE_TEXT_BYTES.  Every item adds at
- * least its separator, so only as many items as fit are visited. */
-static char *
-list_text (GVariant *v,
-           const char *separator)
-{
-  const gsize limit = BF_LIMIT_UPDATE_TEXT_BYTES - strlen (BF_TRUNCATION_MARKER);
-  gsize sep = strlen (separator);
-  g_autoptr(GString) s = NULL;
-  gsize n;
-
-  if (!g_variant_is_of_type (v, G_VARIANT_TYPE ("av")))
-    return bf_variant_print_bounded (v, BF_LIMIT_UPDATE_TEXT_BYTES);
-  s = g_string_new (NULL);
-  n = g_variant_n_children (v);
-  for (gsize i = 0; i < n; i++)
+  if (len >= TAIL_BYTES)
     {
-      g_autoptr(GVariant) boxed = g_variant_get_child_value (v, i);
-      g_autoptr(GVariant) item = g_variant_get_variant (boxed);
-      g_autofree char *printed = NULL;
-      gsize room = limit - s->len;
-      const char *text;
-      gsize len;
-
-      if (g_variant_is_of_type (item, G_VARIANT_TYPE_STRING))
-        text = g_variant_get_string (item, &len);
-      else
-        {
-          printed = bf_variant_print_bounded (item, BF_LIMIT_UPDATE_TEXT_BYTES);
-          text = printed;
-          len = strlen (printed);
-        }
-      if (len + sep > room)
-        {
-          g_string_append_len (s, text, bf_utf8_prefix_len (text, len, room));
-          g_string_append (s, BF_TRUNCATION_MARKER);
-          break;
-        }
-      g_string_append_len (s, text, len);
-      g_string_append_len (s, separator, sep);
+      text += len - TAIL_BYTES;
+      len = TAIL_BYTES;
     }
-  return g_string_free (g_steal_pointer (&s), FALSE);
+  if (self->tails[i] == NULL)
+    self->tails[i] = g_string_sized_new (MIN (len, TAIL_BYTES));
+  tail = self->tails[i];
+  g_string_append_len (tail, text, len);
+  if (tail->len > TAIL_BYTES)
+    {
+      gsize cut = tail->len - TAIL_BYTES;
+
+      /* Start on a character: skip continuation bytes. */
+      while (cut < tail->len && (tail->str[cut] & 0xc0) == 0x80)
+        cut++;
+      g_string_erase (tail, 0, cut);
+    }
 }
 
 static void
-sink_update (gpointer  user_data,
-             GVariant *args)
+sink_output (gpointer    user_data,
+             const char *stream,
+             const char *text,
+             gsize       len)
 {
   BfCommand *self = user_data;
-  GVariantIter iter;
-  GVariant *pair_v;
+  int i;
 
-  g_variant_iter_init (&iter, args);
-  while (g_variant_iter_loop (&iter, "v", &pair_v))
+  if (self->finished)
+    return;
+  if ((i = stream_index (fd_streams, N_FD_STREAMS, stream)) >= 0 && self->out_fds[i] != NULL)
+    bf_fd_writer_write (self->out_fds[i], text, len);
+  if ((i = stream_index (tail_streams, N_TAIL_STREAMS, stream)) >= 0)
+    append_tail (self, i, text, len);
+  emit_output_len (self, stream, text, len);
+}
+
+static void
+finish_fds (BfCommand *self)
+{
+  for (guint i = 0; i < N_FD_STREAMS; i++)
+    g_clear_pointer (&self->out_fds[i], bf_fd_writer_finish);
+}
+
+/**
+ * bf_command_set_output_fd:
+ * @stream: "stdout" or "stderr"
+ * @fd: (transfer full): where that stream's output is written as it
+ *   arrives; closed once the command finished and all was written
+ *
+ * Returns: %FALSE (and closes @fd) if @stream cannot go to a descriptor
+ */
+gboolean
+bf_command_set_output_fd (BfCommand  *self,
+                          const char *stream,
+                          int         fd)
+{
+  int i = stream_index (fd_streams, N_FD_STREAMS, stream);
+
+  if (i < 0 || self->finished)
     {
-      g_autoptr(GVariant) key_v = NULL;
-      g_autoptr(GVariant) value = NULL;
-      const char *key;
+      g_close (fd, NULL);
+      return FALSE;
+    }
+  g_clear_pointer (&self->out_fds[i], bf_fd_writer_finish);
+  self->out_fds[i] = bf_fd_writer_new (fd);
+  return TRUE;
+}
 
-      if (!g_variant_is_of_type (pair_v, G_VARIANT_TYPE ("av")) || g_variant_n_children (pair_v) != 2)
-        continue;
-      key_v = child_variant (pair_v, 0);
-      value = child_variant (pair_v, 1);
-      if (!g_variant_is_of_type (key_v, G_VARIANT_TYPE_STRING))
-        continue;
-      key = g_variant_get_string (key_v, NULL);
+static void
+sink_exit_code (gpointer user_data,
+                int      exit_code)
+{
+  BfCommand *self = user_data;
 
-      if (g_str_equal (key, "stdout") || g_str_equal (key, "stderr") || g_str_equal (key, "header"))
-        {
-          g_autoptr(GVariant) text = text_of (value);
-          emit_output_variant (self, key, text);
-        }
-      else if (g_str_equal (key, "log"))
-        {
-          /* [logname, [text, offsets, times]] */
-          if (g_variant_is_of_type (value, G_VARIANT_TYPE ("av")) && g_variant_n_children (value) == 2)
-            {
-              g_autoptr(GVariant) name = child_variant (value, 0);
-              g_autoptr(GVariant) data = child_variant (value, 1);
-              g_autoptr(GVariant) text = text_of (data);
-              if (g_variant_is_of_type (name, G_VARIANT_TYPE_STRING))
-                emit_output_variant (self, g_variant_get_string (name, NULL), text);
-            }
-        }
-      else if (g_str_equal (key, "rc"))
-        {
-          if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT64))
-            {
-              self->have_rc = TRUE;
-              self->rc = (int) CLAMP (g_variant_get_int64 (value), G_MININT, G_MAXINT);
-            }
-        }
-      else if (g_str_equal (key, "elapsed"))
-        ;
-      else if (g_str_equal (key, "files"))
-        {
-          g_autofree char *text = list_text (value, "\n");
-          emit_output (self, key, text);
-        }
-      else
-        {
-          g_autofree char *text = g_variant_is_of_type (value, G_VARIANT_TYPE ("av"))
-            ? list_text (value, " ") : bf_variant_print_bounded (value, BF_LIMIT_UPDATE_TEXT_BYTES);
-          emit_output (self, key, text);
-        }
+  self->have_rc = TRUE;
+  self->rc = exit_code;
+}
+
+/* File transfers ---------------------------------------------------------------- */
+
+gboolean
+bf_command_is_transfer (const char *name)
+{
+  return g_str_equal (name, "upload_file") || g_str_equal (name, "upload_directory") ||
+         g_str_equal (name, "download_file");
+}
+
+/* What the transfer moves, for messages. */
+static const char *
+transfer_what (BfCommand *self)
+{
+  const char *name = bf_dbus_command_get_name (BF_DBUS_COMMAND (self));
+
+  if (g_str_equal (name, "upload_directory"))
+    return "the directory's tar stream";
+  return self->upload ? "the uploaded file" : "the file read from the descriptor";
+}
+
+/* Answers the step in flight, if any: the link tells the worker. */
+static void
+answer_step (BfCommand  *self,
+             GBytes     *data,
+             const char *failure)
+{
+  BfTransferReply reply = self->reply;
+  gpointer reply_data = self->reply_data;
+
+  if (reply == NULL)
+    return;
+  self->reply = NULL;
+  self->reply_data = NULL;
+  reply (reply_data, data, failure);
+}
+
+static gboolean
+publish_progress_cb (gpointer user_data)
+{
+  BfCommand *self = user_data;
+
+  self->progress_source_id = 0;
+  bf_dbus_command_set_transferred_bytes (BF_DBUS_COMMAND (self), self->transferred);
+  return G_SOURCE_REMOVE;
+}
+
+/* TransferredBytes follows at most every PROGRESS_PERIOD_MS. */
+static void
+add_transferred (BfCommand *self,
+                 gsize      n)
+{
+  self->transferred += n;
+  if (self->progress_source_id == 0 && n > 0)
+    self->progress_source_id = bf_timeout_add (PROGRESS_PERIOD_MS, publish_progress_cb, self,
+                                               "[buildfleetd] transfer progress");
+}
+
+/* Stops the transfer for good: the first @failure is what Completed says;
+ * the worker's step in flight is refused, which ends its command. */
+static void
+stop_transfer (BfCommand  *self,
+               const char *failure)
+{
+  if (self->transfer_failure == NULL)
+    self->transfer_failure = bf_utf8_truncate (failure, -1, BF_LIMIT_FAILURE_BYTES);
+  if (self->transfer_out != NULL)
+    bf_fd_writer_when_drained (self->transfer_out, NULL, NULL);
+  if (self->transfer_cancel != NULL)
+    g_cancellable_cancel (self->transfer_cancel);
+  answer_step (self, NULL, self->transfer_failure);
+}
+
+static void
+limit_exceeded (BfCommand *self)
+{
+  g_autofree char *failure = NULL;
+
+  if (self->upload)
+    failure = g_strdup_printf ("%s is larger than the limit of %" G_GUINT64_FORMAT " bytes (maxsize): "
+                               "the descriptor got only its first %" G_GUINT64_FORMAT " bytes and is incomplete",
+                               transfer_what (self), self->transfer_limit, self->transferred);
+  else
+    failure = g_strdup_printf ("%s is larger than the limit of %" G_GUINT64_FORMAT " bytes (maxsize): "
+                               "the worker's file is incomplete",
+                               transfer_what (self), self->transfer_limit);
+  stop_transfer (self, failure);
+}
+
+/* A block went out to the caller's descriptor: the worker may send the next. */
+static void
+written_cb (gpointer user_data,
+            gboolean ok)
+{
+  BfCommand *self = user_data;
+
+  if (ok)
+    answer_step (self, NULL, NULL);
+  else
+    {
+      g_autofree char *failure =
+        g_strdup_printf ("writing %s to the descriptor failed (its reader went away?) after %" G_GUINT64_FORMAT
+                         " bytes: the transfer is incomplete", transfer_what (self), self->transferred);
+      stop_transfer (self, failure);
     }
 }
+
+static void
+read_cb (GObject      *object,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  g_autoptr(BfCommand) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (object), result, &error);
+  gsize n;
+
+  if (self->reply == NULL || self->transfer_failure != NULL)
+    return;   /* stopped meanwhile: the step was answered */
+  if (bytes == NULL)
+    {
+      g_autofree char *failure = g_strdup_printf ("reading the descriptor failed: %s", error->message);
+      stop_transfer (self, failure);
+      return;
+    }
+  n = g_bytes_get_size (bytes);
+  if (n > self->transfer_limit - self->transferred)
+    {
+      limit_exceeded (self);
+      return;
+    }
+  if (n == 0)
+    self->transfer_ended = TRUE;
+  add_transferred (self, n);
+  answer_step (self, bytes, NULL);
+}
+
+static void
+sink_transfer (gpointer              user_data,
+               const BfTransferStep *step,
+               BfTransferReply       reply,
+               gpointer              reply_data)
+{
+  BfCommand *self = user_data;
+  const char *name = bf_dbus_command_get_name (BF_DBUS_COMMAND (self));
+  const char *wrong = NULL;
+
+  if (self->reply != NULL)
+    {
+      /* A worker waits for each answer; a second step is a broken peer. */
+      reply (reply_data, NULL, "a transfer step arrived before the previous one was answered");
+      stop_transfer (self, "the worker sent a transfer step before the previous one was answered");
+      return;
+    }
+  if (self->finished || !self->transfer || self->transfer_failure != NULL)
+    {
+      reply (reply_data, NULL, self->transfer_failure ? self->transfer_failure : "this command transfers no file");
+      return;
+    }
+  self->reply = reply;
+  self->reply_data = reply_data;
+
+  switch (step->op)
+    {
+    case BF_TRANSFER_WRITE:
+      {
+        gsize len = step->data ? g_bytes_get_size (step->data) : 0;
+
+        if (!self->upload || self->transfer_ended)
+          {
+            wrong = "data";
+            break;
+          }
+        if (len > self->transfer_limit - self->transferred)
+          {
+            limit_exceeded (self);
+            return;
+          }
+        add_transferred (self, len);
+        bf_fd_writer_write (self->transfer_out, g_bytes_get_data (step->data, NULL), len);
+        /* Acknowledged once written: that holds the worker's next block. */
+        bf_fd_writer_when_drained (self->transfer_out, written_cb, self);
+        return;
+      }
+
+    case BF_TRANSFER_CLOSE:
+      if (self->upload && g_str_equal (name, "upload_directory"))
+        {
+          wrong = "close";
+          break;
+        }
+      if (self->upload)
+        self->transfer_ended = TRUE;
+      answer_step (self, NULL, NULL);
+      return;
+
+    case BF_TRANSFER_UTIME:
+      {
+        struct stat st;
+
+        if (!g_str_equal (name, "upload_file"))
+          {
+            wrong = "utime";
+            break;
+          }
+        /* keepstamp: the times go onto the caller's file if it is one. */
+        if (fstat (self->transfer_fd, &st) == 0 && S_ISREG (st.st_mode) &&
+            isfinite (step->atime) && isfinite (step->mtime))
+          {
+            struct timespec times[2] = {
+              { (time_t) step->atime, (long) ((step->atime - (time_t) step->atime) * 1e9) },
+              { (time_t) step->mtime, (long) ((step->mtime - (time_t) step->mtime) * 1e9) },
+            };
+            if (times[0].tv_nsec < 0 || times[0].tv_nsec >= 1000000000)
+              times[0].tv_nsec = 0;
+            if (times[1].tv_nsec < 0 || times[1].tv_nsec >= 1000000000)
+              times[1].tv_nsec = 0;
+            (void) futimens (self->transfer_fd, times);
+          }
+        answer_step (self, NULL, NULL);
+        return;
+      }
+
+    case BF_TRANSFER_UNPACK:
+      if (!g_str_equal (name, "upload_directory"))
+        {
+          wrong = "unpack";
+          break;
+        }
+      self->transfer_ended = TRUE;
+      answer_step (self, NULL, NULL);
+      return;
+
+    case BF_TRANSFER_READ:
+      {
+        gsize want;
+
+        if (self->upload)
+          {
+            wrong = "read";
+            break;
+          }
+        if (self->transfer_ended || self->transfer_in == NULL)
+          {
+            g_autoptr(GBytes) empty = g_bytes_new_static ("", 0);
+            answer_step (self, empty, NULL);
+            return;
+          }
+        /* One byte past the limit tells a bigger file from one that fits. */
+        want = MIN (step->length, BF_TRANSFER_MAX_BLOCK);
+        want = MIN (want, self->transfer_limit + 1 - self->transferred);
+        g_input_stream_read_bytes_async (self->transfer_in, want, G_PRIORITY_DEFAULT,
+                                         self->transfer_cancel, read_cb, g_object_ref (self));
+        return;
+      }
+    }
+
+  {
+    g_autofree char *failure = g_strdup_printf ("the worker sent a transfer step (%s) that the %s command does not take",
+                                                wrong ? wrong : "unknown", name);
+    stop_transfer (self, failure);
+  }
+}
+
+/**
+ * bf_command_set_transfer:
+ * @fd: (transfer full): the caller's descriptor: written with an upload,
+ *   read for a download
+ * @args: the neutral arguments (for "maxsize")
+ *
+ * Makes this command a file transfer; before bf_command_start().
+ */
+void
+bf_command_set_transfer (BfCommand *self,
+                         int        fd,
+                         GVariant  *args)
+{
+  const char *name = bf_dbus_command_get_name (BF_DBUS_COMMAND (self));
+  struct stat st;
+
+  g_return_if_fail (!self->transfer && self->link == NULL);
+
+  self->transfer = TRUE;
+  self->upload = !g_str_equal (name, "download_file");
+  self->transfer_limit = BF_TRANSFER_MAX_SIZE;
+  g_variant_lookup (args, "maxsize", "t", &self->transfer_limit);
+  self->transfer_cancel = g_cancellable_new ();
+  bf_dbus_command_set_transferred_bytes (BF_DBUS_COMMAND (self), 0);
+  if (self->upload)
+    {
+      self->transfer_fd = fd;
+      self->transfer_out = bf_fd_writer_new (fd);
+    }
+  else
+    {
+      /* Pipes and sockets: poll instead of blocking the loop.  Regular
+       * files are read on GIO's worker threads. */
+      if (fstat (fd, &st) == 0 && (S_ISFIFO (st.st_mode) || S_ISSOCK (st.st_mode) || S_ISCHR (st.st_mode)))
+        g_unix_set_fd_nonblocking (fd, TRUE, NULL);
+      self->transfer_in = g_unix_input_stream_new (fd, TRUE);
+    }
+}
+
+/* Completion ------------------------------------------------------------------- */
 
 static void
 finish (BfCommand  *self,
@@ -514,73 +814,108 @@ finish (BfCommand  *self,
   if (self->finished)
     return;
   self->finished = TRUE;
+  if (self->transfer)
+    {
+      /* Whatever the worker still waits for is refused. */
+      if (self->transfer_failure == NULL)
+        self->transfer_failure = g_strdup (failure && *failure ? failure : "the command ended");
+      stop_transfer (self, NULL);
+      g_clear_handle_id (&self->progress_source_id, g_source_remove);
+      bf_dbus_command_set_transferred_bytes (c, self->transferred);
+      /* The caller reads its end of file; Completed says whether it is whole. */
+      g_clear_pointer (&self->transfer_out, bf_fd_writer_finish);
+      g_clear_object (&self->transfer_in);
+    }
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_command_set_exit_code (c, exit_code);
   bf_dbus_command_set_failure (c, failure);
   bf_dbus_command_set_state (c, "finished");
   g_object_thaw_notify (G_OBJECT (self));
   bf_dbus_command_emit_completed (c, exit_code, failure);
-  g_clear_object (&self->connection);
+  finish_fds (self);
+  g_clear_object (&self->link);
   g_signal_emit (self, signals[SIGNAL_FINISHED], 0);
 }
 
 static void
-sink_complete (gpointer  user_data,
-               GVariant *failure,
-               gboolean  lost)
+sink_complete (gpointer    user_data,
+               const char *failure,
+               gboolean    lost)
 {
   BfCommand *self = user_data;
-  g_autofree char *text = NULL;
+  g_autofree char *transfer_failure = NULL;
+
+  /* A transfer completes only if all of it went through. */
+  if (self->transfer && !self->finished)
+    {
+      if (self->transfer_failure != NULL)
+        {
+          transfer_failure = g_strdup (self->transfer_failure);
+          finish (self, self->have_rc && self->rc != 0 ? self->rc : -1, transfer_failure);
+          return;
+        }
+      if (failure == NULL && self->have_rc && self->rc != 0)
+        {
+          GString *err = self->tails[1];
+          g_autofree char *said = err ? g_strstrip (g_strdup (err->str)) : NULL;
+
+          failure = transfer_failure =
+            g_strdup_printf ("the worker could not transfer %s (exit code %d)%s%s", transfer_what (self),
+                             self->rc, said && *said ? ": " : "", said ? said : "");
+        }
+      else if (failure == NULL && self->upload && !self->transfer_ended)
+        failure = transfer_failure = g_strdup_printf ("the worker ended without finishing %s", transfer_what (self));
+    }
 
   /* The failure goes into a property and a signal: bounded. */
-  if (g_variant_is_of_type (failure, G_VARIANT_TYPE_STRING))
-    text = bf_utf8_truncate (g_variant_get_string (failure, NULL), -1, BF_LIMIT_FAILURE_BYTES);
-  else if (!(g_variant_is_of_type (failure, G_VARIANT_TYPE ("mv")) && g_variant_n_children (failure) == 0))
-    text = bf_variant_print_bounded (failure, BF_LIMIT_FAILURE_BYTES);
-
-  if (text != NULL)
-    finish (self, self->have_rc ? self->rc : -1, text);
+  if (failure != NULL)
+    {
+      g_autofree char *text = bf_utf8_truncate (failure, -1, BF_LIMIT_FAILURE_BYTES);
+      finish (self, self->have_rc ? self->rc : -1, text);
+    }
   else
     finish (self, self->have_rc ? self->rc : 0, "");
 }
 
 /* A command abandoned with its build stays registered until disposed:
- * what the worker still sends for it is dropped here. */
-static void
-sink_update_unless_finished (gpointer  user_data,
-                             GVariant *args)
-{
-  BfCommand *self = user_data;
-
-  if (!self->finished)
-    sink_update (user_data, args);
-}
-
+ * what the worker still sends for it is dropped (sink_output() checks). */
 static const BfCommandSink command_sink = {
-  .update = sink_update_unless_finished,
+  .output = sink_output,
+  .exit_code = sink_exit_code,
   .complete = sink_complete,
+  .transfer = sink_transfer,
 };
 
+/**
+ * bf_command_start:
+ * @prepared: (transfer full): from bf_worker_link_prepare_command()
+ */
 void
 bf_command_start (BfCommand    *self,
-                  BfConnection *connection,
-                  GVariant     *wire_args)
+                  BfWorkerLink *link,
+                  GVariant     *prepared)
 {
-  g_return_if_fail (self->connection == NULL);
+  g_return_if_fail (self->link == NULL);
 
-  self->connection = g_object_ref (connection);
-  bf_connection_start_command (connection, self->command_id,
-                               bf_dbus_command_get_name (BF_DBUS_COMMAND (self)),
-                               wire_args, self->builder, &command_sink, self);
+  self->link = g_object_ref (link);
+  bf_worker_link_start_command (link, self->command_id,
+                                bf_dbus_command_get_name (BF_DBUS_COMMAND (self)),
+                                prepared, self->builder, &command_sink, self);
 }
 
 void
 bf_command_interrupt (BfCommand  *self,
                       const char *why)
 {
-  if (self->finished || self->connection == NULL)
+  if (self->finished || self->link == NULL)
     return;
-  bf_connection_interrupt_command (self->connection, self->command_id, self->builder, why);
+  /* A worker that waits for our answer to a block hears of it at once. */
+  if (self->transfer)
+    {
+      g_autofree char *failure = g_strdup_printf ("interrupted: %s; the transfer is incomplete", why);
+      stop_transfer (self, failure);
+    }
+  bf_worker_link_interrupt_command (self->link, self->command_id, self->builder, why);
 }
 
 /**
@@ -599,18 +934,18 @@ bf_command_abandon (BfCommand  *self,
                     const char *why,
                     const char *failure)
 {
-  g_autoptr(BfConnection) connection = NULL;
+  g_autoptr(BfWorkerLink) link = NULL;
 
   if (self->finished)
     return;
-  if (self->connection != NULL)
-    bf_connection_interrupt_command (self->connection, self->command_id, self->builder, why);
-  connection = self->connection ? g_object_ref (self->connection) : NULL;
+  if (self->link != NULL)
+    bf_worker_link_interrupt_command (self->link, self->command_id, self->builder, why);
+  link = self->link ? g_object_ref (self->link) : NULL;
   finish (self, -1, failure);
   /* Stay registered until disposed, so that the worker's late output and
    * completion are acknowledged (a real worker logs a traceback for an
    * error response) and dropped by the sink. */
-  g_set_object (&self->connection, connection);
+  g_set_object (&self->link, link);
 }
 
 /* D-Bus ------------------------------------------------------------------------- */
@@ -643,10 +978,28 @@ handle_interrupt (BfDBusCommand         *object,
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* Reading what is published anyway (the Output signals): no
+ * authorisation beyond the bus policy, like reading properties. */
+static gboolean
+handle_get_output_tail (BfDBusCommand         *object,
+                        GDBusMethodInvocation *invocation)
+{
+  BfCommand *self = BF_COMMAND (object);
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("a{ss}"));
+  for (guint i = 0; i < N_TAIL_STREAMS; i++)
+    if (self->tails[i] != NULL)
+      g_variant_builder_add (&b, "{ss}", tail_streams[i], self->tails[i]->str);
+  bf_dbus_command_complete_get_output_tail (object, invocation, g_variant_builder_end (&b));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 static void
 bf_command_iface_init (BfDBusCommandIface *iface)
 {
   iface->handle_interrupt = handle_interrupt;
+  iface->handle_get_output_tail = handle_get_output_tail;
 }
 
 static void
@@ -654,10 +1007,13 @@ bf_command_dispose (GObject *object)
 {
   BfCommand *self = BF_COMMAND (object);
 
-  if (self->connection != NULL)
+  g_clear_handle_id (&self->progress_source_id, g_source_remove);
+  if (self->transfer)
+    stop_transfer (self, "the command was removed");
+  if (self->link != NULL)
     {
-      bf_connection_forget_command (self->connection, self->command_id);
-      g_clear_object (&self->connection);
+      bf_worker_link_forget_command (self->link, self->command_id);
+      g_clear_object (&self->link);
     }
   G_OBJECT_CLASS (bf_command_parent_class)->dispose (object);
 }
@@ -668,6 +1024,14 @@ bf_command_finalize (GObject *object)
   BfCommand *self = BF_COMMAND (object);
 
   g_clear_object (&self->authority);
+  finish_fds (self);
+  g_clear_pointer (&self->transfer_out, bf_fd_writer_finish);
+  g_clear_object (&self->transfer_in);
+  g_clear_object (&self->transfer_cancel);
+  g_free (self->transfer_failure);
+  for (guint i = 0; i < N_TAIL_STREAMS; i++)
+    if (self->tails[i] != NULL)
+      g_string_free (self->tails[i], TRUE);
   g_free (self->command_id);
   g_free (self->builder);
   G_OBJECT_CLASS (bf_command_parent_class)->finalize (object);

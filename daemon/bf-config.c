@@ -20,7 +20,10 @@
 #define MAX_PASSWORD_LEN 1024
 #define MAX_PASSWORD_FILE_SIZE 4096
 #define MAX_DURATION_SEC (10.0 * 365 * 24 * 3600)
-#define DEFAULT_LISTEN "*:9989"
+/* Buildbot's customary port goes to PB, which nearly every deployed worker
+ * speaks; msgpack workers are created for buildfleetd and take the next. */
+#define DEFAULT_LISTEN "*:9990"
+#define DEFAULT_LISTEN_PB "*:9989"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/buildfleet"
 
 typedef struct {
@@ -265,7 +268,7 @@ bf_config_parse_endpoint (const char  *text,
 
 bad:
   g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-               "“%s” is not HOST:PORT (for example 127.0.0.1:9989, [::1]:9989 or *:9989)",
+               "“%s” is not HOST:PORT (for example 127.0.0.1:9990, [::1]:9990 or *:9990)",
                text);
   return FALSE;
 }
@@ -702,15 +705,89 @@ check_keys (Parser             *p,
   return TRUE;
 }
 
+/* Whether two endpoints can take the same connections: the same port (not
+ * 0, which picks a free one) and the same address, or a wildcard. */
+static gboolean
+is_wildcard_host (const char *host)
+{
+  return g_str_equal (host, "*") || g_str_equal (host, "0.0.0.0") || g_str_equal (host, "::");
+}
+
+static gboolean
+endpoints_overlap (const char *a,
+                   const char *b)
+{
+  g_autofree char *host_a = NULL;
+  g_autofree char *host_b = NULL;
+  guint16 port_a = 0, port_b = 0;
+
+  if (!bf_config_parse_endpoint (a, &host_a, &port_a, NULL) ||
+      !bf_config_parse_endpoint (b, &host_b, &port_b, NULL))
+    return FALSE;
+  if (port_a == 0 || port_a != port_b)
+    return FALSE;
+  return is_wildcard_host (host_a) || is_wildcard_host (host_b) || g_str_equal (host_a, host_b);
+}
+
+/* ListenPB=: absent is the default *:9989, unless a Listen= endpoint took
+ * that port (then no PB endpoint, and a warning at start); empty is no PB
+ * endpoint; an explicit overlap with Listen= is an error naming both. */
+static gboolean
+parse_listen_pb (Parser      *p,
+                 const char  *g,
+                 BfConfig    *c,
+                 GError     **error)
+{
+  gboolean explicit_listen = g_key_file_has_key (p->merged, g, "Listen", NULL);
+
+  c->listen_pb = get_list (p, g, "ListenPB");
+  if (c->listen_pb == NULL)
+    {
+      c->listen_pb_default = TRUE;
+      c->listen_pb = g_strsplit (DEFAULT_LISTEN_PB, ";", -1);
+      for (guint i = 0; c->listen[i]; i++)
+        if (endpoints_overlap (c->listen[i], DEFAULT_LISTEN_PB))
+          {
+            c->listen_pb_skipped = g_strdup (c->listen[i]);
+            g_strfreev (c->listen_pb);
+            c->listen_pb = g_new0 (char *, 1);
+            return TRUE;
+          }
+      return TRUE;
+    }
+  for (guint i = 0; c->listen_pb[i]; i++)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      if (!bf_config_parse_endpoint (c->listen_pb[i], NULL, NULL, &local_error))
+        {
+          set_error (error, p, g, "ListenPB", "%s", local_error->message);
+          return FALSE;
+        }
+      for (guint j = 0; c->listen[j]; j++)
+        if (endpoints_overlap (c->listen_pb[i], c->listen[j]))
+          {
+            set_error (error, p, g, "ListenPB",
+                       "%s overlaps %s%s: the msgpack (Listen=) and PB (ListenPB=) endpoints "
+                       "need different ports", c->listen_pb[i], c->listen[j],
+                       explicit_listen ? " of Listen=" : ", the default of Listen=");
+            return FALSE;
+          }
+    }
+  return TRUE;
+}
+
 static const char * const daemon_keys[] = {
-  "Listen", "TlsCertificate", "TlsPrivateKey", "KeepaliveInterval",
+  "Listen", "ListenPB", "TlsCertificate", "TlsPrivateKey", "KeepaliveInterval",
   "DuplicatePingTimeout", "StateDirectory", "MailCommand", "MailFrom",
   "MaxMessageSize", "QuarantineInitial", "QuarantineMax", "FinishedBuildLifetime",
   "MailTimeout", "MaxBusMessageSize", NULL
 };
 
 static const char * const worker_keys[] = {
-  "Password", "PasswordFile", "MaxBuilds", "Builders", "MissingTimeout",
+  "Password", "PasswordFile", "MaxBuilds", "Builders", "Labels", "MissingTimeout",
+  "FlapThreshold", "FlapWindow", "FlapRecovery",
+  "HealthInterval", "MinFreeDisk", "MaxResponseTime", "HealthCommand",
   "NotifyOnMissing", "Latent", "StartCommand", "StopCommand", "Unit",
   "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", NULL
 };
@@ -730,6 +807,8 @@ worker_config_clear (BfWorkerConfig *wc)
       g_free (wc->password);
     }
   g_strfreev (wc->builders);
+  g_strfreev (wc->labels);
+  g_free (wc->health_command);
   g_strfreev (wc->notify_on_missing);
   g_clear_pointer (&wc->properties, g_variant_unref);
   g_free (wc->start_command);
@@ -747,6 +826,68 @@ void
 bf_worker_config_unref (BfWorkerConfig *wc)
 {
   g_rc_box_release_full (wc, (GDestroyNotify) worker_config_clear);
+}
+
+/* MinFreeDisk=: "5%", "2G", "500M", "1048576" (bytes). */
+static gboolean
+parse_free_disk (const char *text,
+                 guint64    *out_bytes,
+                 double     *out_percent)
+{
+  char *end = NULL;
+  double v;
+
+  *out_bytes = 0;
+  *out_percent = 0;
+  if (!g_ascii_isdigit (*text))
+    return FALSE;
+  v = g_ascii_strtod (text, &end);
+  if (end == text || !(v >= 0))
+    return FALSE;
+  if (g_str_equal (end, "%"))
+    {
+      if (v > 100)
+        return FALSE;
+      *out_percent = v;
+      return TRUE;
+    }
+  switch (g_ascii_toupper (*end))
+    {
+    case 'T': v *= 1024.0;  /* fall through */
+    case 'G': v *= 1024.0;  /* fall through */
+    case 'M': v *= 1024.0;  /* fall through */
+    case 'K': v *= 1024.0; end++; break;
+    case '\0': break;
+    default: return FALSE;
+    }
+  if (*end == 'B' || *end == 'b')
+    end++;
+  if (*end != '\0' || v > 1e18)
+    return FALSE;
+  *out_bytes = (guint64) v;
+  return TRUE;
+}
+
+/**
+ * bf_label_is_valid:
+ *
+ * A label is 1 to BF_MAX_LABEL_BYTES bytes of UTF-8 without whitespace,
+ * control characters, “;” or “,” (for example “gpu”, “os=debian”).
+ */
+gboolean
+bf_label_is_valid (const char *label)
+{
+  gsize len = strlen (label);
+
+  if (len == 0 || len > BF_MAX_LABEL_BYTES || !g_utf8_validate (label, len, NULL))
+    return FALSE;
+  for (const char *c = label; *c; c = g_utf8_next_char (c))
+    {
+      gunichar u = g_utf8_get_char (c);
+      if (g_unichar_isspace (u) || g_unichar_iscntrl (u) || u == ';' || u == ',')
+        return FALSE;
+    }
+  return TRUE;
 }
 
 gboolean
@@ -822,8 +963,10 @@ parse_worker (Parser      *p,
   g_autofree char *password_file = NULL;
   g_autoptr(GVariantBuilder) props = NULL;
   g_auto(GStrv) keys = NULL;
-  gint64 missing = 0, wait = 0, subst = 0;
-  guint64 max_builds = 0;
+  gint64 missing = 0, wait = 0, subst = 0, flap_window = 0, flap_recovery = 0;
+  gint64 health_interval = 0, max_response = 0;
+  g_autofree char *free_disk = NULL;
+  guint64 max_builds = 0, flap_threshold = 0;
 
   wc->name = g_strdup (name);
   keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
@@ -915,9 +1058,50 @@ parse_worker (Parser      *p,
   if (wc->builders == NULL)
     wc->builders = g_new0 (char *, 1);
 
+  wc->labels = get_list (p, group, "Labels");
+  if (wc->labels == NULL)
+    wc->labels = g_new0 (char *, 1);
+  if (g_strv_length (wc->labels) > BF_MAX_LABELS)
+    {
+      set_error (error, p, group, "Labels", "more than %d labels", BF_MAX_LABELS);
+      return NULL;
+    }
+  for (guint i = 0; wc->labels[i]; i++)
+    if (!bf_label_is_valid (wc->labels[i]))
+      {
+        set_error (error, p, group, "Labels",
+                   "“%s” is not a label (1 to %d bytes of text without spaces, “;” or “,”)",
+                   wc->labels[i], BF_MAX_LABEL_BYTES);
+        return NULL;
+      }
+
   if (!get_duration (p, group, "MissingTimeout", FALSE, 600 * G_USEC_PER_SEC, &missing, error))
     return NULL;
   wc->missing_timeout_usec = (guint64) missing;
+
+  if (!get_uint (p, group, "FlapThreshold", BF_DEFAULT_FLAP_THRESHOLD, BF_MAX_FLAP_THRESHOLD, &flap_threshold, error) ||
+      !get_duration (p, group, "FlapWindow", FALSE, 600 * G_USEC_PER_SEC, &flap_window, error) ||
+      !get_duration (p, group, "FlapRecovery", FALSE, 300 * G_USEC_PER_SEC, &flap_recovery, error))
+    return NULL;
+  wc->flap_threshold = (guint) flap_threshold;
+  wc->flap_window_usec = (guint64) flap_window;
+  wc->flap_recovery_usec = (guint64) flap_recovery;
+
+  if (!get_duration (p, group, "HealthInterval", FALSE, 0, &health_interval, error) ||
+      !get_duration (p, group, "MaxResponseTime", FALSE, 0, &max_response, error))
+    return NULL;
+  wc->health_interval_usec = (guint64) health_interval;
+  wc->max_response_time_usec = (guint64) max_response;
+  free_disk = get_string (p, group, "MinFreeDisk", FALSE);
+  if (free_disk != NULL && !parse_free_disk (free_disk, &wc->min_free_disk_bytes, &wc->min_free_disk_percent))
+    {
+      set_error (error, p, group, "MinFreeDisk",
+                 "“%s” is neither a size (bytes, or with K, M, G, T) nor a percentage (“5%%”)", free_disk);
+      return NULL;
+    }
+  wc->health_command = get_string (p, group, "HealthCommand", FALSE);
+  if (wc->health_command != NULL && *wc->health_command == '\0')
+    g_clear_pointer (&wc->health_command, g_free);
 
   wc->notify_on_missing = get_list (p, group, "NotifyOnMissing");
   if (wc->notify_on_missing == NULL)
@@ -996,6 +1180,8 @@ config_clear (BfConfig *c)
   g_free (c->path);
   g_strfreev (c->files);
   g_strfreev (c->listen);
+  g_strfreev (c->listen_pb);
+  g_free (c->listen_pb_skipped);
   g_free (c->tls_certificate);
   g_free (c->tls_private_key);
   g_free (c->state_directory);
@@ -1054,6 +1240,9 @@ parse_daemon (Parser    *p,
           return FALSE;
         }
     }
+
+  if (!parse_listen_pb (p, g, c, error))
+    return FALSE;
 
   c->tls_certificate = get_string (p, g, "TlsCertificate", FALSE);
   c->tls_private_key = get_string (p, g, "TlsPrivateKey", FALSE);

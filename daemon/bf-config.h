@@ -25,13 +25,27 @@ typedef enum {
  * (g_rc_box), so a worker can keep the configuration it runs with while a
  * reload builds the next one.  Durations are microseconds.
  */
+#define BF_MAX_LABELS 64
+#define BF_DEFAULT_FLAP_THRESHOLD 5
+#define BF_MAX_FLAP_THRESHOLD 1000
+#define BF_MAX_LABEL_BYTES 64
+
 typedef struct {
   char *name;
   char *password;              /* never logged, never on the bus; NULL with password_generate */
   gboolean password_generate;  /* Password=generate: a fresh one per substantiation */
   guint max_builds;            /* 0 = unlimited */
   GStrv builders;
+  GStrv labels;                /* Labels=: what builds may ask for */
   guint64 missing_timeout_usec;
+  guint flap_threshold;        /* detaches within flap_window_usec that make it flapping; 0 = off */
+  guint64 flap_window_usec;
+  guint64 flap_recovery_usec;  /* attached this long: no longer flapping */
+  guint64 health_interval_usec;     /* 0 = no health checks */
+  guint64 min_free_disk_bytes;      /* 0 = not checked (or see the percent) */
+  double min_free_disk_percent;     /* 0 = not checked */
+  guint64 max_response_time_usec;   /* 0 = not checked */
+  char *health_command;             /* NULL = none */
   GStrv notify_on_missing;
   GVariant *properties;        /* a{sv}, Property.KEY=VALUE */
 
@@ -54,6 +68,9 @@ typedef struct {
   char *path;                  /* the main file */
   GStrv files;                 /* every file read, main first */
   GStrv listen;                /* "host:port", "*:port" = every address */
+  GStrv listen_pb;             /* ListenPB: the same for PB; may be empty */
+  char *listen_pb_skipped;     /* the Listen endpoint that took the default PB port, or NULL */
+  gboolean listen_pb_default;  /* ListenPB= absent: *:9989, not opening it is a warning */
   char *tls_certificate;
   char *tls_private_key;
   guint64 keepalive_interval_usec;
@@ -91,6 +108,7 @@ gboolean        bf_worker_config_serves   (BfWorkerConfig *wc,
 const char     *bf_latent_kind_to_string  (BfLatentKind    kind);
 
 gboolean        bf_worker_name_is_valid   (const char  *name);
+gboolean        bf_label_is_valid         (const char  *label);
 gboolean        bf_config_parse_duration  (const char  *text,
                                            gboolean     allow_never,
                                            gint64      *out_usec,

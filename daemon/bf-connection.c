@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "bf-connection.h"
+#include "bf-error.h"
 #include "bf-log.h"
 #include "bf-msgpack.h"
 #include "bf-timer-queue.h"
@@ -61,7 +62,7 @@ struct _BfConnection
   gint64 next_seq;
   GHashTable *pending;            /* seq (gint64*) -> Pending* */
   GHashTable *commands;           /* command_id -> CommandSink*: ours, running; NULL until the first */
-  GVariant *info;                 /* a{sv}, D-Bus safe */
+  BfWorkerInfo *info;             /* NULL until attached */
 
   guint64 last_rx_usec;            /* wall clock, published */
   gint64 last_rx_mono;             /* monotonic, for liveness */
@@ -77,15 +78,10 @@ struct _BfConnection
   struct Backlog *backlog;
 };
 
-G_DEFINE_FINAL_TYPE (BfConnection, bf_connection, G_TYPE_OBJECT)
+static void bf_connection_link_init (BfWorkerLinkInterface *iface);
 
-enum {
-  SIGNAL_CLOSED,
-  SIGNAL_ACTIVITY,
-  N_SIGNALS
-};
-
-static guint signals[N_SIGNALS];
+G_DEFINE_FINAL_TYPE_WITH_CODE (BfConnection, bf_connection, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (BF_TYPE_WORKER_LINK, bf_connection_link_init))
 
 typedef struct {
   const BfCommandSink *sink;
@@ -158,7 +154,6 @@ fail_all_commands (BfConnection *self,
 {
   g_autoptr(GHashTable) commands = NULL;
   g_autofree char *failure = g_strdup_printf ("the worker was lost: %s", reason);
-  g_autoptr(GVariant) failure_v = g_variant_ref_sink (g_variant_new_string (failure));
   GHashTableIter iter;
   gpointer value;
 
@@ -169,7 +164,7 @@ fail_all_commands (BfConnection *self,
   while (g_hash_table_iter_next (&iter, NULL, &value))
     {
       CommandSink *cs = value;
-      cs->sink->complete (cs->user_data, failure_v, TRUE);
+      cs->sink->complete (cs->user_data, failure, TRUE);
     }
 }
 
@@ -185,7 +180,7 @@ mark_closed (BfConnection *self,
   bf_timer_stop (&self->keepalive_timer);
   fail_all_pending (self, reason);
   fail_all_commands (self, reason);
-  g_signal_emit (self, signals[SIGNAL_CLOSED], 0, reason);
+  g_signal_emit_by_name (self, "closed", reason);
 }
 
 /**
@@ -409,6 +404,157 @@ handle_response (BfConnection *self,
   pending_free (p);
 }
 
+/* `update` args: a list of [key, value] pairs. */
+static void
+deliver_update (CommandSink *cs,
+                GVariant    *args)
+{
+  gsize n = g_variant_n_children (args);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (args, i);
+      g_autoptr(GVariant) pair = g_variant_get_variant (boxed);
+      g_autoptr(GVariant) key_b = NULL;
+      g_autoptr(GVariant) key = NULL;
+      g_autoptr(GVariant) value_b = NULL;
+      g_autoptr(GVariant) value = NULL;
+
+      if (!g_variant_is_of_type (pair, G_VARIANT_TYPE ("av")) || g_variant_n_children (pair) != 2)
+        continue;
+      key_b = g_variant_get_child_value (pair, 0);
+      key = g_variant_get_variant (key_b);
+      value_b = g_variant_get_child_value (pair, 1);
+      value = g_variant_get_variant (value_b);
+      if (g_variant_is_of_type (key, G_VARIANT_TYPE_STRING))
+        bf_command_sink_update (cs->sink, cs->user_data, g_variant_get_string (key, NULL), value);
+    }
+}
+
+/* A transfer step's answer goes back as the response to its message. */
+typedef struct {
+  BfConnection *self;
+  gint64 seq;
+} TransferReply;
+
+static void
+transfer_reply (gpointer    reply_data,
+                GBytes     *data,
+                const char *failure)
+{
+  TransferReply *r = reply_data;
+
+  if (failure != NULL)
+    send_response (r->self, r->seq, g_variant_new_string (failure), TRUE);
+  else if (data != NULL)
+    send_response (r->self, r->seq, g_variant_new_from_bytes (G_VARIANT_TYPE_BYTESTRING, data, TRUE), FALSE);
+  else
+    send_response (r->self, r->seq, NULL, FALSE);
+  g_object_unref (r->self);
+  g_free (r);
+}
+
+static gboolean
+number_of (GVariant *v,
+           double   *out)
+{
+  if (v == NULL)
+    return FALSE;
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_DOUBLE))
+    *out = g_variant_get_double (v);
+  else if (g_variant_is_of_type (v, G_VARIANT_TYPE_INT64))
+    *out = (double) g_variant_get_int64 (v);
+  else if (g_variant_is_of_type (v, G_VARIANT_TYPE_UINT64))
+    *out = (double) g_variant_get_uint64 (v);
+  else
+    return FALSE;
+  return TRUE;
+}
+
+/* update_upload_file_write / _close / _utime, update_upload_directory_write
+ * / _unpack, update_read_file / _close: a step for the command's transfer.
+ * Returns FALSE (with @problem) for a message that is not one. */
+static gboolean
+transfer_step (BfConnection *self,
+               CommandSink  *cs,
+               GVariant     *msg,
+               const char   *op,
+               gint64        seq,
+               const char  **problem)
+{
+  g_autoptr(GVariant) args = lookup (msg, "args", NULL);
+  BfTransferStep step = { 0 };
+  g_autoptr(GBytes) data = NULL;
+  TransferReply *r;
+
+  if (g_str_equal (op, "update_upload_file_write") || g_str_equal (op, "update_upload_directory_write"))
+    {
+      if (args == NULL || !g_variant_is_of_type (args, G_VARIANT_TYPE_BYTESTRING))
+        {
+          *problem = "args must be the block's bytes (bin)";
+          return FALSE;
+        }
+      step.op = BF_TRANSFER_WRITE;
+      step.data = data = g_variant_get_data_as_bytes (args);
+    }
+  else if (g_str_equal (op, "update_upload_file_close") || g_str_equal (op, "update_read_file_close"))
+    step.op = BF_TRANSFER_CLOSE;
+  else if (g_str_equal (op, "update_upload_file_utime"))
+    {
+      g_autoptr(GVariant) at = lookup (msg, "access_time", NULL);
+      g_autoptr(GVariant) mt = lookup (msg, "modified_time", NULL);
+
+      if (!number_of (at, &step.atime) || !number_of (mt, &step.mtime))
+        {
+          *problem = "access_time and modified_time must be numbers";
+          return FALSE;
+        }
+      step.op = BF_TRANSFER_UTIME;
+    }
+  else if (g_str_equal (op, "update_upload_directory_unpack"))
+    step.op = BF_TRANSFER_UNPACK;
+  else if (g_str_equal (op, "update_read_file"))
+    {
+      g_autoptr(GVariant) length = lookup (msg, "length", NULL);
+      double n;
+
+      if (!number_of (length, &n) || !(n >= 0))
+        {
+          *problem = "length must be a number of bytes";
+          return FALSE;
+        }
+      step.op = BF_TRANSFER_READ;
+      step.length = n > G_MAXSIZE ? G_MAXSIZE : (gsize) n;
+    }
+  else
+    {
+      *problem = NULL;
+      return FALSE;
+    }
+
+  if (cs->sink->transfer == NULL)
+    {
+      *problem = "this command transfers no file";
+      return FALSE;
+    }
+  r = g_new0 (TransferReply, 1);
+  r->self = g_object_ref (self);
+  r->seq = seq;
+  cs->sink->transfer (cs->user_data, &step, transfer_reply, r);
+  return TRUE;
+}
+
+/* `complete` args: nil on success, else (usually) a string; bounded. */
+static char *
+failure_text (GVariant *args)
+{
+  if (is_nil (args))
+    return NULL;
+  if (g_variant_is_of_type (args, G_VARIANT_TYPE_STRING))
+    return bf_utf8_truncate (g_variant_get_string (args, NULL), -1, BF_LIMIT_FAILURE_BYTES);
+  return bf_variant_print_bounded (args, BF_LIMIT_FAILURE_BYTES);
+}
+
 static void
 handle_command_message (BfConnection *self,
                         GVariant     *msg,
@@ -443,11 +589,11 @@ handle_command_message (BfConnection *self,
           return;
         }
       send_response (self, seq, NULL, FALSE);
-      cs->sink->update (cs->user_data, args);
+      deliver_update (cs, args);
     }
   else if (g_str_equal (op, "complete"))
     {
-      g_autoptr(GVariant) failure = args ? g_variant_ref (args) : g_variant_ref_sink (g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
+      g_autofree char *failure = failure_text (args);
       CommandSink done = *cs;
 
       send_response (self, seq, NULL, FALSE);
@@ -457,10 +603,15 @@ handle_command_message (BfConnection *self,
     }
   else
     {
-      /* File transfers: not offered by our RunCommand yet. */
-      g_autofree char *shown = bf_utf8_truncate (op, -1, BF_LIMIT_MESSAGE_BYTES);
-      g_autofree char *text = g_strdup_printf ("%s is not supported by buildfleetd", shown);
-      send_response (self, seq, g_variant_new_string (text), TRUE);
+      const char *problem = NULL;
+
+      if (!transfer_step (self, cs, msg, op, seq, &problem))
+        {
+          g_autofree char *shown = bf_utf8_truncate (op, -1, BF_LIMIT_MESSAGE_BYTES);
+          g_autofree char *text = problem ? g_strdup_printf ("%s: %s", shown, problem)
+                                          : g_strdup_printf ("%s is not supported by buildfleetd", shown);
+          send_response (self, seq, g_variant_new_string (text), TRUE);
+        }
     }
 }
 
@@ -486,7 +637,7 @@ note_rx (BfConnection *self)
   if (now - self->last_activity_emit_mono >= ACTIVITY_MIN_PERIOD_USEC)
     {
       self->last_activity_emit_mono = now;
-      g_signal_emit (self, signals[SIGNAL_ACTIVITY], 0);
+      g_signal_emit_by_name (self, "activity");
     }
 }
 
@@ -823,179 +974,6 @@ typedef struct {
   const char *op;
 } AttachStep;
 
-/* Info values go on D-Bus: drop nils (D-Bus has no maybe type) and
- * flatten what nests deeper than D-Bus allows into its printed form.
- * Containers come back floating, leaves borrowed.  Called on values
- * already bounded (bounded_info()), so the walk is short. */
-#define DBUS_SAFE_DEPTH 8
-
-static GVariant *
-dbus_safe_at (GVariant *v,
-              guint     depth)
-{
-  if (depth >= DBUS_SAFE_DEPTH &&
-      (g_variant_is_container (v) && !g_variant_is_of_type (v, G_VARIANT_TYPE_BYTESTRING)))
-    return g_variant_new_take_string (bf_variant_print_bounded (v, BF_LIMIT_INFO_VALUE_BYTES - 1));
-  /* By index, not with g_variant_iter_loop()/g_variant_builder_add():
-   * parsing their format strings for every entry was a tenth of the
-   * daemon's time in an attach storm. */
-  if (g_variant_is_of_type (v, G_VARIANT_TYPE_VARDICT))
-    {
-      GVariantBuilder b;
-      gsize n = g_variant_n_children (v);
-
-      g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-      for (gsize i = 0; i < n; i++)
-        {
-          g_autoptr(GVariant) entry = g_variant_get_child_value (v, i);
-          g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
-          g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
-          g_autoptr(GVariant) value = g_variant_get_variant (boxed);
-
-          if (is_nil (value))
-            continue;
-          g_variant_builder_add_value (&b, g_variant_new_dict_entry (key,
-                                       g_variant_new_variant (dbus_safe_at (value, depth + 1))));
-        }
-      return g_variant_builder_end (&b);
-    }
-  if (g_variant_is_of_type (v, G_VARIANT_TYPE ("av")))
-    {
-      GVariantBuilder b;
-      gsize n = g_variant_n_children (v);
-
-      g_variant_builder_init (&b, G_VARIANT_TYPE ("av"));
-      for (gsize i = 0; i < n; i++)
-        {
-          g_autoptr(GVariant) boxed = g_variant_get_child_value (v, i);
-          g_autoptr(GVariant) value = g_variant_get_variant (boxed);
-
-          g_variant_builder_add_value (&b, g_variant_new_variant (is_nil (value) ? g_variant_new_string ("")
-                                                                               : dbus_safe_at (value, depth + 1)));
-        }
-      return g_variant_builder_end (&b);
-    }
-  /* Borrowed: the caller adds it to a builder, which takes its own ref. */
-  return v;
-}
-
-typedef struct {
-  guint dropped;      /* entries left out */
-  guint truncated;    /* values cut or printed */
-} InfoCuts;
-
-/* worker_commands, bounded as bf-limits.h says for Commands: string
- * values (printed if they were not strings), at most BF_LIMIT_COMMANDS
- * entries and BF_LIMIT_COMMANDS_BYTES. */
-static GVariant *
-bounded_commands (GVariant *v,
-                  InfoCuts *cuts)
-{
-  GVariantBuilder b;
-  gsize n = g_variant_n_children (v);
-  gsize used = 0;
-  guint count = 0;
-
-  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-  for (gsize i = 0; i < n; i++)
-    {
-      g_autoptr(GVariant) entry = g_variant_get_child_value (v, i);
-      g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
-      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
-      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
-      g_autoptr(GVariant) text = NULL;
-      gsize size;
-
-      if (count >= BF_LIMIT_COMMANDS || used >= BF_LIMIT_COMMANDS_BYTES)
-        {
-          cuts->dropped += n - i;
-          break;
-        }
-      if (g_variant_get_size (key) > BF_LIMIT_KEY_BYTES)
-        {
-          cuts->dropped++;
-          continue;
-        }
-      if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
-        text = bf_variant_bound (value, BF_LIMIT_STRING_BYTES);
-      else
-        text = g_variant_ref_sink (g_variant_new_take_string (bf_variant_print_bounded (value, BF_LIMIT_STRING_BYTES - 1)));
-      if (text != value && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
-        cuts->truncated++;
-      /* As an a{ss} entry: key, alignment and an offset. */
-      size = g_variant_get_size (key) + g_variant_get_size (text) + 7 + 4;
-      if (used + size > BF_LIMIT_COMMANDS_BYTES)
-        {
-          cuts->dropped += n - i;
-          break;
-        }
-      used += size;
-      count++;
-      g_variant_builder_add_value (&b, g_variant_new_dict_entry (key, g_variant_new_variant (text)));
-    }
-  return g_variant_builder_end (&b);
-}
-
-/* The worker's get_worker_info reply, bounded as bf-limits.h says for
- * Info: every value within BF_LIMIT_INFO_VALUE_BYTES (strings cut, other
- * values printed), keys within BF_LIMIT_KEY_BYTES, the whole within
- * BF_LIMIT_INFO_BYTES; worker_commands apart (it becomes Commands).
- * Work stops at the budget, whatever the size of the reply. */
-static GVariant *
-bounded_info (GVariant *reply,
-              InfoCuts *cuts)
-{
-  GVariantBuilder b;
-  gsize n = g_variant_n_children (reply);
-  /* Room for the dropped-entries count at the end. */
-  gsize budget = BF_LIMIT_INFO_BYTES - 64;
-  gsize used = 0;
-  g_autoptr(GVariant) commands = g_variant_lookup_value (reply, "worker_commands", G_VARIANT_TYPE_VARDICT);
-
-  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-  for (gsize i = 0; i < n; i++)
-    {
-      g_autoptr(GVariant) entry = g_variant_get_child_value (reply, i);
-      g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
-      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
-      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
-      const char *name = g_variant_get_string (key, NULL);
-      g_autoptr(GVariant) bounded = NULL;
-      GVariant *out;
-      gsize size;
-
-      /* The worker's environment can hold secrets and is the bulk of the
-       * reply: it is never kept. */
-      if (is_nil (value) || g_str_equal (name, "environ") || g_str_equal (name, "worker_commands"))
-        continue;
-      if (g_variant_get_size (key) > BF_LIMIT_KEY_BYTES)
-        {
-          cuts->dropped++;
-          continue;
-        }
-      bounded = bf_variant_bound (value, BF_LIMIT_INFO_VALUE_BYTES);
-      if (bounded != value)
-        cuts->truncated++;
-      out = g_variant_ref_sink (g_variant_new_dict_entry (key, g_variant_new_variant (dbus_safe_at (bounded, 1))));
-      /* Alignment (8) and an offset (at most 4) per entry in the array. */
-      size = g_variant_get_size (out) + 7 + 4;
-      if (used + size > budget)
-        {
-          g_variant_unref (out);
-          cuts->dropped += n - i;
-          break;
-        }
-      used += size;
-      g_variant_builder_add_value (&b, out);
-      g_variant_unref (out);
-    }
-  if (commands != NULL)
-    g_variant_builder_add (&b, "{sv}", "worker_commands", bounded_commands (commands, cuts));
-  if (cuts->dropped > 0)
-    g_variant_builder_add (&b, "{sv}", BF_INFO_DROPPED_KEY, g_variant_new_uint32 (cuts->dropped));
-  return g_variant_builder_end (&b);
-}
-
 static void
 attach_step_cb (GObject      *object,
                 GAsyncResult *result,
@@ -1022,17 +1000,15 @@ attach_step_cb (GObject      *object,
         }
       else
         {
-          InfoCuts cuts = { 0, };
+          guint cut = 0, dropped = 0;
 
-          g_clear_pointer (&self->info, g_variant_unref);
-          self->info = g_variant_ref_sink (bounded_info (reply, &cuts));
-          if (cuts.dropped > 0 || cuts.truncated > 0)
+          g_clear_pointer (&self->info, bf_worker_info_free);
+          self->info = bf_worker_info_new_from_vardict (reply, &cut, &dropped);
+          if (cut > 0 || dropped > 0)
             bf_worker_message (self->worker_name,
                                "Worker %s from %s: its info was over buildfleetd's limits: "
                                "%u values cut short, %u entries left out",
-                               self->worker_name, self->peer, cuts.truncated, cuts.dropped);
-          /* Serialised, it takes a fraction of the memory of the tree. */
-          (void) g_variant_get_data (self->info);
+                               self->worker_name, self->peer, cut, dropped);
         }
     }
 
@@ -1133,7 +1109,7 @@ bf_connection_finalize (GObject *object)
 
   g_clear_pointer (&self->pending, g_hash_table_unref);
   g_clear_pointer (&self->commands, g_hash_table_unref);
-  g_clear_pointer (&self->info, g_variant_unref);
+  g_clear_pointer (&self->info, bf_worker_info_free);
   g_clear_pointer (&self->backlog, backlog_free);
   g_free (self->worker_name);
   g_free (self->peer);
@@ -1148,14 +1124,6 @@ bf_connection_class_init (BfConnectionClass *klass)
 
   object_class->dispose = bf_connection_dispose;
   object_class->finalize = bf_connection_finalize;
-
-  signals[SIGNAL_CLOSED] =
-    g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
-  /* At most once a second: something arrived. */
-  signals[SIGNAL_ACTIVITY] =
-    g_signal_new ("activity", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
 }
 
 static void
@@ -1197,24 +1165,212 @@ bf_connection_get_peer (BfConnection *self)
   return self->peer;
 }
 
-guint64
-bf_connection_get_last_rx_usec (BfConnection *self)
+static const char *
+link_get_worker_name (BfWorkerLink *link)
 {
-  return self->last_rx_usec;
+  return BF_CONNECTION (link)->worker_name;
 }
 
-/**
- * bf_connection_get_info:
- *
- * Returns: (transfer none): what get_worker_info returned, as a{sv} without
- *   nil values; an empty dictionary before the attach completed.
- */
-GVariant *
-bf_connection_get_info (BfConnection *self)
+static const char *
+link_get_peer (BfWorkerLink *link)
 {
-  if (self->info == NULL)
-    self->info = g_variant_ref_sink (g_variant_new ("a{sv}", NULL));
-  return self->info;
+  return BF_CONNECTION (link)->peer;
+}
+
+static const char *
+link_get_protocol (BfWorkerLink *link)
+{
+  return "msgpack";
+}
+
+static guint64
+link_get_last_rx_usec (BfWorkerLink *link)
+{
+  return BF_CONNECTION (link)->last_rx_usec;
+}
+
+static const BfWorkerInfo *
+link_get_info (BfWorkerLink *link)
+{
+  return BF_CONNECTION (link)->info;
+}
+
+static void
+link_set_keepalive (BfWorkerLink *link,
+                    guint64       interval_usec)
+{
+  bf_connection_set_keepalive (BF_CONNECTION (link), interval_usec);
+}
+
+static void
+link_attach_async (BfWorkerLink        *link,
+                   GCancellable        *cancellable,
+                   GAsyncReadyCallback  callback,
+                   gpointer             user_data)
+{
+  bf_connection_attach_async (BF_CONNECTION (link), cancellable, callback, user_data);
+}
+
+static gboolean
+link_attach_finish (BfWorkerLink  *link,
+                    GAsyncResult  *result,
+                    GError       **error)
+{
+  return bf_connection_attach_finish (BF_CONNECTION (link), result, error);
+}
+
+/* ping and shutdown: a request whose answer only says the worker read it. */
+static void
+answered_cb (GObject      *object,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GError *error = NULL;
+  g_autoptr(GVariant) reply = bf_connection_request_finish (BF_CONNECTION (object), result, &error);
+
+  if (reply == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+link_ping_async (BfWorkerLink        *link,
+                 const char          *message,
+                 guint64              timeout_usec,
+                 GCancellable        *cancellable,
+                 GAsyncReadyCallback  callback,
+                 gpointer             user_data)
+{
+  GTask *task = g_task_new (link, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, link_ping_async);
+  bf_connection_request_async (BF_CONNECTION (link), "print",
+                               g_variant_new_parsed ("{'message': <%s>}", message),
+                               timeout_usec, cancellable, answered_cb, task);
+}
+
+static void
+link_shutdown_async (BfWorkerLink        *link,
+                     GCancellable        *cancellable,
+                     GAsyncReadyCallback  callback,
+                     gpointer             user_data)
+{
+  GTask *task = g_task_new (link, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, link_shutdown_async);
+  bf_connection_request_async (BF_CONNECTION (link), "shutdown", NULL, 10 * G_USEC_PER_SEC,
+                               cancellable, answered_cb, task);
+}
+
+static gboolean
+link_task_finish (BfWorkerLink  *link,
+                  GAsyncResult  *result,
+                  GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static void
+link_close (BfWorkerLink *link,
+            const char   *reason)
+{
+  bf_connection_close (BF_CONNECTION (link), reason);
+}
+
+/* Command arguments ------------------------------------------------------------ */
+
+static char *
+resolve_path (const char  *path,
+              const char  *basedir,
+              const char  *builder,
+              const char  *argname,
+              GError     **error)
+{
+  if (g_path_is_absolute (path))
+    return g_strdup (path);
+  if (basedir == NULL || *basedir == '\0')
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Argument “%s”: “%s” is relative and the worker did not report its base directory",
+                   argname, path);
+      return NULL;
+    }
+  return g_build_filename (basedir, builder, path, NULL);
+}
+
+/* msgpack workers take absolute paths: the neutral arguments' relative
+ * ones are relative to BASEDIR/BUILDER. */
+static GVariant *
+link_prepare_command (BfWorkerLink  *link,
+                      const char    *name,
+                      GVariant      *args,
+                      const char    *builder,
+                      GError       **error)
+{
+  BfConnection *self = BF_CONNECTION (link);
+  const char *basedir = self->info ? self->info->basedir : NULL;
+  GVariantBuilder b;
+  gsize n = g_variant_n_children (args);
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) entry = g_variant_get_child_value (args, i);
+      g_autoptr(GVariant) key_v = g_variant_get_child_value (entry, 0);
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
+      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
+      const char *key = g_variant_get_string (key_v, NULL);
+
+      if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) &&
+          (g_str_equal (key, "workdir") || g_str_equal (key, "path") ||
+           g_str_equal (key, "from_path") || g_str_equal (key, "to_path")))
+        {
+          g_autofree char *p = resolve_path (g_variant_get_string (value, NULL), basedir, builder, key, error);
+
+          if (p == NULL)
+            {
+              g_variant_builder_clear (&b);
+              return NULL;
+            }
+          g_variant_builder_add (&b, "{sv}", key, g_variant_new_string (p));
+        }
+      else if (g_str_equal (key, "paths") && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING_ARRAY))
+        {
+          g_autoptr(GStrvBuilder) sb = g_strv_builder_new ();
+          g_auto(GStrv) out = NULL;
+          g_autofree const char **in = g_variant_get_strv (value, NULL);
+
+          for (guint j = 0; in[j]; j++)
+            {
+              g_autofree char *p = resolve_path (in[j], basedir, builder, key, error);
+
+              if (p == NULL)
+                {
+                  g_variant_builder_clear (&b);
+                  return NULL;
+                }
+              g_strv_builder_add (sb, p);
+            }
+          out = g_strv_builder_end (sb);
+          g_variant_builder_add (&b, "{sv}", key, g_variant_new_strv ((const char * const *) out, -1));
+        }
+      else if (g_str_equal (key, "maxsize") && g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64))
+        /* One byte more than the caller's limit reaches us, so that a file
+         * bigger than the limit shows as such instead of being cut. */
+        g_variant_builder_add (&b, "{sv}", key, g_variant_new_int64 ((gint64) g_variant_get_uint64 (value) + 1));
+      else if (g_str_equal (key, "blocksize") && g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64))
+        g_variant_builder_add (&b, "{sv}", key, g_variant_new_int64 ((gint64) g_variant_get_uint64 (value)));
+      else if ((g_str_equal (key, "compress") && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) &&
+                g_str_equal (g_variant_get_string (value, NULL), "none")) ||
+               (g_str_equal (key, "mode") && g_variant_is_of_type (value, G_VARIANT_TYPE_INT32) &&
+                g_variant_get_int32 (value) < 0))
+        g_variant_builder_add (&b, "{sv}", key, g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
+      else
+        g_variant_builder_add_value (&b, entry);
+    }
+  return g_variant_ref_sink (g_variant_builder_end (&b));
 }
 
 /* Remote commands ------------------------------------------------------------ */
@@ -1236,7 +1392,7 @@ start_command_cb (GObject      *object,
   if (cs != NULL)
     {
       CommandSink done = *cs;
-      g_autoptr(GVariant) failure = g_variant_ref_sink (g_variant_new_string (error->message));
+      g_autofree char *failure = bf_utf8_truncate (error->message, -1, BF_LIMIT_FAILURE_BYTES);
 
       if (self->commands != NULL)
         g_hash_table_remove (self->commands, command_id);
@@ -1244,27 +1400,18 @@ start_command_cb (GObject      *object,
     }
 }
 
-/**
- * bf_connection_start_command:
- * @command_id: unique on this connection
- * @name: the remote command, e.g. "shell"
- * @args: (transfer floating): a{sv} of the command's arguments
- * @builder: (nullable): builder_name
- * @sink: receives `update` and `complete` messages for @command_id, and a
- *   completion with @lost set when the connection ends first
- *
- * Sends start_command.  The worker's refusal (unknown command, missing
- * argument) arrives as a completion with its message as the failure.
- */
-void
-bf_connection_start_command (BfConnection        *self,
-                             const char          *command_id,
-                             const char          *name,
-                             GVariant            *args,
-                             const char          *builder,
-                             const BfCommandSink *sink,
-                             gpointer             user_data)
+/* Sends start_command.  The worker's refusal (unknown command, missing
+ * argument) arrives as a completion with its message as the failure. */
+static void
+link_start_command (BfWorkerLink        *link,
+                    const char          *command_id,
+                    const char          *name,
+                    GVariant            *args,
+                    const char          *builder,
+                    const BfCommandSink *sink,
+                    gpointer             user_data)
 {
+  BfConnection *self = BF_CONNECTION (link);
   GVariantBuilder b;
   CommandSink *cs;
 
@@ -1272,9 +1419,8 @@ bf_connection_start_command (BfConnection        *self,
 
   if (self->closed)
     {
-      g_autoptr(GVariant) failure = g_variant_ref_sink (g_variant_new_string ("the worker is not connected"));
       g_variant_unref (g_variant_ref_sink (args));
-      sink->complete (user_data, failure, TRUE);
+      sink->complete (user_data, "the worker is not connected", TRUE);
       return;
     }
 
@@ -1295,26 +1441,24 @@ bf_connection_start_command (BfConnection        *self,
                                start_command_cb, g_strdup (command_id));
 }
 
-/**
- * bf_connection_forget_command:
- *
- * Stops delivering messages for @command_id to its sink (the sink is going
- * away); later messages for it get an error response.
- */
-void
-bf_connection_forget_command (BfConnection *self,
-                              const char   *command_id)
+/* Later messages for a forgotten command get an error response. */
+static void
+link_forget_command (BfWorkerLink *link,
+                     const char   *command_id)
 {
+  BfConnection *self = BF_CONNECTION (link);
+
   if (self->commands != NULL)
     g_hash_table_remove (self->commands, command_id);
 }
 
-void
-bf_connection_interrupt_command (BfConnection *self,
-                                 const char   *command_id,
-                                 const char   *builder,
-                                 const char   *why)
+static void
+link_interrupt_command (BfWorkerLink *link,
+                        const char   *command_id,
+                        const char   *builder,
+                        const char   *why)
 {
+  BfConnection *self = BF_CONNECTION (link);
   GVariantBuilder b;
 
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
@@ -1323,4 +1467,26 @@ bf_connection_interrupt_command (BfConnection *self,
   g_variant_builder_add (&b, "{sv}", "why", g_variant_new_string (why));
   bf_connection_request_async (self, "interrupt_command", g_variant_builder_end (&b),
                                10 * G_USEC_PER_SEC, NULL, NULL, NULL);
+}
+
+static void
+bf_connection_link_init (BfWorkerLinkInterface *iface)
+{
+  iface->get_worker_name = link_get_worker_name;
+  iface->get_peer = link_get_peer;
+  iface->get_protocol = link_get_protocol;
+  iface->get_last_rx_usec = link_get_last_rx_usec;
+  iface->get_info = link_get_info;
+  iface->set_keepalive = link_set_keepalive;
+  iface->attach_async = link_attach_async;
+  iface->attach_finish = link_attach_finish;
+  iface->ping_async = link_ping_async;
+  iface->ping_finish = link_task_finish;
+  iface->shutdown_async = link_shutdown_async;
+  iface->shutdown_finish = link_task_finish;
+  iface->prepare_command = link_prepare_command;
+  iface->start_command = link_start_command;
+  iface->forget_command = link_forget_command;
+  iface->interrupt_command = link_interrupt_command;
+  iface->close = link_close;
 }

@@ -1,4 +1,4 @@
-/* bf-connection.h: one worker's WebSocket and Buildbot's msgpack protocol
+/* bf-connection.h: the msgpack worker link (a BfWorkerLink over one WebSocket)
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -7,6 +7,7 @@
 #include <gio/gio.h>
 
 #include "bf-websocket.h"
+#include "bf-worker-link.h"
 
 G_BEGIN_DECLS
 
@@ -20,21 +21,6 @@ typedef struct {
   guint64 keepalive_interval_usec;
 } BfConnectionLimits;
 
-/**
- * BfCommandSink:
- * @update: an `update` message: @args is `av` of [key, value] pairs
- * @complete: the command ended: @failure is nil (`mv`) on success or a
- *   string; @lost is %TRUE when the connection ended before the worker said
- *   the command completed.  Called exactly once per started command.
- */
-typedef struct {
-  void (*update)   (gpointer  user_data,
-                    GVariant *args);
-  void (*complete) (gpointer  user_data,
-                    GVariant *failure,
-                    gboolean  lost);
-} BfCommandSink;
-
 #define BF_TYPE_CONNECTION (bf_connection_get_type ())
 G_DECLARE_FINAL_TYPE (BfConnection, bf_connection, BF, CONNECTION, GObject)
 
@@ -44,8 +30,6 @@ BfConnection *bf_connection_new                (BfWebsocket              *ws,
                                                 const BfConnectionLimits *limits);
 const char   *bf_connection_get_worker_name    (BfConnection             *self);
 const char   *bf_connection_get_peer           (BfConnection             *self);
-guint64       bf_connection_get_last_rx_usec   (BfConnection             *self);
-GVariant     *bf_connection_get_info           (BfConnection             *self);
 void          bf_connection_set_keepalive      (BfConnection             *self,
                                                 guint64                   interval_usec);
 
@@ -67,20 +51,6 @@ void          bf_connection_request_async      (BfConnection             *self,
 GVariant     *bf_connection_request_finish     (BfConnection             *self,
                                                 GAsyncResult             *result,
                                                 GError                  **error);
-
-void          bf_connection_start_command      (BfConnection             *self,
-                                                const char               *command_id,
-                                                const char               *name,
-                                                GVariant                 *args,
-                                                const char               *builder,
-                                                const BfCommandSink      *sink,
-                                                gpointer                  user_data);
-void          bf_connection_forget_command     (BfConnection             *self,
-                                                const char               *command_id);
-void          bf_connection_interrupt_command  (BfConnection             *self,
-                                                const char               *command_id,
-                                                const char               *builder,
-                                                const char               *why);
 
 void          bf_connection_close              (BfConnection             *self,
                                                 const char               *reason);

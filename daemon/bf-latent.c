@@ -12,7 +12,11 @@
  * starting cancels the start, and a start requested while stopping runs
  * once the stop is done.  A failed start (driver error, or no connection
  * in time) stops the instance, sets LastError, emits SubstantiationFailed,
- * quarantines the worker and mails NotifyOnMissing.
+ * mails NotifyOnMissing and tells the host (which quarantines the worker).
+ *
+ * The latent knows its worker only as a BfLatentHost (see bf-latent.h): it
+ * never includes bf-worker.h, and the host drops a connection for a stop
+ * without calling bf_latent_detached(), so a stop cannot recurse.
  *
  * Every started instance is recorded in the state directory until it is
  * stopped; the next daemon adopts it if it connects, or stops it.
@@ -25,10 +29,13 @@
 
 #include "bf-error.h"
 #include "bf-latent.h"
+#include "bf-history.h"
 #include "bf-log.h"
 #include "bf-util.h"
-#include "bf-worker.h"
+#include "drivers/bf-command-driver.h"
 #include "drivers/bf-latent-driver.h"
+#include "drivers/bf-local-driver.h"
+#include "drivers/bf-systemd-driver.h"
 
 #define ADOPT_WINDOW_MAX_USEC (30 * G_USEC_PER_SEC)
 
@@ -45,7 +52,8 @@ struct _BfLatent
   BfDBusLatentWorkerSkeleton parent_instance;
 
   BfWorkerConfig *config;
-  BfWorker *worker;              /* unowned: the worker owns us */
+  const BfLatentHost *host;      /* NULL once forgotten */
+  gpointer host_data;            /* unowned: the worker owns us */
   BfState *state;
   BfMailer *mailer;
   BfAuthority *authority;
@@ -85,6 +93,35 @@ name_of (BfLatent *self)
   return self->config->name;
 }
 
+/* The host, or what a latent without one (its worker is gone) assumes. */
+static guint
+host_active_builds (BfLatent *self)
+{
+  return self->host ? self->host->active_builds (self->host_data) : 0;
+}
+
+static gboolean
+host_is_quarantined (BfLatent *self)
+{
+  return self->host ? self->host->is_quarantined (self->host_data) : FALSE;
+}
+
+static void
+host_start_failed (BfLatent   *self,
+                   const char *message)
+{
+  if (self->host)
+    self->host->start_failed (self->host_data, message);
+}
+
+static void
+host_release (BfLatent   *self,
+              const char *reason)
+{
+  if (self->host)
+    self->host->release (self->host_data, reason);
+}
+
 static void
 set_phase (BfLatent *self,
            Phase     phase)
@@ -93,6 +130,8 @@ set_phase (BfLatent *self,
     "not-substantiated", "substantiating", "substantiating", "substantiated", "insubstantiating"
   };
 
+  if (strcmp (names[self->phase], names[phase]) != 0)
+    bf_history_record (self->state, name_of (self), "instance", names[phase], NULL);
   self->phase = phase;
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_latent_worker_set_state (iface (self), names[phase]);
@@ -241,12 +280,8 @@ begin_stop (BfLatent *self,
 
   /* The connection goes first, so its end is not taken for a lost instance;
    * the worker is asked to exit, which is all a driver without a stop
-   * command relies on. */
-  if (bf_worker_is_connected (self->worker))
-    {
-      bf_worker_request_shutdown (self->worker);
-      bf_worker_disconnect (self->worker, "insubstantiated");
-    }
+   * command relies on.  The host does not report this detach back. */
+  host_release (self, "insubstantiated");
   bf_latent_driver_stop_async (self->driver, fast, NULL, stop_done_cb, g_object_ref (self));
 }
 
@@ -294,6 +329,7 @@ fail (BfLatent   *self,
 
   bf_worker_message (name_of (self), "Worker %s failed to substantiate: %s", name_of (self), message);
   bf_dbus_latent_worker_set_last_error (iface (self), message);
+  bf_history_record (self->state, name_of (self), "substantiation-failed", message, NULL);
   g_cancellable_cancel (self->start_cancellable);
   bf_dbus_latent_worker_emit_substantiation_failed (iface (self), message);
   finish_substantiate_waiters (self, message);
@@ -305,7 +341,7 @@ fail (BfLatent   *self,
                           name_of (self), message, g_get_host_name ());
   bf_mailer_send (self->mailer, (const char * const *) self->config->notify_on_missing,
                   name_of (self), subject, body);
-  bf_worker_quarantine (self->worker, message);
+  host_start_failed (self, message);
   begin_stop (self, TRUE);
 }
 
@@ -465,7 +501,7 @@ bf_latent_attached (BfLatent *self)
   bf_worker_info (name_of (self), "Worker %s substantiated", name_of (self));
   bf_dbus_latent_worker_emit_substantiated (iface (self));
   finish_substantiate_waiters (self, NULL);
-  if (bf_worker_get_active_builds (self->worker) == 0)
+  if (host_active_builds (self) == 0)
     arm_idle_timer (self);
 }
 
@@ -598,14 +634,13 @@ substantiate_authorized (GObject               *object,
                          GDBusMethodInvocation *invocation)
 {
   BfLatent *self = BF_LATENT (object);
-  BfDBusWorker *w = BF_DBUS_WORKER (self->worker);
 
   if (self->phase == PHASE_RUNNING)
     {
       bf_dbus_latent_worker_complete_substantiate (iface (self), invocation);
       return;
     }
-  if (bf_dbus_worker_get_quarantined (w) && self->phase == PHASE_IDLE)
+  if (self->phase == PHASE_IDLE && host_is_quarantined (self))
     {
       g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_BUSY,
                                              "Worker %s is quarantined after a failed start: %s",
@@ -753,23 +788,81 @@ bf_latent_get_password (BfLatent *self)
   return self->password;
 }
 
+/**
+ * bf_latent_forget_host:
+ *
+ * The host is going away: the latent calls it no more (a latent may live
+ * on for a while, e.g. while a driver call it started completes).
+ */
+void
+bf_latent_forget_host (BfLatent *self)
+{
+  self->host = NULL;
+  self->host_data = NULL;
+}
+
+/**
+ * bf_latent_new_with_driver:
+ * @driver: (transfer none): the engine; tests pass a fake one
+ * @host: (not nullable): the worker's side; must stay valid until
+ *   bf_latent_forget_host() or the latent's end
+ *
+ * Returns: (transfer full): a latent worker's instance, not substantiated.
+ */
 BfLatent *
-bf_latent_new (BfWorkerConfig *config,
-               BfWorker       *worker,
-               BfState        *state,
-               BfMailer       *mailer,
-               BfAuthority    *authority)
+bf_latent_new_with_driver (BfWorkerConfig     *config,
+                           BfLatentDriver     *driver,
+                           const BfLatentHost *host,
+                           gpointer            host_data,
+                           BfState            *state,
+                           BfMailer           *mailer,
+                           BfAuthority        *authority)
 {
   BfLatent *self = g_object_new (BF_TYPE_LATENT, NULL);
 
-  self->worker = worker;
+  g_return_val_if_fail (host != NULL, self);
+  self->host = host;
+  self->host_data = host_data;
   self->state = g_object_ref (state);
   self->mailer = g_object_ref (mailer);
   self->authority = g_object_ref (authority);
-  self->driver = bf_latent_driver_new (config, bf_state_get_directory (state));
+  self->driver = g_object_ref (driver);
   g_signal_connect (self->driver, "instance-exited", G_CALLBACK (instance_exited_cb), self);
   set_phase (self, PHASE_IDLE);
   bf_dbus_latent_worker_set_last_error (iface (self), "");
   bf_latent_set_config (self, config);
   return self;
+}
+
+static GType
+driver_type (BfLatentKind kind)
+{
+  switch (kind)
+    {
+    case BF_LATENT_COMMAND: return BF_TYPE_COMMAND_DRIVER;
+    case BF_LATENT_LOCAL: return BF_TYPE_LOCAL_DRIVER;
+    case BF_LATENT_SYSTEMD: return BF_TYPE_SYSTEMD_DRIVER;
+    case BF_LATENT_NONE:
+    default:
+      g_return_val_if_reached (G_TYPE_INVALID);
+    }
+}
+
+/**
+ * bf_latent_new:
+ *
+ * As bf_latent_new_with_driver(), with the driver for @config's Latent=.
+ */
+BfLatent *
+bf_latent_new (BfWorkerConfig     *config,
+               const BfLatentHost *host,
+               gpointer            host_data,
+               BfState            *state,
+               BfMailer           *mailer,
+               BfAuthority        *authority)
+{
+  g_autoptr(BfLatentDriver) driver = bf_latent_driver_new (driver_type (config->latent), config,
+                                                                 bf_state_get_directory (state));
+
+  return bf_latent_new_with_driver (config, driver, host, host_data, state, mailer, authority);
 }

@@ -15,13 +15,50 @@ G_BEGIN_DECLS
 #define BF_TYPE_LATENT (bf_latent_get_type ())
 G_DECLARE_FINAL_TYPE (BfLatent, bf_latent, BF, LATENT, BfDBusLatentWorkerSkeleton)
 
-typedef struct _BfWorker BfWorker;
+typedef struct _BfLatentDriver BfLatentDriver;
 
-BfLatent   *bf_latent_new                 (BfWorkerConfig *config,
-                                           BfWorker       *worker,
-                                           BfState        *state,
-                                           BfMailer       *mailer,
-                                           BfAuthority    *authority);
+/**
+ * BfLatentHost:
+ * @active_builds: how many builds run on the worker now
+ * @is_quarantined: whether builds are kept away from the worker (a
+ *   Substantiate call is then refused while no instance runs)
+ * @start_failed: a start failed (driver error, the instance exited, or no
+ *   connection in time); @message says why.  The host decides what that
+ *   costs the worker (bf-worker.c quarantines it).
+ * @release: the instance is being stopped: ask the attached worker
+ *   process, if any, to exit and drop its connection with @reason.  The
+ *   host must not call the latent back for a connection it drops here:
+ *   bf_latent_detached() is for connections that end by themselves.
+ *
+ * What a latent needs from the worker that owns it.  The latent knows
+ * nothing else of the worker: the worker tells it what happens through
+ * bf_latent_attached() and friends, and it answers through these
+ * callbacks, none of which calls the latent back, so neither can call
+ * itself back through the other.
+ */
+typedef struct {
+  guint    (*active_builds)  (gpointer    user_data);
+  gboolean (*is_quarantined) (gpointer    user_data);
+  void     (*start_failed)   (gpointer    user_data,
+                              const char *message);
+  void     (*release)        (gpointer    user_data,
+                              const char *reason);
+} BfLatentHost;
+
+BfLatent   *bf_latent_new                 (BfWorkerConfig     *config,
+                                           const BfLatentHost *host,
+                                           gpointer            host_data,
+                                           BfState            *state,
+                                           BfMailer           *mailer,
+                                           BfAuthority        *authority);
+BfLatent   *bf_latent_new_with_driver     (BfWorkerConfig     *config,
+                                           BfLatentDriver     *driver,
+                                           const BfLatentHost *host,
+                                           gpointer            host_data,
+                                           BfState            *state,
+                                           BfMailer           *mailer,
+                                           BfAuthority        *authority);
+void        bf_latent_forget_host         (BfLatent       *self);
 void        bf_latent_set_config          (BfLatent       *self,
                                            BfWorkerConfig *config);
 void        bf_latent_set_master          (BfLatent       *self,

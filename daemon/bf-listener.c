@@ -41,11 +41,20 @@
 
 #include "bf-listener.h"
 #include "bf-log.h"
+#include "bf-pb-auth.h"
+#include "bf-pb-link.h"
 #include "bf-websocket.h"
 
 #define LISTEN_BACKLOG 4096
 #define ACCEPT_BATCH 256
 #define HANDSHAKE_TIMEOUT_USEC (10 * G_USEC_PER_SEC)
+/* PB: the dialect, the version, login and respond, two round trips */
+#define PB_LOGIN_TIMEOUT_USEC (30 * G_USEC_PER_SEC)
+/* A PB TLS handshake holds a thread of GLib's pool until it completes or
+ * the login deadline cancels it: so few may be under way at once, and
+ * fewer from one address.  More are closed at once. */
+#define MAX_PB_TLS_LOGINS 64
+#define MAX_PB_TLS_LOGINS_PER_HOST 8
 #define RESUME_INTERVAL_MSEC 500
 #define FD_RESERVE 64
 #define FREE_FAILURES 5
@@ -70,6 +79,7 @@ typedef struct {
   BfListener *listener;     /* unowned */
   GSocket *socket;
   GSource *source;
+  gboolean pb;              /* a ListenPB= endpoint */
 } Endpoint;
 
 struct _BfListener
@@ -80,8 +90,15 @@ struct _BfListener
   GTlsCertificate *certificate;
   GPtrArray *endpoints;     /* Endpoint */
   GHashTable *handshaking;  /* BfWebsocket* (owned) whose upgrade is not done */
+  GHashTable *pb_login;     /* BfPbLink* (owned) not logged in yet */
+  GHashTable *pb_tls_hosts; /* host -> TLS links in pb_login (GUINT_TO_POINTER) */
+  guint pb_tls_logins;      /* TLS links in pb_login */
   BfListenerAuthFunc auth;
   gpointer auth_data;
+  BfListenerPbAuthFunc pb_auth;
+  gpointer pb_auth_data;
+  guint16 msgpack_port;     /* the first Listen= endpoint's port, for hints */
+  guint16 pb_port;          /* the first ListenPB= endpoint's port; 0 when none */
   BfConnectionLimits limits;
 
   /* descriptor exhaustion: endpoints not polled until resume_id fires */
@@ -239,14 +256,28 @@ guesser_add (BfListener *self,
   return g;
 }
 
-static BfWebsocketAuthResult
-ws_auth_cb (const char *username,
-            const char *password,
-            const char *peer,
-            guint      *retry_after,
-            gpointer    user_data)
+typedef enum {
+  GUARD_ACCEPT,
+  GUARD_REFUSE,
+  GUARD_THROTTLE,
+} GuardResult;
+
+typedef gboolean (*CheckFunc) (BfListener  *self,
+                               const char  *username,
+                               const char **why,
+                               gpointer     data);
+
+/* Password guessing, the same for every endpoint: @check runs unless the
+ * peer's address is throttled; failures are counted, logged and throttled
+ * as the top of this file says. */
+static GuardResult
+guard_login (BfListener *self,
+             const char *username,
+             const char *peer,
+             CheckFunc   check,
+             gpointer    check_data,
+             guint      *retry_after)
 {
-  BfListener *self = user_data;
   g_autofree char *key = throttle_key (peer);
   Guesser *g = g_hash_table_lookup (self->guessers, key);
   gint64 now = g_get_monotonic_time ();
@@ -256,17 +287,17 @@ ws_auth_cb (const char *username,
     {
       g->throttled++;
       *retry_after = (g->blocked_until - now + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC;
-      return BF_WEBSOCKET_AUTH_THROTTLE;
+      return GUARD_THROTTLE;
     }
 
-  if (self->auth (username, password, &why, self->auth_data))
+  if (check (self, username, &why, check_data))
     {
       if (g != NULL)
         {
           guesser_report (g, now);
           g_hash_table_remove (self->guessers, key);
         }
-      return BF_WEBSOCKET_AUTH_ACCEPT;
+      return GUARD_ACCEPT;
     }
 
   if (g == NULL)
@@ -295,7 +326,181 @@ ws_auth_cb (const char *username,
 
       g->blocked_until = now + MIN ((gint64) G_USEC_PER_SEC << shift, MAX_BLOCK_USEC);
     }
-  return BF_WEBSOCKET_AUTH_REFUSE;
+  return GUARD_REFUSE;
+}
+
+static gboolean
+ws_check (BfListener  *self,
+          const char  *username,
+          const char **why,
+          gpointer     data)
+{
+  return self->auth (username, data, why, self->auth_data);
+}
+
+static BfWebsocketAuthResult
+ws_auth_cb (const char *username,
+            const char *password,
+            const char *peer,
+            guint      *retry_after,
+            gpointer    user_data)
+{
+  switch (guard_login (user_data, username, peer, ws_check, (gpointer) password, retry_after))
+    {
+    case GUARD_ACCEPT:
+      return BF_WEBSOCKET_AUTH_ACCEPT;
+    case GUARD_THROTTLE:
+      return BF_WEBSOCKET_AUTH_THROTTLE;
+    case GUARD_REFUSE:
+    default:
+      return BF_WEBSOCKET_AUTH_REFUSE;
+    }
+}
+
+typedef struct {
+  const guint8 *challenge;
+  gsize challenge_len;
+  const guint8 *response;
+  gsize response_len;
+} PbCredentials;
+
+static gboolean
+pb_check (BfListener  *self,
+          const char  *username,
+          const char **why,
+          gpointer     data)
+{
+  PbCredentials *c = data;
+
+  if (self->pb_auth == NULL)
+    {
+      *why = "PB logins are not served";
+      return FALSE;
+    }
+  return self->pb_auth (username, c->challenge, c->challenge_len, c->response, c->response_len,
+                        why, self->pb_auth_data);
+}
+
+static BfPbAuthResult
+pb_auth_cb (const char   *name,
+            const guint8 *challenge,
+            gsize         challenge_len,
+            const guint8 *response,
+            gsize         response_len,
+            const char   *peer,
+            gpointer      user_data)
+{
+  PbCredentials c = { challenge, challenge_len, response, response_len };
+  guint retry_after = 0;
+
+  switch (guard_login (user_data, name, peer, pb_check, &c, &retry_after))
+    {
+    case GUARD_ACCEPT:
+      return BF_PB_AUTH_ACCEPT;
+    case GUARD_THROTTLE:
+      return BF_PB_AUTH_THROTTLE;
+    case GUARD_REFUSE:
+    default:
+      return BF_PB_AUTH_REFUSE;
+    }
+}
+
+static void
+pb_login_done (BfListener *self,
+               BfPbLink   *link)
+{
+  const char *tls_host = g_object_get_data (G_OBJECT (link), "bf-tls-host");
+
+  g_signal_handlers_disconnect_by_data (link, self);
+  if (tls_host != NULL && g_hash_table_contains (self->pb_login, link))
+    {
+      guint n = GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, tls_host));
+
+      self->pb_tls_logins--;
+      if (n <= 1)
+        g_hash_table_remove (self->pb_tls_hosts, tls_host);
+      else
+        g_hash_table_insert (self->pb_tls_hosts, g_strdup (tls_host), GUINT_TO_POINTER (n - 1));
+    }
+  g_hash_table_remove (self->pb_login, link);
+}
+
+static void
+pb_logged_in_cb (BfPbLink   *link,
+                 BfListener *self)
+{
+  g_autoptr(BfPbLink) hold = g_object_ref (link);
+
+  pb_login_done (self, link);
+  g_signal_emit (self, signals[SIGNAL_CONNECTION], 0, link);
+}
+
+static void
+pb_closed_cb (BfPbLink   *link,
+              const char *reason,
+              BfListener *self)
+{
+  g_autoptr(BfPbLink) hold = g_object_ref (link);
+
+  pb_login_done (self, link);
+}
+
+/* A PB endpoint's connection: the link serves the login; a logged-in link
+ * goes to the "connection" signal as a WebSocket one does. */
+static void
+accept_pb (BfListener *self,
+           int         fd,
+           const char *peer)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocket) socket = g_socket_new_from_fd (fd, &error);
+  g_autoptr(GSocketConnection) connection = NULL;
+  g_autoptr(GIOStream) stream = NULL;
+  g_autoptr(BfPbLink) link = NULL;
+  g_autofree char *host = NULL;
+
+  if (socket == NULL)
+    {
+      g_message ("Cannot use the PB connection from %s: %s", peer, error->message);
+      close (fd);
+      return;
+    }
+  if (self->certificate != NULL)
+    {
+      host = throttle_key (peer);
+      if (self->pb_tls_logins >= MAX_PB_TLS_LOGINS ||
+          GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, host)) >= MAX_PB_TLS_LOGINS_PER_HOST)
+        {
+          g_debug ("PB connection from %s closed: %u TLS logins under way (%u from its address)", peer,
+                   self->pb_tls_logins, GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, host)));
+          return;   /* the socket closes with its last reference */
+        }
+    }
+  connection = g_socket_connection_factory_create_connection (socket);
+  if (self->certificate != NULL)
+    {
+      stream = (GIOStream *) g_tls_server_connection_new (G_IO_STREAM (connection), self->certificate, &error);
+      if (stream == NULL)
+        {
+          g_message ("Cannot start TLS for the PB connection from %s: %s", peer, error->message);
+          return;
+        }
+    }
+  else
+    stream = G_IO_STREAM (g_object_ref (connection));
+  link = bf_pb_link_new (stream, peer, self->certificate != NULL, self->limits.keepalive_interval_usec,
+                         pb_auth_cb, self);
+  g_hash_table_add (self->pb_login, g_object_ref (link));
+  if (host != NULL)
+    {
+      self->pb_tls_logins++;
+      g_hash_table_insert (self->pb_tls_hosts, g_strdup (host),
+                           GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, host)) + 1));
+      g_object_set_data_full (G_OBJECT (link), "bf-tls-host", g_steal_pointer (&host), g_free);
+    }
+  g_signal_connect (link, "logged-in", G_CALLBACK (pb_logged_in_cb), self);
+  g_signal_connect (link, "closed", G_CALLBACK (pb_closed_cb), self);
+  bf_pb_link_start (link, PB_LOGIN_TIMEOUT_USEC, self->msgpack_port);
 }
 
 static void
@@ -309,6 +514,20 @@ handshake_done_cb (BfWebsocket *ws,
   const char *peer = bf_websocket_get_peer (ws);
 
   g_hash_table_remove (self->handshaking, ws);
+  if (username == NULL && bf_websocket_handshake_was_silent (ws))
+    {
+      /* A PB worker waits for the master to speak first: it is silent here. */
+      if (self->pb_port != 0)
+        g_message ("Connection from %s to the WebSocket endpoint sent nothing before the %.0f s "
+                   "handshake timeout: this looks like a PB worker (PB workers wait for the master "
+                   "to speak first): point it at the ListenPB= port %u",
+                   peer, HANDSHAKE_TIMEOUT_USEC / (double) G_USEC_PER_SEC, self->pb_port);
+      else
+        g_message ("Connection from %s to the WebSocket endpoint sent nothing before the %.0f s "
+                   "handshake timeout: this looks like a PB worker (PB workers wait for the master "
+                   "to speak first), and no ListenPB= endpoint is open: set ListenPB=",
+                   peer, HANDSHAKE_TIMEOUT_USEC / (double) G_USEC_PER_SEC);
+    }
   if (username == NULL)
     return;
   connection = bf_connection_new (ws, username, peer, &self->limits);
@@ -444,6 +663,11 @@ accept_cb (GSocket      *socket,
        * command waits out the peer's delayed acknowledgement (40 ms). */
       setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       peer = format_sockaddr (&ss);
+      if (e->pb)
+        {
+          accept_pb (self, fd, peer);
+          continue;
+        }
       if (self->certificate != NULL)
         ws = bf_websocket_new_for_tls (fd, peer, self->certificate);
       else
@@ -460,6 +684,7 @@ static gboolean
 listen_on (BfListener      *self,
            GSocketAddress  *address,
            gboolean         v6only,
+           gboolean         pb,
            GError         **error)
 {
   g_autoptr(GSocket) socket = NULL;
@@ -479,6 +704,7 @@ listen_on (BfListener      *self,
   e = g_new0 (Endpoint, 1);
   e->listener = self;
   e->socket = g_steal_pointer (&socket);
+  e->pb = pb;
   if (self->resume_id == 0)
     watch_endpoint (e);
   g_ptr_array_add (self->endpoints, e);
@@ -505,6 +731,8 @@ bf_listener_dispose (GObject *object)
     bf_listener_stop (self);
   g_clear_pointer (&self->endpoints, g_ptr_array_unref);
   g_clear_pointer (&self->handshaking, g_hash_table_unref);
+  g_clear_pointer (&self->pb_login, g_hash_table_unref);
+  g_clear_pointer (&self->pb_tls_hosts, g_hash_table_unref);
   g_clear_handle_id (&self->summary_id, g_source_remove);
   g_clear_pointer (&self->guessers, g_hash_table_unref);
   G_OBJECT_CLASS (bf_listener_parent_class)->dispose (object);
@@ -519,7 +747,7 @@ bf_listener_class_init (BfListenerClass *klass)
 
   signals[SIGNAL_CONNECTION] =
     g_signal_new ("connection", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, BF_TYPE_CONNECTION);
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, BF_TYPE_WORKER_LINK);
 }
 
 static void
@@ -527,6 +755,8 @@ bf_listener_init (BfListener *self)
 {
   self->endpoints = g_ptr_array_new_with_free_func ((GDestroyNotify) endpoint_free);
   self->handshaking = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->pb_login = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->pb_tls_hosts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->guessers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) guesser_free);
   self->limits.max_message_size = 16 * 1024 * 1024;
   self->limits.keepalive_interval_usec = 60 * G_USEC_PER_SEC;
@@ -543,11 +773,110 @@ bf_listener_new (BfListenerAuthFunc auth,
   return self;
 }
 
+/**
+ * bf_listener_set_pb_auth:
+ *
+ * How PB logins are checked: @auth gets the worker name, the challenge
+ * sent and the response received.
+ */
+void
+bf_listener_set_pb_auth (BfListener           *self,
+                         BfListenerPbAuthFunc  auth,
+                         gpointer              auth_data)
+{
+  self->pb_auth = auth;
+  self->pb_auth_data = auth_data;
+}
+
 void
 bf_listener_set_limits (BfListener               *self,
                         const BfConnectionLimits *limits)
 {
   self->limits = *limits;
+}
+
+/* The port of the first endpoint of a kind, as bound (0 picks one). */
+static guint16
+first_port (BfListener *self,
+            gboolean    pb)
+{
+  for (guint i = 0; i < self->endpoints->len; i++)
+    {
+      Endpoint *e = g_ptr_array_index (self->endpoints, i);
+      g_autoptr(GSocketAddress) address = NULL;
+
+      if (e->pb != pb)
+        continue;
+      address = g_socket_get_local_address (e->socket, NULL);
+      if (address != NULL && G_IS_INET_SOCKET_ADDRESS (address))
+        return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (address));
+    }
+  return 0;
+}
+
+static gboolean
+listen_endpoints (BfListener  *self,
+                  GStrv        list,
+                  gboolean     pb,
+                  gboolean     optional,
+                  GError     **error)
+{
+  for (guint i = 0; list[i]; i++)
+    {
+      g_autofree char *host = NULL;
+      guint16 port = 0;
+      g_autoptr(GError) local_error = NULL;
+      gboolean ok;
+
+      if (!bf_config_parse_endpoint (list[i], &host, &port, error))
+        {
+          bf_listener_stop (self);
+          return FALSE;
+        }
+      if (g_str_equal (host, "*"))
+        {
+          /* Every address: IPv4 and IPv6 on the same port (the first
+           * socket picks it when the port is 0). */
+          g_autoptr(GInetAddress) any4 = g_inet_address_new_any (G_SOCKET_FAMILY_IPV4);
+          g_autoptr(GSocketAddress) sa4 = g_inet_socket_address_new (any4, port);
+          ok = listen_on (self, sa4, FALSE, pb, &local_error);
+          if (ok)
+            {
+              Endpoint *first = g_ptr_array_index (self->endpoints, self->endpoints->len - 1);
+              g_autoptr(GSocketAddress) bound = g_socket_get_local_address (first->socket, NULL);
+              g_autoptr(GInetAddress) any6 = g_inet_address_new_any (G_SOCKET_FAMILY_IPV6);
+              g_autoptr(GSocketAddress) sa6 = g_inet_socket_address_new (any6,
+                g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+              g_autoptr(GError) v6_error = NULL;
+              if (!listen_on (self, sa6, TRUE, pb, &v6_error))
+                g_debug ("No IPv6 endpoint: %s", v6_error->message);
+            }
+        }
+      else
+        {
+          g_autoptr(GInetAddress) addr = g_inet_address_new_from_string (host);
+          g_autoptr(GSocketAddress) sa = g_inet_socket_address_new (addr, port);
+          ok = listen_on (self, sa, FALSE, pb, &local_error);
+        }
+      if (!ok && optional)
+        {
+          /* The default PB endpoint: a Buildbot master still running on
+           * this host must not keep the daemon from starting. */
+          g_warning ("No PB endpoint: cannot listen on %s, the default of ListenPB=: %s; existing "
+                     "Buildbot workers (PB) cannot attach until it is free. Set ListenPB= to another "
+                     "endpoint (or empty for none) to silence this",
+                     list[i], local_error->message);
+          continue;
+        }
+      if (!ok)
+        {
+          g_propagate_prefixed_error (error, g_steal_pointer (&local_error),
+                                      "Cannot listen on %s (%s=): ", list[i], pb ? "ListenPB" : "Listen");
+          bf_listener_stop (self);
+          return FALSE;
+        }
+    }
+  return TRUE;
 }
 
 /**
@@ -594,51 +923,18 @@ bf_listener_start (BfListener  *self,
     }
 
   self->started = TRUE;
-  for (guint i = 0; config->listen[i]; i++)
-    {
-      g_autofree char *host = NULL;
-      guint16 port = 0;
-      g_autoptr(GError) local_error = NULL;
-      gboolean ok;
-
-      if (!bf_config_parse_endpoint (config->listen[i], &host, &port, error))
-        {
-          bf_listener_stop (self);
-          return FALSE;
-        }
-      if (g_str_equal (host, "*"))
-        {
-          /* Every address: IPv4 and IPv6 on the same port (the first
-           * socket picks it when the port is 0). */
-          g_autoptr(GInetAddress) any4 = g_inet_address_new_any (G_SOCKET_FAMILY_IPV4);
-          g_autoptr(GSocketAddress) sa4 = g_inet_socket_address_new (any4, port);
-          ok = listen_on (self, sa4, FALSE, &local_error);
-          if (ok)
-            {
-              Endpoint *first = g_ptr_array_index (self->endpoints, self->endpoints->len - 1);
-              g_autoptr(GSocketAddress) bound = g_socket_get_local_address (first->socket, NULL);
-              g_autoptr(GInetAddress) any6 = g_inet_address_new_any (G_SOCKET_FAMILY_IPV6);
-              g_autoptr(GSocketAddress) sa6 = g_inet_socket_address_new (any6,
-                g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
-              g_autoptr(GError) v6_error = NULL;
-              if (!listen_on (self, sa6, TRUE, &v6_error))
-                g_debug ("No IPv6 endpoint: %s", v6_error->message);
-            }
-        }
-      else
-        {
-          g_autoptr(GInetAddress) addr = g_inet_address_new_from_string (host);
-          g_autoptr(GSocketAddress) sa = g_inet_socket_address_new (addr, port);
-          ok = listen_on (self, sa, FALSE, &local_error);
-        }
-      if (!ok)
-        {
-          g_propagate_prefixed_error (error, g_steal_pointer (&local_error),
-                                      "Cannot listen on %s: ", config->listen[i]);
-          bf_listener_stop (self);
-          return FALSE;
-        }
-    }
+  if (!listen_endpoints (self, config->listen, FALSE, FALSE, error))
+    return FALSE;
+  self->msgpack_port = first_port (self, FALSE);
+  if (!listen_endpoints (self, config->listen_pb, TRUE, config->listen_pb_default, error))
+    return FALSE;
+  self->pb_port = first_port (self, TRUE);
+  if (config->listen_pb_skipped != NULL)
+    g_warning ("No PB endpoint: Listen=%s already takes port %d, Buildbot's customary PB port, which "
+               "ListenPB= would use by default; existing Buildbot workers (PB, the default protocol) "
+               "cannot attach. Move Listen= to another port (the default is now *:9990) or set "
+               "ListenPB= (empty for no PB endpoint) to silence this",
+               config->listen_pb_skipped, BF_DEFAULT_PORT);
   return TRUE;
 }
 
@@ -660,8 +956,43 @@ bf_listener_stop (BfListener *self)
         bf_websocket_close (ws, BF_WEBSOCKET_CLOSE_GOING_AWAY, "the endpoint is closing");
       g_hash_table_remove_all (self->handshaking);
     }
+  if (self->pb_login != NULL)
+    {
+      g_autoptr(GList) links = g_hash_table_get_keys (self->pb_login);
+
+      for (GList *l = links; l; l = l->next)
+        {
+          g_signal_handlers_disconnect_by_data (l->data, self);
+          bf_pb_link_close (l->data, "the endpoint is closing");
+        }
+      g_hash_table_remove_all (self->pb_login);
+      g_hash_table_remove_all (self->pb_tls_hosts);
+      self->pb_tls_logins = 0;
+    }
   self->started = FALSE;
   g_clear_object (&self->certificate);
+}
+
+static GStrv
+endpoints_of_kind (BfListener *self,
+                   gboolean    pb)
+{
+  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+
+  for (guint i = 0; i < self->endpoints->len; i++)
+    {
+      Endpoint *e = g_ptr_array_index (self->endpoints, i);
+      g_autoptr(GSocketAddress) address = NULL;
+      g_autofree char *text = NULL;
+
+      if (e->pb != pb)
+        continue;
+      address = g_socket_get_local_address (e->socket, NULL);
+      text = address ? format_address (address) : NULL;
+      if (text)
+        g_strv_builder_add (b, text);
+    }
+  return g_strv_builder_end (b);
 }
 
 /**
@@ -673,16 +1004,17 @@ bf_listener_stop (BfListener *self)
 GStrv
 bf_listener_get_endpoints (BfListener *self)
 {
-  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+  return endpoints_of_kind (self, FALSE);
+}
 
-  for (guint i = 0; i < self->endpoints->len; i++)
-    {
-      Endpoint *e = g_ptr_array_index (self->endpoints, i);
-      g_autoptr(GSocketAddress) address = g_socket_get_local_address (e->socket, NULL);
-      g_autofree char *text = address ? format_address (address) : NULL;
-
-      if (text)
-        g_strv_builder_add (b, text);
-    }
-  return g_strv_builder_end (b);
+/**
+ * bf_listener_get_pb_endpoints:
+ *
+ * Returns: (transfer full): the bound ListenPB= endpoints as "host:port",
+ *   with the real port where the configuration asked for port 0.
+ */
+GStrv
+bf_listener_get_pb_endpoints (BfListener *self)
+{
+  return endpoints_of_kind (self, TRUE);
 }

@@ -25,9 +25,11 @@
 #include "bf-dbus-size.h"
 #include "bf-error.h"
 #include "bf-listener.h"
+#include "bf-pb-auth.h"
 #include "bf-log.h"
 #include "bf-mailer.h"
 #include "bf-manager.h"
+#include "bf-history.h"
 #include "bf-state.h"
 #include "bf-util.h"
 
@@ -337,8 +339,8 @@ apply_config (BfManager *self,
           bf_worker_set_duplicate_ping_timeout (worker, config->duplicate_ping_timeout_usec);
           bf_worker_set_quarantine_limits (worker, config->quarantine_initial_usec,
                                            config->quarantine_max_usec);
-          if (bf_worker_get_connection (worker))
-            bf_connection_set_keepalive (bf_worker_get_connection (worker), config->keepalive_interval_usec);
+          if (bf_worker_get_link (worker))
+            bf_worker_link_set_keepalive (bf_worker_get_link (worker), config->keepalive_interval_usec);
           updated++;
         }
       else
@@ -622,16 +624,45 @@ listener_auth_cb (const char  *name,
   return TRUE;
 }
 
-static void
-listener_connection_cb (BfListener   *listener,
-                        BfConnection *connection,
-                        BfManager    *self)
+/* PB logins: the worker's md5 response to our challenge, checked against
+ * its password (constant time); an unknown name costs the same work. */
+static gboolean
+listener_pb_auth_cb (const char    *name,
+                     const guint8  *challenge,
+                     gsize          challenge_len,
+                     const guint8  *response,
+                     gsize          response_len,
+                     const char   **why,
+                     gpointer       user_data)
 {
-  BfWorker *worker = g_hash_table_lookup (self->workers, bf_connection_get_worker_name (connection));
+  BfManager *self = user_data;
+  BfWorker *worker = g_hash_table_lookup (self->workers, name);
 
   if (worker == NULL)
     {
-      bf_connection_close (connection, "no such worker");
+      /* The same work as a known name, so timing does not tell names. */
+      (void) bf_pb_auth_check (challenge, challenge_len, "", 0, response, response_len);
+      *why = "no such worker is configured";
+      return FALSE;
+    }
+  if (!bf_worker_check_pb_response (worker, challenge, challenge_len, response, response_len))
+    {
+      *why = "wrong password";
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+listener_connection_cb (BfListener   *listener,
+                        BfWorkerLink *connection,
+                        BfManager    *self)
+{
+  BfWorker *worker = g_hash_table_lookup (self->workers, bf_worker_link_get_worker_name (connection));
+
+  if (worker == NULL)
+    {
+      bf_worker_link_close (connection, "no such worker");
       return;
     }
   bf_worker_offer_connection (worker, connection);
@@ -692,6 +723,13 @@ bf_manager_start_listening (BfManager  *self,
     return FALSE;
   endpoints = bf_listener_get_endpoints (self->listener);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) endpoints);
+  {
+    g_auto(GStrv) pb = bf_listener_get_pb_endpoints (self->listener);
+
+    bf_dbus_manager_set_listen_pb (iface (self), (const char * const *) pb);
+    for (guint i = 0; pb[i]; i++)
+      g_message ("Listening for PB workers on %s%s", pb[i], self->config->tls_certificate ? " (TLS)" : "");
+  }
   for (guint i = 0; endpoints[i]; i++)
     g_message ("Listening for workers on %s%s", endpoints[i],
                self->config->tls_certificate ? " (TLS)" : "");
@@ -1173,6 +1211,7 @@ choose_worker (BfManager *self,
 {
   const char *builder = bf_build_get_builder (build);
   const char *only = bf_build_get_only_worker (build);
+  const char * const *labels = bf_build_get_labels (build);
   BfWorker *best = NULL;
   double best_load = 0;
   guint best_active = 0;
@@ -1183,7 +1222,7 @@ choose_worker (BfManager *self,
   if (only != NULL)
     {
       BfWorker *w = g_hash_table_lookup (self->workers, only);
-      return w && bf_worker_can_take_build (w, builder) ? w : NULL;
+      return w && bf_worker_can_take_build (w, builder) && bf_worker_has_labels (w, labels) ? w : NULL;
     }
 
   g_hash_table_iter_init (&iter, self->workers);
@@ -1194,7 +1233,7 @@ choose_worker (BfManager *self,
       double load;
       gint64 stamp;
 
-      if (!bf_worker_can_take_build (w, builder))
+      if (!bf_worker_can_take_build (w, builder) || !bf_worker_has_labels (w, labels))
         continue;
       active = bf_worker_get_active_builds (w);
       max = bf_worker_get_config (w)->max_builds;
@@ -1251,7 +1290,8 @@ create_demand (BfManager   *self,
   if (only != NULL)
     {
       BfWorker *w = g_hash_table_lookup (self->workers, only);
-      if (w && bf_worker_can_substantiate_for (w, builder))
+      if (w && bf_worker_can_substantiate_for (w, builder) &&
+          bf_worker_could_have_labels (w, bf_build_get_labels (build)))
         bf_latent_substantiate (bf_worker_get_latent (w));
       return;
     }
@@ -1260,12 +1300,69 @@ create_demand (BfManager   *self,
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     {
-      if (bf_worker_can_substantiate_for (value, builder))
+      if (bf_worker_can_substantiate_for (value, builder) &&
+          bf_worker_could_have_labels (value, bf_build_get_labels (build)))
         {
           bf_latent_substantiate (bf_worker_get_latent (value));
           return;
         }
     }
+}
+
+static void
+pending_changed (BfManager *self)
+{
+  bf_dbus_manager_set_builds_pending (iface (self), g_queue_get_length (&self->pending));
+}
+
+/* Why no worker takes @build, e.g. "w1: paused; w2: busy".  At most a few
+ * workers are named: the rest are counted. */
+#define WAITING_FOR_NAMED 4
+
+static char *
+waiting_for (BfManager *self,
+             BfBuild   *build)
+{
+  const char *builder = bf_build_get_builder (build);
+  const char *only = bf_build_get_only_worker (build);
+  const char * const *labels = bf_build_get_labels (build);
+  g_autoptr(GString) s = g_string_new (NULL);
+  guint named = 0, more = 0;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (only != NULL)
+    {
+      BfWorker *w = g_hash_table_lookup (self->workers, only);
+      const char *why = w ? bf_worker_why_not (w, builder, labels) : "not configured";
+
+      return g_strdup_printf ("%s: %s", only, why ? why : "about to take it");
+    }
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BfWorker *w = value;
+      const char *why;
+
+      if (!bf_worker_config_serves (bf_worker_get_config (w), builder))
+        continue;
+      if (!bf_worker_could_have_labels (w, labels))
+        continue;
+      why = bf_worker_why_not (w, builder, labels);
+      if (named == WAITING_FOR_NAMED)
+        {
+          more++;
+          continue;
+        }
+      g_string_append_printf (s, "%s%s: %s", named ? "; " : "", bf_worker_get_name (w),
+                              why ? why : "about to take it");
+      named++;
+    }
+  if (named == 0)
+    return g_strdup_printf ("no worker serves builder %s", builder);
+  if (more > 0)
+    g_string_append_printf (s, "; %u more", more);
+  return g_string_free (g_steal_pointer (&s), FALSE);
 }
 
 static gboolean
@@ -1286,14 +1383,18 @@ dispatch_cb (gpointer data)
       worker = choose_worker (self, build);
       if (worker == NULL)
         {
+          g_autofree char *why = waiting_for (self, build);
+
+          bf_build_set_waiting_for (build, why);
           create_demand (self, build, waiting);
           continue;
         }
       g_queue_delete_link (&self->pending, l);
+      pending_changed (self);
       g_hash_table_insert (self->last_assigned, g_strdup (bf_worker_get_name (worker)),
                            GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
       path = worker_path (bf_worker_get_name (worker));
-      bf_worker_build_started (worker);
+      bf_worker_build_started (worker, bf_build_get_builder (build));
       bf_build_assign (build, worker, path);
     }
   return G_SOURCE_REMOVE;
@@ -1328,16 +1429,14 @@ build_prepared_cb (BfBuild    *build,
                    BfManager  *self)
 {
   BfWorker *worker = bf_build_get_worker (build);
-  g_autofree char *why = NULL;
 
   if (ok)
     return;
-  /* The worker could not be prepared: quarantine it, requeue the build in
-   * its place. */
-  why = g_strdup_printf ("could not prepare builder %s: %s", bf_build_get_builder (build), failure);
-  bf_worker_quarantine (worker, why);
-  bf_worker_build_finished (worker);
+  /* The worker could not be prepared (it decides what that costs it);
+   * the build goes back to the queue in its place. */
+  bf_worker_build_ended (worker, bf_build_get_builder (build), "unprepared", failure);
   g_queue_insert_sorted (&self->pending, build, compare_build_ids, NULL);
+  pending_changed (self);
   schedule_dispatch (self);
 }
 
@@ -1369,15 +1468,10 @@ build_ended_cb (BfBuild    *build,
   Linger *linger;
   guint id;
 
-  g_queue_remove (&self->pending, build);
+  if (g_queue_remove (&self->pending, build))
+    pending_changed (self);
   if (worker != NULL)
-    {
-      if (g_str_equal (result, "lost"))
-        bf_worker_quarantine (worker, "its build was lost");
-      else if (g_str_equal (result, "released"))
-        bf_worker_build_succeeded (worker);
-      bf_worker_build_finished (worker);
-    }
+    bf_worker_build_ended (worker, bf_build_get_builder (build), result, NULL);
 
   /* Finished builds stay readable for FinishedBuildLifetime, then go. */
   linger = g_new0 (Linger, 1);
@@ -1413,7 +1507,37 @@ typedef struct {
   const char *only_worker;
   gboolean detached;
   guint64 timeout_usec;
+  const char **labels;      /* container owned, strings borrowed; NULL-terminated */
 } BuildOptions;
+
+static void
+build_options_clear (BuildOptions *o)
+{
+  g_clear_pointer (&o->labels, g_free);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (BuildOptions, build_options_clear)
+
+/* Whether some configured worker of @builder (or @only) could ever have
+ * every one of @labels. */
+static gboolean
+labels_satisfiable (BfManager          *self,
+                    const char         *builder,
+                    const char         *only,
+                    const char * const *labels)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (only != NULL)
+    return bf_worker_could_have_labels (g_hash_table_lookup (self->workers, only), labels);
+  g_hash_table_iter_init (&iter, self->workers);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (bf_worker_config_serves (bf_worker_get_config (value), builder) &&
+        bf_worker_could_have_labels (value, labels))
+      return TRUE;
+  return FALSE;
+}
 
 static gboolean
 parse_build_options (BfManager     *self,
@@ -1453,6 +1577,31 @@ parse_build_options (BfManager     *self,
           else
             want = "b";
         }
+      else if (g_str_equal (key, "labels"))
+        {
+          if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
+            want = "as";
+          else
+            {
+              g_clear_pointer (&out->labels, g_free);
+              out->labels = g_variant_get_strv (v, NULL);
+              if (g_strv_length ((char **) out->labels) > BF_MAX_LABELS)
+                {
+                  g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                               "Option “labels”: more than %d labels", BF_MAX_LABELS);
+                  return FALSE;
+                }
+              for (guint i = 0; out->labels[i]; i++)
+                if (!bf_label_is_valid (out->labels[i]))
+                  {
+                    g_autofree char *shown = g_utf8_make_valid (out->labels[i], 80);
+                    g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                                 "Option “labels”: “%s” is not a label (1 to %d bytes without spaces, “;” or “,”)",
+                                 shown, BF_MAX_LABEL_BYTES);
+                    return FALSE;
+                  }
+            }
+        }
       else if (g_str_equal (key, "timeout-usec"))
         {
           double usec;
@@ -1467,7 +1616,7 @@ parse_build_options (BfManager     *self,
       else
         {
           g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                       "Unknown option “%s” (known: worker, detached, timeout-usec)", key);
+                       "Unknown option “%s” (known: worker, detached, timeout-usec, labels)", key);
           return FALSE;
         }
       if (want != NULL)
@@ -1500,6 +1649,15 @@ parse_build_options (BfManager     *self,
                    "No configured worker serves builder “%s”", builder);
       return FALSE;
     }
+  if (out->labels != NULL && !labels_satisfiable (self, builder, out->only_worker, out->labels))
+    {
+      g_autofree char *wanted = g_strjoinv (", ", (char **) out->labels);
+      g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
+                   "No configured worker %s%s of builder “%s” has the labels %s",
+                   out->only_worker ? "named " : "", out->only_worker ? out->only_worker : "",
+                   builder, wanted);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -1511,7 +1669,7 @@ request_build_authorized (GObject               *object,
   g_autoptr(GVariant) options = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(BfDBusObjectSkeleton) skeleton = NULL;
-  BuildOptions opts = { 0 };
+  g_auto(BuildOptions) opts = { 0 };
   const char *builder;
   BfBuild *build;
 
@@ -1527,6 +1685,7 @@ request_build_authorized (GObject               *object,
                         g_dbus_method_invocation_get_sender (invocation),
                         opts.detached, opts.only_worker, opts.timeout_usec,
                         self->bus, self->object_manager, self->authority);
+  bf_build_set_labels (build, opts.labels);
   g_hash_table_insert (self->builds, build, GUINT_TO_POINTER (0));
   g_signal_connect_object (build, "prepared", G_CALLBACK (build_prepared_cb), self, 0);
   g_signal_connect_object (build, "ended", G_CALLBACK (build_ended_cb), self, 0);
@@ -1536,6 +1695,7 @@ request_build_authorized (GObject               *object,
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (skeleton));
 
   g_queue_push_tail (&self->pending, build);
+  pending_changed (self);
   bf_dbus_manager_complete_request_build (iface (self), invocation, bf_build_get_path (build));
   schedule_dispatch (self);
 }
@@ -1548,7 +1708,7 @@ handle_request_build (BfDBusManager         *object,
 {
   BfManager *self = BF_MANAGER (object);
   g_autoptr(GError) error = NULL;
-  BuildOptions opts = { 0 };
+  g_auto(BuildOptions) opts = { 0 };
 
   if (!parse_build_options (self, builder, options, &opts, &error))
     {
@@ -1666,6 +1826,7 @@ bf_manager_shutdown (BfManager *self)
   while (g_hash_table_iter_next (&iter, NULL, &value))
     bf_worker_disconnect (value, "daemon shutting down");
   bf_state_flush (self->state);
+  bf_history_flush_state (self->state);
 }
 
 static void
@@ -1767,6 +1928,7 @@ bf_manager_new (BfConfig *config,
   self->mailer = bf_mailer_new (config->mail_command, config->mail_from);
   self->authority = bf_authority_new (session_bus);
   self->listener = bf_listener_new (listener_auth_cb, self);
+  bf_listener_set_pb_auth (self->listener, listener_pb_auth_cb, self);
   g_signal_connect_object (self->listener, "connection", G_CALLBACK (listener_connection_cb), self, 0);
   self->object_manager = g_dbus_object_manager_server_new (FLEET_PATH);
   apply_daemon_config (self);

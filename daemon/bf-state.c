@@ -57,6 +57,7 @@ void
 bf_worker_state_clear (BfWorkerState *ws)
 {
   g_clear_pointer (&ws->pause_reason, g_free);
+  g_clear_pointer (&ws->paused_by, g_free);
 }
 
 void
@@ -354,6 +355,8 @@ bf_state_load (BfState *self)
       ws->graceful = get_boolean (kf, groups[i], "Graceful", dropped);
       ws->paused = get_boolean (kf, groups[i], "Paused", dropped);
       ws->pause_reason = get_string (kf, groups[i], "PauseReason", dropped);
+      ws->paused_by = get_string (kf, groups[i], "PausedBy", dropped);
+      ws->paused_since_usec = get_uint64 (kf, groups[i], "PausedSinceUSec", dropped);
       ws->last_seen_usec = get_uint64 (kf, groups[i], "LastSeenUSec", dropped);
       ws->disconnected_since_usec = get_uint64 (kf, groups[i], "DisconnectedSinceUSec", dropped);
       ws->missing_notified = get_boolean (kf, groups[i], "MissingNotified", dropped);
@@ -385,6 +388,7 @@ bf_state_get_worker (BfState       *self,
     return FALSE;
   *out = *ws;
   out->pause_reason = g_strdup (ws->pause_reason);
+  out->paused_by = g_strdup (ws->paused_by);
   return TRUE;
 }
 
@@ -419,6 +423,7 @@ bf_state_set_worker (BfState             *self,
 
   *copy = *ws;
   copy->pause_reason = g_strdup (ws->pause_reason);
+  copy->paused_by = g_strdup (ws->paused_by);
   g_hash_table_replace (self->workers, g_strdup (name), copy);
   schedule_write (self);
 }
@@ -446,6 +451,7 @@ bf_state_save_worker_async (BfState             *self,
   g_task_set_source_tag (task, bf_state_save_worker_async);
   *copy = *ws;
   copy->pause_reason = g_strdup (ws->pause_reason);
+  copy->paused_by = g_strdup (ws->paused_by);
   g_hash_table_replace (self->workers, g_strdup (name), copy);
   g_ptr_array_add (self->waiting, task);
   schedule_write_after (self, 0);
@@ -488,6 +494,10 @@ serialize (BfState *self)
       g_key_file_set_boolean (one, group, "Paused", ws->paused);
       if (ws->pause_reason && *ws->pause_reason)
         g_key_file_set_string (one, group, "PauseReason", ws->pause_reason);
+      if (ws->paused && ws->paused_by && *ws->paused_by)
+        g_key_file_set_string (one, group, "PausedBy", ws->paused_by);
+      if (ws->paused && ws->paused_since_usec != 0)
+        g_key_file_set_uint64 (one, group, "PausedSinceUSec", ws->paused_since_usec);
       g_key_file_set_uint64 (one, group, "LastSeenUSec", ws->last_seen_usec);
       g_key_file_set_uint64 (one, group, "DisconnectedSinceUSec", ws->disconnected_since_usec);
       g_key_file_set_boolean (one, group, "MissingNotified", ws->missing_notified);

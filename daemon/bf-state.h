@@ -17,6 +17,8 @@ typedef struct {
   gboolean graceful;
   gboolean paused;
   char *pause_reason;
+  char *paused_by;                  /* user name of whoever paused it */
+  guint64 paused_since_usec;        /* when it was paused; 0 when not paused */
   guint64 last_seen_usec;           /* last attach or detach */
   guint64 disconnected_since_usec;  /* 0 while connected */
   gboolean missing_notified;        /* Missing already raised for this incident */

@@ -116,6 +116,7 @@ struct _BfWebsocket
   char *abort_reason;
 
   BfTimer *timer;           /* handshake deadline, close deadline, deferred abort */
+  gboolean silent_timeout;  /* the handshake timed out before any byte of a request */
   gint64 deadline;          /* monotonic end of the handshake */
 
   BfWebsocketAuthFunc auth;
@@ -1307,6 +1308,7 @@ handshake_timeout_cb (gpointer data)
   g_autoptr(BfWebsocket) hold = g_object_ref (self);
 
   g_debug ("WebSocket upgrade from %s: no complete request in time", self->peer);
+  self->silent_timeout = self->inbuf == NULL || self->inbuf->len == 0;
   lost (self, "handshake timeout");
   return G_SOURCE_REMOVE;
 }
@@ -1496,6 +1498,19 @@ gboolean
 bf_websocket_is_open (BfWebsocket *self)
 {
   return self->state == STATE_OPEN;
+}
+
+/**
+ * bf_websocket_handshake_was_silent:
+ *
+ * Returns: %TRUE when the upgrade timed out and the peer had sent no byte
+ *   of a request (after TLS, if any): what a PB worker does, waiting for
+ *   the master to speak first
+ */
+gboolean
+bf_websocket_handshake_was_silent (BfWebsocket *self)
+{
+  return self->silent_timeout;
 }
 
 const char *

@@ -92,6 +92,7 @@ void         bf_websocket_set_handler     (BfWebsocket               *self,
                                            gsize                      max_message_size);
 gboolean     bf_websocket_is_open         (BfWebsocket               *self);
 const char  *bf_websocket_get_peer        (BfWebsocket               *self);
+gboolean     bf_websocket_handshake_was_silent (BfWebsocket          *self);
 void         bf_websocket_send_binary     (BfWebsocket               *self,
                                            const guint8              *data,
                                            gsize                      len);

@@ -36,6 +36,52 @@ void          bf_worker_info_free             (BfWorkerInfo *info);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfWorkerInfo, bf_worker_info_free)
 
 /**
+ * BfTransferOp:
+ * @BF_TRANSFER_WRITE: the next block of the uploaded file or tar stream
+ *   (@data)
+ * @BF_TRANSFER_CLOSE: the worker is done with the file it read or wrote
+ * @BF_TRANSFER_UTIME: the uploaded file's times (@atime, @mtime; seconds)
+ * @BF_TRANSFER_UNPACK: the directory's tar stream is complete
+ * @BF_TRANSFER_READ: the worker asks for up to @length bytes of the file
+ *   it downloads; answered with fewer, or none at the end
+ *
+ * The steps of a file transfer, whatever the protocol calls them
+ * (msgpack's update_upload_file_write..., PB's remote_write...).
+ */
+typedef enum {
+  BF_TRANSFER_WRITE,
+  BF_TRANSFER_CLOSE,
+  BF_TRANSFER_UTIME,
+  BF_TRANSFER_UNPACK,
+  BF_TRANSFER_READ,
+} BfTransferOp;
+
+typedef struct {
+  BfTransferOp op;
+  GBytes *data;
+  gsize length;
+  double atime;
+  double mtime;
+} BfTransferStep;
+
+/**
+ * BfTransferReply:
+ * @reply_data: the link's, given with the step
+ * @data: (nullable): for %BF_TRANSFER_READ, the bytes read (empty at the
+ *   end of the file); %NULL otherwise and on failure
+ * @failure: (nullable): %NULL when the step was done, else why the
+ *   transfer stops (the link answers the worker with an error)
+ *
+ * The answer to one transfer step, called exactly once per step, possibly
+ * before the step function returns.  The link answers the worker only
+ * then: a block is acknowledged when it was written, which is what holds
+ * the worker's next block back (back-pressure).
+ */
+typedef void (*BfTransferReply) (gpointer    reply_data,
+                                 GBytes     *data,
+                                 const char *failure);
+
+/**
  * BfCommandSink:
  * @output: text the command printed on @stream (`stdout`, `stderr`,
  *   `header`, a log file's name, or `files` for a listing); @text is valid
@@ -45,6 +91,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfWorkerInfo, bf_worker_info_free)
  *   bounded description; @lost is %TRUE when the link ended before the
  *   worker said the command completed.  Called exactly once per started
  *   command, never from inside bf_worker_link_start_command().
+ * @transfer: a step of a file transfer (upload_file, upload_directory,
+ *   download_file), answered through @reply; one step at a time
  *
  * How a link hands a running command's progress to the command object.
  */
@@ -58,6 +106,10 @@ typedef struct {
   void (*complete)  (gpointer    user_data,
                      const char *failure,
                      gboolean    lost);
+  void (*transfer)  (gpointer              user_data,
+                     const BfTransferStep *step,
+                     BfTransferReply       reply,
+                     gpointer              reply_data);
 } BfCommandSink;
 
 void bf_command_sink_update (const BfCommandSink *sink,

@@ -19,12 +19,15 @@
 #include <string.h>
 
 #include "bf-error.h"
+#include "bf-history.h"
 #include "bf-log.h"
 #include "bf-shared-dict.h"
 #include "bf-timer-queue.h"
 #include "bf-util.h"
 #include "bf-variant-util.h"
 #include "bf-worker.h"
+#include "bf-health.h"
+#include "bf-pb-auth.h"
 
 #define MAX_REASON_LEN 1024
 
@@ -39,13 +42,19 @@ struct _BfWorker
 
   BfLatent *latent;             /* latent workers only */
 
-  BfConnection *connection;     /* attached */
-  BfConnection *candidate;      /* being attached, or waiting for the duplicate check */
+  BfWorkerLink *connection;     /* attached */
+  BfWorkerLink *candidate;      /* being attached, or waiting for the duplicate check */
+  GPtrArray *busy_builders;     /* builders with an active build here; NULL if none */
+  GStrv reported_labels;        /* derived from the last attach's info; NULL before */
   GCancellable *candidate_cancellable;
   guint64 duplicate_ping_timeout_usec;
 
   BfTimer *missing_timer;
   BfTimer *quarantine_timer;
+  BfTimer *flap_timer;          /* while flapping and attached: until recovery */
+  GArray *detach_times;         /* gint64 monotonic, the last FlapThreshold+1; NULL if none */
+  gboolean detach_expected;     /* we asked it to go (Shutdown, Disconnect): not a flap */
+  BfHealth *health;             /* with HealthInterval= only */
   guint64 quarantine_backoff_usec;
   guint64 quarantine_initial_usec;
   guint64 quarantine_max_usec;
@@ -73,6 +82,8 @@ typedef struct {
   GDBusMethodInvocation *invocation;
   gboolean graceful;
   char *reason;
+  char *caller;                 /* the caller's user name (PausedBy) */
+  guint64 since_usec;           /* when the call came (PausedSinceUSec) */
 } AdminOp;
 
 static void
@@ -80,6 +91,7 @@ admin_op_free (AdminOp *op)
 {
   g_clear_object (&op->invocation);
   g_free (op->reason);
+  g_free (op->caller);
   g_free (op);
 }
 
@@ -165,6 +177,8 @@ fill_state (BfWorker      *self,
     .graceful = bf_dbus_worker_get_graceful (iface (self)),
     .paused = bf_dbus_worker_get_paused (iface (self)),
     .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
+    .paused_by = (char *) bf_dbus_worker_get_paused_by (iface (self)),
+    .paused_since_usec = bf_dbus_worker_get_paused_since_usec (iface (self)),
     .last_seen_usec = self->last_seen_usec,
     .disconnected_since_usec = bf_dbus_worker_get_disconnected_since_usec (iface (self)),
     .missing_notified = self->missing_notified,
@@ -179,10 +193,14 @@ fill_state (BfWorker      *self,
     case ADMIN_PAUSE:
       ws->paused = TRUE;
       ws->pause_reason = op->reason;
+      ws->paused_by = op->caller;
+      ws->paused_since_usec = op->since_usec;
       break;
     case ADMIN_UNPAUSE:
       ws->paused = FALSE;
       ws->pause_reason = (char *) "";
+      ws->paused_by = (char *) "";
+      ws->paused_since_usec = 0;
       break;
     }
 }
@@ -239,6 +257,7 @@ missing_timeout_cb (gpointer data)
   bf_dbus_worker_emit_missing (iface (self), since);
   g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
   save_state (self);
+  bf_history_record (self->state, bf_worker_get_name (self), "missing", when, NULL);
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s is missing: disconnected since %s, longer than its missing timeout of %s",
@@ -250,8 +269,146 @@ missing_timeout_cb (gpointer data)
                           "longer than its missing timeout of %s.\n\n",
                           bf_worker_get_name (self), when, timeout);
   append_details (self, body);
-  mail_admins (self, subject, body->str);
+  /* A flapping worker's absences are folded into its one flapping mail. */
+  if (!bf_dbus_worker_get_flapping (iface (self)))
+    mail_admins (self, subject, body->str);
   return G_SOURCE_REMOVE;
+}
+
+/* Health ----------------------------------------------------------------------- */
+
+static gboolean
+health_idle (gpointer data)
+{
+  BfWorker *self = data;
+
+  return bf_dbus_worker_get_active_builds (iface (self)) == 0;
+}
+
+static void
+health_response_time (gpointer data,
+                      guint64  usec)
+{
+  bf_dbus_worker_set_response_time_usec (iface (BF_WORKER (data)), usec);
+}
+
+/* Published on transitions only: one signal, log line and mail each. */
+static void
+health_result (gpointer    data,
+               gboolean    healthy,
+               const char *reason)
+{
+  BfWorker *self = data;
+  gboolean was_unhealthy = bf_dbus_worker_get_unhealthy (iface (self));
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = g_string_new (NULL);
+
+  if (healthy != was_unhealthy)
+    {
+      /* No transition; a still-unhealthy worker's reason may change. */
+      if (!healthy)
+        bf_dbus_worker_set_health_reason (iface (self), reason);
+      return;
+    }
+  g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_unhealthy (iface (self), !healthy);
+  bf_dbus_worker_set_health_reason (iface (self), healthy ? "" : reason);
+  g_object_thaw_notify (G_OBJECT (self));
+  bf_dbus_worker_emit_health_changed (iface (self), !healthy, healthy ? "" : reason);
+  bf_history_record (self->state, bf_worker_get_name (self), healthy ? "healthy" : "unhealthy", healthy ? NULL : reason, NULL);
+  if (healthy)
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s passed its health checks again: it takes builds",
+                         bf_worker_get_name (self));
+      subject = g_strdup_printf ("Buildfleet worker %s is healthy again", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s passed its health checks again and takes builds.\n\n",
+                              bf_worker_get_name (self));
+    }
+  else
+    {
+      bf_worker_message (bf_worker_get_name (self), "Worker %s failed its health checks, no new builds: %s",
+                         bf_worker_get_name (self), reason);
+      subject = g_strdup_printf ("Buildfleet worker %s is unhealthy", bf_worker_get_name (self));
+      g_string_append_printf (body, "The worker %s failed its health checks:\n  %s\n"
+                              "It gets no new builds until it passes them again.\n\n",
+                              bf_worker_get_name (self), reason);
+    }
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
+  /* Pending builds: taken now, or waiting for another reason. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+}
+
+static const BfHealthHost health_host = {
+  .idle = health_idle,
+  .response_time = health_response_time,
+  .result = health_result,
+};
+
+/* Flapping --------------------------------------------------------------------- */
+
+static gboolean
+flap_recovered_cb (gpointer data)
+{
+  BfWorker *self = data;
+  g_autofree char *recovery = format_duration (self->config->flap_recovery_usec);
+
+  bf_dbus_worker_set_flapping (iface (self), FALSE);
+  bf_worker_message (bf_worker_get_name (self), "Worker %s stayed attached for %s: no longer flapping",
+                     bf_worker_get_name (self), recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), FALSE);
+  bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
+  g_clear_pointer (&self->detach_times, g_array_unref);
+  /* It may take builds again. */
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  return G_SOURCE_REMOVE;
+}
+
+/* A detach: too many within FlapWindow make the worker flapping, once per
+ * episode, with one mail. */
+static void
+count_detach (BfWorker *self)
+{
+  guint threshold = self->config->flap_threshold;
+  gint64 now = g_get_monotonic_time ();
+  gint64 oldest;
+  g_autofree char *window = NULL;
+  g_autofree char *recovery = NULL;
+  g_autofree char *subject = NULL;
+  g_autoptr(GString) body = NULL;
+
+  bf_timer_stop (&self->flap_timer);
+  /* Only detaches nobody asked for count: a latent instance going away is
+   * its driver's business, a Shutdown or Disconnect an admin's. */
+  if (threshold == 0 || self->latent != NULL || self->detach_expected ||
+      bf_dbus_worker_get_flapping (iface (self)))
+    return;
+  if (self->detach_times == NULL)
+    self->detach_times = g_array_sized_new (FALSE, FALSE, sizeof (gint64), threshold + 1);
+  g_array_append_val (self->detach_times, now);
+  if (self->detach_times->len > threshold + 1)
+    g_array_remove_index (self->detach_times, 0);
+  oldest = g_array_index (self->detach_times, gint64, 0);
+  if (self->detach_times->len <= threshold || now - oldest > (gint64) self->config->flap_window_usec)
+    return;
+
+  window = format_duration (self->config->flap_window_usec);
+  recovery = format_duration (self->config->flap_recovery_usec);
+  bf_dbus_worker_set_flapping (iface (self), TRUE);
+  bf_worker_message (bf_worker_get_name (self),
+                     "Worker %s is flapping: more than %u detaches within %s; no new builds until it stays attached for %s",
+                     bf_worker_get_name (self), threshold, window, recovery);
+  bf_dbus_worker_emit_flapping_changed (iface (self), TRUE);
+  bf_history_record (self->state, bf_worker_get_name (self), "flapping", window, NULL);
+  subject = g_strdup_printf ("Buildfleet worker %s is flapping", bf_worker_get_name (self));
+  body = g_string_new (NULL);
+  g_string_append_printf (body,
+                          "The worker %s detached more than %u times within %s.\n"
+                          "It gets no new builds until it stays attached for %s.\n"
+                          "Until then no further mail is sent about it going missing or coming back.\n\n",
+                          bf_worker_get_name (self), threshold, window, recovery);
+  append_details (self, body);
+  mail_admins (self, subject, body->str);
 }
 
 static void
@@ -278,140 +435,217 @@ arm_missing_timer (BfWorker *self)
 
 /* Attach / detach ------------------------------------------------------------ */
 
-static void connection_closed_cb (BfConnection *connection,
+static void connection_closed_cb (BfWorkerLink *connection,
                                   const char   *reason,
                                   BfWorker     *self);
 
 static void
-connection_activity_cb (BfConnection *connection,
+connection_activity_cb (BfWorkerLink *connection,
                         BfWorker     *self)
 {
-  bf_dbus_worker_set_last_message_usec (iface (self), bf_connection_get_last_rx_usec (connection));
+  bf_dbus_worker_set_last_message_usec (iface (self), bf_worker_link_get_last_rx_usec (connection));
+}
+
+static void apply_graceful (BfWorker *self,
+                            gboolean  graceful);
+
+/* buildbot-worker's own graceful shutdown (SIGHUP, shutdown.stamp): over
+ * PB it asks the master, which treats it as SetGraceful(true). */
+static void
+shutdown_requested_cb (BfWorkerLink *link,
+                       BfWorker     *self)
+{
+  if (link != self->connection || bf_dbus_worker_get_graceful (iface (self)))
+    return;
+  bf_worker_message (bf_worker_get_name (self), "Worker %s asked to shut down gracefully",
+                     bf_worker_get_name (self));
+  apply_graceful (self, TRUE);
+  save_state (self);
+  bf_history_record (self->state, bf_worker_get_name (self), "graceful", "asked by the worker", NULL);
 }
 
 static void
 detach (BfWorker   *self,
         const char *reason)
 {
-  g_autoptr(BfConnection) connection = g_steal_pointer (&self->connection);
+  g_autoptr(BfWorkerLink) connection = g_steal_pointer (&self->connection);
   guint64 now = now_usec ();
 
   g_assert (connection != NULL);
 
   g_signal_handlers_disconnect_by_data (connection, self);
-  bf_connection_close (connection, reason);
+  if (self->health)
+    bf_health_detached (self->health);
+  bf_worker_link_close (connection, reason);
 
   self->last_seen_usec = now;
   g_object_freeze_notify (G_OBJECT (self));
+  bf_dbus_worker_set_last_seen_usec (iface (self), now);
   bf_dbus_worker_set_connected (iface (self), FALSE);
   bf_dbus_worker_set_peer (iface (self), "");
+  bf_dbus_worker_set_protocol (iface (self), "");
   bf_dbus_worker_set_connected_since_usec (iface (self), 0);
   set_disconnected_since (self, now);
   g_object_thaw_notify (G_OBJECT (self));
   save_state (self);
 
   bf_worker_info (bf_worker_get_name (self), "Worker %s detached (%s): was connected from %s",
-                  bf_worker_get_name (self), reason, bf_connection_get_peer (connection));
+                  bf_worker_get_name (self), reason, bf_worker_link_get_peer (connection));
 
+  bf_history_record (self->state, bf_worker_get_name (self), "detached", reason, NULL);
   bf_dbus_worker_emit_detached (iface (self), reason);
   g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
+  count_detach (self);
+}
+
+/* The connection ended by itself, or for a reason of the worker's: a
+ * latent worker hears of it (and stops its instance).  A stop the latent
+ * asked for goes through latent_release() instead, which only detaches. */
+static void
+lose_connection (BfWorker   *self,
+                 const char *reason)
+{
+  detach (self, reason);
   if (self->latent)
     bf_latent_detached (self->latent, reason);
 }
 
 static void
-connection_closed_cb (BfConnection *connection,
+connection_closed_cb (BfWorkerLink *connection,
                       const char   *reason,
                       BfWorker     *self)
 {
   if (connection == self->connection)
-    detach (self, reason);
+    lose_connection (self, reason);
+}
+
+static int
+compare_strings (gconstpointer a,
+                 gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* Labels = Labels= plus what the worker reported, sorted, once each. */
+static void
+publish_labels (BfWorker *self)
+{
+  g_autoptr(GPtrArray) all = g_ptr_array_new ();
+  g_autoptr(GPtrArray) unique = g_ptr_array_new ();
+
+  for (guint i = 0; self->config->labels[i]; i++)
+    g_ptr_array_add (all, self->config->labels[i]);
+  for (guint i = 0; self->reported_labels && self->reported_labels[i]; i++)
+    g_ptr_array_add (all, self->reported_labels[i]);
+  g_ptr_array_sort (all, compare_strings);
+  for (guint i = 0; i < all->len; i++)
+    if (unique->len == 0 || !g_str_equal (g_ptr_array_index (unique, unique->len - 1), g_ptr_array_index (all, i)))
+      g_ptr_array_add (unique, g_ptr_array_index (all, i));
+  g_ptr_array_add (unique, NULL);
+  bf_dbus_worker_set_labels (iface (self), (const char * const *) unique->pdata);
+}
+
+static void
+add_reported_label (GStrvBuilder *b,
+                    const char   *key,
+                    GVariant     *value)
+{
+  g_autofree char *label = NULL;
+
+  if (value == NULL)
+    return;
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+    label = g_strdup_printf ("%s=%s", key, g_variant_get_string (value, NULL));
+  else if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT64))
+    label = g_strdup_printf ("%s=%" G_GINT64_FORMAT, key, g_variant_get_int64 (value));
+  if (label != NULL && bf_label_is_valid (label))
+    g_strv_builder_add (b, label);
+}
+
+/* What the worker told about itself that builds may ask for. */
+static GStrv
+labels_from_info (const BfWorkerInfo *info)
+{
+  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+  g_autoptr(GVariant) os = g_variant_lookup_value (info->details, "os_id", NULL);
+  g_autoptr(GVariant) version = g_variant_lookup_value (info->details, "os_version_id", NULL);
+  g_autoptr(GVariant) cpus = g_variant_lookup_value (info->details, "numcpus", NULL);
+
+  add_reported_label (b, "os", os);
+  add_reported_label (b, "os-version", version);
+  add_reported_label (b, "cpus", cpus);
+  return g_strv_builder_end (b);
+}
+
+/**
+ * bf_worker_has_labels:
+ *
+ * Whether every one of @labels is among this worker's Labels.
+ */
+gboolean
+bf_worker_has_labels (BfWorker           *self,
+                      const char * const *labels)
+{
+  const char * const *mine = bf_dbus_worker_get_labels (iface (self));
+
+  for (guint i = 0; labels && labels[i]; i++)
+    if (mine == NULL || !g_strv_contains (mine, labels[i]))
+      return FALSE;
+  return TRUE;
+}
+
+/* Labels a worker reports itself: unknown until it attached once. */
+static gboolean
+is_reported_label (const char *label)
+{
+  return g_str_has_prefix (label, "os=") || g_str_has_prefix (label, "os-version=") ||
+         g_str_has_prefix (label, "cpus=");
+}
+
+/**
+ * bf_worker_could_have_labels:
+ *
+ * Whether this worker can ever satisfy @labels: it has them, or the
+ * missing ones are of the kind it reports and it has not reported yet.
+ */
+gboolean
+bf_worker_could_have_labels (BfWorker           *self,
+                             const char * const *labels)
+{
+  const char * const *mine = bf_dbus_worker_get_labels (iface (self));
+
+  for (guint i = 0; labels && labels[i]; i++)
+    if ((mine == NULL || !g_strv_contains (mine, labels[i])) &&
+        !(self->reported_labels == NULL && is_reported_label (labels[i])))
+      return FALSE;
+  return TRUE;
 }
 
 static void
 fill_from_info (BfWorker     *self,
-                BfConnection *connection)
+                BfWorkerLink *link)
 {
-  GVariant *info = bf_connection_get_info (connection);
-  g_autoptr(GVariantBuilder) info_b = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
-  g_autoptr(GVariantBuilder) cmds_b = g_variant_builder_new (G_VARIANT_TYPE ("a{ss}"));
-  g_autofree char *version = NULL;
-  g_autofree char *admin = NULL;
-  g_autofree char *host = NULL;
-  gsize n = g_variant_n_children (info);
+  const BfWorkerInfo *info = bf_worker_link_get_info (link);
 
-  /* By index rather than g_variant_iter_loop(): format strings parsed for
-   * every entry showed in an attach storm's profile. */
-  for (gsize i = 0; i < n; i++)
-    {
-      g_autoptr(GVariant) entry = g_variant_get_child_value (info, i);
-      g_autoptr(GVariant) key_v = g_variant_get_child_value (entry, 0);
-      g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
-      g_autoptr(GVariant) value = g_variant_get_variant (boxed);
-      const char *key = g_variant_get_string (key_v, NULL);
-      gboolean is_string = g_variant_is_of_type (value, G_VARIANT_TYPE_STRING);
-
-      if (g_str_equal (key, "worker_commands"))
-        {
-          gsize nc = g_variant_is_of_type (value, G_VARIANT_TYPE_VARDICT) ? g_variant_n_children (value) : 0;
-
-          for (gsize j = 0; j < nc; j++)
-            {
-              g_autoptr(GVariant) centry = g_variant_get_child_value (value, j);
-              g_autoptr(GVariant) cname = g_variant_get_child_value (centry, 0);
-              g_autoptr(GVariant) cboxed = g_variant_get_child_value (centry, 1);
-              g_autoptr(GVariant) cver = g_variant_get_variant (cboxed);
-              GVariant *text = g_variant_is_of_type (cver, G_VARIANT_TYPE_STRING)
-                ? g_variant_ref (cver)
-                : g_variant_ref_sink (g_variant_new_take_string (bf_variant_print_bounded (cver, BF_LIMIT_STRING_BYTES - 1)));
-
-              g_variant_builder_add_value (cmds_b, g_variant_new_dict_entry (cname, text));
-              g_variant_unref (text);
-            }
-          continue;
-        }
-      if (is_string && (g_str_equal (key, "admin") || g_str_equal (key, "host")))
-        {
-          /* The worker reads these from info/ files, trailing newline and all. */
-          g_autofree char *text = g_strstrip (g_variant_dup_string (value, NULL));
-          char **field = g_str_equal (key, "admin") ? &admin : &host;
-
-          g_variant_builder_add_value (info_b, g_variant_new_dict_entry (key_v,
-                                       g_variant_new_variant (g_variant_new_string (text))));
-          g_free (*field);
-          *field = g_steal_pointer (&text);
-          continue;
-        }
-      if (is_string && g_str_equal (key, "version"))
-        {
-          g_free (version);
-          version = g_variant_dup_string (value, NULL);
-        }
-      g_variant_builder_add_value (info_b, entry);
-    }
+  g_strfreev (self->reported_labels);
+  self->reported_labels = labels_from_info (info);
+  publish_labels (self);
 
   /* Every attach replaces all of it: what this worker did not report is
    * empty, not left over from an earlier connection. */
-  bf_dbus_worker_set_admin (iface (self), admin ? admin : "");
-  bf_dbus_worker_set_host (iface (self), host ? host : "");
-  bf_dbus_worker_set_version (iface (self), version ? version : "");
-  {
-    /* Kept serialised: a tree of small GVariants costs several times more
-     * memory per worker. */
-    g_autoptr(GVariant) info_v = g_variant_ref_sink (g_variant_builder_end (info_b));
-    g_autoptr(GVariant) cmds_v = g_variant_ref_sink (g_variant_builder_end (cmds_b));
-    (void) g_variant_get_data (info_v);
-    (void) g_variant_get_data (cmds_v);
-    bf_dbus_worker_set_info (iface (self), info_v);
-    bf_dbus_worker_set_commands (iface (self), cmds_v);
-  }
+  bf_dbus_worker_set_admin (iface (self), info->admin);
+  bf_dbus_worker_set_host (iface (self), info->host);
+  bf_dbus_worker_set_version (iface (self), info->version);
+  bf_dbus_worker_set_info (iface (self), info->details);
+  bf_dbus_worker_set_commands (iface (self), info->commands);
+  bf_dbus_worker_set_protocol (iface (self), bf_worker_link_get_protocol (link));
 }
 
 static void
 attach (BfWorker     *self,
-        BfConnection *connection)
+        BfWorkerLink *connection)
 {
   gboolean was_missing = self->missing_notified;
   guint64 away_since = bf_dbus_worker_get_disconnected_since_usec (iface (self));
@@ -422,26 +656,34 @@ attach (BfWorker     *self,
   self->connection = g_object_ref (connection);
   g_signal_connect_object (connection, "closed", G_CALLBACK (connection_closed_cb), self, 0);
   g_signal_connect_object (connection, "activity", G_CALLBACK (connection_activity_cb), self, 0);
+  g_signal_connect_object (connection, "shutdown-requested", G_CALLBACK (shutdown_requested_cb), self, 0);
   bf_timer_stop (&self->missing_timer);
 
   self->missing_notified = FALSE;
+  self->detach_expected = FALSE;
   self->last_seen_usec = now;
+  if (bf_dbus_worker_get_flapping (iface (self)))
+    bf_timer_start (&self->flap_timer, self->config->flap_recovery_usec, flap_recovered_cb, self);
 
+  if (self->health)
+    bf_health_attached (self->health, connection);
   g_object_freeze_notify (G_OBJECT (self));
   fill_from_info (self, connection);
-  bf_dbus_worker_set_peer (iface (self), bf_connection_get_peer (connection));
+  bf_dbus_worker_set_peer (iface (self), bf_worker_link_get_peer (connection));
   bf_dbus_worker_set_connected_since_usec (iface (self), now);
+  bf_dbus_worker_set_last_seen_usec (iface (self), now);
   bf_dbus_worker_set_disconnected_since_usec (iface (self), 0);
-  bf_dbus_worker_set_last_message_usec (iface (self), bf_connection_get_last_rx_usec (connection));
+  bf_dbus_worker_set_last_message_usec (iface (self), bf_worker_link_get_last_rx_usec (connection));
   bf_dbus_worker_set_missing (iface (self), FALSE);
   bf_dbus_worker_set_connected (iface (self), TRUE);
   g_object_thaw_notify (G_OBJECT (self));
   save_state (self);
 
   bf_worker_info (bf_worker_get_name (self), "Worker %s attached from %s (buildbot-worker %s)",
-                  bf_worker_get_name (self), bf_connection_get_peer (connection),
+                  bf_worker_get_name (self), bf_worker_link_get_peer (connection),
                   bf_dbus_worker_get_version (iface (self)));
 
+  bf_history_record (self->state, bf_worker_get_name (self), "attached", bf_worker_link_get_peer (connection), NULL);
   bf_dbus_worker_emit_attached (iface (self));
   if (self->latent)
     bf_latent_attached (self->latent);
@@ -460,10 +702,12 @@ attach (BfWorker     *self,
       g_string_append_printf (body,
                               "The worker %s attached again at %s from %s,\n"
                               "after being away since %s (%s).\n\n",
-                              bf_worker_get_name (self), when, bf_connection_get_peer (connection),
+                              bf_worker_get_name (self), when, bf_worker_link_get_peer (connection),
                               since, away);
       append_details (self, body);
-      mail_admins (self, subject, body->str);
+      if (!bf_dbus_worker_get_flapping (iface (self)))
+        mail_admins (self, subject, body->str);
+      bf_history_record (self->state, bf_worker_get_name (self), "back-online", away, NULL);
       bf_dbus_worker_emit_back_online (iface (self));
       g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
     }
@@ -475,16 +719,16 @@ candidate_attach_cb (GObject      *object,
                      gpointer      user_data)
 {
   g_autoptr(BfWorker) self = user_data;
-  BfConnection *connection = BF_CONNECTION (object);
+  BfWorkerLink *connection = BF_WORKER_LINK (object);
   g_autoptr(GError) error = NULL;
 
-  if (!bf_connection_attach_finish (connection, result, &error))
+  if (!bf_worker_link_attach_finish (connection, result, &error))
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         return;
       bf_worker_message (bf_worker_get_name (self), "Worker %s from %s failed to attach: %s",
-                         bf_worker_get_name (self), bf_connection_get_peer (connection), error->message);
-      bf_connection_close (connection, error->message);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (connection), error->message);
+      bf_worker_link_close (connection, error->message);
       if (self->candidate == connection)
         g_clear_object (&self->candidate);
       return;
@@ -502,7 +746,7 @@ start_attach (BfWorker *self)
 {
   g_clear_object (&self->candidate_cancellable);
   self->candidate_cancellable = g_cancellable_new ();
-  bf_connection_attach_async (self->candidate, self->candidate_cancellable,
+  bf_worker_link_attach_async (self->candidate, self->candidate_cancellable,
                               candidate_attach_cb, g_object_ref (self));
 }
 
@@ -512,24 +756,24 @@ duplicate_ping_cb (GObject      *object,
                    gpointer      user_data)
 {
   g_autoptr(BfWorker) self = user_data;
-  BfConnection *old = BF_CONNECTION (object);
-  g_autoptr(GVariant) reply = NULL;
+  BfWorkerLink *old = BF_WORKER_LINK (object);
   g_autoptr(GError) error = NULL;
   g_autofree char *reason = NULL;
+  gboolean answered;
 
-  reply = bf_connection_request_finish (old, result, &error);
+  answered = bf_worker_link_ping_finish (old, result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->candidate == NULL)
     return;
 
-  if (reply != NULL && old == self->connection)
+  if (answered && old == self->connection)
     {
       g_autofree char *why = g_strdup_printf ("duplicate connection: worker %s is already connected from %s",
-                                              bf_worker_get_name (self), bf_connection_get_peer (old));
+                                              bf_worker_get_name (self), bf_worker_link_get_peer (old));
       bf_worker_message (bf_worker_get_name (self),
                          "Refused a second connection for worker %s from %s: the connection from %s still answers",
-                         bf_worker_get_name (self), bf_connection_get_peer (self->candidate),
-                         bf_connection_get_peer (old));
-      bf_connection_close (self->candidate, why);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (self->candidate),
+                         bf_worker_link_get_peer (old));
+      bf_worker_link_close (self->candidate, why);
       g_clear_object (&self->candidate);
       g_clear_object (&self->candidate_cancellable);
       return;
@@ -537,12 +781,12 @@ duplicate_ping_cb (GObject      *object,
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s: the old connection from %s did not answer (%s); replacing it with the one from %s",
-                     bf_worker_get_name (self), bf_connection_get_peer (old),
-                     error ? error->message : "it closed", bf_connection_get_peer (self->candidate));
+                     bf_worker_get_name (self), bf_worker_link_get_peer (old),
+                     error ? error->message : "it closed", bf_worker_link_get_peer (self->candidate));
   if (old == self->connection)
     {
-      reason = g_strdup_printf ("replaced by a new connection from %s", bf_connection_get_peer (self->candidate));
-      detach (self, reason);
+      reason = g_strdup_printf ("replaced by a new connection from %s", bf_worker_link_get_peer (self->candidate));
+      lose_connection (self, reason);
     }
   start_attach (self);
 }
@@ -557,17 +801,17 @@ duplicate_ping_cb (GObject      *object,
  */
 void
 bf_worker_offer_connection (BfWorker     *self,
-                            BfConnection *connection)
+                            BfWorkerLink *connection)
 {
   g_return_if_fail (BF_IS_WORKER (self));
 
   if (self->candidate != NULL)
     {
       g_autofree char *why = g_strdup_printf ("another connection for worker %s from %s is being attached",
-                                              bf_worker_get_name (self), bf_connection_get_peer (self->candidate));
+                                              bf_worker_get_name (self), bf_worker_link_get_peer (self->candidate));
       bf_worker_message (bf_worker_get_name (self), "Refused a connection for worker %s from %s: %s",
-                         bf_worker_get_name (self), bf_connection_get_peer (connection), why);
-      bf_connection_close (connection, why);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (connection), why);
+      bf_worker_link_close (connection, why);
       return;
     }
 
@@ -576,8 +820,8 @@ bf_worker_offer_connection (BfWorker     *self,
       g_autofree char *why = g_strdup_printf ("latent worker %s is not being substantiated",
                                               bf_worker_get_name (self));
       bf_worker_message (bf_worker_get_name (self), "Refused a connection for worker %s from %s: %s",
-                         bf_worker_get_name (self), bf_connection_get_peer (connection), why);
-      bf_connection_close (connection, why);
+                         bf_worker_get_name (self), bf_worker_link_get_peer (connection), why);
+      bf_worker_link_close (connection, why);
       return;
     }
 
@@ -591,29 +835,35 @@ bf_worker_offer_connection (BfWorker     *self,
 
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s is connected from %s and a new connection came from %s; checking the old one",
-                     bf_worker_get_name (self), bf_connection_get_peer (self->connection),
-                     bf_connection_get_peer (connection));
+                     bf_worker_get_name (self), bf_worker_link_get_peer (self->connection),
+                     bf_worker_link_get_peer (connection));
   g_clear_object (&self->candidate_cancellable);
   self->candidate_cancellable = g_cancellable_new ();
-  bf_connection_request_async (self->connection, "print",
-                               g_variant_new_parsed ("{'message': <'buildfleetd: duplicate connection check'>}"),
-                               self->duplicate_ping_timeout_usec,
-                               self->candidate_cancellable,
-                               duplicate_ping_cb, g_object_ref (self));
+  bf_worker_link_ping_async (self->connection, "buildfleetd: duplicate connection check",
+                             self->duplicate_ping_timeout_usec, self->candidate_cancellable,
+                             duplicate_ping_cb, g_object_ref (self));
+}
+
+static void
+drop_candidate (BfWorker   *self,
+                const char *reason)
+{
+  if (self->candidate != NULL)
+    {
+      g_cancellable_cancel (self->candidate_cancellable);
+      bf_worker_link_close (self->candidate, reason);
+      g_clear_object (&self->candidate);
+    }
 }
 
 void
 bf_worker_disconnect (BfWorker   *self,
                       const char *reason)
 {
-  if (self->candidate != NULL)
-    {
-      g_cancellable_cancel (self->candidate_cancellable);
-      bf_connection_close (self->candidate, reason);
-      g_clear_object (&self->candidate);
-    }
+  drop_candidate (self, reason);
+  self->detach_expected = TRUE;
   if (self->connection != NULL)
-    detach (self, reason);
+    lose_connection (self, reason);
 }
 
 static void
@@ -622,12 +872,12 @@ shutdown_reply_cb (GObject      *object,
                    gpointer      user_data)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) reply = bf_connection_request_finish (BF_CONNECTION (object), result, &error);
 
-  if (reply == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    bf_worker_debug (bf_connection_get_worker_name (BF_CONNECTION (object)),
+  if (!bf_worker_link_shutdown_finish (BF_WORKER_LINK (object), result, &error) &&
+      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    bf_worker_debug (bf_worker_link_get_worker_name (BF_WORKER_LINK (object)),
                      "Shutdown request to worker %s: %s",
-                     bf_connection_get_worker_name (BF_CONNECTION (object)), error->message);
+                     bf_worker_link_get_worker_name (BF_WORKER_LINK (object)), error->message);
 }
 
 /**
@@ -640,9 +890,9 @@ bf_worker_request_shutdown (BfWorker *self)
 {
   if (self->connection == NULL)
     return;
+  self->detach_expected = TRUE;
   bf_worker_message (bf_worker_get_name (self), "Asking worker %s to shut down", bf_worker_get_name (self));
-  bf_connection_request_async (self->connection, "shutdown", NULL, 10 * G_USEC_PER_SEC, NULL,
-                               shutdown_reply_cb, NULL);
+  bf_worker_link_shutdown_async (self->connection, NULL, shutdown_reply_cb, NULL);
 }
 
 /* Builds --------------------------------------------------------------------- */
@@ -660,7 +910,72 @@ bf_worker_can_take_build (BfWorker   *self,
          !bf_dbus_worker_get_graceful (w) &&
          !bf_dbus_worker_get_paused (w) &&
          !bf_dbus_worker_get_quarantined (w) &&
-         (max == 0 || bf_dbus_worker_get_active_builds (w) < max);
+         !bf_dbus_worker_get_flapping (w) &&
+         !bf_dbus_worker_get_unhealthy (w) &&
+         (max == 0 || bf_dbus_worker_get_active_builds (w) < max) &&
+         !bf_worker_runs_builder (self, builder);
+}
+
+/**
+ * bf_worker_why_not:
+ *
+ * Returns: (nullable): why this worker cannot take a build of @builder
+ *   now, in a few words for Build.WaitingFor; %NULL if it can
+ */
+const char *
+bf_worker_why_not (BfWorker           *self,
+                   const char         *builder,
+                   const char * const *labels)
+{
+  BfDBusWorker *w = iface (self);
+  guint max = self->config->max_builds;
+
+  if (!bf_worker_config_serves (self->config, builder))
+    return "does not serve the builder";
+  if (!bf_worker_has_labels (self, labels))
+    return "lacks a label";
+  if (bf_dbus_worker_get_paused (w))
+    return "paused";
+  if (bf_dbus_worker_get_quarantined (w))
+    return "quarantined";
+  if (bf_dbus_worker_get_graceful (w))
+    return "shutting down gracefully";
+  if (bf_dbus_worker_get_flapping (w))
+    return "flapping";
+  if (bf_dbus_worker_get_unhealthy (w))
+    return "unhealthy";
+  if (self->connection == NULL)
+    {
+      if (self->latent != NULL)
+        return bf_latent_can_substantiate (self->latent) ? "not started" : "starting";
+      return self->missing_notified ? "missing" : "not connected";
+    }
+  if (self->latent != NULL && !bf_latent_can_take_build (self->latent))
+    return "stopping";
+  if (max != 0 && bf_dbus_worker_get_active_builds (w) >= max)
+    return "busy";
+  if (bf_worker_runs_builder (self, builder))
+    return "running a build of this builder";
+  return NULL;
+}
+
+/**
+ * bf_worker_runs_builder:
+ *
+ * Whether a build of @builder is active on this worker.  A worker runs at
+ * most one build of a builder at a time, as Buildbot's do: both would use
+ * BASEDIR/BUILDER, and a PB worker holds one command per builder.
+ */
+gboolean
+bf_worker_runs_builder (BfWorker   *self,
+                        const char *builder)
+{
+  if (self->busy_builders == NULL)
+    return FALSE;
+  for (guint i = 0; i < self->busy_builders->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->busy_builders, i), builder))
+      return TRUE;
+  return FALSE;
 }
 
 /**
@@ -691,20 +1006,34 @@ bf_worker_get_active_builds (BfWorker *self)
 }
 
 void
-bf_worker_build_started (BfWorker *self)
+bf_worker_build_started (BfWorker   *self,
+                         const char *builder)
 {
+  /* Created on first use: most workers of a big fleet are idle. */
+  if (self->busy_builders == NULL)
+    self->busy_builders = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (self->busy_builders, g_strdup (builder));
   bf_dbus_worker_set_active_builds (iface (self), bf_dbus_worker_get_active_builds (iface (self)) + 1);
   if (self->latent)
     bf_latent_build_started (self->latent);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 1);
 }
 
-void
-bf_worker_build_finished (BfWorker *self)
+static void
+build_finished (BfWorker   *self,
+                const char *builder)
 {
   guint active = bf_dbus_worker_get_active_builds (iface (self));
 
   g_return_if_fail (active > 0);
+  for (guint i = 0; self->busy_builders && i < self->busy_builders->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->busy_builders, i), builder))
+      {
+        g_ptr_array_remove_index_fast (self->busy_builders, i);
+        break;
+      }
+  if (self->busy_builders && self->busy_builders->len == 0)
+    g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
   bf_dbus_worker_set_active_builds (iface (self), active - 1);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, -1);
 
@@ -716,7 +1045,12 @@ bf_worker_build_finished (BfWorker *self)
     bf_worker_request_shutdown (self);
 }
 
-/* Quarantine ----------------------------------------------------------------- */
+/* Quarantine ----------------------------------------------------------------- *
+ *
+ * Only this file decides when a worker is quarantined: a lost build, a
+ * builder that could not be prepared (bf_worker_build_ended()), a latent
+ * instance that failed to start (latent_start_failed()).  A released
+ * build resets the backoff. */
 
 static gboolean
 quarantine_end_cb (gpointer data)
@@ -728,6 +1062,7 @@ quarantine_end_cb (gpointer data)
   bf_dbus_worker_set_quarantine_until_usec (iface (self), 0);
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
+  bf_history_record (self->state, bf_worker_get_name (self), "quarantine-ended", NULL, NULL);
   g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
   return G_SOURCE_REMOVE;
 }
@@ -741,17 +1076,17 @@ bf_worker_set_quarantine_limits (BfWorker *self,
   self->quarantine_max_usec = max_usec;
 }
 
-/**
- * bf_worker_quarantine:
+/*
+ * quarantine:
  * @why: for the log
  *
  * Keeps builds away from the worker for a while: 10 s the first time (by
  * default), doubling with every further incident up to an hour, until a
  * build succeeds.  Separate from Pause: nobody has to lift it by hand.
  */
-void
-bf_worker_quarantine (BfWorker   *self,
-                      const char *why)
+static void
+quarantine (BfWorker   *self,
+            const char *why)
 {
   guint64 until;
   g_autofree char *span = NULL;
@@ -770,20 +1105,101 @@ bf_worker_quarantine (BfWorker   *self,
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s quarantined for %s: %s",
                      bf_worker_get_name (self), span, why);
+  bf_history_record (self->state, bf_worker_get_name (self), "quarantined", why, NULL);
 }
 
 /**
- * bf_worker_build_succeeded:
+ * bf_worker_build_ended:
+ * @builder: the build's builder
+ * @result: how it ended: a BfBuild result ("released", "lost", "timeout",
+ *   "owner-gone", "failed"), or "unprepared" when the builder could not be
+ *   prepared on this worker (the build goes back to the queue)
+ * @detail: (nullable): what went wrong, for the log
  *
- * A good build resets the quarantine backoff.
+ * A build assigned by bf_worker_build_started() left this worker.  A lost
+ * or unprepared build quarantines the worker; a released one resets the
+ * quarantine backoff; the others say nothing about the worker.
  */
 void
-bf_worker_build_succeeded (BfWorker *self)
+bf_worker_build_ended (BfWorker   *self,
+                       const char *builder,
+                       const char *result,
+                       const char *detail)
 {
-  self->quarantine_backoff_usec = 0;
+  if (g_str_equal (result, "lost"))
+    quarantine (self, "its build was lost");
+  else if (g_str_equal (result, "unprepared"))
+    {
+      g_autofree char *why = g_strdup_printf ("could not prepare builder %s: %s", builder,
+                                              detail ? detail : "unknown error");
+      quarantine (self, why);
+    }
+  else if (g_str_equal (result, "released"))
+    self->quarantine_backoff_usec = 0;
+  build_finished (self, builder);
 }
 
+/* The latent's host ----------------------------------------------------------- */
+
+static guint
+latent_active_builds (gpointer data)
+{
+  return bf_dbus_worker_get_active_builds (iface (data));
+}
+
+static gboolean
+latent_is_quarantined (gpointer data)
+{
+  return bf_dbus_worker_get_quarantined (iface (data));
+}
+
+static void
+latent_start_failed (gpointer    data,
+                     const char *message)
+{
+  quarantine (data, message);
+}
+
+/* The latent stops its instance: the worker is asked to exit and its
+ * connection goes, without telling the latent (it asked). */
+static void
+latent_release (gpointer    data,
+                const char *reason)
+{
+  BfWorker *self = data;
+
+  if (self->connection == NULL)
+    return;
+  bf_worker_request_shutdown (self);
+  drop_candidate (self, reason);
+  detach (self, reason);
+}
+
+static const BfLatentHost latent_host = {
+  .active_builds = latent_active_builds,
+  .is_quarantined = latent_is_quarantined,
+  .start_failed = latent_start_failed,
+  .release = latent_release,
+};
+
 /* D-Bus methods -------------------------------------------------------------- */
+
+/* Graceful is published and saved: finish current builds, take no new
+ * ones, then shut the worker down (at once when idle). */
+static void
+apply_graceful (BfWorker *self,
+                gboolean  graceful)
+{
+  bf_dbus_worker_set_graceful (iface (self), graceful);
+  bf_dbus_worker_emit_graceful_changed (iface (self), graceful);
+  if (graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
+    {
+      if (self->latent)
+        bf_latent_insubstantiate (self->latent, FALSE, "graceful");
+      else if (self->connection != NULL)
+        bf_worker_request_shutdown (self);
+    }
+}
 
 static void admin_next (BfWorker *self);
 
@@ -811,36 +1227,40 @@ admin_op_apply (BfWorker *self,
                 AdminOp  *op)
 {
   const char *name = bf_worker_get_name (self);
-  const char *sender = g_dbus_method_invocation_get_sender (op->invocation);
+  guint32 uid = 0;
+  const char *user = bf_authority_get_caller (op->invocation, &uid);
+  g_autofree char *sender = g_strdup_printf ("%s (uid %u, %s)", user ? user : "?", uid,
+                                             g_dbus_method_invocation_get_sender (op->invocation));
 
   switch (op->kind)
     {
     case ADMIN_SET_GRACEFUL:
-      bf_dbus_worker_set_graceful (iface (self), op->graceful);
       bf_worker_message (name, "Worker %s: graceful shutdown %s by %s",
                          name, op->graceful ? "requested" : "cancelled", sender);
-      bf_dbus_worker_emit_graceful_changed (iface (self), op->graceful);
-      if (op->graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
-        {
-          if (self->latent)
-            bf_latent_insubstantiate (self->latent, FALSE, "graceful");
-          else if (self->connection != NULL)
-            bf_worker_request_shutdown (self);
-        }
+      apply_graceful (self, op->graceful);
+      bf_history_record (self->state, name, op->graceful ? "graceful" : "graceful-cancelled", NULL, sender);
       break;
     case ADMIN_PAUSE:
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), TRUE);
       bf_dbus_worker_set_pause_reason (iface (self), op->reason);
+      bf_dbus_worker_set_paused_by (iface (self), op->caller);
+      bf_dbus_worker_set_paused_since_usec (iface (self), op->since_usec);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
+      bf_history_record (self->state, name, "paused", op->reason, sender);
+      /* Pending builds now wait for another reason: let the queue say so. */
+      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
     case ADMIN_UNPAUSE:
       g_object_freeze_notify (G_OBJECT (self));
       bf_dbus_worker_set_paused (iface (self), FALSE);
       bf_dbus_worker_set_pause_reason (iface (self), "");
+      bf_dbus_worker_set_paused_by (iface (self), "");
+      bf_dbus_worker_set_paused_since_usec (iface (self), 0);
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
+      bf_history_record (self->state, name, "unpaused", NULL, sender);
       g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
       break;
     }
@@ -915,6 +1335,10 @@ admin_enqueue (BfWorker              *self,
     g_variant_get (params, "(b)", &op->graceful);
   else if (kind == ADMIN_PAUSE)
     g_variant_get (params, "(s)", &op->reason);
+  op->caller = g_strdup (bf_authority_get_caller (invocation, NULL));
+  if (op->caller == NULL)
+    op->caller = g_strdup ("");
+  op->since_usec = now_usec ();
   g_queue_push_tail (&self->admin_ops, op);
   admin_next (self);
 }
@@ -1033,6 +1457,17 @@ handle_disconnect (BfDBusWorker          *object,
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+static gboolean
+handle_get_history (BfDBusWorker          *object,
+                    GDBusMethodInvocation *invocation,
+                    guint64                since_usec,
+                    guint64                until_usec,
+                    guint                  limit)
+{
+  return bf_history_handle_get_history (BF_WORKER (object)->state, object, invocation,
+                                        since_usec, until_usec, limit);
+}
+
 static void
 bf_worker_iface_init (BfDBusWorkerIface *iface)
 {
@@ -1041,6 +1476,7 @@ bf_worker_iface_init (BfDBusWorkerIface *iface)
   iface->handle_unpause = handle_unpause;
   iface->handle_shutdown = handle_shutdown;
   iface->handle_disconnect = handle_disconnect;
+  iface->handle_get_history = handle_get_history;
 }
 
 /* Object --------------------------------------------------------------------- */
@@ -1052,18 +1488,23 @@ bf_worker_dispose (GObject *object)
 
   bf_timer_stop (&self->missing_timer);
   bf_timer_stop (&self->quarantine_timer);
+  bf_timer_stop (&self->flap_timer);
+  g_clear_pointer (&self->detach_times, g_array_unref);
+  g_clear_pointer (&self->health, bf_health_free);
   if (self->candidate_cancellable)
     g_cancellable_cancel (self->candidate_cancellable);
   if (self->candidate)
-    bf_connection_close (self->candidate, "worker removed");
+    bf_worker_link_close (self->candidate, "worker removed");
   g_clear_object (&self->candidate);
   if (self->connection)
     {
       g_signal_handlers_disconnect_by_data (self->connection, self);
-      bf_connection_close (self->connection, "worker removed");
+      bf_worker_link_close (self->connection, "worker removed");
     }
   g_clear_object (&self->connection);
   g_clear_object (&self->candidate_cancellable);
+  if (self->latent)
+    bf_latent_forget_host (self->latent);
   g_clear_object (&self->latent);
 
   G_OBJECT_CLASS (bf_worker_parent_class)->dispose (object);
@@ -1080,6 +1521,8 @@ bf_worker_finalize (GObject *object)
 
   if (cold_workers != NULL)
     g_hash_table_remove (cold_workers, self);
+  g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
+  g_strfreev (self->reported_labels);
   /* A save in progress holds a reference: nothing is being saved now. */
   while (!g_queue_is_empty (&self->admin_ops))
     {
@@ -1249,6 +1692,30 @@ bf_worker_init (BfWorker *self)
   self->quarantine_max_usec = (gint64) 3600 * G_USEC_PER_SEC;
 }
 
+/* Health checks exist only for workers that have them configured: most
+ * of a big fleet's workers would carry an idle checker for nothing. */
+static void
+apply_health_config (BfWorker       *self,
+                     BfWorkerConfig *config)
+{
+  if (config->health_interval_usec == 0)
+    {
+      g_clear_pointer (&self->health, bf_health_free);
+      if (bf_dbus_worker_get_unhealthy (iface (self)))
+        health_result (self, TRUE, "");
+      return;
+    }
+  if (self->health == NULL)
+    {
+      self->health = bf_health_new (&health_host, self, bf_worker_get_name (self));
+      bf_health_set_config (self->health, config);
+      if (self->connection != NULL)
+        bf_health_attached (self->health, self->connection);
+      return;
+    }
+  bf_health_set_config (self->health, config);
+}
+
 /**
  * bf_worker_set_config:
  *
@@ -1267,6 +1734,7 @@ bf_worker_set_config (BfWorker       *self,
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_max_builds (w, config->max_builds);
   bf_dbus_worker_set_builders (w, (const char * const *) config->builders);
+  publish_labels (self);
   bf_dbus_worker_set_missing_timeout_usec (w, config->missing_timeout_usec);
   bf_dbus_worker_set_notify_on_missing (w, (const char * const *) config->notify_on_missing);
   bf_dbus_worker_set_properties (w, config->properties);
@@ -1274,6 +1742,7 @@ bf_worker_set_config (BfWorker       *self,
 
   if (self->latent)
     bf_latent_set_config (self->latent, config);
+  apply_health_config (self, config);
 
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
@@ -1304,7 +1773,7 @@ bf_worker_new (BfWorkerConfig *config,
   self->authority = g_object_ref (authority);
 
   if (config->latent != BF_LATENT_NONE)
-    self->latent = bf_latent_new (config, self, state, mailer, authority);
+    self->latent = bf_latent_new (config, &latent_host, self, state, mailer, authority);
 
   known = bf_state_get_worker (state, config->name, &ws);
   /* Unset strings and dictionaries read as "" and {} on the bus; with
@@ -1317,7 +1786,10 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_graceful (w, ws.graceful);
       bf_dbus_worker_set_paused (w, ws.paused);
       bf_dbus_worker_set_pause_reason (w, ws.paused && ws.pause_reason ? ws.pause_reason : "");
+      bf_dbus_worker_set_paused_by (w, ws.paused && ws.paused_by ? ws.paused_by : "");
+      bf_dbus_worker_set_paused_since_usec (w, ws.paused ? ws.paused_since_usec : 0);
       self->last_seen_usec = ws.last_seen_usec;
+      bf_dbus_worker_set_last_seen_usec (w, ws.last_seen_usec);
       self->missing_notified = ws.missing_notified;
       bf_dbus_worker_set_missing (w, ws.missing_notified);
       /* 0 means the daemon stopped while the worker was connected. */
@@ -1359,8 +1831,8 @@ bf_worker_get_latent (BfWorker *self)
   return self->latent;
 }
 
-BfConnection *
-bf_worker_get_connection (BfWorker *self)
+BfWorkerLink *
+bf_worker_get_link (BfWorker *self)
 {
   return self->connection;
 }
@@ -1375,6 +1847,16 @@ gboolean
 bf_worker_is_connected (BfWorker *self)
 {
   return self->connection != NULL;
+}
+
+/* The password this worker must present: configured, or generated for
+ * the current instance of a latent worker; NULL when none is valid. */
+static const char *
+expected_password (BfWorker *self)
+{
+  if (self->config->password_generate)
+    return self->latent ? bf_latent_get_password (self->latent) : NULL;
+  return self->config->password;
 }
 
 /**
@@ -1392,11 +1874,8 @@ bf_worker_check_password (BfWorker   *self,
   guint8 da[32], db[32];
   gsize la = sizeof da, lb = sizeof db;
   guint8 diff = 0;
+  const char *expected = expected_password (self);
 
-  const char *expected = self->config->password;
-
-  if (self->config->password_generate)
-    expected = self->latent ? bf_latent_get_password (self->latent) : NULL;
   if (expected == NULL || password == NULL)
     return FALSE;
   g_checksum_update (a, (const guchar *) expected, -1);
@@ -1406,4 +1885,25 @@ bf_worker_check_password (BfWorker   *self,
   for (gsize i = 0; i < sizeof da; i++)
     diff |= da[i] ^ db[i];
   return diff == 0;
+}
+
+/**
+ * bf_worker_check_pb_response:
+ *
+ * PB's login: was @response computed from @challenge with this worker's
+ * password?  Constant time (bf_pb_auth_check()); the password stays here.
+ */
+gboolean
+bf_worker_check_pb_response (BfWorker     *self,
+                             const guint8 *challenge,
+                             gsize         challenge_len,
+                             const guint8 *response,
+                             gsize         response_len)
+{
+  const char *expected = expected_password (self);
+
+  if (expected == NULL)
+    return FALSE;
+  return bf_pb_auth_check (challenge, challenge_len, expected, strlen (expected),
+                           response, response_len);
 }

@@ -7,7 +7,7 @@
 #include "bf-dbus-generated.h"
 #include "bf-authority.h"
 #include "bf-config.h"
-#include "bf-connection.h"
+#include "bf-worker-link.h"
 #include "bf-latent.h"
 #include "bf-mailer.h"
 #include "bf-state.h"
@@ -27,32 +27,47 @@ void            bf_worker_set_config         (BfWorker       *self,
                                               BfWorkerConfig *config);
 void            bf_worker_set_duplicate_ping_timeout (BfWorker *self,
                                               guint64         timeout_usec);
-BfConnection   *bf_worker_get_connection     (BfWorker       *self);
+BfWorkerLink   *bf_worker_get_link           (BfWorker       *self);
 BfLatent       *bf_worker_get_latent         (BfWorker       *self);
 gboolean        bf_worker_check_password     (BfWorker       *self,
                                               const char     *password);
+gboolean        bf_worker_check_pb_response  (BfWorker       *self,
+                                              const guint8   *challenge,
+                                              gsize           challenge_len,
+                                              const guint8   *response,
+                                              gsize           response_len);
 
 void            bf_worker_offer_connection   (BfWorker       *self,
-                                              BfConnection   *connection);
+                                              BfWorkerLink   *connection);
 void            bf_worker_disconnect         (BfWorker       *self,
                                               const char     *reason);
 void            bf_worker_request_shutdown   (BfWorker       *self);
 
 gboolean        bf_worker_is_missing         (BfWorker       *self);
 gboolean        bf_worker_is_connected       (BfWorker       *self);
+const char     *bf_worker_why_not            (BfWorker       *self,
+                                              const char     *builder,
+                                              const char * const *labels);
+gboolean        bf_worker_has_labels         (BfWorker       *self,
+                                              const char * const *labels);
+gboolean        bf_worker_could_have_labels  (BfWorker       *self,
+                                              const char * const *labels);
+gboolean        bf_worker_runs_builder       (BfWorker       *self,
+                                              const char     *builder);
 gboolean        bf_worker_can_take_build     (BfWorker       *self,
                                               const char     *builder);
 gboolean        bf_worker_can_substantiate_for (BfWorker     *self,
                                               const char     *builder);
-void            bf_worker_build_started      (BfWorker       *self);
-void            bf_worker_build_finished     (BfWorker       *self);
+void            bf_worker_build_started      (BfWorker       *self,
+                                              const char     *builder);
+void            bf_worker_build_ended        (BfWorker       *self,
+                                              const char     *builder,
+                                              const char     *result,
+                                              const char     *detail);
 guint           bf_worker_get_active_builds  (BfWorker       *self);
 void            bf_worker_set_quarantine_limits (BfWorker    *self,
                                               guint64         initial_usec,
                                               guint64         max_usec);
-void            bf_worker_quarantine         (BfWorker       *self,
-                                              const char     *why);
-void            bf_worker_build_succeeded    (BfWorker       *self);
 
 void            bf_worker_stop_cache_warmer  (void);
 

@@ -8,6 +8,8 @@
  */
 #include "config.h"
 
+#include <signal.h>
+
 #include <locale.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -374,6 +376,9 @@ main (int   argc,
   g_signal_connect (app->manager, "status-changed", G_CALLBACK (status_changed_cb), app);
   g_debug ("Workers created at %.1f ms", (g_get_monotonic_time () - app->start_usec) / 1000.0);
 
+  /* A reader that goes away (a client's output pipe, a mailer) is an
+   * EPIPE for the writer to handle, not a signal that ends the daemon. */
+  signal (SIGPIPE, SIG_IGN);
   g_unix_signal_add (SIGTERM, sigterm_cb, app);
   g_unix_signal_add (SIGINT, sigterm_cb, app);
   g_unix_signal_add (SIGHUP, sighup_cb, app);

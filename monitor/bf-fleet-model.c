@@ -131,7 +131,7 @@ static guint signals[N_SIGNALS];
  * keepalive) only notify the proxy. */
 static const char * const view_properties[] = {
   "Name", "Connected", "Missing", "Paused", "Graceful", "Quarantined",
-  "ActiveBuilds", "MaxBuilds", "Host", "Admin", "DisconnectedSinceUSec",
+  "ActiveBuilds", "MaxBuilds", "Host", "Admin", "DisconnectedSinceUSec", "LastSeenUSec",
   "State",
   NULL
 };
@@ -146,6 +146,7 @@ static const char * const list_properties[] = {
   /* Worker */
   "Name", "Connected", "Missing", "Paused", "PauseReason", "Graceful", "Quarantined",
   "QuarantineUntilUSec", "ActiveBuilds", "MaxBuilds", "Host", "Admin", "DisconnectedSinceUSec",
+  "LastSeenUSec",
   /* LatentWorker: the state and its tooltip */
   "State", "LastError",
   NULL
@@ -1449,5 +1450,48 @@ bf_fleet_model_lookup (BfFleetModel *self,
   if (row == NULL || !g_hash_table_contains (self->infos, row))
     return NULL;
 
+  return BF_DBUS_WORKER (row);
+}
+
+/**
+ * bf_fleet_model_get_connection:
+ *
+ * Returns: (transfer none) (nullable): the bus of the daemon whose workers
+ * are in the model, once loaded
+ */
+GDBusConnection *
+bf_fleet_model_get_connection (BfFleetModel *self)
+{
+  g_return_val_if_fail (BF_IS_FLEET_MODEL (self), NULL);
+  return self->connection;
+}
+
+/**
+ * bf_fleet_model_get_name_owner:
+ *
+ * Returns: (transfer none) (nullable): the unique name of that daemon
+ */
+const char *
+bf_fleet_model_get_name_owner (BfFleetModel *self)
+{
+  g_return_val_if_fail (BF_IS_FLEET_MODEL (self), NULL);
+  return self->name_owner;
+}
+
+/**
+ * bf_fleet_model_lookup_path:
+ *
+ * Returns: (transfer none) (nullable): the worker at @object_path
+ */
+BfDBusWorker *
+bf_fleet_model_lookup_path (BfFleetModel *self,
+                            const char   *object_path)
+{
+  BfWorkerRow *row;
+
+  g_return_val_if_fail (BF_IS_FLEET_MODEL (self), NULL);
+  row = object_path != NULL ? bf_fleet_model_find (self, object_path) : NULL;
+  if (row == NULL || !g_hash_table_contains (self->infos, row))
+    return NULL;
   return BF_DBUS_WORKER (row);
 }

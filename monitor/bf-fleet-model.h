@@ -36,4 +36,9 @@ guint          bf_fleet_model_get_n_builds      (BfFleetModel *self);
 BfDBusWorker  *bf_fleet_model_lookup            (BfFleetModel *self,
                                                  const char   *name);
 
+GDBusConnection *bf_fleet_model_get_connection  (BfFleetModel *self);
+const char    *bf_fleet_model_get_name_owner    (BfFleetModel *self);
+BfDBusWorker  *bf_fleet_model_lookup_path       (BfFleetModel *self,
+                                                 const char   *object_path);
+
 G_END_DECLS

@@ -91,9 +91,11 @@ bf_monitor_application_command_line (GApplication            *application,
 
   if (g_variant_dict_contains (options, "background"))
     {
-      /* Only keep running; a window already open stays open. */
+      /* Only keep running; a window already open stays open.  The
+       * workers missing already are summed up in one notification. */
       if (!self->held)
         {
+          bf_notifier_set_summarize_at_start (self->notifier, TRUE);
           g_application_hold (application);
           self->held = TRUE;
         }

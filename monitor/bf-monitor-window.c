@@ -25,6 +25,8 @@
 
 #include "bf-monitor-window.h"
 #include "bf-pause-dialog.h"
+#include "bf-build-list.h"
+#include "bf-builds-model.h"
 #include "bf-worker-details.h"
 #include "bf-worker-row.h"
 #include "bf-worker-status.h"
@@ -50,6 +52,8 @@ struct _BfMonitorWindow
   AdwApplicationWindow  parent_instance;
 
   BfFleetModel         *model;
+  BfBuildsModel        *builds;
+  BfBuildList          *builds_view;
   GCancellable         *cancellable;
   GSignalGroup         *selected_signals;
   GSignalGroup         *selected_latent_signals;
@@ -86,6 +90,8 @@ struct _BfMonitorWindow
   GtkSortListModel     *sort_model;
   GtkCustomFilter      *state_filter;
   BfWorkerDetails      *details;
+  GtkScrolledWindow    *builds_view_scroller;
+  GtkWidget            *summary_box;
 };
 
 G_DEFINE_FINAL_TYPE (BfMonitorWindow, bf_monitor_window, ADW_TYPE_APPLICATION_WINDOW)
@@ -176,7 +182,7 @@ last_seen_update (GtkListItem *list_item,
 
   text = bf_format_last_seen (now,
                               bf_dbus_worker_get_connected (worker),
-                              bf_dbus_worker_get_disconnected_since_usec (worker));
+                              bf_dbus_worker_get_last_seen_usec (worker));
   gtk_inscription_set_text (inscription, text);
 }
 
@@ -208,6 +214,7 @@ last_seen_bind_cb (GtkSignalListItemFactory *factory,
 
   g_signal_connect (worker, "notify::connected", G_CALLBACK (last_seen_notify_cb), list_item);
   g_signal_connect (worker, "notify::disconnected-since-usec", G_CALLBACK (last_seen_notify_cb), list_item);
+  g_signal_connect (worker, "notify::last-seen-usec", G_CALLBACK (last_seen_notify_cb), list_item);
   g_hash_table_add (self->last_seen_items, list_item);
 
   last_seen_update (list_item, g_get_real_time ());
@@ -423,7 +430,11 @@ static void
 state_cell_setup_cb (GtkSignalListItemFactory *factory,
                      GtkListItem              *list_item)
 {
-  gtk_list_item_set_child (list_item, bf_worker_status_new ());
+  GtkWidget *status = bf_worker_status_new ();
+
+  /* One clear state per row; the rest in its tooltip and the details. */
+  bf_worker_status_set_compact (BF_WORKER_STATUS (status), TRUE);
+  gtk_list_item_set_child (list_item, status);
 }
 
 static void
@@ -1065,7 +1076,7 @@ dump_row (GKeyFile     *key_file,
                                               bf_dbus_worker_get_max_builds (worker));
   g_autofree char *last_seen = bf_format_last_seen (now,
                                                     bf_dbus_worker_get_connected (worker),
-                                                    bf_dbus_worker_get_disconnected_since_usec (worker));
+                                                    bf_dbus_worker_get_last_seen_usec (worker));
   g_autoptr(GStrvBuilder) badges = g_strv_builder_new ();
   g_auto(GStrv) badges_strv = NULL;
 
@@ -1117,6 +1128,7 @@ bf_monitor_window_dump_state (BfMonitorWindow *self,
   g_key_file_set_string (key_file, "window", "paused", gtk_label_get_label (self->paused_label));
   g_key_file_set_string (key_file, "window", "builds", gtk_label_get_label (self->builds_label));
   g_key_file_set_uint64 (key_file, "window", "n-rows", n_rows);
+  g_key_file_set_uint64 (key_file, "window", "filter", gtk_drop_down_get_selected (self->filter_dropdown));
   g_key_file_set_string (key_file, "window", "selected", selected ? bf_dbus_worker_get_name (selected) : "");
   g_key_file_set_string (key_file, "window", "last-error", self->last_error ?: "");
   g_key_file_set_int64 (key_file, "window", "list-shown-usec", self->list_shown_usec);
@@ -1156,9 +1168,54 @@ bf_monitor_window_dump_state (BfMonitorWindow *self,
       g_autoptr(BfDBusWorker) worker = g_list_model_get_item (rows, i);
       dump_row (key_file, i, worker, now);
     }
+
+  /* The Builds view and the details pane, label by label. */
+  if (self->builds_view != NULL)
+    bf_build_list_dump (self->builds_view, key_file, "builds", "build");
+  bf_worker_details_dump (self->details, key_file);
 }
 
 /* ------------------------------------------------------------------------ */
+
+/* The summary cards are filters: a click shows only those workers, a
+ * second click all of them again. */
+static void
+card_pressed_cb (GtkGestureClick *gesture,
+                 int              n_press,
+                 double           x,
+                 double           y,
+                 BfMonitorWindow *self)
+{
+  BfShow show = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (gesture), "bf-show"));
+
+  if (gtk_drop_down_get_selected (self->filter_dropdown) == show)
+    show = BF_SHOW_ALL;
+  gtk_drop_down_set_selected (self->filter_dropdown, show);
+}
+
+static void
+setup_summary_cards (BfMonitorWindow *self)
+{
+  /* The cards in the template's order */
+  static const BfShow shows[] = { BF_SHOW_CONNECTED, BF_SHOW_MISSING, BF_SHOW_PAUSED, BF_SHOW_BUSY };
+  static const char * const tooltips[] = {
+    N_("Show only connected workers"), N_("Show only missing workers"),
+    N_("Show only paused workers"), N_("Show only workers running builds"),
+  };
+  guint i = 0;
+
+  for (GtkWidget *card = gtk_widget_get_first_child (self->summary_box);
+       card != NULL && i < G_N_ELEMENTS (shows); card = gtk_widget_get_next_sibling (card), i++)
+    {
+      GtkGesture *click = gtk_gesture_click_new ();
+
+      g_object_set_data (G_OBJECT (click), "bf-show", GUINT_TO_POINTER (shows[i]));
+      g_signal_connect (click, "pressed", G_CALLBACK (card_pressed_cb), self);
+      gtk_widget_add_controller (card, GTK_EVENT_CONTROLLER (click));
+      gtk_widget_set_cursor_from_name (card, "pointer");
+      gtk_widget_set_tooltip_text (card, _(tooltips[i]));
+    }
+}
 
 static void
 bf_monitor_window_set_model (BfMonitorWindow *self,
@@ -1167,6 +1224,14 @@ bf_monitor_window_set_model (BfMonitorWindow *self,
   g_assert (self->model == NULL);
 
   self->model = g_object_ref (model);
+  setup_summary_cards (self);
+  /* The Builds view (every build, running and pending) and the details'
+   * builds of the selected worker read the same model. */
+  self->builds = bf_builds_model_new (model);
+  self->builds_view = BF_BUILD_LIST (bf_build_list_new (TRUE));
+  gtk_scrolled_window_set_child (self->builds_view_scroller, GTK_WIDGET (self->builds_view));
+  bf_build_list_set_model (self->builds_view, self->builds);
+  bf_worker_details_set_builds_model (self->details, self->builds);
   g_signal_connect_object (model, "notify::status",
                            G_CALLBACK (bf_monitor_window_update_page), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (model, "items-changed",
@@ -1214,6 +1279,8 @@ bf_monitor_window_dispose (GObject *object)
 
   gtk_widget_dispose_template (GTK_WIDGET (self), BF_TYPE_MONITOR_WINDOW);
 
+  self->builds_view = NULL;   /* the scrolled window's child, gone with the template */
+  g_clear_object (&self->builds);
   g_clear_object (&self->model);
 
   G_OBJECT_CLASS (bf_monitor_window_parent_class)->dispose (object);
@@ -1322,6 +1389,8 @@ bf_monitor_window_class_init (BfMonitorWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, sort_model);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, state_filter);
   gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, details);
+  gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, builds_view_scroller);
+  gtk_widget_class_bind_template_child (widget_class, BfMonitorWindow, summary_box);
 
   gtk_widget_class_bind_template_callback (widget_class, format_count);
   gtk_widget_class_bind_template_callback (widget_class, format_n_workers);

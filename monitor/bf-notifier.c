@@ -10,6 +10,11 @@
  * same NotifyNotification, so the server replaces the old bubble instead of
  * stacking a new one.  Only the daemon's signals raise notifications, never
  * the state found at start-up or after a reconnect, so there is no storm.
+ *
+ * Two more, for the fleet as a whole: the daemon going away and coming
+ * back (one notification each, the second replacing the first), and, for an
+ * instance started with --background, one summary of the workers already
+ * missing when the fleet was first loaded ("3 workers are missing").
  */
 
 #include "config.h"
@@ -35,6 +40,11 @@ struct _BfNotifier
   GApplication *application;   /* weak: the application owns us */
   BfFleetModel *model;
   GHashTable   *incidents;     /* name -> BfIncidents */
+  NotifyNotification *daemon;  /* the daemon went away / came back */
+  NotifyNotification *summary; /* --background: missing at start-up */
+  gboolean      summarize_at_start;
+  gboolean      was_ready;     /* the fleet was loaded once */
+  gboolean      daemon_gone;   /* announced gone, not back yet */
 };
 
 G_DEFINE_FINAL_TYPE (BfNotifier, bf_notifier, G_TYPE_OBJECT)
@@ -239,6 +249,121 @@ on_worker_substantiation_failed (BfNotifier   *self,
                     NOTIFY_URGENCY_NORMAL);
 }
 
+/* The whole fleet: the daemon's presence and the start-up summary ------- */
+
+static void
+fleet_action_cb (NotifyNotification *notification,
+                 char               *action,
+                 gpointer            user_data)
+{
+  BfNotifier *self = BF_NOTIFIER (user_data);
+
+  if (self->application != NULL)
+    g_application_activate (self->application);
+}
+
+static void
+bf_notifier_show_fleet (BfNotifier          *self,
+                        NotifyNotification **slot,
+                        const char          *summary,
+                        const char          *body,
+                        const char          *icon_name,
+                        const char          *category,
+                        NotifyUrgency        urgency)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (*slot == NULL)
+    *slot = notify_notification_new (summary, body, icon_name);
+  else
+    notify_notification_update (*slot, summary, body, icon_name);
+  notify_notification_set_urgency (*slot, urgency);
+  notify_notification_set_category (*slot, category);
+  if (self->application != NULL)
+    notify_notification_set_hint_string (*slot, "desktop-entry",
+                                         g_application_get_application_id (self->application));
+  notify_notification_clear_actions (*slot);
+  notify_notification_add_action (*slot, "default", _("Show Fleet"), fleet_action_cb, self, NULL);
+  bf_notifier_log ("", summary);
+  if (!notify_notification_show (*slot, &error))
+    g_warning ("Could not show the notification “%s”: %s", summary, error->message);
+}
+
+static void
+bf_notifier_summarize_missing (BfNotifier *self)
+{
+  GListModel *list = G_LIST_MODEL (self->model);
+  guint n_missing = bf_fleet_model_get_n_missing (self->model);
+  g_autoptr(GString) names = g_string_new (NULL);
+  g_autofree char *summary = NULL;
+  guint listed = 0;
+
+  if (n_missing == 0)
+    return;
+  for (guint i = 0; i < g_list_model_get_n_items (list) && listed < 5; i++)
+    {
+      g_autoptr(BfDBusWorker) worker = g_list_model_get_item (list, i);
+
+      if (!bf_dbus_worker_get_missing (worker))
+        continue;
+      if (names->len > 0)
+        g_string_append (names, ", ");
+      g_string_append (names, bf_dbus_worker_get_name (worker));
+      listed++;
+    }
+  if (n_missing > listed)
+    /* Translators: after a list of worker names: how many more are missing */
+    g_string_append_printf (names, g_dngettext (NULL, " and %u more", " and %u more", n_missing - listed),
+                            n_missing - listed);
+
+  /* Translators: notification title at start-up */
+  summary = g_strdup_printf (g_dngettext (NULL, "%u worker is missing", "%u workers are missing", n_missing),
+                             n_missing);
+  bf_notifier_show_fleet (self, &self->summary, summary, names->str,
+                          "network-offline-symbolic", "network.disconnected", NOTIFY_URGENCY_CRITICAL);
+}
+
+static void
+on_status_changed (BfNotifier *self)
+{
+  BfFleetStatus status = bf_fleet_model_get_status (self->model);
+
+  if (status == BF_FLEET_STATUS_READY)
+    {
+      if (!self->was_ready && self->summarize_at_start)
+        bf_notifier_summarize_missing (self);
+      else if (self->daemon_gone)
+        bf_notifier_show_fleet (self, &self->daemon, _("The fleet daemon is back"),
+                                _("buildfleetd is running again; workers are watched again."),
+                                "network-transmit-receive-symbolic", "network.connected",
+                                NOTIFY_URGENCY_NORMAL);
+      self->was_ready = TRUE;
+      self->daemon_gone = FALSE;
+    }
+  else if ((status == BF_FLEET_STATUS_NO_DAEMON || status == BF_FLEET_STATUS_ERROR) &&
+           self->was_ready && !self->daemon_gone)
+    {
+      self->daemon_gone = TRUE;
+      bf_notifier_show_fleet (self, &self->daemon, _("The fleet daemon went away"),
+                              _("buildfleetd is not running: nobody watches the workers until it is back."),
+                              "network-error-symbolic", "network.error", NOTIFY_URGENCY_CRITICAL);
+    }
+}
+
+/**
+ * bf_notifier_set_summarize_at_start:
+ *
+ * When the fleet is first loaded, one notification says how many workers
+ * are missing already (for --background: a login should not be silent).
+ */
+void
+bf_notifier_set_summarize_at_start (BfNotifier *self,
+                                    gboolean    summarize)
+{
+  g_return_if_fail (BF_IS_NOTIFIER (self));
+  self->summarize_at_start = summarize;
+}
+
 static void
 bf_notifier_dispose (GObject *object)
 {
@@ -249,6 +374,8 @@ bf_notifier_dispose (GObject *object)
   g_clear_object (&self->model);
   g_clear_weak_pointer (&self->application);
   g_clear_pointer (&self->incidents, g_hash_table_unref);
+  g_clear_object (&self->daemon);
+  g_clear_object (&self->summary);
 
   G_OBJECT_CLASS (bf_notifier_parent_class)->dispose (object);
 }
@@ -293,6 +420,8 @@ bf_notifier_new (GApplication *application,
                            G_CALLBACK (on_worker_back_online), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (model, "worker-substantiation-failed",
                            G_CALLBACK (on_worker_substantiation_failed), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (model, "notify::status",
+                           G_CALLBACK (on_status_changed), self, G_CONNECT_SWAPPED);
 
   return self;
 }

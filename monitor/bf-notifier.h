@@ -17,4 +17,7 @@ G_DECLARE_FINAL_TYPE (BfNotifier, bf_notifier, BF, NOTIFIER, GObject)
 BfNotifier *bf_notifier_new (GApplication *application,
                              BfFleetModel *model);
 
+void        bf_notifier_set_summarize_at_start (BfNotifier *self,
+                                                gboolean    summarize);
+
 G_END_DECLS

@@ -5,15 +5,22 @@
 
 /*
  * The pane lists the selected worker's properties in sections, and the
- * buttons for the window's worker.* actions.  It rebuilds its grid once per
+ * buttons for the window's worker.* actions.  It updates its grid in place once per
  * main loop iteration after any property of the worker changed.
+ *
+ * Above the grid, updated in place: what needs attention (quarantine and
+ * why, a latent worker's last error), the worker's presence in words with a
+ * live countdown to missing while it is away ("Never" for a worker never
+ * seen), its running builds, and its history (BfWorkerHistory).
  */
 
 #include "config.h"
 
 #include <glib/gi18n.h>
 
+#include "bf-build-list.h"
 #include "bf-worker-details.h"
+#include "bf-worker-history.h"
 #include "bf-worker-row.h"
 #include "bf-worker-status.h"
 #include "bf-worker-util.h"
@@ -32,10 +39,15 @@ struct _BfWorkerDetails
   GtkStack       *stack;
   GtkLabel       *title_label;
   BfWorkerStatus *status;
-  GtkWidget      *latent_buttons;
-  GtkWidget      *graceful_on_button;
-  GtkWidget      *graceful_off_button;
+  GtkButton      *primary_button;
   GtkGrid        *grid;
+  GtkLabel       *alert_label;
+  GtkLabel       *presence_label;
+  BfBuildList    *build_list;
+  BfWorkerHistory *history;
+  guint           presence_source;
+  GPtrArray      *grid_rows;      /* GridRow, in the grid's order */
+  guint64         labels_created; /* for the tests: the grid is updated in place */
 };
 
 G_DEFINE_FINAL_TYPE (BfWorkerDetails, bf_worker_details, GTK_TYPE_WIDGET)
@@ -48,17 +60,82 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
+/* The grid is updated in place: a rebuild walks the rows again and only
+ * changes the labels whose text changed (a selection in the others stays)
+ * and replaces rows from the first whose key differs. */
+typedef struct
+{
+  char *key;            /* the section title or the row's key */
+  gboolean section;
+  GtkWidget *key_label;
+  GtkWidget *value_label;
+} GridRow;
+
+static void
+grid_row_free (GridRow *row)
+{
+  g_free (row->key);
+  g_free (row);
+}
+
+/* Drops the rows from position @from on. */
+static void
+truncate_rows (BfWorkerDetails *self,
+               guint            from)
+{
+  while (self->grid_rows->len > from)
+    {
+      GridRow *row = g_ptr_array_index (self->grid_rows, self->grid_rows->len - 1);
+
+      gtk_grid_remove (self->grid, row->key_label);
+      if (row->value_label != NULL)
+        gtk_grid_remove (self->grid, row->value_label);
+      g_ptr_array_remove_index (self->grid_rows, self->grid_rows->len - 1);
+    }
+}
+
+/* The row at the current position if it has this key, else NULL (and the
+ * rows from there on are gone). */
+static GridRow *
+reuse_row (BfWorkerDetails *self,
+           const char      *key,
+           gboolean         section)
+{
+  if (self->n_rows < self->grid_rows->len)
+    {
+      GridRow *row = g_ptr_array_index (self->grid_rows, self->n_rows);
+
+      if (row->section == section && g_str_equal (row->key, key))
+        return row;
+      truncate_rows (self, self->n_rows);
+    }
+  return NULL;
+}
+
 static void
 add_section (BfWorkerDetails *self,
              const char      *title)
 {
-  GtkWidget *label = gtk_label_new (title);
+  GtkWidget *label;
+  GridRow *row;
 
+  if (reuse_row (self, title, TRUE) != NULL)
+    {
+      self->n_rows++;
+      return;
+    }
+  label = gtk_label_new (title);
+  self->labels_created++;
   gtk_label_set_xalign (GTK_LABEL (label), 0);
   gtk_widget_add_css_class (label, "heading");
   if (self->n_rows > 0)
     gtk_widget_set_margin_top (label, 12);
   gtk_grid_attach (self->grid, label, 0, self->n_rows++, 2, 1);
+  row = g_new0 (GridRow, 1);
+  row->key = g_strdup (title);
+  row->section = TRUE;
+  row->key_label = label;
+  g_ptr_array_add (self->grid_rows, row);
 }
 
 static void
@@ -66,8 +143,21 @@ add_row (BfWorkerDetails *self,
          const char      *key,
          const char      *value)
 {
-  GtkWidget *key_label = gtk_label_new (key);
-  GtkWidget *value_label = gtk_label_new (value != NULL && value[0] != '\0' ? value : "—");
+  const char *text = value != NULL && value[0] != '\0' ? value : "—";
+  GridRow *row = reuse_row (self, key, FALSE);
+  GtkWidget *key_label, *value_label;
+
+  if (row != NULL)
+    {
+      if (g_strcmp0 (gtk_label_get_label (GTK_LABEL (row->value_label)), text) != 0)
+        gtk_label_set_label (GTK_LABEL (row->value_label), text);
+      self->n_rows++;
+      return;
+    }
+
+  key_label = gtk_label_new (key);
+  value_label = gtk_label_new (text);
+  self->labels_created += 2;
 
   gtk_label_set_xalign (GTK_LABEL (key_label), 1);
   gtk_label_set_yalign (GTK_LABEL (key_label), 0);
@@ -83,6 +173,11 @@ add_row (BfWorkerDetails *self,
   gtk_grid_attach (self->grid, key_label, 0, self->n_rows, 1, 1);
   gtk_grid_attach (self->grid, value_label, 1, self->n_rows, 1, 1);
   self->n_rows++;
+  row = g_new0 (GridRow, 1);
+  row->key = g_strdup (key);
+  row->key_label = key_label;
+  row->value_label = value_label;
+  g_ptr_array_add (self->grid_rows, row);
 }
 
 static void
@@ -127,8 +222,23 @@ compare_entries (gconstpointer a,
 
 /* Adds one row per entry of an a{sv} or a{ss} dictionary, sorted by key. */
 static void
+add_dict_rows_skipping (BfWorkerDetails    *self,
+                        GVariant           *dict,
+                        const char * const *skip);
+
+static void
 add_dict_rows (BfWorkerDetails *self,
                GVariant        *dict)
+{
+  add_dict_rows_skipping (self, dict, NULL);
+}
+
+/* Adds one row per entry of an a{sv} or a{ss} dictionary, sorted by key,
+ * but not the keys in @skip (shown elsewhere already). */
+static void
+add_dict_rows_skipping (BfWorkerDetails    *self,
+                        GVariant           *dict,
+                        const char * const *skip)
 {
   g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
 
@@ -148,7 +258,192 @@ add_dict_rows (BfWorkerDetails *self,
       g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
       g_autoptr(GVariant) value = g_variant_get_child_value (entry, 1);
 
+      if (skip != NULL && g_strv_contains (skip, g_variant_get_string (key, NULL)))
+        continue;
       add_row_take (self, g_variant_get_string (key, NULL), variant_to_text (value));
+    }
+}
+
+/* What needs attention, at the top: quarantine (and why, from the
+ * history), a latent worker's last error. */
+static void
+update_alert (BfWorkerDetails *self)
+{
+  BfDBusWorker *worker = self->worker;
+  g_autoptr(BfDBusLatentWorker) latent = worker != NULL ? bf_worker_dup_latent (worker) : NULL;
+  g_autoptr(GString) text = g_string_new (NULL);
+
+  if (worker != NULL && bf_dbus_worker_get_quarantined (worker))
+    {
+      g_autofree char *until = bf_format_timestamp (bf_dbus_worker_get_quarantine_until_usec (worker));
+      const char *why = bf_worker_history_get_latest (self->history, "quarantined");
+
+      if (why != NULL && why[0] != '\0')
+        /* Translators: the end of a quarantine and why it began */
+        g_string_append_printf (text, _("Quarantined until %s: %s"), until, why);
+      else
+        g_string_append_printf (text, _("Quarantined until %s"), until);
+    }
+  if (latent != NULL)
+    {
+      const char *error = bf_dbus_latent_worker_get_last_error (latent);
+
+      if (error != NULL && error[0] != '\0')
+        {
+          if (text->len > 0)
+            g_string_append_c (text, '\n');
+          /* Translators: a latent worker's last error */
+          g_string_append_printf (text, _("Last error: %s"), error);
+        }
+    }
+  if (g_strcmp0 (gtk_label_get_label (self->alert_label), text->str) != 0)
+    gtk_label_set_label (self->alert_label, text->str);
+  gtk_widget_set_visible (GTK_WIDGET (self->alert_label), text->len > 0);
+}
+
+/* The worker's presence in words, with a live countdown to missing. */
+static void
+update_presence (BfWorkerDetails *self)
+{
+  BfDBusWorker *worker = self->worker;
+  gint64 now = g_get_real_time ();
+  g_autofree char *text = NULL;
+
+  if (worker == NULL)
+    return;
+
+  if (bf_dbus_worker_get_connected (worker))
+    {
+      guint64 since = bf_dbus_worker_get_connected_since_usec (worker);
+      g_autofree char *when = bf_format_timestamp (since);
+      g_autofree char *elapsed = bf_format_elapsed (now - (gint64) since);
+
+      /* Translators: when the worker attached, and for how long it has been connected */
+      text = since != 0 ? g_strdup_printf (_("Connected since %s (for %s)"), when, elapsed)
+                        : g_strdup (_("Connected"));
+    }
+  else
+    {
+      guint64 last_seen = bf_dbus_worker_get_last_seen_usec (worker);
+      guint64 away_since = bf_dbus_worker_get_disconnected_since_usec (worker);
+      guint64 timeout = bf_dbus_worker_get_missing_timeout_usec (worker);
+      g_autoptr(BfDBusLatentWorker) latent = bf_worker_dup_latent (worker);
+      g_autofree char *seen = NULL;
+
+      if (last_seen == 0)
+        /* Translators: a worker that never connected */
+        seen = g_strdup (_("Last seen: Never"));
+      else
+        {
+          g_autofree char *when = bf_format_timestamp (last_seen);
+          g_autofree char *ago = bf_format_relative_time (now, last_seen);
+          /* Translators: when the worker was last seen, and how long ago */
+          seen = g_strdup_printf (_("Last seen %s (%s)"), when, ago);
+        }
+
+      if (bf_dbus_worker_get_missing (worker))
+        /* Translators: after "Last seen …" */
+        text = g_strdup_printf (_("%s. Missing."), seen);
+      else if (timeout != 0 && away_since != 0 && latent == NULL)
+        {
+          gint64 left = (gint64) (away_since + timeout) - now;
+          g_autofree char *in = bf_format_elapsed (MAX (left, 0) + G_USEC_PER_SEC - 1);
+
+          /* Translators: after "Last seen …": the live countdown to the missing alarm */
+          text = left > 0 ? g_strdup_printf (_("%s. Missing in %s."), seen, in)
+                          : g_strdup_printf (_("%s. Missing now."), seen);
+        }
+      else
+        text = g_strdup_printf ("%s.", seen);
+    }
+
+  if (g_strcmp0 (gtk_label_get_label (self->presence_label), text) != 0)
+    gtk_label_set_label (self->presence_label, text);
+  update_alert (self);
+}
+
+static gboolean
+presence_tick_cb (gpointer user_data)
+{
+  update_presence (BF_WORKER_DETAILS (user_data));
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+update_presence_tick (BfWorkerDetails *self)
+{
+  gboolean want = self->worker != NULL && gtk_widget_get_mapped (GTK_WIDGET (self));
+
+  if (want && self->presence_source == 0)
+    {
+      self->presence_source = g_timeout_add_seconds (1, presence_tick_cb, self);
+      g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->presence_source),
+                                "[buildfleet-monitor] worker presence");
+    }
+  else if (!want)
+    g_clear_handle_id (&self->presence_source, g_source_remove);
+}
+
+static void
+bf_worker_details_map (GtkWidget *widget)
+{
+  GTK_WIDGET_CLASS (bf_worker_details_parent_class)->map (widget);
+  update_presence_tick (BF_WORKER_DETAILS (widget));
+}
+
+static void
+bf_worker_details_unmap (GtkWidget *widget)
+{
+  g_clear_handle_id (&BF_WORKER_DETAILS (widget)->presence_source, g_source_remove);
+  GTK_WIDGET_CLASS (bf_worker_details_parent_class)->unmap (widget);
+}
+
+/* A change of presence or admin state is an event: read the history again. */
+static void
+worker_notify_cb (BfWorkerDetails *self,
+                  GParamSpec      *pspec)
+{
+  static const char * const eventful[] = {
+    "connected", "missing", "paused", "graceful", "quarantined", NULL
+  };
+
+  if (self->worker != NULL && g_strv_contains (eventful, pspec->name))
+    bf_worker_history_queue_refresh (self->history, bf_dbus_worker_get_connected (self->worker));
+  update_presence (self);
+}
+
+/* One primary action for the worker's state, in the API's words; the
+ * others are in the menu next to it. */
+static void
+update_primary (BfWorkerDetails    *self,
+                BfDBusLatentWorker *latent)
+{
+  const char *label, *action, *tooltip;
+
+  if (latent != NULL && !bf_dbus_worker_get_connected (self->worker) &&
+      g_strcmp0 (bf_dbus_latent_worker_get_state (latent), "not-substantiated") == 0)
+    {
+      label = _("_Substantiate");
+      action = "worker.substantiate";
+      tooltip = _("Start an instance of this latent worker");
+    }
+  else if (bf_dbus_worker_get_paused (self->worker))
+    {
+      label = _("_Unpause");
+      action = "worker.unpause";
+      tooltip = _("Let this worker take builds again (Shift+Ctrl+P)");
+    }
+  else
+    {
+      label = _("_Pause…");
+      action = "worker.pause";
+      tooltip = _("Start no new builds on this worker (Ctrl+P)");
+    }
+  if (g_strcmp0 (gtk_button_get_label (self->primary_button), label) != 0)
+    {
+      gtk_button_set_label (self->primary_button, label);
+      gtk_actionable_set_action_name (GTK_ACTIONABLE (self->primary_button), action);
+      gtk_widget_set_tooltip_text (GTK_WIDGET (self->primary_button), tooltip);
     }
 }
 
@@ -157,16 +452,14 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
 {
   g_autoptr(BfDBusLatentWorker) latent = NULL;
   BfDBusWorker *worker = self->worker;
-  GtkWidget *child;
   const char * const *strv;
   GVariant *commands;
 
-  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->grid))) != NULL)
-    gtk_grid_remove (self->grid, child);
   self->n_rows = 0;
 
   if (worker == NULL)
     {
+      truncate_rows (self, 0);
       gtk_stack_set_visible_child_name (self->stack, "empty");
       return;
     }
@@ -176,9 +469,7 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
 
   latent = bf_worker_dup_latent (worker);
   g_signal_group_set_target (self->latent_signals, latent);
-  gtk_widget_set_visible (self->latent_buttons, latent != NULL);
-  gtk_widget_set_visible (self->graceful_on_button, !bf_dbus_worker_get_graceful (worker));
-  gtk_widget_set_visible (self->graceful_off_button, bf_dbus_worker_get_graceful (worker));
+  update_primary (self, latent);
 
   add_section (self, _("Connection"));
   add_row (self, _("State"), bf_worker_state_to_label (bf_worker_get_state (worker)));
@@ -190,7 +481,7 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
   add_row_take (self, _("Last seen"),
                 bf_dbus_worker_get_connected (worker)
                 ? g_strdup (C_("last seen", "Now"))
-                : bf_format_timestamp (bf_dbus_worker_get_disconnected_since_usec (worker)));
+                : bf_format_timestamp (bf_dbus_worker_get_last_seen_usec (worker)));
   add_row_take (self, _("Last message"), bf_format_timestamp (bf_dbus_worker_get_last_message_usec (worker)));
   add_row_take (self, _("Missing after"), bf_format_duration (bf_dbus_worker_get_missing_timeout_usec (worker)));
   add_row (self, _("Missing"), yes_no (bf_dbus_worker_get_missing (worker)));
@@ -248,7 +539,11 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
   add_row (self, _("Version"), bf_dbus_worker_get_version (worker));
 
   add_section (self, _("Reported Information"));
-  add_dict_rows (self, bf_dbus_worker_get_info (worker));
+  {
+    /* Admin, host and version are in the section above. */
+    static const char * const shown[] = { "admin", "host", "version", NULL };
+    add_dict_rows_skipping (self, bf_dbus_worker_get_info (worker), shown);
+  }
 
   add_section (self, _("Build Properties"));
   add_dict_rows (self, bf_dbus_worker_get_properties (worker));
@@ -256,6 +551,9 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
   add_section (self, _("Commands"));
   commands = bf_dbus_worker_get_commands (worker);
   add_dict_rows (self, commands);
+
+  /* Rows beyond the last one added belonged to a longer pane. */
+  truncate_rows (self, self->n_rows);
 }
 
 static gboolean
@@ -286,6 +584,7 @@ bf_worker_details_dispose (GObject *object)
   BfWorkerDetails *self = BF_WORKER_DETAILS (object);
 
   g_clear_handle_id (&self->rebuild_source, g_source_remove);
+  g_clear_handle_id (&self->presence_source, g_source_remove);
   g_cancellable_cancel (self->fetch_cancellable);
   g_clear_object (&self->fetch_cancellable);
   g_signal_group_set_target (self->worker_signals, NULL);
@@ -304,6 +603,7 @@ bf_worker_details_finalize (GObject *object)
 
   g_clear_object (&self->worker_signals);
   g_clear_object (&self->latent_signals);
+  g_clear_pointer (&self->grid_rows, g_ptr_array_unref);
 
   G_OBJECT_CLASS (bf_worker_details_parent_class)->finalize (object);
 }
@@ -354,6 +654,8 @@ bf_worker_details_class_init (BfWorkerDetailsClass *klass)
   object_class->finalize = bf_worker_details_finalize;
   object_class->get_property = bf_worker_details_get_property;
   object_class->set_property = bf_worker_details_set_property;
+  widget_class->map = bf_worker_details_map;
+  widget_class->unmap = bf_worker_details_unmap;
 
   properties[PROP_WORKER] =
     g_param_spec_object ("worker", NULL, NULL,
@@ -363,15 +665,19 @@ bf_worker_details_class_init (BfWorkerDetailsClass *klass)
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   g_type_ensure (BF_TYPE_WORKER_STATUS);
+  g_type_ensure (BF_TYPE_BUILD_LIST);
+  g_type_ensure (BF_TYPE_WORKER_HISTORY);
 
   gtk_widget_class_set_template_from_resource (widget_class, "/org/buildfleet/Monitor/bf-worker-details.ui");
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, stack);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, title_label);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, status);
-  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, latent_buttons);
-  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, graceful_on_button);
-  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, graceful_off_button);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, primary_button);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, grid);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, alert_label);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, presence_label);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, build_list);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerDetails, history);
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
   gtk_widget_class_set_css_name (widget_class, "workerdetails");
 }
@@ -380,14 +686,19 @@ static void
 bf_worker_details_init (BfWorkerDetails *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  self->grid_rows = g_ptr_array_new_with_free_func ((GDestroyNotify) grid_row_free);
 
   self->worker_signals = g_signal_group_new (G_TYPE_OBJECT);
   g_signal_group_connect_swapped (self->worker_signals, "notify",
                                   G_CALLBACK (bf_worker_details_queue_rebuild), self);
+  g_signal_group_connect_swapped (self->worker_signals, "notify",
+                                  G_CALLBACK (worker_notify_cb), self);
 
   self->latent_signals = g_signal_group_new (G_TYPE_OBJECT);
   g_signal_group_connect_swapped (self->latent_signals, "notify",
                                   G_CALLBACK (bf_worker_details_queue_rebuild), self);
+  g_signal_group_connect_swapped (self->latent_signals, "notify",
+                                  G_CALLBACK (update_alert), self);
 }
 
 /**
@@ -442,8 +753,62 @@ bf_worker_details_set_worker (BfWorkerDetails *self,
       bf_worker_row_fetch_all_async (BF_WORKER_ROW (worker), self->fetch_cancellable, fetch_all_cb, NULL);
     }
 
+  if (worker != NULL && BF_IS_WORKER_ROW (worker))
+    {
+      bf_build_list_set_worker_path (self->build_list, bf_worker_row_get_object_path (BF_WORKER_ROW (worker)));
+      bf_worker_history_set_worker (self->history, bf_worker_row_get_connection (BF_WORKER_ROW (worker)),
+                                    bf_worker_row_get_name_owner (BF_WORKER_ROW (worker)),
+                                    bf_worker_row_get_object_path (BF_WORKER_ROW (worker)),
+                                    bf_dbus_worker_get_connected (worker));
+    }
+  else
+    {
+      bf_build_list_set_worker_path (self->build_list, NULL);
+      bf_worker_history_set_worker (self->history, NULL, NULL, NULL, FALSE);
+    }
+
   g_clear_handle_id (&self->rebuild_source, g_source_remove);
   bf_worker_details_rebuild (self);
+  gtk_label_set_label (self->presence_label, "");
+  update_presence (self);
+  update_presence_tick (self);
 
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_WORKER]);
+}
+
+/**
+ * bf_worker_details_set_builds_model:
+ *
+ * Where the pane finds the builds running on its worker.
+ */
+void
+bf_worker_details_set_builds_model (BfWorkerDetails *self,
+                                    BfBuildsModel   *builds)
+{
+  g_return_if_fail (BF_IS_WORKER_DETAILS (self));
+  bf_build_list_set_model (self->build_list, builds);
+}
+
+/**
+ * bf_worker_details_dump:
+ *
+ * Writes the labels the pane shows above its grid: presence, alert,
+ * builds, history.  For the tests.
+ */
+void
+bf_worker_details_dump (BfWorkerDetails *self,
+                        GKeyFile        *key_file)
+{
+  g_return_if_fail (BF_IS_WORKER_DETAILS (self));
+
+  g_key_file_set_string (key_file, "details", "title", gtk_label_get_label (self->title_label));
+  g_key_file_set_string (key_file, "details", "primary-action", gtk_button_get_label (self->primary_button));
+  g_key_file_set_string (key_file, "details", "presence", gtk_label_get_label (self->presence_label));
+  g_key_file_set_uint64 (key_file, "details", "grid-labels-created", self->labels_created);
+  g_key_file_set_uint64 (key_file, "details", "grid-rows", self->grid_rows->len);
+  g_key_file_set_string (key_file, "details", "alert",
+                         gtk_widget_get_visible (GTK_WIDGET (self->alert_label))
+                         ? gtk_label_get_label (self->alert_label) : "");
+  bf_build_list_dump (self->build_list, key_file, "details-builds", "details-build");
+  bf_worker_history_dump (self->history, key_file, "history");
 }

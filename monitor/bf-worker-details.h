@@ -7,6 +7,8 @@
 
 #include <gtk/gtk.h>
 
+#include "bf-builds-model.h"
+
 #include "bf-dbus-generated.h"
 
 G_BEGIN_DECLS
@@ -17,5 +19,10 @@ G_DECLARE_FINAL_TYPE (BfWorkerDetails, bf_worker_details, BF, WORKER_DETAILS, Gt
 BfDBusWorker *bf_worker_details_get_worker (BfWorkerDetails *self);
 void          bf_worker_details_set_worker (BfWorkerDetails *self,
                                             BfDBusWorker    *worker);
+
+void             bf_worker_details_set_builds_model (BfWorkerDetails *self,
+                                                     BfBuildsModel   *builds);
+void             bf_worker_details_dump             (BfWorkerDetails *self,
+                                                     GKeyFile        *key_file);
 
 G_END_DECLS

@@ -611,6 +611,12 @@ worker_get_disconnected_since_usec (BfDBusWorker *object)
 }
 
 static guint64
+worker_get_last_seen_usec (BfDBusWorker *object)
+{
+  return value_uint64 (WORKER_VALUE (object, "LastSeenUSec"));
+}
+
+static guint64
 worker_get_last_message_usec (BfDBusWorker *object)
 {
   return value_uint64 (WORKER_VALUE (object, "LastMessageUSec"));
@@ -652,6 +658,7 @@ bf_worker_row_iface_init (BfDBusWorkerIface *iface)
   iface->get_connected_since_usec = worker_get_connected_since_usec;
   iface->get_disconnected_since_usec = worker_get_disconnected_since_usec;
   iface->get_last_message_usec = worker_get_last_message_usec;
+  iface->get_last_seen_usec = worker_get_last_seen_usec;
   iface->get_missing_timeout_usec = worker_get_missing_timeout_usec;
   iface->get_notify_on_missing = worker_get_notify_on_missing;
 }
@@ -1110,4 +1117,28 @@ bf_worker_row_get_latent_proxy (BfWorkerRow *self)
 {
   g_return_val_if_fail (BF_IS_WORKER_ROW (self), NULL);
   return self->latent_proxy;
+}
+
+/**
+ * bf_worker_row_get_connection:
+ *
+ * Returns: (transfer none): the bus the row was read from
+ */
+GDBusConnection *
+bf_worker_row_get_connection (BfWorkerRow *self)
+{
+  g_return_val_if_fail (BF_IS_WORKER_ROW (self), NULL);
+  return self->connection;
+}
+
+/**
+ * bf_worker_row_get_name_owner:
+ *
+ * Returns: (transfer none): the daemon's unique name
+ */
+const char *
+bf_worker_row_get_name_owner (BfWorkerRow *self)
+{
+  g_return_val_if_fail (BF_IS_WORKER_ROW (self), NULL);
+  return self->name_owner;
 }

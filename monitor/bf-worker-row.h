@@ -23,6 +23,8 @@ BfWorkerRow        *bf_worker_row_new                    (GDBusConnection     *c
                                                           GVariant            *properties);
 const char         *bf_worker_row_get_object_path        (BfWorkerRow         *self);
 const char         *bf_worker_row_get_name_key           (BfWorkerRow         *self);
+GDBusConnection    *bf_worker_row_get_connection         (BfWorkerRow         *self);
+const char         *bf_worker_row_get_name_owner         (BfWorkerRow         *self);
 void                bf_worker_row_update                 (BfWorkerRow         *self,
                                                           const char          *interface_name,
                                                           GVariant            *changed,

@@ -7,6 +7,10 @@
  * Used in the list's State column and in the details pane.  It follows its
  * worker (and the worker's LatentWorker interface, if any) through signal
  * groups, so only the rows on screen listen to property changes.
+ *
+ * Compact (the list's State column): one clear state, the one that matters
+ * most (missing, quarantined, paused, graceful, then the connection), and
+ * all of it in the tooltip, so the column no longer overflows.
  */
 
 #include "config.h"
@@ -24,6 +28,7 @@ struct _BfWorkerStatus
   GSignalGroup       *worker_signals;
   GSignalGroup       *latent_signals;
   const char         *state_class;
+  gboolean            compact;
 
   GtkLabel           *state_label;
   GtkLabel           *graceful_badge;
@@ -113,6 +118,55 @@ bf_worker_status_update (BfWorkerStatus *self)
       quarantine_tooltip = g_strdup_printf (_("Kept away from builds until %s"), until);
     }
   set_tooltip_text (GTK_WIDGET (self->quarantined_badge), quarantine_tooltip);
+
+  if (self->compact)
+    {
+      g_autoptr(GString) all = g_string_new (bf_worker_state_to_label (state));
+      GtkWidget *headline = GTK_WIDGET (self->state_label);
+
+      if (bf_dbus_worker_get_graceful (self->worker))
+        {
+          g_string_append_printf (all, "\n%s", _("Graceful shutdown: takes no new builds"));
+          headline = GTK_WIDGET (self->graceful_badge);
+        }
+      if (paused)
+        {
+          if (reason != NULL && reason[0] != '\0')
+            /* Translators: in the State column's tooltip, %s is the pause reason */
+            g_string_append_printf (all, _("\nPaused: %s"), reason);
+          else
+            g_string_append_printf (all, "\n%s", _("Paused"));
+          headline = GTK_WIDGET (self->paused_badge);
+        }
+      if (quarantined)
+        {
+          g_string_append_printf (all, "\n%s", quarantine_tooltip);
+          headline = GTK_WIDGET (self->quarantined_badge);
+        }
+      if (state == BF_WORKER_STATE_MISSING)
+        headline = GTK_WIDGET (self->state_label);
+
+      gtk_widget_set_visible (GTK_WIDGET (self->state_label), headline == GTK_WIDGET (self->state_label));
+      gtk_widget_set_visible (GTK_WIDGET (self->graceful_badge), headline == GTK_WIDGET (self->graceful_badge));
+      gtk_widget_set_visible (GTK_WIDGET (self->paused_badge), headline == GTK_WIDGET (self->paused_badge));
+      gtk_widget_set_visible (GTK_WIDGET (self->quarantined_badge), headline == GTK_WIDGET (self->quarantined_badge));
+      gtk_widget_set_visible (GTK_WIDGET (self->reason_label), FALSE);
+      set_tooltip_text (GTK_WIDGET (self), all->str);
+    }
+}
+
+/**
+ * bf_worker_status_set_compact:
+ *
+ * Shows one state, the one that matters most, and the rest in the tooltip.
+ */
+void
+bf_worker_status_set_compact (BfWorkerStatus *self,
+                              gboolean        compact)
+{
+  g_return_if_fail (BF_IS_WORKER_STATUS (self));
+  self->compact = compact;
+  bf_worker_status_update (self);
 }
 
 static void

@@ -19,4 +19,7 @@ BfDBusWorker *bf_worker_status_get_worker (BfWorkerStatus *self);
 void          bf_worker_status_set_worker (BfWorkerStatus *self,
                                            BfDBusWorker   *worker);
 
+void          bf_worker_status_set_compact (BfWorkerStatus *self,
+                                            gboolean        compact);
+
 G_END_DECLS

@@ -129,7 +129,7 @@ bf_worker_get_last_seen_usec (BfDBusWorker *worker)
 {
   if (bf_dbus_worker_get_connected (worker))
     return G_MAXUINT64;
-  return bf_dbus_worker_get_disconnected_since_usec (worker);
+  return bf_dbus_worker_get_last_seen_usec (worker);
 }
 
 /**
@@ -179,8 +179,11 @@ bf_format_relative_time (gint64  now_usec,
 
   seconds = (now_usec - (gint64) then_usec) / G_USEC_PER_SEC;
 
-  if (seconds < 60)
+  if (seconds < 10)
     return g_strdup (C_("last seen", "Just now"));
+  if (seconds < 60)
+    return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%d second ago", "%d seconds ago", seconds),
+                            (int) seconds);
   if (seconds < 60 * 60)
     return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%d minute ago", "%d minutes ago", seconds / 60),
                             (int) (seconds / 60));
@@ -242,4 +245,29 @@ bf_format_duration (guint64 usec)
   if (seconds < 3600 || seconds % 3600 != 0)
     return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%u minute", "%u minutes", seconds / 60), (guint) (seconds / 60));
   return g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%u hour", "%u hours", seconds / 3600), (guint) (seconds / 3600));
+}
+
+/**
+ * bf_format_elapsed:
+ * @usec: a span of time in microseconds
+ *
+ * Returns: (transfer full): a short live duration: "8 s", "3 min 4 s",
+ * "2 h 5 min", "3 d 2 h"
+ */
+char *
+bf_format_elapsed (gint64 usec)
+{
+  gint64 s = MAX (usec, 0) / G_USEC_PER_SEC;
+
+  if (s < 60)
+    /* Translators: a short duration: seconds */
+    return g_strdup_printf (_("%d s"), (int) s);
+  if (s < 3600)
+    /* Translators: a short duration: minutes and seconds */
+    return g_strdup_printf (_("%d min %d s"), (int) (s / 60), (int) (s % 60));
+  if (s < 86400)
+    /* Translators: a short duration: hours and minutes */
+    return g_strdup_printf (_("%d h %d min"), (int) (s / 3600), (int) (s % 3600 / 60));
+  /* Translators: a short duration: days and hours */
+  return g_strdup_printf (_("%d d %d h"), (int) (s / 86400), (int) (s % 86400 / 3600));
 }

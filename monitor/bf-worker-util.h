@@ -45,4 +45,6 @@ char               *bf_format_last_seen               (gint64         now_usec,
 char               *bf_format_timestamp               (guint64        usec);
 char               *bf_format_duration                (guint64        usec);
 
+char               *bf_format_elapsed                 (gint64         usec);
+
 G_END_DECLS

@@ -68,7 +68,8 @@ struct _BfLatentDriverClass
   gpointer padding[8];
 };
 
-BfLatentDriver *bf_latent_driver_new             (BfWorkerConfig          *config,
+BfLatentDriver *bf_latent_driver_new             (GType                    type,
+                                                  BfWorkerConfig          *config,
                                                   const char              *state_directory);
 BfWorkerConfig *bf_latent_driver_get_config      (BfLatentDriver          *self);
 void            bf_latent_driver_set_config      (BfLatentDriver          *self,

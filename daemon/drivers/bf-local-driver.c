@@ -182,6 +182,9 @@ create_done_cb (GObject      *source,
   g_task_return_boolean (task, TRUE);
 }
 
+/* What an earlier start left that create-worker would not replace. */
+static const char * const stale_files[] = { "buildbot.tac", "buildbot.tac.new" };
+
 static void
 bf_local_driver_start_async (BfLatentDriver          *driver,
                              const BfLatentStartInfo *info,
@@ -211,6 +214,20 @@ bf_local_driver_start_async (BfLatentDriver          *driver,
     }
   g_free (self->tls_certificate);
   self->tls_certificate = g_strdup (info->tls_certificate);
+  /* create-worker --force keeps an existing buildbot.tac and writes
+   * buildbot.tac.new beside it: every start after the first would run with
+   * the first start's password.  Each start writes a fresh one. */
+  for (guint i = 0; i < G_N_ELEMENTS (stale_files); i++)
+    {
+      g_autofree char *path = g_build_filename (basedir, stale_files[i], NULL);
+
+      if (g_unlink (path) != 0 && errno != ENOENT)
+        {
+          g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (errno),
+                                   "cannot remove the old %s: %s", path, g_strerror (errno));
+          return;
+        }
+    }
 
   g_strv_builder_add_many (b, buildbot_worker (), "create-worker", "--force", "--quiet",
                            "--protocol=msgpack_experimental_v7", "--keepalive=0", NULL);

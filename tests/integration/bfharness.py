@@ -45,13 +45,17 @@ class Worker:
     """A real buildbot-worker process in its own base directory."""
 
     def __init__(self, test, name, password, port, tls_ca=None, admin='ops@example.com',
-                 host='integration test host'):
+                 host='integration test host', protocol='msgpack'):
         self.test = test
         self.name = name
         self.basedir = os.path.join(test.workdir, 'worker-' + name + '-' + str(len(test.workers)))
         self.process = None
-        args = [BUILDBOT_WORKER, 'create-worker', '--protocol=msgpack_experimental_v7',
-                '--keepalive=0', '--maxretries=1000']
+        # protocol='pb': created as existing workers are, without --protocol
+        # (Buildbot's default, Perspective Broker); @port is then a ListenPB= one
+        args = [BUILDBOT_WORKER, 'create-worker']
+        if protocol == 'msgpack':
+            args.append('--protocol=msgpack_experimental_v7')
+        args += ['--keepalive=0', '--maxretries=1000']
         if tls_ca:
             args.append('--use-tls')
         args += [self.basedir, '127.0.0.1:%d' % port, name, password]
@@ -199,6 +203,7 @@ class FleetTestCase(dbusmock.DBusTestCase):
         mail_cmd = '/bin/sh %s %s' % (script, self.maildir)
         keys = {
             'Listen': '127.0.0.1:0',
+            'ListenPB': '127.0.0.1:0',
             'StateDirectory': self.statedir,
             'KeepaliveInterval': '1',
             'DuplicatePingTimeout': '0.5',
@@ -242,6 +247,8 @@ class FleetTestCase(dbusmock.DBusTestCase):
                 listen = self.manager_prop('Listen')
                 if listen and not listen[0].endswith(':0'):
                     self.port = int(listen[0].rsplit(':', 1)[1])
+                    listen_pb = self.manager_prop('ListenPB')
+                    self.pb_port = int(listen_pb[0].rsplit(':', 1)[1]) if listen_pb else None
                     return
             except GLib.Error:
                 pass

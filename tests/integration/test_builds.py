@@ -6,12 +6,13 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 
-from gi.repository import GLib
+from gi.repository import Gio, GLib
 
 import bfharness
 from bfharness import (BUILD_IFACE, COMMAND_IFACE, FLEET_PATH, MANAGER_IFACE, worker_path)
@@ -101,6 +102,79 @@ class CommandTest(BuildTestCase):
         ok = self.shell(self.build, 'true')
         self.assertEqual(self.wait_completed(ok), (0, ''))
 
+    def run_with_fds(self, command, stdout_fd, stderr_fd):
+        fds = Gio.UnixFDList.new()
+        args = {'command': GLib.Variant('as', command),
+                'stdout-fd': GLib.Variant('h', fds.append(stdout_fd)),
+                'stderr-fd': GLib.Variant('h', fds.append(stderr_fd))}
+        r, _ = self.bus.call_with_unix_fd_list_sync(
+            bfharness.BUS_NAME, self.build, BUILD_IFACE, 'RunCommand',
+            GLib.Variant('(sa{sv})', ('shell', args)), None, Gio.DBusCallFlags.NONE, 5000, fds, None)
+        return r.unpack()[0]
+
+    @staticmethod
+    def read_all(fd, deadline):
+        data = b''
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError('no end of file on the output descriptor')
+                select.select([fd], [], [], 0.2)
+                continue
+            if not chunk:
+                return data
+            data += chunk
+
+    def test_output_to_descriptors_and_tail(self):
+        # A command that ends in a millisecond: nothing subscribed late can
+        # miss its output in the descriptors or in the tail.
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        cmd = self.run_with_fds(['sh', '-c', 'echo fast; echo slow >&2; exit 4'], out_w, err_w)
+        os.close(out_w)
+        os.close(err_w)
+        deadline = time.monotonic() + 30
+        self.assertEqual(self.read_all(out_r, deadline), b'fast\n')
+        self.assertEqual(self.read_all(err_r, deadline), b'slow\n')
+        self.assertEqual(self.wait_completed(cmd), (4, ''))
+        tails = self.call(cmd, COMMAND_IFACE, 'GetOutputTail')[0]
+        self.assertEqual(tails['stdout'], 'fast\n')
+        self.assertEqual(tails['stderr'], 'slow\n')
+        self.assertIn('sh -c', tails['header'])
+
+        # The tail keeps the end of a long output, whole characters.
+        cmd = self.shell(self.build, ['sh', '-c', 'seq 1 100000; printf "\\303\\251nd\\n"'])
+        self.assertEqual(self.wait_completed(cmd, timeout=60), (0, ''))
+        tail = self.call(cmd, COMMAND_IFACE, 'GetOutputTail')[0]['stdout']
+        self.assertLessEqual(len(tail.encode()), 64 * 1024)
+        self.assertGreater(len(tail.encode()), 60 * 1024)
+        self.assertTrue(tail.endswith('99999\n100000\n\u00e9nd\n'), tail[-40:])
+
+    def test_reader_gone_or_bad_handle(self):
+        # A reader that closed its end: the daemon carries on, the command
+        # completes, its output is still in signals and tail.
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        os.close(out_r)
+        cmd = self.run_with_fds(['sh', '-c', 'seq 1 20000; echo done'], out_w, err_w)
+        os.close(out_w)
+        os.close(err_w)
+        self.assertEqual(self.wait_completed(cmd, timeout=60), (0, ''))
+        self.assertTrue(self.output(cmd, 'stdout').endswith('20000\ndone\n'))
+        self.assertEqual(self.read_all(err_r, time.monotonic() + 30), b'')
+        err, msg = self.call_error(self.build, BUILD_IFACE, 'RunCommand', GLib.Variant(
+            '(sa{sv})', ('shell', {'command': GLib.Variant('s', 'true'),
+                                   'stdout-fd': GLib.Variant('h', 7)})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs')
+        self.assertIn('stdout-fd', msg)
+        err, msg = self.call_error(self.build, BUILD_IFACE, 'RunCommand', GLib.Variant(
+            '(sa{sv})', ('shell', {'command': GLib.Variant('s', 'true'),
+                                   'stderr-fd': GLib.Variant('s', '/tmp/x')})))
+        self.assertIn('file descriptor', msg)
+
     def test_relative_workdir_is_under_builder_dir(self):
         cmd = self.shell(self.build, ['pwd'], workdir=GLib.Variant('s', 'src'))
         self.wait_completed(cmd)
@@ -184,6 +258,26 @@ class SchedulingTest(BuildTestCase):
         self.release(builds[2])
         self.wait_until(lambda: self.worker_prop('w1', 'ActiveBuilds') == 0, message='slots free')
 
+    def test_one_build_per_builder_per_worker(self):
+        # MaxBuilds=2 leaves room for two builds, but not of one builder:
+        # both would use BASEDIR/b.
+        self.fleet([('w1', 2, 'b;c')])
+        b1 = self.request('b')
+        b2 = self.request('b')
+        c1 = self.request('c')
+        self.wait_build_state(b1, 'running')
+        self.wait_build_state(c1, 'running')
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            self.assertEqual(self.build_prop(b2, 'State'), 'pending')
+            self.pump(0.1)
+        self.assertEqual(self.worker_prop('w1', 'ActiveBuilds'), 2)
+        self.release(b1)
+        self.wait_build_state(b2, 'running')
+        self.release(b2)
+        self.release(c1)
+        self.wait_until(lambda: self.worker_prop('w1', 'ActiveBuilds') == 0, message='slots free')
+
     def test_spread_over_workers(self):
         self.fleet([('w1', 2, 'b'), ('w2', 2, 'b')])
         b1 = self.request('b')
@@ -220,15 +314,101 @@ class SchedulingTest(BuildTestCase):
                                    GLib.Variant('(sa{sv})', ('b', {'priority': GLib.Variant('i', 1)})))
         self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs')
 
+    def test_pending_builds_say_what_they_wait_for(self):
+        procs = self.fleet([('w1', 1, 'b'), ('w2', 1, 'b')])
+        self.assertEqual(self.manager_prop('BuildsPending'), 0)
+        first = self.request('b', worker='w1')
+        self.wait_build_state(first, 'running')
+        self.assertEqual(self.build_prop(first, 'WaitingFor'), '')
+        self.worker_call('w2', 'Pause', GLib.Variant('(s)', ('disk full',)))
+        waiting = self.request('b')
+        self.wait_until(lambda: self.build_prop(waiting, 'WaitingFor') == 'w1: busy; w2: paused'
+                        or self.build_prop(waiting, 'WaitingFor') == 'w2: paused; w1: busy',
+                        message='WaitingFor names both workers')
+        self.assertEqual(self.manager_prop('BuildsPending'), 1)
+        only = self.request('b', worker='w2')
+        self.wait_until(lambda: self.build_prop(only, 'WaitingFor') == 'w2: paused', message='only w2')
+        self.assertEqual(self.manager_prop('BuildsPending'), 2)
+        # The reason follows the worker: kill it, it is "not connected".
+        procs['w2'].kill()
+        self.wait_connected('w2', value=False)
+        self.worker_call('w2', 'Unpause')
+        self.wait_until(lambda: self.build_prop(only, 'WaitingFor') == 'w2: not connected',
+                        message='reason follows the worker')
+        self.release(first)
+        self.wait_build_state(waiting, 'running')
+        self.assertEqual(self.build_prop(waiting, 'WaitingFor'), '')
+        self.wait_until(lambda: self.manager_prop('BuildsPending') == 1, message='one left')
+
+    def request_labels(self, builder, labels, **extra):
+        opts = {'labels': GLib.Variant('as', labels)}
+        opts.update(extra)
+        return self.call(FLEET_PATH, MANAGER_IFACE, 'RequestBuild', GLib.Variant('(sa{sv})', (builder, opts)))[0]
+
+    def test_labels_choose_the_worker(self):
+        text = self.daemon_section(FinishedBuildLifetime='30')
+        text += '[Worker w1]\nPassword=pw-w1\nMaxBuilds=2\nBuilders=b;c\nLabels=gpu;big\n'
+        text += '[Worker w2]\nPassword=pw-w2\nMaxBuilds=2\nBuilders=b;c\n'
+        self.write_config(text)
+        self.start_daemon()
+        for name in ('w1', 'w2'):
+            self.add_worker(name, 'pw-' + name).start()
+            self.wait_connected(name)
+        labels = self.worker_prop('w1', 'Labels')
+        self.assertIn('gpu', labels)
+        self.assertIn('big', labels)
+        self.assertIn('cpus=%d' % os.cpu_count(), labels)
+        self.assertEqual(labels, sorted(labels))
+        with open('/etc/os-release') as f:
+            os_id = [l.split('=', 1)[1].strip().strip('"') for l in f if l.startswith('ID=')][0]
+        self.assertIn('os=' + os_id, self.worker_prop('w2', 'Labels'))
+        self.assertNotIn('gpu', self.worker_prop('w2', 'Labels'))
+
+        # A label only w1 has: never w2, even while w1 cannot take it.
+        b1 = self.request_labels('b', ['gpu'])
+        self.wait_build_state(b1, 'running')
+        self.assertEqual(self.build_prop(b1, 'Worker'), worker_path('w1'))
+        self.assertEqual(self.build_prop(b1, 'Labels'), ['gpu'])
+        self.worker_call('w1', 'Pause', GLib.Variant('(s)', ('maintenance',)))
+        c1 = self.request_labels('c', ['gpu', 'big'])
+        self.wait_until(lambda: self.build_prop(c1, 'WaitingFor') == 'w1: paused', message='waits for w1')
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            self.assertEqual(self.build_prop(c1, 'State'), 'pending')
+            self.pump(0.1)
+        self.worker_call('w1', 'Unpause')
+        self.wait_build_state(c1, 'running')
+        self.assertEqual(self.build_prop(c1, 'Worker'), worker_path('w1'))
+
+        # A reported label any worker has; an impossible one fails at once.
+        d = self.request_labels('b', ['os=' + os_id])
+        self.wait_build_state(d, 'running')
+        self.assertEqual(self.build_prop(d, 'Worker'), worker_path('w2'))
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild', GLib.Variant(
+            '(sa{sv})', ('b', {'labels': GLib.Variant('as', ['gpu', 'fpga'])})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.NotFound')
+        self.assertIn('fpga', msg)
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild', GLib.Variant(
+            '(sa{sv})', ('b', {'labels': GLib.Variant('as', ['gpu']), 'worker': GLib.Variant('s', 'w2')})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.NotFound')
+        err, msg = self.call_error(FLEET_PATH, MANAGER_IFACE, 'RequestBuild', GLib.Variant(
+            '(sa{sv})', ('b', {'labels': GLib.Variant('as', ['two words'])})))
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.InvalidArgs')
+        self.assertIn('two words', msg)
+
     def test_wait_timeout(self):
         self.fleet([('w1', 1, 'b')])
         first = self.request('b')
         self.wait_build_state(first, 'running')
+        self.assertEqual(self.build_prop(first, 'Result'), '')
         waiting = self.request('b', timeout_usec=300000)
         sig = self.wait_signal('Finished', waiting, timeout=5)
         self.assertEqual(sig[0][3], ('timeout',))
         self.assertEqual(self.build_prop(waiting, 'State'), 'finished')
+        self.assertEqual(self.build_prop(waiting, 'Result'), 'timeout')
         self.assertEqual(self.build_prop(first, 'State'), 'running')
+        self.release(first)
+        self.wait_until(lambda: self.build_prop(first, 'Result') == 'released', message='Result released')
 
     def test_finished_builds_leave_the_bus(self):
         self.fleet([('w1', 1, 'b')], FinishedBuildLifetime='0.3')
@@ -244,9 +424,9 @@ class SchedulingTest(BuildTestCase):
 
 class GracefulTest(BuildTestCase):
     def test_graceful_shutdown_after_last_build(self):
-        procs = self.fleet([('w1', 2, 'b')])
+        procs = self.fleet([('w1', 2, 'b;c')])
         b1 = self.request('b')
-        b2 = self.request('b')
+        b2 = self.request('c')
         self.wait_build_state(b1, 'running')
         self.wait_build_state(b2, 'running')
         self.worker_call('w1', 'SetGraceful', GLib.Variant('(b)', (True,)))

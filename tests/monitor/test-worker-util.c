@@ -46,7 +46,9 @@ test_relative_time (void)
     const char *text;
   } cases[] = {
     { 0, "Just now" },
-    { 59 * G_USEC_PER_SEC, "Just now" },
+    { 9 * G_USEC_PER_SEC, "Just now" },
+    { 30 * G_USEC_PER_SEC, "30 seconds ago" },
+    { 59 * G_USEC_PER_SEC, "59 seconds ago" },
     { MINUTE, "1 minute ago" },
     { 5 * MINUTE + 30 * G_USEC_PER_SEC, "5 minutes ago" },
     { 60 * MINUTE, "1 hour ago" },

@@ -43,7 +43,7 @@ class ListTest(MonitorTestCase):
         self.assertEqual(alpha['last-seen'], 'Now')
         charlie = self.row('charlie', dump)
         self.assertEqual(charlie['state'], 'disconnected')
-        self.assertEqual(charlie['last-seen'], 'Just now')
+        self.assertEqual(charlie['last-seen'], 'Never')
 
         # the summary in the header
         dump = wait_for(lambda: (lambda d: d if d['window']['connected'] == '2' else None)(self.dump()),

@@ -46,8 +46,11 @@ test_defaults (void)
   g_autoptr(BfConfig) c = load_ok ("[Worker a]\nPassword=p\n");
   BfWorkerConfig *w;
 
-  g_assert_cmpstr (c->listen[0], ==, "*:9989");
+  g_assert_cmpstr (c->listen[0], ==, "*:9990");
   g_assert_null (c->listen[1]);
+  g_assert_cmpstr (c->listen_pb[0], ==, "*:9989");
+  g_assert_null (c->listen_pb[1]);
+  g_assert_null (c->listen_pb_skipped);
   g_assert_cmpuint (c->keepalive_interval_usec, ==, 60 * G_USEC_PER_SEC);
   g_assert_cmpstr (c->mail_command, ==, "/usr/sbin/sendmail -t -oi");
   g_assert_null (c->tls_certificate);
@@ -124,6 +127,42 @@ test_full (void)
 
   /* Workers stay in file order. */
   g_assert_cmpstr (((BfWorkerConfig *) g_ptr_array_index (c->workers, 2))->name, ==, "unit.1");
+}
+
+/* ListenPB=: default, empty, the default port taken by Listen=, overlaps. */
+static void
+test_listen_pb (void)
+{
+  {
+    g_autoptr(BfConfig) c = load_ok ("[Daemon]\nListenPB=\n");
+    g_assert_null (c->listen_pb[0]);
+  }
+  {
+    g_autoptr(BfConfig) c = load_ok ("[Daemon]\nListen=*:9989\n");
+    g_assert_null (c->listen_pb[0]);
+    g_assert_cmpstr (c->listen_pb_skipped, ==, "*:9989");
+  }
+  {
+    g_autoptr(BfConfig) c = load_ok ("[Daemon]\nListen=127.0.0.1:9989\n");
+    g_assert_null (c->listen_pb[0]);
+    g_assert_cmpstr (c->listen_pb_skipped, ==, "127.0.0.1:9989");
+  }
+  {
+    g_autoptr(BfConfig) c = load_ok ("[Daemon]\nListen=127.0.0.1:0\nListenPB=127.0.0.1:0;[::1]:9989\n");
+    g_assert_cmpstr (c->listen_pb[0], ==, "127.0.0.1:0");
+    g_assert_cmpstr (c->listen_pb[1], ==, "[::1]:9989");
+    g_assert_null (c->listen_pb_skipped);
+  }
+  {
+    /* different addresses on one port do not overlap */
+    g_autoptr(BfConfig) c = load_ok ("[Daemon]\nListen=127.0.0.1:7000\nListenPB=127.0.0.2:7000\n");
+    g_assert_cmpstr (c->listen_pb[0], ==, "127.0.0.2:7000");
+  }
+  assert_error ("[Daemon]\nListen=127.0.0.1:7000\nListenPB=*:7000\n",
+                "[Daemon] ListenPB", "*:7000 overlaps 127.0.0.1:7000 of Listen=", NULL);
+  assert_error ("[Daemon]\nListenPB=0.0.0.0:9990\n",
+                "[Daemon] ListenPB", "overlaps *:9990, the default of Listen=", NULL);
+  assert_error ("[Daemon]\nListenPB=nowhere\n", "[Daemon] ListenPB", "HOST:PORT", NULL);
 }
 
 static void
@@ -367,6 +406,43 @@ test_digest (void)
   g_rmdir (dir);
 }
 
+static void
+test_labels (void)
+{
+  g_autoptr(BfConfig) c = load_ok ("[Worker a]\nPassword=x\nLabels=gpu;os=debian;arch=amd64\n"
+                                "[Worker b]\nPassword=x\n");
+  BfWorkerConfig *a = bf_config_lookup_worker (c, "a");
+  BfWorkerConfig *b = bf_config_lookup_worker (c, "b");
+
+  g_assert_cmpuint (g_strv_length (a->labels), ==, 3);
+  g_assert_cmpstr (a->labels[1], ==, "os=debian");
+  g_assert_cmpuint (g_strv_length (b->labels), ==, 0);
+  assert_error ("[Worker a]\nPassword=x\nLabels=gpu;two words\n", "Labels", "two words", NULL);
+  g_assert_true (bf_label_is_valid ("cpus=8"));
+  g_assert_false (bf_label_is_valid (""));
+  g_assert_false (bf_label_is_valid ("a,b"));
+  g_assert_false (bf_label_is_valid ("tab\there"));
+}
+
+static void
+test_health_keys (void)
+{
+  g_autoptr(BfConfig) c = load_ok ("[Worker a]\nPassword=x\nHealthInterval=30\nMinFreeDisk=2G\n"
+                                   "MaxResponseTime=0.5\nHealthCommand=test -w /tmp\n"
+                                   "[Worker b]\nPassword=x\nMinFreeDisk=5%\n");
+  BfWorkerConfig *a = bf_config_lookup_worker (c, "a");
+  BfWorkerConfig *b = bf_config_lookup_worker (c, "b");
+
+  g_assert_cmpuint (a->health_interval_usec, ==, 30 * G_USEC_PER_SEC);
+  g_assert_cmpuint (a->min_free_disk_bytes, ==, G_GUINT64_CONSTANT (2) << 30);
+  g_assert_cmpuint (a->max_response_time_usec, ==, G_USEC_PER_SEC / 2);
+  g_assert_cmpstr (a->health_command, ==, "test -w /tmp");
+  g_assert_cmpfloat (b->min_free_disk_percent, ==, 5.0);
+  g_assert_cmpuint (b->health_interval_usec, ==, 0);
+  assert_error ("[Worker a]\nPassword=x\nMinFreeDisk=lots\n", "MinFreeDisk", "lots", NULL);
+  assert_error ("[Worker a]\nPassword=x\nMinFreeDisk=120%\n", "MinFreeDisk", NULL);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -376,12 +452,15 @@ main (int   argc,
   g_test_add_func ("/config/defaults", test_defaults);
   g_test_add_func ("/config/full", test_full);
   g_test_add_func ("/config/errors", test_errors);
+  g_test_add_func ("/config/listen-pb", test_listen_pb);
   g_test_add_func ("/config/names", test_names);
   g_test_add_func ("/config/durations", test_durations);
   g_test_add_func ("/config/endpoints", test_endpoints);
   g_test_add_func ("/config/dropins", test_dropins);
   g_test_add_func ("/config/special-files", test_special_files);
   g_test_add_func ("/config/digest", test_digest);
+  g_test_add_func ("/config/labels", test_labels);
+  g_test_add_func ("/config/health", test_health_keys);
 
   return g_test_run ();
 }

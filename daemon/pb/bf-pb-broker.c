@@ -1,0 +1,886 @@
+/* bf-pb-broker.c: Perspective Broker messages over banana + jelly, server side
+ *
+ * See bf-pb-broker.h for the wire and the bounds. Twisted's Broker
+ * (twisted/spread/pb.py) was the reference: same expressions and ids, but
+ * only what buildbot-worker sends is accepted and every table is bounded.
+ *
+ * Copyright The buildfleet authors
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "bf-pb-broker.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK (bf-pb-broker-error-quark, bf_pb_broker_error)
+
+typedef enum
+{
+  STATE_DIALECT,     /* offer sent, waiting for the peer's choice */
+  STATE_VERSION,     /* our version sent, waiting for the peer's */
+  STATE_READY,
+  STATE_FAILED,
+} State;
+
+typedef struct
+{
+  guint kind;
+  gpointer data;
+  guint refs;        /* references the peer holds */
+} Local;
+
+struct _BfPbBroker
+{
+  const BfPbBrokerHandler *handler;
+  gpointer user_data;
+  State state;
+  BfBananaDecoder *decoder;
+  gchar *failure;               /* why the broker failed */
+
+  GHashTable *local;            /* id (gint64*) -> Local* */
+  gint64 next_local_id;
+  GHashTable *remote;           /* id (gint64*) -> references held (guint) */
+  GHashTable *outstanding;      /* request id (gint64*) -> tag (NULL once forgotten) */
+  gint64 next_request_id;
+};
+
+static gint64 *
+id_new (gint64 id)
+{
+  gint64 *p = g_new (gint64, 1);
+  *p = id;
+  return p;
+}
+
+BfPbBroker *
+bf_pb_broker_new (const BfPbBrokerHandler *handler,
+                  gpointer                 user_data)
+{
+  BfPbBroker *broker = g_new0 (BfPbBroker, 1);
+
+  broker->handler = handler;
+  broker->user_data = user_data;
+  broker->state = STATE_DIALECT;
+  broker->decoder = bf_banana_decoder_new (BF_BANANA_DIALECT_UNSET);
+  broker->local = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+  broker->remote = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  broker->outstanding = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  broker->next_local_id = 1;
+  broker->next_request_id = 1;
+  return broker;
+}
+
+void
+bf_pb_broker_free (BfPbBroker *broker)
+{
+  if (broker == NULL)
+    return;
+  g_clear_pointer (&broker->decoder, bf_banana_decoder_free);
+  g_hash_table_unref (broker->local);
+  g_hash_table_unref (broker->remote);
+  g_hash_table_unref (broker->outstanding);
+  g_free (broker->failure);
+  g_free (broker);
+}
+
+static void
+send_bytes (BfPbBroker *broker,
+            GByteArray *out)
+{
+  if (broker->state != STATE_FAILED && out->len > 0)
+    broker->handler->send (broker->user_data, out->data, out->len);
+}
+
+/**
+ * bf_pb_broker_start:
+ *
+ * Sends the dialect offer: the master speaks first in PB.
+ */
+void
+bf_pb_broker_start (BfPbBroker *broker)
+{
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+
+  bf_banana_write_offer (out);
+  send_bytes (broker, out);
+}
+
+gboolean
+bf_pb_broker_is_ready (BfPbBroker *broker)
+{
+  return broker->state == STATE_READY;
+}
+
+/**
+ * bf_pb_broker_abort:
+ *
+ * Fails the broker: nothing more is decoded or sent.
+ */
+void
+bf_pb_broker_abort (BfPbBroker  *broker,
+                    const gchar *reason)
+{
+  if (broker->state == STATE_FAILED)
+    return;
+  broker->state = STATE_FAILED;
+  broker->failure = g_strdup (reason);
+}
+
+static gboolean
+fail (BfPbBroker  *broker,
+      GError     **error,
+      gint         code,
+      const gchar *format,
+      ...) G_GNUC_PRINTF (4, 5);
+
+static gboolean
+fail (BfPbBroker  *broker,
+      GError     **error,
+      gint         code,
+      const gchar *format,
+      ...)
+{
+  g_autofree gchar *what = NULL;
+  va_list args;
+
+  va_start (args, format);
+  what = g_strdup_vprintf (format, args);
+  va_end (args);
+  bf_pb_broker_abort (broker, what);
+  g_set_error_literal (error, BF_PB_BROKER_ERROR, code, what);
+  return FALSE;
+}
+
+/* A peer's string, quoted safely and briefly in an error. */
+static gchar *
+shown (const BfBananaValue *v)
+{
+  g_autofree gchar *printed = bf_banana_value_print (v);
+
+  if (strlen (printed) > 64)
+    {
+      printed[61] = '\0';
+      return g_strconcat (printed, "...", NULL);
+    }
+  return g_steal_pointer (&printed);
+}
+
+static gboolean
+is_string (const BfBananaValue *v)
+{
+  return v->type == BF_BANANA_STRING;
+}
+
+static gboolean
+is_int (const BfBananaValue *v)
+{
+  return v->type == BF_BANANA_INT;
+}
+
+/* Object references inside a decoded value ------------------------------------ */
+
+typedef struct
+{
+  BfPbBroker *broker;
+  GHashTable *seen;      /* containers and REMOTE nodes already visited */
+  GArray *remote_ids;    /* gint64: distinct REMOTE nodes, in order */
+  gint64 bad_local;
+  gboolean has_bad_local;
+} RefWalk;
+
+static void
+walk_refs (RefWalk            *w,
+           const BfJellyValue *v)
+{
+  switch (v->type)
+    {
+    case BF_JELLY_REMOTE:
+      if (g_hash_table_add (w->seen, (gpointer) v))
+        g_array_append_val (w->remote_ids, v->integer);
+      break;
+    case BF_JELLY_LOCAL:
+      if (!g_hash_table_contains (w->broker->local, &v->integer) && !w->has_bad_local)
+        {
+          w->has_bad_local = TRUE;
+          w->bad_local = v->integer;
+        }
+      break;
+    case BF_JELLY_LIST:
+    case BF_JELLY_TUPLE:
+    case BF_JELLY_DICT:
+      if (!g_hash_table_add (w->seen, (gpointer) v))
+        break;
+      for (guint i = 0; i < v->seq.len; i++)
+        walk_refs (w, v->seq.items[i]);
+      break;
+    case BF_JELLY_FAILURE:
+      walk_refs (w, v->state);
+      break;
+    default:
+      break;
+    }
+}
+
+/* Counts the references to the peer's objects that @v hands us (each
+ * distinct ["remote", id] node is one reference the peer counted), and
+ * checks that every ["local", id] names an object of ours. */
+static gboolean
+take_refs (BfPbBroker         *broker,
+           const BfJellyValue *v,
+           GError            **error)
+{
+  RefWalk w = { broker, NULL, NULL, 0, FALSE };
+  gboolean ok = TRUE;
+
+  /* Cheap exit for plain scalars. */
+  if (v->type != BF_JELLY_LIST && v->type != BF_JELLY_TUPLE && v->type != BF_JELLY_DICT &&
+      v->type != BF_JELLY_FAILURE && v->type != BF_JELLY_REMOTE && v->type != BF_JELLY_LOCAL)
+    return TRUE;
+
+  w.seen = g_hash_table_new (NULL, NULL);
+  w.remote_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+  walk_refs (&w, v);
+  if (w.has_bad_local)
+    ok = fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+               "pb: the peer sent back object %" G_GINT64_FORMAT ", which is not ours", w.bad_local);
+  for (guint i = 0; ok && i < w.remote_ids->len; i++)
+    {
+      gint64 id = g_array_index (w.remote_ids, gint64, i);
+      gpointer count;
+
+      if (g_hash_table_lookup_extended (broker->remote, &id, NULL, &count))
+        {
+          if (GPOINTER_TO_UINT (count) >= BF_PB_BROKER_MAX_REMOTE_REFS)
+            ok = fail (broker, error, BF_PB_BROKER_ERROR_LIMIT,
+                       "pb: more than %d references to one object of the peer", BF_PB_BROKER_MAX_REMOTE_REFS);
+          else
+            g_hash_table_insert (broker->remote, id_new (id), GUINT_TO_POINTER (GPOINTER_TO_UINT (count) + 1));
+        }
+      else if (g_hash_table_size (broker->remote) >= BF_PB_BROKER_MAX_REMOTE)
+        ok = fail (broker, error, BF_PB_BROKER_ERROR_LIMIT,
+                   "pb: the peer handed over more than %d objects", BF_PB_BROKER_MAX_REMOTE);
+      else
+        g_hash_table_insert (broker->remote, id_new (id), GUINT_TO_POINTER (1));
+    }
+  g_hash_table_unref (w.seen);
+  g_array_unref (w.remote_ids);
+  return ok;
+}
+
+static BfJellyValue *
+unjelly (BfPbBroker          *broker,
+         const BfBananaValue *sexp,
+         const gchar         *what,
+         GError             **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(BfJellyValue) value = bf_jelly_decode (sexp, &local_error);
+
+  if (value == NULL)
+    {
+      fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: %s: %s", what, local_error->message);
+      return NULL;
+    }
+  if (!take_refs (broker, value, error))
+    return NULL;
+  return g_steal_pointer (&value);
+}
+
+/* Expressions ----------------------------------------------------------------- */
+
+static gboolean
+handle_message (BfPbBroker          *broker,
+                const BfBananaValue *sexp,
+                GError             **error)
+{
+  const BfBananaValue *req, *obj, *name, *answer;
+  g_autoptr(BfJellyValue) args = NULL;
+  g_autoptr(BfJellyValue) kw = NULL;
+  g_autofree gchar *method = NULL;
+  guint kind = 0;
+  gpointer data = NULL;
+  gint64 object_id = BF_PB_BROKER_ROOT_ID;
+  gint64 request_id;
+
+  if (sexp->list.len != 7)
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+                 "pb: a message has 7 elements, not %u", sexp->list.len);
+  req = sexp->list.items[1];
+  obj = sexp->list.items[2];
+  name = sexp->list.items[3];
+  answer = sexp->list.items[4];
+  if (!is_int (req) || req->integer < 0 || !is_int (answer) ||
+      (answer->integer != 0 && answer->integer != 1) || !is_string (name))
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+                 "pb: malformed message (request id, method name or answer flag)");
+  if (name->string.len == 0 || name->string.len > BF_PB_BROKER_MAX_NAME ||
+      strlen (name->string.data) != name->string.len ||
+      !g_utf8_validate (name->string.data, name->string.len, NULL))
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+                 "pb: a method name must be 1 to %d bytes of UTF-8", BF_PB_BROKER_MAX_NAME);
+  method = g_strndup (name->string.data, name->string.len);
+  request_id = answer->integer ? req->integer : 0;
+  if (answer->integer && request_id == 0)
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: request id 0 is not used");
+
+  if (is_string (obj) && bf_banana_value_is_string (obj, "root"))
+    ;
+  else if (is_int (obj))
+    {
+      Local *l = g_hash_table_lookup (broker->local, &obj->integer);
+
+      if (l == NULL)
+        return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+                     "pb: the peer called %s on object %" G_GINT64_FORMAT ", which it was never given",
+                     method, obj->integer);
+      kind = l->kind;
+      data = l->data;
+      object_id = obj->integer;
+    }
+  else
+    {
+      g_autofree gchar *o = shown (obj);
+      return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: no object %s", o);
+    }
+
+  args = unjelly (broker, sexp->list.items[5], "arguments", error);
+  if (args == NULL)
+    return FALSE;
+  kw = unjelly (broker, sexp->list.items[6], "keyword arguments", error);
+  if (kw == NULL)
+    return FALSE;
+  if (args->type != BF_JELLY_TUPLE && args->type != BF_JELLY_LIST)
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: the arguments of a message are not a tuple");
+  if (kw->type != BF_JELLY_DICT)
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: the keyword arguments of a message are not a dictionary");
+
+  broker->handler->message (broker->user_data, request_id, kind, data, object_id, method, args, kw);
+  return broker->state != STATE_FAILED;
+}
+
+static gboolean
+handle_answer (BfPbBroker          *broker,
+               const BfBananaValue *sexp,
+               gboolean             is_error,
+               GError             **error)
+{
+  const BfBananaValue *req;
+  g_autoptr(BfJellyValue) value = NULL;
+  gpointer tag;
+
+  if (sexp->list.len != 3 || !is_int (sexp->list.items[1]))
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: malformed %s",
+                 is_error ? "error" : "answer");
+  req = sexp->list.items[1];
+  if (!g_hash_table_lookup_extended (broker->outstanding, &req->integer, NULL, &tag))
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+                 "pb: %s to call %" G_GINT64_FORMAT ", which was never made",
+                 is_error ? "error" : "answer", req->integer);
+  value = unjelly (broker, sexp->list.items[2], is_error ? "error" : "answer", error);
+  if (value == NULL)
+    return FALSE;
+  g_hash_table_remove (broker->outstanding, &req->integer);
+  if (tag != NULL)
+    broker->handler->answer (broker->user_data, tag, is_error ? NULL : value, is_error ? value : NULL);
+  return broker->state != STATE_FAILED;
+}
+
+static gboolean
+handle_decref (BfPbBroker          *broker,
+               const BfBananaValue *sexp,
+               GError             **error)
+{
+  const BfBananaValue *obj;
+  Local *l;
+
+  if (sexp->list.len != 2 || !is_int (sexp->list.items[1]))
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: malformed decref");
+  obj = sexp->list.items[1];
+  l = g_hash_table_lookup (broker->local, &obj->integer);
+  if (l == NULL || l->refs == 0)
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+                 "pb: decref of object %" G_GINT64_FORMAT ", which the peer does not hold", obj->integer);
+  if (--l->refs == 0)
+    {
+      Local gone = *l;
+      gint64 id = obj->integer;
+
+      g_hash_table_remove (broker->local, &id);
+      if (broker->handler->released)
+        broker->handler->released (broker->user_data, gone.kind, gone.data, id);
+    }
+  return broker->state != STATE_FAILED;
+}
+
+static gboolean
+handle_expression (BfPbBroker          *broker,
+                   const BfBananaValue *sexp,
+                   GError             **error)
+{
+  const BfBananaValue *head;
+
+  if (sexp->type != BF_BANANA_LIST || sexp->list.len == 0 || !is_string (sexp->list.items[0]))
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+                 "pb: every expression must be a list starting with its name");
+  head = sexp->list.items[0];
+
+  if (broker->state == STATE_VERSION)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      if (!bf_banana_check_version (sexp, &local_error))
+        return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "%s", local_error->message);
+      broker->state = STATE_READY;
+      if (broker->handler->ready)
+        broker->handler->ready (broker->user_data);
+      return broker->state != STATE_FAILED;
+    }
+
+  if (bf_banana_value_is_string (head, "message"))
+    return handle_message (broker, sexp, error);
+  if (bf_banana_value_is_string (head, "answer"))
+    return handle_answer (broker, sexp, FALSE, error);
+  if (bf_banana_value_is_string (head, "error"))
+    return handle_answer (broker, sexp, TRUE, error);
+  if (bf_banana_value_is_string (head, "decref"))
+    return handle_decref (broker, sexp, error);
+  if (bf_banana_value_is_string (head, "didNotUnderstand"))
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: the peer did not understand what we sent");
+  {
+    g_autofree gchar *h = shown (head);
+    return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+                 "pb: %s is not part of the protocol buildfleetd speaks", h);
+  }
+}
+
+/**
+ * bf_pb_broker_feed:
+ *
+ * Decodes @data and handles every complete expression (the handler's
+ * callbacks run from here).
+ *
+ * Returns: %FALSE with @error set when the peer broke a rule: drop it
+ */
+gboolean
+bf_pb_broker_feed (BfPbBroker    *broker,
+                   const guint8  *data,
+                   gsize          len,
+                   GError       **error)
+{
+  while (TRUE)
+    {
+      g_autoptr(BfBananaValue) sexp = NULL;
+      g_autoptr(GError) local_error = NULL;
+      gsize consumed = 0;
+
+      if (broker->state == STATE_FAILED)
+        {
+          g_set_error (error, BF_PB_BROKER_ERROR, BF_PB_BROKER_ERROR_CLOSED, "%s",
+                       broker->failure ? broker->failure : "closed");
+          return FALSE;
+        }
+      if (!bf_banana_decoder_feed (broker->decoder, data, len, &consumed, &sexp, &local_error))
+        return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "%s", local_error->message);
+      data += consumed;
+      len -= consumed;
+
+      if (broker->state == STATE_DIALECT)
+        {
+          BfBananaDialect dialect = bf_banana_decoder_get_dialect (broker->decoder);
+
+          if (dialect == BF_BANANA_DIALECT_NONE)
+            return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
+                         "pb: the peer chose the banana dialect \"none\"; buildfleetd needs \"pb\"");
+          if (dialect == BF_BANANA_DIALECT_PB)
+            {
+              g_autoptr(GByteArray) out = g_byte_array_new ();
+
+              broker->state = STATE_VERSION;
+              bf_banana_write_version (out, BF_BANANA_DIALECT_PB);
+              send_bytes (broker, out);
+            }
+        }
+      if (sexp != NULL)
+        {
+          if (!handle_expression (broker, sexp, error))
+            {
+              if (error != NULL && *error == NULL)
+                g_set_error (error, BF_PB_BROKER_ERROR, BF_PB_BROKER_ERROR_CLOSED, "%s",
+                             broker->failure ? broker->failure : "closed");
+              return FALSE;
+            }
+          continue;
+        }
+      if (len == 0)
+        return TRUE;
+    }
+}
+
+/* Our objects ------------------------------------------------------------------- */
+
+/**
+ * bf_pb_broker_export:
+ * @kind: what the object is, for the handler (not 0, which is the root)
+ *
+ * Returns: a new object id, with no reference held by the peer yet; 0 when
+ *   %BF_PB_BROKER_MAX_LOCAL objects are in the table
+ */
+gint64
+bf_pb_broker_export (BfPbBroker *broker,
+                     guint       kind,
+                     gpointer    object_data)
+{
+  Local *l;
+  gint64 id;
+
+  g_return_val_if_fail (kind != 0, 0);
+  if (g_hash_table_size (broker->local) >= BF_PB_BROKER_MAX_LOCAL)
+    return 0;
+  id = broker->next_local_id++;
+  l = g_new0 (Local, 1);
+  l->kind = kind;
+  l->data = object_data;
+  g_hash_table_insert (broker->local, id_new (id), l);
+  return id;
+}
+
+/**
+ * bf_pb_broker_reference:
+ *
+ * Returns: (transfer full): `["remote", id]` to send the object; the peer
+ *   now holds one more reference
+ */
+BfJellyValue *
+bf_pb_broker_reference (BfPbBroker *broker,
+                        gint64      object_id)
+{
+  Local *l = g_hash_table_lookup (broker->local, &object_id);
+
+  g_return_val_if_fail (l != NULL, NULL);
+  l->refs++;
+  return bf_jelly_remote (object_id);
+}
+
+/**
+ * bf_pb_broker_unexport:
+ *
+ * Removes an object the peer does not hold (never sent, or released).
+ *
+ * Returns: %FALSE if the peer holds it (it stays; calls on it still come)
+ */
+gboolean
+bf_pb_broker_unexport (BfPbBroker *broker,
+                       gint64      object_id)
+{
+  Local *l = g_hash_table_lookup (broker->local, &object_id);
+
+  if (l == NULL)
+    return TRUE;
+  if (l->refs > 0)
+    return FALSE;
+  g_hash_table_remove (broker->local, &object_id);
+  return TRUE;
+}
+
+guint
+bf_pb_broker_n_local (BfPbBroker *broker)
+{
+  return g_hash_table_size (broker->local);
+}
+
+/* Our calls --------------------------------------------------------------------- */
+
+static gboolean
+write_message (BfPbBroker   *broker,
+               GByteArray   *out,
+               gint64        request_id,
+               gint64        remote_id,
+               const gchar  *method,
+               BfJellyValue *args,
+               BfJellyValue *kw,
+               GError      **error)
+{
+  bf_banana_write_list_header (out, 7);
+  bf_banana_write_string (out, BF_BANANA_DIALECT_PB, "message", 7);
+  bf_banana_write_int (out, request_id);
+  bf_banana_write_int (out, remote_id);
+  bf_banana_write_string (out, BF_BANANA_DIALECT_PB, method, strlen (method));
+  bf_banana_write_int (out, 1);
+  if (!bf_jelly_encode (out, BF_BANANA_DIALECT_PB, args, error))
+    return FALSE;
+  return bf_jelly_encode (out, BF_BANANA_DIALECT_PB, kw, error);
+}
+
+/**
+ * bf_pb_broker_call:
+ * @remote_id: an object the peer gave us
+ * @args: (transfer none): a TUPLE
+ * @kw: (transfer none) (nullable): a DICT, or %NULL for none
+ * @tag: (not nullable): handed back to #BfPbBrokerHandler.answer
+ * @request_id: (out) (optional): to forget the call later
+ *
+ * Returns: %FALSE when the broker failed, @remote_id is not an object the
+ *   peer gave us, %BF_PB_BROKER_MAX_OUTSTANDING calls are unanswered, or
+ *   the arguments are over the limits of banana
+ */
+gboolean
+bf_pb_broker_call (BfPbBroker   *broker,
+                   gint64        remote_id,
+                   const gchar  *method,
+                   BfJellyValue *args,
+                   BfJellyValue *kw,
+                   gpointer      tag,
+                   gint64       *request_id,
+                   GError      **error)
+{
+  g_autoptr(GByteArray) out = NULL;
+  g_autoptr(BfJellyValue) no_kw = NULL;
+  gint64 id;
+
+  g_return_val_if_fail (tag != NULL, FALSE);
+
+  if (broker->state != STATE_READY)
+    {
+      g_set_error (error, BF_PB_BROKER_ERROR, BF_PB_BROKER_ERROR_CLOSED, "the PB connection is %s",
+                   broker->state == STATE_FAILED ? "closed" : "not ready");
+      return FALSE;
+    }
+  if (!g_hash_table_contains (broker->remote, &remote_id))
+    {
+      g_set_error (error, BF_PB_BROKER_ERROR, BF_PB_BROKER_ERROR_PROTOCOL,
+                   "no object %" G_GINT64_FORMAT " of the peer", remote_id);
+      return FALSE;
+    }
+  if (g_hash_table_size (broker->outstanding) >= BF_PB_BROKER_MAX_OUTSTANDING)
+    {
+      g_set_error (error, BF_PB_BROKER_ERROR, BF_PB_BROKER_ERROR_LIMIT,
+                   "%u calls left unanswered; the worker does not keep up",
+                   g_hash_table_size (broker->outstanding));
+      return FALSE;
+    }
+  if (kw == NULL)
+    kw = no_kw = bf_jelly_dict ();
+  id = broker->next_request_id++;
+  out = g_byte_array_new ();
+  if (!write_message (broker, out, id, remote_id, method, args, kw, error))
+    return FALSE;
+  g_hash_table_insert (broker->outstanding, id_new (id), tag);
+  if (request_id)
+    *request_id = id;
+  send_bytes (broker, out);
+  return TRUE;
+}
+
+/**
+ * bf_pb_broker_forget_call:
+ *
+ * The caller gave up on @request_id (a timeout): its answer, when it comes,
+ * is accepted and dropped. It still counts as outstanding until then.
+ */
+void
+bf_pb_broker_forget_call (BfPbBroker *broker,
+                          gint64      request_id)
+{
+  if (g_hash_table_contains (broker->outstanding, &request_id))
+    g_hash_table_insert (broker->outstanding, id_new (request_id), NULL);
+}
+
+guint
+bf_pb_broker_n_outstanding (BfPbBroker *broker)
+{
+  return g_hash_table_size (broker->outstanding);
+}
+
+/* Our answers --------------------------------------------------------------------- */
+
+void
+bf_pb_broker_answer (BfPbBroker   *broker,
+                     gint64        request_id,
+                     BfJellyValue *result)
+{
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+  g_autoptr(BfJellyValue) none = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (request_id == 0 || broker->state != STATE_READY)
+    return;
+  if (result == NULL)
+    result = none = bf_jelly_none ();
+  bf_banana_write_list_header (out, 3);
+  bf_banana_write_string (out, BF_BANANA_DIALECT_PB, "answer", 6);
+  bf_banana_write_int (out, request_id);
+  if (!bf_jelly_encode (out, BF_BANANA_DIALECT_PB, result, &error))
+    {
+      g_critical ("pb: cannot encode an answer: %s", error->message);
+      return;
+    }
+  send_bytes (broker, out);
+}
+
+/**
+ * bf_pb_failure_new:
+ * @type: the exception's qualified Python name, e.g.
+ *   "twisted.cred.error.UnauthorizedLogin" (what the peer's
+ *   Failure.check() compares)
+ *
+ * Returns: a CopyableFailure Twisted unjellies into a CopiedFailure
+ */
+BfJellyValue *
+bf_pb_make_failure (const gchar *type,
+                    const gchar *text)
+{
+  BfJellyValue *state = bf_jelly_dict ();
+  BfJellyValue *parents = bf_jelly_list ();
+  const gchar *bases[] = { type, "builtins.Exception", "builtins.BaseException", "builtins.object" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (bases); i++)
+    bf_jelly_append (parents, bf_jelly_unicode (bases[i], -1));
+  bf_jelly_dict_set (state, bf_jelly_unicode ("type", -1), bf_jelly_bytes (type, strlen (type)));
+  bf_jelly_dict_set (state, bf_jelly_unicode ("value", -1), bf_jelly_unicode (text, -1));
+  bf_jelly_dict_set (state, bf_jelly_unicode ("traceback", -1), bf_jelly_unicode ("Traceback unavailable\n", -1));
+  bf_jelly_dict_set (state, bf_jelly_unicode ("parents", -1), parents);
+  bf_jelly_dict_set (state, bf_jelly_unicode ("tb", -1), bf_jelly_none ());
+  bf_jelly_dict_set (state, bf_jelly_unicode ("frames", -1), bf_jelly_list ());
+  bf_jelly_dict_set (state, bf_jelly_unicode ("stack", -1), bf_jelly_list ());
+  return bf_jelly_failure (state);
+}
+
+/**
+ * bf_pb_broker_error:
+ * @type: see bf_pb_make_failure()
+ * @text: valid UTF-8
+ *
+ * Answers @request_id with a failure.
+ */
+void
+bf_pb_broker_error (BfPbBroker  *broker,
+                    gint64       request_id,
+                    const gchar *type,
+                    const gchar *text)
+{
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+  g_autoptr(BfJellyValue) failure = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (request_id == 0 || broker->state != STATE_READY)
+    return;
+  failure = bf_pb_make_failure (type, text);
+  bf_banana_write_list_header (out, 3);
+  bf_banana_write_string (out, BF_BANANA_DIALECT_PB, "error", 5);
+  bf_banana_write_int (out, request_id);
+  if (!bf_jelly_encode (out, BF_BANANA_DIALECT_PB, failure, &error))
+    {
+      g_critical ("pb: cannot encode an error: %s", error->message);
+      return;
+    }
+  send_bytes (broker, out);
+}
+
+/**
+ * bf_pb_broker_release_remote:
+ * @keep: how many references to keep (0: forget the object)
+ *
+ * Sends a decref for every reference to the peer's @remote_id we hold
+ * beyond @keep.
+ */
+void
+bf_pb_broker_release_remote (BfPbBroker *broker,
+                             gint64      remote_id,
+                             guint       keep)
+{
+  gpointer count;
+  guint held;
+  g_autoptr(GByteArray) out = NULL;
+
+  if (!g_hash_table_lookup_extended (broker->remote, &remote_id, NULL, &count))
+    return;
+  held = GPOINTER_TO_UINT (count);
+  if (held <= keep)
+    return;
+  out = g_byte_array_new ();
+  for (guint i = keep; i < held; i++)
+    {
+      bf_banana_write_list_header (out, 2);
+      bf_banana_write_string (out, BF_BANANA_DIALECT_PB, "decref", 6);
+      bf_banana_write_int (out, remote_id);
+    }
+  if (keep == 0)
+    g_hash_table_remove (broker->remote, &remote_id);
+  else
+    g_hash_table_insert (broker->remote, id_new (remote_id), GUINT_TO_POINTER (keep));
+  if (broker->state == STATE_READY)
+    send_bytes (broker, out);
+}
+
+/* Failures ------------------------------------------------------------------------ */
+
+static const gchar *
+state_text (const BfJellyValue *state,
+            const gchar        *key,
+            gsize              *len)
+{
+  const BfJellyValue *v = bf_jelly_dict_lookup (state, key);
+
+  if (v == NULL || (v->type != BF_JELLY_UNICODE && v->type != BF_JELLY_BYTES))
+    return NULL;
+  *len = v->string.len;
+  return v->string.data;
+}
+
+/**
+ * bf_pb_failure_text:
+ * @failure: what the peer sent as an error (a FAILURE, a string, anything)
+ * @max_bytes: the longest result, in bytes
+ *
+ * Returns: "type: value" of a CopyableFailure, or the printed value;
+ *   valid UTF-8 without NULs, at most @max_bytes
+ */
+gchar *
+bf_pb_failure_text (const BfJellyValue *failure,
+                    gsize               max_bytes)
+{
+  GString *s = g_string_new (NULL);
+  g_autofree gchar *valid = NULL;
+  gsize len;
+
+  if (failure->type == BF_JELLY_FAILURE)
+    {
+      const gchar *type = state_text (failure->state, "type", &len);
+
+      if (type)
+        g_string_append_len (s, type, MIN (len, max_bytes));
+      const gchar *value = state_text (failure->state, "value", &len);
+      if (value)
+        {
+          if (s->len > 0)
+            g_string_append (s, ": ");
+          g_string_append_len (s, value, MIN (len, max_bytes));
+        }
+    }
+  else if (failure->type == BF_JELLY_UNICODE || failure->type == BF_JELLY_BYTES)
+    g_string_append_len (s, failure->string.data, MIN (failure->string.len, max_bytes));
+  else
+    {
+      g_autofree gchar *printed = bf_jelly_value_print (failure);
+      g_string_append_len (s, printed, MIN (strlen (printed), max_bytes));
+    }
+  if (s->len == 0)
+    g_string_append (s, "failed");
+
+  for (gsize i = 0; i < s->len; i++)
+    if (s->str[i] == '\0')
+      s->str[i] = '?';
+  valid = g_utf8_make_valid (s->str, s->len);
+  g_string_free (s, TRUE);
+  len = strlen (valid);
+  if (len > max_bytes)
+    {
+      const gchar *end = valid + max_bytes;
+      /* back to a character boundary */
+      while (end > valid && (((guchar) *end) & 0xc0) == 0x80)
+        end--;
+      valid[end - valid] = '\0';
+    }
+  return g_steal_pointer (&valid);
+}
