@@ -13,9 +13,9 @@
  * a line per event: "TIME\tEVENT\tDETAIL\tACTOR", the strings escaped with
  * g_strescape().  A worker's file is read the first time its history is
  * needed.  Writes run in a thread, coalesced (at most every
- * WRITE_DELAY_MS), each one a temporary file fsync'ed and renamed over the
- * old one, then the directory fsync'ed: a file is always the old or the new
- * version.  bf_history_flush() writes what is left at shutdown.
+ * WRITE_DELAY_MS), each one a temporary file renamed over the old one: a
+ * file is always the old or the new version (see write_atomically() for
+ * why not fsync'ed).  bf_history_flush() writes what is left at shutdown.
  *
  * A file with unreadable lines keeps its readable ones: it is set aside
  * (NAME.log.corrupt-STAMP) with a warning and written again clean.
@@ -239,39 +239,34 @@ serialize (GQueue *log)
   return g_string_free_to_bytes (out);
 }
 
+/* A temporary file renamed over the old one: a reader sees the old or the
+ * new version, never half of one.  Not fsync'ed: the history is advisory,
+ * and an fsync per worker made an attach storm of 10,000 workers spend a
+ * fifth of the daemon's CPU syncing.  A power loss can cost the last
+ * events (a file left short is read as far as it is readable); the admin
+ * state in bf-state.c stays durable. */
 static gboolean
-write_durably (const char  *path,
-               GBytes      *bytes,
-               GError     **error)
+write_atomically (const char  *path,
+                  GBytes      *bytes,
+                  GError     **error)
 {
   gsize len = 0;
   const char *data = g_bytes_get_data (bytes, &len);
+  g_autofree char *tmp = g_strconcat (path, ".new", NULL);
 
-  /* A temporary file, fsync'ed, renamed over the old one. */
-  return g_file_set_contents_full (path, data != NULL ? data : "", len,
-                                   G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
-                                   0640, error);
-}
-
-static gboolean
-sync_directory (const char  *directory,
-                GError     **error)
-{
-  int dfd = open (directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int saved;
-
-  if (dfd < 0 || (fsync (dfd) != 0 && errno != EINVAL))
+  if (!g_file_set_contents_full (tmp, data != NULL ? data : "", len, G_FILE_SET_CONTENTS_NONE, 0640, error))
+    return FALSE;
+  if (g_rename (tmp, path) != 0)
     {
-      saved = errno;
-      if (dfd >= 0)
-        close (dfd);
+      int saved = errno;
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
-                   "Cannot sync %s: %s", directory, g_strerror (saved));
+                   "Cannot rename %s: %s", tmp, g_strerror (saved));
+      g_unlink (tmp);
       return FALSE;
     }
-  close (dfd);
   return TRUE;
 }
+
 
 typedef struct
 {
@@ -330,11 +325,9 @@ run_job (WriteJob  *job,
     {
       g_autoptr(GError) local = NULL;
 
-      if (!write_durably (job->paths->pdata[i], job->bytes->pdata[i], &local) && first == NULL)
+      if (!write_atomically (job->paths->pdata[i], job->bytes->pdata[i], &local) && first == NULL)
         first = g_steal_pointer (&local);
     }
-  if (first == NULL)
-    sync_directory (job->directory, &first);
   if (first != NULL)
     {
       g_propagate_error (error, g_steal_pointer (&first));
