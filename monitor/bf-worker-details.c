@@ -846,6 +846,17 @@ bf_worker_details_dump (BfWorkerDetails *self,
   g_key_file_set_string (key_file, "details", "alert",
                          gtk_widget_get_visible (GTK_WIDGET (self->alert_label))
                          ? gtk_label_get_label (self->alert_label) : "");
+  /* The grid's rows as shown: "row N" = "KEY: VALUE" (sections as "KEY:") */
+  for (guint i = 0; i < MIN (self->n_rows, self->grid_rows->len); i++)
+    {
+      GridRow *row = g_ptr_array_index (self->grid_rows, i);
+      g_autofree char *name = g_strdup_printf ("row %u", i);
+      g_autofree char *text = g_strdup_printf ("%s:%s%s", gtk_label_get_label (GTK_LABEL (row->key_label)),
+                                               row->value_label != NULL ? " " : "",
+                                               row->value_label != NULL
+                                               ? gtk_label_get_label (GTK_LABEL (row->value_label)) : "");
+      g_key_file_set_string (key_file, "details-grid", name, text);
+    }
   bf_build_list_dump (self->build_list, key_file, "details-builds", "details-build");
   bf_worker_history_dump (self->history, key_file, "history");
 }
