@@ -111,5 +111,50 @@ class HealthTest(MonitorTestCase):
         self.assertEqual(len(self.unhealthy_notifications()), 1, self.notifications())
 
 
+class FlappingTest(MonitorTestCase):
+    '''A worker that keeps dropping: "Flapping" in its cell and details, one notification.'''
+
+    WORKERS = {
+        # Never Missing (that state would come first); flapping until the test ends.
+        'alpha': {'missing_timeout': 3600,
+                  'extra': {'FlapThreshold': '2', 'FlapWindow': '600', 'FlapRecovery': '3600'}},
+        'bravo': {'missing_timeout': 3600},
+    }
+
+    def flapping_notifications(self):
+        return [n for n in self.notifications() if 'flapping' in n['summary']]
+
+    def test_flapping(self):
+        self.wait_row('alpha', lambda r: r['status'] == 'Connected', message='alpha connected')
+        self.app_action('show-worker', 'alpha')
+        for i in range(5):
+            if self.worker_property('alpha', 'Flapping'):
+                break
+            self.workers['alpha'].kill()
+            self.wait_worker_property('alpha', 'Connected', False)
+            self.workers['alpha'].start()
+            self.wait_worker_property('alpha', 'Connected', True, timeout=30)
+        self.assertTrue(self.worker_property('alpha', 'Flapping'), 'never marked flapping')
+
+        row = self.wait_row('alpha', lambda r: r['status'] == 'Flapping', message='the State cell reads Flapping')
+        self.assertIn('Flapping: gets no new builds until it stays attached', row['status-tooltip'])
+        self.assertEqual(self.row('bravo')['status'], 'Connected')
+        dump = wait_for(lambda: (lambda d: d if 'Flapping' in d['details']['alert'] else None)(self.dump()),
+                        message='the alert at the top of the details')
+        self.assertEqual(dump['details']['alert'], 'Flapping: gets no new builds until it stays attached')
+        wait_for(lambda: grid(self.dump()).get('Flapping') == 'Yes', message='the Flapping row')
+
+        note = self.wait_notification(lambda n: n['summary'] == 'Worker alpha is flapping',
+                                      message='the flapping notification')
+        self.assertIn('stays attached', note['body'])
+        # One more drop within the episode: still one notification.
+        self.workers['alpha'].kill()
+        self.wait_worker_property('alpha', 'Connected', False)
+        self.workers['alpha'].start()
+        self.wait_worker_property('alpha', 'Connected', True, timeout=30)
+        self.assertTrue(stays(lambda: len(self.flapping_notifications()) == 1, 2), self.notifications())
+        self.screenshot('flapping')
+
+
 if __name__ == '__main__':
     main()
