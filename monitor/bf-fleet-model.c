@@ -120,6 +120,8 @@ enum {
   WORKER_MISSING,
   WORKER_BACK_ONLINE,
   WORKER_SUBSTANTIATION_FAILED,
+  WORKER_HEALTH_CHANGED,
+  WORKER_FLAPPING_CHANGED,
   N_SIGNALS
 };
 
@@ -131,7 +133,7 @@ static guint signals[N_SIGNALS];
  * keepalive) only notify the proxy. */
 static const char * const view_properties[] = {
   "Name", "Connected", "Missing", "Paused", "Graceful", "Quarantined",
-  "ActiveBuilds", "MaxBuilds", "Host", "Admin", "DisconnectedSinceUSec", "LastSeenUSec",
+  "Flapping", "Unhealthy", "HealthReason", "ActiveBuilds", "MaxBuilds", "Host", "Admin", "DisconnectedSinceUSec", "LastSeenUSec",
   "State",
   NULL
 };
@@ -146,7 +148,7 @@ static const char * const list_properties[] = {
   /* Worker */
   "Name", "Connected", "Missing", "Paused", "PauseReason", "Graceful", "Quarantined",
   "QuarantineUntilUSec", "ActiveBuilds", "MaxBuilds", "Host", "Admin", "DisconnectedSinceUSec",
-  "LastSeenUSec",
+  "LastSeenUSec", "Flapping", "Unhealthy", "HealthReason",
   /* LatentWorker: the state and its tooltip */
   "State", "LastError",
   NULL
@@ -570,6 +572,23 @@ bf_fleet_model_worker_signal (BfFleetModel *self,
       else if (g_str_equal (signal_name, "BackOnline"))
         {
           g_signal_emit (self, signals[WORKER_BACK_ONLINE], 0, row);
+        }
+      else if (g_str_equal (signal_name, "HealthChanged") &&
+               g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(bs)")))
+        {
+          gboolean unhealthy;
+          const char *reason;
+
+          g_variant_get (parameters, "(b&s)", &unhealthy, &reason);
+          g_signal_emit (self, signals[WORKER_HEALTH_CHANGED], 0, row, unhealthy, reason);
+        }
+      else if (g_str_equal (signal_name, "FlappingChanged") &&
+               g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(b)")))
+        {
+          gboolean flapping;
+
+          g_variant_get (parameters, "(b)", &flapping);
+          g_signal_emit (self, signals[WORKER_FLAPPING_CHANGED], 0, row, flapping);
         }
     }
   else if (g_str_equal (interface_name, BF_LATENT_WORKER_IFACE))
@@ -1361,6 +1380,35 @@ bf_fleet_model_class_init (BfFleetModelClass *klass)
                   G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL,
                   G_TYPE_NONE, 2, BF_DBUS_TYPE_WORKER, G_TYPE_STRING);
+
+  /**
+   * BfFleetModel::worker-health-changed:
+   * @worker: the worker
+   * @unhealthy: whether it failed its last round of health checks
+   * @reason: why (the daemon's HealthReason), "" when healthy
+   *
+   * The daemon's HealthChanged: once per transition.
+   */
+  signals[WORKER_HEALTH_CHANGED] =
+    g_signal_new ("worker-health-changed",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 3, BF_DBUS_TYPE_WORKER, G_TYPE_BOOLEAN, G_TYPE_STRING);
+
+  /**
+   * BfFleetModel::worker-flapping-changed:
+   * @worker: the worker
+   * @flapping: whether it now detaches too often
+   *
+   * The daemon's FlappingChanged: once per episode each way.
+   */
+  signals[WORKER_FLAPPING_CHANGED] =
+    g_signal_new ("worker-flapping-changed",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 2, BF_DBUS_TYPE_WORKER, G_TYPE_BOOLEAN);
 }
 
 static void

@@ -1079,6 +1079,8 @@ dump_row (GKeyFile     *key_file,
                                                     bf_dbus_worker_get_last_seen_usec (worker));
   g_autoptr(GStrvBuilder) badges = g_strv_builder_new ();
   g_auto(GStrv) badges_strv = NULL;
+  g_autofree char *status = NULL;
+  g_autofree char *status_tooltip = NULL;
 
   if (bf_dbus_worker_get_graceful (worker))
     g_strv_builder_add (badges, "graceful");
@@ -1086,7 +1088,12 @@ dump_row (GKeyFile     *key_file,
     g_strv_builder_add (badges, "paused");
   if (bf_dbus_worker_get_quarantined (worker))
     g_strv_builder_add (badges, "quarantined");
+  if (bf_dbus_worker_get_unhealthy (worker))
+    g_strv_builder_add (badges, "unhealthy");
+  if (bf_dbus_worker_get_flapping (worker))
+    g_strv_builder_add (badges, "flapping");
   badges_strv = g_strv_builder_end (badges);
+  status = bf_worker_status_describe (worker, &status_tooltip);
 
   g_key_file_set_string (key_file, group, "name", bf_dbus_worker_get_name (worker));
   g_key_file_set_string (key_file, group, "state",
@@ -1094,6 +1101,9 @@ dump_row (GKeyFile     *key_file,
   g_key_file_set_string (key_file, group, "state-label", bf_worker_state_to_label (bf_worker_get_state (worker)));
   g_key_file_set_string_list (key_file, group, "badges", (const char * const *) badges_strv,
                              g_strv_length (badges_strv));
+  /* The State column's cell: the one state it shows and its tooltip */
+  g_key_file_set_string (key_file, group, "status", status);
+  g_key_file_set_string (key_file, group, "status-tooltip", status_tooltip);
   g_key_file_set_string (key_file, group, "pause-reason", bf_dbus_worker_get_pause_reason (worker) ?: "");
   g_key_file_set_string (key_file, group, "builds", builds);
   g_key_file_set_string (key_file, group, "host", bf_dbus_worker_get_host (worker) ?: "");

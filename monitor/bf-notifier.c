@@ -30,7 +30,11 @@ typedef struct
   char               *name;
   NotifyNotification *presence;
   NotifyNotification *substantiation;
+  NotifyNotification *health;      /* unhealthy: one per incident */
+  NotifyNotification *flapping;    /* flapping: one per episode */
   guint64             missing_since_usec;
+  gboolean            unhealthy;   /* announced, not yet recovered */
+  gboolean            is_flapping; /* announced, not yet over */
 } BfIncidents;
 
 struct _BfNotifier
@@ -56,6 +60,8 @@ bf_incidents_free (gpointer data)
 
   g_clear_object (&incidents->presence);
   g_clear_object (&incidents->substantiation);
+  g_clear_object (&incidents->health);
+  g_clear_object (&incidents->flapping);
   g_free (incidents->name);
   g_free (incidents);
 }
@@ -249,6 +255,99 @@ on_worker_substantiation_failed (BfNotifier   *self,
                     NOTIFY_URGENCY_NORMAL);
 }
 
+/* Withdraws an incident's notification once it is over: a stale "unhealthy"
+ * would say the opposite of the list. */
+static void
+bf_notifier_withdraw (NotifyNotification *notification)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (notification != NULL && !notify_notification_close (notification, &error))
+    g_debug ("Could not close a notification: %s", error->message);
+}
+
+static void
+on_worker_health_changed (BfNotifier   *self,
+                          BfDBusWorker *worker,
+                          gboolean      unhealthy,
+                          const char   *reason,
+                          BfFleetModel *model)
+{
+  const char *name = bf_dbus_worker_get_name (worker);
+  BfIncidents *incidents;
+  g_autofree char *summary = NULL;
+
+  if (name == NULL)
+    return;
+
+  incidents = bf_notifier_get_incidents (self, name);
+  if (!unhealthy)
+    {
+      if (incidents->unhealthy)
+        {
+          g_autofree char *line = g_strdup_printf (_("Worker %s is healthy again"), name);
+          bf_notifier_log (name, line);
+          bf_notifier_withdraw (incidents->health);
+        }
+      incidents->unhealthy = FALSE;
+      return;
+    }
+  if (incidents->unhealthy)
+    return;
+  incidents->unhealthy = TRUE;
+
+  /* Translators: notification title, %s is a worker name */
+  summary = g_strdup_printf (_("Worker %s is unhealthy"), name);
+  {
+    g_autofree char *line = g_strdup_printf ("%s: %s", summary, reason);
+    bf_notifier_log (name, line);
+  }
+
+  bf_notifier_show (self, &incidents->health, name, summary,
+                    (reason != NULL && reason[0] != '\0') ? reason : _("It failed its last health checks."),
+                    "dialog-warning-symbolic", "device.error",
+                    NOTIFY_URGENCY_NORMAL);
+}
+
+static void
+on_worker_flapping_changed (BfNotifier   *self,
+                            BfDBusWorker *worker,
+                            gboolean      flapping,
+                            BfFleetModel *model)
+{
+  const char *name = bf_dbus_worker_get_name (worker);
+  BfIncidents *incidents;
+  g_autofree char *summary = NULL;
+
+  if (name == NULL)
+    return;
+
+  incidents = bf_notifier_get_incidents (self, name);
+  if (!flapping)
+    {
+      if (incidents->is_flapping)
+        {
+          g_autofree char *line = g_strdup_printf (_("Worker %s stopped flapping"), name);
+          bf_notifier_log (name, line);
+          bf_notifier_withdraw (incidents->flapping);
+        }
+      incidents->is_flapping = FALSE;
+      return;
+    }
+  if (incidents->is_flapping)
+    return;
+  incidents->is_flapping = TRUE;
+
+  /* Translators: notification title, %s is a worker name */
+  summary = g_strdup_printf (_("Worker %s is flapping"), name);
+  bf_notifier_log (name, summary);
+
+  bf_notifier_show (self, &incidents->flapping, name, summary,
+                    _("It detaches too often: it gets no new builds until it stays attached."),
+                    "network-error-symbolic", "network.error",
+                    NOTIFY_URGENCY_NORMAL);
+}
+
 /* The whole fleet: the daemon's presence and the start-up summary ------- */
 
 static void
@@ -420,6 +519,10 @@ bf_notifier_new (GApplication *application,
                            G_CALLBACK (on_worker_back_online), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (model, "worker-substantiation-failed",
                            G_CALLBACK (on_worker_substantiation_failed), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (model, "worker-health-changed",
+                           G_CALLBACK (on_worker_health_changed), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (model, "worker-flapping-changed",
+                           G_CALLBACK (on_worker_flapping_changed), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (model, "notify::status",
                            G_CALLBACK (on_status_changed), self, G_CONNECT_SWAPPED);
 

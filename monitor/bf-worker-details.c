@@ -284,6 +284,22 @@ update_alert (BfWorkerDetails *self)
       else
         g_string_append_printf (text, _("Quarantined until %s"), until);
     }
+  if (worker != NULL && bf_dbus_worker_get_unhealthy (worker))
+    {
+      const char *reason = bf_dbus_worker_get_health_reason (worker);
+
+      if (text->len > 0)
+        g_string_append_c (text, '\n');
+      /* Translators: why the worker failed its health checks */
+      g_string_append_printf (text, _("Unhealthy: %s"),
+                              (reason != NULL && reason[0] != '\0') ? reason : _("failed its last health checks"));
+    }
+  if (worker != NULL && bf_dbus_worker_get_flapping (worker))
+    {
+      if (text->len > 0)
+        g_string_append_c (text, '\n');
+      g_string_append (text, _("Flapping: gets no new builds until it stays attached"));
+    }
   if (latent != NULL)
     {
       const char *error = bf_dbus_latent_worker_get_last_error (latent);
@@ -404,7 +420,7 @@ worker_notify_cb (BfWorkerDetails *self,
                   GParamSpec      *pspec)
 {
   static const char * const eventful[] = {
-    "connected", "missing", "paused", "graceful", "quarantined", NULL
+    "connected", "missing", "paused", "graceful", "quarantined", "unhealthy", "flapping", NULL
   };
 
   if (self->worker != NULL && g_strv_contains (eventful, pspec->name))
@@ -509,6 +525,18 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
     }
   else
     add_row (self, _("Quarantined"), _("No"));
+  if (bf_dbus_worker_get_unhealthy (worker))
+    {
+      const char *reason = bf_dbus_worker_get_health_reason (worker);
+      add_row_take (self, _("Health"),
+                    (reason != NULL && reason[0] != '\0')
+                    /* Translators: the worker failed its health checks, %s is why */
+                    ? g_strdup_printf (_("Unhealthy: %s"), reason)
+                    : g_strdup (_("Unhealthy")));
+    }
+  else
+    add_row (self, _("Health"), _("Healthy"));
+  add_row (self, _("Flapping"), yes_no (bf_dbus_worker_get_flapping (worker)));
 
   add_section (self, _("Builds"));
   add_row_take (self, _("Running"),
@@ -516,6 +544,9 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
                                   bf_dbus_worker_get_max_builds (worker)));
   strv = bf_dbus_worker_get_builders (worker);
   add_row_take (self, _("Builders"), strv ? g_strjoinv (", ", (char **) strv) : NULL);
+  strv = bf_dbus_worker_get_labels (worker);
+  add_row_take (self, _("Labels"), (strv != NULL && strv[0] != NULL) ? g_strjoinv (", ", (char **) strv)
+                                                                     : g_strdup (_("None")));
 
   if (latent != NULL)
     {
@@ -537,6 +568,12 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
   add_row (self, _("Admin"), bf_dbus_worker_get_admin (worker));
   add_row (self, _("Host"), bf_dbus_worker_get_host (worker));
   add_row (self, _("Version"), bf_dbus_worker_get_version (worker));
+  if (bf_dbus_worker_get_response_time_usec (worker) != 0)
+    /* Translators: the round trip of the last health check's ping, %.1f is in milliseconds */
+    add_row_take (self, _("Response time"),
+                  g_strdup_printf (_("%.1f ms"), bf_dbus_worker_get_response_time_usec (worker) / 1000.0));
+  else
+    add_row (self, _("Response time"), _("Not measured"));
 
   add_section (self, _("Reported Information"));
   {
@@ -809,6 +846,17 @@ bf_worker_details_dump (BfWorkerDetails *self,
   g_key_file_set_string (key_file, "details", "alert",
                          gtk_widget_get_visible (GTK_WIDGET (self->alert_label))
                          ? gtk_label_get_label (self->alert_label) : "");
+  /* The grid's rows as shown: "row N" = "KEY: VALUE" (sections as "KEY:") */
+  for (guint i = 0; i < MIN (self->n_rows, self->grid_rows->len); i++)
+    {
+      GridRow *row = g_ptr_array_index (self->grid_rows, i);
+      g_autofree char *name = g_strdup_printf ("row %u", i);
+      g_autofree char *text = g_strdup_printf ("%s:%s%s", gtk_label_get_label (GTK_LABEL (row->key_label)),
+                                               row->value_label != NULL ? " " : "",
+                                               row->value_label != NULL
+                                               ? gtk_label_get_label (GTK_LABEL (row->value_label)) : "");
+      g_key_file_set_string (key_file, "details-grid", name, text);
+    }
   bf_build_list_dump (self->build_list, key_file, "details-builds", "details-build");
   bf_worker_history_dump (self->history, key_file, "history");
 }

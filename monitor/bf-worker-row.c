@@ -634,6 +634,36 @@ worker_get_notify_on_missing (BfDBusWorker *object)
   return WORKER_STRV (object, "NotifyOnMissing");
 }
 
+static gboolean
+worker_get_flapping (BfDBusWorker *object)
+{
+  return value_boolean (WORKER_VALUE (object, "Flapping"));
+}
+
+static gboolean
+worker_get_unhealthy (BfDBusWorker *object)
+{
+  return value_boolean (WORKER_VALUE (object, "Unhealthy"));
+}
+
+static const char *
+worker_get_health_reason (BfDBusWorker *object)
+{
+  return value_string (WORKER_VALUE (object, "HealthReason"));
+}
+
+static guint64
+worker_get_response_time_usec (BfDBusWorker *object)
+{
+  return value_uint64 (WORKER_VALUE (object, "ResponseTimeUSec"));
+}
+
+static const char * const *
+worker_get_labels (BfDBusWorker *object)
+{
+  return WORKER_STRV (object, "Labels");
+}
+
 static void
 bf_worker_row_iface_init (BfDBusWorkerIface *iface)
 {
@@ -661,6 +691,11 @@ bf_worker_row_iface_init (BfDBusWorkerIface *iface)
   iface->get_last_seen_usec = worker_get_last_seen_usec;
   iface->get_missing_timeout_usec = worker_get_missing_timeout_usec;
   iface->get_notify_on_missing = worker_get_notify_on_missing;
+  iface->get_flapping = worker_get_flapping;
+  iface->get_unhealthy = worker_get_unhealthy;
+  iface->get_health_reason = worker_get_health_reason;
+  iface->get_response_time_usec = worker_get_response_time_usec;
+  iface->get_labels = worker_get_labels;
 }
 
 static void

@@ -9,7 +9,8 @@
  * groups, so only the rows on screen listen to property changes.
  *
  * Compact (the list's State column): one clear state, the one that matters
- * most (missing, quarantined, paused, graceful, then the connection), and
+ * most (missing, flapping, unhealthy, quarantined, paused, graceful, then
+ * the connection), and
  * all of it in the tooltip, so the column no longer overflows.
  */
 
@@ -34,6 +35,8 @@ struct _BfWorkerStatus
   GtkLabel           *graceful_badge;
   GtkLabel           *paused_badge;
   GtkLabel           *quarantined_badge;
+  GtkLabel           *unhealthy_badge;
+  GtkLabel           *flapping_badge;
   GtkLabel           *reason_label;
 };
 
@@ -59,15 +62,98 @@ set_tooltip_text (GtkWidget  *widget,
     gtk_widget_set_tooltip_text (widget, text);
 }
 
+typedef enum
+{
+  HEADLINE_STATE,
+  HEADLINE_GRACEFUL,
+  HEADLINE_PAUSED,
+  HEADLINE_QUARANTINED,
+  HEADLINE_UNHEALTHY,
+  HEADLINE_FLAPPING,
+} BfHeadline;
+
+static char *
+quarantine_text (BfDBusWorker *worker)
+{
+  g_autofree char *until = bf_format_timestamp (bf_dbus_worker_get_quarantine_until_usec (worker));
+
+  /* Translators: tooltip of the Quarantined badge, %s is a date and time */
+  return g_strdup_printf (_("Kept away from builds until %s"), until);
+}
+
+static char *
+health_text (BfDBusWorker *worker)
+{
+  const char *reason = bf_dbus_worker_get_health_reason (worker);
+
+  if (reason != NULL && reason[0] != '\0')
+    /* Translators: tooltip of the Unhealthy badge, %s is why (the failed health check) */
+    return g_strdup_printf (_("Unhealthy: %s"), reason);
+  return g_strdup (_("Unhealthy: failed its last health checks"));
+}
+
+/* The compact status: the state that matters most (missing, flapping,
+ * unhealthy, quarantined, paused, graceful, then the connection), and all
+ * of it, one line each, in @tooltip. */
+static BfHeadline
+describe (BfDBusWorker  *worker,
+          BfWorkerState  state,
+          char         **tooltip)
+{
+  g_autoptr(GString) all = g_string_new (bf_worker_state_to_label (state));
+  BfHeadline headline = HEADLINE_STATE;
+  const char *reason = bf_dbus_worker_get_pause_reason (worker);
+
+  if (bf_dbus_worker_get_graceful (worker))
+    {
+      g_string_append_printf (all, "\n%s", _("Graceful shutdown: takes no new builds"));
+      headline = HEADLINE_GRACEFUL;
+    }
+  if (bf_dbus_worker_get_paused (worker))
+    {
+      if (reason != NULL && reason[0] != '\0')
+        /* Translators: in the State column's tooltip, %s is the pause reason */
+        g_string_append_printf (all, _("\nPaused: %s"), reason);
+      else
+        g_string_append_printf (all, "\n%s", _("Paused"));
+      headline = HEADLINE_PAUSED;
+    }
+  if (bf_dbus_worker_get_quarantined (worker))
+    {
+      g_autofree char *text = quarantine_text (worker);
+      g_string_append_printf (all, "\n%s", text);
+      headline = HEADLINE_QUARANTINED;
+    }
+  if (bf_dbus_worker_get_unhealthy (worker))
+    {
+      g_autofree char *text = health_text (worker);
+      g_string_append_printf (all, "\n%s", text);
+      headline = HEADLINE_UNHEALTHY;
+    }
+  if (bf_dbus_worker_get_flapping (worker))
+    {
+      g_string_append_printf (all, "\n%s", _("Flapping: gets no new builds until it stays attached"));
+      headline = HEADLINE_FLAPPING;
+    }
+  if (state == BF_WORKER_STATE_MISSING)
+    headline = HEADLINE_STATE;
+
+  *tooltip = g_string_free (g_steal_pointer (&all), FALSE);
+  return headline;
+}
+
 static void
 bf_worker_status_update (BfWorkerStatus *self)
 {
   g_autoptr(BfDBusLatentWorker) latent = NULL;
   g_autofree char *quarantine_tooltip = NULL;
+  g_autofree char *health_tooltip = NULL;
   BfWorkerState state;
   const char *reason;
   gboolean paused;
   gboolean quarantined;
+  gboolean unhealthy;
+  gboolean flapping;
 
   if (self->worker == NULL)
     {
@@ -75,6 +161,8 @@ bf_worker_status_update (BfWorkerStatus *self)
       gtk_widget_set_visible (GTK_WIDGET (self->graceful_badge), FALSE);
       gtk_widget_set_visible (GTK_WIDGET (self->paused_badge), FALSE);
       gtk_widget_set_visible (GTK_WIDGET (self->quarantined_badge), FALSE);
+      gtk_widget_set_visible (GTK_WIDGET (self->unhealthy_badge), FALSE);
+      gtk_widget_set_visible (GTK_WIDGET (self->flapping_badge), FALSE);
       gtk_widget_set_visible (GTK_WIDGET (self->reason_label), FALSE);
       return;
     }
@@ -112,46 +200,78 @@ bf_worker_status_update (BfWorkerStatus *self)
   quarantined = bf_dbus_worker_get_quarantined (self->worker);
   gtk_widget_set_visible (GTK_WIDGET (self->quarantined_badge), quarantined);
   if (quarantined)
-    {
-      g_autofree char *until = bf_format_timestamp (bf_dbus_worker_get_quarantine_until_usec (self->worker));
-      /* Translators: tooltip of the Quarantined badge, %s is a date and time */
-      quarantine_tooltip = g_strdup_printf (_("Kept away from builds until %s"), until);
-    }
+    quarantine_tooltip = quarantine_text (self->worker);
   set_tooltip_text (GTK_WIDGET (self->quarantined_badge), quarantine_tooltip);
+
+  unhealthy = bf_dbus_worker_get_unhealthy (self->worker);
+  gtk_widget_set_visible (GTK_WIDGET (self->unhealthy_badge), unhealthy);
+  if (unhealthy)
+    health_tooltip = health_text (self->worker);
+  set_tooltip_text (GTK_WIDGET (self->unhealthy_badge), health_tooltip);
+
+  flapping = bf_dbus_worker_get_flapping (self->worker);
+  gtk_widget_set_visible (GTK_WIDGET (self->flapping_badge), flapping);
 
   if (self->compact)
     {
-      g_autoptr(GString) all = g_string_new (bf_worker_state_to_label (state));
-      GtkWidget *headline = GTK_WIDGET (self->state_label);
+      g_autofree char *all = NULL;
+      BfHeadline headline = describe (self->worker, state, &all);
+      GtkWidget *widgets[] = {
+        [HEADLINE_STATE] = GTK_WIDGET (self->state_label),
+        [HEADLINE_GRACEFUL] = GTK_WIDGET (self->graceful_badge),
+        [HEADLINE_PAUSED] = GTK_WIDGET (self->paused_badge),
+        [HEADLINE_QUARANTINED] = GTK_WIDGET (self->quarantined_badge),
+        [HEADLINE_UNHEALTHY] = GTK_WIDGET (self->unhealthy_badge),
+        [HEADLINE_FLAPPING] = GTK_WIDGET (self->flapping_badge),
+      };
 
-      if (bf_dbus_worker_get_graceful (self->worker))
-        {
-          g_string_append_printf (all, "\n%s", _("Graceful shutdown: takes no new builds"));
-          headline = GTK_WIDGET (self->graceful_badge);
-        }
-      if (paused)
-        {
-          if (reason != NULL && reason[0] != '\0')
-            /* Translators: in the State column's tooltip, %s is the pause reason */
-            g_string_append_printf (all, _("\nPaused: %s"), reason);
-          else
-            g_string_append_printf (all, "\n%s", _("Paused"));
-          headline = GTK_WIDGET (self->paused_badge);
-        }
-      if (quarantined)
-        {
-          g_string_append_printf (all, "\n%s", quarantine_tooltip);
-          headline = GTK_WIDGET (self->quarantined_badge);
-        }
-      if (state == BF_WORKER_STATE_MISSING)
-        headline = GTK_WIDGET (self->state_label);
-
-      gtk_widget_set_visible (GTK_WIDGET (self->state_label), headline == GTK_WIDGET (self->state_label));
-      gtk_widget_set_visible (GTK_WIDGET (self->graceful_badge), headline == GTK_WIDGET (self->graceful_badge));
-      gtk_widget_set_visible (GTK_WIDGET (self->paused_badge), headline == GTK_WIDGET (self->paused_badge));
-      gtk_widget_set_visible (GTK_WIDGET (self->quarantined_badge), headline == GTK_WIDGET (self->quarantined_badge));
+      for (guint i = 0; i < G_N_ELEMENTS (widgets); i++)
+        gtk_widget_set_visible (widgets[i], i == headline);
       gtk_widget_set_visible (GTK_WIDGET (self->reason_label), FALSE);
-      set_tooltip_text (GTK_WIDGET (self), all->str);
+      set_tooltip_text (GTK_WIDGET (self), all);
+    }
+}
+
+/**
+ * bf_worker_status_describe:
+ * @worker: a worker
+ * @tooltip: (out) (optional): all of its state, one line each
+ *
+ * What the compact status (the list's State column) shows for @worker: the
+ * state that matters most, and the rest in its tooltip.
+ *
+ * Returns: (transfer full): the label shown
+ */
+char *
+bf_worker_status_describe (BfDBusWorker  *worker,
+                           char         **tooltip)
+{
+  BfWorkerState state;
+  g_autofree char *all = NULL;
+  BfHeadline headline;
+
+  g_return_val_if_fail (BF_DBUS_IS_WORKER (worker), NULL);
+
+  state = bf_worker_get_state (worker);
+  headline = describe (worker, state, &all);
+  if (tooltip != NULL)
+    *tooltip = g_steal_pointer (&all);
+
+  switch (headline)
+    {
+    case HEADLINE_GRACEFUL:
+      return g_strdup (C_("badge", "Graceful"));
+    case HEADLINE_PAUSED:
+      return g_strdup (C_("badge", "Paused"));
+    case HEADLINE_QUARANTINED:
+      return g_strdup (C_("badge", "Quarantined"));
+    case HEADLINE_UNHEALTHY:
+      return g_strdup (C_("badge", "Unhealthy"));
+    case HEADLINE_FLAPPING:
+      return g_strdup (C_("badge", "Flapping"));
+    case HEADLINE_STATE:
+    default:
+      return g_strdup (bf_worker_state_to_label (state));
     }
 }
 
@@ -259,6 +379,8 @@ bf_worker_status_class_init (BfWorkerStatusClass *klass)
   gtk_widget_class_bind_template_child (widget_class, BfWorkerStatus, graceful_badge);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerStatus, paused_badge);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerStatus, quarantined_badge);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerStatus, unhealthy_badge);
+  gtk_widget_class_bind_template_child (widget_class, BfWorkerStatus, flapping_badge);
   gtk_widget_class_bind_template_child (widget_class, BfWorkerStatus, reason_label);
   gtk_widget_class_set_css_name (widget_class, "workerstatus");
 }

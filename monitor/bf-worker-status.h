@@ -22,4 +22,7 @@ void          bf_worker_status_set_worker (BfWorkerStatus *self,
 void          bf_worker_status_set_compact (BfWorkerStatus *self,
                                             gboolean        compact);
 
+char         *bf_worker_status_describe   (BfDBusWorker   *worker,
+                                           char          **tooltip);
+
 G_END_DECLS
