@@ -304,6 +304,19 @@ call_free (Call *call)
   g_free (call);
 }
 
+/* The table of calls in flight goes when it is empty: an attached, idle
+ * link keeps nothing for calls. */
+static void
+forget_call (BfPbLink *self,
+             Call     *call)
+{
+  if (self->calls == NULL)
+    return;
+  g_hash_table_steal (self->calls, &call->request_id);
+  if (g_hash_table_size (self->calls) == 0)
+    g_clear_pointer (&self->calls, g_hash_table_unref);
+}
+
 static gboolean
 call_timeout_cb (gpointer data)
 {
@@ -315,7 +328,7 @@ call_timeout_cb (gpointer data)
                                          self->worker_name ? self->worker_name : self->peer, call->method);
 
   bf_pb_broker_forget_call (self->broker, call->request_id);
-  g_hash_table_steal (self->calls, &call->request_id);
+  forget_call (self, call);
   call->done (self, NULL, NULL, error, call->data);
   call_free (call);
   return G_SOURCE_REMOVE;
@@ -357,6 +370,9 @@ call_remote (BfPbLink     *self,
       d (self, NULL, NULL, error, dd);
       return;
     }
+  /* Created on the first call: most links of a big fleet are idle. */
+  if (self->calls == NULL)
+    self->calls = g_hash_table_new (g_int64_hash, g_int64_equal);
   g_hash_table_insert (self->calls, &call->request_id, call);
   bf_timer_start (&call->timer, timeout_usec ? timeout_usec : DEFAULT_CALL_TIMEOUT_USEC, call_timeout_cb, call);
 }
@@ -368,7 +384,7 @@ fail_all_calls (BfPbLink   *self,
   g_autoptr(GList) values = NULL;
   g_autoptr(GError) error = NULL;
 
-  if (g_hash_table_size (self->calls) == 0)
+  if (self->calls == NULL || g_hash_table_size (self->calls) == 0)
     return;
   values = g_hash_table_get_values (self->calls);
   g_hash_table_steal_all (self->calls);
@@ -393,7 +409,7 @@ broker_answer_cb (gpointer      user_data,
   BfPbLink *self = user_data;
   Call *call = tag;
 
-  g_hash_table_steal (self->calls, &call->request_id);
+  forget_call (self, call);
   call->done (self, result, failure, NULL, call->data);
   call_free (call);
 }
@@ -2168,7 +2184,6 @@ bf_pb_link_class_init (BfPbLinkClass *klass)
 static void
 bf_pb_link_init (BfPbLink *self)
 {
-  self->calls = g_hash_table_new (g_int64_hash, g_int64_equal);
   self->flood_tokens = FLOOD_BURST;
   self->flood_stamp = g_get_monotonic_time ();
   self->last_rx_mono = self->flood_stamp;
