@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bf-limits.h"
+#include "bf-log.h"
 #include "bf-variant-util.h"
 #include "bf-worker-link.h"
 
@@ -458,17 +459,17 @@ bounded_info (GVariant *reply,
  * bf_worker_info_new_from_vardict:
  * @reported: `a{sv}`, what the worker answered to getWorkerInfo /
  *   get_worker_info (both protocols use the same keys)
- * @n_cut: (out) (optional): values cut short to fit the limits
- * @n_dropped: (out) (optional): entries left out to fit the limits
+ * @worker_name: for the log line when something was cut
+ * @peer: likewise
  *
  * Bounds it as bf-limits.h says for Info and Commands, drops the worker's
  * environment (it can hold secrets), strips admin and host (read from
  * info/ files, trailing newline and all).
  */
 BfWorkerInfo *
-bf_worker_info_new_from_vardict (GVariant *reported,
-                                 guint    *n_cut,
-                                 guint    *n_dropped)
+bf_worker_info_new_from_vardict (GVariant   *reported,
+                                 const char *worker_name,
+                                 const char *peer)
 {
   InfoCuts cuts = { 0, };
   g_autoptr(GVariant) bounded = NULL;
@@ -540,10 +541,11 @@ bf_worker_info_new_from_vardict (GVariant *reported,
   info->commands = cmds ? g_steal_pointer (&cmds) : g_variant_ref_sink (g_variant_new ("a{ss}", NULL));
   (void) g_variant_get_data (info->details);
   (void) g_variant_get_data (info->commands);
-  if (n_cut)
-    *n_cut = cuts.truncated;
-  if (n_dropped)
-    *n_dropped = cuts.dropped;
+  if (cuts.truncated > 0 || cuts.dropped > 0)
+    bf_worker_message (worker_name,
+                       "Worker %s from %s: its info was over buildfleetd's limits: "
+                       "%u values cut short, %u entries left out",
+                       worker_name, peer, cuts.truncated, cuts.dropped);
   return info;
 }
 

@@ -30,8 +30,8 @@ typedef struct {
 } BfWorkerInfo;
 
 BfWorkerInfo *bf_worker_info_new_from_vardict (GVariant     *reported,
-                                               guint        *n_cut,
-                                               guint        *n_dropped);
+                                               const char   *worker_name,
+                                               const char   *peer);
 void          bf_worker_info_free             (BfWorkerInfo *info);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfWorkerInfo, bf_worker_info_free)
 

@@ -1379,15 +1379,8 @@ attach_step (BfPbLink     *self,
                                     conv_error ? conv_error->message : "");
           else
             {
-              guint cut = 0, dropped = 0;
-
               g_clear_pointer (&self->info, bf_worker_info_free);
-              self->info = bf_worker_info_new_from_vardict (reported, &cut, &dropped);
-              if (cut > 0 || dropped > 0)
-                bf_worker_message (self->worker_name,
-                                   "Worker %s from %s: its info was over buildfleetd's limits: "
-                                   "%u values cut short, %u entries left out",
-                                   self->worker_name, self->peer, cut, dropped);
+              self->info = bf_worker_info_new_from_vardict (reported, self->worker_name, self->peer);
             }
         }
     }
