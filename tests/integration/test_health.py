@@ -7,6 +7,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -68,6 +69,32 @@ class HealthTest(bfharness.FleetTestCase):
         # w2 was unhealthy and healthy again meanwhile; its admin pause stays.
         self.assertTrue(self.worker_prop('w2', 'Paused'))
         self.assertEqual(self.worker_prop('w2', 'PauseReason'), 'admin says no')
+
+    def test_response_time_rises_for_a_slowed_worker(self):
+        self.write_config(self.daemon_section(KeepaliveInterval='5') +
+                          '[Worker w1]\nPassword=pw\nBuilders=b\nHealthInterval=0.2\n'
+                          'MaxResponseTime=0.3\n')
+        self.start_daemon()
+        w = self.add_worker('w1', 'pw').start()
+        self.wait_connected('w1')
+        self.wait_until(lambda: self.worker_prop('w1', 'ResponseTimeUSec') > 0, 20, 'a first check')
+        self.stays(lambda: not self.worker_prop('w1', 'Unhealthy'), 1.0, 'healthy while quick')
+        quick = self.worker_prop('w1', 'ResponseTimeUSec')
+        # Bursts of SIGSTOP: pings wait for the SIGCONT.
+        for _ in range(4):
+            w.kill(signal.SIGSTOP)
+            time.sleep(0.6)
+            w.kill(signal.SIGCONT)
+            time.sleep(0.2)
+        # Every value it took, not only the last (quick rounds follow).
+        seen = lambda: [v for v in self.properties_changed(worker_path('w1'), 'ResponseTimeUSec')]
+        self.wait_until(lambda: max(seen() or [0]) > 300000, 20, 'slow answers seen')
+        self.assertGreater(max(seen()), quick)
+        # Too slow was unhealthy (perhaps only until the next quick round).
+        changed = self.wait_signal('HealthChanged', worker_path('w1'))
+        self.assertEqual(changed[0][3][0], True)
+        self.assertIn('MaxResponseTime', changed[0][3][1])
+        self.wait_until(lambda: not self.worker_prop('w1', 'Unhealthy'), 30, 'quick again')
 
     def test_min_free_disk_on_a_small_filesystem(self):
         if os.geteuid() != 0 or shutil.which('mount') is None:
