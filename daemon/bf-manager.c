@@ -29,6 +29,7 @@
 #include "bf-log.h"
 #include "bf-mailer.h"
 #include "bf-manager.h"
+#include "bf-variant-util.h"
 #include "bf-history.h"
 #include "bf-state.h"
 #include "bf-util.h"
@@ -1601,7 +1602,7 @@ parse_build_options (BfManager     *self,
               for (guint i = 0; out->labels[i]; i++)
                 if (!bf_label_is_valid (out->labels[i]))
                   {
-                    g_autofree char *shown = g_utf8_make_valid (out->labels[i], 80);
+                    g_autofree char *shown = bf_utf8_truncate (out->labels[i], -1, 80);
                     g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
                                  "Option “labels”: “%s” is not a label (1 to %d bytes without spaces, “;” or “,”)",
                                  shown, BF_MAX_LABEL_BYTES);
