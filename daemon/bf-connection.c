@@ -70,8 +70,7 @@ struct _BfConnection
   BfTimer *keepalive_timer;
   gboolean keepalive_pending;      /* one keepalive request at a time */
 
-  double flood_tokens;
-  gint64 flood_stamp;
+  BfTokenBucket flood;
 
   /* While a big message is decoded on a thread, the messages that follow
    * wait here, in order; NULL otherwise (most connections never need it). */
@@ -618,13 +617,7 @@ handle_command_message (BfConnection *self,
 static gboolean
 flood_check (BfConnection *self)
 {
-  gint64 now = g_get_monotonic_time ();
-
-  self->flood_tokens += (now - self->flood_stamp) * (FLOOD_RATE / G_USEC_PER_SEC);
-  self->flood_tokens = MIN (self->flood_tokens, FLOOD_BURST);
-  self->flood_stamp = now;
-  self->flood_tokens -= 1.0;
-  return self->flood_tokens >= 0;
+  return bf_token_bucket_take (&self->flood, FLOOD_RATE, FLOOD_BURST);
 }
 
 static void
@@ -1123,9 +1116,8 @@ static void
 bf_connection_init (BfConnection *self)
 {
   self->pending = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) pending_free);
-  self->flood_tokens = FLOOD_BURST;
-  self->flood_stamp = g_get_monotonic_time ();
-  self->last_rx_mono = self->flood_stamp;
+  bf_token_bucket_init (&self->flood, FLOOD_BURST);
+  self->last_rx_mono = self->flood.stamp;
 }
 
 BfConnection *

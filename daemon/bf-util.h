@@ -47,3 +47,32 @@ bf_usec_to_ms (guint64 usec)
 {
   return (guint) MIN ((usec + 999) / 1000, G_MAXUINT);
 }
+
+/* A token bucket: at most @rate events a second sustained, @burst at once.
+ * Both worker links use it against peers that flood them with messages. */
+typedef struct {
+  double tokens;
+  gint64 stamp;   /* monotonic */
+} BfTokenBucket;
+
+static inline void
+bf_token_bucket_init (BfTokenBucket *bucket,
+                      double         burst)
+{
+  bucket->tokens = burst;
+  bucket->stamp = g_get_monotonic_time ();
+}
+
+/* Takes one token; FALSE when there was none left. */
+static inline gboolean
+bf_token_bucket_take (BfTokenBucket *bucket,
+                      double         rate,
+                      double         burst)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  bucket->tokens = MIN (bucket->tokens + (now - bucket->stamp) * (rate / G_USEC_PER_SEC), burst);
+  bucket->stamp = now;
+  bucket->tokens -= 1.0;
+  return bucket->tokens >= 0;
+}

@@ -266,6 +266,38 @@ bf_notifier_withdraw (NotifyNotification *notification)
     g_debug ("Could not close a notification: %s", error->message);
 }
 
+/* One notification per incident: shown when it starts, withdrawn (and
+ * @ended logged) when it is over; a repeat of either changes nothing. */
+static void
+incident_changed (BfNotifier          *self,
+                  const char          *name,
+                  gboolean            *active,
+                  NotifyNotification **slot,
+                  gboolean             now,
+                  const char          *summary,
+                  const char          *body,
+                  const char          *log_line,
+                  const char          *ended,
+                  const char          *icon,
+                  const char          *category)
+{
+  if (!now)
+    {
+      if (*active)
+        {
+          bf_notifier_log (name, ended);
+          bf_notifier_withdraw (*slot);
+        }
+      *active = FALSE;
+      return;
+    }
+  if (*active)
+    return;
+  *active = TRUE;
+  bf_notifier_log (name, log_line);
+  bf_notifier_show (self, slot, name, summary, body, icon, category, NOTIFY_URGENCY_NORMAL);
+}
+
 static void
 on_worker_health_changed (BfNotifier   *self,
                           BfDBusWorker *worker,
@@ -276,37 +308,19 @@ on_worker_health_changed (BfNotifier   *self,
   const char *name = bf_dbus_worker_get_name (worker);
   BfIncidents *incidents;
   g_autofree char *summary = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *ended = NULL;
 
   if (name == NULL)
     return;
-
   incidents = bf_notifier_get_incidents (self, name);
-  if (!unhealthy)
-    {
-      if (incidents->unhealthy)
-        {
-          g_autofree char *line = g_strdup_printf (_("Worker %s is healthy again"), name);
-          bf_notifier_log (name, line);
-          bf_notifier_withdraw (incidents->health);
-        }
-      incidents->unhealthy = FALSE;
-      return;
-    }
-  if (incidents->unhealthy)
-    return;
-  incidents->unhealthy = TRUE;
-
   /* Translators: notification title, %s is a worker name */
   summary = g_strdup_printf (_("Worker %s is unhealthy"), name);
-  {
-    g_autofree char *line = g_strdup_printf ("%s: %s", summary, reason);
-    bf_notifier_log (name, line);
-  }
-
-  bf_notifier_show (self, &incidents->health, name, summary,
+  line = g_strdup_printf ("%s: %s", summary, reason);
+  ended = g_strdup_printf (_("Worker %s is healthy again"), name);
+  incident_changed (self, name, &incidents->unhealthy, &incidents->health, unhealthy, summary,
                     (reason != NULL && reason[0] != '\0') ? reason : _("It failed its last health checks."),
-                    "dialog-warning-symbolic", "device.error",
-                    NOTIFY_URGENCY_NORMAL);
+                    line, ended, "dialog-warning-symbolic", "device.error");
 }
 
 static void
@@ -318,34 +332,17 @@ on_worker_flapping_changed (BfNotifier   *self,
   const char *name = bf_dbus_worker_get_name (worker);
   BfIncidents *incidents;
   g_autofree char *summary = NULL;
+  g_autofree char *ended = NULL;
 
   if (name == NULL)
     return;
-
   incidents = bf_notifier_get_incidents (self, name);
-  if (!flapping)
-    {
-      if (incidents->is_flapping)
-        {
-          g_autofree char *line = g_strdup_printf (_("Worker %s stopped flapping"), name);
-          bf_notifier_log (name, line);
-          bf_notifier_withdraw (incidents->flapping);
-        }
-      incidents->is_flapping = FALSE;
-      return;
-    }
-  if (incidents->is_flapping)
-    return;
-  incidents->is_flapping = TRUE;
-
   /* Translators: notification title, %s is a worker name */
   summary = g_strdup_printf (_("Worker %s is flapping"), name);
-  bf_notifier_log (name, summary);
-
-  bf_notifier_show (self, &incidents->flapping, name, summary,
+  ended = g_strdup_printf (_("Worker %s stopped flapping"), name);
+  incident_changed (self, name, &incidents->is_flapping, &incidents->flapping, flapping, summary,
                     _("It detaches too often: it gets no new builds until it stays attached."),
-                    "network-error-symbolic", "network.error",
-                    NOTIFY_URGENCY_NORMAL);
+                    summary, ended, "network-error-symbolic", "network.error");
 }
 
 /* The whole fleet: the daemon's presence and the start-up summary ------- */

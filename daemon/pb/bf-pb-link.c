@@ -173,8 +173,7 @@ struct _BfPbLink
   BfTimer *keepalive_timer;
   gboolean keepalive_pending;
 
-  double flood_tokens;
-  gint64 flood_stamp;
+  BfTokenBucket flood;
 };
 
 static void bf_pb_link_iface_init (BfWorkerLinkInterface *iface);
@@ -447,13 +446,7 @@ note_rx (BfPbLink *self)
 static gboolean
 flood_check (BfPbLink *self)
 {
-  gint64 now = g_get_monotonic_time ();
-
-  self->flood_tokens += (now - self->flood_stamp) * (FLOOD_RATE / G_USEC_PER_SEC);
-  self->flood_tokens = MIN (self->flood_tokens, FLOOD_BURST);
-  self->flood_stamp = now;
-  self->flood_tokens -= 1.0;
-  return self->flood_tokens >= 0;
+  return bf_token_bucket_take (&self->flood, FLOOD_RATE, FLOOD_BURST);
 }
 
 static void
@@ -2177,9 +2170,8 @@ bf_pb_link_class_init (BfPbLinkClass *klass)
 static void
 bf_pb_link_init (BfPbLink *self)
 {
-  self->flood_tokens = FLOOD_BURST;
-  self->flood_stamp = g_get_monotonic_time ();
-  self->last_rx_mono = self->flood_stamp;
+  bf_token_bucket_init (&self->flood, FLOOD_BURST);
+  self->last_rx_mono = self->flood.stamp;
   self->last_rx_usec = (guint64) g_get_real_time ();
   self->cancellable = g_cancellable_new ();
 }
