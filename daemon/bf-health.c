@@ -25,7 +25,6 @@
 
 #include "bf-health.h"
 #include "bf-limits.h"
-#include "bf-log.h"
 #include "bf-timer-queue.h"
 #include "bf-variant-util.h"
 
@@ -48,7 +47,6 @@ struct _BfHealth
 {
   const BfHealthHost *host;
   gpointer host_data;
-  char *worker_name;
   BfWorkerConfig *config;
 
   BfWorkerLink *link;          /* while attached */
@@ -372,14 +370,12 @@ timer_cb (gpointer data)
 
 BfHealth *
 bf_health_new (const BfHealthHost *host,
-               gpointer            host_data,
-               const char         *worker_name)
+               gpointer            host_data)
 {
   BfHealth *self = g_new0 (BfHealth, 1);
 
   self->host = host;
   self->host_data = host_data;
-  self->worker_name = g_strdup (worker_name);
   self->output = g_string_new (NULL);
   self->reasons = g_string_new (NULL);
   return self;
@@ -440,6 +436,5 @@ bf_health_free (BfHealth *self)
     bf_worker_config_unref (self->config);
   g_string_free (self->output, TRUE);
   g_string_free (self->reasons, TRUE);
-  g_free (self->worker_name);
   g_free (self);
 }

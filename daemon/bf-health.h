@@ -35,8 +35,7 @@ typedef struct {
 typedef struct _BfHealth BfHealth;
 
 BfHealth *bf_health_new        (const BfHealthHost *host,
-                                gpointer            host_data,
-                                const char         *worker_name);
+                                gpointer            host_data);
 void      bf_health_free       (BfHealth           *self);
 void      bf_health_set_config (BfHealth           *self,
                                 BfWorkerConfig     *config);

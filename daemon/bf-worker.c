@@ -1707,7 +1707,7 @@ apply_health_config (BfWorker       *self,
     }
   if (self->health == NULL)
     {
-      self->health = bf_health_new (&health_host, self, bf_worker_get_name (self));
+      self->health = bf_health_new (&health_host, self);
       bf_health_set_config (self->health, config);
       if (self->connection != NULL)
         bf_health_attached (self->health, self->connection);
