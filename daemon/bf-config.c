@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bf-config.h"
+#include "bf-unit-name.h"
 
 #define MAX_FILE_SIZE (16 * 1024 * 1024)
 #define MAX_PASSWORD_LEN 1024
@@ -1191,6 +1192,16 @@ parse_worker (Parser      *p,
         }
       if (wc->latent == BF_LATENT_SYSTEMD && wc->unit == NULL)
         wc->unit = g_strdup ("buildbot-worker@%n.service");
+      if (wc->latent == BF_LATENT_SYSTEMD)
+        {
+          g_autofree char *why = NULL;
+
+          if (!bf_unit_template_is_valid (wc->unit, wc->name, &why))
+            {
+              set_error (error, p, group, "Unit", "%s", why);
+              return NULL;
+            }
+        }
 
       if (!get_duration (p, group, "BuildWaitTimeout", TRUE, 600 * G_USEC_PER_SEC, &wait, error))
         return NULL;
