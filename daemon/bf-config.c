@@ -1243,19 +1243,14 @@ bf_config_lookup_worker (BfConfig   *config,
   return g_hash_table_lookup (config->workers_by_name, name);
 }
 
+/* [Daemon] Listen=, ListenPb=, TlsCertificate=, TlsPrivateKey=: where
+ * workers connect and how. */
 static gboolean
-parse_daemon (Parser    *p,
-              BfConfig  *c,
-              GError   **error)
+parse_daemon_endpoints (Parser      *p,
+                        const char  *g,
+                        BfConfig    *c,
+                        GError     **error)
 {
-  const char *g = "Daemon";
-  gint64 keepalive = 0, dup = 0, q_initial = 0, q_max = 0, lifetime = 0;
-  guint64 max_msg = 0;
-  guint64 max_bus_msg = 0;
-
-  if (!check_keys (p, g, daemon_keys, NULL, error))
-    return FALSE;
-
   c->listen = get_list (p, g, "Listen");
   if (c->listen == NULL)
     c->listen = g_strsplit (DEFAULT_LISTEN, ";", -1);
@@ -1285,6 +1280,18 @@ parse_daemon (Parser    *p,
                  "TlsCertificate and TlsPrivateKey go together: set both or neither");
       return FALSE;
     }
+  return TRUE;
+}
+
+/* [Daemon] KeepaliveInterval=, DuplicatePingTimeout=: how the daemon
+ * notices a dead or duplicate connection. */
+static gboolean
+parse_daemon_liveness (Parser      *p,
+                       const char  *g,
+                       BfConfig    *c,
+                       GError     **error)
+{
+  gint64 keepalive = 0, dup = 0;
 
   if (!get_duration (p, g, "KeepaliveInterval", FALSE, 60 * G_USEC_PER_SEC, &keepalive, error))
     return FALSE;
@@ -1303,7 +1310,16 @@ parse_daemon (Parser    *p,
       return FALSE;
     }
   c->duplicate_ping_timeout_usec = (guint64) dup;
+  return TRUE;
+}
 
+/* [Daemon] StateDirectory=, defaulting to systemd's $STATE_DIRECTORY. */
+static gboolean
+parse_daemon_state_directory (Parser      *p,
+                              const char  *g,
+                              BfConfig    *c,
+                              GError     **error)
+{
   c->state_directory = get_string (p, g, "StateDirectory", FALSE);
   if (c->state_directory == NULL)
     {
@@ -1315,6 +1331,17 @@ parse_daemon (Parser    *p,
       set_error (error, p, g, "StateDirectory", "“%s” is not an absolute path", c->state_directory);
       return FALSE;
     }
+  return TRUE;
+}
+
+/* [Daemon] MailCommand=, MailFrom=, MailTimeout=: how notices are sent. */
+static gboolean
+parse_daemon_mail (Parser      *p,
+                   const char  *g,
+                   BfConfig    *c,
+                   GError     **error)
+{
+  gint64 mail_timeout = 0;
 
   c->mail_command = get_string (p, g, "MailCommand", FALSE);
   if (c->mail_command == NULL)
@@ -1332,18 +1359,28 @@ parse_daemon (Parser    *p,
   c->mail_from = get_string (p, g, "MailFrom", FALSE);
   if (c->mail_from == NULL)
     c->mail_from = g_strdup ("buildfleet@localhost");
-  {
-    gint64 mail_timeout = 0;
 
-    if (!get_duration (p, g, "MailTimeout", FALSE, 60 * G_USEC_PER_SEC, &mail_timeout, error))
+  if (!get_duration (p, g, "MailTimeout", FALSE, 60 * G_USEC_PER_SEC, &mail_timeout, error))
+    return FALSE;
+  if (mail_timeout < G_USEC_PER_SEC / 10)
+    {
+      set_error (error, p, g, "MailTimeout", "must be at least 0.1 seconds");
       return FALSE;
-    if (mail_timeout < G_USEC_PER_SEC / 10)
-      {
-        set_error (error, p, g, "MailTimeout", "must be at least 0.1 seconds");
-        return FALSE;
-      }
-    c->mail_timeout_usec = (guint64) mail_timeout;
-  }
+    }
+  c->mail_timeout_usec = (guint64) mail_timeout;
+  return TRUE;
+}
+
+/* [Daemon] MaxMessageSize=, MaxBusMessageSize=: the largest message from a
+ * worker and on the bus. */
+static gboolean
+parse_daemon_message_sizes (Parser      *p,
+                            const char  *g,
+                            BfConfig    *c,
+                            GError     **error)
+{
+  guint64 max_msg = 0;
+  guint64 max_bus_msg = 0;
 
   if (!get_uint (p, g, "MaxMessageSize", 16 * 1024 * 1024, 256 * 1024 * 1024, &max_msg, error))
     return FALSE;
@@ -1363,6 +1400,17 @@ parse_daemon (Parser    *p,
       return FALSE;
     }
   c->max_bus_message_size = max_bus_msg;
+  return TRUE;
+}
+
+/* [Daemon] QuarantineInitial=, QuarantineMax=, FinishedBuildLifetime=. */
+static gboolean
+parse_daemon_quarantine (Parser      *p,
+                         const char  *g,
+                         BfConfig    *c,
+                         GError     **error)
+{
+  gint64 q_initial = 0, q_max = 0, lifetime = 0;
 
   if (!get_duration (p, g, "QuarantineInitial", FALSE, 10 * G_USEC_PER_SEC, &q_initial, error) ||
       !get_duration (p, g, "QuarantineMax", FALSE, (gint64) 3600 * G_USEC_PER_SEC, &q_max, error) ||
@@ -1377,6 +1425,22 @@ parse_daemon (Parser    *p,
   c->quarantine_max_usec = (guint64) q_max;
   c->finished_build_lifetime_usec = (guint64) lifetime;
   return TRUE;
+}
+
+static gboolean
+parse_daemon (Parser    *p,
+              BfConfig  *c,
+              GError   **error)
+{
+  const char *g = "Daemon";
+
+  return check_keys (p, g, daemon_keys, NULL, error) &&
+         parse_daemon_endpoints (p, g, c, error) &&
+         parse_daemon_liveness (p, g, c, error) &&
+         parse_daemon_state_directory (p, g, c, error) &&
+         parse_daemon_mail (p, g, c, error) &&
+         parse_daemon_message_sizes (p, g, c, error) &&
+         parse_daemon_quarantine (p, g, c, error);
 }
 
 static BfConfig *
