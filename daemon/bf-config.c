@@ -968,6 +968,276 @@ read_password_file (Parser      *p,
   return TRUE;
 }
 
+/* Latent=: which driver, and no latent-only key on a worker without one. */
+static gboolean
+parse_latent_kind (Parser             *p,
+                   const char         *group,
+                   const char * const *keys,
+                   BfWorkerConfig     *wc,
+                   GError            **error)
+{
+  g_autofree char *latent = get_string (p, group, "Latent", FALSE);
+
+  if (latent == NULL || *latent == '\0' || g_str_equal (latent, "none"))
+    wc->latent = BF_LATENT_NONE;
+  else if (g_str_equal (latent, "command"))
+    wc->latent = BF_LATENT_COMMAND;
+  else if (g_str_equal (latent, "local"))
+    wc->latent = BF_LATENT_LOCAL;
+  else if (g_str_equal (latent, "systemd"))
+    wc->latent = BF_LATENT_SYSTEMD;
+  else
+    {
+      set_error (error, p, group, "Latent", "unknown latent driver “%s” (use command, local or systemd)", latent);
+      return FALSE;
+    }
+
+  if (wc->latent == BF_LATENT_NONE)
+    {
+      for (guint i = 0; latent_only_keys[i]; i++)
+        {
+          if (keys && g_strv_contains (keys, latent_only_keys[i]))
+            {
+              set_error (error, p, group, latent_only_keys[i],
+                         "only latent workers have this key (set Latent=command, local or systemd)");
+              return FALSE;
+            }
+        }
+    }
+  return TRUE;
+}
+
+/* Password= or PasswordFile=, exactly one; "generate" for latent workers. */
+static gboolean
+parse_password (Parser          *p,
+                const char      *group,
+                BfWorkerConfig  *wc,
+                GError         **error)
+{
+  /* Passwords keep '#' characters: no inline comments there. */
+  g_autofree char *password = get_string (p, group, "Password", TRUE);
+  g_autofree char *password_file = get_string (p, group, "PasswordFile", FALSE);
+
+  if (password && password_file)
+    {
+      set_error (error, p, group, "PasswordFile", "set either Password or PasswordFile, not both");
+      return FALSE;
+    }
+  if (password_file)
+    return read_password_file (p, group, password_file, &wc->password, error);
+  if (password && g_str_equal (password, "generate"))
+    {
+      if (wc->latent == BF_LATENT_NONE)
+        {
+          set_error (error, p, group, "Password",
+                     "“generate” is only for latent workers, whose instance receives the password");
+          return FALSE;
+        }
+      wc->password_generate = TRUE;
+      return TRUE;
+    }
+  if (password && *password != '\0')
+    {
+      if (strlen (password) > MAX_PASSWORD_LEN)
+        {
+          set_error (error, p, group, "Password", "longer than %d bytes", MAX_PASSWORD_LEN);
+          return FALSE;
+        }
+      wc->password = g_steal_pointer (&password);
+      return TRUE;
+    }
+  set_error (error, p, group, password ? "Password" : NULL,
+             "missing password: set Password= or PasswordFile=");
+  return FALSE;
+}
+
+/* MaxBuilds=, Builders= and Labels=: what builds the worker takes. */
+static gboolean
+parse_capacity (Parser          *p,
+                const char      *group,
+                BfWorkerConfig  *wc,
+                GError         **error)
+{
+  guint64 max_builds = 0;
+
+  if (!get_uint (p, group, "MaxBuilds", 0, G_MAXINT32, &max_builds, error))
+    return FALSE;
+  wc->max_builds = (guint) max_builds;
+
+  wc->builders = get_list (p, group, "Builders");
+  if (wc->builders == NULL)
+    wc->builders = g_new0 (char *, 1);
+
+  wc->labels = get_list (p, group, "Labels");
+  if (wc->labels == NULL)
+    wc->labels = g_new0 (char *, 1);
+  if (g_strv_length (wc->labels) > BF_MAX_LABELS)
+    {
+      set_error (error, p, group, "Labels", "more than %d labels", BF_MAX_LABELS);
+      return FALSE;
+    }
+  for (guint i = 0; wc->labels[i]; i++)
+    if (!bf_label_is_valid (wc->labels[i]))
+      {
+        set_error (error, p, group, "Labels",
+                   "“%s” is not a label (1 to %d bytes of text without spaces, “;” or “,”)",
+                   wc->labels[i], BF_MAX_LABEL_BYTES);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+/* MissingTimeout=, flapping and health checks: when the worker is taken
+ * for missing, flapping or unhealthy. */
+static gboolean
+parse_liveness (Parser          *p,
+                const char      *group,
+                BfWorkerConfig  *wc,
+                GError         **error)
+{
+  gint64 missing = 0, flap_window = 0, flap_recovery = 0;
+  gint64 health_interval = 0, max_response = 0;
+  guint64 flap_threshold = 0;
+  g_autofree char *free_disk = NULL;
+
+  if (!get_duration (p, group, "MissingTimeout", FALSE, 600 * G_USEC_PER_SEC, &missing, error))
+    return FALSE;
+  wc->missing_timeout_usec = (guint64) missing;
+
+  if (!get_uint (p, group, "FlapThreshold", BF_DEFAULT_FLAP_THRESHOLD, BF_MAX_FLAP_THRESHOLD, &flap_threshold, error) ||
+      !get_duration (p, group, "FlapWindow", FALSE, 600 * G_USEC_PER_SEC, &flap_window, error) ||
+      !get_duration (p, group, "FlapRecovery", FALSE, 300 * G_USEC_PER_SEC, &flap_recovery, error))
+    return FALSE;
+  wc->flap_threshold = (guint) flap_threshold;
+  wc->flap_window_usec = (guint64) flap_window;
+  wc->flap_recovery_usec = (guint64) flap_recovery;
+
+  if (!get_duration (p, group, "HealthInterval", FALSE, 0, &health_interval, error) ||
+      !get_duration (p, group, "MaxResponseTime", FALSE, 0, &max_response, error))
+    return FALSE;
+  wc->health_interval_usec = (guint64) health_interval;
+  wc->max_response_time_usec = (guint64) max_response;
+  free_disk = get_string (p, group, "MinFreeDisk", FALSE);
+  if (free_disk != NULL && !parse_free_disk (free_disk, &wc->min_free_disk_bytes, &wc->min_free_disk_percent))
+    {
+      set_error (error, p, group, "MinFreeDisk",
+                 "“%s” is neither a size (bytes, or with K, M, G, T) nor a percentage (“5%%”)", free_disk);
+      return FALSE;
+    }
+  wc->health_command = get_string (p, group, "HealthCommand", FALSE);
+  if (wc->health_command != NULL && *wc->health_command == '\0')
+    g_clear_pointer (&wc->health_command, g_free);
+  return TRUE;
+}
+
+/* NotifyOnMissing=: addresses that go to MailCommand's argument list, so
+ * nothing that could pass for an option or a second address. */
+static gboolean
+parse_mail (Parser          *p,
+            const char      *group,
+            BfWorkerConfig  *wc,
+            GError         **error)
+{
+  wc->notify_on_missing = get_list (p, group, "NotifyOnMissing");
+  if (wc->notify_on_missing == NULL)
+    wc->notify_on_missing = g_new0 (char *, 1);
+  for (guint i = 0; wc->notify_on_missing[i]; i++)
+    {
+      const char *addr = wc->notify_on_missing[i];
+      const char *at = strchr (addr, '@');
+      if (at == NULL || at == addr || at[1] == '\0' || strpbrk (addr, " \t,<>\"'\\") != NULL || addr[0] == '-')
+        {
+          set_error (error, p, group, "NotifyOnMissing", "“%s” is not a mail address", addr);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* Property.KEY=VALUE, any number: an a{sv} of strings. */
+static GVariant *
+parse_properties (Parser             *p,
+                  const char         *group,
+                  const char * const *keys)
+{
+  g_autoptr(GVariantBuilder) props = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
+
+  for (guint i = 0; keys && keys[i]; i++)
+    {
+      if (g_str_has_prefix (keys[i], "Property."))
+        {
+          g_autofree char *value = get_string (p, group, keys[i], FALSE);
+          g_variant_builder_add (props, "{sv}", keys[i] + strlen ("Property."),
+                                 g_variant_new_string (value));
+        }
+    }
+  return g_variant_ref_sink (g_variant_builder_end (props));
+}
+
+/* The keys of a latent worker (wc->latent is set): protocol, driver keys,
+ * timeouts. */
+static gboolean
+parse_latent_keys (Parser          *p,
+                   const char      *group,
+                   BfWorkerConfig  *wc,
+                   GError         **error)
+{
+  g_autofree char *protocol = get_string (p, group, "Protocol", FALSE);
+  gint64 wait = 0, subst = 0;
+
+  if (protocol == NULL || *protocol == '\0')
+    wc->protocol = BF_WORKER_PROTOCOL_DEFAULT;
+  else if (g_str_equal (protocol, "pb"))
+    wc->protocol = BF_WORKER_PROTOCOL_PB;
+  else if (g_str_equal (protocol, "msgpack"))
+    wc->protocol = BF_WORKER_PROTOCOL_MSGPACK;
+  else
+    {
+      set_error (error, p, group, "Protocol",
+                 "unknown protocol “%s” (use pb, Buildbot's Perspective Broker, or msgpack)",
+                 protocol);
+      return FALSE;
+    }
+  wc->start_command = get_string (p, group, "StartCommand", FALSE);
+  wc->stop_command = get_string (p, group, "StopCommand", FALSE);
+  wc->unit = get_string (p, group, "Unit", FALSE);
+  if (wc->latent == BF_LATENT_COMMAND && (wc->start_command == NULL || *wc->start_command == '\0'))
+    {
+      set_error (error, p, group, NULL, "Latent=command needs StartCommand=");
+      return FALSE;
+    }
+  if (wc->latent != BF_LATENT_COMMAND && (wc->start_command || wc->stop_command))
+    {
+      set_error (error, p, group, wc->start_command ? "StartCommand" : "StopCommand",
+                 "only Latent=command runs commands");
+      return FALSE;
+    }
+  if (wc->latent != BF_LATENT_SYSTEMD && wc->unit)
+    {
+      set_error (error, p, group, "Unit", "only Latent=systemd starts a unit");
+      return FALSE;
+    }
+  if (wc->latent == BF_LATENT_SYSTEMD && wc->password_generate)
+    {
+      set_error (error, p, group, "Password",
+                 "“generate” does not work with Latent=systemd: the unit cannot be given the password");
+      return FALSE;
+    }
+  if (wc->latent == BF_LATENT_SYSTEMD && wc->unit == NULL)
+    wc->unit = g_strdup ("buildbot-worker@%n.service");
+
+  if (!get_duration (p, group, "BuildWaitTimeout", TRUE, 600 * G_USEC_PER_SEC, &wait, error))
+    return FALSE;
+  wc->build_wait_timeout_usec = wait;
+  if (!get_duration (p, group, "SubstantiationTimeout", FALSE, (gint64) wc->missing_timeout_usec, &subst, error))
+    return FALSE;
+  if (subst == 0)
+    subst = 1200 * G_USEC_PER_SEC;
+  wc->substantiation_timeout_usec = (guint64) subst;
+  return get_bool (p, group, "KeepOnShutdown", FALSE, &wc->keep_on_shutdown, error);
+}
+
+/* One [Worker NAME] group; each concern has its own parse_*() above. */
 static BfWorkerConfig *
 parse_worker (Parser      *p,
               const char  *group,
@@ -976,15 +1246,7 @@ parse_worker (Parser      *p,
 {
   BfWorkerConfig *wc = g_rc_box_new0 (BfWorkerConfig);
   g_autoptr(BfWorkerConfig) owner = wc;
-  g_autofree char *latent = NULL;
-  g_autofree char *password = NULL;
-  g_autofree char *password_file = NULL;
-  g_autoptr(GVariantBuilder) props = NULL;
   g_auto(GStrv) keys = NULL;
-  gint64 missing = 0, wait = 0, subst = 0, flap_window = 0, flap_recovery = 0;
-  gint64 health_interval = 0, max_response = 0;
-  g_autofree char *free_disk = NULL;
-  guint64 max_builds = 0, flap_threshold = 0;
 
   wc->name = g_strdup (name);
   keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
@@ -1001,208 +1263,16 @@ parse_worker (Parser      *p,
   if (!check_keys (p, group, worker_keys, "Property.", error))
     return NULL;
 
-  latent = get_string (p, group, "Latent", FALSE);
-  if (latent == NULL || *latent == '\0' || g_str_equal (latent, "none"))
-    wc->latent = BF_LATENT_NONE;
-  else if (g_str_equal (latent, "command"))
-    wc->latent = BF_LATENT_COMMAND;
-  else if (g_str_equal (latent, "local"))
-    wc->latent = BF_LATENT_LOCAL;
-  else if (g_str_equal (latent, "systemd"))
-    wc->latent = BF_LATENT_SYSTEMD;
-  else
-    {
-      set_error (error, p, group, "Latent", "unknown latent driver “%s” (use command, local or systemd)", latent);
-      return NULL;
-    }
-
-  if (wc->latent == BF_LATENT_NONE)
-    {
-      for (guint i = 0; latent_only_keys[i]; i++)
-        {
-          if (keys && g_strv_contains ((const char * const *) keys, latent_only_keys[i]))
-            {
-              set_error (error, p, group, latent_only_keys[i],
-                         "only latent workers have this key (set Latent=command, local or systemd)");
-              return NULL;
-            }
-        }
-    }
-
-  /* Passwords keep '#' characters: no inline comments there. */
-  password = get_string (p, group, "Password", TRUE);
-  password_file = get_string (p, group, "PasswordFile", FALSE);
-  if (password && password_file)
-    {
-      set_error (error, p, group, "PasswordFile", "set either Password or PasswordFile, not both");
-      return NULL;
-    }
-  if (password_file)
-    {
-      if (!read_password_file (p, group, password_file, &wc->password, error))
-        return NULL;
-    }
-  else if (password && g_str_equal (password, "generate"))
-    {
-      if (wc->latent == BF_LATENT_NONE)
-        {
-          set_error (error, p, group, "Password",
-                     "“generate” is only for latent workers, whose instance receives the password");
-          return NULL;
-        }
-      wc->password_generate = TRUE;
-    }
-  else if (password && *password != '\0')
-    {
-      if (strlen (password) > MAX_PASSWORD_LEN)
-        {
-          set_error (error, p, group, "Password", "longer than %d bytes", MAX_PASSWORD_LEN);
-          return NULL;
-        }
-      wc->password = g_steal_pointer (&password);
-    }
-  else
-    {
-      set_error (error, p, group, password ? "Password" : NULL,
-                 "missing password: set Password= or PasswordFile=");
-      return NULL;
-    }
-
-  if (!get_uint (p, group, "MaxBuilds", 0, G_MAXINT32, &max_builds, error))
+  if (!parse_latent_kind (p, group, (const char * const *) keys, wc, error) ||
+      !parse_password (p, group, wc, error) ||
+      !parse_capacity (p, group, wc, error) ||
+      !parse_liveness (p, group, wc, error) ||
+      !parse_mail (p, group, wc, error))
     return NULL;
-  wc->max_builds = (guint) max_builds;
+  wc->properties = parse_properties (p, group, (const char * const *) keys);
 
-  wc->builders = get_list (p, group, "Builders");
-  if (wc->builders == NULL)
-    wc->builders = g_new0 (char *, 1);
-
-  wc->labels = get_list (p, group, "Labels");
-  if (wc->labels == NULL)
-    wc->labels = g_new0 (char *, 1);
-  if (g_strv_length (wc->labels) > BF_MAX_LABELS)
-    {
-      set_error (error, p, group, "Labels", "more than %d labels", BF_MAX_LABELS);
-      return NULL;
-    }
-  for (guint i = 0; wc->labels[i]; i++)
-    if (!bf_label_is_valid (wc->labels[i]))
-      {
-        set_error (error, p, group, "Labels",
-                   "“%s” is not a label (1 to %d bytes of text without spaces, “;” or “,”)",
-                   wc->labels[i], BF_MAX_LABEL_BYTES);
-        return NULL;
-      }
-
-  if (!get_duration (p, group, "MissingTimeout", FALSE, 600 * G_USEC_PER_SEC, &missing, error))
+  if (wc->latent != BF_LATENT_NONE && !parse_latent_keys (p, group, wc, error))
     return NULL;
-  wc->missing_timeout_usec = (guint64) missing;
-
-  if (!get_uint (p, group, "FlapThreshold", BF_DEFAULT_FLAP_THRESHOLD, BF_MAX_FLAP_THRESHOLD, &flap_threshold, error) ||
-      !get_duration (p, group, "FlapWindow", FALSE, 600 * G_USEC_PER_SEC, &flap_window, error) ||
-      !get_duration (p, group, "FlapRecovery", FALSE, 300 * G_USEC_PER_SEC, &flap_recovery, error))
-    return NULL;
-  wc->flap_threshold = (guint) flap_threshold;
-  wc->flap_window_usec = (guint64) flap_window;
-  wc->flap_recovery_usec = (guint64) flap_recovery;
-
-  if (!get_duration (p, group, "HealthInterval", FALSE, 0, &health_interval, error) ||
-      !get_duration (p, group, "MaxResponseTime", FALSE, 0, &max_response, error))
-    return NULL;
-  wc->health_interval_usec = (guint64) health_interval;
-  wc->max_response_time_usec = (guint64) max_response;
-  free_disk = get_string (p, group, "MinFreeDisk", FALSE);
-  if (free_disk != NULL && !parse_free_disk (free_disk, &wc->min_free_disk_bytes, &wc->min_free_disk_percent))
-    {
-      set_error (error, p, group, "MinFreeDisk",
-                 "“%s” is neither a size (bytes, or with K, M, G, T) nor a percentage (“5%%”)", free_disk);
-      return NULL;
-    }
-  wc->health_command = get_string (p, group, "HealthCommand", FALSE);
-  if (wc->health_command != NULL && *wc->health_command == '\0')
-    g_clear_pointer (&wc->health_command, g_free);
-
-  wc->notify_on_missing = get_list (p, group, "NotifyOnMissing");
-  if (wc->notify_on_missing == NULL)
-    wc->notify_on_missing = g_new0 (char *, 1);
-  for (guint i = 0; wc->notify_on_missing[i]; i++)
-    {
-      const char *addr = wc->notify_on_missing[i];
-      const char *at = strchr (addr, '@');
-      if (at == NULL || at == addr || at[1] == '\0' || strpbrk (addr, " \t,<>\"'\\") != NULL || addr[0] == '-')
-        {
-          set_error (error, p, group, "NotifyOnMissing", "“%s” is not a mail address", addr);
-          return NULL;
-        }
-    }
-
-  props = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
-  for (guint i = 0; keys && keys[i]; i++)
-    {
-      if (g_str_has_prefix (keys[i], "Property."))
-        {
-          g_autofree char *value = get_string (p, group, keys[i], FALSE);
-          g_variant_builder_add (props, "{sv}", keys[i] + strlen ("Property."),
-                                 g_variant_new_string (value));
-        }
-    }
-  wc->properties = g_variant_ref_sink (g_variant_builder_end (props));
-
-  if (wc->latent != BF_LATENT_NONE)
-    {
-      g_autofree char *protocol = get_string (p, group, "Protocol", FALSE);
-
-      if (protocol == NULL || *protocol == '\0')
-        wc->protocol = BF_WORKER_PROTOCOL_DEFAULT;
-      else if (g_str_equal (protocol, "pb"))
-        wc->protocol = BF_WORKER_PROTOCOL_PB;
-      else if (g_str_equal (protocol, "msgpack"))
-        wc->protocol = BF_WORKER_PROTOCOL_MSGPACK;
-      else
-        {
-          set_error (error, p, group, "Protocol",
-                     "unknown protocol “%s” (use pb, Buildbot's Perspective Broker, or msgpack)",
-                     protocol);
-          return NULL;
-        }
-      wc->start_command = get_string (p, group, "StartCommand", FALSE);
-      wc->stop_command = get_string (p, group, "StopCommand", FALSE);
-      wc->unit = get_string (p, group, "Unit", FALSE);
-      if (wc->latent == BF_LATENT_COMMAND && (wc->start_command == NULL || *wc->start_command == '\0'))
-        {
-          set_error (error, p, group, NULL, "Latent=command needs StartCommand=");
-          return NULL;
-        }
-      if (wc->latent != BF_LATENT_COMMAND && (wc->start_command || wc->stop_command))
-        {
-          set_error (error, p, group, wc->start_command ? "StartCommand" : "StopCommand",
-                     "only Latent=command runs commands");
-          return NULL;
-        }
-      if (wc->latent != BF_LATENT_SYSTEMD && wc->unit)
-        {
-          set_error (error, p, group, "Unit", "only Latent=systemd starts a unit");
-          return NULL;
-        }
-      if (wc->latent == BF_LATENT_SYSTEMD && wc->password_generate)
-        {
-          set_error (error, p, group, "Password",
-                     "“generate” does not work with Latent=systemd: the unit cannot be given the password");
-          return NULL;
-        }
-      if (wc->latent == BF_LATENT_SYSTEMD && wc->unit == NULL)
-        wc->unit = g_strdup ("buildbot-worker@%n.service");
-
-      if (!get_duration (p, group, "BuildWaitTimeout", TRUE, 600 * G_USEC_PER_SEC, &wait, error))
-        return NULL;
-      wc->build_wait_timeout_usec = wait;
-      if (!get_duration (p, group, "SubstantiationTimeout", FALSE, missing, &subst, error))
-        return NULL;
-      if (subst == 0)
-        subst = 1200 * G_USEC_PER_SEC;
-      wc->substantiation_timeout_usec = (guint64) subst;
-      if (!get_bool (p, group, "KeepOnShutdown", FALSE, &wc->keep_on_shutdown, error))
-        return NULL;
-    }
 
   return g_steal_pointer (&owner);
 }
