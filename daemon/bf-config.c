@@ -688,6 +688,7 @@ static gboolean
 check_keys (Parser             *p,
             const char         *group,
             const char * const *known,
+            const char * const *more_known,
             const char         *prefix,
             GError            **error)
 {
@@ -695,7 +696,7 @@ check_keys (Parser             *p,
 
   for (guint i = 0; keys && keys[i]; i++)
     {
-      if (g_strv_contains (known, keys[i]))
+      if (g_strv_contains (known, keys[i]) || (more_known && g_strv_contains (more_known, keys[i])))
         continue;
       if (prefix && g_str_has_prefix (keys[i], prefix) && keys[i][strlen (prefix)] != '\0')
         continue;
@@ -797,10 +798,15 @@ static const char * const latent_only_keys[] = {
   "SubstantiationTimeout", "KeepOnShutdown", "Protocol", NULL
 };
 
+static const char * const pool_keys[] = {
+  "Workers", "Count", "MinIdle", "MaxInstances", "MaxBuildsPerInstance", NULL
+};
+
 static void
 worker_config_clear (BfWorkerConfig *wc)
 {
   g_free (wc->name);
+  g_free (wc->pool);
   if (wc->password)
     {
       explicit_bzero (wc->password, strlen (wc->password));
@@ -1239,10 +1245,11 @@ parse_latent_keys (Parser          *p,
 
 /* One [Worker NAME] group; each concern has its own parse_*() above. */
 static BfWorkerConfig *
-parse_worker (Parser      *p,
-              const char  *group,
-              const char  *name,
-              GError     **error)
+parse_worker (Parser             *p,
+              const char         *group,
+              const char         *name,
+              const char * const *more_keys,
+              GError            **error)
 {
   BfWorkerConfig *wc = g_rc_box_new0 (BfWorkerConfig);
   g_autoptr(BfWorkerConfig) owner = wc;
@@ -1260,7 +1267,7 @@ parse_worker (Parser      *p,
                  name, BF_WORKER_NAME_MAX);
       return NULL;
     }
-  if (!check_keys (p, group, worker_keys, "Property.", error))
+  if (!check_keys (p, group, worker_keys, more_keys, "Property.", error))
     return NULL;
 
   if (!parse_latent_kind (p, group, (const char * const *) keys, wc, error) ||
@@ -1275,6 +1282,235 @@ parse_worker (Parser      *p,
     return NULL;
 
   return g_steal_pointer (&owner);
+}
+
+/* Pools ------------------------------------------------------------------- */
+
+static void
+pool_config_clear (BfPoolConfig *pc)
+{
+  g_free (pc->name);
+  g_free (pc->pattern);
+  g_strfreev (pc->members);
+}
+
+BfPoolConfig *
+bf_pool_config_ref (BfPoolConfig *pc)
+{
+  return g_rc_box_acquire (pc);
+}
+
+void
+bf_pool_config_unref (BfPoolConfig *pc)
+{
+  g_rc_box_release_full (pc, (GDestroyNotify) pool_config_clear);
+}
+
+/**
+ * bf_pool_expand_pattern:
+ * @pattern: Workers=, with exactly one `%d`, `%Nd` or `%0Nd` (N at most 2
+ *   digits) for the index
+ * @count: how many names, index 1 to @count
+ *
+ * The pattern is read here, never handed to printf.
+ *
+ * Returns: (transfer full): the names, or %NULL with @error saying what is
+ *   wrong with the pattern or which name is not a valid worker name
+ */
+GStrv
+bf_pool_expand_pattern (const char  *pattern,
+                        guint        count,
+                        GError     **error)
+{
+  const char *conv = NULL, *end = NULL;
+  gboolean zero = FALSE;
+  guint width = 0;
+  g_autofree char *prefix = NULL;
+  g_autoptr(GStrvBuilder) names = g_strv_builder_new ();
+
+  for (const char *c = strchr (pattern, '%'); c != NULL; c = strchr (c + 1, '%'))
+    {
+      const char *d = c + 1;
+      guint w = 0, digits = 0;
+      gboolean z = FALSE;
+
+      if (conv != NULL)
+        {
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                       "“%s” has more than one “%%”: use exactly one %%d (or %%02d) for the number", pattern);
+          return NULL;
+        }
+      if (*d == '0')
+        {
+          z = TRUE;
+          d++;
+        }
+      while (g_ascii_isdigit (*d) && digits < 3)
+        {
+          w = w * 10 + (guint) (*d - '0');
+          d++;
+          digits++;
+        }
+      if (*d != 'd' || digits > 2)
+        {
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                       "“%s”: only %%d, %%Nd or %%0Nd (N up to 99) may follow “%%”", pattern);
+          return NULL;
+        }
+      conv = c;
+      end = d + 1;
+      zero = z;
+      width = w;
+    }
+  if (conv == NULL)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "“%s” has no %%d for the number of each worker (e.g. cloud-%%02d)", pattern);
+      return NULL;
+    }
+
+  prefix = g_strndup (pattern, (gsize) (conv - pattern));
+  for (guint i = 1; i <= count; i++)
+    {
+      g_autofree char *name = g_strdup_printf (zero ? "%s%0*u%s" : "%s%*u%s", prefix, (int) width, i, end);
+
+      if (!bf_worker_name_is_valid (name))
+        {
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                       "“%s” gives “%s”, not allowed as a worker name: use 1 to %d letters, digits, '-', '_' or '.'",
+                       pattern, name, BF_WORKER_NAME_MAX);
+          return NULL;
+        }
+      g_strv_builder_add (names, name);
+    }
+  return g_strv_builder_end (names);
+}
+
+static gboolean
+get_pool_uint (Parser      *p,
+               const char  *group,
+               const char  *key,
+               guint        default_value,
+               guint       *out,
+               GError     **error)
+{
+  guint64 v = 0;
+
+  if (!get_uint (p, group, key, default_value, BF_POOL_MAX_COUNT, &v, error))
+    return FALSE;
+  *out = (guint) v;
+  return TRUE;
+}
+
+/* The pool's own keys; its workers' keys are parse_worker()'s. */
+static BfPoolConfig *
+parse_pool_keys (Parser      *p,
+                 const char  *group,
+                 const char  *name,
+                 GError     **error)
+{
+  BfPoolConfig *pc = g_rc_box_new0 (BfPoolConfig);
+  g_autoptr(BfPoolConfig) owner = pc;
+  g_autofree char *count = NULL;
+  g_autoptr(GError) local_error = NULL;
+
+  pc->name = g_strdup (name);
+  if (!bf_worker_name_is_valid (name))
+    {
+      set_error (error, p, group, NULL,
+                 "“%s” is not allowed as a pool name: use 1 to %d letters, digits, '-', '_' or '.'",
+                 name, BF_WORKER_NAME_MAX);
+      return NULL;
+    }
+  pc->pattern = get_string (p, group, "Workers", FALSE);
+  if (pc->pattern == NULL || *pc->pattern == '\0')
+    {
+      set_error (error, p, group, pc->pattern ? "Workers" : NULL,
+                 "a pool needs Workers=, the pattern of its workers' names (e.g. Workers=%s-%%02d)", name);
+      return NULL;
+    }
+  count = get_string (p, group, "Count", FALSE);
+  if (count == NULL)
+    {
+      set_error (error, p, group, NULL, "a pool needs Count=, how many workers it stands for (0 to %d)",
+                 BF_POOL_MAX_COUNT);
+      return NULL;
+    }
+  if (!get_pool_uint (p, group, "Count", 0, &pc->count, error) ||
+      !get_pool_uint (p, group, "MaxInstances", pc->count, &pc->max_instances, error) ||
+      !get_pool_uint (p, group, "MinIdle", 0, &pc->min_idle, error) ||
+      !get_pool_uint (p, group, "MaxBuildsPerInstance", 0, &pc->max_builds_per_instance, error))
+    return NULL;
+  if (pc->max_instances == 0 && pc->count > 0)
+    {
+      set_error (error, p, group, "MaxInstances", "must be at least 1 (leave it out for Count=%u)", pc->count);
+      return NULL;
+    }
+  if (pc->min_idle > MIN (pc->count, pc->max_instances))
+    {
+      set_error (error, p, group, "MinIdle", "%u idle instances cannot be kept with %s=%u",
+                 pc->min_idle, pc->count <= pc->max_instances ? "Count" : "MaxInstances",
+                 MIN (pc->count, pc->max_instances));
+      return NULL;
+    }
+  pc->members = bf_pool_expand_pattern (pc->pattern, pc->count, &local_error);
+  if (pc->members == NULL)
+    {
+      set_error (error, p, group, "Workers", "%s", local_error->message);
+      return NULL;
+    }
+  return g_steal_pointer (&owner);
+}
+
+/* A [Pool NAME] group: its own keys, then every worker it stands for,
+ * each parsed as a [Worker] group with the same keys. */
+static BfPoolConfig *
+parse_pool (Parser      *p,
+            BfConfig    *c,
+            GHashTable  *groups_by_worker,
+            const char  *group,
+            const char  *name,
+            GError     **error)
+{
+  g_autoptr(BfPoolConfig) pc = NULL;
+  g_auto(GStrv) keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
+
+  if (!check_keys (p, group, worker_keys, pool_keys, "Property.", error))
+    return NULL;
+  p->group = group;
+  p->keys = keys;
+  pc = parse_pool_keys (p, group, name, error);
+  if (pc == NULL)
+    return NULL;
+
+  for (guint i = 0; pc->members[i]; i++)
+    {
+      BfWorkerConfig *wc;
+      const char *other = g_hash_table_lookup (groups_by_worker, pc->members[i]);
+
+      if (other != NULL)
+        {
+          set_error (error, p, group, "Workers", "“%s” gives the worker name %s, which [%s] has already",
+                     pc->pattern, pc->members[i], other);
+          return NULL;
+        }
+      wc = parse_worker (p, group, pc->members[i], pool_keys, error);
+      p->keys = keys;   /* parse_worker's own list is gone */
+      if (wc == NULL)
+        return NULL;
+      g_ptr_array_add (c->workers, wc);
+      g_hash_table_insert (c->workers_by_name, wc->name, wc);
+      g_hash_table_insert (groups_by_worker, wc->name, (gpointer) group);
+      if (wc->latent == BF_LATENT_NONE)
+        {
+          set_error (error, p, group, NULL,
+                     "a pool's workers are latent: set Latent=command, local or systemd");
+          return NULL;
+        }
+      wc->pool = g_strdup (pc->name);
+      wc->max_builds_per_instance = pc->max_builds_per_instance;
+    }
+  return g_steal_pointer (&pc);
 }
 
 static void
@@ -1292,6 +1528,7 @@ config_clear (BfConfig *c)
   g_free (c->mail_from);
   g_clear_pointer (&c->workers_by_name, g_hash_table_unref);
   g_clear_pointer (&c->workers, g_ptr_array_unref);
+  g_clear_pointer (&c->pools, g_ptr_array_unref);
 }
 
 BfConfig *
@@ -1313,6 +1550,19 @@ bf_config_lookup_worker (BfConfig   *config,
   return g_hash_table_lookup (config->workers_by_name, name);
 }
 
+BfPoolConfig *
+bf_config_lookup_pool (BfConfig   *config,
+                       const char *name)
+{
+  for (guint i = 0; i < config->pools->len; i++)
+    {
+      BfPoolConfig *pc = g_ptr_array_index (config->pools, i);
+      if (g_str_equal (pc->name, name))
+        return pc;
+    }
+  return NULL;
+}
+
 static gboolean
 parse_daemon (Parser    *p,
               BfConfig  *c,
@@ -1323,7 +1573,7 @@ parse_daemon (Parser    *p,
   guint64 max_msg = 0;
   guint64 max_bus_msg = 0;
 
-  if (!check_keys (p, g, daemon_keys, NULL, error))
+  if (!check_keys (p, g, daemon_keys, NULL, NULL, error))
     return FALSE;
 
   c->listen = get_list (p, g, "Listen");
@@ -1457,6 +1707,8 @@ parse (Parser   *p,
   g_autoptr(BfConfig) owner = c;
   g_auto(GStrv) groups = g_key_file_get_groups (p->merged, NULL);
   g_autoptr(GStrvBuilder) files = g_strv_builder_new ();
+  /* worker name -> the group it comes from, for duplicates */
+  g_autoptr(GHashTable) groups_by_worker = g_hash_table_new (g_str_hash, g_str_equal);
 
   c->path = g_strdup (g_ptr_array_index (p->files, 0));
   for (guint i = 0; i < p->files->len; i++)
@@ -1464,6 +1716,7 @@ parse (Parser   *p,
   c->files = g_strv_builder_end (files);
   c->workers = g_ptr_array_new_with_free_func ((GDestroyNotify) bf_worker_config_unref);
   c->workers_by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  c->pools = g_ptr_array_new_with_free_func ((GDestroyNotify) bf_pool_config_unref);
 
   /* [Daemon] is optional: every key has a default. */
   if (!parse_daemon (p, c, error))
@@ -1475,18 +1728,44 @@ parse (Parser   *p,
 
       if (g_str_equal (groups[i], "Daemon"))
         continue;
+      if (g_str_has_prefix (groups[i], "Pool "))
+        {
+          BfPoolConfig *pc = parse_pool (p, c, groups_by_worker, groups[i], groups[i] + strlen ("Pool "), error);
+
+          p->group = NULL;   /* parse_pool's key list is gone */
+          p->keys = NULL;
+          if (pc == NULL)
+            return NULL;
+          if (bf_config_lookup_pool (c, pc->name) != NULL)
+            {
+              /* [Pool a] and [Pool  a] are different groups */
+              set_error (error, p, groups[i], NULL, "a second pool named %s", pc->name);
+              bf_pool_config_unref (pc);
+              return NULL;
+            }
+          g_ptr_array_add (c->pools, pc);
+          continue;
+        }
       if (!g_str_has_prefix (groups[i], "Worker "))
         {
-          set_error (error, p, groups[i], NULL, "unknown group (expected [Daemon] or [Worker NAME])");
+          set_error (error, p, groups[i], NULL, "unknown group (expected [Daemon], [Worker NAME] or [Pool NAME])");
           return NULL;
         }
-      wc = parse_worker (p, groups[i], groups[i] + strlen ("Worker "), error);
+      wc = parse_worker (p, groups[i], groups[i] + strlen ("Worker "), NULL, error);
       p->group = NULL;   /* parse_worker's key list is gone */
       p->keys = NULL;
       if (wc == NULL)
         return NULL;
+      if (g_hash_table_contains (groups_by_worker, wc->name))
+        {
+          set_error (error, p, groups[i], NULL, "the worker name %s is taken by [%s] already",
+                     wc->name, (char *) g_hash_table_lookup (groups_by_worker, wc->name));
+          bf_worker_config_unref (wc);
+          return NULL;
+        }
       g_ptr_array_add (c->workers, wc);
       g_hash_table_insert (c->workers_by_name, wc->name, wc);
+      g_hash_table_insert (groups_by_worker, wc->name, groups[i]);
     }
 
   return g_steal_pointer (&owner);
