@@ -422,6 +422,7 @@ begin_start (BfLatent *self)
   info.master_url = master_url;
   info.tls_certificate = self->tls_certificate;
   info.protocol = bf_worker_protocol_to_string (protocol);
+  info.daemon_id = bf_state_get_daemon_id (self->state);
 
   bf_worker_info (name_of (self), "Substantiating worker %s with the %s driver (protocol %s)",
                   name_of (self), bf_latent_kind_to_string (self->config->latent), info.protocol);
@@ -482,6 +483,40 @@ bf_latent_reconcile (BfLatent   *self,
   set_phase (self, PHASE_WAITING);
   self->substantiation_source_id = bf_timeout_add (bf_usec_to_ms (window), substantiation_timeout_cb, self,
                                                    "[buildfleetd] adoption window");
+}
+
+/**
+ * bf_latent_get_driver:
+ *
+ * Returns: (transfer none): the engine of this worker's instances.
+ */
+BfLatentDriver *
+bf_latent_get_driver (BfLatent *self)
+{
+  return self->driver;
+}
+
+/**
+ * bf_latent_owns_instance:
+ * @instance_id: an instance the engine lists under this worker's name and
+ *   the daemon's id
+ *
+ * For the engine-level reconciliation (bf-manager.c): is @instance_id one
+ * this latent knows (the one it runs, adopts or stops), or may be about to
+ * know (a start in flight has not told its id yet)?  What it does not own
+ * is an orphan, stopped by the manager.
+ *
+ * Returns: %TRUE when @instance_id must be left alone.
+ */
+gboolean
+bf_latent_owns_instance (BfLatent   *self,
+                         const char *instance_id)
+{
+  const char *current = bf_latent_driver_get_instance_id (self->driver);
+
+  if (self->phase == PHASE_STARTING)
+    return TRUE;
+  return current != NULL && g_strcmp0 (current, instance_id) == 0;
 }
 
 /* Hooks from the worker ------------------------------------------------------------ */
