@@ -33,6 +33,7 @@
 #include "bf-log.h"
 #include "bf-util.h"
 #include "drivers/bf-command-driver.h"
+#include "drivers/bf-docker-driver.h"
 #include "drivers/bf-latent-driver.h"
 #include "drivers/bf-local-driver.h"
 #include "drivers/bf-systemd-driver.h"
@@ -996,6 +997,7 @@ driver_type (BfLatentKind kind)
     case BF_LATENT_COMMAND: return BF_TYPE_COMMAND_DRIVER;
     case BF_LATENT_LOCAL: return BF_TYPE_LOCAL_DRIVER;
     case BF_LATENT_SYSTEMD: return BF_TYPE_SYSTEMD_DRIVER;
+    case BF_LATENT_DOCKER: return BF_TYPE_DOCKER_DRIVER;
     case BF_LATENT_NONE:
     default:
       g_return_val_if_reached (G_TYPE_INVALID);
