@@ -16,6 +16,7 @@ typedef enum {
   BF_LATENT_COMMAND,
   BF_LATENT_LOCAL,
   BF_LATENT_SYSTEMD,
+  BF_LATENT_DOCKER,
 } BfLatentKind;
 
 /**
@@ -72,7 +73,41 @@ typedef struct {
   guint64 substantiation_timeout_usec;
   gboolean keep_on_shutdown;
   BfWorkerProtocol protocol;   /* Protocol=, latent workers only */
+  char *pool;                  /* the [Pool NAME] this worker stands for, or NULL */
+  guint max_builds_per_instance;  /* a pool's MaxBuildsPerInstance=; 0 = no limit */
+
+  /* Latent=docker (see bf-docker-driver.c) */
+  char *image;                 /* Image= */
+  char *docker_host;           /* DockerHost=: "unix:///PATH" */
+  GStrv volumes;               /* Volumes=: "SRC:DST[:ro|:rw]", HostConfig.Binds */
+  char *network;               /* Network=: HostConfig.NetworkMode; NULL = the engine's default */
+  GStrv ulimits;               /* Ulimits=: "NAME=SOFT:HARD", see bf_config_parse_ulimit() */
+  GStrv command;               /* Command=: the container's Cmd; NULL = buildfleet's */
+  gboolean pull;               /* Pull=: pull Image= before every start */
+  guint64 memory_bytes;        /* Memory=: 0 = no limit */
+  guint64 nano_cpus;           /* CPUs= x 1e9: 0 = no limit */
+  gboolean auto_remove;        /* AutoRemove=: HostConfig.AutoRemove */
 } BfWorkerConfig;
+
+/**
+ * BfPoolConfig:
+ *
+ * One `[Pool NAME]` group: @count interchangeable latent workers named
+ * from the pattern of Workers= (index 1 to @count), each also in
+ * BfConfig.workers with every key of the group.  Immutable, reference
+ * counted.
+ */
+#define BF_POOL_MAX_COUNT 1000
+
+typedef struct {
+  char *name;
+  char *pattern;               /* Workers=, e.g. "cloud-%02d" */
+  guint count;                 /* Count= */
+  guint min_idle;              /* MinIdle=: instances kept started and idle */
+  guint max_instances;         /* MaxInstances=: instances at once (default Count) */
+  guint max_builds_per_instance;  /* MaxBuildsPerInstance=; 0 = no limit */
+  GStrv members;               /* the workers' names, index order */
+} BfPoolConfig;
 
 /**
  * BfConfig:
@@ -102,6 +137,7 @@ typedef struct {
   guint64 finished_build_lifetime_usec;
   GPtrArray *workers;          /* BfWorkerConfig, in order */
   GHashTable *workers_by_name; /* name -> BfWorkerConfig (borrowed from workers) */
+  GPtrArray *pools;            /* BfPoolConfig, in order */
 } BfConfig;
 
 BfConfig       *bf_config_load            (const char  *path,
@@ -117,6 +153,14 @@ void            bf_config_unref           (BfConfig    *config);
 BfWorkerConfig *bf_config_lookup_worker   (BfConfig    *config,
                                            const char  *name);
 
+BfPoolConfig   *bf_config_lookup_pool     (BfConfig    *config,
+                                           const char  *name);
+BfPoolConfig   *bf_pool_config_ref        (BfPoolConfig *pc);
+void            bf_pool_config_unref      (BfPoolConfig *pc);
+GStrv           bf_pool_expand_pattern    (const char  *pattern,
+                                           guint        count,
+                                           GError     **error);
+
 BfWorkerConfig *bf_worker_config_ref      (BfWorkerConfig *wc);
 void            bf_worker_config_unref    (BfWorkerConfig *wc);
 gboolean        bf_worker_config_serves   (BfWorkerConfig *wc,
@@ -125,6 +169,10 @@ const char     *bf_latent_kind_to_string  (BfLatentKind    kind);
 const char     *bf_worker_protocol_to_string (BfWorkerProtocol protocol);
 
 gboolean        bf_worker_name_is_valid   (const char  *name);
+gboolean        bf_config_parse_ulimit    (const char  *text,
+                                           char       **out_name,
+                                           gint64      *out_soft,
+                                           gint64      *out_hard);
 gboolean        bf_label_is_valid         (const char  *label);
 gboolean        bf_config_parse_duration  (const char  *text,
                                            gboolean     allow_never,
@@ -137,5 +185,6 @@ gboolean        bf_config_parse_endpoint  (const char  *text,
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfConfig, bf_config_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfWorkerConfig, bf_worker_config_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfPoolConfig, bf_pool_config_unref)
 
 G_END_DECLS
