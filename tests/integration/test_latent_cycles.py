@@ -15,6 +15,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,14 +60,6 @@ def worker_processes(basedir_prefix):
 
 
 class CycleTestCase(LatentTestCase):
-    def stays_true(self, predicate, seconds, message):
-        """@predicate holds all along the next @seconds."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.pump()
-            self.assertTrue(predicate(), message)
-            time.sleep(0.02)
-
     def instances(self):
         """The pids of the instances running now, as the engine sees them."""
         raise NotImplementedError
@@ -89,9 +82,9 @@ class CycleTestCase(LatentTestCase):
             self.call(build, BUILD_IFACE, 'Release')
             if keep:
                 # Kept (and still running) for BuildWaitTimeout after the build ...
-                self.stays_true(lambda: (self.latent_prop(name, 'State') == 'substantiated' and
+                self.assert_stays(lambda: (self.latent_prop(name, 'State') == 'substantiated' and
                                          alive(pids[-1])),
-                                keep - 0.5 - (time.monotonic() - released), 'cycle %d: kept' % i)
+                                max(0, keep - 0.5 - (time.monotonic() - released)), 'cycle %d: kept' % i)
             # ... then stopped: no instance is left in the engine.
             self.wait_until(lambda: self.latent_prop(name, 'State') == 'not-substantiated', 60,
                             'cycle %d stopped' % i)
@@ -146,11 +139,29 @@ class CommandCycleTest(CycleTestCase):
     def instances(self):
         return worker_processes(os.path.join(self.engine, ''))
 
+    def labelling_script(self, script):
+        """@script, after it logs the labels a command gets to ENGINE/labels.log."""
+        wrapper = os.path.join(self.workdir, 'labels-' + os.path.basename(script))
+        with open(wrapper, 'w') as f:
+            f.write('#!/bin/sh\necho "${0##*/} $BUILDFLEET_DAEMON_ID $BUILDFLEET_WORKER_NAME" >> %s\n'
+                    'exec %s "$@"\n' % (os.path.join(self.engine, 'labels.log'), script))
+        os.chmod(wrapper, 0o755)
+        return wrapper
+
     def test_command_fresh_instance_per_build(self):
-        self.write_config(self.daemon_section() + self.command_worker(wait='0'))
+        start = '%s %s' % (self.labelling_script(test_latent.START), self.engine)
+        stop = '%s %s %%n' % (self.labelling_script(test_latent.STOP), self.engine)
+        self.write_config(self.daemon_section() + self.command_worker(wait='0', start=start, stop=stop))
         self.start_daemon()
         self.build_cycles('cloud', 0)
         self.assertEqual(self.engine_log(), ['start', 'stop'] * CYCLES)
+        # Both commands are told the daemon's persistent id and the worker.
+        with open(os.path.join(self.statedir, 'daemon-id')) as f:
+            daemon_id = f.read().strip()
+        with open(os.path.join(self.engine, 'labels.log')) as f:
+            labels = [line.split() for line in f]
+        self.assertEqual(labels, [['labels-start-worker.sh', daemon_id, 'cloud'],
+                                  ['labels-stop-worker.sh', daemon_id, 'cloud']] * CYCLES)
 
     def test_command_kept_instance(self):
         self.write_config(self.daemon_section() + self.command_worker(wait=str(KEEP)))
@@ -194,23 +205,27 @@ class SystemdTestCase(CycleTestCase):
         """The main processes of the units that run."""
         return [int(pid) for unit, pid in self.systemd_obj.Running()]
 
-    def unit_worker(self, name, wait, protocol):
+    def fixed_ports(self):
+        """[Daemon] keys for endpoints whose ports are known before the
+        daemon starts (and kept across its restarts)."""
+        return test_latent.LocalDriverTest.fixed_ports(self)
+
+    def unit_worker(self, name, wait, protocol, ports):
         """[Worker NAME] with the default Unit=, and its base directory made
-        for the daemon's endpoint of @protocol (fixed ports, known before
-        the daemon starts)."""
-        ports = test_latent.LocalDriverTest.fixed_ports(self)
+        for the endpoint of @protocol among @ports."""
         port = ports['ListenPB' if protocol == 'pb' else 'Listen'].rsplit(':', 1)[1]
         args = [BUILDBOT_WORKER, 'create-worker', '--quiet', '--keepalive=0']
         if protocol == 'msgpack':
             args.append('--protocol=msgpack_experimental_v7')
         args += [os.path.join(self.engine, name), '127.0.0.1:' + port, name, 'unit-pw']
         subprocess.run(args, check=True)
-        return self.daemon_section(**ports) + (
+        return (
             '[Worker %s]\nPassword=unit-pw\nLatent=systemd\nBuilders=b\nBuildWaitTimeout=%s\n'
             'SubstantiationTimeout=60\nProtocol=%s\n' % (name, wait, protocol))
 
     def systemd_cycles(self, name, wait, protocol):
-        self.write_config(self.unit_worker(name, wait, protocol))
+        ports = self.fixed_ports()
+        self.write_config(self.daemon_section(**ports) + self.unit_worker(name, wait, protocol, ports))
         self.start_daemon()
         pids = self.build_cycles(name, wait)
         unit = 'buildbot-worker@%s.service' % name
@@ -238,7 +253,7 @@ def rss_kib(pid):
 class SystemdJobsTest(SystemdTestCase):
     """The driver follows its jobs among all those systemd announces."""
 
-    FOREIGN = 200000
+    FOREIGN = 100000
 
     def settled_rss(self):
         """The daemon's RSS once it has read what was sent to it so far (a
@@ -255,7 +270,8 @@ class SystemdJobsTest(SystemdTestCase):
     def test_foreign_jobs_are_not_kept(self):
         # A start job that stays queued: the driver waits for its JobRemoved
         # while the machine runs many other jobs.
-        self.write_config(self.unit_worker('sd-jobs', '-1', 'msgpack'))
+        ports = self.fixed_ports()
+        self.write_config(self.daemon_section(**ports) + self.unit_worker('sd-jobs', '-1', 'msgpack', ports))
         self.start_daemon()
         self.systemd_obj.HoldJobs(True)
         results = []
@@ -273,6 +289,73 @@ class SystemdJobsTest(SystemdTestCase):
         self.systemd_obj.HoldJobs(False)
         self.wait_until(lambda: results, 60, 'Substantiate answered')
         self.assertEqual(results, ['ok'])
+
+
+class SystemdMarkTest(SystemdTestCase):
+    """Units carry the daemon's id while it runs them; a restarted daemon
+    adopts the units its workers own, stops those that carry its id and
+    that no worker owns, and leaves every other unit alone."""
+
+    def daemon_id(self):
+        with open(os.path.join(self.statedir, 'daemon-id')) as f:
+            return f.read().strip()
+
+    def description(self, unit):
+        return {str(u[0]): str(u[1]) for u in self.systemd_obj.ListUnits()}[unit]
+
+    def running(self):
+        return {str(unit): int(pid) for unit, pid in self.systemd_obj.Running()}
+
+    def test_marked_adopted_orphan_stopped_others_untouched(self):
+        ports = self.fixed_ports()
+        workers = self.unit_worker('sd-a', '-1', 'msgpack', ports) + self.unit_worker('sd-b', '-1', 'msgpack', ports)
+        self.write_config(self.daemon_section(**ports) + workers)
+        self.start_daemon()
+        our_id = self.daemon_id()
+        for name in ('sd-a', 'sd-b'):
+            self.substantiate(name)
+            unit = 'buildbot-worker@%s.service' % name
+            mark = ' (org.buildfleet.daemon=%s org.buildfleet.worker=%s)' % (our_id, name)
+            self.assertEqual(self.description(unit), unit + mark)
+            # Set as systemd keeps it: a runtime drop-in (gone at reboot).
+            self.assertEqual([(bool(r), {str(k): str(v) for k, v in c.items()})
+                              for r, c in self.systemd_obj.DropIns(unit)],
+                             [(True, {'Description': unit + mark})])
+        # Units that are not ours: one unmarked, one of another daemon (the
+        # same worker name, even).
+        self.systemd_obj.AddMockUnit('unrelated.service', ['/bin/sleep', '600'])
+        self.systemd_obj.AddMockUnit('other-daemon.service', ['/bin/sleep', '600'])
+        self.systemd_obj.SetUnitProperties('other-daemon.service', True, [(
+            'Description', 'x (org.buildfleet.daemon=%s org.buildfleet.worker=sd-b)' % ('f' * 32))])
+        for unit in ('unrelated.service', 'other-daemon.service'):
+            self.systemd_obj.StartUnit(unit, 'replace')
+        before = self.running()
+        self.assertEqual(len(before), 4, before)
+
+        # Killed: nothing is stopped.  The next daemon has no sd-b.
+        self.stop_daemon(signal.SIGKILL)
+        self.assertEqual(self.running(), before)
+        self.signals.clear()
+        self.write_config(self.daemon_section(**ports) + self.unit_worker('sd-a', '-1', 'msgpack', ports))
+        self.start_daemon()
+        self.assertEqual(self.daemon_id(), our_id)
+        # sd-a reconnects by itself and is adopted; sd-b's unit carries our
+        # id, and no worker owns it: stopped, and its mark taken off.
+        self.wait_signal('Substantiated', worker_path('sd-a'), timeout=60)
+        self.wait_until(lambda: 'buildbot-worker@sd-b.service' not in self.running(), 60, 'orphan stopped')
+        self.wait_until(lambda: self.description('buildbot-worker@sd-b.service') ==
+                        'buildbot-worker@sd-b.service', 30, 'orphan unmarked')
+        self.assert_stays(lambda: all(self.running().get(u) == before[u] for u in
+                                      ('buildbot-worker@sd-a.service', 'unrelated.service',
+                                       'other-daemon.service')), 2, 'the others untouched')
+        self.assertIn('no such latent worker is configured', self.daemon_log())
+        # A clean stop stops sd-a's unit, and unmarks it.
+        self.assertEqual(self.stop_daemon(), 0)
+        self.wait_until(lambda: 'buildbot-worker@sd-a.service' not in self.running(), 30, 'sd-a stopped')
+        self.assertEqual(self.description('buildbot-worker@sd-a.service'), 'buildbot-worker@sd-a.service')
+        self.assertEqual(sorted(self.running()), ['other-daemon.service', 'unrelated.service'])
+        for unit in ('unrelated.service', 'other-daemon.service'):
+            self.systemd_obj.StopUnit(unit, 'replace')
 
 
 if __name__ == '__main__':
