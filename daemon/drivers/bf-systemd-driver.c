@@ -352,22 +352,34 @@ mark_data_free (MarkData *m)
   g_free (m);
 }
 
+/* The reply of a call made for @task, or %NULL once @task has returned
+ * the error. */
+static GVariant *
+finish_call (GObject      *source,
+             GAsyncResult *res,
+             GTask        *task)
+{
+  GError *error = NULL;
+  GVariant *reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+
+  if (reply == NULL)
+    {
+      g_dbus_error_strip_remote_error (error);
+      g_task_return_error (task, error);
+    }
+  return reply;
+}
+
 static void
 mark_set_cb (GObject      *source,
              GAsyncResult *res,
              gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
-  GError *error = NULL;
-  g_autoptr(GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+  g_autoptr(GVariant) reply = finish_call (source, res, task);
 
-  if (reply == NULL)
-    {
-      g_dbus_error_strip_remote_error (error);
-      g_task_return_error (task, error);
-      return;
-    }
-  g_task_return_boolean (task, TRUE);
+  if (reply != NULL)
+    g_task_return_boolean (task, TRUE);
 }
 
 static void
@@ -377,8 +389,7 @@ description_cb (GObject      *source,
 {
   g_autoptr(GTask) task = user_data;
   MarkData *m = g_task_get_task_data (task);
-  GError *error = NULL;
-  g_autoptr(GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+  g_autoptr(GVariant) reply = finish_call (source, res, task);
   g_autoptr(GVariant) value = NULL;
   g_autoptr(GVariantBuilder) props = NULL;
   g_autofree char *base = NULL;
@@ -386,11 +397,7 @@ description_cb (GObject      *source,
   const char *description, *old;
 
   if (reply == NULL)
-    {
-      g_dbus_error_strip_remote_error (error);
-      g_task_return_error (task, error);
-      return;
-    }
+    return;
   g_variant_get (reply, "(v)", &value);
   description = g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) ? g_variant_get_string (value, NULL) : "";
   /* A mark an earlier start left (a daemon killed before the stop) goes. */
@@ -416,16 +423,11 @@ loaded_cb (GObject      *source,
            gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
-  GError *error = NULL;
-  g_autoptr(GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+  g_autoptr(GVariant) reply = finish_call (source, res, task);
   const char *path;
 
   if (reply == NULL)
-    {
-      g_dbus_error_strip_remote_error (error);
-      g_task_return_error (task, error);
-      return;
-    }
+    return;
   g_variant_get (reply, "(&o)", &path);
   g_dbus_connection_call (G_DBUS_CONNECTION (source), SYSTEMD_NAME, path, "org.freedesktop.DBus.Properties",
                           "Get", g_variant_new ("(ss)", UNIT_IFACE, "Description"), G_VARIANT_TYPE ("(v)"),
@@ -471,18 +473,13 @@ units_listed_cb (GObject      *source,
   g_autoptr(GTask) task = user_data;
   const char *daemon_id = g_task_get_task_data (task);
   g_autofree char *ours = g_strconcat (MARK_PREFIX, daemon_id, " " BF_LATENT_LABEL_WORKER "=", NULL);
-  GError *error = NULL;
-  g_autoptr(GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+  g_autoptr(GVariant) reply = finish_call (source, res, task);
   g_autoptr(GPtrArray) instances = g_ptr_array_new_with_free_func ((GDestroyNotify) bf_latent_instance_free);
   g_autoptr(GVariantIter) iter = NULL;
   const char *name, *description, *active;
 
   if (reply == NULL)
-    {
-      g_dbus_error_strip_remote_error (error);
-      g_task_return_error (task, error);
-      return;
-    }
+    return;
   g_variant_get (reply, "(a(ssssssouso))", &iter);
   while (g_variant_iter_next (iter, "(&s&s&s&s&s&s&ou&s&o)", &name, &description, NULL, &active,
                               NULL, NULL, NULL, NULL, NULL, NULL))
