@@ -24,6 +24,7 @@
 #include "bf-worker-row.h"
 #include "bf-worker-status.h"
 #include "bf-worker-util.h"
+#include "bf-worker-watch.h"
 
 struct _BfWorkerDetails
 {
@@ -31,8 +32,7 @@ struct _BfWorkerDetails
 
   BfDBusWorker   *worker;
   GCancellable   *fetch_cancellable;
-  GSignalGroup   *worker_signals;
-  GSignalGroup   *latent_signals;
+  BfWorkerWatch  *watch;
   guint           rebuild_source;
   guint           n_rows;
 
@@ -414,15 +414,27 @@ bf_worker_details_unmap (GtkWidget *widget)
   GTK_WIDGET_CLASS (bf_worker_details_parent_class)->unmap (widget);
 }
 
-/* A change of presence or admin state is an event: read the history again. */
+static void bf_worker_details_queue_rebuild (BfWorkerDetails *self);
+
+/* Any change of the worker or its latent interface updates the grid (in
+ * place, once per main loop iteration).  A change of presence or admin
+ * state is an event: read the history again. */
 static void
-worker_notify_cb (BfWorkerDetails *self,
-                  GParamSpec      *pspec)
+worker_notify_cb (gpointer    user_data,
+                  GObject    *object,
+                  GParamSpec *pspec)
 {
   static const char * const eventful[] = {
     "connected", "missing", "paused", "graceful", "quarantined", "unhealthy", "flapping", NULL
   };
+  BfWorkerDetails *self = BF_WORKER_DETAILS (user_data);
 
+  bf_worker_details_queue_rebuild (self);
+  if (BF_DBUS_IS_LATENT_WORKER (object))
+    {
+      update_alert (self);
+      return;
+    }
   if (self->worker != NULL && g_strv_contains (eventful, pspec->name))
     bf_worker_history_queue_refresh (self->history, bf_dbus_worker_get_connected (self->worker));
   update_presence (self);
@@ -484,7 +496,6 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
   gtk_label_set_label (self->title_label, bf_dbus_worker_get_name (worker));
 
   latent = bf_worker_dup_latent (worker);
-  g_signal_group_set_target (self->latent_signals, latent);
   update_primary (self, latent);
 
   add_section (self, _("Connection"));
@@ -624,8 +635,7 @@ bf_worker_details_dispose (GObject *object)
   g_clear_handle_id (&self->presence_source, g_source_remove);
   g_cancellable_cancel (self->fetch_cancellable);
   g_clear_object (&self->fetch_cancellable);
-  g_signal_group_set_target (self->worker_signals, NULL);
-  g_signal_group_set_target (self->latent_signals, NULL);
+  bf_worker_watch_set_worker (self->watch, NULL);
   g_clear_object (&self->worker);
 
   gtk_widget_dispose_template (GTK_WIDGET (self), BF_TYPE_WORKER_DETAILS);
@@ -638,8 +648,7 @@ bf_worker_details_finalize (GObject *object)
 {
   BfWorkerDetails *self = BF_WORKER_DETAILS (object);
 
-  g_clear_object (&self->worker_signals);
-  g_clear_object (&self->latent_signals);
+  g_clear_pointer (&self->watch, bf_worker_watch_free);
   g_clear_pointer (&self->grid_rows, g_ptr_array_unref);
 
   G_OBJECT_CLASS (bf_worker_details_parent_class)->finalize (object);
@@ -725,17 +734,7 @@ bf_worker_details_init (BfWorkerDetails *self)
   gtk_widget_init_template (GTK_WIDGET (self));
   self->grid_rows = g_ptr_array_new_with_free_func ((GDestroyNotify) grid_row_free);
 
-  self->worker_signals = g_signal_group_new (G_TYPE_OBJECT);
-  g_signal_group_connect_swapped (self->worker_signals, "notify",
-                                  G_CALLBACK (bf_worker_details_queue_rebuild), self);
-  g_signal_group_connect_swapped (self->worker_signals, "notify",
-                                  G_CALLBACK (worker_notify_cb), self);
-
-  self->latent_signals = g_signal_group_new (G_TYPE_OBJECT);
-  g_signal_group_connect_swapped (self->latent_signals, "notify",
-                                  G_CALLBACK (bf_worker_details_queue_rebuild), self);
-  g_signal_group_connect_swapped (self->latent_signals, "notify",
-                                  G_CALLBACK (update_alert), self);
+  self->watch = bf_worker_watch_new (worker_notify_cb, self);
 }
 
 /**
@@ -774,9 +773,7 @@ bf_worker_details_set_worker (BfWorkerDetails *self,
   if (!g_set_object (&self->worker, worker))
     return;
 
-  g_signal_group_set_target (self->worker_signals, worker);
-  if (worker == NULL)
-    g_signal_group_set_target (self->latent_signals, NULL);
+  bf_worker_watch_set_worker (self->watch, worker);
   bf_worker_status_set_worker (self->status, worker);
 
   /* The list loaded only the properties it shows: read the others (Info,
