@@ -253,8 +253,8 @@ last_seen_tick_cb (gpointer user_data)
 /*
  * Sorts as a GtkStringSorter on "name" with ignore-case does, by the same
  * keys, but reads the keys that the rows computed while they were loaded,
- * in the loading threads: making them for 10,000 names was half the main
- * thread's work to show a fleet.
+ * in the loading threads, never on the main thread (see
+ * tests/bench/README.md, "The desktop monitor's load").
  */
 #define BF_TYPE_WORKER_NAME_SORTER (bf_worker_name_sorter_get_type ())
 G_DECLARE_FINAL_TYPE (BfWorkerNameSorter, bf_worker_name_sorter, BF, WORKER_NAME_SORTER, GtkSorter)
@@ -305,8 +305,7 @@ bf_worker_name_sorter_init (BfWorkerNameSorter *self)
 
 /*
  * Signal factories in C rather than GtkBuilderListItemFactory: that one
- * parses its XML for every cell it makes, which was a fifth of the time to
- * show the first rows of a large fleet.  A cell shows its text and follows
+ * parses its XML for every cell it makes.  A cell shows its text and follows
  * the properties it is made of.
  */
 typedef struct
