@@ -161,5 +161,109 @@ class LiveBuildTest(MonitorTestCase):
         self.assertEqual(self.selection(), ('Peer', peer))
 
 
+class NotificationTimeTest(MonitorTestCase):
+    '''A missing notification's "… ago" is replaced in place as minutes pass, until it is closed.'''
+
+    WORKERS = {
+        'alpha': {'missing_timeout': 0.5},
+        'bravo': {'missing_timeout': 0.5},
+    }
+
+    def missing(self, name):
+        return [n for n in self.notifications() if n['summary'] == f'Worker {name} is missing']
+
+    def test_relative_time_stays_current(self):
+        self.wait_row('alpha', lambda r: r['state'] == 'connected')
+        self.wait_row('bravo', lambda r: r['state'] == 'connected')
+        self.workers['alpha'].kill()
+        self.workers['bravo'].kill()
+        alpha = self.wait_notification(lambda n: n['summary'] == 'Worker alpha is missing',
+                                       message="alpha's missing notification")
+        bravo = self.wait_notification(lambda n: n['summary'] == 'Worker bravo is missing',
+                                       message="bravo's missing notification")
+        time_re = r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d'
+        self.assertRegex(alpha['body'], rf'^Not seen since {time_re} \((Just now|\d+ seconds? ago)\)\.\nAdmin: ')
+        self.screenshot('missing-first', window=False)
+
+        # The user closes bravo's bubble: it is never brought back.
+        self.notifyd_obj.EmitSignal('org.freedesktop.Notifications', 'NotificationClosed', 'uu',
+                                    [dbus.UInt32(bravo['id']), dbus.UInt32(2)],
+                                    dbus_interface='org.freedesktop.DBus.Mock')
+
+        # A minute after alpha was last seen its bubble says so, in place.
+        refreshed = self.wait_notification(
+            lambda n: n['replaces_id'] == alpha['id'] and '(1 minute ago)' in n['body'],
+            timeout=90, message="alpha's notification refreshed")
+        self.assertEqual(refreshed['summary'], 'Worker alpha is missing')
+        self.assertTrue(bool(refreshed['hints'].get('suppress-sound')), refreshed['hints'])
+        self.assertEqual(refreshed['body'].split('(')[0], alpha['body'].split('(')[0])
+        # one refresh, and none for the closed one (due at the same minute)
+        self.assertTrue(stays(lambda: len(self.missing('alpha')) == 2 and len(self.missing('bravo')) == 1, 5),
+                        self.notifications())
+
+        # Back online replaces it; its refreshes are over.
+        self.workers['alpha'].start()
+        back = self.wait_notification(lambda n: n['summary'] == 'Worker alpha is back online', timeout=30,
+                                      message="alpha's back-online notification")
+        self.assertEqual(back['replaces_id'], alpha['id'])
+
+
+class StatesTest(MonitorTestCase):
+    '''Screenshots of a busy fleet (README's), a missing worker's details and a search that finds nothing.'''
+
+    WORKERS = {
+        'alpha': {'builders': 'linux', 'missing_timeout': 3600,
+                  'admin': 'Alice Admin <alice@example.com>', 'host': 'alpha.example.com'},
+        'bravo': {'builders': 'docs', 'missing_timeout': 3600,
+                  'admin': 'Bob Builder <bob@example.com>', 'host': 'bravo.example.com'},
+        'charlie': {'start': False, 'missing_timeout': 0.5},
+        'delta': {'builders': 'linux', 'missing_timeout': 0.5,
+                  'admin': 'Dana Ops <dana@example.com>', 'host': 'delta.example.com'},
+    }
+
+    def request(self, builder, **options):
+        manager = self.system_con.get_object(BUS_NAME, MANAGER_PATH)
+        return manager.RequestBuild(builder, dbus.Dictionary(options, signature='sv'),
+                                    dbus_interface=MANAGER_IFACE)
+
+    def test_states(self):
+        self.workers['delta'].kill()
+        self.wait_worker_property('delta', 'Missing', True)
+        self.wait_worker_property('charlie', 'Missing', True)
+        bravo = self.system_con.get_object(BUS_NAME, self.worker_path('bravo'))
+        bravo.Pause('disk replacement', dbus_interface='org.buildfleet.Fleet1.Worker')
+        build = self.request('linux', worker='alpha')
+        self.system_con.get_object(BUS_NAME, build).RunCommand(
+            'shell', dbus.Dictionary({'command': dbus.Array(['sleep', '60'], signature='s'), 'workdir': 'wd'},
+                                     signature='sv'), dbus_interface=BUILD_IFACE)
+        self.request('docs')
+        self.app_action('show-worker', 'alpha')
+        wait_for(lambda: (lambda d: d if sections(d, 'details-build') and sections(d, 'details-build')[0]['what'] == 'shell'
+                          and len(sections(d, 'build')) == 2 else None)(self.dump()),
+                 message='the running and the pending build')
+        rows = {r['name']: r['status'] for r in self.rows()}
+        self.assertEqual(rows, {'alpha': 'Connected', 'bravo': 'Paused', 'charlie': 'Missing', 'delta': 'Missing'})
+        self.screenshot('readme')
+
+        self.app_action('show-worker', 'delta')
+        wait_for(lambda: 'Missing.' in self.dump()['details']['presence'], message="delta's presence")
+        self.screenshot('missing-details')
+
+        self.keys(text='zzz')
+        wait_for(lambda: (lambda d: d if d['window']['n-rows'] == '0' and d['window']['page'] == 'list' else None)(
+            self.dump()), message='a search that finds nothing')
+        self.screenshot('no-results')
+
+
+class EmptyFleetTest(MonitorTestCase):
+    '''A daemon without workers: the empty page, not a blank list.'''
+
+    WORKERS = {}
+
+    def test_empty(self):
+        wait_for(lambda: self.dump()['window']['page'] == 'empty', message='the empty page')
+        self.screenshot('empty')
+
+
 if __name__ == '__main__':
     main()
