@@ -1410,6 +1410,7 @@ bf_fleet_model_class_add_signals (BfFleetModelClass *klass)
 static void
 bf_fleet_model_class_init (BfFleetModelClass *klass)
 {
+  static const char * const counter_names[] = { "n-items", "n-connected", "n-missing", "n-paused", "n-builds" };
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
   object_class->constructed = bf_fleet_model_constructed;
@@ -1433,21 +1434,11 @@ bf_fleet_model_class_init (BfFleetModelClass *klass)
                          NULL,
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
-  properties[PROP_N_ITEMS] =
-    g_param_spec_uint ("n-items", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-  properties[PROP_N_CONNECTED] =
-    g_param_spec_uint ("n-connected", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-  properties[PROP_N_MISSING] =
-    g_param_spec_uint ("n-missing", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-  properties[PROP_N_PAUSED] =
-    g_param_spec_uint ("n-paused", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-  properties[PROP_N_BUILDS] =
-    g_param_spec_uint ("n-builds", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* The counters, PROP_N_ITEMS to PROP_N_BUILDS in this order */
+  for (guint i = 0; i < G_N_ELEMENTS (counter_names); i++)
+    properties[PROP_N_ITEMS + i] =
+      g_param_spec_uint (counter_names[i], NULL, NULL, 0, G_MAXUINT, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 

@@ -20,7 +20,7 @@ import dbus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from monitorharness import MonitorTestCase, main, wait_for  # noqa: E402
+from monitorharness import MonitorTestCase, main, stays, wait_for  # noqa: E402
 
 BUS_NAME = 'org.buildfleet.Fleet1'
 MANAGER_PATH = '/org/buildfleet/Fleet1'
@@ -31,16 +31,6 @@ BUILD_IFACE = 'org.buildfleet.Fleet1.Build'
 # promise; the slack is none: the stamps are both CLOCK_REALTIME on this
 # machine, taken where the event happens and where it is painted.
 PROMISE_USEC = 1000000
-
-
-def stays(condition, seconds):
-    '''condition() holds for the whole time (checked every 0.2 s).'''
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not condition():
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def sections(dump, prefix):
