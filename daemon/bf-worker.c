@@ -169,11 +169,11 @@ format_duration (guint64 usec)
  * change being saved on top (a save_state() meanwhile must not undo it). */
 static void
 fill_state (BfWorker      *self,
-            BfWorkerState *ws)
+            BfWorkerRecord *ws)
 {
   AdminOp *op = self->admin_saving ? g_queue_peek_head (&self->admin_ops) : NULL;
 
-  *ws = (BfWorkerState) {
+  *ws = (BfWorkerRecord) {
     .graceful = bf_dbus_worker_get_graceful (iface (self)),
     .paused = bf_dbus_worker_get_paused (iface (self)),
     .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
@@ -208,7 +208,7 @@ fill_state (BfWorker      *self,
 static void
 save_state (BfWorker *self)
 {
-  BfWorkerState ws;
+  BfWorkerRecord ws;
 
   fill_state (self, &ws);
   bf_state_set_worker (self->state, bf_worker_get_name (self), &ws);
@@ -1304,7 +1304,7 @@ admin_next (BfWorker *self)
   while (!self->admin_saving && !g_queue_is_empty (&self->admin_ops))
     {
       AdminOp *op = g_queue_peek_head (&self->admin_ops);
-      BfWorkerState ws;
+      BfWorkerRecord ws;
 
       if (!admin_op_changes_something (self, op))
         {
@@ -1765,7 +1765,7 @@ bf_worker_new (BfWorkerConfig *config,
 {
   BfWorker *self = g_object_new (BF_TYPE_WORKER, NULL);
   BfDBusWorker *w = iface (self);
-  BfWorkerState ws = { 0 };
+  BfWorkerRecord ws = { 0 };
   gboolean known;
 
   self->state = g_object_ref (state);
@@ -1794,7 +1794,7 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_missing (w, ws.missing_notified);
       /* 0 means the daemon stopped while the worker was connected. */
       set_disconnected_since (self, ws.disconnected_since_usec ? ws.disconnected_since_usec : now_usec ());
-      bf_worker_state_clear (&ws);
+      bf_worker_record_clear (&ws);
     }
   else
     set_disconnected_since (self, now_usec ());

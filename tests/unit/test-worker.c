@@ -202,7 +202,7 @@ static void
 test_resume_from_persisted_time (Fixture       *f,
                                  gconstpointer  data)
 {
-  BfWorkerState ws = { 0 };
+  BfWorkerRecord ws = { 0 };
   guint64 since = (guint64) g_get_real_time () - G_USEC_PER_SEC;   /* 1 s ago */
   g_autoptr(BfWorker) w = NULL;
   gint64 restart;
@@ -225,7 +225,7 @@ static void
 test_overdue_fires_at_once (Fixture       *f,
                             gconstpointer  data)
 {
-  BfWorkerState ws = { 0 };
+  BfWorkerRecord ws = { 0 };
 
   ws.disconnected_since_usec = (guint64) g_get_real_time () - 10 * G_USEC_PER_SEC;
   bf_state_set_worker (f->state, "w", &ws);
@@ -284,7 +284,7 @@ test_admin_state_persisted (Fixture       *f,
                             gconstpointer  data)
 {
   g_autoptr(BfWorker) w = NULL;
-  BfWorkerState ws = { 0 };
+  BfWorkerRecord ws = { 0 };
 
   ws.graceful = TRUE;
   ws.paused = TRUE;
