@@ -216,10 +216,17 @@ worker_active_builds_changed_cb (BfWorker  *worker,
 
   bf_dbus_manager_set_builds_active (iface (self), (guint) ((int) n + delta));
   schedule_status (self);
-  if (delta <= 0)
+  if (delta < 0)
     schedule_dispatch (self);
   if (g_hash_table_lookup (self->retiring, bf_worker_get_name (worker)) == worker)
     retire_if_idle (self, worker);
+}
+
+static void
+worker_availability_changed_cb (BfWorker  *worker,
+                                BfManager *self)
+{
+  schedule_dispatch (self);
 }
 
 /* Workers ------------------------------------------------------------------- */
@@ -249,6 +256,7 @@ add_worker (BfManager      *self,
   g_signal_connect_object (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self, 0);
   g_signal_connect_object (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self, 0);
   g_signal_connect_object (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self, 0);
+  g_signal_connect_object (worker, "availability-changed", G_CALLBACK (worker_availability_changed_cb), self, 0);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
   if (bf_worker_get_latent (worker) && (self->master || self->pb_master))

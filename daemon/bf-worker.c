@@ -99,7 +99,8 @@ enum {
   SIGNAL_CONNECTED_CHANGED,
   SIGNAL_MISSING_CHANGED,
   SIGNAL_ACTIVE_BUILDS_CHANGED,
-  SIGNAL_DETACHED_INTERNAL,
+  SIGNAL_AVAILABILITY_CHANGED,
+  SIGNAL_LOST,
   N_SIGNALS
 };
 
@@ -336,7 +337,7 @@ health_result (gpointer    data,
   append_details (self, body);
   mail_admins (self, subject, body->str);
   /* Pending builds: taken now, or waiting for another reason. */
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
 }
 
 static const BfHealthHost health_host = {
@@ -360,7 +361,7 @@ flap_recovered_cb (gpointer data)
   bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
   g_clear_pointer (&self->detach_times, g_array_unref);
   /* It may take builds again. */
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
   return G_SOURCE_REMOVE;
 }
 
@@ -494,7 +495,7 @@ detach (BfWorker   *self,
 
   bf_history_record (self->state, bf_worker_get_name (self), "detached", reason, NULL);
   bf_dbus_worker_emit_detached (iface (self), reason);
-  g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
+  g_signal_emit (self, signals[SIGNAL_LOST], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
   count_detach (self);
@@ -1063,7 +1064,7 @@ quarantine_end_cb (gpointer data)
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
   bf_history_record (self->state, bf_worker_get_name (self), "quarantine-ended", NULL, NULL);
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
   return G_SOURCE_REMOVE;
 }
 
@@ -1250,7 +1251,7 @@ admin_op_apply (BfWorker *self,
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
       bf_history_record (self->state, name, "paused", op->reason, sender);
       /* Pending builds now wait for another reason: let the queue say so. */
-      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
       break;
     case ADMIN_UNPAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1261,7 +1262,7 @@ admin_op_apply (BfWorker *self,
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
       bf_history_record (self->state, name, "unpaused", NULL, sender);
-      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
       break;
     }
 }
@@ -1675,11 +1676,18 @@ bf_worker_class_init (BfWorkerClass *klass)
   signals[SIGNAL_MISSING_CHANGED] =
     g_signal_new ("missing-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
-  /* delta: +1, -1, or 0 when the worker may take builds again */
+  /* (int delta): +1 when a build starts on the worker, -1 when one ends */
   signals[SIGNAL_ACTIVE_BUILDS_CHANGED] =
     g_signal_new ("active-builds-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT);
-  signals[SIGNAL_DETACHED_INTERNAL] =
+  /* Whether the worker may take a build may have changed (pause, quarantine,
+   * health, flapping, MaxBuilds): the scheduler looks at its queue again. */
+  signals[SIGNAL_AVAILABILITY_CHANGED] =
+    g_signal_new ("availability-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+  /* (const char *reason): the connection is gone, builds on it are lost.
+   * Not "detached": that is the D-Bus interface's signal on this object. */
+  signals[SIGNAL_LOST] =
     g_signal_new ("lost", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
 }
@@ -1747,7 +1755,7 @@ bf_worker_set_config (BfWorker       *self,
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
   if (old != NULL && old->max_builds != config->max_builds)
-    g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+    g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
 }
 
 /**
