@@ -1547,8 +1547,7 @@ bf_worker_finalize (GObject *object)
  * lists the fleet, so the dictionary is kept until the next change.  It is
  * kept in the form GDBus serialises fastest for the memory it costs: a
  * tree whose entries repeated across the fleet are shared (see
- * bf-shared-dict.c); GDBus's serialiser takes about 40% less time on it
- * than on a serialised dictionary. */
+ * bf-shared-dict.c; the figures are in tests/bench/README.md). */
 static void
 ensure_properties_cache (BfWorker *self)
 {
