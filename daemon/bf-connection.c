@@ -17,7 +17,7 @@
  * for two intervals closes it too.  Every interval and deadline here runs on
  * the monotonic clock: a wall clock stepped by NTP or a resumed VM neither
  * drops healthy workers nor keeps dead ones.  The wall clock only stamps
- * what is published (bf_connection_get_last_rx_usec()).
+ * what is published (bf_worker_link_get_last_rx_usec()).
  *
  * Every request we send has a deadline (DEFAULT_REQUEST_TIMEOUT_USEC unless
  * the caller gives one) and at most MAX_PENDING_REQUESTS may be unanswered
@@ -1032,7 +1032,7 @@ attach_request (BfConnection *self,
  *
  * Runs Buildbot's attach sequence: print, get_worker_info and
  * set_worker_settings, pipelined.  Completes once all three are answered;
- * bf_connection_get_info() then holds what the worker reported.
+ * bf_worker_link_get_info() then holds what the worker reported.
  */
 void
 bf_connection_attach_async (BfConnection        *self,
@@ -1136,18 +1136,6 @@ bf_connection_new (BfWebsocket              *ws,
 
   bf_websocket_set_handler (ws, &ws_handler, self, limits->max_message_size);
   return self;
-}
-
-const char *
-bf_connection_get_worker_name (BfConnection *self)
-{
-  return self->worker_name;
-}
-
-const char *
-bf_connection_get_peer (BfConnection *self)
-{
-  return self->peer;
 }
 
 static const char *
