@@ -33,6 +33,7 @@
 #include "bf-log.h"
 #include "bf-util.h"
 #include "drivers/bf-command-driver.h"
+#include "drivers/bf-docker-driver.h"
 #include "drivers/bf-latent-driver.h"
 #include "drivers/bf-local-driver.h"
 #include "drivers/bf-systemd-driver.h"
@@ -428,6 +429,7 @@ begin_start (BfLatent *self)
   info.master_url = master_url;
   info.tls_certificate = self->tls_certificate;
   info.protocol = bf_worker_protocol_to_string (protocol);
+  info.daemon_id = bf_state_get_daemon_id (self->state);
 
   bf_worker_info (name_of (self), "Substantiating worker %s with the %s driver (protocol %s)",
                   name_of (self), bf_latent_kind_to_string (self->config->latent), info.protocol);
@@ -488,6 +490,40 @@ bf_latent_reconcile (BfLatent   *self,
   set_phase (self, PHASE_WAITING);
   self->substantiation_source_id = bf_timeout_add (bf_usec_to_ms (window), substantiation_timeout_cb, self,
                                                    "[buildfleetd] adoption window");
+}
+
+/**
+ * bf_latent_get_driver:
+ *
+ * Returns: (transfer none): the engine of this worker's instances.
+ */
+BfLatentDriver *
+bf_latent_get_driver (BfLatent *self)
+{
+  return self->driver;
+}
+
+/**
+ * bf_latent_owns_instance:
+ * @instance_id: an instance the engine lists under this worker's name and
+ *   the daemon's id
+ *
+ * For the engine-level reconciliation (bf-manager.c): is @instance_id one
+ * this latent knows (the one it runs, adopts or stops), or may be about to
+ * know (a start in flight has not told its id yet)?  What it does not own
+ * is an orphan, stopped by the manager.
+ *
+ * Returns: %TRUE when @instance_id must be left alone.
+ */
+gboolean
+bf_latent_owns_instance (BfLatent   *self,
+                         const char *instance_id)
+{
+  const char *current = bf_latent_driver_get_instance_id (self->driver);
+
+  if (self->phase == PHASE_STARTING)
+    return TRUE;
+  return current != NULL && g_strcmp0 (current, instance_id) == 0;
 }
 
 /* Hooks from the worker ------------------------------------------------------------ */
@@ -961,6 +997,7 @@ driver_type (BfLatentKind kind)
     case BF_LATENT_COMMAND: return BF_TYPE_COMMAND_DRIVER;
     case BF_LATENT_LOCAL: return BF_TYPE_LOCAL_DRIVER;
     case BF_LATENT_SYSTEMD: return BF_TYPE_SYSTEMD_DRIVER;
+    case BF_LATENT_DOCKER: return BF_TYPE_DOCKER_DRIVER;
     case BF_LATENT_NONE:
     default:
       g_return_val_if_reached (G_TYPE_INVALID);

@@ -89,6 +89,9 @@ void        bf_latent_insubstantiate      (BfLatent       *self,
 void        bf_latent_reconcile           (BfLatent       *self,
                                            const char     *instance_id,
                                            const char     *password);
+BfLatentDriver *bf_latent_get_driver     (BfLatent       *self);
+gboolean    bf_latent_owns_instance       (BfLatent       *self,
+                                           const char     *instance_id);
 void        bf_latent_freeze              (BfLatent       *self);
 void        bf_latent_shutdown_async      (BfLatent       *self,
                                            GCancellable   *cancellable,

@@ -35,6 +35,7 @@
 #include "bf-history.h"
 #include "bf-state.h"
 #include "bf-util.h"
+#include "drivers/bf-latent-driver.h"
 
 #define FLEET_PATH "/org/buildfleet/Fleet1"
 #define WORKERS_PATH FLEET_PATH "/workers"
@@ -48,6 +49,9 @@
 /* Room for a reply's header fields (reply serial, destination, signature,
  * and the sender the bus adds) below MaxBusMessageSize. */
 #define BUS_HEADER_ROOM 4096
+/* How often the engines that can list instances (docker) are asked for
+ * what carries this daemon's id, after the scan at start-up. */
+#define ENGINE_SCAN_INTERVAL_S 60
 
 struct _BfManager
 {
@@ -71,6 +75,10 @@ struct _BfManager
 
   guint status_source_id;
   guint trim_source_id;
+  guint engine_scan_source_id;    /* the next periodic engine scan */
+  guint engine_scans;             /* listings in flight */
+  GCancellable *engine_cancellable;
+  GHashTable *orphans_stopping;   /* instance id -> NULL: stops in flight */
 
   BfScheduler *scheduler;         /* the pending builds */
   GHashTable *builds;             /* BfBuild -> linger source id (0 while live); owns the build */
@@ -817,6 +825,185 @@ reconcile_instances (BfManager *self)
     bf_state_remove_instance (self->state, g_ptr_array_index (gone, i));
 }
 
+/* Engine-level reconciliation --------------------------------------------------
+ *
+ * The state file knows the instances this daemon started and did not stop
+ * (reconcile_instances() above).  Engines that can list their instances by
+ * label (BfLatentDriverClass.engine_key) are also asked, at start-up and
+ * every ENGINE_SCAN_INTERVAL_S, for every instance labelled with this
+ * daemon's id: one a worker owns (it runs, adopts, starts or stops it) is
+ * left alone; any other (a worker since removed, a record lost with a
+ * killed daemon, a start whose answer never came) is stopped and removed.
+ * An instance without this daemon's id is never listed, so never touched.
+ */
+
+static void schedule_engine_scan (BfManager *self);
+
+typedef struct {
+  BfManager *manager;          /* strong */
+  BfLatentDriver *driver;      /* strong */
+  char *key;
+  char *id;                    /* stop_instance: which */
+} EngineCall;
+
+static void
+engine_call_free (EngineCall *c)
+{
+  g_clear_object (&c->manager);
+  g_clear_object (&c->driver);
+  g_free (c->key);
+  g_free (c->id);
+  g_free (c);
+}
+
+static EngineCall *
+engine_call_new (BfManager      *self,
+                 BfLatentDriver *driver,
+                 const char     *key,
+                 const char     *id)
+{
+  EngineCall *c = g_new0 (EngineCall, 1);
+
+  c->manager = g_object_ref (self);
+  c->driver = g_object_ref (driver);
+  c->key = g_strdup (key);
+  c->id = g_strdup (id);
+  return c;
+}
+
+static BfLatent *
+latent_named (BfManager  *self,
+              const char *name)
+{
+  BfWorker *worker = g_hash_table_lookup (self->workers, name);
+
+  if (worker == NULL)
+    worker = g_hash_table_lookup (self->retiring, name);
+  return worker ? bf_worker_get_latent (worker) : NULL;
+}
+
+static void
+orphan_stopped_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  EngineCall *c = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!bf_latent_driver_stop_instance_finish (BF_LATENT_DRIVER (source), result, &error) &&
+      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    g_warning ("Cannot stop the orphaned instance %s (%s): %s; trying again at the next scan",
+               c->id, c->key, error->message);
+  if (c->manager->orphans_stopping)
+    g_hash_table_remove (c->manager->orphans_stopping, c->id);
+  engine_call_free (c);
+}
+
+static void
+engine_listed_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  EngineCall *c = user_data;
+  BfManager *self = c->manager;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) instances = bf_latent_driver_list_instances_finish (BF_LATENT_DRIVER (source),
+                                                                           result, &error);
+
+  if (instances == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_warning ("Cannot list the instances of %s: %s", c->key, error->message);
+    }
+  else if (!g_cancellable_is_cancelled (self->engine_cancellable))
+    {
+      for (guint i = 0; i < instances->len; i++)
+        {
+          BfLatentInstance *instance = g_ptr_array_index (instances, i);
+          BfLatent *latent = latent_named (self, instance->worker);
+
+          if (latent != NULL && bf_latent_owns_instance (latent, instance->id))
+            continue;
+          if (g_hash_table_contains (self->orphans_stopping, instance->id))
+            continue;
+          g_message ("Stopping instance %s of %s: it carries this daemon's id and worker name %s, "
+                     "but %s", instance->id, c->key, instance->worker,
+                     latent ? "the worker does not know it" : "no such latent worker is configured");
+          g_hash_table_add (self->orphans_stopping, g_strdup (instance->id));
+          bf_latent_driver_stop_instance_async (c->driver, instance->id, self->engine_cancellable,
+                                                orphan_stopped_cb,
+                                                engine_call_new (self, c->driver, c->key, instance->id));
+        }
+    }
+  if (--self->engine_scans == 0)
+    schedule_engine_scan (self);
+  engine_call_free (c);
+}
+
+/* One listing per engine, asked of the first driver that names it. */
+static void
+scan_engines (BfManager *self)
+{
+  g_autoptr(GHashTable) asked = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  const char *daemon_id = bf_state_get_daemon_id (self->state);
+  GHashTable *tables[] = { self->workers, self->retiring };
+
+  if (self->engine_scans > 0 || daemon_id == NULL)
+    return;
+  for (guint t = 0; t < G_N_ELEMENTS (tables); t++)
+    {
+      GHashTableIter iter;
+      gpointer value;
+
+      g_hash_table_iter_init (&iter, tables[t]);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        {
+          BfLatent *latent = bf_worker_get_latent (value);
+          BfLatentDriver *driver = latent ? bf_latent_get_driver (latent) : NULL;
+          g_autofree char *key = driver ? bf_latent_driver_get_engine_key (driver) : NULL;
+
+          if (key == NULL || g_hash_table_contains (asked, key))
+            continue;
+          self->engine_scans++;
+          bf_latent_driver_list_instances_async (driver, daemon_id, self->engine_cancellable,
+                                                 engine_listed_cb,
+                                                 engine_call_new (self, driver, key, NULL));
+          g_hash_table_add (asked, g_steal_pointer (&key));
+        }
+    }
+  if (self->engine_scans == 0)
+    schedule_engine_scan (self);
+}
+
+static gboolean
+engine_scan_cb (gpointer data)
+{
+  BfManager *self = data;
+
+  self->engine_scan_source_id = 0;
+  scan_engines (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_engine_scan (BfManager *self)
+{
+  g_clear_handle_id (&self->engine_scan_source_id, g_source_remove);
+  if (g_cancellable_is_cancelled (self->engine_cancellable))
+    return;
+  self->engine_scan_source_id = bf_timeout_add_seconds (ENGINE_SCAN_INTERVAL_S, engine_scan_cb, self,
+                                                        "[buildfleetd] engine instance scan");
+}
+
+/* Shutdown: no more scans, and no orphan stop goes on. */
+static void
+stop_engine_scans (BfManager *self)
+{
+  g_clear_handle_id (&self->engine_scan_source_id, g_source_remove);
+  if (self->engine_cancellable)
+    g_cancellable_cancel (self->engine_cancellable);
+}
+
 gboolean
 bf_manager_start_listening (BfManager  *self,
                             GError    **error)
@@ -850,6 +1037,7 @@ bf_manager_start_listening (BfManager  *self,
         bf_latent_set_pb_master (bf_worker_get_latent (value), self->pb_master);
       }
   reconcile_instances (self);
+  scan_engines (self);
   schedule_dispatch (self);
   return TRUE;
 }
@@ -1652,6 +1840,7 @@ bf_manager_shutdown_async (BfManager           *self,
 
   g_task_set_source_tag (task, bf_manager_shutdown_async);
   g_task_set_task_data (task, d, g_free);
+  stop_engine_scans (self);
   d->remaining = 1;
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
@@ -1687,6 +1876,7 @@ bf_manager_keep_instances (BfManager *self)
   GHashTableIter iter;
   gpointer value;
 
+  stop_engine_scans (self);
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     if (bf_worker_get_latent (value) != NULL)
@@ -1721,6 +1911,7 @@ bf_manager_dispose (GObject *object)
 
   g_clear_handle_id (&self->status_source_id, g_source_remove);
   g_clear_handle_id (&self->trim_source_id, g_source_remove);
+  stop_engine_scans (self);
   if (self->reload_cancellable)
     reload_abort (self);
   if (self->builds)
@@ -1774,6 +1965,8 @@ bf_manager_finalize (GObject *object)
   g_clear_object (&self->mailer);
   g_clear_object (&self->authority);
   g_clear_object (&self->reload_cancellable);
+  g_clear_object (&self->engine_cancellable);
+  g_clear_pointer (&self->orphans_stopping, g_hash_table_unref);
 
   G_OBJECT_CLASS (bf_manager_parent_class)->finalize (object);
 }
@@ -1812,6 +2005,8 @@ bf_manager_init (BfManager *self)
   self->builds = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->scheduler = bf_scheduler_new (self->workers, &scheduler_host, self);
   self->reload_cancellable = g_cancellable_new ();
+  self->engine_cancellable = g_cancellable_new ();
+  self->orphans_stopping = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 }
 
 /**

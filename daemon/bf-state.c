@@ -32,6 +32,8 @@
 #include "bf-util.h"
 
 #define STATE_FILE "workers.state"
+#define DAEMON_ID_FILE "daemon-id"
+#define DAEMON_ID_LEN 32
 #define WRITE_DELAY_MS 500
 #define MAX_DROPPED_LOGGED 20
 
@@ -41,6 +43,7 @@ struct _BfState
 
   char *directory;
   char *path;
+  char *daemon_id;        /* see bf_state_get_daemon_id() */
   GHashTable *workers;    /* name -> BfWorkerState* */
   GHashTable *instances;  /* name -> BfInstanceRecord* */
   guint write_source_id;
@@ -90,6 +93,7 @@ bf_state_finalize (GObject *object)
   g_clear_pointer (&self->in_flight, g_ptr_array_unref);
   g_free (self->directory);
   g_free (self->path);
+  g_free (self->daemon_id);
 
   G_OBJECT_CLASS (bf_state_parent_class)->finalize (object);
 }
@@ -127,6 +131,10 @@ bf_state_get_directory (BfState *self)
 }
 
 static void schedule_write_after (BfState *self, guint delay_ms);
+static gboolean write_durably (const char  *directory,
+                               const char  *path,
+                               GBytes      *bytes,
+                               GError     **error);
 
 static void
 set_aside (BfState    *self,
@@ -290,6 +298,71 @@ get_string (GKeyFile   *kf,
   if (error)
     drop (dropped, "[%s] %s: an unreadable value", group, key);
   return value;
+}
+
+static gboolean
+daemon_id_is_valid (const char *text)
+{
+  if (strlen (text) != DAEMON_ID_LEN)
+    return FALSE;
+  for (const char *c = text; *c; c++)
+    if (!g_ascii_isxdigit (*c) || g_ascii_isupper (*c))
+      return FALSE;
+  return TRUE;
+}
+
+/* StateDirectory/daemon-id: read it, or make one and write it atomically.
+ * Once, at the first bf_state_get_daemon_id() (the manager asks when it
+ * starts listening, before any instance starts). */
+static void
+load_daemon_id (BfState *self)
+{
+  g_autofree char *path = g_build_filename (self->directory, DAEMON_ID_FILE, NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GString) id = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+
+  if (g_file_get_contents (path, &text, NULL, &error))
+    {
+      g_strstrip (text);
+      if (daemon_id_is_valid (text))
+        {
+          self->daemon_id = g_steal_pointer (&text);
+          return;
+        }
+      g_warning ("%s does not hold a daemon id (%d lowercase hex digits); making a new one: "
+                 "instances labelled with the old one are no longer this daemon's", path, DAEMON_ID_LEN);
+    }
+  else if (!g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+    g_warning ("Cannot read %s: %s; making a new daemon id", path, error->message);
+
+  id = g_string_sized_new (DAEMON_ID_LEN + 1);
+  for (guint i = 0; i < DAEMON_ID_LEN / 8; i++)
+    g_string_append_printf (id, "%08" G_GINT32_MODIFIER "x", g_random_int ());
+  g_string_append_c (id, '\n');
+  bytes = g_bytes_new (id->str, id->len);
+  g_clear_error (&error);
+  if (!write_durably (self->directory, path, bytes, &error))
+    g_warning ("%s; a restarted daemon will not recognise the instances this one starts", error->message);
+  g_string_truncate (id, DAEMON_ID_LEN);
+  self->daemon_id = g_string_free (g_steal_pointer (&id), FALSE);
+}
+
+/**
+ * bf_state_get_daemon_id:
+ *
+ * Returns: this daemon's persistent id: DAEMON_ID_LEN random lowercase hex
+ *   digits kept in StateDirectory/daemon-id, made on the first start.
+ *   Drivers label every instance they start with it, so that a restarted
+ *   daemon finds its own instances and never touches anybody else's.
+ */
+const char *
+bf_state_get_daemon_id (BfState *self)
+{
+  if (self->daemon_id == NULL)
+    load_daemon_id (self);
+  return self->daemon_id;
 }
 
 /**

@@ -45,6 +45,7 @@ G_DECLARE_FINAL_TYPE (BfState, bf_state, BF, STATE, GObject)
 
 BfState    *bf_state_new           (const char          *directory);
 const char *bf_state_get_directory (BfState             *self);
+const char *bf_state_get_daemon_id (BfState             *self);
 void        bf_state_load          (BfState             *self);
 gboolean    bf_state_get_worker    (BfState             *self,
                                     const char          *name,

@@ -168,6 +168,79 @@ bf_latent_driver_stop_finish (BfLatentDriver  *self,
   return BF_LATENT_DRIVER_GET_CLASS (self)->stop_finish (self, result, error);
 }
 
+void
+bf_latent_instance_free (BfLatentInstance *instance)
+{
+  g_free (instance->id);
+  g_free (instance->worker);
+  g_free (instance);
+}
+
+/**
+ * bf_latent_driver_get_engine_key:
+ *
+ * Returns: (transfer full) (nullable): what names the engine this driver
+ *   lists instances of, or %NULL when it cannot list them.
+ */
+char *
+bf_latent_driver_get_engine_key (BfLatentDriver *self)
+{
+  BfLatentDriverClass *klass = BF_LATENT_DRIVER_GET_CLASS (self);
+
+  if (klass->engine_key == NULL || klass->list_instances_async == NULL || klass->stop_instance_async == NULL)
+    return NULL;
+  return klass->engine_key (self);
+}
+
+void
+bf_latent_driver_list_instances_async (BfLatentDriver      *self,
+                                       const char          *daemon_id,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  BfLatentDriverClass *klass = BF_LATENT_DRIVER_GET_CLASS (self);
+
+  g_return_if_fail (klass->list_instances_async != NULL);
+  g_return_if_fail (daemon_id != NULL && *daemon_id != '\0');
+  klass->list_instances_async (self, daemon_id, cancellable, callback, user_data);
+}
+
+/**
+ * bf_latent_driver_list_instances_finish:
+ *
+ * Returns: (transfer container) (element-type BfLatentInstance): the
+ *   instances, or %NULL with @error set.
+ */
+GPtrArray *
+bf_latent_driver_list_instances_finish (BfLatentDriver  *self,
+                                        GAsyncResult    *result,
+                                        GError         **error)
+{
+  return BF_LATENT_DRIVER_GET_CLASS (self)->list_instances_finish (self, result, error);
+}
+
+void
+bf_latent_driver_stop_instance_async (BfLatentDriver      *self,
+                                      const char          *id,
+                                      GCancellable        *cancellable,
+                                      GAsyncReadyCallback  callback,
+                                      gpointer             user_data)
+{
+  BfLatentDriverClass *klass = BF_LATENT_DRIVER_GET_CLASS (self);
+
+  g_return_if_fail (klass->stop_instance_async != NULL);
+  klass->stop_instance_async (self, id, cancellable, callback, user_data);
+}
+
+gboolean
+bf_latent_driver_stop_instance_finish (BfLatentDriver  *self,
+                                       GAsyncResult    *result,
+                                       GError         **error)
+{
+  return BF_LATENT_DRIVER_GET_CLASS (self)->stop_instance_finish (self, result, error);
+}
+
 static void
 add_env (GStrvBuilder *b,
          const char   *key,
@@ -195,7 +268,8 @@ bf_latent_info_is_pb (const BfLatentStartInfo *info)
  * Returns: (transfer full): the environment every engine command gets:
  *   BUILDFLEET_WORKER_NAME, BUILDFLEET_WORKER_PASSWORD, BUILDFLEET_MASTER,
  *   BUILDFLEET_MASTER_URL, BUILDFLEET_PROTOCOL (pb or msgpack),
- *   BUILDFLEET_TLS_CERTIFICATE (with TLS), and the names Buildbot's worker
+ *   BUILDFLEET_TLS_CERTIFICATE (with TLS), BUILDFLEET_DAEMON_ID (the
+ *   daemon's persistent id, when known), and the names Buildbot's worker
  *   image reads (its buildbot.tac): BUILDMASTER, BUILDMASTER_PORT,
  *   WORKERNAME, WORKERPASS, BUILDMASTER_PROTOCOL (pb or
  *   msgpack_experimental_v7).
@@ -229,6 +303,8 @@ bf_latent_driver_make_env (const BfLatentStartInfo *info)
                                                      : "BUILDMASTER_PROTOCOL=msgpack_experimental_v7");
   if (info->tls_certificate)
     add_env (b, "BUILDFLEET_TLS_CERTIFICATE", info->tls_certificate);
+  if (info->daemon_id)
+    add_env (b, "BUILDFLEET_DAEMON_ID", info->daemon_id);
   return g_strv_builder_end (b);
 }
 
