@@ -1327,30 +1327,13 @@ volume_is_valid (const char *text)
   return TRUE;
 }
 
-/* The keys of Latent=docker; an error for any of them on another worker. */
+/* Image= and DockerHost=: what to start, and which engine. */
 static gboolean
-parse_docker_keys (Parser         *p,
-                   const char     *group,
-                   BfWorkerConfig *wc,
-                   GError        **error)
+parse_docker_image (Parser         *p,
+                    const char     *group,
+                    BfWorkerConfig *wc,
+                    GError        **error)
 {
-  g_autofree char *command = NULL;
-  g_autofree char *memory = NULL;
-  g_autofree char *cpus = NULL;
-  g_autoptr(GError) local_error = NULL;
-  double percent = 0;
-
-  if (wc->latent != BF_LATENT_DOCKER)
-    {
-      for (guint i = 0; docker_only_keys[i]; i++)
-        if (p->keys && g_strv_contains ((const char * const *) p->keys, docker_only_keys[i]))
-          {
-            set_error (error, p, group, docker_only_keys[i], "only Latent=docker has this key");
-            return FALSE;
-          }
-      return TRUE;
-    }
-
   wc->image = get_string (p, group, "Image", FALSE);
   if (wc->image == NULL || *wc->image == '\0')
     {
@@ -1376,7 +1359,16 @@ parse_docker_keys (Parser         *p,
                  wc->docker_host);
       return FALSE;
     }
+  return TRUE;
+}
 
+/* Volumes=, Network= and Ulimits=: the container's surroundings. */
+static gboolean
+parse_docker_host_config (Parser         *p,
+                          const char     *group,
+                          BfWorkerConfig *wc,
+                          GError        **error)
+{
   wc->volumes = get_list (p, group, "Volumes");
   for (guint i = 0; wc->volumes && wc->volumes[i]; i++)
     if (!volume_is_valid (wc->volumes[i]))
@@ -1400,16 +1392,20 @@ parse_docker_keys (Parser         *p,
                    "several separated by “;”", wc->ulimits[i]);
         return FALSE;
       }
+  return TRUE;
+}
 
-  command = get_string (p, group, "Command", FALSE);
-  if (command != NULL && *command != '\0' &&
-      !g_shell_parse_argv (command, NULL, &wc->command, &local_error))
-    {
-      set_error (error, p, group, "Command", "cannot be split into words: %s", local_error->message);
-      return FALSE;
-    }
+/* Memory= and CPUs=: the container's resource limits. */
+static gboolean
+parse_docker_limits (Parser         *p,
+                     const char     *group,
+                     BfWorkerConfig *wc,
+                     GError        **error)
+{
+  g_autofree char *memory = get_string (p, group, "Memory", FALSE);
+  g_autofree char *cpus = get_string (p, group, "CPUs", FALSE);
+  double percent = 0;
 
-  memory = get_string (p, group, "Memory", FALSE);
   if (memory != NULL && (!parse_free_disk (memory, &wc->memory_bytes, &percent) || percent != 0 ||
                          (wc->memory_bytes != 0 && wc->memory_bytes < 4 * 1024 * 1024)))
     {
@@ -1417,8 +1413,6 @@ parse_docker_keys (Parser         *p,
                  "“%s” is not a memory limit (bytes, or with K, M, G; at least 4M; 0 for none)", memory);
       return FALSE;
     }
-
-  cpus = get_string (p, group, "CPUs", FALSE);
   if (cpus != NULL)
     {
       char *end = NULL;
@@ -1431,8 +1425,44 @@ parse_docker_keys (Parser         *p,
         }
       wc->nano_cpus = (guint64) (v * 1e9);
     }
+  return TRUE;
+}
 
-  return get_bool (p, group, "Pull", FALSE, &wc->pull, error) &&
+/* The keys of Latent=docker; an error for any of them on another worker. */
+static gboolean
+parse_docker_keys (Parser         *p,
+                   const char     *group,
+                   BfWorkerConfig *wc,
+                   GError        **error)
+{
+  g_autofree char *command = NULL;
+  g_autoptr(GError) local_error = NULL;
+
+  if (wc->latent != BF_LATENT_DOCKER)
+    {
+      for (guint i = 0; docker_only_keys[i]; i++)
+        if (p->keys && g_strv_contains ((const char * const *) p->keys, docker_only_keys[i]))
+          {
+            set_error (error, p, group, docker_only_keys[i], "only Latent=docker has this key");
+            return FALSE;
+          }
+      return TRUE;
+    }
+
+  if (!parse_docker_image (p, group, wc, error) ||
+      !parse_docker_host_config (p, group, wc, error))
+    return FALSE;
+
+  command = get_string (p, group, "Command", FALSE);
+  if (command != NULL && *command != '\0' &&
+      !g_shell_parse_argv (command, NULL, &wc->command, &local_error))
+    {
+      set_error (error, p, group, "Command", "cannot be split into words: %s", local_error->message);
+      return FALSE;
+    }
+
+  return parse_docker_limits (p, group, wc, error) &&
+         get_bool (p, group, "Pull", FALSE, &wc->pull, error) &&
          get_bool (p, group, "AutoRemove", FALSE, &wc->auto_remove, error);
 }
 

@@ -16,6 +16,7 @@ from gi.repository import GLib
 import bfharness
 from bfharness import BUILD_IFACE, FLEET_PATH, LATENT_IFACE, MANAGER_IFACE, for_both_protocols, worker_path
 from test_latent import START, STOP, LatentTestCase
+from test_docker import DockerTestCase
 
 POOL_IFACE = 'org.buildfleet.Fleet1.Pool'
 
@@ -300,6 +301,39 @@ class ReloadTest(PoolTestCase):
         self.assertEqual(self.pool_prop('Workers'), ['cloud-01', 'cloud-02'])
         self.assertIn(worker_path('solo'), self.managed_objects())
         self.assertIsNone(self.daemon.poll())
+
+
+class DockerPoolTest(DockerTestCase):
+    """A pool of Latent=docker workers in Podman's Docker-compatible
+    service (see test_docker.py): containers counted by the engine."""
+
+    def test_docker_pool(self):
+        self.write_config(self.daemon_section(KeepaliveInterval='10') +
+                          '[Pool dock]\nWorkers=dock-%d\nCount=3\nMinIdle=1\nMaxInstances=2\n'
+                          'Password=generate\nLatent=docker\nBuilders=b\nBuildWaitTimeout=2\n'
+                          'SubstantiationTimeout=60\n' + self.protocol_key() + self.podman.worker_keys())
+        self.start_daemon()
+        spare = 'dock-1'
+        self.wait_until(lambda: len(self.running_ids()) == 1 and
+                        self.prop(pool_path('dock'), POOL_IFACE, 'Idle') == 1, 120, 'one spare container')
+        self.assertEqual(self.running_ids(spare), self.running_ids())
+        self.stays(lambda: len(self.running_ids()) == 1, 3, 'the spare is kept past BuildWaitTimeout')
+
+        builds = [self.request('b') for _ in range(3)]
+        done = set()
+        while len(done) < len(builds):
+            running = self.wait_until(
+                lambda: len(self.running_ids()) <= 2 and
+                [b for b in builds if b not in done and self.prop(b, BUILD_IFACE, 'State') == 'running'],
+                120, 'a build running')
+            self.assertLessEqual(len(self.running_ids()), 2, 'MaxInstances=2, as the engine says')
+            for b in running:
+                self.assertEqual(self.run_shell(b, 'test -e /run/.containerenv')[0], 0)
+                self.call(b, BUILD_IFACE, 'Release')
+                done.add(b)
+        # Back to the one spare: the other container goes after BuildWaitTimeout.
+        self.wait_until(lambda: len(self.running_ids()) == 1, 90, 'one container left')
+        self.stays(lambda: len(self.running_ids()) == 1, 3, 'the spare stays')
 
 
 if __name__ == '__main__':
