@@ -1327,74 +1327,6 @@ volume_is_valid (const char *text)
   return TRUE;
 }
 
-/* Image= and DockerHost=: what to start, and which engine. */
-static gboolean
-parse_docker_image (Parser         *p,
-                    const char     *group,
-                    BfWorkerConfig *wc,
-                    GError        **error)
-{
-  wc->image = get_string (p, group, "Image", FALSE);
-  if (wc->image == NULL || *wc->image == '\0')
-    {
-      set_error (error, p, group, NULL, "Latent=docker needs Image= (the container image to start)");
-      return FALSE;
-    }
-  if (strpbrk (wc->image, " \t\n\"\\") != NULL)
-    {
-      set_error (error, p, group, "Image", "“%s” is not an image name", wc->image);
-      return FALSE;
-    }
-
-  wc->docker_host = get_string (p, group, "DockerHost", FALSE);
-  if (wc->docker_host == NULL || *wc->docker_host == '\0')
-    {
-      g_free (wc->docker_host);
-      wc->docker_host = g_strdup ("unix:///var/run/docker.sock");
-    }
-  if (!g_str_has_prefix (wc->docker_host, "unix:///"))
-    {
-      set_error (error, p, group, "DockerHost",
-                 "“%s” is not a unix socket: use unix:///PATH (the engine's API over TCP is not offered)",
-                 wc->docker_host);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/* Volumes=, Network= and Ulimits=: the container's surroundings. */
-static gboolean
-parse_docker_host_config (Parser         *p,
-                          const char     *group,
-                          BfWorkerConfig *wc,
-                          GError        **error)
-{
-  wc->volumes = get_list (p, group, "Volumes");
-  for (guint i = 0; wc->volumes && wc->volumes[i]; i++)
-    if (!volume_is_valid (wc->volumes[i]))
-      {
-        set_error (error, p, group, "Volumes",
-                   "“%s” is not a volume: use SOURCE:DESTINATION or SOURCE:DESTINATION:ro, "
-                   "absolute paths, several separated by “;”", wc->volumes[i]);
-        return FALSE;
-      }
-
-  wc->network = get_string (p, group, "Network", FALSE);
-  if (wc->network != NULL && *wc->network == '\0')
-    g_clear_pointer (&wc->network, g_free);
-
-  wc->ulimits = get_list (p, group, "Ulimits");
-  for (guint i = 0; wc->ulimits && wc->ulimits[i]; i++)
-    if (!bf_config_parse_ulimit (wc->ulimits[i], NULL, NULL, NULL))
-      {
-        set_error (error, p, group, "Ulimits",
-                   "“%s” is not a limit: use NAME=SOFT:HARD (such as nofile=1024:20000), "
-                   "several separated by “;”", wc->ulimits[i]);
-        return FALSE;
-      }
-  return TRUE;
-}
-
 /* Memory= and CPUs=: the container's resource limits. */
 static gboolean
 parse_docker_limits (Parser         *p,
@@ -1402,10 +1334,11 @@ parse_docker_limits (Parser         *p,
                      BfWorkerConfig *wc,
                      GError        **error)
 {
-  g_autofree char *memory = get_string (p, group, "Memory", FALSE);
-  g_autofree char *cpus = get_string (p, group, "CPUs", FALSE);
+  g_autofree char *memory = NULL;
+  g_autofree char *cpus = NULL;
   double percent = 0;
 
+  memory = get_string (p, group, "Memory", FALSE);
   if (memory != NULL && (!parse_free_disk (memory, &wc->memory_bytes, &percent) || percent != 0 ||
                          (wc->memory_bytes != 0 && wc->memory_bytes < 4 * 1024 * 1024)))
     {
@@ -1413,6 +1346,8 @@ parse_docker_limits (Parser         *p,
                  "“%s” is not a memory limit (bytes, or with K, M, G; at least 4M; 0 for none)", memory);
       return FALSE;
     }
+
+  cpus = get_string (p, group, "CPUs", FALSE);
   if (cpus != NULL)
     {
       char *end = NULL;
@@ -1449,9 +1384,55 @@ parse_docker_keys (Parser         *p,
       return TRUE;
     }
 
-  if (!parse_docker_image (p, group, wc, error) ||
-      !parse_docker_host_config (p, group, wc, error))
-    return FALSE;
+  wc->image = get_string (p, group, "Image", FALSE);
+  if (wc->image == NULL || *wc->image == '\0')
+    {
+      set_error (error, p, group, NULL, "Latent=docker needs Image= (the container image to start)");
+      return FALSE;
+    }
+  if (strpbrk (wc->image, " \t\n\"\\") != NULL)
+    {
+      set_error (error, p, group, "Image", "“%s” is not an image name", wc->image);
+      return FALSE;
+    }
+
+  wc->docker_host = get_string (p, group, "DockerHost", FALSE);
+  if (wc->docker_host == NULL || *wc->docker_host == '\0')
+    {
+      g_free (wc->docker_host);
+      wc->docker_host = g_strdup ("unix:///var/run/docker.sock");
+    }
+  if (!g_str_has_prefix (wc->docker_host, "unix:///"))
+    {
+      set_error (error, p, group, "DockerHost",
+                 "“%s” is not a unix socket: use unix:///PATH (the engine's API over TCP is not offered)",
+                 wc->docker_host);
+      return FALSE;
+    }
+
+  wc->volumes = get_list (p, group, "Volumes");
+  for (guint i = 0; wc->volumes && wc->volumes[i]; i++)
+    if (!volume_is_valid (wc->volumes[i]))
+      {
+        set_error (error, p, group, "Volumes",
+                   "“%s” is not a volume: use SOURCE:DESTINATION or SOURCE:DESTINATION:ro, "
+                   "absolute paths, several separated by “;”", wc->volumes[i]);
+        return FALSE;
+      }
+
+  wc->network = get_string (p, group, "Network", FALSE);
+  if (wc->network != NULL && *wc->network == '\0')
+    g_clear_pointer (&wc->network, g_free);
+
+  wc->ulimits = get_list (p, group, "Ulimits");
+  for (guint i = 0; wc->ulimits && wc->ulimits[i]; i++)
+    if (!bf_config_parse_ulimit (wc->ulimits[i], NULL, NULL, NULL))
+      {
+        set_error (error, p, group, "Ulimits",
+                   "“%s” is not a limit: use NAME=SOFT:HARD (such as nofile=1024:20000), "
+                   "several separated by “;”", wc->ulimits[i]);
+        return FALSE;
+      }
 
   command = get_string (p, group, "Command", FALSE);
   if (command != NULL && *command != '\0' &&
@@ -1461,8 +1442,10 @@ parse_docker_keys (Parser         *p,
       return FALSE;
     }
 
-  return parse_docker_limits (p, group, wc, error) &&
-         get_bool (p, group, "Pull", FALSE, &wc->pull, error) &&
+  if (!parse_docker_limits (p, group, wc, error))
+    return FALSE;
+
+  return get_bool (p, group, "Pull", FALSE, &wc->pull, error) &&
          get_bool (p, group, "AutoRemove", FALSE, &wc->auto_remove, error);
 }
 
