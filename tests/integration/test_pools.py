@@ -302,6 +302,16 @@ class ReloadTest(PoolTestCase):
         self.assertIn(worker_path('solo'), self.managed_objects())
         self.assertIsNone(self.daemon.poll())
 
+        # An always-on worker whose name a grown pool takes stays what it
+        # is until the daemon restarts (Latent= needs a restart).
+        self.write_config(self.daemon_section() + self.pool(2) + '[Worker cloud-03]\nPassword=p\nBuilders=b\n')
+        self.reload()
+        self.write_config(self.daemon_section() + self.pool(3))
+        self.reload()
+        self.assertEqual(self.pool_prop('Workers'), ['cloud-01', 'cloud-02'])
+        self.assertIn('not latent until the daemon restarts', self.daemon_log())
+        self.assertIsNone(self.daemon.poll())
+
 
 class DockerPoolTest(DockerTestCase):
     """A pool of Latent=docker workers in Podman's Docker-compatible
