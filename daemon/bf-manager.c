@@ -1626,94 +1626,95 @@ labels_satisfiable (BfManager          *self,
   return FALSE;
 }
 
+/* Option "labels": every one a valid label, not too many. */
 static gboolean
-parse_build_options (BfManager     *self,
-                     const char    *builder,
-                     GVariant      *options,
+parse_labels_option (GVariant      *v,
                      BuildOptions  *out,
                      GError       **error)
 {
-  GVariantIter iter;
-  const char *key;
-  GVariant *value;
-
-  if (*builder == '\0' || strlen (builder) > 200 || !g_utf8_validate (builder, -1, NULL))
+  g_clear_pointer (&out->labels, g_free);
+  out->labels = g_variant_get_strv (v, NULL);
+  if (g_strv_length ((char **) out->labels) > BF_MAX_LABELS)
     {
       g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                   "The builder name must be 1 to 200 bytes of text");
+                   "Option “labels”: more than %d labels", BF_MAX_LABELS);
       return FALSE;
     }
+  for (guint i = 0; out->labels[i]; i++)
+    if (!bf_label_is_valid (out->labels[i]))
+      {
+        g_autofree char *shown = bf_utf8_truncate (out->labels[i], -1, 80);
+        g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                     "Option “labels”: “%s” is not a label (1 to %d bytes without spaces, “;” or “,”)",
+                     shown, BF_MAX_LABEL_BYTES);
+        return FALSE;
+      }
+  return TRUE;
+}
 
-  g_variant_iter_init (&iter, options);
-  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+/* One entry of RequestBuild's options; @v is borrowed by @out. */
+static gboolean
+parse_build_option (const char    *key,
+                    GVariant      *v,
+                    BuildOptions  *out,
+                    GError       **error)
+{
+  const char *want = NULL;
+
+  if (g_str_equal (key, "worker"))
     {
-      g_autoptr(GVariant) v = value;
-      const char *want = NULL;
-
-      if (g_str_equal (key, "worker"))
-        {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
-            out->only_worker = g_variant_get_string (v, NULL);
-          else
-            want = "s";
-        }
-      else if (g_str_equal (key, "detached"))
-        {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN))
-            out->detached = g_variant_get_boolean (v);
-          else
-            want = "b";
-        }
-      else if (g_str_equal (key, "labels"))
-        {
-          if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
-            want = "as";
-          else
-            {
-              g_clear_pointer (&out->labels, g_free);
-              out->labels = g_variant_get_strv (v, NULL);
-              if (g_strv_length ((char **) out->labels) > BF_MAX_LABELS)
-                {
-                  g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                               "Option “labels”: more than %d labels", BF_MAX_LABELS);
-                  return FALSE;
-                }
-              for (guint i = 0; out->labels[i]; i++)
-                if (!bf_label_is_valid (out->labels[i]))
-                  {
-                    g_autofree char *shown = bf_utf8_truncate (out->labels[i], -1, 80);
-                    g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                                 "Option “labels”: “%s” is not a label (1 to %d bytes without spaces, “;” or “,”)",
-                                 shown, BF_MAX_LABEL_BYTES);
-                    return FALSE;
-                  }
-            }
-        }
-      else if (g_str_equal (key, "timeout-usec"))
-        {
-          double usec;
-
-          if (!bf_check_number (v, "Option “timeout-usec”", "microseconds",
-                                MAX_BUILD_TIMEOUT_USEC, &usec, error))
-            return FALSE;
-          out->timeout_usec = (guint64) usec;
-          if ((double) out->timeout_usec < usec)
-            out->timeout_usec++;          /* a fraction rounds up */
-        }
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+        out->only_worker = g_variant_get_string (v, NULL);
       else
-        {
-          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                       "Unknown option “%s” (known: worker, detached, timeout-usec, labels)", key);
-          return FALSE;
-        }
-      if (want != NULL)
-        {
-          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                       "Option “%s” must be of type %s, not %s", key, want, g_variant_get_type_string (v));
-          return FALSE;
-        }
+        want = "s";
     }
+  else if (g_str_equal (key, "detached"))
+    {
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN))
+        out->detached = g_variant_get_boolean (v);
+      else
+        want = "b";
+    }
+  else if (g_str_equal (key, "labels"))
+    {
+      if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
+        want = "as";
+      else if (!parse_labels_option (v, out, error))
+        return FALSE;
+    }
+  else if (g_str_equal (key, "timeout-usec"))
+    {
+      double usec;
 
+      if (!bf_check_number (v, "Option “timeout-usec”", "microseconds",
+                            MAX_BUILD_TIMEOUT_USEC, &usec, error))
+        return FALSE;
+      out->timeout_usec = (guint64) usec;
+      if ((double) out->timeout_usec < usec)
+        out->timeout_usec++;          /* a fraction rounds up */
+    }
+  else
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Unknown option “%s” (known: worker, detached, timeout-usec, labels)", key);
+      return FALSE;
+    }
+  if (want != NULL)
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Option “%s” must be of type %s, not %s", key, want, g_variant_get_type_string (v));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Whether some configured worker can ever take the build @out describes. */
+static gboolean
+check_build_target (BfManager     *self,
+                    const char    *builder,
+                    BuildOptions  *out,
+                    GError       **error)
+{
   if (out->only_worker != NULL)
     {
       BfWorker *w = g_hash_table_lookup (self->workers, out->only_worker);
@@ -1746,6 +1747,35 @@ parse_build_options (BfManager     *self,
       return FALSE;
     }
   return TRUE;
+}
+
+static gboolean
+parse_build_options (BfManager     *self,
+                     const char    *builder,
+                     GVariant      *options,
+                     BuildOptions  *out,
+                     GError       **error)
+{
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+
+  if (*builder == '\0' || strlen (builder) > 200 || !g_utf8_validate (builder, -1, NULL))
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "The builder name must be 1 to 200 bytes of text");
+      return FALSE;
+    }
+
+  g_variant_iter_init (&iter, options);
+  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+    {
+      g_autoptr(GVariant) v = value;
+
+      if (!parse_build_option (key, v, out, error))
+        return FALSE;
+    }
+  return check_build_target (self, builder, out, error);
 }
 
 static void
