@@ -213,6 +213,19 @@ class DockerFailureTest(DockerTestCase):
         self.assertIn('Pull=true', last)
         self.assertEqual(self.ours(), [])
 
+    def test_pull_only_when_asked(self):
+        # Without Pull= a missing image fails (test_missing_image); with it
+        # the engine is asked to pull, and its failure (no registry here)
+        # is what LastError says.
+        self.write_config(self.daemon_section() +
+                          self.docker_worker(Image='localhost/no-such-image:1', Pull='true'))
+        self.start_daemon()
+        self.call_error(worker_path('box'), LATENT_IFACE, 'Substantiate')
+        last = self.latent_prop('box', 'LastError')
+        self.assertIn('localhost/no-such-image:1', last)
+        self.assertIn('pull', last)
+        self.assertEqual(self.ours(), [])
+
     def test_engine_unreachable(self):
         self.write_config(self.daemon_section() +
                           self.docker_worker(DockerHost='unix://%s/nothing.sock' % self.workdir))
