@@ -157,6 +157,49 @@ static const CommandSpec command_specs[] = {
   { "download_file", download_file_args },
 };
 
+/* Seconds, byte counts and mode bits: any D-Bus number type, range-checked
+ * by bf_check_number; sizes and modes are normalised to t and i. */
+static GVariant *
+convert_number (const ArgSpec  *spec,
+                GVariant       *v,
+                GError        **error)
+{
+  g_autofree char *what = g_strdup_printf ("Argument “%s”", spec->name);
+  double d;
+
+  switch (spec->kind)
+    {
+    case ARG_NUMBER:
+      /* The same rule for every number type: -1 and -1.0 alike. */
+      if (!bf_check_number (v, what, "seconds", MAX_SECONDS_ARG, NULL, error))
+        return NULL;
+      return g_variant_ref (v);
+
+    case ARG_SIZE:
+      {
+        double max = g_str_equal (spec->name, "blocksize") ? BF_TRANSFER_MAX_BLOCK : BF_TRANSFER_MAX_SIZE;
+
+        if (!bf_check_number (v, what, "bytes", max, &d, error))
+          return NULL;
+        if (g_str_equal (spec->name, "blocksize") && d < 1)
+          {
+            g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                         "Argument “blocksize” must be at least 1 byte");
+            return NULL;
+          }
+        return g_variant_ref_sink (g_variant_new_uint64 ((guint64) d));
+      }
+
+    case ARG_MODE:
+      if (!bf_check_number (v, "Argument “mode”", "mode bits", 07777, &d, error))
+        return NULL;
+      return g_variant_ref_sink (g_variant_new_int32 ((gint32) d));
+
+    default:
+      g_assert_not_reached ();
+    }
+}
+
 static GVariant *
 convert_one (const ArgSpec  *spec,
              GVariant       *v,
@@ -211,38 +254,11 @@ convert_one (const ArgSpec  *spec,
       expected = "a boolean (b)";
       break;
 
-    case ARG_NUMBER:
-      {
-        g_autofree char *what = g_strdup_printf ("Argument “%s”", spec->name);
-
-        /* The same rule for every number type: -1 and -1.0 alike. */
-        if (!bf_check_number (v, what, "seconds", MAX_SECONDS_ARG, NULL, error))
-          return NULL;
-        return g_variant_ref (v);
-      }
-
     case ARG_STRING_MAP:
       if (g_variant_is_of_type (v, G_VARIANT_TYPE ("a{ss}")))
         return g_variant_ref (v);
       expected = "a string map (a{ss})";
       break;
-
-    case ARG_SIZE:
-      {
-        g_autofree char *what = g_strdup_printf ("Argument “%s”", spec->name);
-        double max = g_str_equal (spec->name, "blocksize") ? BF_TRANSFER_MAX_BLOCK : BF_TRANSFER_MAX_SIZE;
-        double d;
-
-        if (!bf_check_number (v, what, "bytes", max, &d, error))
-          return NULL;
-        if (g_str_equal (spec->name, "blocksize") && d < 1)
-          {
-            g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                         "Argument “blocksize” must be at least 1 byte");
-            return NULL;
-          }
-        return g_variant_ref_sink (g_variant_new_uint64 ((guint64) d));
-      }
 
     case ARG_COMPRESS:
       if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING) &&
@@ -251,14 +267,10 @@ convert_one (const ArgSpec  *spec,
       expected = "\"none\", \"gz\" or \"bz2\" (s)";
       break;
 
+    case ARG_NUMBER:
+    case ARG_SIZE:
     case ARG_MODE:
-      {
-        double d;
-
-        if (!bf_check_number (v, "Argument “mode”", "mode bits", 07777, &d, error))
-          return NULL;
-        return g_variant_ref_sink (g_variant_new_int32 ((gint32) d));
-      }
+      return convert_number (spec, v, error);
     }
 
   g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
@@ -636,6 +648,102 @@ read_cb (GObject      *object,
   answer_step (self, bytes, NULL);
 }
 
+/* The transfer steps, one function each.  Each returns NULL once the step is
+ * taken (answered now or when its I/O completes), or the step's name when
+ * this command does not take it. */
+
+static const char *
+transfer_write (BfCommand            *self,
+                const BfTransferStep *step)
+{
+  gsize len = step->data ? g_bytes_get_size (step->data) : 0;
+
+  if (!self->upload || self->transfer_ended)
+    return "data";
+  if (len > self->transfer_limit - self->transferred)
+    {
+      limit_exceeded (self);
+      return NULL;
+    }
+  add_transferred (self, len);
+  bf_fd_writer_write (self->transfer_out, g_bytes_get_data (step->data, NULL), len);
+  /* Acknowledged once written: that holds the worker's next block. */
+  bf_fd_writer_when_drained (self->transfer_out, written_cb, self);
+  return NULL;
+}
+
+static const char *
+transfer_close (BfCommand  *self,
+                const char *name)
+{
+  if (self->upload && g_str_equal (name, "upload_directory"))
+    return "close";
+  if (self->upload)
+    self->transfer_ended = TRUE;
+  answer_step (self, NULL, NULL);
+  return NULL;
+}
+
+static const char *
+transfer_utime (BfCommand            *self,
+                const char           *name,
+                const BfTransferStep *step)
+{
+  struct stat st;
+
+  if (!g_str_equal (name, "upload_file"))
+    return "utime";
+  /* keepstamp: the times go onto the caller's file if it is one. */
+  if (fstat (self->transfer_fd, &st) == 0 && S_ISREG (st.st_mode) &&
+      isfinite (step->atime) && isfinite (step->mtime))
+    {
+      struct timespec times[2] = {
+        { (time_t) step->atime, (long) ((step->atime - (time_t) step->atime) * 1e9) },
+        { (time_t) step->mtime, (long) ((step->mtime - (time_t) step->mtime) * 1e9) },
+      };
+      if (times[0].tv_nsec < 0 || times[0].tv_nsec >= 1000000000)
+        times[0].tv_nsec = 0;
+      if (times[1].tv_nsec < 0 || times[1].tv_nsec >= 1000000000)
+        times[1].tv_nsec = 0;
+      (void) futimens (self->transfer_fd, times);
+    }
+  answer_step (self, NULL, NULL);
+  return NULL;
+}
+
+static const char *
+transfer_unpack (BfCommand  *self,
+                 const char *name)
+{
+  if (!g_str_equal (name, "upload_directory"))
+    return "unpack";
+  self->transfer_ended = TRUE;
+  answer_step (self, NULL, NULL);
+  return NULL;
+}
+
+static const char *
+transfer_read (BfCommand            *self,
+               const BfTransferStep *step)
+{
+  gsize want;
+
+  if (self->upload)
+    return "read";
+  if (self->transfer_ended || self->transfer_in == NULL)
+    {
+      g_autoptr(GBytes) empty = g_bytes_new_static ("", 0);
+      answer_step (self, empty, NULL);
+      return NULL;
+    }
+  /* One byte past the limit tells a bigger file from one that fits. */
+  want = MIN (step->length, BF_TRANSFER_MAX_BLOCK);
+  want = MIN (want, self->transfer_limit + 1 - self->transferred);
+  g_input_stream_read_bytes_async (self->transfer_in, want, G_PRIORITY_DEFAULT,
+                                   self->transfer_cancel, read_cb, g_object_ref (self));
+  return NULL;
+}
+
 static void
 sink_transfer (gpointer              user_data,
                const BfTransferStep *step,
@@ -644,7 +752,7 @@ sink_transfer (gpointer              user_data,
 {
   BfCommand *self = user_data;
   const char *name = bf_dbus_command_get_name (BF_DBUS_COMMAND (self));
-  const char *wrong = NULL;
+  const char *wrong = "unknown";
 
   if (self->reply != NULL)
     {
@@ -664,101 +772,27 @@ sink_transfer (gpointer              user_data,
   switch (step->op)
     {
     case BF_TRANSFER_WRITE:
-      {
-        gsize len = step->data ? g_bytes_get_size (step->data) : 0;
-
-        if (!self->upload || self->transfer_ended)
-          {
-            wrong = "data";
-            break;
-          }
-        if (len > self->transfer_limit - self->transferred)
-          {
-            limit_exceeded (self);
-            return;
-          }
-        add_transferred (self, len);
-        bf_fd_writer_write (self->transfer_out, g_bytes_get_data (step->data, NULL), len);
-        /* Acknowledged once written: that holds the worker's next block. */
-        bf_fd_writer_when_drained (self->transfer_out, written_cb, self);
-        return;
-      }
-
+      wrong = transfer_write (self, step);
+      break;
     case BF_TRANSFER_CLOSE:
-      if (self->upload && g_str_equal (name, "upload_directory"))
-        {
-          wrong = "close";
-          break;
-        }
-      if (self->upload)
-        self->transfer_ended = TRUE;
-      answer_step (self, NULL, NULL);
-      return;
-
+      wrong = transfer_close (self, name);
+      break;
     case BF_TRANSFER_UTIME:
-      {
-        struct stat st;
-
-        if (!g_str_equal (name, "upload_file"))
-          {
-            wrong = "utime";
-            break;
-          }
-        /* keepstamp: the times go onto the caller's file if it is one. */
-        if (fstat (self->transfer_fd, &st) == 0 && S_ISREG (st.st_mode) &&
-            isfinite (step->atime) && isfinite (step->mtime))
-          {
-            struct timespec times[2] = {
-              { (time_t) step->atime, (long) ((step->atime - (time_t) step->atime) * 1e9) },
-              { (time_t) step->mtime, (long) ((step->mtime - (time_t) step->mtime) * 1e9) },
-            };
-            if (times[0].tv_nsec < 0 || times[0].tv_nsec >= 1000000000)
-              times[0].tv_nsec = 0;
-            if (times[1].tv_nsec < 0 || times[1].tv_nsec >= 1000000000)
-              times[1].tv_nsec = 0;
-            (void) futimens (self->transfer_fd, times);
-          }
-        answer_step (self, NULL, NULL);
-        return;
-      }
-
+      wrong = transfer_utime (self, name, step);
+      break;
     case BF_TRANSFER_UNPACK:
-      if (!g_str_equal (name, "upload_directory"))
-        {
-          wrong = "unpack";
-          break;
-        }
-      self->transfer_ended = TRUE;
-      answer_step (self, NULL, NULL);
-      return;
-
+      wrong = transfer_unpack (self, name);
+      break;
     case BF_TRANSFER_READ:
-      {
-        gsize want;
-
-        if (self->upload)
-          {
-            wrong = "read";
-            break;
-          }
-        if (self->transfer_ended || self->transfer_in == NULL)
-          {
-            g_autoptr(GBytes) empty = g_bytes_new_static ("", 0);
-            answer_step (self, empty, NULL);
-            return;
-          }
-        /* One byte past the limit tells a bigger file from one that fits. */
-        want = MIN (step->length, BF_TRANSFER_MAX_BLOCK);
-        want = MIN (want, self->transfer_limit + 1 - self->transferred);
-        g_input_stream_read_bytes_async (self->transfer_in, want, G_PRIORITY_DEFAULT,
-                                         self->transfer_cancel, read_cb, g_object_ref (self));
-        return;
-      }
+      wrong = transfer_read (self, step);
+      break;
     }
+  if (wrong == NULL)
+    return;
 
   {
     g_autofree char *failure = g_strdup_printf ("the worker sent a transfer step (%s) that the %s command does not take",
-                                                wrong ? wrong : "unknown", name);
+                                                wrong, name);
     stop_transfer (self, failure);
   }
 }

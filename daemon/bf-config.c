@@ -688,6 +688,7 @@ static gboolean
 check_keys (Parser             *p,
             const char         *group,
             const char * const *known,
+            const char * const *more_known,
             const char         *prefix,
             GError            **error)
 {
@@ -695,7 +696,7 @@ check_keys (Parser             *p,
 
   for (guint i = 0; keys && keys[i]; i++)
     {
-      if (g_strv_contains (known, keys[i]))
+      if (g_strv_contains (known, keys[i]) || (more_known && g_strv_contains (more_known, keys[i])))
         continue;
       if (prefix && g_str_has_prefix (keys[i], prefix) && keys[i][strlen (prefix)] != '\0')
         continue;
@@ -807,10 +808,15 @@ static const char * const docker_only_keys[] = {
   "CPUs", "AutoRemove", NULL
 };
 
+static const char * const pool_keys[] = {
+  "Workers", "Count", "MinIdle", "MaxInstances", "MaxBuildsPerInstance", NULL
+};
+
 static void
 worker_config_clear (BfWorkerConfig *wc)
 {
   g_free (wc->name);
+  g_free (wc->pool);
   if (wc->password)
     {
       explicit_bzero (wc->password, strlen (wc->password));
@@ -985,6 +991,277 @@ read_password_file (Parser      *p,
   return TRUE;
 }
 
+/* Latent=: which driver, and no latent-only key on a worker without one. */
+static gboolean
+parse_latent_kind (Parser             *p,
+                   const char         *group,
+                   const char * const *keys,
+                   BfWorkerConfig     *wc,
+                   GError            **error)
+{
+  g_autofree char *latent = get_string (p, group, "Latent", FALSE);
+
+  if (latent == NULL || *latent == '\0' || g_str_equal (latent, "none"))
+    wc->latent = BF_LATENT_NONE;
+  else if (g_str_equal (latent, "command"))
+    wc->latent = BF_LATENT_COMMAND;
+  else if (g_str_equal (latent, "local"))
+    wc->latent = BF_LATENT_LOCAL;
+  else if (g_str_equal (latent, "systemd"))
+    wc->latent = BF_LATENT_SYSTEMD;
+  else if (g_str_equal (latent, "docker"))
+    wc->latent = BF_LATENT_DOCKER;
+  else
+    {
+      set_error (error, p, group, "Latent", "unknown latent driver “%s” (use command, local, systemd or docker)", latent);
+      return FALSE;
+    }
+
+  if (wc->latent == BF_LATENT_NONE)
+    {
+      for (guint i = 0; latent_only_keys[i]; i++)
+        {
+          if (keys && g_strv_contains (keys, latent_only_keys[i]))
+            {
+              set_error (error, p, group, latent_only_keys[i],
+                         "only latent workers have this key (set Latent=command, local, systemd or docker)");
+              return FALSE;
+            }
+        }
+    }
+  return TRUE;
+}
+
+/* Password= or PasswordFile=, exactly one; "generate" for latent workers. */
+static gboolean
+parse_password (Parser          *p,
+                const char      *group,
+                BfWorkerConfig  *wc,
+                GError         **error)
+{
+  /* Passwords keep '#' characters: no inline comments there. */
+  g_autofree char *password = get_string (p, group, "Password", TRUE);
+  g_autofree char *password_file = get_string (p, group, "PasswordFile", FALSE);
+
+  if (password && password_file)
+    {
+      set_error (error, p, group, "PasswordFile", "set either Password or PasswordFile, not both");
+      return FALSE;
+    }
+  if (password_file)
+    return read_password_file (p, group, password_file, &wc->password, error);
+  if (password && g_str_equal (password, "generate"))
+    {
+      if (wc->latent == BF_LATENT_NONE)
+        {
+          set_error (error, p, group, "Password",
+                     "“generate” is only for latent workers, whose instance receives the password");
+          return FALSE;
+        }
+      wc->password_generate = TRUE;
+      return TRUE;
+    }
+  if (password && *password != '\0')
+    {
+      if (strlen (password) > MAX_PASSWORD_LEN)
+        {
+          set_error (error, p, group, "Password", "longer than %d bytes", MAX_PASSWORD_LEN);
+          return FALSE;
+        }
+      wc->password = g_steal_pointer (&password);
+      return TRUE;
+    }
+  set_error (error, p, group, password ? "Password" : NULL,
+             "missing password: set Password= or PasswordFile=");
+  return FALSE;
+}
+
+/* MaxBuilds=, Builders= and Labels=: what builds the worker takes. */
+static gboolean
+parse_capacity (Parser          *p,
+                const char      *group,
+                BfWorkerConfig  *wc,
+                GError         **error)
+{
+  guint64 max_builds = 0;
+
+  if (!get_uint (p, group, "MaxBuilds", 0, G_MAXINT32, &max_builds, error))
+    return FALSE;
+  wc->max_builds = (guint) max_builds;
+
+  wc->builders = get_list (p, group, "Builders");
+  if (wc->builders == NULL)
+    wc->builders = g_new0 (char *, 1);
+
+  wc->labels = get_list (p, group, "Labels");
+  if (wc->labels == NULL)
+    wc->labels = g_new0 (char *, 1);
+  if (g_strv_length (wc->labels) > BF_MAX_LABELS)
+    {
+      set_error (error, p, group, "Labels", "more than %d labels", BF_MAX_LABELS);
+      return FALSE;
+    }
+  for (guint i = 0; wc->labels[i]; i++)
+    if (!bf_label_is_valid (wc->labels[i]))
+      {
+        set_error (error, p, group, "Labels",
+                   "“%s” is not a label (1 to %d bytes of text without spaces, “;” or “,”)",
+                   wc->labels[i], BF_MAX_LABEL_BYTES);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+/* MissingTimeout=, flapping and health checks: when the worker is taken
+ * for missing, flapping or unhealthy. */
+static gboolean
+parse_liveness (Parser          *p,
+                const char      *group,
+                BfWorkerConfig  *wc,
+                GError         **error)
+{
+  gint64 missing = 0, flap_window = 0, flap_recovery = 0;
+  gint64 health_interval = 0, max_response = 0;
+  guint64 flap_threshold = 0;
+  g_autofree char *free_disk = NULL;
+
+  if (!get_duration (p, group, "MissingTimeout", FALSE, 600 * G_USEC_PER_SEC, &missing, error))
+    return FALSE;
+  wc->missing_timeout_usec = (guint64) missing;
+
+  if (!get_uint (p, group, "FlapThreshold", BF_DEFAULT_FLAP_THRESHOLD, BF_MAX_FLAP_THRESHOLD, &flap_threshold, error) ||
+      !get_duration (p, group, "FlapWindow", FALSE, 600 * G_USEC_PER_SEC, &flap_window, error) ||
+      !get_duration (p, group, "FlapRecovery", FALSE, 300 * G_USEC_PER_SEC, &flap_recovery, error))
+    return FALSE;
+  wc->flap_threshold = (guint) flap_threshold;
+  wc->flap_window_usec = (guint64) flap_window;
+  wc->flap_recovery_usec = (guint64) flap_recovery;
+
+  if (!get_duration (p, group, "HealthInterval", FALSE, 0, &health_interval, error) ||
+      !get_duration (p, group, "MaxResponseTime", FALSE, 0, &max_response, error))
+    return FALSE;
+  wc->health_interval_usec = (guint64) health_interval;
+  wc->max_response_time_usec = (guint64) max_response;
+  free_disk = get_string (p, group, "MinFreeDisk", FALSE);
+  if (free_disk != NULL && !parse_free_disk (free_disk, &wc->min_free_disk_bytes, &wc->min_free_disk_percent))
+    {
+      set_error (error, p, group, "MinFreeDisk",
+                 "“%s” is neither a size (bytes, or with K, M, G, T) nor a percentage (“5%%”)", free_disk);
+      return FALSE;
+    }
+  wc->health_command = get_string (p, group, "HealthCommand", FALSE);
+  if (wc->health_command != NULL && *wc->health_command == '\0')
+    g_clear_pointer (&wc->health_command, g_free);
+  return TRUE;
+}
+
+/* NotifyOnMissing=: addresses that go to MailCommand's argument list, so
+ * nothing that could pass for an option or a second address. */
+static gboolean
+parse_mail (Parser          *p,
+            const char      *group,
+            BfWorkerConfig  *wc,
+            GError         **error)
+{
+  wc->notify_on_missing = get_list (p, group, "NotifyOnMissing");
+  if (wc->notify_on_missing == NULL)
+    wc->notify_on_missing = g_new0 (char *, 1);
+  for (guint i = 0; wc->notify_on_missing[i]; i++)
+    {
+      const char *addr = wc->notify_on_missing[i];
+      const char *at = strchr (addr, '@');
+      if (at == NULL || at == addr || at[1] == '\0' || strpbrk (addr, " \t,<>\"'\\") != NULL || addr[0] == '-')
+        {
+          set_error (error, p, group, "NotifyOnMissing", "“%s” is not a mail address", addr);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* Property.KEY=VALUE, any number: an a{sv} of strings. */
+static GVariant *
+parse_properties (Parser             *p,
+                  const char         *group,
+                  const char * const *keys)
+{
+  g_autoptr(GVariantBuilder) props = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
+
+  for (guint i = 0; keys && keys[i]; i++)
+    {
+      if (g_str_has_prefix (keys[i], "Property."))
+        {
+          g_autofree char *value = get_string (p, group, keys[i], FALSE);
+          g_variant_builder_add (props, "{sv}", keys[i] + strlen ("Property."),
+                                 g_variant_new_string (value));
+        }
+    }
+  return g_variant_ref_sink (g_variant_builder_end (props));
+}
+
+/* The keys of a latent worker (wc->latent is set): protocol, driver keys,
+ * timeouts. */
+static gboolean
+parse_latent_keys (Parser          *p,
+                   const char      *group,
+                   BfWorkerConfig  *wc,
+                   GError         **error)
+{
+  g_autofree char *protocol = get_string (p, group, "Protocol", FALSE);
+  gint64 wait = 0, subst = 0;
+
+  if (protocol == NULL || *protocol == '\0')
+    wc->protocol = BF_WORKER_PROTOCOL_DEFAULT;
+  else if (g_str_equal (protocol, "pb"))
+    wc->protocol = BF_WORKER_PROTOCOL_PB;
+  else if (g_str_equal (protocol, "msgpack"))
+    wc->protocol = BF_WORKER_PROTOCOL_MSGPACK;
+  else
+    {
+      set_error (error, p, group, "Protocol",
+                 "unknown protocol “%s” (use pb, Buildbot's Perspective Broker, or msgpack)",
+                 protocol);
+      return FALSE;
+    }
+  wc->start_command = get_string (p, group, "StartCommand", FALSE);
+  wc->stop_command = get_string (p, group, "StopCommand", FALSE);
+  wc->unit = get_string (p, group, "Unit", FALSE);
+  if (wc->latent == BF_LATENT_COMMAND && (wc->start_command == NULL || *wc->start_command == '\0'))
+    {
+      set_error (error, p, group, NULL, "Latent=command needs StartCommand=");
+      return FALSE;
+    }
+  if (wc->latent != BF_LATENT_COMMAND && (wc->start_command || wc->stop_command))
+    {
+      set_error (error, p, group, wc->start_command ? "StartCommand" : "StopCommand",
+                 "only Latent=command runs commands");
+      return FALSE;
+    }
+  if (wc->latent != BF_LATENT_SYSTEMD && wc->unit)
+    {
+      set_error (error, p, group, "Unit", "only Latent=systemd starts a unit");
+      return FALSE;
+    }
+  if (wc->latent == BF_LATENT_SYSTEMD && wc->password_generate)
+    {
+      set_error (error, p, group, "Password",
+                 "“generate” does not work with Latent=systemd: the unit cannot be given the password");
+      return FALSE;
+    }
+  if (wc->latent == BF_LATENT_SYSTEMD && wc->unit == NULL)
+    wc->unit = g_strdup ("buildbot-worker@%n.service");
+
+  if (!get_duration (p, group, "BuildWaitTimeout", TRUE, 600 * G_USEC_PER_SEC, &wait, error))
+    return FALSE;
+  wc->build_wait_timeout_usec = wait;
+  if (!get_duration (p, group, "SubstantiationTimeout", FALSE, (gint64) wc->missing_timeout_usec, &subst, error))
+    return FALSE;
+  if (subst == 0)
+    subst = 1200 * G_USEC_PER_SEC;
+  wc->substantiation_timeout_usec = (guint64) subst;
+  return get_bool (p, group, "KeepOnShutdown", FALSE, &wc->keep_on_shutdown, error);
+}
+
 /**
  * bf_config_parse_ulimit:
  * @text: "NAME=SOFT:HARD" (or "NAME=LIMIT" for both), as Docker's --ulimit:
@@ -1050,6 +1327,42 @@ volume_is_valid (const char *text)
   return TRUE;
 }
 
+/* Memory= and CPUs=: the container's resource limits. */
+static gboolean
+parse_docker_limits (Parser         *p,
+                     const char     *group,
+                     BfWorkerConfig *wc,
+                     GError        **error)
+{
+  g_autofree char *memory = NULL;
+  g_autofree char *cpus = NULL;
+  double percent = 0;
+
+  memory = get_string (p, group, "Memory", FALSE);
+  if (memory != NULL && (!parse_free_disk (memory, &wc->memory_bytes, &percent) || percent != 0 ||
+                         (wc->memory_bytes != 0 && wc->memory_bytes < 4 * 1024 * 1024)))
+    {
+      set_error (error, p, group, "Memory",
+                 "“%s” is not a memory limit (bytes, or with K, M, G; at least 4M; 0 for none)", memory);
+      return FALSE;
+    }
+
+  cpus = get_string (p, group, "CPUs", FALSE);
+  if (cpus != NULL)
+    {
+      char *end = NULL;
+      double v = g_ascii_strtod (cpus, &end);
+
+      if (end == cpus || *end != '\0' || !(v >= 0) || v > 1024)
+        {
+          set_error (error, p, group, "CPUs", "“%s” is not a number of CPUs (such as 1.5; 0 for no limit)", cpus);
+          return FALSE;
+        }
+      wc->nano_cpus = (guint64) (v * 1e9);
+    }
+  return TRUE;
+}
+
 /* The keys of Latent=docker; an error for any of them on another worker. */
 static gboolean
 parse_docker_keys (Parser         *p,
@@ -1058,10 +1371,7 @@ parse_docker_keys (Parser         *p,
                    GError        **error)
 {
   g_autofree char *command = NULL;
-  g_autofree char *memory = NULL;
-  g_autofree char *cpus = NULL;
   g_autoptr(GError) local_error = NULL;
-  double percent = 0;
 
   if (wc->latent != BF_LATENT_DOCKER)
     {
@@ -1135,50 +1445,24 @@ parse_docker_keys (Parser         *p,
       return FALSE;
     }
 
-  memory = get_string (p, group, "Memory", FALSE);
-  if (memory != NULL && (!parse_free_disk (memory, &wc->memory_bytes, &percent) || percent != 0 ||
-                         (wc->memory_bytes != 0 && wc->memory_bytes < 4 * 1024 * 1024)))
-    {
-      set_error (error, p, group, "Memory",
-                 "“%s” is not a memory limit (bytes, or with K, M, G; at least 4M; 0 for none)", memory);
-      return FALSE;
-    }
-
-  cpus = get_string (p, group, "CPUs", FALSE);
-  if (cpus != NULL)
-    {
-      char *end = NULL;
-      double v = g_ascii_strtod (cpus, &end);
-
-      if (end == cpus || *end != '\0' || !(v >= 0) || v > 1024)
-        {
-          set_error (error, p, group, "CPUs", "“%s” is not a number of CPUs (such as 1.5; 0 for no limit)", cpus);
-          return FALSE;
-        }
-      wc->nano_cpus = (guint64) (v * 1e9);
-    }
+  if (!parse_docker_limits (p, group, wc, error))
+    return FALSE;
 
   return get_bool (p, group, "Pull", FALSE, &wc->pull, error) &&
          get_bool (p, group, "AutoRemove", FALSE, &wc->auto_remove, error);
 }
 
+/* One [Worker NAME] group; each concern has its own parse_*() above. */
 static BfWorkerConfig *
-parse_worker (Parser      *p,
-              const char  *group,
-              const char  *name,
-              GError     **error)
+parse_worker (Parser             *p,
+              const char         *group,
+              const char         *name,
+              const char * const *more_keys,
+              GError            **error)
 {
   BfWorkerConfig *wc = g_rc_box_new0 (BfWorkerConfig);
   g_autoptr(BfWorkerConfig) owner = wc;
-  g_autofree char *latent = NULL;
-  g_autofree char *password = NULL;
-  g_autofree char *password_file = NULL;
-  g_autoptr(GVariantBuilder) props = NULL;
   g_auto(GStrv) keys = NULL;
-  gint64 missing = 0, wait = 0, subst = 0, flap_window = 0, flap_recovery = 0;
-  gint64 health_interval = 0, max_response = 0;
-  g_autofree char *free_disk = NULL;
-  guint64 max_builds = 0, flap_threshold = 0;
 
   wc->name = g_strdup (name);
   keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
@@ -1192,217 +1476,252 @@ parse_worker (Parser      *p,
                  name, BF_WORKER_NAME_MAX);
       return NULL;
     }
-  if (!check_keys (p, group, worker_keys, "Property.", error))
+  if (!check_keys (p, group, worker_keys, more_keys, "Property.", error))
     return NULL;
 
-  latent = get_string (p, group, "Latent", FALSE);
-  if (latent == NULL || *latent == '\0' || g_str_equal (latent, "none"))
-    wc->latent = BF_LATENT_NONE;
-  else if (g_str_equal (latent, "command"))
-    wc->latent = BF_LATENT_COMMAND;
-  else if (g_str_equal (latent, "local"))
-    wc->latent = BF_LATENT_LOCAL;
-  else if (g_str_equal (latent, "systemd"))
-    wc->latent = BF_LATENT_SYSTEMD;
-  else if (g_str_equal (latent, "docker"))
-    wc->latent = BF_LATENT_DOCKER;
-  else
-    {
-      set_error (error, p, group, "Latent", "unknown latent driver “%s” (use command, local, systemd or docker)", latent);
-      return NULL;
-    }
-
-  if (wc->latent == BF_LATENT_NONE)
-    {
-      for (guint i = 0; latent_only_keys[i]; i++)
-        {
-          if (keys && g_strv_contains ((const char * const *) keys, latent_only_keys[i]))
-            {
-              set_error (error, p, group, latent_only_keys[i],
-                         "only latent workers have this key (set Latent=command, local, systemd or docker)");
-              return NULL;
-            }
-        }
-    }
-
-  /* Passwords keep '#' characters: no inline comments there. */
-  password = get_string (p, group, "Password", TRUE);
-  password_file = get_string (p, group, "PasswordFile", FALSE);
-  if (password && password_file)
-    {
-      set_error (error, p, group, "PasswordFile", "set either Password or PasswordFile, not both");
-      return NULL;
-    }
-  if (password_file)
-    {
-      if (!read_password_file (p, group, password_file, &wc->password, error))
-        return NULL;
-    }
-  else if (password && g_str_equal (password, "generate"))
-    {
-      if (wc->latent == BF_LATENT_NONE)
-        {
-          set_error (error, p, group, "Password",
-                     "“generate” is only for latent workers, whose instance receives the password");
-          return NULL;
-        }
-      wc->password_generate = TRUE;
-    }
-  else if (password && *password != '\0')
-    {
-      if (strlen (password) > MAX_PASSWORD_LEN)
-        {
-          set_error (error, p, group, "Password", "longer than %d bytes", MAX_PASSWORD_LEN);
-          return NULL;
-        }
-      wc->password = g_steal_pointer (&password);
-    }
-  else
-    {
-      set_error (error, p, group, password ? "Password" : NULL,
-                 "missing password: set Password= or PasswordFile=");
-      return NULL;
-    }
-
-  if (!get_uint (p, group, "MaxBuilds", 0, G_MAXINT32, &max_builds, error))
+  if (!parse_latent_kind (p, group, (const char * const *) keys, wc, error) ||
+      !parse_password (p, group, wc, error) ||
+      !parse_capacity (p, group, wc, error) ||
+      !parse_liveness (p, group, wc, error) ||
+      !parse_mail (p, group, wc, error))
     return NULL;
-  wc->max_builds = (guint) max_builds;
+  wc->properties = parse_properties (p, group, (const char * const *) keys);
 
-  wc->builders = get_list (p, group, "Builders");
-  if (wc->builders == NULL)
-    wc->builders = g_new0 (char *, 1);
-
-  wc->labels = get_list (p, group, "Labels");
-  if (wc->labels == NULL)
-    wc->labels = g_new0 (char *, 1);
-  if (g_strv_length (wc->labels) > BF_MAX_LABELS)
-    {
-      set_error (error, p, group, "Labels", "more than %d labels", BF_MAX_LABELS);
-      return NULL;
-    }
-  for (guint i = 0; wc->labels[i]; i++)
-    if (!bf_label_is_valid (wc->labels[i]))
-      {
-        set_error (error, p, group, "Labels",
-                   "“%s” is not a label (1 to %d bytes of text without spaces, “;” or “,”)",
-                   wc->labels[i], BF_MAX_LABEL_BYTES);
-        return NULL;
-      }
-
-  if (!get_duration (p, group, "MissingTimeout", FALSE, 600 * G_USEC_PER_SEC, &missing, error))
+  if (wc->latent != BF_LATENT_NONE && !parse_latent_keys (p, group, wc, error))
     return NULL;
-  wc->missing_timeout_usec = (guint64) missing;
-
-  if (!get_uint (p, group, "FlapThreshold", BF_DEFAULT_FLAP_THRESHOLD, BF_MAX_FLAP_THRESHOLD, &flap_threshold, error) ||
-      !get_duration (p, group, "FlapWindow", FALSE, 600 * G_USEC_PER_SEC, &flap_window, error) ||
-      !get_duration (p, group, "FlapRecovery", FALSE, 300 * G_USEC_PER_SEC, &flap_recovery, error))
-    return NULL;
-  wc->flap_threshold = (guint) flap_threshold;
-  wc->flap_window_usec = (guint64) flap_window;
-  wc->flap_recovery_usec = (guint64) flap_recovery;
-
-  if (!get_duration (p, group, "HealthInterval", FALSE, 0, &health_interval, error) ||
-      !get_duration (p, group, "MaxResponseTime", FALSE, 0, &max_response, error))
-    return NULL;
-  wc->health_interval_usec = (guint64) health_interval;
-  wc->max_response_time_usec = (guint64) max_response;
-  free_disk = get_string (p, group, "MinFreeDisk", FALSE);
-  if (free_disk != NULL && !parse_free_disk (free_disk, &wc->min_free_disk_bytes, &wc->min_free_disk_percent))
-    {
-      set_error (error, p, group, "MinFreeDisk",
-                 "“%s” is neither a size (bytes, or with K, M, G, T) nor a percentage (“5%%”)", free_disk);
-      return NULL;
-    }
-  wc->health_command = get_string (p, group, "HealthCommand", FALSE);
-  if (wc->health_command != NULL && *wc->health_command == '\0')
-    g_clear_pointer (&wc->health_command, g_free);
-
-  wc->notify_on_missing = get_list (p, group, "NotifyOnMissing");
-  if (wc->notify_on_missing == NULL)
-    wc->notify_on_missing = g_new0 (char *, 1);
-  for (guint i = 0; wc->notify_on_missing[i]; i++)
-    {
-      const char *addr = wc->notify_on_missing[i];
-      const char *at = strchr (addr, '@');
-      if (at == NULL || at == addr || at[1] == '\0' || strpbrk (addr, " \t,<>\"'\\") != NULL || addr[0] == '-')
-        {
-          set_error (error, p, group, "NotifyOnMissing", "“%s” is not a mail address", addr);
-          return NULL;
-        }
-    }
-
-  props = g_variant_builder_new (G_VARIANT_TYPE_VARDICT);
-  for (guint i = 0; keys && keys[i]; i++)
-    {
-      if (g_str_has_prefix (keys[i], "Property."))
-        {
-          g_autofree char *value = get_string (p, group, keys[i], FALSE);
-          g_variant_builder_add (props, "{sv}", keys[i] + strlen ("Property."),
-                                 g_variant_new_string (value));
-        }
-    }
-  wc->properties = g_variant_ref_sink (g_variant_builder_end (props));
-
-  if (wc->latent != BF_LATENT_NONE)
-    {
-      g_autofree char *protocol = get_string (p, group, "Protocol", FALSE);
-
-      if (protocol == NULL || *protocol == '\0')
-        wc->protocol = BF_WORKER_PROTOCOL_DEFAULT;
-      else if (g_str_equal (protocol, "pb"))
-        wc->protocol = BF_WORKER_PROTOCOL_PB;
-      else if (g_str_equal (protocol, "msgpack"))
-        wc->protocol = BF_WORKER_PROTOCOL_MSGPACK;
-      else
-        {
-          set_error (error, p, group, "Protocol",
-                     "unknown protocol “%s” (use pb, Buildbot's Perspective Broker, or msgpack)",
-                     protocol);
-          return NULL;
-        }
-      wc->start_command = get_string (p, group, "StartCommand", FALSE);
-      wc->stop_command = get_string (p, group, "StopCommand", FALSE);
-      wc->unit = get_string (p, group, "Unit", FALSE);
-      if (wc->latent == BF_LATENT_COMMAND && (wc->start_command == NULL || *wc->start_command == '\0'))
-        {
-          set_error (error, p, group, NULL, "Latent=command needs StartCommand=");
-          return NULL;
-        }
-      if (wc->latent != BF_LATENT_COMMAND && (wc->start_command || wc->stop_command))
-        {
-          set_error (error, p, group, wc->start_command ? "StartCommand" : "StopCommand",
-                     "only Latent=command runs commands");
-          return NULL;
-        }
-      if (wc->latent != BF_LATENT_SYSTEMD && wc->unit)
-        {
-          set_error (error, p, group, "Unit", "only Latent=systemd starts a unit");
-          return NULL;
-        }
-      if (wc->latent == BF_LATENT_SYSTEMD && wc->password_generate)
-        {
-          set_error (error, p, group, "Password",
-                     "“generate” does not work with Latent=systemd: the unit cannot be given the password");
-          return NULL;
-        }
-      if (wc->latent == BF_LATENT_SYSTEMD && wc->unit == NULL)
-        wc->unit = g_strdup ("buildbot-worker@%n.service");
-
-      if (!get_duration (p, group, "BuildWaitTimeout", TRUE, 600 * G_USEC_PER_SEC, &wait, error))
-        return NULL;
-      wc->build_wait_timeout_usec = wait;
-      if (!get_duration (p, group, "SubstantiationTimeout", FALSE, missing, &subst, error))
-        return NULL;
-      if (subst == 0)
-        subst = 1200 * G_USEC_PER_SEC;
-      wc->substantiation_timeout_usec = (guint64) subst;
-      if (!get_bool (p, group, "KeepOnShutdown", FALSE, &wc->keep_on_shutdown, error))
-        return NULL;
-    }
   if (!parse_docker_keys (p, group, wc, error))
     return NULL;
 
   return g_steal_pointer (&owner);
+}
+
+/* Pools ------------------------------------------------------------------- */
+
+static void
+pool_config_clear (BfPoolConfig *pc)
+{
+  g_free (pc->name);
+  g_free (pc->pattern);
+  g_strfreev (pc->members);
+}
+
+BfPoolConfig *
+bf_pool_config_ref (BfPoolConfig *pc)
+{
+  return g_rc_box_acquire (pc);
+}
+
+void
+bf_pool_config_unref (BfPoolConfig *pc)
+{
+  g_rc_box_release_full (pc, (GDestroyNotify) pool_config_clear);
+}
+
+/**
+ * bf_pool_expand_pattern:
+ * @pattern: Workers=, with exactly one `%d`, `%Nd` or `%0Nd` (N at most 2
+ *   digits) for the index
+ * @count: how many names, index 1 to @count
+ *
+ * The pattern is read here, never handed to printf.
+ *
+ * Returns: (transfer full): the names, or %NULL with @error saying what is
+ *   wrong with the pattern or which name is not a valid worker name
+ */
+GStrv
+bf_pool_expand_pattern (const char  *pattern,
+                        guint        count,
+                        GError     **error)
+{
+  const char *conv = NULL, *end = NULL;
+  gboolean zero = FALSE;
+  guint width = 0;
+  g_autofree char *prefix = NULL;
+  g_autoptr(GStrvBuilder) names = g_strv_builder_new ();
+
+  for (const char *c = strchr (pattern, '%'); c != NULL; c = strchr (c + 1, '%'))
+    {
+      const char *d = c + 1;
+      guint w = 0, digits = 0;
+      gboolean z = FALSE;
+
+      if (conv != NULL)
+        {
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                       "“%s” has more than one “%%”: use exactly one %%d (or %%02d) for the number", pattern);
+          return NULL;
+        }
+      if (*d == '0')
+        {
+          z = TRUE;
+          d++;
+        }
+      while (g_ascii_isdigit (*d) && digits < 3)
+        {
+          w = w * 10 + (guint) (*d - '0');
+          d++;
+          digits++;
+        }
+      if (*d != 'd' || digits > 2)
+        {
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                       "“%s”: only %%d, %%Nd or %%0Nd (N up to 99) may follow “%%”", pattern);
+          return NULL;
+        }
+      conv = c;
+      end = d + 1;
+      zero = z;
+      width = w;
+    }
+  if (conv == NULL)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "“%s” has no %%d for the number of each worker (e.g. cloud-%%02d)", pattern);
+      return NULL;
+    }
+
+  prefix = g_strndup (pattern, (gsize) (conv - pattern));
+  for (guint i = 1; i <= count; i++)
+    {
+      g_autofree char *name = g_strdup_printf (zero ? "%s%0*u%s" : "%s%*u%s", prefix, (int) width, i, end);
+
+      if (!bf_worker_name_is_valid (name))
+        {
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                       "“%s” gives “%s”, not allowed as a worker name: use 1 to %d letters, digits, '-', '_' or '.'",
+                       pattern, name, BF_WORKER_NAME_MAX);
+          return NULL;
+        }
+      g_strv_builder_add (names, name);
+    }
+  return g_strv_builder_end (names);
+}
+
+static gboolean
+get_pool_uint (Parser      *p,
+               const char  *group,
+               const char  *key,
+               guint        default_value,
+               guint       *out,
+               GError     **error)
+{
+  guint64 v = 0;
+
+  if (!get_uint (p, group, key, default_value, BF_POOL_MAX_COUNT, &v, error))
+    return FALSE;
+  *out = (guint) v;
+  return TRUE;
+}
+
+/* The pool's own keys; its workers' keys are parse_worker()'s. */
+static BfPoolConfig *
+parse_pool_keys (Parser      *p,
+                 const char  *group,
+                 const char  *name,
+                 GError     **error)
+{
+  BfPoolConfig *pc = g_rc_box_new0 (BfPoolConfig);
+  g_autoptr(BfPoolConfig) owner = pc;
+  g_autofree char *count = NULL;
+  g_autoptr(GError) local_error = NULL;
+
+  pc->name = g_strdup (name);
+  if (!bf_worker_name_is_valid (name))
+    {
+      set_error (error, p, group, NULL,
+                 "“%s” is not allowed as a pool name: use 1 to %d letters, digits, '-', '_' or '.'",
+                 name, BF_WORKER_NAME_MAX);
+      return NULL;
+    }
+  pc->pattern = get_string (p, group, "Workers", FALSE);
+  if (pc->pattern == NULL || *pc->pattern == '\0')
+    {
+      set_error (error, p, group, pc->pattern ? "Workers" : NULL,
+                 "a pool needs Workers=, the pattern of its workers' names (e.g. Workers=%s-%%02d)", name);
+      return NULL;
+    }
+  count = get_string (p, group, "Count", FALSE);
+  if (count == NULL)
+    {
+      set_error (error, p, group, NULL, "a pool needs Count=, how many workers it stands for (0 to %d)",
+                 BF_POOL_MAX_COUNT);
+      return NULL;
+    }
+  if (!get_pool_uint (p, group, "Count", 0, &pc->count, error) ||
+      !get_pool_uint (p, group, "MaxInstances", pc->count, &pc->max_instances, error) ||
+      !get_pool_uint (p, group, "MinIdle", 0, &pc->min_idle, error) ||
+      !get_pool_uint (p, group, "MaxBuildsPerInstance", 0, &pc->max_builds_per_instance, error))
+    return NULL;
+  if (pc->max_instances == 0 && pc->count > 0)
+    {
+      set_error (error, p, group, "MaxInstances", "must be at least 1 (leave it out for Count=%u)", pc->count);
+      return NULL;
+    }
+  if (pc->min_idle > MIN (pc->count, pc->max_instances))
+    {
+      set_error (error, p, group, "MinIdle", "%u idle instances cannot be kept with %s=%u",
+                 pc->min_idle, pc->count <= pc->max_instances ? "Count" : "MaxInstances",
+                 MIN (pc->count, pc->max_instances));
+      return NULL;
+    }
+  pc->members = bf_pool_expand_pattern (pc->pattern, pc->count, &local_error);
+  if (pc->members == NULL)
+    {
+      set_error (error, p, group, "Workers", "%s", local_error->message);
+      return NULL;
+    }
+  return g_steal_pointer (&owner);
+}
+
+/* A [Pool NAME] group: its own keys, then every worker it stands for,
+ * each parsed as a [Worker] group with the same keys. */
+static BfPoolConfig *
+parse_pool (Parser      *p,
+            BfConfig    *c,
+            GHashTable  *groups_by_worker,
+            const char  *group,
+            const char  *name,
+            GError     **error)
+{
+  g_autoptr(BfPoolConfig) pc = NULL;
+  g_auto(GStrv) keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
+
+  if (!check_keys (p, group, worker_keys, pool_keys, "Property.", error))
+    return NULL;
+  p->group = group;
+  p->keys = keys;
+  pc = parse_pool_keys (p, group, name, error);
+  if (pc == NULL)
+    return NULL;
+
+  for (guint i = 0; pc->members[i]; i++)
+    {
+      BfWorkerConfig *wc;
+      const char *other = g_hash_table_lookup (groups_by_worker, pc->members[i]);
+
+      if (other != NULL)
+        {
+          set_error (error, p, group, "Workers", "“%s” gives the worker name %s, which [%s] has already",
+                     pc->pattern, pc->members[i], other);
+          return NULL;
+        }
+      wc = parse_worker (p, group, pc->members[i], pool_keys, error);
+      p->keys = keys;   /* parse_worker's own list is gone */
+      if (wc == NULL)
+        return NULL;
+      g_ptr_array_add (c->workers, wc);
+      g_hash_table_insert (c->workers_by_name, wc->name, wc);
+      g_hash_table_insert (groups_by_worker, wc->name, (gpointer) group);
+      if (wc->latent == BF_LATENT_NONE)
+        {
+          set_error (error, p, group, NULL,
+                     "a pool's workers are latent: set Latent=command, local or systemd");
+          return NULL;
+        }
+      wc->pool = g_strdup (pc->name);
+      wc->max_builds_per_instance = pc->max_builds_per_instance;
+    }
+  return g_steal_pointer (&pc);
 }
 
 static void
@@ -1420,6 +1739,7 @@ config_clear (BfConfig *c)
   g_free (c->mail_from);
   g_clear_pointer (&c->workers_by_name, g_hash_table_unref);
   g_clear_pointer (&c->workers, g_ptr_array_unref);
+  g_clear_pointer (&c->pools, g_ptr_array_unref);
 }
 
 BfConfig *
@@ -1441,19 +1761,27 @@ bf_config_lookup_worker (BfConfig   *config,
   return g_hash_table_lookup (config->workers_by_name, name);
 }
 
-static gboolean
-parse_daemon (Parser    *p,
-              BfConfig  *c,
-              GError   **error)
+BfPoolConfig *
+bf_config_lookup_pool (BfConfig   *config,
+                       const char *name)
 {
-  const char *g = "Daemon";
-  gint64 keepalive = 0, dup = 0, q_initial = 0, q_max = 0, lifetime = 0;
-  guint64 max_msg = 0;
-  guint64 max_bus_msg = 0;
+  for (guint i = 0; i < config->pools->len; i++)
+    {
+      BfPoolConfig *pc = g_ptr_array_index (config->pools, i);
+      if (g_str_equal (pc->name, name))
+        return pc;
+    }
+  return NULL;
+}
 
-  if (!check_keys (p, g, daemon_keys, NULL, error))
-    return FALSE;
-
+/* [Daemon] Listen=, ListenPb=, TlsCertificate=, TlsPrivateKey=: where
+ * workers connect and how. */
+static gboolean
+parse_daemon_endpoints (Parser      *p,
+                        const char  *g,
+                        BfConfig    *c,
+                        GError     **error)
+{
   c->listen = get_list (p, g, "Listen");
   if (c->listen == NULL)
     c->listen = g_strsplit (DEFAULT_LISTEN, ";", -1);
@@ -1483,6 +1811,18 @@ parse_daemon (Parser    *p,
                  "TlsCertificate and TlsPrivateKey go together: set both or neither");
       return FALSE;
     }
+  return TRUE;
+}
+
+/* [Daemon] KeepaliveInterval=, DuplicatePingTimeout=: how the daemon
+ * notices a dead or duplicate connection. */
+static gboolean
+parse_daemon_liveness (Parser      *p,
+                       const char  *g,
+                       BfConfig    *c,
+                       GError     **error)
+{
+  gint64 keepalive = 0, dup = 0;
 
   if (!get_duration (p, g, "KeepaliveInterval", FALSE, 60 * G_USEC_PER_SEC, &keepalive, error))
     return FALSE;
@@ -1501,7 +1841,16 @@ parse_daemon (Parser    *p,
       return FALSE;
     }
   c->duplicate_ping_timeout_usec = (guint64) dup;
+  return TRUE;
+}
 
+/* [Daemon] StateDirectory=, defaulting to systemd's $STATE_DIRECTORY. */
+static gboolean
+parse_daemon_state_directory (Parser      *p,
+                              const char  *g,
+                              BfConfig    *c,
+                              GError     **error)
+{
   c->state_directory = get_string (p, g, "StateDirectory", FALSE);
   if (c->state_directory == NULL)
     {
@@ -1513,6 +1862,17 @@ parse_daemon (Parser    *p,
       set_error (error, p, g, "StateDirectory", "“%s” is not an absolute path", c->state_directory);
       return FALSE;
     }
+  return TRUE;
+}
+
+/* [Daemon] MailCommand=, MailFrom=, MailTimeout=: how notices are sent. */
+static gboolean
+parse_daemon_mail (Parser      *p,
+                   const char  *g,
+                   BfConfig    *c,
+                   GError     **error)
+{
+  gint64 mail_timeout = 0;
 
   c->mail_command = get_string (p, g, "MailCommand", FALSE);
   if (c->mail_command == NULL)
@@ -1530,18 +1890,28 @@ parse_daemon (Parser    *p,
   c->mail_from = get_string (p, g, "MailFrom", FALSE);
   if (c->mail_from == NULL)
     c->mail_from = g_strdup ("buildfleet@localhost");
-  {
-    gint64 mail_timeout = 0;
 
-    if (!get_duration (p, g, "MailTimeout", FALSE, 60 * G_USEC_PER_SEC, &mail_timeout, error))
+  if (!get_duration (p, g, "MailTimeout", FALSE, 60 * G_USEC_PER_SEC, &mail_timeout, error))
+    return FALSE;
+  if (mail_timeout < G_USEC_PER_SEC / 10)
+    {
+      set_error (error, p, g, "MailTimeout", "must be at least 0.1 seconds");
       return FALSE;
-    if (mail_timeout < G_USEC_PER_SEC / 10)
-      {
-        set_error (error, p, g, "MailTimeout", "must be at least 0.1 seconds");
-        return FALSE;
-      }
-    c->mail_timeout_usec = (guint64) mail_timeout;
-  }
+    }
+  c->mail_timeout_usec = (guint64) mail_timeout;
+  return TRUE;
+}
+
+/* [Daemon] MaxMessageSize=, MaxBusMessageSize=: the largest message from a
+ * worker and on the bus. */
+static gboolean
+parse_daemon_message_sizes (Parser      *p,
+                            const char  *g,
+                            BfConfig    *c,
+                            GError     **error)
+{
+  guint64 max_msg = 0;
+  guint64 max_bus_msg = 0;
 
   if (!get_uint (p, g, "MaxMessageSize", 16 * 1024 * 1024, 256 * 1024 * 1024, &max_msg, error))
     return FALSE;
@@ -1561,6 +1931,17 @@ parse_daemon (Parser    *p,
       return FALSE;
     }
   c->max_bus_message_size = max_bus_msg;
+  return TRUE;
+}
+
+/* [Daemon] QuarantineInitial=, QuarantineMax=, FinishedBuildLifetime=. */
+static gboolean
+parse_daemon_quarantine (Parser      *p,
+                         const char  *g,
+                         BfConfig    *c,
+                         GError     **error)
+{
+  gint64 q_initial = 0, q_max = 0, lifetime = 0;
 
   if (!get_duration (p, g, "QuarantineInitial", FALSE, 10 * G_USEC_PER_SEC, &q_initial, error) ||
       !get_duration (p, g, "QuarantineMax", FALSE, (gint64) 3600 * G_USEC_PER_SEC, &q_max, error) ||
@@ -1577,6 +1958,22 @@ parse_daemon (Parser    *p,
   return TRUE;
 }
 
+static gboolean
+parse_daemon (Parser    *p,
+              BfConfig  *c,
+              GError   **error)
+{
+  const char *g = "Daemon";
+
+  return check_keys (p, g, daemon_keys, NULL, NULL, error) &&
+         parse_daemon_endpoints (p, g, c, error) &&
+         parse_daemon_liveness (p, g, c, error) &&
+         parse_daemon_state_directory (p, g, c, error) &&
+         parse_daemon_mail (p, g, c, error) &&
+         parse_daemon_message_sizes (p, g, c, error) &&
+         parse_daemon_quarantine (p, g, c, error);
+}
+
 static BfConfig *
 parse (Parser   *p,
        GError  **error)
@@ -1585,6 +1982,8 @@ parse (Parser   *p,
   g_autoptr(BfConfig) owner = c;
   g_auto(GStrv) groups = g_key_file_get_groups (p->merged, NULL);
   g_autoptr(GStrvBuilder) files = g_strv_builder_new ();
+  /* worker name -> the group it comes from, for duplicates */
+  g_autoptr(GHashTable) groups_by_worker = g_hash_table_new (g_str_hash, g_str_equal);
 
   c->path = g_strdup (g_ptr_array_index (p->files, 0));
   for (guint i = 0; i < p->files->len; i++)
@@ -1592,6 +1991,7 @@ parse (Parser   *p,
   c->files = g_strv_builder_end (files);
   c->workers = g_ptr_array_new_with_free_func ((GDestroyNotify) bf_worker_config_unref);
   c->workers_by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  c->pools = g_ptr_array_new_with_free_func ((GDestroyNotify) bf_pool_config_unref);
 
   /* [Daemon] is optional: every key has a default. */
   if (!parse_daemon (p, c, error))
@@ -1603,18 +2003,44 @@ parse (Parser   *p,
 
       if (g_str_equal (groups[i], "Daemon"))
         continue;
+      if (g_str_has_prefix (groups[i], "Pool "))
+        {
+          BfPoolConfig *pc = parse_pool (p, c, groups_by_worker, groups[i], groups[i] + strlen ("Pool "), error);
+
+          p->group = NULL;   /* parse_pool's key list is gone */
+          p->keys = NULL;
+          if (pc == NULL)
+            return NULL;
+          if (bf_config_lookup_pool (c, pc->name) != NULL)
+            {
+              /* [Pool a] and [Pool  a] are different groups */
+              set_error (error, p, groups[i], NULL, "a second pool named %s", pc->name);
+              bf_pool_config_unref (pc);
+              return NULL;
+            }
+          g_ptr_array_add (c->pools, pc);
+          continue;
+        }
       if (!g_str_has_prefix (groups[i], "Worker "))
         {
-          set_error (error, p, groups[i], NULL, "unknown group (expected [Daemon] or [Worker NAME])");
+          set_error (error, p, groups[i], NULL, "unknown group (expected [Daemon], [Worker NAME] or [Pool NAME])");
           return NULL;
         }
-      wc = parse_worker (p, groups[i], groups[i] + strlen ("Worker "), error);
+      wc = parse_worker (p, groups[i], groups[i] + strlen ("Worker "), NULL, error);
       p->group = NULL;   /* parse_worker's key list is gone */
       p->keys = NULL;
       if (wc == NULL)
         return NULL;
+      if (g_hash_table_contains (groups_by_worker, wc->name))
+        {
+          set_error (error, p, groups[i], NULL, "the worker name %s is taken by [%s] already",
+                     wc->name, (char *) g_hash_table_lookup (groups_by_worker, wc->name));
+          bf_worker_config_unref (wc);
+          return NULL;
+        }
       g_ptr_array_add (c->workers, wc);
       g_hash_table_insert (c->workers_by_name, wc->name, wc);
+      g_hash_table_insert (groups_by_worker, wc->name, groups[i]);
     }
 
   return g_steal_pointer (&owner);

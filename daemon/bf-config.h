@@ -73,6 +73,8 @@ typedef struct {
   guint64 substantiation_timeout_usec;
   gboolean keep_on_shutdown;
   BfWorkerProtocol protocol;   /* Protocol=, latent workers only */
+  char *pool;                  /* the [Pool NAME] this worker stands for, or NULL */
+  guint max_builds_per_instance;  /* a pool's MaxBuildsPerInstance=; 0 = no limit */
 
   /* Latent=docker (see bf-docker-driver.c) */
   char *image;                 /* Image= */
@@ -86,6 +88,26 @@ typedef struct {
   guint64 nano_cpus;           /* CPUs= x 1e9: 0 = no limit */
   gboolean auto_remove;        /* AutoRemove=: HostConfig.AutoRemove */
 } BfWorkerConfig;
+
+/**
+ * BfPoolConfig:
+ *
+ * One `[Pool NAME]` group: @count interchangeable latent workers named
+ * from the pattern of Workers= (index 1 to @count), each also in
+ * BfConfig.workers with every key of the group.  Immutable, reference
+ * counted.
+ */
+#define BF_POOL_MAX_COUNT 1000
+
+typedef struct {
+  char *name;
+  char *pattern;               /* Workers=, e.g. "cloud-%02d" */
+  guint count;                 /* Count= */
+  guint min_idle;              /* MinIdle=: instances kept started and idle */
+  guint max_instances;         /* MaxInstances=: instances at once (default Count) */
+  guint max_builds_per_instance;  /* MaxBuildsPerInstance=; 0 = no limit */
+  GStrv members;               /* the workers' names, index order */
+} BfPoolConfig;
 
 /**
  * BfConfig:
@@ -115,6 +137,7 @@ typedef struct {
   guint64 finished_build_lifetime_usec;
   GPtrArray *workers;          /* BfWorkerConfig, in order */
   GHashTable *workers_by_name; /* name -> BfWorkerConfig (borrowed from workers) */
+  GPtrArray *pools;            /* BfPoolConfig, in order */
 } BfConfig;
 
 BfConfig       *bf_config_load            (const char  *path,
@@ -129,6 +152,14 @@ BfConfig       *bf_config_ref             (BfConfig    *config);
 void            bf_config_unref           (BfConfig    *config);
 BfWorkerConfig *bf_config_lookup_worker   (BfConfig    *config,
                                            const char  *name);
+
+BfPoolConfig   *bf_config_lookup_pool     (BfConfig    *config,
+                                           const char  *name);
+BfPoolConfig   *bf_pool_config_ref        (BfPoolConfig *pc);
+void            bf_pool_config_unref      (BfPoolConfig *pc);
+GStrv           bf_pool_expand_pattern    (const char  *pattern,
+                                           guint        count,
+                                           GError     **error);
 
 BfWorkerConfig *bf_worker_config_ref      (BfWorkerConfig *wc);
 void            bf_worker_config_unref    (BfWorkerConfig *wc);
@@ -154,5 +185,6 @@ gboolean        bf_config_parse_endpoint  (const char  *text,
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfConfig, bf_config_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfWorkerConfig, bf_worker_config_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfPoolConfig, bf_pool_config_unref)
 
 G_END_DECLS

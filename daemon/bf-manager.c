@@ -29,6 +29,8 @@
 #include "bf-log.h"
 #include "bf-mailer.h"
 #include "bf-manager.h"
+#include "bf-pool.h"
+#include "bf-scheduler.h"
 #include "bf-variant-util.h"
 #include "bf-history.h"
 #include "bf-state.h"
@@ -37,6 +39,7 @@
 
 #define FLEET_PATH "/org/buildfleet/Fleet1"
 #define WORKERS_PATH FLEET_PATH "/workers"
+#define POOLS_PATH FLEET_PATH "/pools"
 #define STATUS_DELAY_MS 250
 #define TRIM_DELAY_S 2
 #define RELOAD_RETRY_MS 100
@@ -68,6 +71,7 @@ struct _BfManager
   char *pb_master;                /* HOST:PORT for latent instances that speak PB */
   GHashTable *workers;            /* name -> BfWorker */
   GHashTable *retiring;           /* name -> BfWorker: removed, waiting for its builds */
+  GHashTable *pools;              /* name -> BfPool */
 
   guint status_source_id;
   guint trim_source_id;
@@ -76,11 +80,9 @@ struct _BfManager
   GCancellable *engine_cancellable;
   GHashTable *orphans_stopping;   /* instance id -> NULL: stops in flight */
 
-  GQueue pending;                 /* BfBuild, in request order */
+  BfScheduler *scheduler;         /* the pending builds */
   GHashTable *builds;             /* BfBuild -> linger source id (0 while live); owns the build */
-  GHashTable *last_assigned;      /* worker name -> monotonic time of its last build */
   guint64 next_build_id;
-  guint dispatch_source_id;
 
   GPtrArray *reload_tasks;        /* GTask: answered by the reads in progress */
   GPtrArray *reload_queued;       /* GTask: came in after those reads began */
@@ -103,7 +105,13 @@ enum {
 static guint signals[N_SIGNALS];
 
 static void bf_manager_iface_init (BfDBusManagerIface *iface);
-static void schedule_dispatch (BfManager *self);
+
+static void
+schedule_dispatch (BfManager *self)
+{
+  if (self->scheduler)
+    bf_scheduler_kick (self->scheduler);
+}
 
 G_DEFINE_FINAL_TYPE_WITH_CODE (BfManager, bf_manager, BF_DBUS_TYPE_MANAGER_SKELETON,
                                G_IMPLEMENT_INTERFACE (BF_DBUS_TYPE_MANAGER, bf_manager_iface_init))
@@ -217,6 +225,83 @@ worker_active_builds_changed_cb (BfWorker  *worker,
     retire_if_idle (self, worker);
 }
 
+/* Pools --------------------------------------------------------------------- */
+
+static char *
+pool_path (const char *name)
+{
+  g_autofree char *escaped = g_dbus_escape_object_path (name);
+  return g_strconcat (POOLS_PATH "/", escaped, NULL);
+}
+
+/* The pool @worker's configuration names, if it is in force. */
+static BfPool *
+pool_of (BfManager *self,
+         BfWorker  *worker)
+{
+  const char *name = bf_worker_get_config (worker)->pool;
+
+  return name ? g_hash_table_lookup (self->pools, name) : NULL;
+}
+
+static void
+pool_changed_cb (BfPool    *pool,
+                 BfManager *self)
+{
+  /* An instance may have ended: a build waiting for MaxInstances may
+   * start one now. */
+  schedule_dispatch (self);
+}
+
+static void
+add_pool (BfManager    *self,
+          BfPoolConfig *pc)
+{
+  BfPool *pool = bf_pool_new (pc);
+  g_autofree char *path = pool_path (pc->name);
+  g_autoptr(BfDBusObjectSkeleton) object = bf_dbus_object_skeleton_new (path);
+
+  g_signal_connect_object (pool, "changed", G_CALLBACK (pool_changed_cb), self, 0);
+  g_hash_table_insert (self->pools, g_strdup (pc->name), pool);
+  bf_dbus_object_skeleton_set_pool (object, BF_DBUS_POOL (pool));
+  g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
+}
+
+/* Pools of @config that are new are created, the others take their new
+ * settings; pools no longer configured go (their workers are removed by
+ * the worker diff). */
+static void
+apply_pools (BfManager *self,
+             BfConfig  *config)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  for (guint i = 0; i < config->pools->len; i++)
+    {
+      BfPoolConfig *pc = g_ptr_array_index (config->pools, i);
+      BfPool *pool = g_hash_table_lookup (self->pools, pc->name);
+
+      if (pool)
+        bf_pool_set_config (pool, pc);
+      else
+        add_pool (self, pc);
+    }
+  g_hash_table_iter_init (&iter, self->pools);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      g_autofree char *path = NULL;
+
+      if (bf_config_lookup_pool (config, key) != NULL)
+        continue;
+      path = pool_path (key);
+      g_signal_handlers_disconnect_by_data (value, self);
+      bf_pool_clear (value);
+      g_dbus_object_manager_server_unexport (self->object_manager, path);
+      g_hash_table_iter_remove (&iter);
+    }
+}
+
 /* Workers ------------------------------------------------------------------- */
 
 static void
@@ -241,9 +326,14 @@ add_worker (BfManager      *self,
   bf_worker_set_duplicate_ping_timeout (worker, self->config->duplicate_ping_timeout_usec);
   bf_worker_set_quarantine_limits (worker, self->config->quarantine_initial_usec,
                                    self->config->quarantine_max_usec);
-  g_signal_connect_object (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self, 0);
-  g_signal_connect_object (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self, 0);
-  g_signal_connect_object (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self, 0);
+  /* Not g_signal_connect_object(): each of those adds a closure to the
+   * manager's own list, which GLib grows by one element per connection,
+   * copying it every time (quadratic: with 50,000 workers that was a
+   * quarter of the start-up).  Disconnected in drop_worker() and in
+   * dispose (disconnect_workers()). */
+  g_signal_connect (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self);
+  g_signal_connect (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self);
+  g_signal_connect (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
   if (bf_worker_get_latent (worker) && (self->master || self->pb_master))
@@ -253,6 +343,8 @@ add_worker (BfManager      *self,
     }
   g_hash_table_insert (self->workers, g_strdup (wc->name), worker);
   export_worker (self, worker);
+  if (pool_of (self, worker))
+    bf_pool_add_member (pool_of (self, worker), worker);
 }
 
 static void
@@ -262,6 +354,11 @@ drop_worker (BfManager  *self,
 {
   g_autofree char *path = worker_path (bf_worker_get_name (worker));
 
+  if (pool_of (self, worker))
+    bf_pool_remove_member (pool_of (self, worker), worker);
+  /* An instance that is still starting goes too, not only an attached one. */
+  if (bf_worker_get_latent (worker))
+    bf_latent_insubstantiate (bf_worker_get_latent (worker), TRUE, reason);
   bf_worker_disconnect (worker, reason);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) - 1);
@@ -323,6 +420,7 @@ apply_config (BfManager *self,
   g_free (self->config->state_directory);
   self->config->state_directory = g_strdup (old->state_directory);
   apply_daemon_config (self);
+  apply_pools (self, config);
 
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
@@ -348,7 +446,13 @@ apply_config (BfManager *self,
         }
       if (worker != NULL)
         {
+          BfPool *old_pool = pool_of (self, worker);
+
           bf_worker_set_config (worker, wc);
+          if (old_pool != pool_of (self, worker) && old_pool != NULL)
+            bf_pool_remove_member (old_pool, worker);
+          if (pool_of (self, worker))
+            bf_pool_add_member (pool_of (self, worker), worker);
           bf_worker_set_duplicate_ping_timeout (worker, config->duplicate_ping_timeout_usec);
           bf_worker_set_quarantine_limits (worker, config->quarantine_initial_usec,
                                            config->quarantine_max_usec);
@@ -367,6 +471,8 @@ apply_config (BfManager *self,
     {
       BfWorker *worker = g_ptr_array_index (removed, i);
       g_hash_table_insert (self->retiring, g_strdup (bf_worker_get_name (worker)), g_object_ref (worker));
+      if (pool_of (self, worker))
+        bf_pool_retire_member (pool_of (self, worker), worker);
       retire_if_idle (self, worker);
     }
 
@@ -1403,225 +1509,6 @@ listing_filter_cb (GDBusConnection *connection,
 
 /* Builds ------------------------------------------------------------------------ */
 
-/* Least loaded first (active / MaxBuilds), then fewest builds, then the one
- * that waited longest since its last build: builds spread over the fleet. */
-static BfWorker *
-choose_worker (BfManager *self,
-               BfBuild   *build)
-{
-  const char *builder = bf_build_get_builder (build);
-  const char *only = bf_build_get_only_worker (build);
-  const char * const *labels = bf_build_get_labels (build);
-  BfWorker *best = NULL;
-  double best_load = 0;
-  guint best_active = 0;
-  gint64 best_stamp = 0;
-  GHashTableIter iter;
-  gpointer value;
-
-  if (only != NULL)
-    {
-      BfWorker *w = g_hash_table_lookup (self->workers, only);
-      return w && bf_worker_can_take_build (w, builder) && bf_worker_has_labels (w, labels) ? w : NULL;
-    }
-
-  g_hash_table_iter_init (&iter, self->workers);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    {
-      BfWorker *w = value;
-      guint active, max;
-      double load;
-      gint64 stamp;
-
-      if (!bf_worker_can_take_build (w, builder) || !bf_worker_has_labels (w, labels))
-        continue;
-      active = bf_worker_get_active_builds (w);
-      max = bf_worker_get_config (w)->max_builds;
-      load = max ? (double) active / max : 0;
-      stamp = GPOINTER_TO_SIZE (g_hash_table_lookup (self->last_assigned, bf_worker_get_name (w)));
-      if (best == NULL || load < best_load ||
-          (load == best_load && (active < best_active ||
-                                 (active == best_active && stamp < best_stamp))))
-        {
-          best = w;
-          best_load = load;
-          best_active = active;
-          best_stamp = stamp;
-        }
-    }
-  return best;
-}
-
-/* Substantiating latent workers that serve @builder: each will take one of
- * the builds waiting for it. */
-static guint
-count_substantiating (BfManager  *self,
-                      const char *builder)
-{
-  GHashTableIter iter;
-  gpointer value;
-  guint n = 0;
-
-  g_hash_table_iter_init (&iter, self->workers);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    {
-      BfLatent *latent = bf_worker_get_latent (value);
-      if (latent && bf_latent_is_substantiating (latent) &&
-          bf_worker_config_serves (bf_worker_get_config (value), builder))
-        n++;
-    }
-  return n;
-}
-
-/* A build no attached worker can take: start a latent worker for it,
- * unless enough are starting already for the builds waiting. */
-static void
-create_demand (BfManager   *self,
-               BfBuild     *build,
-               GHashTable  *waiting)
-{
-  const char *builder = bf_build_get_builder (build);
-  const char *only = bf_build_get_only_worker (build);
-  guint n_waiting = GPOINTER_TO_UINT (g_hash_table_lookup (waiting, builder)) + 1;
-  GHashTableIter iter;
-  gpointer value;
-
-  g_hash_table_insert (waiting, (gpointer) builder, GUINT_TO_POINTER (n_waiting));
-  if (only != NULL)
-    {
-      BfWorker *w = g_hash_table_lookup (self->workers, only);
-      if (w && bf_worker_can_substantiate_for (w, builder) &&
-          bf_worker_could_have_labels (w, bf_build_get_labels (build)))
-        bf_latent_substantiate (bf_worker_get_latent (w));
-      return;
-    }
-  if (count_substantiating (self, builder) >= n_waiting)
-    return;
-  g_hash_table_iter_init (&iter, self->workers);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    {
-      if (bf_worker_can_substantiate_for (value, builder) &&
-          bf_worker_could_have_labels (value, bf_build_get_labels (build)))
-        {
-          bf_latent_substantiate (bf_worker_get_latent (value));
-          return;
-        }
-    }
-}
-
-static void
-pending_changed (BfManager *self)
-{
-  bf_dbus_manager_set_builds_pending (iface (self), g_queue_get_length (&self->pending));
-}
-
-/* Why no worker takes @build, e.g. "w1: paused; w2: busy".  At most a few
- * workers are named: the rest are counted. */
-#define WAITING_FOR_NAMED 4
-
-static char *
-waiting_for (BfManager *self,
-             BfBuild   *build)
-{
-  const char *builder = bf_build_get_builder (build);
-  const char *only = bf_build_get_only_worker (build);
-  const char * const *labels = bf_build_get_labels (build);
-  g_autoptr(GString) s = g_string_new (NULL);
-  guint named = 0, more = 0;
-  GHashTableIter iter;
-  gpointer value;
-
-  if (only != NULL)
-    {
-      BfWorker *w = g_hash_table_lookup (self->workers, only);
-      const char *why = w ? bf_worker_why_not (w, builder, labels) : "not configured";
-
-      return g_strdup_printf ("%s: %s", only, why ? why : "about to take it");
-    }
-  g_hash_table_iter_init (&iter, self->workers);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    {
-      BfWorker *w = value;
-      const char *why;
-
-      if (!bf_worker_config_serves (bf_worker_get_config (w), builder))
-        continue;
-      if (!bf_worker_could_have_labels (w, labels))
-        continue;
-      why = bf_worker_why_not (w, builder, labels);
-      if (named == WAITING_FOR_NAMED)
-        {
-          more++;
-          continue;
-        }
-      g_string_append_printf (s, "%s%s: %s", named ? "; " : "", bf_worker_get_name (w),
-                              why ? why : "about to take it");
-      named++;
-    }
-  if (named == 0)
-    return g_strdup_printf ("no worker serves builder %s", builder);
-  if (more > 0)
-    g_string_append_printf (s, "; %u more", more);
-  return g_string_free (g_steal_pointer (&s), FALSE);
-}
-
-static gboolean
-dispatch_cb (gpointer data)
-{
-  BfManager *self = data;
-  g_autoptr(GHashTable) waiting = g_hash_table_new (g_str_hash, g_str_equal);
-  GList *next;
-
-  self->dispatch_source_id = 0;
-  for (GList *l = self->pending.head; l != NULL; l = next)
-    {
-      BfBuild *build = l->data;
-      BfWorker *worker;
-      g_autofree char *path = NULL;
-
-      next = l->next;
-      worker = choose_worker (self, build);
-      if (worker == NULL)
-        {
-          g_autofree char *why = waiting_for (self, build);
-
-          bf_build_set_waiting_for (build, why);
-          create_demand (self, build, waiting);
-          continue;
-        }
-      g_queue_delete_link (&self->pending, l);
-      pending_changed (self);
-      g_hash_table_insert (self->last_assigned, g_strdup (bf_worker_get_name (worker)),
-                           GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
-      path = worker_path (bf_worker_get_name (worker));
-      bf_worker_build_started (worker, bf_build_get_builder (build));
-      bf_build_assign (build, worker, path);
-    }
-  return G_SOURCE_REMOVE;
-}
-
-static void
-schedule_dispatch (BfManager *self)
-{
-  if (self->dispatch_source_id == 0 && self->pending.length > 0)
-    {
-      self->dispatch_source_id = g_idle_add (dispatch_cb, self);
-      g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->dispatch_source_id),
-                                "[buildfleetd] build dispatch");
-    }
-}
-
-static gint
-compare_build_ids (gconstpointer a,
-                   gconstpointer b,
-                   gpointer      user_data)
-{
-  guint64 ia = bf_build_get_id ((BfBuild *) a);
-  guint64 ib = bf_build_get_id ((BfBuild *) b);
-
-  return ia < ib ? -1 : ia > ib;
-}
-
 static void
 build_prepared_cb (BfBuild    *build,
                    gboolean    ok,
@@ -1635,9 +1522,7 @@ build_prepared_cb (BfBuild    *build,
   /* The worker could not be prepared (it decides what that costs it);
    * the build goes back to the queue in its place. */
   bf_worker_build_ended (worker, bf_build_get_builder (build), "unprepared", failure);
-  g_queue_insert_sorted (&self->pending, build, compare_build_ids, NULL);
-  pending_changed (self);
-  schedule_dispatch (self);
+  bf_scheduler_requeue (self->scheduler, build);
 }
 
 typedef struct {
@@ -1668,8 +1553,7 @@ build_ended_cb (BfBuild    *build,
   Linger *linger;
   guint id;
 
-  if (g_queue_remove (&self->pending, build))
-    pending_changed (self);
+  bf_scheduler_remove (self->scheduler, build);
   if (worker != NULL)
     bf_worker_build_ended (worker, bf_build_get_builder (build), result, NULL);
 
@@ -1894,10 +1778,8 @@ request_build_authorized (GObject               *object,
   bf_dbus_object_skeleton_set_build (skeleton, BF_DBUS_BUILD (build));
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (skeleton));
 
-  g_queue_push_tail (&self->pending, build);
-  pending_changed (self);
+  bf_scheduler_add (self->scheduler, build);
   bf_dbus_manager_complete_request_build (iface (self), invocation, bf_build_get_path (build));
-  schedule_dispatch (self);
 }
 
 static gboolean
@@ -2031,6 +1913,22 @@ bf_manager_shutdown (BfManager *self)
   bf_history_flush_state (self->state);
 }
 
+/* A worker can outlive the manager (a task or the attach batch holds it):
+ * it must not call back into us. */
+static void
+disconnect_workers (BfManager  *self,
+                    GHashTable *workers)
+{
+  GHashTableIter iter;
+  gpointer worker;
+
+  if (workers == NULL)
+    return;
+  g_hash_table_iter_init (&iter, workers);
+  while (g_hash_table_iter_next (&iter, NULL, &worker))
+    g_signal_handlers_disconnect_by_data (worker, self);
+}
+
 static void
 bf_manager_dispose (GObject *object)
 {
@@ -2038,7 +1936,6 @@ bf_manager_dispose (GObject *object)
 
   g_clear_handle_id (&self->status_source_id, g_source_remove);
   g_clear_handle_id (&self->trim_source_id, g_source_remove);
-  g_clear_handle_id (&self->dispatch_source_id, g_source_remove);
   stop_engine_scans (self);
   if (self->reload_cancellable)
     reload_abort (self);
@@ -2056,9 +1953,20 @@ bf_manager_dispose (GObject *object)
         }
       g_clear_pointer (&self->builds, g_hash_table_unref);
     }
-  g_queue_clear (&self->pending);
-  g_clear_pointer (&self->last_assigned, g_hash_table_unref);
+  g_clear_pointer (&self->scheduler, bf_scheduler_free);
   g_clear_object (&self->listener);
+  disconnect_workers (self, self->workers);
+  disconnect_workers (self, self->retiring);
+  if (self->pools)
+    {
+      GHashTableIter iter;
+      gpointer value;
+
+      g_hash_table_iter_init (&iter, self->pools);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        bf_pool_clear (value);
+      g_clear_pointer (&self->pools, g_hash_table_unref);
+    }
   g_clear_pointer (&self->workers, g_hash_table_unref);
   g_clear_pointer (&self->retiring, g_hash_table_unref);
   g_clear_object (&self->object_manager);
@@ -2105,13 +2013,24 @@ bf_manager_class_init (BfManagerClass *klass)
 }
 
 static void
+scheduler_pending_changed (guint    n_pending,
+                           gpointer data)
+{
+  bf_dbus_manager_set_builds_pending (iface (data), n_pending);
+}
+
+static const BfSchedulerHost scheduler_host = {
+  .pending_changed = scheduler_pending_changed,
+};
+
+static void
 bf_manager_init (BfManager *self)
 {
   self->workers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->retiring = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->pools = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->builds = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
-  self->last_assigned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_queue_init (&self->pending);
+  self->scheduler = bf_scheduler_new (self->workers, &scheduler_host, self);
   self->reload_cancellable = g_cancellable_new ();
   self->engine_cancellable = g_cancellable_new ();
   self->orphans_stopping = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
@@ -2144,6 +2063,8 @@ bf_manager_new (BfConfig *config,
   bf_dbus_manager_set_version (iface (self), PACKAGE_VERSION);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) config->listen);
 
+  for (guint i = 0; i < config->pools->len; i++)
+    add_pool (self, g_ptr_array_index (config->pools, i));
   for (guint i = 0; i < config->workers->len; i++)
     add_worker (self, g_ptr_array_index (config->workers, i));
   return self;

@@ -150,55 +150,48 @@ put_quoted (Printer    *p,
   put (p, "'", 1);
 }
 
-static void
-print_value (Printer  *p,
-             GVariant *v)
+static void print_value (Printer  *p,
+                         GVariant *v);
+
+/* Booleans, numbers and strings; FALSE for any other class. */
+static gboolean
+print_scalar (Printer  *p,
+              GVariant *v)
 {
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
-
-  if (p->full)
-    return;
 
   switch (g_variant_classify (v))
     {
     case G_VARIANT_CLASS_BOOLEAN:
       put_str (p, g_variant_get_boolean (v) ? "true" : "false");
-      return;
+      return TRUE;
     case G_VARIANT_CLASS_BYTE:
       g_snprintf (buf, sizeof buf, "0x%02x", g_variant_get_byte (v));
-      put_str (p, buf);
-      return;
+      break;
     case G_VARIANT_CLASS_INT16:
       g_snprintf (buf, sizeof buf, "%d", g_variant_get_int16 (v));
-      put_str (p, buf);
-      return;
+      break;
     case G_VARIANT_CLASS_UINT16:
       g_snprintf (buf, sizeof buf, "%u", g_variant_get_uint16 (v));
-      put_str (p, buf);
-      return;
+      break;
     case G_VARIANT_CLASS_INT32:
       g_snprintf (buf, sizeof buf, "%d", g_variant_get_int32 (v));
-      put_str (p, buf);
-      return;
+      break;
     case G_VARIANT_CLASS_HANDLE:
       g_snprintf (buf, sizeof buf, "%d", g_variant_get_handle (v));
-      put_str (p, buf);
-      return;
+      break;
     case G_VARIANT_CLASS_UINT32:
       g_snprintf (buf, sizeof buf, "%u", g_variant_get_uint32 (v));
-      put_str (p, buf);
-      return;
+      break;
     case G_VARIANT_CLASS_INT64:
       g_snprintf (buf, sizeof buf, "%" G_GINT64_FORMAT, g_variant_get_int64 (v));
-      put_str (p, buf);
-      return;
+      break;
     case G_VARIANT_CLASS_UINT64:
       g_snprintf (buf, sizeof buf, "%" G_GUINT64_FORMAT, g_variant_get_uint64 (v));
-      put_str (p, buf);
-      return;
+      break;
     case G_VARIANT_CLASS_DOUBLE:
-      put_str (p, g_ascii_dtostr (buf, sizeof buf, g_variant_get_double (v)));
-      return;
+      g_ascii_dtostr (buf, sizeof buf, g_variant_get_double (v));
+      break;
     case G_VARIANT_CLASS_STRING:
     case G_VARIANT_CLASS_OBJECT_PATH:
     case G_VARIANT_CLASS_SIGNATURE:
@@ -206,8 +199,62 @@ print_value (Printer  *p,
         gsize n;
         const char *s = g_variant_get_string (v, &n);
         put_quoted (p, "", s, n, FALSE);
-        return;
+        return TRUE;
       }
+    default:
+      return FALSE;
+    }
+  put_str (p, buf);
+  return TRUE;
+}
+
+/* Arrays, tuples, dictionaries and their entries, element by element until
+ * the printer is full. */
+static void
+print_container (Printer  *p,
+                 GVariant *v)
+{
+  gboolean dict = g_variant_is_of_type (v, G_VARIANT_TYPE_DICTIONARY);
+  gboolean entry = g_variant_is_of_type (v, G_VARIANT_TYPE_DICT_ENTRY);
+  gboolean tuple = g_variant_is_of_type (v, G_VARIANT_TYPE_TUPLE);
+  gsize n = g_variant_n_children (v);
+
+  if (!entry)
+    put_str (p, dict ? "{" : tuple ? "(" : "[");
+  /* Each element adds at least one byte (a separator or its own
+   * text), so at most p->limit elements are visited. */
+  for (gsize i = 0; i < n && !p->full; i++)
+    {
+      g_autoptr(GVariant) child = g_variant_get_child_value (v, i);
+
+      if (i > 0)
+        put_str (p, entry ? ": " : ", ");
+      if (dict)
+        {
+          g_autoptr(GVariant) key = g_variant_get_child_value (child, 0);
+          g_autoptr(GVariant) value = g_variant_get_child_value (child, 1);
+          print_value (p, key);
+          put_str (p, ": ");
+          print_value (p, value);
+        }
+      else
+        print_value (p, child);
+    }
+  if (tuple && n == 1)
+    put (p, ",", 1);
+  if (!entry)
+    put_str (p, dict ? "}" : tuple ? ")" : "]");
+}
+
+static void
+print_value (Printer  *p,
+             GVariant *v)
+{
+  if (p->full || print_scalar (p, v))
+    return;
+
+  switch (g_variant_classify (v))
+    {
     case G_VARIANT_CLASS_VARIANT:
       {
         g_autoptr(GVariant) inner = g_variant_get_variant (v);
@@ -240,39 +287,8 @@ print_value (Printer  *p,
       G_GNUC_FALLTHROUGH;
     case G_VARIANT_CLASS_TUPLE:
     case G_VARIANT_CLASS_DICT_ENTRY:
-      {
-        gboolean dict = g_variant_is_of_type (v, G_VARIANT_TYPE_DICTIONARY);
-        gboolean entry = g_variant_is_of_type (v, G_VARIANT_TYPE_DICT_ENTRY);
-        gboolean tuple = g_variant_is_of_type (v, G_VARIANT_TYPE_TUPLE);
-        gsize n = g_variant_n_children (v);
-
-        if (!entry)
-          put_str (p, dict ? "{" : tuple ? "(" : "[");
-        /* Each element adds at least one byte (a separator or its own
-         * text), so at most p->limit elements are visited. */
-        for (gsize i = 0; i < n && !p->full; i++)
-          {
-            g_autoptr(GVariant) child = g_variant_get_child_value (v, i);
-
-            if (i > 0)
-              put_str (p, entry ? ": " : ", ");
-            if (dict)
-              {
-                g_autoptr(GVariant) key = g_variant_get_child_value (child, 0);
-                g_autoptr(GVariant) value = g_variant_get_child_value (child, 1);
-                print_value (p, key);
-                put_str (p, ": ");
-                print_value (p, value);
-              }
-            else
-              print_value (p, child);
-          }
-        if (tuple && n == 1)
-          put (p, ",", 1);
-        if (!entry)
-          put_str (p, dict ? "}" : tuple ? ")" : "]");
-        return;
-      }
+      print_container (p, v);
+      return;
     default:
       put_str (p, "?");
       return;

@@ -302,6 +302,38 @@ warn_if_readable (BfConfig *config)
     }
 }
 
+/* One socket per worker: tens of thousands of them need more than the
+ * usual soft limit of 1024 descriptors. */
+static void
+raise_descriptor_limit (void)
+{
+  struct rlimit rl;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+    {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit (RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* SIGTERM/SIGINT quit, SIGHUP reloads, systemd's watchdog is fed. */
+static void
+watch_signals (BfApp *app)
+{
+  guint64 watchdog_usec = 0;
+
+  /* A reader that goes away (a client's output pipe, a mailer) is an
+   * EPIPE for the writer to handle, not a signal that ends the daemon. */
+  signal (SIGPIPE, SIG_IGN);
+  g_unix_signal_add (SIGTERM, sigterm_cb, app);
+  g_unix_signal_add (SIGINT, sigterm_cb, app);
+  g_unix_signal_add (SIGHUP, sighup_cb, app);
+
+  if (sd_watchdog_enabled (FALSE, &watchdog_usec) > 0 && watchdog_usec > 0)
+    app->watchdog_id = bf_timeout_add (bf_usec_to_ms (watchdog_usec / 2), watchdog_cb, app,
+                                       "[buildfleetd] watchdog");
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -313,7 +345,6 @@ main (int   argc,
   gboolean replace = FALSE;
   gboolean verbose = FALSE;
   gboolean version = FALSE;
-  guint64 watchdog_usec = 0;
   const GOptionEntry entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
       "Configuration file (default " BF_SYSCONFDIR "/buildfleet/buildfleet.conf, plus FILE.d/*.conf)", "FILE" },
@@ -329,16 +360,7 @@ main (int   argc,
    * onto one line (bf-log.c). */
   g_log_set_writer_func (bf_log_writer, NULL, NULL);
 
-  /* One socket per worker: tens of thousands of them need more than the
-   * usual soft limit of 1024 descriptors. */
-  {
-    struct rlimit rl;
-    if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
-      {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit (RLIMIT_NOFILE, &rl);
-      }
-  }
+  raise_descriptor_limit ();
 
   context = g_option_context_new ("— manage a fleet of Buildbot workers over D-Bus");
   g_option_context_add_main_entries (context, entries, NULL);
@@ -376,16 +398,7 @@ main (int   argc,
   g_signal_connect (app->manager, "status-changed", G_CALLBACK (status_changed_cb), app);
   g_debug ("Workers created at %.1f ms", (g_get_monotonic_time () - app->start_usec) / 1000.0);
 
-  /* A reader that goes away (a client's output pipe, a mailer) is an
-   * EPIPE for the writer to handle, not a signal that ends the daemon. */
-  signal (SIGPIPE, SIG_IGN);
-  g_unix_signal_add (SIGTERM, sigterm_cb, app);
-  g_unix_signal_add (SIGINT, sigterm_cb, app);
-  g_unix_signal_add (SIGHUP, sighup_cb, app);
-
-  if (sd_watchdog_enabled (FALSE, &watchdog_usec) > 0 && watchdog_usec > 0)
-    app->watchdog_id = bf_timeout_add (bf_usec_to_ms (watchdog_usec / 2), watchdog_cb, app,
-                                       "[buildfleetd] watchdog");
+  watch_signals (app);
 
   app->name_id = g_bus_own_name (app->session_bus ? G_BUS_TYPE_SESSION : G_BUS_TYPE_SYSTEM,
                                  BUS_NAME,
@@ -396,6 +409,7 @@ main (int   argc,
 
   g_main_loop_run (app->loop);
 
+  bf_worker_flush_attach_announcements ();
   bf_manager_shutdown (app->manager);
   g_clear_object (&app->manager);
   bf_websocket_close_all ();

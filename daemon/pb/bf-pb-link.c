@@ -1550,6 +1550,82 @@ single_path (GVariant    *v,
   return FALSE;
 }
 
+/* A builder name a PB worker can make a directory of, with no command
+ * running in it, and room for it among the worker's builders. */
+static gboolean
+builder_can_run (BfPbLink    *self,
+                 const char  *builder,
+                 GError     **error)
+{
+  if (builder == NULL || *builder == '\0' || strchr (builder, '/') != NULL ||
+      g_str_equal (builder, ".") || g_str_equal (builder, ".."))
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "A PB worker runs commands in a builder directory: “%s” cannot name one",
+                   builder ? builder : "");
+      return FALSE;
+    }
+  if (self->busy != NULL && g_hash_table_contains (self->busy, builder))
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_BUSY,
+                   "Builder %s already runs a command on worker %s, which speaks PB: a PB worker runs "
+                   "one command per builder at a time (wait for it to complete)",
+                   builder, self->worker_name);
+      return FALSE;
+    }
+  if ((self->builders == NULL || !g_hash_table_contains (self->builders, builder)) &&
+      self->builders != NULL && g_hash_table_size (self->builders) >= MAX_BUILDERS)
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_BUSY,
+                   "Worker %s already serves %d builders over PB", self->worker_name, MAX_BUILDERS);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* uploadFile / uploadDirectory / downloadFile: the worker joins workdir and
+ * the path to the builder directory (an absolute path stays absolute); the
+ * writer or reader is added by send_start(). */
+static gboolean
+add_transfer_args (GVariantBuilder  *b,
+                   const char       *name,
+                   GVariant         *args,
+                   GError          **error)
+{
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+  const char *path = NULL;
+
+  if (!g_variant_lookup (args, "path", "&s", &path))
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS, "Argument “path” is required for the %s command", name);
+      return FALSE;
+    }
+  g_variant_builder_add (b, "{sv}", "workdir", g_variant_new_string (""));
+  g_variant_builder_add (b, "{sv}", g_str_equal (name, "download_file") ? "workerdest" : "workersrc",
+                         g_variant_new_string (path));
+  g_variant_iter_init (&iter, args);
+  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+    {
+      g_autoptr(GVariant) owned = value;
+
+      if (g_str_equal (key, "path"))
+        continue;
+      if (g_str_equal (key, "maxsize") && g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64))
+        /* one byte more reaches us: a bigger file shows as bigger */
+        g_variant_builder_add (b, "{sv}", key, g_variant_new_int64 ((gint64) g_variant_get_uint64 (value) + 1));
+      else if ((g_str_equal (key, "compress") && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) &&
+                g_str_equal (g_variant_get_string (value, NULL), "none")) ||
+               (g_str_equal (key, "mode") && g_variant_is_of_type (value, G_VARIANT_TYPE_INT32) &&
+                g_variant_get_int32 (value) < 0))
+        g_variant_builder_add (b, "{sv}", key, g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
+      else
+        g_variant_builder_add (b, "{sv}", key, value);
+    }
+  return TRUE;
+}
+
 static GVariant *
 link_prepare_command (BfWorkerLink  *link,
                       const char    *name,
@@ -1563,29 +1639,8 @@ link_prepare_command (BfWorkerLink  *link,
   const char *key;
   GVariant *value;
 
-  if (builder == NULL || *builder == '\0' || strchr (builder, '/') != NULL ||
-      g_str_equal (builder, ".") || g_str_equal (builder, ".."))
-    {
-      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                   "A PB worker runs commands in a builder directory: “%s” cannot name one",
-                   builder ? builder : "");
-      return NULL;
-    }
-  if (self->busy != NULL && g_hash_table_contains (self->busy, builder))
-    {
-      g_set_error (error, BF_ERROR, BF_ERROR_BUSY,
-                   "Builder %s already runs a command on worker %s, which speaks PB: a PB worker runs "
-                   "one command per builder at a time (wait for it to complete)",
-                   builder, self->worker_name);
-      return NULL;
-    }
-  if ((self->builders == NULL || !g_hash_table_contains (self->builders, builder)) &&
-      self->builders != NULL && g_hash_table_size (self->builders) >= MAX_BUILDERS)
-    {
-      g_set_error (error, BF_ERROR, BF_ERROR_BUSY,
-                   "Worker %s already serves %d builders over PB", self->worker_name, MAX_BUILDERS);
-      return NULL;
-    }
+  if (!builder_can_run (self, builder, error))
+    return NULL;
 
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
   if (g_str_equal (name, "mkdir") || g_str_equal (name, "rmdir"))
@@ -1646,37 +1701,10 @@ link_prepare_command (BfWorkerLink  *link,
   else if (g_str_equal (name, "upload_file") || g_str_equal (name, "upload_directory") ||
            g_str_equal (name, "download_file"))
     {
-      /* uploadFile / uploadDirectory / downloadFile: the worker joins
-       * workdir and the path to the builder directory (an absolute path
-       * stays absolute); the writer or reader is added by send_start(). */
-      const char *path = NULL;
-
-      if (!g_variant_lookup (args, "path", "&s", &path))
+      if (!add_transfer_args (&b, name, args, error))
         {
           g_variant_builder_clear (&b);
-          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS, "Argument “path” is required for the %s command", name);
           return NULL;
-        }
-      g_variant_builder_add (&b, "{sv}", "workdir", g_variant_new_string (""));
-      g_variant_builder_add (&b, "{sv}", g_str_equal (name, "download_file") ? "workerdest" : "workersrc",
-                             g_variant_new_string (path));
-      g_variant_iter_init (&iter, args);
-      while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
-        {
-          g_autoptr(GVariant) owned = value;
-
-          if (g_str_equal (key, "path"))
-            continue;
-          if (g_str_equal (key, "maxsize") && g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64))
-            /* one byte more reaches us: a bigger file shows as bigger */
-            g_variant_builder_add (&b, "{sv}", key, g_variant_new_int64 ((gint64) g_variant_get_uint64 (value) + 1));
-          else if ((g_str_equal (key, "compress") && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) &&
-                    g_str_equal (g_variant_get_string (value, NULL), "none")) ||
-                   (g_str_equal (key, "mode") && g_variant_is_of_type (value, G_VARIANT_TYPE_INT32) &&
-                    g_variant_get_int32 (value) < 0))
-            g_variant_builder_add (&b, "{sv}", key, g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, NULL));
-          else
-            g_variant_builder_add (&b, "{sv}", key, value);
         }
     }
   else

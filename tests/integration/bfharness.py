@@ -382,7 +382,10 @@ class FleetTestCase(dbusmock.DBusTestCase):
                 return
             time.sleep(0.01)
 
-    def wait_until(self, predicate, timeout=5.0, message='condition'):
+    def wait_until(self, predicate, timeout=5.0, message='condition', keep_checking=0.0):
+        """Waits until @predicate() is true and returns its value; with
+        @keep_checking, it must then stay true that many seconds too (as
+        power-profiles-daemon's assert_eventually(keep_checking=))."""
         deadline = time.monotonic() + timeout
         ctx = GLib.MainContext.default()
         while True:
@@ -390,11 +393,30 @@ class FleetTestCase(dbusmock.DBusTestCase):
                 pass
             value = predicate()
             if value:
+                if keep_checking > 0:
+                    self.assert_stays(predicate, keep_checking, message)
                 return value
             if time.monotonic() > deadline:
                 self.fail('timed out after %.1f s waiting for %s\n--- daemon log ---\n%s' %
                           (timeout, message, self.daemon_log()[-6000:]))
             time.sleep(0.01)
+
+    def assert_stays(self, predicate, seconds, message='condition'):
+        """A negative check: @predicate() is true now and stays true for
+        @seconds while D-Bus signals keep arriving; fails the moment it is
+        not.  Give it as long as the thing it rules out would take to
+        show, not a pump that merely happens to be long enough."""
+        start = time.monotonic()
+        ctx = GLib.MainContext.default()
+        while True:
+            while ctx.iteration(False):
+                pass
+            if not predicate():
+                self.fail('no longer true after %.2f s of the %.1f s checked: %s\n--- daemon log ---\n%s' %
+                          (time.monotonic() - start, seconds, message, self.daemon_log()[-6000:]))
+            if time.monotonic() - start >= seconds:
+                return
+            time.sleep(0.02)
 
     def signals_named(self, name, path=None):
         return [s for s in self.signals if s[2] == name and (path is None or s[0] == path)]
