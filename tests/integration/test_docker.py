@@ -144,27 +144,33 @@ class DockerTest(DockerTestCase):
     container per build (BuildWaitTimeout=0) three times over."""
 
     def test_build_then_idle_stop(self):
+        # Three cycles of on-demand start, build, idle stop (BuildWaitTimeout=2).
         self.write_config(self.daemon_section() + self.docker_worker(wait='2'))
         self.start_daemon()
         self.assertEqual(self.latent_prop('box', 'Driver'), 'docker')
         self.assertEqual(self.running_ids(), [])
+        seen = []
+        for cycle in range(3):
+            self.signals.clear()
+            build = self.request('b')
+            self.wait_build(build, 'running')
+            self.assert_protocol('box')
+            [container] = self.ours('box', running_only=True)
+            seen.append(container['Id'])
+            self.assertTrue(container['Names'][0].lstrip('/').startswith('buildfleet-box-'))
+            # The build step runs inside the container (Podman marks it with
+            # /run/.containerenv), without the password in its environment.
+            self.assertEqual(self.run_shell(build, 'test -e /run/.containerenv')[0], 0)
+            self.assertEqual(self.run_shell(build, 'test "$WORKERNAME" = box && test -z "$WORKERPASS" && '
+                                                   '! env | grep -q %s' % PASSWORD)[0], 0)
+            self.call(build, BUILD_IFACE, 'Release')
 
-        build = self.request('b')
-        self.wait_build(build, 'running')
-        self.assert_protocol('box')
-        [container] = self.ours('box', running_only=True)
-        self.assertTrue(container['Names'][0].lstrip('/').startswith('buildfleet-box-'))
-        # The build step runs inside the container (Podman marks it with
-        # /run/.containerenv), without the password in its environment.
-        self.assertEqual(self.run_shell(build, 'test -e /run/.containerenv')[0], 0)
-        self.assertEqual(self.run_shell(build, 'test "$WORKERNAME" = box && test -z "$WORKERPASS" && '
-                                               '! env | grep -q %s' % PASSWORD)[0], 0)
-        self.call(build, BUILD_IFACE, 'Release')
-
-        # Idle for BuildWaitTimeout=2: stopped and removed, as the engine says.
-        self.wait_signal('Insubstantiated', worker_path('box'), timeout=60)
-        self.wait_until(lambda: self.ours() == [], timeout=30, message='container removed')
-        self.assertEqual(self.latent_prop('box', 'State'), 'not-substantiated')
+            # Idle for BuildWaitTimeout=2: stopped and removed, as the engine says.
+            self.wait_signal('Insubstantiated', worker_path('box'), timeout=60)
+            self.wait_until(lambda: self.ours() == [], timeout=30, message='cycle %d: removed' % cycle)
+            self.assertEqual(self.latent_prop('box', 'State'), 'not-substantiated')
+        self.assertEqual(len(set(seen)), 3, seen)
+        self.assertEqual(self.latent_prop('box', 'LastError'), '')
         self.assertNotIn(PASSWORD, self.daemon_log())
 
     def test_fresh_container_per_build(self):
