@@ -1441,9 +1441,12 @@ parse_docker_keys (Parser         *p,
         return FALSE;
       }
 
+  /* Command= with nothing after it: the image's own command. */
   command = get_string (p, group, "Command", FALSE);
-  if (command != NULL && *command != '\0' &&
-      !g_shell_parse_argv (command, NULL, &wc->command, &local_error))
+  if (command != NULL && *command == '\0')
+    wc->command = g_new0 (char *, 1);
+  else if (command != NULL &&
+           !g_shell_parse_argv (command, NULL, &wc->command, &local_error))
     {
       set_error (error, p, group, "Command", "cannot be split into words: %s", local_error->message);
       return FALSE;

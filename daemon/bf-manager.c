@@ -826,8 +826,12 @@ reconcile_instances (BfManager *self)
           !g_str_equal (record->driver, bf_latent_kind_to_string (bf_worker_get_config (worker)->latent)))
         {
           g_warning ("An instance of worker %s (%s driver, %s) was left running by an earlier daemon, "
-                     "and the worker is no longer configured with that driver: stop it by hand",
-                     (char *) key, record->driver, record->id);
+                     "and the worker is no longer configured with that driver: %s",
+                     (char *) key, record->driver, record->id,
+                     g_str_equal (record->driver, bf_latent_kind_to_string (BF_LATENT_DOCKER))
+                       ? "the engine scan stops it if a Latent=docker worker still uses its engine, "
+                         "else stop it by hand"
+                       : "stop it by hand");
           g_ptr_array_add (gone, g_strdup (key));
           continue;
         }
