@@ -1334,6 +1334,42 @@ volume_is_valid (const char *text)
   return TRUE;
 }
 
+/* Memory= and CPUs=: the container's resource limits. */
+static gboolean
+parse_docker_limits (Parser         *p,
+                     const char     *group,
+                     BfWorkerConfig *wc,
+                     GError        **error)
+{
+  g_autofree char *memory = NULL;
+  g_autofree char *cpus = NULL;
+  double percent = 0;
+
+  memory = get_string (p, group, "Memory", FALSE);
+  if (memory != NULL && (!parse_free_disk (memory, &wc->memory_bytes, &percent) || percent != 0 ||
+                         (wc->memory_bytes != 0 && wc->memory_bytes < 4 * 1024 * 1024)))
+    {
+      set_error (error, p, group, "Memory",
+                 "“%s” is not a memory limit (bytes, or with K, M, G; at least 4M; 0 for none)", memory);
+      return FALSE;
+    }
+
+  cpus = get_string (p, group, "CPUs", FALSE);
+  if (cpus != NULL)
+    {
+      char *end = NULL;
+      double v = g_ascii_strtod (cpus, &end);
+
+      if (end == cpus || *end != '\0' || !(v >= 0) || v > 1024)
+        {
+          set_error (error, p, group, "CPUs", "“%s” is not a number of CPUs (such as 1.5; 0 for no limit)", cpus);
+          return FALSE;
+        }
+      wc->nano_cpus = (guint64) (v * 1e9);
+    }
+  return TRUE;
+}
+
 /* The keys of Latent=docker; an error for any of them on another worker. */
 static gboolean
 parse_docker_keys (Parser         *p,
@@ -1342,10 +1378,7 @@ parse_docker_keys (Parser         *p,
                    GError        **error)
 {
   g_autofree char *command = NULL;
-  g_autofree char *memory = NULL;
-  g_autofree char *cpus = NULL;
   g_autoptr(GError) local_error = NULL;
-  double percent = 0;
 
   if (wc->latent != BF_LATENT_DOCKER)
     {
@@ -1408,36 +1441,19 @@ parse_docker_keys (Parser         *p,
         return FALSE;
       }
 
+  /* Command= with nothing after it: the image's own command. */
   command = get_string (p, group, "Command", FALSE);
-  if (command != NULL && *command != '\0' &&
-      !g_shell_parse_argv (command, NULL, &wc->command, &local_error))
+  if (command != NULL && *command == '\0')
+    wc->command = g_new0 (char *, 1);
+  else if (command != NULL &&
+           !g_shell_parse_argv (command, NULL, &wc->command, &local_error))
     {
       set_error (error, p, group, "Command", "cannot be split into words: %s", local_error->message);
       return FALSE;
     }
 
-  memory = get_string (p, group, "Memory", FALSE);
-  if (memory != NULL && (!parse_free_disk (memory, &wc->memory_bytes, &percent) || percent != 0 ||
-                         (wc->memory_bytes != 0 && wc->memory_bytes < 4 * 1024 * 1024)))
-    {
-      set_error (error, p, group, "Memory",
-                 "“%s” is not a memory limit (bytes, or with K, M, G; at least 4M; 0 for none)", memory);
-      return FALSE;
-    }
-
-  cpus = get_string (p, group, "CPUs", FALSE);
-  if (cpus != NULL)
-    {
-      char *end = NULL;
-      double v = g_ascii_strtod (cpus, &end);
-
-      if (end == cpus || *end != '\0' || !(v >= 0) || v > 1024)
-        {
-          set_error (error, p, group, "CPUs", "“%s” is not a number of CPUs (such as 1.5; 0 for no limit)", cpus);
-          return FALSE;
-        }
-      wc->nano_cpus = (guint64) (v * 1e9);
-    }
+  if (!parse_docker_limits (p, group, wc, error))
+    return FALSE;
 
   return get_bool (p, group, "Pull", FALSE, &wc->pull, error) &&
          get_bool (p, group, "AutoRemove", FALSE, &wc->auto_remove, error);

@@ -57,7 +57,9 @@ struct _BfManager
 {
   BfDBusManagerSkeleton parent_instance;
 
-  BfConfig *config;
+  BfConfig *config;             /* in force: the last one read in full */
+  BfConfig *boot_config;        /* the one the daemon started with: Listen, TLS and
+                                 * StateDirectory stay as it says until a restart */
   gboolean session_bus;
   BfState *state;
   BfMailer *mailer;
@@ -219,7 +221,7 @@ worker_active_builds_changed_cb (BfWorker  *worker,
 
   bf_dbus_manager_set_builds_active (iface (self), (guint) ((int) n + delta));
   schedule_status (self);
-  if (delta <= 0)
+  if (delta < 0)
     schedule_dispatch (self);
   if (g_hash_table_lookup (self->retiring, bf_worker_get_name (worker)) == worker)
     retire_if_idle (self, worker);
@@ -302,6 +304,13 @@ apply_pools (BfManager *self,
     }
 }
 
+static void
+worker_availability_changed_cb (BfWorker  *worker,
+                                BfManager *self)
+{
+  schedule_dispatch (self);
+}
+
 /* Workers ------------------------------------------------------------------- */
 
 static void
@@ -326,14 +335,20 @@ add_worker (BfManager      *self,
   bf_worker_set_duplicate_ping_timeout (worker, self->config->duplicate_ping_timeout_usec);
   bf_worker_set_quarantine_limits (worker, self->config->quarantine_initial_usec,
                                    self->config->quarantine_max_usec);
-  g_signal_connect_object (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self, 0);
-  g_signal_connect_object (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self, 0);
-  g_signal_connect_object (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self, 0);
+  /* Not g_signal_connect_object(): each of those adds a closure to the
+   * manager's own list, which GLib grows by one element per connection,
+   * copying it every time (quadratic: with 50,000 workers that was a
+   * quarter of the start-up).  Disconnected in drop_worker() and in
+   * dispose (disconnect_workers()). */
+  g_signal_connect (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self);
+  g_signal_connect (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self);
+  g_signal_connect (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self);
+  g_signal_connect (worker, "availability-changed", G_CALLBACK (worker_availability_changed_cb), self);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
   if (bf_worker_get_latent (worker) && (self->master || self->pb_master))
     {
-      bf_latent_set_master (bf_worker_get_latent (worker), self->master, self->config->tls_certificate);
+      bf_latent_set_master (bf_worker_get_latent (worker), self->master, self->boot_config->tls_certificate);
       bf_latent_set_pb_master (bf_worker_get_latent (worker), self->pb_master);
     }
   g_hash_table_insert (self->workers, g_strdup (wc->name), worker);
@@ -402,18 +417,15 @@ apply_config (BfManager *self,
   gpointer value;
   guint added = 0, updated = 0;
 
-  if (!g_strv_equal ((const char * const *) config->listen, (const char * const *) self->config->listen) ||
-      g_strcmp0 (config->tls_certificate, self->config->tls_certificate) != 0 ||
-      g_strcmp0 (config->tls_private_key, self->config->tls_private_key) != 0)
+  if (!g_strv_equal ((const char * const *) config->listen, (const char * const *) self->boot_config->listen) ||
+      g_strcmp0 (config->tls_certificate, self->boot_config->tls_certificate) != 0 ||
+      g_strcmp0 (config->tls_private_key, self->boot_config->tls_private_key) != 0)
     g_warning ("Reload: changes to Listen, TlsCertificate and TlsPrivateKey take effect when the daemon restarts");
-  if (g_strcmp0 (config->state_directory, self->config->state_directory) != 0)
+  if (g_strcmp0 (config->state_directory, self->boot_config->state_directory) != 0)
     g_warning ("Reload: a new StateDirectory takes effect when the daemon restarts");
 
   old = g_steal_pointer (&self->config);
   self->config = bf_config_ref (config);
-  /* Keep what cannot change without a restart. */
-  g_free (self->config->state_directory);
-  self->config->state_directory = g_strdup (old->state_directory);
   apply_daemon_config (self);
   apply_pools (self, config);
 
@@ -814,8 +826,12 @@ reconcile_instances (BfManager *self)
           !g_str_equal (record->driver, bf_latent_kind_to_string (bf_worker_get_config (worker)->latent)))
         {
           g_warning ("An instance of worker %s (%s driver, %s) was left running by an earlier daemon, "
-                     "and the worker is no longer configured with that driver: stop it by hand",
-                     (char *) key, record->driver, record->id);
+                     "and the worker is no longer configured with that driver: %s",
+                     (char *) key, record->driver, record->id,
+                     g_str_equal (record->driver, bf_latent_kind_to_string (BF_LATENT_DOCKER))
+                       ? "the engine scan stops it if a Latent=docker worker still uses its engine, "
+                         "else stop it by hand"
+                       : "stop it by hand");
           g_ptr_array_add (gone, g_strdup (key));
           continue;
         }
@@ -1013,17 +1029,17 @@ bf_manager_start_listening (BfManager  *self,
   GHashTableIter iter;
   gpointer value;
 
-  if (!bf_listener_start (self->listener, self->config, error))
+  if (!bf_listener_start (self->listener, self->boot_config, error))
     return FALSE;
   endpoints = bf_listener_get_endpoints (self->listener);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) endpoints);
   pb_endpoints = bf_listener_get_pb_endpoints (self->listener);
   bf_dbus_manager_set_listen_pb (iface (self), (const char * const *) pb_endpoints);
   for (guint i = 0; pb_endpoints[i]; i++)
-    g_message ("Listening for PB workers on %s%s", pb_endpoints[i], self->config->tls_certificate ? " (TLS)" : "");
+    g_message ("Listening for PB workers on %s%s", pb_endpoints[i], self->boot_config->tls_certificate ? " (TLS)" : "");
   for (guint i = 0; endpoints[i]; i++)
     g_message ("Listening for workers on %s%s", endpoints[i],
-               self->config->tls_certificate ? " (TLS)" : "");
+               self->boot_config->tls_certificate ? " (TLS)" : "");
   g_free (self->master);
   self->master = endpoints[0] ? local_endpoint (endpoints[0]) : NULL;
   g_free (self->pb_master);
@@ -1033,7 +1049,7 @@ bf_manager_start_listening (BfManager  *self,
   while (g_hash_table_iter_next (&iter, NULL, &value))
     if (bf_worker_get_latent (value))
       {
-        bf_latent_set_master (bf_worker_get_latent (value), self->master, self->config->tls_certificate);
+        bf_latent_set_master (bf_worker_get_latent (value), self->master, self->boot_config->tls_certificate);
         bf_latent_set_pb_master (bf_worker_get_latent (value), self->pb_master);
       }
   reconcile_instances (self);
@@ -1614,94 +1630,95 @@ labels_satisfiable (BfManager          *self,
   return FALSE;
 }
 
+/* Option "labels": every one a valid label, not too many. */
 static gboolean
-parse_build_options (BfManager     *self,
-                     const char    *builder,
-                     GVariant      *options,
+parse_labels_option (GVariant      *v,
                      BuildOptions  *out,
                      GError       **error)
 {
-  GVariantIter iter;
-  const char *key;
-  GVariant *value;
-
-  if (*builder == '\0' || strlen (builder) > 200 || !g_utf8_validate (builder, -1, NULL))
+  g_clear_pointer (&out->labels, g_free);
+  out->labels = g_variant_get_strv (v, NULL);
+  if (g_strv_length ((char **) out->labels) > BF_MAX_LABELS)
     {
       g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                   "The builder name must be 1 to 200 bytes of text");
+                   "Option “labels”: more than %d labels", BF_MAX_LABELS);
       return FALSE;
     }
+  for (guint i = 0; out->labels[i]; i++)
+    if (!bf_label_is_valid (out->labels[i]))
+      {
+        g_autofree char *shown = bf_utf8_truncate (out->labels[i], -1, 80);
+        g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                     "Option “labels”: “%s” is not a label (1 to %d bytes without spaces, “;” or “,”)",
+                     shown, BF_MAX_LABEL_BYTES);
+        return FALSE;
+      }
+  return TRUE;
+}
 
-  g_variant_iter_init (&iter, options);
-  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+/* One entry of RequestBuild's options; @v is borrowed by @out. */
+static gboolean
+parse_build_option (const char    *key,
+                    GVariant      *v,
+                    BuildOptions  *out,
+                    GError       **error)
+{
+  const char *want = NULL;
+
+  if (g_str_equal (key, "worker"))
     {
-      g_autoptr(GVariant) v = value;
-      const char *want = NULL;
-
-      if (g_str_equal (key, "worker"))
-        {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
-            out->only_worker = g_variant_get_string (v, NULL);
-          else
-            want = "s";
-        }
-      else if (g_str_equal (key, "detached"))
-        {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN))
-            out->detached = g_variant_get_boolean (v);
-          else
-            want = "b";
-        }
-      else if (g_str_equal (key, "labels"))
-        {
-          if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
-            want = "as";
-          else
-            {
-              g_clear_pointer (&out->labels, g_free);
-              out->labels = g_variant_get_strv (v, NULL);
-              if (g_strv_length ((char **) out->labels) > BF_MAX_LABELS)
-                {
-                  g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                               "Option “labels”: more than %d labels", BF_MAX_LABELS);
-                  return FALSE;
-                }
-              for (guint i = 0; out->labels[i]; i++)
-                if (!bf_label_is_valid (out->labels[i]))
-                  {
-                    g_autofree char *shown = bf_utf8_truncate (out->labels[i], -1, 80);
-                    g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                                 "Option “labels”: “%s” is not a label (1 to %d bytes without spaces, “;” or “,”)",
-                                 shown, BF_MAX_LABEL_BYTES);
-                    return FALSE;
-                  }
-            }
-        }
-      else if (g_str_equal (key, "timeout-usec"))
-        {
-          double usec;
-
-          if (!bf_check_number (v, "Option “timeout-usec”", "microseconds",
-                                MAX_BUILD_TIMEOUT_USEC, &usec, error))
-            return FALSE;
-          out->timeout_usec = (guint64) usec;
-          if ((double) out->timeout_usec < usec)
-            out->timeout_usec++;          /* a fraction rounds up */
-        }
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+        out->only_worker = g_variant_get_string (v, NULL);
       else
-        {
-          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                       "Unknown option “%s” (known: worker, detached, timeout-usec, labels)", key);
-          return FALSE;
-        }
-      if (want != NULL)
-        {
-          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                       "Option “%s” must be of type %s, not %s", key, want, g_variant_get_type_string (v));
-          return FALSE;
-        }
+        want = "s";
     }
+  else if (g_str_equal (key, "detached"))
+    {
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN))
+        out->detached = g_variant_get_boolean (v);
+      else
+        want = "b";
+    }
+  else if (g_str_equal (key, "labels"))
+    {
+      if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
+        want = "as";
+      else if (!parse_labels_option (v, out, error))
+        return FALSE;
+    }
+  else if (g_str_equal (key, "timeout-usec"))
+    {
+      double usec;
 
+      if (!bf_check_number (v, "Option “timeout-usec”", "microseconds",
+                            MAX_BUILD_TIMEOUT_USEC, &usec, error))
+        return FALSE;
+      out->timeout_usec = (guint64) usec;
+      if ((double) out->timeout_usec < usec)
+        out->timeout_usec++;          /* a fraction rounds up */
+    }
+  else
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Unknown option “%s” (known: worker, detached, timeout-usec, labels)", key);
+      return FALSE;
+    }
+  if (want != NULL)
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Option “%s” must be of type %s, not %s", key, want, g_variant_get_type_string (v));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Whether some configured worker can ever take the build @out describes. */
+static gboolean
+check_build_target (BfManager     *self,
+                    const char    *builder,
+                    BuildOptions  *out,
+                    GError       **error)
+{
   if (out->only_worker != NULL)
     {
       BfWorker *w = g_hash_table_lookup (self->workers, out->only_worker);
@@ -1734,6 +1751,35 @@ parse_build_options (BfManager     *self,
       return FALSE;
     }
   return TRUE;
+}
+
+static gboolean
+parse_build_options (BfManager     *self,
+                     const char    *builder,
+                     GVariant      *options,
+                     BuildOptions  *out,
+                     GError       **error)
+{
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+
+  if (*builder == '\0' || strlen (builder) > 200 || !g_utf8_validate (builder, -1, NULL))
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "The builder name must be 1 to 200 bytes of text");
+      return FALSE;
+    }
+
+  g_variant_iter_init (&iter, options);
+  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+    {
+      g_autoptr(GVariant) v = value;
+
+      if (!parse_build_option (key, v, out, error))
+        return FALSE;
+    }
+  return check_build_target (self, builder, out, error);
 }
 
 static void
@@ -1904,6 +1950,22 @@ bf_manager_shutdown (BfManager *self)
   bf_history_flush_state (self->state);
 }
 
+/* A worker can outlive the manager (a task or the attach batch holds it):
+ * it must not call back into us. */
+static void
+disconnect_workers (BfManager  *self,
+                    GHashTable *workers)
+{
+  GHashTableIter iter;
+  gpointer worker;
+
+  if (workers == NULL)
+    return;
+  g_hash_table_iter_init (&iter, workers);
+  while (g_hash_table_iter_next (&iter, NULL, &worker))
+    g_signal_handlers_disconnect_by_data (worker, self);
+}
+
 static void
 bf_manager_dispose (GObject *object)
 {
@@ -1930,6 +1992,8 @@ bf_manager_dispose (GObject *object)
     }
   g_clear_pointer (&self->scheduler, bf_scheduler_free);
   g_clear_object (&self->listener);
+  disconnect_workers (self, self->workers);
+  disconnect_workers (self, self->retiring);
   if (self->pools)
     {
       GHashTableIter iter;
@@ -1958,6 +2022,7 @@ bf_manager_finalize (GObject *object)
   BfManager *self = BF_MANAGER (object);
 
   g_clear_pointer (&self->config, bf_config_unref);
+  g_clear_pointer (&self->boot_config, bf_config_unref);
   g_clear_object (&self->bus);
   g_free (self->master);
   g_free (self->pb_master);
@@ -2022,6 +2087,7 @@ bf_manager_new (BfConfig *config,
   BfManager *self = g_object_new (BF_TYPE_MANAGER, NULL);
 
   self->config = bf_config_ref (config);
+  self->boot_config = bf_config_ref (config);
   self->session_bus = session_bus;
   self->state = bf_state_new (config->state_directory);
   bf_state_load (self->state);

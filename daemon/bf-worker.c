@@ -63,6 +63,7 @@ struct _BfWorker
   guint64 last_seen_usec;
 
   GVariant *properties_cache;   /* a{sv} of all properties, see bf_shared_dict_new() */
+  gboolean attach_announcing;   /* in the attach batch: Attached not sent yet */
 
   GQueue admin_ops;             /* AdminOp: authorised admin calls, in order; the head is
                                  * being saved while admin_saving */
@@ -99,7 +100,8 @@ enum {
   SIGNAL_CONNECTED_CHANGED,
   SIGNAL_MISSING_CHANGED,
   SIGNAL_ACTIVE_BUILDS_CHANGED,
-  SIGNAL_DETACHED_INTERNAL,
+  SIGNAL_AVAILABILITY_CHANGED,
+  SIGNAL_LOST,
   N_SIGNALS
 };
 
@@ -114,6 +116,81 @@ static BfDBusWorker *
 iface (BfWorker *self)
 {
   return BF_DBUS_WORKER (self);
+}
+
+/* Attach announcements --------------------------------------------------------
+ *
+ * An attach is published as PropertiesChanged (Connected, Info, Peer…) and
+ * then Attached.  Both go out from one high-priority idle for every worker
+ * that attached while the main loop was dispatching, not one by one between
+ * socket reads (and not as the skeleton does by itself, Attached at once
+ * and PropertiesChanged from an idle afterwards): each D-Bus message handed to an idle GDBus writer thread
+ * wakes it (a futex and a context switch), and with the daemon on one CPU
+ * that was a large part of an attach storm's cost.  A worker's own later
+ * signals (Detached, GracefulChanged, …) send its pending announcement
+ * first, so a client never sees them out of order. */
+static GQueue attach_batch = G_QUEUE_INIT;   /* BfWorker* (owned) */
+static guint attach_batch_id;
+
+static void
+announce_attached (BfWorker *self)
+{
+  self->attach_announcing = FALSE;
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
+  bf_dbus_worker_emit_attached (iface (self));
+}
+
+/* Sends @self's pending attach announcement, if any, now. */
+static void
+announce_pending (BfWorker *self)
+{
+  if (!self->attach_announcing)
+    return;
+  g_queue_remove (&attach_batch, self);
+  announce_attached (self);
+  g_object_unref (self);
+}
+
+static gboolean
+attach_batch_cb (gpointer data)
+{
+  BfWorker *worker;
+
+  attach_batch_id = 0;
+  while ((worker = g_queue_pop_head (&attach_batch)) != NULL)
+    {
+      announce_attached (worker);
+      g_object_unref (worker);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+announce_later (BfWorker *self)
+{
+  g_assert (!self->attach_announcing);
+  self->attach_announcing = TRUE;
+  g_queue_push_tail (&attach_batch, g_object_ref (self));
+  if (attach_batch_id == 0)
+    {
+      GSource *source = g_idle_source_new ();
+
+      g_source_set_priority (source, G_PRIORITY_HIGH);
+      attach_batch_id = bf_timeout_add_full (source, attach_batch_cb, NULL,
+                                             "[buildfleetd] announce attached workers");
+    }
+}
+
+/**
+ * bf_worker_flush_attach_announcements:
+ *
+ * At exit: sends what is pending, so no worker keeps a reference.
+ */
+void
+bf_worker_flush_attach_announcements (void)
+{
+  g_clear_handle_id (&attach_batch_id, g_source_remove);
+  attach_batch_cb (NULL);
 }
 
 /* Wall-clock time: only for what is published and persisted.  Intervals
@@ -169,11 +246,11 @@ format_duration (guint64 usec)
  * change being saved on top (a save_state() meanwhile must not undo it). */
 static void
 fill_state (BfWorker      *self,
-            BfWorkerState *ws)
+            BfWorkerRecord *ws)
 {
   AdminOp *op = self->admin_saving ? g_queue_peek_head (&self->admin_ops) : NULL;
 
-  *ws = (BfWorkerState) {
+  *ws = (BfWorkerRecord) {
     .graceful = bf_dbus_worker_get_graceful (iface (self)),
     .paused = bf_dbus_worker_get_paused (iface (self)),
     .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
@@ -208,7 +285,7 @@ fill_state (BfWorker      *self,
 static void
 save_state (BfWorker *self)
 {
-  BfWorkerState ws;
+  BfWorkerRecord ws;
 
   fill_state (self, &ws);
   bf_state_set_worker (self->state, bf_worker_get_name (self), &ws);
@@ -253,6 +330,7 @@ missing_timeout_cb (gpointer data)
   /* The signal first: everything else (state, log, mail) can wait a
    * moment, the alarm should not. */
   self->missing_notified = TRUE;
+  announce_pending (self);
   bf_dbus_worker_set_missing (iface (self), TRUE);
   bf_dbus_worker_emit_missing (iface (self), since);
   g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
@@ -310,6 +388,7 @@ health_result (gpointer    data,
         bf_dbus_worker_set_health_reason (iface (self), reason);
       return;
     }
+  announce_pending (self);
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_unhealthy (iface (self), !healthy);
   bf_dbus_worker_set_health_reason (iface (self), healthy ? "" : reason);
@@ -336,7 +415,7 @@ health_result (gpointer    data,
   append_details (self, body);
   mail_admins (self, subject, body->str);
   /* Pending builds: taken now, or waiting for another reason. */
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
 }
 
 static const BfHealthHost health_host = {
@@ -356,11 +435,12 @@ flap_recovered_cb (gpointer data)
   bf_dbus_worker_set_flapping (iface (self), FALSE);
   bf_worker_message (bf_worker_get_name (self), "Worker %s stayed attached for %s: no longer flapping",
                      bf_worker_get_name (self), recovery);
+  announce_pending (self);
   bf_dbus_worker_emit_flapping_changed (iface (self), FALSE);
   bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
   g_clear_pointer (&self->detach_times, g_array_unref);
   /* It may take builds again. */
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
   return G_SOURCE_REMOVE;
 }
 
@@ -398,6 +478,7 @@ count_detach (BfWorker *self)
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s is flapping: more than %u detaches within %s; no new builds until it stays attached for %s",
                      bf_worker_get_name (self), threshold, window, recovery);
+  announce_pending (self);
   bf_dbus_worker_emit_flapping_changed (iface (self), TRUE);
   bf_history_record (self->state, bf_worker_get_name (self), "flapping", window, NULL);
   subject = g_strdup_printf ("Buildfleet worker %s is flapping", bf_worker_get_name (self));
@@ -473,6 +554,7 @@ detach (BfWorker   *self,
 
   g_assert (connection != NULL);
 
+  announce_pending (self);
   g_signal_handlers_disconnect_by_data (connection, self);
   if (self->health)
     bf_health_detached (self->health);
@@ -493,8 +575,12 @@ detach (BfWorker   *self,
                   bf_worker_get_name (self), reason, bf_worker_link_get_peer (connection));
 
   bf_history_record (self->state, bf_worker_get_name (self), "detached", reason, NULL);
+  /* As for Attached: the PropertiesChanged that shows it disconnected
+   * first, so a client's cached properties are current when Detached
+   * arrives. */
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
   bf_dbus_worker_emit_detached (iface (self), reason);
-  g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
+  g_signal_emit (self, signals[SIGNAL_LOST], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
   count_detach (self);
@@ -684,7 +770,12 @@ attach (BfWorker     *self,
                   bf_dbus_worker_get_version (iface (self)));
 
   bf_history_record (self->state, bf_worker_get_name (self), "attached", bf_worker_link_get_peer (connection), NULL);
-  bf_dbus_worker_emit_attached (iface (self));
+  /* A latent worker's Substantiated and a BackOnline follow at once: they
+   * must not overtake Attached. */
+  if (self->latent || was_missing)
+    announce_attached (self);
+  else
+    announce_later (self);
   if (self->latent)
     bf_latent_attached (self->latent);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, TRUE);
@@ -1063,7 +1154,7 @@ quarantine_end_cb (gpointer data)
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
   bf_history_record (self->state, bf_worker_get_name (self), "quarantine-ended", NULL, NULL);
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
   return G_SOURCE_REMOVE;
 }
 
@@ -1190,6 +1281,7 @@ static void
 apply_graceful (BfWorker *self,
                 gboolean  graceful)
 {
+  announce_pending (self);
   bf_dbus_worker_set_graceful (iface (self), graceful);
   bf_dbus_worker_emit_graceful_changed (iface (self), graceful);
   if (graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)
@@ -1250,7 +1342,7 @@ admin_op_apply (BfWorker *self,
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
       bf_history_record (self->state, name, "paused", op->reason, sender);
       /* Pending builds now wait for another reason: let the queue say so. */
-      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
       break;
     case ADMIN_UNPAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1261,7 +1353,7 @@ admin_op_apply (BfWorker *self,
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
       bf_history_record (self->state, name, "unpaused", NULL, sender);
-      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
       break;
     }
 }
@@ -1304,7 +1396,7 @@ admin_next (BfWorker *self)
   while (!self->admin_saving && !g_queue_is_empty (&self->admin_ops))
     {
       AdminOp *op = g_queue_peek_head (&self->admin_ops);
-      BfWorkerState ws;
+      BfWorkerRecord ws;
 
       if (!admin_op_changes_something (self, op))
         {
@@ -1546,8 +1638,7 @@ bf_worker_finalize (GObject *object)
  * lists the fleet, so the dictionary is kept until the next change.  It is
  * kept in the form GDBus serialises fastest for the memory it costs: a
  * tree whose entries repeated across the fleet are shared (see
- * bf-shared-dict.c); GDBus's serialiser takes about 40% less time on it
- * than on a serialised dictionary. */
+ * bf-shared-dict.c; the figures are in tests/bench/README.md). */
 static void
 ensure_properties_cache (BfWorker *self)
 {
@@ -1675,11 +1766,18 @@ bf_worker_class_init (BfWorkerClass *klass)
   signals[SIGNAL_MISSING_CHANGED] =
     g_signal_new ("missing-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
-  /* delta: +1, -1, or 0 when the worker may take builds again */
+  /* (int delta): +1 when a build starts on the worker, -1 when one ends */
   signals[SIGNAL_ACTIVE_BUILDS_CHANGED] =
     g_signal_new ("active-builds-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT);
-  signals[SIGNAL_DETACHED_INTERNAL] =
+  /* Whether the worker may take a build may have changed (pause, quarantine,
+   * health, flapping, MaxBuilds): the scheduler looks at its queue again. */
+  signals[SIGNAL_AVAILABILITY_CHANGED] =
+    g_signal_new ("availability-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+  /* (const char *reason): the connection is gone, builds on it are lost.
+   * Not "detached": that is the D-Bus interface's signal on this object. */
+  signals[SIGNAL_LOST] =
     g_signal_new ("lost", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
 }
@@ -1747,7 +1845,7 @@ bf_worker_set_config (BfWorker       *self,
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
   if (old != NULL && old->max_builds != config->max_builds)
-    g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+    g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
 }
 
 /**
@@ -1765,7 +1863,7 @@ bf_worker_new (BfWorkerConfig *config,
 {
   BfWorker *self = g_object_new (BF_TYPE_WORKER, NULL);
   BfDBusWorker *w = iface (self);
-  BfWorkerState ws = { 0 };
+  BfWorkerRecord ws = { 0 };
   gboolean known;
 
   self->state = g_object_ref (state);
@@ -1794,7 +1892,7 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_missing (w, ws.missing_notified);
       /* 0 means the daemon stopped while the worker was connected. */
       set_disconnected_since (self, ws.disconnected_since_usec ? ws.disconnected_since_usec : now_usec ());
-      bf_worker_state_clear (&ws);
+      bf_worker_record_clear (&ws);
     }
   else
     set_disconnected_since (self, now_usec ());
