@@ -13,12 +13,12 @@
 
 import os
 import signal
-import socket
 import time
 
 from gi.repository import GLib
 
 import bfharness
+import test_latent
 from bfharness import BUILD_IFACE, FLEET_PATH, LATENT_IFACE, MANAGER_IFACE, for_both_protocols, worker_path
 
 PASSWORD = 'sekrit-docker-pw-4711'
@@ -70,20 +70,6 @@ class DockerTestCase(bfharness.FleetTestCase):
         return ('[Worker %s]\nPassword=%s\nLatent=docker\nBuilders=b\nBuildWaitTimeout=%s\n'
                 'SubstantiationTimeout=60\n' % (name, password, wait) +
                 self.protocol_key() + self.podman.worker_keys(**keys) + extra)
-
-    def fixed_ports(self):
-        """[Daemon] keys for the same ports across restarts, so that a
-        container left by a killed daemon finds the next one."""
-        socks = []
-        for _ in bfharness.PROTOCOLS:
-            s = socket.socket()
-            s.bind(('127.0.0.1', 0))
-            socks.append(s)
-        keys = {'Listen': '127.0.0.1:%d' % socks[0].getsockname()[1],
-                'ListenPB': '127.0.0.1:%d' % socks[1].getsockname()[1]}
-        for s in socks:
-            s.close()
-        return keys
 
     def daemon_id(self):
         with open(os.path.join(self.statedir, 'daemon-id')) as f:
@@ -274,7 +260,7 @@ class DockerReconcileTest(DockerTestCase):
     stopped; what does not carry its id is never touched."""
 
     def test_adopt_and_clean_up_after_kill(self):
-        ports = self.fixed_ports()
+        ports = test_latent.LocalDriverTest.fixed_ports(self)
         keep = self.docker_worker('keep', wait='-1', password='generate')
         gone = self.docker_worker('gone', wait='-1')
         self.write_config(self.daemon_section(**ports) + keep + gone)
