@@ -99,6 +99,15 @@ class DockerTestCase(bfharness.FleetTestCase):
     def substantiate(self, name):
         return self.call(worker_path(name), LATENT_IFACE, 'Substantiate', None, timeout=120000)
 
+    def substantiate_error(self, name):
+        """Substantiate() that must fail; its error message.  With the same
+        long deadline as a start: the engine is slow on a loaded machine."""
+        try:
+            self.substantiate(name)
+        except GLib.Error as e:
+            return e.message
+        self.fail('Substantiate %s did not fail' % name)
+
     def latent_prop(self, name, prop):
         return self.prop(worker_path(name), LATENT_IFACE, prop)
 
@@ -190,7 +199,7 @@ class DockerFailureTest(DockerTestCase):
                   'echo "password=$WORKERPASS" >&2; echo the-very-end >&2; exit 7')
         self.write_config(self.daemon_section() + self.docker_worker(Command="sh -c '%s'" % script))
         self.start_daemon()
-        error = self.call_error(worker_path('box'), LATENT_IFACE, 'Substantiate')
+        error = self.substantiate_error('box')
         last = self.latent_prop('box', 'LastError')
         self.assertIn('exited with status 7', last)
         self.assertIn('the-very-end', last)
@@ -210,7 +219,7 @@ class DockerFailureTest(DockerTestCase):
     def test_missing_image(self):
         self.write_config(self.daemon_section() + self.docker_worker(Image='localhost/no-such-image:1'))
         self.start_daemon()
-        self.call_error(worker_path('box'), LATENT_IFACE, 'Substantiate')
+        self.substantiate_error('box')
         last = self.latent_prop('box', 'LastError')
         self.assertIn('no image “localhost/no-such-image:1”', last)
         self.assertIn('Pull=true', last)
@@ -223,7 +232,7 @@ class DockerFailureTest(DockerTestCase):
         self.write_config(self.daemon_section() +
                           self.docker_worker(Image='localhost/no-such-image:1', Pull='true'))
         self.start_daemon()
-        self.call_error(worker_path('box'), LATENT_IFACE, 'Substantiate')
+        self.substantiate_error('box')
         last = self.latent_prop('box', 'LastError')
         self.assertIn('localhost/no-such-image:1', last)
         self.assertIn('pull', last)
@@ -233,7 +242,7 @@ class DockerFailureTest(DockerTestCase):
         self.write_config(self.daemon_section() +
                           self.docker_worker(DockerHost='unix://%s/nothing.sock' % self.workdir))
         self.start_daemon()
-        self.call_error(worker_path('box'), LATENT_IFACE, 'Substantiate')
+        self.substantiate_error('box')
         self.assertIn('cannot reach the container engine at unix://', self.latent_prop('box', 'LastError'))
         self.assertIsNone(self.daemon.poll())
 
