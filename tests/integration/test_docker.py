@@ -13,12 +13,12 @@
 
 import os
 import signal
-import socket
 import time
 
 from gi.repository import GLib
 
 import bfharness
+import test_latent
 from bfharness import BUILD_IFACE, FLEET_PATH, LATENT_IFACE, MANAGER_IFACE, for_both_protocols, worker_path
 
 PASSWORD = 'sekrit-docker-pw-4711'
@@ -71,20 +71,6 @@ class DockerTestCase(bfharness.FleetTestCase):
                 'SubstantiationTimeout=60\n' % (name, password, wait) +
                 self.protocol_key() + self.podman.worker_keys(**keys) + extra)
 
-    def fixed_ports(self):
-        """[Daemon] keys for the same ports across restarts, so that a
-        container left by a killed daemon finds the next one."""
-        socks = []
-        for _ in bfharness.PROTOCOLS:
-            s = socket.socket()
-            s.bind(('127.0.0.1', 0))
-            socks.append(s)
-        keys = {'Listen': '127.0.0.1:%d' % socks[0].getsockname()[1],
-                'ListenPB': '127.0.0.1:%d' % socks[1].getsockname()[1]}
-        for s in socks:
-            s.close()
-        return keys
-
     def daemon_id(self):
         with open(os.path.join(self.statedir, 'daemon-id')) as f:
             return f.read().strip()
@@ -112,6 +98,15 @@ class DockerTestCase(bfharness.FleetTestCase):
 
     def substantiate(self, name):
         return self.call(worker_path(name), LATENT_IFACE, 'Substantiate', None, timeout=120000)
+
+    def substantiate_error(self, name):
+        """Substantiate() that must fail; its error message.  With the same
+        long deadline as a start: the engine is slow on a loaded machine."""
+        try:
+            self.substantiate(name)
+        except GLib.Error as e:
+            return e.message
+        self.fail('Substantiate %s did not fail' % name)
 
     def latent_prop(self, name, prop):
         return self.prop(worker_path(name), LATENT_IFACE, prop)
@@ -204,7 +199,7 @@ class DockerFailureTest(DockerTestCase):
                   'echo "password=$WORKERPASS" >&2; echo the-very-end >&2; exit 7')
         self.write_config(self.daemon_section() + self.docker_worker(Command="sh -c '%s'" % script))
         self.start_daemon()
-        error = self.call_error(worker_path('box'), LATENT_IFACE, 'Substantiate')
+        error = self.substantiate_error('box')
         last = self.latent_prop('box', 'LastError')
         self.assertIn('exited with status 7', last)
         self.assertIn('the-very-end', last)
@@ -224,7 +219,7 @@ class DockerFailureTest(DockerTestCase):
     def test_missing_image(self):
         self.write_config(self.daemon_section() + self.docker_worker(Image='localhost/no-such-image:1'))
         self.start_daemon()
-        self.call_error(worker_path('box'), LATENT_IFACE, 'Substantiate')
+        self.substantiate_error('box')
         last = self.latent_prop('box', 'LastError')
         self.assertIn('no image “localhost/no-such-image:1”', last)
         self.assertIn('Pull=true', last)
@@ -237,7 +232,7 @@ class DockerFailureTest(DockerTestCase):
         self.write_config(self.daemon_section() +
                           self.docker_worker(Image='localhost/no-such-image:1', Pull='true'))
         self.start_daemon()
-        self.call_error(worker_path('box'), LATENT_IFACE, 'Substantiate')
+        self.substantiate_error('box')
         last = self.latent_prop('box', 'LastError')
         self.assertIn('localhost/no-such-image:1', last)
         self.assertIn('pull', last)
@@ -247,7 +242,7 @@ class DockerFailureTest(DockerTestCase):
         self.write_config(self.daemon_section() +
                           self.docker_worker(DockerHost='unix://%s/nothing.sock' % self.workdir))
         self.start_daemon()
-        self.call_error(worker_path('box'), LATENT_IFACE, 'Substantiate')
+        self.substantiate_error('box')
         self.assertIn('cannot reach the container engine at unix://', self.latent_prop('box', 'LastError'))
         self.assertIsNone(self.daemon.poll())
 
@@ -274,7 +269,7 @@ class DockerReconcileTest(DockerTestCase):
     stopped; what does not carry its id is never touched."""
 
     def test_adopt_and_clean_up_after_kill(self):
-        ports = self.fixed_ports()
+        ports = test_latent.LocalDriverTest.fixed_ports(self)
         keep = self.docker_worker('keep', wait='-1', password='generate')
         gone = self.docker_worker('gone', wait='-1')
         self.write_config(self.daemon_section(**ports) + keep + gone)
