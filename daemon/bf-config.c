@@ -790,12 +790,22 @@ static const char * const worker_keys[] = {
   "FlapThreshold", "FlapWindow", "FlapRecovery",
   "HealthInterval", "MinFreeDisk", "MaxResponseTime", "HealthCommand",
   "NotifyOnMissing", "Latent", "StartCommand", "StopCommand", "Unit",
-  "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", "Protocol", NULL
+  "BuildWaitTimeout", "SubstantiationTimeout", "KeepOnShutdown", "Protocol",
+  "Image", "DockerHost", "Volumes", "Network", "Ulimits", "Command", "Pull", "Memory",
+  "CPUs", "AutoRemove", NULL
 };
 
 static const char * const latent_only_keys[] = {
   "StartCommand", "StopCommand", "Unit", "BuildWaitTimeout",
-  "SubstantiationTimeout", "KeepOnShutdown", "Protocol", NULL
+  "SubstantiationTimeout", "KeepOnShutdown", "Protocol",
+  "Image", "DockerHost", "Volumes", "Network", "Ulimits", "Command", "Pull", "Memory",
+  "CPUs", "AutoRemove", NULL
+};
+
+/* Keys only Latent=docker reads (parse_docker_keys()). */
+static const char * const docker_only_keys[] = {
+  "Image", "DockerHost", "Volumes", "Network", "Ulimits", "Command", "Pull", "Memory",
+  "CPUs", "AutoRemove", NULL
 };
 
 static const char * const pool_keys[] = {
@@ -820,6 +830,12 @@ worker_config_clear (BfWorkerConfig *wc)
   g_free (wc->start_command);
   g_free (wc->stop_command);
   g_free (wc->unit);
+  g_free (wc->image);
+  g_free (wc->docker_host);
+  g_strfreev (wc->volumes);
+  g_free (wc->network);
+  g_strfreev (wc->ulimits);
+  g_strfreev (wc->command);
 }
 
 BfWorkerConfig *
@@ -911,6 +927,7 @@ bf_latent_kind_to_string (BfLatentKind kind)
     case BF_LATENT_COMMAND: return "command";
     case BF_LATENT_LOCAL: return "local";
     case BF_LATENT_SYSTEMD: return "systemd";
+    case BF_LATENT_DOCKER: return "docker";
     case BF_LATENT_NONE:
     default: return "";
     }
@@ -992,9 +1009,11 @@ parse_latent_kind (Parser             *p,
     wc->latent = BF_LATENT_LOCAL;
   else if (g_str_equal (latent, "systemd"))
     wc->latent = BF_LATENT_SYSTEMD;
+  else if (g_str_equal (latent, "docker"))
+    wc->latent = BF_LATENT_DOCKER;
   else
     {
-      set_error (error, p, group, "Latent", "unknown latent driver “%s” (use command, local or systemd)", latent);
+      set_error (error, p, group, "Latent", "unknown latent driver “%s” (use command, local, systemd or docker)", latent);
       return FALSE;
     }
 
@@ -1005,7 +1024,7 @@ parse_latent_kind (Parser             *p,
           if (keys && g_strv_contains (keys, latent_only_keys[i]))
             {
               set_error (error, p, group, latent_only_keys[i],
-                         "only latent workers have this key (set Latent=command, local or systemd)");
+                         "only latent workers have this key (set Latent=command, local, systemd or docker)");
               return FALSE;
             }
         }
@@ -1243,6 +1262,193 @@ parse_latent_keys (Parser          *p,
   return get_bool (p, group, "KeepOnShutdown", FALSE, &wc->keep_on_shutdown, error);
 }
 
+/**
+ * bf_config_parse_ulimit:
+ * @text: "NAME=SOFT:HARD" (or "NAME=LIMIT" for both), as Docker's --ulimit:
+ *   NAME is letters (nofile, nproc, core, ...), the limits whole numbers,
+ *   -1 for unlimited, SOFT at most HARD
+ *
+ * Returns: whether @text is such a limit; the parts in the out arguments.
+ */
+gboolean
+bf_config_parse_ulimit (const char  *text,
+                        char       **out_name,
+                        gint64      *out_soft,
+                        gint64      *out_hard)
+{
+  const char *eq = strchr (text, '=');
+  g_auto(GStrv) limits = NULL;
+  gint64 v[2];
+
+  if (eq == NULL || eq == text || eq - text > 32)
+    return FALSE;
+  for (const char *c = text; c < eq; c++)
+    if (!g_ascii_isalpha (*c))
+      return FALSE;
+  limits = g_strsplit (eq + 1, ":", -1);
+  if (g_strv_length (limits) < 1 || g_strv_length (limits) > 2)
+    return FALSE;
+  for (guint i = 0; i < 2; i++)
+    {
+      const char *l = limits[limits[1] ? i : 0];
+
+      if (!g_str_equal (l, "-1") && !g_ascii_string_to_signed (l, 10, 0, G_MAXINT64, &v[i], NULL))
+        return FALSE;
+      if (g_str_equal (l, "-1"))
+        v[i] = -1;
+    }
+  if (v[1] != -1 && (v[0] == -1 || v[0] > v[1]))
+    return FALSE;
+  if (out_name)
+    *out_name = g_strndup (text, eq - text);
+  if (out_soft)
+    *out_soft = v[0];
+  if (out_hard)
+    *out_hard = v[1];
+  return TRUE;
+}
+
+/* Volumes=: SRC:DST[:ro|:rw], both absolute paths (or a named volume for
+ * SRC: letters, digits, '_', '.', '-'). */
+static gboolean
+volume_is_valid (const char *text)
+{
+  g_auto(GStrv) parts = g_strsplit (text, ":", -1);
+  guint n = g_strv_length (parts);
+
+  if (n < 2 || n > 3 || *parts[0] == '\0' || !g_path_is_absolute (parts[1]))
+    return FALSE;
+  if (n == 3 && !g_str_equal (parts[2], "ro") && !g_str_equal (parts[2], "rw"))
+    return FALSE;
+  if (!g_path_is_absolute (parts[0]))
+    for (const char *c = parts[0]; *c; c++)
+      if (!g_ascii_isalnum (*c) && *c != '_' && *c != '.' && *c != '-')
+        return FALSE;
+  return TRUE;
+}
+
+/* Memory= and CPUs=: the container's resource limits. */
+static gboolean
+parse_docker_limits (Parser         *p,
+                     const char     *group,
+                     BfWorkerConfig *wc,
+                     GError        **error)
+{
+  g_autofree char *memory = NULL;
+  g_autofree char *cpus = NULL;
+  double percent = 0;
+
+  memory = get_string (p, group, "Memory", FALSE);
+  if (memory != NULL && (!parse_free_disk (memory, &wc->memory_bytes, &percent) || percent != 0 ||
+                         (wc->memory_bytes != 0 && wc->memory_bytes < 4 * 1024 * 1024)))
+    {
+      set_error (error, p, group, "Memory",
+                 "“%s” is not a memory limit (bytes, or with K, M, G; at least 4M; 0 for none)", memory);
+      return FALSE;
+    }
+
+  cpus = get_string (p, group, "CPUs", FALSE);
+  if (cpus != NULL)
+    {
+      char *end = NULL;
+      double v = g_ascii_strtod (cpus, &end);
+
+      if (end == cpus || *end != '\0' || !(v >= 0) || v > 1024)
+        {
+          set_error (error, p, group, "CPUs", "“%s” is not a number of CPUs (such as 1.5; 0 for no limit)", cpus);
+          return FALSE;
+        }
+      wc->nano_cpus = (guint64) (v * 1e9);
+    }
+  return TRUE;
+}
+
+/* The keys of Latent=docker; an error for any of them on another worker. */
+static gboolean
+parse_docker_keys (Parser         *p,
+                   const char     *group,
+                   BfWorkerConfig *wc,
+                   GError        **error)
+{
+  g_autofree char *command = NULL;
+  g_autoptr(GError) local_error = NULL;
+
+  if (wc->latent != BF_LATENT_DOCKER)
+    {
+      for (guint i = 0; docker_only_keys[i]; i++)
+        if (p->keys && g_strv_contains ((const char * const *) p->keys, docker_only_keys[i]))
+          {
+            set_error (error, p, group, docker_only_keys[i], "only Latent=docker has this key");
+            return FALSE;
+          }
+      return TRUE;
+    }
+
+  wc->image = get_string (p, group, "Image", FALSE);
+  if (wc->image == NULL || *wc->image == '\0')
+    {
+      set_error (error, p, group, NULL, "Latent=docker needs Image= (the container image to start)");
+      return FALSE;
+    }
+  if (strpbrk (wc->image, " \t\n\"\\") != NULL)
+    {
+      set_error (error, p, group, "Image", "“%s” is not an image name", wc->image);
+      return FALSE;
+    }
+
+  wc->docker_host = get_string (p, group, "DockerHost", FALSE);
+  if (wc->docker_host == NULL || *wc->docker_host == '\0')
+    {
+      g_free (wc->docker_host);
+      wc->docker_host = g_strdup ("unix:///var/run/docker.sock");
+    }
+  if (!g_str_has_prefix (wc->docker_host, "unix:///"))
+    {
+      set_error (error, p, group, "DockerHost",
+                 "“%s” is not a unix socket: use unix:///PATH (the engine's API over TCP is not offered)",
+                 wc->docker_host);
+      return FALSE;
+    }
+
+  wc->volumes = get_list (p, group, "Volumes");
+  for (guint i = 0; wc->volumes && wc->volumes[i]; i++)
+    if (!volume_is_valid (wc->volumes[i]))
+      {
+        set_error (error, p, group, "Volumes",
+                   "“%s” is not a volume: use SOURCE:DESTINATION or SOURCE:DESTINATION:ro, "
+                   "absolute paths, several separated by “;”", wc->volumes[i]);
+        return FALSE;
+      }
+
+  wc->network = get_string (p, group, "Network", FALSE);
+  if (wc->network != NULL && *wc->network == '\0')
+    g_clear_pointer (&wc->network, g_free);
+
+  wc->ulimits = get_list (p, group, "Ulimits");
+  for (guint i = 0; wc->ulimits && wc->ulimits[i]; i++)
+    if (!bf_config_parse_ulimit (wc->ulimits[i], NULL, NULL, NULL))
+      {
+        set_error (error, p, group, "Ulimits",
+                   "“%s” is not a limit: use NAME=SOFT:HARD (such as nofile=1024:20000), "
+                   "several separated by “;”", wc->ulimits[i]);
+        return FALSE;
+      }
+
+  command = get_string (p, group, "Command", FALSE);
+  if (command != NULL && *command != '\0' &&
+      !g_shell_parse_argv (command, NULL, &wc->command, &local_error))
+    {
+      set_error (error, p, group, "Command", "cannot be split into words: %s", local_error->message);
+      return FALSE;
+    }
+
+  if (!parse_docker_limits (p, group, wc, error))
+    return FALSE;
+
+  return get_bool (p, group, "Pull", FALSE, &wc->pull, error) &&
+         get_bool (p, group, "AutoRemove", FALSE, &wc->auto_remove, error);
+}
+
 /* One [Worker NAME] group; each concern has its own parse_*() above. */
 static BfWorkerConfig *
 parse_worker (Parser             *p,
@@ -1279,6 +1485,8 @@ parse_worker (Parser             *p,
   wc->properties = parse_properties (p, group, (const char * const *) keys);
 
   if (wc->latent != BF_LATENT_NONE && !parse_latent_keys (p, group, wc, error))
+    return NULL;
+  if (!parse_docker_keys (p, group, wc, error))
     return NULL;
 
   return g_steal_pointer (&owner);

@@ -16,6 +16,7 @@ typedef enum {
   BF_LATENT_COMMAND,
   BF_LATENT_LOCAL,
   BF_LATENT_SYSTEMD,
+  BF_LATENT_DOCKER,
 } BfLatentKind;
 
 /**
@@ -74,6 +75,18 @@ typedef struct {
   BfWorkerProtocol protocol;   /* Protocol=, latent workers only */
   char *pool;                  /* the [Pool NAME] this worker stands for, or NULL */
   guint max_builds_per_instance;  /* a pool's MaxBuildsPerInstance=; 0 = no limit */
+
+  /* Latent=docker (see bf-docker-driver.c) */
+  char *image;                 /* Image= */
+  char *docker_host;           /* DockerHost=: "unix:///PATH" */
+  GStrv volumes;               /* Volumes=: "SRC:DST[:ro|:rw]", HostConfig.Binds */
+  char *network;               /* Network=: HostConfig.NetworkMode; NULL = the engine's default */
+  GStrv ulimits;               /* Ulimits=: "NAME=SOFT:HARD", see bf_config_parse_ulimit() */
+  GStrv command;               /* Command=: the container's Cmd; NULL = buildfleet's */
+  gboolean pull;               /* Pull=: pull Image= before every start */
+  guint64 memory_bytes;        /* Memory=: 0 = no limit */
+  guint64 nano_cpus;           /* CPUs= x 1e9: 0 = no limit */
+  gboolean auto_remove;        /* AutoRemove=: HostConfig.AutoRemove */
 } BfWorkerConfig;
 
 /**
@@ -156,6 +169,10 @@ const char     *bf_latent_kind_to_string  (BfLatentKind    kind);
 const char     *bf_worker_protocol_to_string (BfWorkerProtocol protocol);
 
 gboolean        bf_worker_name_is_valid   (const char  *name);
+gboolean        bf_config_parse_ulimit    (const char  *text,
+                                           char       **out_name,
+                                           gint64      *out_soft,
+                                           gint64      *out_hard);
 gboolean        bf_label_is_valid         (const char  *label);
 gboolean        bf_config_parse_duration  (const char  *text,
                                            gboolean     allow_never,

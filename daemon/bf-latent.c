@@ -33,6 +33,7 @@
 #include "bf-log.h"
 #include "bf-util.h"
 #include "drivers/bf-command-driver.h"
+#include "drivers/bf-docker-driver.h"
 #include "drivers/bf-latent-driver.h"
 #include "drivers/bf-local-driver.h"
 #include "drivers/bf-systemd-driver.h"
@@ -69,6 +70,10 @@ struct _BfLatent
   gboolean frozen;               /* daemon shutdown: leave the instance alone */
   gboolean start_after_stop;
   gboolean used;                 /* BuildWaitTimeout=0: took its one build */
+  guint builds;                  /* builds this instance took (MaxBuildsPerInstance=) */
+  gboolean spare;                /* a pool keeps it idle: no BuildWaitTimeout */
+  BfLatentStartGate gate;        /* a pool's MaxInstances=, or NULL */
+  gpointer gate_data;
   GCancellable *start_cancellable;
   guint substantiation_source_id;
   guint idle_source_id;
@@ -228,7 +233,7 @@ arm_idle_timer (BfLatent *self)
   gint64 wait = self->config->build_wait_timeout_usec;
 
   g_clear_handle_id (&self->idle_source_id, g_source_remove);
-  if (self->phase != PHASE_RUNNING || wait <= 0)
+  if (self->phase != PHASE_RUNNING || wait <= 0 || self->spare)
     return;
   self->idle_source_id = bf_timeout_add (bf_usec_to_ms ((guint64) wait), idle_timeout_cb, self,
                                          "[buildfleetd] latent build wait timeout");
@@ -257,6 +262,7 @@ stop_done_cb (GObject      *source,
     bf_state_remove_instance (self->state, name_of (self));
 
   self->used = FALSE;
+  self->builds = 0;
   g_clear_pointer (&self->password, g_free);
   set_phase (self, PHASE_IDLE);
   bf_worker_info (name_of (self), "Worker %s insubstantiated", name_of (self));
@@ -410,6 +416,7 @@ begin_start (BfLatent *self)
   g_clear_object (&self->start_cancellable);
   self->start_cancellable = g_cancellable_new ();
   self->used = FALSE;
+  self->builds = 0;
   self->adopting = FALSE;
   g_free (self->password);
   self->password = self->config->password_generate ? generate_password () : NULL;
@@ -569,11 +576,21 @@ bf_latent_detached (BfLatent   *self,
     }
 }
 
+/* The instance took all the builds it may (BuildWaitTimeout=0: one;
+ * MaxBuildsPerInstance=N: N): it is replaced once they end. */
+static gboolean
+used_up (BfLatent *self)
+{
+  guint max = self->config->max_builds_per_instance;
+
+  return (self->config->build_wait_timeout_usec == 0 && self->used) ||
+         (max > 0 && self->builds >= max);
+}
+
 gboolean
 bf_latent_can_take_build (BfLatent *self)
 {
-  return self->phase == PHASE_RUNNING &&
-         !(self->config->build_wait_timeout_usec == 0 && self->used);
+  return self->phase == PHASE_RUNNING && !used_up (self);
 }
 
 gboolean
@@ -593,6 +610,7 @@ bf_latent_build_started (BfLatent *self)
 {
   g_clear_handle_id (&self->idle_source_id, g_source_remove);
   self->used = TRUE;
+  self->builds++;
 }
 
 /**
@@ -612,6 +630,11 @@ bf_latent_builds_idle (BfLatent *self,
     bf_latent_insubstantiate (self, FALSE, "graceful");
   else if (self->config->build_wait_timeout_usec == 0)
     bf_latent_insubstantiate (self, FALSE, "one build per instance");
+  else if (used_up (self))
+    {
+      g_autofree char *why = g_strdup_printf ("took its %u builds (MaxBuildsPerInstance)", self->builds);
+      bf_latent_insubstantiate (self, FALSE, why);
+    }
   else
     arm_idle_timer (self);
 }
@@ -689,6 +712,13 @@ substantiate_authorized (GObject               *object,
   if (self->phase == PHASE_RUNNING)
     {
       bf_dbus_latent_worker_complete_substantiate (iface (self), invocation);
+      return;
+    }
+  if (self->phase == PHASE_IDLE && !bf_latent_may_start (self))
+    {
+      g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_BUSY,
+                                             "Worker %s: its pool runs as many instances as it may (MaxInstances)",
+                                             name_of (self));
       return;
     }
   if (self->phase == PHASE_IDLE && host_is_quarantined (self))
@@ -806,6 +836,7 @@ bf_latent_set_config (BfLatent       *self,
   bf_dbus_latent_worker_set_driver (l, bf_latent_kind_to_string (config->latent));
   bf_dbus_latent_worker_set_build_wait_timeout_usec (l, config->build_wait_timeout_usec);
   bf_dbus_latent_worker_set_substantiation_timeout_usec (l, config->substantiation_timeout_usec);
+  bf_dbus_latent_worker_set_pool (l, config->pool ? config->pool : "");
   g_object_thaw_notify (G_OBJECT (self));
 }
 
@@ -851,6 +882,65 @@ const char *
 bf_latent_get_password (BfLatent *self)
 {
   return self->password;
+}
+
+/**
+ * bf_latent_set_spare:
+ * @spare: whether the instance is kept idle on purpose
+ *
+ * A pool's warm spare (MinIdle=) is not stopped after BuildWaitTimeout
+ * while it is one; once it is not, an idle instance's timeout starts over.
+ */
+void
+bf_latent_set_spare (BfLatent *self,
+                     gboolean  spare)
+{
+  spare = !!spare;
+  if (self->spare == spare)
+    return;
+  self->spare = spare;
+  if (spare)
+    g_clear_handle_id (&self->idle_source_id, g_source_remove);
+  else if (self->phase == PHASE_RUNNING && host_active_builds (self) == 0 && !self->frozen)
+    arm_idle_timer (self);
+}
+
+/**
+ * bf_latent_set_start_gate:
+ * @gate: (nullable): asked before an instance is started for a build or a
+ *   Substantiate call; %NULL: always allowed
+ *
+ * How a pool keeps to MaxInstances=.
+ */
+void
+bf_latent_set_start_gate (BfLatent          *self,
+                          BfLatentStartGate  gate,
+                          gpointer           gate_data)
+{
+  self->gate = gate;
+  self->gate_data = gate_data;
+}
+
+/**
+ * bf_latent_may_start:
+ *
+ * Whether the start gate, if any, lets a new instance start now.
+ */
+gboolean
+bf_latent_may_start (BfLatent *self)
+{
+  return self->gate == NULL || self->gate (self->gate_data);
+}
+
+/**
+ * bf_latent_get_builds:
+ *
+ * Returns: how many builds the current instance took
+ */
+guint
+bf_latent_get_builds (BfLatent *self)
+{
+  return self->builds;
 }
 
 /**
@@ -907,6 +997,7 @@ driver_type (BfLatentKind kind)
     case BF_LATENT_COMMAND: return BF_TYPE_COMMAND_DRIVER;
     case BF_LATENT_LOCAL: return BF_TYPE_LOCAL_DRIVER;
     case BF_LATENT_SYSTEMD: return BF_TYPE_SYSTEMD_DRIVER;
+    case BF_LATENT_DOCKER: return BF_TYPE_DOCKER_DRIVER;
     case BF_LATENT_NONE:
     default:
       g_return_val_if_reached (G_TYPE_INVALID);

@@ -45,6 +45,13 @@ typedef struct {
                               const char *reason);
 } BfLatentHost;
 
+/**
+ * BfLatentStartGate:
+ *
+ * Returns: whether a new instance may start now
+ */
+typedef gboolean (*BfLatentStartGate) (gpointer user_data);
+
 BfLatent   *bf_latent_new                 (BfWorkerConfig     *config,
                                            const BfLatentHost *host,
                                            gpointer            host_data,
@@ -59,6 +66,13 @@ BfLatent   *bf_latent_new_with_driver     (BfWorkerConfig     *config,
                                            BfMailer           *mailer,
                                            BfAuthority        *authority);
 void        bf_latent_forget_host         (BfLatent       *self);
+void        bf_latent_set_spare           (BfLatent       *self,
+                                           gboolean        spare);
+void        bf_latent_set_start_gate      (BfLatent       *self,
+                                           BfLatentStartGate gate,
+                                           gpointer        gate_data);
+gboolean    bf_latent_may_start           (BfLatent       *self);
+guint       bf_latent_get_builds          (BfLatent       *self);
 void        bf_latent_set_config          (BfLatent       *self,
                                            BfWorkerConfig *config);
 void        bf_latent_set_master          (BfLatent       *self,

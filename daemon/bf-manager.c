@@ -29,6 +29,7 @@
 #include "bf-log.h"
 #include "bf-mailer.h"
 #include "bf-manager.h"
+#include "bf-pool.h"
 #include "bf-scheduler.h"
 #include "bf-variant-util.h"
 #include "bf-history.h"
@@ -38,6 +39,7 @@
 
 #define FLEET_PATH "/org/buildfleet/Fleet1"
 #define WORKERS_PATH FLEET_PATH "/workers"
+#define POOLS_PATH FLEET_PATH "/pools"
 #define STATUS_DELAY_MS 250
 #define TRIM_DELAY_S 2
 #define RELOAD_RETRY_MS 100
@@ -71,6 +73,7 @@ struct _BfManager
   char *pb_master;                /* HOST:PORT for latent instances that speak PB */
   GHashTable *workers;            /* name -> BfWorker */
   GHashTable *retiring;           /* name -> BfWorker: removed, waiting for its builds */
+  GHashTable *pools;              /* name -> BfPool */
 
   guint status_source_id;
   guint trim_source_id;
@@ -231,6 +234,83 @@ worker_availability_changed_cb (BfWorker  *worker,
   schedule_dispatch (self);
 }
 
+/* Pools --------------------------------------------------------------------- */
+
+static char *
+pool_path (const char *name)
+{
+  g_autofree char *escaped = g_dbus_escape_object_path (name);
+  return g_strconcat (POOLS_PATH "/", escaped, NULL);
+}
+
+/* The pool @worker's configuration names, if it is in force. */
+static BfPool *
+pool_of (BfManager *self,
+         BfWorker  *worker)
+{
+  const char *name = bf_worker_get_config (worker)->pool;
+
+  return name ? g_hash_table_lookup (self->pools, name) : NULL;
+}
+
+static void
+pool_changed_cb (BfPool    *pool,
+                 BfManager *self)
+{
+  /* An instance may have ended: a build waiting for MaxInstances may
+   * start one now. */
+  schedule_dispatch (self);
+}
+
+static void
+add_pool (BfManager    *self,
+          BfPoolConfig *pc)
+{
+  BfPool *pool = bf_pool_new (pc);
+  g_autofree char *path = pool_path (pc->name);
+  g_autoptr(BfDBusObjectSkeleton) object = bf_dbus_object_skeleton_new (path);
+
+  g_signal_connect_object (pool, "changed", G_CALLBACK (pool_changed_cb), self, 0);
+  g_hash_table_insert (self->pools, g_strdup (pc->name), pool);
+  bf_dbus_object_skeleton_set_pool (object, BF_DBUS_POOL (pool));
+  g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
+}
+
+/* Pools of @config that are new are created, the others take their new
+ * settings; pools no longer configured go (their workers are removed by
+ * the worker diff). */
+static void
+apply_pools (BfManager *self,
+             BfConfig  *config)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  for (guint i = 0; i < config->pools->len; i++)
+    {
+      BfPoolConfig *pc = g_ptr_array_index (config->pools, i);
+      BfPool *pool = g_hash_table_lookup (self->pools, pc->name);
+
+      if (pool)
+        bf_pool_set_config (pool, pc);
+      else
+        add_pool (self, pc);
+    }
+  g_hash_table_iter_init (&iter, self->pools);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      g_autofree char *path = NULL;
+
+      if (bf_config_lookup_pool (config, key) != NULL)
+        continue;
+      path = pool_path (key);
+      g_signal_handlers_disconnect_by_data (value, self);
+      bf_pool_clear (value);
+      g_dbus_object_manager_server_unexport (self->object_manager, path);
+      g_hash_table_iter_remove (&iter);
+    }
+}
+
 /* Workers ------------------------------------------------------------------- */
 
 static void
@@ -255,10 +335,15 @@ add_worker (BfManager      *self,
   bf_worker_set_duplicate_ping_timeout (worker, self->config->duplicate_ping_timeout_usec);
   bf_worker_set_quarantine_limits (worker, self->config->quarantine_initial_usec,
                                    self->config->quarantine_max_usec);
-  g_signal_connect_object (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self, 0);
-  g_signal_connect_object (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self, 0);
-  g_signal_connect_object (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self, 0);
-  g_signal_connect_object (worker, "availability-changed", G_CALLBACK (worker_availability_changed_cb), self, 0);
+  /* Not g_signal_connect_object(): each of those adds a closure to the
+   * manager's own list, which GLib grows by one element per connection,
+   * copying it every time (quadratic: with 50,000 workers that was a
+   * quarter of the start-up).  Disconnected in drop_worker() and in
+   * dispose (disconnect_workers()). */
+  g_signal_connect (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self);
+  g_signal_connect (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self);
+  g_signal_connect (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self);
+  g_signal_connect (worker, "availability-changed", G_CALLBACK (worker_availability_changed_cb), self);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
   if (bf_worker_get_latent (worker) && (self->master || self->pb_master))
@@ -268,6 +353,8 @@ add_worker (BfManager      *self,
     }
   g_hash_table_insert (self->workers, g_strdup (wc->name), worker);
   export_worker (self, worker);
+  if (pool_of (self, worker))
+    bf_pool_add_member (pool_of (self, worker), worker);
 }
 
 static void
@@ -277,6 +364,11 @@ drop_worker (BfManager  *self,
 {
   g_autofree char *path = worker_path (bf_worker_get_name (worker));
 
+  if (pool_of (self, worker))
+    bf_pool_remove_member (pool_of (self, worker), worker);
+  /* An instance that is still starting goes too, not only an attached one. */
+  if (bf_worker_get_latent (worker))
+    bf_latent_insubstantiate (bf_worker_get_latent (worker), TRUE, reason);
   bf_worker_disconnect (worker, reason);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) - 1);
@@ -335,6 +427,7 @@ apply_config (BfManager *self,
   old = g_steal_pointer (&self->config);
   self->config = bf_config_ref (config);
   apply_daemon_config (self);
+  apply_pools (self, config);
 
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
@@ -360,7 +453,13 @@ apply_config (BfManager *self,
         }
       if (worker != NULL)
         {
+          BfPool *old_pool = pool_of (self, worker);
+
           bf_worker_set_config (worker, wc);
+          if (old_pool != pool_of (self, worker) && old_pool != NULL)
+            bf_pool_remove_member (old_pool, worker);
+          if (pool_of (self, worker))
+            bf_pool_add_member (pool_of (self, worker), worker);
           bf_worker_set_duplicate_ping_timeout (worker, config->duplicate_ping_timeout_usec);
           bf_worker_set_quarantine_limits (worker, config->quarantine_initial_usec,
                                            config->quarantine_max_usec);
@@ -379,6 +478,8 @@ apply_config (BfManager *self,
     {
       BfWorker *worker = g_ptr_array_index (removed, i);
       g_hash_table_insert (self->retiring, g_strdup (bf_worker_get_name (worker)), g_object_ref (worker));
+      if (pool_of (self, worker))
+        bf_pool_retire_member (pool_of (self, worker), worker);
       retire_if_idle (self, worker);
     }
 
@@ -1815,6 +1916,22 @@ bf_manager_shutdown (BfManager *self)
   bf_history_flush_state (self->state);
 }
 
+/* A worker can outlive the manager (a task or the attach batch holds it):
+ * it must not call back into us. */
+static void
+disconnect_workers (BfManager  *self,
+                    GHashTable *workers)
+{
+  GHashTableIter iter;
+  gpointer worker;
+
+  if (workers == NULL)
+    return;
+  g_hash_table_iter_init (&iter, workers);
+  while (g_hash_table_iter_next (&iter, NULL, &worker))
+    g_signal_handlers_disconnect_by_data (worker, self);
+}
+
 static void
 bf_manager_dispose (GObject *object)
 {
@@ -1841,6 +1958,18 @@ bf_manager_dispose (GObject *object)
     }
   g_clear_pointer (&self->scheduler, bf_scheduler_free);
   g_clear_object (&self->listener);
+  disconnect_workers (self, self->workers);
+  disconnect_workers (self, self->retiring);
+  if (self->pools)
+    {
+      GHashTableIter iter;
+      gpointer value;
+
+      g_hash_table_iter_init (&iter, self->pools);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        bf_pool_clear (value);
+      g_clear_pointer (&self->pools, g_hash_table_unref);
+    }
   g_clear_pointer (&self->workers, g_hash_table_unref);
   g_clear_pointer (&self->retiring, g_hash_table_unref);
   g_clear_object (&self->object_manager);
@@ -1903,6 +2032,7 @@ bf_manager_init (BfManager *self)
 {
   self->workers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->retiring = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->pools = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->builds = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->scheduler = bf_scheduler_new (self->workers, &scheduler_host, self);
   self->reload_cancellable = g_cancellable_new ();
@@ -1938,6 +2068,8 @@ bf_manager_new (BfConfig *config,
   bf_dbus_manager_set_version (iface (self), PACKAGE_VERSION);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) config->listen);
 
+  for (guint i = 0; i < config->pools->len; i++)
+    add_pool (self, g_ptr_array_index (config->pools, i));
   for (guint i = 0; i < config->workers->len; i++)
     add_worker (self, g_ptr_array_index (config->workers, i));
   return self;

@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include "bf-latent.h"
 #include "bf-scheduler.h"
 
 struct _BfScheduler
@@ -100,6 +101,17 @@ count_substantiating (BfScheduler *self,
   return n;
 }
 
+/* Whether starting @worker's instance would serve @build now (its pool,
+ * if any, lets it start: MaxInstances). */
+static gboolean
+can_start_for (BfWorker *worker,
+               BfBuild  *build)
+{
+  return bf_worker_can_substantiate_for (worker, bf_build_get_builder (build)) &&
+         bf_worker_could_have_labels (worker, bf_build_get_labels (build)) &&
+         bf_latent_may_start (bf_worker_get_latent (worker));
+}
+
 /* A build no attached worker can take: start a latent worker for it,
  * unless enough are starting already for the builds waiting. */
 static void
@@ -117,8 +129,7 @@ create_demand (BfScheduler *self,
   if (only != NULL)
     {
       BfWorker *w = g_hash_table_lookup (self->workers, only);
-      if (w && bf_worker_can_substantiate_for (w, builder) &&
-          bf_worker_could_have_labels (w, bf_build_get_labels (build)))
+      if (w && can_start_for (w, build))
         bf_latent_substantiate (bf_worker_get_latent (w));
       return;
     }
@@ -127,8 +138,7 @@ create_demand (BfScheduler *self,
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     {
-      if (bf_worker_can_substantiate_for (value, builder) &&
-          bf_worker_could_have_labels (value, bf_build_get_labels (build)))
+      if (can_start_for (value, build))
         {
           bf_latent_substantiate (bf_worker_get_latent (value));
           return;

@@ -20,16 +20,12 @@ typedef struct _BfScheduler BfScheduler;
 /**
  * BfSchedulerHost:
  * @pending_changed: the number of waiting builds changed to @n_pending
- * @may_substantiate: (nullable): whether @worker's instance may be started
- *   for a waiting build now (a pool's MaxInstances=); %NULL: always
  *
- * What the scheduler tells, and asks, the object that owns it.  Neither
- * callback may call the scheduler back.
+ * What the scheduler tells the object that owns it.  The callback may not
+ * call the scheduler back.
  */
 typedef struct {
   void     (*pending_changed)  (guint     n_pending,
-                                gpointer  user_data);
-  gboolean (*may_substantiate) (BfWorker *worker,
                                 gpointer  user_data);
 } BfSchedulerHost;
 

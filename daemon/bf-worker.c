@@ -63,6 +63,7 @@ struct _BfWorker
   guint64 last_seen_usec;
 
   GVariant *properties_cache;   /* a{sv} of all properties, see bf_shared_dict_new() */
+  gboolean attach_announcing;   /* in the attach batch: Attached not sent yet */
 
   GQueue admin_ops;             /* AdminOp: authorised admin calls, in order; the head is
                                  * being saved while admin_saving */
@@ -115,6 +116,81 @@ static BfDBusWorker *
 iface (BfWorker *self)
 {
   return BF_DBUS_WORKER (self);
+}
+
+/* Attach announcements --------------------------------------------------------
+ *
+ * An attach is published as PropertiesChanged (Connected, Info, Peer…) and
+ * then Attached.  Both go out from one high-priority idle for every worker
+ * that attached while the main loop was dispatching, not one by one between
+ * socket reads (and not as the skeleton does by itself, Attached at once
+ * and PropertiesChanged from an idle afterwards): each D-Bus message handed to an idle GDBus writer thread
+ * wakes it (a futex and a context switch), and with the daemon on one CPU
+ * that was a large part of an attach storm's cost.  A worker's own later
+ * signals (Detached, GracefulChanged, …) send its pending announcement
+ * first, so a client never sees them out of order. */
+static GQueue attach_batch = G_QUEUE_INIT;   /* BfWorker* (owned) */
+static guint attach_batch_id;
+
+static void
+announce_attached (BfWorker *self)
+{
+  self->attach_announcing = FALSE;
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
+  bf_dbus_worker_emit_attached (iface (self));
+}
+
+/* Sends @self's pending attach announcement, if any, now. */
+static void
+announce_pending (BfWorker *self)
+{
+  if (!self->attach_announcing)
+    return;
+  g_queue_remove (&attach_batch, self);
+  announce_attached (self);
+  g_object_unref (self);
+}
+
+static gboolean
+attach_batch_cb (gpointer data)
+{
+  BfWorker *worker;
+
+  attach_batch_id = 0;
+  while ((worker = g_queue_pop_head (&attach_batch)) != NULL)
+    {
+      announce_attached (worker);
+      g_object_unref (worker);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+announce_later (BfWorker *self)
+{
+  g_assert (!self->attach_announcing);
+  self->attach_announcing = TRUE;
+  g_queue_push_tail (&attach_batch, g_object_ref (self));
+  if (attach_batch_id == 0)
+    {
+      GSource *source = g_idle_source_new ();
+
+      g_source_set_priority (source, G_PRIORITY_HIGH);
+      attach_batch_id = bf_timeout_add_full (source, attach_batch_cb, NULL,
+                                             "[buildfleetd] announce attached workers");
+    }
+}
+
+/**
+ * bf_worker_flush_attach_announcements:
+ *
+ * At exit: sends what is pending, so no worker keeps a reference.
+ */
+void
+bf_worker_flush_attach_announcements (void)
+{
+  g_clear_handle_id (&attach_batch_id, g_source_remove);
+  attach_batch_cb (NULL);
 }
 
 /* Wall-clock time: only for what is published and persisted.  Intervals
@@ -254,6 +330,7 @@ missing_timeout_cb (gpointer data)
   /* The signal first: everything else (state, log, mail) can wait a
    * moment, the alarm should not. */
   self->missing_notified = TRUE;
+  announce_pending (self);
   bf_dbus_worker_set_missing (iface (self), TRUE);
   bf_dbus_worker_emit_missing (iface (self), since);
   g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
@@ -311,6 +388,7 @@ health_result (gpointer    data,
         bf_dbus_worker_set_health_reason (iface (self), reason);
       return;
     }
+  announce_pending (self);
   g_object_freeze_notify (G_OBJECT (self));
   bf_dbus_worker_set_unhealthy (iface (self), !healthy);
   bf_dbus_worker_set_health_reason (iface (self), healthy ? "" : reason);
@@ -357,6 +435,7 @@ flap_recovered_cb (gpointer data)
   bf_dbus_worker_set_flapping (iface (self), FALSE);
   bf_worker_message (bf_worker_get_name (self), "Worker %s stayed attached for %s: no longer flapping",
                      bf_worker_get_name (self), recovery);
+  announce_pending (self);
   bf_dbus_worker_emit_flapping_changed (iface (self), FALSE);
   bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
   g_clear_pointer (&self->detach_times, g_array_unref);
@@ -399,6 +478,7 @@ count_detach (BfWorker *self)
   bf_worker_message (bf_worker_get_name (self),
                      "Worker %s is flapping: more than %u detaches within %s; no new builds until it stays attached for %s",
                      bf_worker_get_name (self), threshold, window, recovery);
+  announce_pending (self);
   bf_dbus_worker_emit_flapping_changed (iface (self), TRUE);
   bf_history_record (self->state, bf_worker_get_name (self), "flapping", window, NULL);
   subject = g_strdup_printf ("Buildfleet worker %s is flapping", bf_worker_get_name (self));
@@ -474,6 +554,7 @@ detach (BfWorker   *self,
 
   g_assert (connection != NULL);
 
+  announce_pending (self);
   g_signal_handlers_disconnect_by_data (connection, self);
   if (self->health)
     bf_health_detached (self->health);
@@ -494,6 +575,10 @@ detach (BfWorker   *self,
                   bf_worker_get_name (self), reason, bf_worker_link_get_peer (connection));
 
   bf_history_record (self->state, bf_worker_get_name (self), "detached", reason, NULL);
+  /* As for Attached: the PropertiesChanged that shows it disconnected
+   * first, so a client's cached properties are current when Detached
+   * arrives. */
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
   bf_dbus_worker_emit_detached (iface (self), reason);
   g_signal_emit (self, signals[SIGNAL_LOST], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
@@ -685,7 +770,12 @@ attach (BfWorker     *self,
                   bf_dbus_worker_get_version (iface (self)));
 
   bf_history_record (self->state, bf_worker_get_name (self), "attached", bf_worker_link_get_peer (connection), NULL);
-  bf_dbus_worker_emit_attached (iface (self));
+  /* A latent worker's Substantiated and a BackOnline follow at once: they
+   * must not overtake Attached. */
+  if (self->latent || was_missing)
+    announce_attached (self);
+  else
+    announce_later (self);
   if (self->latent)
     bf_latent_attached (self->latent);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, TRUE);
@@ -1191,6 +1281,7 @@ static void
 apply_graceful (BfWorker *self,
                 gboolean  graceful)
 {
+  announce_pending (self);
   bf_dbus_worker_set_graceful (iface (self), graceful);
   bf_dbus_worker_emit_graceful_changed (iface (self), graceful);
   if (graceful && bf_dbus_worker_get_active_builds (iface (self)) == 0)

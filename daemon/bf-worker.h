@@ -70,5 +70,6 @@ void            bf_worker_set_quarantine_limits (BfWorker    *self,
                                               guint64         max_usec);
 
 void            bf_worker_stop_cache_warmer  (void);
+void            bf_worker_flush_attach_announcements (void);
 
 G_END_DECLS

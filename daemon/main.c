@@ -409,6 +409,7 @@ main (int   argc,
 
   g_main_loop_run (app->loop);
 
+  bf_worker_flush_attach_announcements ();
   bf_manager_shutdown (app->manager);
   g_clear_object (&app->manager);
   bf_websocket_close_all ();

@@ -34,6 +34,7 @@ typedef struct
 {
   GtkWidget *box;
   GtkWidget *labels[N_COLS];
+  gint64     shown_usec;  /* the end of the first frame that showed it, 0 before */
 } BuildRow;
 
 struct _BfBuildList
@@ -49,6 +50,11 @@ struct _BfBuildList
   GtkWidget *rows_box;
   GHashTable *rows;      /* build path -> BuildRow */
   guint tick_source;
+
+  /* For the tests: when rows were first painted, and the last one left */
+  gboolean stamp_pending;
+  char *gone_path;
+  gint64 gone_usec;      /* 0 until the frame without it was painted */
 };
 
 G_DEFINE_FINAL_TYPE (BfBuildList, bf_build_list, GTK_TYPE_WIDGET)
@@ -199,6 +205,7 @@ bf_build_list_refresh (BfBuildList *self)
       row = g_hash_table_lookup (self->rows, bf_build_item_get_path (item));
       if (row == NULL)
         {
+          self->stamp_pending = TRUE;
           row = build_row_new (self);
           g_hash_table_insert (self->rows, g_strdup (bf_build_item_get_path (item)), row);
           gtk_box_insert_child_after (GTK_BOX (self->rows_box), row->box, previous);
@@ -215,6 +222,10 @@ bf_build_list_refresh (BfBuildList *self)
     if (!g_hash_table_contains (seen, key))
       {
         gtk_box_remove (GTK_BOX (self->rows_box), ((BuildRow *) value)->box);
+        g_free (self->gone_path);
+        self->gone_path = g_strdup (key);
+        self->gone_usec = 0;
+        self->stamp_pending = TRUE;
         g_hash_table_iter_remove (&iter);
       }
 
@@ -241,6 +252,43 @@ tick_cb (gpointer user_data)
 {
   bf_build_list_refresh (BF_BUILD_LIST (user_data));
   return G_SOURCE_CONTINUE;
+}
+
+/* Stamps the rows that this frame showed first, and the row it no longer
+ * showed: what a user sees is what was painted. */
+static void
+after_paint_cb (GdkFrameClock *frame_clock,
+                BfBuildList   *self)
+{
+  gint64 now;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (!self->stamp_pending)
+    return;
+  self->stamp_pending = FALSE;
+  now = g_get_real_time ();
+  g_hash_table_iter_init (&iter, self->rows);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (((BuildRow *) value)->shown_usec == 0)
+      ((BuildRow *) value)->shown_usec = now;
+  if (self->gone_path != NULL && self->gone_usec == 0)
+    self->gone_usec = now;
+}
+
+static void
+bf_build_list_realize (GtkWidget *widget)
+{
+  GTK_WIDGET_CLASS (bf_build_list_parent_class)->realize (widget);
+  g_signal_connect_object (gtk_widget_get_frame_clock (widget), "after-paint",
+                           G_CALLBACK (after_paint_cb), widget, 0);
+}
+
+static void
+bf_build_list_unrealize (GtkWidget *widget)
+{
+  g_signal_handlers_disconnect_by_func (gtk_widget_get_frame_clock (widget), after_paint_cb, widget);
+  GTK_WIDGET_CLASS (bf_build_list_parent_class)->unrealize (widget);
 }
 
 static void
@@ -278,6 +326,7 @@ static void
 bf_build_list_finalize (GObject *object)
 {
   g_free (BF_BUILD_LIST (object)->worker_path);
+  g_free (BF_BUILD_LIST (object)->gone_path);
   G_OBJECT_CLASS (bf_build_list_parent_class)->finalize (object);
 }
 
@@ -289,6 +338,8 @@ bf_build_list_class_init (BfBuildListClass *klass)
 
   object_class->dispose = bf_build_list_dispose;
   object_class->finalize = bf_build_list_finalize;
+  widget_class->realize = bf_build_list_realize;
+  widget_class->unrealize = bf_build_list_unrealize;
   widget_class->map = bf_build_list_map;
   widget_class->unmap = bf_build_list_unmap;
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
@@ -349,7 +400,9 @@ bf_build_list_set_worker_path (BfBuildList *self,
  * bf_build_list_dump:
  * @prefix: the key file's group prefix, e.g. "build" gives "build 0"…
  *
- * Writes the labels shown, row by row, and the summary line.  For the tests.
+ * Writes the labels shown, row by row, and the summary line; when each row
+ * was first painted and when the last row to leave was no longer painted
+ * (CLOCK_REALTIME, like the daemon's time stamps).  For the tests.
  */
 void
 bf_build_list_dump (BfBuildList *self,
@@ -366,9 +419,16 @@ bf_build_list_dump (BfBuildList *self,
       g_autofree char *group = g_strdup_printf ("%s %u", prefix, index);
       int col = 0;
 
+      const char *path = gtk_widget_get_tooltip_text (box);
+      BuildRow *row = path != NULL ? g_hash_table_lookup (self->rows, path) : NULL;
+
       for (GtkWidget *label = gtk_widget_get_first_child (box); label != NULL && col < N_COLS;
            label = gtk_widget_get_next_sibling (label), col++)
         g_key_file_set_string (key_file, group, col_keys[col], gtk_label_get_label (GTK_LABEL (label)));
+      g_key_file_set_string (key_file, group, "path", path != NULL ? path : "");
+      g_key_file_set_int64 (key_file, group, "shown-usec", row != NULL ? row->shown_usec : 0);
     }
   g_key_file_set_uint64 (key_file, summary_group, "n-builds", index);
+  g_key_file_set_string (key_file, summary_group, "gone-path", self->gone_path != NULL ? self->gone_path : "");
+  g_key_file_set_int64 (key_file, summary_group, "gone-usec", self->gone_usec);
 }

@@ -9,9 +9,9 @@
  * with one GetWorkers() call, in a worker thread (see BfLoad).
  *
  * It does not use a GDBusObjectManagerClient: that makes a GDBusProxy of
- * every interface of every object (see bf-worker-row.c), which for 10,000
- * workers cost more than the daemon's answer itself, and on a well-known
- * name it reloads with a synchronous call on the main thread.  The model
+ * every interface of every object (see bf-worker-row.c), and on a
+ * well-known name it reloads with a synchronous call on the main thread
+ * (figures in tests/bench/README.md, "The desktop monitor's load").  The model
  * turns the reply into BfWorkerRows, which implement the generated
  * BfDBusWorker interface, in that thread, and keeps them up to date from
  * four signal subscriptions for the whole fleet (see bf_load_subscribe()).
@@ -678,9 +678,8 @@ bf_queued_signal_free (BfQueuedSignal *queued)
  * The thread may block on D-Bus: the main thread never does.  The first
  * load starts as the model is made, before GTK has even opened the display,
  * and asks the bus for the daemon's unique name itself: the daemon answers
- * while GTK starts up and the window is built (which together took as long
- * as the daemon's answer), rather than after g_bus_watch_name() could tell
- * the main loop about it.
+ * while GTK starts up and the window is built, rather than after
+ * g_bus_watch_name() could tell the main loop about it.
  */
 struct _BfLoad
 {
@@ -916,85 +915,86 @@ build_rows_thread (gpointer data)
   return NULL;
 }
 
-/* In a worker thread. */
-static void
-bf_load_thread (GTask        *task,
-                gpointer      source_object,
-                gpointer      task_data,
-                GCancellable *cancellable)
+/* The thread's steps, each blocking, none on the main thread. */
+
+/* The bus and the daemon's unique name, unless the load was given them. */
+static gboolean
+bf_load_find_daemon (BfLoad        *load,
+                     GCancellable  *cancellable,
+                     GError       **error)
 {
-  BfLoad *load = task_data;
-  g_autoptr(GVariant) reply = NULL;
-  g_autoptr(GVariant) objects = NULL;
-  g_autoptr(GPtrArray) rows = NULL;
-  BfBuildRows half = { NULL, };
-  GThread *helper;
-  GError *error = NULL;
-  gsize n_objects;
+  g_autoptr(GVariant) owner = NULL;
+  const char *name_owner;
 
   if (load->connection == NULL)
     {
-      load->connection = g_bus_get_sync (load->bus_type, cancellable, &error);
+      load->connection = g_bus_get_sync (load->bus_type, cancellable, error);
       if (load->connection == NULL)
-        {
-          g_task_return_error (task, error);
-          return;
-        }
+        return FALSE;
     }
 
-  if (load->name_owner == NULL)
-    {
-      g_autoptr(GVariant) owner = NULL;
-      const char *name_owner;
+  if (load->name_owner != NULL)
+    return TRUE;
 
-      owner = g_dbus_connection_call_sync (load->connection, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                           "org.freedesktop.DBus", "GetNameOwner",
-                                           g_variant_new ("(s)", BF_BUS_NAME), G_VARIANT_TYPE ("(s)"),
-                                           G_DBUS_CALL_FLAGS_NONE, -1, cancellable, &error);
-      if (owner == NULL)
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-      g_variant_get (owner, "(&s)", &name_owner);
-      load->name_owner = g_ref_string_new_intern (name_owner);
-    }
+  owner = g_dbus_connection_call_sync (load->connection, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                       "org.freedesktop.DBus", "GetNameOwner",
+                                       g_variant_new ("(s)", BF_BUS_NAME), G_VARIANT_TYPE ("(s)"),
+                                       G_DBUS_CALL_FLAGS_NONE, -1, cancellable, error);
+  if (owner == NULL)
+    return FALSE;
+  g_variant_get (owner, "(&s)", &name_owner);
+  load->name_owner = g_ref_string_new_intern (name_owner);
 
-  /* Subscribed before the call, so that nothing between the reply and the
-   * first signal is missed; see on_signal() for the order. */
-  bf_load_subscribe (load);
+  return TRUE;
+}
 
-  /* Bound to the unique name: a new daemon is a new load.  GetWorkers
-   * sends only the workers, and only list_properties of them: a fraction
-   * of GetManagedObjects' reply with attached workers, which the daemon
-   * builds, the bus carries and GDBus parses that much faster. */
+/* The workers of the unique name (a new daemon is a new load): GetWorkers
+ * with only list_properties, or GetManagedObjects from a daemon older than
+ * GetWorkers (then the rows are complete).  Returns the a{oa{sa{sv}}}. */
+static GVariant *
+bf_load_get_workers (BfLoad        *load,
+                     GCancellable  *cancellable,
+                     GError       **error)
+{
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GError) local_error = NULL;
+
   load->partial = TRUE;
   reply = g_dbus_connection_call_sync (load->connection, load->name_owner, BF_MANAGER_PATH,
                                        "org.buildfleet.Fleet1.Manager", "GetWorkers",
                                        g_variant_new ("(^as)", (char **) list_properties),
                                        G_VARIANT_TYPE ("(a{oa{sa{sv}}})"),
-                                       G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, cancellable, &error);
-  /* A daemon older than GetWorkers */
-  if (reply == NULL && g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD))
+                                       G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, cancellable, &local_error);
+  if (reply == NULL && g_error_matches (local_error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD))
     {
-      g_clear_error (&error);
+      g_clear_error (&local_error);
       load->partial = FALSE;
       reply = g_dbus_connection_call_sync (load->connection, load->name_owner, BF_MANAGER_PATH,
                                            "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
                                            NULL, G_VARIANT_TYPE ("(a{oa{sa{sv}}})"),
-                                           G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, cancellable, &error);
+                                           G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, cancellable, &local_error);
     }
   if (reply == NULL)
     {
-      g_task_return_error (task, error);
-      return;
+      g_propagate_error (error, g_steal_pointer (&local_error));
+      return NULL;
     }
-  load->reply_usec = g_get_monotonic_time ();
 
-  /* The rows of the second half in a thread of their own: nothing else
-   * runs now but this, and the machine likely has another CPU. */
-  objects = g_variant_get_child_value (reply, 0);
-  n_objects = g_variant_n_children (objects);
+  return g_variant_get_child_value (reply, 0);
+}
+
+/* The rows of @objects, the second half in a thread of its own: nothing
+ * else runs now but this, and the machine likely has another CPU. */
+static GPtrArray *
+bf_load_build_rows (BfLoad       *load,
+                    GVariant     *objects,
+                    GCancellable *cancellable)
+{
+  gsize n_objects = g_variant_n_children (objects);
+  BfBuildRows half = { NULL, };
+  GPtrArray *rows;
+  GThread *helper;
+
   half.load = load;
   half.objects = objects;
   half.start = n_objects / 2;
@@ -1009,15 +1009,51 @@ bf_load_thread (GTask        *task,
   g_thread_join (helper);
   g_ptr_array_extend_and_steal (rows, g_steal_pointer (&half.rows));
 
-  load->rows = g_steal_pointer (&rows);
-  load->built_usec = g_get_monotonic_time ();
+  return rows;
+}
 
-  /* Freeing the reply's million containers takes a tenth of a second, and
-   * the task completes only once this function returns: a thread of its
-   * own frees it while the main thread shows the rows (which hold
-   * references to the values they keep, not to the reply). */
-  g_clear_pointer (&objects, g_variant_unref);
-  g_thread_unref (g_thread_new ("bf-free-reply", free_variant_thread, g_steal_pointer (&reply)));
+/* The task completes only once bf_load_thread() returns, and freeing a
+ * large reply takes a while: a thread of its own frees it while the main
+ * thread shows the rows (which hold references to the values they keep,
+ * not to the reply). */
+static void
+free_variant_in_thread (GVariant *variant)
+{
+  g_thread_unref (g_thread_new ("bf-free-reply", free_variant_thread, variant));
+}
+
+/* In a worker thread: subscribed before the call, so that nothing between
+ * the reply and the first signal is missed (see on_signal() for the
+ * order). */
+static void
+bf_load_thread (GTask        *task,
+                gpointer      source_object,
+                gpointer      task_data,
+                GCancellable *cancellable)
+{
+  BfLoad *load = task_data;
+  g_autoptr(GVariant) objects = NULL;
+  GError *error = NULL;
+
+  if (!bf_load_find_daemon (load, cancellable, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  bf_load_subscribe (load);
+
+  objects = bf_load_get_workers (load, cancellable, &error);
+  if (objects == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  load->reply_usec = g_get_monotonic_time ();
+
+  load->rows = bf_load_build_rows (load, objects, cancellable);
+  load->built_usec = g_get_monotonic_time ();
+  free_variant_in_thread (g_steal_pointer (&objects));
 
   if (!g_task_return_error_if_cancelled (task))
     g_task_return_boolean (task, TRUE);
@@ -1296,50 +1332,10 @@ bf_fleet_model_set_property (GObject      *object,
     }
 }
 
+/* The daemon's incidents, for the notifier. */
 static void
-bf_fleet_model_class_init (BfFleetModelClass *klass)
+bf_fleet_model_class_add_signals (BfFleetModelClass *klass)
 {
-  GObjectClass *object_class = G_OBJECT_CLASS (klass);
-
-  object_class->constructed = bf_fleet_model_constructed;
-  object_class->dispose = bf_fleet_model_dispose;
-  object_class->finalize = bf_fleet_model_finalize;
-  object_class->get_property = bf_fleet_model_get_property;
-  object_class->set_property = bf_fleet_model_set_property;
-
-  properties[PROP_BUS_TYPE] =
-    g_param_spec_enum ("bus-type", NULL, NULL,
-                       G_TYPE_BUS_TYPE, G_BUS_TYPE_SYSTEM,
-                       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
-  properties[PROP_STATUS] =
-    g_param_spec_enum ("status", NULL, NULL,
-                       BF_TYPE_FLEET_STATUS, BF_FLEET_STATUS_CONNECTING,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  properties[PROP_ERROR_MESSAGE] =
-    g_param_spec_string ("error-message", NULL, NULL,
-                         NULL,
-                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  properties[PROP_N_ITEMS] =
-    g_param_spec_uint ("n-items", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-  properties[PROP_N_CONNECTED] =
-    g_param_spec_uint ("n-connected", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-  properties[PROP_N_MISSING] =
-    g_param_spec_uint ("n-missing", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-  properties[PROP_N_PAUSED] =
-    g_param_spec_uint ("n-paused", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-  properties[PROP_N_BUILDS] =
-    g_param_spec_uint ("n-builds", NULL, NULL, 0, G_MAXUINT, 0,
-                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  g_object_class_install_properties (object_class, N_PROPS, properties);
-
   /**
    * BfFleetModel::worker-missing:
    * @worker: the worker
@@ -1409,6 +1405,44 @@ bf_fleet_model_class_init (BfFleetModelClass *klass)
                   G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL,
                   G_TYPE_NONE, 2, BF_DBUS_TYPE_WORKER, G_TYPE_BOOLEAN);
+}
+
+static void
+bf_fleet_model_class_init (BfFleetModelClass *klass)
+{
+  static const char * const counter_names[] = { "n-items", "n-connected", "n-missing", "n-paused", "n-builds" };
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->constructed = bf_fleet_model_constructed;
+  object_class->dispose = bf_fleet_model_dispose;
+  object_class->finalize = bf_fleet_model_finalize;
+  object_class->get_property = bf_fleet_model_get_property;
+  object_class->set_property = bf_fleet_model_set_property;
+
+  properties[PROP_BUS_TYPE] =
+    g_param_spec_enum ("bus-type", NULL, NULL,
+                       G_TYPE_BUS_TYPE, G_BUS_TYPE_SYSTEM,
+                       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  properties[PROP_STATUS] =
+    g_param_spec_enum ("status", NULL, NULL,
+                       BF_TYPE_FLEET_STATUS, BF_FLEET_STATUS_CONNECTING,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  properties[PROP_ERROR_MESSAGE] =
+    g_param_spec_string ("error-message", NULL, NULL,
+                         NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /* The counters, PROP_N_ITEMS to PROP_N_BUILDS in this order */
+  for (guint i = 0; i < G_N_ELEMENTS (counter_names); i++)
+    properties[PROP_N_ITEMS + i] =
+      g_param_spec_uint (counter_names[i], NULL, NULL, 0, G_MAXUINT, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  bf_fleet_model_class_add_signals (klass);
 }
 
 static void

@@ -11,8 +11,8 @@
  * PropertiesChanged.  The "Last Seen" column is relative to now; one timer
  * in this window refreshes the cells that are bound, never one per row.
  *
- * Actions on the selected worker are widget actions (worker.*).  Every
- * method call is asynchronous, and its error is shown in a toast in the
+ * Actions on the selected worker are widget actions (worker.*), one table
+ * in bf-worker-actions.c; their errors are shown here in a toast in the
  * daemon's words.  The rows are not proxies (see bf-worker-row.c): the
  * generated proxies that the calls go through are made for the selected
  * worker only, when it is selected, and the actions are enabled once they
@@ -24,13 +24,14 @@
 #include <glib/gi18n.h>
 
 #include "bf-monitor-window.h"
-#include "bf-pause-dialog.h"
 #include "bf-build-list.h"
 #include "bf-builds-model.h"
+#include "bf-worker-actions.h"
 #include "bf-worker-details.h"
 #include "bf-worker-row.h"
 #include "bf-worker-status.h"
 #include "bf-worker-util.h"
+#include "bf-worker-watch.h"
 
 #define LAST_SEEN_REFRESH_SECONDS 10
 
@@ -55,8 +56,7 @@ struct _BfMonitorWindow
   BfBuildsModel        *builds;
   BfBuildList          *builds_view;
   GCancellable         *cancellable;
-  GSignalGroup         *selected_signals;
-  GSignalGroup         *selected_latent_signals;
+  BfWorkerWatch        *selected_watch;
   GHashTable           *last_seen_items;
   guint                 last_seen_source;
   BfShow                show;
@@ -253,8 +253,8 @@ last_seen_tick_cb (gpointer user_data)
 /*
  * Sorts as a GtkStringSorter on "name" with ignore-case does, by the same
  * keys, but reads the keys that the rows computed while they were loaded,
- * in the loading threads: making them for 10,000 names was half the main
- * thread's work to show a fleet.
+ * in the loading threads, never on the main thread (see
+ * tests/bench/README.md, "The desktop monitor's load").
  */
 #define BF_TYPE_WORKER_NAME_SORTER (bf_worker_name_sorter_get_type ())
 G_DECLARE_FINAL_TYPE (BfWorkerNameSorter, bf_worker_name_sorter, BF, WORKER_NAME_SORTER, GtkSorter)
@@ -305,8 +305,7 @@ bf_worker_name_sorter_init (BfWorkerNameSorter *self)
 
 /*
  * Signal factories in C rather than GtkBuilderListItemFactory: that one
- * parses its XML for every cell it makes, which was a fifth of the time to
- * show the first rows of a large fleet.  A cell shows its text and follows
+ * parses its XML for every cell it makes.  A cell shows its text and follows
  * the properties it is made of.
  */
 typedef struct
@@ -605,15 +604,18 @@ static void
 on_selected_item_changed (BfMonitorWindow *self)
 {
   BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-  g_autoptr(BfDBusLatentWorker) latent = NULL;
 
-  if (worker != NULL)
-    latent = bf_worker_dup_latent (worker);
-
-  g_signal_group_set_target (self->selected_signals, worker);
-  g_signal_group_set_target (self->selected_latent_signals, latent);
+  bf_worker_watch_set_worker (self->selected_watch, worker);
   bf_worker_details_set_worker (self->details, worker);
   bf_monitor_window_update_actions (self);
+}
+
+static void
+selected_notify_cb (gpointer    user_data,
+                    GObject    *object,
+                    GParamSpec *pspec)
+{
+  bf_monitor_window_update_actions (BF_MONITOR_WINDOW (user_data));
 }
 
 static GtkWidget *
@@ -701,20 +703,6 @@ bf_monitor_window_select_worker (BfMonitorWindow *self,
 /* ------------------------------------------------------------------------ */
 /* Actions on the selected worker */
 
-/* The generated proxies to call the worker's methods on, or NULL until
- * bf_worker_row_ensure_proxies_async() made them. */
-static BfDBusWorker *
-worker_proxy (BfDBusWorker *worker)
-{
-  return BF_IS_WORKER_ROW (worker) ? bf_worker_row_get_proxy (BF_WORKER_ROW (worker)) : NULL;
-}
-
-static BfDBusLatentWorker *
-latent_worker_proxy (BfDBusWorker *worker)
-{
-  return BF_IS_WORKER_ROW (worker) ? bf_worker_row_get_latent_proxy (BF_WORKER_ROW (worker)) : NULL;
-}
-
 static void
 proxies_ready_cb (GObject      *object,
                   GAsyncResult *result,
@@ -738,55 +726,34 @@ proxies_ready_cb (GObject      *object,
   bf_monitor_window_update_actions (self);
 }
 
+/* The actions (bf-worker-actions.c) call the selected worker's generated
+ * proxies: made here when it is selected, one request at a time. */
 static void
 bf_monitor_window_update_actions (BfMonitorWindow *self)
 {
   BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-  g_autoptr(BfDBusLatentWorker) latent = NULL;
-  BfDBusWorker *proxy = NULL;
-  BfDBusLatentWorker *latent_proxy = NULL;
-  const char *latent_state = NULL;
-  gboolean connected = FALSE;
 
-  if (worker != NULL)
+  if (worker != NULL && BF_IS_WORKER_ROW (worker) && !self->ensuring_proxies)
     {
-      latent = bf_worker_dup_latent (worker);
-      connected = bf_dbus_worker_get_connected (worker);
-      proxy = worker_proxy (worker);
-      latent_proxy = latent_worker_proxy (worker);
+      BfWorkerRow *row = BF_WORKER_ROW (worker);
 
-      /* One request at a time; its callback comes back here. */
-      if ((proxy == NULL || (latent != NULL && latent_proxy == NULL)) &&
-          BF_IS_WORKER_ROW (worker) && !self->ensuring_proxies)
+      if (bf_worker_row_get_proxy (row) == NULL ||
+          (bf_worker_row_get_latent (row) != NULL && bf_worker_row_get_latent_proxy (row) == NULL))
         {
           self->ensuring_proxies = TRUE;
-          bf_worker_row_ensure_proxies_async (BF_WORKER_ROW (worker), self->cancellable,
-                                              proxies_ready_cb, g_object_ref (self));
+          bf_worker_row_ensure_proxies_async (row, self->cancellable, proxies_ready_cb, g_object_ref (self));
         }
     }
-  if (latent != NULL)
-    latent_state = bf_dbus_latent_worker_get_state (latent);
 
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.pause", proxy != NULL);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.unpause",
-                                 proxy != NULL && bf_dbus_worker_get_paused (worker));
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.set-graceful", proxy != NULL);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.shutdown", proxy != NULL && connected);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.disconnect", proxy != NULL && connected);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.substantiate",
-                                 latent_proxy != NULL &&
-                                 g_strcmp0 (latent_state, "not-substantiated") == 0);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "worker.insubstantiate",
-                                 latent_proxy != NULL &&
-                                 (g_strcmp0 (latent_state, "substantiated") == 0 ||
-                                  g_strcmp0 (latent_state, "substantiating") == 0));
+  bf_worker_actions_update (GTK_WIDGET (self), worker);
 }
 
 static void
-bf_monitor_window_show_error (BfMonitorWindow *self,
-                              const char      *failure,
-                              GError          *error)
+bf_monitor_window_show_error (GtkWidget  *widget,
+                              const char *failure,
+                              GError     *error)
 {
+  BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
   g_autofree char *message = NULL;
   g_autofree char *markup = NULL;
   AdwToast *toast;
@@ -806,239 +773,23 @@ bf_monitor_window_show_error (BfMonitorWindow *self,
   adw_toast_overlay_add_toast (self->toast_overlay, toast);
 }
 
-typedef struct
+static BfDBusWorker *
+action_host_get_worker (GtkWidget *widget)
 {
-  BfMonitorWindow *self;
-  char            *failure;
-} BfCall;
-
-static void
-bf_call_free (BfCall *call)
-{
-  g_object_unref (call->self);
-  g_free (call->failure);
-  g_free (call);
+  return bf_monitor_window_get_selected (BF_MONITOR_WINDOW (widget));
 }
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfCall, bf_call_free)
-
-static BfCall *
-bf_call_new (BfMonitorWindow *self,
-             char            *failure)
+static GCancellable *
+action_host_get_cancellable (GtkWidget *widget)
 {
-  BfCall *call = g_new0 (BfCall, 1);
-
-  call->self = g_object_ref (self);
-  call->failure = failure;
-
-  return call;
+  return BF_MONITOR_WINDOW (widget)->cancellable;
 }
 
-/* All worker methods return nothing, so one callback serves them all; the
- * generated _finish() functions are g_dbus_proxy_call_finish() plus a type
- * check. */
-static void
-bf_call_done_cb (GObject      *object,
-                 GAsyncResult *result,
-                 gpointer      user_data)
-{
-  g_autoptr(BfCall) call = user_data;
-  g_autoptr(GVariant) reply = NULL;
-  g_autoptr(GError) error = NULL;
-
-  reply = g_dbus_proxy_call_finish (G_DBUS_PROXY (object), result, &error);
-
-  if (reply == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    bf_monitor_window_show_error (call->self, call->failure, error);
-}
-
-static void
-pause_response_cb (BfPauseDialog *dialog,
-                   const char    *response,
-                   gpointer       user_data)
-{
-  g_autoptr(BfDBusWorker) worker = user_data;
-  BfMonitorWindow *self;
-
-  self = BF_MONITOR_WINDOW (gtk_window_get_transient_for (GTK_WINDOW (dialog)));
-
-  if (g_strcmp0 (response, "pause") == 0 && self != NULL && worker_proxy (worker) != NULL)
-    {
-      /* Translators: %s is a worker name */
-      g_autofree char *failure = g_strdup_printf (_("Could not pause %s"), bf_dbus_worker_get_name (worker));
-
-      bf_dbus_worker_call_pause (worker_proxy (worker),
-                                 bf_pause_dialog_get_reason (dialog),
-                                 self->cancellable,
-                                 bf_call_done_cb,
-                                 bf_call_new (self, g_steal_pointer (&failure)));
-    }
-}
-
-static void
-worker_pause_action (GtkWidget  *widget,
-                     const char *action_name,
-                     GVariant   *parameter)
-{
-  BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
-  BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-  GtkWidget *dialog;
-
-  if (worker == NULL)
-    return;
-
-  dialog = bf_pause_dialog_new (GTK_WINDOW (self), bf_dbus_worker_get_name (worker));
-  g_signal_connect (dialog, "response", G_CALLBACK (pause_response_cb), g_object_ref (worker));
-  gtk_window_present (GTK_WINDOW (dialog));
-}
-
-static void
-worker_unpause_action (GtkWidget  *widget,
-                       const char *action_name,
-                       GVariant   *parameter)
-{
-  BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
-  BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-
-  if (worker == NULL || worker_proxy (worker) == NULL)
-    return;
-
-  bf_dbus_worker_call_unpause (worker_proxy (worker), self->cancellable, bf_call_done_cb,
-                               /* Translators: %s is a worker name */
-                               bf_call_new (self, g_strdup_printf (_("Could not resume %s"),
-                                                                   bf_dbus_worker_get_name (worker))));
-}
-
-static void
-worker_set_graceful_action (GtkWidget  *widget,
-                            const char *action_name,
-                            GVariant   *parameter)
-{
-  BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
-  BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-  gboolean graceful = g_variant_get_boolean (parameter);
-  char *failure;
-
-  if (worker == NULL || worker_proxy (worker) == NULL)
-    return;
-
-  if (graceful)
-    /* Translators: %s is a worker name */
-    failure = g_strdup_printf (_("Could not shut %s down gracefully"), bf_dbus_worker_get_name (worker));
-  else
-    /* Translators: %s is a worker name */
-    failure = g_strdup_printf (_("Could not cancel the graceful shutdown of %s"), bf_dbus_worker_get_name (worker));
-
-  bf_dbus_worker_call_set_graceful (worker_proxy (worker), graceful, self->cancellable, bf_call_done_cb,
-                                    bf_call_new (self, failure));
-}
-
-static void
-shutdown_response_cb (AdwMessageDialog *dialog,
-                      const char       *response,
-                      gpointer          user_data)
-{
-  g_autoptr(BfDBusWorker) worker = user_data;
-  BfMonitorWindow *self = BF_MONITOR_WINDOW (gtk_window_get_transient_for (GTK_WINDOW (dialog)));
-
-  if (g_strcmp0 (response, "shutdown") == 0 && self != NULL && worker_proxy (worker) != NULL)
-    bf_dbus_worker_call_shutdown (worker_proxy (worker), self->cancellable, bf_call_done_cb,
-                                  /* Translators: %s is a worker name */
-                                  bf_call_new (self, g_strdup_printf (_("Could not shut down %s"),
-                                                                      bf_dbus_worker_get_name (worker))));
-}
-
-static void
-worker_shutdown_action (GtkWidget  *widget,
-                        const char *action_name,
-                        GVariant   *parameter)
-{
-  BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
-  BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-  g_autofree char *heading = NULL;
-  AdwMessageDialog *dialog;
-
-  if (worker == NULL)
-    return;
-
-  /* Translators: dialog heading, %s is a worker name */
-  heading = g_strdup_printf (_("Shut Down %s?"), bf_dbus_worker_get_name (worker));
-  dialog = ADW_MESSAGE_DIALOG (adw_message_dialog_new (GTK_WINDOW (self), heading,
-                                                       _("The worker process exits once the daemon asks it to. "
-                                                         "Builds running on it are lost, and it does not come back by itself.")));
-  adw_message_dialog_add_responses (dialog,
-                                    "cancel", _("_Cancel"),
-                                    "shutdown", _("_Shut Down"),
-                                    NULL);
-  adw_message_dialog_set_response_appearance (dialog, "shutdown", ADW_RESPONSE_DESTRUCTIVE);
-  adw_message_dialog_set_default_response (dialog, "cancel");
-  adw_message_dialog_set_close_response (dialog, "cancel");
-  g_signal_connect (dialog, "response", G_CALLBACK (shutdown_response_cb), g_object_ref (worker));
-  gtk_window_present (GTK_WINDOW (dialog));
-}
-
-static void
-worker_disconnect_action (GtkWidget  *widget,
-                          const char *action_name,
-                          GVariant   *parameter)
-{
-  BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
-  BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-
-  if (worker == NULL || worker_proxy (worker) == NULL)
-    return;
-
-  bf_dbus_worker_call_disconnect (worker_proxy (worker), self->cancellable, bf_call_done_cb,
-                                  /* Translators: %s is a worker name */
-                                  bf_call_new (self, g_strdup_printf (_("Could not disconnect %s"),
-                                                                      bf_dbus_worker_get_name (worker))));
-}
-
-static void
-worker_substantiate_action (GtkWidget  *widget,
-                            const char *action_name,
-                            GVariant   *parameter)
-{
-  BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
-  BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-  BfDBusLatentWorker *latent;
-
-  if (worker == NULL || (latent = latent_worker_proxy (worker)) == NULL)
-    return;
-
-  /* Substantiate() returns only once the instance attached, which may take
-   * the whole SubstantiationTimeoutUSec: wait as long as the daemon does
-   * rather than the default 25 s.  The generated call has no timeout
-   * argument, hence the plain proxy call. */
-  g_dbus_proxy_call (G_DBUS_PROXY (latent),
-                     "Substantiate",
-                     NULL,
-                     G_DBUS_CALL_FLAGS_NONE,
-                     G_MAXINT,
-                     self->cancellable,
-                     bf_call_done_cb,
-                     /* Translators: %s is a latent worker's name */
-                     bf_call_new (self, g_strdup_printf (_("Could not start %s"),
-                                                         bf_dbus_worker_get_name (worker))));
-}
-
-static void
-worker_insubstantiate_action (GtkWidget  *widget,
-                              const char *action_name,
-                              GVariant   *parameter)
-{
-  BfMonitorWindow *self = BF_MONITOR_WINDOW (widget);
-  BfDBusWorker *worker = bf_monitor_window_get_selected (self);
-  BfDBusLatentWorker *latent;
-
-  if (worker == NULL || (latent = latent_worker_proxy (worker)) == NULL)
-    return;
-
-  bf_dbus_latent_worker_call_insubstantiate (latent, FALSE, self->cancellable, bf_call_done_cb,
-                                             /* Translators: %s is a latent worker's name */
-                                             bf_call_new (self, g_strdup_printf (_("Could not stop %s"),
-                                                                                 bf_dbus_worker_get_name (worker))));
-}
+static const BfWorkerActionHost action_host = {
+  action_host_get_worker,
+  action_host_get_cancellable,
+  bf_monitor_window_show_error,
+};
 
 static void
 monitor_search_action (GtkWidget  *widget,
@@ -1284,8 +1035,7 @@ bf_monitor_window_dispose (GObject *object)
 
   g_cancellable_cancel (self->cancellable);
   g_clear_handle_id (&self->last_seen_source, g_source_remove);
-  g_signal_group_set_target (self->selected_signals, NULL);
-  g_signal_group_set_target (self->selected_latent_signals, NULL);
+  bf_worker_watch_set_worker (self->selected_watch, NULL);
 
   gtk_widget_dispose_template (GTK_WIDGET (self), BF_TYPE_MONITOR_WINDOW);
 
@@ -1302,8 +1052,7 @@ bf_monitor_window_finalize (GObject *object)
   BfMonitorWindow *self = BF_MONITOR_WINDOW (object);
 
   g_clear_object (&self->cancellable);
-  g_clear_object (&self->selected_signals);
-  g_clear_object (&self->selected_latent_signals);
+  g_clear_pointer (&self->selected_watch, bf_worker_watch_free);
   g_clear_pointer (&self->last_seen_items, g_hash_table_unref);
   g_clear_pointer (&self->pending_selection, g_free);
   g_clear_pointer (&self->last_error, g_free);
@@ -1414,13 +1163,7 @@ bf_monitor_window_class_init (BfMonitorWindowClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, on_filter_selected);
   gtk_widget_class_bind_template_callback (widget_class, on_selected_item_changed);
 
-  gtk_widget_class_install_action (widget_class, "worker.pause", NULL, worker_pause_action);
-  gtk_widget_class_install_action (widget_class, "worker.unpause", NULL, worker_unpause_action);
-  gtk_widget_class_install_action (widget_class, "worker.set-graceful", "b", worker_set_graceful_action);
-  gtk_widget_class_install_action (widget_class, "worker.shutdown", NULL, worker_shutdown_action);
-  gtk_widget_class_install_action (widget_class, "worker.disconnect", NULL, worker_disconnect_action);
-  gtk_widget_class_install_action (widget_class, "worker.substantiate", NULL, worker_substantiate_action);
-  gtk_widget_class_install_action (widget_class, "worker.insubstantiate", NULL, worker_insubstantiate_action);
+  bf_worker_actions_install (widget_class, &action_host);
   gtk_widget_class_install_action (widget_class, "monitor.search", NULL, monitor_search_action);
   gtk_widget_class_install_action (widget_class, "monitor.toggle-details", NULL, monitor_toggle_details_action);
 
@@ -1452,12 +1195,7 @@ bf_monitor_window_init (BfMonitorWindow *self)
   g_signal_connect_object (self->filter_model, "notify::n-items",
                            G_CALLBACK (on_filter_n_items), self, G_CONNECT_SWAPPED);
 
-  self->selected_signals = g_signal_group_new (G_TYPE_OBJECT);
-  g_signal_group_connect_swapped (self->selected_signals, "notify",
-                                  G_CALLBACK (bf_monitor_window_update_actions), self);
-  self->selected_latent_signals = g_signal_group_new (G_TYPE_OBJECT);
-  g_signal_group_connect_swapped (self->selected_latent_signals, "notify::state",
-                                  G_CALLBACK (bf_monitor_window_update_actions), self);
+  self->selected_watch = bf_worker_watch_new (selected_notify_cb, self);
 
   bf_monitor_window_update_actions (self);
 }

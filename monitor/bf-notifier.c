@@ -33,6 +33,9 @@ typedef struct
   NotifyNotification *health;      /* unhealthy: one per incident */
   NotifyNotification *flapping;    /* flapping: one per episode */
   guint64             missing_since_usec;
+  char               *admin;       /* for the missing body's refreshes */
+  guint               refresh_source; /* the missing body's "… ago", while shown */
+  gboolean            presence_closed; /* the user (or server) closed it */
   gboolean            unhealthy;   /* announced, not yet recovered */
   gboolean            is_flapping; /* announced, not yet over */
 } BfIncidents;
@@ -58,11 +61,15 @@ bf_incidents_free (gpointer data)
 {
   BfIncidents *incidents = data;
 
+  g_clear_handle_id (&incidents->refresh_source, g_source_remove);
+  if (incidents->presence != NULL)
+    g_signal_handlers_disconnect_by_data (incidents->presence, incidents);
   g_clear_object (&incidents->presence);
   g_clear_object (&incidents->substantiation);
   g_clear_object (&incidents->health);
   g_clear_object (&incidents->flapping);
   g_free (incidents->name);
+  g_free (incidents->admin);
   g_free (incidents);
 }
 
@@ -152,6 +159,119 @@ bf_notifier_log (const char *worker_name,
                     "MESSAGE", "%s", message);
 }
 
+/*
+ * The missing notification says when the worker was last seen, in words
+ * and as a time.  The words ("5 minutes ago") go stale while the bubble
+ * stays on screen (a missing worker's is critical: it stays until closed),
+ * so the notification is replaced in place (the same id, no sound) when
+ * they would change: each minute for the first ten, every ten minutes up
+ * to an hour, each hour up to twelve: 26 times at most, the last one
+ * with the time alone, which stays true.  libnotify tells when the user
+ * closed the bubble (NotificationClosed), and the refreshes stop there:
+ * re-showing a closed one would bring it back.  GNotification can replace
+ * a notification too, but says nothing of its closing, so it could only
+ * keep refreshing blindly.
+ */
+#define REFRESH_LAST_USEC (G_GINT64_CONSTANT (12) * 3600 * G_USEC_PER_SEC)
+
+static char *
+missing_body (BfIncidents *incidents,
+              gint64       now,
+              gboolean     relative)
+{
+  g_autofree char *when = bf_format_timestamp (incidents->missing_since_usec);
+  g_autofree char *ago = bf_format_relative_time (now, incidents->missing_since_usec);
+  const char *admin = incidents->admin;
+
+  if (!relative && admin != NULL && admin[0] != '\0')
+    /* Translators: notification body: the time the worker was last seen and its admin contact */
+    return g_strdup_printf (_("Not seen since %s.\nAdmin: %s"), when, admin);
+  if (!relative)
+    /* Translators: notification body: the time the worker was last seen */
+    return g_strdup_printf (_("Not seen since %s.\nNo admin contact is known."), when);
+  if (admin != NULL && admin[0] != '\0')
+    /* Translators: notification body: the time the worker was last seen, how long ago, and its admin contact */
+    return g_strdup_printf (_("Not seen since %s (%s).\nAdmin: %s"), when, ago, admin);
+  /* Translators: notification body: the time the worker was last seen and how long ago */
+  return g_strdup_printf (_("Not seen since %s (%s).\nNo admin contact is known."), when, ago);
+}
+
+/* How long after the worker was last seen the words next change, or 0
+ * past the last refresh. */
+static gint64
+next_refresh_usec (gint64 away_usec)
+{
+  const gint64 minute = G_GINT64_CONSTANT (60) * G_USEC_PER_SEC;
+  gint64 step;
+
+  if (away_usec < 10 * minute)
+    step = minute;
+  else if (away_usec < 60 * minute)
+    step = 10 * minute;
+  else if (away_usec < REFRESH_LAST_USEC)
+    step = 60 * minute;
+  else
+    return 0;
+
+  return MIN ((away_usec / step + 1) * step, REFRESH_LAST_USEC);
+}
+
+static gboolean refresh_missing_cb (gpointer user_data);
+
+static void
+schedule_missing_refresh (BfIncidents *incidents,
+                          gint64       now)
+{
+  gint64 away = now - (gint64) incidents->missing_since_usec;
+  gint64 next = next_refresh_usec (MAX (away, 0));
+  guint seconds;
+
+  g_clear_handle_id (&incidents->refresh_source, g_source_remove);
+  if (next == 0)
+    return;
+  /* Rounded up: never before the words change. */
+  seconds = (guint) ((next - away + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC);
+  incidents->refresh_source = g_timeout_add_seconds (MAX (seconds, 1), refresh_missing_cb, incidents);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, incidents->refresh_source),
+                            "[buildfleet-monitor] missing notification's time");
+}
+
+static gboolean
+refresh_missing_cb (gpointer user_data)
+{
+  BfIncidents *incidents = user_data;
+  gint64 now = g_get_real_time ();
+  gboolean last = now - (gint64) incidents->missing_since_usec >= REFRESH_LAST_USEC;
+  g_autofree char *body = NULL;
+  g_autoptr(GError) error = NULL;
+
+  incidents->refresh_source = 0;
+  if (incidents->presence == NULL || incidents->presence_closed || incidents->missing_since_usec == 0)
+    return G_SOURCE_REMOVE;
+
+  body = missing_body (incidents, now, !last);
+  /* The same summary and icon; only the body changes, silently. */
+  notify_notification_update (incidents->presence,
+                              g_object_get_data (G_OBJECT (incidents->presence), "bf-summary"), body,
+                              "network-offline-symbolic");
+  notify_notification_set_hint (incidents->presence, "suppress-sound", g_variant_new_boolean (TRUE));
+  if (!notify_notification_show (incidents->presence, &error))
+    g_debug ("Could not refresh the notification of %s: %s", incidents->name, error->message);
+  notify_notification_set_hint (incidents->presence, "suppress-sound", NULL);
+
+  if (!last)
+    schedule_missing_refresh (incidents, now);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+presence_closed_cb (NotifyNotification *notification,
+                    BfIncidents        *incidents)
+{
+  incidents->presence_closed = TRUE;
+  g_clear_handle_id (&incidents->refresh_source, g_source_remove);
+}
+
 static void
 on_worker_missing (BfNotifier   *self,
                    BfDBusWorker *worker,
@@ -159,11 +279,9 @@ on_worker_missing (BfNotifier   *self,
                    BfFleetModel *model)
 {
   const char *name = bf_dbus_worker_get_name (worker);
-  const char *admin = bf_dbus_worker_get_admin (worker);
+  gint64 now = g_get_real_time ();
   BfIncidents *incidents;
   g_autofree char *summary = NULL;
-  g_autofree char *when = NULL;
-  g_autofree char *ago = NULL;
   g_autofree char *body = NULL;
 
   if (name == NULL)
@@ -171,23 +289,23 @@ on_worker_missing (BfNotifier   *self,
 
   incidents = bf_notifier_get_incidents (self, name);
   incidents->missing_since_usec = since_usec;
+  g_free (incidents->admin);
+  incidents->admin = g_strdup (bf_dbus_worker_get_admin (worker));
 
-  when = bf_format_timestamp (since_usec);
-  ago = bf_format_relative_time (g_get_real_time (), since_usec);
   /* Translators: notification title, %s is a worker name */
   summary = g_strdup_printf (_("Worker %s is missing"), name);
-  if (admin != NULL && admin[0] != '\0')
-    /* Translators: notification body: the time the worker was last seen, how long ago, and its admin contact */
-    body = g_strdup_printf (_("Not seen since %s (%s).\nAdmin: %s"), when, ago, admin);
-  else
-    /* Translators: notification body: the time the worker was last seen and how long ago */
-    body = g_strdup_printf (_("Not seen since %s (%s).\nNo admin contact is known."), when, ago);
+  body = missing_body (incidents, now, TRUE);
 
   bf_notifier_log (name, summary);
 
   bf_notifier_show (self, &incidents->presence, name, summary, body,
                     "network-offline-symbolic", "network.disconnected",
                     NOTIFY_URGENCY_CRITICAL);
+  if (g_object_get_data (G_OBJECT (incidents->presence), "bf-summary") == NULL)
+    g_signal_connect (incidents->presence, "closed", G_CALLBACK (presence_closed_cb), incidents);
+  g_object_set_data_full (G_OBJECT (incidents->presence), "bf-summary", g_strdup (summary), g_free);
+  incidents->presence_closed = FALSE;
+  schedule_missing_refresh (incidents, now);
 }
 
 static void
@@ -218,6 +336,7 @@ on_worker_back_online (BfNotifier   *self,
       body = g_strdup (_("It is connected again."));
     }
   incidents->missing_since_usec = 0;
+  g_clear_handle_id (&incidents->refresh_source, g_source_remove);
 
   bf_notifier_log (name, summary);
 

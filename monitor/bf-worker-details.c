@@ -24,6 +24,7 @@
 #include "bf-worker-row.h"
 #include "bf-worker-status.h"
 #include "bf-worker-util.h"
+#include "bf-worker-watch.h"
 
 struct _BfWorkerDetails
 {
@@ -31,9 +32,8 @@ struct _BfWorkerDetails
 
   BfDBusWorker   *worker;
   GCancellable   *fetch_cancellable;
-  GSignalGroup   *worker_signals;
-  GSignalGroup   *latent_signals;
-  guint           rebuild_source;
+  BfWorkerWatch  *watch;
+  guint           update_source;
   guint           n_rows;
 
   GtkStack       *stack;
@@ -60,7 +60,7 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
-/* The grid is updated in place: a rebuild walks the rows again and only
+/* The grid is updated in place: an update walks the rows again and only
  * changes the labels whose text changed (a selection in the others stays)
  * and replaces rows from the first whose key differs. */
 typedef struct
@@ -414,15 +414,27 @@ bf_worker_details_unmap (GtkWidget *widget)
   GTK_WIDGET_CLASS (bf_worker_details_parent_class)->unmap (widget);
 }
 
-/* A change of presence or admin state is an event: read the history again. */
+static void bf_worker_details_queue_update (BfWorkerDetails *self);
+
+/* Any change of the worker or its latent interface updates the grid (in
+ * place, once per main loop iteration).  A change of presence or admin
+ * state is an event: read the history again. */
 static void
-worker_notify_cb (BfWorkerDetails *self,
-                  GParamSpec      *pspec)
+worker_notify_cb (gpointer    user_data,
+                  GObject    *object,
+                  GParamSpec *pspec)
 {
   static const char * const eventful[] = {
     "connected", "missing", "paused", "graceful", "quarantined", "unhealthy", "flapping", NULL
   };
+  BfWorkerDetails *self = BF_WORKER_DETAILS (user_data);
 
+  bf_worker_details_queue_update (self);
+  if (BF_DBUS_IS_LATENT_WORKER (object))
+    {
+      update_alert (self);
+      return;
+    }
   if (self->worker != NULL && g_strv_contains (eventful, pspec->name))
     bf_worker_history_queue_refresh (self->history, bf_dbus_worker_get_connected (self->worker));
   update_presence (self);
@@ -463,29 +475,12 @@ update_primary (BfWorkerDetails    *self,
     }
 }
 
+/* How and when the worker is (or was) connected. */
 static void
-bf_worker_details_rebuild (BfWorkerDetails *self)
+add_connection_rows (BfWorkerDetails *self,
+                     BfDBusWorker    *worker)
 {
-  g_autoptr(BfDBusLatentWorker) latent = NULL;
-  BfDBusWorker *worker = self->worker;
   const char * const *strv;
-  GVariant *commands;
-
-  self->n_rows = 0;
-
-  if (worker == NULL)
-    {
-      truncate_rows (self, 0);
-      gtk_stack_set_visible_child_name (self->stack, "empty");
-      return;
-    }
-
-  gtk_stack_set_visible_child_name (self->stack, "worker");
-  gtk_label_set_label (self->title_label, bf_dbus_worker_get_name (worker));
-
-  latent = bf_worker_dup_latent (worker);
-  g_signal_group_set_target (self->latent_signals, latent);
-  update_primary (self, latent);
 
   add_section (self, _("Connection"));
   add_row (self, _("State"), bf_worker_state_to_label (bf_worker_get_state (worker)));
@@ -503,7 +498,13 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
   add_row (self, _("Missing"), yes_no (bf_dbus_worker_get_missing (worker)));
   strv = bf_dbus_worker_get_notify_on_missing (worker);
   add_row_take (self, _("Mail when missing"), strv ? g_strjoinv (", ", (char **) strv) : NULL);
+}
 
+/* What the administrators and the daemon decided about it. */
+static void
+add_administration_rows (BfWorkerDetails *self,
+                         BfDBusWorker    *worker)
+{
   add_section (self, _("Administration"));
   add_row (self, _("Graceful shutdown"), yes_no (bf_dbus_worker_get_graceful (worker)));
   if (bf_dbus_worker_get_paused (worker))
@@ -537,6 +538,14 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
   else
     add_row (self, _("Health"), _("Healthy"));
   add_row (self, _("Flapping"), yes_no (bf_dbus_worker_get_flapping (worker)));
+}
+
+/* What it may build. */
+static void
+add_builds_rows (BfWorkerDetails *self,
+                 BfDBusWorker    *worker)
+{
+  const char * const *strv;
 
   add_section (self, _("Builds"));
   add_row_take (self, _("Running"),
@@ -547,23 +556,32 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
   strv = bf_dbus_worker_get_labels (worker);
   add_row_take (self, _("Labels"), (strv != NULL && strv[0] != NULL) ? g_strjoinv (", ", (char **) strv)
                                                                      : g_strdup (_("None")));
+}
 
-  if (latent != NULL)
-    {
-      add_section (self, _("Latent Worker"));
-      add_row (self, _("Driver"), bf_dbus_latent_worker_get_driver (latent));
-      add_row (self, _("Instance"), bf_dbus_latent_worker_get_state (latent));
-      add_row (self, _("Substantiated"), yes_no (bf_dbus_latent_worker_get_substantiated (latent)));
-      if (bf_dbus_latent_worker_get_build_wait_timeout_usec (latent) < 0)
-        add_row (self, _("Kept idle for"), _("Forever"));
-      else
-        add_row_take (self, _("Kept idle for"),
-                      bf_format_duration (bf_dbus_latent_worker_get_build_wait_timeout_usec (latent)));
-      add_row_take (self, _("Start timeout"),
-                    bf_format_duration (bf_dbus_latent_worker_get_substantiation_timeout_usec (latent)));
-      add_row (self, _("Last error"), bf_dbus_latent_worker_get_last_error (latent));
-    }
+/* A latent worker's instance. */
+static void
+add_latent_rows (BfWorkerDetails    *self,
+                 BfDBusLatentWorker *latent)
+{
+  add_section (self, _("Latent Worker"));
+  add_row (self, _("Driver"), bf_dbus_latent_worker_get_driver (latent));
+  add_row (self, _("Instance"), bf_dbus_latent_worker_get_state (latent));
+  add_row (self, _("Substantiated"), yes_no (bf_dbus_latent_worker_get_substantiated (latent)));
+  if (bf_dbus_latent_worker_get_build_wait_timeout_usec (latent) < 0)
+    add_row (self, _("Kept idle for"), _("Forever"));
+  else
+    add_row_take (self, _("Kept idle for"),
+                  bf_format_duration (bf_dbus_latent_worker_get_build_wait_timeout_usec (latent)));
+  add_row_take (self, _("Start timeout"),
+                bf_format_duration (bf_dbus_latent_worker_get_substantiation_timeout_usec (latent)));
+  add_row (self, _("Last error"), bf_dbus_latent_worker_get_last_error (latent));
+}
 
+/* What the worker reported about itself. */
+static void
+add_worker_rows (BfWorkerDetails *self,
+                 BfDBusWorker    *worker)
+{
   add_section (self, _("Worker"));
   add_row (self, _("Admin"), bf_dbus_worker_get_admin (worker));
   add_row (self, _("Host"), bf_dbus_worker_get_host (worker));
@@ -574,45 +592,85 @@ bf_worker_details_rebuild (BfWorkerDetails *self)
                   g_strdup_printf (_("%.1f ms"), bf_dbus_worker_get_response_time_usec (worker) / 1000.0));
   else
     add_row (self, _("Response time"), _("Not measured"));
+}
+
+/* Its reported information, build properties and commands, key by key. */
+static void
+add_dictionary_rows (BfWorkerDetails *self,
+                     BfDBusWorker    *worker)
+{
+  /* Admin, host and version are in the Worker section already. */
+  static const char * const shown[] = { "admin", "host", "version", NULL };
 
   add_section (self, _("Reported Information"));
-  {
-    /* Admin, host and version are in the section above. */
-    static const char * const shown[] = { "admin", "host", "version", NULL };
-    add_dict_rows_skipping (self, bf_dbus_worker_get_info (worker), shown);
-  }
+  add_dict_rows_skipping (self, bf_dbus_worker_get_info (worker), shown);
 
   add_section (self, _("Build Properties"));
   add_dict_rows (self, bf_dbus_worker_get_properties (worker));
 
   add_section (self, _("Commands"));
-  commands = bf_dbus_worker_get_commands (worker);
-  add_dict_rows (self, commands);
+  add_dict_rows (self, bf_dbus_worker_get_commands (worker));
+}
+
+/*
+ * Updates the grid in place: the rows are walked in their order, a label
+ * whose text is unchanged is left alone (its selection with it), a row is
+ * made only where the rows' keys first differ from those shown.  Called
+ * once per main loop iteration after any change of the worker.
+ */
+static void
+bf_worker_details_update_grid (BfWorkerDetails *self)
+{
+  g_autoptr(BfDBusLatentWorker) latent = NULL;
+  BfDBusWorker *worker = self->worker;
+
+  self->n_rows = 0;
+
+  if (worker == NULL)
+    {
+      truncate_rows (self, 0);
+      gtk_stack_set_visible_child_name (self->stack, "empty");
+      return;
+    }
+
+  gtk_stack_set_visible_child_name (self->stack, "worker");
+  gtk_label_set_label (self->title_label, bf_dbus_worker_get_name (worker));
+
+  latent = bf_worker_dup_latent (worker);
+  update_primary (self, latent);
+
+  add_connection_rows (self, worker);
+  add_administration_rows (self, worker);
+  add_builds_rows (self, worker);
+  if (latent != NULL)
+    add_latent_rows (self, latent);
+  add_worker_rows (self, worker);
+  add_dictionary_rows (self, worker);
 
   /* Rows beyond the last one added belonged to a longer pane. */
   truncate_rows (self, self->n_rows);
 }
 
 static gboolean
-rebuild_cb (gpointer user_data)
+update_grid_cb (gpointer user_data)
 {
   BfWorkerDetails *self = BF_WORKER_DETAILS (user_data);
 
-  self->rebuild_source = 0;
-  bf_worker_details_rebuild (self);
+  self->update_source = 0;
+  bf_worker_details_update_grid (self);
 
   return G_SOURCE_REMOVE;
 }
 
 static void
-bf_worker_details_queue_rebuild (BfWorkerDetails *self)
+bf_worker_details_queue_update (BfWorkerDetails *self)
 {
-  if (self->rebuild_source != 0)
+  if (self->update_source != 0)
     return;
 
-  self->rebuild_source = g_idle_add (rebuild_cb, self);
-  g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->rebuild_source),
-                            "[buildfleet-monitor] rebuild worker details");
+  self->update_source = g_idle_add (update_grid_cb, self);
+  g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->update_source),
+                            "[buildfleet-monitor] update worker details");
 }
 
 static void
@@ -620,12 +678,11 @@ bf_worker_details_dispose (GObject *object)
 {
   BfWorkerDetails *self = BF_WORKER_DETAILS (object);
 
-  g_clear_handle_id (&self->rebuild_source, g_source_remove);
+  g_clear_handle_id (&self->update_source, g_source_remove);
   g_clear_handle_id (&self->presence_source, g_source_remove);
   g_cancellable_cancel (self->fetch_cancellable);
   g_clear_object (&self->fetch_cancellable);
-  g_signal_group_set_target (self->worker_signals, NULL);
-  g_signal_group_set_target (self->latent_signals, NULL);
+  bf_worker_watch_set_worker (self->watch, NULL);
   g_clear_object (&self->worker);
 
   gtk_widget_dispose_template (GTK_WIDGET (self), BF_TYPE_WORKER_DETAILS);
@@ -638,8 +695,7 @@ bf_worker_details_finalize (GObject *object)
 {
   BfWorkerDetails *self = BF_WORKER_DETAILS (object);
 
-  g_clear_object (&self->worker_signals);
-  g_clear_object (&self->latent_signals);
+  g_clear_pointer (&self->watch, bf_worker_watch_free);
   g_clear_pointer (&self->grid_rows, g_ptr_array_unref);
 
   G_OBJECT_CLASS (bf_worker_details_parent_class)->finalize (object);
@@ -725,17 +781,7 @@ bf_worker_details_init (BfWorkerDetails *self)
   gtk_widget_init_template (GTK_WIDGET (self));
   self->grid_rows = g_ptr_array_new_with_free_func ((GDestroyNotify) grid_row_free);
 
-  self->worker_signals = g_signal_group_new (G_TYPE_OBJECT);
-  g_signal_group_connect_swapped (self->worker_signals, "notify",
-                                  G_CALLBACK (bf_worker_details_queue_rebuild), self);
-  g_signal_group_connect_swapped (self->worker_signals, "notify",
-                                  G_CALLBACK (worker_notify_cb), self);
-
-  self->latent_signals = g_signal_group_new (G_TYPE_OBJECT);
-  g_signal_group_connect_swapped (self->latent_signals, "notify",
-                                  G_CALLBACK (bf_worker_details_queue_rebuild), self);
-  g_signal_group_connect_swapped (self->latent_signals, "notify",
-                                  G_CALLBACK (update_alert), self);
+  self->watch = bf_worker_watch_new (worker_notify_cb, self);
 }
 
 /**
@@ -757,7 +803,7 @@ fetch_all_cb (GObject      *object,
 {
   g_autoptr(GError) error = NULL;
 
-  /* The row notified what it learnt, which rebuilt the pane already. */
+  /* The row notified what it learnt, which updated the pane already. */
   if (!bf_worker_row_fetch_all_finish (BF_WORKER_ROW (object), result, &error) &&
       !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     g_warning ("Could not read the properties of %s: %s",
@@ -774,9 +820,7 @@ bf_worker_details_set_worker (BfWorkerDetails *self,
   if (!g_set_object (&self->worker, worker))
     return;
 
-  g_signal_group_set_target (self->worker_signals, worker);
-  if (worker == NULL)
-    g_signal_group_set_target (self->latent_signals, NULL);
+  bf_worker_watch_set_worker (self->watch, worker);
   bf_worker_status_set_worker (self->status, worker);
 
   /* The list loaded only the properties it shows: read the others (Info,
@@ -804,8 +848,8 @@ bf_worker_details_set_worker (BfWorkerDetails *self,
       bf_worker_history_set_worker (self->history, NULL, NULL, NULL, FALSE);
     }
 
-  g_clear_handle_id (&self->rebuild_source, g_source_remove);
-  bf_worker_details_rebuild (self);
+  g_clear_handle_id (&self->update_source, g_source_remove);
+  bf_worker_details_update_grid (self);
   gtk_label_set_label (self->presence_label, "");
   update_presence (self);
   update_presence_tick (self);
@@ -824,6 +868,38 @@ bf_worker_details_set_builds_model (BfWorkerDetails *self,
 {
   g_return_if_fail (BF_IS_WORKER_DETAILS (self));
   bf_build_list_set_model (self->build_list, builds);
+}
+
+/* Where a value label is on its window's surface, and its selection. */
+static void
+dump_value_label (GKeyFile   *key_file,
+                  const char *name,
+                  GridRow    *row)
+{
+  GtkLabel *label = GTK_LABEL (row->value_label);
+  GtkNative *native = gtk_widget_get_native (row->value_label);
+  graphene_rect_t bounds;
+  int start, end;
+
+  if (native != NULL && gtk_widget_compute_bounds (row->value_label, GTK_WIDGET (native), &bounds))
+    {
+      double dx, dy;
+      g_autofree char *text = NULL;
+
+      gtk_native_get_surface_transform (native, &dx, &dy);
+      text = g_strdup_printf ("%d %d %d %d", (int) (bounds.origin.x + dx), (int) (bounds.origin.y + dy),
+                              (int) bounds.size.width, (int) bounds.size.height);
+      g_key_file_set_string (key_file, "details-grid-bounds", name, text);
+    }
+  if (gtk_label_get_selection_bounds (label, &start, &end))
+    {
+      const char *text = gtk_label_get_text (label);
+      const char *from = g_utf8_offset_to_pointer (text, start);
+      g_autofree char *selected = g_strndup (from, g_utf8_offset_to_pointer (text, end) - from);
+
+      g_key_file_set_string (key_file, "details", "selected-key", row->key);
+      g_key_file_set_string (key_file, "details", "selected-text", selected);
+    }
 }
 
 /**
@@ -846,11 +922,16 @@ bf_worker_details_dump (BfWorkerDetails *self,
   g_key_file_set_string (key_file, "details", "alert",
                          gtk_widget_get_visible (GTK_WIDGET (self->alert_label))
                          ? gtk_label_get_label (self->alert_label) : "");
-  /* The grid's rows as shown: "row N" = "KEY: VALUE" (sections as "KEY:") */
+  /* The grid's rows as shown: "row N" = "KEY: VALUE" (sections as "KEY:"),
+   * where each value is on the window's surface ("x y width height"), and
+   * the text selected in one */
   for (guint i = 0; i < MIN (self->n_rows, self->grid_rows->len); i++)
     {
       GridRow *row = g_ptr_array_index (self->grid_rows, i);
       g_autofree char *name = g_strdup_printf ("row %u", i);
+
+      if (row->value_label != NULL)
+        dump_value_label (key_file, name, row);
       g_autofree char *text = g_strdup_printf ("%s:%s%s", gtk_label_get_label (GTK_LABEL (row->key_label)),
                                                row->value_label != NULL ? " " : "",
                                                row->value_label != NULL

@@ -4,20 +4,17 @@
  */
 
 /*
- * A GDBusObjectManagerClient turns every interface of every object into a
- * GDBusProxy: a GInitable with its own GMainContext for the synchronous
- * half of its initialisation, a NameOwnerChanged subscription, a hash table
- * of cached properties, each one checked against the introspection data.
- * For 10,000 workers that was a third of the time it took to show them, and
- * every cell, sort key and filter then read its value through
- * g_dbus_proxy_get_cached_property() and a GValue.
+ * No GDBusProxy per worker: a proxy is a GInitable with its own main
+ * context, a subscription and a checked property cache, too dear for a
+ * fleet (figures in tests/bench/README.md, "The desktop monitor's load").
  *
  * A row is the cheap store instead: it keeps the GVariant values of the
  * reply as they are (a reference each, nothing is copied) and implements
  * the *generated* BfDBusWorker (and BfDBusLatentWorker) interface over them,
  * so cells, sorters, filters, the details pane and the notifier keep using
- * the typed getters and "notify::" signals they used with proxies.  The fleet
- * model feeds it the PropertiesChanged signals it receives through one
+ * the typed getters and "notify::" signals they used with proxies.  Both row
+ * types derive from BfPropertyRow, the store of one interface's values.
+ * The fleet model feeds it the PropertiesChanged signals it receives through one
  * subscription for all workers.
  *
  * A row of the initial load has only the properties the list needs (see
@@ -31,6 +28,9 @@
 #include "config.h"
 
 #include "bf-worker-row.h"
+
+#define WORKER_INTERFACE (bf_dbus_worker_interface_info ()->name)
+#define LATENT_INTERFACE (bf_dbus_latent_worker_interface_info ()->name)
 
 /* ------------------------------------------------------------------------ */
 /* A store of D-Bus property values, shared by both row types */
@@ -99,12 +99,14 @@ row_class_data_init (BfRowClassData     *data,
       g_critical ("No GObject property for the D-Bus property %s.%s", info->name, info->properties[k]->name);
 }
 
+/* The values are allocated with the first one: a base class's init does
+ * not know its subclass's interface yet. */
 static void
-row_store_init (BfRowStore     *store,
-                BfRowClassData *data)
+row_store_ensure (BfRowStore     *store,
+                  BfRowClassData *data)
 {
-  store->values = g_new0 (GVariant *, data->n_properties);
-  store->strvs = NULL;
+  if (store->values == NULL)
+    store->values = g_new0 (GVariant *, data->n_properties);
 }
 
 static void
@@ -149,8 +151,10 @@ row_store_set (BfRowStore     *store,
                int             i,
                GVariant       *value)
 {
-  GVariant *old = store->values[i];
+  GVariant *old;
 
+  row_store_ensure (store, data);
+  old = store->values[i];
   if (value != NULL &&
       !g_variant_is_of_type (value, G_VARIANT_TYPE (data->info->properties[i]->signature)))
     {
@@ -235,7 +239,7 @@ row_store_lookup (BfRowStore     *store,
 {
   int i = row_store_find (data, name);
 
-  return i >= 0 ? store->values[i] : NULL;
+  return i >= 0 && store->values != NULL ? store->values[i] : NULL;
 }
 
 static const char * const *
@@ -245,7 +249,7 @@ row_store_lookup_strv (BfRowStore     *store,
 {
   int i = row_store_find (data, name);
 
-  if (i < 0 || store->values[i] == NULL)
+  if (i < 0 || store->values == NULL || store->values[i] == NULL)
     return NULL;
 
   if (store->strvs == NULL)
@@ -267,7 +271,7 @@ row_store_get_property (BfRowStore     *store,
   g_assert (prop_id >= 1 && prop_id <= data->n_properties);
 
   /* Like the generated proxies: an unknown value is the type's default. */
-  value = store->values[prop_id - 1];
+  value = store->values != NULL ? store->values[prop_id - 1] : NULL;
   if (value == NULL)
     return;
 
@@ -337,24 +341,133 @@ value_int64 (GVariant *value)
 }
 
 /* ------------------------------------------------------------------------ */
+/* BfPropertyRow: the base of both row types, a store of one interface */
+
+typedef struct
+{
+  BfRowStore store;
+} BfPropertyRowPrivate;
+
+G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (BfPropertyRow, bf_property_row, G_TYPE_OBJECT)
+
+static inline BfRowClassData *
+row_class_data (gpointer row)
+{
+  return BF_PROPERTY_ROW_GET_CLASS (row)->interface_data;
+}
+
+static inline BfRowStore *
+row_store (gpointer row)
+{
+  BfPropertyRowPrivate *priv = bf_property_row_get_instance_private (row);
+
+  return &priv->store;
+}
+
+static GVariant *
+row_lookup (gpointer    row,
+            const char *name)
+{
+  return row_store_lookup (row_store (row), row_class_data (row), name);
+}
+
+static const char * const *
+row_lookup_strv (gpointer    row,
+                 const char *name)
+{
+  return row_store_lookup_strv (row_store (row), row_class_data (row), name);
+}
+
+static void
+row_fill (gpointer  row,
+          GVariant *properties)
+{
+  row_store_fill (row_store (row), row_class_data (row), properties);
+}
+
+static void
+row_update (gpointer            row,
+            GVariant           *changed,
+            const char * const *invalidated)
+{
+  row_store_update (row_store (row), row_class_data (row), G_OBJECT (row), changed, invalidated);
+}
+
+static void
+bf_property_row_finalize (GObject *object)
+{
+  row_store_clear (row_store (object), row_class_data (object));
+
+  G_OBJECT_CLASS (bf_property_row_parent_class)->finalize (object);
+}
+
+static void
+bf_property_row_get_property (GObject    *object,
+                              guint       prop_id,
+                              GValue     *value,
+                              GParamSpec *pspec)
+{
+  row_store_get_property (row_store (object), row_class_data (object), prop_id, value);
+}
+
+static void
+bf_property_row_set_property (GObject      *object,
+                              guint         prop_id,
+                              const GValue *value,
+                              GParamSpec   *pspec)
+{
+  /* The daemon owns the values: the interface's properties are writable
+   * only for skeletons. */
+  G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
+bf_property_row_class_init (BfPropertyRowClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = bf_property_row_finalize;
+}
+
+static void
+bf_property_row_init (BfPropertyRow *self)
+{
+}
+
+/* For a subclass's class_init: the interface's properties become the
+ * class's, as property ids 1…n (GObject does not inherit get_property and
+ * set_property: property ids are per class).  The class is static, its
+ * data never freed. */
+static void
+bf_property_row_class_bind (gpointer             klass,
+                            GDBusInterfaceInfo  *info,
+                            guint              (*override_properties) (GObjectClass *klass,
+                                                                       guint         property_id_begin))
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  BfRowClassData *data = g_new0 (BfRowClassData, 1);
+
+  object_class->get_property = bf_property_row_get_property;
+  object_class->set_property = bf_property_row_set_property;
+  override_properties (object_class, 1);
+  row_class_data_init (data, object_class, info);
+  BF_PROPERTY_ROW_CLASS (klass)->interface_data = data;
+}
+
+/* ------------------------------------------------------------------------ */
 /* BfLatentWorkerRow: the LatentWorker interface of a worker */
 
 struct _BfLatentWorkerRow
 {
-  GObject     parent_instance;
-
-  BfRowStore  store;
+  BfPropertyRow parent_instance;
 };
-
-static BfRowClassData latent_class_data;
 
 static void bf_latent_worker_row_iface_init (BfDBusLatentWorkerIface *iface);
 
-G_DEFINE_FINAL_TYPE_WITH_CODE (BfLatentWorkerRow, bf_latent_worker_row, G_TYPE_OBJECT,
+G_DEFINE_FINAL_TYPE_WITH_CODE (BfLatentWorkerRow, bf_latent_worker_row, BF_TYPE_PROPERTY_ROW,
                                G_IMPLEMENT_INTERFACE (BF_DBUS_TYPE_LATENT_WORKER, bf_latent_worker_row_iface_init))
 
-#define LATENT_VALUE(object, name) \
-  row_store_lookup (&BF_LATENT_WORKER_ROW (object)->store, &latent_class_data, name)
+#define LATENT_VALUE(object, name) row_lookup (object, name)
 
 static gboolean
 latent_get_substantiated (BfDBusLatentWorker *object)
@@ -404,54 +517,15 @@ bf_latent_worker_row_iface_init (BfDBusLatentWorkerIface *iface)
 }
 
 static void
-bf_latent_worker_row_finalize (GObject *object)
-{
-  BfLatentWorkerRow *self = BF_LATENT_WORKER_ROW (object);
-
-  row_store_clear (&self->store, &latent_class_data);
-
-  G_OBJECT_CLASS (bf_latent_worker_row_parent_class)->finalize (object);
-}
-
-static void
-bf_latent_worker_row_get_property (GObject    *object,
-                                   guint       prop_id,
-                                   GValue     *value,
-                                   GParamSpec *pspec)
-{
-  BfLatentWorkerRow *self = BF_LATENT_WORKER_ROW (object);
-
-  row_store_get_property (&self->store, &latent_class_data, prop_id, value);
-}
-
-static void
-bf_latent_worker_row_set_property (GObject      *object,
-                                   guint         prop_id,
-                                   const GValue *value,
-                                   GParamSpec   *pspec)
-{
-  /* The daemon owns the values: the interface's properties are writable
-   * only for skeletons. */
-  G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-}
-
-static void
 bf_latent_worker_row_class_init (BfLatentWorkerRowClass *klass)
 {
-  GObjectClass *object_class = G_OBJECT_CLASS (klass);
-
-  object_class->finalize = bf_latent_worker_row_finalize;
-  object_class->get_property = bf_latent_worker_row_get_property;
-  object_class->set_property = bf_latent_worker_row_set_property;
-
-  bf_dbus_latent_worker_override_properties (object_class, 1);
-  row_class_data_init (&latent_class_data, object_class, bf_dbus_latent_worker_interface_info ());
+  bf_property_row_class_bind (klass, bf_dbus_latent_worker_interface_info (),
+                              bf_dbus_latent_worker_override_properties);
 }
 
 static void
 bf_latent_worker_row_init (BfLatentWorkerRow *self)
 {
-  row_store_init (&self->store, &latent_class_data);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -459,9 +533,8 @@ bf_latent_worker_row_init (BfLatentWorkerRow *self)
 
 struct _BfWorkerRow
 {
-  GObject             parent_instance;
+  BfPropertyRow       parent_instance;
 
-  BfRowStore          store;
   BfLatentWorkerRow  *latent;
   /* the name's collation key, or NULL until asked for again */
   char               *name_key;
@@ -478,17 +551,13 @@ struct _BfWorkerRow
   gboolean            partial;
 };
 
-static BfRowClassData worker_class_data;
-
 static void bf_worker_row_iface_init (BfDBusWorkerIface *iface);
 
-G_DEFINE_FINAL_TYPE_WITH_CODE (BfWorkerRow, bf_worker_row, G_TYPE_OBJECT,
+G_DEFINE_FINAL_TYPE_WITH_CODE (BfWorkerRow, bf_worker_row, BF_TYPE_PROPERTY_ROW,
                                G_IMPLEMENT_INTERFACE (BF_DBUS_TYPE_WORKER, bf_worker_row_iface_init))
 
-#define WORKER_VALUE(object, name) \
-  row_store_lookup (&BF_WORKER_ROW (object)->store, &worker_class_data, name)
-#define WORKER_STRV(object, name) \
-  row_store_lookup_strv (&BF_WORKER_ROW (object)->store, &worker_class_data, name)
+#define WORKER_VALUE(object, name) row_lookup (object, name)
+#define WORKER_STRV(object, name) row_lookup_strv (object, name)
 
 static const char *
 worker_get_name (BfDBusWorker *object)
@@ -715,7 +784,6 @@ bf_worker_row_finalize (GObject *object)
 {
   BfWorkerRow *self = BF_WORKER_ROW (object);
 
-  row_store_clear (&self->store, &worker_class_data);
   g_clear_pointer (&self->name_key, g_free);
   g_clear_object (&self->connection);
   g_clear_pointer (&self->name_owner, g_ref_string_release);
@@ -725,49 +793,19 @@ bf_worker_row_finalize (GObject *object)
 }
 
 static void
-bf_worker_row_get_property (GObject    *object,
-                            guint       prop_id,
-                            GValue     *value,
-                            GParamSpec *pspec)
-{
-  BfWorkerRow *self = BF_WORKER_ROW (object);
-
-  row_store_get_property (&self->store, &worker_class_data, prop_id, value);
-}
-
-static void
-bf_worker_row_set_property (GObject      *object,
-                            guint         prop_id,
-                            const GValue *value,
-                            GParamSpec   *pspec)
-{
-  /* The daemon owns the values: the interface's properties are writable
-   * only for skeletons. */
-  G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-}
-
-static void
 bf_worker_row_class_init (BfWorkerRowClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
   object_class->dispose = bf_worker_row_dispose;
   object_class->finalize = bf_worker_row_finalize;
-  object_class->get_property = bf_worker_row_get_property;
-  object_class->set_property = bf_worker_row_set_property;
 
-  bf_dbus_worker_override_properties (object_class, 1);
-  row_class_data_init (&worker_class_data, object_class, bf_dbus_worker_interface_info ());
-
-  /* bf_worker_row_update() needs the latent class's data even before the
-   * first latent worker; a static class is never freed. */
-  g_type_class_ref (BF_TYPE_LATENT_WORKER_ROW);
+  bf_property_row_class_bind (klass, bf_dbus_worker_interface_info (), bf_dbus_worker_override_properties);
 }
 
 static void
 bf_worker_row_init (BfWorkerRow *self)
 {
-  row_store_init (&self->store, &worker_class_data);
 }
 
 /**
@@ -799,10 +837,10 @@ bf_worker_row_new (GDBusConnection *connection,
   self->connection = g_object_ref (connection);
   self->name_owner = g_ref_string_new_intern (name_owner);
   self->object_path = g_strdup (object_path);
-  row_store_fill (&self->store, &worker_class_data, properties);
+  row_fill (self, properties);
 
   /* Now, in the loading threads, rather than for the first sort on the
-   * main thread: collation keys are a good part of the cost of a row. */
+   * main thread. */
   bf_worker_row_get_name_key (self);
 
   return self;
@@ -858,16 +896,16 @@ bf_worker_row_update (BfWorkerRow        *self,
 {
   g_return_if_fail (BF_IS_WORKER_ROW (self));
 
-  if (g_strcmp0 (interface_name, worker_class_data.info->name) == 0)
+  if (g_strcmp0 (interface_name, WORKER_INTERFACE) == 0)
     {
       g_autoptr(GVariant) name = g_variant_lookup_value (changed, "Name", NULL);
 
       if (name != NULL || (invalidated != NULL && g_strv_contains (invalidated, "Name")))
         g_clear_pointer (&self->name_key, g_free);
-      row_store_update (&self->store, &worker_class_data, G_OBJECT (self), changed, invalidated);
+      row_update (self, changed, invalidated);
     }
-  else if (g_strcmp0 (interface_name, latent_class_data.info->name) == 0 && self->latent != NULL)
-    row_store_update (&self->latent->store, &latent_class_data, G_OBJECT (self->latent), changed, invalidated);
+  else if (g_strcmp0 (interface_name, LATENT_INTERFACE) == 0 && self->latent != NULL)
+    row_update (self->latent, changed, invalidated);
 }
 
 /**
@@ -903,7 +941,7 @@ bf_worker_row_set_latent (BfWorkerRow *self,
   if (properties != NULL)
     {
       self->latent = g_object_new (BF_TYPE_LATENT_WORKER_ROW, NULL);
-      row_store_fill (&self->latent->store, &latent_class_data, properties);
+      row_fill (self->latent, properties);
     }
 }
 
@@ -954,15 +992,15 @@ get_all_cb (GObject      *object,
 
   /* The LatentWorker interface may have gone meanwhile (or come again
    * from InterfacesAdded, with all its properties). */
-  if (g_str_equal (interface_name, worker_class_data.info->name) && self->latent != NULL)
+  if (g_str_equal (interface_name, WORKER_INTERFACE) && self->latent != NULL)
     {
       /* Not in the call's arguments: those are evaluated in any order. */
       GCancellable *cancellable = g_task_get_cancellable (task);
 
-      g_task_set_task_data (task, (gpointer) latent_class_data.info->name, NULL);
+      g_task_set_task_data (task, (gpointer) LATENT_INTERFACE, NULL);
       g_dbus_connection_call (self->connection, self->name_owner, self->object_path,
                               "org.freedesktop.DBus.Properties", "GetAll",
-                              g_variant_new ("(s)", latent_class_data.info->name),
+                              g_variant_new ("(s)", LATENT_INTERFACE),
                               G_VARIANT_TYPE ("(a{sv})"), G_DBUS_CALL_FLAGS_NO_AUTO_START, -1,
                               cancellable, get_all_cb, g_steal_pointer (&task));
       return;
@@ -1003,10 +1041,10 @@ bf_worker_row_fetch_all_async (BfWorkerRow         *self,
       return;
     }
 
-  g_task_set_task_data (task, (gpointer) worker_class_data.info->name, NULL);
+  g_task_set_task_data (task, (gpointer) WORKER_INTERFACE, NULL);
   g_dbus_connection_call (self->connection, self->name_owner, self->object_path,
                           "org.freedesktop.DBus.Properties", "GetAll",
-                          g_variant_new ("(s)", worker_class_data.info->name),
+                          g_variant_new ("(s)", WORKER_INTERFACE),
                           G_VARIANT_TYPE ("(a{sv})"), G_DBUS_CALL_FLAGS_NO_AUTO_START, -1,
                           cancellable, get_all_cb, g_steal_pointer (&task));
 }

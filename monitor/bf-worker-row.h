@@ -11,11 +11,24 @@
 
 G_BEGIN_DECLS
 
+/* The base of both rows: the values of one D-Bus interface, implemented by
+ * the subclass as the generated GInterface (see bf-worker-row.c). */
+#define BF_TYPE_PROPERTY_ROW (bf_property_row_get_type ())
+G_DECLARE_DERIVABLE_TYPE (BfPropertyRow, bf_property_row, BF, PROPERTY_ROW, GObject)
+
+struct _BfPropertyRowClass
+{
+  GObjectClass parent_class;
+
+  /*< private >*/
+  gpointer     interface_data;
+};
+
 #define BF_TYPE_WORKER_ROW (bf_worker_row_get_type ())
-G_DECLARE_FINAL_TYPE (BfWorkerRow, bf_worker_row, BF, WORKER_ROW, GObject)
+G_DECLARE_FINAL_TYPE (BfWorkerRow, bf_worker_row, BF, WORKER_ROW, BfPropertyRow)
 
 #define BF_TYPE_LATENT_WORKER_ROW (bf_latent_worker_row_get_type ())
-G_DECLARE_FINAL_TYPE (BfLatentWorkerRow, bf_latent_worker_row, BF, LATENT_WORKER_ROW, GObject)
+G_DECLARE_FINAL_TYPE (BfLatentWorkerRow, bf_latent_worker_row, BF, LATENT_WORKER_ROW, BfPropertyRow)
 
 BfWorkerRow        *bf_worker_row_new                    (GDBusConnection     *connection,
                                                           const char          *name_owner,

@@ -20,14 +20,14 @@
 
 #include "bf-worker-status.h"
 #include "bf-worker-util.h"
+#include "bf-worker-watch.h"
 
 struct _BfWorkerStatus
 {
   GtkWidget           parent_instance;
 
   BfDBusWorker       *worker;
-  GSignalGroup       *worker_signals;
-  GSignalGroup       *latent_signals;
+  BfWorkerWatch      *watch;
   const char         *state_class;
   gboolean            compact;
 
@@ -168,7 +168,6 @@ bf_worker_status_update (BfWorkerStatus *self)
     }
 
   latent = bf_worker_dup_latent (self->worker);
-  g_signal_group_set_target (self->latent_signals, latent);
 
   state = bf_worker_get_state (self->worker);
   gtk_label_set_label (self->state_label, bf_worker_state_to_label (state));
@@ -290,9 +289,11 @@ bf_worker_status_set_compact (BfWorkerStatus *self,
 }
 
 static void
-on_notify (BfWorkerStatus *self)
+on_notify (gpointer    user_data,
+           GObject    *object,
+           GParamSpec *pspec)
 {
-  bf_worker_status_update (self);
+  bf_worker_status_update (BF_WORKER_STATUS (user_data));
 }
 
 static void
@@ -300,8 +301,7 @@ bf_worker_status_dispose (GObject *object)
 {
   BfWorkerStatus *self = BF_WORKER_STATUS (object);
 
-  g_signal_group_set_target (self->worker_signals, NULL);
-  g_signal_group_set_target (self->latent_signals, NULL);
+  bf_worker_watch_set_worker (self->watch, NULL);
   g_clear_object (&self->worker);
 
   gtk_widget_dispose_template (GTK_WIDGET (self), BF_TYPE_WORKER_STATUS);
@@ -314,8 +314,7 @@ bf_worker_status_finalize (GObject *object)
 {
   BfWorkerStatus *self = BF_WORKER_STATUS (object);
 
-  g_clear_object (&self->worker_signals);
-  g_clear_object (&self->latent_signals);
+  g_clear_pointer (&self->watch, bf_worker_watch_free);
 
   G_OBJECT_CLASS (bf_worker_status_parent_class)->finalize (object);
 }
@@ -390,12 +389,7 @@ bf_worker_status_init (BfWorkerStatus *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
 
-  self->worker_signals = g_signal_group_new (G_TYPE_OBJECT);
-  g_signal_group_connect_swapped (self->worker_signals, "notify", G_CALLBACK (on_notify), self);
-
-  self->latent_signals = g_signal_group_new (G_TYPE_OBJECT);
-  g_signal_group_connect_swapped (self->latent_signals, "notify::state", G_CALLBACK (on_notify), self);
-  g_signal_group_connect_swapped (self->latent_signals, "notify::last-error", G_CALLBACK (on_notify), self);
+  self->watch = bf_worker_watch_new (on_notify, self);
 }
 
 GtkWidget *
@@ -426,9 +420,7 @@ bf_worker_status_set_worker (BfWorkerStatus *self,
   if (!g_set_object (&self->worker, worker))
     return;
 
-  g_signal_group_set_target (self->worker_signals, worker);
-  if (worker == NULL)
-    g_signal_group_set_target (self->latent_signals, NULL);
+  bf_worker_watch_set_worker (self->watch, worker);
 
   bf_worker_status_update (self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_WORKER]);

@@ -23,6 +23,11 @@
  *   bf-busprobe throughput [--builder B] [--timeout S]
  *       One build on B, one shell command; counts the text of its Output
  *       signals until Completed and prints bytes, seconds and MB/s.
+ *   bf-busprobe get-latency [--interval MS] [--timeout S]
+ *       Prints {"phase":"probing"}, then calls Get(Manager.WorkersConnected)
+ *       every MS (default 10) until SIGTERM/SIGINT or S, and prints the
+ *       round-trip times: min/p50/p95/p99/max and how many took over 10 ms.
+ *       The worst case is the figure: a client waits for the slowest call.
  *
  * All on the system bus (DBUS_SYSTEM_BUS_ADDRESS), or --session.  One JSON
  * object per line on stdout; exit status 0, 1 on failure or timeout, 2 on
@@ -30,6 +35,7 @@
  */
 
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -604,16 +610,81 @@ cmd_throughput (Options *o)
   return b.exit_code == 0 ? 0 : 1;
 }
 
+/* --- get-latency -------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_probing;
+
+static void
+on_stop (int sig)
+{
+  stop_probing = 1;
+}
+
+static int
+cmd_get_latency (Options *o)
+{
+  uint64_t t0 = mono (), deadline = t0 + (uint64_t) (o->timeout * 1e6);
+  unsigned n = 0, cap = 4096, over = 0, failed = 0;
+  uint64_t *v = malloc (cap * sizeof *v);
+  uint64_t worst_at = 0, worst = 0;
+  struct sigaction sa = { .sa_handler = on_stop };
+
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGINT, &sa, NULL);
+  printf ("{\"phase\":\"probing\"}\n");
+  fflush (stdout);
+  while (!stop_probing && mono () < deadline)
+    {
+      sd_bus_error error = SD_BUS_ERROR_NULL;
+      uint32_t value = 0;
+      uint64_t a = mono (), d;
+      int r = sd_bus_get_property_trivial (bus, BUS_NAME, FLEET_PATH, MANAGER_IFACE,
+                                           "WorkersConnected", &error, 'u', &value);
+
+      d = mono () - a;
+      sd_bus_error_free (&error);
+      if (r < 0)
+        failed++;
+      if (n == cap)
+        v = realloc (v, (cap *= 2) * sizeof *v);
+      v[n++] = d;
+      if (d > 10000)
+        over++;
+      if (d > worst)
+        {
+          worst = d;
+          worst_at = a - t0;
+        }
+      if (o->interval_ms)
+        {
+          struct timespec ts = { o->interval_ms / 1000, (long) (o->interval_ms % 1000) * 1000000L };
+          nanosleep (&ts, NULL);
+        }
+    }
+  printf ("{\"phase\":\"get-latency\",\"count\":%u,\"failed\":%u,\"over_10ms\":%u,"
+          "\"seconds\":%.3f,\"worst_at_s\":%.3f,", n, failed, over, (mono () - t0) / 1e6, worst_at / 1e6);
+  if (n > 0)
+    {
+      qsort (v, n, sizeof *v, cmp_u64);
+      printf ("\"p99_ms\":%.3f,", v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1000.0);
+    }
+  print_stats ("get_ms", v, n, 0);
+  printf ("}\n");
+  free (v);
+  return failed ? 1 : 0;
+}
+
 /* --- main ------------------------------------------------------------------ */
 
 static void
 usage (FILE *f)
 {
-  fputs ("Usage: bf-busprobe wait-listen|wait-prop|watch|build-rtt|throughput [OPTIONS]\n"
+  fputs ("Usage: bf-busprobe wait-listen|wait-prop|watch|build-rtt|throughput|get-latency [OPTIONS]\n"
          "  --timeout S  --session\n"
          "  wait-prop: --prop NAME --equals U [--interval MS]\n"
          "  watch: [--detached N] [--reason R] [--missing M] [--events]\n"
-         "  build-rtt: [--builder B] [--count N];  throughput: [--builder B]\n", f);
+         "  build-rtt: [--builder B] [--count N];  throughput: [--builder B]\n"
+         "  get-latency: [--interval MS]\n", f);
 }
 
 int
@@ -682,6 +753,8 @@ main (int argc, char **argv)
     r = cmd_build_rtt (&o);
   else if (strcmp (sub, "throughput") == 0)
     r = cmd_throughput (&o);
+  else if (strcmp (sub, "get-latency") == 0)
+    r = cmd_get_latency (&o);
   else
     {
       usage (stderr);

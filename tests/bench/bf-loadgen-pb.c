@@ -182,6 +182,8 @@ typedef struct
   gboolean silent_after_attach;
   gdouble resume_grace;
   gboolean no_reconnect;
+  int flap_cycles;
+  gdouble flap_pause;
   gdouble close_timeout;
   int peer_pid;
   char *worker_version;
@@ -205,6 +207,7 @@ typedef struct
   gint64 t_last_attach;
   Phase phase;
   gboolean interrupted;
+  gboolean flap_requested;   /* SIGUSR1 */
   Stats st;
   char **environ;
   GPtrArray *os_release;
@@ -1452,7 +1455,11 @@ run_loop (gint64 deadline, gboolean (*done) (void), gboolean silent)
             {
               struct signalfd_siginfo si;
 
-              if (read (lg->sigfd, &si, sizeof si) > 0)
+              if (read (lg->sigfd, &si, sizeof si) <= 0)
+                continue;
+              if (si.ssi_signo == SIGUSR1)
+                lg->flap_requested = TRUE;
+              else
                 {
                   if (sil_ep >= 0)
                     close (sil_ep);
@@ -1470,6 +1477,70 @@ run_loop (gint64 deadline, gboolean (*done) (void), gboolean silent)
 }
 
 static gboolean all_attached (void) { return lg->n_attached == (guint) lg->n_workers; }
+static gboolean flap_requested (void) { return lg->flap_requested; }
+
+/* --flap-cycles N: N times, the network goes away under every attached
+ * worker at once (each socket closed: the master gets a FIN, as when the
+ * kernel closes a killed worker's socket) and all reconnect at once, with
+ * no backoff; one "flapped" line per cycle once all are attached again.
+ * Before each cycle: --flap-pause seconds, or (< 0) a SIGUSR1, so that a
+ * script can look at the master in between. */
+static gboolean
+run_flaps (void)
+{
+  for (int cycle = 1; cycle <= lg->flap_cycles; cycle++)
+    {
+      Stats before;
+      gint64 start, realtime;
+      guint dropped = 0;
+      gboolean done;
+      GString *s;
+
+      if (lg->flap_pause < 0)
+        {
+          if (!run_loop (0, flap_requested, FALSE))
+            return FALSE;
+          lg->flap_requested = FALSE;
+        }
+      else if (lg->flap_pause > 0 && !run_loop (now_usec () + (gint64) (lg->flap_pause * G_USEC_PER_SEC), NULL, FALSE))
+        return FALSE;
+      before = lg->st;
+      start = now_usec ();
+      realtime = g_get_real_time ();
+      for (int i = 0; i < lg->n_workers; i++)
+        {
+          Worker *w = &lg->workers[i];
+
+          if (w->attached_at == 0 || w->state != W_SERVING)
+            continue;
+          worker_close_fd (w);
+          slot_release (w);
+          w->attached_at = 0;
+          lg->n_attached--;
+          w->state = W_IDLE;
+          dropped++;
+        }
+      for (int i = 0; i < lg->n_workers; i++)
+        if (lg->workers[i].state == W_IDLE && lg->workers[i].fd < 0 && lg->workers[i].timer_kind == T_NONE)
+          worker_start (&lg->workers[i]);
+      done = run_loop (start + (gint64) (lg->attach_timeout * G_USEC_PER_SEC), all_attached, FALSE) &&
+             all_attached ();
+      s = json_begin ("flapped");
+      json_int (s, "cycle", cycle);
+      json_int (s, "dropped", dropped);
+      json_int (s, "workers", lg->n_attached);
+      json_number (s, "seconds", (now_usec () - start) / (gdouble) G_USEC_PER_SEC);
+      json_int (s, "dropped_realtime_usec", realtime);
+      json_int (s, "attempts", lg->st.attempts - before.attempts);
+      json_int (s, "retries", lg->st.retries - before.retries);
+      json_int (s, "auth_errors", lg->st.auth_errors - before.auth_errors);
+      json_int (s, "closed_by_peer", lg->st.closed_by_peer - before.closed_by_peer);
+      json_end (s);
+      if (!done)
+        return FALSE;
+    }
+  return TRUE;
+}
 static gboolean none_open (void) { return lg->n_open == 0; }
 
 static void
@@ -1647,6 +1718,8 @@ main (int argc, char **argv)
       { "silent-after-attach", 0, 0, G_OPTION_ARG_NONE, &lg->silent_after_attach, "Read and answer nothing for --hold seconds, then report how many the master dropped", NULL },
       { "resume-grace", 0, 0, G_OPTION_ARG_DOUBLE, &lg->resume_grace, "After silence, read for S seconds (default 2)", "S" },
       { "no-reconnect", 0, 0, G_OPTION_ARG_NONE, &lg->no_reconnect, "Do not retry after a failure", NULL },
+      { "flap-cycles", 0, 0, G_OPTION_ARG_INT, &lg->flap_cycles, "After attaching, N times: drop every connection at once and reconnect all at once; a \"flapped\" line each time all are attached again (default 0)", "N" },
+      { "flap-pause", 0, 0, G_OPTION_ARG_DOUBLE, &lg->flap_pause, "Before each flap cycle wait S seconds, < 0 = until SIGUSR1 (default 0)", "S" },
       { "close-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &lg->close_timeout, "Leaving: wait S seconds for the master to close (default 10)", "S" },
       { "peer-pid", 0, 0, G_OPTION_ARG_INT, &lg->peer_pid, "Report this process's VmRSS too", "PID" },
       { "worker-version", 0, 0, G_OPTION_ARG_STRING, &lg->worker_version, "Reported version (default 3.7.0)", "V" },
@@ -1670,7 +1743,7 @@ main (int argc, char **argv)
       return 2;
     }
   if (lg->n_workers < 1 || lg->concurrency < 1 || lg->line_bytes < 1 || lg->output_lines < 0 ||
-      lg->attach_prints < 0 ||
+      lg->attach_prints < 0 || lg->flap_cycles < 0 ||
       (lg->in_flight_until && !g_str_equal (lg->in_flight_until, "login") && !g_str_equal (lg->in_flight_until, "attached")))
     {
       g_printerr ("bf-loadgen-pb: bad option value\n");
@@ -1702,6 +1775,7 @@ main (int argc, char **argv)
   sigemptyset (&mask);
   sigaddset (&mask, SIGINT);
   sigaddset (&mask, SIGTERM);
+  sigaddset (&mask, SIGUSR1);
   sigprocmask (SIG_BLOCK, &mask, NULL);
   lg->sigfd = signalfd (-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   ev.events = EPOLLIN;
@@ -1741,6 +1815,13 @@ main (int argc, char **argv)
     }
   report_attached ();
   lg->phase = P_HOLDING;
+  if (lg->flap_cycles > 0 && !run_flaps ())
+    {
+      if (lg->kill_after_attach)
+        kill_now ();
+      leave_all ();
+      return 1;
+    }
 
   if (lg->silent_after_attach)
     {

@@ -272,6 +272,7 @@ struct _Worker {
   guint retry_id;
   guint leave_id;
   gboolean holds_slot;
+  gboolean flapping;      /* --flap-cycles: we dropped it, it comes back at once */
 
   SoupWebsocketConnection *ws;
   GSocket *socket;
@@ -314,6 +315,8 @@ typedef struct {
   gboolean close_frame;
   gdouble close_timeout;
   gboolean no_reconnect;
+  int flap_cycles;
+  gdouble flap_pause;
   gint64 output_lines;
   int line_bytes;
   gdouble command_seconds;
@@ -438,6 +441,10 @@ struct _Loadgen {
   guint progress_id;
   guint sigint_id;
   guint sigterm_id;
+  guint sigusr1_id;
+  gboolean flap_requested;        /* SIGUSR1 */
+  gint flaps_done;                /* atomic: shards that dropped their workers */
+  gint flap_dropped;              /* atomic */
 
   char **environ;
   GPtrArray *os_release;          /* alternating key, value */
@@ -2818,7 +2825,17 @@ on_ws_closed (SoupWebsocketConnection *ws,
   g_clear_object (&w->ws);
   worker_release_slot (w);
 
-  if (!we_left)
+  if (w->flapping && sh->phase == PHASE_HOLDING)
+    {
+      /* --flap-cycles: dropped on purpose; reconnect now, no backoff */
+      w->flapping = FALSE;
+      worker_set_state (w, WORKER_QUEUED);
+      g_queue_push_tail (&sh->queue, w);
+      shard_pump (sh);
+      shard_check (sh);
+      return;
+    }
+  if (!we_left && !w->flapping)
     {
       sh->stats.closed_by_peer++;
       if (!was_attached)
@@ -2829,6 +2846,7 @@ on_ws_closed (SoupWebsocketConnection *ws,
         }
     }
 
+  w->flapping = FALSE;
   if (we_left || w->shutdown_requested || sh->phase == PHASE_STOPPING ||
       sh->phase == PHASE_SILENT || sh->phase == PHASE_RESUMED)
     worker_set_state (w, WORKER_DONE);
@@ -3112,6 +3130,40 @@ shard_on_phase (gpointer data)
     }
   shard_pump (sh);
   shard_check (sh);
+  return G_SOURCE_REMOVE;
+}
+
+/* --flap-cycles: the network goes away under every attached worker at
+ * once.  Each socket is shut down both ways (the master gets a FIN, as
+ * when the kernel closes a killed worker's socket); libsoup then reports
+ * the connection closed and on_ws_closed() queues the worker again at
+ * once, without the real worker's backoff. */
+static gboolean
+shard_on_flap (gpointer data)
+{
+  Shard *sh = data;
+  Loadgen *lg = sh->lg;
+  gint dropped = 0;
+
+  for (guint i = 0; i < sh->n_workers; i++)
+    {
+      Worker *w = &sh->workers[i];
+      g_autoptr(GError) error = NULL;
+
+      if (w->state != WORKER_ATTACHED || w->socket == NULL)
+        continue;
+      w->flapping = TRUE;
+      w->settings_done = FALSE;
+      worker_set_state (w, WORKER_OPEN);
+      if (!g_socket_shutdown (w->socket, TRUE, TRUE, &error))
+        {
+          lg_warn (lg, "%s: shutdown: %s", w->name, error->message);
+          soup_websocket_connection_close (w->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
+        }
+      dropped++;
+    }
+  g_atomic_int_add (&lg->flap_dropped, dropped);
+  g_atomic_int_inc (&lg->flaps_done);
   return G_SOURCE_REMOVE;
 }
 
@@ -3527,6 +3579,92 @@ lg_run_silent (Loadgen *lg)
   json_end (lg, s);
 }
 
+static gboolean
+on_flap_signal (gpointer data)
+{
+  Loadgen *lg = data;
+
+  lg->flap_requested = TRUE;
+  g_main_loop_quit (lg->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+flap_poll (gpointer data)
+{
+  Loadgen *lg = data;
+
+  if ((guint) g_atomic_int_get (&lg->flaps_done) == lg->n_shards &&
+      lg_count (lg, WORKER_ATTACHED) == lg->n_workers)
+    {
+      g_main_loop_quit (lg->loop);
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+/* --flap-cycles N: N times, drop every attached worker at once and
+ * reconnect them all at once; one "flapped" line per cycle once all are
+ * attached again.  Before each cycle: --flap-pause seconds, or (< 0) a
+ * SIGUSR1, so that a script can look at the master in between. */
+static gboolean
+lg_run_flaps (Loadgen *lg)
+{
+  lg_enter_phase (lg, PHASE_HOLDING);
+  for (int cycle = 1; cycle <= lg->opt.flap_cycles && !lg->interrupted; cycle++)
+    {
+      g_auto(Totals) before = { 0 };
+      g_auto(Totals) after = { 0 };
+      gint64 start, realtime;
+      guint poll_id, attached;
+      gboolean done;
+      GString *s;
+
+      if (lg->opt.flap_pause < 0)
+        {
+          while (!lg->flap_requested && !lg->interrupted)
+            lg_wait (lg, -1);
+          lg->flap_requested = FALSE;
+        }
+      else if (lg->opt.flap_pause > 0)
+        lg_wait (lg, lg->opt.flap_pause);
+      if (lg->interrupted)
+        break;
+      lg_collect (lg, &before);
+      g_atomic_int_set (&lg->flaps_done, 0);
+      g_atomic_int_set (&lg->flap_dropped, 0);
+      start = g_get_monotonic_time ();
+      realtime = g_get_real_time ();
+      for (guint i = 0; i < lg->n_shards; i++)
+        g_main_context_invoke (lg->shards[i].ctx, shard_on_flap, &lg->shards[i]);
+      poll_id = g_timeout_add (2, flap_poll, lg);
+      lg_wait (lg, lg->opt.attach_timeout);
+      attached = lg_count (lg, WORKER_ATTACHED);
+      done = (guint) g_atomic_int_get (&lg->flaps_done) == lg->n_shards && attached == lg->n_workers;
+      if (!done)
+        g_source_remove (poll_id);
+      lg_collect (lg, &after);
+
+      s = json_begin ("flapped");
+      json_int (s, "cycle", cycle);
+      json_int (s, "dropped", g_atomic_int_get (&lg->flap_dropped));
+      json_int (s, "workers", attached);
+      json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
+      json_int (s, "dropped_realtime_usec", realtime);
+      json_int (s, "attempts", after.stats.attempts - before.stats.attempts);
+      json_int (s, "retries", after.stats.retries - before.stats.retries);
+      json_int (s, "http_401", after.stats.http_401 - before.stats.http_401);
+      json_int (s, "http_other", after.stats.http_other - before.stats.http_other);
+      json_int (s, "closed_by_peer", after.stats.closed_by_peer - before.stats.closed_by_peer);
+      if (lg->interrupted)
+        g_string_append (s, ",\"interrupted\":true");
+      json_end (lg, s);
+      if (!done)
+        return FALSE;
+    }
+  return !lg->interrupted;
+}
+
 static void
 lg_stop (Loadgen *lg)
 {
@@ -3756,6 +3894,7 @@ loadgen_free (Loadgen *lg)
   g_clear_handle_id (&lg->progress_id, g_source_remove);
   g_clear_handle_id (&lg->sigint_id, g_source_remove);
   g_clear_handle_id (&lg->sigterm_id, g_source_remove);
+  g_clear_handle_id (&lg->sigusr1_id, g_source_remove);
 
   for (guint i = 0; i < lg->n_shards; i++)
     {
@@ -3823,11 +3962,12 @@ lg_setup (Loadgen *lg, GError **error)
       return FALSE;
     }
   if (o->concurrency < 1 || o->attach_prints < 0 || o->line_bytes < 1 || o->output_lines < 0 ||
-      o->update_window < 0 || o->first_index < 0 || o->attach_timeout <= 0 || o->threads < 0)
+      o->update_window < 0 || o->first_index < 0 || o->attach_timeout <= 0 || o->threads < 0 ||
+      o->flap_cycles < 0)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--concurrency and --line-bytes must be positive; --attach-prints, "
-                   "--output-lines, --update-window, --first-index, --threads must not be "
+                   "--output-lines, --update-window, --first-index, --threads, --flap-cycles must not be "
                    "negative; --attach-timeout must be positive");
       return FALSE;
     }
@@ -3959,6 +4099,8 @@ main (int argc, char **argv)
     { "close-frame", 0, 0, G_OPTION_ARG_NONE, &o->close_frame, "Leave with a WebSocket close frame (1001) instead of a TCP FIN like a stopped worker", NULL },
     { "close-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &o->close_timeout, "Wait this long for the master to close its side when leaving (default 10)", "SECONDS" },
     { "no-reconnect", 0, 0, G_OPTION_ARG_NONE, &o->no_reconnect, "Do not reconnect workers the master disconnects after the attach phase", NULL },
+    { "flap-cycles", 0, 0, G_OPTION_ARG_INT, &o->flap_cycles, "After attaching, N times: drop every connection at once (FIN) and reconnect all at once; a \"flapped\" line each time all are attached again (default 0)", "N" },
+    { "flap-pause", 0, 0, G_OPTION_ARG_DOUBLE, &o->flap_pause, "Before each flap cycle wait this long, < 0 = until SIGUSR1 (default 0)", "SECONDS" },
     { "output-lines", 0, 0, G_OPTION_ARG_INT64, &o->output_lines, "Lines of stdout per shell command (default 10)", "N" },
     { "line-bytes", 0, 0, G_OPTION_ARG_INT, &o->line_bytes, "Bytes per output line, newline included (default 80)", "B" },
     { "command-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &o->command_seconds, "Spread a shell command's output over this many seconds (default 0: as fast as possible)", "SECONDS" },
@@ -4028,6 +4170,7 @@ main (int argc, char **argv)
     }
   lg->sigint_id = g_unix_signal_add (SIGINT, on_signal, lg);
   lg->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, lg);
+  lg->sigusr1_id = g_unix_signal_add (SIGUSR1, on_flap_signal, lg);
   if (o->progress)
     {
       lg->progress_id = g_timeout_add_seconds (1, on_progress, lg);
@@ -4054,6 +4197,9 @@ main (int argc, char **argv)
   lg_print_attached (lg);
   complete = lg_attached_first (lg) == lg->n_workers;
   lg->exit_status = complete ? 0 : 1;
+
+  if (complete && o->flap_cycles > 0 && !lg_run_flaps (lg))
+    lg->exit_status = 1;
 
   if (o->kill_after_attach)
     {

@@ -8,6 +8,8 @@
 
 import base64
 import glob
+import http.client
+import json
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 import dbusmock
 from gi.repository import Gio, GLib
@@ -379,7 +382,10 @@ class FleetTestCase(dbusmock.DBusTestCase):
                 return
             time.sleep(0.01)
 
-    def wait_until(self, predicate, timeout=5.0, message='condition'):
+    def wait_until(self, predicate, timeout=5.0, message='condition', keep_checking=0.0):
+        """Waits until @predicate() is true and returns its value; with
+        @keep_checking, it must then stay true that many seconds too (as
+        power-profiles-daemon's assert_eventually(keep_checking=))."""
         deadline = time.monotonic() + timeout
         ctx = GLib.MainContext.default()
         while True:
@@ -387,11 +393,30 @@ class FleetTestCase(dbusmock.DBusTestCase):
                 pass
             value = predicate()
             if value:
+                if keep_checking > 0:
+                    self.assert_stays(predicate, keep_checking, message)
                 return value
             if time.monotonic() > deadline:
                 self.fail('timed out after %.1f s waiting for %s\n--- daemon log ---\n%s' %
                           (timeout, message, self.daemon_log()[-6000:]))
             time.sleep(0.01)
+
+    def assert_stays(self, predicate, seconds, message='condition'):
+        """A negative check: @predicate() is true now and stays true for
+        @seconds while D-Bus signals keep arriving; fails the moment it is
+        not.  Give it as long as the thing it rules out would take to
+        show, not a pump that merely happens to be long enough."""
+        start = time.monotonic()
+        ctx = GLib.MainContext.default()
+        while True:
+            while ctx.iteration(False):
+                pass
+            if not predicate():
+                self.fail('no longer true after %.2f s of the %.1f s checked: %s\n--- daemon log ---\n%s' %
+                          (time.monotonic() - start, seconds, message, self.daemon_log()[-6000:]))
+            if time.monotonic() - start >= seconds:
+                return
+            time.sleep(0.02)
 
     def signals_named(self, name, path=None):
         return [s for s in self.signals if s[2] == name and (path is None or s[0] == path)]
@@ -427,6 +452,183 @@ class FleetTestCase(dbusmock.DBusTestCase):
             with open(path, errors='replace') as f:
                 out.append(f.read())
         return out
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__('localhost', timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+class PodmanService:
+    """Podman's Docker-compatible API, all of it in a directory of its own.
+
+    What it needs on this kind of machine (Debian 12, root, cgroup v1
+    hybrid, no systemd as PID 1, no registry; see CONTAINERS.md):
+    the packages podman, runc and uidmap (tools/install-deps); storage
+    driver vfs with runroot and graphroot set; runtime runc (crun refuses
+    the hybrid cgroup layout); cgroup manager cgroupfs; file locks and
+    tmp_dir in the directory, so that two services never share a lock; an
+    image imported from a tiny tarball (IMAGE: empty top folders and the
+    merged-/usr links), whose containers run the host's buildbot-worker
+    by binding the host's /usr and /etc read-only (VOLUMES); host
+    networking, to reach the daemon on loopback; explicit ULIMITS (the
+    default open-files limit fails without CAP_SYS_RESOURCE).
+
+    The machine's /etc/containers is never read or written.
+
+        podman = PodmanService()      # skip the test if podman.unavailable()
+        podman.start()                # the service, the image
+        ...'[Worker c]\\nLatent=docker\\n' + podman.worker_keys() ...
+        podman.containers()           # what the engine says runs
+        podman.stop()                 # every container, the service, the directory
+    """
+
+    IMAGE = 'localhost/bf-host:latest'
+    VOLUMES = '/usr:/usr:ro;/etc:/etc:ro'
+    ULIMITS = 'nofile=1024:20000;nproc=4096:4096'
+
+    def __init__(self):
+        self.directory = None
+        self.process = None
+        self.socket = None
+
+    @staticmethod
+    def unavailable():
+        """Why containers cannot run here, or None."""
+        for tool in ('podman', 'runc'):
+            if shutil.which(tool) is None:
+                return '%s is not installed (tools/install-deps installs podman, runc, uidmap)' % tool
+        return None
+
+    def _env(self):
+        env = dict(os.environ)
+        env['CONTAINERS_CONF'] = os.path.join(self.directory, 'containers.conf')
+        env['CONTAINERS_STORAGE_CONF'] = os.path.join(self.directory, 'storage.conf')
+        return env
+
+    def podman(self, *args, check=True, timeout=120):
+        argv = ['podman', '--root', os.path.join(self.directory, 'root'),
+                '--runroot', os.path.join(self.directory, 'runroot')] + list(args)
+        return subprocess.run(argv, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=timeout, check=check)
+
+    def start(self, timeout=60):
+        self.directory = tempfile.mkdtemp(prefix='bf-podman-')
+        d = self.directory
+        with open(os.path.join(d, 'storage.conf'), 'w') as f:
+            f.write('[storage]\ndriver = "vfs"\nrunroot = "%s/runroot"\ngraphroot = "%s/root"\n' % (d, d))
+        with open(os.path.join(d, 'containers.conf'), 'w') as f:
+            f.write('[containers]\n'
+                    '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+                    'lock_type = "file"\ntmp_dir = "%s/tmp"\n'
+                    'volume_path = "%s/volumes"\nstatic_dir = "%s/libpod"\n' % (d, d, d))
+        rootfs = os.path.join(d, 'image')
+        for sub in ('proc', 'sys', 'dev', 'etc', 'tmp', 'usr', 'var', 'run', 'root'):
+            os.makedirs(os.path.join(rootfs, sub))
+        for link in ('bin', 'lib', 'lib64', 'sbin'):
+            os.symlink('usr/' + link, os.path.join(rootfs, link))
+        subprocess.run(['tar', '-C', rootfs, '-cf', os.path.join(d, 'image.tar'), '.'], check=True)
+        self.podman('import', os.path.join(d, 'image.tar'), self.IMAGE)
+        self.socket = os.path.join(d, 'api.sock')
+        self.log_path = os.path.join(d, 'service.log')
+        with open(self.log_path, 'wb') as log:
+            self.process = subprocess.Popen(
+                ['podman', '--root', os.path.join(d, 'root'), '--runroot', os.path.join(d, 'runroot'),
+                 'system', 'service', '--time=0', 'unix://' + self.socket],
+                env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError('podman system service exited: ' + self.service_log())
+            try:
+                if self.api('GET', '/_ping')[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError('podman system service did not answer: ' + self.service_log())
+
+    def service_log(self):
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ''
+
+    @property
+    def docker_host(self):
+        return 'unix://' + self.socket
+
+    def worker_keys(self, **extra):
+        """The keys of a Latent=docker worker that runs in this service."""
+        keys = {'Image': self.IMAGE, 'DockerHost': self.docker_host, 'Volumes': self.VOLUMES,
+                'Network': 'host', 'Ulimits': self.ULIMITS}
+        keys.update(extra)
+        return ''.join('%s=%s\n' % kv for kv in keys.items() if kv[1] is not None)
+
+    def api(self, method, path, body=None, timeout=30):
+        """One Docker API call: (status, parsed JSON or raw bytes)."""
+        conn = _UnixHTTPConnection(self.socket, timeout)
+        try:
+            headers = {'Content-Type': 'application/json'} if body is not None else {}
+            conn.request(method, '/v1.41' + path, body=json.dumps(body) if body is not None else None,
+                         headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            try:
+                return response.status, json.loads(data) if data else None
+            except ValueError:
+                return response.status, data
+        finally:
+            conn.close()
+
+    def containers(self, label=None, running_only=False):
+        """The engine's containers (with @label "KEY=VALUE" if given)."""
+        query = '' if running_only else '?all=1'
+        if label:
+            query += ('&' if query else '?') + 'filters=' + \
+                urllib.parse.quote(json.dumps({'label': [label]}))
+        status, data = self.api('GET', '/containers/json' + query)
+        if status != 200:
+            raise RuntimeError('listing containers: %s %r' % (status, data))
+        return data
+
+    def run_container(self, name, labels=None, command=('sleep', '600')):
+        """Starts a container of our own (not the daemon's); returns its id."""
+        status, data = self.api('POST', '/containers/create?name=' + name, {
+            'Image': self.IMAGE, 'Cmd': list(command), 'Labels': labels or {},
+            'HostConfig': {'Binds': self.VOLUMES.split(';'), 'NetworkMode': 'host',
+                           'Ulimits': [{'Name': 'nofile', 'Soft': 1024, 'Hard': 20000},
+                                       {'Name': 'nproc', 'Soft': 4096, 'Hard': 4096}]}})
+        if status != 201:
+            raise RuntimeError('creating %s: %s %r' % (name, status, data))
+        status, data = self.api('POST', '/containers/%s/start' % name)
+        if status not in (204, 304):
+            raise RuntimeError('starting %s: %s %r' % (name, status, data))
+        return self.api('GET', '/containers/%s/json' % name)[1]['Id']
+
+    def stop(self):
+        if self.directory is None:
+            return
+        if self.process is not None and self.process.poll() is None:
+            self.podman('rm', '--all', '--force', '--time', '0', check=False)
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if os.environ.get('BF_KEEP_TMP'):
+            print('kept', self.directory, file=sys.stderr)
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory = None
 
 
 def for_both_protocols(cls=None, msgpack_only=()):

@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from gi.repository import Gio, GLib
@@ -69,6 +70,15 @@ class BuildTestCase(bfharness.FleetTestCase):
         for k, v in extra.items():
             args[k] = v
         return self.run_command(build, "shell", args)
+
+    def start_sleeper(self, build):
+        """A shell command that runs for 30 s, returned once it runs on the
+        worker (it made its marker file), not merely once asked for.  Not its
+        output: a worker sends that after up to 5 s of buffering."""
+        marker = tempfile.mktemp(prefix='running-', dir=self.workdir)
+        cmd = self.shell(build, ['sh', '-c', 'touch "$0"; exec sleep 30', marker])
+        self.wait_until(lambda: os.path.exists(marker), 20, 'command %s running on the worker' % cmd)
+        return cmd
 
     def wait_completed(self, command, timeout=20):
         sig = self.wait_signal('Completed', command, timeout=timeout)
@@ -199,8 +209,7 @@ class CommandTest(BuildTestCase):
         self.assertEqual(got, expected)
 
     def test_interrupt(self):
-        cmd = self.shell(self.build, ['sleep', '30'])
-        time.sleep(0.5)
+        cmd = self.start_sleeper(self.build)
         start = time.monotonic()
         self.call(cmd, COMMAND_IFACE, 'Interrupt', GLib.Variant('(s)', ('enough',)))
         code, failure = self.wait_completed(cmd, timeout=15)
@@ -248,8 +257,8 @@ class SchedulingTest(BuildTestCase):
         self.fleet([('w1', 1, 'b')])
         builds = [self.request('b') for _ in range(3)]
         self.wait_build_state(builds[0], 'running')
-        self.pump(0.3)
-        self.assertEqual(self.build_prop(builds[1], 'State'), 'pending')
+        self.assert_stays(lambda: self.build_prop(builds[1], 'State') == 'pending', 0.5,
+                          'a second build on a worker with MaxBuilds=1')
         self.assertEqual(self.build_prop(builds[1], 'Worker'), '/')
         self.assertEqual(self.worker_prop('w1', 'ActiveBuilds'), 1)
         self.assertEqual(self.manager_prop('BuildsActive'), 1)
@@ -276,10 +285,8 @@ class SchedulingTest(BuildTestCase):
         c1 = self.request('c')
         self.wait_build_state(b1, 'running')
         self.wait_build_state(c1, 'running')
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            self.assertEqual(self.build_prop(b2, 'State'), 'pending')
-            self.pump(0.1)
+        self.assert_stays(lambda: self.build_prop(b2, 'State') == 'pending', 1.0,
+                          'two builds of one builder on one worker')
         self.assertEqual(self.worker_prop('w1', 'ActiveBuilds'), 2)
         self.release(b1)
         self.wait_build_state(b2, 'running')
@@ -299,8 +306,7 @@ class SchedulingTest(BuildTestCase):
         self.fleet([('w1', 2, 'b;c'), ('w2', 2, 'b')])
         self.worker_call('w2', 'Pause', GLib.Variant('(s)', ('no',)))
         b = self.request('b', worker='w2')
-        self.pump(0.5)
-        self.assertEqual(self.build_prop(b, 'State'), 'pending')
+        self.assert_stays(lambda: self.build_prop(b, 'State') == 'pending', 0.5, 'a build on a paused worker')
         self.worker_call('w2', 'Unpause')
         self.wait_build_state(b, 'running')
         self.assertEqual(self.build_prop(b, 'Worker'), worker_path('w2'))
@@ -381,10 +387,8 @@ class SchedulingTest(BuildTestCase):
         self.worker_call('w1', 'Pause', GLib.Variant('(s)', ('maintenance',)))
         c1 = self.request_labels('c', ['gpu', 'big'])
         self.wait_until(lambda: self.build_prop(c1, 'WaitingFor') == 'w1: paused', message='waits for w1')
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            self.assertEqual(self.build_prop(c1, 'State'), 'pending')
-            self.pump(0.1)
+        self.assert_stays(lambda: self.build_prop(c1, 'State') == 'pending', 1.0,
+                          'a gpu build on a worker without the label')
         self.worker_call('w1', 'Unpause')
         self.wait_build_state(c1, 'running')
         self.assertEqual(self.build_prop(c1, 'Worker'), worker_path('w1'))
@@ -444,9 +448,8 @@ class GracefulTest(BuildTestCase):
         # No new builds on a graceful worker (b's slot is free below) ...
         b3 = self.request('b')
         self.release(b1)
-        self.pump(0.5)
-        self.assertEqual(self.build_prop(b3, 'State'), 'pending')
-        self.assertTrue(procs['w1'].running())
+        self.assert_stays(lambda: self.build_prop(b3, 'State') == 'pending' and procs['w1'].running(), 0.5,
+                          'no new build on a graceful worker, which stays up while it has one')
         # ... and it shuts down once its last build is released.
         self.release(b2)
         self.wait_until(lambda: not procs['w1'].running(), timeout=10, message='worker exits')
@@ -475,8 +478,7 @@ sys.stdin.readline()
         self.fleet([('w1', 2, 'b')])
         p, build = self.client('attached')
         self.wait_build_state(build, 'running')
-        cmd = self.shell(build, ['sleep', '30'])
-        time.sleep(0.3)
+        cmd = self.start_sleeper(build)
         p.kill()
         p.wait()
         sig = self.wait_signal('Finished', build, timeout=5)
@@ -491,8 +493,8 @@ sys.stdin.readline()
         self.wait_build_state(build, 'running')
         p.kill()
         p.wait()
-        self.pump(1.0)
-        self.assertEqual(self.build_prop(build, 'State'), 'running')
+        self.assert_stays(lambda: self.build_prop(build, 'State') == 'running', 1.0,
+                          'a detached build survives its owner')
         self.release(build)
         self.assertEqual(self.build_prop(build, 'State'), 'finished')
 
@@ -503,8 +505,7 @@ class LostWorkerTest(BuildTestCase):
         procs = self.fleet([('w1', 2, 'b')])
         build = self.request('b')
         self.wait_build_state(build, 'running')
-        cmd = self.shell(build, ['sleep', '30'])
-        time.sleep(0.5)
+        cmd = self.start_sleeper(build)
         procs['w1'].kill(signal.SIGKILL)
         code, failure = self.wait_completed(cmd, timeout=5)
         self.assertEqual(code, -1)

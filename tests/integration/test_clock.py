@@ -70,12 +70,6 @@ class ClockTestCase(bfharness.FleetTestCase):
         """How far the daemon's published LastMessageUSec is from our clock, in s."""
         return self.worker_prop(worker, 'LastMessageUSec') / 1e6 - time.time()
 
-    def assert_stays(self, predicate, seconds, message):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.pump(0.1)
-            self.assertTrue(predicate(), message + '\n--- daemon log ---\n' + self.daemon_log()[-4000:])
-
 
 # Each link keeps its own liveness timers, so the clock steps run with PB
 # workers too; the missing alarm belongs to the worker object, once.

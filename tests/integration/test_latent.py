@@ -74,6 +74,13 @@ class LatentTestCase(bfharness.FleetTestCase):
                                      '%s://127.0.0.1:%d' % (scheme, self.worker_port())])
         self.assert_protocol(name)
 
+    def state_file(self):
+        try:
+            with open(os.path.join(self.statedir, 'workers.state')) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
+
     def latent_prop(self, name, prop):
         return self.prop(worker_path(name), LATENT_IFACE, prop)
 
@@ -111,7 +118,7 @@ class LatentTestCase(bfharness.FleetTestCase):
                                   'test_fresh_instance_per_build'))
 class CommandDriverTest(LatentTestCase):
     def test_on_demand_then_idle_stop(self):
-        self.write_config(self.daemon_section() + self.command_worker(wait='1.5'))
+        self.write_config(self.daemon_section() + self.command_worker(wait='3'))
         self.start_daemon()
         self.assertEqual(self.latent_prop('cloud', 'State'), 'not-substantiated')
         self.assertFalse(self.worker_prop('cloud', 'Connected'))
@@ -125,16 +132,16 @@ class CommandDriverTest(LatentTestCase):
         self.assertEqual(self.run_shell(build, 'echo hi'), (0, ''))
         self.call(build, BUILD_IFACE, 'Release')
         released = time.monotonic()
-        # Kept for BuildWaitTimeout (1.5 s) after the last build, not less ...
-        self.pump(1.0)
-        self.assertEqual(self.latent_prop('cloud', 'State'), 'substantiated')
+        # Kept for BuildWaitTimeout (3 s) after the last build, not less ...
+        self.assert_stays(lambda: self.latent_prop('cloud', 'State') == 'substantiated',
+                          2.0 - (time.monotonic() - released), 'kept for BuildWaitTimeout')
         # ... a new build in that window reuses the instance and resets the timer.
         b2 = self.request('b')
         self.wait_build(b2, 'running')
         self.call(b2, BUILD_IFACE, 'Release')
         released = time.monotonic()
-        self.wait_signal('Insubstantiated', worker_path('cloud'), timeout=10)
-        self.assertGreaterEqual(time.monotonic() - released, 1.4)
+        self.wait_signal('Insubstantiated', worker_path('cloud'), timeout=15)
+        self.assertGreaterEqual(time.monotonic() - released, 2.9)
         self.assertEqual(self.engine_log(), ['start', 'stop'])
         self.assertEqual(self.latent_prop('cloud', 'State'), 'not-substantiated')
         self.wait_connected('cloud', value=False)
@@ -199,16 +206,16 @@ class CommandDriverTest(LatentTestCase):
 
     def test_cancel_while_starting(self):
         slow = os.path.join(self.workdir, 'slow.sh')
-        marker = os.path.join(self.workdir, 'slow-finished')
+        started = os.path.join(self.workdir, 'slow-started')
         with open(slow, 'w') as f:
-            f.write('#!/bin/sh\nsleep 5\ntouch %s\n' % marker)
+            f.write('#!/bin/sh\ntouch %s\nsleep 5\n' % started)
         os.chmod(slow, 0o755)
         self.write_config(self.daemon_section() + self.command_worker(start=slow))
         self.start_daemon()
         results = []
         self.substantiate_async('cloud', results)
         self.wait_until(lambda: self.latent_prop('cloud', 'State') == 'substantiating', message='starting')
-        time.sleep(0.3)
+        self.wait_until(lambda: os.path.exists(started), message='StartCommand running')
         start = time.monotonic()
         self.worker_call('cloud', 'Insubstantiate', GLib.Variant('(b)', (True,)), iface=LATENT_IFACE)
         self.assertEqual(self.latent_prop('cloud', 'State'), 'not-substantiated')
@@ -216,9 +223,9 @@ class CommandDriverTest(LatentTestCase):
         self.wait_until(lambda: results, message='Substantiate answered')
         self.assertIn('cancelled', results[0])
         self.assertEqual(self.engine_log(), ['stop'])
-        self.pump(0.5)
-        self.assertFalse(self.worker_prop('cloud', 'Quarantined'))
-        self.assertEqual(self.signals_named('SubstantiationFailed'), [])
+        self.assert_stays(lambda: not self.worker_prop('cloud', 'Quarantined') and
+                          not self.signals_named('SubstantiationFailed'), 1.0,
+                          'a cancelled start is no failure')
 
     def test_connection_refused_when_not_substantiating(self):
         self.write_config(self.daemon_section() + self.command_worker(password='fixed-pw'))
@@ -235,8 +242,8 @@ class CommandDriverTest(LatentTestCase):
         build = self.request('b')
         self.wait_build(build, 'running')
         self.worker_call('cloud', 'SetGraceful', GLib.Variant('(b)', (True,)))
-        self.pump(0.5)
-        self.assertEqual(self.latent_prop('cloud', 'State'), 'substantiated')
+        self.assert_stays(lambda: self.latent_prop('cloud', 'State') == 'substantiated', 1.0,
+                          'a graceful instance kept while it runs a build')
         self.call(build, BUILD_IFACE, 'Release')
         self.wait_signal('Insubstantiated', worker_path('cloud'), timeout=10)
 
@@ -246,16 +253,15 @@ class CommandDriverTest(LatentTestCase):
             f.write('#!/bin/sh\nexit 0\n')
         os.chmod(slow, 0o755)
         self.write_config(self.daemon_section() + self.command_worker(start=slow).replace(
-            'SubstantiationTimeout=20', 'SubstantiationTimeout=1.5'))
+            'SubstantiationTimeout=20', 'SubstantiationTimeout=3'))
         self.start_daemon()
         results = []
         self.substantiate_async('cloud', results)
         self.wait_until(lambda: self.latent_prop('cloud', 'State') == 'substantiating', message='starting')
-        time.sleep(0.3)
+        # The instance is on disk before its start is under way: what the next daemon reconciles.
+        self.wait_until(lambda: '[Instance cloud]' in self.state_file(), message='the instance in the state file')
         self.stop_daemon(signal.SIGKILL)
         self.assertEqual(self.engine_log(), [])
-        with open(os.path.join(self.statedir, 'workers.state')) as f:
-            self.assertIn('[Instance cloud]', f.read())
         self.start_daemon()
         # Not adopted (nothing connects): stopped, quietly, before anything else.
         self.wait_until(lambda: self.engine_log() == ['stop'], timeout=10, message='leftover stopped')
@@ -303,10 +309,9 @@ class LocalDriverTest(LatentTestCase):
         self.assert_protocol('local-1')
 
     def local_pid(self):
-        with open(os.path.join(self.statedir, 'workers.state')) as f:
-            for line in f:
-                if line.startswith('Id='):
-                    return int(line.split('=', 1)[1])
+        for line in self.state_file().splitlines():
+            if line.startswith('Id='):
+                return int(line.split('=', 1)[1])
         return None
 
     def test_substantiate_and_insubstantiate(self):
@@ -324,8 +329,7 @@ class LocalDriverTest(LatentTestCase):
         self.assertEqual(os.stat(tac).st_mode & 0o777, 0o600)
         with open(tac) as f:
             self.assertNotIn('placeholder', f.read())
-        self.pump(0.3)
-        pid = self.local_pid()
+        pid = self.wait_until(self.local_pid, message='the instance\'s pid in the state file')
         self.assertTrue(os.path.exists('/proc/%d' % pid))
         # Substantiate again: nothing new starts.
         self.substantiate('local-1')
@@ -348,8 +352,7 @@ class LocalDriverTest(LatentTestCase):
         self.write_config(self.daemon_section(**self.fixed_ports()) + self.local_worker())
         self.start_daemon()
         self.substantiate('local-1')
-        self.pump(0.3)
-        pid = self.local_pid()
+        pid = self.wait_until(self.local_pid, message='the instance\'s pid in the state file')
         self.stop_daemon(signal.SIGKILL)
         self.assertTrue(os.path.exists('/proc/%d' % pid))
         self.signals.clear()
@@ -370,11 +373,9 @@ class LocalDriverTest(LatentTestCase):
                           self.local_worker('KeepOnShutdown=true\n'))
         self.start_daemon()
         self.substantiate('local-1')
-        self.pump(0.3)
-        pid = self.local_pid()
+        pid = self.wait_until(self.local_pid, message='the instance\'s pid in the state file')
         self.assertEqual(self.stop_daemon(), 0)
-        self.pump(0.5)
-        self.assertTrue(os.path.exists('/proc/%d' % pid))
+        self.assert_stays(lambda: os.path.exists('/proc/%d' % pid), 0.5, 'the instance outlives the daemon')
         self.start_daemon()
         self.wait_signal('Substantiated', worker_path('local-1'), timeout=30)
         self.insubstantiate('local-1', True)

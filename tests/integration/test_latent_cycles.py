@@ -1,46 +1,130 @@
 #!/usr/bin/python3
 # Latent workers through several start/stop cycles: every start must give
 # a working instance, for a fresh instance per build (BuildWaitTimeout=0)
-# as well as a kept one.  A local worker used to start once and then fail
-# on every later start (create-worker --force left the old buildbot.tac).
+# as well as one kept for a while after its build (BuildWaitTimeout=2).
+# A local worker used to start once and then fail on every later start
+# (create-worker --force left the old buildbot.tac).
+#
+# Each cycle is a real build on a real buildbot-worker, and instances are
+# counted from the engine: the processes the command driver's engine
+# script leaves running, and for systemd the units and processes of
+# systemd_units.py, a dbusmock template of systemd's manager that runs each
+# unit's ExecStart and publishes template instances (buildbot-worker@NAME
+# .service, the driver's default Unit=) at systemd's object paths.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
 import os
-import sys
-
-from gi.repository import GLib
+import subprocess
+import time
 
 import bfharness
-from bfharness import BUILD_IFACE, LATENT_IFACE, worker_path
+from bfharness import BUILD_IFACE, worker_path
+import test_latent
 from test_latent import LatentTestCase
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+SYSTEMD_TEMPLATE = os.path.join(HERE, 'systemd_units.py')
+BUILDBOT_WORKER = '/usr/bin/buildbot-worker'
 CYCLES = 3
+KEEP = 2        # BuildWaitTimeout= of the "kept" cycles, in seconds
 
 
-class CycleTest(LatentTestCase):
+def alive(pid):
+    """Whether @pid runs (a zombie has ended)."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def worker_processes(basedir_prefix):
+    """Pids of `buildbot-worker start` processes whose base directory lies
+    under @basedir_prefix, found in /proc (the engine's view)."""
+    pids = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % entry, 'rb') as f:
+                argv = f.read().decode(errors='replace').split('\0')
+        except OSError:
+            continue
+        if (any(a.endswith('buildbot-worker') for a in argv[:2]) and 'start' in argv and
+                any(a.startswith(basedir_prefix) for a in argv) and alive(int(entry))):
+            pids.append(int(entry))
+    return pids
+
+
+class CycleTestCase(LatentTestCase):
+    def stays_true(self, predicate, seconds, message):
+        """@predicate holds all along the next @seconds."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.pump()
+            self.assertTrue(predicate(), message)
+            time.sleep(0.02)
+
+    def instances(self):
+        """The pids of the instances running now, as the engine sees them."""
+        raise NotImplementedError
+
+    def build_cycles(self, name, keep):
+        """CYCLES builds on @name, each on an instance of its own: with
+        @keep = 0 it is stopped once its build is released, with @keep > 0
+        it is kept that many seconds, then stopped.  Returns the instance
+        pids, one per cycle."""
+        pids = []
+        for i in range(CYCLES):
+            build = self.request('b')
+            self.wait_build(build, 'running', timeout=90)
+            running = self.instances()
+            self.assertEqual(len(running), 1, 'cycle %d: one instance runs: %r' % (i, running))
+            pids.append(running[0])
+            self.assertEqual(self.run_shell(build, 'echo cycle %d' % i), (0, ''), 'cycle %d' % i)
+            released = time.monotonic()     # before the call: the timer starts after it
+            self.call(build, BUILD_IFACE, 'Release')
+            if keep:
+                # Kept (and still running) for BuildWaitTimeout after the build ...
+                self.stays_true(lambda: (self.latent_prop(name, 'State') == 'substantiated' and
+                                         alive(pids[-1])),
+                                keep - 0.5 - (time.monotonic() - released), 'cycle %d: kept' % i)
+            # ... then stopped: no instance is left in the engine.
+            self.wait_until(lambda: self.latent_prop(name, 'State') == 'not-substantiated', 60,
+                            'cycle %d stopped' % i)
+            if keep:
+                self.assertGreaterEqual(time.monotonic() - released, keep, 'cycle %d: kept long enough' % i)
+            self.wait_until(lambda: not self.instances() and not alive(pids[-1]), 30,
+                            'cycle %d: instance %d gone' % (i, pids[-1]))
+            self.wait_connected(name, value=False)
+        self.assertEqual(len(set(pids)), CYCLES, 'a new instance per cycle: %r' % pids)
+        self.assertFalse(self.worker_prop(name, 'Quarantined'))
+        self.assertEqual(len(self.signals_named('Substantiated', worker_path(name))), CYCLES)
+        self.assertEqual(len(self.signals_named('Insubstantiated', worker_path(name))), CYCLES)
+        self.assertEqual(self.signals_named('SubstantiationFailed'), [])
+        return pids
+
+
+class CycleTest(CycleTestCase):
+    """Latent=local (the instance's buildbot.tac is written afresh at each start)."""
+
     def local_worker(self, wait):
         return ('[Worker local-1]\nPassword=generate\nLatent=local\nBuilders=b\n'
                 'BuildWaitTimeout=%s\nSubstantiationTimeout=60\n' % wait)
 
-    def build_cycles(self, name):
-        pids = set()
-        for i in range(CYCLES):
-            build = self.request('b')
-            self.wait_build(build, 'running', timeout=90)
-            self.assertEqual(self.run_shell(build, 'echo cycle %d' % i), (0, ''), 'cycle %d' % i)
-            self.call(build, BUILD_IFACE, 'Release')
-            # BuildWaitTimeout=0: the instance goes after each build.
-            self.wait_until(lambda: self.latent_prop(name, 'State') == 'not-substantiated', 60,
-                            'cycle %d stopped' % i)
-            self.wait_connected(name, value=False)
-        self.assertFalse(self.worker_prop(name, 'Quarantined'))
-        self.assertEqual(len(self.signals_named('Substantiated', worker_path(name))), CYCLES)
+    def instances(self):
+        return worker_processes(os.path.join(self.statedir, 'local', ''))
 
     def test_local_fresh_instance_per_build(self):
         self.write_config(self.daemon_section() + self.local_worker('0'))
         self.start_daemon()
-        self.build_cycles('local-1')
+        self.build_cycles('local-1', 0)
+
+    def test_local_kept_instance(self):
+        self.write_config(self.daemon_section() + self.local_worker(KEEP))
+        self.start_daemon()
+        self.build_cycles('local-1', KEEP)
 
     def test_local_substantiate_cycles(self):
         self.write_config(self.daemon_section() + self.local_worker('-1'))
@@ -52,11 +136,93 @@ class CycleTest(LatentTestCase):
             self.assertEqual(self.latent_prop('local-1', 'State'), 'not-substantiated')
         self.assertFalse(self.worker_prop('local-1', 'Quarantined'))
 
+
+class CommandCycleTest(CycleTestCase):
+    """Latent=command: latent/start-worker.sh creates a buildbot-worker under
+    the engine directory and leaves it running; stop-worker.sh stops it."""
+
+    def instances(self):
+        return worker_processes(os.path.join(self.engine, ''))
+
     def test_command_fresh_instance_per_build(self):
         self.write_config(self.daemon_section() + self.command_worker(wait='0'))
         self.start_daemon()
-        self.build_cycles('cloud')
+        self.build_cycles('cloud', 0)
         self.assertEqual(self.engine_log(), ['start', 'stop'] * CYCLES)
+
+    def test_command_kept_instance(self):
+        self.write_config(self.daemon_section() + self.command_worker(wait=str(KEEP)))
+        self.start_daemon()
+        self.build_cycles('cloud', KEEP)
+        self.assertEqual(self.engine_log(), ['start', 'stop'] * CYCLES)
+
+
+class SystemdCycleTest(CycleTestCase):
+    """Latent=systemd with the default Unit=buildbot-worker@%n.service: a
+    template unit whose ExecStart runs `buildbot-worker start --nodaemon
+    ENGINE/%i`, as Debian's buildbot-worker@.service does for
+    /var/lib/buildbot/workers/%i.  The worker's base directory is made
+    once, as an administrator would, and serves every cycle."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        (cls.systemd, cls.systemd_obj) = cls.spawn_server_template(SYSTEMD_TEMPLATE, {},
+                                                                   stdout=subprocess.DEVNULL)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.systemd.terminate()
+        cls.systemd.wait()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.systemd_obj.AddMockUnit('buildbot-worker@.service',
+                                     [BUILDBOT_WORKER, 'start', '--nodaemon', os.path.join(self.engine, '%i')])
+
+    def tearDown(self):
+        super().tearDown()
+        # The daemon stops its units when it exits; a failed test may leave one.
+        for _, pid in self.systemd_obj.Running():
+            self.systemd_obj.StopUnit(_, 'replace')
+
+    def instances(self):
+        """Units running a process, each checked in /proc."""
+        running = [int(pid) for unit, pid in self.systemd_obj.Running()]
+        self.assertEqual(sorted(running), sorted(worker_processes(os.path.join(self.engine, ''))))
+        return running
+
+    def unit_worker(self, name, wait, protocol):
+        """[Worker NAME] with the default Unit=, and its base directory made
+        for the daemon's endpoint of @protocol (fixed ports, known before
+        the daemon starts)."""
+        ports = test_latent.LocalDriverTest.fixed_ports(self)
+        port = ports['ListenPB' if protocol == 'pb' else 'Listen'].rsplit(':', 1)[1]
+        args = [BUILDBOT_WORKER, 'create-worker', '--quiet', '--keepalive=0']
+        if protocol == 'msgpack':
+            args.append('--protocol=msgpack_experimental_v7')
+        args += [os.path.join(self.engine, name), '127.0.0.1:' + port, name, 'unit-pw']
+        subprocess.run(args, check=True)
+        return self.daemon_section(**ports) + (
+            '[Worker %s]\nPassword=unit-pw\nLatent=systemd\nBuilders=b\nBuildWaitTimeout=%s\n'
+            'SubstantiationTimeout=60\nProtocol=%s\n' % (name, wait, protocol))
+
+    def systemd_cycles(self, name, wait, protocol):
+        self.write_config(self.unit_worker(name, wait, protocol))
+        self.start_daemon()
+        pids = self.build_cycles(name, wait)
+        unit = 'buildbot-worker@%s.service' % name
+        self.assertEqual([tuple(s) for s in self.systemd_obj.Spawned() if s[1] in pids],
+                         [(unit, pid) for pid in pids])
+        starts = [str(c[2][0]) for c in self.systemd_obj.GetCalls() if c[1] == 'StartUnit']
+        self.assertEqual(starts.count(unit), CYCLES)
+
+    def test_systemd_fresh_instance_per_build(self):
+        self.systemd_cycles('sd-0.fresh_1', 0, 'pb')
+
+    def test_systemd_kept_instance(self):
+        self.systemd_cycles('sd-2.kept_1', KEEP, 'msgpack')
 
 
 if __name__ == '__main__':

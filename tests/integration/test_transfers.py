@@ -167,12 +167,6 @@ class TransferTestCase(bfharness.FleetTestCase):
             return self.signals_named('Completed', command)
         return self.wait_until(done, timeout, 'Completed of %s' % command)[0][3]
 
-    def stays(self, predicate, seconds, message):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.pump(0.05)
-            self.assertTrue(predicate(), message)
-
 
 class TransferTest(TransferTestCase):
     def setUp(self):
@@ -201,8 +195,8 @@ class TransferTest(TransferTestCase):
         up = self.transfer(self.build, 'upload_file', w, path='big.bin')
         self.wait_until(lambda: self.prop(up, COMMAND_IFACE, 'TransferredBytes') > 0, 30,
                         'the upload started')
-        self.stays(lambda: (sample(), self.prop(up, COMMAND_IFACE, 'TransferredBytes') <= 1 * MB)[1],
-                   2.0, 'the worker was not held back while nobody read')
+        self.assert_stays(lambda: (sample(), self.prop(up, COMMAND_IFACE, 'TransferredBytes') <= 1 * MB)[1],
+                          2.0, 'the worker was not held back while nobody read')
         go.set()
         t0 = time.monotonic()
         self.assertEqual(self.wait_completed(up, timeout=120, sample=sample), (0, ''))
@@ -369,7 +363,7 @@ class TransferTest(TransferTestCase):
         cmd = self.transfer(self.build, 'upload_file', w, path='big.bin')
         self.wait_until(lambda: self.prop(cmd, COMMAND_IFACE, 'TransferredBytes') > 0, 30,
                         'some bytes transferred')
-        self.stays(lambda: not self.signals_named('Completed', cmd), 1.0, 'the stalled upload ended')
+        self.assert_stays(lambda: not self.signals_named('Completed', cmd), 1.0, 'the stalled upload ended')
         start = time.monotonic()
         self.call(cmd, COMMAND_IFACE, 'Interrupt', GLib.Variant('(s)', ('enough',)))
         code, failure = self.wait_completed(cmd, timeout=20)
@@ -381,7 +375,7 @@ class TransferTest(TransferTestCase):
         # Download from a pipe nobody writes: the same.
         r, w = os.pipe()
         cmd = self.transfer(self.build, 'download_file', r, path='never.bin')
-        self.stays(lambda: not self.signals_named('Completed', cmd), 1.0, 'the starved download ended')
+        self.assert_stays(lambda: not self.signals_named('Completed', cmd), 1.0, 'the starved download ended')
         self.call(cmd, COMMAND_IFACE, 'Interrupt', GLib.Variant('(s)', ('stop',)))
         code, failure = self.wait_completed(cmd, timeout=20)
         self.assertNotEqual(code, 0)
@@ -435,8 +429,8 @@ class SlowReaderTest(TransferTestCase):
         stuck = self.transfer(b1, 'upload_file', stuck_w, path='big.bin')
         self.wait_until(lambda: self.prop(stuck, COMMAND_IFACE, 'TransferredBytes') > 0, 30,
                         'the stuck upload started')
-        self.stays(lambda: self.prop(stuck, COMMAND_IFACE, 'TransferredBytes') <= 1 * MB, 2.0,
-                   'the stuck upload went on without its reader')
+        self.assert_stays(lambda: self.prop(stuck, COMMAND_IFACE, 'TransferredBytes') <= 1 * MB, 2.0,
+                          'the stuck upload went on without its reader')
 
         # w2 works at full speed meanwhile: output and a transfer.
         start = time.monotonic()

@@ -80,16 +80,18 @@ class AttachTest(bfharness.FleetTestCase):
         # A worker never seen counts as disconnected since the daemon's
         # start: one that takes longer than MissingTimeout (1 s) to start,
         # as on a busy machine, was rightly missing before it came.  Let
-        # that incident finish, then count from here.
+        # that incident finish, then count from here.  (Its Missing came
+        # before the Connected we just read: dispatch what arrived first.)
+        self.pump()
         if self.signals_named('Missing', path):
             self.wait_signal('BackOnline', path, timeout=15)
             self.wait_until(lambda: len(self.mails()) == 2, message='start-up incident mails')
         self.signals.clear()
         base = len(self.mails())
-        killed = time.monotonic()
         w.kill(signal.SIGKILL)
-        detached = self.wait_signal('Detached', path, timeout=3)
-        self.assertLess(time.monotonic() - killed, 1.0)
+        # Seen as the closed connection it is, not by keepalive two intervals
+        # later (the reason says which, however slowly this machine runs).
+        detached = self.wait_signal('Detached', path, timeout=10)
         self.assertEqual(detached[0][3][0], 'connection lost')
         self.assertFalse(self.worker_prop('w1', 'Connected'))
         since = self.worker_prop('w1', 'DisconnectedSinceUSec')
@@ -122,10 +124,10 @@ class AttachTest(bfharness.FleetTestCase):
         self.wait_signal('Detached', worker_path('w2'))
         # The worker reconnects by itself after its backoff.
         self.wait_connected('w2', timeout=10)
-        self.pump(1.2)
-        self.assertEqual(self.signals_named('Missing', worker_path('w2')), [])
-        self.assertEqual(self.signals_named('BackOnline', worker_path('w2')), [])
-        self.assertFalse(any('worker w2' in m for m in self.mails()))
+        self.assert_stays(lambda: not self.signals_named('Missing', worker_path('w2')) and
+                          not self.signals_named('BackOnline', worker_path('w2')) and
+                          not any('worker w2' in m for m in self.mails()), 1.2,
+                          'no missing alarm for a short absence')
         self.assertEqual(self.signals_named('Detached', worker_path('w2'))[0][3][0],
                          'disconnected by administrator')
 
@@ -147,20 +149,25 @@ class LivenessTest(bfharness.FleetTestCase):
         stopped = time.monotonic()
         w.kill(signal.SIGSTOP)
         sig = self.wait_signal('Detached', worker_path('w1'), timeout=15)
+        seen = time.time()
         took = time.monotonic() - stopped
         self.assertEqual(sig[0][3][0], 'keepalive timeout')
-        # Dropped after two intervals (2 s) of silence.  The silence began
-        # at the worker's last message, which an idle worker sends at least
-        # once an interval (its answer to our ping), so up to 1 s before
-        # SIGSTOP; the upper bound is the check's period plus a busy
-        # machine's slack.
-        self.assertGreaterEqual(took, 1.0 - 0.05)
+        # Dropped after two intervals (2 s) of silence, never before.  The
+        # silence began at the worker's last message, LastMessageUSec, which
+        # the daemon publishes at most once a second: never later than the
+        # message, so the bound holds whenever the drop was not early.
+        last = self.worker_prop('w1', 'LastMessageUSec') / 1e6
+        self.assertGreaterEqual(seen - last, 2.0 - 0.01)
+        # Checked twice an interval: 2.5 s after the last message, plus a
+        # busy machine's slack.
         self.assertLess(took, 10.0)
         # The other worker answers its pings and stays.
         self.assertTrue(self.worker_prop('w2', 'Connected'))
         self.assertEqual(self.signals_named('Detached', worker_path('w2')), [])
+        # Its LastMessageUSec moves: within the 2.5 s a live worker is kept,
+        # plus the second the published value may lag.
         last = self.worker_prop('w2', 'LastMessageUSec')
-        self.assertLess(time.time() - last / 1e6, 2.5)
+        self.assertLess(time.time() - last / 1e6, 4.0)
         # Resumed, it reconnects.
         w.kill(signal.SIGCONT)
         self.wait_connected('w1', timeout=20)
@@ -197,9 +204,10 @@ class DuplicateTest(bfharness.FleetTestCase):
         old_peer = self.worker_prop('w1', 'Peer')
         first.kill(signal.SIGSTOP)
         self.add_worker('w1', 'p').start()
-        sig = self.wait_signal('Detached', worker_path('w1'), timeout=10)
+        # As long as a second buildbot-worker takes to start on this machine.
+        sig = self.wait_signal('Detached', worker_path('w1'), timeout=30)
         self.assertTrue(sig[0][3][0].startswith('replaced by a new connection from 127.0.0.1:'))
-        self.wait_signal('Attached', worker_path('w1'), count=2, timeout=10)
+        self.wait_signal('Attached', worker_path('w1'), count=2, timeout=30)
         self.assertNotEqual(self.worker_prop('w1', 'Peer'), old_peer)
         self.assertTrue(self.worker_prop('w1', 'Connected'))
         self.assert_protocol('w1')
@@ -257,7 +265,10 @@ class TlsTest(bfharness.FleetTestCase):
         # Once it has really tried (not merely not started yet): refused.
         self.wait_until(lambda: 'does not start a TLS handshake' in self.daemon_log(), timeout=30,
                         message='the plain worker tried the TLS endpoint')
-        self.assertFalse(self.worker_prop('plain', 'Connected'))
+        # ... and not merely slow to attach: it stays out (an attach takes
+        # well under a second once connected).
+        self.assert_stays(lambda: not self.worker_prop('plain', 'Connected'), 3.0,
+                          'a plain worker attached to a TLS endpoint')
         w.stop()
 
 

@@ -56,6 +56,16 @@ def wait_for(condition, timeout=20.0, interval=0.1, message='condition'):
                          + (f' (last error: {last_error})' if last_error else ''))
 
 
+def stays(condition, seconds, interval=0.2):
+    '''condition() holds for the whole time (checked every INTERVAL s): a negative check.'''
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not condition():
+            return False
+        time.sleep(interval)
+    return True
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(('127.0.0.1', 0))

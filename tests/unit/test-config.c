@@ -65,6 +65,84 @@ test_defaults (void)
   g_assert_true (g_variant_is_of_type (w->properties, G_VARIANT_TYPE_VARDICT));
 }
 
+/* Latent=docker: defaults, every key, and what is refused. */
+static void
+test_docker (void)
+{
+  g_autoptr(BfConfig) c = load_ok (
+    "[Worker box]\n"
+    "Password=generate\n"
+    "Latent=docker\n"
+    "Image=localhost/worker:1\n"
+    "\n"
+    "[Worker big]\n"
+    "Password=p\n"
+    "Latent=docker\n"
+    "Image=buildbot/buildbot-worker:v3.7.0\n"
+    "DockerHost=unix:///run/podman/podman.sock\n"
+    "Volumes=/usr:/usr:ro; cache:/cache\n"
+    "Network=host\n"
+    "Ulimits=nofile=1024:20000;nproc=4096\n"
+    "Command=sh -c 'exec buildbot-worker start --nodaemon /w'\n"
+    "Pull=true\n"
+    "Memory=2G\n"
+    "CPUs=1.5\n"
+    "AutoRemove=yes\n");
+  BfWorkerConfig *box = bf_config_lookup_worker (c, "box");
+  BfWorkerConfig *big = bf_config_lookup_worker (c, "big");
+  g_autofree char *name = NULL;
+  gint64 soft = 0, hard = 0;
+
+  g_assert_cmpint (box->latent, ==, BF_LATENT_DOCKER);
+  g_assert_cmpstr (bf_latent_kind_to_string (box->latent), ==, "docker");
+  g_assert_cmpstr (box->docker_host, ==, "unix:///var/run/docker.sock");
+  g_assert_null (box->volumes);
+  g_assert_null (box->network);
+  g_assert_null (box->command);
+  g_assert_false (box->pull);
+  g_assert_false (box->auto_remove);
+  g_assert_cmpuint (box->memory_bytes, ==, 0);
+  g_assert_cmpuint (box->nano_cpus, ==, 0);
+
+  g_assert_cmpstr (big->image, ==, "buildbot/buildbot-worker:v3.7.0");
+  g_assert_cmpstr (big->docker_host, ==, "unix:///run/podman/podman.sock");
+  g_assert_cmpuint (g_strv_length (big->volumes), ==, 2);
+  g_assert_cmpstr (big->volumes[1], ==, "cache:/cache");
+  g_assert_cmpstr (big->network, ==, "host");
+  g_assert_cmpuint (g_strv_length (big->ulimits), ==, 2);
+  g_assert_true (bf_config_parse_ulimit (big->ulimits[1], &name, &soft, &hard));
+  g_assert_cmpstr (name, ==, "nproc");
+  g_assert_cmpint (soft, ==, 4096);
+  g_assert_cmpint (hard, ==, 4096);
+  g_assert_cmpuint (g_strv_length (big->command), ==, 3);
+  g_assert_cmpstr (big->command[2], ==, "exec buildbot-worker start --nodaemon /w");
+  g_assert_true (big->pull);
+  g_assert_true (big->auto_remove);
+  g_assert_cmpuint (big->memory_bytes, ==, 2 * 1024 * 1024 * 1024ull);
+  g_assert_cmpuint (big->nano_cpus, ==, 1500000000);
+
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\n", "[Worker a]", "needs Image=", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nDockerHost=tcp://1.2.3.4:2375\n",
+                "[Worker a] DockerHost", "not a unix socket", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nDockerHost=/run/docker.sock\n",
+                "DockerHost", "unix:///PATH", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nVolumes=/usr\n",
+                "test.conf:5:", "[Worker a] Volumes", "“/usr” is not a volume", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nVolumes=/a:relative\n", "Volumes", "not a volume", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nVolumes=/a:/b:rx\n", "Volumes", "not a volume", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nUlimits=nofile\n",
+                "[Worker a] Ulimits", "“nofile” is not a limit", "NAME=SOFT:HARD", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nUlimits=nofile=20000:1024\n", "Ulimits", "not a limit", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nUlimits=nofile=a:b\n", "Ulimits", "not a limit", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nMemory=10%\n", "Memory", "not a memory limit", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nCPUs=many\n", "CPUs", "not a number of CPUs", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nPull=sometimes\n", "Pull", "not a boolean", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nCommand='unclosed\n", "Command", "cannot be split", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=local\nImage=x\n", "[Worker a] Image", "only Latent=docker", NULL);
+  assert_error ("[Worker a]\nPassword=p\nImage=x\n", "[Worker a] Image", "only latent workers", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=docker\nImage=x\nUnit=u.service\n", "Unit", "only Latent=systemd", NULL);
+}
+
 static void
 test_full (void)
 {
@@ -188,7 +266,7 @@ test_errors (void)
   assert_error ("[Worker a]\nPasswordFile=/nonexistent/pw\n", "[Worker a] PasswordFile", "cannot read the password file", NULL);
   assert_error ("[Worker a]\nPassword=generate\n", "only for latent workers", NULL);
   assert_error ("[Worker a]\nPassword=p\nBuildWaitTimeout=3\n", "BuildWaitTimeout", "only latent workers", NULL);
-  assert_error ("[Worker a]\nPassword=p\nLatent=docker\n", "unknown latent driver", NULL);
+  assert_error ("[Worker a]\nPassword=p\nLatent=kubernetes\n", "unknown latent driver", NULL);
   assert_error ("[Worker a]\nPassword=p\nLatent=command\n", "needs StartCommand", NULL);
   assert_error ("[Worker a]\nPassword=p\nLatent=local\nBuildWaitTimeout=-2\n", "BuildWaitTimeout", "negative", NULL);
   assert_error ("[Worker a]\nPassword=p\nNotifyOnMissing=not-an-address\n", "not a mail address", NULL);
@@ -483,6 +561,7 @@ main (int   argc,
 
   g_test_add_func ("/config/defaults", test_defaults);
   g_test_add_func ("/config/full", test_full);
+  g_test_add_func ("/config/docker", test_docker);
   g_test_add_func ("/config/errors", test_errors);
   g_test_add_func ("/config/protocol", test_protocol);
   g_test_add_func ("/config/listen-pb", test_listen_pb);

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <glib.h>
+#include <glib-unix.h>
 
 #include "bf-poller.h"
 #include "bf-timer-queue.h"
@@ -137,30 +138,75 @@ send_raw (Fixture    *f,
   g_assert_cmpint (send (f->client, data, len, MSG_NOSIGNAL), ==, (gssize) len);
 }
 
-/* What the server sent so far (waits briefly for at least @min bytes). */
+static gboolean
+flag_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+fd_flag_cb (int          fd,
+            GIOCondition condition,
+            gpointer     data)
+{
+  return flag_cb (data);
+}
+
+/* What the server sent: at least @min bytes and whatever else is there by
+ * then, or everything until it shut its side (*@eof, if not NULL, says
+ * which).  The server writes from this main context, so the wait runs it
+ * until the socket is readable; neither within 10 s fails the test. */
 static GByteArray *
-recv_all (Fixture *f,
-          gsize    min)
+recv_all_full (Fixture  *f,
+               gsize     min,
+               gboolean *eof)
 {
   GByteArray *out = g_byte_array_new ();
   guint8 buf[65536];
+  gboolean timed_out = FALSE;
+  guint timeout_id = g_timeout_add_seconds (10, flag_cb, &timed_out);
 
-  for (int tries = 0; tries < 200; tries++)
+  if (eof != NULL)
+    *eof = FALSE;
+  for (;;)
     {
+      gboolean readable = FALSE;
+      guint watch_id;
       gssize n;
 
       iterate ();
       n = recv (f->client, buf, sizeof buf, MSG_DONTWAIT);
       if (n > 0)
-        g_byte_array_append (out, buf, n);
-      else if (n == 0)
+        {
+          g_byte_array_append (out, buf, n);
+          continue;
+        }
+      if (n == 0)
+        {
+          if (eof != NULL)
+            *eof = TRUE;
+          break;
+        }
+      g_assert_true (errno == EAGAIN || errno == EWOULDBLOCK);
+      if (out->len >= min)
         break;
-      else if (out->len >= min)
-        break;
-      else
-        g_usleep (1000);
+      if (timed_out)
+        g_error ("the server sent %u bytes in 10 s, %" G_GSIZE_FORMAT " expected", out->len, min);
+      watch_id = g_unix_fd_add (f->client, G_IO_IN | G_IO_HUP, fd_flag_cb, &readable);
+      while (!readable && !timed_out)
+        g_main_context_iteration (NULL, TRUE);
+      g_clear_handle_id (&watch_id, g_source_remove);
     }
+  g_clear_handle_id (&timeout_id, g_source_remove);
   return out;
+}
+
+static GByteArray *
+recv_all (Fixture *f,
+          gsize    min)
+{
+  return recv_all_full (f, min, NULL);
 }
 
 static void
@@ -500,13 +546,15 @@ test_close_lingers (Fixture       *f,
                     gconstpointer  data)
 {
   g_autoptr(GByteArray) in = NULL;
+  gboolean eof;
 
   upgrade (f);
   bf_websocket_close (f->ws, 1008, "keepalive timeout");
   g_clear_object (&f->ws);            /* the caller lets go at once */
   assert_close_frame (f, 1008, "keepalive timeout");
   /* the server half-closed its side and waits for ours */
-  in = recv_all (f, 1);
+  in = recv_all_full (f, 1, &eof);
+  g_assert_true (eof);
   g_assert_cmpuint (in->len, ==, 0);
   g_assert_null (f->closed);          /* no callback after our own close */
 }
@@ -555,7 +603,7 @@ test_output_bound (Fixture       *f,
   for (int i = 0; i < 10; i++)
     bf_websocket_send_binary (f->ws, chunk, 1024 * 1024);
   g_assert_null (f->closed);
-  deadline = g_get_monotonic_time () + G_USEC_PER_SEC;
+  deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
   while (f->closed == NULL && g_get_monotonic_time () < deadline)
     g_main_context_iteration (NULL, TRUE);
   g_assert_cmpstr (f->closed, ==, "the worker does not read what it is sent");
@@ -643,7 +691,7 @@ test_handshake_timeout (void)
   f.ws = bf_websocket_new_for_fd (sv[1], "slow-peer");
   bf_websocket_handshake (f.ws, 100 * 1000, auth_cb, NULL, handshake_cb, &f);
   send (sv[0], "GET / HT", 8, 0);
-  deadline = g_get_monotonic_time () + G_USEC_PER_SEC;
+  deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
   while (!f.handshake_done && g_get_monotonic_time () < deadline)
     g_main_context_iteration (NULL, TRUE);
   g_assert_true (f.handshake_done);
