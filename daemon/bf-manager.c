@@ -1626,6 +1626,74 @@ labels_satisfiable (BfManager          *self,
   return FALSE;
 }
 
+/* RequestBuild's "labels" (as): at most BF_MAX_LABELS valid labels. */
+static gboolean
+parse_labels_option (GVariant      *v,
+                     BuildOptions  *out,
+                     GError       **error)
+{
+  g_clear_pointer (&out->labels, g_free);
+  out->labels = g_variant_get_strv (v, NULL);
+  if (g_strv_length ((char **) out->labels) > BF_MAX_LABELS)
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Option “labels”: more than %d labels", BF_MAX_LABELS);
+      return FALSE;
+    }
+  for (guint i = 0; out->labels[i]; i++)
+    if (!bf_label_is_valid (out->labels[i]))
+      {
+        g_autofree char *shown = bf_utf8_truncate (out->labels[i], -1, 80);
+        g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                     "Option “labels”: “%s” is not a label (1 to %d bytes without spaces, “;” or “,”)",
+                     shown, BF_MAX_LABEL_BYTES);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+/* Some configured worker (the one named by "worker", if given) serves
+ * @builder and could have the labels asked for. */
+static gboolean
+check_build_target (BfManager     *self,
+                    const char    *builder,
+                    BuildOptions  *out,
+                    GError       **error)
+{
+  if (out->only_worker != NULL)
+    {
+      BfWorker *w = g_hash_table_lookup (self->workers, out->only_worker);
+      if (w == NULL)
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
+                       "No worker named “%s” is configured", out->only_worker);
+          return FALSE;
+        }
+      if (!bf_worker_config_serves (bf_worker_get_config (w), builder))
+        {
+          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                       "Worker %s does not serve builder “%s”", out->only_worker, builder);
+          return FALSE;
+        }
+    }
+  else if (!builder_is_served (self, builder))
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
+                   "No configured worker serves builder “%s”", builder);
+      return FALSE;
+    }
+  if (out->labels != NULL && !labels_satisfiable (self, builder, out->only_worker, out->labels))
+    {
+      g_autofree char *wanted = g_strjoinv (", ", (char **) out->labels);
+      g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
+                   "No configured worker %s%s of builder “%s” has the labels %s",
+                   out->only_worker ? "named " : "", out->only_worker ? out->only_worker : "",
+                   builder, wanted);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 parse_build_options (BfManager     *self,
                      const char    *builder,
@@ -1668,26 +1736,8 @@ parse_build_options (BfManager     *self,
         {
           if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
             want = "as";
-          else
-            {
-              g_clear_pointer (&out->labels, g_free);
-              out->labels = g_variant_get_strv (v, NULL);
-              if (g_strv_length ((char **) out->labels) > BF_MAX_LABELS)
-                {
-                  g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                               "Option “labels”: more than %d labels", BF_MAX_LABELS);
-                  return FALSE;
-                }
-              for (guint i = 0; out->labels[i]; i++)
-                if (!bf_label_is_valid (out->labels[i]))
-                  {
-                    g_autofree char *shown = bf_utf8_truncate (out->labels[i], -1, 80);
-                    g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                                 "Option “labels”: “%s” is not a label (1 to %d bytes without spaces, “;” or “,”)",
-                                 shown, BF_MAX_LABEL_BYTES);
-                    return FALSE;
-                  }
-            }
+          else if (!parse_labels_option (v, out, error))
+            return FALSE;
         }
       else if (g_str_equal (key, "timeout-usec"))
         {
@@ -1714,38 +1764,7 @@ parse_build_options (BfManager     *self,
         }
     }
 
-  if (out->only_worker != NULL)
-    {
-      BfWorker *w = g_hash_table_lookup (self->workers, out->only_worker);
-      if (w == NULL)
-        {
-          g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
-                       "No worker named “%s” is configured", out->only_worker);
-          return FALSE;
-        }
-      if (!bf_worker_config_serves (bf_worker_get_config (w), builder))
-        {
-          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                       "Worker %s does not serve builder “%s”", out->only_worker, builder);
-          return FALSE;
-        }
-    }
-  else if (!builder_is_served (self, builder))
-    {
-      g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
-                   "No configured worker serves builder “%s”", builder);
-      return FALSE;
-    }
-  if (out->labels != NULL && !labels_satisfiable (self, builder, out->only_worker, out->labels))
-    {
-      g_autofree char *wanted = g_strjoinv (", ", (char **) out->labels);
-      g_set_error (error, BF_ERROR, BF_ERROR_NOT_FOUND,
-                   "No configured worker %s%s of builder “%s” has the labels %s",
-                   out->only_worker ? "named " : "", out->only_worker ? out->only_worker : "",
-                   builder, wanted);
-      return FALSE;
-    }
-  return TRUE;
+  return check_build_target (self, builder, out, error);
 }
 
 static void
