@@ -227,13 +227,6 @@ worker_active_builds_changed_cb (BfWorker  *worker,
     retire_if_idle (self, worker);
 }
 
-static void
-worker_availability_changed_cb (BfWorker  *worker,
-                                BfManager *self)
-{
-  schedule_dispatch (self);
-}
-
 /* Pools --------------------------------------------------------------------- */
 
 static char *
@@ -309,6 +302,13 @@ apply_pools (BfManager *self,
       g_dbus_object_manager_server_unexport (self->object_manager, path);
       g_hash_table_iter_remove (&iter);
     }
+}
+
+static void
+worker_availability_changed_cb (BfWorker  *worker,
+                                BfManager *self)
+{
+  schedule_dispatch (self);
 }
 
 /* Workers ------------------------------------------------------------------- */
@@ -826,8 +826,12 @@ reconcile_instances (BfManager *self)
           !g_str_equal (record->driver, bf_latent_kind_to_string (bf_worker_get_config (worker)->latent)))
         {
           g_warning ("An instance of worker %s (%s driver, %s) was left running by an earlier daemon, "
-                     "and the worker is no longer configured with that driver: stop it by hand",
-                     (char *) key, record->driver, record->id);
+                     "and the worker is no longer configured with that driver: %s",
+                     (char *) key, record->driver, record->id,
+                     g_str_equal (record->driver, bf_latent_kind_to_string (BF_LATENT_DOCKER))
+                       ? "the engine scan stops it if a Latent=docker worker still uses its engine, "
+                         "else stop it by hand"
+                       : "stop it by hand");
           g_ptr_array_add (gone, g_strdup (key));
           continue;
         }
@@ -1626,7 +1630,7 @@ labels_satisfiable (BfManager          *self,
   return FALSE;
 }
 
-/* RequestBuild's "labels" (as): at most BF_MAX_LABELS valid labels. */
+/* Option "labels": every one a valid label, not too many. */
 static gboolean
 parse_labels_option (GVariant      *v,
                      BuildOptions  *out,
@@ -1652,8 +1656,63 @@ parse_labels_option (GVariant      *v,
   return TRUE;
 }
 
-/* Some configured worker (the one named by "worker", if given) serves
- * @builder and could have the labels asked for. */
+/* One entry of RequestBuild's options; @v is borrowed by @out. */
+static gboolean
+parse_build_option (const char    *key,
+                    GVariant      *v,
+                    BuildOptions  *out,
+                    GError       **error)
+{
+  const char *want = NULL;
+
+  if (g_str_equal (key, "worker"))
+    {
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+        out->only_worker = g_variant_get_string (v, NULL);
+      else
+        want = "s";
+    }
+  else if (g_str_equal (key, "detached"))
+    {
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN))
+        out->detached = g_variant_get_boolean (v);
+      else
+        want = "b";
+    }
+  else if (g_str_equal (key, "labels"))
+    {
+      if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
+        want = "as";
+      else if (!parse_labels_option (v, out, error))
+        return FALSE;
+    }
+  else if (g_str_equal (key, "timeout-usec"))
+    {
+      double usec;
+
+      if (!bf_check_number (v, "Option “timeout-usec”", "microseconds",
+                            MAX_BUILD_TIMEOUT_USEC, &usec, error))
+        return FALSE;
+      out->timeout_usec = (guint64) usec;
+      if ((double) out->timeout_usec < usec)
+        out->timeout_usec++;          /* a fraction rounds up */
+    }
+  else
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Unknown option “%s” (known: worker, detached, timeout-usec, labels)", key);
+      return FALSE;
+    }
+  if (want != NULL)
+    {
+      g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
+                   "Option “%s” must be of type %s, not %s", key, want, g_variant_get_type_string (v));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Whether some configured worker can ever take the build @out describes. */
 static gboolean
 check_build_target (BfManager     *self,
                     const char    *builder,
@@ -1716,54 +1775,10 @@ parse_build_options (BfManager     *self,
   while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
     {
       g_autoptr(GVariant) v = value;
-      const char *want = NULL;
 
-      if (g_str_equal (key, "worker"))
-        {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
-            out->only_worker = g_variant_get_string (v, NULL);
-          else
-            want = "s";
-        }
-      else if (g_str_equal (key, "detached"))
-        {
-          if (g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN))
-            out->detached = g_variant_get_boolean (v);
-          else
-            want = "b";
-        }
-      else if (g_str_equal (key, "labels"))
-        {
-          if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING_ARRAY))
-            want = "as";
-          else if (!parse_labels_option (v, out, error))
-            return FALSE;
-        }
-      else if (g_str_equal (key, "timeout-usec"))
-        {
-          double usec;
-
-          if (!bf_check_number (v, "Option “timeout-usec”", "microseconds",
-                                MAX_BUILD_TIMEOUT_USEC, &usec, error))
-            return FALSE;
-          out->timeout_usec = (guint64) usec;
-          if ((double) out->timeout_usec < usec)
-            out->timeout_usec++;          /* a fraction rounds up */
-        }
-      else
-        {
-          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                       "Unknown option “%s” (known: worker, detached, timeout-usec, labels)", key);
-          return FALSE;
-        }
-      if (want != NULL)
-        {
-          g_set_error (error, BF_ERROR, BF_ERROR_INVALID_ARGS,
-                       "Option “%s” must be of type %s, not %s", key, want, g_variant_get_type_string (v));
-          return FALSE;
-        }
+      if (!parse_build_option (key, v, out, error))
+        return FALSE;
     }
-
   return check_build_target (self, builder, out, error);
 }
 

@@ -254,7 +254,15 @@ bf_pool_add_member (BfPool   *self,
   Member *m = find_member (self, worker, NULL);
   BfLatent *latent = bf_worker_get_latent (worker);
 
-  g_return_if_fail (latent != NULL);
+  if (latent == NULL)
+    {
+      /* A [Worker] group that became a pool's on reload: Latent= takes
+       * effect when the daemon restarts. */
+      bf_worker_message (bf_worker_get_name (worker),
+                         "Worker %s is not latent until the daemon restarts: pool %s leaves it alone",
+                         bf_worker_get_name (worker), bf_pool_get_name (self));
+      return;
+    }
   if (m == NULL)
     {
       m = g_new0 (Member, 1);

@@ -186,6 +186,8 @@ waiting_for (BfScheduler *self,
       if (!bf_worker_could_have_labels (w, labels))
         continue;
       why = bf_worker_why_not (w, builder, labels);
+      if (bf_worker_can_substantiate_for (w, builder) && !bf_latent_may_start (bf_worker_get_latent (w)))
+        why = "not started: its pool runs MaxInstances instances";
       if (named == WAITING_FOR_NAMED)
         {
           more++;

@@ -28,6 +28,7 @@ struct _BfSystemdDriver
   guint job_removed_id;
   GHashTable *waiting;      /* job path -> GTask */
   GHashTable *finished;     /* job path -> result: JobRemoved before the reply */
+  guint calls_in_flight;    /* StartUnit/StopUnit calls not answered yet */
 };
 
 G_DEFINE_FINAL_TYPE (BfSystemdDriver, bf_systemd_driver, BF_TYPE_LATENT_DRIVER)
@@ -77,7 +78,10 @@ job_removed_cb (GDBusConnection *bus,
   task = g_hash_table_lookup (self->waiting, job);
   if (task == NULL)
     {
-      if (g_hash_table_size (self->waiting) > 0 || g_hash_table_size (self->finished) < 64)
+      /* systemd sends JobRemoved for every job on the machine.  One of
+       * ours can come before the reply that names it, so while a call is
+       * in flight every result is kept; the last reply clears them. */
+      if (self->calls_in_flight > 0)
         g_hash_table_insert (self->finished, g_strdup (job), g_strdup (result));
       return;
     }
@@ -100,8 +104,11 @@ call_cb (GObject      *source,
   const char *job;
   const char *early;
 
+  self->calls_in_flight--;
   if (reply == NULL)
     {
+      if (self->calls_in_flight == 0)
+        g_hash_table_remove_all (self->finished);
       g_dbus_error_strip_remote_error (error);
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
                                "systemd refused to %s %s: %s",
@@ -111,12 +118,13 @@ call_cb (GObject      *source,
   g_variant_get (reply, "(&o)", &job);
   early = g_hash_table_lookup (self->finished, job);
   if (early != NULL)
-    {
-      complete_job (task, early);
-      g_hash_table_remove (self->finished, job);
-      return;
-    }
-  g_hash_table_insert (self->waiting, g_strdup (job), g_object_ref (task));
+    complete_job (task, early);
+  else
+    g_hash_table_insert (self->waiting, g_strdup (job), g_object_ref (task));
+  if (self->calls_in_flight == 0)
+    g_hash_table_remove_all (self->finished);
+  else
+    g_hash_table_remove (self->finished, job);
 }
 
 static void
@@ -125,6 +133,7 @@ run_job (BfSystemdDriver *self,
 {
   JobData *d = g_task_get_task_data (task);
 
+  self->calls_in_flight++;
   g_dbus_connection_call (self->bus, SYSTEMD_NAME, SYSTEMD_PATH, SYSTEMD_MANAGER, d->method,
                           g_variant_new ("(ss)", d->unit, "replace"), G_VARIANT_TYPE ("(o)"),
                           G_DBUS_CALL_FLAGS_NONE, JOB_TIMEOUT_MSEC, g_task_get_cancellable (task),

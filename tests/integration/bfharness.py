@@ -599,7 +599,8 @@ class PodmanService:
             raise RuntimeError('listing containers: %s %r' % (status, data))
         return data
 
-    def run_container(self, name, labels=None, command=('sleep', '600')):
+    def run_container(self, name, labels=None,
+                      command=('sh', '-c', 'trap "exit 0" TERM; sleep 600 & wait')):
         """Starts a container of our own (not the daemon's); returns its id."""
         status, data = self.api('POST', '/containers/create?name=' + name, {
             'Image': self.IMAGE, 'Cmd': list(command), 'Labels': labels or {},
@@ -624,6 +625,9 @@ class PodmanService:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        # Once more without the service: a stop it had in hand when it
+        # was told to exit may have left a container (and its conmon) behind.
+        self.podman('rm', '--all', '--force', '--time', '0', check=False)
         if os.environ.get('BF_KEEP_TMP'):
             print('kept', self.directory, file=sys.stderr)
         else:

@@ -110,6 +110,7 @@ def load(mock, _parameters):
     mock.units = {}         # name -> dict(path, argv, pid, description)
     mock.templates = {}     # "foo@.service" -> argv
     mock.spawned = []       # (unit, pid) of every process started
+    mock.held = None        # jobs whose end waits for HoldJobs(false), or None
     mock.AddProperties(MAIN_IFACE, {'Version': 'v252'})
 
 
@@ -170,6 +171,9 @@ def new_job(mock, name):
 
 
 def end_job(mock, job_id, job_path, name, result):
+    if mock.held is not None:
+        mock.held.append((job_id, job_path, name, result))
+        return False
     mock.EmitSignal(MAIN_IFACE, 'JobRemoved', 'uoss', [job_id, job_path, name, result])
     return False
 
@@ -316,6 +320,23 @@ def AddMockUnit(self, name, argv):
         self.templates[name] = argv
     else:
         add_unit(self, name, argv)
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='b', out_signature='')
+def HoldJobs(self, hold):
+    '''While held, jobs do their work but end (JobRemoved) only once released.'''
+    held, self.held = self.held, ([] if hold else None)
+    for job in (held or []):
+        end_job(self, *job)
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='u', out_signature='')
+def EmitForeignJobs(self, count):
+    '''JobNew and JobRemoved of @count jobs of other units, as a busy machine
+    sends to every subscriber.'''
+    for _ in range(count):
+        job_id, job_path = new_job(self, 'other.service')
+        self.EmitSignal(MAIN_IFACE, 'JobRemoved', 'uoss', [job_id, job_path, 'other.service', 'done'])
 
 
 @dbus.service.method(MOCK_IFACE, in_signature='', out_signature='a(si)')

@@ -16,6 +16,7 @@
 
 import os
 import subprocess
+import sys
 import time
 
 import bfharness
@@ -81,6 +82,7 @@ class CycleTestCase(LatentTestCase):
             self.wait_build(build, 'running', timeout=90)
             running = self.instances()
             self.assertEqual(len(running), 1, 'cycle %d: one instance runs: %r' % (i, running))
+            self.assertTrue(alive(running[0]), 'cycle %d: instance %d runs' % (i, running[0]))
             pids.append(running[0])
             self.assertEqual(self.run_shell(build, 'echo cycle %d' % i), (0, ''), 'cycle %d' % i)
             released = time.monotonic()     # before the call: the timer starts after it
@@ -157,7 +159,7 @@ class CommandCycleTest(CycleTestCase):
         self.assertEqual(self.engine_log(), ['start', 'stop'] * CYCLES)
 
 
-class SystemdCycleTest(CycleTestCase):
+class SystemdTestCase(CycleTestCase):
     """Latent=systemd with the default Unit=buildbot-worker@%n.service: a
     template unit whose ExecStart runs `buildbot-worker start --nodaemon
     ENGINE/%i`, as Debian's buildbot-worker@.service does for
@@ -182,16 +184,15 @@ class SystemdCycleTest(CycleTestCase):
                                      [BUILDBOT_WORKER, 'start', '--nodaemon', os.path.join(self.engine, '%i')])
 
     def tearDown(self):
+        self.systemd_obj.HoldJobs(False)
         super().tearDown()
         # The daemon stops its units when it exits; a failed test may leave one.
-        for _, pid in self.systemd_obj.Running():
-            self.systemd_obj.StopUnit(_, 'replace')
+        for unit, _ in self.systemd_obj.Running():
+            self.systemd_obj.StopUnit(unit, 'replace')
 
     def instances(self):
-        """Units running a process, each checked in /proc."""
-        running = [int(pid) for unit, pid in self.systemd_obj.Running()]
-        self.assertEqual(sorted(running), sorted(worker_processes(os.path.join(self.engine, ''))))
-        return running
+        """The main processes of the units that run."""
+        return [int(pid) for unit, pid in self.systemd_obj.Running()]
 
     def unit_worker(self, name, wait, protocol):
         """[Worker NAME] with the default Unit=, and its base directory made
@@ -215,14 +216,63 @@ class SystemdCycleTest(CycleTestCase):
         unit = 'buildbot-worker@%s.service' % name
         self.assertEqual([tuple(s) for s in self.systemd_obj.Spawned() if s[1] in pids],
                          [(unit, pid) for pid in pids])
-        starts = [str(c[2][0]) for c in self.systemd_obj.GetCalls() if c[1] == 'StartUnit']
-        self.assertEqual(starts.count(unit), CYCLES)
+        # Stopped by the driver, not only by the worker it asks to exit.
+        for method in ('StartUnit', 'StopUnit'):
+            calls = [str(c[2][0]) for c in self.systemd_obj.GetCalls() if c[1] == method]
+            self.assertEqual(calls.count(unit), CYCLES, method)
 
+
+class SystemdCycleTest(SystemdTestCase):
     def test_systemd_fresh_instance_per_build(self):
         self.systemd_cycles('sd-0.fresh_1', 0, 'pb')
 
     def test_systemd_kept_instance(self):
         self.systemd_cycles('sd-2.kept_1', KEEP, 'msgpack')
+
+
+def rss_kib(pid):
+    with open('/proc/%d/status' % pid) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmRSS:'))
+
+
+class SystemdJobsTest(SystemdTestCase):
+    """The driver follows its jobs among all those systemd announces."""
+
+    FOREIGN = 200000
+
+    def settled_rss(self):
+        """The daemon's RSS once it has read what was sent to it so far (a
+        call behind the signals on the bus) and stopped growing."""
+        last = None
+        while True:
+            self.manager_prop('Version')
+            rss = rss_kib(self.daemon.pid)
+            if rss == last:
+                return rss
+            last = rss
+            self.pump(0.2)
+
+    def test_foreign_jobs_are_not_kept(self):
+        # A start job that stays queued: the driver waits for its JobRemoved
+        # while the machine runs many other jobs.
+        self.write_config(self.unit_worker('sd-jobs', '-1', 'msgpack'))
+        self.start_daemon()
+        self.systemd_obj.HoldJobs(True)
+        results = []
+        self.substantiate_async('sd-jobs', results)
+        self.wait_until(lambda: any(c[1] == 'StartUnit' for c in self.systemd_obj.GetCalls()),
+                        message='StartUnit called')
+        self.systemd_obj.EmitForeignJobs(20000)
+        before = self.settled_rss()
+        self.systemd_obj.EmitForeignJobs(self.FOREIGN, timeout=600)
+        after = self.settled_rss()
+        print('daemon RSS %d KiB before, %d KiB after %d foreign JobRemoved' % (before, after, self.FOREIGN),
+              file=sys.stderr)
+        self.assertLess(after - before, 2048)
+        # Its own job still ends the start.
+        self.systemd_obj.HoldJobs(False)
+        self.wait_until(lambda: results, 60, 'Substantiate answered')
+        self.assertEqual(results, ['ok'])
 
 
 if __name__ == '__main__':

@@ -2,8 +2,8 @@
 # Pools ([Pool NAME]) of latent workers started by the command driver: real
 # buildbot-worker processes, counted from the engine (the processes running
 # with the engine's directory on their command line, read from /proc), not
-# from the daemon's own bookkeeping.  PoolTest has its instances speak
-# msgpack; PoolPbTest runs the cheap ones with PB.
+# from the daemon's own bookkeeping.  The instances speak msgpack, and PB
+# in SparePbTest.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -16,6 +16,7 @@ from gi.repository import GLib
 import bfharness
 from bfharness import BUILD_IFACE, FLEET_PATH, LATENT_IFACE, MANAGER_IFACE, for_both_protocols, worker_path
 from test_latent import START, STOP, LatentTestCase
+from test_docker import DockerTestCase
 
 POOL_IFACE = 'org.buildfleet.Fleet1.Pool'
 
@@ -51,9 +52,13 @@ class EngineSampler(threading.Thread):
         self.join()
 
 
-@for_both_protocols(msgpack_only=('test_max_instances_under_load', 'test_reload_shrinks_idle_first',
-                                  'test_bad_pool_config', 'test_substantiate_beyond_max_instances'))
-class PoolTest(LatentTestCase):
+class PoolTestCase(LatentTestCase):
+    def daemon_section(self, **extra):
+        # Liveness is not what these tests are about: several instances
+        # starting at once on a busy machine may miss a 1 s keepalive.
+        extra.setdefault('KeepaliveInterval', '10')
+        return super().daemon_section(**extra)
+
     def pool(self, count, wait='600', name='cloud', **keys):
         text = ('[Pool %s]\nWorkers=%s-%%02d\nCount=%d\nPassword=generate\nLatent=command\n'
                 'StartCommand=%s %s\nStopCommand=%s %s %%n\nBuilders=b\nBuildWaitTimeout=%s\n'
@@ -105,13 +110,21 @@ class PoolTest(LatentTestCase):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self.pump(0.05)
-            self.assertTrue(predicate(), message)
+            if not predicate():
+                self.fail('%s: no longer true after %.1f s (engine: %s)\n--- daemon log ---\n%s' %
+                          (message, seconds - (deadline - time.monotonic()), sorted(self.engine_instances()),
+                           self.daemon_log()[-6000:]))
 
     def reload(self):
         self.call(FLEET_PATH, MANAGER_IFACE, 'Reload', timeout=30000)
 
-    # Tests ---------------------------------------------------------------
 
+
+# A class per few tests: each of them starts several real workers, which
+# takes a while on a busy machine.
+
+@for_both_protocols
+class SpareTest(PoolTestCase):
     def test_min_idle_keeps_two_idle_through_a_burst(self):
         members = names('cloud-%02d', 4)
         self.write_config(self.daemon_section() + self.pool(4, wait='1', MinIdle='2'))
@@ -155,35 +168,6 @@ class PoolTest(LatentTestCase):
                         len(self.idle_attached(members)) == 2, 60, 'back to two spares')
         self.stays(lambda: len(self.engine_instances()) == 2, 2.5, 'two spares stay')
 
-    def test_max_instances_under_load(self):
-        # A fresh instance per build (BuildWaitTimeout=0), so instances
-        # start and stop all the time; 3x as many builds as MaxInstances
-        # allows at once.
-        self.write_config(self.daemon_section() + self.pool(6, wait='0', MaxInstances='2'))
-        self.start_daemon()
-        sampler = EngineSampler(self)
-        sampler.start()
-        try:
-            builds = [self.request('b') for _ in range(6)]
-            done = set()
-            while len(done) < len(builds):
-                running = self.wait_until(
-                    lambda: [b for b in builds if b not in done and self.build_state(b) == 'running'],
-                    120, 'a build running')
-                self.assertLessEqual(self.pool_prop('Instances'), 2)
-                self.assertGreaterEqual(self.manager_prop('BuildsPending'), len(builds) - len(done) - 2)
-                for b in running:
-                    self.assertEqual(self.run_shell(b, 'sleep 0.3'), (0, ''))
-                    self.call(b, BUILD_IFACE, 'Release')
-                    done.add(b)
-            self.wait_until(lambda: not self.engine_instances(), 60, 'every instance stopped')
-        finally:
-            sampler.stop()
-        self.assertGreater(sampler.samples, 50)
-        self.assertEqual(sampler.max, 2, 'instances running at once, counted from the engine')
-        self.assertEqual(len(self.starts()), 6)
-        self.assertFalse(any(self.worker_prop(n, 'Quarantined') for n in names('cloud-%02d', 6)))
-
     def test_max_builds_per_instance_gives_fresh_instances(self):
         members = names('cloud-%02d', 2)
         self.write_config(self.daemon_section() +
@@ -207,6 +191,52 @@ class PoolTest(LatentTestCase):
         self.wait_until(lambda: len(self.idle_attached(members)) == 1, 90, 'a fresh spare')
         self.assertNotIn(self.engine_pid(self.idle_attached(members).pop()), [p for _, p in seen])
 
+
+class LimitTest(PoolTestCase):
+    def test_max_instances_under_load(self):
+        # A fresh instance per build (BuildWaitTimeout=0), so instances
+        # start and stop all the time; 3x as many builds as MaxInstances
+        # allows at once.
+        self.write_config(self.daemon_section() + self.pool(6, wait='0', MaxInstances='2'))
+        self.start_daemon()
+        sampler = EngineSampler(self)
+        sampler.start()
+        try:
+            builds = [self.request('b') for _ in range(6)]
+            done = set()
+            while len(done) < len(builds):
+                running = self.wait_until(
+                    lambda: [b for b in builds if b not in done and self.build_state(b) == 'running'],
+                    120, 'a build running')
+                self.assertLessEqual(self.pool_prop('Instances'), 2)
+                waiting = [b for b in builds if self.build_state(b) == 'pending']
+                if waiting:
+                    self.assertIn('its pool runs MaxInstances instances',
+                                  self.prop(waiting[-1], BUILD_IFACE, 'WaitingFor'))
+                self.assertGreaterEqual(self.manager_prop('BuildsPending'), len(builds) - len(done) - 2)
+                for b in running:
+                    self.assertEqual(self.run_shell(b, 'sleep 0.3'), (0, ''))
+                    self.call(b, BUILD_IFACE, 'Release')
+                    done.add(b)
+            self.wait_until(lambda: not self.engine_instances(), 60, 'every instance stopped')
+        finally:
+            sampler.stop()
+        self.assertGreater(sampler.samples, 50)
+        self.assertEqual(sampler.max, 2, 'instances running at once, counted from the engine')
+        self.assertEqual(len(self.starts()), 6)
+        self.assertFalse(any(self.worker_prop(n, 'Quarantined') for n in names('cloud-%02d', 6)))
+
+    def test_substantiate_beyond_max_instances(self):
+        self.write_config(self.daemon_section() + self.pool(3, MaxInstances='1'))
+        self.start_daemon()
+        self.substantiate('cloud-01')
+        err, msg = self.call_error(worker_path('cloud-02'), LATENT_IFACE, 'Substantiate')
+        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.Busy')
+        self.assertIn('MaxInstances', msg)
+        self.assertEqual(self.engine_instances(), {'cloud-01'})
+
+
+class ReloadTest(PoolTestCase):
     def test_reload_shrinks_idle_first(self):
         members = names('cloud-%02d', 5)
         self.write_config(self.daemon_section() + self.pool(5, MinIdle='5'))
@@ -244,15 +274,6 @@ class PoolTest(LatentTestCase):
         self.assertEqual(self.latent_prop('cloud-03', 'Pool'), 'cloud')
         self.stays(lambda: self.engine_instances() == {'cloud-01', 'cloud-02'}, 1, 'no start')
 
-    def test_substantiate_beyond_max_instances(self):
-        self.write_config(self.daemon_section() + self.pool(3, MaxInstances='1'))
-        self.start_daemon()
-        self.substantiate('cloud-01')
-        err, msg = self.call_error(worker_path('cloud-02'), LATENT_IFACE, 'Substantiate')
-        self.assertEqual(err, 'org.buildfleet.Fleet1.Error.Busy')
-        self.assertIn('MaxInstances', msg)
-        self.assertEqual(self.engine_instances(), {'cloud-01'})
-
     def test_bad_pool_config(self):
         self.write_config(self.daemon_section() + self.pool(2) + '[Worker solo]\nPassword=p\nBuilders=b\n')
         self.start_daemon()
@@ -280,6 +301,49 @@ class PoolTest(LatentTestCase):
         self.assertEqual(self.pool_prop('Workers'), ['cloud-01', 'cloud-02'])
         self.assertIn(worker_path('solo'), self.managed_objects())
         self.assertIsNone(self.daemon.poll())
+
+        # An always-on worker whose name a grown pool takes stays what it
+        # is until the daemon restarts (Latent= needs a restart).
+        self.write_config(self.daemon_section() + self.pool(2) + '[Worker cloud-03]\nPassword=p\nBuilders=b\n')
+        self.reload()
+        self.write_config(self.daemon_section() + self.pool(3))
+        self.reload()
+        self.assertEqual(self.pool_prop('Workers'), ['cloud-01', 'cloud-02'])
+        self.assertIn('not latent until the daemon restarts', self.daemon_log())
+        self.assertIsNone(self.daemon.poll())
+
+
+class DockerPoolTest(DockerTestCase):
+    """A pool of Latent=docker workers in Podman's Docker-compatible
+    service (see test_docker.py): containers counted by the engine."""
+
+    def test_docker_pool(self):
+        self.write_config(self.daemon_section(KeepaliveInterval='10') +
+                          '[Pool dock]\nWorkers=dock-%d\nCount=3\nMinIdle=1\nMaxInstances=2\n'
+                          'Password=generate\nLatent=docker\nBuilders=b\nBuildWaitTimeout=2\n'
+                          'SubstantiationTimeout=60\n' + self.protocol_key() + self.podman.worker_keys())
+        self.start_daemon()
+        spare = 'dock-1'
+        self.wait_until(lambda: len(self.running_ids()) == 1 and
+                        self.prop(pool_path('dock'), POOL_IFACE, 'Idle') == 1, 120, 'one spare container')
+        self.assertEqual(self.running_ids(spare), self.running_ids())
+        self.stays(lambda: len(self.running_ids()) == 1, 3, 'the spare is kept past BuildWaitTimeout')
+
+        builds = [self.request('b') for _ in range(3)]
+        done = set()
+        while len(done) < len(builds):
+            running = self.wait_until(
+                lambda: len(self.running_ids()) <= 2 and
+                [b for b in builds if b not in done and self.prop(b, BUILD_IFACE, 'State') == 'running'],
+                120, 'a build running')
+            self.assertLessEqual(len(self.running_ids()), 2, 'MaxInstances=2, as the engine says')
+            for b in running:
+                self.assertEqual(self.run_shell(b, 'test -e /run/.containerenv')[0], 0)
+                self.call(b, BUILD_IFACE, 'Release')
+                done.add(b)
+        # Back to the one spare: the other container goes after BuildWaitTimeout.
+        self.wait_until(lambda: len(self.running_ids()) == 1, 90, 'one container left')
+        self.stays(lambda: len(self.running_ids()) == 1, 3, 'the spare stays')
 
 
 if __name__ == '__main__':
