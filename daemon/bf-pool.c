@@ -270,6 +270,7 @@ bf_pool_add_member (BfPool   *self,
       g_ptr_array_add (self->members, m);
       g_ptr_array_sort (self->members, compare_members);
       g_signal_connect_object (worker, "active-builds-changed", G_CALLBACK (member_changed_cb), self, G_CONNECT_SWAPPED);
+      g_signal_connect_object (worker, "availability-changed", G_CALLBACK (member_changed_cb), self, G_CONNECT_SWAPPED);
       g_signal_connect_object (worker, "connected-changed", G_CALLBACK (member_changed_cb), self, G_CONNECT_SWAPPED);
       g_signal_connect_object (latent, "notify::state", G_CALLBACK (member_changed_cb), self, G_CONNECT_SWAPPED);
       bf_latent_set_start_gate (latent, start_gate, self);
