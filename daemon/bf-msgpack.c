@@ -697,6 +697,37 @@ find_key (Decoder      *d,
   return -1;
 }
 
+/* Reads the tag of the value at d->pos. */
+static gboolean
+read_tag (Decoder  *d,
+          guint8   *tag,
+          GError  **error)
+{
+  if (remaining (d) == 0)
+    {
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                   "msgpack data ends at offset %" G_GSIZE_FORMAT " where a value was expected",
+                   d->pos);
+      return FALSE;
+    }
+  *tag = d->data[d->pos++];
+  return TRUE;
+}
+
+static gboolean
+too_deep (gsize     start,
+          gboolean  is_map,
+          guint     depth,
+          GError  **error)
+{
+  if (depth < BF_MSGPACK_MAX_DEPTH)
+    return FALSE;
+  g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TOO_DEEP,
+               "%s at offset %" G_GSIZE_FORMAT " is nested more than %d levels deep",
+               is_map ? "map" : "array", start, BF_MSGPACK_MAX_DEPTH);
+  return TRUE;
+}
+
 static gboolean
 unsupported_tag (gsize    start,
                  guint8   tag,
@@ -728,14 +759,8 @@ skip_value (Decoder  *d,
   guint8 tag;
   guint64 n;
 
-  if (remaining (d) == 0)
-    {
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
-                   "msgpack data ends at offset %" G_GSIZE_FORMAT " where a value was expected",
-                   start);
-      return FALSE;
-    }
-  tag = d->data[d->pos++];
+  if (!read_tag (d, &tag, error))
+    return FALSE;
 
   if (tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3)
     return TRUE;
@@ -786,13 +811,8 @@ skip_value (Decoder  *d,
         return unsupported_tag (start, tag, error);
       }
 
-  if (depth >= BF_MSGPACK_MAX_DEPTH)
-    {
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TOO_DEEP,
-                   "%s at offset %" G_GSIZE_FORMAT " is nested more than %d levels deep",
-                   is_map ? "map" : "array", start, BF_MSGPACK_MAX_DEPTH);
-      return FALSE;
-    }
+  if (too_deep (start, is_map, depth, error))
+    return FALSE;
   if (n > remaining (d) / (is_map ? 2 : 1))
     {
       g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
@@ -943,13 +963,8 @@ decode_container (Decoder  *d,
                   guint     depth,
                   GError  **error)
 {
-  if (depth >= BF_MSGPACK_MAX_DEPTH)
-    {
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TOO_DEEP,
-                   "%s at offset %" G_GSIZE_FORMAT " is nested more than %d levels deep",
-                   is_map ? "map" : "array", start, BF_MSGPACK_MAX_DEPTH);
-      return NULL;
-    }
+  if (too_deep (start, is_map, depth, error))
+    return NULL;
 
   if (n == 0)
     return cached (d, is_map ? CACHE_EMPTY_MAP : CACHE_EMPTY_ARRAY);
@@ -971,15 +986,8 @@ decode_value (Decoder  *d,
   guint64 u;
   gsize len;
 
-  if (remaining (d) == 0)
-    {
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
-                   "msgpack data ends at offset %" G_GSIZE_FORMAT " where a value was expected",
-                   start);
-      return NULL;
-    }
-
-  tag = d->data[d->pos++];
+  if (!read_tag (d, &tag, error))
+    return NULL;
 
   if (tag <= 0x7f)
     return box_int64 (d, tag);
@@ -1100,24 +1108,8 @@ decode_value (Decoder  *d,
         return NULL;
       return decode_container (d, start, TRUE, u, depth, error);
 
-    case 0xc7:
-    case 0xc8:
-    case 0xc9:
-    case 0xd4:
-    case 0xd5:
-    case 0xd6:
-    case 0xd7:
-    case 0xd8:
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
-                   "ext type (0x%02x) at offset %" G_GSIZE_FORMAT " is not supported",
-                   tag, start);
-      return NULL;
-
-    case 0xc1:
-    default:
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
-                   "byte 0x%02x at offset %" G_GSIZE_FORMAT " is not a msgpack type",
-                   tag, start);
+    default:   /* ext types, 0xc1 */
+      unsupported_tag (start, tag, error);
       return NULL;
     }
 }
