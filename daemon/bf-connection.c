@@ -48,6 +48,10 @@
 #define BACKLOG_MAX_BYTES (64 * 1024 * 1024)
 #define DEFAULT_REQUEST_TIMEOUT_USEC (60 * G_USEC_PER_SEC)
 #define MAX_PENDING_REQUESTS 256
+/* get_worker_info's environment is never kept (bf_worker_info_new_from_vardict()
+ * drops it): it is not even decoded, only checked to be well-formed.  It was
+ * the bulk of an attach's decoding. */
+#define DROPPED_KEY "environ"
 
 struct _BfConnection
 {
@@ -726,7 +730,7 @@ process_message (BfConnection *self,
       decode_big_message (self, g_bytes_new (data, len));
       return;
     }
-  msg = bf_msgpack_decode (data, len, &error);
+  msg = bf_msgpack_decode_dropping (data, len, DROPPED_KEY, &error);
   dispatch_message (self, msg, error);
 }
 
@@ -807,7 +811,7 @@ decode_thread (gpointer data,
   gsize len;
   const guint8 *bytes = g_bytes_get_data (job->raw, &len);
 
-  job->msg = bf_msgpack_decode (bytes, len, &job->error);
+  job->msg = bf_msgpack_decode_dropping (bytes, len, DROPPED_KEY, &job->error);
   g_clear_pointer (&job->raw, g_bytes_unref);
 
   source = g_idle_source_new ();

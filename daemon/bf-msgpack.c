@@ -82,6 +82,10 @@ typedef struct
   /* Scratch space of the scalar-array fast path, reused. */
   GByteArray   *body;
   GArray       *ends;
+
+  /* Entries with this key in maps at depth 1 are skipped, not decoded
+   * (bf_msgpack_decode_dropping()); NULL for none. */
+  const gchar  *drop_key;
 } Decoder;
 
 static GVariant *decode_value (Decoder  *d,
@@ -693,6 +697,151 @@ find_key (Decoder      *d,
   return -1;
 }
 
+/* Reads the tag of the value at d->pos. */
+static gboolean
+read_tag (Decoder  *d,
+          guint8   *tag,
+          GError  **error)
+{
+  if (remaining (d) == 0)
+    {
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                   "msgpack data ends at offset %" G_GSIZE_FORMAT " where a value was expected",
+                   d->pos);
+      return FALSE;
+    }
+  *tag = d->data[d->pos++];
+  return TRUE;
+}
+
+static gboolean
+too_deep (gsize     start,
+          gboolean  is_map,
+          guint     depth,
+          GError  **error)
+{
+  if (depth < BF_MSGPACK_MAX_DEPTH)
+    return FALSE;
+  g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TOO_DEEP,
+               "%s at offset %" G_GSIZE_FORMAT " is nested more than %d levels deep",
+               is_map ? "map" : "array", start, BF_MSGPACK_MAX_DEPTH);
+  return TRUE;
+}
+
+static gboolean
+unsupported_tag (gsize    start,
+                 guint8   tag,
+                 GError **error)
+{
+  if ((tag >= 0xc7 && tag <= 0xc9) || (tag >= 0xd4 && tag <= 0xd8))
+    g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
+                 "ext type (0x%02x) at offset %" G_GSIZE_FORMAT " is not supported",
+                 tag, start);
+  else
+    g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
+                 "byte 0x%02x at offset %" G_GSIZE_FORMAT " is not a msgpack type",
+                 tag, start);
+  return FALSE;
+}
+
+/* Walks over the value at d->pos, nested in @depth arrays and maps, as
+ * decode_value() reads it, and builds nothing: the same checks of the
+ * structure (lengths, nesting, string keys, supported types), none of the
+ * memory budget, since nothing is kept. */
+static gboolean
+skip_value (Decoder  *d,
+            guint     depth,
+            GError  **error)
+{
+  static const guint sizes[] = { 1, 2, 4 };
+  gsize start = d->pos;
+  gboolean is_map;
+  guint8 tag;
+  guint64 n;
+
+  if (!read_tag (d, &tag, error))
+    return FALSE;
+
+  if (tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3)
+    return TRUE;
+  if (tag <= 0x9f)
+    {
+      is_map = tag <= 0x8f;
+      n = tag & 0x0f;
+    }
+  else if (is_str_tag (tag))
+    {
+      if (!read_str_header (d, start, tag, &n, error) || !check_payload (d, start, "str", n, error))
+        return FALSE;
+      d->pos += n;
+      return TRUE;
+    }
+  else
+    switch (tag)
+      {
+      case 0xc4:
+      case 0xc5:
+      case 0xc6:
+        if (!read_uint (d, start, "bin header", sizes[tag - 0xc4], &n, error) ||
+            !check_payload (d, start, "bin", n, error))
+          return FALSE;
+        d->pos += n;
+        return TRUE;
+      case 0xca:
+        return read_uint (d, start, "float 32", 4, &n, error);
+      case 0xcb:
+        return read_uint (d, start, "float 64", 8, &n, error);
+      case 0xcc: case 0xcd: case 0xce: case 0xcf:
+      case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+        {
+          gint64 value;
+          gboolean is_unsigned;
+
+          return read_int (d, start, tag, &value, &is_unsigned, error);
+        }
+      case 0xdc:
+      case 0xdd:
+      case 0xde:
+      case 0xdf:
+        is_map = tag >= 0xde;
+        if (!read_uint (d, start, is_map ? "map header" : "array header", (tag & 1) ? 4 : 2, &n, error))
+          return FALSE;
+        break;
+      default:
+        return unsupported_tag (start, tag, error);
+      }
+
+  if (too_deep (start, is_map, depth, error))
+    return FALSE;
+  if (n > remaining (d) / (is_map ? 2 : 1))
+    {
+      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
+                   "%s at offset %" G_GSIZE_FORMAT " declares %" G_GUINT64_FORMAT
+                   " elements but only %" G_GSIZE_FORMAT " bytes remain",
+                   is_map ? "map" : "array", start, n, remaining (d));
+      return FALSE;
+    }
+  for (guint64 i = 0; i < n; i++)
+    {
+      if (is_map)
+        {
+          gsize key_start = d->pos;
+
+          if (remaining (d) > 0 && !is_str_tag (d->data[d->pos]))
+            {
+              g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
+                           "map key at offset %" G_GSIZE_FORMAT " is not a string", key_start);
+              return FALSE;
+            }
+          if (!skip_value (d, depth + 1, error))
+            return FALSE;
+        }
+      if (!skip_value (d, depth + 1, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static GVariant *
 decode_map (Decoder  *d,
             gsize     start,
@@ -751,6 +900,12 @@ decode_map (Decoder  *d,
       key_str = read_str_payload (d, key_start, key_len, &key_len_valid, error);
       if (key_str == NULL || !charge (d, key_start, key_len_valid + CHARGE_VALUE, error))
         return NULL;
+      if (depth == 1 && d->drop_key != NULL && strcmp (key_str, d->drop_key) == 0)
+        {
+          if (!skip_value (d, depth + 1, error))
+            return NULL;
+          continue;
+        }
 
       value = decode_value (d, depth + 1, error);
       if (value == NULL)
@@ -808,13 +963,8 @@ decode_container (Decoder  *d,
                   guint     depth,
                   GError  **error)
 {
-  if (depth >= BF_MSGPACK_MAX_DEPTH)
-    {
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TOO_DEEP,
-                   "%s at offset %" G_GSIZE_FORMAT " is nested more than %d levels deep",
-                   is_map ? "map" : "array", start, BF_MSGPACK_MAX_DEPTH);
-      return NULL;
-    }
+  if (too_deep (start, is_map, depth, error))
+    return NULL;
 
   if (n == 0)
     return cached (d, is_map ? CACHE_EMPTY_MAP : CACHE_EMPTY_ARRAY);
@@ -836,15 +986,8 @@ decode_value (Decoder  *d,
   guint64 u;
   gsize len;
 
-  if (remaining (d) == 0)
-    {
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED,
-                   "msgpack data ends at offset %" G_GSIZE_FORMAT " where a value was expected",
-                   start);
-      return NULL;
-    }
-
-  tag = d->data[d->pos++];
+  if (!read_tag (d, &tag, error))
+    return NULL;
 
   if (tag <= 0x7f)
     return box_int64 (d, tag);
@@ -965,24 +1108,8 @@ decode_value (Decoder  *d,
         return NULL;
       return decode_container (d, start, TRUE, u, depth, error);
 
-    case 0xc7:
-    case 0xc8:
-    case 0xc9:
-    case 0xd4:
-    case 0xd5:
-    case 0xd6:
-    case 0xd7:
-    case 0xd8:
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
-                   "ext type (0x%02x) at offset %" G_GSIZE_FORMAT " is not supported",
-                   tag, start);
-      return NULL;
-
-    case 0xc1:
-    default:
-      g_set_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID,
-                   "byte 0x%02x at offset %" G_GSIZE_FORMAT " is not a msgpack type",
-                   tag, start);
+    default:   /* ext types, 0xc1 */
+      unsupported_tag (start, tag, error);
       return NULL;
     }
 }
@@ -991,6 +1118,24 @@ GVariant *
 bf_msgpack_decode (const guint8  *data,
                    gsize          len,
                    GError       **error)
+{
+  return bf_msgpack_decode_dropping (data, len, NULL, error);
+}
+
+/**
+ * bf_msgpack_decode_dropping:
+ * @drop_key: (nullable): a map key
+ *
+ * As bf_msgpack_decode(), but the entries named @drop_key of the maps one
+ * level inside the top-level map (a message's "result" or "args") are left
+ * out: checked to be well-formed msgpack as everything else, not decoded.
+ * For what a worker sends that is never kept (get_worker_info's environ).
+ */
+GVariant *
+bf_msgpack_decode_dropping (const guint8  *data,
+                            gsize          len,
+                            const gchar   *drop_key,
+                            GError       **error)
 {
   g_auto(Decoder) d = { 0, };
   g_autoptr(GVariant) boxed = NULL;
@@ -1007,6 +1152,7 @@ bf_msgpack_decode (const guint8  *data,
 
   d.data = data;
   d.len = len;
+  d.drop_key = drop_key;
   d.stack = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
   d.keys = g_ptr_array_new ();
   /* Capped at 4 GiB, which also keeps the fast path's offsets in 32 bits. */

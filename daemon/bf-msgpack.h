@@ -132,6 +132,11 @@ GVariant *bf_msgpack_decode      (const guint8 *data,
                                   gsize         len,
                                   GError      **error);
 
+GVariant *bf_msgpack_decode_dropping (const guint8 *data,
+                                      gsize         len,
+                                      const gchar  *drop_key,
+                                      GError      **error);
+
 /**
  * bf_msgpack_encode:
  * @value: the value to encode; a floating reference is consumed

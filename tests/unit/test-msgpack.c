@@ -1113,6 +1113,59 @@ test_roundtrip_types (void)
     }
 }
 
+/* What a worker never gets to keep is skipped, not decoded: the entry is
+ * gone from maps one level down, nowhere else, and what is skipped is
+ * still checked. */
+static void
+test_decode_dropping (void)
+{
+  /* {"op": "response", "environ": 1, "result": {"a": 1, "environ": {"X": "y", "Z": [1, 2.5]}, "b": 2}} */
+  static const guint8 msg[] = {
+    0x83, 0xa2, 'o', 'p', 0xa8, 'r', 'e', 's', 'p', 'o', 'n', 's', 'e',
+    0xa7, 'e', 'n', 'v', 'i', 'r', 'o', 'n', 0x01,
+    0xa6, 'r', 'e', 's', 'u', 'l', 't', 0x83,
+      0xa1, 'a', 0x01,
+      0xa7, 'e', 'n', 'v', 'i', 'r', 'o', 'n', 0x82, 0xa1, 'X', 0xa1, 'y',
+        0xa1, 'Z', 0x92, 0x01, 0xcb, 0x40, 0x04, 0, 0, 0, 0, 0, 0,
+      0xa1, 'b', 0x02,
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) all = bf_msgpack_decode (msg, sizeof msg, &error);
+  g_autoptr(GVariant) dropped = NULL;
+  g_autoptr(GVariant) result = NULL;
+  g_autoptr(GVariant) top = NULL;
+  guint8 bad[sizeof msg];
+
+  g_assert_no_error (error);
+  result = g_variant_lookup_value (all, "result", NULL);
+  g_assert_nonnull (g_variant_lookup_value (result, "environ", NULL));
+  g_clear_pointer (&result, g_variant_unref);
+
+  dropped = bf_msgpack_decode_dropping (msg, sizeof msg, "environ", &error);
+  g_assert_no_error (error);
+  result = g_variant_lookup_value (dropped, "result", G_VARIANT_TYPE_VARDICT);
+  g_assert_nonnull (result);
+  g_assert_cmpuint (g_variant_n_children (result), ==, 2);
+  g_assert_null (g_variant_lookup_value (result, "environ", NULL));
+  g_assert_true (g_variant_lookup (result, "b", "x", NULL));
+  /* at the top level it stays */
+  top = g_variant_lookup_value (dropped, "environ", NULL);
+  g_assert_nonnull (top);
+
+  /* a skipped value is still checked: an ext type inside it ... */
+  memcpy (bad, msg, sizeof msg);
+  bad[44] = 0xd4;
+  g_clear_pointer (&dropped, g_variant_unref);
+  dropped = bf_msgpack_decode_dropping (bad, sizeof bad, "environ", &error);
+  g_assert_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_INVALID);
+  g_assert_null (dropped);
+  g_clear_error (&error);
+  /* ... or a value cut short */
+  dropped = bf_msgpack_decode_dropping (msg, 50, "environ", &error);
+  g_assert_error (error, BF_MSGPACK_ERROR, BF_MSGPACK_ERROR_TRUNCATED);
+  g_assert_null (dropped);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1139,6 +1192,7 @@ main (int    argc,
   g_test_add_func ("/msgpack/encode/to-appends", test_encode_to_appends);
   g_test_add_func ("/msgpack/roundtrip/protocol", test_roundtrip_protocol);
   g_test_add_func ("/msgpack/roundtrip/types", test_roundtrip_types);
+  g_test_add_func ("/msgpack/decode/dropping", test_decode_dropping);
 
   return g_test_run ();
 }
