@@ -302,6 +302,18 @@ apply_pools (BfManager *self,
     }
 }
 
+/* The daemon is exiting: no spares are kept or started any more. */
+static void
+clear_pools (BfManager *self)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, self->pools);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    bf_pool_clear (value);
+}
+
 /* Workers ------------------------------------------------------------------- */
 
 static void
@@ -1876,6 +1888,7 @@ bf_manager_shutdown_async (BfManager           *self,
   g_task_set_source_tag (task, bf_manager_shutdown_async);
   g_task_set_task_data (task, d, g_free);
   stop_engine_scans (self);
+  clear_pools (self);
   d->remaining = 1;
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
@@ -1912,6 +1925,7 @@ bf_manager_keep_instances (BfManager *self)
   gpointer value;
 
   stop_engine_scans (self);
+  clear_pools (self);
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     if (bf_worker_get_latent (value) != NULL)
@@ -1985,12 +1999,7 @@ bf_manager_dispose (GObject *object)
   disconnect_workers (self, self->retiring);
   if (self->pools)
     {
-      GHashTableIter iter;
-      gpointer value;
-
-      g_hash_table_iter_init (&iter, self->pools);
-      while (g_hash_table_iter_next (&iter, NULL, &value))
-        bf_pool_clear (value);
+      clear_pools (self);
       g_clear_pointer (&self->pools, g_hash_table_unref);
     }
   g_clear_pointer (&self->workers, g_hash_table_unref);

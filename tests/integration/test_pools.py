@@ -235,6 +235,18 @@ class LimitTest(PoolTestCase):
         self.assertIn('MaxInstances', msg)
         self.assertEqual(self.engine_instances(), {'cloud-01'})
 
+    def test_shutdown_leaves_no_instance(self):
+        # Stopping the spares at exit must not make the pool start others.
+        self.write_config(self.daemon_section() + self.pool(3, MinIdle='2'))
+        self.start_daemon()
+        members = names('cloud-%02d', 3)
+        self.wait_until(lambda: len(self.idle_attached(members)) == 2, 90, 'two spares')
+        started = len(self.starts())
+        self.assertEqual(self.stop_daemon(), 0)
+        self.wait_until(lambda: not self.engine_instances(), 30, 'every instance stopped')
+        self.stays(lambda: not self.engine_instances(), 2, 'nothing started after the exit')
+        self.assertEqual(len(self.starts()), started, self.engine_lines())
+
 
 class ReloadTest(PoolTestCase):
     def test_reload_shrinks_idle_first(self):
