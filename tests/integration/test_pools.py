@@ -168,6 +168,9 @@ class SpareTest(PoolTestCase):
                         len(self.idle_attached(members)) == 2, 60, 'back to two spares')
         self.stays(lambda: len(self.engine_instances()) == 2, 2.5, 'two spares stay')
 
+
+
+class FreshInstanceTest(PoolTestCase):
     def test_max_builds_per_instance_gives_fresh_instances(self):
         members = names('cloud-%02d', 2)
         self.write_config(self.daemon_section() +
@@ -235,6 +238,9 @@ class LimitTest(PoolTestCase):
         self.assertIn('MaxInstances', msg)
         self.assertEqual(self.engine_instances(), {'cloud-01'})
 
+
+
+class ShutdownTest(PoolTestCase):
     def test_shutdown_leaves_no_instance(self):
         # Stopping the spares at exit must not make the pool start others.
         self.write_config(self.daemon_section() + self.pool(3, MinIdle='2'))
