@@ -262,6 +262,8 @@ add_pool (BfManager    *self,
   g_autoptr(BfDBusObjectSkeleton) object = bf_dbus_object_skeleton_new (path);
 
   g_signal_connect_object (pool, "changed", G_CALLBACK (pool_changed_cb), self, 0);
+  if (self->master || self->pb_master)
+    bf_pool_start (pool);     /* added by a reload */
   g_hash_table_insert (self->pools, g_strdup (pc->name), pool);
   bf_dbus_object_skeleton_set_pool (object, BF_DBUS_POOL (pool));
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
@@ -300,6 +302,19 @@ apply_pools (BfManager *self,
       g_dbus_object_manager_server_unexport (self->object_manager, path);
       g_hash_table_iter_remove (&iter);
     }
+}
+
+/* The daemon listens (instances can connect) and instances left by an
+ * earlier daemon are known: pools may start spares. */
+static void
+start_pools (BfManager *self)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, self->pools);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    bf_pool_start (value);
 }
 
 /* The daemon is exiting: no spares are kept or started any more. */
@@ -1055,6 +1070,7 @@ bf_manager_start_listening (BfManager  *self,
       }
   reconcile_instances (self);
   scan_engines (self);
+  start_pools (self);
   schedule_dispatch (self);
   return TRUE;
 }
