@@ -304,29 +304,19 @@ apply_pools (BfManager *self,
     }
 }
 
-/* The daemon listens (instances can connect) and instances left by an
- * earlier daemon are known: pools may start spares. */
+/* Calls @func on every pool: bf_pool_start() once the daemon listens (and
+ * instances left by an earlier daemon are known), bf_pool_clear() when it
+ * exits (no spares are kept or started any more). */
 static void
-start_pools (BfManager *self)
+for_each_pool (BfManager *self,
+               void     (*func) (BfPool *pool))
 {
   GHashTableIter iter;
   gpointer value;
 
   g_hash_table_iter_init (&iter, self->pools);
   while (g_hash_table_iter_next (&iter, NULL, &value))
-    bf_pool_start (value);
-}
-
-/* The daemon is exiting: no spares are kept or started any more. */
-static void
-clear_pools (BfManager *self)
-{
-  GHashTableIter iter;
-  gpointer value;
-
-  g_hash_table_iter_init (&iter, self->pools);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    bf_pool_clear (value);
+    func (value);
 }
 
 /* Workers ------------------------------------------------------------------- */
@@ -1070,7 +1060,7 @@ bf_manager_start_listening (BfManager  *self,
       }
   reconcile_instances (self);
   scan_engines (self);
-  start_pools (self);
+  for_each_pool (self, bf_pool_start);
   schedule_dispatch (self);
   return TRUE;
 }
@@ -1904,7 +1894,7 @@ bf_manager_shutdown_async (BfManager           *self,
   g_task_set_source_tag (task, bf_manager_shutdown_async);
   g_task_set_task_data (task, d, g_free);
   stop_engine_scans (self);
-  clear_pools (self);
+  for_each_pool (self, bf_pool_clear);
   d->remaining = 1;
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
@@ -1941,7 +1931,7 @@ bf_manager_keep_instances (BfManager *self)
   gpointer value;
 
   stop_engine_scans (self);
-  clear_pools (self);
+  for_each_pool (self, bf_pool_clear);
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     if (bf_worker_get_latent (value) != NULL)
@@ -2015,7 +2005,7 @@ bf_manager_dispose (GObject *object)
   disconnect_workers (self, self->retiring);
   if (self->pools)
     {
-      clear_pools (self);
+      for_each_pool (self, bf_pool_clear);
       g_clear_pointer (&self->pools, g_hash_table_unref);
     }
   g_clear_pointer (&self->workers, g_hash_table_unref);
