@@ -46,7 +46,7 @@ struct _BfBuild
 
 enum {
   SIGNAL_PREPARED,
-  SIGNAL_FINISHED_INTERNAL,
+  SIGNAL_ENDED,
   N_SIGNALS
 };
 
@@ -156,7 +156,7 @@ bf_build_finish (BfBuild    *self,
                     "MESSAGE", "Build %s for builder %s finished: %s", self->path,
                     bf_build_get_builder (self), result);
   bf_dbus_build_emit_finished (iface (self), result);
-  g_signal_emit (self, signals[SIGNAL_FINISHED_INTERNAL], 0, result);
+  g_signal_emit (self, signals[SIGNAL_ENDED], 0, result);
 }
 
 static void
@@ -589,7 +589,9 @@ bf_build_class_init (BfBuildClass *klass)
   signals[SIGNAL_PREPARED] =
     g_signal_new ("prepared", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_BOOLEAN, G_TYPE_STRING);
-  signals[SIGNAL_FINISHED_INTERNAL] =
+  /* (const char *result) once, when the build ends.  Not "finished":
+   * that is the D-Bus interface's signal on this object. */
+  signals[SIGNAL_ENDED] =
     g_signal_new ("ended", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
 }

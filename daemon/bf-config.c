@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bf-config.h"
+#include "bf-unit-name.h"
 
 #define MAX_FILE_SIZE (16 * 1024 * 1024)
 #define MAX_PASSWORD_LEN 1024
@@ -1208,6 +1209,7 @@ parse_latent_keys (Parser          *p,
                    GError         **error)
 {
   g_autofree char *protocol = get_string (p, group, "Protocol", FALSE);
+  g_autofree char *why = NULL;
   gint64 wait = 0, subst = 0;
 
   if (protocol == NULL || *protocol == '\0')
@@ -1250,6 +1252,11 @@ parse_latent_keys (Parser          *p,
     }
   if (wc->latent == BF_LATENT_SYSTEMD && wc->unit == NULL)
     wc->unit = g_strdup ("buildbot-worker@%n.service");
+  if (wc->latent == BF_LATENT_SYSTEMD && !bf_unit_template_is_valid (wc->unit, wc->name, &why))
+    {
+      set_error (error, p, group, "Unit", "%s", why);
+      return FALSE;
+    }
 
   if (!get_duration (p, group, "BuildWaitTimeout", TRUE, 600 * G_USEC_PER_SEC, &wait, error))
     return FALSE;
@@ -1434,9 +1441,12 @@ parse_docker_keys (Parser         *p,
         return FALSE;
       }
 
+  /* Command= with nothing after it: the image's own command. */
   command = get_string (p, group, "Command", FALSE);
-  if (command != NULL && *command != '\0' &&
-      !g_shell_parse_argv (command, NULL, &wc->command, &local_error))
+  if (command != NULL && *command == '\0')
+    wc->command = g_new0 (char *, 1);
+  else if (command != NULL &&
+           !g_shell_parse_argv (command, NULL, &wc->command, &local_error))
     {
       set_error (error, p, group, "Command", "cannot be split into words: %s", local_error->message);
       return FALSE;

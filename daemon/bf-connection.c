@@ -17,7 +17,7 @@
  * for two intervals closes it too.  Every interval and deadline here runs on
  * the monotonic clock: a wall clock stepped by NTP or a resumed VM neither
  * drops healthy workers nor keeps dead ones.  The wall clock only stamps
- * what is published (bf_connection_get_last_rx_usec()).
+ * what is published (bf_worker_link_get_last_rx_usec()).
  *
  * Every request we send has a deadline (DEFAULT_REQUEST_TIMEOUT_USEC unless
  * the caller gives one) and at most MAX_PENDING_REQUESTS may be unanswered
@@ -60,7 +60,7 @@ struct _BfConnection
 
   gboolean closed;
   gint64 next_seq;
-  GHashTable *pending;            /* seq (gint64*) -> Pending* */
+  GHashTable *pending;            /* seq (gint64*) -> Pending*; NULL while none is */
   GHashTable *commands;           /* command_id -> CommandSink*: ours, running; NULL until the first */
   BfWorkerInfo *info;             /* NULL until attached */
 
@@ -126,18 +126,37 @@ pending_free (Pending *p)
   g_free (p);
 }
 
+/* Like the table of commands, the table of requests in flight exists only
+ * while one is: an attached worker is asked something once a keepalive
+ * interval, and 10,000 idle connections would each keep an empty table. */
+static guint
+n_pending (BfConnection *self)
+{
+  return self->pending != NULL ? g_hash_table_size (self->pending) : 0;
+}
+
+static void
+forget_pending (BfConnection *self,
+                gint64        seq)
+{
+  g_hash_table_steal (self->pending, &seq);
+  if (g_hash_table_size (self->pending) == 0)
+    g_clear_pointer (&self->pending, g_hash_table_unref);
+}
+
 static void
 fail_all_pending (BfConnection *self,
                   const char   *reason)
 {
   g_autoptr(GList) values = NULL;
 
-  if (g_hash_table_size (self->pending) == 0)
+  if (n_pending (self) == 0)
     return;
 
   /* Steal the whole table first: a callback may issue new requests. */
   values = g_hash_table_get_values (self->pending);
   g_hash_table_steal_all (self->pending);
+  g_clear_pointer (&self->pending, g_hash_table_unref);
   for (GList *l = values; l; l = l->next)
     {
       Pending *p = l->data;
@@ -260,7 +279,7 @@ request_timeout_cb (gpointer data)
   Pending *p = data;
   BfConnection *self = p->self;
 
-  g_hash_table_steal (self->pending, &p->seq);
+  forget_pending (self, p->seq);
   g_task_return_new_error (p->task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                            "worker %s did not answer %s in time", self->worker_name, p->op);
   pending_free (p);
@@ -303,10 +322,10 @@ bf_connection_request_async (BfConnection        *self,
       return;
     }
 
-  if (g_hash_table_size (self->pending) >= MAX_PENDING_REQUESTS)
+  if (n_pending (self) >= MAX_PENDING_REQUESTS)
     {
       protocol_error (self, "%u requests left unanswered; the worker does not keep up",
-                      g_hash_table_size (self->pending));
+                      n_pending (self));
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
                                "worker %s is not connected", self->worker_name);
       return;
@@ -319,6 +338,8 @@ bf_connection_request_async (BfConnection        *self,
   p->op = g_strdup (op);
   bf_timer_start (&p->timer, timeout_usec > 0 ? timeout_usec : DEFAULT_REQUEST_TIMEOUT_USEC,
                   request_timeout_cb, p);
+  if (self->pending == NULL)
+    self->pending = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) pending_free);
   g_hash_table_insert (self->pending, &p->seq, p);
 
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
@@ -375,7 +396,7 @@ handle_response (BfConnection *self,
       protocol_error (self, "response to request %" G_GINT64_FORMAT ", which was never sent", seq);
       return;
     }
-  p = g_hash_table_lookup (self->pending, &seq);
+  p = self->pending != NULL ? g_hash_table_lookup (self->pending, &seq) : NULL;
   if (p == NULL)
     {
       /* Answered after its timeout: nobody is waiting any more. */
@@ -383,7 +404,7 @@ handle_response (BfConnection *self,
                        seq, self->worker_name);
       return;
     }
-  g_hash_table_steal (self->pending, &seq);
+  forget_pending (self, seq);
 
   if (exc != NULL && g_variant_get_boolean (exc))
     {
@@ -1032,7 +1053,7 @@ attach_request (BfConnection *self,
  *
  * Runs Buildbot's attach sequence: print, get_worker_info and
  * set_worker_settings, pipelined.  Completes once all three are answered;
- * bf_connection_get_info() then holds what the worker reported.
+ * bf_worker_link_get_info() then holds what the worker reported.
  */
 void
 bf_connection_attach_async (BfConnection        *self,
@@ -1115,7 +1136,6 @@ bf_connection_class_init (BfConnectionClass *klass)
 static void
 bf_connection_init (BfConnection *self)
 {
-  self->pending = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) pending_free);
   bf_token_bucket_init (&self->flood, FLOOD_BURST);
   self->last_rx_mono = self->flood.stamp;
 }
@@ -1136,18 +1156,6 @@ bf_connection_new (BfWebsocket              *ws,
 
   bf_websocket_set_handler (ws, &ws_handler, self, limits->max_message_size);
   return self;
-}
-
-const char *
-bf_connection_get_worker_name (BfConnection *self)
-{
-  return self->worker_name;
-}
-
-const char *
-bf_connection_get_peer (BfConnection *self)
-{
-  return self->peer;
 }
 
 static const char *

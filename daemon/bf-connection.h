@@ -28,8 +28,6 @@ BfConnection *bf_connection_new                (BfWebsocket              *ws,
                                                 const char               *worker_name,
                                                 const char               *peer,
                                                 const BfConnectionLimits *limits);
-const char   *bf_connection_get_worker_name    (BfConnection             *self);
-const char   *bf_connection_get_peer           (BfConnection             *self);
 void          bf_connection_set_keepalive      (BfConnection             *self,
                                                 guint64                   interval_usec);
 

@@ -47,6 +47,7 @@
 
 #define LISTEN_BACKLOG 4096
 #define ACCEPT_BATCH 256
+#define ACCEPT_BUDGET_USEC 2000
 #define HANDSHAKE_TIMEOUT_USEC (10 * G_USEC_PER_SEC)
 /* PB: the dialect, the version, login and respond, two round trips */
 #define PB_LOGIN_TIMEOUT_USEC (30 * G_USEC_PER_SEC)
@@ -623,8 +624,11 @@ accept_cb (GSocket      *socket,
   Endpoint *e = user_data;
   BfListener *self = e->listener;
   int lfd = g_socket_get_fd (socket);
+  /* Bounded in time as well (bf-poller.c): the rest waits in the backlog
+   * while the main loop answers D-Bus. */
+  gint64 until = g_get_monotonic_time () + ACCEPT_BUDGET_USEC;
 
-  for (guint i = 0; i < ACCEPT_BATCH; i++)
+  for (guint i = 0; i < ACCEPT_BATCH && g_get_monotonic_time () < until; i++)
     {
       struct sockaddr_storage ss;
       socklen_t sslen = sizeof ss;

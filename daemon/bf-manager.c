@@ -57,7 +57,9 @@ struct _BfManager
 {
   BfDBusManagerSkeleton parent_instance;
 
-  BfConfig *config;
+  BfConfig *config;             /* in force: the last one read in full */
+  BfConfig *boot_config;        /* the one the daemon started with: Listen, TLS and
+                                 * StateDirectory stay as it says until a restart */
   gboolean session_bus;
   BfState *state;
   BfMailer *mailer;
@@ -219,7 +221,7 @@ worker_active_builds_changed_cb (BfWorker  *worker,
 
   bf_dbus_manager_set_builds_active (iface (self), (guint) ((int) n + delta));
   schedule_status (self);
-  if (delta <= 0)
+  if (delta < 0)
     schedule_dispatch (self);
   if (g_hash_table_lookup (self->retiring, bf_worker_get_name (worker)) == worker)
     retire_if_idle (self, worker);
@@ -319,6 +321,13 @@ for_each_pool (BfManager *self,
     func (value);
 }
 
+static void
+worker_availability_changed_cb (BfWorker  *worker,
+                                BfManager *self)
+{
+  schedule_dispatch (self);
+}
+
 /* Workers ------------------------------------------------------------------- */
 
 static void
@@ -351,11 +360,12 @@ add_worker (BfManager      *self,
   g_signal_connect (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self);
   g_signal_connect (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self);
   g_signal_connect (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self);
+  g_signal_connect (worker, "availability-changed", G_CALLBACK (worker_availability_changed_cb), self);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
   if (bf_worker_get_latent (worker) && (self->master || self->pb_master))
     {
-      bf_latent_set_master (bf_worker_get_latent (worker), self->master, self->config->tls_certificate);
+      bf_latent_set_master (bf_worker_get_latent (worker), self->master, self->boot_config->tls_certificate);
       bf_latent_set_pb_master (bf_worker_get_latent (worker), self->pb_master);
     }
   g_hash_table_insert (self->workers, g_strdup (wc->name), worker);
@@ -424,18 +434,15 @@ apply_config (BfManager *self,
   gpointer value;
   guint added = 0, updated = 0;
 
-  if (!g_strv_equal ((const char * const *) config->listen, (const char * const *) self->config->listen) ||
-      g_strcmp0 (config->tls_certificate, self->config->tls_certificate) != 0 ||
-      g_strcmp0 (config->tls_private_key, self->config->tls_private_key) != 0)
+  if (!g_strv_equal ((const char * const *) config->listen, (const char * const *) self->boot_config->listen) ||
+      g_strcmp0 (config->tls_certificate, self->boot_config->tls_certificate) != 0 ||
+      g_strcmp0 (config->tls_private_key, self->boot_config->tls_private_key) != 0)
     g_warning ("Reload: changes to Listen, TlsCertificate and TlsPrivateKey take effect when the daemon restarts");
-  if (g_strcmp0 (config->state_directory, self->config->state_directory) != 0)
+  if (g_strcmp0 (config->state_directory, self->boot_config->state_directory) != 0)
     g_warning ("Reload: a new StateDirectory takes effect when the daemon restarts");
 
   old = g_steal_pointer (&self->config);
   self->config = bf_config_ref (config);
-  /* Keep what cannot change without a restart. */
-  g_free (self->config->state_directory);
-  self->config->state_directory = g_strdup (old->state_directory);
   apply_daemon_config (self);
   apply_pools (self, config);
 
@@ -836,8 +843,12 @@ reconcile_instances (BfManager *self)
           !g_str_equal (record->driver, bf_latent_kind_to_string (bf_worker_get_config (worker)->latent)))
         {
           g_warning ("An instance of worker %s (%s driver, %s) was left running by an earlier daemon, "
-                     "and the worker is no longer configured with that driver: stop it by hand",
-                     (char *) key, record->driver, record->id);
+                     "and the worker is no longer configured with that driver: %s",
+                     (char *) key, record->driver, record->id,
+                     g_str_equal (record->driver, bf_latent_kind_to_string (BF_LATENT_DOCKER))
+                       ? "the engine scan stops it if a Latent=docker worker still uses its engine, "
+                         "else stop it by hand"
+                       : "stop it by hand");
           g_ptr_array_add (gone, g_strdup (key));
           continue;
         }
@@ -1035,17 +1046,17 @@ bf_manager_start_listening (BfManager  *self,
   GHashTableIter iter;
   gpointer value;
 
-  if (!bf_listener_start (self->listener, self->config, error))
+  if (!bf_listener_start (self->listener, self->boot_config, error))
     return FALSE;
   endpoints = bf_listener_get_endpoints (self->listener);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) endpoints);
   pb_endpoints = bf_listener_get_pb_endpoints (self->listener);
   bf_dbus_manager_set_listen_pb (iface (self), (const char * const *) pb_endpoints);
   for (guint i = 0; pb_endpoints[i]; i++)
-    g_message ("Listening for PB workers on %s%s", pb_endpoints[i], self->config->tls_certificate ? " (TLS)" : "");
+    g_message ("Listening for PB workers on %s%s", pb_endpoints[i], self->boot_config->tls_certificate ? " (TLS)" : "");
   for (guint i = 0; endpoints[i]; i++)
     g_message ("Listening for workers on %s%s", endpoints[i],
-               self->config->tls_certificate ? " (TLS)" : "");
+               self->boot_config->tls_certificate ? " (TLS)" : "");
   g_free (self->master);
   self->master = endpoints[0] ? local_endpoint (endpoints[0]) : NULL;
   g_free (self->pb_master);
@@ -1055,7 +1066,7 @@ bf_manager_start_listening (BfManager  *self,
   while (g_hash_table_iter_next (&iter, NULL, &value))
     if (bf_worker_get_latent (value))
       {
-        bf_latent_set_master (bf_worker_get_latent (value), self->master, self->config->tls_certificate);
+        bf_latent_set_master (bf_worker_get_latent (value), self->master, self->boot_config->tls_certificate);
         bf_latent_set_pb_master (bf_worker_get_latent (value), self->pb_master);
       }
   reconcile_instances (self);
@@ -2026,6 +2037,7 @@ bf_manager_finalize (GObject *object)
   BfManager *self = BF_MANAGER (object);
 
   g_clear_pointer (&self->config, bf_config_unref);
+  g_clear_pointer (&self->boot_config, bf_config_unref);
   g_clear_object (&self->bus);
   g_free (self->master);
   g_free (self->pb_master);
@@ -2090,6 +2102,7 @@ bf_manager_new (BfConfig *config,
   BfManager *self = g_object_new (BF_TYPE_MANAGER, NULL);
 
   self->config = bf_config_ref (config);
+  self->boot_config = bf_config_ref (config);
   self->session_bus = session_bus;
   self->state = bf_state_new (config->state_directory);
   bf_state_load (self->state);

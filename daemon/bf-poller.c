@@ -24,6 +24,11 @@
 #include "bf-poller.h"
 
 #define MAX_EVENTS 256
+/* One dispatch handles ready sockets for at most this long; the rest are
+ * reported again by the next epoll_wait() (level-triggered), after the
+ * main loop has run what else is due -- a D-Bus call waits at most about
+ * this long behind an attach storm, not 256 attaches. */
+#define DISPATCH_BUDGET_USEC 2000
 
 struct _BfPollerWatch
 {
@@ -78,6 +83,7 @@ poller_dispatch (GSource     *source,
 {
   PollerSource *p = (PollerSource *) source;
   struct epoll_event events[MAX_EVENTS];
+  gint64 until = g_get_monotonic_time () + DISPATCH_BUDGET_USEC;
   int n;
 
   n = epoll_wait (p->epfd, events, MAX_EVENTS, 0);
@@ -91,6 +97,8 @@ poller_dispatch (GSource     *source,
 
       if (!w->dead)
         w->func (w->fd, from_epoll (events[i].events), w->user_data);
+      if (g_get_monotonic_time () >= until)
+        break;
     }
   p->dispatching = FALSE;
   g_ptr_array_set_size (p->graveyard, 0);

@@ -44,7 +44,7 @@ struct _BfState
   char *directory;
   char *path;
   char *daemon_id;        /* see bf_state_get_daemon_id() */
-  GHashTable *workers;    /* name -> BfWorkerState* */
+  GHashTable *workers;    /* name -> BfWorkerRecord* */
   GHashTable *instances;  /* name -> BfInstanceRecord* */
   guint write_source_id;
   gboolean writing;       /* a write runs in a thread */
@@ -57,7 +57,7 @@ struct _BfState
 G_DEFINE_FINAL_TYPE (BfState, bf_state, G_TYPE_OBJECT)
 
 void
-bf_worker_state_clear (BfWorkerState *ws)
+bf_worker_record_clear (BfWorkerRecord *ws)
 {
   g_clear_pointer (&ws->pause_reason, g_free);
   g_clear_pointer (&ws->paused_by, g_free);
@@ -75,9 +75,9 @@ bf_instance_record_free (BfInstanceRecord *record)
 }
 
 static void
-worker_state_free (BfWorkerState *ws)
+worker_record_free (BfWorkerRecord *ws)
 {
-  bf_worker_state_clear (ws);
+  bf_worker_record_clear (ws);
   g_free (ws);
 }
 
@@ -108,7 +108,7 @@ static void
 bf_state_init (BfState *self)
 {
   self->workers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                         (GDestroyNotify) worker_state_free);
+                                         (GDestroyNotify) worker_record_free);
   self->instances = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                            (GDestroyNotify) bf_instance_record_free);
   self->waiting = g_ptr_array_new_with_free_func (g_object_unref);
@@ -406,7 +406,7 @@ bf_state_load (BfState *self)
   groups = g_key_file_get_groups (kf, NULL);
   for (guint i = 0; groups[i]; i++)
     {
-      BfWorkerState *ws;
+      BfWorkerRecord *ws;
       const char *name;
 
       if (g_str_has_prefix (groups[i], "Instance "))
@@ -424,7 +424,7 @@ bf_state_load (BfState *self)
       if (!g_str_has_prefix (groups[i], "Worker "))
         continue;
       name = groups[i] + strlen ("Worker ");
-      ws = g_new0 (BfWorkerState, 1);
+      ws = g_new0 (BfWorkerRecord, 1);
       ws->graceful = get_boolean (kf, groups[i], "Graceful", dropped);
       ws->paused = get_boolean (kf, groups[i], "Paused", dropped);
       ws->pause_reason = get_string (kf, groups[i], "PauseReason", dropped);
@@ -453,9 +453,9 @@ bf_state_load (BfState *self)
 gboolean
 bf_state_get_worker (BfState       *self,
                      const char    *name,
-                     BfWorkerState *out)
+                     BfWorkerRecord *out)
 {
-  BfWorkerState *ws = g_hash_table_lookup (self->workers, name);
+  BfWorkerRecord *ws = g_hash_table_lookup (self->workers, name);
 
   if (ws == NULL)
     return FALSE;
@@ -490,9 +490,9 @@ schedule_write (BfState *self)
 void
 bf_state_set_worker (BfState             *self,
                      const char          *name,
-                     const BfWorkerState *ws)
+                     const BfWorkerRecord *ws)
 {
-  BfWorkerState *copy = g_new0 (BfWorkerState, 1);
+  BfWorkerRecord *copy = g_new0 (BfWorkerRecord, 1);
 
   *copy = *ws;
   copy->pause_reason = g_strdup (ws->pause_reason);
@@ -514,12 +514,12 @@ bf_state_set_worker (BfState             *self,
 void
 bf_state_save_worker_async (BfState             *self,
                             const char          *name,
-                            const BfWorkerState *ws,
+                            const BfWorkerRecord *ws,
                             GAsyncReadyCallback  callback,
                             gpointer             user_data)
 {
   GTask *task = g_task_new (self, NULL, callback, user_data);
-  BfWorkerState *copy = g_new0 (BfWorkerState, 1);
+  BfWorkerRecord *copy = g_new0 (BfWorkerRecord, 1);
 
   g_task_set_source_tag (task, bf_state_save_worker_async);
   *copy = *ws;
@@ -557,7 +557,7 @@ serialize (BfState *self)
   names = g_list_sort (names, (GCompareFunc) g_strcmp0);
   for (GList *l = names; l; l = l->next)
     {
-      BfWorkerState *ws = g_hash_table_lookup (self->workers, l->data);
+      BfWorkerRecord *ws = g_hash_table_lookup (self->workers, l->data);
       g_autoptr(GKeyFile) one = g_key_file_new ();
       g_autofree char *group = g_strconcat ("Worker ", (char *) l->data, NULL);
       g_autofree char *text = NULL;

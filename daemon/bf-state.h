@@ -9,7 +9,7 @@
 G_BEGIN_DECLS
 
 /**
- * BfWorkerState:
+ * BfWorkerRecord:
  *
  * What the daemon remembers of a worker between runs.
  */
@@ -22,9 +22,9 @@ typedef struct {
   guint64 last_seen_usec;           /* last attach or detach */
   guint64 disconnected_since_usec;  /* 0 while connected */
   gboolean missing_notified;        /* Missing already raised for this incident */
-} BfWorkerState;
+} BfWorkerRecord;
 
-void bf_worker_state_clear (BfWorkerState *ws);
+void bf_worker_record_clear (BfWorkerRecord *ws);
 
 /**
  * BfInstanceRecord:
@@ -49,13 +49,13 @@ const char *bf_state_get_daemon_id (BfState             *self);
 void        bf_state_load          (BfState             *self);
 gboolean    bf_state_get_worker    (BfState             *self,
                                     const char          *name,
-                                    BfWorkerState       *out);
+                                    BfWorkerRecord      *out);
 void        bf_state_set_worker    (BfState             *self,
                                     const char          *name,
-                                    const BfWorkerState *ws);
+                                    const BfWorkerRecord *ws);
 void        bf_state_save_worker_async  (BfState             *self,
                                          const char          *name,
-                                         const BfWorkerState *ws,
+                                         const BfWorkerRecord *ws,
                                          GAsyncReadyCallback  callback,
                                          gpointer             user_data);
 gboolean    bf_state_save_worker_finish (BfState             *self,

@@ -1,12 +1,12 @@
 /* bf-websocket.c: the server side of one worker's WebSocket (RFC 6455)
  *
  * Workers speak msgpack in binary WebSocket messages after an HTTP/1.1
- * upgrade with Basic credentials.  libsoup's server did this before; at
- * fleet scale it cost about 8 KB and four main-loop sources per worker
- * (a receive buffer kept at the largest message seen, stream wrappers,
- * signal closures), and every source added or removed walks GLib 2.74's
- * list of all polled descriptors.  Here a plain connection is a socket in
- * the daemon's epoll set (bf-poller.c) and a small struct:
+ * upgrade with Basic credentials.  No main-loop source per connection
+ * (GLib walks its list of all polled descriptors whenever one is added or
+ * removed) and no per-worker buffers kept at their high-water mark: a
+ * plain connection is a socket in the daemon's epoll set (bf-poller.c) and
+ * a small struct (why libsoup's server was replaced, with its figures:
+ * tests/bench/README.md):
  *
  *  - input is read into one buffer shared by every connection; only a
  *    frame split across reads is copied to a per-connection buffer, and
@@ -38,7 +38,7 @@
  *  - the connection is created without a certificate database: the server
  *    never verifies client certificates, and with the default database
  *    glib-networking loads the whole system CA store into every connection
- *    (3.7 MB each);
+ *    (megabytes each; tests/bench/README.md);
  *  - the handshake deadline (bf_websocket_handshake()) covers the wait for
  *    the ClientHello, the queue and the TLS handshake.
  *

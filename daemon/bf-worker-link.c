@@ -466,6 +466,44 @@ bounded_info (GVariant *reply,
  * environment (it can hold secrets), strips admin and host (read from
  * info/ files, trailing newline and all).
  */
+/* Every worker of one buildbot-worker version reports the same commands:
+ * they are kept once, not a few hundred bytes per attached worker.  At
+ * most SHARED_COMMANDS_MAX different sets are remembered (a fleet has a
+ * handful of versions; a peer that invents new ones gets its own copy). */
+#define SHARED_COMMANDS_MAX 32
+
+static guint
+serialised_hash (gconstpointer v)
+{
+  const guint8 *data = g_variant_get_data ((GVariant *) v);
+  gsize n = g_variant_get_size ((GVariant *) v);
+  guint h = 5381;
+
+  for (gsize i = 0; i < n; i++)
+    h = h * 33 + data[i];
+  return h;
+}
+
+static GVariant *
+share_commands (GVariant *commands)
+{
+  static GHashTable *shared;   /* GVariant a{ss} (owned), in normal form */
+  GVariant *known;
+
+  if (shared == NULL)
+    shared = g_hash_table_new_full (serialised_hash, (GEqualFunc) g_variant_equal,
+                                    (GDestroyNotify) g_variant_unref, NULL);
+  known = g_hash_table_lookup (shared, commands);
+  if (known != NULL)
+    {
+      g_variant_unref (commands);
+      return g_variant_ref (known);
+    }
+  if (g_hash_table_size (shared) < SHARED_COMMANDS_MAX && g_variant_is_normal_form (commands))
+    g_hash_table_add (shared, g_variant_ref (commands));
+  return commands;
+}
+
 BfWorkerInfo *
 bf_worker_info_new_from_vardict (GVariant   *reported,
                                  const char *worker_name,
@@ -540,7 +578,7 @@ bf_worker_info_new_from_vardict (GVariant   *reported,
   info->details = g_variant_ref_sink (g_variant_builder_end (info_b));
   info->commands = cmds ? g_steal_pointer (&cmds) : g_variant_ref_sink (g_variant_new ("a{ss}", NULL));
   (void) g_variant_get_data (info->details);
-  (void) g_variant_get_data (info->commands);
+  info->commands = share_commands (info->commands);
   if (cuts.truncated > 0 || cuts.dropped > 0)
     bf_worker_message (worker_name,
                        "Worker %s from %s: its info was over buildfleetd's limits: "

@@ -100,7 +100,8 @@ enum {
   SIGNAL_CONNECTED_CHANGED,
   SIGNAL_MISSING_CHANGED,
   SIGNAL_ACTIVE_BUILDS_CHANGED,
-  SIGNAL_DETACHED_INTERNAL,
+  SIGNAL_AVAILABILITY_CHANGED,
+  SIGNAL_LOST,
   N_SIGNALS
 };
 
@@ -245,11 +246,11 @@ format_duration (guint64 usec)
  * change being saved on top (a save_state() meanwhile must not undo it). */
 static void
 fill_state (BfWorker      *self,
-            BfWorkerState *ws)
+            BfWorkerRecord *ws)
 {
   AdminOp *op = self->admin_saving ? g_queue_peek_head (&self->admin_ops) : NULL;
 
-  *ws = (BfWorkerState) {
+  *ws = (BfWorkerRecord) {
     .graceful = bf_dbus_worker_get_graceful (iface (self)),
     .paused = bf_dbus_worker_get_paused (iface (self)),
     .pause_reason = (char *) bf_dbus_worker_get_pause_reason (iface (self)),
@@ -284,7 +285,7 @@ fill_state (BfWorker      *self,
 static void
 save_state (BfWorker *self)
 {
-  BfWorkerState ws;
+  BfWorkerRecord ws;
 
   fill_state (self, &ws);
   bf_state_set_worker (self->state, bf_worker_get_name (self), &ws);
@@ -414,7 +415,7 @@ health_result (gpointer    data,
   append_details (self, body);
   mail_admins (self, subject, body->str);
   /* Pending builds: taken now, or waiting for another reason. */
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
 }
 
 static const BfHealthHost health_host = {
@@ -439,7 +440,7 @@ flap_recovered_cb (gpointer data)
   bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
   g_clear_pointer (&self->detach_times, g_array_unref);
   /* It may take builds again. */
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
   return G_SOURCE_REMOVE;
 }
 
@@ -579,7 +580,7 @@ detach (BfWorker   *self,
    * arrives. */
   g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
   bf_dbus_worker_emit_detached (iface (self), reason);
-  g_signal_emit (self, signals[SIGNAL_DETACHED_INTERNAL], 0, reason);
+  g_signal_emit (self, signals[SIGNAL_LOST], 0, reason);
   g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
   arm_missing_timer (self);
   count_detach (self);
@@ -1153,7 +1154,7 @@ quarantine_end_cb (gpointer data)
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
   bf_history_record (self->state, bf_worker_get_name (self), "quarantine-ended", NULL, NULL);
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
   return G_SOURCE_REMOVE;
 }
 
@@ -1341,7 +1342,7 @@ admin_op_apply (BfWorker *self,
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
       bf_history_record (self->state, name, "paused", op->reason, sender);
       /* Pending builds now wait for another reason: let the queue say so. */
-      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
       break;
     case ADMIN_UNPAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1352,7 +1353,7 @@ admin_op_apply (BfWorker *self,
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
       bf_history_record (self->state, name, "unpaused", NULL, sender);
-      g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
       break;
     }
 }
@@ -1395,7 +1396,7 @@ admin_next (BfWorker *self)
   while (!self->admin_saving && !g_queue_is_empty (&self->admin_ops))
     {
       AdminOp *op = g_queue_peek_head (&self->admin_ops);
-      BfWorkerState ws;
+      BfWorkerRecord ws;
 
       if (!admin_op_changes_something (self, op))
         {
@@ -1637,8 +1638,7 @@ bf_worker_finalize (GObject *object)
  * lists the fleet, so the dictionary is kept until the next change.  It is
  * kept in the form GDBus serialises fastest for the memory it costs: a
  * tree whose entries repeated across the fleet are shared (see
- * bf-shared-dict.c); GDBus's serialiser takes about 40% less time on it
- * than on a serialised dictionary. */
+ * bf-shared-dict.c; the figures are in tests/bench/README.md). */
 static void
 ensure_properties_cache (BfWorker *self)
 {
@@ -1766,11 +1766,18 @@ bf_worker_class_init (BfWorkerClass *klass)
   signals[SIGNAL_MISSING_CHANGED] =
     g_signal_new ("missing-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
-  /* delta: +1, -1, or 0 when the worker may take builds again */
+  /* (int delta): +1 when a build starts on the worker, -1 when one ends */
   signals[SIGNAL_ACTIVE_BUILDS_CHANGED] =
     g_signal_new ("active-builds-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT);
-  signals[SIGNAL_DETACHED_INTERNAL] =
+  /* Whether the worker may take a build may have changed (pause, quarantine,
+   * health, flapping, MaxBuilds): the scheduler looks at its queue again. */
+  signals[SIGNAL_AVAILABILITY_CHANGED] =
+    g_signal_new ("availability-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+  /* (const char *reason): the connection is gone, builds on it are lost.
+   * Not "detached": that is the D-Bus interface's signal on this object. */
+  signals[SIGNAL_LOST] =
     g_signal_new ("lost", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
 }
@@ -1838,7 +1845,7 @@ bf_worker_set_config (BfWorker       *self,
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
   if (old != NULL && old->max_builds != config->max_builds)
-    g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 0);
+    g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
 }
 
 /**
@@ -1856,7 +1863,7 @@ bf_worker_new (BfWorkerConfig *config,
 {
   BfWorker *self = g_object_new (BF_TYPE_WORKER, NULL);
   BfDBusWorker *w = iface (self);
-  BfWorkerState ws = { 0 };
+  BfWorkerRecord ws = { 0 };
   gboolean known;
 
   self->state = g_object_ref (state);
@@ -1885,7 +1892,7 @@ bf_worker_new (BfWorkerConfig *config,
       bf_dbus_worker_set_missing (w, ws.missing_notified);
       /* 0 means the daemon stopped while the worker was connected. */
       set_disconnected_since (self, ws.disconnected_since_usec ? ws.disconnected_since_usec : now_usec ());
-      bf_worker_state_clear (&ws);
+      bf_worker_record_clear (&ws);
     }
   else
     set_disconnected_since (self, now_usec ());

@@ -34,7 +34,10 @@ typedef struct
 {
   GtkWidget *box;
   GtkWidget *labels[N_COLS];
-  gint64     shown_usec;  /* the end of the first frame that showed it, 0 before */
+  gboolean   running;
+  /* the end of the first frame that showed it in its current state
+   * (pending, then running), 0 before */
+  gint64     shown_usec;
 } BuildRow;
 
 struct _BfBuildList
@@ -149,6 +152,13 @@ fill_row (BfBuildList *self,
       worker_name = _("pending");
     }
 
+  if (row->shown_usec == 0 || row->running != running)
+    {
+      row->running = running;
+      row->shown_usec = 0;
+      self->stamp_pending = TRUE;
+    }
+
   set_label (row->labels[COL_BUILDER], bf_build_item_get_builder (item));
   set_label (row->labels[COL_WORKER], worker_name);
   set_label (row->labels[COL_OWNER], bf_build_item_get_owner_user (item));
@@ -205,7 +215,6 @@ bf_build_list_refresh (BfBuildList *self)
       row = g_hash_table_lookup (self->rows, bf_build_item_get_path (item));
       if (row == NULL)
         {
-          self->stamp_pending = TRUE;
           row = build_row_new (self);
           g_hash_table_insert (self->rows, g_strdup (bf_build_item_get_path (item)), row);
           gtk_box_insert_child_after (GTK_BOX (self->rows_box), row->box, previous);
@@ -401,7 +410,9 @@ bf_build_list_set_worker_path (BfBuildList *self,
  * @prefix: the key file's group prefix, e.g. "build" gives "build 0"…
  *
  * Writes the labels shown, row by row, and the summary line; when each row
- * was first painted and when the last row to leave was no longer painted
+ * was first painted in its current state (a pending build that starts is
+ * painted again as running) and when the last row to leave was no longer
+ * painted
  * (CLOCK_REALTIME, like the daemon's time stamps).  For the tests.
  */
 void

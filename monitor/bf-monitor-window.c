@@ -24,6 +24,7 @@
 #include <glib/gi18n.h>
 
 #include "bf-monitor-window.h"
+#include "bf-cell-dump.h"
 #include "bf-build-list.h"
 #include "bf-builds-model.h"
 #include "bf-worker-actions.h"
@@ -929,6 +930,8 @@ bf_monitor_window_dump_state (BfMonitorWindow *self,
       g_autoptr(BfDBusWorker) worker = g_list_model_get_item (rows, i);
       dump_row (key_file, i, worker, now);
     }
+  /* ... and what their cells show, read from the widgets */
+  bf_cell_dump (self->column_view, key_file);
 
   /* The Builds view and the details pane, label by label. */
   if (self->builds_view != NULL)

@@ -9,7 +9,11 @@
  * BUILDFLEET_MASTER_URL, BUILDFLEET_MASTER and BUILDFLEET_PROTOCOL, and
  * under the names Buildbot's worker image reads (BUILDMASTER,
  * BUILDMASTER_PORT, WORKERNAME, WORKERPASS, BUILDMASTER_PROTOCOL), so an
- * engine can start that image unchanged.
+ * engine can start that image unchanged.  BUILDFLEET_DAEMON_ID, the
+ * daemon's persistent id, is there too, for both commands: a StartCommand
+ * can label what it starts with it and the worker name, and a StopCommand
+ * find it again by those labels (the stop of an instance left by an
+ * earlier daemon has the name but not the id: nothing started it here).
  * A start is bounded by the substantiation timeout, a stop by
  * STOP_TIMEOUT_USEC; a non-zero exit status fails with the tail of the
  * command's output.  Both run in a process group of their own
@@ -33,6 +37,7 @@ struct _BfCommandDriver
   char *password;
   char *master;
   char *master_url;
+  char *daemon_id;
 };
 
 G_DEFINE_FINAL_TYPE (BfCommandDriver, bf_command_driver, BF_TYPE_LATENT_DRIVER)
@@ -67,10 +72,13 @@ remember (BfCommandDriver         *self,
   self->master = g_strdup (info->master);
   g_free (self->master_url);
   self->master_url = g_strdup (info->master_url);
+  g_free (self->daemon_id);
+  self->daemon_id = g_strdup (info->daemon_id);
   self->info.name = self->name;
   self->info.password = self->password;
   self->info.master = self->master;
   self->info.master_url = self->master_url;
+  self->info.daemon_id = self->daemon_id;
   self->info.protocol = bf_latent_info_is_pb (info) ? "pb" : "msgpack";
 }
 
@@ -196,6 +204,7 @@ bf_command_driver_finalize (GObject *object)
   g_free (self->password);
   g_free (self->master);
   g_free (self->master_url);
+  g_free (self->daemon_id);
   G_OBJECT_CLASS (bf_command_driver_parent_class)->finalize (object);
 }
 

@@ -650,23 +650,28 @@ create_body (BfWorkerConfig          *config,
   for (guint i = 0; env[i]; i++)
     json_builder_add_string_value (b, env[i]);
   json_builder_end_array (b);
-  json_builder_set_member_name (b, "Cmd");
-  json_builder_begin_array (b);
-  if (config->command)
-    for (guint i = 0; config->command[i]; i++)
-      {
-        g_autofree char *word = bf_latent_expand (config->command[i], &(BfLatentStartInfo) {
-          .name = info->name, .master = info->master, .master_url = info->master_url,
-          .protocol = info->protocol });   /* no %p: the password stays in the environment */
-        json_builder_add_string_value (b, word);
-      }
-  else
+  /* An empty Command= keeps the image's own (no Cmd at all). */
+  if (config->command == NULL || config->command[0] != NULL)
     {
-      json_builder_add_string_value (b, "sh");
-      json_builder_add_string_value (b, "-c");
-      json_builder_add_string_value (b, DEFAULT_SCRIPT);
+      json_builder_set_member_name (b, "Cmd");
+      json_builder_begin_array (b);
+      for (guint i = 0; config->command && config->command[i]; i++)
+        {
+          /* No %p: the password stays in the environment. */
+          BfLatentStartInfo public_info = { .name = info->name, .master = info->master,
+                                            .master_url = info->master_url, .protocol = info->protocol };
+          g_autofree char *word = bf_latent_expand (config->command[i], &public_info);
+
+          json_builder_add_string_value (b, word);
+        }
+      if (config->command == NULL)
+        {
+          json_builder_add_string_value (b, "sh");
+          json_builder_add_string_value (b, "-c");
+          json_builder_add_string_value (b, DEFAULT_SCRIPT);
+        }
+      json_builder_end_array (b);
     }
-  json_builder_end_array (b);
   json_builder_set_member_name (b, "Labels");
   json_builder_begin_object (b);
   if (info->daemon_id)

@@ -156,14 +156,6 @@ typedef struct _BfBananaDecoder BfBananaDecoder;
 BfBananaDecoder *bf_banana_decoder_new         (BfBananaDialect  dialect);
 void             bf_banana_decoder_free        (BfBananaDecoder *decoder);
 BfBananaDialect  bf_banana_decoder_get_dialect (BfBananaDecoder *decoder);
-gboolean         bf_banana_decoder_feed        (BfBananaDecoder *decoder,
-                                                const guint8    *data,
-                                                gsize            len,
-                                                gsize           *consumed,
-                                                BfBananaValue  **expression,
-                                                GError         **error);
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfBananaDecoder, bf_banana_decoder_free)
 
 /**
  * bf_banana_decoder_feed:
@@ -184,6 +176,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfBananaDecoder, bf_banana_decoder_free)
  * Returns: %FALSE with @error set when the stream breaks a rule; the decoder
  *   then refuses every further call
  */
+gboolean         bf_banana_decoder_feed        (BfBananaDecoder *decoder,
+                                                const guint8    *data,
+                                                gsize            len,
+                                                gsize           *consumed,
+                                                BfBananaValue  **expression,
+                                                GError         **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfBananaDecoder, bf_banana_decoder_free)
 
 BfBananaValue *bf_banana_decode (const guint8    *data,
                                  gsize            len,

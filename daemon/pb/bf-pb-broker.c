@@ -106,12 +106,6 @@ bf_pb_broker_start (BfPbBroker *broker)
   send_bytes (broker, out);
 }
 
-gboolean
-bf_pb_broker_is_ready (BfPbBroker *broker)
-{
-  return broker->state == STATE_READY;
-}
-
 /**
  * bf_pb_broker_abort:
  *
@@ -583,12 +577,6 @@ bf_pb_broker_unexport (BfPbBroker *broker,
   return TRUE;
 }
 
-guint
-bf_pb_broker_n_local (BfPbBroker *broker)
-{
-  return g_hash_table_size (broker->local);
-}
-
 /* Our calls --------------------------------------------------------------------- */
 
 static gboolean
@@ -686,12 +674,6 @@ bf_pb_broker_forget_call (BfPbBroker *broker,
     g_hash_table_insert (broker->outstanding, id_new (request_id), NULL);
 }
 
-guint
-bf_pb_broker_n_outstanding (BfPbBroker *broker)
-{
-  return g_hash_table_size (broker->outstanding);
-}
-
 /* Our answers --------------------------------------------------------------------- */
 
 void
@@ -719,7 +701,7 @@ bf_pb_broker_answer (BfPbBroker   *broker,
 }
 
 /**
- * bf_pb_failure_new:
+ * bf_pb_make_failure:
  * @type: the exception's qualified Python name, e.g.
  *   "twisted.cred.error.UnauthorizedLogin" (what the peer's
  *   Failure.check() compares)

@@ -134,7 +134,6 @@ gboolean      bf_pb_broker_feed           (BfPbBroker              *broker,
                                            GError                 **error);
 void          bf_pb_broker_abort          (BfPbBroker              *broker,
                                            const gchar             *reason);
-gboolean      bf_pb_broker_is_ready       (BfPbBroker              *broker);
 
 gint64        bf_pb_broker_export         (BfPbBroker              *broker,
                                            guint                    kind,
@@ -143,7 +142,6 @@ BfJellyValue *bf_pb_broker_reference      (BfPbBroker              *broker,
                                            gint64                   object_id);
 gboolean      bf_pb_broker_unexport       (BfPbBroker              *broker,
                                            gint64                   object_id);
-guint         bf_pb_broker_n_local        (BfPbBroker              *broker);
 
 gboolean      bf_pb_broker_call           (BfPbBroker              *broker,
                                            gint64                   remote_id,
@@ -155,7 +153,6 @@ gboolean      bf_pb_broker_call           (BfPbBroker              *broker,
                                            GError                 **error);
 void          bf_pb_broker_forget_call    (BfPbBroker              *broker,
                                            gint64                   request_id);
-guint         bf_pb_broker_n_outstanding  (BfPbBroker              *broker);
 void          bf_pb_broker_answer         (BfPbBroker              *broker,
                                            gint64                   request_id,
                                            BfJellyValue            *result);

@@ -1252,12 +1252,6 @@ bf_pb_link_close (BfPbLink   *self,
   link_close (self, reason);
 }
 
-gboolean
-bf_pb_link_is_logged_in (BfPbLink *self)
-{
-  return self->login == LOGIN_DONE && !self->closed;
-}
-
 /* Closing ------------------------------------------------------------------------- */
 
 static void

@@ -48,7 +48,6 @@ BfPbLink *bf_pb_link_new   (GIOStream        *stream,
 void      bf_pb_link_start (BfPbLink         *self,
                             guint64           login_timeout_usec,
                             guint             msgpack_port);
-gboolean  bf_pb_link_is_logged_in (BfPbLink  *self);
 void      bf_pb_link_close (BfPbLink         *self,
                             const char       *reason);
 

@@ -599,7 +599,8 @@ class PodmanService:
             raise RuntimeError('listing containers: %s %r' % (status, data))
         return data
 
-    def run_container(self, name, labels=None, command=('sleep', '600')):
+    def run_container(self, name, labels=None,
+                      command=('sh', '-c', 'trap "exit 0" TERM; sleep 600 & wait')):
         """Starts a container of our own (not the daemon's); returns its id."""
         status, data = self.api('POST', '/containers/create?name=' + name, {
             'Image': self.IMAGE, 'Cmd': list(command), 'Labels': labels or {},
@@ -613,6 +614,20 @@ class PodmanService:
             raise RuntimeError('starting %s: %s %r' % (name, status, data))
         return self.api('GET', '/containers/%s/json' % name)[1]['Id']
 
+    def _processes_using_directory(self):
+        """Pids whose command line names this service's directory."""
+        found = []
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit():
+                continue
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    if self.directory.encode() in f.read():
+                        found.append(int(pid))
+            except OSError:
+                pass
+        return found
+
     def stop(self):
         if self.directory is None:
             return
@@ -624,6 +639,14 @@ class PodmanService:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        # Once more without the service: a stop it had in hand when it
+        # was told to exit may have left a container (and its conmon) behind.
+        self.podman('rm', '--all', '--force', '--time', '0', check=False)
+        # conmon runs `podman container cleanup` on this directory after a
+        # container ends: wait for those, or they make it again after rmtree.
+        deadline = time.monotonic() + 15
+        while self._processes_using_directory() and time.monotonic() < deadline:
+            time.sleep(0.1)
         if os.environ.get('BF_KEEP_TMP'):
             print('kept', self.directory, file=sys.stderr)
         else:

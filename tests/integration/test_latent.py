@@ -20,6 +20,8 @@ from bfharness import (BUILD_IFACE, FLEET_PATH, LATENT_IFACE, MANAGER_IFACE, for
                        worker_path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# python-dbusmock's systemd template, able to publish units named with '@'
+SYSTEMD_TEMPLATE = os.path.join(HERE, 'latent', 'systemd_template.py')
 START = os.path.join(HERE, 'latent', 'start-worker.sh')
 STOP = os.path.join(HERE, 'latent', 'stop-worker.sh')
 
@@ -387,7 +389,7 @@ class SystemdDriverTest(LatentTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        (cls.systemd, cls.systemd_obj) = cls.spawn_server_template('systemd', {}, stdout=subprocess.DEVNULL)
+        (cls.systemd, cls.systemd_obj) = cls.spawn_server_template(SYSTEMD_TEMPLATE, {}, stdout=subprocess.DEVNULL)
 
     @classmethod
     def tearDownClass(cls):
@@ -395,8 +397,33 @@ class SystemdDriverTest(LatentTestCase):
         cls.systemd.wait()
         super().tearDownClass()
 
+    def setUp(self):
+        super().setUp()
+        self.systemd_obj.ClearCalls()     # those of the class's earlier tests
+
+    def test_default_unit_is_a_template_instance(self):
+        # No Unit=: buildbot-worker@NAME.service, one instance of a template unit.
+        unit = 'buildbot-worker@unit-3.service'
+        self.systemd_obj.AddMockUnit(unit)
+        self.write_config(self.daemon_section() +
+                          '[Worker unit-3]\nPassword=unit-pw\nLatent=systemd\n'
+                          'Builders=b\nBuildWaitTimeout=-1\nSubstantiationTimeout=20\n' + self.protocol_key())
+        self.start_daemon()
+        results = []
+        self.substantiate_async('unit-3', results)
+        self.wait_until(lambda: any(c[1] == 'StartUnit' for c in self.systemd_obj.GetCalls()),
+                        message='StartUnit called')
+        call = [c for c in self.systemd_obj.GetCalls() if c[1] == 'StartUnit'][0]
+        self.assertEqual([str(a) for a in call[2]], [unit, 'replace'])
+        self.add_worker('unit-3', 'unit-pw').start()
+        self.wait_until(lambda: results, timeout=30, message='Substantiate answered')
+        self.assertEqual(results, ['ok'])
+        self.insubstantiate('unit-3', False)
+        stops = [c for c in self.systemd_obj.GetCalls() if c[1] == 'StopUnit']
+        self.assertEqual([str(a) for a in stops[0][2]], [unit, 'replace'])
+        self.assertEqual(self.latent_prop('unit-3', 'State'), 'not-substantiated')
+
     def test_systemd_units(self):
-        # (python-dbusmock's template cannot publish unit names with '@')
         # %r: one unit template per protocol.
         unit = 'bfworker-%s-unit-1.service' % self.protocol
         self.systemd_obj.AddMockUnit(unit)

@@ -13,6 +13,7 @@
 
 import configparser
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,13 +58,21 @@ def wait_for(condition, timeout=20.0, interval=0.1, message='condition'):
 
 
 def stays(condition, seconds, interval=0.2):
-    '''condition() holds for the whole time (checked every INTERVAL s): a negative check.'''
+    '''A negative check: condition() holds now and for @seconds; False as
+    soon as it does not.  Use as self.assertTrue(stays(...), why).'''
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while True:
         if not condition():
             return False
+        if time.monotonic() >= deadline:
+            return True
         time.sleep(interval)
-    return True
+
+
+def keyfile_unescape(value):
+    '''A GKeyFile string value as written (\\n, \\s, \\t, \\r, \\\\ escapes).'''
+    return re.sub(r'\\(.)', lambda m: {'n': '\n', 's': ' ', 't': '\t', 'r': '\r'}.get(m.group(1), m.group(1)),
+                  value)
 
 
 def free_port():
@@ -311,10 +320,29 @@ class MonitorTestCase(dbusmock.DBusTestCase):
         parser.read(path, encoding='utf-8')
         return parser
 
+    # What a row's cells show (read from the widgets) -> the key of rows().
+    CELL_KEYS = {'Worker': 'name', 'State': 'status', 'State tooltip': 'status-tooltip',
+                 'Builds': 'builds', 'Host': 'host', 'Admin': 'admin', 'Last Seen': 'last-seen'}
+
     def rows(self, dump=None):
+        '''The list as the window shows it, top to bottom: for each row on
+        screen, what its cells show, read from the cell widgets (name, status,
+        status-tooltip, builds, host, admin, last-seen), beside the model's
+        state, state-label, badges and pause-reason for that worker (shown
+        only in tooltips and the details).  A worker in the model without a
+        row on screen is not listed.'''
         dump = dump or self.dump()
         n = int(dump['window']['n-rows']) if dump.has_section('window') else 0
-        return [dict(dump[f'row {i}']) for i in range(min(n, 200))]
+        model = {r['name']: r for r in (dict(dump[f'row {i}']) for i in range(min(n, 200)))}
+        n_cells = int(dump['cells']['n-rows']) if dump.has_section('cells') else 0
+        rows = []
+        for i in range(n_cells):
+            cells = {self.CELL_KEYS[k]: keyfile_unescape(v) for k, v in dump[f'cells {i}'].items()
+                     if k in self.CELL_KEYS}
+            row = {k: v for k, v in model.get(cells.get('name'), {}).items() if k not in self.CELL_KEYS.values()}
+            row.update(cells)
+            rows.append(row)
+        return rows
 
     def row(self, name, dump=None):
         for row in self.rows(dump):
@@ -342,17 +370,29 @@ class MonitorTestCase(dbusmock.DBusTestCase):
             return out[0] if out else None
         return wait_for(find, message='the monitor window on the X server')
 
+    def focused_window(self):
+        '''The X window with the keyboard focus (an id, as xdotool prints it).'''
+        return subprocess.run(['xdotool', 'getwindowfocus'], env=dict(os.environ, DISPLAY=self.display),
+                              capture_output=True, text=True).stdout.strip()
+
     def keys(self, *keys, text=None):
-        '''Real key presses (XTEST) into the focused window.'''
+        '''Real key presses (XTEST), in order, into the monitor's window that
+        has the focus (its main window unless a dialog of it holds the focus).
+        With @text, the keys open a dialog: the text is typed once the dialog
+        has taken the focus, not after a pause.  Key presses are queued in the
+        X server in order, so nothing waits between keys for one window.'''
         env = dict(os.environ, DISPLAY=self.display)
         window = self.monitor_window_id()
-        subprocess.run(['xdotool', 'windowfocus', '--sync', window], env=env, stderr=subprocess.DEVNULL)
+        ours = subprocess.run(['xdotool', 'search', '--onlyvisible', '--pid', str(self.monitor.pid)],
+                              env=env, capture_output=True, text=True).stdout.split()
+        if self.focused_window() not in ours:
+            subprocess.run(['xdotool', 'windowfocus', '--sync', window], env=env, stderr=subprocess.DEVNULL)
+        before = self.focused_window()
         for key in keys:
             subprocess.run(['xdotool', 'key', '--clearmodifiers', key], env=env, check=True)
-            time.sleep(0.3)
         if text is not None:
+            wait_for(lambda: self.focused_window() not in ('', before), message='a dialog with the focus')
             subprocess.run(['xdotool', 'type', '--delay', '20', text], env=env, check=True)
-            time.sleep(0.3)
 
     # -- notifications -----------------------------------------------------
 

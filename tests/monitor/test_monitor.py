@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from monitorharness import MonitorTestCase, main, wait_for  # noqa: E402
+from monitorharness import MonitorTestCase, main, stays, wait_for  # noqa: E402
 
 THREE_WORKERS = {
     'alpha': {'admin': 'Alice Admin <alice@example.com>', 'host': 'alpha.example.com, Debian 12'},
@@ -28,8 +28,8 @@ class ListTest(MonitorTestCase):
     WORKERS = THREE_WORKERS
 
     def test_list_shows_workers(self):
-        dump = wait_for(lambda: (lambda d: d if d['window']['n-rows'] == '3' else None)(self.dump()),
-                        message='three rows')
+        dump = wait_for(lambda: (lambda d: d if len(self.rows(d)) == 3 else None)(self.dump()),
+                        message='three rows on screen')
         self.assertEqual(dump['application']['status'], 'ready')
         self.assertEqual(dump['window']['page'], 'list')
         rows = self.rows(dump)
@@ -88,8 +88,7 @@ class MissingTest(MonitorTestCase):
     def test_missing_then_back_online(self):
         self.wait_row('alpha', lambda r: r['state'] == 'connected')
         # nothing is notified for the state found at start-up
-        time.sleep(1)
-        self.assertEqual(self.notifications(), [])
+        self.assertTrue(stays(lambda: self.notifications() == [], 1), self.notifications())
 
         started = time.monotonic()
         self.workers['alpha'].kill()
@@ -139,7 +138,6 @@ class ActionTest(MonitorTestCase):
 
         # Ctrl+P opens the pause dialog; type a reason; Return confirms
         self.keys('ctrl+p', text='disk replacement')
-        time.sleep(0.5)
         self.screenshot('pause-dialog')
         self.keys('Return')
 

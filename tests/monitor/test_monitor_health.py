@@ -11,21 +11,10 @@
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from monitorharness import MonitorTestCase, main, wait_for  # noqa: E402
-
-
-def stays(condition, seconds):
-    '''condition() holds for the whole time (checked every 0.2 s).'''
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not condition():
-            return False
-        time.sleep(0.2)
-    return True
+from monitorharness import MonitorTestCase, main, stays, wait_for  # noqa: E402
 
 
 def grid(dump):

@@ -84,9 +84,9 @@ class LiveBuildTest(MonitorTestCase):
         return details.get('selected-key'), details.get('selected-text')
 
     def painted(self, group_prefix, path):
-        '''When the row of PATH was first painted in a view (usec), or None.'''
+        '''When the row of PATH was first painted as running in a view (usec), or None.'''
         for row in sections(self.dump(), group_prefix):
-            if row['path'] == path and int(row['shown-usec']) != 0:
+            if row['path'] == path and row['worker'] != 'pending' and int(row['shown-usec']) != 0:
                 return int(row['shown-usec'])
         return None
 

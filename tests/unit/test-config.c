@@ -75,6 +75,12 @@ test_docker (void)
     "Latent=docker\n"
     "Image=localhost/worker:1\n"
     "\n"
+    "[Worker own]\n"
+    "Password=p\n"
+    "Latent=docker\n"
+    "Image=buildbot/buildbot-worker\n"
+    "Command=\n"
+    "\n"
     "[Worker big]\n"
     "Password=p\n"
     "Latent=docker\n"
@@ -103,6 +109,9 @@ test_docker (void)
   g_assert_false (box->auto_remove);
   g_assert_cmpuint (box->memory_bytes, ==, 0);
   g_assert_cmpuint (box->nano_cpus, ==, 0);
+  /* Command= empty: the image's own command. */
+  g_assert_nonnull (bf_config_lookup_worker (c, "own")->command);
+  g_assert_null (bf_config_lookup_worker (c, "own")->command[0]);
 
   g_assert_cmpstr (big->image, ==, "buildbot/buildbot-worker:v3.7.0");
   g_assert_cmpstr (big->docker_host, ==, "unix:///run/podman/podman.sock");

@@ -25,7 +25,7 @@ saved_cb (GObject      *source,
 static GError *
 save_and_wait (BfState             *state,
                const char          *name,
-               const BfWorkerState *ws)
+               const BfWorkerRecord *ws)
 {
   GError *error = NULL;
 
@@ -44,8 +44,8 @@ test_durable_save (void)
   g_autofree char *path = g_build_filename (dir, "workers.state", NULL);
   g_autoptr(BfState) state = bf_state_new (dir);
   g_autoptr(BfState) again = bf_state_new (dir);
-  BfWorkerState ws = { .paused = TRUE, .pause_reason = (char *) "disk\nswap" };
-  BfWorkerState out = { 0 };
+  BfWorkerRecord ws = { .paused = TRUE, .pause_reason = (char *) "disk\nswap" };
+  BfWorkerRecord out = { 0 };
   GError *error;
   g_autofree char *text = NULL;
 
@@ -59,7 +59,7 @@ test_durable_save (void)
   g_assert_true (bf_state_get_worker (again, "a", &out));
   g_assert_true (out.paused);
   g_assert_cmpstr (out.pause_reason, ==, "disk\nswap");
-  bf_worker_state_clear (&out);
+  bf_worker_record_clear (&out);
 
   g_unlink (path);
   g_rmdir (dir);
@@ -70,7 +70,7 @@ test_unwritable (void)
 {
   /* Nobody, not even root, can create a directory in /proc/self. */
   g_autoptr(BfState) state = bf_state_new ("/proc/self/no-such-dir");
-  BfWorkerState ws = { .paused = TRUE };
+  BfWorkerRecord ws = { .paused = TRUE };
   g_autoptr(GError) error = NULL;
 
   g_test_expect_message ("buildfleetd", G_LOG_LEVEL_WARNING, "Cannot create state directory*");
@@ -90,7 +90,7 @@ test_partly_corrupt (void)
   g_autofree char *path = g_build_filename (dir, "workers.state", NULL);
   g_autoptr(BfState) state = bf_state_new (dir);
   g_autoptr(GDir) d = NULL;
-  BfWorkerState out = { 0 };
+  BfWorkerRecord out = { 0 };
   const char *name;
   guint asides = 0;
   static const char text[] =
@@ -117,12 +117,12 @@ test_partly_corrupt (void)
   g_assert_true (out.paused);
   g_assert_cmpstr (out.pause_reason, ==, "kept");
   g_assert_cmpuint (out.last_seen_usec, ==, 12);
-  bf_worker_state_clear (&out);
+  bf_worker_record_clear (&out);
   g_assert_false (bf_state_get_worker (state, "b", &out));
   g_assert_true (bf_state_get_worker (state, "c", &out));
   g_assert_false (out.paused);
   g_assert_true (out.graceful);
-  bf_worker_state_clear (&out);
+  bf_worker_record_clear (&out);
   g_assert_nonnull (g_hash_table_lookup (bf_state_get_instances (state), "d"));
 
   /* The damaged file is kept aside and the clean one written at once. */
@@ -141,7 +141,7 @@ test_partly_corrupt (void)
     g_autoptr(BfState) again = bf_state_new (dir);
     bf_state_load (again);   /* no warning: clean now */
     g_assert_true (bf_state_get_worker (again, "a", &out));
-    bf_worker_state_clear (&out);
+    bf_worker_record_clear (&out);
   }
   g_unlink (path);
   g_rmdir (dir);

@@ -202,7 +202,7 @@ static void
 test_resume_from_persisted_time (Fixture       *f,
                                  gconstpointer  data)
 {
-  BfWorkerState ws = { 0 };
+  BfWorkerRecord ws = { 0 };
   guint64 since = (guint64) g_get_real_time () - 3 * G_USEC_PER_SEC;   /* 3 s ago */
   g_autoptr(BfWorker) w = NULL;
   gint64 restart;
@@ -226,7 +226,7 @@ static void
 test_overdue_fires_at_once (Fixture       *f,
                             gconstpointer  data)
 {
-  BfWorkerState ws = { 0 };
+  BfWorkerRecord ws = { 0 };
   gint64 restart;
 
   ws.disconnected_since_usec = (guint64) g_get_real_time () - 10 * G_USEC_PER_SEC;
@@ -289,7 +289,7 @@ test_admin_state_persisted (Fixture       *f,
                             gconstpointer  data)
 {
   g_autoptr(BfWorker) w = NULL;
-  BfWorkerState ws = { 0 };
+  BfWorkerRecord ws = { 0 };
 
   ws.graceful = TRUE;
   ws.paused = TRUE;
