@@ -451,6 +451,8 @@ begin_start (BfLatent *self)
 void
 bf_latent_substantiate (BfLatent *self)
 {
+  if (self->frozen)
+    return;     /* the daemon is exiting: nothing starts any more */
   switch (self->phase)
     {
     case PHASE_IDLE:

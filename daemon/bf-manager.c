@@ -264,6 +264,8 @@ add_pool (BfManager    *self,
   g_autoptr(BfDBusObjectSkeleton) object = bf_dbus_object_skeleton_new (path);
 
   g_signal_connect_object (pool, "changed", G_CALLBACK (pool_changed_cb), self, 0);
+  if (self->master || self->pb_master)
+    bf_pool_start (pool);     /* added by a reload */
   g_hash_table_insert (self->pools, g_strdup (pc->name), pool);
   bf_dbus_object_skeleton_set_pool (object, BF_DBUS_POOL (pool));
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
@@ -302,6 +304,21 @@ apply_pools (BfManager *self,
       g_dbus_object_manager_server_unexport (self->object_manager, path);
       g_hash_table_iter_remove (&iter);
     }
+}
+
+/* Calls @func on every pool: bf_pool_start() once the daemon listens (and
+ * instances left by an earlier daemon are known), bf_pool_clear() when it
+ * exits (no spares are kept or started any more). */
+static void
+for_each_pool (BfManager *self,
+               void     (*func) (BfPool *pool))
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, self->pools);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    func (value);
 }
 
 static void
@@ -1054,6 +1071,7 @@ bf_manager_start_listening (BfManager  *self,
       }
   reconcile_instances (self);
   scan_engines (self);
+  for_each_pool (self, bf_pool_start);
   schedule_dispatch (self);
   return TRUE;
 }
@@ -1887,6 +1905,7 @@ bf_manager_shutdown_async (BfManager           *self,
   g_task_set_source_tag (task, bf_manager_shutdown_async);
   g_task_set_task_data (task, d, g_free);
   stop_engine_scans (self);
+  for_each_pool (self, bf_pool_clear);
   d->remaining = 1;
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
@@ -1923,6 +1942,7 @@ bf_manager_keep_instances (BfManager *self)
   gpointer value;
 
   stop_engine_scans (self);
+  for_each_pool (self, bf_pool_clear);
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     if (bf_worker_get_latent (value) != NULL)
@@ -1996,12 +2016,7 @@ bf_manager_dispose (GObject *object)
   disconnect_workers (self, self->retiring);
   if (self->pools)
     {
-      GHashTableIter iter;
-      gpointer value;
-
-      g_hash_table_iter_init (&iter, self->pools);
-      while (g_hash_table_iter_next (&iter, NULL, &value))
-        bf_pool_clear (value);
+      for_each_pool (self, bf_pool_clear);
       g_clear_pointer (&self->pools, g_hash_table_unref);
     }
   g_clear_pointer (&self->workers, g_hash_table_unref);

@@ -41,6 +41,7 @@ struct _BfPool
 
   BfPoolConfig *config;
   GPtrArray *members;          /* Member, by worker name */
+  gboolean started;            /* may start spares: see bf_pool_start() */
   guint evaluate_source_id;
 };
 
@@ -121,6 +122,16 @@ start_gate (gpointer data)
   return count_instances (self) < self->config->max_instances;
 }
 
+/* Whether @m's attached instance could take a build now: a spare that
+ * could not (quarantined, paused, unhealthy...) is none. */
+static gboolean
+member_can_take_build (Member *m)
+{
+  BfWorkerConfig *wc = bf_worker_get_config (m->worker);
+
+  return !m->retiring && wc->builders[0] != NULL && bf_worker_can_take_build (m->worker, wc->builders[0]);
+}
+
 /* A member that may start an instance now (not quarantined, paused or
  * graceful; none running); NULL if there is none. */
 static BfWorker *
@@ -178,7 +189,7 @@ evaluate_cb (gpointer data)
         {
           if (bf_worker_get_active_builds (m->worker) > 0)
             busy++;
-          else if (!m->retiring && bf_latent_can_take_build (latent))
+          else if (member_can_take_build (m))
             spare = idle++ < min_idle;
         }
       bf_latent_set_spare (latent, spare);
@@ -186,7 +197,7 @@ evaluate_cb (gpointer data)
 
   /* Instances that are starting become spares once attached (or take the
    * builds that wait): only the rest is started here. */
-  while (idle + starting < min_idle && instances < self->config->max_instances)
+  while (self->started && idle + starting < min_idle && instances < self->config->max_instances)
     {
       BfWorker *worker = startable_member (self);
 
@@ -317,6 +328,20 @@ bf_pool_remove_member (BfPool   *self,
 }
 
 /**
+ * bf_pool_start:
+ *
+ * The daemon listens, so started instances can connect: the pool may start
+ * spares from now on (a spare started earlier would fail and quarantine
+ * its worker).
+ */
+void
+bf_pool_start (BfPool *self)
+{
+  self->started = TRUE;
+  schedule_evaluate (self);
+}
+
+/**
  * bf_pool_clear:
  *
  * The pool is going away: its members are left to themselves (no gate,
@@ -328,6 +353,7 @@ bf_pool_clear (BfPool *self)
   for (guint i = 0; i < self->members->len; i++)
     unwatch (self, g_ptr_array_index (self->members, i));
   g_ptr_array_set_size (self->members, 0);
+  self->started = FALSE;
   g_clear_handle_id (&self->evaluate_source_id, g_source_remove);
 }
 

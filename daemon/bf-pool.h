@@ -23,6 +23,7 @@ void        bf_pool_retire_member  (BfPool       *self,
                                     BfWorker     *worker);
 void        bf_pool_remove_member  (BfPool       *self,
                                     BfWorker     *worker);
+void        bf_pool_start          (BfPool       *self);
 void        bf_pool_clear          (BfPool       *self);
 
 G_END_DECLS

@@ -168,6 +168,9 @@ class SpareTest(PoolTestCase):
                         len(self.idle_attached(members)) == 2, 60, 'back to two spares')
         self.stays(lambda: len(self.engine_instances()) == 2, 2.5, 'two spares stay')
 
+
+
+class FreshInstanceTest(PoolTestCase):
     def test_max_builds_per_instance_gives_fresh_instances(self):
         members = names('cloud-%02d', 2)
         self.write_config(self.daemon_section() +
@@ -234,6 +237,21 @@ class LimitTest(PoolTestCase):
         self.assertEqual(err, 'org.buildfleet.Fleet1.Error.Busy')
         self.assertIn('MaxInstances', msg)
         self.assertEqual(self.engine_instances(), {'cloud-01'})
+
+
+
+class ShutdownTest(PoolTestCase):
+    def test_shutdown_leaves_no_instance(self):
+        # Stopping the spares at exit must not make the pool start others.
+        self.write_config(self.daemon_section() + self.pool(3, MinIdle='2'))
+        self.start_daemon()
+        members = names('cloud-%02d', 3)
+        self.wait_until(lambda: len(self.idle_attached(members)) == 2, 90, 'two spares')
+        started = len(self.starts())
+        self.assertEqual(self.stop_daemon(), 0)
+        self.wait_until(lambda: not self.engine_instances(), 30, 'every instance stopped')
+        self.stays(lambda: not self.engine_instances(), 2, 'nothing started after the exit')
+        self.assertEqual(len(self.starts()), started, self.engine_lines())
 
 
 class ReloadTest(PoolTestCase):
