@@ -57,8 +57,9 @@ class AttachTest(bfharness.FleetTestCase):
 
     def test_wrong_password_and_unknown_name(self):
         w = self.add_worker('w1', 'not-the-password').start()
+        # As long as a buildbot-worker takes to start on a busy machine.
         self.wait_until(lambda: 'Authentication failed for worker “w1” from 127.0.0.1:' in self.daemon_log(),
-                        message='auth failure logged')
+                        timeout=30, message='auth failure logged')
         self.assertIn('wrong password', self.daemon_log())
         self.assertNotIn('not-the-password', self.daemon_log())
         self.assertFalse(self.worker_prop('w1', 'Connected'))
