@@ -191,7 +191,7 @@ class DuplicateTest(bfharness.FleetTestCase):
         peer = self.worker_prop('w1', 'Peer')
         second = self.add_worker('w1', 'p').start()
         self.wait_until(lambda: 'Refused a second connection for worker w1' in self.daemon_log(),
-                        timeout=10, message='duplicate refused')
+                        timeout=30, message='duplicate refused')
         log = self.daemon_log()
         self.assertIn('the connection from %s still answers' % peer, log)
         self.assertEqual(self.worker_prop('w1', 'Peer'), peer)
