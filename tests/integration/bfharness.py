@@ -440,7 +440,8 @@ class FleetTestCase(dbusmock.DBusTestCase):
         protocol = protocol or self.protocol
         return Worker(self, name, password, self.worker_port(protocol), protocol=protocol, **kw)
 
-    def wait_connected(self, name, timeout=15.0, value=True):
+    # A real buildbot-worker takes seconds to start, more on a busy machine.
+    def wait_connected(self, name, timeout=30.0, value=True):
         return self.wait_until(lambda: self.worker_prop(name, 'Connected') == value, timeout,
                                'worker %s Connected=%s' % (name, value))
 

@@ -57,8 +57,9 @@ class AttachTest(bfharness.FleetTestCase):
 
     def test_wrong_password_and_unknown_name(self):
         w = self.add_worker('w1', 'not-the-password').start()
+        # As long as a buildbot-worker takes to start on a busy machine.
         self.wait_until(lambda: 'Authentication failed for worker “w1” from 127.0.0.1:' in self.daemon_log(),
-                        message='auth failure logged')
+                        timeout=30, message='auth failure logged')
         self.assertIn('wrong password', self.daemon_log())
         self.assertNotIn('not-the-password', self.daemon_log())
         self.assertFalse(self.worker_prop('w1', 'Connected'))
@@ -190,7 +191,7 @@ class DuplicateTest(bfharness.FleetTestCase):
         peer = self.worker_prop('w1', 'Peer')
         second = self.add_worker('w1', 'p').start()
         self.wait_until(lambda: 'Refused a second connection for worker w1' in self.daemon_log(),
-                        timeout=10, message='duplicate refused')
+                        timeout=30, message='duplicate refused')
         log = self.daemon_log()
         self.assertIn('the connection from %s still answers' % peer, log)
         self.assertEqual(self.worker_prop('w1', 'Peer'), peer)

@@ -378,8 +378,9 @@ class MonitorTestCase(dbusmock.DBusTestCase):
     def keys(self, *keys, text=None):
         '''Real key presses (XTEST), in order, into the monitor's window that
         has the focus (its main window unless a dialog of it holds the focus).
-        With @text, the keys open a dialog: the text is typed once the dialog
-        has taken the focus, not after a pause.  Key presses are queued in the
+        With @text after keys, the keys open a dialog: the text is typed once
+        the dialog has taken the focus, not after a pause; @text alone is
+        typed into the window (type-to-search).  Key presses are queued in the
         X server in order, so nothing waits between keys for one window.'''
         env = dict(os.environ, DISPLAY=self.display)
         window = self.monitor_window_id()
@@ -391,7 +392,8 @@ class MonitorTestCase(dbusmock.DBusTestCase):
         for key in keys:
             subprocess.run(['xdotool', 'key', '--clearmodifiers', key], env=env, check=True)
         if text is not None:
-            wait_for(lambda: self.focused_window() not in ('', before), message='a dialog with the focus')
+            if keys:
+                wait_for(lambda: self.focused_window() not in ('', before), message='a dialog with the focus')
             subprocess.run(['xdotool', 'type', '--delay', '20', text], env=env, check=True)
 
     # -- notifications -----------------------------------------------------

@@ -223,6 +223,9 @@ class StatesTest(MonitorTestCase):
         bravo = self.system_con.get_object(BUS_NAME, self.worker_path('bravo'))
         bravo.Pause('disk replacement', dbus_interface='org.buildfleet.Fleet1.Worker')
         build = self.request('linux', worker='alpha')
+        # A command runs on a build that has its worker, not on one still pending.
+        wait_for(lambda: self.system_con.get_object(BUS_NAME, build).Get(
+            BUILD_IFACE, 'State', dbus_interface=dbus.PROPERTIES_IFACE) == 'running', message='the build running')
         self.system_con.get_object(BUS_NAME, build).RunCommand(
             'shell', dbus.Dictionary({'command': dbus.Array(['sleep', '60'], signature='s'), 'workdir': 'wd'},
                                      signature='sv'), dbus_interface=BUILD_IFACE)

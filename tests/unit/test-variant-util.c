@@ -142,6 +142,9 @@ many_empty_maps (guint n)
   return g_variant_ref_sink (g_variant_builder_end (&b));
 }
 
+/* The best of ROUNDS: the work's cost, not a busy machine's preemptions. */
+#define ROUNDS 10
+
 static double
 time_print (GVariant *v,
             gsize     max,
@@ -150,7 +153,7 @@ time_print (GVariant *v,
   gint64 start = g_get_monotonic_time ();
   double best = G_MAXDOUBLE;
 
-  for (int round = 0; round < 5; round++)
+  for (int round = 0; round < ROUNDS; round++)
     {
       g_autofree char *t = NULL;
 
@@ -158,6 +161,24 @@ time_print (GVariant *v,
       t = bf_variant_print_bounded (v, max);
       best = MIN (best, (g_get_monotonic_time () - start) / 1e6);
       *out_len = strlen (t);
+    }
+  return best;
+}
+
+static double
+time_bound (GVariant *v,
+            gsize     max)
+{
+  double best = G_MAXDOUBLE;
+
+  for (int round = 0; round < ROUNDS; round++)
+    {
+      gint64 start = g_get_monotonic_time ();
+      g_autoptr(GVariant) bounded = bf_variant_bound (v, max);
+
+      best = MIN (best, (g_get_monotonic_time () - start) / 1e6);
+      g_assert_true (g_variant_is_of_type (bounded, G_VARIANT_TYPE_STRING));
+      g_assert_cmpuint (g_variant_get_size (bounded), <=, max);
     }
   return best;
 }
@@ -171,8 +192,7 @@ test_print_cost (void)
   double t_small = time_print (small, 4096, &len_small);
   double t_huge = time_print (huge, 4096, &len_huge);
   g_autofree char *t = bf_variant_print_bounded (huge, 4096);
-  g_autoptr(GVariant) bounded = NULL;
-  gint64 start;
+  double t_bound;
 
   g_test_message ("3000 maps: %.6f s, 1000000 maps: %.6f s", t_small, t_huge);
   g_assert_cmpuint (len_small, ==, 4096);
@@ -182,13 +202,11 @@ test_print_cost (void)
   /* Same bound, same work: generous slack for a busy machine. */
   g_assert_cmpfloat (t_huge, <, 20 * t_small + 0.01);
 
-  start = g_get_monotonic_time ();
-  bounded = bf_variant_bound (huge, 4096);
-  g_test_message ("bf_variant_bound on 1000000 maps: %.6f s",
-                  (g_get_monotonic_time () - start) / 1e6);
-  g_assert_cmpfloat ((g_get_monotonic_time () - start) / 1e6, <, 20 * t_small + 0.01);
-  g_assert_true (g_variant_is_of_type (bounded, G_VARIANT_TYPE_STRING));
-  g_assert_cmpuint (g_variant_get_size (bounded), <=, 4096);
+  /* Timed like the printing (the best of ROUNDS), not once: one
+   * preemption of a busy machine took a single run past the bound. */
+  t_bound = time_bound (huge, 4096);
+  g_test_message ("bf_variant_bound on 1000000 maps: %.6f s", t_bound);
+  g_assert_cmpfloat (t_bound, <, 20 * t_small + 0.01);
 }
 
 static void
