@@ -59,8 +59,10 @@ class FlapStormTest(bfharness.FleetTestCase):
         names = ['flap-%04d' % i for i in range(1, N + 1)]
         text = self.daemon_section(KeepaliveInterval='10')
         for name in names:
+            # FlapThreshold=3: five blips are more detaches than that, but
+            # a network blip is not each worker flapping.
             text += ('[Worker %s]\nPassword=pass\nBuilders=flap\nMissingTimeout=%d\n'
-                     'NotifyOnMissing=ops@test.invalid\n\n' % (name, MISSING_TIMEOUT))
+                     'NotifyOnMissing=ops@test.invalid\nFlapThreshold=3\n\n' % (name, MISSING_TIMEOUT))
         self.write_config(text)
         self.start_daemon()
         port = self.worker_port()
@@ -128,14 +130,16 @@ class FlapStormTest(bfharness.FleetTestCase):
             rss.append(vm_rss_kib(self.daemon.pid))
 
         # Absences of a second or so, all shorter than MissingTimeout: no
-        # alarm, no mail, nobody flapping (FlapThreshold=5: five detaches
-        # are not more than five).
+        # alarm, no mail; five detaches of every worker at once are five
+        # network blips, not flapping (FlapThreshold=3).
         self.assertEqual(self.signals_named('Missing'), [])
         self.assertEqual(self.signals_named('BackOnline'), [])
         self.assertEqual(self.mails(), [])
         self.assertEqual(self.manager_prop('WorkersMissing'), 0)
         self.assertEqual(len(self.signals_named('Detached')), CYCLES * N)
         self.assertEqual(len(self.signals_named('Attached')), n_attached + CYCLES * N)
+        self.assertEqual(self.signals_named('FlappingChanged'), [])
+        self.assertIn('Network blip', self.daemon_log())
 
         # Every worker is whole: the properties of the last attach.
         for name in names:
@@ -154,10 +158,18 @@ class FlapStormTest(bfharness.FleetTestCase):
         print('%d %s workers, %d flaps: RSS %d KiB after the first attach, %s after each flap; '
               'worst Get %.3f s' % (N, self.protocol, CYCLES, rss_steady, rss, self.worst_get_s),
               file=sys.stderr)
-        # No leak across cycles: after the last reconnect the daemon holds
-        # what it held after the first attach (10 %, malloc's slack).
-        self.assertLessEqual(rss[-1], rss_steady * 1.10,
-                             'RSS %d KiB after the first attach, then %s' % (rss_steady, rss))
+        # No leak across cycles.  The first blip costs the daemon about a
+        # megabyte once (its detach paths' first run: state and history
+        # writes, missing timers); after it, a blip may only add what the
+        # history keeps by design (two events per worker, a few hundred
+        # bytes, bounded at BF_HISTORY_MAX_EVENTS).  A connection's state
+        # left behind would be several KB per worker per blip (an attached
+        # worker costs 5-7 KB).
+        per_worker_cycle = (rss[-1] - rss[0]) / (CYCLES - 1) / N
+        self.assertLess(per_worker_cycle, 2.0,
+                        'RSS %d KiB after the first attach, then %s: %.2f KiB per worker per blip' %
+                        (rss_steady, rss, per_worker_cycle))
+        self.assertLess(rss[-1], rss_steady * 1.25, (rss_steady, rss))
         # The bus answered throughout (a promise, not a timing: seconds).
         self.assertLess(self.worst_get_s, 5.0)
 
