@@ -444,6 +444,90 @@ flap_recovered_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* Network blips: when the master's own network goes away, every worker
+ * detaches within a moment and comes back.  That is not each worker
+ * flapping: counted as such, the sixth blip within FlapWindow would stop
+ * the whole fleet's builds for FlapRecovery and send one mail per worker.
+ * So a detach is not counted while at least BLIP_WORKERS workers detached
+ * (unasked) within BLIP_WINDOW_USEC of each other; the detaches that came
+ * just before the blip was recognised are taken back.  A worker that also
+ * flaps on its own still crosses its threshold with its other detaches. */
+#define BLIP_WORKERS 10
+#define BLIP_WINDOW_USEC G_USEC_PER_SEC
+
+typedef struct {
+  BfWorker *worker;       /* a reference */
+  gint64 when;
+} RecentDetach;
+
+static GQueue recent_detaches;  /* RecentDetach of distinct workers, oldest first, fewer than BLIP_WORKERS */
+static gint64 blip_until;       /* monotonic: a detach before this is part of a blip */
+
+static void
+forget_recent_detaches (gint64 before)
+{
+  RecentDetach *r;
+
+  while ((r = g_queue_peek_head (&recent_detaches)) != NULL && r->when < before)
+    {
+      g_queue_pop_head (&recent_detaches);
+      g_object_unref (r->worker);
+      g_free (r);
+    }
+}
+
+/* Takes back a detach counted at @when, if it is still the newest. */
+static void
+uncount_detach (BfWorker *self,
+                gint64    when)
+{
+  GArray *times = self->detach_times;
+
+  if (times != NULL && times->len > 0 && g_array_index (times, gint64, times->len - 1) == when)
+    g_array_set_size (times, times->len - 1);
+}
+
+/* Whether the detach at @now is part of a network blip. */
+static gboolean
+in_network_blip (BfWorker *self,
+                 gint64    now)
+{
+  RecentDetach *r;
+
+  if (now < blip_until)
+    {
+      blip_until = now + BLIP_WINDOW_USEC;
+      return TRUE;
+    }
+  forget_recent_detaches (now - BLIP_WINDOW_USEC);
+  /* Distinct workers: one worker dropping ten times a second is flapping. */
+  for (GList *l = recent_detaches.head; l != NULL; l = l->next)
+    if (((RecentDetach *) l->data)->worker == self)
+      return FALSE;
+  if (recent_detaches.length + 1 < BLIP_WORKERS)
+    {
+      r = g_new (RecentDetach, 1);
+      r->worker = g_object_ref (self);
+      r->when = now;
+      g_queue_push_tail (&recent_detaches, r);
+      return FALSE;
+    }
+
+  /* A blip: the ones before this one were counted; take them back. */
+  g_message ("Network blip: %u workers detached within %.1f s; detaches are not counted "
+             "as flapping until there is a pause of %.1f s between two of them",
+             BLIP_WORKERS, BLIP_WINDOW_USEC / (double) G_USEC_PER_SEC,
+             BLIP_WINDOW_USEC / (double) G_USEC_PER_SEC);
+  blip_until = now + BLIP_WINDOW_USEC;
+  while ((r = g_queue_pop_head (&recent_detaches)) != NULL)
+    {
+      uncount_detach (r->worker, r->when);
+      g_object_unref (r->worker);
+      g_free (r);
+    }
+  return TRUE;
+}
+
 /* A detach: too many within FlapWindow make the worker flapping, once per
  * episode, with one mail. */
 static void
@@ -462,6 +546,8 @@ count_detach (BfWorker *self)
    * its driver's business, a Shutdown or Disconnect an admin's. */
   if (threshold == 0 || self->latent != NULL || self->detach_expected ||
       bf_dbus_worker_get_flapping (iface (self)))
+    return;
+  if (in_network_blip (self, now))
     return;
   if (self->detach_times == NULL)
     self->detach_times = g_array_sized_new (FALSE, FALSE, sizeof (gint64), threshold + 1);
