@@ -5,39 +5,9 @@
 #include "config.h"
 
 #include "bf-config.h"
+#include "config-test-util.h"
 
 #define LATENT "Password=p\nLatent=command\nStartCommand=/bin/true\nBuilders=b\n"
-
-static BfConfig *
-load_ok (const char *text)
-{
-  g_autoptr(GError) error = NULL;
-  BfConfig *config = bf_config_load_data (text, "test.conf", &error);
-
-  g_assert_no_error (error);
-  g_assert_nonnull (config);
-  return config;
-}
-
-static void
-assert_error (const char *text,
-              const char *first,
-              ...)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(BfConfig) config = bf_config_load_data (text, "test.conf", &error);
-  va_list args;
-
-  g_assert_null (config);
-  g_assert_nonnull (error);
-  va_start (args, first);
-  for (const char *s = first; s; s = va_arg (args, const char *))
-    {
-      if (strstr (error->message, s) == NULL)
-        g_error ("expected “%s” in error “%s”", s, error->message);
-    }
-  va_end (args);
-}
 
 static void
 test_expand (void)
