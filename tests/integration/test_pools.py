@@ -69,11 +69,22 @@ class PoolTestCase(LatentTestCase):
     # The engine ------------------------------------------------------------
 
     def engine_instances(self):
-        """Names of the instances with a live process: every process (not a
+        """Names of the instances the engine runs: every process (not a
         zombie) with an argument under the engine's directory, i.e.
-        create-worker and the running buildbot-worker of start-worker.sh."""
+        create-worker and the running buildbot-worker of start-worker.sh,
+        and every instance whose pid file is there (start-worker.sh writes
+        it once the worker runs, stop-worker.sh removes it when the worker
+        is gone).  The pid file keeps an instance counted while its process
+        exits (its arguments read empty then) until the stop is over."""
         prefix = self.engine + '/'
         found = set()
+        try:
+            entries = os.listdir(self.engine)
+        except FileNotFoundError:
+            entries = []
+        for name in entries:
+            if os.path.exists(os.path.join(self.engine, name, 'pid')):
+                found.add(name)
         for pid in os.listdir('/proc'):
             if not pid.isdigit():
                 continue
@@ -89,6 +100,23 @@ class PoolTestCase(LatentTestCase):
             for a in args:
                 if a.startswith(prefix):
                     found.add(a[len(prefix):].split('/')[0])
+        return found
+
+    def engine_processes(self):
+        """pid, state and arguments of every process under the engine's
+        directory, for failure messages."""
+        prefix = self.engine + '/'
+        found = []
+        for pid in os.listdir('/proc'):
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    args = f.read().decode(errors='replace').split('\0')
+                with open('/proc/%s/stat' % pid) as f:
+                    state = f.read().rsplit(')', 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if any(a.startswith(prefix) for a in args):
+                found.append((int(pid), state, ' '.join(args)[:120]))
         return found
 
     def engine_pid(self, name):
@@ -111,9 +139,9 @@ class PoolTestCase(LatentTestCase):
         while time.monotonic() < deadline:
             self.pump(0.05)
             if not predicate():
-                self.fail('%s: no longer true after %.1f s (engine: %s)\n--- daemon log ---\n%s' %
+                self.fail('%s: no longer true after %.1f s (engine: %s, processes: %s)\n--- daemon log ---\n%s' %
                           (message, seconds - (deadline - time.monotonic()), sorted(self.engine_instances()),
-                           self.daemon_log()[-6000:]))
+                           self.engine_processes(), self.daemon_log()[-6000:]))
 
     def reload(self):
         self.call(FLEET_PATH, MANAGER_IFACE, 'Reload', timeout=30000)
