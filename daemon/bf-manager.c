@@ -420,6 +420,7 @@ apply_daemon_config (BfManager *self)
 
   bf_mailer_set_config (self->mailer, self->config->mail_command, self->config->mail_from);
   bf_mailer_set_timeout (self->mailer, self->config->mail_timeout_usec);
+  bf_mailer_set_digest_interval (self->mailer, self->config->mail_digest_interval_usec);
   if (self->listener)
     bf_listener_set_limits (self->listener, &limits);
 }
