@@ -94,6 +94,12 @@ details (BfHistory  *history,
   return g_string_free (g_steal_pointer (&out), FALSE);
 }
 
+#define assert_details(history, worker, limit, expected) \
+  G_STMT_START { \
+    g_autofree char *_got = details (history, worker, limit); \
+    g_assert_cmpstr (_got, ==, expected); \
+  } G_STMT_END
+
 static guint
 count_lines (const char *text,
              const char *prefix)
@@ -144,11 +150,11 @@ test_append_and_restart (void)
   g_assert_cmpuint (count_lines (text, "a\t"), ==, 2);
 
   history = bf_history_new (dir);
-  g_assert_cmpstr (details (history, "a", 0), ==, "1.2.3.4:5,gone");
-  g_assert_cmpstr (details (history, "a", 1), ==, "gone");
-  g_assert_cmpstr (details (history, "b\twith tab", 0), ==, "disk\nfull");
-  g_assert_cmpstr (details (history, "b", 0), ==, "");
-  g_assert_cmpstr (details (history, "nobody", 0), ==, "");
+  assert_details (history, "a", 0, "1.2.3.4:5,gone");
+  assert_details (history, "a", 1, "gone");
+  assert_details (history, "b\twith tab", 0, "disk\nfull");
+  assert_details (history, "b", 0, "");
+  assert_details (history, "nobody", 0, "");
   g_clear_object (&history);
   remove_dir (dir);
 }
@@ -169,9 +175,9 @@ test_torn_last_line (void)
 
   write_file (dir, "journal.log", journal);
   history = bf_history_new (dir);
-  g_assert_cmpstr (details (history, "w", 0), ==, "one,two");
+  assert_details (history, "w", 0, "one,two");
   bf_history_add (history, "w", now, "attached", "three", NULL);
-  g_assert_cmpstr (details (history, "w", 0), ==, "one,two,three");
+  assert_details (history, "w", 0, "one,two,three");
   g_clear_object (&history);
   text = journal_text (dir);
   g_assert_null (strstr (text, "atta\n"));
@@ -198,7 +204,7 @@ test_corrupt_journal (void)
   write_file (dir, "journal.log", journal);
   g_test_expect_message ("buildfleetd", G_LOG_LEVEL_WARNING, "*journal.log is corrupt (2 unreadable lines left out)*");
   history = bf_history_new (dir);
-  g_assert_cmpstr (details (history, "w", 0), ==, "one,two");
+  assert_details (history, "w", 0, "one,two");
   g_test_assert_expected_messages ();
   g_clear_object (&history);
   g_assert_true (has_file_with (dir, ".corrupt-"));
@@ -225,7 +231,7 @@ test_compaction_bounds (void)
   g_string_append_printf (old, "aged\t%" G_GUINT64_FORMAT "\tattached\tnew\t\n", now - 1000);
   write_file (dir, "journal.log", old->str);
   history = bf_history_new (dir);
-  g_assert_cmpstr (details (history, "aged", 0), ==, "new");
+  assert_details (history, "aged", 0, "new");
   text = journal_text (dir);
   g_assert_null (strstr (text, "\told\t"));
   g_clear_pointer (&text, g_free);
@@ -242,7 +248,7 @@ test_compaction_bounds (void)
   got = details (history, "flappy", 0);
   g_assert_true (g_str_has_prefix (got, "19500,19501,"));
   g_assert_true (g_str_has_suffix (got, ",19999"));
-  g_assert_cmpstr (details (history, "flappy", 2), ==, "19998,19999");
+  assert_details (history, "flappy", 2, "19998,19999");
   text = journal_text (dir);
   /* Never more than twice the kept lines plus the slack (8192). */
   g_assert_cmpuint (count_lines (text, "flappy\t"), <=, 2 * BF_HISTORY_MAX_EVENTS + 8192);
@@ -284,20 +290,20 @@ test_migration (void)
 
   g_test_expect_message ("buildfleetd", G_LOG_LEVEL_WARNING, "*w%2F1.log is corrupt (1 unreadable line left out)*");
   history = bf_history_new (dir);
-  g_assert_cmpstr (details (history, "w/1", 0), ==, "one,two\tthree");
+  assert_details (history, "w/1", 0, "one,two\tthree");
   g_test_assert_expected_messages ();
   g_assert_false (g_file_test (plain_path, G_FILE_TEST_EXISTS));
   g_assert_true (has_file_with (dir, "w%2F1.log.corrupt-"));
   /* Folded when its worker is first written. */
   bf_history_add (history, long_name, now, "detached", "later", NULL);
-  g_assert_cmpstr (details (history, long_name, 0), ==, "long,later");
+  assert_details (history, long_name, 0, "long,later");
   g_assert_false (has_file_with (dir, "sha256-"));
   g_clear_object (&history);
 
   /* Once only, across a restart. */
   history = bf_history_new (dir);
-  g_assert_cmpstr (details (history, "w/1", 0), ==, "one,two\tthree");
-  g_assert_cmpstr (details (history, long_name, 0), ==, "long,later");
+  assert_details (history, "w/1", 0, "one,two\tthree");
+  assert_details (history, long_name, 0, "long,later");
   g_clear_object (&history);
   text = journal_text (dir);
   g_assert_cmpuint (count_lines (text, "w/1\t"), ==, 2);
@@ -318,7 +324,7 @@ test_migration_once (void)
   write_file (dir, "w.log", line);
   write_file (dir, "journal.log", journal);
   history = bf_history_new (dir);
-  g_assert_cmpstr (details (history, "w", 0), ==, "one");
+  assert_details (history, "w", 0, "one");
   g_clear_object (&history);
   g_assert_cmpuint (count_files (dir), ==, 1);
   remove_dir (dir);
