@@ -48,6 +48,8 @@ struct _BfState
   GHashTable *instances;  /* name -> BfInstanceRecord* */
   guint write_source_id;
   gboolean writing;       /* a write runs in a thread */
+  GPtrArray *graveyard;   /* WorkerEntry*: replaced or removed while a write
+                           * runs, which may still read them; else NULL */
   gboolean dirty;         /* changed since the last write started */
   gboolean warned;        /* a write failed; do not repeat the warning */
   GPtrArray *waiting;     /* GTask: durable changes for the next write */
@@ -75,36 +77,47 @@ bf_instance_record_free (BfInstanceRecord *record)
 }
 
 /* One worker's record.  Never changed once in the table (a change replaces
- * it) and reference-counted, so a write takes a snapshot of the whole table
- * by taking references, and formats it in its thread: formatting 10,000
- * records took 30-40 ms of the main loop. */
+ * it), and one that leaves the table while a write runs is kept until the
+ * write is over: a write's snapshot is a copy of the table's pointers, and
+ * its thread formats them (formatting 10,000 records took 30-40 ms of the
+ * main loop, taking a reference on each 1-2 ms). */
 typedef struct {
+  BfState *owner;
   char *name;
   BfWorkerRecord record;
 } WorkerEntry;
 
 static void
-worker_entry_clear (gpointer data)
+worker_entry_free (gpointer data)
 {
   WorkerEntry *e = data;
 
   g_free (e->name);
   bf_worker_record_clear (&e->record);
+  g_free (e);
 }
 
+/* The table's value destroy function. */
 static void
-worker_entry_unref (gpointer data)
+worker_entry_retire (gpointer data)
 {
-  g_atomic_rc_box_release_full (data, worker_entry_clear);
+  WorkerEntry *e = data;
+
+  if (e->owner->graveyard != NULL)
+    g_ptr_array_add (e->owner->graveyard, e);
+  else
+    worker_entry_free (e);
 }
 
 /* Takes @name and the strings of @ws. */
 static WorkerEntry *
-worker_entry_new_take (char          *name,
+worker_entry_new_take (BfState       *owner,
+                       char          *name,
                        BfWorkerRecord ws)
 {
-  WorkerEntry *e = g_atomic_rc_box_new0 (WorkerEntry);
+  WorkerEntry *e = g_new0 (WorkerEntry, 1);
 
+  e->owner = owner;
   e->name = name;
   e->record = ws;
   return e;
@@ -121,7 +134,7 @@ set_entry (BfState             *self,
 
   copy.pause_reason = g_strdup (ws->pause_reason);
   copy.paused_by = g_strdup (ws->paused_by);
-  e = worker_entry_new_take (g_strdup (name), copy);
+  e = worker_entry_new_take (self, g_strdup (name), copy);
   g_hash_table_replace (self->workers, e->name, e);
 }
 
@@ -132,6 +145,7 @@ bf_state_finalize (GObject *object)
 
   g_clear_handle_id (&self->write_source_id, g_source_remove);
   g_clear_pointer (&self->workers, g_hash_table_unref);
+  g_clear_pointer (&self->graveyard, g_ptr_array_unref);
   g_clear_pointer (&self->instances, g_hash_table_unref);
   g_clear_pointer (&self->waiting, g_ptr_array_unref);
   g_clear_pointer (&self->in_flight, g_ptr_array_unref);
@@ -151,7 +165,7 @@ bf_state_class_init (BfStateClass *klass)
 static void
 bf_state_init (BfState *self)
 {
-  self->workers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, worker_entry_unref);
+  self->workers = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, worker_entry_retire);
   self->instances = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                            (GDestroyNotify) bf_instance_record_free);
   self->waiting = g_ptr_array_new_with_free_func (g_object_unref);
@@ -476,7 +490,7 @@ bf_state_load (BfState *self)
       ws.last_seen_usec = get_uint64 (kf, groups[i], "LastSeenUSec", dropped);
       ws.disconnected_since_usec = get_uint64 (kf, groups[i], "DisconnectedSinceUSec", dropped);
       ws.missing_notified = get_boolean (kf, groups[i], "MissingNotified", dropped);
-      e = worker_entry_new_take (g_strdup (name), ws);
+      e = worker_entry_new_take (self, g_strdup (name), ws);
       g_hash_table_replace (self->workers, e->name, e);
     }
 
@@ -584,18 +598,19 @@ bf_state_remove_worker (BfState    *self,
     schedule_write (self);
 }
 
-/* The worker entries as they are now (references, WorkerEntry*): all the
- * main loop does for a write, however many workers there are. */
+/* The worker entries as they are now (WorkerEntry*, not owned; see
+ * WorkerEntry): all the main loop does for a write, however many workers
+ * there are. */
 static GPtrArray *
 snapshot_workers (BfState *self)
 {
-  GPtrArray *entries = g_ptr_array_new_full (g_hash_table_size (self->workers), worker_entry_unref);
+  GPtrArray *entries = g_ptr_array_new_full (g_hash_table_size (self->workers), NULL);
   GHashTableIter iter;
   gpointer e;
 
   g_hash_table_iter_init (&iter, self->workers);
   while (g_hash_table_iter_next (&iter, NULL, &e))
-    g_ptr_array_add (entries, g_atomic_rc_box_acquire (e));
+    g_ptr_array_add (entries, e);
   return entries;
 }
 
@@ -784,7 +799,7 @@ fail:
 typedef struct {
   char *directory;
   char *path;
-  GPtrArray *entries;     /* WorkerEntry*, a snapshot */
+  GPtrArray *entries;     /* WorkerEntry*, a snapshot (see WorkerEntry) */
   char *instances;        /* their text, already formatted */
 } WriteJob;
 
@@ -841,6 +856,7 @@ write_done (GObject      *object,
   g_autoptr(GError) error = NULL;
 
   self->writing = FALSE;
+  g_clear_pointer (&self->graveyard, g_ptr_array_unref);
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       if (!self->warned)
@@ -869,6 +885,7 @@ write_cb (gpointer data)
   self->write_source_id = 0;
   self->dirty = FALSE;
   self->writing = TRUE;
+  self->graveyard = g_ptr_array_new_with_free_func (worker_entry_free);
   self->in_flight = g_steal_pointer (&self->waiting);
   self->waiting = g_ptr_array_new_with_free_func (g_object_unref);
   job->directory = g_strdup (self->directory);
