@@ -83,7 +83,26 @@ class ChildrenTestCase(bfharness.FleetTestCase):
         return marked_processes(self.token)
 
     def fds(self):
-        return len(os.listdir('/proc/%d/fd' % self.daemon.pid))
+        """The daemon's descriptors, but for the history journal: the one
+        file it keeps open for good, opened with the first event."""
+        count = 0
+        for fd in os.listdir('/proc/%d/fd' % self.daemon.pid):
+            try:
+                target = os.readlink('/proc/%d/fd/%s' % (self.daemon.pid, fd))
+            except OSError:
+                continue
+            if not target.endswith('/history/journal.log'):
+                count += 1
+        return count
+
+    def fd_targets(self):
+        out = []
+        for fd in sorted(os.listdir('/proc/%d/fd' % self.daemon.pid), key=int):
+            try:
+                out.append('%s=%s' % (fd, os.readlink('/proc/%d/fd/%s' % (self.daemon.pid, fd))))
+            except OSError:
+                pass
+        return ', '.join(out)
 
     def mailed_workers(self):
         out = []
@@ -160,7 +179,7 @@ class MailStormTest(ChildrenTestCase):
         # Nothing is left running, and every pipe is closed.
         self.wait_until(lambda: self.marked() == [], timeout=10, message='no mail process left')
         self.wait_until(lambda: self.fds() == baseline, timeout=10,
-                        message='descriptors back to %d (now %d)' % (baseline, self.fds()))
+                        message='descriptors back to %d (now %d: %s)' % (baseline, self.fds(), self.fd_targets()))
         self.assertLessEqual(peak['commands'], MAIL_BOUND)
         print('peak: %(commands)d MailCommands, %(processes)d processes' % peak)
         self.assertIsNone(self.daemon.poll())
@@ -242,7 +261,7 @@ class LatentCommandTest(ChildrenTestCase):
                         message='no process of the failed start left: %s' % self.marked())
         self.wait_until(lambda: self.latent_state(name) == 'not-substantiated', message='stopped')
         self.wait_until(lambda: self.fds() == baseline, timeout=10,
-                        message='descriptors back to %d (now %d)' % (baseline, self.fds()))
+                        message='descriptors back to %d (now %d: %s)' % (baseline, self.fds(), self.fd_targets()))
         self.assertIsNone(self.daemon.poll())
 
     def latent_state(self, name):
