@@ -41,6 +41,8 @@ struct _BfWorker
   BfAuthority *authority;
 
   BfLatent *latent;             /* latent workers only */
+  const BfWorkerObserver *observer;   /* the manager; NULL once it let go */
+  gpointer observer_data;
 
   BfWorkerLink *connection;     /* attached */
   BfWorkerLink *candidate;      /* being attached, or waiting for the duplicate check */
@@ -106,6 +108,67 @@ enum {
 };
 
 static guint signals[N_SIGNALS];
+
+/* The observer first, then the signal; a reference is held throughout,
+ * as a signal emission does (the manager may drop the worker). */
+static void
+emit_connected_changed (BfWorker *self,
+                        gboolean  connected)
+{
+  g_autoptr(BfWorker) hold = g_object_ref (self);
+
+  if (self->observer)
+    self->observer->connected_changed (self, connected, self->observer_data);
+  g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, connected);
+}
+
+static void
+emit_missing_changed (BfWorker *self,
+                      gboolean  missing)
+{
+  g_autoptr(BfWorker) hold = g_object_ref (self);
+
+  if (self->observer)
+    self->observer->missing_changed (self, missing, self->observer_data);
+  g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, missing);
+}
+
+static void
+emit_active_builds_changed (BfWorker *self,
+                            int       delta)
+{
+  g_autoptr(BfWorker) hold = g_object_ref (self);
+
+  if (self->observer)
+    self->observer->active_builds_changed (self, delta, self->observer_data);
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, delta);
+}
+
+static void
+emit_availability_changed (BfWorker *self)
+{
+  g_autoptr(BfWorker) hold = g_object_ref (self);
+
+  if (self->observer)
+    self->observer->availability_changed (self, self->observer_data);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+}
+
+/**
+ * bf_worker_set_observer:
+ * @observer: (nullable): static callbacks, or %NULL to stop
+ *
+ * The one observer (the manager) that hears of every change of the
+ * worker's counters and availability, see #BfWorkerObserver.
+ */
+void
+bf_worker_set_observer (BfWorker               *self,
+                        const BfWorkerObserver *observer,
+                        gpointer                data)
+{
+  self->observer = observer;
+  self->observer_data = observer ? data : NULL;
+}
 
 static void bf_worker_iface_init (BfDBusWorkerIface *iface);
 
@@ -333,7 +396,7 @@ missing_timeout_cb (gpointer data)
   announce_pending (self);
   bf_dbus_worker_set_missing (iface (self), TRUE);
   bf_dbus_worker_emit_missing (iface (self), since);
-  g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
+  emit_missing_changed (self, TRUE);
   save_state (self);
   bf_history_record (self->state, bf_worker_get_name (self), "missing", when, NULL);
 
@@ -415,7 +478,7 @@ health_result (gpointer    data,
   append_details (self, body);
   mail_admins (self, subject, body->str);
   /* Pending builds: taken now, or waiting for another reason. */
-  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+  emit_availability_changed (self);
 }
 
 static const BfHealthHost health_host = {
@@ -440,7 +503,7 @@ flap_recovered_cb (gpointer data)
   bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
   g_clear_pointer (&self->detach_times, g_array_unref);
   /* It may take builds again. */
-  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+  emit_availability_changed (self);
   return G_SOURCE_REMOVE;
 }
 
@@ -667,7 +730,7 @@ detach (BfWorker   *self,
   g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
   bf_dbus_worker_emit_detached (iface (self), reason);
   g_signal_emit (self, signals[SIGNAL_LOST], 0, reason);
-  g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
+  emit_connected_changed (self, FALSE);
   arm_missing_timer (self);
   count_detach (self);
 }
@@ -864,7 +927,7 @@ attach (BfWorker     *self,
     announce_later (self);
   if (self->latent)
     bf_latent_attached (self->latent);
-  g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, TRUE);
+  emit_connected_changed (self, TRUE);
 
   if (was_missing)
     {
@@ -886,7 +949,7 @@ attach (BfWorker     *self,
         mail_admins (self, subject, body->str);
       bf_history_record (self->state, bf_worker_get_name (self), "back-online", away, NULL);
       bf_dbus_worker_emit_back_online (iface (self));
-      g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
+      emit_missing_changed (self, FALSE);
     }
 }
 
@@ -1193,7 +1256,7 @@ bf_worker_build_started (BfWorker   *self,
   bf_dbus_worker_set_active_builds (iface (self), bf_dbus_worker_get_active_builds (iface (self)) + 1);
   if (self->latent)
     bf_latent_build_started (self->latent);
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 1);
+  emit_active_builds_changed (self, 1);
 }
 
 static void
@@ -1212,7 +1275,7 @@ build_finished (BfWorker   *self,
   if (self->busy_builders && self->busy_builders->len == 0)
     g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
   bf_dbus_worker_set_active_builds (iface (self), active - 1);
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, -1);
+  emit_active_builds_changed (self, -1);
 
   /* The seed's after-build rule: a graceful worker shuts down once idle;
    * a latent one is insubstantiated (or kept, per BuildWaitTimeout). */
@@ -1240,7 +1303,7 @@ quarantine_end_cb (gpointer data)
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
   bf_history_record (self->state, bf_worker_get_name (self), "quarantine-ended", NULL, NULL);
-  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+  emit_availability_changed (self);
   return G_SOURCE_REMOVE;
 }
 
@@ -1428,7 +1491,7 @@ admin_op_apply (BfWorker *self,
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
       bf_history_record (self->state, name, "paused", op->reason, sender);
       /* Pending builds now wait for another reason: let the queue say so. */
-      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+      emit_availability_changed (self);
       break;
     case ADMIN_UNPAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1439,7 +1502,7 @@ admin_op_apply (BfWorker *self,
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
       bf_history_record (self->state, name, "unpaused", NULL, sender);
-      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+      emit_availability_changed (self);
       break;
     }
 }
@@ -1931,7 +1994,7 @@ bf_worker_set_config (BfWorker       *self,
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
   if (old != NULL && old->max_builds != config->max_builds)
-    g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+    emit_availability_changed (self);
 }
 
 /**
