@@ -783,7 +783,7 @@ static const char * const daemon_keys[] = {
   "Listen", "ListenPB", "TlsCertificate", "TlsPrivateKey", "KeepaliveInterval",
   "DuplicatePingTimeout", "StateDirectory", "MailCommand", "MailFrom",
   "MaxMessageSize", "QuarantineInitial", "QuarantineMax", "FinishedBuildLifetime",
-  "MailTimeout", "MaxBusMessageSize", NULL
+  "MailTimeout", "MailDigestInterval", "MaxBusMessageSize", NULL
 };
 
 static const char * const worker_keys[] = {
@@ -1872,7 +1872,8 @@ parse_daemon_state_directory (Parser      *p,
   return TRUE;
 }
 
-/* [Daemon] MailCommand=, MailFrom=, MailTimeout=: how notices are sent. */
+/* [Daemon] MailCommand=, MailFrom=, MailTimeout=, MailDigestInterval=:
+ * how notices are sent. */
 static gboolean
 parse_daemon_mail (Parser      *p,
                    const char  *g,
@@ -1880,6 +1881,7 @@ parse_daemon_mail (Parser      *p,
                    GError     **error)
 {
   gint64 mail_timeout = 0;
+  gint64 mail_digest = 0;
 
   c->mail_command = get_string (p, g, "MailCommand", FALSE);
   if (c->mail_command == NULL)
@@ -1906,6 +1908,15 @@ parse_daemon_mail (Parser      *p,
       return FALSE;
     }
   c->mail_timeout_usec = (guint64) mail_timeout;
+
+  if (!get_duration (p, g, "MailDigestInterval", FALSE, 60 * G_USEC_PER_SEC, &mail_digest, error))
+    return FALSE;
+  if (mail_digest > G_GINT64_CONSTANT (24 * 3600) * G_USEC_PER_SEC)
+    {
+      set_error (error, p, g, "MailDigestInterval", "must be at most a day (86400 seconds)");
+      return FALSE;
+    }
+  c->mail_digest_interval_usec = (guint64) mail_digest;
   return TRUE;
 }
 

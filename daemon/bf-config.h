@@ -130,6 +130,7 @@ typedef struct {
   char *mail_command;
   char *mail_from;
   guint64 mail_timeout_usec;   /* MailTimeout: one MailCommand's limit */
+  guint64 mail_digest_interval_usec; /* MailDigestInterval: 0 = every alert on its own */
   gsize max_message_size;      /* bytes of one WebSocket message */
   gsize max_bus_message_size;  /* bytes of one D-Bus message (the bus's limit) */
   guint64 quarantine_initial_usec;

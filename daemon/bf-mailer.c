@@ -18,6 +18,10 @@
  *   - stderr is drained as it comes, keeping MAIL_STDERR_KEEP bytes to
  *     explain a failure; both pipes are closed when the delivery ends.
  *
+ * And an alarm storm must not become a mail storm: past the first few
+ * alerts to the same recipients within MailDigestInterval, the others go
+ * out together as one digest when the interval ends (bf-mail-digest.h).
+ *
  * Each mail ends in exactly one log line: mailed, or failed and why.  An
  * alert mail is never worth stopping the daemon for.
  *
@@ -28,6 +32,7 @@
 #include <string.h>
 
 #include "bf-log.h"
+#include "bf-mail-digest.h"
 #include "bf-mailer.h"
 #include "bf-process-group.h"
 #include "bf-util.h"
@@ -37,6 +42,7 @@
 #define MAIL_QUEUE_MAX 64
 #define MAIL_KILL_GRACE_MS 5000
 #define MAIL_STDERR_KEEP 512
+#define MAIL_DIGEST_INTERVAL_DEFAULT_USEC (60 * G_USEC_PER_SEC)
 
 struct _BfMailer
 {
@@ -49,12 +55,15 @@ struct _BfMailer
   GQueue queue;             /* Outgoing, not started yet */
   guint queue_source_id;
   guint dropped;            /* in the current overflow episode */
+  BfMailDigest *digest;     /* alerts held for a digest */
+  guint digest_source_id;   /* the next digest due */
 };
 
 typedef struct {
   GStrv argv;
   GBytes *input;
-  char *worker;
+  char *worker;             /* NULL for a digest */
+  char *about;              /* "worker NAME", "N alerts (a digest)" */
   char *recipients;
 } Outgoing;
 
@@ -64,6 +73,7 @@ outgoing_free (Outgoing *o)
   g_strfreev (o->argv);
   g_bytes_unref (o->input);
   g_free (o->worker);
+  g_free (o->about);
   g_free (o->recipients);
   g_free (o);
 }
@@ -74,7 +84,8 @@ typedef struct {
   BfMailer *mailer;
   GSubprocess *process;
   GPid pgid;
-  char *worker;
+  char *worker;                 /* NULL for a digest */
+  char *about;
   char *recipients;
   GBytes *input;
   GCancellable *cancellable;    /* the pipes' I/O */
@@ -97,6 +108,7 @@ delivery_free (Delivery *d)
   g_clear_pointer (&d->input, g_bytes_unref);
   g_clear_pointer (&d->err, g_byte_array_unref);
   g_free (d->worker);
+  g_free (d->about);
   g_free (d->recipients);
   g_free (d);
 }
@@ -108,6 +120,7 @@ bf_mailer_dispose (GObject *object)
 
   /* Deliveries hold a reference: none runs any more. */
   g_clear_handle_id (&self->queue_source_id, g_source_remove);
+  g_clear_handle_id (&self->digest_source_id, g_source_remove);
   g_queue_clear_full (&self->queue, (GDestroyNotify) outgoing_free);
   G_OBJECT_CLASS (bf_mailer_parent_class)->dispose (object);
 }
@@ -119,6 +132,7 @@ bf_mailer_finalize (GObject *object)
 
   g_free (self->command);
   g_free (self->from);
+  g_clear_pointer (&self->digest, bf_mail_digest_free);
   G_OBJECT_CLASS (bf_mailer_parent_class)->finalize (object);
 }
 
@@ -136,6 +150,8 @@ bf_mailer_init (BfMailer *self)
 {
   g_queue_init (&self->queue);
   self->timeout_usec = MAIL_TIMEOUT_DEFAULT_USEC;
+  self->digest = bf_mail_digest_new ();
+  bf_mail_digest_set_interval (self->digest, MAIL_DIGEST_INTERVAL_DEFAULT_USEC);
 }
 
 BfMailer *
@@ -214,11 +230,10 @@ drop_oldest (BfMailer *self)
   Outgoing *o = g_queue_pop_head (&self->queue);
 
   if (self->dropped++ == 0)
-    bf_worker_warning (o->worker,
-                       "Too many alert mails at once: %u wait while %u MailCommands run; "
-                       "dropping the oldest waiting mails until the queue drains, "
-                       "starting with the one about worker %s to %s",
-                       MAIL_QUEUE_MAX, self->running, o->worker, o->recipients);
+    g_warning ("Too many alert mails at once: %u wait while %u MailCommands run; "
+               "dropping the oldest waiting mails until the queue drains, "
+               "starting with the one about %s to %s",
+               MAIL_QUEUE_MAX, self->running, o->about, o->recipients);
   outgoing_free (o);
 }
 
@@ -234,6 +249,30 @@ end_overflow (BfMailer *self)
 
 /* Delivery ------------------------------------------------------------------- */
 
+static void delivery_log (Delivery       *d,
+                          GLogLevelFlags  level,
+                          const char     *format,
+                          ...) G_GNUC_PRINTF (3, 4);
+
+/* A mail about one worker is logged with its BUILDFLEET_WORKER field. */
+static void
+delivery_log (Delivery       *d,
+              GLogLevelFlags  level,
+              const char     *format,
+              ...)
+{
+  g_autofree char *message = NULL;
+  va_list args;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  if (d->worker != NULL)
+    bf_log_worker (level, d->worker, "%s", message);
+  else
+    g_log_structured (G_LOG_DOMAIN, level, "MESSAGE", "%s", message);
+}
+
 static void
 delivery_log_outcome (Delivery *d)
 {
@@ -248,30 +287,30 @@ delivery_log_outcome (Delivery *d)
   if (d->exited_in_time && g_subprocess_get_successful (d->process))
     {
       if (d->timed_out)
-        bf_worker_warning (d->worker,
-                           "Mailed %s about worker %s, but the MailCommand left processes holding "
-                           "its output open; they were stopped after %s",
-                           d->recipients, d->worker, timeout);
+        delivery_log (d, G_LOG_LEVEL_WARNING,
+                      "Mailed %s about %s, but the MailCommand left processes holding "
+                      "its output open; they were stopped after %s",
+                      d->recipients, d->about, timeout);
       else
-        bf_worker_info (d->worker, "Mailed %s about worker %s", d->recipients, d->worker);
+        delivery_log (d, G_LOG_LEVEL_INFO, "Mailed %s about %s", d->recipients, d->about);
     }
   else if (!d->exited_in_time)
-    bf_worker_warning (d->worker,
-                       "Mail about worker %s to %s failed: the MailCommand did not finish within %s; "
-                       "its processes were stopped%s%s%s",
-                       d->worker, d->recipients, timeout,
-                       d->killed ? " (SIGKILL was needed)" : "",
-                       tail && *tail ? ": " : "", tail && *tail ? tail : "");
+    delivery_log (d, G_LOG_LEVEL_WARNING,
+                  "Mail about %s to %s failed: the MailCommand did not finish within %s; "
+                  "its processes were stopped%s%s%s",
+                  d->about, d->recipients, timeout,
+                  d->killed ? " (SIGKILL was needed)" : "",
+                  tail && *tail ? ": " : "", tail && *tail ? tail : "");
   else if (g_subprocess_get_if_exited (d->process))
-    bf_worker_warning (d->worker,
-                       "Mail about worker %s to %s failed: the MailCommand exited with status %d%s%s",
-                       d->worker, d->recipients, g_subprocess_get_exit_status (d->process),
-                       tail && *tail ? ": " : "", tail && *tail ? tail : "");
+    delivery_log (d, G_LOG_LEVEL_WARNING,
+                  "Mail about %s to %s failed: the MailCommand exited with status %d%s%s",
+                  d->about, d->recipients, g_subprocess_get_exit_status (d->process),
+                  tail && *tail ? ": " : "", tail && *tail ? tail : "");
   else
-    bf_worker_warning (d->worker,
-                       "Mail about worker %s to %s failed: the MailCommand was killed by signal %d%s%s",
-                       d->worker, d->recipients, g_subprocess_get_term_sig (d->process),
-                       tail && *tail ? ": " : "", tail && *tail ? tail : "");
+    delivery_log (d, G_LOG_LEVEL_WARNING,
+                  "Mail about %s to %s failed: the MailCommand was killed by signal %d%s%s",
+                  d->about, d->recipients, g_subprocess_get_term_sig (d->process),
+                  tail && *tail ? ": " : "", tail && *tail ? tail : "");
 }
 
 /* Each of the delivery's operations in flight holds it; the last one to
@@ -372,20 +411,23 @@ start_delivery (BfMailer *self,
   launcher = bf_process_group_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE |
                                             G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
                                             G_SUBPROCESS_FLAGS_STDERR_PIPE);
-  g_subprocess_launcher_setenv (launcher, "BUILDFLEET_WORKER_NAME", o->worker, TRUE);
+  if (o->worker != NULL)
+    g_subprocess_launcher_setenv (launcher, "BUILDFLEET_WORKER_NAME", o->worker, TRUE);
 
   d = g_new0 (Delivery, 1);
   d->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) o->argv, &error);
   if (d->process == NULL)
     {
-      bf_worker_warning (o->worker, "Mail about worker %s to %s failed: cannot run the MailCommand: %s",
-                         o->worker, o->recipients, error->message);
+      d->worker = g_strdup (o->worker);
+      delivery_log (d, G_LOG_LEVEL_WARNING, "Mail about %s to %s failed: cannot run the MailCommand: %s",
+                    o->about, o->recipients, error->message);
       delivery_free (d);
       return;
     }
   d->mailer = g_object_ref (self);
   d->pgid = bf_process_group_get_id (d->process);
   d->worker = g_strdup (o->worker);
+  d->about = g_strdup (o->about);
   d->recipients = g_strdup (o->recipients);
   d->input = g_bytes_ref (o->input);
   d->cancellable = g_cancellable_new ();
@@ -422,35 +464,29 @@ start_next_cb (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-/**
- * bf_mailer_send:
- * @to: recipients; nothing is sent when empty
- * @worker: the worker the mail is about (for logs)
- *
- * Sends a plain text mail, asynchronously.
- */
-void
-bf_mailer_send (BfMailer           *self,
-                const char * const *to,
-                const char         *worker,
-                const char         *subject,
-                const char         *body)
+/* Composes the message and queues it.  @worker is NULL for a digest of
+ * @n_alerts alerts. */
+static void
+queue_mail (BfMailer   *self,
+            const char *recipients,
+            const char *worker,
+            guint       n_alerts,
+            const char *subject,
+            const char *body)
 {
   g_auto(GStrv) argv = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GString) msg = g_string_new (NULL);
   g_autoptr(GDateTime) now = g_date_time_new_now_local ();
   g_autofree char *date = g_date_time_format (now, "%a, %d %b %Y %H:%M:%S %z");
-  g_autofree char *recipients = NULL;
   g_autofree char *safe_subject = header_safe (subject);
   g_autofree char *safe_from = header_safe (self->from);
-  g_autoptr(GBytes) input = NULL;
+  Outgoing *o;
 
-  if (to == NULL || to[0] == NULL)
-    return;
   if (self->command == NULL || *self->command == '\0')
     {
-      g_message ("No MailCommand configured; not mailing about worker %s", worker);
+      g_message ("No MailCommand configured; not mailing %s about %s%s", recipients,
+                 worker ? "worker " : "", worker ? worker : "a digest of alerts");
       return;
     }
   if (!g_shell_parse_argv (self->command, NULL, &argv, &error))
@@ -459,7 +495,6 @@ bf_mailer_send (BfMailer           *self,
       return;
     }
 
-  recipients = g_strjoinv (", ", (char **) to);
   g_string_append_printf (msg,
                           "From: %s\r\n"
                           "To: %s\r\n"
@@ -467,26 +502,116 @@ bf_mailer_send (BfMailer           *self,
                           "Date: %s\r\n"
                           "MIME-Version: 1.0\r\n"
                           "Content-Type: text/plain; charset=utf-8\r\n"
-                          "Content-Transfer-Encoding: 8bit\r\n"
-                          "X-Buildfleet-Worker: %s\r\n"
-                          "\r\n",
-                          safe_from, recipients, safe_subject, date, worker);
+                          "Content-Transfer-Encoding: 8bit\r\n",
+                          safe_from, recipients, safe_subject, date);
+  if (worker != NULL)
+    g_string_append_printf (msg, "X-Buildfleet-Worker: %s\r\n", worker);
+  else
+    g_string_append_printf (msg, "X-Buildfleet-Digest: %u\r\n", n_alerts);
+  g_string_append (msg, "\r\n");
   g_string_append (msg, body);
   if (!g_str_has_suffix (body, "\n"))
     g_string_append_c (msg, '\n');
-  input = g_string_free_to_bytes (g_steal_pointer (&msg));
 
-  {
-    Outgoing *o = g_new0 (Outgoing, 1);
-
-    o->argv = g_steal_pointer (&argv);
-    o->input = g_steal_pointer (&input);
-    o->worker = g_strdup (worker);
-    o->recipients = g_steal_pointer (&recipients);
-    g_queue_push_tail (&self->queue, o);
-  }
+  o = g_new0 (Outgoing, 1);
+  o->argv = g_steal_pointer (&argv);
+  o->input = g_string_free_to_bytes (g_steal_pointer (&msg));
+  o->worker = g_strdup (worker);
+  o->about = worker ? g_strdup_printf ("worker %s", worker)
+                    : g_strdup_printf ("%u alert%s (a digest)", n_alerts, n_alerts == 1 ? "" : "s");
+  o->recipients = g_strdup (recipients);
+  g_queue_push_tail (&self->queue, o);
   while (self->queue.length > MAIL_QUEUE_MAX)
     drop_oldest (self);
   schedule_queue (self);
 }
 
+static void schedule_digest (BfMailer *self);
+
+static gboolean
+digest_due_cb (gpointer data)
+{
+  BfMailer *self = data;
+  g_autoptr(GPtrArray) due = NULL;
+
+  self->digest_source_id = 0;
+  due = bf_mail_digest_take_due (self->digest, g_get_monotonic_time ());
+  for (guint i = 0; i < due->len; i++)
+    {
+      BfMailDigestMail *mail = g_ptr_array_index (due, i);
+
+      queue_mail (self, mail->recipients, NULL, mail->n_alerts, mail->subject, mail->body);
+    }
+  schedule_digest (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_digest (BfMailer *self)
+{
+  gint64 due = bf_mail_digest_next_due (self->digest);
+  gint64 wait;
+
+  g_clear_handle_id (&self->digest_source_id, g_source_remove);
+  if (due == G_MAXINT64)
+    return;
+  wait = MAX (due - g_get_monotonic_time (), 0);
+  self->digest_source_id = bf_timeout_add ((guint) MIN ((wait + 999) / 1000, G_MAXUINT),
+                                           digest_due_cb, self, "[buildfleetd] mail digest");
+}
+
+/**
+ * bf_mailer_set_digest_interval:
+ * @interval_usec: MailDigestInterval; 0 mails every alert on its own
+ *
+ * What is held waits for the new interval (or goes at once for 0).
+ */
+void
+bf_mailer_set_digest_interval (BfMailer *self,
+                               guint64   interval_usec)
+{
+  bf_mail_digest_set_interval (self->digest, (gint64) MIN (interval_usec, (guint64) G_MAXINT64));
+  schedule_digest (self);
+}
+
+/**
+ * bf_mailer_send:
+ * @to: recipients; nothing is sent when empty
+ * @worker: the worker the mail is about (for logs)
+ *
+ * Sends a plain text mail, asynchronously: at once, or in the next digest
+ * to the same recipients when more than BF_MAIL_DIGEST_BURST came within
+ * MailDigestInterval.
+ */
+void
+bf_mailer_send (BfMailer           *self,
+                const char * const *to,
+                const char         *worker,
+                const char         *subject,
+                const char         *body)
+{
+  g_autofree char *recipients = NULL;
+  guint held;
+
+  if (to == NULL || to[0] == NULL)
+    return;
+  if (self->command == NULL || *self->command == '\0')
+    {
+      g_message ("No MailCommand configured; not mailing about worker %s", worker);
+      return;
+    }
+  recipients = g_strjoinv (", ", (char **) to);
+  held = bf_mail_digest_offer (self->digest, recipients, worker, subject, body, g_get_monotonic_time ());
+  if (held == 0)
+    {
+      queue_mail (self, recipients, worker, 1, subject, body);
+      return;
+    }
+  if (held == 1)
+    bf_worker_message (worker, "More than %u alerts for %s within MailDigestInterval: "
+                       "this one about worker %s and the next ones go out together in one digest",
+                       BF_MAIL_DIGEST_BURST, recipients, worker);
+  else
+    bf_worker_debug (worker, "The alert about worker %s to %s waits for the digest", worker, recipients);
+  schedule_digest (self);
+}

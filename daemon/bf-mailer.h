@@ -23,6 +23,8 @@ void      bf_mailer_send       (BfMailer           *self,
                                 const char         *body);
 void      bf_mailer_set_timeout (BfMailer          *self,
                                  guint64            timeout_usec);
+void      bf_mailer_set_digest_interval (BfMailer  *self,
+                                         guint64    interval_usec);
 guint     bf_mailer_get_in_flight (BfMailer        *self);
 
 G_END_DECLS

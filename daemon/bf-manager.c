@@ -83,6 +83,7 @@ struct _BfManager
   GHashTable *orphans_stopping;   /* instance id -> NULL: stops in flight */
 
   BfScheduler *scheduler;         /* the pending builds */
+  BfCacheWarmer *cache_warmer;    /* every worker's property cache, see bf_worker_set_cache_warmer() */
   GHashTable *builds;             /* BfBuild -> linger source id (0 while live); owns the build */
   guint64 next_build_id;
 
@@ -356,6 +357,7 @@ add_worker (BfManager      *self,
 {
   BfWorker *worker = bf_worker_new (wc, self->state, self->mailer, self->authority);
 
+  bf_worker_set_cache_warmer (worker, self->cache_warmer);
   bf_worker_set_duplicate_ping_timeout (worker, self->config->duplicate_ping_timeout_usec);
   bf_worker_set_quarantine_limits (worker, self->config->quarantine_initial_usec,
                                    self->config->quarantine_max_usec);
@@ -420,6 +422,7 @@ apply_daemon_config (BfManager *self)
 
   bf_mailer_set_config (self->mailer, self->config->mail_command, self->config->mail_from);
   bf_mailer_set_timeout (self->mailer, self->config->mail_timeout_usec);
+  bf_mailer_set_digest_interval (self->mailer, self->config->mail_digest_interval_usec);
   if (self->listener)
     bf_listener_set_limits (self->listener, &limits);
 }
@@ -2016,6 +2019,10 @@ bf_manager_dispose (GObject *object)
       g_clear_pointer (&self->builds, g_hash_table_unref);
     }
   g_clear_pointer (&self->scheduler, bf_scheduler_free);
+  /* Workers that outlive us keep the warmer; nothing is rebuilt any more. */
+  if (self->cache_warmer)
+    bf_cache_warmer_stop (self->cache_warmer);
+  g_clear_object (&self->cache_warmer);
   g_clear_object (&self->listener);
   disconnect_workers (self, self->workers);
   disconnect_workers (self, self->retiring);
@@ -2089,6 +2096,7 @@ bf_manager_init (BfManager *self)
   self->pools = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->builds = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->scheduler = bf_scheduler_new (self->workers, &scheduler_host, self);
+  self->cache_warmer = bf_worker_new_cache_warmer ();
   self->reload_cancellable = g_cancellable_new ();
   self->engine_cancellable = g_cancellable_new ();
   self->orphans_stopping = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);

@@ -65,6 +65,7 @@ struct _BfWorker
   guint64 last_seen_usec;
 
   GVariant *properties_cache;   /* a{sv} of all properties, see bf_shared_dict_new() */
+  BfCacheWarmer *cache_warmer;  /* rebuilds properties_cache, see bf_worker_set_cache_warmer() */
   gboolean attach_announcing;   /* in the attach batch: Attached not sent yet */
 
   GQueue admin_ops;             /* AdminOp: authorised admin calls, in order; the head is
@@ -1751,17 +1752,14 @@ bf_worker_dispose (GObject *object)
   G_OBJECT_CLASS (bf_worker_parent_class)->dispose (object);
 }
 
-/* see warm_caches_cb() */
-static GHashTable *cold_workers;  /* BfWorker* (unowned; leaves in finalize) */
-static guint warm_source_id;
-
 static void
 bf_worker_finalize (GObject *object)
 {
   BfWorker *self = BF_WORKER (object);
 
-  if (cold_workers != NULL)
-    g_hash_table_remove (cold_workers, self);
+  if (self->cache_warmer != NULL)
+    bf_cache_warmer_forget (self->cache_warmer, self);
+  g_clear_object (&self->cache_warmer);
   g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
   g_strfreev (self->reported_labels);
   /* A save in progress holds a reference: nothing is being saved now. */
@@ -1800,78 +1798,53 @@ ensure_properties_cache (BfWorker *self)
   self->properties_cache = bf_shared_dict_new (fresh);
 }
 
-/* Set once a client asked for whole property sets (GetManagedObjects,
- * GetWorkers): until then nobody would use a rebuilt cache. */
-static gboolean caches_wanted;
-
 static GVariant *
 bf_worker_get_properties (GDBusInterfaceSkeleton *skeleton)
 {
   BfWorker *self = BF_WORKER (skeleton);
 
-  caches_wanted = TRUE;
+  if (self->cache_warmer != NULL)
+    bf_cache_warmer_set_wanted (self->cache_warmer);
   ensure_properties_cache (self);
   return g_variant_ref (self->properties_cache);
 }
 
-/* Once some client lists the fleet, caches dropped by a change are
- * rebuilt in the background, so that a GetManagedObjects or GetWorkers
- * after an attach storm (or in a fleet whose pongs keep moving
- * LastMessageUSec) does not pay for thousands of them at once: a few
- * milliseconds every WARM_PERIOD_MS at low priority, at most a tenth of a
- * CPU. */
-#define WARM_PERIOD_MS 20
-#define WARM_BUDGET_USEC 2000
-
-static gboolean
-warm_caches_cb (gpointer data)
-{
-  gint64 until = g_get_monotonic_time () + WARM_BUDGET_USEC;
-  GHashTableIter iter;
-  gpointer key;
-
-  g_hash_table_iter_init (&iter, cold_workers);
-  while (g_hash_table_iter_next (&iter, &key, NULL))
-    {
-      BfWorker *worker = key;
-
-      g_hash_table_iter_remove (&iter);
-      ensure_properties_cache (worker);
-      if (g_get_monotonic_time () >= until)
-        break;
-    }
-  if (g_hash_table_size (cold_workers) > 0)
-    return G_SOURCE_CONTINUE;
-  warm_source_id = 0;
-  return G_SOURCE_REMOVE;
-}
-
 static void
-mark_cold (BfWorker *self)
+warm_properties_cache (gpointer item)
 {
-  if (cold_workers == NULL)
-    cold_workers = g_hash_table_new (NULL, NULL);
-  g_hash_table_add (cold_workers, self);
-  if (warm_source_id == 0)
-    {
-      GSource *source = g_timeout_source_new (WARM_PERIOD_MS);
-
-      g_source_set_priority (source, G_PRIORITY_LOW);
-      warm_source_id = bf_timeout_add_full (source, warm_caches_cb, NULL,
-                                            "[buildfleetd] rebuild property caches");
-    }
+  ensure_properties_cache (BF_WORKER (item));
 }
 
 /**
- * bf_worker_stop_cache_warmer:
+ * bf_worker_set_cache_warmer:
+ * @warmer: (nullable): rebuilds this worker's property cache after a
+ *   change, once some client lists the fleet (GetManagedObjects,
+ *   GetWorkers), so that the next listing after an attach storm or in a
+ *   fleet whose pongs keep moving LastMessageUSec does not pay for
+ *   thousands of caches at once
  *
- * At exit: forget the caches still to rebuild.
+ * The warmer must have been made by bf_worker_new_cache_warmer().
  */
 void
-bf_worker_stop_cache_warmer (void)
+bf_worker_set_cache_warmer (BfWorker      *self,
+                            BfCacheWarmer *warmer)
 {
-  g_clear_handle_id (&warm_source_id, g_source_remove);
-  g_clear_pointer (&cold_workers, g_hash_table_unref);
+  g_return_if_fail (BF_IS_WORKER (self));
+  if (self->cache_warmer != NULL)
+    bf_cache_warmer_forget (self->cache_warmer, self);
+  g_set_object (&self->cache_warmer, warmer);
+}
+
+/**
+ * bf_worker_new_cache_warmer:
+ *
+ * Returns: (transfer full): a warmer of workers' property caches, for
+ *   bf_worker_set_cache_warmer()
+ */
+BfCacheWarmer *
+bf_worker_new_cache_warmer (void)
+{
+  return bf_cache_warmer_new (warm_properties_cache);
 }
 
 static void
@@ -1883,8 +1856,8 @@ bf_worker_dispatch_properties_changed (GObject     *object,
   static guint notify_id;
 
   g_clear_pointer (&self->properties_cache, g_variant_unref);
-  if (caches_wanted)
-    mark_cold (self);
+  if (self->cache_warmer != NULL)
+    bf_cache_warmer_mark_cold (self->cache_warmer, self);
   /* Before the worker is on the bus nobody can hear of a change: the
    * skeleton's PropertiesChanged (scheduled from its notify handler) needs
    * a connection and the daemon connects no notify handler.  Skipping the

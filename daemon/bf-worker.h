@@ -6,6 +6,7 @@
 
 #include "bf-dbus-generated.h"
 #include "bf-authority.h"
+#include "bf-cache-warmer.h"
 #include "bf-config.h"
 #include "bf-worker-link.h"
 #include "bf-latent.h"
@@ -84,7 +85,9 @@ void            bf_worker_set_quarantine_limits (BfWorker    *self,
                                               guint64         initial_usec,
                                               guint64         max_usec);
 
-void            bf_worker_stop_cache_warmer  (void);
+BfCacheWarmer  *bf_worker_new_cache_warmer   (void);
+void            bf_worker_set_cache_warmer   (BfWorker       *self,
+                                              BfCacheWarmer  *warmer);
 void            bf_worker_flush_attach_announcements (void);
 
 G_END_DECLS

@@ -427,7 +427,6 @@ main (int   argc,
   bf_manager_shutdown (app->manager);
   g_clear_object (&app->manager);
   bf_websocket_close_all ();
-  bf_worker_stop_cache_warmer ();
   bf_timer_queue_shutdown ();
   bf_poller_shutdown ();
   return app->exit_code;

@@ -72,6 +72,7 @@
 #include <glib.h>
 
 #include "bf-banana.h"
+#include "bf-bench-output.h"
 #include "bf-jelly.h"
 #include "bf-pb-auth.h"
 
@@ -170,6 +171,7 @@ typedef struct
   int port;
   int n_workers;
   char *name_format;
+  BfBenchNames names;     /* name_format, parsed */
   int first_index;
   char *password;
   int concurrency;
@@ -222,104 +224,27 @@ static gint64 now_usec (void) { return g_get_monotonic_time (); }
 
 /* --- output ------------------------------------------------------------- */
 
-static gint64
-read_vmrss_kib (int pid)
-{
-  g_autofree char *path = pid > 0 ? g_strdup_printf ("/proc/%d/status", pid) : g_strdup ("/proc/self/status");
-  g_autofree char *contents = NULL;
-  const char *line;
-
-  if (!g_file_get_contents (path, &contents, NULL, NULL))
-    return -1;
-  line = strstr (contents, "\nVmRSS:");
-  return line ? g_ascii_strtoll (line + strlen ("\nVmRSS:"), NULL, 10) : -1;
-}
-
-static int
-compare_doubles (gconstpointer a, gconstpointer b)
-{
-  gdouble x = *(const gdouble *) a, y = *(const gdouble *) b;
-  return (x > y) - (x < y);
-}
-
-static gdouble
-percentile (GArray *sorted, gdouble p)
-{
-  gsize i;
-
-  if (sorted->len == 0)
-    return 0;
-  i = (gsize) (p / 100.0 * (sorted->len - 1) + 0.5);
-  return g_array_index (sorted, gdouble, MIN (i, sorted->len - 1));
-}
-
-static void
-json_number (GString *s, const char *key, gdouble value)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-
-  g_string_append_printf (s, ",\"%s\":%s", key, g_ascii_formatd (buf, sizeof buf, "%.3f", value));
-}
-
-static void
-json_int (GString *s, const char *key, gint64 value)
-{
-  g_string_append_printf (s, ",\"%s\":%" G_GINT64_FORMAT, key, value);
-}
-
-static void
-json_distribution (GString *s, const char *key, GArray *values)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  const gdouble ps[] = { 50, 95, 99, 100 };
-  const char * const names[] = { "p50", "p95", "p99", "max" };
-
-  g_array_sort (values, compare_doubles);
-  g_string_append_printf (s, ",\"%s\":{", key);
-  for (guint i = 0; i < G_N_ELEMENTS (ps); i++)
-    g_string_append_printf (s, "%s\"%s\":%s", i ? "," : "", names[i],
-                            g_ascii_formatd (buf, sizeof buf, "%.3f", percentile (values, ps[i])));
-  g_string_append_c (s, '}');
-}
-
-static GString *
-json_begin (const char *phase)
-{
-  GString *s = g_string_new (NULL);
-
-  g_string_append_printf (s, "{\"phase\":\"%s\",\"protocol\":\"pb\"", phase);
-  return s;
-}
-
 static void
 json_traffic (GString *s)
 {
-  json_int (s, "messages_in", lg->st.messages_in);
-  json_int (s, "messages_out", lg->st.messages_out);
-  json_int (s, "bytes_in", lg->st.bytes_in);
-  json_int (s, "bytes_out", lg->st.bytes_out);
-  json_int (s, "prints", lg->st.prints);
-  json_int (s, "commands", lg->st.commands);
-  json_int (s, "updates", lg->st.updates);
-  json_int (s, "shutdowns", lg->st.shutdowns);
-  json_int (s, "unknown_calls", lg->st.unknown_calls);
-  json_int (s, "errors_in", lg->st.errors_in);
-  json_int (s, "bad_messages", lg->st.bad_messages);
-  json_int (s, "closed_by_peer", lg->st.closed_by_peer);
+  bf_bench_json_int (s, "messages_in", lg->st.messages_in);
+  bf_bench_json_int (s, "messages_out", lg->st.messages_out);
+  bf_bench_json_int (s, "bytes_in", lg->st.bytes_in);
+  bf_bench_json_int (s, "bytes_out", lg->st.bytes_out);
+  bf_bench_json_int (s, "prints", lg->st.prints);
+  bf_bench_json_int (s, "commands", lg->st.commands);
+  bf_bench_json_int (s, "updates", lg->st.updates);
+  bf_bench_json_int (s, "shutdowns", lg->st.shutdowns);
+  bf_bench_json_int (s, "unknown_calls", lg->st.unknown_calls);
+  bf_bench_json_int (s, "errors_in", lg->st.errors_in);
+  bf_bench_json_int (s, "bad_messages", lg->st.bad_messages);
+  bf_bench_json_int (s, "closed_by_peer", lg->st.closed_by_peer);
 }
 
 static void
 json_end (GString *s)
 {
-  json_int (s, "open", lg->n_open);
-  json_int (s, "loadgen_rss_kib", read_vmrss_kib (0));
-  if (lg->peer_pid > 0)
-    json_int (s, "peer_rss_kib", read_vmrss_kib (lg->peer_pid));
-  json_int (s, "realtime_usec", g_get_real_time ());
-  g_string_append (s, "}\n");
-  fputs (s->str, stdout);
-  fflush (stdout);
-  g_string_free (s, TRUE);
+  bf_bench_json_end (s, lg->n_open, lg->peer_pid);
 }
 
 /* --- timers ------------------------------------------------------------- */
@@ -1342,23 +1267,23 @@ report_attached (void)
     }
   end = lg->n_attached == (guint) lg->n_workers ? lg->t_last_attach : now_usec ();
   seconds = (end - lg->t0) / (gdouble) G_USEC_PER_SEC;
-  s = json_begin ("attached");
-  json_int (s, "workers", lg->n_attached);
-  json_number (s, "seconds", seconds);
-  json_number (s, "rate", seconds > 0 ? lg->n_attached / seconds : 0);
-  json_int (s, "target", lg->n_workers);
-  json_int (s, "failed", lg->n_workers - lg->n_attached);
-  json_int (s, "concurrency", lg->concurrency);
-  json_int (s, "threads", 1);
-  json_int (s, "attach_prints", lg->attach_prints);
-  json_int (s, "attempts", lg->st.attempts);
-  json_int (s, "retries", lg->st.retries);
-  json_int (s, "connect_errors", lg->st.connect_errors);
-  json_int (s, "auth_errors", lg->st.auth_errors);
-  json_int (s, "timeouts", lg->st.timeouts);
-  json_int (s, "closed_before_attach", lg->st.closed_before_attach);
-  json_distribution (s, "handshake_ms", handshake);
-  json_distribution (s, "attach_ms", attach);
+  s = bf_bench_json_begin ("attached", "pb");
+  bf_bench_json_int (s, "workers", lg->n_attached);
+  bf_bench_json_number (s, "seconds", seconds);
+  bf_bench_json_number (s, "rate", seconds > 0 ? lg->n_attached / seconds : 0);
+  bf_bench_json_int (s, "target", lg->n_workers);
+  bf_bench_json_int (s, "failed", lg->n_workers - lg->n_attached);
+  bf_bench_json_int (s, "concurrency", lg->concurrency);
+  bf_bench_json_int (s, "threads", 1);
+  bf_bench_json_int (s, "attach_prints", lg->attach_prints);
+  bf_bench_json_int (s, "attempts", lg->st.attempts);
+  bf_bench_json_int (s, "retries", lg->st.retries);
+  bf_bench_json_int (s, "connect_errors", lg->st.connect_errors);
+  bf_bench_json_int (s, "auth_errors", lg->st.auth_errors);
+  bf_bench_json_int (s, "timeouts", lg->st.timeouts);
+  bf_bench_json_int (s, "closed_before_attach", lg->st.closed_before_attach);
+  bf_bench_json_distribution (s, "handshake_ms", handshake);
+  bf_bench_json_distribution (s, "attach_ms", attach);
   if (lg->n_attached < (guint) lg->n_workers)
     {
       /* where the others are: waiting for a slot or a retry, connecting, for
@@ -1400,9 +1325,9 @@ check_attached_phase (void)
 static void
 kill_now (void)
 {
-  GString *s = json_begin ("killed");
+  GString *s = bf_bench_json_begin ("killed", "pb");
 
-  json_int (s, "workers", lg->n_open);
+  bf_bench_json_int (s, "workers", lg->n_open);
   json_end (s);
   _exit (lg->n_attached == (guint) lg->n_workers ? 0 : 1);
 }
@@ -1525,16 +1450,16 @@ run_flaps (void)
           worker_start (&lg->workers[i]);
       done = run_loop (start + (gint64) (lg->attach_timeout * G_USEC_PER_SEC), all_attached, FALSE) &&
              all_attached ();
-      s = json_begin ("flapped");
-      json_int (s, "cycle", cycle);
-      json_int (s, "dropped", dropped);
-      json_int (s, "workers", lg->n_attached);
-      json_number (s, "seconds", (now_usec () - start) / (gdouble) G_USEC_PER_SEC);
-      json_int (s, "dropped_realtime_usec", realtime);
-      json_int (s, "attempts", lg->st.attempts - before.attempts);
-      json_int (s, "retries", lg->st.retries - before.retries);
-      json_int (s, "auth_errors", lg->st.auth_errors - before.auth_errors);
-      json_int (s, "closed_by_peer", lg->st.closed_by_peer - before.closed_by_peer);
+      s = bf_bench_json_begin ("flapped", "pb");
+      bf_bench_json_int (s, "cycle", cycle);
+      bf_bench_json_int (s, "dropped", dropped);
+      bf_bench_json_int (s, "workers", lg->n_attached);
+      bf_bench_json_number (s, "seconds", (now_usec () - start) / (gdouble) G_USEC_PER_SEC);
+      bf_bench_json_int (s, "dropped_realtime_usec", realtime);
+      bf_bench_json_int (s, "attempts", lg->st.attempts - before.attempts);
+      bf_bench_json_int (s, "retries", lg->st.retries - before.retries);
+      bf_bench_json_int (s, "auth_errors", lg->st.auth_errors - before.auth_errors);
+      bf_bench_json_int (s, "closed_by_peer", lg->st.closed_by_peer - before.closed_by_peer);
       json_end (s);
       if (!done)
         return FALSE;
@@ -1569,74 +1494,15 @@ leave_all (void)
     }
   run_loop (t + (gint64) (lg->close_timeout * G_USEC_PER_SEC), none_open, FALSE);
   left_open = lg->n_open;
-  s = json_begin ("stopped");
-  json_number (s, "seconds", (now_usec () - t) / (gdouble) G_USEC_PER_SEC);
-  json_int (s, "left_open", left_open);
+  s = bf_bench_json_begin ("stopped", "pb");
+  bf_bench_json_number (s, "seconds", (now_usec () - t) / (gdouble) G_USEC_PER_SEC);
+  bf_bench_json_int (s, "left_open", left_open);
   g_string_append (s, ",\"mode\":\"fin\"");
   json_traffic (s);
   json_end (s);
 }
 
 /* --- set-up ----------------------------------------------------------------- */
-
-static char *
-worker_name (int number)
-{
-  const char *f = lg->name_format;
-  const char *pct = strchr (f, '%');
-
-  if (pct == NULL)
-    return g_strdup_printf ("%s%d", f, number);
-  /* one %d with an optional 0 flag and width, as bf-loadgen */
-  {
-    const char *p = pct + 1;
-    gboolean zero = FALSE;
-    int width = 0;
-    g_autofree char *prefix = g_strndup (f, pct - f);
-
-    if (*p == '0')
-      zero = TRUE, p++;
-    while (g_ascii_isdigit (*p))
-      width = width * 10 + (*p++ - '0');
-    if (*p != 'd')
-      {
-        g_printerr ("bf-loadgen-pb: --name-format needs one %%d\n");
-        exit (2);
-      }
-    return g_strdup_printf (zero ? "%s%0*d%s" : "%s%*d%s", prefix, width, number, p + 1);
-  }
-}
-
-static void
-read_os_release (void)
-{
-  g_autofree char *text = NULL;
-  g_auto(GStrv) lines = NULL;
-
-  lg->os_release = g_ptr_array_new_with_free_func (g_free);
-  if (!g_file_get_contents ("/etc/os-release", &text, NULL, NULL))
-    return;
-  lines = g_strsplit (text, "\n", -1);
-  for (char **l = lines; *l; l++)
-    {
-      char *eq = strchr (*l, '=');
-      g_autofree char *key = NULL;
-      g_autofree char *value = NULL;
-
-      if (**l == '#' || eq == NULL || eq[1] == '\0')
-        continue;
-      key = g_ascii_strdown (*l, eq - *l);
-      value = g_strdup (eq + 1);
-      g_strstrip (value);
-      if (value[0] == '"' && strlen (value) >= 2 && value[strlen (value) - 1] == '"')
-        {
-          value[strlen (value) - 1] = '\0';
-          memmove (value, value + 1, strlen (value));
-        }
-      g_ptr_array_add (lg->os_release, g_strdup_printf ("os_%s", key));
-      g_ptr_array_add (lg->os_release, g_steal_pointer (&value));
-    }
-}
 
 static gboolean
 parse_url (const char *url)
@@ -1749,6 +1615,11 @@ main (int argc, char **argv)
       g_printerr ("bf-loadgen-pb: bad option value\n");
       return 2;
     }
+  if (!bf_bench_names_parse (&lg->names, lg->name_format, &error))
+    {
+      g_printerr ("bf-loadgen-pb: %s\n", error->message);
+      return 2;
+    }
   if (lg->basedir_prefix == NULL)
     lg->basedir_prefix = g_strdup ("/tmp/bf-loadgen");
   if (lg->stop_after_attach)
@@ -1767,7 +1638,7 @@ main (int argc, char **argv)
 
   debug = g_getenv ("BF_LOADGEN_DEBUG") != NULL;
   lg->environ = g_get_environ ();
-  read_os_release ();
+  lg->os_release = bf_bench_read_os_release ();
   lg->rand = g_rand_new ();
   lg->timers = g_array_new (FALSE, FALSE, sizeof (Timer));
   g_queue_init (&lg->waiting);
@@ -1789,16 +1660,16 @@ main (int argc, char **argv)
 
       w->index = i;
       w->fd = -1;
-      w->name = worker_name (lg->first_index + i);
+      w->name = bf_bench_names_format (&lg->names, lg->first_index + i);
       w->out = g_byte_array_new ();
       w->builders = g_ptr_array_new_with_free_func (g_free);
     }
 
-  s = json_begin ("start");
-  json_int (s, "workers", lg->n_workers);
-  json_int (s, "threads", 1);
-  json_int (s, "concurrency", lg->concurrency);
-  json_int (s, "pid", getpid ());
+  s = bf_bench_json_begin ("start", "pb");
+  bf_bench_json_int (s, "workers", lg->n_workers);
+  bf_bench_json_int (s, "threads", 1);
+  bf_bench_json_int (s, "concurrency", lg->concurrency);
+  bf_bench_json_int (s, "pid", getpid ());
   json_end (s);
 
   lg->t0 = now_usec ();
@@ -1829,8 +1700,8 @@ main (int argc, char **argv)
       guint dropped = 0;
 
       lg->phase = P_SILENT;
-      s = json_begin ("silent");
-      json_number (s, "silent_seconds", MAX (lg->hold, 0));
+      s = bf_bench_json_begin ("silent", "pb");
+      bf_bench_json_number (s, "silent_seconds", MAX (lg->hold, 0));
       json_end (s);
       run_loop (now_usec () + (gint64) (MAX (lg->hold, 0) * G_USEC_PER_SEC), NULL, TRUE);
       lg->phase = P_RESUMED;
@@ -1838,8 +1709,8 @@ main (int argc, char **argv)
       run_loop (t + (gint64) (lg->resume_grace * G_USEC_PER_SEC), NULL, FALSE);
       for (int i = 0; i < lg->n_workers; i++)
         dropped += lg->workers[i].dropped;
-      s = json_begin ("resumed");
-      json_int (s, "dropped_by_master", dropped);
+      s = bf_bench_json_begin ("resumed", "pb");
+      bf_bench_json_int (s, "dropped_by_master", dropped);
       json_end (s);
       leave_all ();
       return 0;
@@ -1849,8 +1720,8 @@ main (int argc, char **argv)
     {
       gboolean signalled = !run_loop (lg->hold < 0 ? 0 : now_usec () + (gint64) (lg->hold * G_USEC_PER_SEC), NULL, FALSE);
 
-      s = json_begin ("held");
-      json_int (s, "attached", lg->n_attached);
+      s = bf_bench_json_begin ("held", "pb");
+      bf_bench_json_int (s, "attached", lg->n_attached);
       json_traffic (s);
       json_end (s);
       (void) signalled;

@@ -116,6 +116,8 @@
 #include <libsoup/soup.h>
 #include <msgpack.h>
 
+#include "bf-bench-output.h"
+
 #define DEFAULT_URL "ws://127.0.0.1:9989"
 #define DEFAULT_WORKER_VERSION "3.7.0"
 #define WORKER_COMMAND_VERSION "3.1"
@@ -417,10 +419,7 @@ struct _Loadgen {
   int exit_status;
 
   GUri *uri;                      /* http:// form of --url */
-  char *name_prefix;
-  char *name_suffix;
-  int name_width;
-  gboolean name_zero;
+  BfBenchNames names;            /* --name-format */
   gboolean in_flight_until_attached;
   guint n_sources;                /* source addresses per shard */
 
@@ -532,129 +531,37 @@ shard_clear_source (Shard *sh, guint *id)
   *id = 0;
 }
 
-static gint64
-read_vmrss_kib (int pid)
-{
-  g_autofree char *path = NULL;
-  g_autofree char *contents = NULL;
-  const char *line;
-
-  path = pid > 0 ? g_strdup_printf ("/proc/%d/status", pid) : g_strdup ("/proc/self/status");
-  if (!g_file_get_contents (path, &contents, NULL, NULL))
-    return -1;
-  line = strstr (contents, "\nVmRSS:");
-  if (line == NULL)
-    return -1;
-  return g_ascii_strtoll (line + strlen ("\nVmRSS:"), NULL, 10);
-}
-
-static int
-compare_doubles (gconstpointer a, gconstpointer b)
-{
-  gdouble x = *(const gdouble *) a, y = *(const gdouble *) b;
-  return (x > y) - (x < y);
-}
-
-static gdouble
-percentile (GArray *sorted, gdouble p)
-{
-  gsize i;
-
-  if (sorted->len == 0)
-    return 0;
-  i = (gsize) (p / 100.0 * (sorted->len - 1) + 0.5);
-  return g_array_index (sorted, gdouble, MIN (i, sorted->len - 1));
-}
-
-/* ------------------------------------------------------------------------ */
-/* JSON phase lines                                                         */
-
-static void
-json_number (GString *s, const char *key, gdouble value)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-
-  g_string_append_printf (s, ",\"%s\":%s", key,
-                          g_ascii_formatd (buf, sizeof buf, "%.3f", value));
-}
-
-static void
-json_int (GString *s, const char *key, gint64 value)
-{
-  g_string_append_printf (s, ",\"%s\":%" G_GINT64_FORMAT, key, value);
-}
-
-static void
-json_string (GString *s, const char *key, const char *value)
-{
-  /* values are our own identifiers: no escaping needed */
-  g_string_append_printf (s, ",\"%s\":\"%s\"", key, value);
-}
-
-static void
-json_distribution (GString *s, const char *key, GArray *values)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  const gdouble ps[] = { 50, 95, 99, 100 };
-  const char * const names[] = { "p50", "p95", "p99", "max" };
-
-  g_array_sort (values, compare_doubles);
-  g_string_append_printf (s, ",\"%s\":{", key);
-  for (guint i = 0; i < G_N_ELEMENTS (ps); i++)
-    g_string_append_printf (s, "%s\"%s\":%s", i ? "," : "", names[i],
-                            g_ascii_formatd (buf, sizeof buf, "%.3f",
-                                             percentile (values, ps[i])));
-  g_string_append_c (s, '}');
-}
-
-static GString *
-json_begin (const char *phase)
-{
-  GString *s = g_string_new (NULL);
-
-  g_string_append_printf (s, "{\"phase\":\"%s\"", phase);
-  return s;
-}
-
 static guint lg_open (Loadgen *lg);
 
 static void
 json_end (Loadgen *lg, GString *s)
 {
-  json_int (s, "open", lg_open (lg));
-  json_int (s, "loadgen_rss_kib", read_vmrss_kib (0));
-  if (lg->opt.peer_pid > 0)
-    json_int (s, "peer_rss_kib", read_vmrss_kib (lg->opt.peer_pid));
-  json_int (s, "realtime_usec", g_get_real_time ());
-  g_string_append (s, "}\n");
-  fputs (s->str, stdout);
-  fflush (stdout);
-  g_string_free (s, TRUE);
+  bf_bench_json_end (s, lg_open (lg), lg->opt.peer_pid);
 }
 
 static void
 json_traffic (const Stats *st, GString *s)
 {
 
-  json_int (s, "messages_in", st->messages_in);
-  json_int (s, "messages_out", st->messages_out);
-  json_int (s, "bytes_in", st->bytes_in);
-  json_int (s, "bytes_out", st->bytes_out);
-  json_int (s, "commands", st->commands);
-  json_int (s, "commands_done", st->commands_done);
-  json_int (s, "updates", st->updates);
-  json_int (s, "output_bytes", st->output_bytes);
-  json_int (s, "transfer_bytes", st->transfer_bytes);
-  json_int (s, "interrupts", st->interrupts);
-  json_int (s, "shutdowns", st->shutdowns);
-  json_int (s, "prints", st->prints);
-  json_int (s, "keepalives", st->keepalives);
-  json_int (s, "error_responses", st->error_responses);
-  json_int (s, "unexpected_responses", st->unexpected_responses);
-  json_int (s, "unknown_ops", st->unknown_ops);
-  json_int (s, "bad_messages", st->bad_messages);
-  json_int (s, "closed_by_peer", st->closed_by_peer);
-  json_int (s, "reattached", st->reattached);
+  bf_bench_json_int (s, "messages_in", st->messages_in);
+  bf_bench_json_int (s, "messages_out", st->messages_out);
+  bf_bench_json_int (s, "bytes_in", st->bytes_in);
+  bf_bench_json_int (s, "bytes_out", st->bytes_out);
+  bf_bench_json_int (s, "commands", st->commands);
+  bf_bench_json_int (s, "commands_done", st->commands_done);
+  bf_bench_json_int (s, "updates", st->updates);
+  bf_bench_json_int (s, "output_bytes", st->output_bytes);
+  bf_bench_json_int (s, "transfer_bytes", st->transfer_bytes);
+  bf_bench_json_int (s, "interrupts", st->interrupts);
+  bf_bench_json_int (s, "shutdowns", st->shutdowns);
+  bf_bench_json_int (s, "prints", st->prints);
+  bf_bench_json_int (s, "keepalives", st->keepalives);
+  bf_bench_json_int (s, "error_responses", st->error_responses);
+  bf_bench_json_int (s, "unexpected_responses", st->unexpected_responses);
+  bf_bench_json_int (s, "unknown_ops", st->unknown_ops);
+  bf_bench_json_int (s, "bad_messages", st->bad_messages);
+  bf_bench_json_int (s, "closed_by_peer", st->closed_by_peer);
+  bf_bench_json_int (s, "reattached", st->reattached);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3496,24 +3403,24 @@ lg_print_attached (Loadgen *lg)
   end = attached == lg->n_workers ? t.t_last_attach : g_get_monotonic_time ();
   seconds = (end - lg->t0) / (gdouble) G_USEC_PER_SEC;
 
-  s = json_begin ("attached");
-  json_int (s, "workers", attached);
-  json_number (s, "seconds", seconds);
-  json_number (s, "rate", seconds > 0 ? attached / seconds : 0);
-  json_int (s, "target", lg->n_workers);
-  json_int (s, "failed", lg->n_workers - attached);
-  json_int (s, "concurrency", lg->opt.concurrency);
-  json_int (s, "threads", lg->n_shards);
-  json_int (s, "attach_prints", lg->opt.attach_prints);
-  json_int (s, "attempts", t.stats.attempts);
-  json_int (s, "retries", t.stats.retries);
-  json_int (s, "connect_errors", t.stats.connect_errors);
-  json_int (s, "http_401", t.stats.http_401);
-  json_int (s, "http_other", t.stats.http_other);
-  json_int (s, "timeouts", t.stats.timeouts);
-  json_int (s, "closed_before_attach", t.stats.closed_before_attach);
-  json_distribution (s, "handshake_ms", t.handshake_ms);
-  json_distribution (s, "attach_ms", t.attach_ms);
+  s = bf_bench_json_begin ("attached", NULL);
+  bf_bench_json_int (s, "workers", attached);
+  bf_bench_json_number (s, "seconds", seconds);
+  bf_bench_json_number (s, "rate", seconds > 0 ? attached / seconds : 0);
+  bf_bench_json_int (s, "target", lg->n_workers);
+  bf_bench_json_int (s, "failed", lg->n_workers - attached);
+  bf_bench_json_int (s, "concurrency", lg->opt.concurrency);
+  bf_bench_json_int (s, "threads", lg->n_shards);
+  bf_bench_json_int (s, "attach_prints", lg->opt.attach_prints);
+  bf_bench_json_int (s, "attempts", t.stats.attempts);
+  bf_bench_json_int (s, "retries", t.stats.retries);
+  bf_bench_json_int (s, "connect_errors", t.stats.connect_errors);
+  bf_bench_json_int (s, "http_401", t.stats.http_401);
+  bf_bench_json_int (s, "http_other", t.stats.http_other);
+  bf_bench_json_int (s, "timeouts", t.stats.timeouts);
+  bf_bench_json_int (s, "closed_before_attach", t.stats.closed_before_attach);
+  bf_bench_json_distribution (s, "handshake_ms", t.handshake_ms);
+  bf_bench_json_distribution (s, "attach_ms", t.attach_ms);
   if (lg->interrupted)
     g_string_append (s, ",\"interrupted\":true");
   json_end (lg, s);
@@ -3546,8 +3453,8 @@ lg_run_silent (Loadgen *lg)
   gint64 start, end;
   GString *s;
 
-  s = json_begin ("silent");
-  json_number (s, "hold", lg->opt.hold);
+  s = bf_bench_json_begin ("silent", NULL);
+  bf_bench_json_number (s, "hold", lg->opt.hold);
   json_end (lg, s);
 
   lg->phase = PHASE_SILENT;
@@ -3572,10 +3479,10 @@ lg_run_silent (Loadgen *lg)
 
   lg_enter_phase (lg, PHASE_RESUMED);
   lg_wait (lg, lg->opt.resume_grace);
-  s = json_begin ("resumed");
-  json_number (s, "silent_seconds", (end - start) / (gdouble) G_USEC_PER_SEC);
-  json_int (s, "workers", lg_open (lg));
-  json_int (s, "dropped_by_master", lg_closed_by_peer (lg) - closed_before);
+  s = bf_bench_json_begin ("resumed", NULL);
+  bf_bench_json_number (s, "silent_seconds", (end - start) / (gdouble) G_USEC_PER_SEC);
+  bf_bench_json_int (s, "workers", lg_open (lg));
+  bf_bench_json_int (s, "dropped_by_master", lg_closed_by_peer (lg) - closed_before);
   json_end (lg, s);
 }
 
@@ -3645,17 +3552,17 @@ lg_run_flaps (Loadgen *lg)
         g_source_remove (poll_id);
       lg_collect (lg, &after);
 
-      s = json_begin ("flapped");
-      json_int (s, "cycle", cycle);
-      json_int (s, "dropped", g_atomic_int_get (&lg->flap_dropped));
-      json_int (s, "workers", attached);
-      json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
-      json_int (s, "dropped_realtime_usec", realtime);
-      json_int (s, "attempts", after.stats.attempts - before.stats.attempts);
-      json_int (s, "retries", after.stats.retries - before.stats.retries);
-      json_int (s, "http_401", after.stats.http_401 - before.stats.http_401);
-      json_int (s, "http_other", after.stats.http_other - before.stats.http_other);
-      json_int (s, "closed_by_peer", after.stats.closed_by_peer - before.stats.closed_by_peer);
+      s = bf_bench_json_begin ("flapped", NULL);
+      bf_bench_json_int (s, "cycle", cycle);
+      bf_bench_json_int (s, "dropped", g_atomic_int_get (&lg->flap_dropped));
+      bf_bench_json_int (s, "workers", attached);
+      bf_bench_json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
+      bf_bench_json_int (s, "dropped_realtime_usec", realtime);
+      bf_bench_json_int (s, "attempts", after.stats.attempts - before.stats.attempts);
+      bf_bench_json_int (s, "retries", after.stats.retries - before.stats.retries);
+      bf_bench_json_int (s, "http_401", after.stats.http_401 - before.stats.http_401);
+      bf_bench_json_int (s, "http_other", after.stats.http_other - before.stats.http_other);
+      bf_bench_json_int (s, "closed_by_peer", after.stats.closed_by_peer - before.stats.closed_by_peer);
       if (lg->interrupted)
         g_string_append (s, ",\"interrupted\":true");
       json_end (lg, s);
@@ -3680,12 +3587,12 @@ lg_stop (Loadgen *lg)
   lg_wait (lg, lg->opt.close_timeout);
   lg->interrupted = lg->interrupted || was_interrupted;
 
-  s = json_begin ("stopped");
-  json_int (s, "workers", open_before);
-  json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
-  json_int (s, "closed_by_master_first", lg_closed_by_peer (lg) - peer_before);
-  json_int (s, "left_open", lg_open (lg));
-  json_string (s, "mode", lg->opt.close_frame ? "close-frame" : "fin");
+  s = bf_bench_json_begin ("stopped", NULL);
+  bf_bench_json_int (s, "workers", open_before);
+  bf_bench_json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
+  bf_bench_json_int (s, "closed_by_master_first", lg_closed_by_peer (lg) - peer_before);
+  bf_bench_json_int (s, "left_open", lg_open (lg));
+  bf_bench_json_string (s, "mode", lg->opt.close_frame ? "close-frame" : "fin");
   lg_print_traffic (lg, s);
 }
 
@@ -3695,65 +3602,15 @@ lg_stop (Loadgen *lg)
 static gboolean
 parse_name_format (Loadgen *lg, const char *format, GError **error)
 {
-  g_autoptr(GString) prefix = g_string_new (NULL);
-  g_autoptr(GString) suffix = g_string_new (NULL);
-  gboolean found = FALSE;
-
-  for (const char *p = format; *p;)
-    {
-      GString *target = found ? suffix : prefix;
-
-      if (*p != '%')
-        {
-          g_string_append_c (target, *p++);
-          continue;
-        }
-      if (p[1] == '%')
-        {
-          g_string_append_c (target, '%');
-          p += 2;
-          continue;
-        }
-      if (found)
-        {
-          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                       "--name-format %s: only one %%d is allowed", format);
-          return FALSE;
-        }
-      p++;
-      if (*p == '0')
-        {
-          lg->name_zero = TRUE;
-          p++;
-        }
-      while (g_ascii_isdigit (*p) && lg->name_width < 100)
-        lg->name_width = lg->name_width * 10 + (*p++ - '0');
-      if (*p != 'd')
-        {
-          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                       "--name-format %s: only %%d, %%0Nd or %%Nd conversions are allowed", format);
-          return FALSE;
-        }
-      p++;
-      found = TRUE;
-    }
-  if (strchr (prefix->str, ':') != NULL || strchr (suffix->str, ':') != NULL)
+  if (!bf_bench_names_parse (&lg->names, format, error))
+    return FALSE;
+  if (strchr (lg->names.prefix, ':') != NULL || strchr (lg->names.suffix, ':') != NULL)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--name-format %s: worker names cannot contain ':' (HTTP Basic auth)", format);
       return FALSE;
     }
-  lg->name_prefix = g_string_free (g_steal_pointer (&prefix), FALSE);
-  lg->name_suffix = g_string_free (g_steal_pointer (&suffix), FALSE);
   return TRUE;
-}
-
-static char *
-worker_name (Loadgen *lg, guint number)
-{
-  if (lg->name_zero)
-    return g_strdup_printf ("%s%0*u%s", lg->name_prefix, lg->name_width, number, lg->name_suffix);
-  return g_strdup_printf ("%s%*u%s", lg->name_prefix, lg->name_width, number, lg->name_suffix);
 }
 
 static gboolean
@@ -3819,39 +3676,6 @@ raise_nofile_limit (Loadgen *lg, GError **error)
       return FALSE;
     }
   return TRUE;
-}
-
-static void
-read_os_release (Loadgen *lg)
-{
-  g_autofree char *contents = NULL;
-  g_auto(GStrv) lines = NULL;
-
-  lg->os_release = g_ptr_array_new_with_free_func (g_free);
-  if (!g_file_get_contents ("/etc/os-release", &contents, NULL, NULL))
-    return;
-  lines = g_strsplit (contents, "\n", -1);
-  for (char **l = lines; *l; l++)
-    {
-      char *eq = strchr (*l, '=');
-      g_autofree char *value = NULL;
-      g_autofree char *key = NULL;
-
-      if (**l == '\0' || **l == '#' || eq == NULL)
-        continue;
-      value = g_strdup (eq + 1);
-      /* Python's str.strip('"') */
-      while (*value == '"')
-        memmove (value, value + 1, strlen (value));
-      while (*value && value[strlen (value) - 1] == '"')
-        value[strlen (value) - 1] = '\0';
-      if (*value == '\0')
-        continue;
-      *eq = '\0';
-      key = g_ascii_strdown (*l, -1);
-      g_ptr_array_add (lg->os_release, g_strconcat ("os_", key, NULL));
-      g_ptr_array_add (lg->os_release, g_steal_pointer (&value));
-    }
 }
 
 static SoupSession *
@@ -3937,8 +3761,7 @@ loadgen_free (Loadgen *lg)
   g_clear_pointer (&lg->environ, g_strfreev);
   g_clear_pointer (&lg->os_release, g_ptr_array_unref);
   g_clear_pointer (&lg->empty_tar, g_bytes_unref);
-  g_free (lg->name_prefix);
-  g_free (lg->name_suffix);
+  bf_bench_names_clear (&lg->names);
   g_free (lg->opt.url);
   g_free (lg->opt.name_format);
   g_free (lg->opt.password);
@@ -4015,7 +3838,7 @@ lg_setup (Loadgen *lg, GError **error)
     }
 
   lg->environ = g_get_environ ();
-  read_os_release (lg);
+  lg->os_release = bf_bench_read_os_release ();
   lg->empty_tar = make_empty_tar ();
 
   lg->workers = g_new0 (Worker, lg->n_workers);
@@ -4025,7 +3848,7 @@ lg_setup (Loadgen *lg, GError **error)
 
       w->lg = lg;
       w->number = o->first_index + i;
-      w->name = worker_name (lg, w->number);
+      w->name = bf_bench_names_format (&lg->names, w->number);
       w->basedir = g_build_filename (o->basedir_prefix, w->name, NULL);
       w->state = WORKER_IDLE;
       worker_drop_connection_state (w);
@@ -4178,12 +4001,12 @@ main (int argc, char **argv)
                                 "bf-loadgen progress");
     }
 
-  s = json_begin ("start");
-  json_int (s, "workers", lg->n_workers);
-  json_int (s, "concurrency", o->concurrency);
-  json_int (s, "threads", lg->n_shards);
-  json_int (s, "source_addresses", lg->n_sources);
-  json_int (s, "pid", getpid ());
+  s = bf_bench_json_begin ("start", NULL);
+  bf_bench_json_int (s, "workers", lg->n_workers);
+  bf_bench_json_int (s, "concurrency", o->concurrency);
+  bf_bench_json_int (s, "threads", lg->n_shards);
+  bf_bench_json_int (s, "source_addresses", lg->n_sources);
+  bf_bench_json_int (s, "pid", getpid ());
   json_end (lg, s);
 
   /* attach phase */
@@ -4208,8 +4031,8 @@ main (int argc, char **argv)
           lg_enter_phase (lg, PHASE_HOLDING);
           lg_wait (lg, o->hold);
         }
-      s = json_begin ("killed");
-      json_int (s, "workers", lg_open (lg));
+      s = bf_bench_json_begin ("killed", NULL);
+      bf_bench_json_int (s, "workers", lg_open (lg));
       lg_print_traffic (lg, s);
       /* the kernel closes every socket, as for SIGKILL */
       _exit (lg->exit_status);
@@ -4225,9 +4048,9 @@ main (int argc, char **argv)
 
           lg_enter_phase (lg, PHASE_HOLDING);
           lg_wait (lg, o->hold);
-          s = json_begin ("held");
-          json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
-          json_int (s, "workers", lg_count (lg, WORKER_ATTACHED));
+          s = bf_bench_json_begin ("held", NULL);
+          bf_bench_json_number (s, "seconds", (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
+          bf_bench_json_int (s, "workers", lg_count (lg, WORKER_ATTACHED));
           lg_print_traffic (lg, s);
         }
     }

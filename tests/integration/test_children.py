@@ -101,9 +101,11 @@ class MailStormTest(ChildrenTestCase):
 
     def test_storm_with_hanging_mail_command(self):
         names = ['storm%02d' % i for i in range(self.N)]
+        # One admin per worker: alerts to the same recipients would be
+        # combined into a digest (MailDigestTest); here every one is a mail.
         self.write_config(self.daemon_section(MailCommand=self.mail_command(), MailTimeout='2') +
                           ''.join('[Worker %s]\nPassword=p\nMissingTimeout=3\n'
-                                  'NotifyOnMissing=ops@example.com\n' % n for n in names))
+                                  'NotifyOnMissing=ops-%s@example.com\n' % (n, n) for n in names))
         self.start_daemon()
         baseline = self.fds()
         # Taken before any alarm: nothing has been mailed yet.
@@ -150,9 +152,10 @@ class MailStormTest(ChildrenTestCase):
         self.assertGreaterEqual(len(mailed), self.N - 3 * MAIL_BOUND)
         # The mail lands before the daemon has seen its command exit and
         # logged it: wait for the log line of each.
-        self.wait_until(lambda: self.daemon_log().count('Mailed ops@example.com about worker') >= len(mailed),
+        mailed_lines = lambda: re.findall(r'Mailed ops-\S+@example.com about worker', self.daemon_log())
+        self.wait_until(lambda: len(mailed_lines()) >= len(mailed),
                         timeout=15, message='a log line for every mail delivered')
-        self.assertEqual(self.daemon_log().count('Mailed ops@example.com about worker'), len(mailed))
+        self.assertEqual(len(mailed_lines()), len(mailed))
 
         # Nothing is left running, and every pipe is closed.
         self.wait_until(lambda: self.marked() == [], timeout=10, message='no mail process left')
@@ -170,7 +173,7 @@ class MailQueueTest(ChildrenTestCase):
         names = ['q%03d' % i for i in range(self.N)]
         self.write_config(self.daemon_section(MailCommand=self.mail_command(), MailTimeout='2') +
                           ''.join('[Worker %s]\nPassword=p\nMissingTimeout=1\n'
-                                  'NotifyOnMissing=ops@example.com\n' % n for n in names))
+                                  'NotifyOnMissing=ops-%s@example.com\n' % (n, n) for n in names))
         self.start_daemon()
         self.wait_until(lambda: self.manager_prop('WorkersMissing') == self.N, timeout=15,
                         message='all workers missing')
@@ -259,6 +262,58 @@ class LatentCommandTest(ChildrenTestCase):
                                     'Builders=b\nSubstantiationTimeout=2\n')
         finally:
             del os.environ['BUILDFLEET_BUILDBOT_WORKER']
+
+
+
+class MailDigestTest(ChildrenTestCase):
+    """A rack going missing at once: each set of recipients gets its first
+    alerts one by one, then one digest with the rest, never a mail storm;
+    other recipients are not held up by it."""
+
+    BURST = 10          # BF_MAIL_DIGEST_BURST
+    INTERVAL = 3.0      # MailDigestInterval in this test
+
+    def test_storm_becomes_one_digest(self):
+        rack = ['rack%02d' % i for i in range(25)]
+        self.write_config(self.daemon_section(MailDigestInterval=str(self.INTERVAL)) +
+                          ''.join('[Worker %s]\nPassword=p\nMissingTimeout=0.5\n'
+                                  'NotifyOnMissing=ops@example.com\n' % n for n in rack) +
+                          '[Worker lone]\nPassword=p\nMissingTimeout=0.5\nNotifyOnMissing=dev@example.com\n')
+        self.start_daemon()
+        to = lambda who: [m for m in self.mails() if re.search(r'^To: %s\r?$' % re.escape(who), m, re.M)]
+        self.wait_until(lambda: len(to('ops@example.com')) >= self.BURST and len(to('dev@example.com')) == 1,
+                        timeout=20, message='the first alerts, one by one')
+        digest = self.wait_until(lambda: [m for m in to('ops@example.com') if 'X-Buildfleet-Digest:' in m],
+                                 timeout=self.INTERVAL + 20, message='the digest')[0]
+        singles = [m for m in to('ops@example.com') if 'X-Buildfleet-Worker:' in m]
+        self.assertEqual(len(singles), self.BURST)
+        held = len(rack) - self.BURST
+        self.assertIn('X-Buildfleet-Digest: %d' % held, digest)
+        self.assertRegex(digest, r'Subject: Buildfleet worker rack\d\d is missing, and %d more alerts' % (held - 1))
+        # Every worker of the rack is named exactly once: in its own mail or in the digest.
+        named = [re.search(r'^X-Buildfleet-Worker: (\S+)', m, re.M).group(1) for m in singles]
+        named += re.findall(r'^--- Buildfleet worker (\S+) is missing ---$', digest, re.M)
+        self.assertEqual(sorted(named), rack)
+        # and the digest says why it came
+        self.assertIn('MailDigestInterval (3.0 s)', digest)
+        # each alert's text once, without its signature
+        self.assertIn('--- Buildfleet worker rack24 is missing ---\nThe worker rack24 has been disconnected since', digest)
+        self.assertEqual(digest.count('\n-- \n'), 0, digest)
+        self.assertIn('More than %d alerts for ops@example.com within MailDigestInterval' % self.BURST,
+                      self.daemon_log())
+        self.wait_until(lambda: 'Mailed ops@example.com about %d alerts (a digest)' % held in self.daemon_log(),
+                        timeout=15, message='the digest logged')
+        # Nothing more: a storm is one digest per interval, and this one is over.
+        self.assert_stays(lambda: len(self.mails()) == self.BURST + 2, 2 * self.INTERVAL,
+                          'no further mail after the digest')
+
+    def test_digest_interval_is_checked(self):
+        for value, expected in (('-1', 'MailDigestInterval'), ('86401', 'at most a day')):
+            self.write_config(self.daemon_section(MailDigestInterval=value))
+            code, out = self.run_daemon_expect_failure()
+            self.assertEqual(code, 1, out)
+            self.assertIn('MailDigestInterval', out)
+            self.assertIn(expected, out)
 
 
 if __name__ == '__main__':

@@ -324,6 +324,21 @@ test_durations (void)
 }
 
 static void
+test_mail_digest_interval (void)
+{
+  g_autoptr(BfConfig) defaults = load_ok ("[Daemon]\n");
+  g_autoptr(BfConfig) off = load_ok ("[Daemon]\nMailDigestInterval=0\n");
+  g_autoptr(BfConfig) short_one = load_ok ("[Daemon]\nMailDigestInterval=0.5\n");
+
+  g_assert_cmpuint (defaults->mail_digest_interval_usec, ==, 60 * G_USEC_PER_SEC);
+  g_assert_cmpuint (off->mail_digest_interval_usec, ==, 0);
+  g_assert_cmpuint (short_one->mail_digest_interval_usec, ==, G_USEC_PER_SEC / 2);
+  assert_error ("[Daemon]\nMailDigestInterval=-1\n", "MailDigestInterval", NULL);
+  assert_error ("[Daemon]\nMailDigestInterval=soon\n", "MailDigestInterval", NULL);
+  assert_error ("[Daemon]\nMailDigestInterval=86401\n", "MailDigestInterval", "at most a day", NULL);
+}
+
+static void
 test_endpoints (void)
 {
   g_autofree char *host = NULL;
@@ -542,6 +557,7 @@ main (int   argc,
   g_test_add_func ("/config/full", test_full);
   g_test_add_func ("/config/docker", test_docker);
   g_test_add_func ("/config/errors", test_errors);
+  g_test_add_func ("/config/mail-digest-interval", test_mail_digest_interval);
   g_test_add_func ("/config/protocol", test_protocol);
   g_test_add_func ("/config/listen-pb", test_listen_pb);
   g_test_add_func ("/config/names", test_names);
