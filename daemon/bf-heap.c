@@ -14,6 +14,12 @@
  * Pages are still only used when touched: this costs address space, and
  * memory only for what the start-up then uses.
  *
+ * Any of these mallopt() calls also ends glibc's sliding mmap threshold
+ * (which moves big buffers, once one was freed, from mmap() to the heap).
+ * A fleet this big makes big buffers (the state file's text, listings of
+ * the fleet), so bf_heap_reserve_end() sets where that threshold would
+ * settle for them: up to 32 MiB from the heap, trimmed past 64 MiB free.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
@@ -24,10 +30,12 @@
 
 #include "bf-heap.h"
 
-/* glibc's defaults, put back by bf_heap_reserve_end() */
+/* glibc's default top pad, and its sliding mmap threshold's ceiling
+ * (DEFAULT_MMAP_THRESHOLD_MAX) with the trim threshold it goes with */
 #define DEFAULT_TOP_PAD (128 * 1024)
-#define DEFAULT_TRIM_THRESHOLD (128 * 1024)
-#define MAX_RESERVE ((gsize) 4 << 30)
+#define MMAP_THRESHOLD_AFTER (32 * 1024 * 1024)
+#define TRIM_THRESHOLD_AFTER (2 * MMAP_THRESHOLD_AFTER)
+#define MAX_RESERVE ((gsize) 1 << 30)
 #define STEP (64 * 1024)   /* below M_MMAP_THRESHOLD: taken from the heap */
 
 static gboolean reserved;
@@ -48,10 +56,13 @@ bf_heap_reserve (gsize bytes)
   long page = sysconf (_SC_PAGESIZE);
 
   bytes = MIN (bytes, MAX_RESERVE);
-  if (!mallopt (M_TRIM_THRESHOLD, (int) MIN (bytes + DEFAULT_TRIM_THRESHOLD, G_MAXINT)) ||
-      !mallopt (M_TOP_PAD, (int) MIN (bytes, G_MAXINT)))
-    return;
   reserved = TRUE;
+  if (!mallopt (M_TRIM_THRESHOLD, (int) (bytes + TRIM_THRESHOLD_AFTER)) ||
+      !mallopt (M_TOP_PAD, (int) bytes))
+    {
+      bf_heap_reserve_end ();
+      return;
+    }
 
   /* Allocate until the heap grows (by @bytes and what was asked, at
    * once), then give it all back: it stays as the heap's free top. */
@@ -64,7 +75,12 @@ bf_heap_reserve (gsize bytes)
     }
   g_slist_free_full (blocks, free);
   if (after == before || after == (char *) -1 || before == (char *) -1)
-    return;
+    {
+      /* Not grown (no brk heap, or not this much memory to commit): a pad
+       * this big must not make every later growth fail too. */
+      bf_heap_reserve_end ();
+      return;
+    }
 
   before = (char *) (((guintptr) before + page - 1) & ~(guintptr) (page - 1));
   (void) madvise (before, after - before, MADV_HUGEPAGE);
@@ -82,5 +98,6 @@ bf_heap_reserve_end (void)
     return;
   reserved = FALSE;
   mallopt (M_TOP_PAD, DEFAULT_TOP_PAD);
-  mallopt (M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD);
+  mallopt (M_MMAP_THRESHOLD, MMAP_THRESHOLD_AFTER);
+  mallopt (M_TRIM_THRESHOLD, TRIM_THRESHOLD_AFTER);
 }
