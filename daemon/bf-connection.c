@@ -914,8 +914,10 @@ keepalive_reply_cb (GObject      *object,
   g_autoptr(GVariant) reply = bf_connection_request_finish (self, result, &error);
 
   self->keepalive_pending = FALSE;
-  /* An exception response is an answer too: the worker's reactor runs. */
-  if (reply != NULL || !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) || self->closed)
+  /* An exception response is an answer too: the worker's reactor runs.
+   * One that waits unread is too (a late response is dropped). */
+  if (reply != NULL || !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) || self->closed ||
+      bf_websocket_has_unread (self->ws))
     return;
   bf_worker_message (self->worker_name,
                      "Worker %s from %s did not answer a keepalive request within %.1f s: dropping it",
@@ -938,7 +940,7 @@ keepalive_cb (gpointer data)
   gint64 interval = (gint64) self->limits.keepalive_interval_usec;
   gint64 idle = MAX (g_get_monotonic_time () - self->last_rx_mono, 0);
 
-  if (idle >= 2 * interval)
+  if (idle >= 2 * interval && !bf_websocket_has_unread (self->ws))
     {
       bf_worker_message (self->worker_name, "Worker %s from %s answered nothing for %.1f s: dropping it",
                          self->worker_name, self->peer, idle / (double) G_USEC_PER_SEC);

@@ -6,19 +6,31 @@
  * starts.  Published by Worker.GetHistory(); kept across daemon restarts.
  *
  * Bounded: the last BF_HISTORY_MAX_EVENTS events of a worker and none
- * older than BF_HISTORY_MAX_AGE_USEC, so a flapping worker costs at most
- * a few hundred kilobytes.
+ * older than BF_HISTORY_MAX_AGE_USEC.
  *
- * One file per worker, StateDirectory/history/NAME.log (NAME URI-escaped),
- * a line per event: "TIME\tEVENT\tDETAIL\tACTOR", the strings escaped with
- * g_strescape().  A worker's file is read the first time its history is
- * needed.  Writes run in a thread, coalesced (at most every
- * WRITE_DELAY_MS), each one a temporary file renamed over the old one: a
- * file is always the old or the new version (see write_atomically() for
- * why not fsync'ed).  bf_history_flush() writes what is left at shutdown.
+ * One append-only journal for every worker, StateDirectory/history/
+ * journal.log, a line per event: "NAME\tTIME\tEVENT\tDETAIL\tACTOR", the
+ * strings escaped with g_strescape().  No event is kept in memory: an event
+ * becomes a line in a pending batch, appended by one journal thread at most
+ * every WRITE_DELAY_MS (one write(2) per batch, however many workers); a
+ * query goes to the same thread, after the batch, and reads the worker's
+ * lines back.  The thread owns the file and what is known about it (how
+ * many lines each worker has there), so an attach storm of 10,000 workers
+ * creates no file and the daemon's memory does not grow with the events.
  *
- * A file with unreadable lines keeps its readable ones: it is set aside
- * (NAME.log.corrupt-STAMP) with a warning and written again clean.
+ * Never half-written: a torn last line (a crash during an append) is cut
+ * off when the daemon starts; a failed append is cut back.  When the
+ * journal holds more than twice the lines the bounds keep, it is compacted:
+ * the kept lines written to journal.log.new, fsync'ed, renamed over it.
+ * A journal with unreadable lines keeps its readable ones: a copy is set
+ * aside (journal.log.corrupt-STAMP) with a warning and it is compacted.
+ *
+ * Older versions wrote a file per worker (NAME.log, NAME URI-escaped, or
+ * sha256-SUM.log for long names).  At start-up each such file is folded
+ * into the journal (its readable lines, within the bounds, followed by a
+ * "#migrated\tFILE" line, fdatasync'ed) and removed; a corrupt one is set
+ * aside first.  A sha256-SUM.log, whose name cannot be read back, is
+ * folded the first time its worker's history is written or read.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -26,7 +38,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
 
@@ -35,9 +49,13 @@
 #include "bf-util.h"
 
 #define HISTORY_DIR "history"
+#define JOURNAL_FILE "journal.log"
+#define MIGRATED_MARK "#migrated\t"
 #define WRITE_DELAY_MS 100
 #define MAX_FIELD_BYTES 1024
 #define MAX_FILE_BYTES (16 * 1024 * 1024)
+/* Lines a journal may hold beyond twice its live ones before compaction. */
+#define COMPACT_SLACK 8192
 
 typedef struct
 {
@@ -47,16 +65,45 @@ typedef struct
   char *actor;
 } Event;
 
+/* Owned by the journal thread (or by whoever runs a job while no thread can). */
+typedef struct
+{
+  char *directory;
+  char *path;
+  int fd;                 /* for appends; -1 until the first one */
+  GHashTable *counts;     /* escaped name -> lines of it in the journal */
+  GHashTable *hashed;     /* sha256-SUM.log files of older versions not folded yet */
+  guint64 lines;          /* event lines in the journal */
+  guint64 live;           /* of which within BF_HISTORY_MAX_EVENTS of their worker */
+  gboolean warned;        /* an append failed; do not repeat the warning */
+} Journal;
+
+typedef enum
+{
+  JOB_OPEN,
+  JOB_APPEND,
+  JOB_QUERY,
+} JobKind;
+
+typedef struct
+{
+  JobKind kind;
+  GBytes *batch;          /* JOB_APPEND */
+  GTask *task;            /* JOB_QUERY */
+  char *worker;
+  guint64 since, until;
+  guint limit;
+} Job;
+
 struct _BfHistory
 {
   GObject parent_instance;
 
   char *directory;
-  GHashTable *logs;       /* worker name -> GQueue of Event*, oldest first */
-  GHashTable *dirty;      /* worker names changed since their last write started */
+  Journal *journal;
+  GThreadPool *pool;      /* one thread, the jobs in order */
+  GString *pending;       /* lines not handed to the thread yet */
   guint write_source_id;
-  gboolean writing;       /* a write runs in a thread */
-  gboolean warned;        /* a write failed; do not repeat the warning */
 };
 
 G_DEFINE_FINAL_TYPE (BfHistory, bf_history, G_TYPE_OBJECT)
@@ -71,32 +118,26 @@ event_free (Event *event)
 }
 
 static void
-log_free (GQueue *log)
+job_free (Job *job)
 {
-  g_queue_free_full (log, (GDestroyNotify) event_free);
+  g_clear_pointer (&job->batch, g_bytes_unref);
+  g_clear_object (&job->task);
+  g_free (job->worker);
+  g_free (job);
 }
 
 static char *
-file_name_of (const char *worker)
+legacy_file_name (const char *worker)
 {
   g_autofree char *escaped = g_uri_escape_string (worker, NULL, FALSE);
 
-  /* Names too long for a file name are known by their checksum. */
+  /* Names too long for a file name were known by their checksum. */
   if (strlen (escaped) > 200)
     {
       g_autofree char *sum = g_compute_checksum_for_string (G_CHECKSUM_SHA256, worker, -1);
       return g_strconcat ("sha256-", sum, ".log", NULL);
     }
   return g_strconcat (escaped, ".log", NULL);
-}
-
-static char *
-path_of (BfHistory  *self,
-         const char *worker)
-{
-  g_autofree char *file = file_name_of (worker);
-
-  return g_build_filename (self->directory, file, NULL);
 }
 
 /* Reading ------------------------------------------------------------------- */
@@ -111,6 +152,7 @@ parse_field (const char *text)
   return g_steal_pointer (&value);
 }
 
+/* "TIME\tEVENT\tDETAIL\tACTOR", as a journal line after its name. */
 static Event *
 parse_line (const char *line)
 {
@@ -150,273 +192,635 @@ set_aside (const char *path,
                path, why, g_strerror (errno));
 }
 
-static void trim (GQueue *log, guint64 now);
-static void mark_dirty (BfHistory *self, const char *worker);
-
-/* The worker's events, read from its file the first time. */
-static GQueue *
-ensure_log (BfHistory  *self,
-            const char *worker)
+static void
+trim (GQueue  *log,
+      guint64  now)
 {
-  GQueue *log = g_hash_table_lookup (self->logs, worker);
-  g_autofree char *path = NULL;
-  g_autofree char *contents = NULL;
-  g_autoptr(GError) error = NULL;
-  gsize length = 0;
-  guint dropped = 0;
-  char *line, *next;
+  while (log->length > BF_HISTORY_MAX_EVENTS)
+    event_free (g_queue_pop_head (log));
+  while (!g_queue_is_empty (log) && now > BF_HISTORY_MAX_AGE_USEC &&
+         ((Event *) g_queue_peek_head (log))->time < now - BF_HISTORY_MAX_AGE_USEC)
+    event_free (g_queue_pop_head (log));
+}
 
-  if (log != NULL)
-    return log;
+/* A journal line's name and the rest; FALSE for a marker or a line without
+ * a name.  @line has no newline and is cut at the first tab. */
+static gboolean
+split_line (char  *line,
+            char **rest)
+{
+  char *tab;
 
-  log = g_queue_new ();
-  g_hash_table_insert (self->logs, g_strdup (worker), log);
-
-  path = path_of (self, worker);
-  if (!g_file_get_contents (path, &contents, &length, &error))
-    {
-      if (!g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-        g_warning ("Cannot read the history of worker %s: %s", worker, error->message);
-      return log;
-    }
-  if (length > MAX_FILE_BYTES || memchr (contents, '\0', length) != NULL)
-    {
-      set_aside (path, length > MAX_FILE_BYTES ? "too large" : "binary data");
-      mark_dirty (self, worker);
-      return log;
-    }
-
-  for (line = contents; line != NULL && *line != '\0'; line = next)
-    {
-      Event *event;
-
-      next = strchr (line, '\n');
-      if (next != NULL)
-        *next++ = '\0';
-      if (*line == '\0')
-        continue;
-      event = parse_line (line);
-      if (event == NULL)
-        {
-          dropped++;
-          continue;
-        }
-      g_queue_push_tail (log, event);
-    }
-
-  if (dropped > 0)
-    {
-      g_autofree char *why = g_strdup_printf ("%u unreadable line%s left out", dropped, dropped == 1 ? "" : "s");
-      set_aside (path, why);
-      mark_dirty (self, worker);
-    }
-  trim (log, (guint64) g_get_real_time ());
-  return log;
+  if (line[0] == '#' || (tab = strchr (line, '\t')) == NULL || tab == line)
+    return FALSE;
+  *tab = '\0';
+  *rest = tab + 1;
+  return TRUE;
 }
 
 /* Writing ------------------------------------------------------------------- */
 
-static char *
-escape_field (const char *text)
+static void
+append_line (GString    *out,
+             const char *escaped_name,
+             guint64     time,
+             const char *event,
+             const char *detail,
+             const char *actor)
 {
-  return g_strescape (text != NULL ? text : "", NULL);
+  g_autofree char *e = g_strescape (event != NULL ? event : "", NULL);
+  g_autofree char *d = g_strescape (detail != NULL ? detail : "", NULL);
+  g_autofree char *a = g_strescape (actor != NULL ? actor : "", NULL);
+
+  g_string_append_printf (out, "%s\t%" G_GUINT64_FORMAT "\t%s\t%s\t%s\n", escaped_name, time, e, d, a);
 }
 
-static GBytes *
-serialize (GQueue *log)
-{
-  GString *out = g_string_new (NULL);
-
-  for (GList *l = log->head; l != NULL; l = l->next)
-    {
-      Event *event = l->data;
-      g_autofree char *e = escape_field (event->event);
-      g_autofree char *d = escape_field (event->detail);
-      g_autofree char *a = escape_field (event->actor);
-
-      g_string_append_printf (out, "%" G_GUINT64_FORMAT "\t%s\t%s\t%s\n", event->time, e, d, a);
-    }
-  return g_string_free_to_bytes (out);
-}
-
-/* A temporary file renamed over the old one: a reader sees the old or the
- * new version, never half of one.  Not fsync'ed: the history is advisory,
- * and an fsync per worker made an attach storm of 10,000 workers spend a
- * fifth of the daemon's CPU syncing.  A power loss can cost the last
- * events (a file left short is read as far as it is readable); the admin
- * state in bf-state.c stays durable. */
 static gboolean
-write_atomically (const char  *path,
-                  GBytes      *bytes,
-                  GError     **error)
+write_all (int          fd,
+           const char  *data,
+           gsize        len,
+           GError     **error)
 {
-  gsize len = 0;
-  const char *data = g_bytes_get_data (bytes, &len);
-  g_autofree char *tmp = g_strconcat (path, ".new", NULL);
+  while (len > 0)
+    {
+      gssize n = write (fd, data, len);
 
-  if (!g_file_set_contents_full (tmp, data != NULL ? data : "", len, G_FILE_SET_CONTENTS_NONE, 0640, error))
-    return FALSE;
-  if (g_rename (tmp, path) != 0)
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          int saved = errno;
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "%s", g_strerror (saved));
+          return FALSE;
+        }
+      data += n;
+      len -= n;
+    }
+  return TRUE;
+}
+
+/* The journal (thread side) ---------------------------------------------------- */
+
+static Journal *
+journal_new (const char *directory)
+{
+  Journal *j = g_new0 (Journal, 1);
+
+  j->directory = g_strdup (directory);
+  j->path = g_build_filename (directory, JOURNAL_FILE, NULL);
+  j->fd = -1;
+  j->counts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  j->hashed = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  return j;
+}
+
+static void
+journal_free (Journal *j)
+{
+  if (j->fd >= 0)
+    close (j->fd);
+  g_hash_table_unref (j->counts);
+  g_hash_table_unref (j->hashed);
+  g_free (j->directory);
+  g_free (j->path);
+  g_free (j);
+}
+
+static void
+journal_count (Journal    *j,
+               const char *escaped_name,
+               guint       n)
+{
+  guint count = GPOINTER_TO_UINT (g_hash_table_lookup (j->counts, escaped_name));
+
+  j->lines += n;
+  j->live += MIN (count + n, BF_HISTORY_MAX_EVENTS) - MIN (count, BF_HISTORY_MAX_EVENTS);
+  g_hash_table_insert (j->counts, g_strdup (escaped_name), GUINT_TO_POINTER (count + n));
+}
+
+static gboolean
+journal_open (Journal  *j,
+              GError  **error)
+{
+  if (j->fd >= 0)
+    return TRUE;
+  if (g_mkdir_with_parents (j->directory, 0750) != 0)
     {
       int saved = errno;
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
-                   "Cannot rename %s: %s", tmp, g_strerror (saved));
-      g_unlink (tmp);
+                   "Cannot create %s: %s", j->directory, g_strerror (saved));
+      return FALSE;
+    }
+  j->fd = g_open (j->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (j->fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                   "Cannot open %s: %s", j->path, g_strerror (saved));
       return FALSE;
     }
   return TRUE;
 }
 
+/* Appends @data, whole lines; on failure the journal is cut back to what it
+ * was, so that no line is ever left half-written. */
+static gboolean
+journal_write (Journal     *j,
+               const char  *data,
+               gsize        len,
+               GError     **error)
+{
+  struct stat st;
+
+  if (!journal_open (j, error))
+    return FALSE;
+  if (fstat (j->fd, &st) != 0)
+    st.st_size = -1;
+  if (write_all (j->fd, data, len, error))
+    return TRUE;
+  if (st.st_size >= 0 && ftruncate (j->fd, st.st_size) != 0)
+    g_warning ("Cannot cut %s back after a failed write: %s", j->path, g_strerror (errno));
+  g_prefix_error (error, "Cannot write %s: ", j->path);
+  return FALSE;
+}
+
+/* A worker's file of an older version, folded into the journal and removed. */
+static void
+journal_fold_legacy (Journal    *j,
+                     const char *worker,
+                     const char *file)
+{
+  g_autofree char *path = g_build_filename (j->directory, file, NULL);
+  g_autofree char *contents = NULL;
+  g_autofree char *escaped = g_strescape (worker, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GString) out = g_string_new (NULL);
+  GQueue log = G_QUEUE_INIT;
+  gsize length = 0;
+  guint dropped = 0;
+  char *line, *next;
+
+  if (!g_file_get_contents (path, &contents, &length, &error))
+    {
+      g_warning ("Cannot read the history of worker %s: %s", worker, error->message);
+      return;
+    }
+  if (length > MAX_FILE_BYTES || memchr (contents, '\0', length) != NULL)
+    set_aside (path, length > MAX_FILE_BYTES ? "too large" : "binary data");
+  else
+    {
+      for (line = contents; line != NULL && *line != '\0'; line = next)
+        {
+          Event *event;
+
+          next = strchr (line, '\n');
+          if (next != NULL)
+            *next++ = '\0';
+          if (*line == '\0')
+            continue;
+          if ((event = parse_line (line)) != NULL)
+            g_queue_push_tail (&log, event);
+          else
+            dropped++;
+        }
+      if (dropped > 0)
+        {
+          g_autofree char *why = g_strdup_printf ("%u unreadable line%s left out", dropped, dropped == 1 ? "" : "s");
+          set_aside (path, why);
+        }
+    }
+  trim (&log, (guint64) g_get_real_time ());
+  for (GList *l = log.head; l != NULL; l = l->next)
+    {
+      Event *e = l->data;
+      append_line (out, escaped, e->time, e->event, e->detail, e->actor);
+    }
+  g_string_append_printf (out, MIGRATED_MARK "%s\n", file);
+  /* The events are on disk before the file goes; the mark says they are. */
+  if (!journal_write (j, out->str, out->len, &error) || fdatasync (j->fd) != 0)
+    {
+      g_warning ("Cannot fold %s into the history journal: %s", path,
+                 error != NULL ? error->message : g_strerror (errno));
+      g_queue_clear_full (&log, (GDestroyNotify) event_free);
+      return;
+    }
+  if (log.length > 0)
+    journal_count (j, escaped, log.length);
+  g_queue_clear_full (&log, (GDestroyNotify) event_free);
+  g_unlink (path);
+  g_debug ("Folded %s into the history journal", path);
+}
+
+/* A long-named worker's sha256-SUM.log, if an older version left one. */
+static void
+journal_fold_hashed (Journal    *j,
+                     const char *escaped_name)
+{
+  g_autofree char *worker = NULL;
+  g_autofree char *file = NULL;
+
+  if (g_hash_table_size (j->hashed) == 0 || strlen (escaped_name) < 66)
+    return;
+  worker = g_strcompress (escaped_name);
+  file = legacy_file_name (worker);
+  if (g_hash_table_remove (j->hashed, file))
+    journal_fold_legacy (j, worker, file);
+}
+
+static void
+journal_compact (Journal *j)
+{
+  g_autofree char *tmp = g_strconcat (j->path, ".new", NULL);
+  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GHashTable) counts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  guint64 now = (guint64) g_get_real_time ();
+  guint64 kept = 0;
+  g_autofree char *buf = NULL;
+  size_t size = 0;
+  ssize_t n;
+  FILE *in, *out = NULL;
+  int fd, saved = 0;
+
+  if ((in = fopen (j->path, "re")) == NULL)
+    return;
+  if ((fd = g_open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)) < 0 ||
+      (out = fdopen (fd, "w")) == NULL)
+    {
+      if (fd >= 0)
+        close (fd);
+      g_warning ("Cannot compact the history journal: %s: %s", tmp, g_strerror (errno));
+      fclose (in);
+      return;
+    }
+  while ((n = getline (&buf, &size, in)) > 0)
+    {
+      g_autoptr(GString) line = NULL;
+      Event *event;
+      char *rest;
+      guint index, count;
+
+      if (buf[n - 1] != '\n' || memchr (buf, '\0', n) != NULL)
+        continue;
+      line = g_string_new_len (buf, n);
+      buf[n - 1] = '\0';
+      if (!split_line (buf, &rest) || (event = parse_line (rest)) == NULL)
+        continue;
+      index = GPOINTER_TO_UINT (g_hash_table_lookup (seen, buf));
+      g_hash_table_insert (seen, g_strdup (buf), GUINT_TO_POINTER (index + 1));
+      count = GPOINTER_TO_UINT (g_hash_table_lookup (j->counts, buf));
+      if (index + BF_HISTORY_MAX_EVENTS >= count &&
+          (now <= BF_HISTORY_MAX_AGE_USEC || event->time >= now - BF_HISTORY_MAX_AGE_USEC))
+        {
+          fwrite (line->str, 1, line->len, out);
+          g_hash_table_insert (counts, g_strdup (buf),
+                               GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (counts, buf)) + 1));
+          kept++;
+        }
+      event_free (event);
+    }
+  fclose (in);
+  if (fflush (out) != 0 || fsync (fileno (out)) != 0)
+    saved = errno;
+  if (fclose (out) != 0 && saved == 0)
+    saved = errno;
+  if (saved != 0 || g_rename (tmp, j->path) != 0)
+    {
+      g_warning ("Cannot compact the history journal: %s", g_strerror (saved != 0 ? saved : errno));
+      g_unlink (tmp);
+      return;
+    }
+  if (j->fd >= 0)
+    close (j->fd);
+  j->fd = -1;
+  g_debug ("Compacted the history journal: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " lines kept",
+           kept, j->lines);
+  g_hash_table_remove_all (j->counts);
+  j->lines = j->live = 0;
+  {
+    GHashTableIter iter;
+    gpointer key, value;
+
+    g_hash_table_iter_init (&iter, counts);
+    while (g_hash_table_iter_next (&iter, &key, &value))
+      journal_count (j, key, GPOINTER_TO_UINT (value));
+  }
+}
+
+static void
+journal_maybe_compact (Journal *j)
+{
+  if (j->lines > 2 * j->live + COMPACT_SLACK)
+    journal_compact (j);
+}
 
 typedef struct
 {
-  char *directory;
-  GPtrArray *paths;   /* char* */
-  GPtrArray *bytes;   /* GBytes* */
-} WriteJob;
+  guint corrupt;          /* unreadable lines */
+  guint aged;             /* lines past the maximum age */
+  GHashTable *migrated;   /* files named by a "#migrated" mark */
+} Scan;
 
+/* Counts the journal's lines per worker; cuts off a torn last line. */
 static void
-write_job_free (WriteJob *job)
+journal_scan (Journal *j,
+              Scan    *scan)
 {
-  g_free (job->directory);
-  g_ptr_array_unref (job->paths);
-  g_ptr_array_unref (job->bytes);
-  g_free (job);
-}
+  g_autofree char *buf = NULL;
+  guint64 now = (guint64) g_get_real_time ();
+  size_t size = 0;
+  off_t good = 0;
+  ssize_t n;
+  FILE *in;
 
-static WriteJob *
-take_dirty (BfHistory *self)
-{
-  WriteJob *job = g_new0 (WriteJob, 1);
-  GHashTableIter iter;
-  gpointer key;
-
-  job->directory = g_strdup (self->directory);
-  job->paths = g_ptr_array_new_with_free_func (g_free);
-  job->bytes = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
-  g_hash_table_iter_init (&iter, self->dirty);
-  while (g_hash_table_iter_next (&iter, &key, NULL))
+  if ((in = fopen (j->path, "re")) == NULL)
     {
-      GQueue *log = g_hash_table_lookup (self->logs, key);
+      if (errno != ENOENT)
+        g_warning ("Cannot read the history journal %s: %s", j->path, g_strerror (errno));
+      return;
+    }
+  while ((n = getline (&buf, &size, in)) > 0)
+    {
+      Event *event;
+      char *rest;
 
-      if (log == NULL)
+      if (buf[n - 1] != '\n')
+        break;
+      good += n;
+      buf[n - 1] = '\0';
+      if (g_str_has_prefix (buf, MIGRATED_MARK))
+        g_hash_table_add (scan->migrated, g_strdup (buf + strlen (MIGRATED_MARK)));
+      if (buf[0] == '#')
         continue;
-      g_ptr_array_add (job->paths, path_of (self, key));
-      g_ptr_array_add (job->bytes, serialize (log));
+      if ((size_t) strlen (buf) != (size_t) (n - 1) || !split_line (buf, &rest) ||
+          (event = parse_line (rest)) == NULL)
+        {
+          scan->corrupt++;
+          continue;
+        }
+      if (now > BF_HISTORY_MAX_AGE_USEC && event->time < now - BF_HISTORY_MAX_AGE_USEC)
+        scan->aged++;
+      journal_count (j, buf, 1);
+      event_free (event);
     }
-  g_hash_table_remove_all (self->dirty);
-  return job;
+  fclose (in);
+  if (n > 0 && buf[n - 1] != '\n')
+    {
+      /* A crash during an append: the line was never whole. */
+      g_message ("History journal %s: dropped a torn last line (%zd bytes)", j->path, n);
+      if (truncate (j->path, good) != 0)
+        g_warning ("Cannot cut the torn last line off %s: %s", j->path, g_strerror (errno));
+    }
 }
 
-static gboolean
-run_job (WriteJob  *job,
-         GError   **error)
+/* Files of older versions: folded now, or (sha256-SUM.log) when needed. */
+static void
+journal_migrate (Journal    *j,
+                 GHashTable *migrated)
 {
-  g_autoptr(GError) first = NULL;
+  g_autoptr(GDir) dir = g_dir_open (j->directory, 0, NULL);
+  g_autoptr(GPtrArray) files = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
 
-  if (g_mkdir_with_parents (job->directory, 0750) != 0)
+  if (dir == NULL)
+    return;
+  while ((name = g_dir_read_name (dir)) != NULL)
+    if (g_str_has_suffix (name, ".log") && strcmp (name, JOURNAL_FILE) != 0)
+      g_ptr_array_add (files, g_strdup (name));
+  for (guint i = 0; i < files->len; i++)
     {
-      int saved = errno;
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
-                   "Cannot create %s: %s", job->directory, g_strerror (saved));
-      return FALSE;
-    }
-  for (guint i = 0; i < job->paths->len; i++)
-    {
-      g_autoptr(GError) local = NULL;
+      const char *file = files->pdata[i];
+      g_autofree char *stem = g_strndup (file, strlen (file) - strlen (".log"));
+      g_autofree char *worker = g_uri_unescape_string (stem, NULL);
+      g_autofree char *path = g_build_filename (j->directory, file, NULL);
 
-      if (!write_atomically (job->paths->pdata[i], job->bytes->pdata[i], &local) && first == NULL)
-        first = g_steal_pointer (&local);
+      if (g_hash_table_contains (migrated, file))
+        g_unlink (path);  /* folded before a crash took the daemon */
+      else if (g_str_has_prefix (file, "sha256-"))
+        g_hash_table_add (j->hashed, g_strdup (file));
+      else if (worker == NULL || !g_utf8_validate (worker, -1, NULL))
+        g_warning ("History file %s is not named after a worker; left alone", path);
+      else
+        journal_fold_legacy (j, worker, file);
     }
-  if (first != NULL)
-    {
-      g_propagate_error (error, g_steal_pointer (&first));
-      return FALSE;
-    }
-  return TRUE;
 }
 
 static void
-write_thread (GTask        *task,
-              gpointer      source_object,
-              gpointer      task_data,
-              GCancellable *cancellable)
+journal_run_open (Journal *j)
 {
-  GError *error = NULL;
+  g_autofree char *tmp = g_strconcat (j->path, ".new", NULL);
+  Scan scan = { 0, 0, g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) };
 
-  if (run_job (task_data, &error))
-    g_task_return_boolean (task, TRUE);
+  g_unlink (tmp);  /* a compaction cut short */
+  journal_scan (j, &scan);
+  if (scan.corrupt > 0)
+    {
+      g_autofree char *why = g_strdup_printf ("%u unreadable line%s left out", scan.corrupt,
+                                              scan.corrupt == 1 ? "" : "s");
+      set_aside (j->path, why);
+    }
+  journal_migrate (j, scan.migrated);
+  if (scan.corrupt > 0 || scan.aged > 0 || g_hash_table_size (scan.migrated) > 0)
+    journal_compact (j);
   else
-    g_task_return_error (task, error);
+    journal_maybe_compact (j);
+  g_hash_table_unref (scan.migrated);
 }
 
-static void schedule_write (BfHistory *self);
+static void
+journal_run_append (Journal *j,
+                    GBytes  *batch)
+{
+  g_autoptr(GError) error = NULL;
+  gsize len = 0;
+  const char *data = g_bytes_get_data (batch, &len);
+  g_autofree char *copy = g_strndup (data, len);
+  char *line, *next, *rest;
+
+  /* Counted first: a sha256-SUM.log of an older version goes in before. */
+  for (line = copy; line != NULL && *line != '\0'; line = next)
+    {
+      next = strchr (line, '\n');
+      if (next != NULL)
+        *next++ = '\0';
+      if (!split_line (line, &rest))
+        continue;
+      journal_fold_hashed (j, line);
+      journal_count (j, line, 1);
+    }
+  if (!journal_write (j, data, len, &error))
+    {
+      if (!j->warned)
+        g_warning ("Cannot save worker history: %s", error->message);
+      j->warned = TRUE;
+      return;
+    }
+  j->warned = FALSE;
+  journal_maybe_compact (j);
+}
+
+/* The worker's events, within the bounds, oldest first. */
+static void
+journal_read (Journal    *j,
+              const char *worker,
+              GQueue     *log)
+{
+  g_autofree char *escaped = g_strescape (worker, NULL);
+  g_autofree char *buf = NULL;
+  gsize prefix = strlen (escaped);
+  size_t size = 0;
+  ssize_t n;
+  FILE *in;
+
+  journal_fold_hashed (j, escaped);
+  if ((in = fopen (j->path, "re")) == NULL)
+    {
+      if (errno != ENOENT)
+        g_warning ("Cannot read the history of worker %s: %s", worker, g_strerror (errno));
+      return;
+    }
+  while ((n = getline (&buf, &size, in)) > 0)
+    {
+      Event *event;
+
+      if ((gsize) n <= prefix + 1 || buf[prefix] != '\t' || memcmp (buf, escaped, prefix) != 0 ||
+          buf[n - 1] != '\n')
+        continue;
+      buf[n - 1] = '\0';
+      if ((event = parse_line (buf + prefix + 1)) == NULL)
+        continue;
+      g_queue_push_tail (log, event);
+      if (log->length > BF_HISTORY_MAX_EVENTS)
+        event_free (g_queue_pop_head (log));
+    }
+  fclose (in);
+  trim (log, (guint64) g_get_real_time ());
+}
+
+static GVariant *
+journal_query (Journal    *j,
+               const char *worker,
+               guint64     since_usec,
+               guint64     until_usec,
+               guint       limit)
+{
+  GQueue log = G_QUEUE_INIT;
+  g_autoptr(GPtrArray) picked = g_ptr_array_new ();
+  GVariantBuilder builder;
+
+  journal_read (j, worker, &log);
+  /* Newest first, then reversed: the limit keeps the newest. */
+  for (GList *l = log.tail; l != NULL; l = l->prev)
+    {
+      Event *event = l->data;
+
+      if (event->time < since_usec || (until_usec != 0 && event->time > until_usec))
+        continue;
+      g_ptr_array_add (picked, event);
+      if (limit != 0 && picked->len >= limit)
+        break;
+    }
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(tsss)"));
+  for (guint i = picked->len; i > 0; i--)
+    {
+      Event *event = picked->pdata[i - 1];
+      g_variant_builder_add (&builder, "(tsss)", event->time, event->event, event->detail, event->actor);
+    }
+  g_queue_clear_full (&log, (GDestroyNotify) event_free);
+  return g_variant_ref_sink (g_variant_builder_end (&builder));
+}
 
 static void
-write_done (GObject      *source,
-            GAsyncResult *result,
-            gpointer      user_data)
+journal_run (gpointer data,
+             gpointer user_data)
 {
-  BfHistory *self = BF_HISTORY (source);
+  Job *job = data;
+  Journal *j = user_data;
+
+  switch (job->kind)
+    {
+    case JOB_OPEN:
+      journal_run_open (j);
+      break;
+    case JOB_APPEND:
+      journal_run_append (j, job->batch);
+      break;
+    case JOB_QUERY:
+      g_task_return_pointer (job->task,
+                             journal_query (j, job->worker, job->since, job->until, job->limit),
+                             (GDestroyNotify) g_variant_unref);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  job_free (job);
+}
+
+/* Object -------------------------------------------------------------------- */
+
+static void
+push_job (BfHistory *self,
+          Job       *job)
+{
   g_autoptr(GError) error = NULL;
 
-  self->writing = FALSE;
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  if (!g_thread_pool_push (self->pool, job, &error))
     {
-      if (!self->warned)
-        g_warning ("Cannot save worker history: %s", error->message);
-      self->warned = TRUE;
+      /* No thread: run it here rather than lose it. */
+      g_warning ("No history thread: %s", error->message);
+      journal_run (job, self->journal);
     }
-  else
-    self->warned = FALSE;
-  if (g_hash_table_size (self->dirty) > 0)
-    schedule_write (self);
+}
+
+/* The pending lines go to the thread, behind what it has already. */
+static void
+hand_over (BfHistory *self)
+{
+  Job *job;
+
+  g_clear_handle_id (&self->write_source_id, g_source_remove);
+  if (self->pending == NULL || self->pending->len == 0)
+    return;
+  job = g_new0 (Job, 1);
+  job->kind = JOB_APPEND;
+  job->batch = g_string_free_to_bytes (g_steal_pointer (&self->pending));
+  push_job (self, job);
 }
 
 static gboolean
 write_cb (gpointer data)
 {
   BfHistory *self = data;
-  g_autoptr(GTask) task = g_task_new (self, NULL, write_done, NULL);
 
   self->write_source_id = 0;
-  self->writing = TRUE;
-  g_task_set_source_tag (task, write_cb);
-  g_task_set_name (task, "[buildfleetd] history write");
-  g_task_set_task_data (task, take_dirty (self), (GDestroyNotify) write_job_free);
-  g_task_run_in_thread (task, write_thread);
+  hand_over (self);
   return G_SOURCE_REMOVE;
 }
 
-static void
-schedule_write (BfHistory *self)
+static GThreadPool *
+new_pool (Journal *journal)
 {
-  if (self->write_source_id != 0 || self->writing)
-    return;
-  self->write_source_id = bf_timeout_add (WRITE_DELAY_MS, write_cb, self, "[buildfleetd] history write");
+  return g_thread_pool_new (journal_run, journal, 1, FALSE, NULL);
 }
 
+/* Every job handed over has run when this returns. */
 static void
-mark_dirty (BfHistory  *self,
-            const char *worker)
+drain (BfHistory *self)
 {
-  g_hash_table_add (self->dirty, g_strdup (worker));
-  schedule_write (self);
+  hand_over (self);
+  g_thread_pool_free (self->pool, FALSE, TRUE);
+  self->pool = new_pool (self->journal);
 }
-
-/* Object -------------------------------------------------------------------- */
 
 static void
 bf_history_finalize (GObject *object)
 {
   BfHistory *self = BF_HISTORY (object);
 
-  /* No write runs (it would hold a reference): what is left is written now. */
-  g_clear_handle_id (&self->write_source_id, g_source_remove);
-  if (g_hash_table_size (self->dirty) > 0)
-    bf_history_flush (self);
-  g_clear_pointer (&self->logs, g_hash_table_unref);
-  g_clear_pointer (&self->dirty, g_hash_table_unref);
+  /* What is left is written now. */
+  hand_over (self);
+  g_thread_pool_free (self->pool, FALSE, TRUE);
+  journal_free (self->journal);
   g_free (self->directory);
 
   G_OBJECT_CLASS (bf_history_parent_class)->finalize (object);
@@ -431,20 +835,25 @@ bf_history_class_init (BfHistoryClass *klass)
 static void
 bf_history_init (BfHistory *self)
 {
-  self->logs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) log_free);
-  self->dirty = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 }
 
 /**
  * bf_history_new:
- * @directory: where the workers' files are
+ * @directory: where the journal is
+ *
+ * Reads the journal (and folds in older versions' files) in its thread.
  */
 BfHistory *
 bf_history_new (const char *directory)
 {
   BfHistory *self = g_object_new (BF_TYPE_HISTORY, NULL);
+  Job *job = g_new0 (Job, 1);
 
   self->directory = g_strdup (directory);
+  self->journal = journal_new (directory);
+  self->pool = new_pool (self->journal);
+  job->kind = JOB_OPEN;
+  push_job (self, job);
   return self;
 }
 
@@ -469,17 +878,6 @@ bf_history_for_state (BfState *state)
   return self;
 }
 
-static void
-trim (GQueue  *log,
-      guint64  now)
-{
-  while (log->length > BF_HISTORY_MAX_EVENTS)
-    event_free (g_queue_pop_head (log));
-  while (!g_queue_is_empty (log) && now > BF_HISTORY_MAX_AGE_USEC &&
-         ((Event *) g_queue_peek_head (log))->time < now - BF_HISTORY_MAX_AGE_USEC)
-    event_free (g_queue_pop_head (log));
-}
-
 static char *
 clip (const char *text)
 {
@@ -500,6 +898,8 @@ clip (const char *text)
  * @event: what happened: "attached", "detached", "missing"…
  * @detail: (nullable): why, or more about it
  * @actor: (nullable): who did it (a bus name), if someone did
+ *
+ * Queued for the journal, written within WRITE_DELAY_MS.
  */
 void
 bf_history_add (BfHistory  *self,
@@ -509,16 +909,16 @@ bf_history_add (BfHistory  *self,
                 const char *detail,
                 const char *actor)
 {
-  GQueue *log = ensure_log (self, worker);
-  Event *e = g_new0 (Event, 1);
+  g_autofree char *escaped = g_strescape (worker, NULL);
+  g_autofree char *e = clip (event);
+  g_autofree char *d = clip (detail);
+  g_autofree char *a = clip (actor);
 
-  e->time = MAX (time_usec, 1);
-  e->event = clip (event);
-  e->detail = clip (detail);
-  e->actor = clip (actor);
-  g_queue_push_tail (log, e);
-  trim (log, time_usec);
-  mark_dirty (self, worker);
+  if (self->pending == NULL)
+    self->pending = g_string_sized_new (4096);
+  append_line (self->pending, escaped, MAX (time_usec, 1), e, d, a);
+  if (self->write_source_id == 0)
+    self->write_source_id = bf_timeout_add (WRITE_DELAY_MS, write_cb, self, "[buildfleetd] history write");
 }
 
 /**
@@ -527,7 +927,11 @@ bf_history_add (BfHistory  *self,
  * @until_usec: the latest time wanted; 0 for no limit
  * @limit: at most this many, the newest; 0 for all
  *
- * Returns: (transfer floating): a(tsss): time, event, detail, actor, oldest
+ * Blocks until the journal thread has written what is pending, then reads
+ * the journal: for tests and tools.  The daemon uses
+ * bf_history_query_async().
+ *
+ * Returns: (transfer full): a(tsss): time, event, detail, actor, oldest
  * first
  */
 GVariant *
@@ -537,29 +941,50 @@ bf_history_query (BfHistory  *self,
                   guint64     until_usec,
                   guint       limit)
 {
-  GQueue *log = ensure_log (self, worker);
-  g_autoptr(GPtrArray) picked = g_ptr_array_new ();
-  GVariantBuilder builder;
+  drain (self);
+  return journal_query (self->journal, worker, since_usec, until_usec, limit);
+}
 
-  /* Newest first, then reversed: the limit keeps the newest. */
-  for (GList *l = log->tail; l != NULL; l = l->prev)
-    {
-      Event *event = l->data;
+/**
+ * bf_history_query_async:
+ *
+ * bf_history_query() in the journal thread, after every event added so far.
+ */
+void
+bf_history_query_async (BfHistory           *self,
+                        const char          *worker,
+                        guint64              since_usec,
+                        guint64              until_usec,
+                        guint                limit,
+                        GAsyncReadyCallback  callback,
+                        gpointer             user_data)
+{
+  Job *job = g_new0 (Job, 1);
 
-      if (event->time < since_usec || (until_usec != 0 && event->time > until_usec))
-        continue;
-      g_ptr_array_add (picked, event);
-      if (limit != 0 && picked->len >= limit)
-        break;
-    }
+  job->kind = JOB_QUERY;
+  job->task = g_task_new (self, NULL, callback, user_data);
+  g_task_set_source_tag (job->task, bf_history_query_async);
+  g_task_set_name (job->task, "[buildfleetd] history query");
+  job->worker = g_strdup (worker);
+  job->since = since_usec;
+  job->until = until_usec;
+  job->limit = limit;
+  hand_over (self);
+  push_job (self, job);
+}
 
-  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(tsss)"));
-  for (guint i = picked->len; i > 0; i--)
-    {
-      Event *event = picked->pdata[i - 1];
-      g_variant_builder_add (&builder, "(tsss)", event->time, event->event, event->detail, event->actor);
-    }
-  return g_variant_builder_end (&builder);
+/**
+ * bf_history_query_finish:
+ *
+ * Returns: (transfer full): as bf_history_query()
+ */
+GVariant *
+bf_history_query_finish (BfHistory     *self,
+                         GAsyncResult  *result,
+                         GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 /**
@@ -570,19 +995,7 @@ bf_history_query (BfHistory  *self,
 void
 bf_history_flush (BfHistory *self)
 {
-  WriteJob *job;
-  g_autoptr(GError) error = NULL;
-
-  /* A write in a thread holds a reference to us; let it finish first. */
-  while (self->writing)
-    g_main_context_iteration (NULL, TRUE);
-  g_clear_handle_id (&self->write_source_id, g_source_remove);
-  if (g_hash_table_size (self->dirty) == 0)
-    return;
-  job = take_dirty (self);
-  if (!run_job (job, &error))
-    g_warning ("Cannot save worker history: %s", error->message);
-  write_job_free (job);
+  drain (self);
 }
 
 /* Hooks ----------------------------------------------------------------------- */
@@ -611,10 +1024,23 @@ bf_history_flush_state (BfState *state)
     bf_history_flush (self);
 }
 
+static void
+got_history (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  g_autoptr(GDBusMethodInvocation) invocation = user_data;
+  BfDBusWorker *worker = g_object_get_data (G_OBJECT (invocation), "bf-worker");
+  g_autoptr(GVariant) events = bf_history_query_finish (BF_HISTORY (source), result, NULL);
+
+  bf_dbus_worker_complete_get_history (worker, invocation, events);
+}
+
 /**
  * bf_history_handle_get_history:
  *
- * Worker.GetHistory(): anyone may read it, as the properties.
+ * Worker.GetHistory(): anyone may read it, as the properties.  Answered
+ * from the journal thread.
  */
 gboolean
 bf_history_handle_get_history (BfState               *state,
@@ -624,8 +1050,6 @@ bf_history_handle_get_history (BfState               *state,
                                guint64                until_usec,
                                guint                  limit)
 {
-  GVariant *events;
-
   if (until_usec != 0 && until_usec < since_usec)
     {
       g_dbus_method_invocation_return_error (invocation, BF_ERROR, BF_ERROR_INVALID_ARGS,
@@ -633,8 +1057,8 @@ bf_history_handle_get_history (BfState               *state,
                                              G_GUINT64_FORMAT ")", until_usec, since_usec);
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
-  events = bf_history_query (bf_history_for_state (state), bf_dbus_worker_get_name (worker),
-                             since_usec, until_usec, limit);
-  bf_dbus_worker_complete_get_history (worker, invocation, events);
+  g_object_set_data_full (G_OBJECT (invocation), "bf-worker", g_object_ref (worker), g_object_unref);
+  bf_history_query_async (bf_history_for_state (state), bf_dbus_worker_get_name (worker),
+                          since_usec, until_usec, limit, got_history, g_object_ref (invocation));
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }

@@ -1,4 +1,5 @@
-/* bf-history.h: a bounded, persisted event history per worker
+/* bf-history.h: a bounded, persisted event history per worker, one
+ * journal for all of them
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -32,6 +33,16 @@ GVariant  *bf_history_query      (BfHistory   *self,
                                   guint64      since_usec,
                                   guint64      until_usec,
                                   guint        limit);
+void       bf_history_query_async (BfHistory          *self,
+                                   const char         *worker,
+                                   guint64             since_usec,
+                                   guint64             until_usec,
+                                   guint               limit,
+                                   GAsyncReadyCallback callback,
+                                   gpointer            user_data);
+GVariant  *bf_history_query_finish (BfHistory        *self,
+                                    GAsyncResult     *result,
+                                    GError          **error);
 void       bf_history_flush      (BfHistory   *self);
 
 /* The one-line hooks of bf-worker.c, bf-latent.c and bf-manager.c. */

@@ -9,7 +9,11 @@
  * is open.
  *
  * Level-triggered, so a callback may read only part of what is there and
- * be called again.  A watch removed while a batch of events is being
+ * be called again.  Sockets left waiting when a dispatch used up its budget
+ * go first in the next one: epoll reports ready sockets in the same order
+ * again, and without that a flooding peer at the head of the list would
+ * have every dispatch to itself while the others' keepalive answers sat
+ * unread.  A watch removed while a batch of events is being
  * dispatched is freed after the batch, so a later event of the same batch
  * never reaches freed memory (it is skipped).
  *
@@ -18,6 +22,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -34,6 +39,7 @@ struct _BfPollerWatch
 {
   int fd;
   gboolean dead;
+  gboolean deferred;        /* ready, not dispatched: the budget ran out */
   BfPollerFunc func;
   gpointer user_data;
 };
@@ -83,22 +89,49 @@ poller_dispatch (GSource     *source,
 {
   PollerSource *p = (PollerSource *) source;
   struct epoll_event events[MAX_EVENTS];
-  gint64 until = g_get_monotonic_time () + DISPATCH_BUDGET_USEC;
+  gint64 now = g_get_monotonic_time ();
+  gint64 until = now + DISPATCH_BUDGET_USEC;
+  gint64 longest = 0;
   int n;
 
   n = epoll_wait (p->epfd, events, MAX_EVENTS, 0);
   if (n < 0 && errno != EINTR)
     g_warning ("epoll_wait: %s", g_strerror (errno));
 
+  /* the ones the last dispatch had no time for first, in their order */
+  for (int i = 0, first = 0; i < n; i++)
+    {
+      BfPollerWatch *w = events[i].data.ptr;
+
+      if (w->deferred)
+        {
+          struct epoll_event e = events[i];
+
+          memmove (&events[first + 1], &events[first], (i - first) * sizeof e);
+          events[first++] = e;
+        }
+    }
+
   p->dispatching = TRUE;
   for (int i = 0; i < n; i++)
     {
       BfPollerWatch *w = events[i].data.ptr;
+      gint64 before = now;
 
+      w->deferred = FALSE;
       if (!w->dead)
         w->func (w->fd, from_epoll (events[i].events), w->user_data);
-      if (g_get_monotonic_time () >= until)
-        break;
+      /* Stop when the next callback, if it is as long as the longest so
+       * far (a PB attach is a millisecond), would overrun the budget;
+       * the ones not served go first next time. */
+      now = g_get_monotonic_time ();
+      longest = MAX (longest, now - before);
+      if (now + longest >= until)
+        {
+          for (int j = i + 1; j < n; j++)
+            ((BfPollerWatch *) events[j].data.ptr)->deferred = TRUE;
+          break;
+        }
     }
   p->dispatching = FALSE;
   g_ptr_array_set_size (p->graveyard, 0);

@@ -4,6 +4,7 @@
  */
 #pragma once
 
+#include <sys/ioctl.h>
 #include <glib.h>
 
 /* Every timer in the daemon is named, so that a main-loop profile (sysprof,
@@ -46,6 +47,18 @@ static inline guint
 bf_usec_to_ms (guint64 usec)
 {
   return (guint) MIN ((usec + 999) / 1000, G_MAXUINT);
+}
+
+/* TRUE when the kernel holds bytes from @fd's peer that the daemon has not
+ * read yet.  Liveness checks ask before calling a worker silent: if its
+ * answer is waiting, it is the daemon that is behind (busy with a flood,
+ * starved of CPU), not the worker. */
+static inline gboolean
+bf_fd_has_unread (int fd)
+{
+  int n = 0;
+
+  return fd >= 0 && ioctl (fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 /* A token bucket: at most @rate events a second sustained, @burst at once.

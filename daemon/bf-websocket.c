@@ -66,6 +66,7 @@
 
 #include "bf-poller.h"
 #include "bf-timer-queue.h"
+#include "bf-util.h"
 #include "bf-websocket.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -1526,6 +1527,18 @@ bf_websocket_send_binary (BfWebsocket  *self,
 {
   if (self->state == STATE_OPEN)
     send_frame (self, 0x2, data, len);
+}
+
+/**
+ * bf_websocket_has_unread:
+ *
+ * Returns: %TRUE when the peer sent bytes the daemon has not read yet
+ *   (see bf_fd_has_unread())
+ */
+gboolean
+bf_websocket_has_unread (BfWebsocket *self)
+{
+  return self != NULL && bf_fd_has_unread (self->fd);
 }
 
 void

@@ -97,6 +97,7 @@ void         bf_websocket_send_binary     (BfWebsocket               *self,
                                            const guint8              *data,
                                            gsize                      len);
 void         bf_websocket_ping            (BfWebsocket               *self);
+gboolean     bf_websocket_has_unread      (BfWebsocket               *self);
 void         bf_websocket_close           (BfWebsocket               *self,
                                            guint16                    code,
                                            const char                *reason);

@@ -185,14 +185,20 @@ iface (BfWorker *self)
 /* Attach announcements --------------------------------------------------------
  *
  * An attach is published as PropertiesChanged (Connected, Info, Peer…) and
- * then Attached.  Both go out from one high-priority idle for every worker
+ * then Attached.  Both go out from one idle for every worker
  * that attached while the main loop was dispatching, not one by one between
  * socket reads (and not as the skeleton does by itself, Attached at once
  * and PropertiesChanged from an idle afterwards): each D-Bus message handed to an idle GDBus writer thread
  * wakes it (a futex and a context switch), and with the daemon on one CPU
  * that was a large part of an attach storm's cost.  A worker's own later
  * signals (Detached, GracefulChanged, …) send its pending announcement
- * first, so a client never sees them out of order. */
+ * first, so a client never sees them out of order.
+ *
+ * One dispatch sends for at most ANNOUNCE_BUDGET_USEC, oldest first, and
+ * leaves the rest to the next iteration; at default priority, so a D-Bus
+ * call (GDBus hands it to the main loop as a default-priority idle) waits
+ * for one slice, not for every attach of a storm's iteration (issue 20). */
+#define ANNOUNCE_BUDGET_USEC 2000
 static GQueue attach_batch = G_QUEUE_INIT;   /* BfWorker* (owned) */
 static guint attach_batch_id;
 
@@ -215,17 +221,28 @@ announce_pending (BfWorker *self)
   g_object_unref (self);
 }
 
+/* Sends the oldest pending announcement; FALSE if there was none. */
+static gboolean
+announce_oldest (void)
+{
+  BfWorker *worker = g_queue_pop_head (&attach_batch);
+
+  if (worker == NULL)
+    return FALSE;
+  announce_attached (worker);
+  g_object_unref (worker);
+  return TRUE;
+}
+
 static gboolean
 attach_batch_cb (gpointer data)
 {
-  BfWorker *worker;
+  gint64 until = g_get_monotonic_time () + ANNOUNCE_BUDGET_USEC;
 
+  while (announce_oldest ())
+    if (!g_queue_is_empty (&attach_batch) && g_get_monotonic_time () >= until)
+      return G_SOURCE_CONTINUE;
   attach_batch_id = 0;
-  while ((worker = g_queue_pop_head (&attach_batch)) != NULL)
-    {
-      announce_attached (worker);
-      g_object_unref (worker);
-    }
   return G_SOURCE_REMOVE;
 }
 
@@ -239,7 +256,6 @@ announce_later (BfWorker *self)
     {
       GSource *source = g_idle_source_new ();
 
-      g_source_set_priority (source, G_PRIORITY_HIGH);
       attach_batch_id = bf_timeout_add_full (source, attach_batch_cb, NULL,
                                              "[buildfleetd] announce attached workers");
     }
@@ -254,7 +270,8 @@ void
 bf_worker_flush_attach_announcements (void)
 {
   g_clear_handle_id (&attach_batch_id, g_source_remove);
-  attach_batch_cb (NULL);
+  while (announce_oldest ())
+    ;
 }
 
 /* Wall-clock time: only for what is published and persisted.  Intervals

@@ -62,7 +62,8 @@
 #define MAX_OUTPUT_BYTES (64 * 1024 * 1024)
 #define MAX_LOGIN_ATTEMPTS 3
 #define MAX_BUILDERS 1024
-#define READ_BUFFER_SIZE (64 * 1024)
+#define READ_BUFFER_SIZE (16 * 1024)
+#define READ_BUDGET_USEC 1000
 
 #define UNAUTHORIZED "twisted.cred.error.UnauthorizedLogin"
 #define NO_SUCH_METHOD "twisted.spread.flavors.NoSuchMethod"
@@ -449,6 +450,20 @@ flood_check (BfPbLink *self)
   return bf_token_bucket_take (&self->flood, FLOOD_RATE, FLOOD_BURST);
 }
 
+/* See bf_fd_has_unread(). */
+static gboolean
+answer_waiting (BfPbLink *self)
+{
+  g_autoptr(GIOStream) base = NULL;
+
+  if (G_IS_TLS_CONNECTION (self->stream))
+    g_object_get (self->stream, "base-io-stream", &base, NULL);
+  else
+    base = g_object_ref (self->stream);
+  return G_IS_SOCKET_CONNECTION (base) &&
+         bf_fd_has_unread (g_socket_get_fd (g_socket_connection_get_socket (G_SOCKET_CONNECTION (base))));
+}
+
 static void
 keepalive_done (BfPbLink     *self,
                 BfJellyValue *result,
@@ -457,8 +472,10 @@ keepalive_done (BfPbLink     *self,
                 gpointer      data)
 {
   self->keepalive_pending = FALSE;
-  /* An error answer is an answer too: the worker's reactor runs. */
-  if (error == NULL || !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) || self->closed)
+  /* An error answer is an answer too: the worker's reactor runs.  One that
+   * waits unread is too (a late answer is accepted and dropped). */
+  if (error == NULL || !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) || self->closed ||
+      answer_waiting (self))
     return;
   bf_worker_message (self->worker_name,
                      "Worker %s from %s did not answer a keepalive request within %.1f s: dropping it",
@@ -474,7 +491,7 @@ keepalive_cb (gpointer data)
   gint64 interval = (gint64) self->keepalive_interval_usec;
   gint64 idle = MAX (g_get_monotonic_time () - self->last_rx_mono, 0);
 
-  if (idle >= 2 * interval)
+  if (idle >= 2 * interval && !answer_waiting (self))
     {
       bf_worker_message (self->worker_name, "Worker %s from %s answered nothing for %.1f s: dropping it",
                          self->worker_name, self->peer, idle / (double) G_USEC_PER_SEC);
@@ -1134,8 +1151,12 @@ in_ready_cb (GObject  *stream,
   BfPbLink *self = user_data;
   G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
 
-  /* A few reads per wakeup, so that one busy worker cannot starve the rest. */
-  for (guint i = 0; i < 4 && !self->closed; i++)
+  /* A few reads per wakeup, for about a millisecond, so that one busy
+   * worker (or a flood: a 64 KiB read can be a thousand calls) cannot
+   * starve the rest. */
+  gint64 until = g_get_monotonic_time () + READ_BUDGET_USEC;
+
+  for (guint i = 0; i < 4 && !self->closed && (i == 0 || g_get_monotonic_time () < until); i++)
     {
       g_autoptr(GError) error = NULL;
       gssize n = g_pollable_input_stream_read_nonblocking (self->in, buffer, sizeof buffer,

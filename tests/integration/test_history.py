@@ -69,8 +69,9 @@ class HistoryTest(bfharness.FleetTestCase):
         self.assertEqual(self.worker_prop('w', 'LastSeenUSec'), self.worker_prop('w', 'ConnectedSinceUSec'))
 
         self.assertEqual(self.stop_daemon(), 0)
-        log = os.path.join(self.statedir, 'history', 'w.log')
-        self.assertTrue(os.path.exists(log))
+        # one journal for every worker, no file per worker
+        history_dir = os.path.join(self.statedir, 'history')
+        self.assertEqual(sorted(os.listdir(history_dir)), ['journal.log'])
         self.start_daemon()
         self.assertEqual(self.worker_prop('idle', 'LastSeenUSec'), 0)
         self.assertGreater(self.worker_prop('w', 'LastSeenUSec'), got[-1][0])
@@ -98,6 +99,7 @@ class HistoryTest(bfharness.FleetTestCase):
         self.assertIn('until_usec', message)
 
     def test_bounded_and_corrupt_file_set_aside(self):
+        # a worker's file of an older version: folded into the journal
         os.makedirs(os.path.join(self.statedir, 'history'))
         now = int(time.time() * 1e6)
         lines = []
@@ -120,11 +122,15 @@ class HistoryTest(bfharness.FleetTestCase):
         self.assertIn('History file', self.daemon_log())
         aside = [n for n in os.listdir(os.path.join(self.statedir, 'history')) if '.corrupt-' in n]
         self.assertEqual(len(aside), 1, aside)
-        # written again clean, bounded
-        self.wait_until(lambda: len(open(os.path.join(self.statedir, 'history', 'w.log')).readlines()) == 500,
-                        message='the clean file')
+        # folded into the journal clean, bounded, and the old file gone
+        journal = os.path.join(self.statedir, 'history', 'journal.log')
+        self.assertFalse(os.path.exists(os.path.join(self.statedir, 'history', 'w.log')))
         self.assertEqual(self.stop_daemon(), 0)
-        self.assertNotIn('this is not', open(os.path.join(self.statedir, 'history', 'w.log')).read())
+        text = open(journal).read()
+        self.assertNotIn('this is not', text)
+        self.assertEqual(len([l for l in text.splitlines() if l.startswith('w\t')]), 500)
+        self.start_daemon()
+        self.assertEqual(history(self, 'w'), got)
 
     def test_flapping_in_history(self):
         self.write_config(self.daemon_section() +
