@@ -329,6 +329,13 @@ worker_availability_changed_cb (BfWorker  *worker,
   schedule_dispatch (self);
 }
 
+static const BfWorkerObserver worker_observer = {
+  .connected_changed = (gpointer) worker_connected_changed_cb,
+  .missing_changed = (gpointer) worker_missing_changed_cb,
+  .active_builds_changed = (gpointer) worker_active_builds_changed_cb,
+  .availability_changed = (gpointer) worker_availability_changed_cb,
+};
+
 /* Workers ------------------------------------------------------------------- */
 
 static void
@@ -354,15 +361,9 @@ add_worker (BfManager      *self,
   bf_worker_set_duplicate_ping_timeout (worker, self->config->duplicate_ping_timeout_usec);
   bf_worker_set_quarantine_limits (worker, self->config->quarantine_initial_usec,
                                    self->config->quarantine_max_usec);
-  /* Not g_signal_connect_object(): each of those adds a closure to the
-   * manager's own list, which GLib grows by one element per connection,
-   * copying it every time (quadratic: with 50,000 workers that was a
-   * quarter of the start-up).  Disconnected in drop_worker() and in
-   * dispose (disconnect_workers()). */
-  g_signal_connect (worker, "connected-changed", G_CALLBACK (worker_connected_changed_cb), self);
-  g_signal_connect (worker, "missing-changed", G_CALLBACK (worker_missing_changed_cb), self);
-  g_signal_connect (worker, "active-builds-changed", G_CALLBACK (worker_active_builds_changed_cb), self);
-  g_signal_connect (worker, "availability-changed", G_CALLBACK (worker_availability_changed_cb), self);
+  /* Not signal handlers (see BfWorkerObserver).  Let go in drop_worker()
+   * and in dispose (disconnect_workers()). */
+  bf_worker_set_observer (worker, &worker_observer, self);
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) + 1);
   if (bf_worker_get_latent (worker) && (self->master || self->pb_master))
@@ -392,6 +393,7 @@ drop_worker (BfManager  *self,
   if (bf_worker_is_missing (worker))
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) - 1);
   g_signal_handlers_disconnect_by_data (worker, self);
+  bf_worker_set_observer (worker, NULL, NULL);
   g_dbus_object_manager_server_unexport (self->object_manager, path);
   bf_state_remove_worker (self->state, bf_worker_get_name (worker));
   schedule_status (self);
@@ -1986,7 +1988,10 @@ disconnect_workers (BfManager  *self,
     return;
   g_hash_table_iter_init (&iter, workers);
   while (g_hash_table_iter_next (&iter, NULL, &worker))
-    g_signal_handlers_disconnect_by_data (worker, self);
+    {
+      g_signal_handlers_disconnect_by_data (worker, self);
+      bf_worker_set_observer (worker, NULL, NULL);
+    }
 }
 
 static void

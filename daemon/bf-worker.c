@@ -41,6 +41,8 @@ struct _BfWorker
   BfAuthority *authority;
 
   BfLatent *latent;             /* latent workers only */
+  const BfWorkerObserver *observer;   /* the manager; NULL once it let go */
+  gpointer observer_data;
 
   BfWorkerLink *connection;     /* attached */
   BfWorkerLink *candidate;      /* being attached, or waiting for the duplicate check */
@@ -107,6 +109,67 @@ enum {
 };
 
 static guint signals[N_SIGNALS];
+
+/* The observer first, then the signal; a reference is held throughout,
+ * as a signal emission does (the manager may drop the worker). */
+static void
+emit_connected_changed (BfWorker *self,
+                        gboolean  connected)
+{
+  g_autoptr(BfWorker) hold = g_object_ref (self);
+
+  if (self->observer)
+    self->observer->connected_changed (self, connected, self->observer_data);
+  g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, connected);
+}
+
+static void
+emit_missing_changed (BfWorker *self,
+                      gboolean  missing)
+{
+  g_autoptr(BfWorker) hold = g_object_ref (self);
+
+  if (self->observer)
+    self->observer->missing_changed (self, missing, self->observer_data);
+  g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, missing);
+}
+
+static void
+emit_active_builds_changed (BfWorker *self,
+                            int       delta)
+{
+  g_autoptr(BfWorker) hold = g_object_ref (self);
+
+  if (self->observer)
+    self->observer->active_builds_changed (self, delta, self->observer_data);
+  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, delta);
+}
+
+static void
+emit_availability_changed (BfWorker *self)
+{
+  g_autoptr(BfWorker) hold = g_object_ref (self);
+
+  if (self->observer)
+    self->observer->availability_changed (self, self->observer_data);
+  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+}
+
+/**
+ * bf_worker_set_observer:
+ * @observer: (nullable): static callbacks, or %NULL to stop
+ *
+ * The one observer (the manager) that hears of every change of the
+ * worker's counters and availability, see #BfWorkerObserver.
+ */
+void
+bf_worker_set_observer (BfWorker               *self,
+                        const BfWorkerObserver *observer,
+                        gpointer                data)
+{
+  self->observer = observer;
+  self->observer_data = observer ? data : NULL;
+}
 
 static void bf_worker_iface_init (BfDBusWorkerIface *iface);
 
@@ -351,7 +414,7 @@ missing_timeout_cb (gpointer data)
   announce_pending (self);
   bf_dbus_worker_set_missing (iface (self), TRUE);
   bf_dbus_worker_emit_missing (iface (self), since);
-  g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, TRUE);
+  emit_missing_changed (self, TRUE);
   save_state (self);
   bf_history_record (self->state, bf_worker_get_name (self), "missing", when, NULL);
 
@@ -433,7 +496,7 @@ health_result (gpointer    data,
   append_details (self, body);
   mail_admins (self, subject, body->str);
   /* Pending builds: taken now, or waiting for another reason. */
-  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+  emit_availability_changed (self);
 }
 
 static const BfHealthHost health_host = {
@@ -458,7 +521,7 @@ flap_recovered_cb (gpointer data)
   bf_history_record (self->state, bf_worker_get_name (self), "flapping-ended", recovery, NULL);
   g_clear_pointer (&self->detach_times, g_array_unref);
   /* It may take builds again. */
-  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+  emit_availability_changed (self);
   return G_SOURCE_REMOVE;
 }
 
@@ -685,7 +748,7 @@ detach (BfWorker   *self,
   g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
   bf_dbus_worker_emit_detached (iface (self), reason);
   g_signal_emit (self, signals[SIGNAL_LOST], 0, reason);
-  g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, FALSE);
+  emit_connected_changed (self, FALSE);
   arm_missing_timer (self);
   count_detach (self);
 }
@@ -719,6 +782,25 @@ compare_strings (gconstpointer a,
 }
 
 /* Labels = Labels= plus what the worker reported, sorted, once each. */
+/* Equal on the bus: a NULL list or dictionary goes out empty. */
+static gboolean
+same_strv (const char * const *a,
+           char              **b)
+{
+  if (a == NULL || b == NULL)
+    return (a == NULL || a[0] == NULL) && (b == NULL || b[0] == NULL);
+  return g_strv_equal (a, (const char * const *) b);
+}
+
+static gboolean
+same_dict (GVariant *a,
+           GVariant *b)
+{
+  if (a == NULL || b == NULL)
+    return (a == NULL || g_variant_n_children (a) == 0) && (b == NULL || g_variant_n_children (b) == 0);
+  return g_variant_equal (a, b);
+}
+
 static void
 publish_labels (BfWorker *self)
 {
@@ -734,7 +816,8 @@ publish_labels (BfWorker *self)
     if (unique->len == 0 || !g_str_equal (g_ptr_array_index (unique, unique->len - 1), g_ptr_array_index (all, i)))
       g_ptr_array_add (unique, g_ptr_array_index (all, i));
   g_ptr_array_add (unique, NULL);
-  bf_dbus_worker_set_labels (iface (self), (const char * const *) unique->pdata);
+  if (!same_strv (bf_dbus_worker_get_labels (iface (self)), (char **) unique->pdata))
+    bf_dbus_worker_set_labels (iface (self), (const char * const *) unique->pdata);
 }
 
 static void
@@ -882,7 +965,7 @@ attach (BfWorker     *self,
     announce_later (self);
   if (self->latent)
     bf_latent_attached (self->latent);
-  g_signal_emit (self, signals[SIGNAL_CONNECTED_CHANGED], 0, TRUE);
+  emit_connected_changed (self, TRUE);
 
   if (was_missing)
     {
@@ -904,7 +987,7 @@ attach (BfWorker     *self,
         mail_admins (self, subject, body->str);
       bf_history_record (self->state, bf_worker_get_name (self), "back-online", away, NULL);
       bf_dbus_worker_emit_back_online (iface (self));
-      g_signal_emit (self, signals[SIGNAL_MISSING_CHANGED], 0, FALSE);
+      emit_missing_changed (self, FALSE);
     }
 }
 
@@ -1211,7 +1294,7 @@ bf_worker_build_started (BfWorker   *self,
   bf_dbus_worker_set_active_builds (iface (self), bf_dbus_worker_get_active_builds (iface (self)) + 1);
   if (self->latent)
     bf_latent_build_started (self->latent);
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, 1);
+  emit_active_builds_changed (self, 1);
 }
 
 static void
@@ -1230,7 +1313,7 @@ build_finished (BfWorker   *self,
   if (self->busy_builders && self->busy_builders->len == 0)
     g_clear_pointer (&self->busy_builders, g_ptr_array_unref);
   bf_dbus_worker_set_active_builds (iface (self), active - 1);
-  g_signal_emit (self, signals[SIGNAL_ACTIVE_BUILDS_CHANGED], 0, -1);
+  emit_active_builds_changed (self, -1);
 
   /* The seed's after-build rule: a graceful worker shuts down once idle;
    * a latent one is insubstantiated (or kept, per BuildWaitTimeout). */
@@ -1258,7 +1341,7 @@ quarantine_end_cb (gpointer data)
   g_object_thaw_notify (G_OBJECT (self));
   bf_worker_message (bf_worker_get_name (self), "Worker %s leaves quarantine", bf_worker_get_name (self));
   bf_history_record (self->state, bf_worker_get_name (self), "quarantine-ended", NULL, NULL);
-  g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+  emit_availability_changed (self);
   return G_SOURCE_REMOVE;
 }
 
@@ -1446,7 +1529,7 @@ admin_op_apply (BfWorker *self,
       bf_worker_message (name, "Worker %s paused by %s: %s", name, sender, op->reason);
       bf_history_record (self->state, name, "paused", op->reason, sender);
       /* Pending builds now wait for another reason: let the queue say so. */
-      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+      emit_availability_changed (self);
       break;
     case ADMIN_UNPAUSE:
       g_object_freeze_notify (G_OBJECT (self));
@@ -1457,7 +1540,7 @@ admin_op_apply (BfWorker *self,
       g_object_thaw_notify (G_OBJECT (self));
       bf_worker_message (name, "Worker %s unpaused by %s", name, sender);
       bf_history_record (self->state, name, "unpaused", NULL, sender);
-      g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+      emit_availability_changed (self);
       break;
     }
 }
@@ -1905,13 +1988,21 @@ bf_worker_set_config (BfWorker       *self,
 
   self->config = bf_worker_config_ref (config);
 
+  /* Only what changes: each set is a GObject property set (a lookup, two
+   * locks, a copy), and most values of a new worker are the defaults
+   * already (a tenth of a 50,000-worker start-up went here). */
   g_object_freeze_notify (G_OBJECT (self));
-  bf_dbus_worker_set_max_builds (w, config->max_builds);
-  bf_dbus_worker_set_builders (w, (const char * const *) config->builders);
+  if (bf_dbus_worker_get_max_builds (w) != config->max_builds)
+    bf_dbus_worker_set_max_builds (w, config->max_builds);
+  if (!same_strv (bf_dbus_worker_get_builders (w), config->builders))
+    bf_dbus_worker_set_builders (w, (const char * const *) config->builders);
   publish_labels (self);
-  bf_dbus_worker_set_missing_timeout_usec (w, config->missing_timeout_usec);
-  bf_dbus_worker_set_notify_on_missing (w, (const char * const *) config->notify_on_missing);
-  bf_dbus_worker_set_properties (w, config->properties);
+  if (bf_dbus_worker_get_missing_timeout_usec (w) != config->missing_timeout_usec)
+    bf_dbus_worker_set_missing_timeout_usec (w, config->missing_timeout_usec);
+  if (!same_strv (bf_dbus_worker_get_notify_on_missing (w), config->notify_on_missing))
+    bf_dbus_worker_set_notify_on_missing (w, (const char * const *) config->notify_on_missing);
+  if (!same_dict (bf_dbus_worker_get_properties (w), config->properties))
+    bf_dbus_worker_set_properties (w, config->properties);
   g_object_thaw_notify (G_OBJECT (self));
 
   if (self->latent)
@@ -1921,7 +2012,7 @@ bf_worker_set_config (BfWorker       *self,
   if (old == NULL || old->missing_timeout_usec != config->missing_timeout_usec)
     arm_missing_timer (self);
   if (old != NULL && old->max_builds != config->max_builds)
-    g_signal_emit (self, signals[SIGNAL_AVAILABILITY_CHANGED], 0);
+    emit_availability_changed (self);
 }
 
 /**
