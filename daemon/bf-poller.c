@@ -13,7 +13,12 @@
  * go first in the next one: epoll reports ready sockets in the same order
  * again, and without that a flooding peer at the head of the list would
  * have every dispatch to itself while the others' keepalive answers sat
- * unread.  A watch removed while a batch of events is being
+ * unread.  A callback that stops before it has used what it already read
+ * (its own slice of about a millisecond ran out, see
+ * bf_poller_watch_set_pending()) marks its watch pending: the next
+ * dispatch calls it again although the kernel has nothing new, after the
+ * sockets that are merely ready, so that a flood is handled a slice at a
+ * time, in order, between everything else.  A watch removed while a batch of events is being
  * dispatched is freed after the batch, so a later event of the same batch
  * never reaches freed memory (it is skipped).
  *
@@ -40,6 +45,8 @@ struct _BfPollerWatch
   int fd;
   gboolean dead;
   gboolean deferred;        /* ready, not dispatched: the budget ran out */
+  gboolean pending;         /* in PollerSource.pending: has work without new input */
+  gboolean in_batch;        /* in the batch being put together */
   BfPollerFunc func;
   gpointer user_data;
 };
@@ -50,7 +57,14 @@ typedef struct {
   gpointer tag;
   gboolean dispatching;
   GPtrArray *graveyard;     /* BfPollerWatch*, removed during a dispatch */
+  GPtrArray *pending;       /* BfPollerWatch*, bf_poller_watch_set_pending() */
+  GArray *batch;            /* Ready, reused by every dispatch */
 } PollerSource;
+
+typedef struct {
+  BfPollerWatch *watch;
+  GIOCondition condition;
+} Ready;
 
 static PollerSource *default_poller;
 
@@ -82,6 +96,15 @@ from_epoll (guint32 e)
   return c;
 }
 
+/* Where a watch goes in a dispatch: the ones the last dispatch had no time
+ * for first, then the ready ones, then those that only have work left over
+ * from their own last call (they were just served). */
+static int
+rank (const BfPollerWatch *w)
+{
+  return w->deferred ? 0 : w->pending ? 2 : 1;
+}
+
 static gboolean
 poller_dispatch (GSource     *source,
                  GSourceFunc  callback,
@@ -92,35 +115,59 @@ poller_dispatch (GSource     *source,
   gint64 now = g_get_monotonic_time ();
   gint64 until = now + DISPATCH_BUDGET_USEC;
   gint64 longest = 0;
+  Ready *ready;
+  guint n_ready;
   int n;
 
   n = epoll_wait (p->epfd, events, MAX_EVENTS, 0);
   if (n < 0 && errno != EINTR)
     g_warning ("epoll_wait: %s", g_strerror (errno));
 
-  /* the ones the last dispatch had no time for first, in their order */
-  for (int i = 0, first = 0; i < n; i++)
+  g_array_set_size (p->batch, 0);
+  for (int r = 0; r <= 2; r++)
     {
-      BfPollerWatch *w = events[i].data.ptr;
-
-      if (w->deferred)
+      for (int i = 0; i < n; i++)
         {
-          struct epoll_event e = events[i];
+          BfPollerWatch *w = events[i].data.ptr;
+          Ready e = { w, from_epoll (events[i].events) };
 
-          memmove (&events[first + 1], &events[first], (i - first) * sizeof e);
-          events[first++] = e;
+          if (rank (w) == r && !w->in_batch)
+            {
+              w->in_batch = TRUE;
+              g_array_append_val (p->batch, e);
+            }
+        }
+      for (guint i = 0; i < p->pending->len; i++)
+        {
+          BfPollerWatch *w = g_ptr_array_index (p->pending, i);
+          Ready e = { w, G_IO_IN };
+
+          if (rank (w) == r && !w->in_batch)
+            {
+              w->in_batch = TRUE;
+              g_array_append_val (p->batch, e);
+            }
         }
     }
+  ready = (Ready *) p->batch->data;
+  n_ready = p->batch->len;
+  for (guint i = 0; i < n_ready; i++)
+    ready[i].watch->in_batch = FALSE;
 
   p->dispatching = TRUE;
-  for (int i = 0; i < n; i++)
+  for (guint i = 0; i < n_ready; i++)
     {
-      BfPollerWatch *w = events[i].data.ptr;
+      BfPollerWatch *w = ready[i].watch;
       gint64 before = now;
 
       w->deferred = FALSE;
+      if (w->pending)
+        {
+          w->pending = FALSE;
+          g_ptr_array_remove_fast (p->pending, w);
+        }
       if (!w->dead)
-        w->func (w->fd, from_epoll (events[i].events), w->user_data);
+        w->func (w->fd, ready[i].condition, w->user_data);
       /* Stop when the next callback, if it is as long as the longest so
        * far (a PB attach is a millisecond), would overrun the budget;
        * the ones not served go first next time. */
@@ -128,13 +175,14 @@ poller_dispatch (GSource     *source,
       longest = MAX (longest, now - before);
       if (now + longest >= until)
         {
-          for (int j = i + 1; j < n; j++)
-            ((BfPollerWatch *) events[j].data.ptr)->deferred = TRUE;
+          for (guint j = i + 1; j < n_ready; j++)
+            ready[j].watch->deferred = TRUE;
           break;
         }
     }
   p->dispatching = FALSE;
   g_ptr_array_set_size (p->graveyard, 0);
+  g_source_set_ready_time (source, p->pending->len > 0 ? 0 : -1);
   return G_SOURCE_CONTINUE;
 }
 
@@ -144,6 +192,8 @@ poller_finalize (GSource *source)
   PollerSource *p = (PollerSource *) source;
 
   g_clear_pointer (&p->graveyard, g_ptr_array_unref);
+  g_clear_pointer (&p->pending, g_ptr_array_unref);
+  g_clear_pointer (&p->batch, g_array_unref);
   if (p->epfd >= 0)
     close (p->epfd);
 }
@@ -168,6 +218,8 @@ get_default (void)
   p = (PollerSource *) g_source_new (&poller_funcs, sizeof (PollerSource));
   p->epfd = epfd;
   p->graveyard = g_ptr_array_new_with_free_func (g_free);
+  p->pending = g_ptr_array_new ();
+  p->batch = g_array_new (FALSE, FALSE, sizeof (Ready));
   p->tag = g_source_add_unix_fd ((GSource *) p, epfd, G_IO_IN);
   g_source_set_static_name ((GSource *) p, "[buildfleetd] worker sockets");
   g_source_attach ((GSource *) p, NULL);
@@ -215,6 +267,29 @@ bf_poller_watch_update (BfPollerWatch *w,
     g_warning ("epoll_ctl(MOD, %d): %s", w->fd, g_strerror (errno));
 }
 
+/**
+ * bf_poller_watch_set_pending:
+ *
+ * Tells the poller that the watch's callback stopped with work left (input
+ * it has read but not handled yet): it is called again (with %G_IO_IN) in
+ * the next dispatch, whether or not the kernel has anything new, after
+ * the sockets that are ready.  The flag lasts until that call: a callback
+ * that stops early again sets it again.
+ */
+void
+bf_poller_watch_set_pending (BfPollerWatch *w)
+{
+  PollerSource *p = get_default ();
+
+  g_return_if_fail (w != NULL && !w->dead);
+  if (w->pending)
+    return;
+  w->pending = TRUE;
+  g_ptr_array_add (p->pending, w);
+  if (!p->dispatching)
+    g_source_set_ready_time ((GSource *) p, 0);
+}
+
 void
 bf_poller_unwatch (BfPollerWatch **slot)
 {
@@ -226,6 +301,11 @@ bf_poller_unwatch (BfPollerWatch **slot)
   g_return_if_fail (p != NULL);
   epoll_ctl (p->epfd, EPOLL_CTL_DEL, w->fd, NULL);
   w->dead = TRUE;
+  if (w->pending)
+    {
+      w->pending = FALSE;
+      g_ptr_array_remove_fast (p->pending, w);
+    }
   if (p->dispatching)
     g_ptr_array_add (p->graveyard, w);
   else

@@ -22,6 +22,7 @@ BfPollerWatch *bf_poller_watch        (int             fd,
                                        gpointer        user_data);
 void           bf_poller_watch_update (BfPollerWatch  *watch,
                                        GIOCondition    events);
+void           bf_poller_watch_set_pending (BfPollerWatch *watch);
 void           bf_poller_unwatch      (BfPollerWatch **watch);
 void           bf_poller_shutdown     (void);
 
