@@ -77,6 +77,11 @@
 #define MAX_TLS_HANDSHAKES 6
 #define MAX_TLS_HANDSHAKES_PER_HOST 2
 #define TLS_TURN_USEC (4 * G_USEC_PER_SEC)
+/* One socket's frames are handled for at most about this long per wakeup;
+ * whole frames left over wait in inbuf, in order, and the poller comes back
+ * for them in its next dispatch (bf_poller_watch_set_pending()), after the
+ * other sockets and whatever else the main loop has to do. */
+#define SLICE_USEC 1000
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef enum {
@@ -109,6 +114,7 @@ struct _BfWebsocket
 
   GByteArray *inbuf;        /* an incomplete request head or frame; NULL when none */
   gsize head_scanned;       /* bytes of the request head already searched for its end */
+  gboolean sliced;          /* inbuf starts with whole frames the last slice had no time for */
   GByteArray *message;      /* a fragmented message being joined; NULL when none */
   gboolean message_binary;
   GByteArray *outbuf;       /* what the kernel did not take yet; NULL when none */
@@ -398,6 +404,8 @@ stream_readable_cb (GObject  *stream,
   BfWebsocket *self = user_data;
   g_autoptr(BfWebsocket) hold = g_object_ref (self);
 
+  /* set by on_readable() when it left whole frames for later */
+  g_source_set_ready_time (self->in_source, -1);
   on_readable (self);
   return G_SOURCE_CONTINUE;
 }
@@ -508,6 +516,7 @@ teardown (BfWebsocket *self)
       self->fd = -1;
     }
   g_clear_pointer (&self->inbuf, g_byte_array_unref);
+  self->sliced = FALSE;
   g_clear_pointer (&self->message, g_byte_array_unref);
   g_clear_pointer (&self->outbuf, g_byte_array_unref);
 }
@@ -825,11 +834,13 @@ handle_frame (BfWebsocket *self,
   return self->state == STATE_OPEN || self->state == STATE_CLOSING;
 }
 
-/* Returns how many bytes of @data were used. */
+/* Returns how many bytes of @data were used.  Once @until has passed it
+ * stops before the next whole frame and sets sliced. */
 static gsize
 process_frames (BfWebsocket *self,
                 guint8      *data,
-                gsize        len)
+                gsize        len,
+                gint64       until)
 {
   gsize off = 0;
 
@@ -861,6 +872,11 @@ process_frames (BfWebsocket *self,
         }
       if (len - off < f.header_len + f.payload_len)
         break;
+      if (off > 0 && g_get_monotonic_time () >= until)
+        {
+          self->sliced = TRUE;
+          break;
+        }
       unmask (data + off + f.header_len, f.payload_len, data + off + f.header_len - 4);
       off += f.header_len + f.payload_len;
       if (!handle_frame (self, &f, data + off - f.payload_len))
@@ -1217,10 +1233,48 @@ tls_check_client_hello (BfWebsocket *self)
   tls_start_queued ();
 }
 
+/* After the frames: keeps what they did not use of @data (the shared
+ * read buffer or inbuf), and asks for the next slice if one ran out. */
+static void
+keep_rest (BfWebsocket *self,
+           guint8      *data,
+           gsize        len,
+           gsize        used)
+{
+  if (self->discard_input)
+    {
+      g_clear_pointer (&self->inbuf, g_byte_array_unref);
+      self->sliced = FALSE;
+      return;
+    }
+  if (data == read_buffer)
+    {
+      if (used < len)
+        {
+          self->inbuf = g_byte_array_sized_new (len - used);
+          g_byte_array_append (self->inbuf, data + used, len - used);
+        }
+    }
+  else if (self->inbuf != NULL)
+    {
+      g_byte_array_remove_range (self->inbuf, 0, used);
+      if (self->inbuf->len == 0)
+        g_clear_pointer (&self->inbuf, g_byte_array_unref);
+    }
+  if (self->sliced)
+    {
+      if (self->watch != NULL)
+        bf_poller_watch_set_pending (self->watch);
+      else if (self->in_source != NULL)
+        g_source_set_ready_time (self->in_source, 0);
+    }
+}
+
 static void
 on_readable (BfWebsocket *self)
 {
   g_autoptr(GError) error = NULL;
+  gint64 until = g_get_monotonic_time () + SLICE_USEC;
   guint8 *data;
   gsize len, used = 0;
   gssize n;
@@ -1230,6 +1284,18 @@ on_readable (BfWebsocket *self)
   if (self->certificate != NULL)
     {
       tls_check_client_hello (self);
+      return;
+    }
+  if (self->sliced)
+    {
+      /* What the last slice left first, and nothing new until it is
+       * handled: the peer waits in its TCP window, not in our memory. */
+      self->sliced = FALSE;
+      data = self->inbuf->data;
+      len = self->inbuf->len;
+      used = process_frames (self, data, len, until);
+      if (self->state != STATE_CLOSED)
+        keep_rest (self, data, len, used);
       return;
     }
   n = transport_read (self, read_buffer, sizeof read_buffer, &error);
@@ -1277,29 +1343,10 @@ on_readable (BfWebsocket *self)
   if (self->state == STATE_HANDSHAKE)
     used = process_handshake (self, data, len);
   if ((used > 0 || self->state != STATE_HANDSHAKE) && !self->discard_input)
-    used += process_frames (self, data + used, len - used);
+    used += process_frames (self, data + used, len - used, until);
 
-  if (self->state == STATE_CLOSED)
-    return;
-  if (self->discard_input)
-    {
-      g_clear_pointer (&self->inbuf, g_byte_array_unref);
-      return;
-    }
-  if (data == read_buffer)
-    {
-      if (used < len)
-        {
-          self->inbuf = g_byte_array_sized_new (len - used);
-          g_byte_array_append (self->inbuf, data + used, len - used);
-        }
-    }
-  else if (self->inbuf != NULL)
-    {
-      g_byte_array_remove_range (self->inbuf, 0, used);
-      if (self->inbuf->len == 0)
-        g_clear_pointer (&self->inbuf, g_byte_array_unref);
-    }
+  if (self->state != STATE_CLOSED)
+    keep_rest (self, data, len, used);
 }
 
 static gboolean
@@ -1533,12 +1580,12 @@ bf_websocket_send_binary (BfWebsocket  *self,
  * bf_websocket_has_unread:
  *
  * Returns: %TRUE when the peer sent bytes the daemon has not read yet
- *   (see bf_fd_has_unread())
+ *   (see bf_fd_has_unread()), or whole frames wait for their slice
  */
 gboolean
 bf_websocket_has_unread (BfWebsocket *self)
 {
-  return self != NULL && bf_fd_has_unread (self->fd);
+  return self != NULL && (self->sliced || bf_fd_has_unread (self->fd));
 }
 
 void
