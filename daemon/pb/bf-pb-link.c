@@ -64,6 +64,9 @@
 #define MAX_BUILDERS 1024
 #define READ_BUFFER_SIZE (16 * 1024)
 #define READ_BUDGET_USEC 1000
+/* Read bytes go to the broker this many at a time, the clock checked in
+ * between: a 16 KiB read can hold a thousand small calls. */
+#define FEED_CHUNK 1024
 
 #define UNAUTHORIZED "twisted.cred.error.UnauthorizedLogin"
 #define NO_SUCH_METHOD "twisted.spread.flavors.NoSuchMethod"
@@ -132,6 +135,7 @@ struct _BfPbLink
   BfPollerWatch *in_watch;     /* plain TCP: the socket in the shared epoll set */
   GSource *out_source;
   GByteArray *outbuf;            /* waiting for the socket; NULL when empty */
+  GByteArray *unfed;             /* read, not yet decoded: the last read's slice ran out; NULL when none */
   gboolean tls;
   gboolean tls_ready;
   GCancellable *cancellable;
@@ -450,12 +454,14 @@ flood_check (BfPbLink *self)
   return bf_token_bucket_take (&self->flood, FLOOD_RATE, FLOOD_BURST);
 }
 
-/* See bf_fd_has_unread(). */
+/* See bf_fd_has_unread(); bytes read but left for the next slice count. */
 static gboolean
 answer_waiting (BfPbLink *self)
 {
   g_autoptr(GIOStream) base = NULL;
 
+  if (self->unfed != NULL)
+    return TRUE;
   if (G_IS_TLS_CONNECTION (self->stream))
     g_object_get (self->stream, "base-io-stream", &base, NULL);
   else
@@ -1143,6 +1149,38 @@ feed (BfPbLink     *self,
     protocol_error (self, "%s", error->message);
 }
 
+/* Feeds @data to the broker a chunk at a time until @until; what is left
+ * is kept in unfed for the next call, and the poller (or the TLS source)
+ * told to come back for it.  Returns FALSE when the budget ran out. */
+static gboolean
+feed_until (BfPbLink     *self,
+            const guint8 *data,
+            gsize         len,
+            gint64        until)
+{
+  gsize off = 0;
+
+  while (off < len && !self->closed)
+    {
+      gsize chunk = MIN (len - off, FEED_CHUNK);
+
+      feed (self, data + off, chunk);
+      off += chunk;
+      if (off < len && g_get_monotonic_time () >= until)
+        break;
+    }
+  if (off == len || self->closed)
+    return TRUE;
+  if (self->unfed == NULL)
+    self->unfed = g_byte_array_sized_new (len - off);
+  g_byte_array_append (self->unfed, data + off, len - off);
+  if (self->in_watch != NULL)
+    bf_poller_watch_set_pending (self->in_watch);
+  else if (self->in_source != NULL)
+    g_source_set_ready_time (self->in_source, 0);
+  return FALSE;
+}
+
 static gboolean
 in_ready_cb (GObject  *stream,
              gpointer  user_data)
@@ -1152,9 +1190,20 @@ in_ready_cb (GObject  *stream,
   G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
 
   /* A few reads per wakeup, for about a millisecond, so that one busy
-   * worker (or a flood: a 64 KiB read can be a thousand calls) cannot
+   * worker (or a flood: a 16 KiB read can be a thousand calls) cannot
    * starve the rest. */
   gint64 until = g_get_monotonic_time () + READ_BUDGET_USEC;
+
+  if (self->in_source != NULL)
+    g_source_set_ready_time (self->in_source, -1);
+  if (self->unfed != NULL)
+    {
+      /* what the last slice left, before reading anything new */
+      g_autoptr(GByteArray) left = g_steal_pointer (&self->unfed);
+
+      if (!feed_until (self, left->data, left->len, until))
+        return G_SOURCE_CONTINUE;
+    }
 
   for (guint i = 0; i < 4 && !self->closed && (i == 0 || g_get_monotonic_time () < until); i++)
     {
@@ -1180,7 +1229,8 @@ in_ready_cb (GObject  *stream,
           return G_SOURCE_REMOVE;
         }
       note_rx (self);
-      feed (self, buffer, n);
+      if (!feed_until (self, buffer, n, until))
+        break;
     }
   return self->closed ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
 }
@@ -1308,6 +1358,7 @@ link_close (BfPbLink   *self,
       g_clear_pointer (&self->out_source, g_source_unref);
     }
   g_clear_pointer (&self->outbuf, g_byte_array_unref);
+  g_clear_pointer (&self->unfed, g_byte_array_unref);
   g_cancellable_cancel (self->cancellable);
   g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL, stream_closed_cb, NULL);
   fail_all_calls (self, reason);
@@ -2182,6 +2233,7 @@ bf_pb_link_finalize (GObject *object)
   g_clear_pointer (&self->builders, g_hash_table_unref);
   g_clear_pointer (&self->broker, bf_pb_broker_free);
   g_clear_pointer (&self->outbuf, g_byte_array_unref);
+  g_clear_pointer (&self->unfed, g_byte_array_unref);
   g_clear_pointer (&self->info, bf_worker_info_free);
   g_clear_object (&self->cancellable);
   g_clear_object (&self->stream);
