@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bf-poller.h"
@@ -59,6 +60,7 @@ typedef struct {
   GPtrArray *graveyard;     /* BfPollerWatch*, removed during a dispatch */
   GPtrArray *pending;       /* BfPollerWatch*, bf_poller_watch_set_pending() */
   GArray *batch;            /* Ready, reused by every dispatch */
+  gint64 slow_usec;         /* BF_DEBUG_SLOW_CALLBACK_USEC; 0: off */
 } PollerSource;
 
 typedef struct {
@@ -103,6 +105,38 @@ static int
 rank (const BfPollerWatch *w)
 {
   return w->deferred ? 0 : w->pending ? 2 : 1;
+}
+
+static gint64
+thread_cpu_usec (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (gint64) ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
+/* BF_DEBUG_SLOW_CALLBACK_USEC=N logs every socket callback that used more
+ * than N microseconds of the main thread's CPU (CPU, not wall time: a busy
+ * machine does not make a callback look slow).  Costs a branch when unset. */
+static void
+call_watch (PollerSource  *p,
+            BfPollerWatch *w,
+            GIOCondition   condition)
+{
+  gint64 cpu;
+
+  if (p->slow_usec == 0)
+    {
+      w->func (w->fd, condition, w->user_data);
+      return;
+    }
+  cpu = thread_cpu_usec ();
+  w->func (w->fd, condition, w->user_data);
+  cpu = thread_cpu_usec () - cpu;
+  if (cpu > p->slow_usec)
+    g_message ("Slow socket callback: %.1f ms of CPU for descriptor %d (BF_DEBUG_SLOW_CALLBACK_USEC=%"
+               G_GINT64_FORMAT ")", cpu / 1000.0, w->fd, p->slow_usec);
 }
 
 static gboolean
@@ -167,7 +201,7 @@ poller_dispatch (GSource     *source,
           g_ptr_array_remove_fast (p->pending, w);
         }
       if (!w->dead)
-        w->func (w->fd, ready[i].condition, w->user_data);
+        call_watch (p, w, ready[i].condition);
       /* Stop when the next callback, if it is as long as the longest so
        * far (a PB attach is a millisecond), would overrun the budget;
        * the ones not served go first next time. */
@@ -220,6 +254,8 @@ get_default (void)
   p->graveyard = g_ptr_array_new_with_free_func (g_free);
   p->pending = g_ptr_array_new ();
   p->batch = g_array_new (FALSE, FALSE, sizeof (Ready));
+  p->slow_usec = g_ascii_strtoll (g_getenv ("BF_DEBUG_SLOW_CALLBACK_USEC") ?: "0", NULL, 10);
+  p->slow_usec = MAX (p->slow_usec, 0);
   p->tag = g_source_add_unix_fd ((GSource *) p, epfd, G_IO_IN);
   g_source_set_static_name ((GSource *) p, "[buildfleetd] worker sockets");
   g_source_attach ((GSource *) p, NULL);
