@@ -15,11 +15,18 @@
  * re-armed with the same interval.  Timers run on the default main
  * context's thread, as every daemon object does.
  *
+ * One dispatch runs due timers for at most DISPATCH_BUDGET_USEC: thousands
+ * due at once (keepalive checks armed by an attach storm, deadlines of a
+ * mass disconnect) run over several main-loop iterations, in due order,
+ * with D-Bus calls and sockets served in between.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
 
 #include "bf-timer-queue.h"
+
+#define DISPATCH_BUDGET_USEC 2000
 
 struct _BfTimer {
   gint64 due;                 /* monotonic usec */
@@ -69,6 +76,7 @@ queue_dispatch (GSource     *source,
 {
   QueueSource *q = (QueueSource *) source;
   gint64 now = g_source_get_time (source);
+  gint64 until = g_get_monotonic_time () + DISPATCH_BUDGET_USEC;
 
   /* Only what is due now: callbacks that arm new timers for "now" run on
    * the next iteration, so the loop cannot starve. */
@@ -93,6 +101,10 @@ queue_dispatch (GSource     *source,
         }
       else
         g_free (timer);
+      /* the rest are still due: the ready time below brings them back
+       * next iteration */
+      if (g_get_monotonic_time () >= until)
+        break;
     }
   update_ready_time (q);
   return G_SOURCE_CONTINUE;
