@@ -46,6 +46,9 @@
  * messages waiting behind such a decode. */
 #define BIG_MESSAGE_BYTES (256 * 1024)
 #define BACKLOG_MAX_BYTES (64 * 1024 * 1024)
+/* The messages that waited behind a big one are handled for at most this
+ * long per main-loop iteration (they can be a flood's worth). */
+#define BACKLOG_SLICE_USEC 1000
 #define DEFAULT_REQUEST_TIMEOUT_USEC (60 * G_USEC_PER_SEC)
 #define MAX_PENDING_REQUESTS 256
 /* get_worker_info's environment is never kept (bf_worker_info_new_from_vardict()
@@ -751,6 +754,7 @@ typedef struct {
   GBytes *raw;
   GVariant *msg;
   GError *error;
+  gboolean dispatched;            /* msg handled; the backlog is being worked off */
 } DecodeJob;
 
 static void
@@ -769,21 +773,31 @@ decode_done_cb (gpointer data)
 {
   DecodeJob *job = data;
   BfConnection *self = job->self;
+  gint64 until = g_get_monotonic_time () + BACKLOG_SLICE_USEC;
 
   if (self->closed)
     return G_SOURCE_REMOVE;
 
-  dispatch_message (self, job->msg, job->error);
-  /* Freed before the next big message is decoded, so that no two are in
-   * memory at once. */
-  g_clear_pointer (&job->msg, g_variant_unref);
+  if (!job->dispatched)
+    {
+      job->dispatched = TRUE;
+      dispatch_message (self, job->msg, job->error);
+      /* Freed before the next big message is decoded, so that no two are
+       * in memory at once. */
+      g_clear_pointer (&job->msg, g_variant_unref);
+    }
 
-  /* Then what arrived meanwhile, until the next big one. */
+  /* Then what arrived meanwhile, until the next big one, a slice per
+   * iteration; what arrives meanwhile still joins the backlog, in order. */
   while (!self->closed && self->backlog != NULL)
     {
-      g_autoptr(GBytes) raw = g_queue_pop_head (&self->backlog->messages);
+      g_autoptr(GBytes) raw = NULL;
       gsize len;
       const guint8 *bytes;
+
+      if (g_get_monotonic_time () >= until)
+        return G_SOURCE_CONTINUE;
+      raw = g_queue_pop_head (&self->backlog->messages);
 
       if (raw == NULL)
         {
