@@ -83,6 +83,16 @@ class FloodSlices:
         sender.join(60)
         return latencies, duration
 
+    def run_flood(self, sock, burst, read, answers):
+        """Sends @burst on @sock while @read (in a thread) fills @answers,
+        Gets meanwhile, then the verdict."""
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        latencies, duration = self.gets_during(
+            threading.Thread(target=sock.sendall, args=(burst,), daemon=True), answers)
+        reader.join(60)
+        self.check(answers, latencies, duration)
+
     def check(self, answers, latencies, duration):
         print('%d messages handled in %.0f ms; %d Gets meanwhile, median %.1f ms, worst %.1f ms' %
               (len(answers), duration * 1000, len(latencies),
@@ -153,12 +163,7 @@ class MsgpackFloodTest(FloodSlices, bfharness.FleetTestCase):
                 elif msg.get('op') == 'response':
                     answers.append(msg['seq_number'])
 
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        latencies, duration = self.gets_during(
-            threading.Thread(target=flood.sock.sendall, args=(burst,), daemon=True), answers)
-        reader.join(60)
-        self.check(answers, latencies, duration)
+        self.run_flood(flood.sock, burst, read, answers)
         calm.close()
         flood.close()
 
@@ -206,12 +211,7 @@ class PbFloodTest(FloodSlices, bfharness.FleetTestCase):
                 if e[0] == b'answer':
                     answers.append(e[1] - first)
 
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        latencies, duration = self.gets_during(
-            threading.Thread(target=flood.sock.sendall, args=(burst,), daemon=True), answers)
-        reader.join(60)
-        self.check(answers, latencies, duration)
+        self.run_flood(flood.sock, burst, read, answers)
         calm.sock.close()
         flood.sock.close()
 

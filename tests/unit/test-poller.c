@@ -18,17 +18,24 @@ typedef struct {
 static int order;
 
 static void
+burn (gint64 usec)
+{
+  gint64 until = g_get_monotonic_time () + usec;
+
+  while (g_get_monotonic_time () < until)
+    ;
+}
+
+static void
 peer_cb (int           fd,
          GIOCondition  condition,
          gpointer      user_data)
 {
   Peer *peer = user_data;
-  gint64 until = g_get_monotonic_time () + peer->burn_usec;
 
   peer->calls++;
   peer->order = ++order;
-  while (g_get_monotonic_time () < until)
-    ;
+  burn (peer->burn_usec);
 }
 
 /* A peer whose every wakeup uses up the dispatch's budget (a flood, or a
@@ -90,7 +97,6 @@ slicer_cb (int           fd,
            gpointer      user_data)
 {
   Slicer *s = user_data;
-  gint64 until = g_get_monotonic_time () + s->burn_usec;
   char c;
 
   s->calls++;
@@ -99,8 +105,7 @@ slicer_cb (int           fd,
   if (!s->drained)
     g_assert_cmpint (read (fd, &c, 1), ==, 1);   /* the kernel holds nothing from now on */
   s->drained = TRUE;
-  while (g_get_monotonic_time () < until)
-    ;
+  burn (s->burn_usec);
   if (s->rounds > 0)
     {
       s->rounds--;
