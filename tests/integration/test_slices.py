@@ -19,6 +19,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
 import os
+import re
 import signal
 import statistics
 import struct
@@ -101,12 +102,18 @@ class FloodSlices:
         self.assertEqual(len(answers), N, 'every message answered')
         self.assertEqual(answers, sorted(answers), 'answered in the order sent')
         self.assertEqual(len(set(answers)), N, 'each message answered once')
-        # One is forgiven: on a loaded machine the kernel can charge a
-        # callback with interrupt work that is not its own.  Without the
-        # slices there were one per read: dozens in a flood.
-        slow = [l for l in self.daemon_log().splitlines() if 'Slow socket callback' in l]
-        self.assertLessEqual(len(slow), 1, 'socket callbacks over %d µs of CPU:\n%s' %
-                             (self.slow_usec, '\n'.join(slow)))
+        # Two are forgiven (four in a sanitizer build, which takes three
+        # times as long for everything but the slice itself): on a loaded
+        # machine the kernel can charge a callback with interrupt work that
+        # is not its own.  Without the slices there was one per read: 6 to
+        # dozens in these floods.
+        from test_hostile_endpoints import sanitized
+        asan = sanitized(self.daemon.pid)
+        limit_ms = self.slow_usec / 1000 * (3 if asan else 1)
+        slow = [l for l in self.daemon_log().splitlines()
+                if 'Slow socket callback' in l and float(re.search(r'callback: ([0-9.]+) ms', l).group(1)) > limit_ms]
+        self.assertLessEqual(len(slow), 4 if asan else 2, 'socket callbacks over %.1f ms of CPU:\n%s' %
+                             (limit_ms, '\n'.join(slow)))
         # Answered between slices, not after the flood: several Gets while
         # it was handled, and a typical one in a small part of its time.
         self.assertGreaterEqual(len(latencies), 3, 'Gets answered during a %.2f s flood' % duration)
