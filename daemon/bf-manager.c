@@ -1977,6 +1977,7 @@ bf_manager_shutdown (BfManager *self)
     bf_worker_disconnect (value, "daemon shutting down");
   bf_state_flush (self->state);
   bf_history_flush_state (self->state);
+  bf_mailer_flush (self->mailer);
 }
 
 /* A worker can outlive the manager (a task or the attach batch holds it):
@@ -2130,6 +2131,8 @@ bf_manager_new (BfConfig *config,
   g_signal_connect_object (self->listener, "connection", G_CALLBACK (listener_connection_cb), self, 0);
   self->object_manager = g_dbus_object_manager_server_new (FLEET_PATH);
   apply_daemon_config (self);
+  /* after the interval is set: held digests are due by it */
+  bf_mailer_load_held (self->mailer, config->state_directory);
 
   bf_dbus_manager_set_version (iface (self), PACKAGE_VERSION);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) config->listen);
