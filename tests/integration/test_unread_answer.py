@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+# The keepalive verdict and a daemon that is behind: a worker whose answer
+# waits unread in the daemon's socket buffer (the daemon was stopped,
+# starved of CPU, busy) is alive, and is not dropped as silent.  The guard
+# is bf_fd_has_unread() (FIONREAD) in both links' verdicts.
+#
+# The daemon is made "busy" the bluntest way: SIGSTOP for longer than two
+# keepalive intervals while the worker's answer arrives, then SIGCONT; the
+# overdue keepalive check then runs before the socket is read.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import msgpack
+
+import bfharness
+from bfharness import RawWebSocket, worker_path
+
+INTERVAL = 1.0          # KeepaliveInterval
+STOPPED = 3 * INTERVAL  # longer than the two intervals that make a worker silent
+
+
+class UnreadAnswerTest(bfharness.FleetTestCase):
+    def setUp(self):
+        super().setUp()
+        self.write_config(self.daemon_section(KeepaliveInterval=str(INTERVAL)) +
+                          '[Worker live]\nPassword=p\nMissingTimeout=60\n')
+        self.start_daemon()
+
+    def attached_raw(self):
+        """A raw msgpack worker that answers the attach, every ping and
+        every keepalive request, as a live worker does."""
+        ws = RawWebSocket(self.port, 'live', 'p')
+        self.assertEqual(ws.status, 101)
+        ws.answer_attach({'admin': 'x', 'host': 'y', 'version': '3.7.0', 'basedir': self.workdir,
+                          'worker_commands': {'shell': '3.1'}})
+        self.wait_connected('live')
+        lock = threading.Lock()
+
+        def serve():
+            ws.sock.settimeout(60)
+            try:
+                while True:
+                    op, payload = ws.recv_frame()
+                    with lock:
+                        if op == 9:
+                            ws.send_frame(payload, opcode=10)
+                        elif op == 8:
+                            return
+                        elif op == 2:
+                            msg = msgpack.unpackb(payload)
+                            if msg.get('op') == 'keepalive':
+                                ws.send_frame(msgpack.packb({'op': 'response', 'seq_number': msg['seq_number'],
+                                                             'result': None}))
+            except (EOFError, OSError, socket.timeout):
+                return
+        threading.Thread(target=serve, daemon=True).start()
+        return ws, lock
+
+    def test_answer_waiting_unread_is_not_silence(self):
+        ws, lock = self.attached_raw()
+        path = worker_path('live')
+        # alive while the daemon runs
+        self.assert_stays(lambda: self.worker_prop('live', 'Connected'), 3 * INTERVAL, 'attached')
+        for _ in range(3):
+            os.kill(self.daemon.pid, signal.SIGSTOP)
+            try:
+                # The worker speaks while the daemon cannot read: an
+                # unsolicited pong (RFC 6455 allows one), as its answer to
+                # a ping would be.
+                with lock:
+                    ws.send_frame(b'alive', opcode=10)
+                time.sleep(STOPPED)   # the scenario: the daemon stays stopped this long
+            finally:
+                os.kill(self.daemon.pid, signal.SIGCONT)
+            self.assert_stays(lambda: self.signals_named('Detached', path) == [], 2 * INTERVAL,
+                              'the worker is not dropped for an answer the daemon had not read')
+        self.assertTrue(self.worker_prop('live', 'Connected'))
+        self.assertNotIn('answered nothing', self.daemon_log())
+        self.assertNotIn('did not answer a keepalive request', self.daemon_log())
+        ws.close()
+
+
+class UnreadAnswerPbTest(bfharness.FleetTestCase):
+    """The same with a real PB worker (the PB link's own guard): made with
+    keepalive=1 in its buildbot.tac, it sends Buildbot's keepalive call
+    every second, so while the daemon is stopped one waits unread."""
+
+    protocol = 'pb'
+
+    def setUp(self):
+        super().setUp()
+        self.write_config(self.daemon_section(KeepaliveInterval=str(INTERVAL)) +
+                          '[Worker live]\nPassword=p\nMissingTimeout=60\n')
+        self.start_daemon()
+
+    def test_answer_waiting_unread_is_not_silence(self):
+        worker = self.add_worker('live', 'p')
+        tac = os.path.join(worker.basedir, 'buildbot.tac')
+        with open(tac) as f:
+            text = f.read()
+        self.assertIn('\nkeepalive = 0\n', text)
+        with open(tac, 'w') as f:
+            f.write(text.replace('\nkeepalive = 0\n', '\nkeepalive = 1\n'))
+        worker.start()
+        self.wait_connected('live')
+        path = worker_path('live')
+        self.assert_stays(lambda: self.worker_prop('live', 'Connected'), 3 * INTERVAL, 'attached')
+        for _ in range(3):
+            os.kill(self.daemon.pid, signal.SIGSTOP)
+            try:
+                time.sleep(STOPPED)   # the scenario: the daemon stays stopped this long
+            finally:
+                os.kill(self.daemon.pid, signal.SIGCONT)
+            self.assert_stays(lambda: self.signals_named('Detached', path) == [], 2 * INTERVAL,
+                              'the worker is not dropped for a call the daemon had not read')
+        self.assertTrue(self.worker_prop('live', 'Connected'))
+        self.assertNotIn('answered nothing', self.daemon_log())
+        self.assertNotIn('did not answer a keepalive request', self.daemon_log())
+
+
+if __name__ == '__main__':
+    bfharness.main()
