@@ -25,6 +25,27 @@ INTERVAL = 1.0          # KeepaliveInterval
 STOPPED = 3 * INTERVAL  # longer than the two intervals that make a worker silent
 
 
+def assert_survives_stops(test, while_stopped):
+    """Worker 'live' of @test stays attached through three stops of the
+    daemon, each longer than two keepalive intervals, during which
+    @while_stopped() has it speak (or it speaks by itself)."""
+    path = worker_path('live')
+    # alive while the daemon runs
+    test.assert_stays(lambda: test.worker_prop('live', 'Connected'), 3 * INTERVAL, 'attached')
+    for _ in range(3):
+        os.kill(test.daemon.pid, signal.SIGSTOP)
+        try:
+            while_stopped()
+            time.sleep(STOPPED)   # the scenario: the daemon stays stopped this long
+        finally:
+            os.kill(test.daemon.pid, signal.SIGCONT)
+        test.assert_stays(lambda: test.signals_named('Detached', path) == [], 2 * INTERVAL,
+                          'the worker is not dropped for what the daemon had not read')
+    test.assertTrue(test.worker_prop('live', 'Connected'))
+    test.assertNotIn('answered nothing', test.daemon_log())
+    test.assertNotIn('did not answer a keepalive request', test.daemon_log())
+
+
 class UnreadAnswerTest(bfharness.FleetTestCase):
     def setUp(self):
         super().setUp()
@@ -64,25 +85,14 @@ class UnreadAnswerTest(bfharness.FleetTestCase):
 
     def test_answer_waiting_unread_is_not_silence(self):
         ws, lock = self.attached_raw()
-        path = worker_path('live')
-        # alive while the daemon runs
-        self.assert_stays(lambda: self.worker_prop('live', 'Connected'), 3 * INTERVAL, 'attached')
-        for _ in range(3):
-            os.kill(self.daemon.pid, signal.SIGSTOP)
-            try:
-                # The worker speaks while the daemon cannot read: an
-                # unsolicited pong (RFC 6455 allows one), as its answer to
-                # a ping would be.
-                with lock:
-                    ws.send_frame(b'alive', opcode=10)
-                time.sleep(STOPPED)   # the scenario: the daemon stays stopped this long
-            finally:
-                os.kill(self.daemon.pid, signal.SIGCONT)
-            self.assert_stays(lambda: self.signals_named('Detached', path) == [], 2 * INTERVAL,
-                              'the worker is not dropped for an answer the daemon had not read')
-        self.assertTrue(self.worker_prop('live', 'Connected'))
-        self.assertNotIn('answered nothing', self.daemon_log())
-        self.assertNotIn('did not answer a keepalive request', self.daemon_log())
+
+        def speak():
+            # The worker speaks while the daemon cannot read: an
+            # unsolicited pong (RFC 6455 allows one), as its answer to a
+            # ping would be.
+            with lock:
+                ws.send_frame(b'alive', opcode=10)
+        assert_survives_stops(self, speak)
         ws.close()
 
 
@@ -109,19 +119,8 @@ class UnreadAnswerPbTest(bfharness.FleetTestCase):
             f.write(text.replace('\nkeepalive = 0\n', '\nkeepalive = 1\n'))
         worker.start()
         self.wait_connected('live')
-        path = worker_path('live')
-        self.assert_stays(lambda: self.worker_prop('live', 'Connected'), 3 * INTERVAL, 'attached')
-        for _ in range(3):
-            os.kill(self.daemon.pid, signal.SIGSTOP)
-            try:
-                time.sleep(STOPPED)   # the scenario: the daemon stays stopped this long
-            finally:
-                os.kill(self.daemon.pid, signal.SIGCONT)
-            self.assert_stays(lambda: self.signals_named('Detached', path) == [], 2 * INTERVAL,
-                              'the worker is not dropped for a call the daemon had not read')
-        self.assertTrue(self.worker_prop('live', 'Connected'))
-        self.assertNotIn('answered nothing', self.daemon_log())
-        self.assertNotIn('did not answer a keepalive request', self.daemon_log())
+        # the worker's own keepalive call arrives while the daemon is stopped
+        assert_survives_stops(self, lambda: None)
 
 
 if __name__ == '__main__':
