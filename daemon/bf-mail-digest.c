@@ -444,9 +444,10 @@ load_held (BfMailDigest *self,
   e->text = g_string_new (text);
   e->names = g_string_new (names);
   /* Back on the monotonic clock; never in the future (a clock set back):
-   * then it is due an interval from now at the latest. */
-  start = start - real_now_usec + now_usec;
-  e->window_start = MIN (start, now_usec);
+   * then it is due an interval from now at the latest.  An interval is at
+   * most a day: one that began two days ago is overdue as much as any. */
+  start = CLAMP (start, real_now_usec - 2 * BF_MAIL_DIGEST_MAX_INTERVAL, real_now_usec);
+  e->window_start = start - real_now_usec + now_usec;
   self->first_held = MIN (self->first_held, e->window_start);
   g_hash_table_insert (self->entries, g_steal_pointer (&recipients), e);
   return TRUE;

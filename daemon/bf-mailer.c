@@ -773,10 +773,11 @@ static void
 held_changed (BfMailer *self,
               guint     delay_ms)
 {
-  if (self->held_path == NULL || self->stopped)
+  if (self->held_path == NULL)
     return;
   self->held_dirty = TRUE;
-  if (self->held_writing)
+  /* once stopped, bf_mailer_flush() saves */
+  if (self->held_writing || self->stopped)
     return;
   if (self->held_save_id != 0 && delay_ms > 0)
     return;
@@ -856,9 +857,9 @@ bf_mailer_load_held (BfMailer   *self,
 /**
  * bf_mailer_flush:
  *
- * For shutdown, after the main loop stopped: saves what is held and the
- * digests still queued, synchronously, and sends no digest any more (the
- * next daemon does).
+ * For shutdown: saves what is held and the digests still queued,
+ * synchronously, and sends no digest any more (the next daemon does).
+ * Called again later (the loop ran on), it saves what was held since.
  */
 void
 bf_mailer_flush (BfMailer *self)
@@ -867,7 +868,7 @@ bf_mailer_flush (BfMailer *self)
   g_autoptr(GError) error = NULL;
   GList *l;
 
-  if (self->held_path == NULL || self->stopped)
+  if (self->held_path == NULL)
     return;
   /* A save in a thread holds a reference to us; let it finish first. */
   while (self->held_writing)
@@ -876,6 +877,7 @@ bf_mailer_flush (BfMailer *self)
   g_clear_handle_id (&self->held_save_id, g_source_remove);
   if (self->held_dirty)
     {
+      self->held_dirty = FALSE;
       bytes = held_snapshot (self);
       if (!bf_state_write_file (self->held_directory, self->held_path, bytes, &error))
         held_save_warn (self, error);

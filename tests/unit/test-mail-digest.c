@@ -258,6 +258,7 @@ test_load_damaged (void)
   g_autoptr(GPtrArray) unsent = mails_new ();
   g_autoptr(GPtrArray) dropped = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) due = NULL;
   g_autofree char *huge = g_strnfill (BF_MAIL_DIGEST_MAX_BODY + 2048, 'x');
   g_autofree char *text = g_strdup_printf (
     "[Held 0]\nRecipients=ops@example.com\nWindowStartUSec=100\nSent=10\nHeld=1\nListed=1\n"
@@ -268,7 +269,9 @@ test_load_damaged (void)
     "[Held 3]\nRecipients=ops@example.com\nWindowStartUSec=100\nSent=10\nHeld=1\nListed=1\n"
     "FirstSubject=s\nText=t\nNames=\n"
     "[Unsent 0]\nRecipients=a@example.com\\nBcc: evil@example.com\nSubject=s\nBody=b\nAlerts=1\n"
-    "[Something]\nKey=1\n", huge);
+    "[Something]\nKey=1\n"
+    "[Held 4]\nRecipients=ancient@example.com\nWindowStartUSec=-9223372036854775808\nSent=10\nHeld=1\n"
+    "Listed=1\nFirstSubject=s\nText=t\nNames=\n", huge);
 
   bf_mail_digest_set_interval (d, 60 * S);
   g_assert_false (bf_mail_digest_load (d, "\x01\x02 not a key file", -1, 0, 0, unsent, dropped, &error));
@@ -278,7 +281,11 @@ test_load_damaged (void)
   g_assert_true (bf_mail_digest_load (d, text, strlen (text), 200, 200, unsent, dropped, &error));
   g_assert_cmpuint (dropped->len, ==, 5);
   g_assert_cmpuint (unsent->len, ==, 0);
-  /* the one readable entry */
+  /* the readable entries: one of them from before any sensible time, due at once */
+  g_assert_cmpint (bf_mail_digest_next_due (d), <=, 200);
+  due = bf_mail_digest_take_due (d, 200);
+  g_assert_cmpuint (due->len, ==, 1);
+  g_assert_cmpstr (((BfMailDigestMail *) g_ptr_array_index (due, 0))->recipients, ==, "ancient@example.com");
   g_assert_cmpint (bf_mail_digest_next_due (d), ==, 100 + 60 * S);
 }
 
