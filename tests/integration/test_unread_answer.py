@@ -6,7 +6,11 @@
 #
 # The daemon is made "busy" the bluntest way: SIGSTOP for longer than two
 # keepalive intervals while the worker's answer arrives, then SIGCONT; the
-# overdue keepalive check then runs before the socket is read.
+# overdue keepalive check then runs before the socket is read (the timer
+# queue's source comes before the poller's in the main context).  Were that
+# order to change, these tests would pass without reaching the guard: with
+# the guard removed from either link they failed (2026-12-03), which is
+# the check to repeat after touching bf-timer-queue.c or bf-poller.c.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
