@@ -485,6 +485,7 @@ struct _Loadgen {
 
   char **environ;
   GPtrArray *os_release;          /* alternating key, value */
+  GBytes *info_parts[4];          /* get_worker_info's answer around the per-worker strings */
   GBytes *empty_tar;
   gint logged_errors;             /* atomic */
 };
@@ -2556,26 +2557,49 @@ pack_kv_str (msgpack_packer *pk, const char *key, const char *value)
   pk_str (pk, value);
 }
 
+/* A str made of two parts, packed without building it first. */
 static void
-worker_on_get_worker_info (Worker *w, const msgpack_object *seq)
+pk_str2 (msgpack_packer *pk, const char *a, const char *b)
 {
-  Loadgen *lg = w->lg;
-  Shard *sh = w->shard;
-  msgpack_packer *pk = &sh->pk;
-  g_autofree char *host = g_strdup_printf ("bf-loadgen simulated worker %s", w->name);
-  g_autofree char *uri = g_strdup_printf ("bf-loadgen://%s", w->name);
-  guint n_environ = g_strv_length (lg->environ);
+  size_t na = strlen (a), nb = strlen (b);
 
-  response_head (sh, seq, FALSE);
+  msgpack_pack_str (pk, na + nb);
+  msgpack_pack_str_body (pk, a, na);
+  msgpack_pack_str_body (pk, b, nb);
+}
+
+/* get_worker_info's answer is the same for every worker but for the name in
+ * host and access_uri and the basedir: the constant stretches are packed
+ * once (lg->info_parts), and each answer is those bytes with the three
+ * strings packed in between. */
+static void
+pack_worker_info_parts (Loadgen *lg)
+{
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  guint n_environ = g_strv_length (lg->environ);
+  gsize last = 0;
+  guint part = 0;
+
+#define INFO_PART_END() \
+  G_STMT_START { \
+    lg->info_parts[part++] = g_bytes_new (sb.data + last, sb.size - last); \
+    last = sb.size; \
+  } G_STMT_END
+
+  msgpack_sbuffer_init (&sb);
+  msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
   /* info/ files, os-release, then what remote_getWorkerInfo() adds */
-  msgpack_pack_map (pk, 3 + lg->os_release->len / 2 + 7);
-  pack_kv_str (pk, "admin", "bf-loadgen <bf-loadgen@localhost>");
-  pack_kv_str (pk, "host", host);
-  pack_kv_str (pk, "access_uri", uri);
+  msgpack_pack_map (&pk, 3 + lg->os_release->len / 2 + 7);
+  pack_kv_str (&pk, "admin", "bf-loadgen <bf-loadgen@localhost>");
+  pk_str (&pk, "host");
+  INFO_PART_END ();     /* host: "bf-loadgen simulated worker NAME" */
+  pk_str (&pk, "access_uri");
+  INFO_PART_END ();     /* access_uri: "bf-loadgen://NAME" */
   for (guint i = 0; i + 1 < lg->os_release->len; i += 2)
-    pack_kv_str (pk, g_ptr_array_index (lg->os_release, i), g_ptr_array_index (lg->os_release, i + 1));
-  pk_str (pk, "environ");
-  msgpack_pack_map (pk, n_environ);
+    pack_kv_str (&pk, g_ptr_array_index (lg->os_release, i), g_ptr_array_index (lg->os_release, i + 1));
+  pk_str (&pk, "environ");
+  msgpack_pack_map (&pk, n_environ);
   for (guint i = 0; i < n_environ; i++)
     {
       const char *e = lg->environ[i];
@@ -2583,24 +2607,46 @@ worker_on_get_worker_info (Worker *w, const msgpack_object *seq)
 
       if (eq == NULL)
         {
-          pk_str (pk, e);
-          pk_str (pk, "");
+          pk_str (&pk, e);
+          pk_str (&pk, "");
           continue;
         }
-      pk_strn (pk, e, eq - e);
-      pk_str (pk, eq + 1);
+      pk_strn (&pk, e, eq - e);
+      pk_str (&pk, eq + 1);
     }
-  pack_kv_str (pk, "system", "posix");
-  pack_kv_str (pk, "basedir", w->basedir);
-  pk_str (pk, "numcpus");
-  msgpack_pack_int (pk, g_get_num_processors ());
-  pack_kv_str (pk, "version", lg->opt.worker_version);
-  pk_str (pk, "worker_commands");
-  msgpack_pack_map (pk, G_N_ELEMENTS (worker_command_names));
+  pack_kv_str (&pk, "system", "posix");
+  pk_str (&pk, "basedir");
+  INFO_PART_END ();     /* basedir: PREFIX/NAME */
+  pk_str (&pk, "numcpus");
+  msgpack_pack_int (&pk, g_get_num_processors ());
+  pack_kv_str (&pk, "version", lg->opt.worker_version);
+  pk_str (&pk, "worker_commands");
+  msgpack_pack_map (&pk, G_N_ELEMENTS (worker_command_names));
   for (guint i = 0; i < G_N_ELEMENTS (worker_command_names); i++)
-    pack_kv_str (pk, worker_command_names[i], WORKER_COMMAND_VERSION);
-  pk_str (pk, "delete_leftover_dirs");
-  msgpack_pack_false (pk);
+    pack_kv_str (&pk, worker_command_names[i], WORKER_COMMAND_VERSION);
+  pk_str (&pk, "delete_leftover_dirs");
+  msgpack_pack_false (&pk);
+  INFO_PART_END ();
+  g_assert (part == G_N_ELEMENTS (lg->info_parts));
+  msgpack_sbuffer_destroy (&sb);
+#undef INFO_PART_END
+}
+
+static void
+worker_on_get_worker_info (Worker *w, const msgpack_object *seq)
+{
+  Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
+  msgpack_packer *pk = &sh->pk;
+
+  response_head (sh, seq, FALSE);
+  pk_raw (sh, lg->info_parts[0]);
+  pk_str2 (pk, "bf-loadgen simulated worker ", w->name);
+  pk_raw (sh, lg->info_parts[1]);
+  pk_str2 (pk, "bf-loadgen://", w->name);
+  pk_raw (sh, lg->info_parts[2]);
+  pk_str (pk, w->basedir);
+  pk_raw (sh, lg->info_parts[3]);
   response_tail (w, FALSE);
 }
 
@@ -3248,7 +3294,7 @@ conn_parse (Worker *w, guint8 *data, gsize len)
  * copied to the worker's own buffer.  Everything the worker answers while
  * its input is parsed leaves in one send(). */
 static void
-conn_on_readable (Worker *w)
+conn_on_readable (Worker *w, gboolean peer_closed)
 {
   Shard *sh = w->shard;
 
@@ -3257,6 +3303,7 @@ conn_on_readable (Worker *w)
       guint8 *buf;
       gsize len, cap;
       gssize n, used;
+      gboolean drained;
 
       if (w->rlen == 0)
         {
@@ -3293,6 +3340,9 @@ conn_on_readable (Worker *w)
                                               : g_strerror (errno));
           return;
         }
+      /* a short read drained the socket: the next data is a new edge, so no
+       * recv() just to hear EAGAIN (unless the FIN is there to be read) */
+      drained = (gsize) n < cap - len && !peer_closed;
       len += n;
       sh->batch = w;
       g_byte_array_set_size (sh->obuf, 0);
@@ -3317,6 +3367,8 @@ conn_on_readable (Worker *w)
               w->rcap = 0;
             }
         }
+      if (drained)
+        return;
     }
 }
 
@@ -3330,7 +3382,8 @@ conn_on_event (Worker *w, guint32 events)
 
       if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         return;
-      if (getsockopt (w->fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0)
+      if ((events & (EPOLLERR | EPOLLHUP)) &&
+          getsockopt (w->fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0)
         err = errno;
       if (err != 0)
         {
@@ -3343,7 +3396,7 @@ conn_on_event (Worker *w, guint32 events)
   if ((events & EPOLLOUT) && w->wlen > 0)
     conn_flush (w);
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-    conn_on_readable (w);
+    conn_on_readable (w, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
 }
 
 /* The shard's one GSource: dispatches what epoll reports. */
@@ -4267,6 +4320,8 @@ loadgen_free (Loadgen *lg)
   g_clear_pointer (&lg->environ, g_strfreev);
   g_clear_pointer (&lg->os_release, g_ptr_array_unref);
   g_clear_pointer (&lg->empty_tar, g_bytes_unref);
+  for (guint i = 0; i < G_N_ELEMENTS (lg->info_parts); i++)
+    g_clear_pointer (&lg->info_parts[i], g_bytes_unref);
   bf_bench_names_clear (&lg->names);
   g_free (lg->opt.url);
   g_free (lg->opt.name_format);
@@ -4344,6 +4399,7 @@ lg_setup (Loadgen *lg, GError **error)
   lg->environ = g_get_environ ();
   lg->os_release = bf_bench_read_os_release ();
   lg->empty_tar = make_empty_tar ();
+  pack_worker_info_parts (lg);
 
   lg->workers = g_new0 (Worker, lg->n_workers);
   for (guint i = 0; i < lg->n_workers; i++)
