@@ -2,7 +2,7 @@
 /*
  * bf-loadgen: impersonate many Buildbot workers from one process.
  *
- * Every simulated worker is one libsoup 3 WebSocket client speaking Buildbot's
+ * Every simulated worker is one WebSocket client connection speaking Buildbot's
  * msgpack protocol (msgpack_experimental_v7) and answering the master the way
  * an unmodified buildbot-worker 3.7 does (buildbot_worker/msgpack.py, pb.py,
  * base.py and commands/): print, keepalive, get_worker_info,
@@ -60,7 +60,7 @@
  *       timestamps) to correlate with.
  *   --silent-after-attach
  *       the workers hang for --hold seconds: the thread contexts that own
- *       every socket source (and libsoup's automatic pong replies) are simply
+ *       every epoll set (and so the pong replies too) are simply
  *       not iterated, each thread waiting in a nested loop on an empty private
  *       context, while the main thread runs only the hold timer and the
  *       signal handlers.  The kernel keeps the TCP connections ESTABLISHED and
@@ -87,15 +87,30 @@
  * --update-window of one command's requests are in flight (0 = unbounded, like
  * the real worker) so that a fast fake command cannot queue unbounded memory.
  *
+ * The wire
+ * --------
+ * The generator must cost less than the master it loads, so the transport is
+ * its own (it is not the product): raw non-blocking sockets in one
+ * edge-triggered epoll set per thread, which the thread's GMainContext watches
+ * as a single fd, so a main-loop iteration costs O(ready sockets), not
+ * O(sockets).  The master still gets the real thing: the upgrade request
+ * libsoup 3 sent, header for header (Basic auth, a fresh Sec-WebSocket-Key,
+ * whose Sec-WebSocket-Accept is checked), masked client frames, pongs for
+ * pings, the close handshake, and the same msgpack answers.  Per message
+ * there is no allocation: input is read into a per-thread buffer and parsed
+ * in place (only a partial frame is copied to the worker), decoded into a
+ * per-thread msgpack zone cleared after each message, and what a worker
+ * answers while its input is parsed leaves in one send().  get_worker_info's
+ * answer is packed once around the three per-worker strings.
+ *
  * Threads
  * -------
- * GLib's main loop costs O(sources) per iteration (prepare/check of every
- * source, poll() over every fd), so with thousands of sockets in one context
- * each iteration takes milliseconds.  The workers are split over --threads
- * shards, each a thread with its own GMainContext, SoupSessions, msgpack
- * buffer and counters; a worker only ever runs in its shard's thread.  The
- * main thread sequences the phases (g_main_context_invoke to the shards,
- * notes back to it) and collects figures by asking each shard for a copy.
+ * The workers are split over --threads shards, each a thread with its own
+ * GMainContext, epoll set, buffers and counters; a worker only ever runs in
+ * its shard's thread.  There are never more threads than CPUs the process
+ * may run on.  The main thread sequences the phases (g_main_context_invoke
+ * to the shards, notes back to it) and collects figures by asking each shard
+ * for a copy.
  *
  * Output: one JSON object per line on stdout per phase; diagnostics on stderr.
  * Exit status: 0 when every worker attached, 1 otherwise, 2 on usage errors.
@@ -389,11 +404,9 @@ typedef struct {
   guint64 transfer_bytes;
 } Stats;
 
-/* One thread with its own main context, libsoup sessions and a contiguous
- * slice of the workers.  Everything a worker does runs in its shard's
- * thread; the main thread only sequences the phases.  GLib's main loop costs
- * O(sources) per iteration, so one context per thread keeps each iteration
- * short when there are tens of thousands of sockets. */
+/* One thread with its own main context, epoll set and a contiguous slice of
+ * the workers.  Everything a worker does runs in its shard's thread; the
+ * main thread only sequences the phases. */
 struct _Shard {
   Loadgen *lg;
   guint index;
@@ -2944,8 +2957,8 @@ worker_schedule_retry (Worker *w)
 
 #define READ_CHUNK 65536
 
-/* The connection is gone (EOF, reset, or after the close handshake): what
- * libsoup's "closed" signal used to tell. */
+/* The connection is gone (EOF, reset, or after the close handshake): the
+ * worker retries, reconnects at once (a flap), or is done. */
 static void
 conn_closed (Worker *w)
 {
@@ -3194,7 +3207,7 @@ conn_on_frame (Worker *w, gboolean fin, guint8 opcode, const guint8 *payload, gs
         }
       break;
 
-    case 0x9:           /* ping: pong, as libsoup did on its own */
+    case 0x9:           /* ping: pong with the same payload */
       if (worker_can_send (w))
         conn_send_frame (w, 0xA, payload, n);
       break;
@@ -3688,8 +3701,7 @@ quit_loop_cb (gpointer data)
 
 /* --silent-after-attach: runs inside a dispatch of sh->ctx, so while the
  * nested loop below runs on a private context nothing iterates sh->ctx,
- * which owns every socket source of the shard (and libsoup's automatic pong
- * replies).  The kernel keeps the connections up and ACKs into the receive
+ * which owns the shard's epoll set (and so every read and pong).  The kernel keeps the connections up and ACKs into the receive
  * buffers; the workers hang like a process stopped with SIGSTOP. */
 static gboolean
 shard_on_silent (gpointer data)
@@ -4420,9 +4432,13 @@ lg_setup (Loadgen *lg, GError **error)
       worker_drop_connection_state (w);
     }
 
-  /* auto: one thread up to 1000 workers, then one per CPU (at most 4) */
+  /* auto: one thread up to 1000 workers, then one per CPU (at most 4).
+   * Never more threads than CPUs this process may run on (its affinity,
+   * which g_get_num_processors() honours): with one epoll set per thread a
+   * second thread on the same CPU only adds context switches. */
   n_threads = o->threads > 0 ? (guint) o->threads :
               lg->n_workers < 1000 ? 1 : MIN (g_get_num_processors (), 4);
+  n_threads = MIN (n_threads, g_get_num_processors ());
   lg->n_shards = MIN (n_threads, lg->n_workers);
   lg->shards = g_new0 (Shard, lg->n_shards);
   for (guint i = 0; i < lg->n_shards; i++)
@@ -4520,7 +4536,7 @@ main (int argc, char **argv)
     { "basedir-prefix", 0, 0, G_OPTION_ARG_STRING, &o->basedir_prefix, "Reported basedir is PREFIX/NAME (default /tmp/bf-loadgen)", "DIR" },
     { "worker-version", 0, 0, G_OPTION_ARG_STRING, &o->worker_version, "Version reported in get_worker_info (default " DEFAULT_WORKER_VERSION ")", "VERSION" },
     { "source-addresses", 0, 0, G_OPTION_ARG_INT, &o->source_addresses, "Spread connections over 127.0.0.1..K, 0 = one per 25000 workers (default 0)", "K" },
-    { "threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Threads, each with its own main loop and share of the workers, 0 = 1 below 1000 workers, else one per CPU up to 4 (default 0)", "T" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Threads, each with its own epoll set and share of the workers, at most one per CPU the process may run on; 0 = 1 below 1000 workers, else one per CPU up to 4 (default 0)", "T" },
     { "peer-pid", 0, 0, G_OPTION_ARG_INT, &o->peer_pid, "Report this process's VmRSS (the master) in every phase line", "PID" },
     { "progress", 0, 0, G_OPTION_ARG_NONE, &o->progress, "Print progress to stderr every second", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "Report every error, not only the first ones", NULL },
