@@ -124,6 +124,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -3198,11 +3199,11 @@ conn_on_frame (Worker *w, gboolean fin, guint8 opcode, const guint8 *payload, gs
 {
   switch (opcode)
     {
-    case 0x8:           /* close: answer with the same code, then wait for the FIN */
+    case 0x8:           /* close: echo code and reason, then wait for the FIN */
       w->close_code = n >= 2 ? (payload[0] << 8 | payload[1]) : 1005;
       if (!w->close_sent && !w->write_shut)
         {
-          conn_send_frame (w, 0x8, payload, MIN (n, 2));
+          conn_send_frame (w, 0x8, payload, MIN (n, 125));
           w->close_sent = TRUE;
         }
       break;
@@ -4433,12 +4434,17 @@ lg_setup (Loadgen *lg, GError **error)
     }
 
   /* auto: one thread up to 1000 workers, then one per CPU (at most 4).
-   * Never more threads than CPUs this process may run on (its affinity,
-   * which g_get_num_processors() honours): with one epoll set per thread a
-   * second thread on the same CPU only adds context switches. */
+   * Never more threads than CPUs this process may run on (its affinity):
+   * with one epoll set per thread a second thread on the same CPU only adds
+   * context switches. */
   n_threads = o->threads > 0 ? (guint) o->threads :
               lg->n_workers < 1000 ? 1 : MIN (g_get_num_processors (), 4);
-  n_threads = MIN (n_threads, g_get_num_processors ());
+  {
+    cpu_set_t cpus;
+
+    if (sched_getaffinity (0, sizeof cpus, &cpus) == 0 && CPU_COUNT (&cpus) > 0)
+      n_threads = MIN (n_threads, (guint) CPU_COUNT (&cpus));
+  }
   lg->n_shards = MIN (n_threads, lg->n_workers);
   lg->shards = g_new0 (Shard, lg->n_shards);
   for (guint i = 0; i < lg->n_shards; i++)
