@@ -52,6 +52,13 @@ def request(op, seq, **fields):
     return msgpack.packb(dict(op=op, seq_number=seq, **fields))
 
 
+def stop_process(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdout.close()
+
+
 class Peer:
     """One accepted connection from bf-loadgen, read frame by frame."""
 
@@ -122,11 +129,8 @@ class LoadgenWireTest(unittest.TestCase):
         self.conns = []
 
     def tearDown(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
         if self.proc is not None:
-            self.proc.stdout.close()
+            stop_process(self.proc)
         for c in self.conns:
             c.close()
         self.listener.close()
@@ -253,16 +257,6 @@ class LoadgenWireTest(unittest.TestCase):
 class LoadgenCostTest(bfharness.FleetTestCase):
     N = 1000
 
-    def setUp(self):
-        super().setUp()
-        self.loadgen = None
-
-    def tearDown(self):
-        if self.loadgen is not None and self.loadgen.poll() is None:
-            self.loadgen.kill()
-            self.loadgen.wait()
-        super().tearDown()
-
     def test_cheaper_than_the_daemon(self):
         self.write_config(self.daemon_section(KeepaliveInterval='60') + ''.join(
             '[Worker cost-%05d]\nPassword=p\n' % i for i in range(1, self.N + 1)))
@@ -275,6 +269,7 @@ class LoadgenCostTest(bfharness.FleetTestCase):
              '--attach-timeout', '120', '--kill-after-attach', '--hold', '3600'],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        self.addCleanup(stop_process, self.loadgen)
         line = None
         deadline = time.monotonic() + 150
         while line is None and time.monotonic() < deadline:
