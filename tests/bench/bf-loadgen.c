@@ -3467,6 +3467,9 @@ worker_start_attempt (Worker *w)
       struct sockaddr_in local = { .sin_family = AF_INET,
                                    .sin_addr.s_addr = htonl (0x7f000001 + w->source_index) };
 
+      /* the port is then chosen by connect() for the whole 4-tuple, not
+       * reserved by bind() against every other socket of the machine */
+      setsockopt (w->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
       if (bind (w->fd, (struct sockaddr *) &local, sizeof local) != 0)
         {
           sh->stats.connect_errors++;
@@ -4395,9 +4398,11 @@ lg_setup (Loadgen *lg, GError **error)
   if (!raise_nofile_limit (lg, error))
     return FALSE;
 
-  /* ~28000 ephemeral ports per source address; a bound source address takes
-   * its port at bind() time, regardless of the destination */
-  lg->n_sources = o->source_addresses > 0 ? (guint) o->source_addresses : (lg->n_workers + 24999) / 25000;
+  /* ~28000 ephemeral ports per source address, and connect() tries the
+   * even half first: past ~14000 connections to one destination every
+   * connect() walks the used even ports.  With IP_BIND_ADDRESS_NO_PORT each
+   * source address has the whole range for itself. */
+  lg->n_sources = o->source_addresses > 0 ? (guint) o->source_addresses : (lg->n_workers + 9999) / 10000;
   lg->n_sources = MIN (lg->n_sources, 254);
   if (lg->n_sources > 1)
     {
@@ -4541,7 +4546,7 @@ main (int argc, char **argv)
     { "upload-bytes", 0, 0, G_OPTION_ARG_INT64, &o->upload_bytes, "Size of the fake file upload_file sends, < 0 = files are missing (default 4096)", "N" },
     { "basedir-prefix", 0, 0, G_OPTION_ARG_STRING, &o->basedir_prefix, "Reported basedir is PREFIX/NAME (default /tmp/bf-loadgen)", "DIR" },
     { "worker-version", 0, 0, G_OPTION_ARG_STRING, &o->worker_version, "Version reported in get_worker_info (default " DEFAULT_WORKER_VERSION ")", "VERSION" },
-    { "source-addresses", 0, 0, G_OPTION_ARG_INT, &o->source_addresses, "Spread connections over 127.0.0.1..K, 0 = one per 25000 workers (default 0)", "K" },
+    { "source-addresses", 0, 0, G_OPTION_ARG_INT, &o->source_addresses, "Spread connections over 127.0.0.1..K, 0 = one per 10000 workers (default 0)", "K" },
     { "threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Threads, each with its own epoll set and share of the workers, at most one per CPU the process may run on; 0 = 1 below 1000 workers, else one per CPU up to 4 (default 0)", "T" },
     { "peer-pid", 0, 0, G_OPTION_ARG_INT, &o->peer_pid, "Report this process's VmRSS (the master) in every phase line", "PID" },
     { "progress", 0, 0, G_OPTION_ARG_NONE, &o->progress, "Print progress to stderr every second", NULL },
