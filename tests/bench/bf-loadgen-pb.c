@@ -572,6 +572,19 @@ worker_start (Worker *w)
   {
     int one = 1;
     setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* as bf-loadgen: one loopback source address per 10,000 workers, the
+     * port chosen by connect() for the 4-tuple (connect() takes even ports
+     * first, and past ~14,000 to one destination it walks the used ones) */
+    if (lg->n_workers > 10000)
+      {
+        guint n_sources = MIN ((lg->n_workers + 9999) / 10000, 254);
+        struct sockaddr_in local = { .sin_family = AF_INET,
+                                     .sin_addr.s_addr = htonl (0x7f000001 + w->index % n_sources) };
+
+        setsockopt (fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind (fd, (struct sockaddr *) &local, sizeof local) != 0)
+          g_printerr ("bf-loadgen-pb: bind %s: %s\n", inet_ntoa (local.sin_addr), g_strerror (errno));
+      }
   }
   w->fd = fd;
   lg->n_open++;
