@@ -187,10 +187,11 @@ bf_manager_dup_status (BfManager *self)
 }
 
 static void
-worker_connected_changed_cb (BfWorker  *worker,
-                             gboolean   connected,
-                             BfManager *self)
+worker_connected_changed_cb (BfWorker *worker,
+                             gboolean  connected,
+                             gpointer  data)
 {
+  BfManager *self = data;
   guint n = bf_dbus_manager_get_workers_connected (iface (self));
 
   bf_dbus_manager_set_workers_connected (iface (self), connected ? n + 1 : n - 1);
@@ -200,10 +201,11 @@ worker_connected_changed_cb (BfWorker  *worker,
 }
 
 static void
-worker_missing_changed_cb (BfWorker  *worker,
-                           gboolean   missing,
-                           BfManager *self)
+worker_missing_changed_cb (BfWorker *worker,
+                           gboolean  missing,
+                           gpointer  data)
 {
+  BfManager *self = data;
   guint n = bf_dbus_manager_get_workers_missing (iface (self));
 
   bf_dbus_manager_set_workers_missing (iface (self), missing ? n + 1 : n - 1);
@@ -214,10 +216,11 @@ static void retire_if_idle (BfManager *self,
                             BfWorker  *worker);
 
 static void
-worker_active_builds_changed_cb (BfWorker  *worker,
-                                 int        delta,
-                                 BfManager *self)
+worker_active_builds_changed_cb (BfWorker *worker,
+                                 int       delta,
+                                 gpointer  data)
 {
+  BfManager *self = data;
   guint n = bf_dbus_manager_get_builds_active (iface (self));
 
   bf_dbus_manager_set_builds_active (iface (self), (guint) ((int) n + delta));
@@ -323,17 +326,18 @@ for_each_pool (BfManager *self,
 }
 
 static void
-worker_availability_changed_cb (BfWorker  *worker,
-                                BfManager *self)
+worker_availability_changed_cb (BfWorker *worker,
+                                gpointer  data)
 {
-  schedule_dispatch (self);
+  schedule_dispatch (data);
 }
 
+/* Typed slots, no casts: the compiler checks each callback against its slot. */
 static const BfWorkerObserver worker_observer = {
-  .connected_changed = (gpointer) worker_connected_changed_cb,
-  .missing_changed = (gpointer) worker_missing_changed_cb,
-  .active_builds_changed = (gpointer) worker_active_builds_changed_cb,
-  .availability_changed = (gpointer) worker_availability_changed_cb,
+  .connected_changed = worker_connected_changed_cb,
+  .missing_changed = worker_missing_changed_cb,
+  .active_builds_changed = worker_active_builds_changed_cb,
+  .availability_changed = worker_availability_changed_cb,
 };
 
 /* Workers ------------------------------------------------------------------- *
@@ -2089,6 +2093,7 @@ bf_manager_shutdown (BfManager *self)
     bf_worker_disconnect (value, "daemon shutting down");
   bf_state_flush (self->state);
   bf_history_flush_state (self->state);
+  bf_mailer_flush (self->mailer);
 }
 
 /* A worker can outlive the manager (a task or the attach batch holds it):
@@ -2243,6 +2248,8 @@ bf_manager_new (BfConfig *config,
   g_signal_connect_object (self->listener, "connection", G_CALLBACK (listener_connection_cb), self, 0);
   self->object_manager = g_dbus_object_manager_server_new (FLEET_PATH);
   apply_daemon_config (self);
+  /* after the interval is set: held digests are due by it */
+  bf_mailer_load_held (self->mailer, config->state_directory);
 
   bf_dbus_manager_set_version (iface (self), PACKAGE_VERSION);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) config->listen);
