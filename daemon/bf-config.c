@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bf-config.h"
+#include "bf-keyfile.h"
 #include "bf-unit-name.h"
 
 #define MAX_FILE_SIZE (16 * 1024 * 1024)
@@ -30,7 +31,7 @@
 typedef struct {
   GPtrArray *files;        /* char*, main first */
   GPtrArray *contents;     /* char*, each file's text, for error positions */
-  GKeyFile *merged;
+  BfKeyFile *merged;       /* every file's groups and keys, later files over earlier */
   GChecksum *digest;       /* of every byte read, see bf_config_load_full() */
   const char *group;       /* the group being parsed and ... */
   GStrv keys;              /* ... its keys: absent keys are not looked up */
@@ -41,7 +42,7 @@ parser_clear (Parser *p)
 {
   g_clear_pointer (&p->files, g_ptr_array_unref);
   g_clear_pointer (&p->contents, g_ptr_array_unref);
-  g_clear_pointer (&p->merged, g_key_file_unref);
+  g_clear_pointer (&p->merged, bf_key_file_free);
   g_clear_pointer (&p->digest, g_checksum_free);
 }
 
@@ -308,7 +309,7 @@ find_duplicate_group (guint    line,
   char *close;
 
   if (*text != '[' || (close = strrchr (text, ']')) == NULL)
-    return TRUE;   /* GKeyFile reports syntax errors */
+    return TRUE;   /* bf_key_file_load() reports syntax errors */
   *close = '\0';
   if (g_hash_table_contains (d->groups_here, text + 1))
     {
@@ -329,10 +330,8 @@ parser_add_contents (Parser      *p,
                      gsize        len,
                      GError     **error)
 {
-  g_autoptr(GKeyFile) kf = g_key_file_new ();
   g_autoptr(GError) local_error = NULL;
   g_autoptr(GHashTable) groups_here = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_auto(GStrv) groups = NULL;
 
   if (len > MAX_FILE_SIZE)
     {
@@ -350,51 +349,20 @@ parser_add_contents (Parser      *p,
   g_ptr_array_add (p->files, g_strdup (path));
   g_ptr_array_add (p->contents, g_strndup (contents, len));
 
-  /* A group twice in one file would be merged silently by GKeyFile. */
+  /* A group twice in one file would be merged silently (as GKeyFile does). */
   {
     DupData d = { path, groups_here, error };
     if (!foreach_line (contents, find_duplicate_group, &d))
       return FALSE;
   }
 
-  /* The main file goes straight into the merged key file; drop-ins are
-   * laid over it key by key. */
-  if (p->files->len == 1)
-    {
-      if (!g_key_file_load_from_data (p->merged, contents, len, G_KEY_FILE_NONE, &local_error))
-        {
-          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
-                       "%s: %s", path, local_error->message);
-          return FALSE;
-        }
-      return TRUE;
-    }
-
-  if (!g_key_file_load_from_data (kf, contents, len, G_KEY_FILE_NONE, &local_error))
+  /* A drop-in's keys override those of the files before it. */
+  if (!bf_key_file_load (p->merged, contents, len, &local_error))
     {
       g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
                    "%s: %s", path, local_error->message);
       return FALSE;
     }
-
-  groups = g_key_file_get_groups (kf, NULL);
-  for (guint i = 0; groups[i]; i++)
-    {
-      g_auto(GStrv) keys = g_key_file_get_keys (kf, groups[i], NULL, NULL);
-
-      if (keys == NULL || keys[0] == NULL)
-        {
-          /* Keep empty groups, e.g. a worker whose keys all come later. */
-          g_key_file_set_comment (p->merged, groups[i], NULL, "", NULL);
-          g_key_file_remove_comment (p->merged, groups[i], NULL, NULL);
-        }
-      for (guint j = 0; keys && keys[j]; j++)
-        {
-          g_autofree char *raw = g_key_file_get_value (kf, groups[i], keys[j], NULL);
-          g_key_file_set_value (p->merged, groups[i], keys[j], raw);
-        }
-    }
-
   return TRUE;
 }
 
@@ -573,7 +541,7 @@ get_string (Parser     *p,
    * lookups were a good part of the start-up time. */
   if (p->keys != NULL && p->group == group && !g_strv_contains ((const char * const *) p->keys, key))
     return NULL;
-  value = g_key_file_get_string (p->merged, group, key, NULL);
+  value = bf_key_file_get_string (p->merged, group, key);
 
   if (value != NULL && !keep_comment)
     strip_inline_comment (value);
@@ -693,7 +661,7 @@ check_keys (Parser             *p,
             const char         *prefix,
             GError            **error)
 {
-  g_auto(GStrv) keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
+  g_auto(GStrv) keys = bf_key_file_get_keys (p->merged, group);
 
   for (guint i = 0; keys && keys[i]; i++)
     {
@@ -740,7 +708,7 @@ parse_listen_pb (Parser      *p,
                  BfConfig    *c,
                  GError     **error)
 {
-  gboolean explicit_listen = g_key_file_has_key (p->merged, g, "Listen", NULL);
+  gboolean explicit_listen = bf_key_file_has_key (p->merged, g, "Listen");
 
   c->listen_pb = get_list (p, g, "ListenPB");
   if (c->listen_pb == NULL)
@@ -1472,7 +1440,7 @@ parse_worker (Parser             *p,
   g_auto(GStrv) keys = NULL;
 
   wc->name = g_strdup (name);
-  keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
+  keys = bf_key_file_get_keys (p->merged, group);
   p->group = group;
   p->keys = keys;
 
@@ -1691,7 +1659,7 @@ parse_pool (Parser      *p,
             GError     **error)
 {
   g_autoptr(BfPoolConfig) pc = NULL;
-  g_auto(GStrv) keys = g_key_file_get_keys (p->merged, group, NULL, NULL);
+  g_auto(GStrv) keys = bf_key_file_get_keys (p->merged, group);
 
   if (!check_keys (p, group, worker_keys, pool_keys, "Property.", error))
     return NULL;
@@ -1998,7 +1966,7 @@ parse (Parser   *p,
 {
   BfConfig *c = g_rc_box_new0 (BfConfig);
   g_autoptr(BfConfig) owner = c;
-  g_auto(GStrv) groups = g_key_file_get_groups (p->merged, NULL);
+  const char * const *groups = bf_key_file_get_groups (p->merged);
   g_autoptr(GStrvBuilder) files = g_strv_builder_new ();
   /* worker name -> the group it comes from, for duplicates */
   g_autoptr(GHashTable) groups_by_worker = g_hash_table_new (g_str_hash, g_str_equal);
@@ -2058,7 +2026,7 @@ parse (Parser   *p,
         }
       g_ptr_array_add (c->workers, wc);
       g_hash_table_insert (c->workers_by_name, wc->name, wc);
-      g_hash_table_insert (groups_by_worker, wc->name, groups[i]);
+      g_hash_table_insert (groups_by_worker, wc->name, (gpointer) groups[i]);
     }
 
   return g_steal_pointer (&owner);
@@ -2068,7 +2036,7 @@ static void
 parser_init (Parser *p)
 {
   p->files = g_ptr_array_new_with_free_func (g_free);
-  p->merged = g_key_file_new ();
+  p->merged = bf_key_file_new ();
   p->contents = g_ptr_array_new_with_free_func (g_free);
   p->digest = g_checksum_new (G_CHECKSUM_SHA256);
 }

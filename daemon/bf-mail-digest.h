@@ -12,6 +12,12 @@
  * and BF_MAIL_DIGEST_MAX_BODY bytes of their text; past that it counts
  * them and names their workers up to BF_MAIL_DIGEST_MAX_NAMES bytes.
  *
+ * Nothing held is lost to a restart: bf_mail_digest_save() gives what is
+ * held (and the caller's digests that are due but not sent yet) as key-file
+ * text with wall-clock times, bf_mail_digest_load() takes it back; the
+ * mailer keeps it in StateDirectory.  Loading is as bounded as holding:
+ * every value is checked against the limits above.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once
@@ -24,6 +30,7 @@ G_BEGIN_DECLS
 #define BF_MAIL_DIGEST_MAX_LISTED 200
 #define BF_MAIL_DIGEST_MAX_BODY (64 * 1024)
 #define BF_MAIL_DIGEST_MAX_NAMES (8 * 1024)
+#define BF_MAIL_DIGEST_MAX_INTERVAL (G_GINT64_CONSTANT (86400) * G_USEC_PER_SEC)
 
 typedef struct _BfMailDigest BfMailDigest;
 
@@ -57,6 +64,18 @@ guint             bf_mail_digest_offer      (BfMailDigest     *self,
 GPtrArray        *bf_mail_digest_take_due   (BfMailDigest     *self,
                                              gint64            now_usec);
 gint64            bf_mail_digest_next_due   (BfMailDigest     *self);
+GBytes           *bf_mail_digest_save       (BfMailDigest     *self,
+                                             GPtrArray        *unsent,
+                                             gint64            now_usec,
+                                             gint64            real_now_usec);
+gboolean          bf_mail_digest_load       (BfMailDigest     *self,
+                                             const char       *data,
+                                             gsize             len,
+                                             gint64            now_usec,
+                                             gint64            real_now_usec,
+                                             GPtrArray        *unsent,
+                                             GPtrArray        *dropped,
+                                             GError          **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BfMailDigest, bf_mail_digest_free)
 

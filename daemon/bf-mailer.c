@@ -22,6 +22,17 @@
  * alerts to the same recipients within MailDigestInterval, the others go
  * out together as one digest when the interval ends (bf-mail-digest.h).
  *
+ * Nothing held is lost when the daemon stops: what is held, and the
+ * digests that are due and still wait in the queue, are kept in
+ * StateDirectory/mail-digest.state (written in a thread, temporary file,
+ * fsync, rename: bf_state_write_file()) at most HELD_SAVE_DELAY_MS after
+ * an alert is held, at once when a digest is handed to its MailCommand
+ * (that digest is sent: the file no longer has it), and at shutdown.  The
+ * next daemon takes it back and sends each digest when it is due, at once
+ * if that time has passed.  After a crash (SIGKILL) the alerts held in the
+ * last HELD_SAVE_DELAY_MS are lost, and a digest handed over in the last
+ * moment before may go out again.
+ *
  * Each mail ends in exactly one log line: mailed, or failed and why.  An
  * alert mail is never worth stopping the daemon for.
  *
@@ -35,6 +46,7 @@
 #include "bf-mail-digest.h"
 #include "bf-mailer.h"
 #include "bf-process-group.h"
+#include "bf-state.h"
 #include "bf-util.h"
 
 #define MAIL_TIMEOUT_DEFAULT_USEC (60 * G_USEC_PER_SEC)
@@ -43,6 +55,12 @@
 #define MAIL_KILL_GRACE_MS 5000
 #define MAIL_STDERR_KEEP 512
 #define MAIL_DIGEST_INTERVAL_DEFAULT_USEC (60 * G_USEC_PER_SEC)
+#define HELD_FILE "mail-digest.state"
+#define HELD_SAVE_DELAY_MS 250
+/* Far above what the digests' own bounds let it hold for any sensible
+ * number of recipient sets. */
+#define HELD_MAX_FILE (64 * 1024 * 1024)
+#define HELD_MAX_DROPPED_LOGGED 20
 
 struct _BfMailer
 {
@@ -57,6 +75,14 @@ struct _BfMailer
   guint dropped;            /* in the current overflow episode */
   BfMailDigest *digest;     /* alerts held for a digest */
   guint digest_source_id;   /* the next digest due */
+  gint64 digest_due;        /* when digest_source_id fires (monotonic) */
+  char *held_directory;     /* StateDirectory; NULL: nothing is kept */
+  char *held_path;          /* its mail-digest.state */
+  guint held_save_id;
+  gboolean held_dirty;      /* changed since the last save started */
+  gboolean held_writing;    /* a save runs in a thread */
+  gboolean held_warned;     /* a save failed; not repeated */
+  gboolean stopped;         /* bf_mailer_flush(): no digest goes out any more */
 };
 
 typedef struct {
@@ -65,11 +91,13 @@ typedef struct {
   char *worker;             /* NULL for a digest */
   char *about;              /* "worker NAME", "N alerts (a digest)" */
   char *recipients;
+  BfMailDigestMail *digest; /* for a digest: what it says, to keep it */
 } Outgoing;
 
 static void
 outgoing_free (Outgoing *o)
 {
+  g_clear_pointer (&o->digest, bf_mail_digest_mail_free);
   g_strfreev (o->argv);
   g_bytes_unref (o->input);
   g_free (o->worker);
@@ -121,6 +149,7 @@ bf_mailer_dispose (GObject *object)
   /* Deliveries hold a reference: none runs any more. */
   g_clear_handle_id (&self->queue_source_id, g_source_remove);
   g_clear_handle_id (&self->digest_source_id, g_source_remove);
+  g_clear_handle_id (&self->held_save_id, g_source_remove);
   g_queue_clear_full (&self->queue, (GDestroyNotify) outgoing_free);
   G_OBJECT_CLASS (bf_mailer_parent_class)->dispose (object);
 }
@@ -132,6 +161,8 @@ bf_mailer_finalize (GObject *object)
 
   g_free (self->command);
   g_free (self->from);
+  g_free (self->held_directory);
+  g_free (self->held_path);
   g_clear_pointer (&self->digest, bf_mail_digest_free);
   G_OBJECT_CLASS (bf_mailer_parent_class)->finalize (object);
 }
@@ -207,6 +238,9 @@ header_safe (const char *text)
 }
 
 
+static void held_changed (BfMailer *self,
+                          guint     delay_ms);
+
 /* Queue ---------------------------------------------------------------------- */
 
 static gboolean start_next_cb (gpointer data);
@@ -234,6 +268,8 @@ drop_oldest (BfMailer *self)
                "dropping the oldest waiting mails until the queue drains, "
                "starting with the one about %s to %s",
                MAIL_QUEUE_MAX, self->running, o->about, o->recipients);
+  if (o->digest != NULL)
+    held_changed (self, HELD_SAVE_DELAY_MS);
   outgoing_free (o);
 }
 
@@ -458,6 +494,9 @@ start_next_cb (gpointer data)
     }
   o = g_queue_pop_head (&self->queue);
   start_delivery (self, o);
+  /* Handed to the MailCommand: sent, as far as the file goes. */
+  if (o->digest != NULL)
+    held_changed (self, 0);
   outgoing_free (o);
   if (self->queue.length == 0)
     end_overflow (self);
@@ -465,8 +504,8 @@ start_next_cb (gpointer data)
 }
 
 /* Composes the message and queues it.  @worker is NULL for a digest of
- * @n_alerts alerts. */
-static void
+ * @n_alerts alerts.  Returns: (transfer none) (nullable): the queued mail */
+static Outgoing *
 queue_mail (BfMailer   *self,
             const char *recipients,
             const char *worker,
@@ -487,12 +526,12 @@ queue_mail (BfMailer   *self,
     {
       g_message ("No MailCommand configured; not mailing %s about %s%s", recipients,
                  worker ? "worker " : "", worker ? worker : "a digest of alerts");
-      return;
+      return NULL;
     }
   if (!g_shell_parse_argv (self->command, NULL, &argv, &error))
     {
       g_warning ("MailCommand “%s” cannot be parsed: %s", self->command, error->message);
-      return;
+      return NULL;
     }
 
   g_string_append_printf (msg,
@@ -524,6 +563,20 @@ queue_mail (BfMailer   *self,
   while (self->queue.length > MAIL_QUEUE_MAX)
     drop_oldest (self);
   schedule_queue (self);
+  return o;
+}
+
+/* Queues the digest @mail (taken), keeping it in the file until it goes. */
+static void
+queue_digest (BfMailer         *self,
+              BfMailDigestMail *mail)
+{
+  Outgoing *o = queue_mail (self, mail->recipients, NULL, mail->n_alerts, mail->subject, mail->body);
+
+  if (o != NULL)
+    o->digest = g_steal_pointer (&mail);
+  g_clear_pointer (&mail, bf_mail_digest_mail_free);
+  held_changed (self, HELD_SAVE_DELAY_MS);
 }
 
 static void schedule_digest (BfMailer *self);
@@ -536,12 +589,8 @@ digest_due_cb (gpointer data)
 
   self->digest_source_id = 0;
   due = bf_mail_digest_take_due (self->digest, g_get_monotonic_time ());
-  for (guint i = 0; i < due->len; i++)
-    {
-      BfMailDigestMail *mail = g_ptr_array_index (due, i);
-
-      queue_mail (self, mail->recipients, NULL, mail->n_alerts, mail->subject, mail->body);
-    }
+  while (due->len > 0)
+    queue_digest (self, g_ptr_array_steal_index (due, 0));
   schedule_digest (self);
   return G_SOURCE_REMOVE;
 }
@@ -552,7 +601,11 @@ schedule_digest (BfMailer *self)
   gint64 due = bf_mail_digest_next_due (self->digest);
   gint64 wait;
 
+  /* Every alert held in a storm: the timer is already right. */
+  if ((self->digest_source_id != 0 && due == self->digest_due) || self->stopped)
+    return;
   g_clear_handle_id (&self->digest_source_id, g_source_remove);
+  self->digest_due = due;
   if (due == G_MAXINT64)
     return;
   wait = MAX (due - g_get_monotonic_time (), 0);
@@ -614,4 +667,233 @@ bf_mailer_send (BfMailer           *self,
   else
     bf_worker_debug (worker, "The alert about worker %s to %s waits for the digest", worker, recipients);
   schedule_digest (self);
+  held_changed (self, HELD_SAVE_DELAY_MS);
+}
+
+/* What is held, kept across restarts ---------------------------------------- */
+
+static GBytes *
+held_snapshot (BfMailer *self)
+{
+  g_autoptr(GPtrArray) unsent = g_ptr_array_new ();
+
+  for (GList *l = self->queue.head; l != NULL; l = l->next)
+    {
+      Outgoing *o = l->data;
+
+      if (o->digest != NULL)
+        g_ptr_array_add (unsent, o->digest);
+    }
+  return bf_mail_digest_save (self->digest, unsent, g_get_monotonic_time (), g_get_real_time ());
+}
+
+typedef struct {
+  char *directory;
+  char *path;
+  GBytes *bytes;
+} HeldSave;
+
+static void
+held_save_free (HeldSave *job)
+{
+  g_free (job->directory);
+  g_free (job->path);
+  g_bytes_unref (job->bytes);
+  g_free (job);
+}
+
+static void
+held_save_thread (GTask        *task,
+                  gpointer      source_object,
+                  gpointer      task_data,
+                  GCancellable *cancellable)
+{
+  HeldSave *job = task_data;
+  GError *error = NULL;
+
+  if (bf_state_write_file (job->directory, job->path, job->bytes, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+held_save_warn (BfMailer     *self,
+                const GError *error)
+{
+  if (error == NULL)
+    {
+      self->held_warned = FALSE;
+      return;
+    }
+  if (!self->held_warned)
+    g_warning ("Alerts held for a mail digest: %s; they are lost if the daemon stops "
+               "before the digest goes", error->message);
+  self->held_warned = TRUE;
+}
+
+static void
+held_save_done (GObject      *object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  BfMailer *self = BF_MAILER (object);
+  g_autoptr(GError) error = NULL;
+
+  self->held_writing = FALSE;
+  g_task_propagate_boolean (G_TASK (result), &error);
+  held_save_warn (self, error);
+  if (self->held_dirty)
+    held_changed (self, 0);
+}
+
+static gboolean
+held_save_cb (gpointer data)
+{
+  BfMailer *self = data;
+  g_autoptr(GTask) task = g_task_new (self, NULL, held_save_done, NULL);
+  HeldSave *job = g_new0 (HeldSave, 1);
+
+  self->held_save_id = 0;
+  self->held_dirty = FALSE;
+  self->held_writing = TRUE;
+  job->directory = g_strdup (self->held_directory);
+  job->path = g_strdup (self->held_path);
+  job->bytes = held_snapshot (self);
+  g_task_set_source_tag (task, held_save_cb);
+  g_task_set_name (task, "[buildfleetd] mail digest save");
+  g_task_set_task_data (task, job, (GDestroyNotify) held_save_free);
+  g_task_run_in_thread (task, held_save_thread);
+  return G_SOURCE_REMOVE;
+}
+
+/* What is held changed: saved within @delay_ms, one save at a time (the
+ * next one starts when the running one ends). */
+static void
+held_changed (BfMailer *self,
+              guint     delay_ms)
+{
+  if (self->held_path == NULL)
+    return;
+  self->held_dirty = TRUE;
+  /* once stopped, bf_mailer_flush() saves */
+  if (self->held_writing || self->stopped)
+    return;
+  if (self->held_save_id != 0 && delay_ms > 0)
+    return;
+  g_clear_handle_id (&self->held_save_id, g_source_remove);
+  self->held_save_id = bf_timeout_add (delay_ms, held_save_cb, self, "[buildfleetd] mail digest save");
+}
+
+static void
+held_set_aside (BfMailer   *self,
+                const char *why)
+{
+  bf_state_set_aside (self->held_path, "Mail digest file", why);
+  /* the clean version replaces it */
+  held_changed (self, 0);
+}
+
+/**
+ * bf_mailer_load_held:
+ * @state_directory: StateDirectory
+ *
+ * Takes back what an earlier daemon held for digests (see the top of this
+ * file) and keeps what is held from now on there.  Never fails: a file
+ * that cannot be read whole is set aside with a warning, and what could be
+ * read of it is kept.  For start-up, before the main loop runs.
+ */
+void
+bf_mailer_load_held (BfMailer   *self,
+                     const char *state_directory)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) unsent = g_ptr_array_new_with_free_func ((GDestroyNotify) bf_mail_digest_mail_free);
+  g_autoptr(GPtrArray) dropped = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GMappedFile) file = NULL;
+  guint n_unsent;
+
+  g_free (self->held_directory);
+  self->held_directory = g_strdup (state_directory);
+  g_free (self->held_path);
+  self->held_path = g_build_filename (state_directory, HELD_FILE, NULL);
+
+  file = g_mapped_file_new (self->held_path, FALSE, &error);
+  if (file == NULL)
+    {
+      if (!g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        g_warning ("Cannot read the alerts held for mail digests: %s", error->message);
+      return;
+    }
+  if (g_mapped_file_get_length (file) > HELD_MAX_FILE)
+    {
+      held_set_aside (self, "larger than any digest could make it");
+      return;
+    }
+  if (!bf_mail_digest_load (self->digest, g_mapped_file_get_contents (file), g_mapped_file_get_length (file),
+                            g_get_monotonic_time (), g_get_real_time (), unsent, dropped, &error))
+    {
+      held_set_aside (self, error->message);
+      return;
+    }
+  n_unsent = unsent->len;
+  while (unsent->len > 0)
+    queue_digest (self, g_ptr_array_steal_index (unsent, 0));
+  if (dropped->len > 0)
+    {
+      g_autofree char *why = g_strdup_printf ("%u unreadable %s left out, the rest kept", dropped->len,
+                                              dropped->len == 1 ? "entry" : "entries");
+
+      for (guint i = 0; i < dropped->len && i < HELD_MAX_DROPPED_LOGGED; i++)
+        g_warning ("Mail digest file %s: left out %s", self->held_path, (char *) g_ptr_array_index (dropped, i));
+      held_set_aside (self, why);
+    }
+  if (bf_mail_digest_next_due (self->digest) != G_MAXINT64 || n_unsent > 0)
+    g_message ("Took back the alerts held for mail digests before the restart from %s%s",
+               self->held_path, n_unsent > 0 ? "; digests that were due go out now" : "");
+  schedule_digest (self);
+}
+
+/**
+ * bf_mailer_flush:
+ *
+ * For shutdown: saves what is held and the digests still queued,
+ * synchronously, and sends no digest any more (the next daemon does).
+ * Called again later (the loop ran on), it saves what was held since.
+ */
+void
+bf_mailer_flush (BfMailer *self)
+{
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GError) error = NULL;
+  GList *l;
+
+  if (self->held_path == NULL)
+    return;
+  /* A save in a thread holds a reference to us; let it finish first. */
+  while (self->held_writing)
+    g_main_context_iteration (NULL, TRUE);
+  g_clear_handle_id (&self->digest_source_id, g_source_remove);
+  g_clear_handle_id (&self->held_save_id, g_source_remove);
+  if (self->held_dirty)
+    {
+      self->held_dirty = FALSE;
+      bytes = held_snapshot (self);
+      if (!bf_state_write_file (self->held_directory, self->held_path, bytes, &error))
+        held_save_warn (self, error);
+    }
+  self->stopped = TRUE;
+  /* The queued digests are in the file now: none may go out as well. */
+  for (l = self->queue.head; l != NULL;)
+    {
+      GList *next = l->next;
+      Outgoing *o = l->data;
+
+      if (o->digest != NULL)
+        {
+          g_queue_delete_link (&self->queue, l);
+          outgoing_free (o);
+        }
+      l = next;
+    }
 }

@@ -26,5 +26,8 @@ void      bf_mailer_set_timeout (BfMailer          *self,
 void      bf_mailer_set_digest_interval (BfMailer  *self,
                                          guint64    interval_usec);
 guint     bf_mailer_get_in_flight (BfMailer        *self);
+void      bf_mailer_load_held  (BfMailer           *self,
+                                const char         *state_directory);
+void      bf_mailer_flush      (BfMailer           *self);
 
 G_END_DECLS

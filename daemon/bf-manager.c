@@ -187,10 +187,11 @@ bf_manager_dup_status (BfManager *self)
 }
 
 static void
-worker_connected_changed_cb (BfWorker  *worker,
-                             gboolean   connected,
-                             BfManager *self)
+worker_connected_changed_cb (BfWorker *worker,
+                             gboolean  connected,
+                             gpointer  data)
 {
+  BfManager *self = data;
   guint n = bf_dbus_manager_get_workers_connected (iface (self));
 
   bf_dbus_manager_set_workers_connected (iface (self), connected ? n + 1 : n - 1);
@@ -200,10 +201,11 @@ worker_connected_changed_cb (BfWorker  *worker,
 }
 
 static void
-worker_missing_changed_cb (BfWorker  *worker,
-                           gboolean   missing,
-                           BfManager *self)
+worker_missing_changed_cb (BfWorker *worker,
+                           gboolean  missing,
+                           gpointer  data)
 {
+  BfManager *self = data;
   guint n = bf_dbus_manager_get_workers_missing (iface (self));
 
   bf_dbus_manager_set_workers_missing (iface (self), missing ? n + 1 : n - 1);
@@ -214,10 +216,11 @@ static void retire_if_idle (BfManager *self,
                             BfWorker  *worker);
 
 static void
-worker_active_builds_changed_cb (BfWorker  *worker,
-                                 int        delta,
-                                 BfManager *self)
+worker_active_builds_changed_cb (BfWorker *worker,
+                                 int       delta,
+                                 gpointer  data)
 {
+  BfManager *self = data;
   guint n = bf_dbus_manager_get_builds_active (iface (self));
 
   bf_dbus_manager_set_builds_active (iface (self), (guint) ((int) n + delta));
@@ -323,32 +326,108 @@ for_each_pool (BfManager *self,
 }
 
 static void
-worker_availability_changed_cb (BfWorker  *worker,
-                                BfManager *self)
+worker_availability_changed_cb (BfWorker *worker,
+                                gpointer  data)
 {
-  schedule_dispatch (self);
+  schedule_dispatch (data);
 }
 
+/* Typed slots, no casts: the compiler checks each callback against its slot. */
 static const BfWorkerObserver worker_observer = {
-  .connected_changed = (gpointer) worker_connected_changed_cb,
-  .missing_changed = (gpointer) worker_missing_changed_cb,
-  .active_builds_changed = (gpointer) worker_active_builds_changed_cb,
-  .availability_changed = (gpointer) worker_availability_changed_cb,
+  .connected_changed = worker_connected_changed_cb,
+  .missing_changed = worker_missing_changed_cb,
+  .active_builds_changed = worker_active_builds_changed_cb,
+  .availability_changed = worker_availability_changed_cb,
 };
 
-/* Workers ------------------------------------------------------------------- */
+/* Workers ------------------------------------------------------------------- *
+ *
+ * A worker's interfaces are exported on the connection directly, not
+ * through the GDBusObjectManagerServer: a GDBusObjectSkeleton and the
+ * server's registration per worker were about a third of the start-up's
+ * CPU and 1 KB each with 50,000 configured (tests/bench/README.md,
+ * "Start-up").  What a client sees is the same: the same paths and
+ * interfaces, InterfacesAdded and InterfacesRemoved from FLEET_PATH as
+ * the server sends them (nothing for the workers exported before the
+ * connection is given, as the server does for its own objects), and
+ * GetManagedObjects lists them with the server's objects
+ * (serve_managed_objects()). */
+
+/* The worker's interfaces: Worker, and LatentWorker for a latent one. */
+static guint
+worker_interfaces (BfWorker                *worker,
+                   GDBusInterfaceSkeleton **ifaces)
+{
+  guint n = 0;
+
+  ifaces[n++] = G_DBUS_INTERFACE_SKELETON (worker);
+  if (bf_worker_get_latent (worker))
+    ifaces[n++] = G_DBUS_INTERFACE_SKELETON (bf_worker_get_latent (worker));
+  return n;
+}
+
+/* Exports @worker's interfaces on self->bus, with InterfacesAdded if
+ * @announce. */
+static void
+export_worker_on_bus (BfManager *self,
+                      BfWorker  *worker,
+                      gboolean   announce)
+{
+  g_autofree char *path = worker_path (bf_worker_get_name (worker));
+  GDBusInterfaceSkeleton *ifaces[2];
+  guint n = worker_interfaces (worker, ifaces);
+  GVariantBuilder b;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GError) error = NULL;
+
+      if (!g_dbus_interface_skeleton_export (ifaces[i], self->bus, path, &error))
+        g_warning ("Cannot publish worker %s on the bus: %s", bf_worker_get_name (worker), error->message);
+    }
+  if (!announce)
+    return;
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("a{sa{sv}}"));
+  for (guint i = 0; i < n; i++)
+    g_variant_builder_add (&b, "{s@a{sv}}", g_dbus_interface_skeleton_get_info (ifaces[i])->name,
+                           g_dbus_interface_skeleton_get_properties (ifaces[i]));
+  g_dbus_connection_emit_signal (self->bus, NULL, FLEET_PATH, "org.freedesktop.DBus.ObjectManager",
+                                 "InterfacesAdded", g_variant_new ("(oa{sa{sv}})", path, &b), NULL);
+}
 
 static void
 export_worker (BfManager *self,
                BfWorker  *worker)
 {
-  g_autofree char *path = worker_path (bf_worker_get_name (worker));
-  g_autoptr(BfDBusObjectSkeleton) object = bf_dbus_object_skeleton_new (path);
+  if (self->bus != NULL)
+    export_worker_on_bus (self, worker, TRUE);
+}
 
-  bf_dbus_object_skeleton_set_worker (object, BF_DBUS_WORKER (worker));
-  if (bf_worker_get_latent (worker))
-    bf_dbus_object_skeleton_set_latent_worker (object, BF_DBUS_LATENT_WORKER (bf_worker_get_latent (worker)));
-  g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
+/* Takes @worker off the bus, with InterfacesRemoved if @announce. */
+static void
+unexport_worker (BfManager *self,
+                 BfWorker  *worker,
+                 gboolean   announce)
+{
+  GDBusInterfaceSkeleton *ifaces[2];
+  guint n = worker_interfaces (worker, ifaces);
+
+  if (self->bus == NULL || !g_dbus_interface_skeleton_has_connection (ifaces[0], self->bus))
+    return;
+  if (announce)
+    {
+      g_autofree char *path = worker_path (bf_worker_get_name (worker));
+      GVariantBuilder b;
+
+      g_variant_builder_init (&b, G_VARIANT_TYPE ("as"));
+      for (guint i = 0; i < n; i++)
+        g_variant_builder_add (&b, "s", g_dbus_interface_skeleton_get_info (ifaces[i])->name);
+      g_dbus_connection_emit_signal (self->bus, NULL, FLEET_PATH, "org.freedesktop.DBus.ObjectManager",
+                                     "InterfacesRemoved", g_variant_new ("(oas)", path, &b), NULL);
+    }
+  for (guint i = 0; i < n; i++)
+    if (g_dbus_interface_skeleton_has_connection (ifaces[i], self->bus))
+      g_dbus_interface_skeleton_unexport_from_connection (ifaces[i], self->bus);
 }
 
 static void
@@ -382,8 +461,6 @@ drop_worker (BfManager  *self,
              BfWorker   *worker,
              const char *reason)
 {
-  g_autofree char *path = worker_path (bf_worker_get_name (worker));
-
   if (pool_of (self, worker))
     bf_pool_remove_member (pool_of (self, worker), worker);
   /* An instance that is still starting goes too, not only an attached one. */
@@ -394,7 +471,7 @@ drop_worker (BfManager  *self,
     bf_dbus_manager_set_workers_missing (iface (self), bf_dbus_manager_get_workers_missing (iface (self)) - 1);
   g_signal_handlers_disconnect_by_data (worker, self);
   bf_worker_set_observer (worker, NULL, NULL);
-  g_dbus_object_manager_server_unexport (self->object_manager, path);
+  unexport_worker (self, worker, TRUE);
   bf_state_remove_worker (self->state, bf_worker_get_name (worker));
   schedule_status (self);
 }
@@ -1232,65 +1309,111 @@ filter_properties (GVariant   *all,
  * same (cached) property dictionaries as GetManagedObjects, so the two
  * always agree. */
 static GVariant *
-object_entry (GDBusObject *object,
-              GHashTable  *wanted)
+object_entry (const char              *path,
+              GDBusInterfaceSkeleton **ifaces,
+              guint                    n_ifaces,
+              GHashTable              *wanted)
 {
   GDBusInterfaceInfo *worker_info = bf_dbus_worker_interface_info ();
   GDBusInterfaceInfo *latent_info = bf_dbus_latent_worker_interface_info ();
-  g_autolist(GDBusInterface) interfaces = g_dbus_object_get_interfaces (object);
   GVariantBuilder ib;
 
   g_variant_builder_init (&ib, G_VARIANT_TYPE ("a{sa{sv}}"));
-  for (GList *il = interfaces; il != NULL; il = il->next)
+  for (guint i = 0; i < n_ifaces; i++)
     {
-      GDBusInterfaceInfo *info = g_dbus_interface_get_info (il->data);
+      GDBusInterfaceInfo *info = g_dbus_interface_skeleton_get_info (ifaces[i]);
       g_autoptr(GVariant) all = NULL;
 
       if (wanted != NULL && info != worker_info && info != latent_info)
         continue;
-      all = g_dbus_interface_skeleton_get_properties (il->data);
+      all = g_dbus_interface_skeleton_get_properties (ifaces[i]);
       g_variant_builder_add (&ib, "{s@a{sv}}", info->name,
                              wanted != NULL && g_hash_table_size (wanted) > 0 ?
                              filter_properties (all, wanted) : all);
     }
-  return g_variant_ref_sink (g_variant_new ("{o@a{sa{sv}}}", g_dbus_object_get_object_path (object),
-                                            g_variant_builder_end (&ib)));
+  return g_variant_ref_sink (g_variant_new ("{o@a{sa{sv}}}", path, g_variant_builder_end (&ib)));
 }
 
-/* A listing of @objects (those under WORKERS_PATH only, with @wanted),
- * or an error once it would not fit in a message. */
+/* object_entry() of a worker (exported on the bus by the manager itself,
+ * see export_worker_on_bus()). */
+static GVariant *
+worker_entry (BfWorker   *worker,
+              GHashTable *wanted)
+{
+  GDBusInterfaceSkeleton *ifaces[2];
+  guint n = worker_interfaces (worker, ifaces);
+  const char *path = g_dbus_interface_skeleton_get_object_path (ifaces[0]);
+  g_autofree char *own = path ? NULL : worker_path (bf_worker_get_name (worker));
+
+  return object_entry (path ? path : own, ifaces, n, wanted);
+}
+
+/* object_entry() of an object of the GDBusObjectManagerServer. */
+static GVariant *
+server_object_entry (GDBusObject *object,
+                     GHashTable  *wanted)
+{
+  g_autolist(GDBusInterface) interfaces = g_dbus_object_get_interfaces (object);
+  g_autoptr(GPtrArray) ifaces = g_ptr_array_new ();
+
+  for (GList *il = interfaces; il != NULL; il = il->next)
+    g_ptr_array_add (ifaces, il->data);
+  return object_entry (g_dbus_object_get_object_path (object), (GDBusInterfaceSkeleton **) ifaces->pdata,
+                       ifaces->len, wanted);
+}
+
+static void
+add_values (GPtrArray  *items,
+            GHashTable *table)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, table);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    g_ptr_array_add (items, value);
+}
+
+/* A listing of the workers, and with @wanted == NULL of the object
+ * manager's other objects too (pools, builds, commands), or an error once
+ * it would not fit in a message. */
 static GVariant *
 list_objects (BfManager   *self,
-              GList       *objects,
               GHashTable  *wanted,
               const char  *call,
               const char  *instead,
               GError     **error)
 {
   g_autoptr(GHashTable) memo = bf_dbus_size_new_memo ();
+  g_autolist(GDBusObject) objects = NULL;
+  g_autoptr(GPtrArray) items = g_ptr_array_new ();   /* GDBusObject or BfWorker */
   gsize bound = reply_bound (self);
   gsize offset = FIRST_ENTRY_OFFSET;
-  guint n = 0, total = 0;
+  guint n = 0;
   GVariantBuilder b;
 
-  for (GList *l = objects; l != NULL; l = l->next)
-    if (wanted == NULL || g_str_has_prefix (g_dbus_object_get_object_path (l->data), WORKERS_PATH "/"))
-      total++;
+  if (wanted == NULL)
+    {
+      objects = g_dbus_object_manager_get_objects (G_DBUS_OBJECT_MANAGER (self->object_manager));
+      for (GList *l = objects; l != NULL; l = l->next)
+        g_ptr_array_add (items, l->data);
+    }
+  add_values (items, self->workers);
+  add_values (items, self->retiring);
 
   g_variant_builder_init (&b, G_VARIANT_TYPE ("a{oa{sa{sv}}}"));
-  for (GList *l = objects; l != NULL; l = l->next)
+  for (guint i = 0; i < items->len; i++)
     {
+      gpointer item = g_ptr_array_index (items, i);
       g_autoptr(GVariant) entry = NULL;
       gsize end;
 
-      if (wanted != NULL && !g_str_has_prefix (g_dbus_object_get_object_path (l->data), WORKERS_PATH "/"))
-        continue;
-      entry = object_entry (l->data, wanted);
+      entry = BF_IS_WORKER (item) ? worker_entry (item, wanted) : server_object_entry (item, wanted);
       end = bf_dbus_size_end_memo (entry, offset, bound, memo);
       if (end == BF_DBUS_SIZE_OVER)
         {
           g_variant_builder_clear (&b);
-          set_too_large (error, self, call, offset, n, total, wanted ? "workers" : "objects", instead);
+          set_too_large (error, self, call, offset, n, items->len, wanted ? "workers" : "objects", instead);
           return NULL;
         }
       offset = end;
@@ -1307,7 +1430,6 @@ handle_get_workers (BfDBusManager         *object,
 {
   BfManager *self = BF_MANAGER (object);
   g_autoptr(GHashTable) wanted = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autolist(GDBusObject) objects = NULL;
   g_autoptr(GError) error = NULL;
   GVariant *workers;
 
@@ -1316,8 +1438,7 @@ handle_get_workers (BfDBusManager         *object,
       g_dbus_method_invocation_return_gerror (invocation, error);
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
-  objects = g_dbus_object_manager_get_objects (G_DBUS_OBJECT_MANAGER (self->object_manager));
-  workers = list_objects (self, objects, wanted, "GetWorkers",
+  workers = list_objects (self, wanted, "GetWorkers",
                           "list the workers in pages with org.buildfleet.Fleet1.Manager.GetWorkerPage, "
                           "or ask for fewer properties", &error);
   if (workers == NULL)
@@ -1382,17 +1503,18 @@ handle_get_worker_page (BfDBusManager         *object,
   for (guint i = 0; i < names->len; i++)
     {
       const char *name = g_ptr_array_index (names, i);
-      g_autofree char *path = worker_path (name);
-      g_autoptr(GDBusObject) worker = NULL;
+      BfWorker *worker;
       g_autoptr(GVariant) entry = NULL;
       gsize end;
 
       if (limit > 0 && n == limit)
         break;
-      worker = g_dbus_object_manager_get_object (G_DBUS_OBJECT_MANAGER (self->object_manager), path);
+      worker = g_hash_table_lookup (self->workers, name);
+      if (worker == NULL)
+        worker = g_hash_table_lookup (self->retiring, name);
       if (worker == NULL)
         continue;
-      entry = object_entry (worker, wanted);
+      entry = worker_entry (worker, wanted);
       end = bf_dbus_size_end_memo (entry, offset, bound, memo);
       /* ...and room for @next, this worker's name, after the array. */
       if (end != BF_DBUS_SIZE_OVER && end + 8 + strlen (name) + 1 > bound)
@@ -1466,7 +1588,6 @@ serve_managed_objects (gpointer data)
 {
   ListingCall *lc = data;
   BfManager *self = lc->manager;
-  g_autolist(GDBusObject) objects = NULL;
   g_autoptr(GDBusMessage) reply = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GError) send_error = NULL;
@@ -1476,8 +1597,7 @@ serve_managed_objects (gpointer data)
 
   if (self->bus == NULL || self->object_manager == NULL)
     return G_SOURCE_REMOVE;
-  objects = g_dbus_object_manager_get_objects (G_DBUS_OBJECT_MANAGER (self->object_manager));
-  listing = list_objects (self, objects, NULL, "GetManagedObjects",
+  listing = list_objects (self, NULL, "GetManagedObjects",
                           "list the workers in pages with org.buildfleet.Fleet1.Manager.GetWorkerPage", &error);
   if (g_dbus_message_get_flags (lc->call) & G_DBUS_MESSAGE_FLAGS_NO_REPLY_EXPECTED)
     {
@@ -1973,6 +2093,7 @@ bf_manager_shutdown (BfManager *self)
     bf_worker_disconnect (value, "daemon shutting down");
   bf_state_flush (self->state);
   bf_history_flush_state (self->state);
+  bf_mailer_flush (self->mailer);
 }
 
 /* A worker can outlive the manager (a task or the attach batch holds it):
@@ -1991,6 +2112,7 @@ disconnect_workers (BfManager  *self,
     {
       g_signal_handlers_disconnect_by_data (worker, self);
       bf_worker_set_observer (worker, NULL, NULL);
+      unexport_worker (self, worker, FALSE);
     }
 }
 
@@ -2126,6 +2248,8 @@ bf_manager_new (BfConfig *config,
   g_signal_connect_object (self->listener, "connection", G_CALLBACK (listener_connection_cb), self, 0);
   self->object_manager = g_dbus_object_manager_server_new (FLEET_PATH);
   apply_daemon_config (self);
+  /* after the interval is set: held digests are due by it */
+  bf_mailer_load_held (self->mailer, config->state_directory);
 
   bf_dbus_manager_set_version (iface (self), PACKAGE_VERSION);
   bf_dbus_manager_set_listen (iface (self), (const char * const *) config->listen);
@@ -2135,6 +2259,19 @@ bf_manager_new (BfConfig *config,
   for (guint i = 0; i < config->workers->len; i++)
     add_worker (self, g_ptr_array_index (config->workers, i));
   return self;
+}
+
+static void
+export_all_workers (BfManager  *self,
+                    GHashTable *workers)
+{
+  GHashTableIter iter;
+  gpointer worker;
+
+  g_hash_table_iter_init (&iter, workers);
+  while (g_hash_table_iter_next (&iter, NULL, &worker))
+    if (!g_dbus_interface_skeleton_has_connection (worker, self->bus))
+      export_worker_on_bus (self, worker, FALSE);
 }
 
 gboolean
@@ -2152,5 +2289,9 @@ bf_manager_export (BfManager        *self,
       self->listing_filter_id = g_dbus_connection_add_filter (bus, listing_filter_cb, lf, listing_filter_free);
     }
   g_dbus_object_manager_server_set_connection (self->object_manager, bus);
+  /* No InterfacesAdded for them, as the server sends none for the objects
+   * it holds when it is given the connection. */
+  export_all_workers (self, self->workers);
+  export_all_workers (self, self->retiring);
   return g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self), bus, FLEET_PATH, error);
 }

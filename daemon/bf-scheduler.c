@@ -26,9 +26,9 @@ struct _BfScheduler
 static const char *
 worker_path (BfWorker *worker)
 {
-  GDBusObject *object = g_dbus_interface_get_object (G_DBUS_INTERFACE (worker));
+  const char *path = g_dbus_interface_skeleton_get_object_path (G_DBUS_INTERFACE_SKELETON (worker));
 
-  return object ? g_dbus_object_get_object_path (object) : "/";
+  return path ? path : "/";
 }
 
 /* Least loaded first (active / MaxBuilds), then fewest builds, then the one

@@ -188,27 +188,38 @@ bf_state_get_directory (BfState *self)
 }
 
 static void schedule_write_after (BfState *self, guint delay_ms);
-static gboolean write_durably (const char  *directory,
-                               const char  *path,
-                               GBytes      *bytes,
-                               GError     **error);
+
+/**
+ * bf_state_set_aside:
+ * @what: "State file", …: what the warning calls it
+ *
+ * Keeps a copy of the corrupt file @path as @path.corrupt-STAMP, with a
+ * warning that says @why.  A link, not a rename: the file stays where it
+ * is until a clean version replaces it, so a crash in between loses
+ * nothing readable.
+ */
+void
+bf_state_set_aside (const char *path,
+                    const char *what,
+                    const char *why)
+{
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *stamp = g_date_time_format (now, "%Y%m%dT%H%M%SZ");
+  g_autofree char *aside = g_strdup_printf ("%s.corrupt-%s", path, stamp);
+
+  if (link (path, aside) == 0 || (errno == EEXIST && g_unlink (aside) == 0 &&
+                                  link (path, aside) == 0))
+    g_warning ("%s %s is corrupt (%s); kept a copy as %s", what, path, why, aside);
+  else
+    g_warning ("%s %s is corrupt (%s) and no copy could be kept: %s",
+               what, path, why, g_strerror (errno));
+}
 
 static void
 set_aside (BfState    *self,
            const char *why)
 {
-  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
-  g_autofree char *stamp = g_date_time_format (now, "%Y%m%dT%H%M%SZ");
-  g_autofree char *aside = g_strdup_printf ("%s.corrupt-%s", self->path, stamp);
-
-  /* A link, not a rename: the file stays where it is until the clean
-   * version replaces it, so a crash in between loses nothing readable. */
-  if (link (self->path, aside) == 0 || (errno == EEXIST && g_unlink (aside) == 0 &&
-                                        link (self->path, aside) == 0))
-    g_warning ("State file %s is corrupt (%s); kept a copy as %s", self->path, why, aside);
-  else
-    g_warning ("State file %s is corrupt (%s) and no copy could be kept: %s",
-               self->path, why, g_strerror (errno));
+  bf_state_set_aside (self->path, "State file", why);
 }
 
 static void
@@ -400,7 +411,7 @@ load_daemon_id (BfState *self)
   g_string_append_c (id, '\n');
   bytes = g_bytes_new (id->str, id->len);
   g_clear_error (&error);
-  if (!write_durably (self->directory, path, bytes, &error))
+  if (!bf_state_write_file (self->directory, path, bytes, &error))
     g_warning ("%s; a restarted daemon will not recognise the instances this one starts", error->message);
   g_string_truncate (id, DAEMON_ID_LEN);
   self->daemon_id = g_string_free (g_steal_pointer (&id), FALSE);
@@ -752,13 +763,19 @@ bf_state_get_instances (BfState *self)
   return self->instances;
 }
 
-/* Temporary file, fsync, rename, fsync of the directory.  The error says
- * what could not be saved where, and why, in words fit for a D-Bus reply. */
-static gboolean
-write_durably (const char  *directory,
-               const char  *path,
-               GBytes      *bytes,
-               GError     **error)
+/**
+ * bf_state_write_file:
+ * @directory: the directory of @path, created if need be
+ *
+ * Replaces @path by @bytes durably, from any thread: temporary file,
+ * fsync, rename, fsync of the directory.  The error says what could not
+ * be saved where, and why, in words fit for a D-Bus reply.
+ */
+gboolean
+bf_state_write_file (const char  *directory,
+                     const char  *path,
+                     GBytes      *bytes,
+                     GError     **error)
 {
   g_autofree char *tmp = g_strconcat (path, ".XXXXXX", NULL);
   gsize len = 0;
@@ -843,7 +860,7 @@ write_thread (GTask        *task,
   g_autoptr(GBytes) bytes = serialize (job->entries, job->instances);
   GError *error = NULL;
 
-  if (write_durably (job->directory, job->path, bytes, &error))
+  if (bf_state_write_file (job->directory, job->path, bytes, &error))
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);
@@ -944,7 +961,7 @@ bf_state_flush (BfState *self)
   entries = snapshot_workers (self);
   instances = serialize_instances (self);
   bytes = serialize (entries, instances);
-  if (!write_durably (self->directory, self->path, bytes, &error))
+  if (!bf_state_write_file (self->directory, self->path, bytes, &error))
     g_warning ("Cannot save admin state: %s", error->message);
   complete_waiters (waiters, error);
 }

@@ -74,4 +74,12 @@ void        bf_state_remove_instance (BfState           *self,
                                     const char          *name);
 GHashTable *bf_state_get_instances (BfState             *self);
 
+gboolean    bf_state_write_file    (const char          *directory,
+                                    const char          *path,
+                                    GBytes              *bytes,
+                                    GError             **error);
+void        bf_state_set_aside     (const char          *path,
+                                    const char          *what,
+                                    const char          *why);
+
 G_END_DECLS

@@ -51,6 +51,8 @@
  * where they mean the same (tests/bench/README.md).
  */
 
+#define _GNU_SOURCE 1   /* memmem */
+
 #include "config.h"
 
 #include <errno.h>
@@ -213,6 +215,9 @@ typedef struct
   Stats st;
   char **environ;
   GPtrArray *os_release;
+  GBytes *info_parts[4];     /* getWorkerInfo's answer around host, access_uri, basedir */
+  GString *info_scratch;
+  GByteArray *spare_out;     /* lent to the worker being served (see out_borrow) */
   GRand *rand;
 } Loadgen;
 
@@ -567,6 +572,19 @@ worker_start (Worker *w)
   {
     int one = 1;
     setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* as bf-loadgen: one loopback source address per 10,000 workers, the
+     * port chosen by connect() for the 4-tuple (connect() takes even ports
+     * first, and past ~14,000 to one destination it walks the used ones) */
+    if (lg->n_workers > 10000)
+      {
+        guint n_sources = MIN ((lg->n_workers + 9999) / 10000, 254);
+        struct sockaddr_in local = { .sin_family = AF_INET,
+                                     .sin_addr.s_addr = htonl (0x7f000001 + w->index % n_sources) };
+
+        setsockopt (fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind (fd, (struct sockaddr *) &local, sizeof local) != 0)
+          g_printerr ("bf-loadgen-pb: bind %s: %s\n", inet_ntoa (local.sin_addr), g_strerror (errno));
+      }
   }
   w->fd = fd;
   lg->n_open++;
@@ -612,7 +630,7 @@ maybe_attached (Worker *w)
 /* --- the bot: what the master calls ----------------------------------------- */
 
 static BfJellyValue *
-worker_info (Worker *w)
+worker_info_for (const char *host, const char *uri, const char *basedir)
 {
   static const char * const command_names[] = {
     "shell", "uploadFile", "upload_file", "uploadDirectory", "upload_directory",
@@ -621,9 +639,6 @@ worker_info (Worker *w)
   };
   static BfJellyValue *env, *cmds;   /* the same for every worker: built once, shared */
   BfJellyValue *d = bf_jelly_dict ();
-  g_autofree char *host = g_strdup_printf ("bf-loadgen simulated worker %s", w->name);
-  g_autofree char *uri = g_strdup_printf ("bf-loadgen://%s", w->name);
-  g_autofree char *basedir = g_build_filename (lg->basedir_prefix, w->name, NULL);
 
   if (env == NULL)
     {
@@ -657,6 +672,85 @@ worker_info (Worker *w)
   /* create-worker writes delete_leftover_dirs = 0 into buildbot.tac: an int */
   bf_jelly_dict_set (d, ustr ("delete_leftover_dirs"), bf_jelly_int (0));
   return d;
+}
+
+static BfJellyValue *
+worker_info (Worker *w)
+{
+  g_autofree char *host = g_strdup_printf ("bf-loadgen simulated worker %s", w->name);
+  g_autofree char *uri = g_strdup_printf ("bf-loadgen://%s", w->name);
+  g_autofree char *basedir = g_build_filename (lg->basedir_prefix, w->name, NULL);
+
+  return worker_info_for (host, uri, basedir);
+}
+
+/* getWorkerInfo's answer is the same bytes for every worker but for three
+ * strings: encoded once with markers in their place and cut at the
+ * markers (banana has no outer lengths, so the parts splice). */
+static void
+pack_worker_info_parts (void)
+{
+  static const char * const markers[3] = {
+    "\001bf-loadgen-host\001", "\001bf-loadgen-uri\001", "\001bf-loadgen-basedir\001",
+  };
+  g_autoptr(BfJellyValue) d = worker_info_for (markers[0], markers[1], markers[2]);
+  g_autoptr(GByteArray) all = g_byte_array_new ();
+  g_autoptr(GError) error = NULL;
+  gsize last = 0;
+
+  if (!bf_jelly_encode (all, BF_BANANA_DIALECT_PB, d, &error))
+    g_error ("cannot encode: %s", error->message);
+  for (guint i = 0; i < G_N_ELEMENTS (markers); i++)
+    {
+      g_autoptr(GByteArray) m = g_byte_array_new ();
+      const guint8 *at;
+
+      bf_banana_write_string (m, BF_BANANA_DIALECT_PB, markers[i], strlen (markers[i]));
+      at = memmem (all->data + last, all->len - last, m->data, m->len);
+      g_assert (at != NULL);
+      lg->info_parts[i] = g_bytes_new (all->data + last, at - (all->data + last));
+      last = at - all->data + m->len;
+    }
+  lg->info_parts[3] = g_bytes_new (all->data + last, all->len - last);
+}
+
+static void
+put_bytes (Worker *w, GBytes *b)
+{
+  gsize n;
+  const guint8 *data = g_bytes_get_data (b, &n);
+
+  g_byte_array_append (w->out, data, n);
+}
+
+static void
+put_info_string (Worker *w, const char *a, const char *b)
+{
+  g_string_assign (lg->info_scratch, a);
+  g_string_append (lg->info_scratch, b);
+  bf_banana_write_string (w->out, BF_BANANA_DIALECT_PB, lg->info_scratch->str, lg->info_scratch->len);
+}
+
+static void
+send_worker_info_answer (Worker *w, gint64 request)
+{
+  if (lg->info_parts[0] == NULL)
+    pack_worker_info_parts ();
+  bf_banana_write_list_header (w->out, 3);
+  put_string (w, "answer");
+  bf_banana_write_int (w->out, request);
+  put_bytes (w, lg->info_parts[0]);
+  put_info_string (w, "bf-loadgen simulated worker ", w->name);
+  put_bytes (w, lg->info_parts[1]);
+  put_info_string (w, "bf-loadgen://", w->name);
+  put_bytes (w, lg->info_parts[2]);
+  {
+    g_autofree char *basedir = g_build_filename (lg->basedir_prefix, w->name, NULL);
+
+    put_info_string (w, basedir, "");
+  }
+  put_bytes (w, lg->info_parts[3]);
+  lg->st.messages_out++;
 }
 
 static BfJellyValue *
@@ -884,7 +978,7 @@ worker_on_call (Worker *w, gint64 request, gint64 objid, const char *name, gbool
       if (g_str_equal (name, "print"))
         is_print = TRUE, result = bf_jelly_none ();
       else if (g_str_equal (name, "getWorkerInfo"))
-        is_info = TRUE, result = worker_info (w);
+        is_info = TRUE;
       else if (g_str_equal (name, "setBuilderList"))
         result = builder_list_answer (w, args);
       else if (g_str_equal (name, "getVersion"))
@@ -930,10 +1024,12 @@ worker_on_call (Worker *w, gint64 request, gint64 objid, const char *name, gbool
     }
   if (is_print)
     lg->st.prints++;
-  if (answer)
+  if (is_info && answer)
+    send_worker_info_answer (w, request);
+  else if (answer && result != NULL)
     send_answer (w, request, result);
   else
-    bf_jelly_value_unref (result);
+    g_clear_pointer (&result, bf_jelly_value_unref);
   if (after_answer_command)
     command_start (w, args);
   if (interrupt && w->command)
@@ -1334,6 +1430,34 @@ kill_now (void)
 
 /* Runs the loop until @deadline (monotonic usec; 0: none) or until @done()
  * says so; FALSE when a signal arrived. @silent: watch only the signal fd. */
+/* A worker with nothing queued writes into lg->spare_out while it is served
+ * and gives it back if it all went out: the buffers that grow to hold an
+ * answer are not one per worker, and not grown again for every worker.
+ * Any array will do for any worker, so a worker that kept output simply
+ * keeps the big one and the spare becomes its old one. */
+static gboolean
+out_borrow (Worker *w)
+{
+  GByteArray *own = w->out;
+
+  if (own->len > 0)
+    return FALSE;
+  w->out = lg->spare_out;
+  lg->spare_out = own;
+  return TRUE;
+}
+
+static void
+out_return (Worker *w, gboolean lent)
+{
+  GByteArray *big = w->out;
+
+  if (!lent || big->len > 0)
+    return;
+  w->out = lg->spare_out;
+  lg->spare_out = big;
+}
+
 static gboolean
 run_loop (gint64 deadline, gboolean (*done) (void), gboolean silent)
 {
@@ -1362,7 +1486,12 @@ run_loop (gint64 deadline, gboolean (*done) (void), gboolean silent)
             Worker *w = &lg->workers[t.worker];
 
             if (t.gen == w->timer_gen && w->timer_kind != T_NONE)
-              worker_on_timer (w);
+              {
+                gboolean lent = out_borrow (w);
+
+                worker_on_timer (w);
+                out_return (w, lent);
+              }
           }
       if (done && done ())
         break;
@@ -1393,7 +1522,13 @@ run_loop (gint64 deadline, gboolean (*done) (void), gboolean silent)
                 }
               continue;
             }
-          worker_on_event (&lg->workers[events[i].data.u32], events[i].events);
+          {
+            Worker *w = &lg->workers[events[i].data.u32];
+            gboolean lent = out_borrow (w);
+
+            worker_on_event (w, events[i].events);
+            out_return (w, lent);
+          }
         }
     }
   if (sil_ep >= 0)
@@ -1639,6 +1774,8 @@ main (int argc, char **argv)
   debug = g_getenv ("BF_LOADGEN_DEBUG") != NULL;
   lg->environ = g_get_environ ();
   lg->os_release = bf_bench_read_os_release ();
+  lg->info_scratch = g_string_new (NULL);
+  lg->spare_out = g_byte_array_sized_new (16384);
   lg->rand = g_rand_new ();
   lg->timers = g_array_new (FALSE, FALSE, sizeof (Timer));
   g_queue_init (&lg->waiting);

@@ -2,7 +2,7 @@
 /*
  * bf-loadgen: impersonate many Buildbot workers from one process.
  *
- * Every simulated worker is one libsoup 3 WebSocket client speaking Buildbot's
+ * Every simulated worker is one WebSocket client connection speaking Buildbot's
  * msgpack protocol (msgpack_experimental_v7) and answering the master the way
  * an unmodified buildbot-worker 3.7 does (buildbot_worker/msgpack.py, pb.py,
  * base.py and commands/): print, keepalive, get_worker_info,
@@ -60,7 +60,7 @@
  *       timestamps) to correlate with.
  *   --silent-after-attach
  *       the workers hang for --hold seconds: the thread contexts that own
- *       every socket source (and libsoup's automatic pong replies) are simply
+ *       every epoll set (and so the pong replies too) are simply
  *       not iterated, each thread waiting in a nested loop on an empty private
  *       context, while the main thread runs only the hold timer and the
  *       signal handlers.  The kernel keeps the TCP connections ESTABLISHED and
@@ -87,33 +87,55 @@
  * --update-window of one command's requests are in flight (0 = unbounded, like
  * the real worker) so that a fast fake command cannot queue unbounded memory.
  *
+ * The wire
+ * --------
+ * The generator must cost less than the master it loads, so the transport is
+ * its own (it is not the product): raw non-blocking sockets in one
+ * edge-triggered epoll set per thread, which the thread's GMainContext watches
+ * as a single fd, so a main-loop iteration costs O(ready sockets), not
+ * O(sockets).  The master still gets the real thing: the upgrade request
+ * libsoup 3 sent, header for header (Basic auth, a fresh Sec-WebSocket-Key,
+ * whose Sec-WebSocket-Accept is checked), masked client frames, pongs for
+ * pings, the close handshake, and the same msgpack answers.  Per message
+ * there is no allocation: input is read into a per-thread buffer and parsed
+ * in place (only a partial frame is copied to the worker), decoded into a
+ * per-thread msgpack zone cleared after each message, and what a worker
+ * answers while its input is parsed leaves in one send().  get_worker_info's
+ * answer is packed once around the three per-worker strings.
+ *
  * Threads
  * -------
- * GLib's main loop costs O(sources) per iteration (prepare/check of every
- * source, poll() over every fd), so with thousands of sockets in one context
- * each iteration takes milliseconds.  The workers are split over --threads
- * shards, each a thread with its own GMainContext, SoupSessions, msgpack
- * buffer and counters; a worker only ever runs in its shard's thread.  The
- * main thread sequences the phases (g_main_context_invoke to the shards,
- * notes back to it) and collects figures by asking each shard for a copy.
+ * The workers are split over --threads shards, each a thread with its own
+ * GMainContext, epoll set, buffers and counters; a worker only ever runs in
+ * its shard's thread.  There are never more threads than CPUs the process
+ * may run on.  The main thread sequences the phases (g_main_context_invoke
+ * to the shards, notes back to it) and collects figures by asking each shard
+ * for a copy.
  *
  * Output: one JSON object per line on stdout per phase; diagnostics on stderr.
  * Exit status: 0 when every worker attached, 1 otherwise, 2 on usage errors.
  */
 
+#define _GNU_SOURCE 1   /* memmem */
+
 #include "config.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <glib.h>
 #include <glib-unix.h>
 #include <gio/gio.h>
-#include <libsoup/soup.h>
 #include <msgpack.h>
 
 #include "bf-bench-output.h"
@@ -158,6 +180,14 @@ typedef enum {
   WORKER_LEAVING,     /* we closed (FIN or close frame), waiting for the end */
   WORKER_DONE,        /* will not connect again */
 } WorkerState;
+
+/* Where a worker's connection is (Worker.conn). */
+typedef enum {
+  CONN_NONE,          /* no socket */
+  CONN_TCP,           /* non-blocking connect() in progress */
+  CONN_UPGRADE,       /* HTTP upgrade request sent, waiting for the 101 */
+  CONN_WS,            /* WebSocket frames both ways */
+} ConnState;
 
 typedef enum {
   CMD_SHELL,
@@ -266,18 +296,30 @@ struct _Worker {
   char *name;
   char *basedir;
   WorkerState state;
-  SoupSession *session;   /* borrowed */
+  int source_index;       /* --source-addresses: bind to 127.0.0.<1 + this>, -1 = no bind */
+  char *auth;             /* base64 of NAME:PASSWORD for the Authorization header */
 
-  SoupMessage *msg;       /* while connecting */
-  GCancellable *cancellable;
   guint connect_timeout_id;
   guint retry_id;
   guint leave_id;
   gboolean holds_slot;
   gboolean flapping;      /* --flap-cycles: we dropped it, it comes back at once */
 
-  SoupWebsocketConnection *ws;
-  GSocket *socket;
+  /* the connection: a non-blocking socket in the shard's epoll set */
+  int fd;                 /* -1 = none */
+  ConnState conn;
+  gboolean write_shut;    /* we sent our FIN (leaving like a stopped worker) */
+  gboolean close_sent;    /* we sent a close frame */
+  guint16 close_code;     /* from the master's close frame, 0 = none */
+  char ws_key[25];        /* Sec-WebSocket-Key of this attempt */
+  guint8 *rbuf;           /* input not parsed yet (a partial frame), or NULL */
+  gsize rlen, rcap;
+  guint8 *wbuf;           /* output the socket did not take yet, or NULL */
+  gsize wlen, wcap;
+  GByteArray *frag;       /* a fragmented message being reassembled */
+  guint8 frag_opcode;
+  guint32 conn_serial;    /* tells this connection's epoll events from a closed one's */
+
   guint32 next_seq;
   GHashTable *pending;    /* seq + 1 -> Pending */
   GHashTable *commands;   /* GBytes id -> FakeCommand */
@@ -363,11 +405,9 @@ typedef struct {
   guint64 transfer_bytes;
 } Stats;
 
-/* One thread with its own main context, libsoup sessions and a contiguous
- * slice of the workers.  Everything a worker does runs in its shard's
- * thread; the main thread only sequences the phases.  GLib's main loop costs
- * O(sources) per iteration, so one context per thread keeps each iteration
- * short when there are tens of thousands of sockets. */
+/* One thread with its own main context, epoll set and a contiguous slice of
+ * the workers.  Everything a worker does runs in its shard's thread; the
+ * main thread only sequences the phases. */
 struct _Shard {
   Loadgen *lg;
   guint index;
@@ -376,8 +416,16 @@ struct _Shard {
   GMainLoop *loop;
   Phase phase;
 
-  SoupSession **sessions;
-  guint n_sessions;
+  int epfd;                       /* every socket of the shard, edge-triggered */
+  guint epoll_id;                 /* the one GSource watching epfd */
+  guint8 *scratch;                /* read buffer shared by the shard's sockets */
+  GByteArray *obuf;               /* frames for sh->batch */
+  GByteArray *tbuf;               /* a frame for any other worker, sent at once */
+  Worker *batch;                  /* frames for this worker wait in obuf until its input is parsed */
+  GChecksum *sha1;                /* Sec-WebSocket-Accept */
+  GString *request;               /* the upgrade request being written */
+  guint32 mask_state;             /* xorshift for the frame masking keys */
+  msgpack_zone zone;              /* decoded messages, cleared after each */
   Worker *workers;
   guint n_workers;
   GQueue queue;
@@ -418,7 +466,11 @@ struct _Loadgen {
   guint n_signals;
   int exit_status;
 
-  GUri *uri;                      /* http:// form of --url */
+  struct sockaddr_storage target; /* --url's host and port */
+  socklen_t target_len;
+  char *request_path;             /* path?query of --url */
+  char *request_host;             /* the Host header */
+  char *user_agent;
   BfBenchNames names;            /* --name-format */
   gboolean in_flight_until_attached;
   guint n_sources;                /* source addresses per shard */
@@ -447,6 +499,7 @@ struct _Loadgen {
 
   char **environ;
   GPtrArray *os_release;          /* alternating key, value */
+  GBytes *info_parts[4];          /* get_worker_info's answer around the per-worker strings */
   GBytes *empty_tar;
   gint logged_errors;             /* atomic */
 };
@@ -459,7 +512,6 @@ static void command_kick (FakeCommand *c);
 static void command_unref (FakeCommand *c);
 static void shard_pump (Shard *sh);
 static void shard_check (Shard *sh);
-static SoupSession *make_session (Loadgen *lg, int source_index);
 
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                            */
@@ -758,8 +810,147 @@ append_py_repr (GString *s, const char *text)
 static gboolean
 worker_can_send (Worker *w)
 {
-  return w->ws != NULL &&
-         soup_websocket_connection_get_state (w->ws) == SOUP_WEBSOCKET_STATE_OPEN;
+  return w->conn == CONN_WS && !w->write_shut && !w->close_sent;
+}
+
+static void
+buf_append (guint8 **buf, gsize *len, gsize *cap, const void *data, gsize n)
+{
+  if (*len + n > *cap)
+    {
+      *cap = MAX (MAX (*cap * 2, *len + n), 4096);
+      *buf = g_realloc (*buf, *cap);
+    }
+  memcpy (*buf + *len, data, n);
+  *len += n;
+}
+
+/* A socket that failed a write is shut down both ways: the epoll loop then
+ * sees the end of the connection and conn_closed() runs from there, never
+ * from under a caller that still holds the worker's state. */
+static void
+conn_break (Worker *w)
+{
+  if (w->fd >= 0)
+    shutdown (w->fd, SHUT_RDWR);
+}
+
+/* Hands bytes to the socket in order; what it does not take waits in wbuf
+ * for EPOLLOUT. */
+static void
+conn_write (Worker *w, const guint8 *data, gsize n)
+{
+  if (w->fd < 0 || n == 0)
+    return;
+  if (w->wlen == 0)
+    {
+      ssize_t k;
+
+      do
+        k = send (w->fd, data, n, MSG_NOSIGNAL);
+      while (k < 0 && errno == EINTR);
+      if (k < 0 && errno != EAGAIN)
+        {
+          conn_break (w);
+          return;
+        }
+      if (k > 0)
+        {
+          data += k;
+          n -= k;
+        }
+      if (n == 0)
+        return;
+    }
+  buf_append (&w->wbuf, &w->wlen, &w->wcap, data, n);
+}
+
+/* EPOLLOUT: the rest of wbuf. */
+static void
+conn_flush (Worker *w)
+{
+  gsize done = 0;
+
+  while (done < w->wlen)
+    {
+      ssize_t k = send (w->fd, w->wbuf + done, w->wlen - done, MSG_NOSIGNAL);
+
+      if (k < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          if (errno != EAGAIN)
+            {
+              conn_break (w);
+              w->wlen = 0;
+            }
+          break;
+        }
+      done += k;
+    }
+  if (done > 0 && done < w->wlen)
+    memmove (w->wbuf, w->wbuf + done, w->wlen - done);
+  w->wlen -= MIN (done, w->wlen);
+  if (w->wlen == 0)
+    {
+      g_clear_pointer (&w->wbuf, g_free);
+      w->wcap = 0;
+    }
+}
+
+/* Appends one client frame (FIN set, masked as RFC 6455 requires of a
+ * client, with a fresh key) to sh->obuf; sent at once unless the worker's
+ * input is being parsed, in which case everything it answers goes out in
+ * one send() afterwards. */
+static void
+conn_send_frame (Worker *w, guint8 opcode, const guint8 *payload, gsize n)
+{
+  Shard *sh = w->shard;
+  guint8 head[14];
+  gsize h = 0, at;
+  guint32 x = sh->mask_state;
+  guint8 key[4];
+  guint8 *out;
+  GByteArray *buf;
+
+  /* xorshift32: unpredictable enough for a mask, and no syscall */
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  sh->mask_state = x;
+  memcpy (key, &x, 4);
+
+  head[h++] = 0x80 | opcode;
+  if (n < 126)
+    head[h++] = 0x80 | n;
+  else if (n <= 0xffff)
+    {
+      head[h++] = 0x80 | 126;
+      head[h++] = n >> 8;
+      head[h++] = n & 0xff;
+    }
+  else
+    {
+      head[h++] = 0x80 | 127;
+      for (int i = 7; i >= 0; i--)
+        head[h++] = (guint8) ((guint64) n >> (8 * i));
+    }
+  memcpy (head + h, key, 4);
+  h += 4;
+
+  buf = sh->batch == w ? sh->obuf : sh->tbuf;
+  at = buf->len;
+  g_byte_array_set_size (buf, at + h + n);
+  out = buf->data + at;
+  memcpy (out, head, h);
+  out += h;
+  for (gsize i = 0; i < n; i++)
+    out[i] = payload[i] ^ key[i & 3];
+  if (buf == sh->tbuf)
+    {
+      conn_write (w, buf->data, buf->len);
+      g_byte_array_set_size (buf, 0);
+    }
 }
 
 /* Sends what has been packed into sh->sbuf and clears it. */
@@ -770,7 +961,7 @@ worker_send_packed (Worker *w)
 
   if (worker_can_send (w))
     {
-      soup_websocket_connection_send_binary (w->ws, sh->sbuf.data, sh->sbuf.size);
+      conn_send_frame (w, 0x2, (const guint8 *) sh->sbuf.data, sh->sbuf.size);
       sh->stats.messages_out++;
       sh->stats.bytes_out += sh->sbuf.size;
     }
@@ -2380,26 +2571,49 @@ pack_kv_str (msgpack_packer *pk, const char *key, const char *value)
   pk_str (pk, value);
 }
 
+/* A str made of two parts, packed without building it first. */
 static void
-worker_on_get_worker_info (Worker *w, const msgpack_object *seq)
+pk_str2 (msgpack_packer *pk, const char *a, const char *b)
 {
-  Loadgen *lg = w->lg;
-  Shard *sh = w->shard;
-  msgpack_packer *pk = &sh->pk;
-  g_autofree char *host = g_strdup_printf ("bf-loadgen simulated worker %s", w->name);
-  g_autofree char *uri = g_strdup_printf ("bf-loadgen://%s", w->name);
-  guint n_environ = g_strv_length (lg->environ);
+  size_t na = strlen (a), nb = strlen (b);
 
-  response_head (sh, seq, FALSE);
+  msgpack_pack_str (pk, na + nb);
+  msgpack_pack_str_body (pk, a, na);
+  msgpack_pack_str_body (pk, b, nb);
+}
+
+/* get_worker_info's answer is the same for every worker but for the name in
+ * host and access_uri and the basedir: the constant stretches are packed
+ * once (lg->info_parts), and each answer is those bytes with the three
+ * strings packed in between. */
+static void
+pack_worker_info_parts (Loadgen *lg)
+{
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  guint n_environ = g_strv_length (lg->environ);
+  gsize last = 0;
+  guint part = 0;
+
+#define INFO_PART_END() \
+  G_STMT_START { \
+    lg->info_parts[part++] = g_bytes_new (sb.data + last, sb.size - last); \
+    last = sb.size; \
+  } G_STMT_END
+
+  msgpack_sbuffer_init (&sb);
+  msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
   /* info/ files, os-release, then what remote_getWorkerInfo() adds */
-  msgpack_pack_map (pk, 3 + lg->os_release->len / 2 + 7);
-  pack_kv_str (pk, "admin", "bf-loadgen <bf-loadgen@localhost>");
-  pack_kv_str (pk, "host", host);
-  pack_kv_str (pk, "access_uri", uri);
+  msgpack_pack_map (&pk, 3 + lg->os_release->len / 2 + 7);
+  pack_kv_str (&pk, "admin", "bf-loadgen <bf-loadgen@localhost>");
+  pk_str (&pk, "host");
+  INFO_PART_END ();     /* host: "bf-loadgen simulated worker NAME" */
+  pk_str (&pk, "access_uri");
+  INFO_PART_END ();     /* access_uri: "bf-loadgen://NAME" */
   for (guint i = 0; i + 1 < lg->os_release->len; i += 2)
-    pack_kv_str (pk, g_ptr_array_index (lg->os_release, i), g_ptr_array_index (lg->os_release, i + 1));
-  pk_str (pk, "environ");
-  msgpack_pack_map (pk, n_environ);
+    pack_kv_str (&pk, g_ptr_array_index (lg->os_release, i), g_ptr_array_index (lg->os_release, i + 1));
+  pk_str (&pk, "environ");
+  msgpack_pack_map (&pk, n_environ);
   for (guint i = 0; i < n_environ; i++)
     {
       const char *e = lg->environ[i];
@@ -2407,24 +2621,46 @@ worker_on_get_worker_info (Worker *w, const msgpack_object *seq)
 
       if (eq == NULL)
         {
-          pk_str (pk, e);
-          pk_str (pk, "");
+          pk_str (&pk, e);
+          pk_str (&pk, "");
           continue;
         }
-      pk_strn (pk, e, eq - e);
-      pk_str (pk, eq + 1);
+      pk_strn (&pk, e, eq - e);
+      pk_str (&pk, eq + 1);
     }
-  pack_kv_str (pk, "system", "posix");
-  pack_kv_str (pk, "basedir", w->basedir);
-  pk_str (pk, "numcpus");
-  msgpack_pack_int (pk, g_get_num_processors ());
-  pack_kv_str (pk, "version", lg->opt.worker_version);
-  pk_str (pk, "worker_commands");
-  msgpack_pack_map (pk, G_N_ELEMENTS (worker_command_names));
+  pack_kv_str (&pk, "system", "posix");
+  pk_str (&pk, "basedir");
+  INFO_PART_END ();     /* basedir: PREFIX/NAME */
+  pk_str (&pk, "numcpus");
+  msgpack_pack_int (&pk, g_get_num_processors ());
+  pack_kv_str (&pk, "version", lg->opt.worker_version);
+  pk_str (&pk, "worker_commands");
+  msgpack_pack_map (&pk, G_N_ELEMENTS (worker_command_names));
   for (guint i = 0; i < G_N_ELEMENTS (worker_command_names); i++)
-    pack_kv_str (pk, worker_command_names[i], WORKER_COMMAND_VERSION);
-  pk_str (pk, "delete_leftover_dirs");
-  msgpack_pack_false (pk);
+    pack_kv_str (&pk, worker_command_names[i], WORKER_COMMAND_VERSION);
+  pk_str (&pk, "delete_leftover_dirs");
+  msgpack_pack_false (&pk);
+  INFO_PART_END ();
+  g_assert (part == G_N_ELEMENTS (lg->info_parts));
+  msgpack_sbuffer_destroy (&sb);
+#undef INFO_PART_END
+}
+
+static void
+worker_on_get_worker_info (Worker *w, const msgpack_object *seq)
+{
+  Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
+  msgpack_packer *pk = &sh->pk;
+
+  response_head (sh, seq, FALSE);
+  pk_raw (sh, lg->info_parts[0]);
+  pk_str2 (pk, "bf-loadgen simulated worker ", w->name);
+  pk_raw (sh, lg->info_parts[1]);
+  pk_str2 (pk, "bf-loadgen://", w->name);
+  pk_raw (sh, lg->info_parts[2]);
+  pk_str (pk, w->basedir);
+  pk_raw (sh, lg->info_parts[3]);
   response_tail (w, FALSE);
 }
 
@@ -2506,52 +2742,57 @@ worker_on_response (Worker *w, const msgpack_object *msg, const msgpack_object *
   pending_free (p);
 }
 
+/* One whole message from the master.  Decoded into the shard's zone, which
+ * is cleared afterwards: no allocation per message once the zone has grown. */
 static void
-on_ws_message (SoupWebsocketConnection *ws,
-               gint                     type,
-               GBytes                  *message,
-               gpointer                 user_data)
+worker_on_message (Worker *w, gboolean binary, const char *data, gsize len)
 {
-  Worker *w = user_data;
   Loadgen *lg = w->lg;
   Shard *sh = w->shard;
-  gsize len;
-  const char *data = g_bytes_get_data (message, &len);
-  msgpack_unpacked u;
+  msgpack_object root;
   size_t off = 0;
-  const msgpack_object *msg, *seq;
-  g_autofree char *op = NULL;
+  const msgpack_object *msg, *seq, *op_obj;
+  char op_short[64];
+  g_autofree char *op_long = NULL;
+  const char *op = "?";
 
   sh->stats.messages_in++;
   sh->stats.bytes_in += len;
-  if (type != SOUP_WEBSOCKET_DATA_BINARY)
+  if (!binary)
     {
       sh->stats.text_frames++;
       lg_warn (lg, "%s: text frame from the master ignored", w->name);
       return;
     }
 
-  msgpack_unpacked_init (&u);
-  if (msgpack_unpack_next (&u, data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-      u.data.type != MSGPACK_OBJECT_MAP)
+  if (msgpack_unpack (data, len, &off, &sh->zone, &root) != MSGPACK_UNPACK_SUCCESS ||
+      root.type != MSGPACK_OBJECT_MAP)
     {
       sh->stats.bad_messages++;
       lg_warn (lg, "%s: undecodable message from the master (%" G_GSIZE_FORMAT " bytes)", w->name, len);
-      msgpack_unpacked_destroy (&u);
+      msgpack_zone_clear (&sh->zone);
       return;
     }
-  msg = &u.data;
+  msg = &root;
   seq = mp_get (msg, "seq_number");
-  if (seq == NULL || mp_get (msg, "op") == NULL)
+  op_obj = mp_get (msg, "op");
+  if (seq == NULL || op_obj == NULL)
     {
       sh->stats.bad_messages++;
       lg_warn (lg, "%s: invalid message from the master (no op or seq_number)", w->name);
-      msgpack_unpacked_destroy (&u);
+      msgpack_zone_clear (&sh->zone);
       return;
     }
-  op = mp_dup_str (mp_get (msg, "op"));
-  if (op == NULL)
-    op = g_strdup ("?");
+  /* str and bin share the layout of via.str */
+  if ((op_obj->type == MSGPACK_OBJECT_STR || op_obj->type == MSGPACK_OBJECT_BIN) &&
+      op_obj->via.str.size < sizeof op_short)
+    {
+      memcpy (op_short, op_obj->via.str.ptr, op_obj->via.str.size);
+      op_short[op_obj->via.str.size] = '\0';
+      op = op_short;
+    }
+  else if (op_obj->type == MSGPACK_OBJECT_STR || op_obj->type == MSGPACK_OBJECT_BIN)
+    op = op_long = g_strndup (op_obj->via.str.ptr, op_obj->via.str.size);
 
   if (g_str_equal (op, "response"))
     worker_on_response (w, msg, seq);
@@ -2602,7 +2843,7 @@ on_ws_message (SoupWebsocketConnection *ws,
       sh->stats.unknown_ops++;
       worker_respond (w, seq, error);
     }
-  msgpack_unpacked_destroy (&u);
+  msgpack_zone_clear (&sh->zone);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2715,21 +2956,20 @@ worker_schedule_retry (Worker *w)
                                "bf-loadgen retry");
 }
 
+#define READ_CHUNK 65536
+
+/* The connection is gone (EOF, reset, or after the close handshake): the
+ * worker retries, reconnects at once (a flap), or is done. */
 static void
-on_ws_closed (SoupWebsocketConnection *ws,
-              gpointer                 user_data)
+conn_closed (Worker *w)
 {
-  Worker *w = user_data;
   Loadgen *lg = w->lg;
   Shard *sh = w->shard;
   gboolean we_left = w->state == WORKER_LEAVING;
   gboolean was_attached = w->state == WORKER_ATTACHED;
 
-  g_signal_handlers_disconnect_by_data (ws, w);
   shard_clear_source (w->shard, &w->leave_id);
   worker_drop_connection_state (w);
-  g_clear_object (&w->socket);
-  g_clear_object (&w->ws);
   worker_release_slot (w);
 
   if (w->flapping && sh->phase == PHASE_HOLDING)
@@ -2749,7 +2989,7 @@ on_ws_closed (SoupWebsocketConnection *ws,
         {
           sh->stats.closed_before_attach++;
           lg_warn (lg, "%s: the master closed the connection before the attach completed "
-                   "(code %u)", w->name, soup_websocket_connection_get_close_code (ws));
+                   "(code %u)", w->name, w->close_code ? w->close_code : 1006);
         }
     }
 
@@ -2767,37 +3007,48 @@ on_ws_closed (SoupWebsocketConnection *ws,
   shard_check (sh);
 }
 
+/* Closes the socket and forgets everything about the connection. */
 static void
-on_ws_error (SoupWebsocketConnection *ws,
-             GError                  *error,
-             gpointer                 user_data)
+conn_reset (Worker *w)
 {
-  Worker *w = user_data;
-
-  if (w->state != WORKER_LEAVING && w->shard->phase != PHASE_STOPPING)
-    lg_warn (w->lg, "%s: WebSocket error: %s", w->name, error->message);
+  if (w->fd >= 0)
+    close (w->fd);      /* also leaves the epoll set */
+  w->fd = -1;
+  w->conn = CONN_NONE;
+  w->write_shut = FALSE;
+  w->close_sent = FALSE;
+  w->close_code = 0;
+  w->rlen = 0;
+  w->wlen = 0;
+  g_clear_pointer (&w->rbuf, g_free);
+  g_clear_pointer (&w->wbuf, g_free);
+  w->rcap = w->wcap = 0;
+  g_clear_pointer (&w->frag, g_byte_array_unref);
 }
 
+/* A failed attempt: no connection, no HTTP 101 (status 0 = none). */
 static void
-on_network_event (SoupMessage        *msg,
-                  GSocketClientEvent  event,
-                  GIOStream          *connection,
-                  gpointer            user_data)
+conn_attempt_failed (Worker *w, guint status, const char *why)
 {
-  Worker *w = user_data;
+  Loadgen *lg = w->lg;
+  Shard *sh = w->shard;
 
-  if (event == G_SOCKET_CLIENT_CONNECTED && G_IS_SOCKET_CONNECTION (connection))
-    g_set_object (&w->socket, g_socket_connection_get_socket (G_SOCKET_CONNECTION (connection)));
-}
-
-static gboolean
-on_accept_certificate (SoupMessage          *msg,
-                       GTlsCertificate      *certificate,
-                       GTlsCertificateFlags  errors,
-                       gpointer              user_data)
-{
-  /* loopback only: any certificate will do */
-  return TRUE;
+  shard_clear_source (sh, &w->connect_timeout_id);
+  conn_reset (w);
+  if (status == 401)
+    sh->stats.http_401++;
+  else if (status >= 100)
+    sh->stats.http_other++;
+  if (sh->phase != PHASE_STOPPING)
+    lg_warn (lg, "%s: connection attempt %u failed: %s%s%.0u", w->name, w->attempts,
+             why, status >= 100 ? ", HTTP " : "", status);
+  worker_release_slot (w);
+  if (sh->phase == PHASE_STOPPING)
+    worker_set_state (w, WORKER_DONE);
+  else
+    worker_schedule_retry (w);
+  shard_pump (sh);
+  shard_check (sh);
 }
 
 static gboolean
@@ -2807,66 +3058,380 @@ worker_connect_timeout (gpointer data)
 
   w->connect_timeout_id = 0;
   w->shard->stats.timeouts++;
-  g_cancellable_cancel (w->cancellable);
+  conn_attempt_failed (w, 0, "timed out");
   return G_SOURCE_REMOVE;
 }
 
+/* The same request libsoup 3 sent, header for header. */
 static void
-on_ws_connected (GObject      *source,
-                 GAsyncResult *result,
-                 gpointer      user_data)
+conn_send_upgrade (Worker *w)
 {
-  Worker *w = user_data;
+  Loadgen *lg = w->lg;
+  guint8 nonce[16];
+
+  for (guint i = 0; i < sizeof nonce; i += 4)
+    {
+      guint32 r = g_random_int ();
+
+      memcpy (nonce + i, &r, 4);
+    }
+  {
+    int state = 0, save = 0;
+    gsize k = g_base64_encode_step (nonce, sizeof nonce, FALSE, w->ws_key, &state, &save);
+
+    k += g_base64_encode_close (FALSE, w->ws_key + k, &state, &save);
+    w->ws_key[k] = '\0';
+  }
+  g_string_truncate (w->shard->request, 0);
+  g_string_append_printf (w->shard->request,
+                          "GET %s HTTP/1.1\r\n"
+                          "Authorization: Basic %s\r\n"
+                          "Upgrade: websocket\r\n"
+                          "Connection: Upgrade\r\n"
+                          "Sec-WebSocket-Key: %s\r\n"
+                          "Sec-WebSocket-Version: 13\r\n"
+                          "Accept-Encoding: gzip, deflate\r\n"
+                          "User-Agent: %s\r\n"
+                          "Host: %s\r\n"
+                          "\r\n",
+                          lg->request_path, w->auth, w->ws_key, lg->user_agent, lg->request_host);
+  w->conn = CONN_UPGRADE;
+  conn_write (w, (const guint8 *) w->shard->request->str, w->shard->request->len);
+}
+
+/* The value of header NAME in an HTTP head, or NULL. */
+static const char *
+http_header (const char *head, const char *name, gsize *len)
+{
+  gsize n = strlen (name);
+
+  for (const char *line = strstr (head, "\r\n"); line != NULL; line = strstr (line, "\r\n"))
+    {
+      const char *end;
+
+      line += 2;
+      if (g_ascii_strncasecmp (line, name, n) != 0 || line[n] != ':')
+        continue;
+      line += n + 1;
+      while (*line == ' ' || *line == '\t')
+        line++;
+      end = strstr (line, "\r\n");
+      if (end == NULL)
+        return NULL;
+      while (end > line && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+      *len = end - line;
+      return line;
+    }
+  return NULL;
+}
+
+/* The master's answer to the upgrade.  Returns how many bytes it took,
+ * 0 when the head is not complete yet, -1 when the attempt failed. */
+static gssize
+conn_on_upgrade_reply (Worker *w, const guint8 *data, gsize len)
+{
   Loadgen *lg = w->lg;
   Shard *sh = w->shard;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SoupMessage) msg = g_steal_pointer (&w->msg);
-  SoupWebsocketConnection *ws;
+  const guint8 *end = memmem (data, len, "\r\n\r\n", 4);
+  g_autofree char *head = NULL;
+  const char *accept;
+  gsize accept_len = 0, digest_len = 20, head_len;
+  guint8 digest[20];
+  char expected[32];
+  guint status = 0;
 
-  ws = soup_session_websocket_connect_finish (SOUP_SESSION (source), result, &error);
-  shard_clear_source (w->shard, &w->connect_timeout_id);
-  g_clear_object (&w->cancellable);
-  g_signal_handlers_disconnect_by_data (msg, w);
-
-  if (ws == NULL)
+  if (end == NULL)
     {
-      guint status = soup_message_get_status (msg);
+      if (len > 16384)
+        {
+          conn_attempt_failed (w, 0, "the upgrade reply's head is longer than 16 KiB");
+          return -1;
+        }
+      return 0;
+    }
+  head_len = end + 4 - data;
+  head = g_strndup ((const char *) data, head_len);
+  if (sscanf (head, "HTTP/1.%*[01] %u", &status) != 1)
+    {
+      conn_attempt_failed (w, 0, "not an HTTP reply to the upgrade request");
+      return -1;
+    }
+  if (status != 101)
+    {
+      conn_attempt_failed (w, status, status == 401 ? "Unauthorized" : "the master refused the upgrade");
+      return -1;
+    }
+  g_checksum_reset (sh->sha1);
+  g_checksum_update (sh->sha1, (const guchar *) w->ws_key, strlen (w->ws_key));
+  g_checksum_update (sh->sha1, (const guchar *) "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", 36);
+  g_checksum_get_digest (sh->sha1, digest, &digest_len);
+  {
+    int state = 0, save = 0;
+    gsize k = g_base64_encode_step (digest, digest_len, FALSE, expected, &state, &save);
 
-      g_clear_object (&w->socket);
-      if (status == SOUP_STATUS_UNAUTHORIZED)
-        sh->stats.http_401++;
-      else if (status >= 100)
-        sh->stats.http_other++;
-      else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        sh->stats.connect_errors++;
-      if (sh->phase != PHASE_STOPPING)
-        lg_warn (lg, "%s: connection attempt %u failed: %s%s%.0u", w->name, w->attempts,
-                 error->message, status >= 100 ? ", HTTP " : "", status);
-      worker_release_slot (w);
-      if (sh->phase == PHASE_STOPPING)
-        worker_set_state (w, WORKER_DONE);
-      else
-        worker_schedule_retry (w);
-      shard_pump (sh);
-      shard_check (sh);
-      return;
+    k += g_base64_encode_close (FALSE, expected + k, &state, &save);
+    expected[k] = '\0';
+  }
+  accept = http_header (head, "Sec-WebSocket-Accept", &accept_len);
+  if (accept == NULL || accept_len != strlen (expected) || memcmp (accept, expected, accept_len) != 0)
+    {
+      conn_attempt_failed (w, status, "the master's Sec-WebSocket-Accept is wrong");
+      return -1;
     }
 
-  w->ws = ws;
+  shard_clear_source (sh, &w->connect_timeout_id);
+  w->conn = CONN_WS;
   w->handshake_ms = (g_get_monotonic_time () - w->attempt_usec) / 1000.0;
   worker_drop_connection_state (w);
   worker_set_state (w, WORKER_OPEN);
-  soup_websocket_connection_set_max_incoming_payload_size (ws, 0);
-  soup_websocket_connection_set_keepalive_interval (ws, 0);
-  g_signal_connect (ws, "message", G_CALLBACK (on_ws_message), w);
-  g_signal_connect (ws, "closed", G_CALLBACK (on_ws_closed), w);
-  g_signal_connect (ws, "error", G_CALLBACK (on_ws_error), w);
   if (!lg->in_flight_until_attached)
     worker_release_slot (w);
-
   if (sh->phase == PHASE_STOPPING)
     worker_leave (w);
   shard_pump (sh);
+  return head_len;
+}
+
+/* One frame from the master. */
+static void
+conn_on_frame (Worker *w, gboolean fin, guint8 opcode, const guint8 *payload, gsize n)
+{
+  switch (opcode)
+    {
+    case 0x8:           /* close: echo code and reason, then wait for the FIN */
+      w->close_code = n >= 2 ? (payload[0] << 8 | payload[1]) : 1005;
+      if (!w->close_sent && !w->write_shut)
+        {
+          conn_send_frame (w, 0x8, payload, MIN (n, 125));
+          w->close_sent = TRUE;
+        }
+      break;
+
+    case 0x9:           /* ping: pong with the same payload */
+      if (worker_can_send (w))
+        conn_send_frame (w, 0xA, payload, n);
+      break;
+
+    case 0xA:
+      break;
+
+    case 0x1:
+    case 0x2:
+      if (fin)
+        {
+          worker_on_message (w, opcode == 0x2, (const char *) payload, n);
+          break;
+        }
+      g_clear_pointer (&w->frag, g_byte_array_unref);
+      w->frag = g_byte_array_new ();
+      w->frag_opcode = opcode;
+      g_byte_array_append (w->frag, payload, n);
+      break;
+
+    case 0x0:
+      if (w->frag == NULL)
+        {
+          w->shard->stats.bad_messages++;
+          lg_warn (w->lg, "%s: continuation frame without a first fragment", w->name);
+          break;
+        }
+      g_byte_array_append (w->frag, payload, n);
+      if (fin)
+        {
+          g_autoptr(GByteArray) whole = g_steal_pointer (&w->frag);
+
+          worker_on_message (w, w->frag_opcode == 0x2, (const char *) whole->data, whole->len);
+        }
+      break;
+
+    default:
+      w->shard->stats.bad_messages++;
+      lg_warn (w->lg, "%s: frame with unknown opcode %u ignored", w->name, opcode);
+      break;
+    }
+}
+
+/* Parses what arrived; returns the bytes taken (the rest is a partial frame
+ * or head), -1 when the connection attempt failed. */
+static gssize
+conn_parse (Worker *w, guint8 *data, gsize len)
+{
+  gsize off = 0;
+
+  if (w->conn == CONN_UPGRADE)
+    {
+      gssize k = conn_on_upgrade_reply (w, data, len);
+
+      if (k <= 0)
+        return k;
+      off = k;
+    }
+  while (w->conn == CONN_WS && len - off >= 2)
+    {
+      guint8 *f = data + off;
+      gsize avail = len - off, h = 2;
+      guint64 n = f[1] & 0x7f;
+      gboolean masked = (f[1] & 0x80) != 0;
+
+      if (n == 126)
+        {
+          if (avail < 4)
+            break;
+          n = (f[2] << 8) | f[3];
+          h = 4;
+        }
+      else if (n == 127)
+        {
+          if (avail < 10)
+            break;
+          n = 0;
+          for (int i = 2; i < 10; i++)
+            n = (n << 8) | f[i];
+          h = 10;
+        }
+      if (masked)
+        h += 4;
+      if (avail < h || avail - h < n)
+        break;
+      if (masked)   /* the master must not mask, but a mask is easy to undo */
+        for (guint64 i = 0; i < n; i++)
+          f[h + i] ^= f[h - 4 + (i & 3)];
+      off += h + n;
+      conn_on_frame (w, (f[0] & 0x80) != 0, f[0] & 0x0f, f + h, n);
+    }
+  return off;
+}
+
+/* Reads until EAGAIN (the epoll set is edge-triggered).  Input goes to the
+ * shard's scratch buffer and is parsed in place; only a partial frame is
+ * copied to the worker's own buffer.  Everything the worker answers while
+ * its input is parsed leaves in one send(). */
+static void
+conn_on_readable (Worker *w, gboolean peer_closed)
+{
+  Shard *sh = w->shard;
+
+  for (;;)
+    {
+      guint8 *buf;
+      gsize len, cap;
+      gssize n, used;
+      gboolean drained;
+
+      if (w->rlen == 0)
+        {
+          buf = sh->scratch;
+          len = 0;
+          cap = READ_CHUNK;
+        }
+      else
+        {
+          if (w->rcap - w->rlen < READ_CHUNK / 4)
+            {
+              w->rcap = MAX (w->rcap * 2, w->rlen + READ_CHUNK);
+              w->rbuf = g_realloc (w->rbuf, w->rcap);
+            }
+          buf = w->rbuf;
+          len = w->rlen;
+          cap = w->rcap;
+        }
+      n = recv (w->fd, buf + len, cap - len, 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && errno == EAGAIN)
+        return;
+      if (n <= 0)
+        {
+          /* EOF or an error: the connection is over */
+          if (w->conn == CONN_WS)
+            {
+              conn_reset (w);
+              conn_closed (w);
+            }
+          else
+            conn_attempt_failed (w, 0, n == 0 ? "the master closed the connection during the upgrade"
+                                              : g_strerror (errno));
+          return;
+        }
+      /* a short read drained the socket: the next data is a new edge, so no
+       * recv() just to hear EAGAIN (unless the FIN is there to be read) */
+      drained = (gsize) n < cap - len && !peer_closed;
+      len += n;
+      sh->batch = w;
+      g_byte_array_set_size (sh->obuf, 0);
+      used = conn_parse (w, buf, len);
+      sh->batch = NULL;
+      if (used < 0)
+        return;     /* the attempt failed and the socket is closed */
+      conn_write (w, sh->obuf->data, sh->obuf->len);
+      g_byte_array_set_size (sh->obuf, 0);
+      if (buf == sh->scratch)
+        {
+          if ((gsize) used < len)
+            buf_append (&w->rbuf, &w->rlen, &w->rcap, buf + used, len - used);
+        }
+      else
+        {
+          memmove (w->rbuf, w->rbuf + used, len - used);
+          w->rlen = len - used;
+          if (w->rlen == 0)
+            {
+              g_clear_pointer (&w->rbuf, g_free);
+              w->rcap = 0;
+            }
+        }
+      if (drained)
+        return;
+    }
+}
+
+static void
+conn_on_event (Worker *w, guint32 events)
+{
+  if (w->conn == CONN_TCP)
+    {
+      int err = 0;
+      socklen_t err_len = sizeof err;
+
+      if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        return;
+      if ((events & (EPOLLERR | EPOLLHUP)) &&
+          getsockopt (w->fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0)
+        err = errno;
+      if (err != 0)
+        {
+          w->shard->stats.connect_errors++;
+          conn_attempt_failed (w, 0, g_strerror (err));
+          return;
+        }
+      conn_send_upgrade (w);
+    }
+  if ((events & EPOLLOUT) && w->wlen > 0)
+    conn_flush (w);
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    conn_on_readable (w, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+}
+
+/* The shard's one GSource: dispatches what epoll reports. */
+static gboolean
+shard_on_epoll (gint fd, GIOCondition condition, gpointer data)
+{
+  Shard *sh = data;
+  struct epoll_event events[256];
+  int n = epoll_wait (sh->epfd, events, G_N_ELEMENTS (events), 0);
+
+  for (int i = 0; i < n; i++)
+    {
+      guint64 tag = events[i].data.u64;
+      Worker *w = &sh->workers[(guint32) tag];
+
+      /* an earlier event of this batch may have closed the connection and
+       * started another one for the same worker */
+      if (w->fd >= 0 && w->conn_serial == (guint32) (tag >> 32))
+        conn_on_event (w, events[i].events);
+    }
+  return G_SOURCE_CONTINUE;
 }
 
 static void
@@ -2874,9 +3439,8 @@ worker_start_attempt (Worker *w)
 {
   Loadgen *lg = w->lg;
   Shard *sh = w->shard;
-  g_autofree char *userpass = g_strdup_printf ("%s:%s", w->name, lg->opt.password);
-  g_autofree char *b64 = g_base64_encode ((const guchar *) userpass, strlen (userpass));
-  g_autofree char *auth = g_strconcat ("Basic ", b64, NULL);
+  struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET };
+  int one = 1;
 
   w->holds_slot = TRUE;
   sh->in_flight++;
@@ -2887,18 +3451,50 @@ worker_start_attempt (Worker *w)
     w->first_attempt_usec = w->attempt_usec;
   worker_set_state (w, WORKER_CONNECTING);
 
-  w->msg = soup_message_new_from_uri (SOUP_METHOD_GET, lg->uri);
-  soup_message_headers_replace (soup_message_get_request_headers (w->msg), "Authorization", auth);
-  g_signal_connect (w->msg, "network-event", G_CALLBACK (on_network_event), w);
-  g_signal_connect (w->msg, "accept-certificate", G_CALLBACK (on_accept_certificate), w);
-  w->cancellable = g_cancellable_new ();
+  conn_reset (w);
+  w->conn_serial++;
+  ev.data.u64 = ((guint64) w->conn_serial << 32) | (guint64) (w - sh->workers);
+  w->fd = socket (lg->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (w->fd < 0)
+    {
+      sh->stats.connect_errors++;
+      conn_attempt_failed (w, 0, g_strerror (errno));
+      return;
+    }
+  setsockopt (w->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (w->source_index >= 0)
+    {
+      struct sockaddr_in local = { .sin_family = AF_INET,
+                                   .sin_addr.s_addr = htonl (0x7f000001 + w->source_index) };
+
+      /* the port is then chosen by connect() for the whole 4-tuple, not
+       * reserved by bind() against every other socket of the machine */
+      setsockopt (w->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      if (bind (w->fd, (struct sockaddr *) &local, sizeof local) != 0)
+        {
+          sh->stats.connect_errors++;
+          conn_attempt_failed (w, 0, g_strerror (errno));
+          return;
+        }
+    }
+  w->conn = CONN_TCP;
   if (lg->opt.connect_timeout > 0)
     {
       w->connect_timeout_id = shard_timeout (w->shard, (guint) (lg->opt.connect_timeout * 1000),
                                              worker_connect_timeout, w, "bf-loadgen connect timeout");
     }
-  soup_session_websocket_connect_async (w->session, w->msg, NULL, NULL, G_PRIORITY_DEFAULT,
-                                        w->cancellable, on_ws_connected, w);
+  if (connect (w->fd, (struct sockaddr *) &lg->target, lg->target_len) != 0 && errno != EINPROGRESS)
+    {
+      sh->stats.connect_errors++;
+      conn_attempt_failed (w, 0, g_strerror (errno));
+      return;
+    }
+  /* edge-triggered: the first EPOLLOUT says the connect() finished */
+  if (epoll_ctl (sh->epfd, EPOLL_CTL_ADD, w->fd, &ev) != 0)
+    {
+      sh->stats.connect_errors++;
+      conn_attempt_failed (w, 0, g_strerror (errno));
+    }
 }
 
 static void
@@ -2917,7 +3513,6 @@ worker_leave (Worker *w)
 {
   Loadgen *lg = w->lg;
   Shard *sh = w->shard;
-  g_autoptr(GError) error = NULL;
 
   switch (w->state)
     {
@@ -2932,18 +3527,30 @@ worker_leave (Worker *w)
       break;
 
     case WORKER_CONNECTING:
-      g_cancellable_cancel (w->cancellable);
+      conn_attempt_failed (w, 0, "cancelled");
       break;
 
     case WORKER_OPEN:
     case WORKER_ATTACHED:
       worker_set_state (w, WORKER_LEAVING);
-      if (lg->opt.close_frame || w->socket == NULL)
-        soup_websocket_connection_close (w->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
-      else if (!g_socket_shutdown (w->socket, FALSE, TRUE, &error))
+      if (lg->opt.close_frame)
         {
-          lg_warn (lg, "%s: shutdown: %s", w->name, error->message);
-          soup_websocket_connection_close (w->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
+          if (!w->close_sent && !w->write_shut)
+            {
+              static const guint8 going_away[2] = { 1001 >> 8, 1001 & 0xff };
+
+              conn_send_frame (w, 0x8, going_away, 2);
+              w->close_sent = TRUE;
+            }
+        }
+      else if (!w->write_shut)
+        {
+          w->write_shut = TRUE;
+          if (shutdown (w->fd, SHUT_WR) != 0)
+            {
+              lg_warn (lg, "%s: shutdown: %s", w->name, g_strerror (errno));
+              conn_break (w);
+            }
         }
       break;
 
@@ -3042,8 +3649,8 @@ shard_on_phase (gpointer data)
 
 /* --flap-cycles: the network goes away under every attached worker at
  * once.  Each socket is shut down both ways (the master gets a FIN, as
- * when the kernel closes a killed worker's socket); libsoup then reports
- * the connection closed and on_ws_closed() queues the worker again at
+ * when the kernel closes a killed worker's socket); the epoll loop then
+ * reads the end of the connection and on_ws_closed() queues the worker again at
  * once, without the real worker's backoff. */
 static gboolean
 shard_on_flap (gpointer data)
@@ -3055,18 +3662,14 @@ shard_on_flap (gpointer data)
   for (guint i = 0; i < sh->n_workers; i++)
     {
       Worker *w = &sh->workers[i];
-      g_autoptr(GError) error = NULL;
 
-      if (w->state != WORKER_ATTACHED || w->socket == NULL)
+      if (w->state != WORKER_ATTACHED || w->fd < 0)
         continue;
       w->flapping = TRUE;
       w->settings_done = FALSE;
       worker_set_state (w, WORKER_OPEN);
-      if (!g_socket_shutdown (w->socket, TRUE, TRUE, &error))
-        {
-          lg_warn (lg, "%s: shutdown: %s", w->name, error->message);
-          soup_websocket_connection_close (w->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, NULL);
-        }
+      if (shutdown (w->fd, SHUT_RDWR) != 0)
+        lg_warn (lg, "%s: shutdown: %s", w->name, g_strerror (errno));
       dropped++;
     }
   g_atomic_int_add (&lg->flap_dropped, dropped);
@@ -3102,8 +3705,7 @@ quit_loop_cb (gpointer data)
 
 /* --silent-after-attach: runs inside a dispatch of sh->ctx, so while the
  * nested loop below runs on a private context nothing iterates sh->ctx,
- * which owns every socket source of the shard (and libsoup's automatic pong
- * replies).  The kernel keeps the connections up and ACKs into the receive
+ * which owns the shard's epoll set (and so every read and pong).  The kernel keeps the connections up and ACKs into the receive
  * buffers; the workers hang like a process stopped with SIGSTOP. */
 static gboolean
 shard_on_silent (gpointer data)
@@ -3135,23 +3737,17 @@ shard_on_finish (gpointer data)
 {
   Shard *sh = data;
 
-  if (sh->n_state[WORKER_CONNECTING] == 0)
+  for (guint i = 0; i < sh->n_workers; i++)
     {
-      for (guint i = 0; i < sh->n_workers; i++)
-        {
-          Worker *w = &sh->workers[i];
+      Worker *w = &sh->workers[i];
 
-          shard_clear_source (sh, &w->retry_id);
-          shard_clear_source (sh, &w->leave_id);
-          worker_drop_connection_state (w);
-          if (w->ws != NULL)
-            g_signal_handlers_disconnect_by_data (w->ws, w);
-          g_clear_object (&w->ws);
-          g_clear_object (&w->socket);
-        }
-      for (guint i = 0; i < sh->n_sessions; i++)
-        g_clear_object (&sh->sessions[i]);
+      shard_clear_source (sh, &w->retry_id);
+      shard_clear_source (sh, &w->leave_id);
+      shard_clear_source (sh, &w->connect_timeout_id);
+      worker_drop_connection_state (w);
+      conn_reset (w);
     }
+  shard_clear_source (sh, &sh->epoll_id);
   g_main_loop_quit (sh->loop);
   return G_SOURCE_REMOVE;
 }
@@ -3160,16 +3756,8 @@ static gpointer
 shard_thread (gpointer data)
 {
   Shard *sh = data;
-  Loadgen *lg = sh->lg;
 
-  /* libsoup binds a session to the thread-default context it is made in */
   g_main_context_push_thread_default (sh->ctx);
-  sh->n_sessions = lg->n_sources;
-  sh->sessions = g_new0 (SoupSession *, sh->n_sessions);
-  for (guint i = 0; i < sh->n_sessions; i++)
-    sh->sessions[i] = make_session (lg, sh->n_sessions > 1 ? (int) i : -1);
-  for (guint i = 0; i < sh->n_workers; i++)
-    sh->workers[i].session = sh->sessions[i % sh->n_sessions];
   g_main_loop_run (sh->loop);
   g_main_context_pop_thread_default (sh->ctx);
   return NULL;
@@ -3618,36 +4206,46 @@ parse_url (Loadgen *lg, GError **error)
 {
   g_autoptr(GUri) uri = NULL;
   g_autoptr(GInetAddress) addr = NULL;
-  const char *scheme, *host, *path;
+  g_autoptr(GSocketAddress) sa = NULL;
+  const char *scheme, *host, *path, *query;
+  int port;
 
   uri = g_uri_parse (lg->opt.url, G_URI_FLAGS_NONE, error);
   if (uri == NULL)
     return FALSE;
   scheme = g_uri_get_scheme (uri);
   host = g_uri_get_host (uri);
-  if (g_ascii_strcasecmp (scheme, "ws") != 0 && g_ascii_strcasecmp (scheme, "wss") != 0)
+  if (g_ascii_strcasecmp (scheme, "ws") != 0)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "--url %s: the scheme must be ws or wss", lg->opt.url);
+                   "--url %s: the scheme must be ws (bf-loadgen speaks plain WebSocket only)",
+                   lg->opt.url);
       return FALSE;
     }
   if (host != NULL)
-    addr = g_inet_address_new_from_string (host);
-  if (host == NULL ||
-      (addr != NULL && !g_inet_address_get_is_loopback (addr)) ||
-      (addr == NULL && g_ascii_strcasecmp (host, "localhost") != 0))
+    addr = g_ascii_strcasecmp (host, "localhost") == 0 ? g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4)
+                                                       : g_inet_address_new_from_string (host);
+  if (addr == NULL || !g_inet_address_get_is_loopback (addr))
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--url %s: bf-loadgen only connects to loopback addresses "
                    "(127.0.0.0/8, ::1, localhost)", lg->opt.url);
       return FALSE;
     }
+  port = g_uri_get_port (uri);
+  if (port < 0)
+    port = 80;
+  sa = g_inet_socket_address_new (addr, port);
+  lg->target_len = g_socket_address_get_native_size (sa);
+  if (!g_socket_address_to_native (sa, &lg->target, sizeof lg->target, error))
+    return FALSE;
   path = g_uri_get_path (uri);
-  lg->uri = g_uri_build (G_URI_FLAGS_NONE,
-                         g_ascii_strcasecmp (scheme, "wss") == 0 ? "https" : "http",
-                         NULL, host, g_uri_get_port (uri),
-                         (path == NULL || *path == '\0') ? "/" : path,
-                         g_uri_get_query (uri), NULL);
+  query = g_uri_get_query (uri);
+  lg->request_path = g_strconcat ((path == NULL || *path == '\0') ? "/" : path,
+                                  query != NULL ? "?" : "", query != NULL ? query : "", NULL);
+  /* as libsoup wrote it: the port unless it is the default one */
+  lg->request_host = port == 80 ? g_strdup (host) : g_strdup_printf (strchr (host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+  lg->user_agent = g_strdup_printf ("bf-loadgen/%s (buildbot-worker 3.7 emulation)", PACKAGE_VERSION);
   return TRUE;
 }
 
@@ -3678,41 +4276,9 @@ raise_nofile_limit (Loadgen *lg, GError **error)
   return TRUE;
 }
 
-static SoupSession *
-make_session (Loadgen *lg, int source_index)
-{
-  g_autoptr(GSocketAddress) local = NULL;
-  g_autofree char *agent = g_strdup_printf ("bf-loadgen/%s (buildbot-worker 3.7 emulation)",
-                                            PACKAGE_VERSION);
-  SoupSession *session;
-
-  if (source_index >= 0)
-    {
-      g_autofree char *ip = g_strdup_printf ("127.0.0.%d", source_index + 1);
-      g_autoptr(GInetAddress) addr = g_inet_address_new_from_string (ip);
-
-      local = g_inet_socket_address_new (addr, 0);
-    }
-  session = soup_session_new_with_options ("max-conns", G_MAXINT,
-                                           "max-conns-per-host", G_MAXINT,
-                                           "timeout", 0,
-                                           "idle-timeout", 0,
-                                           "user-agent", agent,
-                                           "local-address", local,
-                                           NULL);
-  /* no proxies for loopback, and no permessage-deflate offer: the real
-   * worker (autobahn) offers no extension */
-  soup_session_set_proxy_resolver (session, NULL);
-  soup_session_remove_feature_by_type (session, SOUP_TYPE_WEBSOCKET_EXTENSION_MANAGER);
-  return session;
-}
-
-
 static void
 loadgen_free (Loadgen *lg)
 {
-  gboolean settled = TRUE;
-
   g_clear_handle_id (&lg->attach_timeout_id, g_source_remove);
   g_clear_handle_id (&lg->phase_timeout_id, g_source_remove);
   g_clear_handle_id (&lg->progress_id, g_source_remove);
@@ -3729,11 +4295,17 @@ loadgen_free (Loadgen *lg)
           g_main_context_invoke (sh->ctx, shard_on_finish, sh);
           g_thread_join (sh->thread);
         }
-      /* an attempt still in flight holds pointers to its worker */
-      if (sh->n_state[WORKER_CONNECTING] > 0)
-        settled = FALSE;
       g_queue_clear (&sh->queue);
-      g_free (sh->sessions);
+      if (sh->epfd >= 0)
+        close (sh->epfd);
+      g_clear_pointer (&sh->obuf, g_byte_array_unref);
+      g_clear_pointer (&sh->tbuf, g_byte_array_unref);
+      g_clear_pointer (&sh->sha1, g_checksum_free);
+      if (sh->request != NULL)
+        g_string_free (sh->request, TRUE);
+      if (sh->scratch != NULL)
+        msgpack_zone_destroy (&sh->zone);
+      g_free (sh->scratch);
       g_clear_pointer (&sh->handshake_ms, g_array_unref);
       g_clear_pointer (&sh->attach_ms, g_array_unref);
       g_clear_pointer (&sh->snap_handshake_ms, g_array_unref);
@@ -3743,12 +4315,13 @@ loadgen_free (Loadgen *lg)
       msgpack_sbuffer_destroy (&sh->sbuf);
       g_free (sh->block);
     }
-  if (settled && lg->workers != NULL)
+  if (lg->workers != NULL)
     {
       for (guint i = 0; i < lg->n_workers; i++)
         {
           g_clear_pointer (&lg->workers[i].dirs, g_ptr_array_unref);
           g_free (lg->workers[i].name);
+          g_free (lg->workers[i].auth);
           g_free (lg->workers[i].basedir);
         }
       g_free (lg->workers);
@@ -3756,11 +4329,15 @@ loadgen_free (Loadgen *lg)
     }
   g_mutex_clear (&lg->lock);
   g_cond_clear (&lg->cond);
-  g_clear_pointer (&lg->uri, g_uri_unref);
+  g_free (lg->request_path);
+  g_free (lg->request_host);
+  g_free (lg->user_agent);
   g_clear_pointer (&lg->loop, g_main_loop_unref);
   g_clear_pointer (&lg->environ, g_strfreev);
   g_clear_pointer (&lg->os_release, g_ptr_array_unref);
   g_clear_pointer (&lg->empty_tar, g_bytes_unref);
+  for (guint i = 0; i < G_N_ELEMENTS (lg->info_parts); i++)
+    g_clear_pointer (&lg->info_parts[i], g_bytes_unref);
   bf_bench_names_clear (&lg->names);
   g_free (lg->opt.url);
   g_free (lg->opt.name_format);
@@ -3821,15 +4398,15 @@ lg_setup (Loadgen *lg, GError **error)
   if (!raise_nofile_limit (lg, error))
     return FALSE;
 
-  /* ~28000 ephemeral ports per source address; a bound source address takes
-   * its port at bind() time, regardless of the destination */
-  lg->n_sources = o->source_addresses > 0 ? (guint) o->source_addresses : (lg->n_workers + 24999) / 25000;
+  /* ~28000 ephemeral ports per source address, and connect() tries the
+   * even half first: past ~14000 connections to one destination every
+   * connect() walks the used even ports.  With IP_BIND_ADDRESS_NO_PORT each
+   * source address has the whole range for itself. */
+  lg->n_sources = o->source_addresses > 0 ? (guint) o->source_addresses : (lg->n_workers + 9999) / 10000;
   lg->n_sources = MIN (lg->n_sources, 254);
   if (lg->n_sources > 1)
     {
-      g_autoptr(GInetAddress) target = g_inet_address_new_from_string (g_uri_get_host (lg->uri));
-
-      if (target == NULL || g_inet_address_get_family (target) != G_SOCKET_FAMILY_IPV4)
+      if (lg->target.ss_family != AF_INET)
         {
           g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                        "several source addresses need an IPv4 loopback --url (127.x.y.z)");
@@ -3840,6 +4417,7 @@ lg_setup (Loadgen *lg, GError **error)
   lg->environ = g_get_environ ();
   lg->os_release = bf_bench_read_os_release ();
   lg->empty_tar = make_empty_tar ();
+  pack_worker_info_parts (lg);
 
   lg->workers = g_new0 (Worker, lg->n_workers);
   for (guint i = 0; i < lg->n_workers; i++)
@@ -3851,14 +4429,31 @@ lg_setup (Loadgen *lg, GError **error)
       w->name = bf_bench_names_format (&lg->names, w->number);
       w->basedir = g_build_filename (o->basedir_prefix, w->name, NULL);
       w->state = WORKER_IDLE;
+      w->fd = -1;
+      {
+        g_autofree char *userpass = g_strdup_printf ("%s:%s", w->name, o->password);
+
+        w->auth = g_base64_encode ((const guchar *) userpass, strlen (userpass));
+      }
       worker_drop_connection_state (w);
     }
 
-  /* auto: one thread up to 1000 workers, then one per CPU (at most 4) */
+  /* auto: one thread up to 1000 workers, then one per CPU (at most 4).
+   * Never more threads than CPUs this process may run on (its affinity):
+   * with one epoll set per thread a second thread on the same CPU only adds
+   * context switches. */
   n_threads = o->threads > 0 ? (guint) o->threads :
               lg->n_workers < 1000 ? 1 : MIN (g_get_num_processors (), 4);
+  {
+    cpu_set_t cpus;
+
+    if (sched_getaffinity (0, sizeof cpus, &cpus) == 0 && CPU_COUNT (&cpus) > 0)
+      n_threads = MIN (n_threads, (guint) CPU_COUNT (&cpus));
+  }
   lg->n_shards = MIN (n_threads, lg->n_workers);
   lg->shards = g_new0 (Shard, lg->n_shards);
+  for (guint i = 0; i < lg->n_shards; i++)
+    lg->shards[i].epfd = -1;
   for (guint i = 0; i < lg->n_shards; i++)
     {
       Shard *sh = &lg->shards[i];
@@ -3881,8 +4476,28 @@ lg_setup (Loadgen *lg, GError **error)
       sh->snap_attach_ms = g_array_new (FALSE, FALSE, sizeof (gdouble));
       msgpack_sbuffer_init (&sh->sbuf);
       msgpack_packer_init (&sh->pk, &sh->sbuf, msgpack_sbuffer_write);
+      msgpack_zone_init (&sh->zone, MSGPACK_ZONE_CHUNK_SIZE);
+      sh->scratch = g_malloc (READ_CHUNK);
+      sh->obuf = g_byte_array_sized_new (4096);
+      sh->tbuf = g_byte_array_sized_new (4096);
+      sh->sha1 = g_checksum_new (G_CHECKSUM_SHA1);
+      sh->request = g_string_sized_new (512);
+      sh->mask_state = g_random_int () | 1;
+      sh->epfd = epoll_create1 (EPOLL_CLOEXEC);
+      if (sh->epfd < 0)
+        {
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "epoll_create1: %s",
+                       g_strerror (errno));
+          return FALSE;
+        }
+      sh->epoll_id = shard_attach (sh, g_unix_fd_source_new (sh->epfd, G_IO_IN),
+                                   (GSourceFunc) (void (*) (void)) shard_on_epoll, sh, "bf-loadgen epoll");
       for (guint k = 0; k < n; k++)
-        sh->workers[k].shard = sh;
+        {
+          sh->workers[k].shard = sh;
+          /* one source address per slice of the shard, as the sessions were */
+          sh->workers[k].source_index = lg->n_sources > 1 ? (int) (k % lg->n_sources) : -1;
+        }
     }
   for (guint i = 0; i < lg->n_shards; i++)
     {
@@ -3931,8 +4546,8 @@ main (int argc, char **argv)
     { "upload-bytes", 0, 0, G_OPTION_ARG_INT64, &o->upload_bytes, "Size of the fake file upload_file sends, < 0 = files are missing (default 4096)", "N" },
     { "basedir-prefix", 0, 0, G_OPTION_ARG_STRING, &o->basedir_prefix, "Reported basedir is PREFIX/NAME (default /tmp/bf-loadgen)", "DIR" },
     { "worker-version", 0, 0, G_OPTION_ARG_STRING, &o->worker_version, "Version reported in get_worker_info (default " DEFAULT_WORKER_VERSION ")", "VERSION" },
-    { "source-addresses", 0, 0, G_OPTION_ARG_INT, &o->source_addresses, "Spread connections over 127.0.0.1..K, 0 = one per 25000 workers (default 0)", "K" },
-    { "threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Threads, each with its own main loop and share of the workers, 0 = 1 below 1000 workers, else one per CPU up to 4 (default 0)", "T" },
+    { "source-addresses", 0, 0, G_OPTION_ARG_INT, &o->source_addresses, "Spread connections over 127.0.0.1..K, 0 = one per 10000 workers (default 0)", "K" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Threads, each with its own epoll set and share of the workers, at most one per CPU the process may run on; 0 = 1 below 1000 workers, else one per CPU up to 4 (default 0)", "T" },
     { "peer-pid", 0, 0, G_OPTION_ARG_INT, &o->peer_pid, "Report this process's VmRSS (the master) in every phase line", "PID" },
     { "progress", 0, 0, G_OPTION_ARG_NONE, &o->progress, "Print progress to stderr every second", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "Report every error, not only the first ones", NULL },

@@ -10,6 +10,7 @@
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
+import glob
 import os
 import re
 import secrets
@@ -333,6 +334,109 @@ class MailDigestTest(ChildrenTestCase):
             self.assertEqual(code, 1, out)
             self.assertIn('MailDigestInterval', out)
             self.assertIn(expected, out)
+
+
+class MailDigestRestartTest(ChildrenTestCase):
+    """Alerts held for a digest survive the daemon: stopped (SIGTERM) or
+    killed (SIGKILL) before the digest is due, the next daemon sends it when
+    it is due, once, naming every held worker, and never again."""
+
+    BURST = 10          # BF_MAIL_DIGEST_BURST
+    INTERVAL = 12.0     # MailDigestInterval: the stop and restart fit in it on a busy machine
+    RACK = ['rack%02d' % i for i in range(16)]
+
+    def setUp(self):
+        super().setUp()
+        self.write_config(self.daemon_section(MailDigestInterval=str(self.INTERVAL)) +
+                          ''.join('[Worker %s]\nPassword=p\nMissingTimeout=0.5\n'
+                                  'NotifyOnMissing=ops@example.com\n' % n for n in self.RACK))
+        self.held_file = os.path.join(self.statedir, 'mail-digest.state')
+
+    def mail_files(self):
+        return sorted(glob.glob(os.path.join(self.maildir, '*.mail')), key=os.path.getmtime)
+
+    def digests(self):
+        return [m for m in self.mails() if 'X-Buildfleet-Digest:' in m]
+
+    def hold_alerts(self):
+        """Starts the daemon until the rack is missing: the first BURST
+        alerts mailed, the rest held.  Returns when the first was mailed."""
+        self.start_daemon()
+        self.wait_until(lambda: len(self.signals_named('Missing')) >= len(self.RACK), timeout=20,
+                        message='every worker of the rack missing')
+        self.wait_until(lambda: len(self.mails()) >= self.BURST, timeout=20, message='the first alerts')
+        first = os.path.getmtime(self.mail_files()[0])
+        self.assertEqual(self.digests(), [])
+        return first
+
+    def assert_one_digest(self, first):
+        held = len(self.RACK) - self.BURST
+        digest = self.wait_until(self.digests, timeout=self.INTERVAL + 30, message='the digest')[0]
+        arrived = os.path.getmtime(self.mail_files()[-1])
+        # when it was due: an interval after the first alert, not at start-up
+        self.assertGreaterEqual(arrived - first, self.INTERVAL - 2.0)
+        self.assertIn('X-Buildfleet-Digest: %d' % held, digest)
+        singles = [re.search(r'^X-Buildfleet-Worker: (\S+)', m, re.M).group(1)
+                   for m in self.mails() if 'X-Buildfleet-Worker:' in m]
+        named = re.findall(r'^--- Buildfleet worker (\S+) is missing ---$', digest, re.M)
+        self.assertEqual(len(named), held, digest)
+        self.assertEqual(sorted(singles + named), self.RACK)
+        self.assertIn('Took back the alerts held for mail digests', self.daemon_log())
+        # once: not again in this run ...
+        self.assert_stays(lambda: len(self.mails()) == self.BURST + 1, 3.0, 'no second digest')
+        # ... nor after another restart (the digest that went cleared the file)
+        self.stop_daemon()
+        self.start_daemon()
+        self.assert_stays(lambda: len(self.mails()) == self.BURST + 1, self.INTERVAL + 2.0,
+                          'no digest after the next restart')
+        self.assertNotIn('Took back', self.daemon_log())
+
+    def test_sigterm(self):
+        first = self.hold_alerts()
+        self.assertEqual(self.stop_daemon(), 0)
+        self.assertEqual(self.digests(), [])
+        self.start_daemon()
+        self.assert_one_digest(first)
+
+    def test_sigkill(self):
+        """Covered once the file is written (HELD_SAVE_DELAY_MS after the
+        last held alert): the test waits for that, not for a time."""
+        first = self.hold_alerts()
+        held = self.RACK[self.BURST:]
+
+        def saved():
+            try:
+                with open(self.held_file) as f:
+                    text = f.read()
+                with open(os.path.join(self.statedir, 'workers.state')) as f:
+                    notified = f.read().count('MissingNotified=true')
+            except OSError:
+                return False
+            named = set(re.findall(r'Buildfleet worker (rack\d\d) is missing', text))
+            return len(named) == len(held) and notified == len(self.RACK)
+        self.wait_until(saved, timeout=10, message='the held alerts on disk')
+        self.daemon.kill()
+        self.daemon.wait()
+        self.daemon = None
+        self.start_daemon()
+        self.assert_one_digest(first)
+
+    def test_corrupt_file(self):
+        os.makedirs(self.statedir, exist_ok=True)
+        with open(self.held_file, 'wb') as f:
+            f.write(b'\x00\x01 this is no key file\n[Held 0\n')
+        self.start_daemon()
+        self.wait_until(lambda: 'Mail digest file %s is corrupt' % self.held_file in self.daemon_log(),
+                        timeout=10, message='the warning')
+        aside = glob.glob(self.held_file + '.corrupt-*')
+        self.assertEqual(len(aside), 1)
+        with open(aside[0], 'rb') as f:
+            self.assertIn(b'this is no key file', f.read())
+        # the daemon runs, and alerts are held and sent as ever
+        self.wait_until(lambda: len(self.signals_named('Missing')) >= len(self.RACK), timeout=20,
+                        message='every worker of the rack missing')
+        self.wait_until(self.digests, timeout=self.INTERVAL + 30, message='the digest')
+        self.assertIsNone(self.daemon.poll())
 
 
 if __name__ == '__main__':

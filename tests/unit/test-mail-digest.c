@@ -8,7 +8,7 @@
 
 #include "bf-mail-digest.h"
 
-#define S G_USEC_PER_SEC
+#define S ((gint64) G_USEC_PER_SEC)
 
 static void
 test_off (void)
@@ -124,6 +124,171 @@ test_interval_to_zero (void)
   g_assert_cmpuint (((BfMailDigestMail *) g_ptr_array_index (due, 0))->n_alerts, ==, 2);
 }
 
+/* Held for one set of recipients after another: the next digest is the
+ * one whose interval began first, whatever the order of the sets, and it
+ * moves on as each digest goes. */
+static void
+test_next_due_many_sets (void)
+{
+  g_autoptr(BfMailDigest) d = bf_mail_digest_new ();
+  const gint64 starts[] = { 40 * S, 10 * S, 30 * S, 20 * S };
+  const guint n = G_N_ELEMENTS (starts);
+
+  bf_mail_digest_set_interval (d, 60 * S);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *to = g_strdup_printf ("team%u@example.com", i);
+
+      /* a burst opens the interval at starts[i], the next one is held */
+      for (guint k = 0; k < BF_MAIL_DIGEST_BURST; k++)
+        g_assert_cmpuint (bf_mail_digest_offer (d, to, "w", "s", "b", starts[i]), ==, 0);
+      g_assert_cmpuint (bf_mail_digest_offer (d, to, "w", "s", "b", starts[i] + 1 * S), ==, 1);
+      /* more held alerts later in the interval do not move it */
+      g_assert_cmpuint (bf_mail_digest_offer (d, to, "w", "s", "b", starts[i] + 50 * S), ==, 2);
+    }
+  /* a set with nothing held counts for nothing */
+  g_assert_cmpuint (bf_mail_digest_offer (d, "quiet@example.com", "w", "s", "b", 0), ==, 0);
+  g_assert_cmpint (bf_mail_digest_next_due (d), ==, 70 * S);
+
+  /* the interval is the same for all: a reload moves them together */
+  bf_mail_digest_set_interval (d, 120 * S);
+  g_assert_cmpint (bf_mail_digest_next_due (d), ==, 130 * S);
+  bf_mail_digest_set_interval (d, 60 * S);
+
+  for (guint i = 1; i <= n; i++)
+    {
+      g_autoptr(GPtrArray) due = bf_mail_digest_take_due (d, (i * 10 + 60) * S);
+
+      g_assert_cmpuint (due->len, ==, 1);
+      g_assert_cmpuint (((BfMailDigestMail *) g_ptr_array_index (due, 0))->n_alerts, ==, 2);
+      g_assert_cmpint (bf_mail_digest_next_due (d), ==, i < n ? ((i + 1) * 10 + 60) * S : G_MAXINT64);
+    }
+
+  /* a digest starts a new interval: what is held after it is due an interval later */
+  g_assert_cmpuint (bf_mail_digest_offer (d, "team2@example.com", "w", "s", "b", 95 * S), ==, 1);
+  g_assert_cmpint (bf_mail_digest_next_due (d), ==, 90 * S + 60 * S);
+}
+
+static GPtrArray *
+mails_new (void)
+{
+  return g_ptr_array_new_with_free_func ((GDestroyNotify) bf_mail_digest_mail_free);
+}
+
+/* What is held survives a restart: the monotonic clock starts afresh, the
+ * file keeps wall-clock times; an interval that ended while the daemon did
+ * not run is due at once. */
+static void
+test_save_load (void)
+{
+  g_autoptr(BfMailDigest) d = bf_mail_digest_new ();
+  g_autoptr(BfMailDigest) again = bf_mail_digest_new ();
+  g_autoptr(BfMailDigest) late = bf_mail_digest_new ();
+  g_autoptr(GPtrArray) unsent = mails_new ();
+  g_autoptr(GPtrArray) loaded = mails_new ();
+  g_autoptr(GPtrArray) dropped = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) due = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GError) error = NULL;
+  BfMailDigestMail *queued = g_new0 (BfMailDigestMail, 1);
+  BfMailDigestMail *mail;
+  const gint64 real = 1700000000 * S;   /* the wall clock when saved */
+  const char *data;
+  gsize len;
+
+  bf_mail_digest_set_interval (d, 60 * S);
+  for (guint i = 0; i < BF_MAIL_DIGEST_BURST; i++)
+    bf_mail_digest_offer (d, "ops@example.com", "w", "s", "b", 100 * S);
+  bf_mail_digest_offer (d, "ops@example.com", "rack01", "Worker rack01 is missing", "line 1\n  line 2\n", 110 * S);
+  bf_mail_digest_offer (d, "ops@example.com", "rack02", "Worker rack02 is missing", "b", 111 * S);
+  /* a burst counter alone is not kept */
+  bf_mail_digest_offer (d, "dev@example.com", "w", "s", "b", 100 * S);
+  queued->recipients = g_strdup ("qa@example.com");
+  queued->subject = g_strdup ("Worker x is missing, and 3 more alerts");
+  queued->body = g_strdup ("4 alerts\n");
+  queued->n_alerts = 4;
+  g_ptr_array_add (unsent, queued);
+  bytes = bf_mail_digest_save (d, unsent, 120 * S, real);
+  data = g_bytes_get_data (bytes, &len);
+  g_assert_null (strstr (data, "dev@example.com"));
+
+  /* 20 s later, after a reboot: the monotonic clock is at 5 s */
+  bf_mail_digest_set_interval (again, 60 * S);
+  g_assert_true (bf_mail_digest_load (again, data, len, 5 * S, real + 20 * S, loaded, dropped, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (dropped->len, ==, 0);
+  g_assert_cmpuint (loaded->len, ==, 1);
+  mail = g_ptr_array_index (loaded, 0);
+  g_assert_cmpstr (mail->recipients, ==, "qa@example.com");
+  g_assert_cmpstr (mail->body, ==, "4 alerts\n");
+  g_assert_cmpuint (mail->n_alerts, ==, 4);
+  /* the interval began 20 + 20 s before: 20 s to go */
+  g_assert_cmpint (bf_mail_digest_next_due (again), ==, 5 * S + 20 * S);
+  /* it is still the same interval: the next alert is held too */
+  g_assert_cmpuint (bf_mail_digest_offer (again, "ops@example.com", "rack03", "Worker rack03 is missing", "b", 6 * S),
+                    ==, 3);
+  due = bf_mail_digest_take_due (again, 25 * S);
+  g_assert_cmpuint (due->len, ==, 1);
+  mail = g_ptr_array_index (due, 0);
+  g_assert_cmpuint (mail->n_alerts, ==, 3);
+  g_assert_cmpstr (mail->subject, ==, "Worker rack01 is missing, and 2 more alerts");
+  g_assert_nonnull (strstr (mail->body, "--- Worker rack01 is missing ---\nline 1\n  line 2\n\n"));
+  g_assert_nonnull (strstr (mail->body, "--- Worker rack03 is missing ---"));
+
+  /* an hour later: overdue, so due at once */
+  g_ptr_array_set_size (loaded, 0);
+  bf_mail_digest_set_interval (late, 60 * S);
+  g_assert_true (bf_mail_digest_load (late, data, len, 7 * S, real + 3600 * S, loaded, dropped, &error));
+  g_assert_cmpint (bf_mail_digest_next_due (late), <=, 7 * S);
+  g_clear_pointer (&due, g_ptr_array_unref);
+  due = bf_mail_digest_take_due (late, 7 * S);
+  g_assert_cmpuint (due->len, ==, 1);
+  /* sent: nothing is left to save */
+  g_clear_pointer (&bytes, g_bytes_unref);
+  bytes = bf_mail_digest_save (late, NULL, 8 * S, real + 3601 * S);
+  g_assert_cmpuint (g_bytes_get_size (bytes), ==, 0);
+}
+
+/* A damaged file: what can be read is kept, the rest is named; values past
+ * the digest's own bounds are not taken. */
+static void
+test_load_damaged (void)
+{
+  g_autoptr(BfMailDigest) d = bf_mail_digest_new ();
+  g_autoptr(GPtrArray) unsent = mails_new ();
+  g_autoptr(GPtrArray) dropped = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) due = NULL;
+  g_autofree char *huge = g_strnfill (BF_MAIL_DIGEST_MAX_BODY + 2048, 'x');
+  g_autofree char *text = g_strdup_printf (
+    "[Held 0]\nRecipients=ops@example.com\nWindowStartUSec=100\nSent=10\nHeld=1\nListed=1\n"
+    "FirstSubject=s\nText=t\nNames=\nNamesCut=false\n"
+    "[Held 1]\nRecipients=dev@example.com\nWindowStartUSec=soon\n"
+    "[Held 2]\nRecipients=big@example.com\nWindowStartUSec=100\nSent=10\nHeld=1\nListed=1\n"
+    "FirstSubject=s\nText=%s\nNames=\n"
+    "[Held 3]\nRecipients=ops@example.com\nWindowStartUSec=100\nSent=10\nHeld=1\nListed=1\n"
+    "FirstSubject=s\nText=t\nNames=\n"
+    "[Unsent 0]\nRecipients=a@example.com\\nBcc: evil@example.com\nSubject=s\nBody=b\nAlerts=1\n"
+    "[Something]\nKey=1\n"
+    "[Held 4]\nRecipients=ancient@example.com\nWindowStartUSec=-9223372036854775808\nSent=10\nHeld=1\n"
+    "Listed=1\nFirstSubject=s\nText=t\nNames=\n", huge);
+
+  bf_mail_digest_set_interval (d, 60 * S);
+  g_assert_false (bf_mail_digest_load (d, "\x01\x02 not a key file", -1, 0, 0, unsent, dropped, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+
+  g_assert_true (bf_mail_digest_load (d, text, strlen (text), 200, 200, unsent, dropped, &error));
+  g_assert_cmpuint (dropped->len, ==, 5);
+  g_assert_cmpuint (unsent->len, ==, 0);
+  /* the readable entries: one of them from before any sensible time, due at once */
+  g_assert_cmpint (bf_mail_digest_next_due (d), <=, 200);
+  due = bf_mail_digest_take_due (d, 200);
+  g_assert_cmpuint (due->len, ==, 1);
+  g_assert_cmpstr (((BfMailDigestMail *) g_ptr_array_index (due, 0))->recipients, ==, "ancient@example.com");
+  g_assert_cmpint (bf_mail_digest_next_due (d), ==, 100 + 60 * S);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -132,5 +297,8 @@ main (int argc, char **argv)
   g_test_add_func ("/mail-digest/burst-then-digest", test_burst_then_digest);
   g_test_add_func ("/mail-digest/bounded", test_bounded);
   g_test_add_func ("/mail-digest/interval-to-zero", test_interval_to_zero);
+  g_test_add_func ("/mail-digest/next-due-many-sets", test_next_due_many_sets);
+  g_test_add_func ("/mail-digest/save-load", test_save_load);
+  g_test_add_func ("/mail-digest/load-damaged", test_load_damaged);
   return g_test_run ();
 }

@@ -16,6 +16,7 @@
 
 #include "bf-poller.h"
 #include "bf-timer-queue.h"
+#include "bf-util.h"
 #include "bf-websocket.h"
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
@@ -427,6 +428,27 @@ test_upgrade_and_messages (Fixture       *f,
   g_assert_null (f->closed);
 }
 
+/* The keepalive verdict's guard (bf_fd_has_unread(), FIONREAD): a peer
+ * whose frame waits in the socket, not read yet because the main loop did
+ * not run, has spoken; once it is read, nothing waits.  The daemon-level
+ * proof is tests/integration/test_unread_answer.py. */
+static void
+test_has_unread (Fixture       *f,
+                 gconstpointer  data)
+{
+  upgrade (f);
+  g_assert_false (bf_websocket_has_unread (f->ws));
+  send_frame (f, 0x8a, "late");
+  /* no iteration: the pong sits in the kernel's buffer */
+  g_assert_true (bf_websocket_has_unread (f->ws));
+  g_assert_cmpuint (f->pongs, ==, 0);
+  while (f->pongs == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_false (bf_websocket_has_unread (f->ws));
+  g_assert_false (bf_fd_has_unread (-1));
+  g_assert_false (bf_websocket_has_unread (NULL));
+}
+
 static void
 test_split_reads (Fixture       *f,
                   gconstpointer  data)
@@ -710,6 +732,7 @@ main (int   argc,
 #define ADD(path, fn) g_test_add ("/websocket/" path, Fixture, NULL, setup, fn, teardown)
   ADD ("upgrade-and-messages", test_upgrade_and_messages);
   ADD ("split-reads", test_split_reads);
+  ADD ("has-unread", test_has_unread);
   ADD ("handshake-split", test_handshake_split);
   ADD ("protocol-errors", test_protocol_errors);
   ADD ("too-big", test_too_big);
