@@ -21,6 +21,7 @@
 static GMutex gate_mutex;
 static GCond gate_cond;
 static gboolean gate_closed;
+static gint64 gate_closed_until;  /* monotonic: the writer waits no longer */
 
 static void
 gate_set (gboolean closed)
@@ -29,7 +30,9 @@ gate_set (gboolean closed)
   if (gate_closed != closed)
     {
       gate_closed = closed;
-      if (!closed)
+      if (closed)
+        gate_closed_until = g_get_monotonic_time () + BF_BUS_THREAD_MAX_HOLD_USEC;
+      else
         g_cond_broadcast (&gate_cond);
     }
   g_mutex_unlock (&gate_mutex);
@@ -72,14 +75,14 @@ gate_filter_cb (GDBusConnection *bus,
                 gboolean         incoming,
                 gpointer         user_data)
 {
-  gint64 until;
-
   if (incoming)
     return message;
-  until = g_get_monotonic_time () + BF_BUS_THREAD_MAX_HOLD_USEC;
+  /* The hold is counted from the start of the pass, not per message: in
+   * a pass longer than that, what it sends afterwards goes out at once,
+   * and a queue never drains one message per hold. */
   g_mutex_lock (&gate_mutex);
   while (gate_closed)
-    if (!g_cond_wait_until (&gate_cond, &gate_mutex, until))
+    if (!g_cond_wait_until (&gate_cond, &gate_mutex, gate_closed_until))
       break;
   g_mutex_unlock (&gate_mutex);
   return message;

@@ -13,9 +13,11 @@
  * dispatches, and lets it go when the main loop is about to wait: what one
  * main-loop pass sent is written in one go, with one wake-up.  Nothing is
  * reordered or merged; every message still goes out, as soon as the pass
- * that sent it ends.  The writer never waits more than
- * BF_BUS_THREAD_MAX_HOLD_USEC for a pass (a long pass, or a thread other
- * than the main one that sends), so nothing can deadlock on it.
+ * that sent it ends, or BF_BUS_THREAD_MAX_HOLD_USEC after the pass began,
+ * whichever comes first: a long pass sends the rest of its messages as
+ * before, a reply is held back no longer than that, and nothing (a thread
+ * other than the main one that sends, a nested main loop) can deadlock on
+ * the gate.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
