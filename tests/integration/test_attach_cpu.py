@@ -7,9 +7,9 @@
 #   reach the worker in one TCP segment: one write, not four.
 # - In an attach storm, GDBus's writer thread is woken once per main-loop
 #   pass that sent something, not once per message (bf-bus-thread.c): its
-#   voluntary context switches stay below one per attached worker although
-#   each attach sends two messages (PropertiesChanged, then Attached, in
-#   that order, every one of them: checked here too).
+#   voluntary context switches stay well below one per message sent (each
+#   attach sends two: PropertiesChanged, then Attached, in that order,
+#   every one of them: checked here too).
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -137,9 +137,11 @@ class StormWakeupTest(bfharness.FleetTestCase):
             self.assertEqual(seen, ['connected', 'Attached'], path)
             sent += len(seen)
         self.report('GDBus thread wake-ups for %d messages of %d attaches' % (sent, N), switches)
-        # One per message (and more) before bf-bus-thread.c; now one or two
-        # per main-loop pass, and a storm's pass attaches several workers.
-        self.assertLess(switches, N, 'GDBus thread woke %d times for %d attaches' % (switches, N))
+        # At least one per message before bf-bus-thread.c (661 and 1097 for
+        # these 600 in two runs); now one or two per main-loop pass, and a
+        # storm's pass attaches several workers (146 and 251).
+        self.assertLess(switches, 0.75 * sent,
+                        'GDBus thread woke %d times for %d messages' % (switches, sent))
 
     def report(self, what, value):
         print('%s: %s' % (what, value), flush=True)
