@@ -13,21 +13,16 @@
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
-import json
 import os
-import select
 import socket
 import struct
-import subprocess
-import time
 
 import msgpack
 
 import bfharness
-from bfharness import WORKER_IFACE, RawWebSocket, worker_path
-
-BUILD = os.environ.get('MESON_BUILD_ROOT', os.path.join(os.path.dirname(__file__), '..', '..', 'build'))
-N = 300
+import test_attach_storm
+from bfharness import RawWebSocket, worker_path
+from test_attach_storm import N
 
 # struct tcp_info (linux/tcp.h): tcpi_data_segs_in, segments received
 # that carried data (Linux 4.6).
@@ -73,51 +68,23 @@ class AttachWriteTest(bfharness.FleetTestCase):
 
 
 class StormWakeupTest(bfharness.FleetTestCase):
-    def setUp(self):
-        super().setUp()
-        self.loadgen = None
-
-    def tearDown(self):
-        if self.loadgen is not None and self.loadgen.poll() is None:
-            self.loadgen.kill()
-            self.loadgen.wait()
-        super().tearDown()
-
-    def loadgen_phase(self, phase, timeout):
-        """Reads the load generator's JSON lines (pumping D-Bus) until @phase."""
-        buf = b''
-        deadline = time.monotonic() + timeout
-        while True:
-            self.pump()
-            r, _, _ = select.select([self.loadgen.stdout], [], [], 0.05)
-            if r:
-                chunk = os.read(self.loadgen.stdout.fileno(), 65536)
-                if not chunk:
-                    self.fail('the load generator exited (%s) before %s' % (self.loadgen.wait(), phase))
-                buf += chunk
-                while b'\n' in buf:
-                    line, buf = buf.split(b'\n', 1)
-                    d = json.loads(line)
-                    if d.get('phase') == phase:
-                        return d
-            if time.monotonic() > deadline:
-                self.fail('no %s line from the load generator within %d s' % (phase, timeout))
+    # test_attach_storm's fleet and load generator (a module import: its
+    # class is not run from here).
+    setUp = test_attach_storm.AttachStormTest.setUp
+    tearDown = test_attach_storm.AttachStormTest.tearDown
+    config_fleet = test_attach_storm.AttachStormTest.config_fleet
+    start_loadgen = test_attach_storm.AttachStormTest.start_loadgen
+    loadgen_phase = test_attach_storm.AttachStormTest.loadgen_phase
+    events = test_attach_storm.AttachStormTest.events
 
     def test_gdbus_thread_not_woken_per_message(self):
-        self.write_config(self.daemon_section(KeepaliveInterval='60') + ''.join(
-            '[Worker storm-%05d]\nPassword=p\nBuilders=b\n' % i for i in range(1, N + 1)))
+        self.config_fleet()
         self.start_daemon()
-        argv = [os.path.join(BUILD, 'tests', 'bench', 'bf-loadgen'),
-                '--url', 'ws://127.0.0.1:%d' % self.port,
-                '--workers', str(N), '--name-format', 'storm-%05d', '--password', 'p',
-                '--concurrency', '100', '--attach-timeout', '120', '--hold', '3600']
-        if not os.access(argv[0], os.X_OK):
-            self.fail('%s is not built' % argv[0])
         # Nothing of ours calls the daemon from here on: only its own
         # signals go through its GDBus thread.
         self.pump(0.3)
         before = thread_switches(self.daemon.pid, 'gdbus')
-        self.loadgen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.start_loadgen('msgpack')
         attached = self.loadgen_phase('attached', 180)
         self.assertEqual(attached['workers'], N, attached)
         self.wait_until(lambda: len(self.signals_named('Attached')) >= N, 60, '%d Attached signals' % N)
@@ -126,16 +93,8 @@ class StormWakeupTest(bfharness.FleetTestCase):
         sent = 0
         for i in range(1, N + 1):
             path = worker_path('storm-%05d' % i)
-            seen = []
-            for s in self.signals:
-                if s[0] != path:
-                    continue
-                if s[2] == 'PropertiesChanged' and s[3][0] == WORKER_IFACE and 'Connected' in s[3][1]:
-                    seen.append('connected')
-                elif s[2] == 'Attached':
-                    seen.append('Attached')
-            self.assertEqual(seen, ['connected', 'Attached'], path)
-            sent += len(seen)
+            self.assertEqual(self.events(path), ['connected', 'Attached'], path)
+            sent += 2
         self.report('GDBus thread wake-ups for %d messages of %d attaches' % (sent, N), switches)
         # At least one per message before bf-bus-thread.c (661 and 1097 for
         # these 600 in two runs); now one or two per main-loop pass, and a
