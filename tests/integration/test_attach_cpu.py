@@ -7,7 +7,7 @@
 #   reach the worker in one TCP segment: one write, not four.
 # - In an attach storm, GDBus's writer thread is woken once per main-loop
 #   pass that sent something, not once per message (bf-bus-thread.c): its
-#   voluntary context switches stay well below one per message sent (each
+#   voluntary context switches stay below one per message sent (each
 #   attach sends two: PropertiesChanged, then Attached, in that order,
 #   every one of them: checked here too).
 #
@@ -70,12 +70,20 @@ class AttachWriteTest(bfharness.FleetTestCase):
 class StormWakeupTest(bfharness.FleetTestCase):
     # test_attach_storm's fleet and load generator (a module import: its
     # class is not run from here).
-    setUp = test_attach_storm.AttachStormTest.setUp
-    tearDown = test_attach_storm.AttachStormTest.tearDown
     config_fleet = test_attach_storm.AttachStormTest.config_fleet
     start_loadgen = test_attach_storm.AttachStormTest.start_loadgen
     loadgen_phase = test_attach_storm.AttachStormTest.loadgen_phase
     events = test_attach_storm.AttachStormTest.events
+
+    def setUp(self):
+        super().setUp()
+        self.loadgen = None
+
+    def tearDown(self):
+        if self.loadgen is not None and self.loadgen.poll() is None:
+            self.loadgen.kill()
+            self.loadgen.wait()
+        super().tearDown()
 
     def test_gdbus_thread_not_woken_per_message(self):
         self.config_fleet()
@@ -96,10 +104,11 @@ class StormWakeupTest(bfharness.FleetTestCase):
             self.assertEqual(self.events(path), ['connected', 'Attached'], path)
             sent += 2
         self.report('GDBus thread wake-ups for %d messages of %d attaches' % (sent, N), switches)
-        # At least one per message before bf-bus-thread.c (661 and 1097 for
-        # these 600 in two runs); now one or two per main-loop pass, and a
-        # storm's pass attaches several workers (146 and 251).
-        self.assertLess(switches, 0.75 * sent,
+        # More than one per message before bf-bus-thread.c (661 and 1097
+        # for these 600 in two runs on a busy machine); now one or two per
+        # main-loop pass, and a storm's pass attaches several workers (146
+        # to 430 in four runs).
+        self.assertLess(switches, sent,
                         'GDBus thread woke %d times for %d messages' % (switches, sent))
 
     def report(self, what, value):
