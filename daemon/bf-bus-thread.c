@@ -22,6 +22,7 @@ static GMutex gate_mutex;
 static GCond gate_cond;
 static gboolean gate_closed;
 static gint64 gate_closed_until;  /* monotonic: the writer waits no longer */
+static guint64 gate_pass;         /* main-loop passes that closed the gate */
 
 static void
 gate_set (gboolean closed)
@@ -31,7 +32,10 @@ gate_set (gboolean closed)
     {
       gate_closed = closed;
       if (closed)
-        gate_closed_until = g_get_monotonic_time () + BF_BUS_THREAD_MAX_HOLD_USEC;
+        {
+          gate_closed_until = g_get_monotonic_time () + BF_BUS_THREAD_MAX_HOLD_USEC;
+          gate_pass++;
+        }
       else
         g_cond_broadcast (&gate_cond);
     }
@@ -75,13 +79,18 @@ gate_filter_cb (GDBusConnection *bus,
                 gboolean         incoming,
                 gpointer         user_data)
 {
+  guint64 pass;
+
   if (incoming)
     return message;
   /* The hold is counted from the start of the pass, not per message: in
    * a pass longer than that, what it sends afterwards goes out at once,
-   * and a queue never drains one message per hold. */
+   * and a queue never drains one message per hold.  And it ends with the
+   * pass, even if the next one has closed the gate again before this
+   * thread got to run. */
   g_mutex_lock (&gate_mutex);
-  while (gate_closed)
+  pass = gate_pass;
+  while (gate_closed && gate_pass == pass)
     if (!g_cond_wait_until (&gate_cond, &gate_mutex, gate_closed_until))
       break;
   g_mutex_unlock (&gate_mutex);
