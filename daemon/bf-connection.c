@@ -293,6 +293,15 @@ request_timeout_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+static void
+add_field (GVariantBuilder *b,
+           const char      *key,
+           GVariant        *value)
+{
+  g_variant_builder_add_value (b, g_variant_new_dict_entry (g_variant_new_string (key),
+                                                            g_variant_new_variant (value)));
+}
+
 /**
  * bf_connection_request_async:
  * @op: the request, e.g. "print", "get_worker_info"
@@ -349,18 +358,21 @@ bf_connection_request_async (BfConnection        *self,
     self->pending = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) pending_free);
   g_hash_table_insert (self->pending, &p->seq, p);
 
+  /* By index and by value, not with format strings: parsing them for
+   * every field showed in an attach storm's profile. */
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&b, "{sv}", "op", g_variant_new_string (op));
-  g_variant_builder_add (&b, "{sv}", "seq_number", g_variant_new_int64 (p->seq));
+  add_field (&b, "op", g_variant_new_string (op));
+  add_field (&b, "seq_number", g_variant_new_int64 (p->seq));
   if (sunk != NULL)
     {
-      GVariantIter iter;
-      const char *key;
-      GVariant *value;
+      gsize n = g_variant_n_children (sunk);
 
-      g_variant_iter_init (&iter, sunk);
-      while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
-        g_variant_builder_add (&b, "{sv}", key, value);
+      for (gsize i = 0; i < n; i++)
+        {
+          g_autoptr(GVariant) entry = g_variant_get_child_value (sunk, i);
+
+          g_variant_builder_add_value (&b, entry);
+        }
     }
   send_map (self, g_variant_builder_end (&b));
 }
@@ -1081,27 +1093,37 @@ bf_connection_attach_async (BfConnection        *self,
                             GAsyncReadyCallback  callback,
                             gpointer             user_data)
 {
+  /* The same for every worker: made once. */
+  static GVariant *settings_fields;
   g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
   AttachData *d = g_new0 (AttachData, 1);
   g_autofree char *hello = g_strdup_printf ("attached to buildfleetd %s as %s", PACKAGE_VERSION, self->worker_name);
-  GVariantBuilder settings;
-  GVariantBuilder fields;
+  GVariantBuilder message;
 
   g_task_set_source_tag (task, bf_connection_attach_async);
   g_task_set_task_data (task, d, (GDestroyNotify) attach_data_free);
   d->remaining = 3;
 
-  g_variant_builder_init (&settings, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&settings, "{sv}", "newline_re", g_variant_new_string ("(\r\n|\r|\n)"));
-  g_variant_builder_add (&settings, "{sv}", "max_line_length", g_variant_new_int64 (4096));
-  g_variant_builder_add (&settings, "{sv}", "buffer_timeout", g_variant_new_int64 (5));
-  g_variant_builder_add (&settings, "{sv}", "buffer_size", g_variant_new_int64 (64 * 1024));
-  g_variant_builder_init (&fields, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&fields, "{sv}", "args", g_variant_builder_end (&settings));
+  if (settings_fields == NULL)
+    {
+      GVariantBuilder settings;
+      GVariantBuilder fields;
 
-  attach_request (self, task, "print", g_variant_new_parsed ("{'message': <%s>}", hello));
+      g_variant_builder_init (&settings, G_VARIANT_TYPE_VARDICT);
+      add_field (&settings, "newline_re", g_variant_new_string ("(\r\n|\r|\n)"));
+      add_field (&settings, "max_line_length", g_variant_new_int64 (4096));
+      add_field (&settings, "buffer_timeout", g_variant_new_int64 (5));
+      add_field (&settings, "buffer_size", g_variant_new_int64 (64 * 1024));
+      g_variant_builder_init (&fields, G_VARIANT_TYPE_VARDICT);
+      add_field (&fields, "args", g_variant_builder_end (&settings));
+      settings_fields = g_variant_ref_sink (g_variant_builder_end (&fields));
+    }
+  g_variant_builder_init (&message, G_VARIANT_TYPE_VARDICT);
+  add_field (&message, "message", g_variant_new_string (hello));
+
+  attach_request (self, task, "print", g_variant_builder_end (&message));
   attach_request (self, task, "get_worker_info", NULL);
-  attach_request (self, task, "set_worker_settings", g_variant_builder_end (&fields));
+  attach_request (self, task, "set_worker_settings", settings_fields);
 }
 
 gboolean

@@ -837,18 +837,40 @@ add_reported_label (GStrvBuilder *b,
     g_strv_builder_add (b, label);
 }
 
-/* What the worker told about itself that builds may ask for. */
+/* What the worker told about itself that builds may ask for.  One walk
+ * of Info for the three keys (the first entry of each, as
+ * g_variant_lookup_value() would find it), not one walk per key: every
+ * entry looked at is a new GVariant, and this runs at every attach. */
 static GStrv
 labels_from_info (const BfWorkerInfo *info)
 {
+  static const char * const keys[] = { "os_id", "os_version_id", "numcpus" };
+  static const char * const labels[] = { "os", "os-version", "cpus" };
   g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
-  g_autoptr(GVariant) os = g_variant_lookup_value (info->details, "os_id", NULL);
-  g_autoptr(GVariant) version = g_variant_lookup_value (info->details, "os_version_id", NULL);
-  g_autoptr(GVariant) cpus = g_variant_lookup_value (info->details, "numcpus", NULL);
+  GVariant *found[G_N_ELEMENTS (keys)] = { NULL, };
+  guint missing = G_N_ELEMENTS (keys);
+  gsize n = g_variant_n_children (info->details);
 
-  add_reported_label (b, "os", os);
-  add_reported_label (b, "os-version", version);
-  add_reported_label (b, "cpus", cpus);
+  for (gsize i = 0; i < n && missing > 0; i++)
+    {
+      g_autoptr(GVariant) entry = g_variant_get_child_value (info->details, i);
+      g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
+      const char *name = g_variant_get_string (key, NULL);
+
+      for (guint k = 0; k < G_N_ELEMENTS (keys); k++)
+        if (found[k] == NULL && g_str_equal (name, keys[k]))
+          {
+            g_autoptr(GVariant) boxed = g_variant_get_child_value (entry, 1);
+
+            found[k] = g_variant_get_variant (boxed);
+            missing--;
+          }
+    }
+  for (guint k = 0; k < G_N_ELEMENTS (keys); k++)
+    {
+      add_reported_label (b, labels[k], found[k]);
+      g_clear_pointer (&found[k], g_variant_unref);
+    }
   return g_strv_builder_end (b);
 }
 

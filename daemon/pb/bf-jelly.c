@@ -1001,8 +1001,55 @@ text_without_nuls (const gchar *data,
   return g_string_free (s, FALSE);
 }
 
+static GVariant *to_variant (const BfJellyValue *value,
+                             const char         *drop,
+                             GError            **error);
+
+/* Whether @value is plain data, as to_variant() would find it, without
+ * converting it: for what is dropped unread. */
+static gboolean
+check_plain (const BfJellyValue *value,
+             GError            **error)
+{
+  switch (value->type)
+    {
+    case BF_JELLY_LIST:
+    case BF_JELLY_TUPLE:
+      for (guint i = 0; i < value->seq.len; i++)
+        if (!check_plain (value->seq.items[i], error))
+          return FALSE;
+      return TRUE;
+    case BF_JELLY_DICT:
+      for (guint i = 0; i + 1 < value->seq.len; i += 2)
+        {
+          const BfJellyValue *k = value->seq.items[i];
+
+          if (k->type != BF_JELLY_UNICODE && k->type != BF_JELLY_BYTES)
+            {
+              refuse (error, BF_JELLY_ERROR_MALFORMED, "a dictionary key is not a string");
+              return FALSE;
+            }
+          if (!check_plain (value->seq.items[i + 1], error))
+            return FALSE;
+        }
+      return TRUE;
+    case BF_JELLY_REMOTE:
+    case BF_JELLY_LOCAL:
+      refuse (error, BF_JELLY_ERROR_MALFORMED, "an object reference where plain data was expected");
+      return FALSE;
+    case BF_JELLY_FAILURE:
+      refuse (error, BF_JELLY_ERROR_MALFORMED, "a failure where plain data was expected");
+      return FALSE;
+    default:
+      return TRUE;
+    }
+}
+
+/* @drop: (nullable): a key of this dictionary whose value is only checked
+ * to be plain data, then left out */
 static GVariant *
 to_variant (const BfJellyValue *value,
+            const char         *drop,
             GError            **error)
 {
   switch (value->type)
@@ -1029,7 +1076,7 @@ to_variant (const BfJellyValue *value,
         g_variant_builder_init (&builder, G_VARIANT_TYPE ("av"));
         for (guint i = 0; i < value->seq.len; i++)
           {
-            GVariant *child = to_variant (value->seq.items[i], error);
+            GVariant *child = to_variant (value->seq.items[i], NULL, error);
 
             if (child == NULL)
               {
@@ -1067,7 +1114,14 @@ to_variant (const BfJellyValue *value,
                         "the dictionary key \"%s\" occurs twice (as text and as bytes)", shown);
                 return NULL;
               }
-            child = to_variant (value->seq.items[i + 1], error);
+            if (drop != NULL && g_str_equal (key, drop))
+              {
+                if (check_plain (value->seq.items[i + 1], error))
+                  continue;
+                g_variant_builder_clear (&builder);
+                return NULL;
+              }
+            child = to_variant (value->seq.items[i + 1], NULL, error);
             if (child == NULL)
               {
                 g_variant_builder_clear (&builder);
@@ -1096,6 +1150,28 @@ bf_jelly_value_to_variant (const BfJellyValue *value,
 
   g_return_val_if_fail (value != NULL, NULL);
 
-  variant = to_variant (value, error);
+  variant = to_variant (value, NULL, error);
+  return variant != NULL ? g_variant_ref_sink (variant) : NULL;
+}
+
+/**
+ * bf_jelly_value_to_variant_dropping:
+ * @dropped: a key of the DICT @value whose value is left out of the
+ *   result: it is only checked to be plain data, not converted
+ *
+ * Like bf_jelly_value_to_variant(), for a dictionary with one bulky entry
+ * that is never kept (getWorkerInfo's environ, the bulk of its reply).
+ */
+GVariant *
+bf_jelly_value_to_variant_dropping (const BfJellyValue *value,
+                                    const char         *dropped,
+                                    GError            **error)
+{
+  GVariant *variant;
+
+  g_return_val_if_fail (value != NULL, NULL);
+  g_return_val_if_fail (dropped != NULL, NULL);
+
+  variant = to_variant (value, dropped, error);
   return variant != NULL ? g_variant_ref_sink (variant) : NULL;
 }

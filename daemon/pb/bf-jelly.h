@@ -204,5 +204,8 @@ gchar        *bf_jelly_value_print (const BfJellyValue *value);
  */
 GVariant     *bf_jelly_value_to_variant (const BfJellyValue *value,
                                          GError            **error);
+GVariant     *bf_jelly_value_to_variant_dropping (const BfJellyValue *value,
+                                                  const char         *dropped,
+                                                  GError            **error);
 
 G_END_DECLS

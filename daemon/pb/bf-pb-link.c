@@ -1430,7 +1430,7 @@ attach_step (BfPbLink     *self,
         {
           g_autoptr(GError) conv_error = NULL;
           g_autoptr(GVariant) reported = result->type == BF_JELLY_DICT
-            ? bf_jelly_value_to_variant (result, &conv_error) : NULL;
+            ? bf_jelly_value_to_variant_dropping (result, "environ", &conv_error) : NULL;
 
           if (reported == NULL || !g_variant_is_of_type (reported, G_VARIANT_TYPE_VARDICT))
             a->error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,

@@ -346,6 +346,45 @@ test_to_variant (void)
   }
 }
 
+/* getWorkerInfo's environ: left out unconverted, but still only plain data */
+static void
+test_to_variant_dropping (void)
+{
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+  g_autoptr(BfJellyValue) value = NULL;
+  g_autoptr(GVariant) variant = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree gchar *printed = NULL;
+
+  L (4); S ("dictionary");
+  L (2); S ("host"); L (2); S ("unicode"); S ("h1");
+  L (2); S ("environ"); L (3); S ("dictionary"); L (2); S ("PATH"); S ("/bin"); L (2); S ("HOME"); S ("/root");
+  L (2); S ("numcpus"); I (4);
+  value = decode_bytes (out, &error);
+  g_assert_no_error (error);
+  variant = bf_jelly_value_to_variant_dropping (value, "environ", &error);
+  g_assert_no_error (error);
+  g_assert_false (g_variant_is_floating (variant));
+  printed = g_variant_print (variant, TRUE);
+  g_assert_cmpstr (printed, ==, "{'host': <'h1'>, 'numcpus': <int64 4>}");
+  g_byte_array_set_size (out, 0);
+
+  /* an object reference inside what is dropped is still refused */
+  {
+    g_autoptr(BfJellyValue) v = NULL;
+    g_autoptr(GVariant) none = NULL;
+
+    L (2); S ("dictionary");
+    L (2); S ("environ"); L (2); S ("dictionary"); L (2); S ("PATH"); L (2); S ("remote"); I (1);
+    v = decode_bytes (out, &error);
+    g_assert_no_error (error);
+    none = bf_jelly_value_to_variant_dropping (v, "environ", &error);
+    g_assert_null (none);
+    g_assert_error (error, BF_JELLY_ERROR, BF_JELLY_ERROR_MALFORMED);
+    g_assert_nonnull (strstr (error->message, "object reference"));
+  }
+}
+
 /* CPU time of this process: the machine is shared, wall time is not ours */
 static gdouble
 cpu_seconds (void)
@@ -425,6 +464,7 @@ main (int    argc,
   g_test_add_func ("/jelly/refusals", test_refusals);
   g_test_add_func ("/jelly/encode", test_encode);
   g_test_add_func ("/jelly/to-variant", test_to_variant);
+  g_test_add_func ("/jelly/to-variant-dropping", test_to_variant_dropping);
   if (g_test_perf ())
     g_test_add_func ("/jelly/perf/worker-info", test_perf_worker_info);
 
