@@ -384,7 +384,8 @@ broker_send_cb (gpointer      user_data,
       return;
     }
   g_byte_array_append (self->outbuf, data, len);
-  if (self->out_source == NULL)
+  /* already waiting for the socket: it is full */
+  if (self->out_source == NULL && !self->out_watched)
     flush_output (self);
 }
 
