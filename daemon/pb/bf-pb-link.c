@@ -44,9 +44,7 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bf-error.h"
@@ -240,23 +238,9 @@ transport_read (BfPbLink  *self,
                 gsize      len,
                 GError   **error)
 {
-  if (self->fd < 0)
-    return g_pollable_input_stream_read_nonblocking (self->in, buf, len, self->cancellable, error);
-  for (;;)
-    {
-      gssize n = recv (self->fd, buf, len, 0);
-      int saved = errno;
-
-      if (n >= 0)
-        return n;
-      if (saved == EINTR)
-        continue;
-      if (saved == EAGAIN || saved == EWOULDBLOCK)
-        g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK, "would block");
-      else
-        g_set_error_literal (error, G_IO_ERROR, g_io_error_from_errno (saved), g_strerror (saved));
-      return -1;
-    }
+  if (self->fd >= 0)
+    return bf_fd_io (self->fd, FALSE, buf, len, error);
+  return g_pollable_input_stream_read_nonblocking (self->in, buf, len, self->cancellable, error);
 }
 
 /* Returns how much was written: 0 when the socket takes nothing now. */
@@ -266,32 +250,16 @@ transport_write (BfPbLink      *self,
                  gsize          len,
                  GError       **error)
 {
-  if (self->fd < 0)
-    {
-      g_autoptr(GError) local_error = NULL;
-      gssize n = g_pollable_output_stream_write_nonblocking (self->out, data, len, self->cancellable,
-                                                             &local_error);
+  g_autoptr(GError) local_error = NULL;
+  gssize n = self->fd >= 0
+    ? bf_fd_io (self->fd, TRUE, (void *) data, len, &local_error)
+    : g_pollable_output_stream_write_nonblocking (self->out, data, len, self->cancellable, &local_error);
 
-      if (n < 0 && g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-        return 0;
-      if (n < 0)
-        g_propagate_error (error, g_steal_pointer (&local_error));
-      return n;
-    }
-  for (;;)
-    {
-      gssize n = send (self->fd, data, len, MSG_NOSIGNAL);
-      int saved = errno;
-
-      if (n >= 0)
-        return n;
-      if (saved == EINTR)
-        continue;
-      if (saved == EAGAIN || saved == EWOULDBLOCK)
-        return 0;
-      g_set_error_literal (error, G_IO_ERROR, g_io_error_from_errno (saved), g_strerror (saved));
-      return -1;
-    }
+  if (n < 0 && g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return 0;
+  if (n < 0)
+    g_propagate_error (error, g_steal_pointer (&local_error));
+  return n;
 }
 
 /* Output ------------------------------------------------------------------------- */
