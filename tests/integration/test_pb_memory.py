@@ -57,10 +57,12 @@ def cpu_seconds(pid):
 
 
 class SmallWindowPB(RawPB):
-    """A raw PB peer with a tiny receive buffer: once it stops reading, the
-    kernel soon holds little of what the daemon sends it."""
+    """A raw PB peer with a fixed receive buffer: once it stops reading, the
+    kernel holds at most that (and the daemon's send buffer) of what the
+    daemon sends it.  Not much smaller: with loopback's 64 KiB segments a
+    4 KiB buffer drops every segment and TCP backs off for minutes."""
 
-    def __init__(self, port, rcvbuf=4096, timeout=30):
+    def __init__(self, port, rcvbuf=65536, timeout=60):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
@@ -111,21 +113,26 @@ class SlowPeerTest(PBTestCase):
         self.wait_connected('w2')
         ours = raw.sock.getsockname()[1]
 
-        # Calls answered with a NoSuchMethod failure of about 700 bytes each:
-        # megabytes of answers the peer does not read for now (the kernel
-        # takes up to about 3 MB of them: its send buffer grows to 4 MB).
-        n = 12000
-        method = 'no_such_method_' + 'x' * 200
-        raw.send(b''.join(banana(message(100 + i, perspective, method, [])) for i in range(n)))
+        # Small calls answered with a NoSuchMethod failure of about 500
+        # bytes each: megabytes of answers the peer does not read for now
+        # (the kernel takes up to about 4 MB of them: the daemon's send
+        # buffer grows to tcp_wmem's 4 MB, ours stays at 128 KiB).  Sent in
+        # batches, each read by the daemon before the next: a peer pushing
+        # megabytes while its own window is shut can stall TCP itself.
+        n, batch = 15000, 1500
+        method = 'no_such_method_' + 'x' * 40
 
-        # The daemon has read every call (nothing waits in its receive queue)
-        # and what it sent is stuck in the kernel: its send queue, our
-        # receive queue.
         def stuck():
+            """The daemon read every call sent (its receive queue and our
+            send queue are empty) and its answers wait."""
             theirs = tcp_queues(self.pb_port, ours)
             mine = tcp_queues(ours, self.pb_port)
             return theirs is not None and mine is not None and theirs[1] == 0 and mine[0] == 0 and theirs[0] > 0
-        self.wait_until(stuck, timeout=60, message='the daemon read every call, its answers wait', keep_checking=1.0)
+        for first in range(0, n, batch):
+            raw.send(b''.join(banana(message(100 + i, perspective, method, []))
+                              for i in range(first, first + batch)))
+            self.wait_until(stuck, timeout=60, message='the daemon read calls up to %d' % (first + batch))
+        self.wait_until(stuck, timeout=10, message='the answers wait', keep_checking=1.0)
         in_kernel = tcp_queues(self.pb_port, ours)[0] + tcp_queues(ours, self.pb_port)[1]
         self.assertTrue(self.worker_prop('w2', 'Connected'))
         self.assertTrue(self.worker_prop('w1', 'Connected'))
