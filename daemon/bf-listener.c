@@ -446,6 +446,25 @@ pb_closed_cb (BfPbLink   *link,
   pb_login_done (self, link);
 }
 
+/* @host: (transfer full) (nullable): a TLS link's address, counted */
+static void
+start_pb (BfListener *self,
+          BfPbLink   *link,
+          char       *host)
+{
+  g_hash_table_add (self->pb_login, g_object_ref (link));
+  if (host != NULL)
+    {
+      self->pb_tls_logins++;
+      g_hash_table_insert (self->pb_tls_hosts, g_strdup (host),
+                           GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, host)) + 1));
+      g_object_set_data_full (G_OBJECT (link), "bf-tls-host", host, g_free);
+    }
+  g_signal_connect (link, "logged-in", G_CALLBACK (pb_logged_in_cb), self);
+  g_signal_connect (link, "closed", G_CALLBACK (pb_closed_cb), self);
+  bf_pb_link_start (link, PB_LOGIN_TIMEOUT_USEC, self->msgpack_port);
+}
+
 /* A PB endpoint's connection: the link serves the login; a logged-in link
  * goes to the "connection" signal as a WebSocket one does. */
 static void
@@ -454,12 +473,20 @@ accept_pb (BfListener *self,
            const char *peer)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GSocket) socket = g_socket_new_from_fd (fd, &error);
+  g_autoptr(GSocket) socket = NULL;
   g_autoptr(GSocketConnection) connection = NULL;
   g_autoptr(GIOStream) stream = NULL;
   g_autoptr(BfPbLink) link = NULL;
   g_autofree char *host = NULL;
 
+  if (self->certificate == NULL)
+    {
+      /* plain TCP: the bare descriptor, no GSocket and streams (issue 20) */
+      link = bf_pb_link_new_for_fd (fd, peer, self->limits.keepalive_interval_usec, pb_auth_cb, self);
+      start_pb (self, link, NULL);
+      return;
+    }
+  socket = g_socket_new_from_fd (fd, &error);
   if (socket == NULL)
     {
       g_message ("Cannot use the PB connection from %s: %s", peer, error->message);
@@ -491,17 +518,7 @@ accept_pb (BfListener *self,
     stream = G_IO_STREAM (g_object_ref (connection));
   link = bf_pb_link_new (stream, peer, self->certificate != NULL, self->limits.keepalive_interval_usec,
                          pb_auth_cb, self);
-  g_hash_table_add (self->pb_login, g_object_ref (link));
-  if (host != NULL)
-    {
-      self->pb_tls_logins++;
-      g_hash_table_insert (self->pb_tls_hosts, g_strdup (host),
-                           GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (self->pb_tls_hosts, host)) + 1));
-      g_object_set_data_full (G_OBJECT (link), "bf-tls-host", g_steal_pointer (&host), g_free);
-    }
-  g_signal_connect (link, "logged-in", G_CALLBACK (pb_logged_in_cb), self);
-  g_signal_connect (link, "closed", G_CALLBACK (pb_closed_cb), self);
-  bf_pb_link_start (link, PB_LOGIN_TIMEOUT_USEC, self->msgpack_port);
+  start_pb (self, link, g_steal_pointer (&host));
 }
 
 static void

@@ -4,8 +4,10 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <sys/ioctl.h>
-#include <glib.h>
+#include <sys/socket.h>
+#include <gio/gio.h>
 
 /* Every timer in the daemon is named, so that a main-loop profile (sysprof,
  * G_DEBUG) says whose it is.  The caller owns the returned id, zeroes it in
@@ -59,6 +61,34 @@ bf_fd_has_unread (int fd)
   int n = 0;
 
   return fd >= 0 && ioctl (fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+/* recv() (@sending FALSE) or send() without SIGPIPE (@sending TRUE) on a
+ * non-blocking socket, as GIO's pollable streams do them: the bytes moved
+ * (0 read: the end of the stream), or -1 with @error set,
+ * G_IO_ERROR_WOULD_BLOCK when the socket is not ready. */
+static inline gssize
+bf_fd_io (int       fd,
+          gboolean  sending,
+          void     *buf,
+          gsize     len,
+          GError  **error)
+{
+  for (;;)
+    {
+      gssize n = sending ? send (fd, buf, len, MSG_NOSIGNAL) : recv (fd, buf, len, 0);
+      int saved = errno;
+
+      if (n >= 0)
+        return n;
+      if (saved == EINTR)
+        continue;
+      if (saved == EAGAIN || saved == EWOULDBLOCK)
+        g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK, "would block");
+      else
+        g_set_error_literal (error, G_IO_ERROR, g_io_error_from_errno (saved), g_strerror (saved));
+      return -1;
+    }
 }
 
 /* A token bucket: at most @rate events a second sustained, @burst at once.

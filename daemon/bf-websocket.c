@@ -171,21 +171,7 @@ transport_read (BfWebsocket  *self,
       return g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (in), buf, len,
                                                        NULL, error);
     }
-  for (;;)
-    {
-      gssize n = recv (self->fd, buf, len, 0);
-      int saved = errno;
-
-      if (n >= 0)
-        return n;
-      if (saved == EINTR)
-        continue;
-      if (saved == EAGAIN || saved == EWOULDBLOCK)
-        g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK, "would block");
-      else
-        g_set_error_literal (error, G_IO_ERROR, g_io_error_from_errno (saved), g_strerror (saved));
-      return -1;
-    }
+  return bf_fd_io (self->fd, FALSE, buf, len, error);
 }
 
 /* Returns how much was written; 0 when the kernel takes nothing now. */

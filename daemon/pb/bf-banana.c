@@ -183,7 +183,8 @@ struct _BfBananaDecoder
   GByteArray     *body;
   gsize           body_len;
 
-  /* Open lists, innermost last. */
+  /* Open lists, innermost last; NULL between expressions (an idle
+   * connection keeps no stack). */
   GArray         *stack;
 
   /* Budget of the current top-level expression. */
@@ -203,16 +204,17 @@ bf_banana_decoder_new (BfBananaDialect dialect)
 
   decoder->dialect = dialect;
   decoder->state = STATE_PREFIX;
-  decoder->stack = g_array_new (FALSE, FALSE, sizeof (Frame));
   return decoder;
 }
 
 static void
 clear_stack (BfBananaDecoder *decoder)
 {
+  if (decoder->stack == NULL)
+    return;
   for (guint i = 0; i < decoder->stack->len; i++)
     g_ptr_array_unref (g_array_index (decoder->stack, Frame, i).items);
-  g_array_set_size (decoder->stack, 0);
+  g_clear_pointer (&decoder->stack, g_array_unref);
 }
 
 void
@@ -221,7 +223,6 @@ bf_banana_decoder_free (BfBananaDecoder *decoder)
   if (decoder == NULL)
     return;
   clear_stack (decoder);
-  g_array_unref (decoder->stack);
   if (decoder->body != NULL)
     g_byte_array_unref (decoder->body);
   g_free (decoder);
@@ -268,7 +269,7 @@ got_item (BfBananaDecoder *decoder,
           BfBananaValue  **expression,
           GError         **error)
 {
-  while (decoder->stack->len > 0)
+  while (decoder->stack != NULL)
     {
       Frame *top = &g_array_index (decoder->stack, Frame, decoder->stack->len - 1);
       BfBananaValue *list;
@@ -282,6 +283,8 @@ got_item (BfBananaDecoder *decoder,
       list->list.items = (BfBananaValue **) g_ptr_array_steal (top->items, NULL);
       g_ptr_array_unref (top->items);
       g_array_set_size (decoder->stack, decoder->stack->len - 1);
+      if (decoder->stack->len == 0)
+        g_clear_pointer (&decoder->stack, g_array_unref);
       item = list;
     }
 
@@ -352,7 +355,7 @@ type_byte (BfBananaDecoder *decoder,
       if (overflow || n > BF_BANANA_MAX_LIST_LENGTH)
         return fail (decoder, error, BF_BANANA_ERROR_LIMIT,
                      "list longer than %u elements", BF_BANANA_MAX_LIST_LENGTH);
-      if (decoder->stack->len + 1 > BF_BANANA_MAX_DEPTH)
+      if ((decoder->stack != NULL ? decoder->stack->len : 0) + 1 > BF_BANANA_MAX_DEPTH)
         return fail (decoder, error, BF_BANANA_ERROR_LIMIT,
                      "lists nested deeper than %u", BF_BANANA_MAX_DEPTH);
       if (n == 0)
@@ -363,6 +366,9 @@ type_byte (BfBananaDecoder *decoder,
       else
         {
           Frame frame = { (guint) n, g_ptr_array_new_with_free_func (free_value_cb) };
+
+          if (decoder->stack == NULL)
+            decoder->stack = g_array_sized_new (FALSE, FALSE, sizeof (Frame), 8);
           g_array_append_val (decoder->stack, frame);
           return TRUE;
         }

@@ -23,12 +23,40 @@ typedef enum
   STATE_FAILED,
 } State;
 
+/* The three tables are arrays sorted by id, searched by bisection: an
+ * attached, idle worker's broker holds one object of ours (the
+ * perspective), one of the peer's (its mind) and no call, and three hash
+ * tables with a key allocated per entry were a third of a kilobyte of
+ * every PB worker (issue 20).  Our ids grow, so ours are appended; the
+ * peer's are Twisted's, which grow too.  Bounded by the BF_PB_BROKER_MAX_
+ * limits; empty tables hold no memory. */
 typedef struct
 {
+  gint64 id;         /* first: see Table */
   guint kind;
-  gpointer data;
   guint refs;        /* references the peer holds */
+  gpointer data;
 } Local;
+
+typedef struct
+{
+  gint64 id;
+  guint refs;        /* references we hold */
+} Remote;
+
+typedef struct
+{
+  gint64 id;
+  gpointer tag;      /* NULL once forgotten */
+} Outstanding;
+
+/* Entries of one type, each starting with its gint64 id, in id order. */
+typedef struct
+{
+  guint8 *items;
+  guint len;
+  guint alloc;
+} Table;
 
 struct _BfPbBroker
 {
@@ -38,19 +66,119 @@ struct _BfPbBroker
   BfBananaDecoder *decoder;
   gchar *failure;               /* why the broker failed */
 
-  GHashTable *local;            /* id (gint64*) -> Local* */
+  Table local;                  /* Local */
   gint64 next_local_id;
-  GHashTable *remote;           /* id (gint64*) -> references held (guint) */
-  GHashTable *outstanding;      /* request id (gint64*) -> tag (NULL once forgotten) */
+  Table remote;                 /* Remote */
+  Table outstanding;            /* Outstanding */
   gint64 next_request_id;
 };
 
-static gint64 *
-id_new (gint64 id)
+#define TABLE_ITEM(t, size, i) ((gpointer) ((t)->items + (gsize) (i) * (size)))
+
+/* The entry with @id, or NULL and in *@index where it would go. */
+static gpointer
+table_find (const Table *t,
+            gsize        size,
+            gint64       id,
+            guint       *index)
 {
-  gint64 *p = g_new (gint64, 1);
-  *p = id;
-  return p;
+  guint lo = 0, hi = t->len;
+
+  /* the common cases: the newest, or the only one */
+  if (hi > 0 && *(const gint64 *) TABLE_ITEM (t, size, hi - 1) < id)
+    lo = hi;
+  while (lo < hi)
+    {
+      guint mid = lo + (hi - lo) / 2;
+      gint64 mid_id = *(const gint64 *) TABLE_ITEM (t, size, mid);
+
+      if (mid_id == id)
+        {
+          if (index)
+            *index = mid;
+          return TABLE_ITEM (t, size, mid);
+        }
+      if (mid_id < id)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  if (index)
+    *index = lo;
+  return NULL;
+}
+
+/* A zeroed entry with @id at @index (from table_find()). */
+static gpointer
+table_insert (Table  *t,
+              gsize   size,
+              guint   index,
+              gint64  id)
+{
+  gpointer item;
+
+  if (t->len == t->alloc)
+    {
+      t->alloc = t->alloc ? 2 * t->alloc : 1;
+      t->items = g_realloc_n (t->items, t->alloc, size);
+    }
+  memmove (TABLE_ITEM (t, size, index + 1), TABLE_ITEM (t, size, index), (t->len - index) * size);
+  t->len++;
+  item = TABLE_ITEM (t, size, index);
+  memset (item, 0, size);
+  *(gint64 *) item = id;
+  return item;
+}
+
+/* Removes the entry at @index; what a table no longer needs goes back. */
+static void
+table_remove (Table *t,
+              gsize  size,
+              guint  index)
+{
+  t->len--;
+  memmove (TABLE_ITEM (t, size, index), TABLE_ITEM (t, size, index + 1), (t->len - index) * size);
+  if (t->len == 0)
+    {
+      g_clear_pointer (&t->items, g_free);
+      t->alloc = 0;
+    }
+  else if (t->len <= t->alloc / 4)
+    {
+      t->alloc /= 2;
+      t->items = g_realloc_n (t->items, t->alloc, size);
+    }
+}
+
+static void
+table_clear (Table *t)
+{
+  g_clear_pointer (&t->items, g_free);
+  t->len = t->alloc = 0;
+}
+
+static Local *
+local_find (BfPbBroker *broker,
+            gint64      id,
+            guint      *index)
+{
+  return table_find (&broker->local, sizeof (Local), id, index);
+}
+
+static Remote *
+remote_find (BfPbBroker *broker,
+             gint64      id,
+             guint      *index)
+{
+  return table_find (&broker->remote, sizeof (Remote), id, index);
+}
+
+static Outstanding *
+outstanding_find (BfPbBroker *broker,
+                  gint64      id,
+                  guint      *index)
+{
+  return table_find (&broker->outstanding, sizeof (Outstanding), id, index);
 }
 
 BfPbBroker *
@@ -63,9 +191,6 @@ bf_pb_broker_new (const BfPbBrokerHandler *handler,
   broker->user_data = user_data;
   broker->state = STATE_DIALECT;
   broker->decoder = bf_banana_decoder_new (BF_BANANA_DIALECT_UNSET);
-  broker->local = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
-  broker->remote = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
-  broker->outstanding = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
   broker->next_local_id = 1;
   broker->next_request_id = 1;
   return broker;
@@ -77,9 +202,9 @@ bf_pb_broker_free (BfPbBroker *broker)
   if (broker == NULL)
     return;
   g_clear_pointer (&broker->decoder, bf_banana_decoder_free);
-  g_hash_table_unref (broker->local);
-  g_hash_table_unref (broker->remote);
-  g_hash_table_unref (broker->outstanding);
+  table_clear (&broker->local);
+  table_clear (&broker->remote);
+  table_clear (&broker->outstanding);
   g_free (broker->failure);
   g_free (broker);
 }
@@ -194,7 +319,7 @@ walk_refs (RefWalk            *w,
         g_array_append_val (w->remote_ids, v->integer);
       break;
     case BF_JELLY_LOCAL:
-      if (!g_hash_table_contains (w->broker->local, &v->integer) && !w->has_bad_local)
+      if (local_find (w->broker, v->integer, NULL) == NULL && !w->has_bad_local)
         {
           w->has_bad_local = TRUE;
           w->bad_local = v->integer;
@@ -241,21 +366,22 @@ take_refs (BfPbBroker         *broker,
   for (guint i = 0; ok && i < w.remote_ids->len; i++)
     {
       gint64 id = g_array_index (w.remote_ids, gint64, i);
-      gpointer count;
+      guint index;
+      Remote *r = remote_find (broker, id, &index);
 
-      if (g_hash_table_lookup_extended (broker->remote, &id, NULL, &count))
+      if (r != NULL)
         {
-          if (GPOINTER_TO_UINT (count) >= BF_PB_BROKER_MAX_REMOTE_REFS)
+          if (r->refs >= BF_PB_BROKER_MAX_REMOTE_REFS)
             ok = fail (broker, error, BF_PB_BROKER_ERROR_LIMIT,
                        "pb: more than %d references to one object of the peer", BF_PB_BROKER_MAX_REMOTE_REFS);
           else
-            g_hash_table_insert (broker->remote, id_new (id), GUINT_TO_POINTER (GPOINTER_TO_UINT (count) + 1));
+            r->refs++;
         }
-      else if (g_hash_table_size (broker->remote) >= BF_PB_BROKER_MAX_REMOTE)
+      else if (broker->remote.len >= BF_PB_BROKER_MAX_REMOTE)
         ok = fail (broker, error, BF_PB_BROKER_ERROR_LIMIT,
                    "pb: the peer handed over more than %d objects", BF_PB_BROKER_MAX_REMOTE);
       else
-        g_hash_table_insert (broker->remote, id_new (id), GUINT_TO_POINTER (1));
+        ((Remote *) table_insert (&broker->remote, sizeof (Remote), index, id))->refs = 1;
     }
   g_hash_table_unref (w.seen);
   g_array_unref (w.remote_ids);
@@ -322,7 +448,7 @@ handle_message (BfPbBroker          *broker,
     ;
   else if (is_int (obj))
     {
-      Local *l = g_hash_table_lookup (broker->local, &obj->integer);
+      Local *l = local_find (broker, obj->integer, NULL);
 
       if (l == NULL)
         return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
@@ -361,20 +487,26 @@ handle_answer (BfPbBroker          *broker,
 {
   const BfBananaValue *req;
   g_autoptr(BfJellyValue) value = NULL;
+  Outstanding *o;
   gpointer tag;
+  guint index;
 
   if (sexp->list.len != 3 || !is_int (sexp->list.items[1]))
     return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: malformed %s",
                  is_error ? "error" : "answer");
   req = sexp->list.items[1];
-  if (!g_hash_table_lookup_extended (broker->outstanding, &req->integer, NULL, &tag))
+  if (outstanding_find (broker, req->integer, NULL) == NULL)
     return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
                  "pb: %s to call %" G_GINT64_FORMAT ", which was never made",
                  is_error ? "error" : "answer", req->integer);
   value = unjelly (broker, sexp->list.items[2], is_error ? "error" : "answer", error);
   if (value == NULL)
     return FALSE;
-  g_hash_table_remove (broker->outstanding, &req->integer);
+  /* again, for its index: unjelly() changed the peer's table, not this one,
+   * but an index is never kept across a call */
+  o = outstanding_find (broker, req->integer, &index);
+  tag = o->tag;
+  table_remove (&broker->outstanding, sizeof (Outstanding), index);
   if (tag != NULL)
     broker->handler->answer (broker->user_data, tag, is_error ? NULL : value, is_error ? value : NULL);
   return broker->state != STATE_FAILED;
@@ -387,11 +519,12 @@ handle_decref (BfPbBroker          *broker,
 {
   const BfBananaValue *obj;
   Local *l;
+  guint index;
 
   if (sexp->list.len != 2 || !is_int (sexp->list.items[1]))
     return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL, "pb: malformed decref");
   obj = sexp->list.items[1];
-  l = g_hash_table_lookup (broker->local, &obj->integer);
+  l = local_find (broker, obj->integer, &index);
   if (l == NULL || l->refs == 0)
     return fail (broker, error, BF_PB_BROKER_ERROR_PROTOCOL,
                  "pb: decref of object %" G_GINT64_FORMAT ", which the peer does not hold", obj->integer);
@@ -400,7 +533,7 @@ handle_decref (BfPbBroker          *broker,
       Local gone = *l;
       gint64 id = obj->integer;
 
-      g_hash_table_remove (broker->local, &id);
+      table_remove (&broker->local, sizeof (Local), index);
       if (broker->handler->released)
         broker->handler->released (broker->user_data, gone.kind, gone.data, id);
     }
@@ -529,13 +662,13 @@ bf_pb_broker_export (BfPbBroker *broker,
   gint64 id;
 
   g_return_val_if_fail (kind != 0, 0);
-  if (g_hash_table_size (broker->local) >= BF_PB_BROKER_MAX_LOCAL)
+  if (broker->local.len >= BF_PB_BROKER_MAX_LOCAL)
     return 0;
   id = broker->next_local_id++;
-  l = g_new0 (Local, 1);
+  /* the biggest id yet: the end of the table */
+  l = table_insert (&broker->local, sizeof (Local), broker->local.len, id);
   l->kind = kind;
   l->data = object_data;
-  g_hash_table_insert (broker->local, id_new (id), l);
   return id;
 }
 
@@ -549,7 +682,7 @@ BfJellyValue *
 bf_pb_broker_reference (BfPbBroker *broker,
                         gint64      object_id)
 {
-  Local *l = g_hash_table_lookup (broker->local, &object_id);
+  Local *l = local_find (broker, object_id, NULL);
 
   g_return_val_if_fail (l != NULL, NULL);
   l->refs++;
@@ -567,13 +700,14 @@ gboolean
 bf_pb_broker_unexport (BfPbBroker *broker,
                        gint64      object_id)
 {
-  Local *l = g_hash_table_lookup (broker->local, &object_id);
+  guint index;
+  Local *l = local_find (broker, object_id, &index);
 
   if (l == NULL)
     return TRUE;
   if (l->refs > 0)
     return FALSE;
-  g_hash_table_remove (broker->local, &object_id);
+  table_remove (&broker->local, sizeof (Local), index);
   return TRUE;
 }
 
@@ -634,17 +768,17 @@ bf_pb_broker_call (BfPbBroker   *broker,
                    broker->state == STATE_FAILED ? "closed" : "not ready");
       return FALSE;
     }
-  if (!g_hash_table_contains (broker->remote, &remote_id))
+  if (remote_find (broker, remote_id, NULL) == NULL)
     {
       g_set_error (error, BF_PB_BROKER_ERROR, BF_PB_BROKER_ERROR_PROTOCOL,
                    "no object %" G_GINT64_FORMAT " of the peer", remote_id);
       return FALSE;
     }
-  if (g_hash_table_size (broker->outstanding) >= BF_PB_BROKER_MAX_OUTSTANDING)
+  if (broker->outstanding.len >= BF_PB_BROKER_MAX_OUTSTANDING)
     {
       g_set_error (error, BF_PB_BROKER_ERROR, BF_PB_BROKER_ERROR_LIMIT,
                    "%u calls left unanswered; the worker does not keep up",
-                   g_hash_table_size (broker->outstanding));
+                   broker->outstanding.len);
       return FALSE;
     }
   if (kw == NULL)
@@ -653,7 +787,8 @@ bf_pb_broker_call (BfPbBroker   *broker,
   out = g_byte_array_new ();
   if (!write_message (broker, out, id, remote_id, method, args, kw, error))
     return FALSE;
-  g_hash_table_insert (broker->outstanding, id_new (id), tag);
+  /* the biggest request id yet: the end of the table */
+  ((Outstanding *) table_insert (&broker->outstanding, sizeof (Outstanding), broker->outstanding.len, id))->tag = tag;
   if (request_id)
     *request_id = id;
   send_bytes (broker, out);
@@ -670,8 +805,10 @@ void
 bf_pb_broker_forget_call (BfPbBroker *broker,
                           gint64      request_id)
 {
-  if (g_hash_table_contains (broker->outstanding, &request_id))
-    g_hash_table_insert (broker->outstanding, id_new (request_id), NULL);
+  Outstanding *o = outstanding_find (broker, request_id, NULL);
+
+  if (o != NULL)
+    o->tag = NULL;
 }
 
 /* Our answers --------------------------------------------------------------------- */
@@ -771,13 +908,14 @@ bf_pb_broker_release_remote (BfPbBroker *broker,
                              gint64      remote_id,
                              guint       keep)
 {
-  gpointer count;
+  guint index;
+  Remote *r = remote_find (broker, remote_id, &index);
   guint held;
   g_autoptr(GByteArray) out = NULL;
 
-  if (!g_hash_table_lookup_extended (broker->remote, &remote_id, NULL, &count))
+  if (r == NULL)
     return;
-  held = GPOINTER_TO_UINT (count);
+  held = r->refs;
   if (held <= keep)
     return;
   out = g_byte_array_new ();
@@ -788,9 +926,9 @@ bf_pb_broker_release_remote (BfPbBroker *broker,
       bf_banana_write_int (out, remote_id);
     }
   if (keep == 0)
-    g_hash_table_remove (broker->remote, &remote_id);
+    table_remove (&broker->remote, sizeof (Remote), index);
   else
-    g_hash_table_insert (broker->remote, id_new (remote_id), GUINT_TO_POINTER (keep));
+    r->refs = keep;
   if (broker->state == STATE_READY)
     send_bytes (broker, out);
 }

@@ -34,13 +34,18 @@
  *
  * Memory: one shared read buffer for every link (the main thread reads
  * one link at a time); output waits in a per-link buffer only while the
- * socket is full, bounded by MAX_OUTPUT_BYTES.
+ * socket is full, bounded by MAX_OUTPUT_BYTES.  A plain TCP link is a bare
+ * descriptor in the shared epoll set, written and read with send() and
+ * recv(): a GSocket, its GSocketConnection, their two streams and a
+ * GCancellable were a kilobyte of every attached PB worker (issue 20).
+ * Only TLS (and a caller handing over a stream) goes through GIO.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "bf-error.h"
 #include "bf-limits.h"
@@ -129,17 +134,19 @@ struct _BfPbLink
 {
   GObject parent_instance;
 
-  GIOStream *stream;
+  int fd;                       /* plain TCP from bf_pb_link_new_for_fd(); -1 with a stream */
+  gboolean out_watched;        /* fd: G_IO_OUT in the epoll set while output waits */
+  GIOStream *stream;           /* TLS, or a stream handed to bf_pb_link_new(); NULL with fd */
   GPollableInputStream *in;
   GPollableOutputStream *out;
   GSource *in_source;          /* TLS: the stream may hold decrypted bytes */
-  BfPollerWatch *in_watch;     /* plain TCP: the socket in the shared epoll set */
+  BfPollerWatch *in_watch;     /* plain TCP: the socket in the shared epoll set (fd: output too) */
   GSource *out_source;
   GByteArray *outbuf;            /* waiting for the socket; NULL when empty */
   GByteArray *unfed;             /* read, not yet decoded: the last read's slice ran out; NULL when none */
   gboolean tls;
   gboolean tls_ready;
-  GCancellable *cancellable;
+  GCancellable *cancellable;   /* with a stream only */
 
   char *peer;
   char *worker_name;              /* NULL until logged in */
@@ -226,6 +233,40 @@ protocol_error (BfPbLink   *self,
   link_close (self, what);
 }
 
+/* Transport ---------------------------------------------------------------------- */
+
+/* As g_pollable_input_stream_read_nonblocking(): G_IO_ERROR_WOULD_BLOCK
+ * when nothing is there. */
+static gssize
+transport_read (BfPbLink  *self,
+                guint8    *buf,
+                gsize      len,
+                GError   **error)
+{
+  if (self->fd >= 0)
+    return bf_fd_io (self->fd, FALSE, buf, len, error);
+  return g_pollable_input_stream_read_nonblocking (self->in, buf, len, self->cancellable, error);
+}
+
+/* Returns how much was written: 0 when the socket takes nothing now. */
+static gssize
+transport_write (BfPbLink      *self,
+                 const guint8  *data,
+                 gsize          len,
+                 GError       **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  gssize n = self->fd >= 0
+    ? bf_fd_io (self->fd, TRUE, (void *) data, len, &local_error)
+    : g_pollable_output_stream_write_nonblocking (self->out, data, len, self->cancellable, &local_error);
+
+  if (n < 0 && g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return 0;
+  if (n < 0)
+    g_propagate_error (error, g_steal_pointer (&local_error));
+  return n;
+}
+
 /* Output ------------------------------------------------------------------------- */
 
 static gboolean
@@ -240,6 +281,29 @@ out_ready_cb (GObject  *stream,
   return G_SOURCE_REMOVE;
 }
 
+/* The socket is full: flush_output() again once it is writable. */
+static void
+wait_writable (BfPbLink *self)
+{
+  if (self->fd >= 0)
+    {
+      /* before start_io(), which watches for output if some waits */
+      if (self->in_watch != NULL && !self->out_watched)
+        {
+          bf_poller_watch_update (self->in_watch, G_IO_IN | G_IO_OUT);
+          self->out_watched = TRUE;
+        }
+      return;
+    }
+  if (self->out_source == NULL)
+    {
+      self->out_source = g_pollable_output_stream_create_source (self->out, NULL);
+      g_source_set_callback (self->out_source, G_SOURCE_FUNC (out_ready_cb), self, NULL);
+      g_source_set_static_name (self->out_source, "[buildfleetd] PB output");
+      g_source_attach (self->out_source, NULL);
+    }
+}
+
 static void
 flush_output (BfPbLink *self)
 {
@@ -250,17 +314,10 @@ flush_output (BfPbLink *self)
 
       if (!self->tls_ready)
         return;
-      n = g_pollable_output_stream_write_nonblocking (self->out, self->outbuf->data,
-                                                      self->outbuf->len, self->cancellable, &error);
-      if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+      n = transport_write (self, self->outbuf->data, self->outbuf->len, &error);
+      if (n == 0)
         {
-          if (self->out_source == NULL)
-            {
-              self->out_source = g_pollable_output_stream_create_source (self->out, NULL);
-              g_source_set_callback (self->out_source, G_SOURCE_FUNC (out_ready_cb), self, NULL);
-              g_source_set_static_name (self->out_source, "[buildfleetd] PB output");
-              g_source_attach (self->out_source, NULL);
-            }
+          wait_writable (self);
           return;
         }
       if (n < 0)
@@ -275,6 +332,11 @@ flush_output (BfPbLink *self)
     }
   if (self->outbuf != NULL && self->outbuf->len == 0)
     g_clear_pointer (&self->outbuf, g_byte_array_unref);
+  if (self->out_watched && self->outbuf == NULL && !self->closed)
+    {
+      bf_poller_watch_update (self->in_watch, G_IO_IN);
+      self->out_watched = FALSE;
+    }
 }
 
 static void
@@ -295,7 +357,8 @@ broker_send_cb (gpointer      user_data,
       return;
     }
   g_byte_array_append (self->outbuf, data, len);
-  if (self->out_source == NULL)
+  /* already waiting for the socket: it is full */
+  if (self->out_source == NULL && !self->out_watched)
     flush_output (self);
 }
 
@@ -463,6 +526,8 @@ answer_waiting (BfPbLink *self)
 
   if (self->unfed != NULL)
     return TRUE;
+  if (self->fd >= 0)
+    return bf_fd_has_unread (self->fd);
   if (G_IS_TLS_CONNECTION (self->stream))
     g_object_get (self->stream, "base-io-stream", &base, NULL);
   else
@@ -1209,8 +1274,7 @@ in_ready_cb (GObject  *stream,
   for (guint i = 0; i < 4 && !self->closed && (i == 0 || g_get_monotonic_time () < until); i++)
     {
       g_autoptr(GError) error = NULL;
-      gssize n = g_pollable_input_stream_read_nonblocking (self->in, buffer, sizeof buffer,
-                                                           self->cancellable, &error);
+      gssize n = transport_read (self, buffer, sizeof buffer, &error);
 
       if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
         break;
@@ -1266,7 +1330,12 @@ in_poll_cb (int           fd,
             gpointer      user_data)
 {
   BfPbLink *self = user_data;
+  G_GNUC_UNUSED g_autoptr(BfPbLink) hold = g_object_ref (self);
 
+  if (condition & G_IO_OUT)
+    flush_output (self);
+  if (self->closed || !(condition & (G_IO_IN | G_IO_HUP | G_IO_ERR)))
+    return;
   if (in_ready_cb (NULL, self) == G_SOURCE_REMOVE)
     bf_poller_unwatch (&self->in_watch);
 }
@@ -1278,6 +1347,13 @@ in_poll_cb (int           fd,
 static void
 start_io (BfPbLink *self)
 {
+  if (self->fd >= 0)
+    {
+      self->out_watched = self->outbuf != NULL;
+      self->in_watch = bf_poller_watch (self->fd, G_IO_IN | (self->out_watched ? G_IO_OUT : 0),
+                                        in_poll_cb, self);
+      return;
+    }
   if (!self->tls && G_IS_SOCKET_CONNECTION (self->stream))
     {
       GSocket *socket = g_socket_connection_get_socket (G_SOCKET_CONNECTION (self->stream));
@@ -1360,8 +1436,15 @@ link_close (BfPbLink   *self,
     }
   g_clear_pointer (&self->outbuf, g_byte_array_unref);
   g_clear_pointer (&self->unfed, g_byte_array_unref);
-  g_cancellable_cancel (self->cancellable);
-  g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL, stream_closed_cb, NULL);
+  if (self->cancellable != NULL)
+    g_cancellable_cancel (self->cancellable);
+  if (self->stream != NULL)
+    g_io_stream_close_async (self->stream, G_PRIORITY_DEFAULT, NULL, stream_closed_cb, NULL);
+  if (self->fd >= 0)
+    {
+      close (self->fd);
+      self->fd = -1;
+    }
   fail_all_calls (self, reason);
   fail_all_commands (self, reason);
   g_signal_emit_by_name (self, "closed", reason);
@@ -2216,7 +2299,7 @@ bf_pb_link_dispose (GObject *object)
 {
   BfPbLink *self = BF_PB_LINK (object);
 
-  if (!self->closed && self->stream != NULL)
+  if (!self->closed && (self->stream != NULL || self->fd >= 0))
     link_close (self, "link disposed");
   bf_timer_stop (&self->keepalive_timer);
   bf_timer_stop (&self->login_timer);
@@ -2238,6 +2321,8 @@ bf_pb_link_finalize (GObject *object)
   g_clear_pointer (&self->info, bf_worker_info_free);
   g_clear_object (&self->cancellable);
   g_clear_object (&self->stream);
+  if (self->fd >= 0)
+    close (self->fd);
   g_free (self->peer);
   g_free (self->worker_name);
   g_free (self->login_name);
@@ -2269,7 +2354,23 @@ bf_pb_link_init (BfPbLink *self)
   bf_token_bucket_init (&self->flood, FLOOD_BURST);
   self->last_rx_mono = self->flood.stamp;
   self->last_rx_usec = (guint64) g_get_real_time ();
-  self->cancellable = g_cancellable_new ();
+  self->fd = -1;
+}
+
+static BfPbLink *
+link_new (const char       *peer,
+          guint64           keepalive_interval_usec,
+          BfPbLinkAuthFunc  auth,
+          gpointer          auth_data)
+{
+  BfPbLink *self = g_object_new (BF_TYPE_PB_LINK, NULL);
+
+  self->peer = g_strdup (peer);
+  self->keepalive_interval_usec = keepalive_interval_usec;
+  self->auth = auth;
+  self->auth_data = auth_data;
+  self->broker = bf_pb_broker_new (&broker_handler, self);
+  return self;
 }
 
 /**
@@ -2287,17 +2388,37 @@ bf_pb_link_new (GIOStream        *stream,
                 BfPbLinkAuthFunc  auth,
                 gpointer          auth_data)
 {
-  BfPbLink *self = g_object_new (BF_TYPE_PB_LINK, NULL);
+  BfPbLink *self = link_new (peer, keepalive_interval_usec, auth, auth_data);
 
   self->stream = g_object_ref (stream);
   self->in = G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (stream));
   self->out = G_POLLABLE_OUTPUT_STREAM (g_io_stream_get_output_stream (stream));
-  self->peer = g_strdup (peer);
+  self->cancellable = g_cancellable_new ();
   self->tls = tls;
   self->tls_ready = !tls;
-  self->keepalive_interval_usec = keepalive_interval_usec;
-  self->auth = auth;
-  self->auth_data = auth_data;
-  self->broker = bf_pb_broker_new (&broker_handler, self);
+  return self;
+}
+
+/**
+ * bf_pb_link_new_for_fd:
+ * @fd: (transfer full): a connected, non-blocking TCP socket
+ * @peer: "host:port"
+ * @keepalive_interval_usec: once attached; 0 = none
+ * @auth: checks the login
+ *
+ * A plain TCP link on a bare descriptor: what the listener makes of every
+ * PB connection without TLS (the lightest kind).
+ */
+BfPbLink *
+bf_pb_link_new_for_fd (int               fd,
+                       const char       *peer,
+                       guint64           keepalive_interval_usec,
+                       BfPbLinkAuthFunc  auth,
+                       gpointer          auth_data)
+{
+  BfPbLink *self = link_new (peer, keepalive_interval_usec, auth, auth_data);
+
+  self->fd = fd;
+  self->tls_ready = TRUE;
   return self;
 }

@@ -45,6 +45,11 @@ BfPbLink *bf_pb_link_new   (GIOStream        *stream,
                             guint64           keepalive_interval_usec,
                             BfPbLinkAuthFunc  auth,
                             gpointer          auth_data);
+BfPbLink *bf_pb_link_new_for_fd (int               fd,
+                                  const char       *peer,
+                                  guint64           keepalive_interval_usec,
+                                  BfPbLinkAuthFunc  auth,
+                                  gpointer          auth_data);
 void      bf_pb_link_start (BfPbLink         *self,
                             guint64           login_timeout_usec,
                             guint             msgpack_port);
