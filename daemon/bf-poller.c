@@ -163,7 +163,8 @@ poller_dispatch (GSource     *source,
       for (int i = 0; i < n; i++)
         {
           BfPollerWatch *w = events[i].data.ptr;
-          Ready e = { w, from_epoll (events[i].events) };
+          /* a pending watch that is also writable is still readable */
+          Ready e = { w, from_epoll (events[i].events) | (w->pending ? G_IO_IN : 0) };
 
           if (rank (w) == r && !w->in_batch)
             {
