@@ -17,7 +17,6 @@
 #include <glib-unix.h>
 #include <systemd/sd-daemon.h>
 
-#include "bf-bus-thread.h"
 #include "bf-error.h"
 #include "bf-heap.h"
 #include "bf-log.h"
@@ -180,7 +179,6 @@ bus_acquired_cb (GDBusConnection *bus,
     {
       app->bus = g_object_ref (bus);
       g_signal_connect (bus, "closed", G_CALLBACK (bus_closed_cb), app);
-      bf_bus_thread_tune (bus);
     }
 
   if (!bf_manager_export (app->manager, bus, &error))
