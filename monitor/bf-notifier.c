@@ -504,27 +504,39 @@ bf_notifier_show_fleet (BfNotifier          *self,
     g_warning ("Could not show the notification “%s”: %s", summary, error->message);
 }
 
+static int
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return g_strcmp0 (*(char *const *) a, *(char *const *) b);
+}
+
 static void
 bf_notifier_summarize_missing (BfNotifier *self)
 {
   GListModel *list = G_LIST_MODEL (self->model);
   guint n_missing = bf_fleet_model_get_n_missing (self->model);
   g_autoptr(GString) names = g_string_new (NULL);
+  g_autoptr(GPtrArray) missing = g_ptr_array_new_with_free_func (g_free);
   g_autofree char *summary = NULL;
   guint listed = 0;
 
   if (n_missing == 0)
     return;
-  for (guint i = 0; i < g_list_model_get_n_items (list) && listed < 5; i++)
+  /* the first few by name: the daemon lists its workers in no particular order */
+  for (guint i = 0; i < g_list_model_get_n_items (list); i++)
     {
       g_autoptr(BfDBusWorker) worker = g_list_model_get_item (list, i);
 
-      if (!bf_dbus_worker_get_missing (worker))
-        continue;
+      if (bf_dbus_worker_get_missing (worker))
+        g_ptr_array_add (missing, g_strdup (bf_dbus_worker_get_name (worker)));
+    }
+  g_ptr_array_sort (missing, compare_names);
+  for (; listed < missing->len && listed < 5; listed++)
+    {
       if (names->len > 0)
         g_string_append (names, ", ");
-      g_string_append (names, bf_dbus_worker_get_name (worker));
-      listed++;
+      g_string_append (names, g_ptr_array_index (missing, listed));
     }
   if (n_missing > listed)
     /* Translators: after a list of worker names: how many more are missing */
