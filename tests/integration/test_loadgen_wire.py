@@ -127,6 +127,7 @@ class LoadgenWireTest(unittest.TestCase):
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
         self.proc = None
+        self.out = b''
         self.conns = []
 
     def tearDown(self):
@@ -156,16 +157,25 @@ class LoadgenWireTest(unittest.TestCase):
         return line, headers
 
     def phase(self, name, timeout=30):
+        # Read the descriptor itself: a buffered readline() can take two
+        # lines from the pipe at once and leave the second where select()
+        # does not see it (which a loaded machine, writing both lines
+        # before this reads, made happen).
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not select.select([self.proc.stdout], [], [], deadline - time.monotonic())[0]:
+        fd = self.proc.stdout.fileno()
+        while True:
+            while b'\n' in self.out:
+                line, self.out = self.out.split(b'\n', 1)
+                d = json.loads(line)
+                if d.get('phase') == name:
+                    return d
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
                 break
-            line = self.proc.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            d = json.loads(line)
-            if d.get('phase') == name:
-                return d
+            self.out += chunk
         self.fail('no %s line from bf-loadgen' % name)
 
     def test_handshake_answers_and_close(self):
@@ -276,11 +286,16 @@ class LoadgenThreadsTest(bfharness.FleetTestCase):
             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
         self.addCleanup(stop_process, self.loadgen)
         line = None
+        out = b''
+        fd = self.loadgen.stdout.fileno()
         deadline = time.monotonic() + 150
         while line is None and time.monotonic() < deadline:
             self.pump()
-            if select.select([self.loadgen.stdout], [], [], 0.05)[0]:
-                d = json.loads(self.loadgen.stdout.readline() or b'{}')
+            if select.select([fd], [], [], 0.05)[0]:
+                out += os.read(fd, 65536)     # not readline(): see LoadgenWireTest.phase()
+            while line is None and b'\n' in out:
+                text, out = out.split(b'\n', 1)
+                d = json.loads(text)
                 if d.get('phase') == 'attached':
                     line = d
         self.assertIsNotNone(line, 'no attached line')
